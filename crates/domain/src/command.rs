@@ -1,0 +1,103 @@
+//! Commands: what someone asks of a ticket, in the imperative. A command carries every id
+//! the resulting events need, so `decide` stays free of clocks and randomness.
+
+use crate::event::{CloseReason, Customer, Details, HandoffReason, MessageBody, ReleaseReason};
+use crate::ids::{AgentId, MessageId, QueueId, StoreId, TicketId};
+use crate::personal::Personal;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    OpenTicket {
+        ticket: TicketId,
+        customer: Customer,
+        language: String,
+    },
+    ReceiveCustomerMessage {
+        message: MessageId,
+        provider_message_id: String,
+        body: MessageBody,
+    },
+    SendBotMessage {
+        message: MessageId,
+        body: MessageBody,
+    },
+    CaptureDetails(Details),
+    RequestHandoff {
+        reason: HandoffReason,
+    },
+    RouteToQueue {
+        rule: String,
+        queue: QueueId,
+    },
+    ReferToStore {
+        rule: String,
+        store: StoreId,
+    },
+    AssignAgent {
+        agent: AgentId,
+    },
+    AcceptAssignment {
+        agent: AgentId,
+    },
+    SendAgentMessage {
+        agent: AgentId,
+        message: MessageId,
+        body: MessageBody,
+    },
+    ReleaseTicket {
+        agent: AgentId,
+        reason: ReleaseReason,
+    },
+    ResolveTicket {
+        agent: AgentId,
+        summary: String,
+    },
+    RequestRating {
+        message: MessageId,
+    },
+    ReceiveRating {
+        score: u8,
+        comment: Option<Personal<String>>,
+    },
+    CloseTicket {
+        reason: CloseReason,
+    },
+    AbandonTicket,
+    RecordDelivery {
+        message: MessageId,
+        provider_message_id: String,
+    },
+    RecordDeliveryFailure {
+        message: MessageId,
+        reason: String,
+        permanent: bool,
+    },
+    EraseCustomer,
+}
+
+impl Command {
+    /// A verb for error messages: "ticket … is Closed; cannot assign an agent".
+    pub fn action(&self) -> &'static str {
+        match self {
+            Command::OpenTicket { .. } => "open",
+            Command::ReceiveCustomerMessage { .. } => "receive a customer message",
+            Command::SendBotMessage { .. } => "send a bot message",
+            Command::CaptureDetails(_) => "capture details",
+            Command::RequestHandoff { .. } => "request a handoff",
+            Command::RouteToQueue { .. } => "route to a queue",
+            Command::ReferToStore { .. } => "refer to a store",
+            Command::AssignAgent { .. } => "assign an agent",
+            Command::AcceptAssignment { .. } => "accept the assignment",
+            Command::SendAgentMessage { .. } => "send an agent message",
+            Command::ReleaseTicket { .. } => "release",
+            Command::ResolveTicket { .. } => "resolve",
+            Command::RequestRating { .. } => "request a rating",
+            Command::ReceiveRating { .. } => "receive a rating",
+            Command::CloseTicket { .. } => "close",
+            Command::AbandonTicket => "abandon",
+            Command::RecordDelivery { .. } => "record a delivery",
+            Command::RecordDeliveryFailure { .. } => "record a delivery failure",
+            Command::EraseCustomer => "erase the customer",
+        }
+    }
+}

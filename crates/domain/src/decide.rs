@@ -1,0 +1,260 @@
+//! The rules: which command is allowed in which phase, and what it produces.
+
+use crate::command::Command;
+use crate::error::DomainError;
+use crate::event::{CloseReason, Event, MessageBody, RouteDestination};
+use crate::ids::{AgentId, TicketId};
+use crate::ticket::{Phase, Ticket};
+
+/// Decides what a command does to a ticket: the events to append, or why not.
+///
+/// Pure: the same state and command always give the same answer. Commands that are
+/// already satisfied (erasing an erased customer) give no events rather than an error,
+/// so a retried command is harmless.
+pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainError> {
+    let action = command.action();
+    let Some(id) = ticket.id else {
+        return match command {
+            Command::OpenTicket {
+                ticket,
+                customer,
+                language,
+            } => {
+                not_empty(customer.contact.expose(), "customer contact")?;
+                not_empty(&language, "language")?;
+                Ok(vec![Event::TicketOpened {
+                    ticket,
+                    customer,
+                    language,
+                }])
+            }
+            _ => Err(DomainError::NotOpened { action }),
+        };
+    };
+    let wrong_phase = || DomainError::WrongPhase {
+        ticket: id,
+        phase: ticket.phase,
+        action,
+    };
+    let allowed_in = |phases: &[Phase]| -> Result<(), DomainError> {
+        if phases.contains(&ticket.phase) {
+            Ok(())
+        } else {
+            Err(wrong_phase())
+        }
+    };
+    // Receipts arrive whenever the provider sends them, also after a ticket closed or its
+    // customer was erased.
+    let is_receipt = matches!(
+        command,
+        Command::RecordDelivery { .. } | Command::RecordDeliveryFailure { .. }
+    );
+    if ticket.erased && !is_receipt {
+        return match command {
+            Command::EraseCustomer => Ok(vec![]),
+            _ => Err(DomainError::Erased { ticket: id, action }),
+        };
+    }
+    const CONVERSATION: [Phase; 7] = [
+        Phase::Open,
+        Phase::Routing,
+        Phase::Queued,
+        Phase::Assigned,
+        Phase::ReferredToStore,
+        Phase::Resolved,
+        Phase::AwaitingRating,
+    ];
+
+    match command {
+        Command::OpenTicket { .. } => Err(DomainError::AlreadyOpened { ticket: id }),
+        Command::ReceiveCustomerMessage {
+            message,
+            provider_message_id,
+            body,
+        } => {
+            allowed_in(&CONVERSATION)?;
+            not_empty(&provider_message_id, "provider message id")?;
+            Ok(vec![Event::CustomerMessageReceived {
+                message,
+                provider_message_id,
+                body,
+            }])
+        }
+        Command::SendBotMessage { message, body } => {
+            allowed_in(&CONVERSATION)?;
+            body_not_empty(&body)?;
+            Ok(vec![Event::BotMessageSent { message, body }])
+        }
+        Command::CaptureDetails(details) => {
+            allowed_in(&[Phase::Open])?;
+            not_empty(&details.product, "product")?;
+            Ok(vec![Event::DetailsCaptured(details)])
+        }
+        Command::RequestHandoff { reason } => {
+            allowed_in(&[Phase::Open])?;
+            Ok(vec![Event::HandoffRequested { reason }])
+        }
+        Command::RouteToQueue { rule, queue } => {
+            allowed_in(&[Phase::Routing])?;
+            not_empty(queue.as_str(), "queue")?;
+            Ok(vec![
+                Event::TicketRouted {
+                    rule,
+                    destination: RouteDestination::Queue(queue.clone()),
+                },
+                Event::TicketQueued { queue },
+            ])
+        }
+        Command::ReferToStore { rule, store } => {
+            allowed_in(&[Phase::Routing])?;
+            not_empty(store.as_str(), "store")?;
+            Ok(vec![
+                Event::TicketRouted {
+                    rule,
+                    destination: RouteDestination::Store(store.clone()),
+                },
+                Event::ReferredToStore { store },
+            ])
+        }
+        Command::AssignAgent { agent } => {
+            allowed_in(&[Phase::Queued])?;
+            not_empty(agent.as_str(), "agent")?;
+            Ok(vec![Event::AgentAssigned { agent }])
+        }
+        Command::AcceptAssignment { agent } => {
+            assigned_to(ticket, id, &agent, action)?;
+            if ticket.accepted {
+                return Err(DomainError::AlreadyAccepted { ticket: id, agent });
+            }
+            Ok(vec![Event::AgentAccepted { agent }])
+        }
+        Command::SendAgentMessage {
+            agent,
+            message,
+            body,
+        } => {
+            accepted_by(ticket, id, &agent, action)?;
+            body_not_empty(&body)?;
+            Ok(vec![Event::AgentMessageSent {
+                agent,
+                message,
+                body,
+            }])
+        }
+        Command::ReleaseTicket { agent, reason } => {
+            assigned_to(ticket, id, &agent, action)?;
+            // A ticket is only ever assigned from a queue, so the queue is known here.
+            let Some(queue) = ticket.queue.clone() else {
+                return Err(wrong_phase());
+            };
+            Ok(vec![
+                Event::TicketReleased { agent, reason },
+                Event::TicketQueued { queue },
+            ])
+        }
+        Command::ResolveTicket { agent, summary } => {
+            accepted_by(ticket, id, &agent, action)?;
+            Ok(vec![Event::TicketResolved { agent, summary }])
+        }
+        Command::RequestRating { message } => {
+            allowed_in(&[Phase::Resolved, Phase::ReferredToStore])?;
+            Ok(vec![Event::RatingRequested { message }])
+        }
+        Command::ReceiveRating { score, comment } => {
+            allowed_in(&[Phase::AwaitingRating])?;
+            if !(1..=5).contains(&score) {
+                return Err(DomainError::InvalidRating { score });
+            }
+            Ok(vec![
+                Event::RatingReceived { score, comment },
+                Event::TicketClosed {
+                    reason: CloseReason::Rated,
+                },
+            ])
+        }
+        Command::CloseTicket { reason } => {
+            allowed_in(&[
+                Phase::Resolved,
+                Phase::ReferredToStore,
+                Phase::AwaitingRating,
+            ])?;
+            Ok(vec![Event::TicketClosed { reason }])
+        }
+        Command::AbandonTicket => {
+            allowed_in(&[Phase::Open, Phase::Routing, Phase::Queued, Phase::Assigned])?;
+            Ok(vec![Event::TicketAbandoned])
+        }
+        Command::RecordDelivery {
+            message,
+            provider_message_id,
+        } => Ok(vec![Event::MessageDelivered {
+            message,
+            provider_message_id,
+        }]),
+        Command::RecordDeliveryFailure {
+            message,
+            reason,
+            permanent,
+        } => Ok(vec![Event::MessageDeliveryFailed {
+            message,
+            reason,
+            permanent,
+        }]),
+        Command::EraseCustomer => Ok(vec![Event::CustomerErased]),
+    }
+}
+
+fn assigned_to(
+    ticket: &Ticket,
+    id: TicketId,
+    agent: &AgentId,
+    action: &'static str,
+) -> Result<(), DomainError> {
+    match (&ticket.phase, &ticket.agent) {
+        (Phase::Assigned, Some(assigned)) if assigned == agent => Ok(()),
+        (Phase::Assigned, Some(assigned)) => Err(DomainError::NotTheAssignedAgent {
+            ticket: id,
+            agent: agent.clone(),
+            assigned: assigned.clone(),
+            action,
+        }),
+        (phase, _) => Err(DomainError::WrongPhase {
+            ticket: id,
+            phase: *phase,
+            action,
+        }),
+    }
+}
+
+fn accepted_by(
+    ticket: &Ticket,
+    id: TicketId,
+    agent: &AgentId,
+    action: &'static str,
+) -> Result<(), DomainError> {
+    assigned_to(ticket, id, agent, action)?;
+    if ticket.accepted {
+        Ok(())
+    } else {
+        Err(DomainError::NotAccepted {
+            ticket: id,
+            agent: agent.clone(),
+            action,
+        })
+    }
+}
+
+fn not_empty(value: &str, field: &'static str) -> Result<(), DomainError> {
+    if value.trim().is_empty() {
+        Err(DomainError::Empty { field })
+    } else {
+        Ok(())
+    }
+}
+
+fn body_not_empty(body: &MessageBody) -> Result<(), DomainError> {
+    match body {
+        MessageBody::Text(text) => not_empty(text.expose(), "message text"),
+        MessageBody::Media(_) | MessageBody::Location(_) => Ok(()),
+    }
+}

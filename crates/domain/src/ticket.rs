@@ -1,0 +1,166 @@
+//! The ticket's state, its phases, and `evolve`, which folds one event into the state.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Customer, Details, Event};
+use crate::ids::{AgentId, QueueId, StoreId, TicketId};
+use crate::personal::Personal;
+
+/// Where a ticket stands.
+///
+/// ```text
+/// Open -> Routing -> Queued -> Assigned -> Resolved -> AwaitingRating -> Closed
+///                \-> ReferredToStore -> AwaitingRating -> Closed
+/// Open | Routing | Queued | Assigned -> Abandoned
+/// Assigned -> Queued (released, agent offline, or not accepted in time)
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    /// No event yet: the ticket does not exist.
+    #[default]
+    New,
+    /// The bot is talking to the customer.
+    Open,
+    /// Handed over by the bot, waiting for routing.
+    Routing,
+    Queued,
+    Assigned,
+    ReferredToStore,
+    Resolved,
+    AwaitingRating,
+    Closed,
+    Abandoned,
+}
+
+impl Phase {
+    /// Closed and Abandoned tickets take no more conversation.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Closed | Phase::Abandoned)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The phase as named in error messages.
+pub type PhaseName = Phase;
+
+/// A customer's rating of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rating {
+    pub score: u8,
+    pub comment: Option<Personal<String>>,
+}
+
+/// The state of one ticket, folded from its events.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub id: Option<TicketId>,
+    pub phase: Phase,
+    pub customer: Option<Customer>,
+    pub language: String,
+    pub details: Option<Details>,
+    /// The queue the ticket waits in or was taken from; kept after assignment so a
+    /// released ticket goes back to the same queue.
+    pub queue: Option<QueueId>,
+    pub agent: Option<AgentId>,
+    pub accepted: bool,
+    pub store: Option<StoreId>,
+    pub resolved_by: Option<AgentId>,
+    pub rating: Option<Rating>,
+    pub customer_messages: u32,
+    pub outbound_messages: u32,
+    pub deliveries: u32,
+    pub delivery_failures: u32,
+    pub erased: bool,
+    /// How many events were folded into this state.
+    pub events: u64,
+}
+
+/// Folds one event into the state. Never fails: the log is the truth, so an event is
+/// applied even where `decide` would not have produced it (an old or foreign writer).
+pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
+    ticket.events += 1;
+    match event {
+        Event::TicketOpened {
+            ticket: id,
+            customer,
+            language,
+        } => {
+            ticket.id = Some(*id);
+            ticket.customer = Some(customer.clone());
+            ticket.language = language.clone();
+            ticket.phase = Phase::Open;
+        }
+        Event::CustomerMessageReceived { .. } => ticket.customer_messages += 1,
+        Event::BotMessageSent { .. } | Event::AgentMessageSent { .. } => {
+            ticket.outbound_messages += 1
+        }
+        Event::DetailsCaptured(details) => ticket.details = Some(details.clone()),
+        Event::HandoffRequested { .. } => ticket.phase = Phase::Routing,
+        // The destination takes effect with the TicketQueued or ReferredToStore that
+        // follows in the same command.
+        Event::TicketRouted { .. } => {}
+        Event::ReferredToStore { store } => {
+            ticket.store = Some(store.clone());
+            ticket.phase = Phase::ReferredToStore;
+        }
+        Event::TicketQueued { queue } => {
+            ticket.queue = Some(queue.clone());
+            ticket.agent = None;
+            ticket.accepted = false;
+            ticket.phase = Phase::Queued;
+        }
+        Event::AgentAssigned { agent } => {
+            ticket.agent = Some(agent.clone());
+            ticket.accepted = false;
+            ticket.phase = Phase::Assigned;
+        }
+        Event::AgentAccepted { .. } => ticket.accepted = true,
+        Event::TicketReleased { .. } => {
+            ticket.agent = None;
+            ticket.accepted = false;
+            ticket.phase = Phase::Queued;
+        }
+        Event::TicketResolved { agent, .. } => {
+            ticket.resolved_by = Some(agent.clone());
+            ticket.phase = Phase::Resolved;
+        }
+        Event::RatingRequested { .. } => ticket.phase = Phase::AwaitingRating,
+        Event::RatingReceived { score, comment } => {
+            ticket.rating = Some(Rating {
+                score: *score,
+                comment: comment.clone(),
+            })
+        }
+        Event::TicketClosed { .. } => ticket.phase = Phase::Closed,
+        Event::TicketAbandoned => ticket.phase = Phase::Abandoned,
+        Event::MessageDelivered { .. } => ticket.deliveries += 1,
+        Event::MessageDeliveryFailed { .. } => ticket.delivery_failures += 1,
+        Event::CustomerErased => {
+            ticket.erased = true;
+            if let Some(customer) = &mut ticket.customer {
+                customer.contact = Personal::default();
+                customer.display_name = None;
+            }
+            if let Some(details) = &mut ticket.details {
+                details.serial_number = Personal::default();
+                details.problem = Personal::default();
+            }
+            if let Some(rating) = &mut ticket.rating {
+                rating.comment = None;
+            }
+        }
+    }
+    ticket
+}
+
+/// Folds a sequence of events, starting from `ticket`.
+pub fn fold<'a>(ticket: Ticket, events: impl IntoIterator<Item = &'a Event>) -> Ticket {
+    events.into_iter().fold(ticket, evolve)
+}
