@@ -1,1 +1,157 @@
-//! placeholder
+//! Telemetry: structured logs, traces, and trace context across process boundaries.
+//!
+//! - [`init`] installs the process-wide `tracing` subscriber (JSON or human logs, filtered
+//!   by `RUST_LOG`/`HELPLINE_LOG`) with an OpenTelemetry layer, so every `tracing` span is
+//!   also an OpenTelemetry span.
+//! - [`inject`] / [`extract`] carry W3C `traceparent`/`tracestate` in NATS headers, so one
+//!   trace follows a customer message through every service. (The `opentelemetry-nats`
+//!   crate targets an older async-nats, hence these few lines here.)
+//!
+//! **Invariant:** propagation always uses the W3C trace-context format, independent of any
+//! global propagator another library may install.
+
+#![forbid(unsafe_code)]
+
+use async_nats::HeaderMap;
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Writes `cx` into NATS headers as `traceparent` (and `tracestate` when set).
+pub fn inject(cx: &Context, headers: &mut HeaderMap) {
+    TraceContextPropagator::new().inject_context(cx, &mut NatsHeaders(headers));
+}
+
+/// Reads the trace context a producer wrote into NATS headers; an empty context when
+/// there is none or it is malformed.
+pub fn extract(headers: &HeaderMap) -> Context {
+    TraceContextPropagator::new().extract(&NatsHeadersRef(headers))
+}
+
+/// The OpenTelemetry context of the current `tracing` span.
+pub fn current_context() -> Context {
+    tracing::Span::current().context()
+}
+
+/// Makes `span` a child of the remote context `parent` (e.g. from [`extract`]). Without an
+/// OpenTelemetry layer installed there is nothing to link, which is not an error.
+pub fn set_parent(span: &tracing::Span, parent: Context) {
+    let _ = span.set_parent(parent);
+}
+
+struct NatsHeaders<'a>(&'a mut HeaderMap);
+
+impl Injector for NatsHeaders<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key, value.as_str());
+    }
+}
+
+struct NatsHeadersRef<'a>(&'a HeaderMap);
+
+impl Extractor for NatsHeadersRef<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|value| value.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_ref()).collect()
+    }
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for collectors.
+    #[default]
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+}
+
+/// Keeps the tracer provider alive; dropping it flushes and shuts tracing down.
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("a global tracing subscriber is already installed: {0}")]
+    AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
+}
+
+/// Installs logging and tracing for this process. `service` names the spans' resource.
+pub fn init(service: &'static str, format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
+    let provider = SdkTracerProvider::builder()
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service)
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer(service);
+    let filter = EnvFilter::try_from_env("HELPLINE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    match format {
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_current_span(true))
+            .try_init()?,
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .try_init()?,
+    }
+    Ok(TelemetryGuard { provider })
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+
+    use super::*;
+
+    #[test]
+    fn trace_context_round_trips_through_nats_headers() {
+        let span = SpanContext::new(
+            TraceId::from(0x0af7651916cd43dd8448eb211c80319c),
+            SpanId::from(0xb7ad6b7169203331),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let cx = Context::new().with_remote_span_context(span.clone());
+        let mut headers = HeaderMap::new();
+        inject(&cx, &mut headers);
+        assert_eq!(
+            headers.get("traceparent").map(|v| v.as_str()),
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        );
+        let back = extract(&headers);
+        assert_eq!(back.span().span_context().trace_id(), span.trace_id());
+        assert_eq!(back.span().span_context().span_id(), span.span_id());
+    }
+
+    #[test]
+    fn missing_or_malformed_traceparent_gives_an_empty_context() {
+        let mut headers = HeaderMap::new();
+        assert!(!extract(&headers).span().span_context().is_valid());
+        headers.insert("traceparent", "not-a-trace");
+        assert!(!extract(&headers).span().span_context().is_valid());
+    }
+}

