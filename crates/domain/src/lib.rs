@@ -31,8 +31,8 @@ pub use command::Command;
 pub use decide::decide;
 pub use error::DomainError;
 pub use event::{
-    Channel, CloseReason, Customer, Details, Event, HandoffReason, Media, MediaKind,
-    MessageBody, ReleaseReason, RouteDestination,
+    Channel, CloseReason, Customer, Details, Event, HandoffReason, Media, MediaKind, MessageBody,
+    ReleaseReason, RouteDestination,
 };
 pub use ids::{AgentId, MessageId, QueueId, StoreId, TicketId};
 pub use personal::Personal;

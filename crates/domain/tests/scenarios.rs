@@ -1,0 +1,1196 @@
+//! The ticket's rules as given/when/then specifications.
+//!
+//! Every transition of `decide` has a scenario; every refusal is in the phase table or in
+//! a scenario of its own; `evolve` is checked on the states that typical histories reach.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use helpline_domain::ticket::Rating;
+use helpline_domain::{
+    Channel, CloseReason, Command, Customer, Details, DomainError, Event, HandoffReason, Media,
+    MediaKind, MessageBody, Personal, Phase, QueueId, ReleaseReason, StoreId, Ticket, decide,
+    evolve, fold,
+};
+use support::*;
+
+// =======================================================================================
+// The canonical histories are what decide produces
+// =======================================================================================
+
+#[test]
+fn every_canonical_history_is_what_decide_produces_and_reaches_its_phase() {
+    for stage in Stage::ALL {
+        let mut ticket = Ticket::default();
+        for (command, expected) in stage.steps() {
+            let events = decide(&ticket, command.clone())
+                .unwrap_or_else(|e| panic!("{stage:?}: {command:?} refused: {e}"));
+            assert_eq!(events, expected, "{stage:?}: {command:?}");
+            ticket = fold(ticket, &events);
+        }
+        assert_eq!(ticket.phase, stage.phase(), "{stage:?}");
+        assert_eq!(
+            ticket,
+            Scenario::at(stage, []).ticket().clone(),
+            "{stage:?}"
+        );
+    }
+}
+
+#[test]
+fn a_full_lifecycle_drives_a_ticket_from_new_to_closed() {
+    let commands = vec![
+        cmd::open(),
+        cmd::receive_message(1),
+        cmd::send_bot_message(2),
+        cmd::receive_message(3),
+        cmd::capture_details(),
+        cmd::request_handoff(),
+        cmd::route_to_queue(),
+        cmd::assign(bob()),
+        cmd::release(bob(), ReleaseReason::AcceptTimeout),
+        cmd::assign(alice()),
+        cmd::accept(alice()),
+        cmd::send_agent_message(alice(), 4),
+        cmd::record_delivery(4),
+        cmd::receive_message(5),
+        cmd::resolve(alice()),
+        cmd::request_rating(),
+        cmd::record_delivery_failure(99),
+        cmd::rate(4),
+        cmd::record_delivery(99),
+    ];
+    let mut ticket = Ticket::default();
+    let mut log = Vec::new();
+    let mut phases = vec![ticket.phase];
+    for command in commands {
+        let events = decide(&ticket, command.clone())
+            .unwrap_or_else(|e| panic!("{command:?} refused in {}: {e}", ticket.phase));
+        ticket = fold(ticket, &events);
+        log.extend(events);
+        if phases.last() != Some(&ticket.phase) {
+            phases.push(ticket.phase);
+        }
+    }
+    assert_eq!(
+        phases,
+        [
+            Phase::New,
+            Phase::Open,
+            Phase::Routing,
+            Phase::Queued,
+            Phase::Assigned,
+            Phase::Queued,
+            Phase::Assigned,
+            Phase::Resolved,
+            Phase::AwaitingRating,
+            Phase::Closed,
+        ]
+    );
+    assert_eq!(ticket, fold(Ticket::default(), &log));
+    assert_eq!(ticket.events, log.len() as u64);
+    assert_eq!(
+        ticket.events, 22,
+        "19 commands, three of them with two events"
+    );
+    assert_eq!(ticket.customer_messages, 3);
+    assert_eq!(ticket.outbound_messages, 2);
+    assert_eq!(ticket.deliveries, 2);
+    assert_eq!(ticket.delivery_failures, 1);
+    assert_eq!(ticket.resolved_by, Some(alice()));
+    assert_eq!(ticket.rating.as_ref().map(|r| r.score), Some(4));
+}
+
+// =======================================================================================
+// Transitions: every command's happy path
+// =======================================================================================
+
+#[test]
+fn open_ticket_opens_a_new_ticket() {
+    Scenario::given([]).when(cmd::open()).then([opened()]);
+}
+
+#[test]
+fn a_customer_message_is_received_in_every_conversation_phase() {
+    for stage in conversation_stages() {
+        check(
+            stage,
+            cmd::receive_message(7),
+            Ok(vec![customer_message(7)]),
+        );
+    }
+}
+
+#[test]
+fn a_customer_message_may_be_media_or_a_location() {
+    let photo = MessageBody::Media(Media {
+        kind: MediaKind::Image,
+        object: "media/abc.jpg".to_owned(),
+        mime_type: "image/jpeg".to_owned(),
+        size_bytes: 1234,
+        caption: None,
+    });
+    let location = MessageBody::Location(Personal::new((52.52, 13.405)));
+    for body in [photo, location] {
+        let receive = Command::ReceiveCustomerMessage {
+            message: message(1),
+            provider_message_id: "wamid.1".to_owned(),
+            body: body.clone(),
+        };
+        Scenario::at(Stage::Open, [])
+            .when(receive)
+            .then([Event::CustomerMessageReceived {
+                message: message(1),
+                provider_message_id: "wamid.1".to_owned(),
+                body,
+            }]);
+    }
+}
+
+#[test]
+fn the_bot_may_write_in_every_conversation_phase() {
+    for stage in conversation_stages() {
+        check(stage, cmd::send_bot_message(8), Ok(vec![bot_message(8)]));
+    }
+}
+
+#[test]
+fn details_are_captured_while_the_bot_talks() {
+    Scenario::given([opened()])
+        .when(cmd::capture_details())
+        .then([details()]);
+}
+
+#[test]
+fn details_may_be_captured_again_and_the_last_ones_count() {
+    let corrected = Details {
+        product: "ThinkPad X13".to_owned(),
+        ..laptop_details()
+    };
+    let ticket = Scenario::given([opened(), details()])
+        .when(Command::CaptureDetails(corrected.clone()))
+        .then([Event::DetailsCaptured(corrected.clone())]);
+    assert_eq!(ticket.details, Some(corrected));
+}
+
+#[test]
+fn the_bot_hands_over_for_any_reason_with_or_without_details() {
+    for reason in [
+        HandoffReason::DetailsComplete,
+        HandoffReason::CustomerAsked,
+        HandoffReason::BotGaveUp,
+    ] {
+        Scenario::given([opened(), details()])
+            .when(Command::RequestHandoff { reason })
+            .then([Event::HandoffRequested { reason }]);
+        Scenario::given([opened()])
+            .when(Command::RequestHandoff { reason })
+            .then([Event::HandoffRequested { reason }]);
+    }
+}
+
+#[test]
+fn routing_to_a_queue_records_the_route_and_queues_the_ticket() {
+    check(
+        Stage::Routing,
+        cmd::route_to_queue(),
+        Ok(vec![routed_to_queue(), queued()]),
+    );
+}
+
+#[test]
+fn referring_to_a_store_records_the_route_and_the_referral() {
+    check(
+        Stage::Routing,
+        cmd::refer_to_store(),
+        Ok(vec![routed_to_store(), referred()]),
+    );
+}
+
+#[test]
+fn a_queued_ticket_is_assigned_to_an_agent() {
+    check(
+        Stage::Queued,
+        cmd::assign(alice()),
+        Ok(vec![assigned(alice())]),
+    );
+}
+
+#[test]
+fn the_assigned_agent_accepts() {
+    check(
+        Stage::Assigned,
+        cmd::accept(alice()),
+        Ok(vec![accepted(alice())]),
+    );
+}
+
+#[test]
+fn the_accepting_agent_writes_to_the_customer() {
+    check(
+        Stage::Accepted,
+        cmd::send_agent_message(alice(), 5),
+        Ok(vec![agent_message(alice(), 5)]),
+    );
+}
+
+#[test]
+fn the_agent_may_send_media() {
+    let document = MessageBody::Media(Media {
+        kind: MediaKind::Document,
+        object: "media/label.pdf".to_owned(),
+        mime_type: "application/pdf".to_owned(),
+        size_bytes: 99,
+        caption: Some("Versandetikett".into()),
+    });
+    Scenario::at(Stage::Accepted, [])
+        .when(Command::SendAgentMessage {
+            agent: alice(),
+            message: message(5),
+            body: document.clone(),
+        })
+        .then([Event::AgentMessageSent {
+            agent: alice(),
+            message: message(5),
+            body: document,
+        }]);
+}
+
+#[test]
+fn a_released_ticket_goes_back_to_its_queue_for_every_reason_accepted_or_not() {
+    for reason in [
+        ReleaseReason::ByAgent,
+        ReleaseReason::AgentOffline,
+        ReleaseReason::AcceptTimeout,
+    ] {
+        for stage in [Stage::Assigned, Stage::Accepted] {
+            check(
+                stage,
+                cmd::release(alice(), reason),
+                Ok(vec![released(alice(), reason), queued()]),
+            );
+        }
+    }
+}
+
+#[test]
+fn the_accepting_agent_resolves() {
+    check(
+        Stage::Accepted,
+        cmd::resolve(alice()),
+        Ok(vec![resolved(alice())]),
+    );
+}
+
+#[test]
+fn a_rating_is_requested_after_resolution_or_referral() {
+    for stage in [Stage::Resolved, Stage::ReferredToStore] {
+        check(stage, cmd::request_rating(), Ok(vec![rating_requested()]));
+    }
+}
+
+#[test]
+fn a_rating_is_received_and_closes_the_ticket() {
+    check(
+        Stage::AwaitingRating,
+        cmd::rate(5),
+        Ok(vec![rating_received(5), closed(CloseReason::Rated)]),
+    );
+}
+
+#[test]
+fn a_rating_needs_no_comment() {
+    Scenario::at(Stage::AwaitingRating, [])
+        .when(Command::ReceiveRating {
+            score: 3,
+            comment: None,
+        })
+        .then([
+            Event::RatingReceived {
+                score: 3,
+                comment: None,
+            },
+            closed(CloseReason::Rated),
+        ]);
+}
+
+#[test]
+fn a_ticket_closes_after_resolution_referral_or_a_rating_request() {
+    for (stage, reason) in [
+        (Stage::Resolved, CloseReason::NoRatingAsked),
+        (Stage::ReferredToStore, CloseReason::NoRatingAsked),
+        (Stage::AwaitingRating, CloseReason::RatingTimeout),
+    ] {
+        check(stage, cmd::close(reason), Ok(vec![closed(reason)]));
+    }
+}
+
+#[test]
+fn a_ticket_is_abandoned_before_it_is_resolved() {
+    for stage in [
+        Stage::Open,
+        Stage::Routing,
+        Stage::Queued,
+        Stage::Assigned,
+        Stage::Accepted,
+    ] {
+        check(stage, cmd::abandon(), Ok(vec![abandoned()]));
+    }
+}
+
+#[test]
+fn receipts_are_recorded_in_every_phase_of_an_existing_ticket() {
+    for stage in existing_stages() {
+        check(stage, cmd::record_delivery(4), Ok(vec![delivered(4)]));
+        check(
+            stage,
+            cmd::record_delivery_failure(4),
+            Ok(vec![delivery_failed(4)]),
+        );
+    }
+}
+
+#[test]
+fn a_temporary_delivery_failure_is_recorded_as_such() {
+    Scenario::at(Stage::Open, [])
+        .when(Command::RecordDeliveryFailure {
+            message: message(2),
+            reason: "rate limited".to_owned(),
+            permanent: false,
+        })
+        .then([Event::MessageDeliveryFailed {
+            message: message(2),
+            reason: "rate limited".to_owned(),
+            permanent: false,
+        }]);
+}
+
+#[test]
+fn a_customer_is_erased_in_every_phase_of_an_existing_ticket() {
+    for stage in existing_stages() {
+        check(stage, cmd::erase(), Ok(vec![erased()]));
+    }
+}
+
+// =======================================================================================
+// Refusals: the phase table
+// =======================================================================================
+
+/// Column order of the table: one command per `Command` variant.
+const COLUMNS: usize = 19;
+
+/// The column of a command; exhaustive, so a new command must be added to the table.
+fn column(command: &Command) -> usize {
+    match command {
+        Command::OpenTicket { .. } => 0,
+        Command::ReceiveCustomerMessage { .. } => 1,
+        Command::SendBotMessage { .. } => 2,
+        Command::CaptureDetails(_) => 3,
+        Command::RequestHandoff { .. } => 4,
+        Command::RouteToQueue { .. } => 5,
+        Command::ReferToStore { .. } => 6,
+        Command::AssignAgent { .. } => 7,
+        Command::AcceptAssignment { .. } => 8,
+        Command::SendAgentMessage { .. } => 9,
+        Command::ReleaseTicket { .. } => 10,
+        Command::ResolveTicket { .. } => 11,
+        Command::RequestRating { .. } => 12,
+        Command::ReceiveRating { .. } => 13,
+        Command::CloseTicket { .. } => 14,
+        Command::AbandonTicket => 15,
+        Command::RecordDelivery { .. } => 16,
+        Command::RecordDeliveryFailure { .. } => 17,
+        Command::EraseCustomer => 18,
+    }
+}
+
+/// The row of a phase; exhaustive, so a new phase must be added to the table. `Assigned`
+/// has two rows (alice has not accepted yet / has accepted).
+fn rows(phase: Phase) -> &'static [Stage] {
+    match phase {
+        Phase::New => &[Stage::New],
+        Phase::Open => &[Stage::Open],
+        Phase::Routing => &[Stage::Routing],
+        Phase::Queued => &[Stage::Queued],
+        Phase::Assigned => &[Stage::Assigned, Stage::Accepted],
+        Phase::ReferredToStore => &[Stage::ReferredToStore],
+        Phase::Resolved => &[Stage::Resolved],
+        Phase::AwaitingRating => &[Stage::AwaitingRating],
+        Phase::Closed => &[Stage::Closed],
+        Phase::Abandoned => &[Stage::Abandoned],
+    }
+}
+
+const ALL_PHASES: [Phase; 10] = [
+    Phase::New,
+    Phase::Open,
+    Phase::Routing,
+    Phase::Queued,
+    Phase::Assigned,
+    Phase::ReferredToStore,
+    Phase::Resolved,
+    Phase::AwaitingRating,
+    Phase::Closed,
+    Phase::Abandoned,
+];
+
+/// What each command (columns, as in `cmd::all()`) does at each stage (rows), with alice
+/// as the agent of every agent command:
+///
+/// `Y` accepted · `.` WrongPhase · `N` NotOpened · `O` AlreadyOpened ·
+/// `A` NotAccepted · `D` AlreadyAccepted
+#[rustfmt::skip]
+const TABLE: [(Stage, &str); 11] = [
+    //                        open  bot   hand  store accpt rels  ask   close dlvr  erase
+    //                           msg   detl  queue assgn agmsg resol rate  abnd  fail
+    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
+    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y"),
+    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y"),
+    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y"),
+    (Stage::Assigned,        "O  Y  Y  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y"),
+    (Stage::Accepted,        "O  Y  Y  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y"),
+    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y"),
+    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y"),
+    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y"),
+    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y"),
+    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y"),
+];
+
+#[test]
+fn the_table_covers_every_phase_and_every_command() {
+    let stages: Vec<Stage> = TABLE.iter().map(|(stage, _)| *stage).collect();
+    let mut expected_stages = Vec::new();
+    for phase in ALL_PHASES {
+        for stage in rows(phase) {
+            assert_eq!(stage.phase(), phase);
+            expected_stages.push(*stage);
+        }
+    }
+    assert_eq!(stages, expected_stages);
+    assert_eq!(stages, Stage::ALL);
+    let columns: Vec<usize> = cmd::all().iter().map(column).collect();
+    assert_eq!(columns, (0..COLUMNS).collect::<Vec<_>>());
+    for (stage, row) in TABLE {
+        assert_eq!(row.split_whitespace().count(), COLUMNS, "{stage:?}");
+    }
+}
+
+#[test]
+fn every_command_is_allowed_or_refused_in_every_phase_as_the_table_says() {
+    for (stage, row) in TABLE {
+        let phase = stage.phase();
+        for (command, cell) in cmd::all().into_iter().zip(row.split_whitespace()) {
+            let action = command.action();
+            let before = Scenario::at(stage, []).ticket().clone();
+            let result = decide(&before, command.clone());
+            let context = format!("{stage:?} × {command:?}");
+            let expected = match cell {
+                "Y" => {
+                    let events = result.unwrap_or_else(|e| panic!("{context}: refused: {e}"));
+                    assert!(!events.is_empty(), "{context}: accepted without events");
+                    continue;
+                }
+                "." => wrong_phase(phase, action),
+                "N" => DomainError::NotOpened { action },
+                "O" => DomainError::AlreadyOpened { ticket: TICKET },
+                "A" => DomainError::NotAccepted {
+                    ticket: TICKET,
+                    agent: alice(),
+                    action,
+                },
+                "D" => DomainError::AlreadyAccepted {
+                    ticket: TICKET,
+                    agent: alice(),
+                },
+                other => panic!("unknown cell {other:?}"),
+            };
+            let error = match result {
+                Err(error) => error,
+                Ok(events) => panic!("{context}: accepted with {events:?}, expected {expected}"),
+            };
+            assert_eq!(error, expected, "{context}");
+            assert!(!error.is_invalid_argument(), "{context}: {error}");
+            let shown = error.to_string();
+            match cell {
+                "." => {
+                    assert_eq!(
+                        shown,
+                        format!("ticket {} is {phase:?}; cannot {action}", TICKET.0),
+                        "{context}"
+                    );
+                    assert!(shown.contains("00000000-0000-0000-0000-000000000001"));
+                    assert!(shown.contains(&format!(" {phase:?};")), "{shown}");
+                }
+                "N" => assert_eq!(shown, format!("ticket does not exist; cannot {action}")),
+                "A" => {
+                    assert!(shown.contains(&TICKET.to_string()), "{shown}");
+                    assert!(shown.contains("alice"), "{shown}");
+                    assert!(shown.ends_with(&format!("cannot {action}")), "{shown}");
+                }
+                _ => assert!(shown.contains(&TICKET.to_string()), "{shown}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_wrong_phase_message_names_the_ticket_the_phase_and_the_action() {
+    let error = Scenario::at(Stage::Closed, [])
+        .when(cmd::assign(alice()))
+        .then_err(wrong_phase(Phase::Closed, "assign an agent"));
+    assert_eq!(
+        error.to_string(),
+        "ticket 00000000-0000-0000-0000-000000000001 is Closed; cannot assign an agent"
+    );
+}
+
+#[test]
+fn phase_names_in_messages_are_the_variant_names() {
+    let error = Scenario::at(Stage::ReferredToStore, [])
+        .when(cmd::route_to_queue())
+        .then_err(wrong_phase(Phase::ReferredToStore, "route to a queue"));
+    assert_eq!(
+        error.to_string(),
+        "ticket 00000000-0000-0000-0000-000000000001 is ReferredToStore; cannot route to a queue"
+    );
+    let error = Scenario::at(Stage::AwaitingRating, [])
+        .when(cmd::abandon())
+        .then_err(wrong_phase(Phase::AwaitingRating, "abandon"));
+    assert_eq!(
+        error.to_string(),
+        "ticket 00000000-0000-0000-0000-000000000001 is AwaitingRating; cannot abandon"
+    );
+}
+
+// =======================================================================================
+// Refusals: one scenario each
+// =======================================================================================
+
+#[test]
+fn no_command_but_open_applies_to_a_ticket_that_does_not_exist() {
+    for command in cmd::all().into_iter().skip(1) {
+        let action = command.action();
+        Scenario::given([])
+            .when(command)
+            .then_err(DomainError::NotOpened { action });
+    }
+    let error =
+        Scenario::given([])
+            .when(cmd::record_delivery(1))
+            .then_err(DomainError::NotOpened {
+                action: "record a delivery",
+            });
+    assert_eq!(
+        error.to_string(),
+        "ticket does not exist; cannot record a delivery"
+    );
+}
+
+#[test]
+fn a_ticket_is_opened_only_once() {
+    for stage in existing_stages() {
+        check(
+            stage,
+            cmd::open(),
+            Err(DomainError::AlreadyOpened { ticket: TICKET }),
+        );
+    }
+    let other = Command::OpenTicket {
+        ticket: helpline_domain::TicketId(uuid::Uuid::from_u128(2)),
+        customer: customer(),
+        language: "en".to_owned(),
+    };
+    let error = Scenario::given([opened()])
+        .when(other)
+        .then_err(DomainError::AlreadyOpened { ticket: TICKET });
+    assert_eq!(
+        error.to_string(),
+        "ticket 00000000-0000-0000-0000-000000000001 is already open"
+    );
+}
+
+#[test]
+fn only_the_assigned_agent_accepts_writes_releases_or_resolves() {
+    for stage in [Stage::Assigned, Stage::Accepted] {
+        for command in [
+            cmd::accept(bob()),
+            cmd::send_agent_message(bob(), 1),
+            cmd::release(bob(), ReleaseReason::ByAgent),
+            cmd::resolve(bob()),
+        ] {
+            let action = command.action();
+            let error =
+                Scenario::at(stage, [])
+                    .when(command)
+                    .then_err(DomainError::NotTheAssignedAgent {
+                        ticket: TICKET,
+                        agent: bob(),
+                        assigned: alice(),
+                        action,
+                    });
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "ticket 00000000-0000-0000-0000-000000000001 is assigned to agent alice, \
+                     not bob; cannot {action}"
+                )
+            );
+        }
+    }
+}
+
+#[test]
+fn outside_assignment_agent_commands_fail_on_the_phase_whoever_the_agent() {
+    for stage in [Stage::Queued, Stage::Resolved, Stage::Closed] {
+        for agent in [alice(), bob()] {
+            let command = cmd::accept(agent);
+            let action = command.action();
+            check(stage, command, Err(wrong_phase(stage.phase(), action)));
+        }
+    }
+}
+
+#[test]
+fn an_assignment_is_accepted_only_once() {
+    let error = Scenario::at(Stage::Accepted, [])
+        .when(cmd::accept(alice()))
+        .then_err(DomainError::AlreadyAccepted {
+            ticket: TICKET,
+            agent: alice(),
+        });
+    assert_eq!(
+        error.to_string(),
+        "agent alice has already accepted ticket 00000000-0000-0000-0000-000000000001"
+    );
+}
+
+#[test]
+fn an_agent_writes_and_resolves_only_after_accepting() {
+    for command in [cmd::send_agent_message(alice(), 1), cmd::resolve(alice())] {
+        let action = command.action();
+        let error =
+            Scenario::at(Stage::Assigned, [])
+                .when(command)
+                .then_err(DomainError::NotAccepted {
+                    ticket: TICKET,
+                    agent: alice(),
+                    action,
+                });
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "agent alice has not accepted ticket 00000000-0000-0000-0000-000000000001 yet; \
+                 cannot {action}"
+            )
+        );
+    }
+}
+
+#[test]
+fn a_reassigned_ticket_must_be_accepted_again() {
+    Scenario::at(
+        Stage::Accepted,
+        [
+            released(alice(), ReleaseReason::AgentOffline),
+            queued(),
+            assigned(bob()),
+        ],
+    )
+    .when(cmd::resolve(bob()))
+    .then_err(DomainError::NotAccepted {
+        ticket: TICKET,
+        agent: bob(),
+        action: "resolve",
+    });
+}
+
+#[test]
+fn a_rating_is_a_score_from_1_to_5() {
+    for score in [0, 6, 7, 255] {
+        let error = Scenario::at(Stage::AwaitingRating, [])
+            .when(cmd::rate(score))
+            .then_err(DomainError::InvalidRating { score });
+        assert!(error.is_invalid_argument());
+        assert_eq!(
+            error.to_string(),
+            format!("a rating is a score from 1 to 5, not {score}")
+        );
+    }
+    for score in 1..=5 {
+        check(
+            Stage::AwaitingRating,
+            cmd::rate(score),
+            Ok(vec![rating_received(score), closed(CloseReason::Rated)]),
+        );
+    }
+}
+
+#[test]
+fn the_phase_is_checked_before_the_score() {
+    check(
+        Stage::Resolved,
+        cmd::rate(0),
+        Err(wrong_phase(Phase::Resolved, "receive a rating")),
+    );
+}
+
+#[test]
+fn empty_or_blank_values_are_refused() {
+    let empty = |field| Err(DomainError::Empty { field });
+    for blank in ["", "   ", "\t\n"] {
+        let open = |contact: &str, language: &str| Command::OpenTicket {
+            ticket: TICKET,
+            customer: Customer {
+                channel: Channel::Telegram,
+                contact: contact.into(),
+                display_name: None,
+            },
+            language: language.to_owned(),
+        };
+        check(Stage::New, open(blank, "de"), empty("customer contact"));
+        check(Stage::New, open("4711", blank), empty("language"));
+        check(
+            Stage::Open,
+            Command::ReceiveCustomerMessage {
+                message: message(1),
+                provider_message_id: blank.to_owned(),
+                body: text("hallo"),
+            },
+            empty("provider message id"),
+        );
+        check(
+            Stage::Open,
+            Command::SendBotMessage {
+                message: message(1),
+                body: text(blank),
+            },
+            empty("message text"),
+        );
+        check(
+            Stage::Open,
+            Command::CaptureDetails(Details {
+                product: blank.to_owned(),
+                ..laptop_details()
+            }),
+            empty("product"),
+        );
+        check(
+            Stage::Routing,
+            Command::RouteToQueue {
+                rule: RULE.to_owned(),
+                queue: QueueId::new(blank),
+            },
+            empty("queue"),
+        );
+        check(
+            Stage::Routing,
+            Command::ReferToStore {
+                rule: RULE.to_owned(),
+                store: StoreId::new(blank),
+            },
+            empty("store"),
+        );
+        check(
+            Stage::Queued,
+            cmd::assign(helpline_domain::AgentId::new(blank)),
+            empty("agent"),
+        );
+        check(
+            Stage::Accepted,
+            Command::SendAgentMessage {
+                agent: alice(),
+                message: message(1),
+                body: text(blank),
+            },
+            empty("message text"),
+        );
+    }
+    let error = DomainError::Empty { field: "product" };
+    assert!(error.is_invalid_argument());
+    assert_eq!(error.to_string(), "product must not be empty");
+}
+
+#[test]
+fn the_phase_is_checked_before_the_arguments() {
+    let no_product = Command::CaptureDetails(Details {
+        product: String::new(),
+        ..laptop_details()
+    });
+    check(
+        Stage::Routing,
+        no_product,
+        Err(wrong_phase(Phase::Routing, "capture details")),
+    );
+    check(
+        Stage::Open,
+        cmd::assign(helpline_domain::AgentId::new("")),
+        Err(wrong_phase(Phase::Open, "assign an agent")),
+    );
+}
+
+#[test]
+fn customer_text_may_be_empty_when_the_provider_says_so() {
+    // Only the provider's message id is required of an inbound message; its body is what
+    // the customer sent (a sticker may arrive as empty text).
+    Scenario::at(Stage::Open, [])
+        .when(Command::ReceiveCustomerMessage {
+            message: message(1),
+            provider_message_id: "wamid.1".to_owned(),
+            body: text(""),
+        })
+        .then([Event::CustomerMessageReceived {
+            message: message(1),
+            provider_message_id: "wamid.1".to_owned(),
+            body: text(""),
+        }]);
+}
+
+// =======================================================================================
+// Erasure
+// =======================================================================================
+
+#[test]
+fn after_erasure_only_erasure_and_receipts_are_accepted_in_every_phase() {
+    for stage in existing_stages() {
+        for command in cmd::all() {
+            let action = command.action();
+            let outcome = Scenario::at(stage, [erased()]).when(command.clone());
+            match command {
+                Command::EraseCustomer => {
+                    outcome.then([]);
+                }
+                Command::RecordDelivery { .. } => {
+                    outcome.then([delivered(3)]);
+                }
+                Command::RecordDeliveryFailure { .. } => {
+                    outcome.then([delivery_failed(3)]);
+                }
+                _ => {
+                    let error = outcome.then_err(DomainError::Erased {
+                        ticket: TICKET,
+                        action,
+                    });
+                    assert!(!error.is_invalid_argument());
+                    assert_eq!(
+                        error.to_string(),
+                        format!(
+                            "the customer of ticket 00000000-0000-0000-0000-000000000001 was \
+                             erased; cannot {action}"
+                        )
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn erasing_twice_gives_no_events() {
+    let ticket = Scenario::at(Stage::Queued, [erased()])
+        .when(cmd::erase())
+        .then([]);
+    assert_eq!(
+        ticket,
+        Scenario::at(Stage::Queued, [erased()]).ticket().clone()
+    );
+}
+
+#[test]
+fn erasure_is_checked_before_the_phase_and_the_arguments() {
+    check(
+        Stage::New,
+        cmd::erase(),
+        Err(DomainError::NotOpened {
+            action: "erase the customer",
+        }),
+    );
+    Scenario::at(Stage::Closed, [erased()])
+        .when(cmd::rate(0))
+        .then_err(DomainError::Erased {
+            ticket: TICKET,
+            action: "receive a rating",
+        });
+    Scenario::at(Stage::Open, [erased()])
+        .when(cmd::open())
+        .then_err(DomainError::Erased {
+            ticket: TICKET,
+            action: "open",
+        });
+}
+
+#[test]
+fn erasure_scrubs_every_personal_field() {
+    let before = Scenario::at(Stage::Closed, []).ticket().clone();
+    assert_eq!(
+        before.customer.as_ref().unwrap().contact.expose(),
+        "+49 170 1234567"
+    );
+    assert!(before.rating.as_ref().unwrap().comment.is_some());
+
+    let after = Scenario::at(Stage::Closed, [])
+        .when(cmd::erase())
+        .then([erased()]);
+
+    assert!(after.erased);
+    let customer = after.customer.as_ref().unwrap();
+    assert_eq!(customer.channel, Channel::WhatsApp, "not personal; kept");
+    assert_eq!(customer.contact.expose(), "");
+    assert_eq!(customer.display_name, None);
+    let details = after.details.as_ref().unwrap();
+    assert_eq!(details.product, "ThinkPad X1", "not personal; kept");
+    assert_eq!(details.serial_number.expose(), "");
+    assert_eq!(details.problem.expose(), "");
+    let rating = after.rating.as_ref().unwrap();
+    assert_eq!(rating.score, 5, "not personal; kept");
+    assert_eq!(rating.comment, None);
+    // Nothing else changes but the flag and the counter.
+    let scrubbed = Ticket {
+        erased: true,
+        events: before.events + 1,
+        customer: Some(Customer {
+            contact: Personal::default(),
+            display_name: None,
+            ..before.customer.clone().unwrap()
+        }),
+        details: Some(Details {
+            serial_number: Personal::default(),
+            problem: Personal::default(),
+            ..before.details.clone().unwrap()
+        }),
+        rating: Some(Rating {
+            comment: None,
+            ..before.rating.clone().unwrap()
+        }),
+        ..before
+    };
+    assert_eq!(after, scrubbed);
+}
+
+#[test]
+fn erasure_of_a_ticket_without_details_or_rating_only_scrubs_the_customer() {
+    let after = Scenario::given([opened()])
+        .when(cmd::erase())
+        .then([erased()]);
+    assert!(after.erased);
+    assert_eq!(after.details, None);
+    assert_eq!(after.rating, None);
+    assert_eq!(after.customer.as_ref().unwrap().contact.expose(), "");
+    assert_eq!(after.phase, Phase::Open, "erasure does not move the phase");
+}
+
+// =======================================================================================
+// evolve: the states typical histories reach
+// =======================================================================================
+
+#[test]
+fn an_opened_ticket_holds_its_id_customer_and_language() {
+    let ticket = Scenario::given([opened()]).ticket().clone();
+    assert_eq!(
+        ticket,
+        Ticket {
+            id: Some(TICKET),
+            phase: Phase::Open,
+            customer: Some(customer()),
+            language: "de".to_owned(),
+            events: 1,
+            ..Ticket::default()
+        }
+    );
+}
+
+#[test]
+fn a_closed_ticket_holds_the_whole_story() {
+    let ticket = Scenario::at(Stage::Closed, []).ticket().clone();
+    assert_eq!(
+        ticket,
+        Ticket {
+            id: Some(TICKET),
+            phase: Phase::Closed,
+            customer: Some(customer()),
+            language: "de".to_owned(),
+            details: Some(laptop_details()),
+            queue: Some(laptops()),
+            agent: Some(alice()),
+            accepted: true,
+            store: None,
+            resolved_by: Some(alice()),
+            rating: Some(Rating {
+                score: 5,
+                comment: Some("schnell und freundlich".into()),
+            }),
+            customer_messages: 0,
+            outbound_messages: 0,
+            deliveries: 0,
+            delivery_failures: 0,
+            erased: false,
+            events: 11,
+        }
+    );
+}
+
+#[test]
+fn the_queue_is_kept_after_assignment() {
+    let ticket = Scenario::at(Stage::Accepted, []).ticket().clone();
+    assert_eq!(ticket.phase, Phase::Assigned);
+    assert_eq!(ticket.queue, Some(laptops()));
+    assert_eq!(ticket.agent, Some(alice()));
+    assert!(ticket.accepted);
+}
+
+#[test]
+fn a_release_clears_the_agent_and_the_acceptance_and_keeps_the_queue() {
+    let ticket = Scenario::at(Stage::Accepted, [])
+        .when(cmd::release(alice(), ReleaseReason::AgentOffline))
+        .then([released(alice(), ReleaseReason::AgentOffline), queued()]);
+    assert_eq!(ticket.phase, Phase::Queued);
+    assert_eq!(ticket.agent, None);
+    assert!(!ticket.accepted);
+    assert_eq!(ticket.queue, Some(laptops()));
+    assert_eq!(ticket.events, Stage::Accepted.history().len() as u64 + 2);
+}
+
+#[test]
+fn each_event_of_a_release_on_its_own_frees_the_ticket() {
+    // evolve applies whatever the log holds, also a release or a queueing written alone
+    // by an older writer.
+    let accepted = Scenario::at(Stage::Accepted, []).ticket().clone();
+    for event in [released(alice(), ReleaseReason::ByAgent), queued()] {
+        let ticket = evolve(accepted.clone(), &event);
+        assert_eq!(
+            ticket,
+            Ticket {
+                phase: Phase::Queued,
+                agent: None,
+                accepted: false,
+                events: accepted.events + 1,
+                ..accepted.clone()
+            },
+            "{event:?}"
+        );
+    }
+}
+
+#[test]
+fn a_released_ticket_is_assigned_anew() {
+    let ticket = Scenario::at(
+        Stage::Accepted,
+        [released(alice(), ReleaseReason::ByAgent), queued()],
+    )
+    .when(cmd::assign(bob()))
+    .then([assigned(bob())]);
+    assert_eq!(ticket.agent, Some(bob()));
+    assert!(!ticket.accepted);
+    assert_eq!(ticket.phase, Phase::Assigned);
+}
+
+#[test]
+fn a_referred_ticket_holds_the_store_and_no_queue() {
+    let ticket = Scenario::at(Stage::ReferredToStore, []).ticket().clone();
+    assert_eq!(ticket.phase, Phase::ReferredToStore);
+    assert_eq!(ticket.store, Some(berlin()));
+    assert_eq!(ticket.queue, None);
+    assert_eq!(ticket.agent, None);
+}
+
+#[test]
+fn a_route_alone_does_not_move_the_ticket() {
+    let before = Scenario::at(Stage::Routing, []).ticket().clone();
+    let after = evolve(before.clone(), &routed_to_queue());
+    assert_eq!(
+        after,
+        Ticket {
+            events: before.events + 1,
+            ..before
+        }
+    );
+}
+
+#[test]
+fn counters_count_messages_and_receipts() {
+    let ticket = Scenario::at(
+        Stage::Accepted,
+        [
+            customer_message(1),
+            customer_message(2),
+            bot_message(3),
+            agent_message(alice(), 4),
+            agent_message(alice(), 5),
+            delivered(3),
+            delivered(4),
+            delivery_failed(5),
+        ],
+    )
+    .ticket()
+    .clone();
+    assert_eq!(ticket.customer_messages, 2);
+    assert_eq!(ticket.outbound_messages, 3);
+    assert_eq!(ticket.deliveries, 2);
+    assert_eq!(ticket.delivery_failures, 1);
+    assert_eq!(
+        ticket.phase,
+        Phase::Assigned,
+        "messages do not move the phase"
+    );
+    assert_eq!(ticket.events, Stage::Accepted.history().len() as u64 + 8);
+}
+
+#[test]
+fn the_event_counter_counts_every_event_of_every_history() {
+    for stage in Stage::ALL {
+        let history = stage.history();
+        let ticket = Scenario::given(history.clone()).ticket().clone();
+        assert_eq!(ticket.events, history.len() as u64, "{stage:?}");
+    }
+}
+
+#[test]
+fn an_abandoned_or_closed_ticket_is_terminal() {
+    for stage in Stage::ALL {
+        let phase = Scenario::at(stage, []).ticket().phase;
+        assert_eq!(
+            phase.is_terminal(),
+            matches!(stage, Stage::Closed | Stage::Abandoned),
+            "{stage:?}"
+        );
+    }
+}
+
+#[test]
+fn a_release_without_a_known_queue_is_refused() {
+    // Only a foreign log can assign a ticket that was never queued; decide then refuses
+    // the release rather than invent a queue.
+    Scenario::given([opened(), assigned(alice())])
+        .when(cmd::release(alice(), ReleaseReason::ByAgent))
+        .then_err(wrong_phase(Phase::Assigned, "release"));
+}
+
+#[test]
+fn personal_data_does_not_show_in_debug_output() {
+    let ticket = Scenario::at(Stage::Closed, []).ticket().clone();
+    let shown = format!("{ticket:?} {:?}", Stage::Closed.history());
+    for secret in [
+        "+49 170",
+        "Erika",
+        "PF-123456",
+        "does not boot",
+        "schnell",
+        "hallo",
+    ] {
+        assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+    }
+}
+
+// =======================================================================================
+// Helpers
+// =======================================================================================
+
+/// The stages where a ticket exists.
+fn existing_stages() -> impl Iterator<Item = Stage> {
+    Stage::ALL.into_iter().filter(|s| *s != Stage::New)
+}
+
+/// The stages where the conversation goes on.
+fn conversation_stages() -> impl Iterator<Item = Stage> {
+    existing_stages().filter(|s| !s.phase().is_terminal())
+}
