@@ -1,0 +1,1034 @@
+//! Conversion between domain events and the wire contract (`helpline.v1.EventEnvelope`).
+//!
+//! The domain knows nothing of protobuf; this module is the one place where the two meet.
+//! Decoding is strict: a missing required field or an unknown enum value is an error that
+//! names the field, so a poison event is dead-lettered with a reason instead of being
+//! folded into a wrong state.
+
+use std::time::SystemTime;
+
+use helpline_domain::{
+    AgentId, Channel, CloseReason, Customer, Details, Event, HandoffReason, Media, MediaKind,
+    MessageBody, MessageId, Personal, QueueId, ReleaseReason, RouteDestination, StoreId, TicketId,
+};
+use helpline_proto::v1 as pb;
+use helpline_proto::v1::event_envelope::Event as EventProto;
+use helpline_proto::v1::message_body::Content;
+use helpline_proto::v1::ticket_routed::Destination;
+use prost::Message;
+use uuid::Uuid;
+
+/// The current envelope schema version, written into every new envelope.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The envelope's fields other than the event itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnvelopeMeta {
+    /// UUIDv7, unique per event.
+    pub event_id: Uuid,
+    pub ticket: TicketId,
+    pub region: String,
+    pub occurred_at: SystemTime,
+    pub command_id: Uuid,
+    pub causation_id: String,
+    pub correlation_id: String,
+    pub schema_version: u32,
+}
+
+/// Why bytes could not be read as an event.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("not a protobuf EventEnvelope: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("envelope field {field} is missing")]
+    Missing { field: &'static str },
+    #[error("envelope field {field} is invalid: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// Encodes one event and its envelope as a protobuf `EventEnvelope`.
+///
+/// `TicketOpened.ticket` is not written separately: the envelope's `ticket_id` carries it,
+/// so it is taken from `meta.ticket`.
+pub fn encode(meta: &EnvelopeMeta, event: &Event) -> Vec<u8> {
+    let envelope = pb::EventEnvelope {
+        event_id: uuid_to_proto(meta.event_id),
+        ticket_id: uuid_to_proto(meta.ticket.0),
+        region: meta.region.clone(),
+        occurred_at: Some(prost_types::Timestamp::from(meta.occurred_at)),
+        command_id: uuid_to_proto(meta.command_id),
+        causation_id: meta.causation_id.clone(),
+        correlation_id: meta.correlation_id.clone(),
+        schema_version: meta.schema_version,
+        event: Some(event_to_proto(event)),
+    };
+    envelope.encode_to_vec()
+}
+
+/// Decodes a protobuf `EventEnvelope`, refusing anything [`encode`] could not have written.
+///
+/// Free-text fields are taken as they are; ids, timestamps, enums and nested messages are
+/// checked, and the error names the first field that is missing or invalid.
+pub fn decode(bytes: &[u8]) -> Result<(EnvelopeMeta, Event), CodecError> {
+    let envelope = pb::EventEnvelope::decode(bytes)?;
+    let ticket = TicketId(uuid_from_proto(&envelope.ticket_id, "ticket_id")?);
+    let meta = EnvelopeMeta {
+        event_id: uuid_from_proto(&envelope.event_id, "event_id")?,
+        ticket,
+        region: envelope.region,
+        occurred_at: time_from_proto(envelope.occurred_at)?,
+        command_id: uuid_from_proto(&envelope.command_id, "command_id")?,
+        causation_id: envelope.causation_id,
+        correlation_id: envelope.correlation_id,
+        schema_version: envelope.schema_version,
+    };
+    let event = required(envelope.event, "event")?;
+    Ok((meta, event_from_proto(ticket, event)?))
+}
+
+/// The names of a message body's fields inside one event, for errors.
+struct BodyFields {
+    body: &'static str,
+    content: &'static str,
+    media_kind: &'static str,
+}
+
+macro_rules! body_fields {
+    ($event:literal) => {
+        BodyFields {
+            body: concat!($event, ".body"),
+            content: concat!($event, ".body.content"),
+            media_kind: concat!($event, ".body.media.kind"),
+        }
+    };
+}
+
+const CUSTOMER_MESSAGE_BODY: BodyFields = body_fields!("customer_message_received");
+const BOT_MESSAGE_BODY: BodyFields = body_fields!("bot_message_sent");
+const AGENT_MESSAGE_BODY: BodyFields = body_fields!("agent_message_sent");
+
+fn event_to_proto(event: &Event) -> EventProto {
+    match event {
+        // The ticket travels in the envelope's `ticket_id`.
+        Event::TicketOpened {
+            ticket: _,
+            customer,
+            language,
+        } => EventProto::TicketOpened(pb::TicketOpened {
+            customer: Some(customer_to_proto(customer)),
+            language: language.clone(),
+        }),
+        Event::CustomerMessageReceived {
+            message,
+            provider_message_id,
+            body,
+        } => EventProto::CustomerMessageReceived(pb::CustomerMessageReceived {
+            message_id: uuid_to_proto(message.0),
+            provider_message_id: provider_message_id.clone(),
+            body: Some(body_to_proto(body)),
+        }),
+        Event::BotMessageSent { message, body } => EventProto::BotMessageSent(pb::BotMessageSent {
+            message_id: uuid_to_proto(message.0),
+            body: Some(body_to_proto(body)),
+        }),
+        Event::DetailsCaptured(details) => EventProto::DetailsCaptured(pb::DetailsCaptured {
+            details: Some(details_to_proto(details)),
+        }),
+        Event::HandoffRequested { reason } => EventProto::HandoffRequested(pb::HandoffRequested {
+            reason: handoff_reason_to_proto(*reason).into(),
+        }),
+        Event::TicketRouted { rule, destination } => EventProto::TicketRouted(pb::TicketRouted {
+            rule: rule.clone(),
+            destination: Some(destination_to_proto(destination)),
+        }),
+        Event::ReferredToStore { store } => EventProto::ReferredToStore(pb::ReferredToStore {
+            store: store.as_str().to_owned(),
+        }),
+        Event::TicketQueued { queue } => EventProto::TicketQueued(pb::TicketQueued {
+            queue: queue.as_str().to_owned(),
+        }),
+        Event::AgentAssigned { agent } => EventProto::AgentAssigned(pb::AgentAssigned {
+            agent: agent.as_str().to_owned(),
+        }),
+        Event::AgentAccepted { agent } => EventProto::AgentAccepted(pb::AgentAccepted {
+            agent: agent.as_str().to_owned(),
+        }),
+        Event::AgentMessageSent {
+            agent,
+            message,
+            body,
+        } => EventProto::AgentMessageSent(pb::AgentMessageSent {
+            agent: agent.as_str().to_owned(),
+            message_id: uuid_to_proto(message.0),
+            body: Some(body_to_proto(body)),
+        }),
+        Event::TicketReleased { agent, reason } => EventProto::TicketReleased(pb::TicketReleased {
+            agent: agent.as_str().to_owned(),
+            reason: release_reason_to_proto(*reason).into(),
+        }),
+        Event::TicketResolved { agent, summary } => {
+            EventProto::TicketResolved(pb::TicketResolved {
+                agent: agent.as_str().to_owned(),
+                summary: summary.clone(),
+            })
+        }
+        Event::RatingRequested { message } => EventProto::RatingRequested(pb::RatingRequested {
+            message_id: uuid_to_proto(message.0),
+        }),
+        Event::RatingReceived { score, comment } => {
+            EventProto::RatingReceived(pb::RatingReceived {
+                score: u32::from(*score),
+                comment: optional_personal_to_proto(comment),
+            })
+        }
+        Event::TicketClosed { reason } => EventProto::TicketClosed(pb::TicketClosed {
+            reason: close_reason_to_proto(*reason).into(),
+        }),
+        Event::TicketAbandoned => EventProto::TicketAbandoned(pb::TicketAbandoned {}),
+        Event::MessageDelivered {
+            message,
+            provider_message_id,
+        } => EventProto::MessageDelivered(pb::MessageDelivered {
+            message_id: uuid_to_proto(message.0),
+            provider_message_id: provider_message_id.clone(),
+        }),
+        Event::MessageDeliveryFailed {
+            message,
+            reason,
+            permanent,
+        } => EventProto::MessageDeliveryFailed(pb::MessageDeliveryFailed {
+            message_id: uuid_to_proto(message.0),
+            reason: reason.clone(),
+            permanent: *permanent,
+        }),
+        Event::CustomerErased => EventProto::CustomerErased(pb::CustomerErased {}),
+    }
+}
+
+fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecError> {
+    Ok(match event {
+        EventProto::TicketOpened(e) => Event::TicketOpened {
+            ticket,
+            customer: customer_from_proto(required(e.customer, "ticket_opened.customer")?)?,
+            language: e.language,
+        },
+        EventProto::CustomerMessageReceived(e) => Event::CustomerMessageReceived {
+            message: message_id_from_proto(&e.message_id, "customer_message_received.message_id")?,
+            provider_message_id: e.provider_message_id,
+            body: body_from_proto(e.body, &CUSTOMER_MESSAGE_BODY)?,
+        },
+        EventProto::BotMessageSent(e) => Event::BotMessageSent {
+            message: message_id_from_proto(&e.message_id, "bot_message_sent.message_id")?,
+            body: body_from_proto(e.body, &BOT_MESSAGE_BODY)?,
+        },
+        EventProto::DetailsCaptured(e) => Event::DetailsCaptured(details_from_proto(required(
+            e.details,
+            "details_captured.details",
+        )?)),
+        EventProto::HandoffRequested(e) => Event::HandoffRequested {
+            reason: handoff_reason_from_proto(e.reason)?,
+        },
+        EventProto::TicketRouted(e) => Event::TicketRouted {
+            rule: e.rule,
+            destination: destination_from_proto(required(
+                e.destination,
+                "ticket_routed.destination",
+            )?),
+        },
+        EventProto::ReferredToStore(e) => Event::ReferredToStore {
+            store: StoreId::new(e.store),
+        },
+        EventProto::TicketQueued(e) => Event::TicketQueued {
+            queue: QueueId::new(e.queue),
+        },
+        EventProto::AgentAssigned(e) => Event::AgentAssigned {
+            agent: AgentId::new(e.agent),
+        },
+        EventProto::AgentAccepted(e) => Event::AgentAccepted {
+            agent: AgentId::new(e.agent),
+        },
+        EventProto::AgentMessageSent(e) => Event::AgentMessageSent {
+            agent: AgentId::new(e.agent),
+            message: message_id_from_proto(&e.message_id, "agent_message_sent.message_id")?,
+            body: body_from_proto(e.body, &AGENT_MESSAGE_BODY)?,
+        },
+        EventProto::TicketReleased(e) => Event::TicketReleased {
+            agent: AgentId::new(e.agent),
+            reason: release_reason_from_proto(e.reason)?,
+        },
+        EventProto::TicketResolved(e) => Event::TicketResolved {
+            agent: AgentId::new(e.agent),
+            summary: e.summary,
+        },
+        EventProto::RatingRequested(e) => Event::RatingRequested {
+            message: message_id_from_proto(&e.message_id, "rating_requested.message_id")?,
+        },
+        EventProto::RatingReceived(e) => Event::RatingReceived {
+            score: u8::try_from(e.score).map_err(|_| CodecError::Invalid {
+                field: "rating_received.score",
+                reason: format!("{} does not fit in a u8", e.score),
+            })?,
+            comment: optional_personal_from_proto(e.comment),
+        },
+        EventProto::TicketClosed(e) => Event::TicketClosed {
+            reason: close_reason_from_proto(e.reason)?,
+        },
+        EventProto::TicketAbandoned(pb::TicketAbandoned {}) => Event::TicketAbandoned,
+        EventProto::MessageDelivered(e) => Event::MessageDelivered {
+            message: message_id_from_proto(&e.message_id, "message_delivered.message_id")?,
+            provider_message_id: e.provider_message_id,
+        },
+        EventProto::MessageDeliveryFailed(e) => Event::MessageDeliveryFailed {
+            message: message_id_from_proto(&e.message_id, "message_delivery_failed.message_id")?,
+            reason: e.reason,
+            permanent: e.permanent,
+        },
+        EventProto::CustomerErased(pb::CustomerErased {}) => Event::CustomerErased,
+    })
+}
+
+fn customer_to_proto(customer: &Customer) -> pb::Customer {
+    pb::Customer {
+        channel: channel_to_proto(customer.channel).into(),
+        contact: customer.contact.expose().clone(),
+        display_name: optional_personal_to_proto(&customer.display_name),
+    }
+}
+
+fn customer_from_proto(customer: pb::Customer) -> Result<Customer, CodecError> {
+    Ok(Customer {
+        channel: channel_from_proto(customer.channel)?,
+        contact: Personal::new(customer.contact),
+        display_name: optional_personal_from_proto(customer.display_name),
+    })
+}
+
+fn details_to_proto(details: &Details) -> pb::Details {
+    pb::Details {
+        product: details.product.clone(),
+        serial_number: details.serial_number.expose().clone(),
+        problem: details.problem.expose().clone(),
+    }
+}
+
+fn details_from_proto(details: pb::Details) -> Details {
+    Details {
+        product: details.product,
+        serial_number: Personal::new(details.serial_number),
+        problem: Personal::new(details.problem),
+    }
+}
+
+fn body_to_proto(body: &MessageBody) -> pb::MessageBody {
+    let content = match body {
+        MessageBody::Text(text) => Content::Text(text.expose().clone()),
+        MessageBody::Media(media) => Content::Media(pb::Media {
+            kind: media_kind_to_proto(media.kind).into(),
+            object: media.object.clone(),
+            mime_type: media.mime_type.clone(),
+            size_bytes: media.size_bytes,
+            caption: optional_personal_to_proto(&media.caption),
+        }),
+        MessageBody::Location(location) => {
+            let (latitude, longitude) = *location.expose();
+            Content::Location(pb::Location {
+                latitude,
+                longitude,
+            })
+        }
+    };
+    pb::MessageBody {
+        content: Some(content),
+    }
+}
+
+fn body_from_proto(
+    body: Option<pb::MessageBody>,
+    fields: &BodyFields,
+) -> Result<MessageBody, CodecError> {
+    Ok(
+        match required(required(body, fields.body)?.content, fields.content)? {
+            Content::Text(text) => MessageBody::Text(Personal::new(text)),
+            Content::Media(media) => MessageBody::Media(Media {
+                kind: media_kind_from_proto(media.kind, fields.media_kind)?,
+                object: media.object,
+                mime_type: media.mime_type,
+                size_bytes: media.size_bytes,
+                caption: optional_personal_from_proto(media.caption),
+            }),
+            Content::Location(location) => {
+                MessageBody::Location(Personal::new((location.latitude, location.longitude)))
+            }
+        },
+    )
+}
+
+fn destination_to_proto(destination: &RouteDestination) -> Destination {
+    match destination {
+        RouteDestination::Queue(queue) => Destination::Queue(queue.as_str().to_owned()),
+        RouteDestination::Store(store) => Destination::Store(store.as_str().to_owned()),
+    }
+}
+
+fn destination_from_proto(destination: Destination) -> RouteDestination {
+    match destination {
+        Destination::Queue(queue) => RouteDestination::Queue(QueueId::new(queue)),
+        Destination::Store(store) => RouteDestination::Store(StoreId::new(store)),
+    }
+}
+
+fn channel_to_proto(channel: Channel) -> pb::Channel {
+    match channel {
+        Channel::WhatsApp => pb::Channel::Whatsapp,
+        Channel::Messenger => pb::Channel::Messenger,
+        Channel::Telegram => pb::Channel::Telegram,
+        Channel::Viber => pb::Channel::Viber,
+        Channel::AppleMessages => pb::Channel::AppleMessages,
+        Channel::WebChat => pb::Channel::WebChat,
+    }
+}
+
+fn channel_from_proto(value: i32) -> Result<Channel, CodecError> {
+    const FIELD: &str = "ticket_opened.customer.channel";
+    match pb::Channel::try_from(value) {
+        Ok(pb::Channel::Whatsapp) => Ok(Channel::WhatsApp),
+        Ok(pb::Channel::Messenger) => Ok(Channel::Messenger),
+        Ok(pb::Channel::Telegram) => Ok(Channel::Telegram),
+        Ok(pb::Channel::Viber) => Ok(Channel::Viber),
+        Ok(pb::Channel::AppleMessages) => Ok(Channel::AppleMessages),
+        Ok(pb::Channel::WebChat) => Ok(Channel::WebChat),
+        Ok(pb::Channel::Unspecified) => Err(CodecError::Missing { field: FIELD }),
+        Err(_) => Err(unknown_enum_value(FIELD, value)),
+    }
+}
+
+fn media_kind_to_proto(kind: MediaKind) -> pb::MediaKind {
+    match kind {
+        MediaKind::Image => pb::MediaKind::Image,
+        MediaKind::Document => pb::MediaKind::Document,
+        MediaKind::Audio => pb::MediaKind::Audio,
+        MediaKind::Video => pb::MediaKind::Video,
+    }
+}
+
+fn media_kind_from_proto(value: i32, field: &'static str) -> Result<MediaKind, CodecError> {
+    match pb::MediaKind::try_from(value) {
+        Ok(pb::MediaKind::Image) => Ok(MediaKind::Image),
+        Ok(pb::MediaKind::Document) => Ok(MediaKind::Document),
+        Ok(pb::MediaKind::Audio) => Ok(MediaKind::Audio),
+        Ok(pb::MediaKind::Video) => Ok(MediaKind::Video),
+        Ok(pb::MediaKind::Unspecified) => Err(CodecError::Missing { field }),
+        Err(_) => Err(unknown_enum_value(field, value)),
+    }
+}
+
+fn handoff_reason_to_proto(reason: HandoffReason) -> pb::HandoffReason {
+    match reason {
+        HandoffReason::DetailsComplete => pb::HandoffReason::DetailsComplete,
+        HandoffReason::CustomerAsked => pb::HandoffReason::CustomerAsked,
+        HandoffReason::BotGaveUp => pb::HandoffReason::BotGaveUp,
+    }
+}
+
+fn handoff_reason_from_proto(value: i32) -> Result<HandoffReason, CodecError> {
+    const FIELD: &str = "handoff_requested.reason";
+    match pb::HandoffReason::try_from(value) {
+        Ok(pb::HandoffReason::DetailsComplete) => Ok(HandoffReason::DetailsComplete),
+        Ok(pb::HandoffReason::CustomerAsked) => Ok(HandoffReason::CustomerAsked),
+        Ok(pb::HandoffReason::BotGaveUp) => Ok(HandoffReason::BotGaveUp),
+        Ok(pb::HandoffReason::Unspecified) => Err(CodecError::Missing { field: FIELD }),
+        Err(_) => Err(unknown_enum_value(FIELD, value)),
+    }
+}
+
+fn release_reason_to_proto(reason: ReleaseReason) -> pb::ReleaseReason {
+    match reason {
+        ReleaseReason::ByAgent => pb::ReleaseReason::ByAgent,
+        ReleaseReason::AgentOffline => pb::ReleaseReason::AgentOffline,
+        ReleaseReason::AcceptTimeout => pb::ReleaseReason::AcceptTimeout,
+    }
+}
+
+fn release_reason_from_proto(value: i32) -> Result<ReleaseReason, CodecError> {
+    const FIELD: &str = "ticket_released.reason";
+    match pb::ReleaseReason::try_from(value) {
+        Ok(pb::ReleaseReason::ByAgent) => Ok(ReleaseReason::ByAgent),
+        Ok(pb::ReleaseReason::AgentOffline) => Ok(ReleaseReason::AgentOffline),
+        Ok(pb::ReleaseReason::AcceptTimeout) => Ok(ReleaseReason::AcceptTimeout),
+        Ok(pb::ReleaseReason::Unspecified) => Err(CodecError::Missing { field: FIELD }),
+        Err(_) => Err(unknown_enum_value(FIELD, value)),
+    }
+}
+
+fn close_reason_to_proto(reason: CloseReason) -> pb::CloseReason {
+    match reason {
+        CloseReason::Rated => pb::CloseReason::Rated,
+        CloseReason::RatingTimeout => pb::CloseReason::RatingTimeout,
+        CloseReason::NoRatingAsked => pb::CloseReason::NoRatingAsked,
+    }
+}
+
+fn close_reason_from_proto(value: i32) -> Result<CloseReason, CodecError> {
+    const FIELD: &str = "ticket_closed.reason";
+    match pb::CloseReason::try_from(value) {
+        Ok(pb::CloseReason::Rated) => Ok(CloseReason::Rated),
+        Ok(pb::CloseReason::RatingTimeout) => Ok(CloseReason::RatingTimeout),
+        Ok(pb::CloseReason::NoRatingAsked) => Ok(CloseReason::NoRatingAsked),
+        Ok(pb::CloseReason::Unspecified) => Err(CodecError::Missing { field: FIELD }),
+        Err(_) => Err(unknown_enum_value(FIELD, value)),
+    }
+}
+
+/// Ids are written hyphenated and lowercase, e.g. `0192f0c1-3b1e-7c3a-8f00-5e2d9a6b4c10`.
+fn uuid_to_proto(id: Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+fn uuid_from_proto(value: &str, field: &'static str) -> Result<Uuid, CodecError> {
+    if value.is_empty() {
+        return Err(CodecError::Missing { field });
+    }
+    Uuid::try_parse(value).map_err(|error| CodecError::Invalid {
+        field,
+        reason: error.to_string(),
+    })
+}
+
+fn message_id_from_proto(value: &str, field: &'static str) -> Result<MessageId, CodecError> {
+    uuid_from_proto(value, field).map(MessageId)
+}
+
+fn time_from_proto(timestamp: Option<prost_types::Timestamp>) -> Result<SystemTime, CodecError> {
+    const FIELD: &str = "occurred_at";
+    let timestamp = required(timestamp, FIELD)?;
+    // `encode` writes normalized timestamps only; anything else was not written by us.
+    if !(0..1_000_000_000).contains(&timestamp.nanos) {
+        return Err(CodecError::Invalid {
+            field: FIELD,
+            reason: format!("nanos {} outside 0..1e9", timestamp.nanos),
+        });
+    }
+    SystemTime::try_from(timestamp).map_err(|_| CodecError::Invalid {
+        field: FIELD,
+        reason: format!("{} seconds is out of range", timestamp.seconds),
+    })
+}
+
+/// Proto3 strings cannot be absent: an empty string stands for `None`.
+fn optional_personal_to_proto(value: &Option<Personal<String>>) -> String {
+    value
+        .as_ref()
+        .map(|value| value.expose().clone())
+        .unwrap_or_default()
+}
+
+fn optional_personal_from_proto(value: String) -> Option<Personal<String>> {
+    (!value.is_empty()).then(|| Personal::new(value))
+}
+
+fn required<T>(value: Option<T>, field: &'static str) -> Result<T, CodecError> {
+    value.ok_or(CodecError::Missing { field })
+}
+
+fn unknown_enum_value(field: &'static str, value: i32) -> CodecError {
+    CodecError::Invalid {
+        field,
+        reason: format!("unknown enum value {value}"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const TICKET: Uuid = Uuid::from_u128(0x0192_f0c1_3b1e_7c3a_8f00_5e2d_9a6b_4c10);
+    const MESSAGE: MessageId =
+        MessageId(Uuid::from_u128(0x0192_f0c1_3b1f_7000_8000_0000_0000_0001));
+
+    fn meta() -> EnvelopeMeta {
+        EnvelopeMeta {
+            event_id: Uuid::from_u128(0x0192_f0c1_3b20_7abc_9def_0123_4567_89ab),
+            ticket: TicketId(TICKET),
+            region: "de".into(),
+            // Nanoseconds must survive the round trip.
+            occurred_at: UNIX_EPOCH + Duration::new(1_764_000_000, 123_456_789),
+            command_id: Uuid::from_u128(0x0192_f0c1_3b21_7000_8000_0000_0000_0002),
+            causation_id: "wamid.HBgLNDkxNTE".into(),
+            correlation_id: "0192f0c1-3b1f-7000-8000-000000000001".into(),
+            schema_version: SCHEMA_VERSION,
+        }
+    }
+
+    fn customer(channel: Channel) -> Customer {
+        Customer {
+            channel,
+            contact: "+4915112345678".into(),
+            display_name: Some("Erika Mustermann".into()),
+        }
+    }
+
+    fn media(kind: MediaKind) -> MessageBody {
+        MessageBody::Media(Media {
+            kind,
+            object: "de/0192f0c1/photo.jpg".into(),
+            mime_type: "image/jpeg".into(),
+            size_bytes: 482_133,
+            caption: Some("the crack".into()),
+        })
+    }
+
+    fn bodies() -> Vec<MessageBody> {
+        let mut bodies = vec![
+            MessageBody::Text("my laptop does not start".into()),
+            MessageBody::Location(Personal::new((52.520_008, 13.404_954))),
+            MessageBody::Media(Media {
+                kind: MediaKind::Document,
+                object: "de/0192f0c1/invoice.pdf".into(),
+                mime_type: "application/pdf".into(),
+                size_bytes: 0,
+                caption: None,
+            }),
+        ];
+        bodies.extend(
+            [
+                MediaKind::Image,
+                MediaKind::Document,
+                MediaKind::Audio,
+                MediaKind::Video,
+            ]
+            .map(media),
+        );
+        bodies
+    }
+
+    /// One example of every event, and of every variant of the types they carry.
+    fn every_event() -> Vec<Event> {
+        let agent = AgentId::new("anna.schmidt");
+        let mut events: Vec<Event> = Channel::ALL
+            .into_iter()
+            .map(|channel| Event::TicketOpened {
+                ticket: TicketId(TICKET),
+                customer: customer(channel),
+                language: "de".into(),
+            })
+            .collect();
+        events.push(Event::TicketOpened {
+            ticket: TicketId(TICKET),
+            customer: Customer {
+                display_name: None,
+                ..customer(Channel::WebChat)
+            },
+            language: "de".into(),
+        });
+        for body in bodies() {
+            events.push(Event::CustomerMessageReceived {
+                message: MESSAGE,
+                provider_message_id: "wamid.HBgLNDkxNTE".into(),
+                body: body.clone(),
+            });
+            events.push(Event::BotMessageSent {
+                message: MESSAGE,
+                body: body.clone(),
+            });
+            events.push(Event::AgentMessageSent {
+                agent: agent.clone(),
+                message: MESSAGE,
+                body,
+            });
+        }
+        events.push(Event::DetailsCaptured(Details {
+            product: "ThinkBook 14".into(),
+            serial_number: "PF3XK2LM".into(),
+            problem: "does not start".into(),
+        }));
+        for reason in [
+            HandoffReason::DetailsComplete,
+            HandoffReason::CustomerAsked,
+            HandoffReason::BotGaveUp,
+        ] {
+            events.push(Event::HandoffRequested { reason });
+        }
+        for destination in [
+            RouteDestination::Queue(QueueId::new("de-laptops-de")),
+            RouteDestination::Store(StoreId::new("berlin-mitte")),
+        ] {
+            events.push(Event::TicketRouted {
+                rule: "laptops".into(),
+                destination,
+            });
+        }
+        events.extend([
+            Event::ReferredToStore {
+                store: StoreId::new("berlin-mitte"),
+            },
+            Event::TicketQueued {
+                queue: QueueId::new("de-laptops-de"),
+            },
+            Event::AgentAssigned {
+                agent: agent.clone(),
+            },
+            Event::AgentAccepted {
+                agent: agent.clone(),
+            },
+        ]);
+        for reason in [
+            ReleaseReason::ByAgent,
+            ReleaseReason::AgentOffline,
+            ReleaseReason::AcceptTimeout,
+        ] {
+            events.push(Event::TicketReleased {
+                agent: agent.clone(),
+                reason,
+            });
+        }
+        events.extend([
+            Event::TicketResolved {
+                agent,
+                summary: "replaced the power supply".into(),
+            },
+            Event::RatingRequested { message: MESSAGE },
+            Event::RatingReceived {
+                score: 5,
+                comment: Some("quick and friendly".into()),
+            },
+            Event::RatingReceived {
+                score: 1,
+                comment: None,
+            },
+        ]);
+        for reason in [
+            CloseReason::Rated,
+            CloseReason::RatingTimeout,
+            CloseReason::NoRatingAsked,
+        ] {
+            events.push(Event::TicketClosed { reason });
+        }
+        events.extend([
+            Event::TicketAbandoned,
+            Event::MessageDelivered {
+                message: MESSAGE,
+                provider_message_id: "wamid.HBgLNDkxNTE".into(),
+            },
+            Event::MessageDeliveryFailed {
+                message: MESSAGE,
+                reason: "131047 re-engagement message".into(),
+                permanent: true,
+            },
+            Event::CustomerErased,
+        ]);
+        events
+    }
+
+    #[track_caller]
+    fn check_round_trip(meta: &EnvelopeMeta, event: &Event) {
+        let decoded = decode(&encode(meta, event)).expect("decode what encode wrote");
+        assert_eq!(decoded, (meta.clone(), event.clone()), "{}", event.name());
+    }
+
+    /// The envelope of an example event, to be broken by a test.
+    fn envelope() -> pb::EventEnvelope {
+        let event = Event::TicketOpened {
+            ticket: TicketId(TICKET),
+            customer: customer(Channel::WhatsApp),
+            language: "de".into(),
+        };
+        pb::EventEnvelope::decode(&encode(&meta(), &event)[..]).unwrap()
+    }
+
+    fn with_event(event: EventProto) -> pb::EventEnvelope {
+        pb::EventEnvelope {
+            event: Some(event),
+            ..envelope()
+        }
+    }
+
+    #[track_caller]
+    fn check_missing(envelope: pb::EventEnvelope, expected: &str) {
+        match decode(&envelope.encode_to_vec()) {
+            Err(CodecError::Missing { field }) => assert_eq!(field, expected),
+            other => panic!("expected {expected} to be missing, got {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn check_invalid(envelope: pb::EventEnvelope, expected: &str) {
+        match decode(&envelope.encode_to_vec()) {
+            Err(CodecError::Invalid { field, .. }) => assert_eq!(field, expected),
+            other => panic!("expected {expected} to be invalid, got {other:?}"),
+        }
+    }
+
+    fn body(content: Option<Content>) -> Option<pb::MessageBody> {
+        Some(pb::MessageBody { content })
+    }
+
+    #[test]
+    fn every_event_round_trips() {
+        let events = every_event();
+        let names: std::collections::BTreeSet<_> = events.iter().map(Event::name).collect();
+        assert_eq!(names.len(), 20, "an example of every event");
+        for event in &events {
+            check_round_trip(&meta(), event);
+        }
+    }
+
+    #[test]
+    fn times_round_trip_to_the_nanosecond() {
+        for occurred_at in [
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::new(1_764_000_000, 1),
+            UNIX_EPOCH + Duration::new(1_764_000_000, 999_999_999),
+            UNIX_EPOCH - Duration::new(5, 1),
+        ] {
+            let meta = EnvelopeMeta {
+                occurred_at,
+                ..meta()
+            };
+            check_round_trip(&meta, &Event::TicketAbandoned);
+        }
+    }
+
+    #[test]
+    fn ids_are_written_hyphenated_and_lowercase() {
+        let envelope = envelope();
+        assert_eq!(envelope.ticket_id, "0192f0c1-3b1e-7c3a-8f00-5e2d9a6b4c10");
+        assert_eq!(envelope.event_id, "0192f0c1-3b20-7abc-9def-0123456789ab");
+        assert_eq!(envelope.schema_version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn ticket_opened_takes_its_ticket_from_the_envelope() {
+        let event = Event::TicketOpened {
+            ticket: TicketId(Uuid::nil()),
+            customer: customer(Channel::Telegram),
+            language: "de".into(),
+        };
+        let (_, decoded) = decode(&encode(&meta(), &event)).unwrap();
+        assert!(matches!(decoded, Event::TicketOpened { ticket, .. } if ticket.0 == TICKET));
+    }
+
+    #[test]
+    fn empty_optional_text_reads_as_none() {
+        let mut envelope = envelope();
+        if let Some(EventProto::TicketOpened(opened)) = &mut envelope.event {
+            opened.customer.as_mut().unwrap().display_name.clear();
+        }
+        let (_, event) = decode(&envelope.encode_to_vec()).unwrap();
+        assert!(
+            matches!(event, Event::TicketOpened { customer, .. } if customer.display_name.is_none())
+        );
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(matches!(
+            decode(b"\xff\xff\xff\xff"),
+            Err(CodecError::Protobuf(_))
+        ));
+        let bytes = envelope().encode_to_vec();
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 1]),
+            Err(CodecError::Protobuf(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_an_empty_envelope() {
+        check_missing(pb::EventEnvelope::default(), "ticket_id");
+    }
+
+    #[test]
+    fn rejects_a_missing_event() {
+        check_missing(
+            pb::EventEnvelope {
+                event: None,
+                ..envelope()
+            },
+            "event",
+        );
+    }
+
+    #[test]
+    fn rejects_bad_envelope_fields() {
+        check_invalid(
+            pb::EventEnvelope {
+                event_id: "not-a-uuid".into(),
+                ..envelope()
+            },
+            "event_id",
+        );
+        check_invalid(
+            pb::EventEnvelope {
+                ticket_id: "0192f0c1-3b1e-7c3a-8f00".into(),
+                ..envelope()
+            },
+            "ticket_id",
+        );
+        check_missing(
+            pb::EventEnvelope {
+                command_id: String::new(),
+                ..envelope()
+            },
+            "command_id",
+        );
+        check_missing(
+            pb::EventEnvelope {
+                occurred_at: None,
+                ..envelope()
+            },
+            "occurred_at",
+        );
+        check_invalid(
+            pb::EventEnvelope {
+                occurred_at: Some(prost_types::Timestamp {
+                    seconds: 1_764_000_000,
+                    nanos: -1,
+                }),
+                ..envelope()
+            },
+            "occurred_at",
+        );
+    }
+
+    #[test]
+    fn rejects_bad_event_ids() {
+        check_invalid(
+            with_event(EventProto::RatingRequested(pb::RatingRequested {
+                message_id: "42".into(),
+            })),
+            "rating_requested.message_id",
+        );
+        check_missing(
+            with_event(EventProto::MessageDelivered(pb::MessageDelivered::default())),
+            "message_delivered.message_id",
+        );
+    }
+
+    #[test]
+    fn rejects_unspecified_and_unknown_enums() {
+        check_missing(
+            with_event(EventProto::HandoffRequested(pb::HandoffRequested {
+                reason: 0,
+            })),
+            "handoff_requested.reason",
+        );
+        check_invalid(
+            with_event(EventProto::HandoffRequested(pb::HandoffRequested {
+                reason: 99,
+            })),
+            "handoff_requested.reason",
+        );
+        check_missing(
+            with_event(EventProto::TicketReleased(pb::TicketReleased {
+                agent: "anna.schmidt".into(),
+                reason: 0,
+            })),
+            "ticket_released.reason",
+        );
+        check_invalid(
+            with_event(EventProto::TicketClosed(pb::TicketClosed { reason: -1 })),
+            "ticket_closed.reason",
+        );
+        check_missing(
+            with_event(EventProto::TicketOpened(pb::TicketOpened {
+                customer: Some(pb::Customer {
+                    channel: 0,
+                    ..pb::Customer::default()
+                }),
+                language: "de".into(),
+            })),
+            "ticket_opened.customer.channel",
+        );
+        check_invalid(
+            with_event(EventProto::BotMessageSent(pb::BotMessageSent {
+                message_id: MESSAGE.0.to_string(),
+                body: body(Some(Content::Media(pb::Media {
+                    kind: 7,
+                    ..pb::Media::default()
+                }))),
+            })),
+            "bot_message_sent.body.media.kind",
+        );
+    }
+
+    #[test]
+    fn rejects_missing_nested_messages() {
+        check_missing(
+            with_event(EventProto::TicketOpened(pb::TicketOpened {
+                customer: None,
+                language: "de".into(),
+            })),
+            "ticket_opened.customer",
+        );
+        check_missing(
+            with_event(EventProto::DetailsCaptured(pb::DetailsCaptured {
+                details: None,
+            })),
+            "details_captured.details",
+        );
+        check_missing(
+            with_event(EventProto::CustomerMessageReceived(
+                pb::CustomerMessageReceived {
+                    message_id: MESSAGE.0.to_string(),
+                    provider_message_id: "wamid.1".into(),
+                    body: None,
+                },
+            )),
+            "customer_message_received.body",
+        );
+        check_missing(
+            with_event(EventProto::AgentMessageSent(pb::AgentMessageSent {
+                agent: "anna.schmidt".into(),
+                message_id: MESSAGE.0.to_string(),
+                body: body(None),
+            })),
+            "agent_message_sent.body.content",
+        );
+        check_missing(
+            with_event(EventProto::TicketRouted(pb::TicketRouted {
+                rule: "laptops".into(),
+                destination: None,
+            })),
+            "ticket_routed.destination",
+        );
+    }
+
+    #[test]
+    fn rejects_a_score_beyond_u8() {
+        check_invalid(
+            with_event(EventProto::RatingReceived(pb::RatingReceived {
+                score: 256,
+                comment: String::new(),
+            })),
+            "rating_received.score",
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        /// Random bytes rarely get past the first tag; damaging real envelopes reaches the
+        /// nested messages.
+        #[test]
+        fn decode_never_panics_on_damaged_envelopes(
+            index in any::<prop::sample::Index>(),
+            damage in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        ) {
+            let events = every_event();
+            let mut bytes = encode(&meta(), index.get(&events));
+            for (at, byte) in damage {
+                let at = at.index(bytes.len());
+                bytes[at] = byte;
+            }
+            let _ = decode(&bytes);
+        }
+    }
+}

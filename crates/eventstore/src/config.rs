@@ -1,0 +1,53 @@
+use std::time::Duration;
+
+/// How the event store is set up and behaves. Defaults suit `helpline dev` and tests;
+/// production raises `replicas` to 3.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreConfig {
+    /// The region (country code), lower case: `de`.
+    pub region: String,
+    /// Stream and bucket replicas: 1 locally, 3 in production.
+    pub replicas: usize,
+    /// How long JetStream remembers `Nats-Msg-Id`s for dedupe (at least two minutes).
+    pub duplicate_window: Duration,
+    /// The largest event, in bytes.
+    pub max_message_size: i32,
+    /// How often a consumer gets an event before it is dead-lettered.
+    pub max_deliver: i64,
+    /// How long a consumer may hold an event before JetStream redelivers it.
+    pub ack_wait: Duration,
+    /// Delay before the first retry of a failed event; doubled per attempt.
+    pub retry_backoff: Duration,
+    /// Events in flight per consumer.
+    pub max_ack_pending: i64,
+    /// A load that folded this many events after the snapshot writes a new snapshot.
+    pub snapshot_every: u64,
+    /// How long one request to the server may take.
+    pub request_timeout: Duration,
+}
+
+impl StoreConfig {
+    pub fn new(region: impl Into<String>) -> Self {
+        Self {
+            region: region.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            region: "de".to_owned(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            max_message_size: 1024 * 1024,
+            max_deliver: 5,
+            ack_wait: Duration::from_secs(30),
+            retry_backoff: Duration::from_millis(200),
+            max_ack_pending: 1000,
+            snapshot_every: 32,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}

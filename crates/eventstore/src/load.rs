@@ -1,0 +1,154 @@
+//! Loading one ticket: a KV snapshot plus a batch Direct Get of the events after it.
+//!
+//! Never a scan of the stream and never a consumer per load. A snapshot is a cache:
+//! unreadable or missing, it costs time, never correctness.
+
+use helpline_domain::{Ticket, TicketId, evolve};
+use serde::{Deserialize, Serialize};
+
+use crate::EventStore;
+use crate::codec;
+use crate::direct;
+use crate::error::StoreError;
+
+/// Bump when `Ticket`'s serialized shape changes; older snapshots are then ignored.
+const SNAPSHOT_SCHEMA: u32 = 1;
+
+/// A ticket's state and the version it was folded up to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadedTicket {
+    pub ticket: Ticket,
+    /// The stream sequence of the ticket's last event; 0 when it has none. Pass it as
+    /// `expected_version` to the next append.
+    pub version: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    schema: u32,
+    version: u64,
+    ticket: Ticket,
+}
+
+impl EventStore {
+    /// The ticket as its events say, from the latest snapshot on.
+    #[tracing::instrument(skip(self), fields(ticket = %id))]
+    pub async fn load(&self, id: TicketId) -> Result<LoadedTicket, StoreError> {
+        let start = self.read_snapshot(id).await;
+        let (loaded, folded) = self.fold_after(id, start).await?;
+        if folded >= self.config.snapshot_every {
+            let store = self.clone();
+            let snapshot = loaded.clone();
+            // Off the hot path: the caller has its ticket already.
+            tokio::spawn(async move {
+                if let Err(e) = store.write_snapshot(id, &snapshot).await {
+                    tracing::warn!(ticket = %id, error = %e, "snapshot not written");
+                }
+            });
+        }
+        Ok(loaded)
+    }
+
+    /// The ticket folded from its first event, ignoring any snapshot (for audits, and to
+    /// check snapshots against the log).
+    pub async fn load_from_log(&self, id: TicketId) -> Result<LoadedTicket, StoreError> {
+        let (loaded, _) = self.fold_after(id, LoadedTicket::default()).await?;
+        Ok(loaded)
+    }
+
+    /// Saves `loaded` as the ticket's snapshot unless a newer one is there already
+    /// (compare-and-set on the KV revision).
+    pub async fn write_snapshot(
+        &self,
+        id: TicketId,
+        loaded: &LoadedTicket,
+    ) -> Result<(), StoreError> {
+        let key = id.0.to_string();
+        let value = serde_json::to_vec(&Snapshot {
+            schema: SNAPSHOT_SCHEMA,
+            version: loaded.version,
+            ticket: loaded.ticket.clone(),
+        })
+        .map_err(StoreError::unavailable)?;
+        let current = self
+            .snapshots
+            .entry(key.clone())
+            .await
+            .map_err(StoreError::unavailable)?;
+        let result = match current {
+            None => self
+                .snapshots
+                .create(&key, value.into())
+                .await
+                .map(|_| ())
+                .map_err(StoreError::unavailable),
+            Some(entry) => {
+                let newer = serde_json::from_slice::<Snapshot>(&entry.value)
+                    .is_ok_and(|s| s.schema == SNAPSHOT_SCHEMA && s.version >= loaded.version);
+                if newer {
+                    return Ok(());
+                }
+                self.snapshots
+                    .update(&key, value.into(), entry.revision)
+                    .await
+                    .map(|_| ())
+                    .map_err(StoreError::unavailable)
+            }
+        };
+        // Losing a race to another writer is fine: its snapshot is at least as good.
+        if let Err(e) = result {
+            tracing::debug!(ticket = %id, error = %e, "snapshot write lost a race");
+        }
+        Ok(())
+    }
+
+    async fn read_snapshot(&self, id: TicketId) -> LoadedTicket {
+        match self.snapshots.entry(id.0.to_string()).await {
+            Ok(Some(entry)) => match serde_json::from_slice::<Snapshot>(&entry.value) {
+                Ok(snapshot) if snapshot.schema == SNAPSHOT_SCHEMA => LoadedTicket {
+                    ticket: snapshot.ticket,
+                    version: snapshot.version,
+                },
+                Ok(_) => LoadedTicket::default(),
+                Err(e) => {
+                    tracing::warn!(ticket = %id, error = %e, "unreadable snapshot ignored");
+                    LoadedTicket::default()
+                }
+            },
+            Ok(None) => LoadedTicket::default(),
+            Err(e) => {
+                tracing::warn!(ticket = %id, error = %e, "snapshot unavailable, folding from the log");
+                LoadedTicket::default()
+            }
+        }
+    }
+
+    /// Folds the events after `start.version` into `start`; also says how many there were.
+    async fn fold_after(
+        &self,
+        id: TicketId,
+        start: LoadedTicket,
+    ) -> Result<(LoadedTicket, u64), StoreError> {
+        let subject = self.layout.ticket_subject(id);
+        let tail = direct::messages_after(
+            &self.client,
+            self.layout.event_stream(),
+            &subject,
+            start.version,
+            self.config.request_timeout,
+        )
+        .await?;
+        let mut loaded = start;
+        let folded = tail.len() as u64;
+        for message in tail {
+            let (_, event) = codec::decode(&message.payload).map_err(|e| StoreError::Corrupt {
+                subject: message.subject.clone(),
+                sequence: message.sequence,
+                reason: e.to_string(),
+            })?;
+            loaded.ticket = evolve(loaded.ticket, &event);
+            loaded.version = message.sequence;
+        }
+        Ok((loaded, folded))
+    }
+}

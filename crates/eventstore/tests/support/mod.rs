@@ -1,0 +1,87 @@
+//! Fixtures for the event store's integration tests: a real nats-server per test, a
+//! store on it, and ready-made events.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, SystemTime};
+
+use helpline_domain::{Channel, Customer, Event, MessageBody, MessageId, Personal, TicketId};
+use helpline_eventstore::{CommandMeta, EventStore, StoreConfig};
+use helpline_testkit::NatsServer;
+use uuid::Uuid;
+
+pub struct Harness {
+    pub server: NatsServer,
+    pub store: EventStore,
+}
+
+pub async fn harness() -> Harness {
+    harness_with(test_config()).await
+}
+
+pub fn test_config() -> StoreConfig {
+    StoreConfig {
+        retry_backoff: Duration::from_millis(10),
+        ..StoreConfig::new("de")
+    }
+}
+
+pub async fn harness_with(config: StoreConfig) -> Harness {
+    let server = NatsServer::start().await.expect("nats-server starts");
+    let client = server.connect().await.expect("connect");
+    let store = EventStore::ensure(client, config).await.expect("ensure");
+    Harness { server, store }
+}
+
+pub fn ticket() -> TicketId {
+    TicketId(Uuid::now_v7())
+}
+
+pub fn command() -> CommandMeta {
+    CommandMeta::new(Uuid::now_v7(), SystemTime::now())
+}
+
+pub fn opened(ticket: TicketId) -> Event {
+    Event::TicketOpened {
+        ticket,
+        customer: Customer {
+            channel: Channel::WhatsApp,
+            contact: Personal::new("4915112345678".to_owned()),
+            display_name: Some(Personal::new("Jana".to_owned())),
+        },
+        language: "de".to_owned(),
+    }
+}
+
+pub fn message(text: &str) -> Event {
+    Event::CustomerMessageReceived {
+        message: MessageId(Uuid::now_v7()),
+        provider_message_id: format!("wamid.{}", Uuid::now_v7().simple()),
+        body: MessageBody::Text(Personal::new(text.to_owned())),
+    }
+}
+
+/// Appends `opened` as the ticket's first event and returns the version.
+pub async fn open(store: &EventStore, ticket: TicketId) -> u64 {
+    store
+        .append(ticket, 0, &[opened(ticket)], &command())
+        .await
+        .expect("open ticket")
+        .version
+}
+
+/// Polls `check` until it holds, for at most ten seconds.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
