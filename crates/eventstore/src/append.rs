@@ -273,8 +273,7 @@ impl EventStore {
         .await?;
         if let Some(mine) = tail
             .iter()
-            .filter(|m| header_str(&m.headers, COMMAND_ID_HEADER) == Some(ours.as_str()))
-            .next_back()
+            .rfind(|m| header_str(&m.headers, COMMAND_ID_HEADER) == Some(ours.as_str()))
         {
             tracing::debug!(
                 version = mine.sequence,

@@ -93,7 +93,7 @@ impl EventStore {
         let snapshots = js
             .get_key_value(layout.snapshots_bucket())
             .await
-            .map_err(|e| StoreError::missing(&layout.snapshots_bucket(), e))?;
+            .map_err(|e| StoreError::missing(layout.snapshots_bucket(), e))?;
         Ok(Self {
             client,
             js,

@@ -16,22 +16,43 @@ use uuid::Uuid;
 async fn ensure_twice_changes_nothing() {
     let h = harness().await;
     let js = h.store.jetstream().clone();
-    let before = js.get_stream("HELPLINE_DE").await.unwrap().info().await.unwrap().clone();
+    let before = js
+        .get_stream("HELPLINE_DE")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
 
     helpline_eventstore::EventStore::ensure(h.store.client().clone(), test_config())
         .await
         .unwrap();
 
-    let after = js.get_stream("HELPLINE_DE").await.unwrap().info().await.unwrap().clone();
+    let after = js
+        .get_stream("HELPLINE_DE")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
     assert_eq!(before.config, after.config);
     assert_eq!(before.created, after.created);
     assert!(after.config.allow_direct && after.config.allow_atomic_publish);
     assert!(after.config.duplicate_window >= std::time::Duration::from_secs(120));
     assert_eq!(
         after.config.subjects,
-        vec!["helpline.de.ticket.*".to_owned(), "helpline.de.agent.*".to_owned()]
+        vec![
+            "helpline.de.ticket.*".to_owned(),
+            "helpline.de.agent.*".to_owned()
+        ]
     );
-    for bucket in ["helpline-de-contacts", "helpline-de-snapshots", "helpline-de-customer-keys"] {
+    for bucket in [
+        "helpline-de-contacts",
+        "helpline-de-snapshots",
+        "helpline-de-customer-keys",
+    ] {
         js.get_key_value(bucket).await.unwrap();
     }
     js.get_stream("HELPLINE_DE_DEADLETTER").await.unwrap();
@@ -82,7 +103,10 @@ async fn eight_concurrent_writers_one_wins_per_version_and_nothing_is_lost() {
             loop {
                 let loaded = store.load(id).await.unwrap();
                 let text = format!("writer {writer}");
-                match store.append(id, loaded.version, &[message(&text)], &cmd).await {
+                match store
+                    .append(id, loaded.version, &[message(&text)], &cmd)
+                    .await
+                {
                     Ok(appended) => return (appended, loaded.version, conflicts),
                     Err(StoreError::Conflict { expected, actual }) => {
                         assert_eq!(expected, loaded.version);
@@ -99,13 +123,19 @@ async fn eight_concurrent_writers_one_wins_per_version_and_nothing_is_lost() {
     for writer in writers {
         let (appended, expected, lost): (Appended, u64, Vec<u64>) = writer.await.unwrap();
         assert!(!appended.duplicate);
-        assert!(won_at.insert(expected), "two writers succeeded at version {expected}");
+        assert!(
+            won_at.insert(expected),
+            "two writers succeeded at version {expected}"
+        );
         conflicts += lost.len();
     }
     assert_eq!(won_at.len(), 8);
 
     let log = store.load_from_log(id).await.unwrap();
-    assert_eq!(log.ticket.customer_messages, 8, "every writer's message is there once");
+    assert_eq!(
+        log.ticket.customer_messages, 8,
+        "every writer's message is there once"
+    );
     assert_eq!(log.ticket.events, 9);
     println!("8 writers, {conflicts} conflicts");
 }
@@ -122,7 +152,9 @@ async fn at_one_version_exactly_one_of_eight_succeeds() {
         let (store, barrier) = (store.clone(), barrier.clone());
         writers.push(tokio::spawn(async move {
             barrier.wait().await;
-            store.append(id, version, &[message("race")], &command()).await
+            store
+                .append(id, version, &[message("race")], &command())
+                .await
         }));
     }
     let mut ok = 0;
@@ -148,11 +180,21 @@ async fn the_same_command_appended_twice_stores_one_event() {
     let cmd = command();
     let event = message("once");
 
-    let first = h.store.append(id, version, &[event.clone()], &cmd).await.unwrap();
+    let first = h
+        .store
+        .append(id, version, std::slice::from_ref(&event), &cmd)
+        .await
+        .unwrap();
     // As after a lost acknowledgement: same command, same expected version.
     let retry = h.store.append(id, version, &[event], &cmd).await.unwrap();
 
-    assert_eq!(retry, Appended { version: first.version, duplicate: true });
+    assert_eq!(
+        retry,
+        Appended {
+            version: first.version,
+            duplicate: true
+        }
+    );
     assert_eq!(h.store.load_from_log(id).await.unwrap().ticket.events, 2);
 }
 
@@ -162,15 +204,29 @@ async fn a_retried_command_is_no_conflict_even_after_another_writer_moved_on() {
     let id = ticket();
     let version = open(&h.store, id).await;
     let cmd = command();
-    let first = h.store.append(id, version, &[message("mine")], &cmd).await.unwrap();
+    let first = h
+        .store
+        .append(id, version, &[message("mine")], &cmd)
+        .await
+        .unwrap();
     h.store
         .append(id, first.version, &[message("someone else's")], &command())
         .await
         .unwrap();
 
-    let retry = h.store.append(id, version, &[message("mine")], &cmd).await.unwrap();
+    let retry = h
+        .store
+        .append(id, version, &[message("mine")], &cmd)
+        .await
+        .unwrap();
 
-    assert_eq!(retry, Appended { version: first.version, duplicate: true });
+    assert_eq!(
+        retry,
+        Appended {
+            version: first.version,
+            duplicate: true
+        }
+    );
     assert_eq!(h.store.load_from_log(id).await.unwrap().ticket.events, 3);
 }
 
@@ -185,7 +241,13 @@ async fn a_multi_event_command_is_stored_together_and_dedupes_as_a_whole() {
     let retry = h.store.append(id, 0, &events, &cmd).await.unwrap();
 
     assert!(!first.duplicate);
-    assert_eq!(retry, Appended { version: first.version, duplicate: true });
+    assert_eq!(
+        retry,
+        Appended {
+            version: first.version,
+            duplicate: true
+        }
+    );
     let loaded = h.store.load_from_log(id).await.unwrap();
     assert_eq!(loaded.ticket.events, 3);
     assert_eq!(loaded.version, first.version);
@@ -196,14 +258,19 @@ async fn a_multi_event_command_at_a_stale_version_stores_nothing() {
     let h = harness().await;
     let id = ticket();
     let version = open(&h.store, id).await;
-    h.store.append(id, version, &[message("moved on")], &command()).await.unwrap();
+    h.store
+        .append(id, version, &[message("moved on")], &command())
+        .await
+        .unwrap();
 
     let stale = h
         .store
         .append(id, version, &[message("a"), message("b")], &command())
         .await;
 
-    assert!(matches!(stale, Err(StoreError::Conflict { expected, actual }) if expected == version && actual == version + 1));
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { expected, actual }) if expected == version && actual == version + 1)
+    );
     assert_eq!(h.store.load_from_log(id).await.unwrap().ticket.events, 2);
 }
 
@@ -223,7 +290,12 @@ async fn a_multi_event_command_with_one_refused_event_stores_none_of_them() {
 
     let result = h
         .store
-        .append(id, version, &[message("fits"), too_big, message("fits too")], &command())
+        .append(
+            id,
+            version,
+            &[message("fits"), too_big, message("fits too")],
+            &command(),
+        )
         .await;
 
     assert!(matches!(result, Err(StoreError::Rejected(_))), "{result:?}");
@@ -231,5 +303,8 @@ async fn a_multi_event_command_with_one_refused_event_stores_none_of_them() {
     assert_eq!(loaded.ticket.events, 1, "none of the batch was stored");
     assert_eq!(loaded.version, version);
     // The ticket still takes appends at its old version.
-    h.store.append(id, version, &[message("next")], &command()).await.unwrap();
+    h.store
+        .append(id, version, &[message("next")], &command())
+        .await
+        .unwrap();
 }

@@ -111,7 +111,11 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<TelemetryGuard, 
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     match format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true),
+            )
             .try_init()?,
         LogFormat::Pretty => registry
             .with(tracing_subscriber::fmt::layer().with_target(false))
@@ -122,7 +126,9 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<TelemetryGuard, 
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
 
     use super::*;
 

@@ -76,7 +76,9 @@ impl NatsServerBuilder {
                 (None, dir)
             }
             None => {
-                let temp = tempfile::Builder::new().prefix("helpline-nats-").tempdir()?;
+                let temp = tempfile::Builder::new()
+                    .prefix("helpline-nats-")
+                    .tempdir()?;
                 let dir = temp.path().join("jetstream");
                 (Some(temp), dir)
             }
@@ -302,13 +304,10 @@ fn check_version(binary: &Path) -> Result<(), TestkitError> {
             source,
         })?;
     let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    let parsed = text
-        .rsplit('v')
-        .next()
-        .and_then(|v| {
-            let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
-            Some((parts.next()??, parts.next()??))
-        });
+    let parsed = text.rsplit('v').next().and_then(|v| {
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+        Some((parts.next()??, parts.next()??))
+    });
     match parsed {
         Some(version) if version >= MIN_VERSION => Ok(()),
         _ => Err(TestkitError::TooOld {
