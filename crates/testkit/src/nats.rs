@@ -196,7 +196,7 @@ impl NatsServer {
             .arg(self.port.to_string())
             .arg("--store_dir")
             .arg(&self.store_dir)
-            .args(["--server_name", "helpline-test"])
+            .args(["--server_name", "helpline"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -1,0 +1,146 @@
+//! The one typed configuration: defaults, then a TOML file, then `HELPLINE_…` environment
+//! variables, then command-line flags. Validated once at start and passed down.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use helpline_eventstore::StoreConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The region (country code) this deployment serves, e.g. `de`.
+    pub region: String,
+    pub nats: NatsConfig,
+    pub eventstore: EventStoreConfig,
+    pub dev: DevConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Where the services connect; `helpline dev` starts its own server here.
+    pub url: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventStoreConfig {
+    /// Replicas of the stream and buckets: 1 locally, 3 in production.
+    pub replicas: usize,
+    pub duplicate_window_secs: u64,
+    pub max_message_bytes: i32,
+    /// Deliveries of one event before it goes to the dead-letter subject.
+    pub max_deliver: i64,
+    pub ack_wait_secs: u64,
+    pub snapshot_every: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevConfig {
+    /// Where `helpline dev` keeps the nats-server store and log.
+    pub data_dir: PathBuf,
+    /// The client port of the nats-server `helpline dev` starts.
+    pub nats_port: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let store = StoreConfig::default();
+        Self {
+            region: store.region.clone(),
+            nats: NatsConfig {
+                url: "nats://127.0.0.1:4222".to_owned(),
+            },
+            eventstore: EventStoreConfig {
+                replicas: store.replicas,
+                duplicate_window_secs: store.duplicate_window.as_secs(),
+                max_message_bytes: store.max_message_size,
+                max_deliver: store.max_deliver,
+                ack_wait_secs: store.ack_wait.as_secs(),
+                snapshot_every: store.snapshot_every,
+            },
+            dev: DevConfig {
+                data_dir: PathBuf::from(".helpline"),
+                nats_port: 4222,
+            },
+        }
+    }
+}
+
+/// Why the configuration cannot be used; the binary exits with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    NoSuchFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then `HELPLINE_*` variables: `HELPLINE_REGION`,
+    /// `HELPLINE_NATS_URL`, and `HELPLINE_<SECTION>__<KEY>` for any other key
+    /// (e.g. `HELPLINE_EVENTSTORE__REPLICAS=3`).
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::NoSuchFile(file.to_owned()));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let env = Env::prefixed("HELPLINE_")
+            // Read by the logger and the test harness, not part of the config.
+            .ignore(&["log", "nats_server"])
+            .map(|key| match key.as_str() {
+                "nats_url" => "nats.url".into(),
+                other => other.replace("__", ".").into(),
+            });
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        helpline_eventstore::Layout::new(&self.region)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if self.eventstore.duplicate_window_secs < 120 {
+            return Err(ConfigError::Invalid(
+                "eventstore.duplicate_window_secs must be at least 120 so retried appends dedupe"
+                    .to_owned(),
+            ));
+        }
+        if self.eventstore.max_deliver < 1 {
+            return Err(ConfigError::Invalid(
+                "eventstore.max_deliver must be at least 1".to_owned(),
+            ));
+        }
+        if !(self.nats.url.starts_with("nats://") || self.nats.url.starts_with("tls://")) {
+            return Err(ConfigError::Invalid(format!(
+                "nats.url must start with nats:// or tls://, not {:?}",
+                self.nats.url
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn store(&self) -> StoreConfig {
+        StoreConfig {
+            region: self.region.clone(),
+            replicas: self.eventstore.replicas,
+            duplicate_window: Duration::from_secs(self.eventstore.duplicate_window_secs),
+            max_message_size: self.eventstore.max_message_bytes,
+            max_deliver: self.eventstore.max_deliver,
+            ack_wait: Duration::from_secs(self.eventstore.ack_wait_secs),
+            snapshot_every: self.eventstore.snapshot_every,
+            ..StoreConfig::default()
+        }
+    }
+}

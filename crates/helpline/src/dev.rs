@@ -1,0 +1,88 @@
+//! `helpline dev`: the embedded default. nats-server runs as a child process with its
+//! store under the dev data folder; it is stopped with helpline, so Ctrl-C leaves nothing
+//! running.
+
+use anyhow::Context as _;
+use helpline_eventstore::EventStore;
+use helpline_testkit::NatsServer;
+
+use crate::config::Config;
+
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    let data_dir = std::path::absolute(&config.dev.data_dir)
+        .with_context(|| format!("bad data folder {}", config.dev.data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let mut nats = NatsServer::builder()
+        .port(config.dev.nats_port)
+        .store_dir(data_dir.join("jetstream"))
+        .log_file(data_dir.join("nats-server.log"))
+        .start()
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start nats-server on port {} (is another one running? try --nats-port)",
+                config.dev.nats_port
+            )
+        })?;
+    config.nats.url = nats.url();
+
+    let result = serve(&config, &nats).await;
+    if let Err(e) = nats.stop().await {
+        tracing::warn!(error = %e, "nats-server did not stop cleanly");
+    }
+    println!("helpline dev stopped; data kept in {}", data_dir.display());
+    result
+}
+
+async fn serve(config: &Config, nats: &NatsServer) -> anyhow::Result<()> {
+    let client = nats
+        .connect()
+        .await
+        .context("cannot connect to nats-server")?;
+    let store = EventStore::ensure(client, config.store()).await?;
+    let layout = store.layout();
+    println!("helpline dev is running");
+    println!("  region        {}", layout.region());
+    println!(
+        "  nats          {} (pid {}, store {}, log {})",
+        nats.url(),
+        nats.pid().unwrap_or_default(),
+        nats.store_dir().display(),
+        nats.log_file().display()
+    );
+    println!(
+        "  event stream  {} ({})",
+        layout.event_stream(),
+        layout.event_subjects().join(", ")
+    );
+    println!(
+        "  dead letters  {} ({})",
+        layout.dead_letter_stream(),
+        layout.dead_letter_subjects()
+    );
+    println!("  buckets       {}", layout.buckets().join(", "));
+    println!("ready; press Ctrl-C to stop");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM, whichever comes first.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,132 @@
+//! `helpline`: the one binary. It parses the command line, loads the configuration (exit
+//! code 2 when it is bad), starts telemetry, and runs a sub-command. Everything else lives
+//! in the library crates; this file only wires them together.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod dev;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use helpline_eventstore::EventStore;
+use helpline_telemetry::LogFormat;
+
+use crate::config::Config;
+
+/// helpline: event-sourced customer service over messaging apps, on NATS JetStream.
+#[derive(Debug, Parser)]
+#[command(name = "helpline", version, propagate_version = true)]
+struct Cli {
+    /// Configuration file (TOML); `HELPLINE_*` environment variables override it.
+    #[arg(long, global = true, env = "HELPLINE_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Log format: human-readable on a terminal, JSON lines otherwise.
+    #[arg(long, global = true, value_enum, default_value_t = LogStyle::Auto)]
+    log_format: LogStyle,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogStyle {
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run helpline locally: starts nats-server as a child process (data in the dev data
+    /// folder), creates the region's streams and buckets, and runs until Ctrl-C.
+    Dev {
+        /// Folder for the nats-server store and log [default: .helpline].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Client port of the embedded nats-server [default: 4222].
+        #[arg(long)]
+        nats_port: Option<u16>,
+    },
+    /// Create or update the region's streams and KV buckets on the configured NATS
+    /// (idempotent; run before the services start, e.g. as a Kubernetes Job).
+    Ensure,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("helpline: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let format = match cli.log_format {
+        LogStyle::Json => LogFormat::Json,
+        LogStyle::Pretty => LogFormat::Pretty,
+        LogStyle::Auto if std::io::stderr().is_terminal() => LogFormat::Pretty,
+        LogStyle::Auto => LogFormat::Json,
+    };
+    let _telemetry = match helpline_telemetry::init("helpline", format) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("helpline: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("helpline: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "helpline stopped");
+            eprintln!("helpline: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Dev {
+            data_dir,
+            nats_port,
+        } => {
+            if let Some(dir) = data_dir {
+                config.dev.data_dir = dir;
+            }
+            if let Some(port) = nats_port {
+                config.dev.nats_port = port;
+            }
+            dev::run(config).await
+        }
+        Command::Ensure => {
+            let client = async_nats::connect(&config.nats.url)
+                .await
+                .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
+            let store = EventStore::ensure(client, config.store()).await?;
+            let layout = store.layout();
+            println!(
+                "ensured stream {} and {}, buckets {}",
+                layout.event_stream(),
+                layout.dead_letter_stream(),
+                layout.buckets().join(", ")
+            );
+            Ok(())
+        }
+    }
+}

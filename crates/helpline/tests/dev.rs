@@ -1,0 +1,125 @@
+//! `helpline dev` as an operator runs it: it brings up nats-server with the region's
+//! streams and buckets, and Ctrl-C stops everything.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+#[tokio::test]
+async fn dev_brings_up_nats_with_the_stream_and_stops_cleanly_on_ctrl_c() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .args([
+            "dev",
+            "--log-format",
+            "json",
+            "--nats-port",
+            &port.to_string(),
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut nats_pid = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("(pid ").nth(1) {
+            nats_pid = rest.split(',').next().and_then(|p| p.parse::<i32>().ok());
+        }
+        if line.starts_with("ready") {
+            break;
+        }
+    }
+    let nats_pid = nats_pid.expect("dev prints the nats-server pid");
+
+    let client = async_nats::connect(format!("nats://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.get_stream("HELPLINE_DE").await.unwrap();
+    js.get_stream("HELPLINE_DE_DEADLETTER").await.unwrap();
+    for bucket in [
+        "helpline-de-contacts",
+        "helpline-de-snapshots",
+        "helpline-de-customer-keys",
+    ] {
+        js.get_key_value(bucket).await.unwrap();
+    }
+    assert!(
+        data.path().join("jetstream").is_dir(),
+        "the store lives in the data folder"
+    );
+
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "helpline dev did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(!alive(nats_pid), "nats-server {nats_pid} was left running");
+}
+
+#[test]
+fn a_bad_config_exits_with_code_2_and_says_why() {
+    let output = Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .arg("ensure")
+        .env("HELPLINE_REGION", "Germany!")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid region"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .args(["ensure", "--config", "/nonexistent/helpline.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn every_sub_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["dev", "--help"],
+        vec!["ensure", "--help"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_helpline"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("Usage: helpline"),
+            "{args:?}"
+        );
+    }
+}
