@@ -95,7 +95,7 @@ impl Config {
         }
         let env = Env::prefixed("HELPLINE_")
             // Read by the logger and the test harness, not part of the config.
-            .ignore(&["log", "nats_server"])
+            .ignore(&["log", "nats_server", "config"])
             .map(|key| match key.as_str() {
                 "nats_url" => "nats.url".into(),
                 other => other.replace("__", ".").into(),
