@@ -11,15 +11,20 @@ use support::*;
 async fn a_ticket_loaded_after_a_server_restart_equals_the_one_before() {
     let mut h = harness().await;
     let id = ticket();
-    let mut version = open(&h.store, id).await;
-    for n in 0..5 {
-        version = h
-            .store
-            .append(id, version, &[message(&format!("message {n}"))], &command())
-            .await
-            .unwrap()
-            .version;
-    }
+    let version = open(&h.store, id).await;
+    let version = say(
+        &h.store,
+        id,
+        version,
+        &[
+            "message 0",
+            "message 1",
+            "message 2",
+            "message 3",
+            "message 4",
+        ],
+    )
+    .await;
     let before = h.store.load(id).await.unwrap();
 
     h.server.kill().await.unwrap();
@@ -47,15 +52,17 @@ async fn a_snapshot_plus_its_tail_equals_the_full_fold() {
     })
     .await;
     let id = ticket();
-    let mut version = open(&h.store, id).await;
-    for n in 0..10 {
-        version = h
-            .store
-            .append(id, version, &[message(&format!("before {n}"))], &command())
-            .await
-            .unwrap()
-            .version;
-    }
+    let version = open(&h.store, id).await;
+    let version = say(
+        &h.store,
+        id,
+        version,
+        &[
+            "before 0", "before 1", "before 2", "before 3", "before 4", "before 5", "before 6",
+            "before 7", "before 8", "before 9",
+        ],
+    )
+    .await;
     // This load folds 11 events and writes a snapshot in the background.
     h.store.load(id).await.unwrap();
     let kv = h
@@ -71,14 +78,7 @@ async fn a_snapshot_plus_its_tail_equals_the_full_fold() {
         async move { kv.entry(key).await.ok().flatten().is_some() }
     })
     .await;
-    for n in 0..3 {
-        version = h
-            .store
-            .append(id, version, &[message(&format!("after {n}"))], &command())
-            .await
-            .unwrap()
-            .version;
-    }
+    let version = say(&h.store, id, version, &["after 0", "after 1", "after 2"]).await;
 
     let from_snapshot = h.store.load(id).await.unwrap();
     let from_log = h.store.load_from_log(id).await.unwrap();

@@ -70,6 +70,19 @@ pub async fn open(store: &EventStore, ticket: TicketId) -> u64 {
         .version
 }
 
+/// Appends one customer message per text, each at the version the previous one left,
+/// and returns the final version.
+pub async fn say(store: &EventStore, ticket: TicketId, mut version: u64, texts: &[&str]) -> u64 {
+    for text in texts {
+        version = store
+            .append(ticket, version, &[message(text)], &command())
+            .await
+            .expect("append message")
+            .version;
+    }
+    version
+}
+
 /// Polls `check` until it holds, for at most ten seconds.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
