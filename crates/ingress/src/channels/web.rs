@@ -1,0 +1,260 @@
+//! helpline's own web chat webhook (`CHANNELS.md` §5).
+//!
+//! Signed with `X-Helpline-Signature: sha256=<hex HMAC-SHA256(shared_secret, raw body)>`,
+//! sent as `application/json`. Our schema, so it is strict: unknown fields, unknown
+//! `type`s and duplicate keys are malformed, not ignored.
+
+use helpline_domain::{Channel, MediaKind, Personal};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::adapter::{InboundAdapter, WebhookRequest};
+use crate::error::{ConfigError, WebhookError};
+use crate::inbound::{Inbound, InboundContent, Parts, Receipt, ReceiptStatus};
+use crate::json;
+use crate::secret::Secret;
+use crate::signature::{single_header, verify_hmac_sha256};
+
+const SIGNATURE_HEADER: &str = "x-helpline-signature";
+const SIGNATURE_PREFIX: &[u8] = b"sha256=";
+const VERSION: u64 = 1;
+
+/// `[channels.web]`: the secret shared with the site's chat backend.
+#[derive(Clone, Debug, Deserialize)]
+pub struct WebConfig {
+    pub shared_secret: Secret,
+}
+
+#[derive(Debug)]
+pub struct WebAdapter {
+    config: WebConfig,
+}
+
+impl WebAdapter {
+    pub fn new(config: WebConfig) -> Result<Self, ConfigError> {
+        if config.shared_secret.is_empty() {
+            return Err(ConfigError::EmptySecret {
+                channel: Channel::WebChat,
+                field: "shared_secret",
+            });
+        }
+        Ok(Self { config })
+    }
+}
+
+impl InboundAdapter for WebAdapter {
+    fn channel(&self) -> Channel {
+        Channel::WebChat
+    }
+
+    /// The signature, then the content type (`application/json`, UTF-8 if a charset is
+    /// named): an unauthenticated caller learns nothing about what we accept.
+    fn verify(&self, request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
+        crate::adapter::check_body_size(request.body)?;
+        let header = single_header(request.headers, SIGNATURE_HEADER)?
+            .ok_or_else(|| WebhookError::unauthorized("X-Helpline-Signature is missing"))?;
+        let signature = header.strip_prefix(SIGNATURE_PREFIX).ok_or_else(|| {
+            WebhookError::unauthorized("X-Helpline-Signature does not start with sha256=")
+        })?;
+        verify_hmac_sha256(
+            self.config.shared_secret.expose().as_bytes(),
+            request.body,
+            signature,
+        )?;
+        check_content_type(request.headers)
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<Inbound>, WebhookError> {
+        let event: Event = json::from_body(body)?;
+        if event.version != VERSION {
+            return Err(WebhookError::malformed(format!(
+                "version must be {VERSION}"
+            )));
+        }
+        json::non_empty(&event.event_id, "event_id")?;
+        let session = json::non_empty(&event.session_id, "session_id")?;
+        let sent_at_unix = rfc3339_to_unix(&event.sent_at, "sent_at")?;
+        match (event.kind, event.message, event.status) {
+            (EventType::Message, Some(message), None) => {
+                read_message(message, session, event.customer, sent_at_unix)
+            }
+            (EventType::Status, None, Some(status)) => Ok(vec![read_status(status, session)?]),
+            (EventType::Message, ..) => Err(WebhookError::malformed(
+                "a message event needs `message` and no `status`",
+            )),
+            (EventType::Status, ..) => Err(WebhookError::malformed(
+                "a status event needs `status` and no `message`",
+            )),
+        }
+    }
+}
+
+fn read_message(
+    message: Message,
+    session: &str,
+    customer: Option<Customer>,
+    sent_at_unix: i64,
+) -> Result<Vec<Inbound>, WebhookError> {
+    let id = json::non_empty(&message.id, "message.id")?;
+    if let Some(customer) = &customer {
+        json::non_empty(&customer.id, "customer.id")?;
+    }
+    let mut contents = Vec::new();
+    if let Some(text) = message.text.filter(|text| !text.is_empty()) {
+        contents.push(InboundContent::Text(Personal::new(text)));
+    }
+    for attachment in message.attachments {
+        contents.push(InboundContent::Media {
+            kind: attachment.kind.into(),
+            provider_media: json::non_empty(&attachment.url, "message.attachments[].url")?
+                .to_owned(),
+            mime_type: attachment.mime_type,
+            caption: None,
+            file_name: attachment.file_name.map(Personal::new),
+        });
+    }
+    if contents.is_empty() {
+        return Err(WebhookError::malformed("message needs text or attachments"));
+    }
+    let parts = Parts {
+        provider_message_id: id,
+        // Replies are addressed to the session (see the egress shape).
+        contact: session,
+        display_name: customer
+            .as_ref()
+            .and_then(|customer| customer.name.as_deref()),
+        sent_at_unix: Some(sent_at_unix),
+        account: None,
+    };
+    Ok(parts.into_messages(contents))
+}
+
+fn read_status(status: Status, session: &str) -> Result<Inbound, WebhookError> {
+    Ok(Inbound::Receipt(Receipt {
+        provider_message_id: json::non_empty(&status.message_id, "status.message_id")?.to_owned(),
+        status: match status.state {
+            State::Delivered => ReceiptStatus::Delivered,
+            State::Read => ReceiptStatus::Read,
+        },
+        contact: Some(Personal::new(session.to_owned())),
+        at_unix: Some(rfc3339_to_unix(&status.at, "status.at")?),
+    }))
+}
+
+fn rfc3339_to_unix(value: &str, what: &str) -> Result<i64, WebhookError> {
+    OffsetDateTime::parse(value, &Rfc3339)
+        .map(OffsetDateTime::unix_timestamp)
+        .map_err(|_| WebhookError::malformed(format!("{what} is not an RFC 3339 time")))
+}
+
+fn check_content_type(headers: &http::HeaderMap) -> Result<(), WebhookError> {
+    let unsupported =
+        || WebhookError::UnsupportedMediaType("expected application/json in UTF-8".to_owned());
+    let value = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(unsupported)?;
+    let mut pieces = value.split(';');
+    let essence = pieces.next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(unsupported());
+    }
+    for parameter in pieces {
+        let (name, charset) = parameter.split_once('=').unwrap_or((parameter, ""));
+        let charset = charset.trim().trim_matches('"');
+        if name.trim().eq_ignore_ascii_case("charset") && !charset.eq_ignore_ascii_case("utf-8") {
+            return Err(unsupported());
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Event {
+    version: u64,
+    /// The sender's idempotency key for the event; dedupe is on `message.id`.
+    event_id: String,
+    #[serde(rename = "type")]
+    kind: EventType,
+    sent_at: String,
+    session_id: String,
+    customer: Option<Customer>,
+    message: Option<Message>,
+    status: Option<Status>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum EventType {
+    Message,
+    Status,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Customer {
+    id: String,
+    name: Option<String>,
+    #[serde(rename = "locale")]
+    _locale: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Message {
+    id: String,
+    text: Option<String>,
+    #[serde(default)]
+    attachments: Vec<Attachment>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attachment {
+    #[serde(rename = "type")]
+    kind: AttachmentType,
+    url: String,
+    mime_type: Option<String>,
+    file_name: Option<String>,
+    #[serde(rename = "size_bytes")]
+    _size_bytes: Option<u64>,
+    #[serde(rename = "sha256")]
+    _sha256: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum AttachmentType {
+    Image,
+    Video,
+    Audio,
+    Document,
+}
+
+impl From<AttachmentType> for MediaKind {
+    fn from(kind: AttachmentType) -> Self {
+        match kind {
+            AttachmentType::Image => MediaKind::Image,
+            AttachmentType::Video => MediaKind::Video,
+            AttachmentType::Audio => MediaKind::Audio,
+            AttachmentType::Document => MediaKind::Document,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Status {
+    message_id: String,
+    state: State,
+    at: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum State {
+    Delivered,
+    Read,
+}

@@ -1,0 +1,348 @@
+//! WhatsApp Cloud API webhooks (`CHANNELS.md` §1).
+//!
+//! Signed with `X-Hub-Signature-256`; one POST carries any number of `entry[].changes[]`,
+//! each with `messages[]` and/or `statuses[]`. Only `field: "messages"` is read.
+
+use helpline_domain::{Channel, MediaKind, Personal};
+use serde::Deserialize;
+
+pub use super::meta::verify_handshake;
+
+use super::meta;
+use crate::adapter::{InboundAdapter, WebhookRequest};
+use crate::error::{ConfigError, WebhookError};
+use crate::inbound::{Inbound, InboundContent, Parts, Receipt, ReceiptStatus};
+use crate::json::{self, type_label};
+use crate::secret::Secret;
+
+const OBJECT: &str = "whatsapp_business_account";
+
+/// `[channels.whatsapp]`: the Meta app's secret (signs every POST) and the token the GET
+/// handshake must present.
+#[derive(Clone, Debug, Deserialize)]
+pub struct WhatsAppConfig {
+    pub app_secret: Secret,
+    pub verify_token: Secret,
+}
+
+#[derive(Debug)]
+pub struct WhatsAppAdapter {
+    config: WhatsAppConfig,
+}
+
+impl WhatsAppAdapter {
+    pub fn new(config: WhatsAppConfig) -> Result<Self, ConfigError> {
+        for (field, secret) in [
+            ("app_secret", &config.app_secret),
+            ("verify_token", &config.verify_token),
+        ] {
+            if secret.is_empty() {
+                return Err(ConfigError::EmptySecret {
+                    channel: Channel::WhatsApp,
+                    field,
+                });
+            }
+        }
+        Ok(Self { config })
+    }
+
+    /// [`verify_handshake`] against the configured verify token.
+    pub fn verify_handshake(
+        &self,
+        mode: Option<&str>,
+        verify_token: Option<&str>,
+        challenge: Option<&str>,
+    ) -> Result<String, WebhookError> {
+        verify_handshake(mode, verify_token, challenge, &self.config.verify_token)
+    }
+}
+
+impl InboundAdapter for WhatsAppAdapter {
+    fn channel(&self) -> Channel {
+        Channel::WhatsApp
+    }
+
+    fn verify(&self, request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
+        crate::adapter::check_body_size(request.body)?;
+        meta::verify_hub_signature(&self.config.app_secret, request)
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<Inbound>, WebhookError> {
+        let envelope: Envelope = json::from_body(body)?;
+        if envelope.object != OBJECT {
+            return Ok(vec![Inbound::ignored(format!(
+                "whatsapp object `{}`",
+                type_label(&envelope.object)
+            ))]);
+        }
+        let entries: Vec<Entry> = json::from_value(json::required(envelope.entry, "entry")?)?;
+        let mut inbound = Vec::new();
+        for change in entries.into_iter().flat_map(|entry| entry.changes) {
+            if change.field != "messages" {
+                inbound.push(Inbound::ignored(format!(
+                    "whatsapp field `{}`",
+                    type_label(&change.field)
+                )));
+                continue;
+            }
+            let value: Value = json::from_value(json::required(change.value, "changes[].value")?)?;
+            read_value(value, &mut inbound)?;
+        }
+        Ok(inbound)
+    }
+}
+
+fn read_value(value: Value, inbound: &mut Vec<Inbound>) -> Result<(), WebhookError> {
+    let account = value.metadata.map(|metadata| metadata.phone_number_id);
+    let nothing_to_read =
+        value.messages.is_empty() && value.statuses.is_empty() && value.errors.is_empty();
+    if nothing_to_read {
+        inbound.push(Inbound::ignored(
+            "whatsapp change without messages or statuses",
+        ));
+    }
+    for message in value.messages {
+        let display_name = value
+            .contacts
+            .iter()
+            .find(|contact| contact.wa_id.as_deref() == Some(message.from.as_str()))
+            .and_then(|contact| contact.profile.as_ref()?.name.as_deref());
+        inbound.extend(read_message(&message, display_name, account.as_deref())?);
+    }
+    for status in value.statuses {
+        inbound.push(read_status(status)?);
+    }
+    if !value.errors.is_empty() {
+        let codes: Vec<String> = value.errors.iter().map(ApiError::code).collect();
+        inbound.push(Inbound::ignored(format!(
+            "whatsapp error notification, codes {}",
+            codes.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn read_message(
+    message: &Message,
+    display_name: Option<&str>,
+    account: Option<&str>,
+) -> Result<Vec<Inbound>, WebhookError> {
+    let content = match message.kind.as_str() {
+        "text" => {
+            let text = json::required(message.text.as_ref(), "messages[].text")?;
+            InboundContent::Text(Personal::new(text.body.clone()))
+        }
+        // The customer's tap on a template's quick-reply button.
+        "button" => {
+            let button = json::required(message.button.as_ref(), "messages[].button")?;
+            InboundContent::Text(Personal::new(button.text.clone()))
+        }
+        "image" => media(MediaKind::Image, &message.image, "messages[].image")?,
+        "video" => media(MediaKind::Video, &message.video, "messages[].video")?,
+        "audio" => media(MediaKind::Audio, &message.audio, "messages[].audio")?,
+        "document" => media(
+            MediaKind::Document,
+            &message.document,
+            "messages[].document",
+        )?,
+        "location" => {
+            let location = json::required(message.location.as_ref(), "messages[].location")?;
+            InboundContent::Location(Personal::new(json::coordinates(
+                location.latitude,
+                location.longitude,
+                "messages[].location",
+            )?))
+        }
+        other => {
+            return Ok(vec![Inbound::ignored(format!(
+                "whatsapp message type `{}`",
+                type_label(other)
+            ))]);
+        }
+    };
+    let provider_message_id = json::non_empty(&message.id, "messages[].id")?;
+    let contact = json::non_empty(&message.from, "messages[].from")?;
+    let sent_at_unix = message
+        .timestamp
+        .as_deref()
+        .map(|timestamp| json::unix_seconds_string(timestamp, "messages[].timestamp"))
+        .transpose()?;
+    let parts = Parts {
+        provider_message_id,
+        contact,
+        display_name,
+        sent_at_unix,
+        account,
+    };
+    Ok(parts.into_messages(vec![content]))
+}
+
+fn media(
+    kind: MediaKind,
+    object: &Option<MediaObject>,
+    what: &str,
+) -> Result<InboundContent, WebhookError> {
+    let object = json::required(object.as_ref(), what)?;
+    Ok(InboundContent::Media {
+        kind,
+        provider_media: json::non_empty(&object.id, what)?.to_owned(),
+        mime_type: object.mime_type.clone(),
+        caption: object.caption.clone().map(Personal::new),
+        file_name: object.filename.clone().map(Personal::new),
+    })
+}
+
+fn read_status(status: Status) -> Result<Inbound, WebhookError> {
+    let status_kind = match status.status.as_str() {
+        "sent" => ReceiptStatus::Sent,
+        "delivered" => ReceiptStatus::Delivered,
+        "read" => ReceiptStatus::Read,
+        "failed" => ReceiptStatus::Failed {
+            reason: status
+                .errors
+                .first()
+                .map(ApiError::describe)
+                .unwrap_or_else(|| "no error given".to_owned()),
+        },
+        other => {
+            return Ok(Inbound::ignored(format!(
+                "whatsapp status `{}`",
+                type_label(other)
+            )));
+        }
+    };
+    let at_unix = status
+        .timestamp
+        .as_deref()
+        .map(|timestamp| json::unix_seconds_string(timestamp, "statuses[].timestamp"))
+        .transpose()?;
+    json::non_empty(&status.id, "statuses[].id")?;
+    Ok(Inbound::Receipt(Receipt {
+        provider_message_id: status.id,
+        status: status_kind,
+        contact: status.recipient_id.map(Personal::new),
+        at_unix,
+    }))
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    object: String,
+    /// Read only once `object` says this is WhatsApp.
+    entry: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    changes: Vec<Change>,
+}
+
+#[derive(Deserialize)]
+struct Change {
+    field: String,
+    /// Its shape depends on `field`; read only for `messages`.
+    value: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Value {
+    metadata: Option<Metadata>,
+    #[serde(default)]
+    contacts: Vec<Contact>,
+    #[serde(default)]
+    messages: Vec<Message>,
+    #[serde(default)]
+    statuses: Vec<Status>,
+    #[serde(default)]
+    errors: Vec<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    phone_number_id: String,
+}
+
+#[derive(Deserialize)]
+struct Contact {
+    wa_id: Option<String>,
+    profile: Option<Profile>,
+}
+
+#[derive(Deserialize)]
+struct Profile {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    from: String,
+    id: String,
+    /// Unix seconds, as a string.
+    timestamp: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<Text>,
+    button: Option<Button>,
+    image: Option<MediaObject>,
+    video: Option<MediaObject>,
+    audio: Option<MediaObject>,
+    document: Option<MediaObject>,
+    location: Option<Location>,
+}
+
+#[derive(Deserialize)]
+struct Text {
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct Button {
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct MediaObject {
+    id: String,
+    mime_type: Option<String>,
+    caption: Option<String>,
+    filename: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Location {
+    latitude: f64,
+    longitude: f64,
+}
+
+#[derive(Deserialize)]
+struct Status {
+    id: String,
+    status: String,
+    /// Unix seconds, as a string.
+    timestamp: Option<String>,
+    recipient_id: Option<String>,
+    #[serde(default)]
+    errors: Vec<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    code: Option<i64>,
+    title: Option<String>,
+}
+
+impl ApiError {
+    fn code(&self) -> String {
+        self.code
+            .map_or_else(|| "unknown".to_owned(), |code| code.to_string())
+    }
+
+    /// Meta's code and title (e.g. `131047 Re-engagement message`); the free-text
+    /// `message` and `error_data.details` are left out.
+    fn describe(&self) -> String {
+        match &self.title {
+            Some(title) => format!("{} {title}", self.code()),
+            None => self.code(),
+        }
+    }
+}

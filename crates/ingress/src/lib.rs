@@ -1,0 +1,41 @@
+//! The channel gateway's pure core: verifying and reading inbound webhooks of the
+//! messaging channels (WhatsApp, Messenger, Telegram, Viber, helpline's web chat) into
+//! normalized [`Inbound`] values.
+//!
+//! The HTTP routes and the event-store wiring sit on top of this crate: a route builds a
+//! [`WebhookRequest`] from what it received, calls [`InboundAdapter::receive`] (or
+//! `verify` and `parse` in turn), answers [`WebhookError::status_code`] on error, and
+//! appends the results, deduplicated on the provider ids, before answering `200`.
+//!
+//! Modules: [`channels`] (one module per channel: its config, its adapter, the provider's
+//! shapes), [`adapter`] (the [`InboundAdapter`] trait and the request), [`inbound`] (the
+//! normalized values), [`error`], [`secret`] (a `Debug`-safe wrapper for secrets).
+//!
+//! **Invariants.**
+//! - No I/O, no clock, no randomness: every function is a pure function of its input.
+//! - Bodies over [`MAX_BODY_BYTES`] are refused before anything else is done with them.
+//! - Verification runs on the raw body before any parsing, and compares signatures and
+//!   secrets in constant time over their full length.
+//! - Never panics on input: any bytes give `Ok` or a [`WebhookError`]. Invalid UTF-8 and
+//!   JSON nested 128 levels or deeper are malformed, checked before serde_json runs, so
+//!   deep nesting cannot overflow the stack.
+//! - Valid events helpline does not act on are [`Inbound::Ignored`], never errors: an
+//!   error makes the provider retry the same delivery.
+//! - Text is kept exactly as sent, byte for byte (including `\u0000` inside JSON strings).
+//! - Errors and `Ignored` reasons never carry secrets or personal data; personal values
+//!   are [`Personal`](helpline_domain::Personal), whose `Debug` prints `***`.
+
+#![forbid(unsafe_code)]
+
+pub mod adapter;
+pub mod channels;
+pub mod error;
+pub mod inbound;
+mod json;
+pub mod secret;
+mod signature;
+
+pub use adapter::{InboundAdapter, MAX_BODY_BYTES, WebhookRequest};
+pub use error::{ConfigError, WebhookError};
+pub use inbound::{Inbound, InboundContent, InboundMessage, Receipt, ReceiptStatus, Watermark};
+pub use secret::Secret;
