@@ -1,6 +1,7 @@
 //! The one typed configuration: defaults, then a TOML file, then `HELPLINE_…` environment
 //! variables, then command-line flags. Validated once at start and passed down.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,7 +17,15 @@ pub struct Config {
     pub region: String,
     pub nats: NatsConfig,
     pub eventstore: EventStoreConfig,
+    pub ingress: IngressConfig,
     pub dev: DevConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressConfig {
+    /// The HTTP address for provider webhooks and the `/healthz` and `/readyz` probes.
+    pub listen: SocketAddr,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,6 +73,9 @@ impl Default for Config {
                 ack_wait_secs: store.ack_wait.as_secs(),
                 snapshot_every: store.snapshot_every,
             },
+            ingress: IngressConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            },
             dev: DevConfig {
                 data_dir: PathBuf::from(".helpline"),
                 nats_port: 4222,
@@ -96,7 +108,7 @@ impl Config {
         let env = Env::prefixed("HELPLINE_")
             // Read by the logger and the test harness, not part of the config.
             .ignore(&["log", "nats_server", "config"])
-            .map(|key| match key.as_str() {
+            .map(|key| match key.as_str().to_ascii_lowercase().as_str() {
                 "nats_url" => "nats.url".into(),
                 other => other.replace("__", ".").into(),
             });

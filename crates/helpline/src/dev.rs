@@ -7,6 +7,7 @@ use helpline_eventstore::EventStore;
 use helpline_testkit::NatsServer;
 
 use crate::config::Config;
+use crate::shutdown_signal;
 
 pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let data_dir = std::path::absolute(&config.dev.data_dir)
@@ -66,23 +67,4 @@ async fn serve(config: &Config, nats: &NatsServer) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM, whichever comes first.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
 }

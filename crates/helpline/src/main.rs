@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod all;
 mod config;
 mod dev;
 
@@ -53,6 +54,10 @@ enum Command {
         #[arg(long)]
         nats_port: Option<u16>,
     },
+    /// Run every service in one process, with the `/healthz` and `/readyz` probes on
+    /// `ingress.listen` (today: the event store set-up and the probes; the services join
+    /// as they are built).
+    All,
     /// Create or update the region's streams and KV buckets on the configured NATS
     /// (idempotent; run before the services start, e.g. as a Kubernetes Job).
     Ensure,
@@ -114,6 +119,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             }
             dev::run(config).await
         }
+        Command::All => all::run(config).await,
         Command::Ensure => {
             let client = async_nats::connect(&config.nats.url)
                 .await
@@ -128,5 +134,24 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// Ctrl-C or SIGTERM, whichever comes first.
+pub(crate) async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
     }
 }

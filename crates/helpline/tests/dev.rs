@@ -111,6 +111,7 @@ fn every_sub_command_has_help() {
         vec!["--help"],
         vec!["dev", "--help"],
         vec!["ensure", "--help"],
+        vec!["all", "--help"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_helpline"))
             .args(&args)

@@ -1,0 +1,75 @@
+//! `helpline all` as Kubernetes sees it: live at once, ready only while NATS answers,
+//! and it sets up the region's event store on start.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use helpline_testkit::NatsServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The status code of `GET path`, or None while nothing listens.
+async fn get(port: u16, path: &str) -> Option<u16> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn wait_for(port: u16, path: &str, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(port, path).await != Some(status) {
+        assert!(Instant::now() < deadline, "{path} never answered {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {
+    let mut nats = NatsServer::start().await.unwrap();
+    let http = free_port();
+    let _helpline = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_helpline"))
+            .args(["all", "--log-format", "json"])
+            .env("HELPLINE_NATS_URL", nats.url())
+            .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    wait_for(http, "/healthz", 200).await;
+    wait_for(http, "/readyz", 200).await;
+    let js = async_nats::jetstream::new(nats.connect().await.unwrap());
+    js.get_stream("HELPLINE_DE").await.unwrap();
+
+    nats.stop().await.unwrap();
+    wait_for(http, "/readyz", 503).await;
+    assert_eq!(get(http, "/healthz").await, Some(200), "alive without NATS");
+
+    nats.restart().await.unwrap();
+    wait_for(http, "/readyz", 200).await;
+}
