@@ -291,7 +291,19 @@ impl Worker {
                     .unwrap_or_default();
                 Err(HandlerError::Permanent(format!("handler panicked: {what}")))
             });
-        let _entered = span.enter();
+        self.settle(&message, sequence, delivered, outcome)
+            .instrument(span)
+            .await;
+    }
+
+    /// Acknowledges, retries or dead-letters the message after its handler's outcome.
+    async fn settle(
+        &self,
+        message: &Message,
+        sequence: u64,
+        delivered: i64,
+        outcome: Result<(), HandlerError>,
+    ) {
         match outcome {
             Ok(()) => {
                 if let Err(e) = message.double_ack().await {
@@ -299,7 +311,7 @@ impl Worker {
                     tracing::warn!(error = %e, "ack not confirmed");
                 }
             }
-            Err(HandlerError::Transient(reason)) if delivered < max_deliver => {
+            Err(HandlerError::Transient(reason)) if delivered < self.store.config.max_deliver => {
                 let delay = retry_delay(self.store.config.retry_backoff, delivered);
                 tracing::info!(%reason, ?delay, "handler failed, retrying");
                 if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
@@ -308,7 +320,7 @@ impl Worker {
             }
             Err(error) => {
                 let reason = format!("{error} (after {delivered} deliveries)");
-                self.dead_letter(&message, sequence, delivered, &reason)
+                self.dead_letter(message, sequence, delivered, &reason)
                     .await;
             }
         }
