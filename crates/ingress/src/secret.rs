@@ -2,7 +2,10 @@
 
 use std::fmt;
 
+use helpline_domain::Channel;
 use serde::Deserialize;
+
+use crate::error::ConfigError;
 
 /// A secret (an app secret, a verify token, a bot token).
 ///
@@ -41,6 +44,18 @@ impl From<&str> for Secret {
 impl From<String> for Secret {
     fn from(value: String) -> Self {
         Self(value)
+    }
+}
+
+/// Refuses a channel configuration with an empty secret among `secrets`: an empty key
+/// would make every signature forgeable.
+pub(crate) fn require_secrets(
+    channel: Channel,
+    secrets: &[(&'static str, &Secret)],
+) -> Result<(), ConfigError> {
+    match secrets.iter().find(|(_, secret)| secret.is_empty()) {
+        Some((field, _)) => Err(ConfigError::EmptySecret { channel, field }),
+        None => Ok(()),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::adapter::{InboundAdapter, WebhookRequest};
 use crate::error::{ConfigError, WebhookError};
 use crate::inbound::{Inbound, InboundContent, Parts, Receipt, ReceiptStatus, Watermark};
 use crate::json::{self, type_label};
-use crate::secret::Secret;
+use crate::secret::{Secret, require_secrets};
 
 const OBJECT: &str = "page";
 
@@ -33,17 +33,13 @@ pub struct MessengerAdapter {
 
 impl MessengerAdapter {
     pub fn new(config: MessengerConfig) -> Result<Self, ConfigError> {
-        for (field, secret) in [
-            ("app_secret", &config.app_secret),
-            ("verify_token", &config.verify_token),
-        ] {
-            if secret.is_empty() {
-                return Err(ConfigError::EmptySecret {
-                    channel: Channel::Messenger,
-                    field,
-                });
-            }
-        }
+        require_secrets(
+            Channel::Messenger,
+            &[
+                ("app_secret", &config.app_secret),
+                ("verify_token", &config.verify_token),
+            ],
+        )?;
         Ok(Self { config })
     }
 

@@ -12,7 +12,7 @@ use crate::adapter::{InboundAdapter, WebhookRequest};
 use crate::error::{ConfigError, WebhookError};
 use crate::inbound::{Inbound, InboundContent, Parts, Receipt, ReceiptStatus};
 use crate::json::{self, type_label};
-use crate::secret::Secret;
+use crate::secret::{Secret, require_secrets};
 use crate::signature::{single_header, single_query_param, verify_hmac_sha256};
 
 const SIGNATURE_HEADER: &str = "x-viber-content-signature";
@@ -31,12 +31,7 @@ pub struct ViberAdapter {
 
 impl ViberAdapter {
     pub fn new(config: ViberConfig) -> Result<Self, ConfigError> {
-        if config.auth_token.is_empty() {
-            return Err(ConfigError::EmptySecret {
-                channel: Channel::Viber,
-                field: "auth_token",
-            });
-        }
+        require_secrets(Channel::Viber, &[("auth_token", &config.auth_token)])?;
         Ok(Self { config })
     }
 }

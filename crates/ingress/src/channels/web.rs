@@ -13,7 +13,7 @@ use crate::adapter::{InboundAdapter, WebhookRequest};
 use crate::error::{ConfigError, WebhookError};
 use crate::inbound::{Inbound, InboundContent, Parts, Receipt, ReceiptStatus};
 use crate::json;
-use crate::secret::Secret;
+use crate::secret::{Secret, require_secrets};
 use crate::signature::{single_header, verify_hmac_sha256};
 
 const SIGNATURE_HEADER: &str = "x-helpline-signature";
@@ -33,12 +33,10 @@ pub struct WebAdapter {
 
 impl WebAdapter {
     pub fn new(config: WebConfig) -> Result<Self, ConfigError> {
-        if config.shared_secret.is_empty() {
-            return Err(ConfigError::EmptySecret {
-                channel: Channel::WebChat,
-                field: "shared_secret",
-            });
-        }
+        require_secrets(
+            Channel::WebChat,
+            &[("shared_secret", &config.shared_secret)],
+        )?;
         Ok(Self { config })
     }
 }

@@ -13,7 +13,7 @@ use crate::adapter::{InboundAdapter, WebhookRequest};
 use crate::error::{ConfigError, WebhookError};
 use crate::inbound::{Inbound, InboundContent, Parts, Receipt, ReceiptStatus};
 use crate::json::{self, type_label};
-use crate::secret::Secret;
+use crate::secret::{Secret, require_secrets};
 
 const OBJECT: &str = "whatsapp_business_account";
 
@@ -32,17 +32,13 @@ pub struct WhatsAppAdapter {
 
 impl WhatsAppAdapter {
     pub fn new(config: WhatsAppConfig) -> Result<Self, ConfigError> {
-        for (field, secret) in [
-            ("app_secret", &config.app_secret),
-            ("verify_token", &config.verify_token),
-        ] {
-            if secret.is_empty() {
-                return Err(ConfigError::EmptySecret {
-                    channel: Channel::WhatsApp,
-                    field,
-                });
-            }
-        }
+        require_secrets(
+            Channel::WhatsApp,
+            &[
+                ("app_secret", &config.app_secret),
+                ("verify_token", &config.verify_token),
+            ],
+        )?;
         Ok(Self { config })
     }
 
