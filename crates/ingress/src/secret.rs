@@ -11,7 +11,7 @@ use crate::error::ConfigError;
 ///
 /// `Debug` prints `***`; the value is reached only through [`Secret::expose`]. There is
 /// deliberately no `PartialEq`: secrets are compared in constant time by the adapters.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -24,7 +24,7 @@ impl Secret {
         &self.0
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }

@@ -24,6 +24,24 @@ const OBJECT: &str = "page";
 pub struct MessengerConfig {
     pub app_secret: Secret,
     pub verify_token: Secret,
+    /// The Page access token the Send API takes.
+    #[serde(default)]
+    pub page_access_token: Secret,
+    /// The Graph API, with its version; tests and the simulator point it at localhost.
+    #[serde(default = "crate::channels::whatsapp::default_graph_api")]
+    pub api_base_url: String,
+}
+
+/// Empty secrets (refused by the adapter) and the provider's real API.
+impl Default for MessengerConfig {
+    fn default() -> Self {
+        Self {
+            app_secret: Secret::default(),
+            verify_token: Secret::default(),
+            page_access_token: Secret::default(),
+            api_base_url: crate::channels::whatsapp::default_graph_api(),
+        }
+    }
 }
 
 #[derive(Debug)]

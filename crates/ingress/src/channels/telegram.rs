@@ -21,6 +21,27 @@ const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 #[derive(Clone, Debug, Deserialize)]
 pub struct TelegramConfig {
     pub secret_token: Secret,
+    /// The bot's token, part of every Bot API path (`/bot<token>/sendMessage`).
+    #[serde(default)]
+    pub bot_token: Secret,
+    /// The Bot API; tests and the simulator point it at localhost.
+    #[serde(default = "default_bot_api")]
+    pub api_base_url: String,
+}
+
+/// Empty secrets (refused by the adapter) and the provider's real API.
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        Self {
+            secret_token: Secret::default(),
+            bot_token: Secret::default(),
+            api_base_url: default_bot_api(),
+        }
+    }
+}
+
+fn default_bot_api() -> String {
+    "https://api.telegram.org".to_owned()
 }
 
 #[derive(Debug)]

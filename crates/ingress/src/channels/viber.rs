@@ -21,7 +21,25 @@ const SIGNATURE_PARAM: &str = "sig";
 /// `[channels.viber]`: the bot's auth token, which also keys the callback signature.
 #[derive(Clone, Debug, Deserialize)]
 pub struct ViberConfig {
+    /// Signs webhooks and authenticates sends (`X-Viber-Auth-Token`).
     pub auth_token: Secret,
+    /// The REST API; tests and the simulator point it at localhost.
+    #[serde(default = "default_viber_api")]
+    pub api_base_url: String,
+}
+
+/// Empty secrets (refused by the adapter) and the provider's real API.
+impl Default for ViberConfig {
+    fn default() -> Self {
+        Self {
+            auth_token: Secret::default(),
+            api_base_url: default_viber_api(),
+        }
+    }
+}
+
+fn default_viber_api() -> String {
+    "https://chatapi.viber.com/pa".to_owned()
 }
 
 #[derive(Debug)]

@@ -23,7 +23,21 @@ const VERSION: u64 = 1;
 /// `[channels.web]`: the secret shared with the site's chat backend.
 #[derive(Clone, Debug, Deserialize)]
 pub struct WebConfig {
+    /// Signs webhooks in both directions (`X-Helpline-Signature`).
     pub shared_secret: Secret,
+    /// The site's chat backend, which takes helpline's replies.
+    #[serde(default)]
+    pub callback_url: String,
+}
+
+/// Empty secrets (refused by the adapter) and the provider's real API.
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            shared_secret: Secret::default(),
+            callback_url: String::new(),
+        }
+    }
 }
 
 #[derive(Debug)]

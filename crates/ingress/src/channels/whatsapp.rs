@@ -23,6 +23,32 @@ const OBJECT: &str = "whatsapp_business_account";
 pub struct WhatsAppConfig {
     pub app_secret: Secret,
     pub verify_token: Secret,
+    /// Bearer token of the system user that sends messages.
+    #[serde(default)]
+    pub access_token: Secret,
+    /// The business phone number that sends (`/{phone_number_id}/messages`).
+    #[serde(default)]
+    pub phone_number_id: String,
+    /// The Graph API, with its version; tests and the simulator point it at localhost.
+    #[serde(default = "default_graph_api")]
+    pub api_base_url: String,
+}
+
+/// Empty secrets (refused by the adapter) and the provider's real API.
+impl Default for WhatsAppConfig {
+    fn default() -> Self {
+        Self {
+            app_secret: Secret::default(),
+            verify_token: Secret::default(),
+            access_token: Secret::default(),
+            phone_number_id: String::new(),
+            api_base_url: default_graph_api(),
+        }
+    }
+}
+
+pub(crate) fn default_graph_api() -> String {
+    "https://graph.facebook.com/v21.0".to_owned()
 }
 
 #[derive(Debug)]

@@ -99,7 +99,8 @@ fn empty_secrets_are_refused_at_start() {
     assert_eq!(
         WhatsAppAdapter::new(WhatsAppConfig {
             app_secret: empty(),
-            verify_token: "t".into()
+            verify_token: "t".into(),
+            ..Default::default()
         })
         .map(drop),
         Err(ConfigError::EmptySecret {
@@ -110,7 +111,8 @@ fn empty_secrets_are_refused_at_start() {
     assert_eq!(
         MessengerAdapter::new(MessengerConfig {
             app_secret: "s".into(),
-            verify_token: empty()
+            verify_token: empty(),
+            ..Default::default()
         })
         .map(drop),
         Err(ConfigError::EmptySecret {
@@ -120,13 +122,15 @@ fn empty_secrets_are_refused_at_start() {
     );
     assert!(
         ViberAdapter::new(ViberConfig {
-            auth_token: empty()
+            auth_token: empty(),
+            ..Default::default()
         })
         .is_err()
     );
     assert!(
         WebAdapter::new(WebConfig {
-            shared_secret: empty()
+            shared_secret: empty(),
+            ..Default::default()
         })
         .is_err()
     );
@@ -138,7 +142,8 @@ fn a_telegram_secret_telegram_would_refuse_is_refused() {
     for token in ["", "has space", "ümlaut", "semi;colon", long.as_str()] {
         assert_eq!(
             TelegramAdapter::new(TelegramConfig {
-                secret_token: token.into()
+                secret_token: token.into(),
+                ..Default::default()
             })
             .map(drop),
             Err(ConfigError::InvalidTelegramSecret),

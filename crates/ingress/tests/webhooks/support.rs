@@ -24,6 +24,7 @@ pub fn whatsapp() -> WhatsAppAdapter {
     WhatsAppAdapter::new(WhatsAppConfig {
         app_secret: META_APP_SECRET.into(),
         verify_token: META_VERIFY_TOKEN.into(),
+        ..Default::default()
     })
     .unwrap()
 }
@@ -32,6 +33,7 @@ pub fn messenger() -> MessengerAdapter {
     MessengerAdapter::new(MessengerConfig {
         app_secret: META_APP_SECRET.into(),
         verify_token: META_VERIFY_TOKEN.into(),
+        ..Default::default()
     })
     .unwrap()
 }
@@ -39,6 +41,7 @@ pub fn messenger() -> MessengerAdapter {
 pub fn telegram() -> TelegramAdapter {
     TelegramAdapter::new(TelegramConfig {
         secret_token: TELEGRAM_SECRET.into(),
+        ..Default::default()
     })
     .unwrap()
 }
@@ -46,6 +49,7 @@ pub fn telegram() -> TelegramAdapter {
 pub fn viber() -> ViberAdapter {
     ViberAdapter::new(ViberConfig {
         auth_token: VIBER_AUTH_TOKEN.into(),
+        ..Default::default()
     })
     .unwrap()
 }
@@ -53,6 +57,7 @@ pub fn viber() -> ViberAdapter {
 pub fn web() -> WebAdapter {
     WebAdapter::new(WebConfig {
         shared_secret: WEB_SHARED_SECRET.into(),
+        ..Default::default()
     })
     .unwrap()
 }
