@@ -1,17 +1,25 @@
-//! `helpline all`: every service in one process, as docker-compose and Kubernetes run it.
+//! `helpline all` and `helpline ingress`: the services in one process, as docker-compose
+//! and Kubernetes run them, behind one HTTP listener on `ingress.listen`:
 //!
-//! Today that is the region's event store (ensured at start) and the HTTP probes on
-//! `ingress.listen`: `/healthz` answers while the process runs, `/readyz` only while NATS
-//! is connected and JetStream answers. The services join here as they are built.
+//! - `/healthz` answers while the process runs, `/readyz` only while NATS is connected
+//!   and JetStream answers;
+//! - `/webhooks/{channel}`: the channel gateway; `503` until the event store is set up, so
+//!   providers retry rather than lose a message.
+//!
+//! More services join `all` as they are built.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use helpline_eventstore::EventStore;
+use helpline_ingress::Ingress;
+use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::shutdown_signal;
@@ -24,29 +32,57 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .connect(&config.nats.url)
         .await
         .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
-    let listener = tokio::net::TcpListener::bind(config.ingress.listen)
+    let listen = config.ingress.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.ingress.listen))?;
-    let probes = Router::new()
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let services: Arc<OnceLock<Router>> = Arc::default();
+    let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(client.clone());
-    tracing::info!(listen = %config.ingress.listen, nats = %config.nats.url, "serving probes");
+        .with_state(client.clone())
+        .fallback(forward_to(services.clone()));
     let server = tokio::spawn(async move {
-        axum::serve(listener, probes)
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
     });
+    tracing::info!(%listen, nats = %config.nats.url, "starting");
+
     let store = EventStore::ensure(client, config.store())
         .await
         .context("cannot set up the event store")?;
-    tracing::info!(stream = store.layout().event_stream(), "event store ready");
+    let ingress = Ingress::new(store, &config.ingress, &config.channels)
+        .await
+        .context("cannot start the channel gateway")?;
+    tracing::info!(?ingress, "channel gateway ready");
+    // Set once, here; nothing else writes it.
+    let _ = services.set(ingress.router());
+
     server
         .await
-        .context("probe server task failed")?
-        .context("probe server failed")?;
+        .context("http server task failed")?
+        .context("http server failed")?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Routes a request to the services once they are up; `503` before.
+fn forward_to(
+    services: Arc<OnceLock<Router>>,
+) -> impl Fn(Request) -> std::pin::Pin<Box<dyn Future<Output = Response> + Send>> + Clone {
+    move |request: Request| {
+        let services = services.clone();
+        Box::pin(async move {
+            match services.get() {
+                Some(router) => match router.clone().oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                None => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
+            }
+        })
+    }
 }
 
 async fn ready(State(client): State<async_nats::Client>) -> (StatusCode, String) {

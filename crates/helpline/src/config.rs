@@ -1,13 +1,13 @@
 //! The one typed configuration: defaults, then a TOML file, then `HELPLINE_…` environment
 //! variables, then command-line flags. Validated once at start and passed down.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use helpline_eventstore::StoreConfig;
+use helpline_ingress::{ChannelsConfig, IngressConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -17,15 +17,15 @@ pub struct Config {
     pub region: String,
     pub nats: NatsConfig,
     pub eventstore: EventStoreConfig,
+    /// `[ingress]`: the webhook server (`listen` also serves `/healthz` and `/readyz`).
+    /// Not serialized: it is only ever read, and `[channels.*]` holds secrets.
+    #[serde(default, skip_serializing)]
     pub ingress: IngressConfig,
+    /// `[channels.whatsapp]`, `[channels.messenger]`, …: a channel is served only when its
+    /// section is there.
+    #[serde(default, skip_serializing)]
+    pub channels: ChannelsConfig,
     pub dev: DevConfig,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IngressConfig {
-    /// The HTTP address for provider webhooks and the `/healthz` and `/readyz` probes.
-    pub listen: SocketAddr,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -73,9 +73,8 @@ impl Default for Config {
                 ack_wait_secs: store.ack_wait.as_secs(),
                 snapshot_every: store.snapshot_every,
             },
-            ingress: IngressConfig {
-                listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            },
+            ingress: IngressConfig::default(),
+            channels: ChannelsConfig::default(),
             dev: DevConfig {
                 data_dir: PathBuf::from(".helpline"),
                 nats_port: 4222,

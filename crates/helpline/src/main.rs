@@ -58,6 +58,9 @@ enum Command {
     /// `ingress.listen` (today: the event store set-up and the probes; the services join
     /// as they are built).
     All,
+    /// Run the channel gateway alone: provider webhooks on `ingress.listen`, with the
+    /// `/healthz` and `/readyz` probes.
+    Ingress,
     /// Create or update the region's streams and KV buckets on the configured NATS
     /// (idempotent; run before the services start, e.g. as a Kubernetes Job).
     Ensure,
@@ -65,6 +68,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // reqwest and async-nats share ring as rustls's provider; installing it once keeps a
+    // second provider from ever being chosen. An earlier install is just as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
@@ -119,7 +125,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             }
             dev::run(config).await
         }
-        Command::All => all::run(config).await,
+        Command::All | Command::Ingress => all::run(config).await,
         Command::Ensure => {
             let client = async_nats::connect(&config.nats.url)
                 .await

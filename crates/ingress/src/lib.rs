@@ -31,11 +31,14 @@ pub mod adapter;
 pub mod channels;
 pub mod error;
 pub mod inbound;
+pub mod intake;
 mod json;
 pub mod secret;
+pub mod server;
 mod signature;
 
 pub use adapter::{InboundAdapter, MAX_BODY_BYTES, WebhookRequest};
 pub use error::{ConfigError, WebhookError};
 pub use inbound::{Inbound, InboundContent, InboundMessage, Receipt, ReceiptStatus, Watermark};
 pub use secret::Secret;
+pub use server::{ChannelsConfig, Ingress, IngressConfig, IngressError};

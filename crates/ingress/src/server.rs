@@ -1,0 +1,321 @@
+//! The webhook routes: `POST /webhooks/{whatsapp,messenger,telegram,viber,web}` and Meta's
+//! `GET` verification handshake for WhatsApp and Messenger.
+//!
+//! Order of checks, per the channel policy: body size (413) → signature on the raw body
+//! (401) → content type (415) → JSON (400) → dedupe → append → `200`. A webhook is
+//! answered `200` only after all its messages are durably appended; if the event store
+//! is unavailable the answer is `503`, so the provider delivers again later.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use helpline_eventstore::EventStore;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::channels::messenger::{MessengerAdapter, MessengerConfig};
+use crate::channels::telegram::{TelegramAdapter, TelegramConfig};
+use crate::channels::viber::{ViberAdapter, ViberConfig};
+use crate::channels::web::{WebAdapter, WebConfig};
+use crate::channels::whatsapp::{WhatsAppAdapter, WhatsAppConfig};
+use crate::intake::{Intake, IntakeError, Taken};
+use crate::{ConfigError, Inbound, InboundAdapter, MAX_BODY_BYTES, WebhookError, WebhookRequest};
+
+/// `[ingress]`; a key left out takes its default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngressConfig {
+    /// The HTTP address of the webhook routes.
+    pub listen: SocketAddr,
+    /// The largest webhook body, in bytes (4 MiB unless set).
+    pub max_body_bytes: usize,
+    /// The language a new ticket is served in until the bot learns better (BCP 47).
+    pub default_language: String,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_body_bytes: MAX_BODY_BYTES,
+            default_language: "de".to_owned(),
+        }
+    }
+}
+
+/// `[channels.*]`: a channel without a section is not served (its routes answer 404).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsConfig {
+    pub whatsapp: Option<WhatsAppConfig>,
+    pub messenger: Option<MessengerConfig>,
+    pub telegram: Option<TelegramConfig>,
+    pub viber: Option<ViberConfig>,
+    pub web: Option<WebConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("webhook server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The configured channels and the intake behind the routes.
+#[derive(Clone)]
+pub struct Ingress {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    adapters: HashMap<&'static str, Box<dyn InboundAdapter>>,
+    whatsapp: Option<WhatsAppAdapter>,
+    messenger: Option<MessengerAdapter>,
+    intake: Intake,
+    max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for Ingress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut channels: Vec<&str> = self.inner.adapters.keys().copied().collect();
+        channels.sort_unstable();
+        f.debug_struct("Ingress")
+            .field("channels", &channels)
+            .finish()
+    }
+}
+
+impl Ingress {
+    pub async fn new(
+        store: EventStore,
+        config: &IngressConfig,
+        channels: &ChannelsConfig,
+    ) -> Result<Self, IngressError> {
+        let mut adapters: HashMap<&'static str, Box<dyn InboundAdapter>> = HashMap::new();
+        let mut add = |adapter: Box<dyn InboundAdapter>| {
+            adapters.insert(adapter.channel().as_str(), adapter);
+        };
+        if let Some(c) = &channels.whatsapp {
+            add(Box::new(WhatsAppAdapter::new(c.clone())?));
+        }
+        if let Some(c) = &channels.messenger {
+            add(Box::new(MessengerAdapter::new(c.clone())?));
+        }
+        if let Some(c) = &channels.telegram {
+            add(Box::new(TelegramAdapter::new(c.clone())?));
+        }
+        if let Some(c) = &channels.viber {
+            add(Box::new(ViberAdapter::new(c.clone())?));
+        }
+        if let Some(c) = &channels.web {
+            add(Box::new(WebAdapter::new(c.clone())?));
+        }
+        let whatsapp = channels
+            .whatsapp
+            .clone()
+            .map(WhatsAppAdapter::new)
+            .transpose()?;
+        let messenger = channels
+            .messenger
+            .clone()
+            .map(MessengerAdapter::new)
+            .transpose()?;
+        let intake = Intake::new(store, config.default_language.clone()).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                adapters,
+                whatsapp,
+                messenger,
+                intake,
+                max_body_bytes: config.max_body_bytes,
+            }),
+        })
+    }
+
+    /// The webhook routes, to be served alone or merged with other routes.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(
+                "/webhooks/{channel}",
+                post(receive_webhook).get(verify_handshake),
+            )
+            // One byte over the limit is enough to know the body is too large.
+            .layer(DefaultBodyLimit::max(
+                self.inner.max_body_bytes.saturating_add(1),
+            ))
+            .with_state(self.clone())
+    }
+}
+
+/// Serves the webhook routes on `config.listen` until `shutdown` is cancelled.
+pub async fn run(
+    store: EventStore,
+    config: IngressConfig,
+    channels: ChannelsConfig,
+    shutdown: CancellationToken,
+) -> Result<(), IngressError> {
+    let ingress = Ingress::new(store, &config, &channels).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| IngressError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    tracing::info!(listen = %config.listen, ?ingress, "webhooks served");
+    axum::serve(listener, ingress.router())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(IngressError::Serve)
+}
+
+async fn receive_webhook(
+    State(ingress): State<Ingress>,
+    Path(channel): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(adapter) = ingress.inner.adapters.get(channel.as_str()) else {
+        return refuse(&channel, StatusCode::NOT_FOUND, "channel is not configured");
+    };
+    if body.len() > ingress.inner.max_body_bytes {
+        let error = WebhookError::TooLarge {
+            limit: ingress.inner.max_body_bytes,
+        };
+        return webhook_error(&channel, &error);
+    }
+    let request = WebhookRequest {
+        headers: &headers,
+        query: query.as_deref(),
+        body: &body,
+    };
+    if let Err(error) = adapter.verify(&request) {
+        return webhook_error(&channel, &error);
+    }
+    if !is_json(&headers) {
+        let error = WebhookError::UnsupportedMediaType("expected application/json".to_owned());
+        return webhook_error(&channel, &error);
+    }
+    let inbound = match adapter.parse(&body) {
+        Ok(inbound) => inbound,
+        Err(error) => return webhook_error(&channel, &error),
+    };
+    let channel_id = adapter.channel();
+    for item in inbound {
+        match item {
+            Inbound::Message(message) => match ingress.inner.intake.take(channel_id, message).await
+            {
+                Ok(Taken::Appended { .. } | Taken::Duplicate | Taken::Refused) => {}
+                Err(error) => {
+                    tracing::error!(channel, %error, "webhook not taken, provider will retry");
+                    return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
+                }
+            },
+            Inbound::Receipt(_) | Inbound::Watermark(_) => {
+                tracing::debug!(
+                    channel,
+                    "receipt not recorded: receipts are not tracked yet"
+                );
+            }
+            Inbound::Ignored { reason } => tracing::debug!(channel, %reason, "event ignored"),
+        }
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"ok\":true}",
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct Handshake {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+async fn verify_handshake(
+    State(ingress): State<Ingress>,
+    Path(channel): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Ok(handshake) = serde_urlencoded_query(query.as_deref().unwrap_or("")) else {
+        return refuse(&channel, StatusCode::BAD_REQUEST, "unreadable query");
+    };
+    let result = match channel.as_str() {
+        "whatsapp" => ingress.inner.whatsapp.as_ref().map(|a| {
+            a.verify_handshake(
+                handshake.mode.as_deref(),
+                handshake.verify_token.as_deref(),
+                handshake.challenge.as_deref(),
+            )
+        }),
+        "messenger" => ingress.inner.messenger.as_ref().map(|a| {
+            a.verify_handshake(
+                handshake.mode.as_deref(),
+                handshake.verify_token.as_deref(),
+                handshake.challenge.as_deref(),
+            )
+        }),
+        _ => {
+            return refuse(
+                &channel,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "no handshake on this channel",
+            );
+        }
+    };
+    match result {
+        None => refuse(&channel, StatusCode::NOT_FOUND, "channel is not configured"),
+        Some(Ok(challenge)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain")],
+            challenge,
+        )
+            .into_response(),
+        Some(Err(error)) => webhook_error(&channel, &error),
+    }
+}
+
+fn serde_urlencoded_query(query: &str) -> Result<Handshake, ()> {
+    axum::extract::Query::<Handshake>::try_from_uri(&format!("/?{query}").parse().map_err(|_| ())?)
+        .map(|q| q.0)
+        .map_err(|_| ())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn webhook_error(channel: &str, error: &WebhookError) -> Response {
+    let status = StatusCode::from_u16(error.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
+    refuse(channel, status, &error.to_string())
+}
+
+fn refuse(channel: &str, status: StatusCode, reason: &str) -> Response {
+    tracing::warn!(channel, status = status.as_u16(), reason, "webhook refused");
+    (status, format!("{reason}\n")).into_response()
+}
