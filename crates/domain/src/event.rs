@@ -69,7 +69,8 @@ pub enum MediaKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Media {
     pub kind: MediaKind,
-    /// Name of the object in the region's media bucket.
+    /// Name of the object in the region's media bucket; empty when the attachment was
+    /// over the region's size cap and not kept.
     pub object: String,
     pub mime_type: String,
     pub size_bytes: u64,

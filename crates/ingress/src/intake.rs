@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::inbound::{InboundContent, InboundMessage};
+use crate::media::{MediaError, MediaFetcher};
 
 /// How long a provider message id is remembered for dedupe.
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
@@ -55,6 +56,8 @@ pub enum IntakeError {
     Kv(String),
     #[error("gave up after {MAX_ATTEMPTS} attempts: the ticket kept changing")]
     Contended,
+    #[error(transparent)]
+    Media(#[from] MediaError),
 }
 
 /// The buckets intake uses, opened once.
@@ -63,12 +66,17 @@ pub struct Intake {
     store: EventStore,
     contacts: kv::Store,
     inbound: kv::Store,
+    media: MediaFetcher,
     language: String,
 }
 
 impl Intake {
     /// Opens the contacts bucket and creates (or updates) the inbound dedupe bucket.
-    pub async fn new(store: EventStore, language: String) -> Result<Self, IntakeError> {
+    pub async fn new(
+        store: EventStore,
+        media: MediaFetcher,
+        language: String,
+    ) -> Result<Self, IntakeError> {
         let js = store.jetstream();
         let layout = store.layout();
         let contacts = js
@@ -91,6 +99,7 @@ impl Intake {
             store,
             contacts,
             inbound,
+            media,
             language,
         })
     }
@@ -122,7 +131,7 @@ impl Intake {
         let meta = CommandMeta::new(command_id, SystemTime::now())
             .caused_by(message.provider_message_id.clone());
         let contact_key = key(channel, message.contact.expose());
-        let body = body_of(&message.content);
+        let body = self.body_of(channel, &message.content, message_id).await?;
 
         for _ in 0..MAX_ATTEMPTS {
             let ticket = self.claim_ticket(&contact_key).await?;
@@ -207,6 +216,39 @@ impl Intake {
         Ok(events)
     }
 
+    /// The message body for the event; an attachment is fetched into the media bucket
+    /// first, under the message's id, so a retry overwrites rather than duplicates it.
+    async fn body_of(
+        &self,
+        channel: Channel,
+        content: &InboundContent,
+        message: MessageId,
+    ) -> Result<MessageBody, IntakeError> {
+        Ok(match content {
+            InboundContent::Text(text) => MessageBody::Text(text.clone()),
+            InboundContent::Location(point) => MessageBody::Location(point.clone()),
+            InboundContent::Media {
+                kind,
+                provider_media,
+                mime_type,
+                caption,
+                ..
+            } => {
+                let stored = self
+                    .media
+                    .fetch(channel, provider_media, &message.0.to_string())
+                    .await?;
+                MessageBody::Media(helpline_domain::Media {
+                    kind: *kind,
+                    object: stored.object,
+                    mime_type: mime_type.clone().or(stored.mime_type).unwrap_or_default(),
+                    size_bytes: stored.size_bytes,
+                    caption: caption.clone(),
+                })
+            }
+        })
+    }
+
     /// The contact's open ticket, or a new one claimed with a KV create.
     async fn claim_ticket(&self, contact_key: &str) -> Result<TicketId, IntakeError> {
         loop {
@@ -279,24 +321,4 @@ fn key(channel: Channel, value: &str) -> String {
         channel.as_str(),
         hex::encode(Sha256::digest(value.as_bytes()))
     )
-}
-
-fn body_of(content: &InboundContent) -> MessageBody {
-    match content {
-        InboundContent::Text(text) => MessageBody::Text(text.clone()),
-        InboundContent::Location(point) => MessageBody::Location(point.clone()),
-        InboundContent::Media {
-            kind,
-            provider_media,
-            mime_type,
-            caption,
-            ..
-        } => MessageBody::Media(helpline_domain::Media {
-            kind: *kind,
-            object: provider_media.clone(),
-            mime_type: mime_type.clone().unwrap_or_default(),
-            size_bytes: 0,
-            caption: caption.clone(),
-        }),
-    }
 }

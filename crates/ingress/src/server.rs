@@ -26,6 +26,7 @@ use crate::channels::viber::{ViberAdapter, ViberConfig};
 use crate::channels::web::{WebAdapter, WebConfig};
 use crate::channels::whatsapp::{WhatsAppAdapter, WhatsAppConfig};
 use crate::intake::{Intake, IntakeError, Taken};
+use crate::media::{MediaFetcher, MediaSources};
 use crate::{ConfigError, Inbound, InboundAdapter, MAX_BODY_BYTES, WebhookError, WebhookRequest};
 
 /// `[ingress]`; a key left out takes its default.
@@ -38,6 +39,8 @@ pub struct IngressConfig {
     pub max_body_bytes: usize,
     /// The language a new ticket is served in until the bot learns better (BCP 47).
     pub default_language: String,
+    /// The largest attachment kept in the media bucket, in bytes.
+    pub max_media_bytes: u64,
 }
 
 impl Default for IngressConfig {
@@ -46,6 +49,7 @@ impl Default for IngressConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_body_bytes: MAX_BODY_BYTES,
             default_language: "de".to_owned(),
+            max_media_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -135,7 +139,20 @@ impl Ingress {
             .clone()
             .map(MessengerAdapter::new)
             .transpose()?;
-        let intake = Intake::new(store, config.default_language.clone()).await?;
+        let sources = MediaSources {
+            whatsapp: channels
+                .whatsapp
+                .as_ref()
+                .map(|c| (c.api_base_url.clone(), c.access_token.clone())),
+            telegram: channels
+                .telegram
+                .as_ref()
+                .map(|c| (c.api_base_url.clone(), c.bot_token.clone())),
+        };
+        let media = MediaFetcher::new(&store, sources, config.max_media_bytes)
+            .await
+            .map_err(IntakeError::from)?;
+        let intake = Intake::new(store, media, config.default_language.clone()).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 adapters,
