@@ -33,6 +33,7 @@ pub mod error;
 pub mod inbound;
 pub mod intake;
 mod json;
+pub mod media;
 pub mod secret;
 pub mod server;
 mod signature;
