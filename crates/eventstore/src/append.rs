@@ -10,7 +10,7 @@
 //! So on a wrong last sequence we read the ticket's events after the expected version and
 //! look for our own command id before reporting a conflict.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -32,6 +32,10 @@ const WRONG_LAST_SEQUENCE: u64 = 10071;
 /// An atomic batch whose `Nats-Msg-Id`s were seen within the duplicate window: the server
 /// answers a retried batch with this rather than with `duplicate: true`.
 const BATCH_DUPLICATE_MESSAGE_ID: u64 = 10201;
+/// The stream has too many atomic batches in flight (the server allows 50): try again.
+const TOO_MANY_INFLIGHT_BATCHES: u64 = 10210;
+/// Tries of one batch refused for too many in-flight batches before `Unavailable`.
+const BATCH_ATTEMPTS: u32 = 10;
 
 /// The command an append belongs to: who asked, why, and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +106,8 @@ enum Outcome {
     /// Wrong last sequence, or a batch already seen: the ticket moved past the expected
     /// version, by this command's earlier try or by another command.
     AlreadyMoved,
+    /// Too many atomic batches in flight on the stream; nothing was stored.
+    Busy,
 }
 
 impl EventStore {
@@ -156,7 +162,7 @@ impl EventStore {
             );
             self.request(&subject, headers, payload.clone()).await?
         } else {
-            self.publish_batch(&subject, expected_version, command.command_id, messages)
+            self.publish_batch_when_free(&subject, expected_version, command.command_id, messages)
                 .await?
         };
         match outcome {
@@ -164,11 +170,51 @@ impl EventStore {
             Outcome::Accepted => Err(StoreError::Rejected(
                 "the server took the append without acknowledging it".to_owned(),
             )),
+            Outcome::Busy => Err(StoreError::unavailable(
+                "too many atomic batches in flight on the stream",
+            )),
             Outcome::AlreadyMoved => {
                 self.settle_already_moved(&subject, expected_version, command.command_id)
                     .await
             }
         }
+    }
+
+    /// Publishes an atomic batch, within this process's share of the server's in-flight
+    /// batches, and tries again with a jittered, growing pause while the server says it
+    /// has too many (other processes share the stream's limit).
+    async fn publish_batch_when_free(
+        &self,
+        subject: &str,
+        expected_version: u64,
+        command_id: Uuid,
+        messages: Vec<(HeaderMap, Bytes)>,
+    ) -> Result<Outcome, StoreError> {
+        let _permit = self
+            .batches
+            .acquire()
+            .await
+            .map_err(|_| StoreError::unavailable("event store is shutting down"))?;
+        let mut outcome = Outcome::Busy;
+        for attempt in 0..BATCH_ATTEMPTS {
+            outcome = self
+                .publish_batch(
+                    subject,
+                    expected_version,
+                    command_id,
+                    attempt,
+                    messages.clone(),
+                )
+                .await?;
+            if !matches!(outcome, Outcome::Busy) {
+                break;
+            }
+            let base = Duration::from_millis(5u64 << attempt.min(6));
+            let jitter = Duration::from_micros((Uuid::now_v7().as_u128() % 5_000) as u64);
+            tracing::debug!(attempt, "too many atomic batches in flight, retrying");
+            tokio::time::sleep(base + jitter).await;
+        }
+        Ok(outcome)
     }
 
     /// Publishes the messages as one atomic batch: the first with the expected sequence,
@@ -179,9 +225,12 @@ impl EventStore {
         subject: &str,
         expected_version: u64,
         command_id: Uuid,
+        attempt: u32,
         messages: Vec<(HeaderMap, Bytes)>,
     ) -> Result<Outcome, StoreError> {
-        let batch_id = command_id.simple().to_string();
+        // A refused batch is gone on the server; its retry gets a fresh batch id, while the
+        // message ids stay those of the command, so dedupe still holds.
+        let batch_id = format!("{}-{attempt}", command_id.simple());
         let count = messages.len();
         for (index, (mut headers, payload)) in messages.into_iter().enumerate() {
             let position = index + 1;
@@ -201,8 +250,10 @@ impl EventStore {
             if position == 1 {
                 // Waiting for the first message's answer surfaces a refused batch (no
                 // atomic publish on the stream, too many batches) before sending the rest.
-                if let Outcome::AlreadyMoved = self.request(subject, headers, payload).await? {
-                    return Ok(Outcome::AlreadyMoved);
+                match self.request(subject, headers, payload).await? {
+                    Outcome::AlreadyMoved => return Ok(Outcome::AlreadyMoved),
+                    Outcome::Busy => return Ok(Outcome::Busy),
+                    Outcome::Stored(_) | Outcome::Accepted => {}
                 }
             } else {
                 self.client
@@ -243,6 +294,7 @@ impl EventStore {
             {
                 Ok(Outcome::AlreadyMoved)
             }
+            Some(error) if error.err_code == TOO_MANY_INFLIGHT_BATCHES => Ok(Outcome::Busy),
             Some(error) => Err(StoreError::Rejected(format!(
                 "{} (error {})",
                 error.description, error.err_code

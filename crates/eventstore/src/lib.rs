@@ -31,9 +31,12 @@ pub mod layout;
 pub mod load;
 pub mod subscribe;
 
+use std::sync::Arc;
+
 use async_nats::jetstream;
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use tokio::sync::Semaphore;
 
 pub use append::{Appended, CommandMeta};
 pub use codec::{EnvelopeMeta, SCHEMA_VERSION};
@@ -51,7 +54,13 @@ pub struct EventStore {
     layout: Layout,
     config: StoreConfig,
     snapshots: kv::Store,
+    /// This process's share of the stream's in-flight atomic batches (the server allows
+    /// 50 per stream; beyond that it refuses them).
+    batches: Arc<Semaphore>,
 }
+
+/// Atomic batches one process keeps in flight at most.
+const MAX_INFLIGHT_BATCHES: usize = 32;
 
 impl EventStore {
     /// Creates or updates the region's streams and buckets, then opens the store.
@@ -100,6 +109,7 @@ impl EventStore {
             layout,
             config,
             snapshots,
+            batches: Arc::new(Semaphore::new(MAX_INFLIGHT_BATCHES)),
         })
     }
 

@@ -308,3 +308,28 @@ async fn a_multi_event_command_with_one_refused_event_stores_none_of_them() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn many_concurrent_multi_event_commands_all_land_beyond_the_servers_batch_limit() {
+    // The server keeps at most 50 atomic batches in flight per stream and refuses more;
+    // the store queues and retries them instead of failing the command.
+    let h = harness().await;
+    let store = Arc::new(h.store.clone());
+    let appends = (0..120).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let id = ticket();
+            store
+                .append(id, 0, &[opened(id), message("first")], &command())
+                .await
+                .map(|_| id)
+        })
+    });
+    let mut tickets = Vec::new();
+    for append in futures::future::join_all(appends).await {
+        tickets.push(append.unwrap().unwrap());
+    }
+    for id in tickets {
+        assert_eq!(store.load_from_log(id).await.unwrap().ticket.events, 2);
+    }
+}
