@@ -2,12 +2,19 @@
 //!
 //! - [`nats`]: a real `nats-server` child process with JetStream, on a free loopback port
 //!   with a temporary store; it can be stopped, killed and restarted on the same store.
+//! - [`simulator`]: the channel simulator, every messaging provider played on localhost
+//!   (webhooks signed as the providers sign them, their send APIs, faults, media), for tests
+//!   and for a person trying helpline at a terminal.
 //!
 //! **Invariants:** nothing here relies on a server someone started by hand; every child
-//! process is stopped when its handle is dropped, also when a test panics; no mock of NATS.
+//! process is stopped when its handle is dropped, also when a test panics; no mock of NATS;
+//! the simulator speaks the providers' wire formats exactly as `CHANNELS.md` describes them
+//! and stops serving when dropped.
 
 #![forbid(unsafe_code)]
 
 pub mod nats;
+pub mod simulator;
 
 pub use nats::{NatsServer, NatsServerBuilder, TestkitError};
+pub use simulator::{Simulator, SimulatorConfig};

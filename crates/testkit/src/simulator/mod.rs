@@ -1,0 +1,599 @@
+//! The channel simulator: every messaging provider helpline talks to, played on localhost.
+//!
+//! One HTTP server on `127.0.0.1` serves the providers' **send APIs** (WhatsApp Cloud API,
+//! Messenger Send API, Telegram Bot API, Viber REST API, and the web chat backend's
+//! callback), their media downloads, and a small control surface for people (`GET /` lists
+//! the routes, `GET /_sim/received` shows what customers got). On the **customer side** it
+//! builds webhooks exactly as each provider sends them, signed with the configured secrets,
+//! and delivers them to helpline.
+//!
+//! Shapes, signatures, status codes and error bodies follow the channel protocol reference
+//! (`CHANNELS.md`) and agree with what `helpline-ingress` parses; the tests of this crate run
+//! every webhook through the ingress adapters.
+//!
+//! Modules: `server` (routing, the control surface, media), one module per provider
+//! (`whatsapp`, `messenger`, `telegram`, `viber`, `web`, with `meta` for what the two Meta
+//! channels share), `state` (what was received, faults, counters), `codec` (JSON as
+//! providers write it, signatures, ids).
+//!
+//! **Invariants:** a send is recorded only when it is answered as a success; a faulted or
+//! refused send records nothing; the state lock is never held across an `.await`; no request,
+//! however malformed, makes the server panic (it answers the provider's error instead); the
+//! simulator's own HTTP client needs no process-wide TLS provider (it speaks plain HTTP).
+//!
+//! Apple Messages for Business is not simulated: its URLs answer `404`, its webhooks are
+//! empty and unsigned, and nothing is ever received on it.
+
+mod codec;
+mod messenger;
+mod meta;
+mod server;
+mod state;
+mod telegram;
+mod viber;
+mod web;
+mod whatsapp;
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use helpline_domain::Channel;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use state::Shared;
+
+/// How long [`Simulator::deliver`] waits for helpline to answer a webhook.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The providers' credentials. `Default` gives fixed secrets for tests; the same values go
+/// into helpline's `[channels.*]` configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimulatorConfig {
+    pub whatsapp: WhatsAppSim,
+    pub messenger: MessengerSim,
+    pub telegram: TelegramSim,
+    pub viber: ViberSim,
+    pub web: WebSim,
+}
+
+/// WhatsApp Cloud API: the app secret signs webhooks, the access token authorizes sends to
+/// `/{phone_number_id}/messages`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WhatsAppSim {
+    pub app_secret: String,
+    pub verify_token: String,
+    pub access_token: String,
+    pub phone_number_id: String,
+}
+
+/// Messenger: the app secret signs webhooks, the page access token authorizes sends.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MessengerSim {
+    pub app_secret: String,
+    pub verify_token: String,
+    pub page_access_token: String,
+    pub page_id: String,
+}
+
+/// Telegram: `secret_token` is presented on every webhook, `bot_token` is part of every
+/// Bot API path (its digits before `:` are the bot's user id).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TelegramSim {
+    pub secret_token: String,
+    pub bot_token: String,
+}
+
+/// Viber: one auth token signs webhooks and authorizes sends.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ViberSim {
+    pub auth_token: String,
+}
+
+/// helpline's web chat: one shared secret signs both directions.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebSim {
+    pub shared_secret: String,
+}
+
+/// The running simulator. Serves until dropped.
+#[derive(Debug)]
+pub struct Simulator {
+    shared: Arc<Shared>,
+    client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+/// A webhook as the provider would POST it to helpline: path, query, headers and the exact
+/// body bytes the signature covers.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub channel: Channel,
+    /// `/webhooks/whatsapp`, `/webhooks/messenger`, …
+    pub path: String,
+    /// The query string without `?`; providers send none.
+    pub query: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// What helpline dedupes on: the WhatsApp `wamid`, Messenger `mid`, Telegram
+    /// `update_id`, Viber `message_token`, web chat `message.id`; for a receipt, the id of
+    /// the outbound message it reports on.
+    pub provider_message_id: String,
+    /// The customer as the caller named them (for Telegram, see
+    /// [`Simulator::customer_address`]).
+    pub customer: String,
+}
+
+/// One message a customer got: a send request the simulator answered as a success.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Received {
+    pub channel: Channel,
+    /// The customer as addressed: WhatsApp `wa_id`, Messenger PSID, Telegram customer name
+    /// (or chat id when the name is unknown), Viber user id, web chat session id.
+    pub customer: String,
+    /// The text, or a media message's caption.
+    pub text: Option<String>,
+    /// A WhatsApp template's name.
+    pub template: Option<String>,
+    /// The id the simulator answered with: `wamid.…`, `m_…`, Telegram `message_id`, Viber
+    /// `message_token`, web chat `message.id`.
+    pub provider_message_id: String,
+    /// The web chat `event_id`; the other providers have no idempotency key.
+    pub idempotency_key: Option<String>,
+    /// The request body (Telegram: its parameters, from wherever they came).
+    pub body: serde_json::Value,
+}
+
+/// A failure the next send request(s) on a channel get, in that provider's shape. A faulted
+/// request records nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `500` with the provider's error body (Viber: a bare `500`).
+    ServerError { times: usize },
+    /// `429` with `Retry-After` and the provider's rate-limit error. Telegram: its `429`
+    /// with `parameters.retry_after` and no header; Viber: HTTP `200` with `status: 12`.
+    RateLimited { times: usize, retry_after_secs: u64 },
+    /// Answers only after `delay` (then as `ServerError`): the caller's timeout fires first.
+    Timeout { times: usize, delay: Duration },
+    /// A permanent error: HTTP `status` with `code` and `message` in the provider's error
+    /// body. Viber answers HTTP `200` with `status: code`, as Viber does for every error.
+    Reject {
+        times: usize,
+        status: u16,
+        code: i64,
+        message: String,
+    },
+    /// The customer cannot be messaged freely: WhatsApp `131047` (templates still go
+    /// through, and do not consume this fault), Messenger `10`/`2018278`, Telegram `403`,
+    /// Viber `status: 6`, web chat `410`.
+    CustomerOutsideWindow { times: usize },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptKind {
+    Delivered,
+    Read,
+}
+
+/// A file the simulator serves, by id (WhatsApp media id, Telegram `file_id`) or by URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaRef {
+    /// The WhatsApp media id and Telegram `file_id` of the original.
+    pub id: String,
+    pub mime_type: String,
+    pub size: usize,
+    /// Lowercase hex SHA-256 of the bytes.
+    pub sha256: String,
+    /// A plain URL, as Messenger, Viber and web chat give media.
+    pub url: String,
+}
+
+/// helpline's answer to a delivered webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimulatorError {
+    #[error("could not listen on 127.0.0.1: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("could not build the http client: {0}")]
+    Client(String),
+    #[error("http request failed: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+impl Default for WhatsAppSim {
+    fn default() -> Self {
+        Self {
+            app_secret: "sim-whatsapp-app-secret".to_owned(),
+            verify_token: "sim-whatsapp-verify-token".to_owned(),
+            access_token: "sim-whatsapp-access-token".to_owned(),
+            phone_number_id: "106540352242922".to_owned(),
+        }
+    }
+}
+
+impl Default for MessengerSim {
+    fn default() -> Self {
+        Self {
+            app_secret: "sim-messenger-app-secret".to_owned(),
+            verify_token: "sim-messenger-verify-token".to_owned(),
+            page_access_token: "sim-messenger-page-access-token".to_owned(),
+            page_id: "104537512345678".to_owned(),
+        }
+    }
+}
+
+impl Default for TelegramSim {
+    fn default() -> Self {
+        Self {
+            secret_token: "sim_telegram-secret-token".to_owned(),
+            bot_token: "7012345678:AAHsim-telegram-bot-token_for-tests".to_owned(),
+        }
+    }
+}
+
+impl Default for ViberSim {
+    fn default() -> Self {
+        Self {
+            auth_token: "4a5b6c7d8e9f0a1b-2c3d4e5f6a7b8c9d-sim-viber-token".to_owned(),
+        }
+    }
+}
+
+impl Default for WebSim {
+    fn default() -> Self {
+        Self {
+            shared_secret: "sim-web-shared-secret".to_owned(),
+        }
+    }
+}
+
+// Secrets print as `***`; ids are shown.
+
+impl fmt::Debug for WhatsAppSim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WhatsAppSim")
+            .field("app_secret", &"***")
+            .field("verify_token", &"***")
+            .field("access_token", &"***")
+            .field("phone_number_id", &self.phone_number_id)
+            .finish()
+    }
+}
+
+impl fmt::Debug for MessengerSim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessengerSim")
+            .field("app_secret", &"***")
+            .field("verify_token", &"***")
+            .field("page_access_token", &"***")
+            .field("page_id", &self.page_id)
+            .finish()
+    }
+}
+
+impl fmt::Debug for TelegramSim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelegramSim")
+            .field("secret_token", &"***")
+            .field("bot_token", &"***")
+            .finish()
+    }
+}
+
+impl fmt::Debug for ViberSim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ViberSim")
+            .field("auth_token", &"***")
+            .finish()
+    }
+}
+
+impl fmt::Debug for WebSim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSim")
+            .field("shared_secret", &"***")
+            .finish()
+    }
+}
+
+/// Header names and sizes only: header values carry signatures and tokens.
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Webhook")
+            .field("channel", &self.channel)
+            .field("path", &self.path)
+            .field("headers", &header_names)
+            .field("body_len", &self.body.len())
+            .field("provider_message_id", &self.provider_message_id)
+            .finish()
+    }
+}
+
+impl Simulator {
+    /// Binds `127.0.0.1` on a free port and serves until the simulator is dropped.
+    pub async fn start(config: SimulatorConfig) -> Result<Simulator, SimulatorError> {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .map_err(SimulatorError::Bind)?;
+        let address = listener.local_addr().map_err(SimulatorError::Bind)?;
+        let shared = Arc::new(Shared::new(config, format!("http://{address}")));
+        let client = plain_http_client()?;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let router = server::router(shared.clone());
+        tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    // A dropped sender is the signal too.
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::warn!(%error, "channel simulator stopped serving");
+            }
+        });
+        tracing::debug!(%address, "channel simulator serving");
+        Ok(Simulator {
+            shared,
+            client,
+            shutdown: Some(shutdown),
+        })
+    }
+
+    pub fn config(&self) -> &SimulatorConfig {
+        &self.shared.config
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// What helpline's `[channels.X] api_base_url` (web chat: `callback_url`) must be:
+    /// WhatsApp `{base}/whatsapp/v21.0`, Messenger `{base}/messenger/v21.0`, Telegram
+    /// `{base}/telegram`, Viber `{base}/viber/pa`, web chat `{base}/web/callback`.
+    pub fn api_base_url(&self, channel: Channel) -> String {
+        let base = &self.shared.base_url;
+        match channel {
+            Channel::WhatsApp => format!("{base}/whatsapp/v21.0"),
+            Channel::Messenger => format!("{base}/messenger/v21.0"),
+            Channel::Telegram => format!("{base}/telegram"),
+            Channel::Viber => format!("{base}/viber/pa"),
+            Channel::WebChat => format!("{base}/web/callback"),
+            Channel::AppleMessages => format!("{base}/apple"),
+        }
+    }
+
+    /// The customer's address on the channel, as helpline sees it: the Telegram chat id
+    /// (a name that is not a number maps to a stable numeric id), the WhatsApp `wa_id`
+    /// without `+`, otherwise `customer` itself.
+    pub fn customer_address(&self, channel: Channel, customer: &str) -> String {
+        self.shared.address(channel, customer)
+    }
+
+    /// What `customer` got on `channel`, in arrival order.
+    pub fn received(&self, channel: Channel, customer: &str) -> Vec<Received> {
+        let address = self.shared.address(channel, customer);
+        self.shared.received(Some((channel, &address)))
+    }
+
+    /// Everything every customer got, in arrival order.
+    pub fn all_received(&self) -> Vec<Received> {
+        self.shared.received(None)
+    }
+
+    /// Queues `fault` for the next send request(s) on `channel`, after the faults already
+    /// queued there. Faults are applied before credentials are checked.
+    pub fn inject(&self, channel: Channel, fault: Fault) {
+        self.shared.inject(channel, fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.clear_faults();
+    }
+
+    /// Every send request seen on `channel`: faulted, refused or recorded.
+    pub fn send_attempts(&self, channel: Channel) -> usize {
+        self.shared.send_attempts(channel)
+    }
+
+    /// A text message from `customer`, signed as the provider signs it, with a fresh
+    /// provider message id.
+    pub fn webhook(&self, channel: Channel, customer: &str, text: &str) -> Webhook {
+        let shared = &self.shared;
+        match channel {
+            Channel::WhatsApp => whatsapp::text_webhook(shared, customer, text),
+            Channel::Messenger => messenger::text_webhook(shared, customer, text),
+            Channel::Telegram => telegram::text_webhook(shared, customer, text),
+            Channel::Viber => viber::text_webhook(shared, customer, text),
+            Channel::WebChat => web::text_webhook(shared, customer, text),
+            Channel::AppleMessages => not_simulated(customer),
+        }
+    }
+
+    /// A delivered or read receipt for our outbound `provider_message_id`. Messenger's
+    /// `read` names no message (a watermark up to now); Telegram bots get no receipts, so
+    /// for Telegram this is a signed update without a message, which helpline ignores.
+    pub fn webhook_receipt(
+        &self,
+        channel: Channel,
+        customer: &str,
+        provider_message_id: &str,
+        status: ReceiptKind,
+    ) -> Webhook {
+        let shared = &self.shared;
+        let id = provider_message_id;
+        match channel {
+            Channel::WhatsApp => whatsapp::receipt_webhook(shared, customer, id, status),
+            Channel::Messenger => messenger::receipt_webhook(shared, customer, id, status),
+            Channel::Telegram => telegram::receipt_webhook(shared, customer, id),
+            Channel::Viber => viber::receipt_webhook(shared, customer, id, status),
+            Channel::WebChat => web::receipt_webhook(shared, customer, id, status),
+            Channel::AppleMessages => not_simulated(customer),
+        }
+    }
+
+    /// An image from `customer`, referring to media added with [`Simulator::add_media`]:
+    /// by id for WhatsApp and Telegram, by URL otherwise.
+    pub fn webhook_image(
+        &self,
+        channel: Channel,
+        customer: &str,
+        media: &MediaRef,
+        caption: Option<&str>,
+    ) -> Webhook {
+        let shared = &self.shared;
+        match channel {
+            Channel::WhatsApp => whatsapp::image_webhook(shared, customer, media, caption),
+            Channel::Messenger => messenger::image_webhook(shared, customer, media, caption),
+            Channel::Telegram => telegram::image_webhook(shared, customer, media, caption),
+            Channel::Viber => viber::image_webhook(shared, customer, media, caption),
+            Channel::WebChat => web::image_webhook(shared, customer, media, caption),
+            Channel::AppleMessages => not_simulated(customer),
+        }
+    }
+
+    /// Stores a file and serves it the way each provider serves media: WhatsApp
+    /// `GET {api}/{id}` then the returned URL with the Bearer token, Telegram `getFile` then
+    /// `/file/bot<token>/<file_path>`, and [`MediaRef::url`] for the others.
+    pub fn add_media(&self, bytes: Vec<u8>, mime: &str) -> MediaRef {
+        self.shared.add_media(bytes, mime)
+    }
+
+    /// POSTs `webhook` to helpline at `ingress_base_url` (`http://host:port`).
+    pub async fn deliver(
+        &self,
+        ingress_base_url: &str,
+        webhook: &Webhook,
+    ) -> Result<DeliveryResponse, SimulatorError> {
+        let mut url = format!("{}{}", ingress_base_url.trim_end_matches('/'), webhook.path);
+        if let Some(query) = &webhook.query {
+            url.push('?');
+            url.push_str(query);
+        }
+        let mut request = self
+            .client
+            .post(url)
+            .timeout(DELIVERY_TIMEOUT)
+            .body(webhook.body.clone());
+        for (name, value) in &webhook.headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let body = response.text().await?;
+        Ok(DeliveryResponse { status, body })
+    }
+
+    /// A client for plain `http://` that works without a process-wide TLS provider, e.g.
+    /// to call the simulator's APIs from a test.
+    pub fn http_client(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            // The server may already be gone; there is nothing left to stop then.
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+impl Webhook {
+    /// The body changed after signing (a field added at the end), so the signature no
+    /// longer matches. Telegram signs no body, and would accept a changed one; its tampered
+    /// webhook also presents a wrong secret token, as a forger without the token would.
+    pub fn tampered(&self) -> Webhook {
+        let mut tampered = self.clone();
+        tampered.body = match self.body.iter().rposition(|&byte| byte == b'}') {
+            Some(end) => {
+                let mut body = self.body.clone();
+                body.splice(end..end, b", \"tampered\": true".iter().copied());
+                body
+            }
+            None => [self.body.as_slice(), b" "].concat(),
+        };
+        if self.channel == Channel::Telegram {
+            tampered = tampered.with_wrong_signature();
+        }
+        tampered
+    }
+
+    /// The same body with a signature (Telegram: a secret token) of the right form made
+    /// with the wrong key.
+    pub fn with_wrong_signature(&self) -> Webhook {
+        let mut forged = self.clone();
+        let wrong = |value: &str| -> String {
+            match self.channel {
+                Channel::WhatsApp | Channel::Messenger | Channel::WebChat => {
+                    format!("sha256={}", codec::hmac_hex("not-the-secret", &self.body))
+                }
+                Channel::Viber => codec::hmac_hex("not-the-secret", &self.body),
+                Channel::Telegram => format!("{value}-not"),
+                Channel::AppleMessages => value.to_owned(),
+            }
+        };
+        let header = signature_header(self.channel);
+        for (name, value) in &mut forged.headers {
+            if name.eq_ignore_ascii_case(header) {
+                *value = wrong(value);
+            }
+        }
+        forged
+    }
+}
+
+/// The header that carries a channel's signature or secret.
+fn signature_header(channel: Channel) -> &'static str {
+    match channel {
+        Channel::WhatsApp | Channel::Messenger => meta::SIGNATURE_HEADER,
+        Channel::Telegram => telegram::SECRET_HEADER,
+        Channel::Viber => viber::SIGNATURE_HEADER,
+        Channel::WebChat => web::SIGNATURE_HEADER,
+        Channel::AppleMessages => "",
+    }
+}
+
+/// The name a simulated customer shows, made from how the caller named them.
+fn display_name(customer: &str) -> String {
+    format!("Sim {customer}")
+}
+
+/// Apple Messages for Business is not simulated: an empty, unsigned webhook.
+fn not_simulated(customer: &str) -> Webhook {
+    Webhook {
+        channel: Channel::AppleMessages,
+        path: "/webhooks/apple".to_owned(),
+        query: None,
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body: b"{}".to_vec(),
+        provider_message_id: String::new(),
+        customer: customer.to_owned(),
+    }
+}
+
+/// reqwest builds a rustls configuration even for `http://`; without a process-wide
+/// provider it would panic. The simulator brings its own (ring) and trusts no roots: it
+/// never speaks TLS.
+fn plain_http_client() -> Result<reqwest::Client, SimulatorError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| SimulatorError::Client(error.to_string()))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .build()
+        .map_err(|error| SimulatorError::Client(error.to_string()))
+}

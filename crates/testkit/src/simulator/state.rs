@@ -1,0 +1,278 @@
+//! What the simulator remembers: messages received, faults queued, attempts, media, and the
+//! counters that make provider ids unique.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use helpline_domain::Channel;
+
+use super::{Fault, MediaRef, Received, SimulatorConfig, codec};
+
+/// Viber message tokens are 64-bit and beyond 2^53, like the real ones.
+const VIBER_TOKEN_BASE: u64 = 5_700_000_000_000_000_000;
+/// Where names that are not numbers land as Telegram chat ids: above 32 bits.
+const TELEGRAM_NAMED_BASE: i64 = 5_000_000_000;
+
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub config: SimulatorConfig,
+    pub base_url: String,
+    /// Random per simulator, so ids differ between runs (a persistent store dedupes on them).
+    nonce: u64,
+    counter: AtomicU64,
+    telegram_update: AtomicI64,
+    viber_token: AtomicU64,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    received: Vec<Record>,
+    faults: HashMap<Channel, VecDeque<Queued>>,
+    attempts: HashMap<Channel, usize>,
+    web_event_ids: HashSet<String>,
+    media: HashMap<String, Media>,
+    /// Telegram chat ids of customers named by something other than a number.
+    telegram_names: HashMap<i64, String>,
+    /// Telegram numbers messages per chat, both directions together.
+    telegram_message_ids: HashMap<i64, i64>,
+}
+
+#[derive(Debug)]
+struct Record {
+    /// The channel address the message went to, which `received` matches on.
+    address: String,
+    received: Received,
+}
+
+#[derive(Debug)]
+struct Queued {
+    fault: Fault,
+    remaining: usize,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Media {
+    pub bytes: Bytes,
+    pub mime_type: String,
+    pub sha256_hex: String,
+}
+
+/// What a send request is, as far as faults care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SendKind {
+    FreeForm,
+    /// A WhatsApp template: allowed outside the customer service window.
+    Template,
+}
+
+impl Shared {
+    pub fn new(config: SimulatorConfig, base_url: String) -> Self {
+        let nonce = RandomState::new().build_hasher().finish();
+        let micros = codec::now_unix_micros();
+        Self {
+            config,
+            base_url,
+            nonce,
+            counter: AtomicU64::new(0),
+            telegram_update: AtomicI64::new(codec::now_unix_millis()),
+            viber_token: AtomicU64::new(VIBER_TOKEN_BASE.saturating_add(micros)),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Never poisoned in practice: nothing panics while holding the lock; if something
+    /// did, the state is still consistent (every change is a single push or insert).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// 16 unique bytes: the simulator's nonce and a counter.
+    fn unique_bytes(&self) -> [u8; 16] {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.nonce.to_be_bytes());
+        bytes[8..].copy_from_slice(&n.to_be_bytes());
+        bytes
+    }
+
+    /// Opaque base64 without padding, like the bodies of Meta's ids.
+    pub fn opaque_id(&self) -> String {
+        codec::base64(&self.unique_bytes())
+            .trim_end_matches('=')
+            .to_owned()
+    }
+
+    /// Lowercase hex, for our own web chat ids.
+    pub fn hex_id(&self) -> String {
+        hex::encode(self.unique_bytes())
+    }
+
+    /// A number that is unique in this simulator, for Graph media ids and the like.
+    pub fn numeric_id(&self) -> u64 {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        1_000_000_000_000_000 + (self.nonce % 1_000_000_000) * 1_000 + n
+    }
+
+    pub fn next_update_id(&self) -> i64 {
+        self.telegram_update.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn next_viber_token(&self) -> u64 {
+        self.viber_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The next `message_id` in a Telegram chat.
+    pub fn next_telegram_message_id(&self, chat: i64) -> i64 {
+        let mut state = self.lock();
+        let next = state.telegram_message_ids.entry(chat).or_insert(0);
+        *next += 1;
+        *next
+    }
+
+    /// The customer's address on the channel (see `Simulator::customer_address`).
+    pub fn address(&self, channel: Channel, customer: &str) -> String {
+        match channel {
+            Channel::Telegram => self.telegram_chat_id(customer).to_string(),
+            Channel::WhatsApp => customer.trim_start_matches('+').to_owned(),
+            _ => customer.to_owned(),
+        }
+    }
+
+    /// A customer's Telegram chat id: the number itself, or for a name a stable id
+    /// derived from it (FNV-1a), remembered so sends to it are reported under the name.
+    pub fn telegram_chat_id(&self, customer: &str) -> i64 {
+        if let Ok(id) = customer.parse::<i64>() {
+            return id;
+        }
+        let hash = customer
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            });
+        // Below 10^12, so the sum stays far from i64::MAX.
+        let offset = i64::try_from(hash % 1_000_000_000_000).unwrap_or(0);
+        let id = TELEGRAM_NAMED_BASE + offset;
+        self.lock()
+            .telegram_names
+            .entry(id)
+            .or_insert_with(|| customer.to_owned());
+        id
+    }
+
+    /// How a Telegram chat is reported in [`Received::customer`]: by name when known.
+    pub fn telegram_customer(&self, chat: i64) -> String {
+        self.lock()
+            .telegram_names
+            .get(&chat)
+            .cloned()
+            .unwrap_or_else(|| chat.to_string())
+    }
+
+    pub fn received(&self, filter: Option<(Channel, &str)>) -> Vec<Received> {
+        self.lock()
+            .received
+            .iter()
+            .filter(|record| match filter {
+                Some((channel, address)) => {
+                    record.received.channel == channel && record.address == address
+                }
+                None => true,
+            })
+            .map(|record| record.received.clone())
+            .collect()
+    }
+
+    pub fn record(&self, address: String, received: Received) {
+        tracing::debug!(
+            channel = received.channel.as_str(),
+            provider_message_id = %received.provider_message_id,
+            "simulated customer received a message"
+        );
+        self.lock().received.push(Record { address, received });
+    }
+
+    /// Records a web chat message unless its `event_id` was recorded before; returns
+    /// whether it was recorded.
+    pub fn record_web_once(&self, event_id: &str, address: String, received: Received) -> bool {
+        let mut state = self.lock();
+        if !state.web_event_ids.insert(event_id.to_owned()) {
+            return false;
+        }
+        state.received.push(Record { address, received });
+        true
+    }
+
+    pub fn inject(&self, channel: Channel, fault: Fault) {
+        let remaining = match &fault {
+            Fault::ServerError { times }
+            | Fault::RateLimited { times, .. }
+            | Fault::Timeout { times, .. }
+            | Fault::Reject { times, .. }
+            | Fault::CustomerOutsideWindow { times } => *times,
+        };
+        if remaining == 0 {
+            return;
+        }
+        self.lock()
+            .faults
+            .entry(channel)
+            .or_default()
+            .push_back(Queued { fault, remaining });
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    pub fn send_attempts(&self, channel: Channel) -> usize {
+        self.lock().attempts.get(&channel).copied().unwrap_or(0)
+    }
+
+    /// Counts a send request and takes the fault it gets, if any.
+    pub fn begin_send(&self, channel: Channel, kind: SendKind) -> Option<Fault> {
+        let mut state = self.lock();
+        *state.attempts.entry(channel).or_insert(0) += 1;
+        let queue = state.faults.get_mut(&channel)?;
+        let front = queue.front_mut()?;
+        if kind == SendKind::Template && matches!(front.fault, Fault::CustomerOutsideWindow { .. })
+        {
+            return None;
+        }
+        front.remaining -= 1;
+        let fault = front.fault.clone();
+        if front.remaining == 0 {
+            queue.pop_front();
+        }
+        Some(fault)
+    }
+
+    pub fn add_media(&self, bytes: Vec<u8>, mime: &str) -> MediaRef {
+        let id = self.numeric_id().to_string();
+        let sha256 = codec::sha256_hex(&bytes);
+        let media = MediaRef {
+            url: format!("{}/media/{id}", self.base_url),
+            id: id.clone(),
+            mime_type: mime.to_owned(),
+            size: bytes.len(),
+            sha256: sha256.clone(),
+        };
+        self.lock().media.insert(
+            id,
+            Media {
+                bytes: Bytes::from(bytes),
+                mime_type: mime.to_owned(),
+                sha256_hex: sha256,
+            },
+        );
+        media
+    }
+
+    pub fn media(&self, id: &str) -> Option<Media> {
+        self.lock().media.get(id).cloned()
+    }
+}
