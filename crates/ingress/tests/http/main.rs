@@ -1,0 +1,194 @@
+//! The webhook routes over real HTTP, against a real nats-server, with the channel
+//! simulator playing the providers: what a provider sends is what gets appended, once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod malformed;
+mod support;
+
+use std::collections::{HashMap, HashSet};
+
+use helpline_domain::{Channel, Event, MessageBody};
+use support::*;
+
+const ODD_TEXT: &str = "Mein Laptop 👩🏽‍💻 startet nicht — שלום e\u{301} 𝄞 \u{0} ok";
+
+#[tokio::test]
+async fn a_signed_text_message_becomes_a_customer_message_with_the_exact_text() {
+    let h = Harness::start().await;
+    for channel in CHANNELS {
+        let customer = customer_id(channel, 1);
+        let webhook = h.sim.webhook(channel, &customer, ODD_TEXT);
+        let response = h.sim.deliver(&h.url, &webhook).await.unwrap();
+        assert_eq!(response.status, 200, "{channel:?}: {}", response.body);
+
+        let events = h.events().await;
+        let texts: Vec<&str> = events
+            .iter()
+            .filter_map(|(_, event)| match event {
+                Event::CustomerMessageReceived {
+                    provider_message_id,
+                    body: MessageBody::Text(text),
+                    ..
+                } if *provider_message_id == webhook.provider_message_id => {
+                    Some(text.expose().as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, vec![ODD_TEXT], "{channel:?}");
+        let opened = events.iter().find_map(|(_, event)| match event {
+            Event::TicketOpened { customer: c, .. } if c.channel == channel => Some(c.clone()),
+            _ => None,
+        });
+        let opened = opened.unwrap_or_else(|| panic!("{channel:?}: no TicketOpened"));
+        assert_eq!(opened.contact.expose(), &customer);
+    }
+}
+
+#[tokio::test]
+async fn a_tampered_body_or_a_wrong_signature_is_refused_and_appends_nothing() {
+    let h = Harness::start().await;
+    for channel in CHANNELS {
+        let webhook = h.sim.webhook(channel, &customer_id(channel, 2), "hallo");
+        for forged in [webhook.tampered(), webhook.with_wrong_signature()] {
+            let response = h.sim.deliver(&h.url, &forged).await.unwrap();
+            assert_eq!(response.status, 401, "{channel:?}: {}", response.body);
+        }
+    }
+    assert_eq!(h.events().await.len(), 0);
+}
+
+#[tokio::test]
+async fn a_redelivered_message_is_answered_200_and_appends_nothing_new() {
+    let h = Harness::start().await;
+    for channel in CHANNELS {
+        let webhook = h
+            .sim
+            .webhook(channel, &customer_id(channel, 3), "noch einmal");
+        assert_eq!(h.sim.deliver(&h.url, &webhook).await.unwrap().status, 200);
+        let before = h.events().await.len();
+        for _ in 0..3 {
+            let response = h.sim.deliver(&h.url, &webhook).await.unwrap();
+            assert_eq!(response.status, 200, "{channel:?}");
+        }
+        assert_eq!(h.events().await.len(), before, "{channel:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_first_messages_from_a_hundred_customers_open_a_hundred_tickets() {
+    let h = Harness::start().await;
+    for channel in CHANNELS {
+        let deliveries = (0..100).map(|n| {
+            let webhook =
+                h.sim
+                    .webhook(channel, &customer_id(channel, 1000 + n), "erste Nachricht");
+            let (sim, url) = (h.sim.clone(), h.url.clone());
+            tokio::spawn(async move { sim.deliver(&url, &webhook).await.unwrap().status })
+        });
+        for delivery in futures::future::join_all(deliveries).await {
+            assert_eq!(delivery.unwrap(), 200, "{channel:?}");
+        }
+        let opened: HashSet<_> = h
+            .events()
+            .await
+            .into_iter()
+            .filter(|(_, e)| matches!(e, Event::TicketOpened { customer, .. } if customer.channel == channel))
+            .map(|(ticket, _)| ticket)
+            .collect();
+        assert_eq!(opened.len(), 100, "{channel:?}");
+    }
+}
+
+#[tokio::test]
+async fn ten_racing_first_messages_from_one_customer_open_one_ticket() {
+    let h = Harness::start().await;
+    for channel in CHANNELS {
+        let customer = customer_id(channel, 4);
+        let deliveries = (0..10).map(|n| {
+            let webhook = h.sim.webhook(channel, &customer, &format!("Nachricht {n}"));
+            let (sim, url) = (h.sim.clone(), h.url.clone());
+            tokio::spawn(async move { sim.deliver(&url, &webhook).await.unwrap().status })
+        });
+        for delivery in futures::future::join_all(deliveries).await {
+            assert_eq!(delivery.unwrap(), 200, "{channel:?}");
+        }
+        let mut per_ticket: HashMap<_, (usize, usize)> = HashMap::new();
+        for (ticket, event) in h.events().await {
+            match event {
+                Event::TicketOpened { customer: c, .. }
+                    if c.channel == channel && *c.contact.expose() == customer =>
+                {
+                    per_ticket.entry(ticket).or_default().0 += 1
+                }
+                Event::CustomerMessageReceived { .. } => {
+                    per_ticket.entry(ticket).or_default().1 += 1
+                }
+                _ => {}
+            }
+        }
+        let tickets: Vec<_> = per_ticket
+            .values()
+            .filter(|(opened, _)| *opened > 0)
+            .collect();
+        assert_eq!(
+            tickets,
+            vec![&(1, 10)],
+            "{channel:?}: one ticket holding all ten messages"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_closed_ticket_is_not_reopened_the_next_message_opens_a_new_one() {
+    let h = Harness::start().await;
+    let channel = Channel::WebChat;
+    let customer = customer_id(channel, 5);
+    h.sim
+        .deliver(&h.url, &h.sim.webhook(channel, &customer, "erste"))
+        .await
+        .unwrap();
+    let first = h.events().await[0].0;
+    h.close(first).await;
+
+    let response = h
+        .sim
+        .deliver(&h.url, &h.sim.webhook(channel, &customer, "neue Frage"))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    let opened: Vec<_> = h
+        .events()
+        .await
+        .into_iter()
+        .filter(|(_, e)| matches!(e, Event::TicketOpened { .. }))
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(opened.len(), 2);
+    assert_ne!(opened[0], opened[1]);
+}
+
+#[tokio::test]
+async fn meta_handshakes_echo_the_challenge_only_for_the_right_token() {
+    let h = Harness::start().await;
+    let client = reqwest::Client::new();
+    for (channel, token) in [
+        ("whatsapp", h.sim.config().whatsapp.verify_token.clone()),
+        ("messenger", h.sim.config().messenger.verify_token.clone()),
+    ] {
+        let url = format!(
+            "{}/webhooks/{channel}?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444",
+            h.url
+        );
+        let response = client.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "1158201444");
+
+        let url = format!(
+            "{}/webhooks/{channel}?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
+            h.url
+        );
+        assert_eq!(client.get(url).send().await.unwrap().status(), 401);
+    }
+}

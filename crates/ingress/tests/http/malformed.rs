@@ -1,0 +1,149 @@
+//! Bad input gets a clear 4xx, the service keeps serving, and nothing is appended.
+//!
+//! Every body here is correctly signed, so it gets past authentication and reaches the
+//! parser: the corpus tests what a provider (or someone holding its secret) could send.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::support::*;
+use helpline_domain::Channel;
+
+fn hmac_hex(key: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The path and authentication headers a provider would send with `body`.
+fn signed(h: &Harness, channel: Channel, body: &[u8]) -> (String, Vec<(String, String)>) {
+    let c = h.sim.config();
+    let (path, auth) = match channel {
+        Channel::WhatsApp => (
+            "whatsapp",
+            (
+                "X-Hub-Signature-256",
+                format!("sha256={}", hmac_hex(&c.whatsapp.app_secret, body)),
+            ),
+        ),
+        Channel::Messenger => (
+            "messenger",
+            (
+                "X-Hub-Signature-256",
+                format!("sha256={}", hmac_hex(&c.messenger.app_secret, body)),
+            ),
+        ),
+        Channel::Telegram => (
+            "telegram",
+            (
+                "X-Telegram-Bot-Api-Secret-Token",
+                c.telegram.secret_token.clone(),
+            ),
+        ),
+        Channel::Viber => (
+            "viber",
+            (
+                "X-Viber-Content-Signature",
+                hmac_hex(&c.viber.auth_token, body),
+            ),
+        ),
+        _ => (
+            "web",
+            (
+                "X-Helpline-Signature",
+                format!("sha256={}", hmac_hex(&c.web.shared_secret, body)),
+            ),
+        ),
+    };
+    (
+        format!("{}/webhooks/{path}", h.url),
+        vec![(auth.0.to_owned(), auth.1)],
+    )
+}
+
+async fn post(h: &Harness, channel: Channel, body: Vec<u8>, content_type: &str) -> u16 {
+    let (url, headers) = signed(h, channel, &body);
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("Content-Type", content_type)
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+fn corpus() -> Vec<(&'static str, Vec<u8>)> {
+    let deep = "[".repeat(10_000).into_bytes();
+    let deep_object = "{\"a\":".repeat(5_000).into_bytes();
+    vec![
+        ("empty", b"".to_vec()),
+        ("only whitespace", b"   \n\t ".to_vec()),
+        (
+            "truncated object",
+            b"{\"object\":\"whatsapp_business_account\",\"entry\":[".to_vec(),
+        ),
+        (
+            "truncated string",
+            b"{\"update_id\":12,\"message\":{\"text\":\"hal".to_vec(),
+        ),
+        ("a bare number", b"42".to_vec()),
+        ("a bare string", b"\"hello\"".to_vec()),
+        ("null", b"null".to_vec()),
+        ("an array", b"[1,2,3]".to_vec()),
+        ("deeply nested arrays", deep),
+        ("deeply nested objects", deep_object),
+        ("invalid utf-8", b"{\"text\":\"\xff\xfe\xfd\"}".to_vec()),
+        (
+            "a lone surrogate escape",
+            b"{\"update_id\":1,\"message\":{\"text\":\"\\ud800\"}}".to_vec(),
+        ),
+        (
+            "a NUL byte outside strings",
+            b"{\"update_id\":1}\x00".to_vec(),
+        ),
+        ("trailing garbage", b"{\"update_id\":1} trailing".to_vec()),
+        ("single quotes", b"{'update_id': 1}".to_vec()),
+        (
+            "a huge number for an id",
+            b"{\"update_id\":1e999,\"event\":\"message\",\"object\":1}".to_vec(),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_malformed_corpus_gets_4xx_and_appends_nothing_while_the_service_keeps_serving() {
+    let h = Harness::start().await;
+    let mut cases = 0;
+    for channel in CHANNELS {
+        for (name, body) in corpus() {
+            let status = post(&h, channel, body, "application/json").await;
+            assert!((400..500).contains(&status), "{channel:?} {name}: {status}");
+            cases += 1;
+        }
+        let status = post(&h, channel, b"{}".to_vec(), "text/plain").await;
+        assert_eq!(status, 415, "{channel:?}: wrong content type");
+        let status = post(
+            &h,
+            channel,
+            vec![b' '; 4 * 1024 * 1024 + 1],
+            "application/json",
+        )
+        .await;
+        assert_eq!(status, 413, "{channel:?}: body over 4 MiB");
+        cases += 2;
+    }
+    assert!(cases >= 40, "{cases} cases");
+    assert_eq!(h.events().await.len(), 0, "nothing appended");
+
+    // And it still serves.
+    for channel in CHANNELS {
+        let webhook = h.sim.webhook(channel, &customer_id(channel, 9), "noch da?");
+        assert_eq!(h.sim.deliver(&h.url, &webhook).await.unwrap().status, 200);
+    }
+    assert_eq!(
+        h.events().await.len(),
+        10,
+        "one ticket opened and one message per channel"
+    );
+}
