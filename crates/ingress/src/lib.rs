@@ -11,6 +11,14 @@
 //! shapes), [`adapter`] (the [`InboundAdapter`] trait and the request), [`inbound`] (the
 //! normalized values), [`error`], [`secret`] (a `Debug`-safe wrapper for secrets).
 //!
+//! [`egress`] is the other direction and, unlike the rest, does I/O: the durable
+//! consumer `egress` sends each bot or agent message through the channel's outbound
+//! adapter (HTTP to the provider, retries, rate limits, WhatsApp's 24-hour window and
+//! templates), records the provider's answer in the `helpline-<region>-outbound` KV bucket
+//! before appending `MessageDelivered` / `MessageDeliveryFailed`, and so sends each
+//! message at most once (its module doc names what remains uncovered). The invariants
+//! below are the inbound core's.
+//!
 //! **Invariants.**
 //! - No I/O, no clock, no randomness: every function is a pure function of its input.
 //! - Bodies over [`MAX_BODY_BYTES`] are refused before anything else is done with them.
@@ -29,6 +37,7 @@
 
 pub mod adapter;
 pub mod channels;
+pub mod egress;
 pub mod error;
 pub mod inbound;
 pub mod intake;

@@ -1,0 +1,190 @@
+//! Sending on Facebook Messenger's Send API (`CHANNELS.md` §2.4).
+//!
+//! `POST {api_base_url}/me/messages` with the Page access token as `Authorization:
+//! Bearer` (the configuration names no page id; `/me` is the page the token belongs to),
+//! `messaging_type: RESPONSE`. Outside the 24-hour window Meta refuses (2018278); the
+//! `HUMAN_AGENT` tag needs a permission helpline does not assume, so that fails.
+
+use helpline_domain::Channel;
+use http::header::AUTHORIZATION;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::adapter::{
+    OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable, bearer, join, json_post,
+    require_url, to_json, unreadable_success,
+};
+use super::error::EgressError;
+use super::graph;
+use super::{Form, OutboundMessage, SendOutcome};
+use crate::channels::messenger::MessengerConfig;
+use crate::secret::require_secrets;
+
+/// "This message is sent outside of allowed window" (permission error 10).
+const WINDOW_CLOSED_SUBCODE: i64 = 2018278;
+
+#[derive(Debug)]
+pub struct MessengerOutbound {
+    config: MessengerConfig,
+}
+
+impl MessengerOutbound {
+    pub fn new(config: MessengerConfig) -> Result<Self, EgressError> {
+        require_secrets(
+            Channel::Messenger,
+            &[("page_access_token", &config.page_access_token)],
+        )?;
+        require_url(Channel::Messenger, "api_base_url", &config.api_base_url)?;
+        Ok(Self { config })
+    }
+}
+
+impl OutboundAdapter for MessengerOutbound {
+    fn channel(&self) -> Channel {
+        Channel::Messenger
+    }
+
+    fn build(&self, message: &OutboundMessage, _form: Form) -> Result<ProviderRequest, Unsendable> {
+        let body = json!({
+            "recipient": {"id": message.contact},
+            "messaging_type": "RESPONSE",
+            "message": {"text": message.text},
+        });
+        let authorization = bearer(self.config.page_access_token.expose());
+        json_post(
+            join(&self.config.api_base_url, "me/messages"),
+            message,
+            to_json(&body)?,
+            &[(AUTHORIZATION, &authorization, true)],
+        )
+    }
+
+    fn classify(&self, _message: &OutboundMessage, response: &ProviderResponse) -> SendOutcome {
+        if response.is_success() {
+            return match serde_json::from_slice::<Sent>(&response.body) {
+                Ok(Sent {
+                    message_id: Some(id),
+                }) if !id.is_empty() => SendOutcome::Accepted {
+                    provider_message_id: id,
+                },
+                _ => unreadable_success(self.channel(), response),
+            };
+        }
+        graph::classify_failure(self.channel(), response, |error| {
+            error.error_subcode == Some(WINDOW_CLOSED_SUBCODE)
+                || (error.code == Some(10) && error.message.contains("outside of allowed window"))
+        })
+    }
+}
+
+/// `{"recipient_id":"<PSID>","message_id":"m_..."}`
+#[derive(Deserialize)]
+struct Sent {
+    message_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use bytes::Bytes;
+    use helpline_domain::{MessageId, TicketId};
+    use http::HeaderMap;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::secret::Secret;
+
+    fn adapter() -> MessengerOutbound {
+        MessengerOutbound::new(MessengerConfig {
+            page_access_token: Secret::new("page-token"),
+            api_base_url: "http://127.0.0.1:9/v21.0".to_owned(),
+            ..MessengerConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn message() -> OutboundMessage {
+        OutboundMessage {
+            ticket: TicketId(Uuid::from_u128(1)),
+            message: MessageId(Uuid::from_u128(2)),
+            channel: Channel::Messenger,
+            contact: "6543210987654321".to_owned(),
+            text: "Hallo 👋🏽".to_owned(),
+            customer_last_message_at: None,
+        }
+    }
+
+    fn answer(status: u16, body: &str) -> ProviderResponse {
+        ProviderResponse {
+            status,
+            headers: HeaderMap::new(),
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn request_follows_the_send_api() {
+        let request = adapter().build(&message(), Form::Text).unwrap();
+        assert_eq!(request.url, "http://127.0.0.1:9/v21.0/me/messages");
+        assert_eq!(request.headers["authorization"], "Bearer page-token");
+        assert!(request.headers.contains_key("x-idempotency-key"));
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "recipient": {"id": "6543210987654321"},
+                "messaging_type": "RESPONSE",
+                "message": {"text": "Hallo 👋🏽"},
+            })
+        );
+    }
+
+    #[test]
+    fn classifies_as_channels_md_says() {
+        let a = adapter();
+        let m = message();
+        assert_eq!(
+            a.classify(
+                &m,
+                &answer(
+                    200,
+                    r#"{"recipient_id":"6543210987654321","message_id":"m_abc"}"#
+                )
+            ),
+            SendOutcome::Accepted {
+                provider_message_id: "m_abc".to_owned()
+            }
+        );
+        for code in [4, 613, 2] {
+            let body = format!(r#"{{"error":{{"message":"limit","code":{code}}}}}"#);
+            assert!(
+                matches!(
+                    a.classify(&m, &answer(400, &body)),
+                    SendOutcome::Retry { .. }
+                ),
+                "{code}"
+            );
+        }
+        let window = r#"{"error":{"message":"(#10) This message is sent outside of allowed window.","code":10,"error_subcode":2018278}}"#;
+        assert!(matches!(
+            a.classify(&m, &answer(400, window)),
+            SendOutcome::WindowClosed { .. }
+        ));
+        assert_eq!(a.after_window_closed(Form::Text), None);
+        let unknown = r#"{"error":{"message":"(#100) No matching user found","code":100,"error_subcode":2018001}}"#;
+        match a.classify(&m, &answer(400, unknown)) {
+            SendOutcome::Permanent { reason } => {
+                assert_eq!(
+                    reason,
+                    "messenger answered 400, error 100/2018001: (#100) No matching user found"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            a.classify(&m, &answer(503, "")),
+            SendOutcome::Retry { .. }
+        ));
+    }
+}

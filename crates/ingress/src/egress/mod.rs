@@ -1,0 +1,134 @@
+//! Egress: messages to customers, from the ticket's outbound events to the providers.
+//!
+//! - [`adapter`]: the [`OutboundAdapter`] trait, the provider request and response, and
+//!   the shared reading of an answer; one module per channel ([`whatsapp`], [`messenger`],
+//!   [`telegram`], [`viber`], [`web`]) builds its send request and classifies the answer
+//!   into a [`SendOutcome`] as `CHANNELS.md` §6 says.
+//! - [`sender`]: one HTTP client, a token bucket per channel, and the retry loop
+//!   (exponential backoff with jitter, the provider's `Retry-After` honoured, bounded by
+//!   attempts and elapsed time), ending in a [`Delivery`]. Time comes from a [`Clock`], so
+//!   the loop and the limiter are tested without a wall clock.
+//! - [`service`]: [`run`], the durable consumer `egress` over every ticket, which sends
+//!   each `BotMessageSent` / `AgentMessageSent` and appends `MessageDelivered` or
+//!   `MessageDeliveryFailed`.
+//! - [`config`], [`error`].
+//!
+//! **The 24-hour window (WhatsApp).** The domain's ticket has no "last customer message"
+//! time, so egress keeps one per ticket in its own KV bucket
+//! (`helpline-<region>-outbound`, key `last-inbound.<ticket>`): the consumer sees every
+//! ticket event in stream order, so by the time it handles a reply it has already recorded
+//! the `occurred_at` of every customer message before it. Outside the window the
+//! configured template is sent instead of the text; without a template the message fails
+//! permanently. A `131047` answer switches to the template once.
+//!
+//! **Exactly once towards the customer.** Before sending, egress looks up the message id
+//! in the outbound bucket; a record means the provider already answered, so nothing is
+//! sent again and only the missing event, if any, is appended. After the provider's
+//! answer the order is: the KV record first, then the event (its command id is a UUIDv5
+//! of the message id and the outcome, so a retried append dedupes), then the record is
+//! marked as recorded, then the consumer acknowledges. Events are handled one at a time
+//! in stream order, so replies to one customer leave in order; a message whose retries
+//! ran out is left to the consumer's delayed redelivery and holds back the later
+//! messages of its ticket until then. On the event's last delivery (`max_deliver`) it
+//! gets `MessageDeliveryFailed { permanent: false }` and goes to the dead letters, from
+//! where an operator can replay it.
+//!
+//! **What is not covered.** A crash (or a KV outage outlasting a few quick retries)
+//! between the provider's acceptance and the KV write loses the record: the redelivered
+//! event is sent a second time. Likewise a timeout after the provider took a message
+//! makes the retry a second send. Providers other than the web chat ignore idempotency
+//! keys (the `X-Idempotency-Key` header is sent anyway), so neither window can be closed
+//! from our side. A crash between the append and marking the record appends again on
+//! redelivery, which the stream's duplicate window (2 minutes) absorbs.
+//!
+//! **Invariants.** Message text and contacts are never logged ([`OutboundMessage`]'s
+//! `Debug` prints `***`, requests print neither URL nor body: a Telegram URL holds the bot
+//! token). No message is sent while its outbound record exists. Nothing here panics on a
+//! provider's answer.
+
+pub mod adapter;
+pub mod config;
+pub mod error;
+pub mod messenger;
+pub mod sender;
+pub mod service;
+pub mod telegram;
+pub mod viber;
+pub mod web;
+pub mod whatsapp;
+
+mod graph;
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use helpline_domain::{Channel, MessageId, TicketId};
+
+pub use adapter::{OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable};
+pub use config::{EgressConfig, RateLimit, RetryPolicy, WhatsAppTemplate};
+pub use error::EgressError;
+pub use sender::{Clock, Delivery, Sender, TokioClock};
+pub use service::{OUTBOUND_CONSUMER, outbound_bucket, run};
+
+/// One message to send to a customer, as the outbound event and the ticket say.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutboundMessage {
+    pub ticket: TicketId,
+    /// helpline's id for the message; every request's idempotency key derives from it.
+    pub message: MessageId,
+    pub channel: Channel,
+    /// The customer's address on the channel (personal data).
+    pub contact: String,
+    /// The text to send (personal data).
+    pub text: String,
+    /// When the customer last wrote, for WhatsApp's 24-hour window; `None` if unknown.
+    pub customer_last_message_at: Option<SystemTime>,
+}
+
+impl OutboundMessage {
+    /// The idempotency key of every request for this message: the message id. The web
+    /// chat backend dedupes on it (`event_id`); other providers ignore it.
+    pub fn idempotency_key(&self) -> String {
+        self.message.0.to_string()
+    }
+}
+
+/// Prints the ids and the channel only: contact and text are personal data.
+impl fmt::Debug for OutboundMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundMessage")
+            .field("ticket", &self.ticket)
+            .field("message", &self.message)
+            .field("channel", &self.channel)
+            .field("contact", &"***")
+            .field("text", &"***")
+            .field("customer_last_message_at", &self.customer_last_message_at)
+            .finish()
+    }
+}
+
+/// What a provider's answer to one send attempt means (`CHANNELS.md` §6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The provider took the message; its id matches later receipts.
+    Accepted { provider_message_id: String },
+    /// Worth another attempt: rate limits, 5xx, timeouts. `after` is the provider's own
+    /// wait (`Retry-After`, Telegram's `retry_after`); without it the sender backs off.
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
+    /// Another attempt cannot help; `reason` is the provider's own words.
+    Permanent { reason: String },
+    /// The customer's messaging window is closed (WhatsApp `131047`/`470`, Messenger
+    /// `2018278`): free text is refused, a template may still go out.
+    WindowClosed { reason: String },
+}
+
+/// What a request carries: the message's text, or the channel's re-engagement template
+/// in its place (WhatsApp outside the 24-hour window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    Text,
+    Template,
+}

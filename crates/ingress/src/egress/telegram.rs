@@ -1,0 +1,246 @@
+//! Sending on the Telegram Bot API (`CHANNELS.md` §3.4).
+//!
+//! `POST {api_base_url}/bot<token>/sendMessage`: the token is in the path, so the URL is
+//! a secret. Flood control answers `429` with `parameters.retry_after`. No 24-hour window.
+
+use std::time::Duration;
+
+use helpline_domain::Channel;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::adapter::{
+    OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable, by_code, join, json_post,
+    require_url, to_json, truncate, unreadable_success,
+};
+use super::error::EgressError;
+use super::{Form, OutboundMessage, SendOutcome};
+use crate::channels::telegram::TelegramConfig;
+use crate::secret::require_secrets;
+
+#[derive(Debug)]
+pub struct TelegramOutbound {
+    config: TelegramConfig,
+}
+
+impl TelegramOutbound {
+    pub fn new(config: TelegramConfig) -> Result<Self, EgressError> {
+        require_secrets(Channel::Telegram, &[("bot_token", &config.bot_token)])?;
+        require_url(Channel::Telegram, "api_base_url", &config.api_base_url)?;
+        Ok(Self { config })
+    }
+}
+
+impl OutboundAdapter for TelegramOutbound {
+    fn channel(&self) -> Channel {
+        Channel::Telegram
+    }
+
+    fn build(&self, message: &OutboundMessage, _form: Form) -> Result<ProviderRequest, Unsendable> {
+        // A private chat's id is an integer (beyond 32 bits); the Bot API also takes
+        // `@username` strings, so anything else goes as a string.
+        let chat_id = message
+            .contact
+            .parse::<i64>()
+            .map_or_else(|_| Value::from(message.contact.as_str()), Value::from);
+        let body = json!({"chat_id": chat_id, "text": message.text});
+        let url = join(
+            &self.config.api_base_url,
+            &format!("bot{}/sendMessage", self.config.bot_token.expose()),
+        );
+        json_post(url, message, to_json(&body)?, &[])
+    }
+
+    fn classify(&self, _message: &OutboundMessage, response: &ProviderResponse) -> SendOutcome {
+        let answer = serde_json::from_slice::<Answer>(&response.body);
+        if response.is_success() {
+            return match answer {
+                Ok(Answer {
+                    ok: true,
+                    result: Some(Sent { message_id }),
+                    ..
+                }) => SendOutcome::Accepted {
+                    provider_message_id: message_id.to_string(),
+                },
+                Ok(answer) if !answer.ok && answer.error_code.is_some() => {
+                    failure(response, &answer)
+                }
+                _ => unreadable_success(self.channel(), response),
+            };
+        }
+        match answer {
+            Ok(answer) => failure(response, &answer),
+            Err(_) => by_code(
+                response.status,
+                response.retry_after(),
+                format!(
+                    "telegram answered {}: {}",
+                    response.status,
+                    response.body_snippet()
+                ),
+            ),
+        }
+    }
+}
+
+/// `{"ok":false,"error_code":429,"description":"…","parameters":{"retry_after":15}}`:
+/// `retry_after` wins over everything, then the error code (the body's, else the
+/// status line's) decides as for any provider.
+fn failure(response: &ProviderResponse, answer: &Answer) -> SendOutcome {
+    let code = answer
+        .error_code
+        .and_then(|code| u16::try_from(code).ok())
+        .unwrap_or(response.status);
+    let reason = truncate(&format!(
+        "telegram answered {code}: {}",
+        answer.description.as_deref().unwrap_or("no description")
+    ));
+    let retry_after = answer
+        .parameters
+        .as_ref()
+        .and_then(|parameters| parameters.retry_after)
+        .map(Duration::from_secs);
+    match retry_after {
+        Some(after) => SendOutcome::Retry {
+            after: Some(after),
+            reason,
+        },
+        None => by_code(code, response.retry_after(), reason),
+    }
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    ok: bool,
+    result: Option<Sent>,
+    error_code: Option<i64>,
+    description: Option<String>,
+    parameters: Option<Parameters>,
+}
+
+#[derive(Deserialize)]
+struct Sent {
+    message_id: i64,
+}
+
+#[derive(Deserialize)]
+struct Parameters {
+    retry_after: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use bytes::Bytes;
+    use helpline_domain::{MessageId, TicketId};
+    use http::HeaderMap;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::secret::Secret;
+
+    fn adapter() -> TelegramOutbound {
+        TelegramOutbound::new(TelegramConfig {
+            bot_token: Secret::new("123:ABC-def"),
+            api_base_url: "http://127.0.0.1:9".to_owned(),
+            ..TelegramConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn message(contact: &str) -> OutboundMessage {
+        OutboundMessage {
+            ticket: TicketId(Uuid::from_u128(1)),
+            message: MessageId(Uuid::from_u128(2)),
+            channel: Channel::Telegram,
+            contact: contact.to_owned(),
+            text: "שלום".to_owned(),
+            customer_last_message_at: None,
+        }
+    }
+
+    fn answer(status: u16, body: &str) -> ProviderResponse {
+        ProviderResponse {
+            status,
+            headers: HeaderMap::new(),
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn request_puts_the_token_in_the_path_and_a_numeric_chat_id() {
+        let request = adapter()
+            .build(&message("5872361050123"), Form::Text)
+            .unwrap();
+        assert_eq!(request.url, "http://127.0.0.1:9/bot123:ABC-def/sendMessage");
+        assert!(!request.headers.contains_key("authorization"));
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body, json!({"chat_id": 5872361050123_i64, "text": "שלום"}));
+        let named = adapter().build(&message("@someone"), Form::Text).unwrap();
+        let body: Value = serde_json::from_slice(&named.body).unwrap();
+        assert_eq!(body["chat_id"], "@someone");
+    }
+
+    #[test]
+    fn classifies_as_channels_md_says() {
+        let a = adapter();
+        let m = message("1");
+        assert_eq!(
+            a.classify(
+                &m,
+                &answer(
+                    200,
+                    r#"{"ok":true,"result":{"message_id":1043,"chat":{"id":1}}}"#
+                )
+            ),
+            SendOutcome::Accepted {
+                provider_message_id: "1043".to_owned()
+            }
+        );
+        assert_eq!(
+            a.classify(
+                &m,
+                &answer(
+                    429,
+                    r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 15","parameters":{"retry_after":15}}"#
+                )
+            ),
+            SendOutcome::Retry {
+                after: Some(Duration::from_secs(15)),
+                reason: "telegram answered 429: Too Many Requests: retry after 15".to_owned()
+            }
+        );
+        assert_eq!(
+            a.classify(
+                &m,
+                &answer(
+                    403,
+                    r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#
+                )
+            ),
+            SendOutcome::Permanent {
+                reason: "telegram answered 403: Forbidden: bot was blocked by the user".to_owned()
+            }
+        );
+        assert!(matches!(
+            a.classify(&m, &answer(502, "Bad Gateway")),
+            SendOutcome::Retry { after: None, .. }
+        ));
+        assert!(matches!(
+            a.classify(
+                &m,
+                &answer(
+                    400,
+                    r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#
+                )
+            ),
+            SendOutcome::Permanent { .. }
+        ));
+        assert!(matches!(
+            a.classify(&m, &answer(200, r#"{"ok":true}"#)),
+            SendOutcome::Permanent { .. }
+        ));
+    }
+}

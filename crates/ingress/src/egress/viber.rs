@@ -1,0 +1,261 @@
+//! Sending on the Viber REST bot API (`CHANNELS.md` §4.5).
+//!
+//! `POST {api_base_url}/send_message` with `X-Viber-Auth-Token` and a sender name.
+//! Failures come back as HTTP 200 with a non-zero `status`; 12 (too many requests) is
+//! retried, every other status is permanent. `message_token` exceeds 2^53 and is kept
+//! as the digits sent, never read as a float.
+
+use helpline_domain::Channel;
+use http::HeaderName;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::adapter::{
+    OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable, by_status, join, json_post,
+    require_setting, require_url, to_json, truncate, unreadable_success,
+};
+use super::error::EgressError;
+use super::{Form, OutboundMessage, SendOutcome};
+use crate::channels::viber::ViberConfig;
+use crate::secret::require_secrets;
+
+const AUTH_HEADER: HeaderName = HeaderName::from_static("x-viber-auth-token");
+/// Viber's limit on `sender.name` (the SDK's `MAX_SENDER_NAME_CHARS`).
+pub const MAX_SENDER_NAME_CHARS: usize = 28;
+const TOO_MANY_REQUESTS: i64 = 12;
+
+#[derive(Debug)]
+pub struct ViberOutbound {
+    config: ViberConfig,
+    sender_name: String,
+}
+
+impl ViberOutbound {
+    pub fn new(config: ViberConfig, sender_name: String) -> Result<Self, EgressError> {
+        require_secrets(Channel::Viber, &[("auth_token", &config.auth_token)])?;
+        require_url(Channel::Viber, "api_base_url", &config.api_base_url)?;
+        require_setting(Channel::Viber, "sender_name", &sender_name)?;
+        if sender_name.chars().count() > MAX_SENDER_NAME_CHARS {
+            return Err(EgressError::invalid(
+                Channel::Viber,
+                "sender_name",
+                "must be at most 28 characters",
+            ));
+        }
+        Ok(Self {
+            config,
+            sender_name,
+        })
+    }
+}
+
+impl OutboundAdapter for ViberOutbound {
+    fn channel(&self) -> Channel {
+        Channel::Viber
+    }
+
+    fn build(&self, message: &OutboundMessage, _form: Form) -> Result<ProviderRequest, Unsendable> {
+        let body = json!({
+            "receiver": message.contact,
+            "min_api_version": 1,
+            "sender": {"name": self.sender_name},
+            "tracking_data": message.message.0.to_string(),
+            "type": "text",
+            "text": message.text,
+        });
+        json_post(
+            join(&self.config.api_base_url, "send_message"),
+            message,
+            to_json(&body)?,
+            &[(AUTH_HEADER, self.config.auth_token.expose(), true)],
+        )
+    }
+
+    fn classify(&self, _message: &OutboundMessage, response: &ProviderResponse) -> SendOutcome {
+        if !response.is_success() {
+            let reason = format!(
+                "viber answered {}: {}",
+                response.status,
+                response.body_snippet()
+            );
+            return by_status(response, reason);
+        }
+        let Ok(answer) = serde_json::from_slice::<Answer>(&response.body) else {
+            return unreadable_success(self.channel(), response);
+        };
+        let reason = || {
+            truncate(&format!(
+                "viber status {} ({}): {}",
+                answer.status,
+                status_name(answer.status),
+                answer.status_message.as_deref().unwrap_or("no message")
+            ))
+        };
+        match (answer.status, &answer.message_token) {
+            (0, Some(token)) => SendOutcome::Accepted {
+                provider_message_id: token.to_string(),
+            },
+            (0, None) => unreadable_success(self.channel(), response),
+            (TOO_MANY_REQUESTS, _) => SendOutcome::Retry {
+                after: response.retry_after(),
+                reason: reason(),
+            },
+            _ => SendOutcome::Permanent { reason: reason() },
+        }
+    }
+}
+
+/// The SDKs' names for the status codes; 15 and above vary between SDK versions.
+fn status_name(status: i64) -> &'static str {
+    match status {
+        0 => "ok",
+        1 => "invalidUrl",
+        2 => "invalidAuthToken",
+        3 => "badData",
+        4 => "missingData",
+        5 => "receiverNotRegistered",
+        6 => "receiverNotSubscribed",
+        7 => "publicAccountBlocked",
+        8 => "publicAccountNotFound",
+        9 => "publicAccountSuspended",
+        10 => "webhookNotSet",
+        11 => "receiverNoSuitableDevice",
+        12 => "tooManyRequests",
+        13 => "apiVersionNotSupported",
+        14 => "incompatibleWithVersion",
+        _ => "other",
+    }
+}
+
+/// `{"status":0,"status_message":"ok","message_token":5741311803571729999,…}`
+#[derive(Deserialize)]
+struct Answer {
+    status: i64,
+    status_message: Option<String>,
+    /// A `Number` keeps all 64 bits of the token (serde_json reads integers exactly).
+    message_token: Option<serde_json::Number>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use bytes::Bytes;
+    use helpline_domain::{MessageId, TicketId};
+    use http::HeaderMap;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::secret::Secret;
+
+    fn adapter() -> ViberOutbound {
+        ViberOutbound::new(
+            ViberConfig {
+                auth_token: Secret::new("viber-token"),
+                api_base_url: "http://127.0.0.1:9/pa".to_owned(),
+            },
+            "Helpline".to_owned(),
+        )
+        .unwrap()
+    }
+
+    fn message() -> OutboundMessage {
+        OutboundMessage {
+            ticket: TicketId(Uuid::from_u128(1)),
+            message: MessageId(Uuid::from_u128(2)),
+            channel: Channel::Viber,
+            contact: "01234567890A=".to_owned(),
+            text: "Hallo".to_owned(),
+            customer_last_message_at: None,
+        }
+    }
+
+    fn answer(status: u16, body: &str) -> ProviderResponse {
+        ProviderResponse {
+            status,
+            headers: HeaderMap::new(),
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn request_carries_token_and_sender_name() {
+        let request = adapter().build(&message(), Form::Text).unwrap();
+        assert_eq!(request.url, "http://127.0.0.1:9/pa/send_message");
+        assert_eq!(request.headers["x-viber-auth-token"], "viber-token");
+        assert!(request.headers["x-viber-auth-token"].is_sensitive());
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body["receiver"], "01234567890A=");
+        assert_eq!(body["sender"]["name"], "Helpline");
+        assert_eq!(body["type"], "text");
+        assert_eq!(body["text"], "Hallo");
+        assert_eq!(body["min_api_version"], 1);
+    }
+
+    #[test]
+    fn refuses_a_sender_name_viber_would_cut() {
+        let long = "x".repeat(29);
+        let config = ViberConfig {
+            auth_token: Secret::new("t"),
+            api_base_url: "http://127.0.0.1:9/pa".to_owned(),
+        };
+        assert!(ViberOutbound::new(config.clone(), long).is_err());
+        assert!(ViberOutbound::new(config, "ä".repeat(28)).is_ok());
+    }
+
+    #[test]
+    fn classifies_as_channels_md_says() {
+        let a = adapter();
+        let m = message();
+        assert_eq!(
+            a.classify(
+                &m,
+                &answer(
+                    200,
+                    r#"{"status":0,"status_message":"ok","message_token":5741311803571729999,"chat_hostname":"SN-CHAT-05_"}"#
+                )
+            ),
+            SendOutcome::Accepted {
+                provider_message_id: "5741311803571729999".to_owned()
+            }
+        );
+        assert!(matches!(
+            a.classify(
+                &m,
+                &answer(200, r#"{"status":12,"status_message":"tooManyRequests"}"#)
+            ),
+            SendOutcome::Retry { after: None, .. }
+        ));
+        for status in [5, 6, 2, 3, 13, 99] {
+            let body = format!(r#"{{"status":{status},"status_message":"nope"}}"#);
+            assert!(
+                matches!(
+                    a.classify(&m, &answer(200, &body)),
+                    SendOutcome::Permanent { .. }
+                ),
+                "{status}"
+            );
+        }
+        assert_eq!(
+            a.classify(
+                &m,
+                &answer(200, r#"{"status":6,"status_message":"notSubscribed"}"#)
+            ),
+            SendOutcome::Permanent {
+                reason: "viber status 6 (receiverNotSubscribed): notSubscribed".to_owned()
+            }
+        );
+        assert!(matches!(
+            a.classify(&m, &answer(503, "")),
+            SendOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            a.classify(&m, &answer(429, "")),
+            SendOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            a.classify(&m, &answer(200, "{}")),
+            SendOutcome::Permanent { .. }
+        ));
+    }
+}

@@ -1,0 +1,192 @@
+//! Sending to helpline's web chat backend (`CHANNELS.md` §5).
+//!
+//! `POST {callback_url}`, signed like inbound webhooks with `X-Helpline-Signature:
+//! sha256=<hex HMAC-SHA256(shared_secret, body)>`. `event_id` is the idempotency key the
+//! backend dedupes on; our message id, `out_<message id>`, is the provider message id.
+
+use helpline_domain::Channel;
+use hmac::{Hmac, Mac};
+use http::HeaderName;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::Sha256;
+
+use super::adapter::{
+    OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable, by_status, json_post,
+    require_url, to_json, truncate,
+};
+use super::error::EgressError;
+use super::{Form, OutboundMessage, SendOutcome};
+use crate::channels::web::WebConfig;
+use crate::secret::require_secrets;
+
+const SIGNATURE_HEADER: HeaderName = HeaderName::from_static("x-helpline-signature");
+
+#[derive(Debug)]
+pub struct WebOutbound {
+    config: WebConfig,
+}
+
+impl WebOutbound {
+    pub fn new(config: WebConfig) -> Result<Self, EgressError> {
+        require_secrets(
+            Channel::WebChat,
+            &[("shared_secret", &config.shared_secret)],
+        )?;
+        require_url(Channel::WebChat, "callback_url", &config.callback_url)?;
+        Ok(Self { config })
+    }
+}
+
+/// The id the backend and its status events know our message by.
+pub fn outbound_message_id(message: &OutboundMessage) -> String {
+    format!("out_{}", message.message.0)
+}
+
+impl OutboundAdapter for WebOutbound {
+    fn channel(&self) -> Channel {
+        Channel::WebChat
+    }
+
+    fn build(&self, message: &OutboundMessage, _form: Form) -> Result<ProviderRequest, Unsendable> {
+        let body = to_json(&json!({
+            "version": 1,
+            "event_id": message.idempotency_key(),
+            "type": "message",
+            "session_id": message.contact,
+            "message": {"id": outbound_message_id(message), "text": message.text},
+        }))?;
+        // HMAC takes keys of any length, so this cannot fail; mapped rather than unwrapped.
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.config.shared_secret.expose().as_bytes())
+            .map_err(|_| Unsendable("the web chat's shared secret was refused".to_owned()))?;
+        mac.update(&body);
+        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        json_post(
+            self.config.callback_url.clone(),
+            message,
+            body,
+            &[(SIGNATURE_HEADER, &signature, false)],
+        )
+    }
+
+    fn classify(&self, message: &OutboundMessage, response: &ProviderResponse) -> SendOutcome {
+        if response.is_success() {
+            return SendOutcome::Accepted {
+                provider_message_id: outbound_message_id(message),
+            };
+        }
+        let said = serde_json::from_slice::<Refusal>(&response.body)
+            .ok()
+            .and_then(|refusal| refusal.error.or(refusal.message))
+            .map_or_else(|| response.body_snippet(), |text| truncate(&text));
+        let reason = format!("web chat backend answered {}: {said}", response.status);
+        by_status(response, reason)
+    }
+}
+
+/// `{"error":"…"}` or `{"message":"…"}`, if the backend explains itself.
+#[derive(Deserialize)]
+struct Refusal {
+    error: Option<String>,
+    message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use bytes::Bytes;
+    use helpline_domain::{MessageId, TicketId};
+    use http::HeaderMap;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::adapter::{InboundAdapter, WebhookRequest};
+    use crate::channels::web::WebAdapter;
+    use crate::secret::Secret;
+
+    fn config() -> WebConfig {
+        WebConfig {
+            shared_secret: Secret::new("web-secret"),
+            callback_url: "http://127.0.0.1:9/chat/replies".to_owned(),
+        }
+    }
+
+    fn message() -> OutboundMessage {
+        OutboundMessage {
+            ticket: TicketId(Uuid::from_u128(1)),
+            message: MessageId(Uuid::from_u128(2)),
+            channel: Channel::WebChat,
+            contact: "sess_9f8e7d6c5b4a".to_owned(),
+            text: "Wir melden uns.".to_owned(),
+            customer_last_message_at: None,
+        }
+    }
+
+    fn answer(status: u16, body: &str) -> ProviderResponse {
+        ProviderResponse {
+            status,
+            headers: HeaderMap::new(),
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn request_is_signed_like_an_inbound_webhook() {
+        let request = WebOutbound::new(config())
+            .unwrap()
+            .build(&message(), Form::Text)
+            .unwrap();
+        assert_eq!(request.url, "http://127.0.0.1:9/chat/replies");
+        // The inbound adapter, with the same secret, accepts our signature.
+        let inbound = WebAdapter::new(config()).unwrap();
+        let webhook = WebhookRequest {
+            headers: &request.headers,
+            query: None,
+            body: &request.body,
+        };
+        inbound.verify(&webhook).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let id = Uuid::from_u128(2);
+        assert_eq!(
+            body,
+            json!({
+                "version": 1,
+                "event_id": id.to_string(),
+                "type": "message",
+                "session_id": "sess_9f8e7d6c5b4a",
+                "message": {"id": format!("out_{id}"), "text": "Wir melden uns."},
+            })
+        );
+        assert_eq!(
+            request.headers["x-idempotency-key"],
+            id.to_string().as_str()
+        );
+    }
+
+    #[test]
+    fn classifies_as_channels_md_says() {
+        let a = WebOutbound::new(config()).unwrap();
+        let m = message();
+        assert_eq!(
+            a.classify(&m, &answer(200, r#"{"ok":true}"#)),
+            SendOutcome::Accepted {
+                provider_message_id: format!("out_{}", Uuid::from_u128(2))
+            }
+        );
+        assert!(matches!(
+            a.classify(&m, &answer(429, "")),
+            SendOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            a.classify(&m, &answer(500, "")),
+            SendOutcome::Retry { .. }
+        ));
+        assert_eq!(
+            a.classify(&m, &answer(404, r#"{"error":"unknown session"}"#)),
+            SendOutcome::Permanent {
+                reason: "web chat backend answered 404: unknown session".to_owned()
+            }
+        );
+    }
+}
