@@ -6,6 +6,8 @@
 //! - `/webhooks/{channel}`: the channel gateway; `503` until the event store is set up, so
 //!   providers retry rather than lose a message.
 //!
+//! - egress: messages to customers through the providers' send APIs.
+//!
 //! More services join `all` as they are built.
 
 use std::sync::{Arc, OnceLock};
@@ -19,12 +21,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use helpline_eventstore::EventStore;
 use helpline_ingress::Ingress;
+use helpline_ingress::egress::{self, EgressConfig};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::shutdown_signal;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    run_until_stopped(config, None).await
+}
+
+/// As [`run`]; `on_ready` fires once every service takes requests.
+pub async fn run_until_stopped(
+    config: Config,
+    on_ready: Option<tokio::sync::oneshot::Sender<()>>,
+) -> anyhow::Result<()> {
     // Pods may start before NATS does: keep trying, and stay unready meanwhile.
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
@@ -42,27 +54,51 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .route("/readyz", get(ready))
         .with_state(client.clone())
         .fallback(forward_to(services.clone()));
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        }
+    });
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+        }
     });
     tracing::info!(%listen, nats = %config.nats.url, "starting");
 
     let store = EventStore::ensure(client, config.store())
         .await
         .context("cannot set up the event store")?;
-    let ingress = Ingress::new(store, &config.ingress, &config.channels)
+    let ingress = Ingress::new(store.clone(), &config.ingress, &config.channels)
         .await
         .context("cannot start the channel gateway")?;
+    let egress_config = EgressConfig {
+        channels: config.channels.clone(),
+        whatsapp_template: config.egress.whatsapp_template.clone(),
+        viber_sender_name: config.egress.viber_sender_name.clone(),
+        ..EgressConfig::default()
+    };
+    let egress = tokio::spawn(egress::run(store, egress_config, shutdown.clone()));
     tracing::info!(?ingress, "channel gateway ready");
     // Set once, here; nothing else writes it.
     let _ = services.set(ingress.router());
+    if let Some(on_ready) = on_ready {
+        let _ = on_ready.send(());
+    }
 
-    server
+    let served = server.await.context("http server task failed")?;
+    shutdown.cancel();
+    egress
         .await
-        .context("http server task failed")?
-        .context("http server failed")?;
+        .context("egress task failed")?
+        .context("egress failed")?;
+    served.context("http server failed")?;
     tracing::info!("shut down");
     Ok(())
 }

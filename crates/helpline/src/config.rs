@@ -7,6 +7,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use helpline_eventstore::StoreConfig;
+use helpline_ingress::egress::WhatsAppTemplate;
 use helpline_ingress::{ChannelsConfig, IngressConfig};
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,9 @@ pub struct Config {
     /// section is there.
     #[serde(default, skip_serializing)]
     pub channels: ChannelsConfig,
+    /// `[egress]`: how messages go out to customers.
+    #[serde(default, skip_serializing)]
+    pub egress: EgressSettings,
     pub dev: DevConfig,
 }
 
@@ -46,6 +50,25 @@ pub struct EventStoreConfig {
     pub max_deliver: i64,
     pub ack_wait_secs: u64,
     pub snapshot_every: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EgressSettings {
+    /// Sent on WhatsApp in place of free text outside the 24-hour customer-service window,
+    /// e.g. `{ name = "case_update", language = "de" }`; without it such messages fail.
+    pub whatsapp_template: Option<WhatsAppTemplate>,
+    /// The sender name Viber shows, at most 28 characters.
+    pub viber_sender_name: String,
+}
+
+impl Default for EgressSettings {
+    fn default() -> Self {
+        Self {
+            whatsapp_template: None,
+            viber_sender_name: "Helpline".to_owned(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -75,6 +98,7 @@ impl Default for Config {
             },
             ingress: IngressConfig::default(),
             channels: ChannelsConfig::default(),
+            egress: EgressSettings::default(),
             dev: DevConfig {
                 data_dir: PathBuf::from(".helpline"),
                 nats_port: 4222,

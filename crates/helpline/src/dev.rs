@@ -2,12 +2,15 @@
 //! store under the dev data folder; it is stopped with helpline, so Ctrl-C leaves nothing
 //! running.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use helpline_eventstore::EventStore;
-use helpline_testkit::NatsServer;
+use helpline_testkit::{NatsServer, Simulator};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::shutdown_signal;
+use crate::{all, chat};
 
 pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let data_dir = std::path::absolute(&config.dev.data_dir)
@@ -42,6 +45,13 @@ async fn serve(config: &Config, nats: &NatsServer) -> anyhow::Result<()> {
         .await
         .context("cannot connect to nats-server")?;
     let store = EventStore::ensure(client, config.store()).await?;
+    let sim = Arc::new(
+        Simulator::start(Default::default())
+            .await
+            .context("cannot start the channel simulator")?,
+    );
+    let mut config = config.clone();
+    config.channels = chat::simulated_channels(&sim);
     let layout = store.layout();
     println!("helpline dev is running");
     println!("  region        {}", layout.region());
@@ -63,8 +73,31 @@ async fn serve(config: &Config, nats: &NatsServer) -> anyhow::Result<()> {
         layout.dead_letter_subjects()
     );
     println!("  buckets       {}", layout.buckets().join(", "));
-    println!("ready; press Ctrl-C to stop");
-    shutdown_signal().await;
+    println!(
+        "  webhooks      http://{}/webhooks/{{channel}}",
+        config.ingress.listen
+    );
+    println!(
+        "  simulator     {} (plays the messaging providers)",
+        sim.base_url()
+    );
+    println!("{}", chat::HOW_TO_CHAT);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let url = format!("http://{}", config.ingress.listen);
+    let services = tokio::spawn(all::run_until_stopped(config, Some(ready_tx)));
+    let stop = CancellationToken::new();
+    let chat = if ready_rx.await.is_ok() {
+        println!("ready; press Ctrl-C to stop");
+        Some(tokio::spawn(chat::run(sim.clone(), url, stop.clone())))
+    } else {
+        None
+    };
+    // The services run until Ctrl-C or SIGTERM.
+    let result = services.await.context("services task failed")?;
+    stop.cancel();
+    if let Some(chat) = chat {
+        let _ = chat.await;
+    }
     tracing::info!("shutting down");
-    Ok(())
+    result
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod all;
+mod chat;
 mod config;
 mod dev;
 
@@ -53,6 +54,21 @@ enum Command {
         /// Client port of the embedded nats-server [default: 4222].
         #[arg(long)]
         nats_port: Option<u16>,
+        /// Port of the webhook and probe server, on 127.0.0.1 [default: the port of
+        /// `ingress.listen`, 8080].
+        #[arg(long)]
+        http_port: Option<u16>,
+    },
+    /// Play the messaging providers on localhost and chat as a customer from the terminal:
+    /// prints the `[channels.*]` configuration that points helpline at the simulator, sends
+    /// each typed line as a signed webhook, and prints what customers receive.
+    Simulate {
+        /// Where the simulator serves the providers' APIs.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// helpline's webhook server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        ingress: String,
     },
     /// Run every service in one process, with the `/healthz` and `/readyz` probes on
     /// `ingress.listen` (today: the event store set-up and the probes; the services join
@@ -101,7 +117,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    let result = runtime.block_on(run(cli.command, config));
+    // A read of the terminal (the dev chat) blocks a runtime thread until a line comes;
+    // it holds nothing that needs finishing, so it is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "helpline stopped");
@@ -116,6 +136,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         Command::Dev {
             data_dir,
             nats_port,
+            http_port,
         } => {
             if let Some(dir) = data_dir {
                 config.dev.data_dir = dir;
@@ -123,9 +144,12 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             if let Some(port) = nats_port {
                 config.dev.nats_port = port;
             }
+            let port = http_port.unwrap_or(config.ingress.listen.port());
+            config.ingress.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
             dev::run(config).await
         }
         Command::All | Command::Ingress => all::run(config).await,
+        Command::Simulate { listen, ingress } => simulate(listen, ingress).await,
         Command::Ensure => {
             let client = async_nats::connect(&config.nats.url)
                 .await
@@ -141,6 +165,22 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn simulate(listen: std::net::SocketAddr, ingress: String) -> anyhow::Result<()> {
+    let sim = helpline_testkit::Simulator::start_on(listen, Default::default())
+        .await
+        .with_context(|| format!("cannot start the simulator on {listen}"))?;
+    println!("# channel simulator on {}", sim.base_url());
+    println!("# point helpline at it with this configuration:\n");
+    println!("{}", chat::simulated_channels_toml(&sim));
+    println!("{}", chat::HOW_TO_CHAT);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let chat = tokio::spawn(chat::run(std::sync::Arc::new(sim), ingress, stop.clone()));
+    shutdown_signal().await;
+    stop.cancel();
+    let _ = chat.await;
+    Ok(())
 }
 
 /// Ctrl-C or SIGTERM, whichever comes first.

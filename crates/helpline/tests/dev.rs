@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ fn alive(pid: i32) -> bool {
 async fn dev_brings_up_nats_with_the_stream_and_stops_cleanly_on_ctrl_c() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
+    let http_port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_helpline"))
         .args([
             "dev",
@@ -33,9 +34,12 @@ async fn dev_brings_up_nats_with_the_stream_and_stops_cleanly_on_ctrl_c() {
             "json",
             "--nats-port",
             &port.to_string(),
+            "--http-port",
+            &http_port.to_string(),
             "--data-dir",
         ])
         .arg(data.path())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -69,6 +73,23 @@ async fn dev_brings_up_nats_with_the_stream_and_stops_cleanly_on_ctrl_c() {
     assert!(
         data.path().join("jetstream").is_dir(),
         "the store lives in the data folder"
+    );
+
+    // A person chats as a customer: the line goes through the simulator as a signed
+    // webhook and lands as a ticket.
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "web sess_dev Mein Laptop startet nicht").unwrap();
+    let answer = lines
+        .by_ref()
+        .map(|line| line.unwrap())
+        .find(|line| line.starts_with("→ web sess_dev"))
+        .unwrap();
+    assert_eq!(answer, "→ web sess_dev: delivered");
+    let mut stream = js.get_stream("HELPLINE_DE").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        2,
+        "TicketOpened and the message"
     );
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();

@@ -35,7 +35,7 @@ mod web;
 mod whatsapp;
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -320,7 +320,15 @@ impl fmt::Debug for Webhook {
 impl Simulator {
     /// Binds `127.0.0.1` on a free port and serves until the simulator is dropped.
     pub async fn start(config: SimulatorConfig) -> Result<Simulator, SimulatorError> {
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        Self::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config).await
+    }
+
+    /// Binds `address` (for `helpline simulate --listen`) and serves until dropped.
+    pub async fn start_on(
+        address: SocketAddr,
+        config: SimulatorConfig,
+    ) -> Result<Simulator, SimulatorError> {
+        let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(SimulatorError::Bind)?;
         let address = listener.local_addr().map_err(SimulatorError::Bind)?;
