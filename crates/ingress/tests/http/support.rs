@@ -43,6 +43,10 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start() -> Self {
+        Self::start_with(IngressConfig::default()).await
+    }
+
+    pub async fn start_with(config: IngressConfig) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let server = NatsServer::start().await.unwrap();
         let store = EventStore::ensure(server.connect().await.unwrap(), StoreConfig::new("de"))
@@ -50,7 +54,7 @@ impl Harness {
             .unwrap();
         let sim = Arc::new(Simulator::start(SimulatorConfig::default()).await.unwrap());
         let channels = channels_for(&sim);
-        let ingress = Ingress::new(store.clone(), &IngressConfig::default(), &channels)
+        let ingress = Ingress::new(store.clone(), &config, &channels)
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
