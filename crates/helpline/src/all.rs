@@ -92,13 +92,23 @@ pub async fn run_until_stopped(
         let _ = on_ready.send(());
     }
 
-    let served = server.await.context("http server task failed")?;
-    shutdown.cancel();
-    egress
-        .await
-        .context("egress task failed")?
-        .context("egress failed")?;
-    served.context("http server failed")?;
+    let mut egress = egress;
+    let mut server = server;
+    // Whichever stops first stops the other: a service that fails (a bad channel config,
+    // say) takes the process down rather than leaving it half alive.
+    tokio::select! {
+        served = &mut server => {
+            shutdown.cancel();
+            let egress_result = egress.await.context("egress task failed")?;
+            served.context("http server task failed")?.context("http server failed")?;
+            egress_result.context("egress failed")?;
+        }
+        finished = &mut egress => {
+            shutdown.cancel();
+            let _ = server.await;
+            finished.context("egress task failed")?.context("egress failed")?;
+        }
+    }
     tracing::info!("shut down");
     Ok(())
 }

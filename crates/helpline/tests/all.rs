@@ -73,3 +73,71 @@ async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {
     nats.restart().await.unwrap();
     wait_for(http, "/readyz", 200).await;
 }
+
+#[tokio::test]
+async fn ingress_reads_channels_from_the_environment_and_never_logs_secrets() {
+    let nats = NatsServer::start().await.unwrap();
+    let sim = helpline_testkit::Simulator::start(Default::default())
+        .await
+        .unwrap();
+    let secret = sim.config().web.shared_secret.clone();
+    let http = free_port();
+    let mut helpline = Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .args(["ingress", "--log-format", "json"])
+        .env("HELPLINE_NATS_URL", nats.url())
+        .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
+        .env("HELPLINE_CHANNELS__WEB__SHARED_SECRET", &secret)
+        .env(
+            "HELPLINE_CHANNELS__WEB__CALLBACK_URL",
+            sim.api_base_url(helpline_domain::Channel::WebChat),
+        )
+        .env("HELPLINE_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(http, "/readyz", 200).await;
+    let url = format!("http://127.0.0.1:{http}");
+    let webhook = sim.webhook(helpline_domain::Channel::WebChat, "sess_env", "hallo");
+    let mut answer = sim.deliver(&url, &webhook).await.unwrap();
+    for _ in 0..100 {
+        if answer.status != 503 {
+            break;
+        }
+        // The routes join a moment after the probes answer.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        answer = sim.deliver(&url, &webhook).await.unwrap();
+    }
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let telegram = sim.webhook(helpline_domain::Channel::Telegram, "700001", "hallo");
+    assert_eq!(
+        sim.deliver(&url, &telegram).await.unwrap().status,
+        404,
+        "not configured"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(helpline.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        let status = helpline.wait().unwrap();
+        let mut logs = String::new();
+        std::io::Read::read_to_string(&mut helpline.stderr.take().unwrap(), &mut logs).unwrap();
+        (status, logs)
+    })
+    .await
+    .unwrap();
+    assert!(output.0.success(), "{}", output.1);
+    assert!(
+        output.1.contains("webhook"),
+        "the logs say something: {}",
+        output.1
+    );
+    assert!(!output.1.contains(&secret), "a secret leaked into the logs");
+    assert!(
+        !output.1.contains("hallo"),
+        "message text leaked into the logs"
+    );
+}

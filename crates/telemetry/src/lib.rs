@@ -1,8 +1,8 @@
 //! Telemetry: structured logs, traces, and trace context across process boundaries.
 //!
-//! - [`init`] installs the process-wide `tracing` subscriber (JSON or human logs, filtered
-//!   by `RUST_LOG`/`HELPLINE_LOG`) with an OpenTelemetry layer, so every `tracing` span is
-//!   also an OpenTelemetry span.
+//! - [`init`] installs the process-wide `tracing` subscriber (JSON or human logs on
+//!   stderr, filtered by `RUST_LOG`/`HELPLINE_LOG`) with an OpenTelemetry layer, so every
+//!   `tracing` span is also an OpenTelemetry span. Stdout stays for what a command prints.
 //! - [`inject`] / [`extract`] carry W3C `traceparent`/`tracestate` in NATS headers, so one
 //!   trace follows a customer message through every service. (The `opentelemetry-nats`
 //!   crate targets an older async-nats, hence these few lines here.)
@@ -114,11 +114,16 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<TelemetryGuard, 
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
-                    .with_current_span(true),
+                    .with_current_span(true)
+                    .with_writer(std::io::stderr),
             )
             .try_init()?,
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_writer(std::io::stderr),
+            )
             .try_init()?,
     }
     Ok(TelemetryGuard { provider })
