@@ -1,0 +1,127 @@
+//! Shared by the fuzz targets: builds a [`WebhookRequest`]'s headers and query from the
+//! fuzzer's bytes, so that `verify` sees every kind of credential.
+//!
+//! The body is the whole input. How the credential is presented is chosen by the input's
+//! length (so a seed body can reach every case by growing or shrinking), its value by the
+//! input's first bytes:
+//!
+//! | `len % 5` | credential |
+//! |---|---|
+//! | 0 | valid: the correct HMAC of the body (or the configured token) |
+//! | 1 | the prefix and then the first up to 80 raw bytes of the input |
+//! | 2 | the prefix and 64 well-formed hex digits of the first 32 bytes (wrong value) |
+//! | 3 | the valid credential, twice |
+//! | 4 | absent; the query is the first up to 80 bytes of the input (Viber's `?sig=`) |
+
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use sha2::Sha256;
+
+/// How a channel authenticates a webhook.
+#[derive(Clone, Copy, Debug)]
+pub enum Credential {
+    /// `header: prefix + hex(HMAC-SHA256(key, body))`.
+    Hmac {
+        header: &'static str,
+        prefix: &'static str,
+        key: &'static str,
+    },
+    /// `header: token`, compared as is.
+    Token {
+        header: &'static str,
+        token: &'static str,
+    },
+}
+
+/// Which presentation [`request_parts`] chose for `data`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presented {
+    Valid,
+    Raw,
+    WrongHex,
+    Twice,
+    Absent,
+}
+
+/// The headers and query of a request whose body is `data`.
+#[derive(Debug)]
+pub struct RequestParts {
+    pub headers: HeaderMap,
+    pub query: Option<String>,
+    pub presented: Presented,
+}
+
+const CONTENT_TYPES: [&[u8]; 4] = [
+    b"application/json",
+    b"application/json; charset=utf-8",
+    b"Application/JSON;charset=\"UTF-8\"",
+    b"text/plain",
+];
+
+pub fn request_parts(data: &[u8], credential: Credential) -> RequestParts {
+    let head = &data[..data.len().min(80)];
+    let (name, prefix, valid) = match credential {
+        Credential::Hmac {
+            header,
+            prefix,
+            key,
+        } => {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
+                .expect("HMAC takes keys of any length");
+            mac.update(data);
+            let signature = hex::encode(mac.finalize().into_bytes());
+            (header, prefix, format!("{prefix}{signature}").into_bytes())
+        }
+        Credential::Token { header, token } => (header, "", token.as_bytes().to_vec()),
+    };
+    let name = HeaderName::from_static(name);
+    let mut headers = HeaderMap::new();
+    let mut query = None;
+    let presented = match data.len() % 5 {
+        0 => {
+            insert(&mut headers, &name, &valid);
+            Presented::Valid
+        }
+        1 => {
+            insert(&mut headers, &name, &[prefix.as_bytes(), head].concat());
+            Presented::Raw
+        }
+        2 => {
+            let wrong = hex::encode(&head[..head.len().min(32)]);
+            insert(
+                &mut headers,
+                &name,
+                format!("{prefix}{wrong:0<64}").as_bytes(),
+            );
+            Presented::WrongHex
+        }
+        3 => {
+            insert(&mut headers, &name, &valid);
+            insert(&mut headers, &name, &valid);
+            Presented::Twice
+        }
+        _ => {
+            query = Some(String::from_utf8_lossy(head).into_owned());
+            Presented::Absent
+        }
+    };
+    // The content type (read by the web chat after its signature): one of a few real ones,
+    // or the input's first bytes.
+    let content_type = match data.get(1).map(|byte| usize::from(*byte) % 5) {
+        Some(index) if index < CONTENT_TYPES.len() => CONTENT_TYPES[index],
+        _ => head,
+    };
+    insert(&mut headers, &http::header::CONTENT_TYPE, content_type);
+    RequestParts {
+        headers,
+        query,
+        presented,
+    }
+}
+
+/// Appends the header if the bytes are a valid header value (some fuzzed bytes are not).
+fn insert(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
+    if let Ok(value) = HeaderValue::from_bytes(value) {
+        headers.append(name.clone(), value);
+    }
+}
