@@ -72,6 +72,10 @@ pub enum Command {
         reason: String,
         permanent: bool,
     },
+    RecordRead {
+        message: MessageId,
+        provider_message_id: String,
+    },
     EraseCustomer,
 }
 
@@ -97,6 +101,7 @@ impl Command {
             Command::AbandonTicket => "abandon",
             Command::RecordDelivery { .. } => "record a delivery",
             Command::RecordDeliveryFailure { .. } => "record a delivery failure",
+            Command::RecordRead { .. } => "record a read",
             Command::EraseCustomer => "erase the customer",
         }
     }

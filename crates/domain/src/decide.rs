@@ -47,7 +47,9 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
     // customer was erased.
     let is_receipt = matches!(
         command,
-        Command::RecordDelivery { .. } | Command::RecordDeliveryFailure { .. }
+        Command::RecordDelivery { .. }
+            | Command::RecordDeliveryFailure { .. }
+            | Command::RecordRead { .. }
     );
     if ticket.erased && !is_receipt {
         return match command {
@@ -199,6 +201,13 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             message,
             reason,
             permanent,
+        }]),
+        Command::RecordRead {
+            message,
+            provider_message_id,
+        } => Ok(vec![Event::MessageRead {
+            message,
+            provider_message_id,
         }]),
         Command::EraseCustomer => Ok(vec![Event::CustomerErased]),
     }

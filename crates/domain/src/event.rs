@@ -199,6 +199,11 @@ pub enum Event {
         reason: String,
         permanent: bool,
     },
+    /// The provider reports that the customer read an outbound message.
+    MessageRead {
+        message: MessageId,
+        provider_message_id: String,
+    },
     CustomerErased,
 }
 
@@ -225,6 +230,7 @@ impl Event {
             Event::TicketAbandoned => "TicketAbandoned",
             Event::MessageDelivered { .. } => "MessageDelivered",
             Event::MessageDeliveryFailed { .. } => "MessageDeliveryFailed",
+            Event::MessageRead { .. } => "MessageRead",
             Event::CustomerErased => "CustomerErased",
         }
     }

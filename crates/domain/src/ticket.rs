@@ -77,6 +77,10 @@ pub struct Ticket {
     pub outbound_messages: u32,
     pub deliveries: u32,
     pub delivery_failures: u32,
+    /// Read receipts of outbound messages. Absent from snapshots written before reads
+    /// were counted, hence the default.
+    #[serde(default)]
+    pub reads: u32,
     pub erased: bool,
     /// How many events were folded into this state.
     pub events: u64,
@@ -142,6 +146,7 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
         Event::TicketAbandoned => ticket.phase = Phase::Abandoned,
         Event::MessageDelivered { .. } => ticket.deliveries += 1,
         Event::MessageDeliveryFailed { .. } => ticket.delivery_failures += 1,
+        Event::MessageRead { .. } => ticket.reads += 1,
         Event::CustomerErased => {
             ticket.erased = true;
             if let Some(customer) = &mut ticket.customer {

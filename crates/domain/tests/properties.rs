@@ -173,6 +173,12 @@ fn command() -> impl Strategy<Value = Command> {
                 permanent,
             }
         }),
+        (message_id(), word()).prop_map(|(message, provider_message_id)| {
+            Command::RecordRead {
+                message,
+                provider_message_id,
+            }
+        }),
         Just(Command::EraseCustomer),
     ]
 }
@@ -244,9 +250,10 @@ fn next_command(ticket: &Ticket, choice: u8) -> Command {
             7 => cmd::close(CloseReason::RatingTimeout),
             n => cmd::rate(n),
         },
-        Phase::Closed | Phase::Abandoned => match choice % 3 {
+        Phase::Closed | Phase::Abandoned => match choice % 4 {
             0 => cmd::record_delivery(u128::from(choice)),
             1 => cmd::record_delivery_failure(u128::from(choice)),
+            2 => cmd::record_read(u128::from(choice)),
             _ => cmd::erase(),
         },
     }
@@ -474,10 +481,10 @@ fn the_generator_reaches_every_phase_event_and_refusal() {
     assert_eq!(phases, all_phases.map(str::to_owned).into());
     assert_eq!(
         accepted.len(),
-        19,
+        20,
         "every command accepted somewhere: {accepted:?}"
     );
-    assert_eq!(events.len(), 20, "every event produced: {events:?}");
+    assert_eq!(events.len(), 21, "every event produced: {events:?}");
     assert_eq!(errors.len(), 9, "every refusal seen: {errors:?}");
     assert!(
         closed_rated * 10 >= runs,

@@ -60,6 +60,7 @@ fn a_full_lifecycle_drives_a_ticket_from_new_to_closed() {
         cmd::record_delivery_failure(99),
         cmd::rate(4),
         cmd::record_delivery(99),
+        cmd::record_read(4),
     ];
     let mut ticket = Ticket::default();
     let mut log = Vec::new();
@@ -91,13 +92,14 @@ fn a_full_lifecycle_drives_a_ticket_from_new_to_closed() {
     assert_eq!(ticket, fold(Ticket::default(), &log));
     assert_eq!(ticket.events, log.len() as u64);
     assert_eq!(
-        ticket.events, 22,
-        "19 commands, three of them with two events"
+        ticket.events, 23,
+        "20 commands, three of them with two events"
     );
     assert_eq!(ticket.customer_messages, 3);
     assert_eq!(ticket.outbound_messages, 2);
     assert_eq!(ticket.deliveries, 2);
     assert_eq!(ticket.delivery_failures, 1);
+    assert_eq!(ticket.reads, 1);
     assert_eq!(ticket.resolved_by, Some(alice()));
     assert_eq!(ticket.rating.as_ref().map(|r| r.score), Some(4));
 }
@@ -348,7 +350,54 @@ fn receipts_are_recorded_in_every_phase_of_an_existing_ticket() {
             cmd::record_delivery_failure(4),
             Ok(vec![delivery_failed(4)]),
         );
+        check(stage, cmd::record_read(4), Ok(vec![read(4)]));
     }
+}
+
+#[test]
+fn a_read_is_recorded_after_the_ticket_closed() {
+    let ticket = Scenario::at(Stage::Closed, [])
+        .when(cmd::record_read(7))
+        .then([read(7)]);
+    assert_eq!(ticket.reads, 1);
+    assert_eq!(
+        ticket.phase,
+        Phase::Closed,
+        "a read does not move the phase"
+    );
+}
+
+#[test]
+fn a_read_is_recorded_after_the_customer_was_erased() {
+    let ticket = Scenario::at(Stage::Closed, [erased()])
+        .when(cmd::record_read(7))
+        .then([read(7)]);
+    assert_eq!(ticket.reads, 1);
+    assert!(ticket.erased);
+    assert_eq!(ticket.phase, Phase::Closed);
+}
+
+#[test]
+fn every_read_receipt_counts() {
+    // Dedupe is the caller's (the receipt's command id); the ticket counts what the log
+    // holds.
+    let ticket = Scenario::at(Stage::Accepted, [read(3)])
+        .when(cmd::record_read(3))
+        .then([read(3)]);
+    assert_eq!(ticket.reads, 2);
+}
+
+#[test]
+fn a_read_of_a_ticket_that_does_not_exist_is_refused() {
+    let error = Scenario::given([])
+        .when(cmd::record_read(1))
+        .then_err(DomainError::NotOpened {
+            action: "record a read",
+        });
+    assert_eq!(
+        error.to_string(),
+        "ticket does not exist; cannot record a read"
+    );
 }
 
 #[test]
@@ -378,7 +427,7 @@ fn a_customer_is_erased_in_every_phase_of_an_existing_ticket() {
 // =======================================================================================
 
 /// Column order of the table: one command per `Command` variant.
-const COLUMNS: usize = 19;
+const COLUMNS: usize = 20;
 
 /// The column of a command; exhaustive, so a new command must be added to the table.
 fn column(command: &Command) -> usize {
@@ -401,7 +450,8 @@ fn column(command: &Command) -> usize {
         Command::AbandonTicket => 15,
         Command::RecordDelivery { .. } => 16,
         Command::RecordDeliveryFailure { .. } => 17,
-        Command::EraseCustomer => 18,
+        Command::RecordRead { .. } => 18,
+        Command::EraseCustomer => 19,
     }
 }
 
@@ -442,19 +492,19 @@ const ALL_PHASES: [Phase; 10] = [
 /// `A` NotAccepted · `D` AlreadyAccepted
 #[rustfmt::skip]
 const TABLE: [(Stage, &str); 11] = [
-    //                        open  bot   hand  store accpt rels  ask   close dlvr  erase
-    //                           msg   detl  queue assgn agmsg resol rate  abnd  fail
-    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
-    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y"),
-    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y"),
-    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y"),
-    (Stage::Assigned,        "O  Y  Y  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y"),
-    (Stage::Accepted,        "O  Y  Y  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y"),
-    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y"),
-    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y"),
-    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y"),
-    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y"),
-    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y"),
+    //                        open  bot   hand  store accpt rels  ask   close dlvr  read
+    //                           msg   detl  queue assgn agmsg resol rate  abnd  fail  erase
+    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
+    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y"),
+    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y"),
+    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y"),
+    (Stage::Assigned,        "O  Y  Y  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y"),
+    (Stage::Accepted,        "O  Y  Y  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y"),
+    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y"),
+    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y"),
+    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y"),
+    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y"),
+    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y"),
 ];
 
 #[test]
@@ -866,6 +916,9 @@ fn after_erasure_only_erasure_and_receipts_are_accepted_in_every_phase() {
                 Command::RecordDeliveryFailure { .. } => {
                     outcome.then([delivery_failed(3)]);
                 }
+                Command::RecordRead { .. } => {
+                    outcome.then([read(3)]);
+                }
                 _ => {
                     let error = outcome.then_err(DomainError::Erased {
                         ticket: TICKET,
@@ -1023,6 +1076,7 @@ fn a_closed_ticket_holds_the_whole_story() {
             outbound_messages: 0,
             deliveries: 0,
             delivery_failures: 0,
+            reads: 0,
             erased: false,
             events: 11,
         }
@@ -1119,6 +1173,7 @@ fn counters_count_messages_and_receipts() {
             delivered(3),
             delivered(4),
             delivery_failed(5),
+            read(3),
         ],
     )
     .ticket()
@@ -1127,12 +1182,13 @@ fn counters_count_messages_and_receipts() {
     assert_eq!(ticket.outbound_messages, 3);
     assert_eq!(ticket.deliveries, 2);
     assert_eq!(ticket.delivery_failures, 1);
+    assert_eq!(ticket.reads, 1);
     assert_eq!(
         ticket.phase,
         Phase::Assigned,
         "messages do not move the phase"
     );
-    assert_eq!(ticket.events, Stage::Accepted.history().len() as u64 + 8);
+    assert_eq!(ticket.events, Stage::Accepted.history().len() as u64 + 9);
 }
 
 #[test]

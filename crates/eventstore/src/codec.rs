@@ -201,6 +201,13 @@ fn event_to_proto(event: &Event) -> EventProto {
             reason: reason.clone(),
             permanent: *permanent,
         }),
+        Event::MessageRead {
+            message,
+            provider_message_id,
+        } => EventProto::MessageRead(pb::MessageRead {
+            message_id: uuid_to_proto(message.0),
+            provider_message_id: provider_message_id.clone(),
+        }),
         Event::CustomerErased => EventProto::CustomerErased(pb::CustomerErased {}),
     }
 }
@@ -282,6 +289,10 @@ fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecE
             message: message_id_from_proto(&e.message_id, "message_delivery_failed.message_id")?,
             reason: e.reason,
             permanent: e.permanent,
+        },
+        EventProto::MessageRead(e) => Event::MessageRead {
+            message: message_id_from_proto(&e.message_id, "message_read.message_id")?,
+            provider_message_id: e.provider_message_id,
         },
         EventProto::CustomerErased(pb::CustomerErased {}) => Event::CustomerErased,
     })
@@ -719,6 +730,10 @@ mod tests {
                 reason: "131047 re-engagement message".into(),
                 permanent: true,
             },
+            Event::MessageRead {
+                message: MESSAGE,
+                provider_message_id: "wamid.HBgLNDkxNTE".into(),
+            },
             Event::CustomerErased,
         ]);
         events
@@ -771,7 +786,7 @@ mod tests {
     fn every_event_round_trips() {
         let events = every_event();
         let names: std::collections::BTreeSet<_> = events.iter().map(Event::name).collect();
-        assert_eq!(names.len(), 20, "an example of every event");
+        assert_eq!(names.len(), 21, "an example of every event");
         for event in &events {
             check_round_trip(&meta(), event);
         }
@@ -906,6 +921,13 @@ mod tests {
         check_missing(
             with_event(EventProto::MessageDelivered(pb::MessageDelivered::default())),
             "message_delivered.message_id",
+        );
+        check_invalid(
+            with_event(EventProto::MessageRead(pb::MessageRead {
+                message_id: "wamid.1".into(),
+                provider_message_id: "wamid.1".into(),
+            })),
+            "message_read.message_id",
         );
     }
 

@@ -152,3 +152,55 @@ impl EventStore {
         Ok((loaded, folded))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use helpline_domain::Phase;
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// A snapshot as written before `Ticket` counted reads: it has no `reads` field.
+    const SNAPSHOT_WITHOUT_READS: &str = r#"{"schema":1,"version":42,"ticket":{
+        "id":"0192f0c1-3b1e-7c3a-8f00-5e2d9a6b4c10","phase":"Closed","customer":null,
+        "language":"de","details":null,"queue":null,"agent":null,"accepted":false,
+        "store":null,"resolved_by":null,"rating":null,"customer_messages":3,
+        "outbound_messages":2,"deliveries":2,"delivery_failures":0,"erased":false,
+        "events":9}}"#;
+
+    #[test]
+    fn a_snapshot_from_before_reads_were_counted_still_loads() {
+        let snapshot: Snapshot = serde_json::from_str(SNAPSHOT_WITHOUT_READS).unwrap();
+        assert_eq!(snapshot.schema, SNAPSHOT_SCHEMA, "no schema bump needed");
+        assert_eq!(snapshot.version, 42);
+        let ticket = snapshot.ticket;
+        assert_eq!(
+            ticket.id,
+            Some(TicketId(
+                Uuid::parse_str("0192f0c1-3b1e-7c3a-8f00-5e2d9a6b4c10").unwrap()
+            ))
+        );
+        assert_eq!(ticket.phase, Phase::Closed);
+        assert_eq!(ticket.deliveries, 2);
+        assert_eq!(ticket.reads, 0);
+        assert_eq!(ticket.events, 9);
+    }
+
+    #[test]
+    fn reads_round_trip_through_a_snapshot() {
+        let ticket = Ticket {
+            reads: 4,
+            ..Ticket::default()
+        };
+        let json = serde_json::to_vec(&Snapshot {
+            schema: SNAPSHOT_SCHEMA,
+            version: 1,
+            ticket: ticket.clone(),
+        })
+        .unwrap();
+        let snapshot: Snapshot = serde_json::from_slice(&json).unwrap();
+        assert_eq!(snapshot.ticket, ticket);
+    }
+}

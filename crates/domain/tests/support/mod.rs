@@ -184,6 +184,13 @@ pub fn delivery_failed(n: u128) -> Event {
     }
 }
 
+pub fn read(n: u128) -> Event {
+    Event::MessageRead {
+        message: message(n),
+        provider_message_id: format!("wamid.out.{n}"),
+    }
+}
+
 pub fn erased() -> Event {
     Event::CustomerErased
 }
@@ -305,6 +312,13 @@ pub mod cmd {
         }
     }
 
+    pub fn record_read(n: u128) -> Command {
+        Command::RecordRead {
+            message: message(n),
+            provider_message_id: format!("wamid.out.{n}"),
+        }
+    }
+
     pub fn erase() -> Command {
         Command::EraseCustomer
     }
@@ -331,6 +345,7 @@ pub mod cmd {
             abandon(),
             record_delivery(3),
             record_delivery_failure(3),
+            record_read(3),
             erase(),
         ]
     }
