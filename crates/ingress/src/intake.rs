@@ -104,6 +104,11 @@ impl Intake {
         })
     }
 
+    /// The dedupe bucket `helpline-<region>-inbound`, which receipts share.
+    pub(crate) fn seen(&self) -> kv::Store {
+        self.inbound.clone()
+    }
+
     /// Appends one customer message to the customer's open ticket, opening one if needed.
     #[tracing::instrument(skip_all, fields(channel = channel.as_str()))]
     pub async fn take(
@@ -315,7 +320,7 @@ fn parse_ticket(value: &[u8]) -> Option<TicketId> {
 }
 
 /// `<channel>.<sha256 hex>`: a valid KV key that carries no personal data.
-fn key(channel: Channel, value: &str) -> String {
+pub(crate) fn key(channel: Channel, value: &str) -> String {
     format!(
         "{}.{}",
         channel.as_str(),

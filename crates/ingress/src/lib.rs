@@ -16,8 +16,10 @@
 //! adapter (HTTP to the provider, retries, rate limits, WhatsApp's 24-hour window and
 //! templates), records the provider's answer in the `helpline-<region>-outbound` KV bucket
 //! before appending `MessageDelivered` / `MessageDeliveryFailed`, and so sends each
-//! message at most once (its module doc names what remains uncovered). The invariants
-//! below are the inbound core's.
+//! message at most once (its module doc names what remains uncovered). [`receipts`]
+//! records the providers' read and failure receipts on those messages, finding their
+//! tickets by the reverse entries egress writes. The invariants below are the inbound
+//! core's.
 //!
 //! **Invariants.**
 //! - No I/O, no clock, no randomness: every function is a pure function of its input.
@@ -37,12 +39,14 @@
 
 pub mod adapter;
 pub mod channels;
+mod command;
 pub mod egress;
 pub mod error;
 pub mod inbound;
 pub mod intake;
 mod json;
 pub mod media;
+pub mod receipts;
 pub mod secret;
 pub mod server;
 mod signature;

@@ -3,8 +3,9 @@
 //!
 //! Order of checks, per the channel policy: body size (413) → signature on the raw body
 //! (401) → content type (415) → JSON (400) → dedupe → append → `200`. A webhook is
-//! answered `200` only after all its messages are durably appended; if the event store
-//! is unavailable the answer is `503`, so the provider delivers again later.
+//! answered `200` only after all its messages and receipts are durably appended; if the
+//! event store or a bucket is unavailable the answer is `503`, so the provider delivers
+//! again later.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use crate::channels::web::{WebAdapter, WebConfig};
 use crate::channels::whatsapp::{WhatsAppAdapter, WhatsAppConfig};
 use crate::intake::{Intake, IntakeError, Taken};
 use crate::media::{MediaFetcher, MediaSources};
+use crate::receipts::{ReceiptError, Receipts};
 use crate::{ConfigError, Inbound, InboundAdapter, MAX_BODY_BYTES, WebhookError, WebhookRequest};
 
 /// `[ingress]`; a key left out takes its default.
@@ -71,6 +73,8 @@ pub enum IngressError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Intake(#[from] IntakeError),
+    #[error(transparent)]
+    Receipts(#[from] ReceiptError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -91,6 +95,7 @@ struct Inner {
     whatsapp: Option<WhatsAppAdapter>,
     messenger: Option<MessengerAdapter>,
     intake: Intake,
+    receipts: Receipts,
     max_body_bytes: usize,
 }
 
@@ -152,13 +157,15 @@ impl Ingress {
         let media = MediaFetcher::new(&store, sources, config.max_media_bytes)
             .await
             .map_err(IntakeError::from)?;
-        let intake = Intake::new(store, media, config.default_language.clone()).await?;
+        let intake = Intake::new(store.clone(), media, config.default_language.clone()).await?;
+        let receipts = Receipts::new(store, intake.seen()).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 adapters,
                 whatsapp,
                 messenger,
                 intake,
+                receipts,
                 max_body_bytes: config.max_body_bytes,
             }),
         })
@@ -243,11 +250,19 @@ async fn receive_webhook(
                     return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
                 }
             },
-            Inbound::Receipt(_) | Inbound::Watermark(_) => {
-                tracing::debug!(
-                    channel,
-                    "receipt not recorded: receipts are not tracked yet"
-                );
+            Inbound::Receipt(receipt) => {
+                if let Err(error) = ingress.inner.receipts.take(channel_id, &receipt).await {
+                    tracing::error!(channel, %error, "receipt not taken, provider will retry");
+                    return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
+                }
+            }
+            // Messenger's `read`, and `delivery` without `mids`, name no message: only a
+            // time up to which everything sent to the customer was read or delivered.
+            // Recording it would mean finding every outbound message of the customer
+            // before that time, which nothing indexes; deliveries are recorded at
+            // acceptance anyway.
+            Inbound::Watermark(_) => {
+                tracing::debug!(channel, "watermark not recorded: it names no message");
             }
             Inbound::Ignored { reason } => tracing::debug!(channel, %reason, "event ignored"),
         }

@@ -647,3 +647,41 @@ async fn web_chat_replies_are_signed_and_keyed_by_message() {
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn an_accepted_message_can_be_found_by_its_provider_id() {
+    let h = harness().await;
+    let store = &h.store;
+    let ticket = open(store, Channel::Telegram, "100077", SystemTime::now()).await;
+    let message = bot_says(store, ticket, "Wir melden uns").await;
+    let running = start(store, config(&h.sim, None));
+
+    eventually("the delivery recorded", || async move {
+        !delivered(store, ticket).await.is_empty()
+    })
+    .await;
+    running.stop().await;
+    let provider_id = delivered(store, ticket).await[0].1.clone();
+    let bucket = store
+        .jetstream()
+        .get_key_value(egress::outbound_bucket(store.layout()))
+        .await
+        .unwrap();
+    let entry = bucket
+        .get(egress::provider_key(Channel::Telegram, &provider_id))
+        .await
+        .unwrap()
+        .expect("a reverse entry for the provider id");
+    assert_eq!(
+        serde_json::from_slice::<egress::ProviderEntry>(&entry).unwrap(),
+        egress::ProviderEntry { ticket, message }
+    );
+    assert!(
+        bucket
+            .get(egress::provider_key(Channel::WhatsApp, &provider_id))
+            .await
+            .unwrap()
+            .is_none(),
+        "keyed per channel"
+    );
+}

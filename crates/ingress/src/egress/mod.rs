@@ -24,9 +24,11 @@
 //! **Exactly once towards the customer.** Before sending, egress looks up the message id
 //! in the outbound bucket; a record means the provider already answered, so nothing is
 //! sent again and only the missing event, if any, is appended. After the provider's
-//! answer the order is: the KV record first, then the event (its command id is a UUIDv5
-//! of the message id and the outcome, so a retried append dedupes), then the record is
-//! marked as recorded, then the consumer acknowledges. Events are handled one at a time
+//! answer the order is: for an accepted message the reverse entry
+//! `provider.<channel>.<hash of the provider id>` → ticket and message (so that a
+//! receipt always finds its message), then the KV record, then the event (its command id
+//! is a UUIDv5 of the message id and the outcome, so a retried append dedupes), then the
+//! record is marked as recorded, then the consumer acknowledges. Events are handled one at a time
 //! in stream order, so replies to one customer leave in order; a message whose retries
 //! ran out is left to the consumer's delayed redelivery and holds back the later
 //! messages of its ticket until then. On the event's last delivery (`max_deliver`) it
@@ -34,7 +36,7 @@
 //! where an operator can replay it.
 //!
 //! **What is not covered.** A crash (or a KV outage outlasting a few quick retries)
-//! between the provider's acceptance and the KV write loses the record: the redelivered
+//! between the provider's acceptance and the KV writes loses the record: the redelivered
 //! event is sent a second time. Likewise a timeout after the provider took a message
 //! makes the retry a second send. Providers other than the web chat ignore idempotency
 //! keys (the `X-Idempotency-Key` header is sent anyway), so neither window can be closed
@@ -68,7 +70,7 @@ pub use adapter::{OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable
 pub use config::{EgressConfig, RateLimit, RetryPolicy, WhatsAppTemplate};
 pub use error::EgressError;
 pub use sender::{Clock, Delivery, Sender, TokioClock};
-pub use service::{OUTBOUND_CONSUMER, outbound_bucket, run};
+pub use service::{OUTBOUND_CONSUMER, ProviderEntry, outbound_bucket, provider_key, run};
 
 /// One message to send to a customer, as the outbound event and the ticket say.
 #[derive(Clone, PartialEq, Eq)]

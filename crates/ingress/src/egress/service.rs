@@ -5,6 +5,8 @@
 //! - `BotMessageSent` / `AgentMessageSent`: sends the text to the ticket's customer and
 //!   appends `MessageDelivered` or `MessageDeliveryFailed` (see the module doc of
 //!   [`crate::egress`] for the exactly-once protocol around the KV key `<message id>`).
+//!   A message the provider accepted also gets a reverse entry, [`provider_key`] →
+//!   [`ProviderEntry`], by which ingress finds the ticket of a later receipt.
 //! - Everything else is acknowledged untouched.
 
 use std::collections::HashMap;
@@ -13,8 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::StorageType;
-use helpline_domain::{Channel, Command, Event, MessageBody, MessageId, TicketId, decide};
-use helpline_eventstore::{CommandMeta, EventStore, HandlerError, Layout, StoreError, StoredEvent};
+use helpline_domain::{Channel, Command, Event, MessageBody, MessageId, TicketId};
+use helpline_eventstore::{CommandMeta, EventStore, HandlerError, Layout, StoredEvent};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -23,6 +25,8 @@ use super::config::EgressConfig;
 use super::error::EgressError;
 use super::sender::{Delivery, Sender, TokioClock};
 use super::{Form, OutboundMessage};
+use crate::command::decide_and_append;
+use crate::intake;
 
 /// The durable consumer's name.
 pub const OUTBOUND_CONSUMER: &str = "egress";
@@ -34,10 +38,25 @@ const KV_TRIES: u32 = 4;
 const APPEND_TRIES: u32 = 5;
 const LAST_INBOUND_PREFIX: &str = "last-inbound.";
 
-/// `helpline-<region>-outbound`: message id → what the provider answered; and
-/// `last-inbound.<ticket>` → when the customer last wrote (Unix milliseconds).
+/// `helpline-<region>-outbound`: message id → what the provider answered;
+/// `last-inbound.<ticket>` → when the customer last wrote (Unix milliseconds); and
+/// [`provider_key`] → [`ProviderEntry`] for every message a provider accepted.
 pub fn outbound_bucket(layout: &Layout) -> String {
     format!("helpline-{}-outbound", layout.region())
+}
+
+/// The outbound bucket's key of a provider's message id:
+/// `provider.<channel>.<hex SHA-256 of the id>`, a valid KV key whatever the id holds.
+pub fn provider_key(channel: Channel, provider_message_id: &str) -> String {
+    format!("provider.{}", intake::key(channel, provider_message_id))
+}
+
+/// Which ticket and message a provider's message id belongs to, written under
+/// [`provider_key`] before the outbound record, as JSON `{"ticket":…,"message":…}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderEntry {
+    pub ticket: TicketId,
+    pub message: MessageId,
 }
 
 /// Runs egress until `shutdown` fires: creates (or updates) the outbound bucket, then
@@ -76,7 +95,9 @@ pub async fn run(
     Ok(())
 }
 
-async fn open_bucket(store: &EventStore) -> Result<kv::Store, EgressError> {
+/// Creates (or updates) and opens the outbound bucket; ingress opens it the same way to
+/// read [`ProviderEntry`]s, whichever of the two starts first.
+pub(crate) async fn open_bucket(store: &EventStore) -> Result<kv::Store, EgressError> {
     let name = outbound_bucket(store.layout());
     store
         .jetstream()
@@ -186,15 +207,15 @@ impl Egress {
                 "message {earlier} of the same ticket awaits redelivery; keeping the order"
             )));
         }
-        let delivery = match self.outbound(ticket, message, body).await? {
+        let (delivery, channel) = match self.outbound(ticket, message, body).await? {
             Ok(outbound) => {
                 let delivery = self.sender.send(&outbound, &self.shutdown).await;
                 log_delivery(&outbound, &delivery);
-                delivery
+                (delivery, Some(outbound.channel))
             }
             Err(reason) => {
                 tracing::warn!(ticket = %ticket, message = %message, %reason, "message cannot be sent");
-                Delivery::Permanent { reason }
+                (Delivery::Permanent { reason }, None)
             }
         };
         let outcome = match delivery {
@@ -223,7 +244,23 @@ impl Egress {
             }
         };
         self.release(ticket, message);
-        // The record first: from here on the message is never sent again.
+        // The reverse entry before the record: once the record exists the message is not
+        // sent again, so this is the last chance to make its receipts findable.
+        if let (
+            Recorded::Delivered {
+                provider_message_id,
+            },
+            Some(channel),
+        ) = (&outcome, channel)
+        {
+            let entry = ProviderEntry { ticket, message };
+            let value = serde_json::to_vec(&entry).map_err(|e| {
+                HandlerError::Permanent(format!("cannot encode the provider entry: {e}"))
+            })?;
+            self.put(&provider_key(channel, provider_message_id), value)
+                .await?;
+        }
+        // The record next: from here on the message is never sent again.
         self.save(
             message,
             &OutboundRecord {
@@ -322,27 +359,11 @@ impl Egress {
         let meta = CommandMeta::new(command_id(message, tag), self.sender.clock().system_now())
             .caused_by(event.meta.event_id.to_string())
             .correlated_with(event.meta.correlation_id.clone());
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let loaded = self.store.load(ticket).await?;
-            let events = decide(&loaded.ticket, command.clone())
-                .map_err(|e| HandlerError::Permanent(e.to_string()))?;
-            match self
-                .store
-                .append(ticket, loaded.version, &events, &meta)
-                .await
-            {
-                Ok(appended) => {
-                    tracing::debug!(ticket = %ticket, message = %message, outcome = tag, duplicate = appended.duplicate, "outcome appended");
-                    return Ok(());
-                }
-                Err(StoreError::Conflict { .. }) if tries < APPEND_TRIES => {
-                    tracing::debug!(ticket = %ticket, tries, "append conflict, reloading");
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let appended = decide_and_append(&self.store, ticket, &command, &meta, APPEND_TRIES)
+            .await?
+            .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        tracing::debug!(ticket = %ticket, message = %message, outcome = tag, duplicate = appended.duplicate, "outcome appended");
+        Ok(())
     }
 
     async fn record_of(&self, message: MessageId) -> Result<Option<OutboundRecord>, HandlerError> {
@@ -525,5 +546,39 @@ mod tests {
             outbound_bucket(&Layout::new("de").unwrap()),
             "helpline-de-outbound"
         );
+    }
+
+    #[test]
+    fn provider_keys_hash_the_id_per_channel() {
+        let key = provider_key(Channel::WhatsApp, "wamid.HBgL Ü/*>");
+        let (prefix, hash) = key.rsplit_once('.').unwrap();
+        assert_eq!(prefix, "provider.whatsapp");
+        assert_eq!(hash.len(), 64);
+        assert!(
+            hash.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_eq!(
+            provider_key(Channel::Viber, "5"),
+            "provider.viber.ef2d127de37b942baad06145e54b0c619a1f22327b2ebbcfbec78f5564afe39d"
+        );
+        assert_ne!(
+            provider_key(Channel::Viber, "5"),
+            provider_key(Channel::Telegram, "5")
+        );
+    }
+
+    #[test]
+    fn provider_entries_are_json_of_two_uuids() {
+        let entry = ProviderEntry {
+            ticket: TicketId(Uuid::from_u128(1)),
+            message: MessageId(Uuid::from_u128(2)),
+        };
+        let json = serde_json::to_string(&entry).unwrap();
+        assert_eq!(
+            json,
+            r#"{"ticket":"00000000-0000-0000-0000-000000000001","message":"00000000-0000-0000-0000-000000000002"}"#
+        );
+        assert_eq!(serde_json::from_str::<ProviderEntry>(&json).unwrap(), entry);
     }
 }

@@ -9,7 +9,12 @@ mod support;
 use std::collections::{HashMap, HashSet};
 
 use helpline_domain::{Channel, Event, MessageBody};
+use helpline_testkit::simulator::ReceiptKind;
 use support::*;
+
+/// The channels whose receipts name the message they report on (Messenger's reads are
+/// watermarks, Telegram bots get no receipts).
+const RECEIPT_CHANNELS: [Channel; 3] = [Channel::WhatsApp, Channel::Viber, Channel::WebChat];
 
 const ODD_TEXT: &str = "Mein Laptop 👩🏽‍💻 startet nicht — שלום e\u{301} 𝄞 \u{0} ok";
 
@@ -280,4 +285,115 @@ async fn an_attachment_over_the_cap_is_recorded_but_not_kept() {
         .unwrap();
     assert_eq!(stored.object, "", "not kept");
     assert!(stored.size_bytes > 1024);
+}
+
+#[tokio::test]
+async fn a_read_receipt_for_a_delivered_message_is_recorded_once() {
+    let h = Harness::start().await;
+    let egress = h.start_egress();
+    for (n, channel) in (20..).zip(RECEIPT_CHANNELS) {
+        let customer = customer_id(channel, n);
+        let (ticket, message, provider_id) = h.reply_delivered(channel, &customer).await;
+        let before = h.ticket_events(ticket).await;
+
+        // Egress recorded the delivery when the provider accepted the message.
+        let delivered =
+            h.sim
+                .webhook_receipt(channel, &customer, &provider_id, ReceiptKind::Delivered);
+        let response = h.sim.deliver(&h.url, &delivered).await.unwrap();
+        assert_eq!(response.status, 200, "{channel:?}: {}", response.body);
+        assert_eq!(h.ticket_events(ticket).await, before, "{channel:?}");
+
+        let read = h
+            .sim
+            .webhook_receipt(channel, &customer, &provider_id, ReceiptKind::Read);
+        let response = h.sim.deliver(&h.url, &read).await.unwrap();
+        assert_eq!(response.status, 200, "{channel:?}: {}", response.body);
+        let after = h.ticket_events(ticket).await;
+        let expected = Event::MessageRead {
+            message,
+            provider_message_id: provider_id.clone(),
+        };
+        assert_eq!(after[..before.len()], before[..], "{channel:?}");
+        assert_eq!(after[before.len()..], [expected], "{channel:?}");
+
+        for _ in 0..2 {
+            let response = h.sim.deliver(&h.url, &read).await.unwrap();
+            assert_eq!(response.status, 200, "{channel:?}: {}", response.body);
+        }
+        assert_eq!(
+            h.ticket_events(ticket).await,
+            after,
+            "{channel:?}: redelivered"
+        );
+    }
+    egress.stop().await;
+}
+
+#[tokio::test]
+async fn a_receipt_for_an_unknown_message_is_answered_200_and_appends_nothing() {
+    let h = Harness::start().await;
+    let unknown = [
+        (
+            Channel::WhatsApp,
+            "wamid.HBgLNDkxNTE1NTUxMjM0FQIAERgSNkI3QTQ1RkQ0QTVDM0E2RTUA",
+        ),
+        (Channel::Viber, "5494865451283737000"),
+        (Channel::WebChat, "out_0192f0c1-3b20-7abc-9def-0123456789ab"),
+    ];
+    for (channel, provider_id) in unknown {
+        let customer = customer_id(channel, 30);
+        for kind in [ReceiptKind::Read, ReceiptKind::Delivered] {
+            let webhook = h.sim.webhook_receipt(channel, &customer, provider_id, kind);
+            let response = h.sim.deliver(&h.url, &webhook).await.unwrap();
+            assert_eq!(
+                response.status, 200,
+                "{channel:?} {kind:?}: {}",
+                response.body
+            );
+        }
+    }
+    let read = h.sim.webhook_receipt(
+        Channel::WhatsApp,
+        &customer_id(Channel::WhatsApp, 30),
+        unknown[0].1,
+        ReceiptKind::Read,
+    );
+    let failed = whatsapp_failed(&h.sim, &read, 131026, "Message undeliverable");
+    assert_eq!(h.sim.deliver(&h.url, &failed).await.unwrap().status, 200);
+    assert_eq!(h.events().await, []);
+}
+
+#[tokio::test]
+async fn a_whatsapp_failed_status_records_a_permanent_failure_with_the_providers_reason() {
+    let h = Harness::start().await;
+    let egress = h.start_egress();
+    let customer = customer_id(Channel::WhatsApp, 40);
+    let (ticket, message, provider_id) = h.reply_delivered(Channel::WhatsApp, &customer).await;
+    let read = h.sim.webhook_receipt(
+        Channel::WhatsApp,
+        &customer,
+        &provider_id,
+        ReceiptKind::Read,
+    );
+    let failed = whatsapp_failed(&h.sim, &read, 131026, "Message undeliverable");
+    for _ in 0..2 {
+        let response = h.sim.deliver(&h.url, &failed).await.unwrap();
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    let failures: Vec<Event> = h
+        .ticket_events(ticket)
+        .await
+        .into_iter()
+        .filter(|event| matches!(event, Event::MessageDeliveryFailed { .. }))
+        .collect();
+    assert_eq!(
+        failures,
+        [Event::MessageDeliveryFailed {
+            message,
+            reason: "131026 Message undeliverable".to_owned(),
+            permanent: true,
+        }]
+    );
+    egress.stop().await;
 }

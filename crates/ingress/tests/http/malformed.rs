@@ -3,17 +3,8 @@
 //! Every body here is correctly signed, so it gets past authentication and reaches the
 //! parser: the corpus tests what a provider (or someone holding its secret) could send.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 use super::support::*;
 use helpline_domain::Channel;
-
-fn hmac_hex(key: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
 
 /// The path and authentication headers a provider would send with `body`.
 fn signed(h: &Harness, channel: Channel, body: &[u8]) -> (String, Vec<(String, String)>) {

@@ -1,17 +1,23 @@
-//! One running helpline ingress per test: nats-server, event store, simulator, routes.
+//! One running helpline ingress per test: nats-server, event store, simulator, routes;
+//! and egress, for the tests that need a message sent first.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use helpline_domain::{Channel, Event, TicketId};
-use helpline_eventstore::{CommandMeta, EventStore, StoreConfig};
+use helpline_domain::{Channel, Event, MessageBody, MessageId, Personal, TicketId};
+use helpline_eventstore::{CommandMeta, EventStore, StoreConfig, StoreError};
 use helpline_ingress::channels::{
     messenger::MessengerConfig, telegram::TelegramConfig, viber::ViberConfig, web::WebConfig,
     whatsapp::WhatsAppConfig,
 };
+use helpline_ingress::egress::{self, EgressConfig, EgressError};
 use helpline_ingress::{ChannelsConfig, Ingress, IngressConfig};
 use helpline_testkit::NatsServer;
-use helpline_testkit::simulator::{Simulator, SimulatorConfig};
+use helpline_testkit::simulator::{Simulator, SimulatorConfig, Webhook};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub const CHANNELS: [Channel; 5] = [
@@ -89,6 +95,97 @@ impl Harness {
         events
     }
 
+    /// The events of one ticket, in order.
+    pub async fn ticket_events(&self, ticket: TicketId) -> Vec<Event> {
+        self.events()
+            .await
+            .into_iter()
+            .filter(|(t, _)| *t == ticket)
+            .map(|(_, event)| event)
+            .collect()
+    }
+
+    /// Runs egress against the simulator until [`RunningEgress::stop`].
+    pub fn start_egress(&self) -> RunningEgress {
+        let config = EgressConfig {
+            channels: channels_for(&self.sim),
+            request_timeout: Duration::from_secs(2),
+            jitter_seed: Some(1),
+            ..EgressConfig::default()
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(egress::run(self.store.clone(), config, shutdown.clone()));
+        RunningEgress { shutdown, task }
+    }
+
+    /// The customer writes (opening a ticket), the bot answers, egress sends the answer:
+    /// the ticket, helpline's id of the answer and the provider's.
+    pub async fn reply_delivered(
+        &self,
+        channel: Channel,
+        customer: &str,
+    ) -> (TicketId, MessageId, String) {
+        let webhook = self
+            .sim
+            .webhook(channel, customer, "Mein Laptop startet nicht");
+        let response = self.sim.deliver(&self.url, &webhook).await.unwrap();
+        assert_eq!(response.status, 200, "{channel:?}: {}", response.body);
+        let ticket = self
+            .events()
+            .await
+            .into_iter()
+            .find_map(|(ticket, event)| match event {
+                Event::TicketOpened { customer: c, .. }
+                    if c.channel == channel && c.contact.expose() == customer =>
+                {
+                    Some(ticket)
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{channel:?}: no ticket opened"));
+        let message = MessageId(Uuid::now_v7());
+        let answer = Event::BotMessageSent {
+            message,
+            body: MessageBody::Text(Personal::new("Wir kümmern uns".to_owned())),
+        };
+        self.append(ticket, answer).await;
+        for _ in 0..600 {
+            let delivered = self
+                .ticket_events(ticket)
+                .await
+                .into_iter()
+                .find_map(|event| match event {
+                    Event::MessageDelivered {
+                        message: m,
+                        provider_message_id,
+                    } if m == message => Some(provider_message_id),
+                    _ => None,
+                });
+            if let Some(provider_message_id) = delivered {
+                return (ticket, message, provider_message_id);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{channel:?}: egress did not record the answer as delivered");
+    }
+
+    /// Appends one event as its own command, reloading when someone appended in between.
+    pub async fn append(&self, ticket: TicketId, event: Event) {
+        let meta = CommandMeta::new(Uuid::now_v7(), SystemTime::now());
+        loop {
+            let version = self.store.load(ticket).await.unwrap().version;
+            match self
+                .store
+                .append(ticket, version, std::slice::from_ref(&event), &meta)
+                .await
+            {
+                Ok(_) => return,
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => panic!("append failed: {e}"),
+            }
+        }
+    }
+
     /// Closes a ticket the way the conversation would, through the domain.
     pub async fn close(&self, ticket: TicketId) {
         let loaded = self.store.load(ticket).await.unwrap();
@@ -99,6 +196,58 @@ impl Harness {
             .await
             .unwrap();
     }
+}
+
+/// A running egress; stopped (and checked) with [`RunningEgress::stop`].
+pub struct RunningEgress {
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), EgressError>>,
+}
+
+impl RunningEgress {
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("egress task")
+            .expect("egress ends cleanly");
+    }
+}
+
+pub fn hmac_hex(key: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A WhatsApp `failed` status for the message of `receipt` (a simulator's WhatsApp
+/// receipt), with Meta's error `code` and `title`, signed again with the app secret: the
+/// simulator builds only delivered and read receipts.
+pub fn whatsapp_failed(sim: &Simulator, receipt: &Webhook, code: i64, title: &str) -> Webhook {
+    let mut body: serde_json::Value = serde_json::from_slice(&receipt.body).unwrap();
+    let status = &mut body["entry"][0]["changes"][0]["value"]["statuses"][0];
+    assert!(status.is_object(), "not a whatsapp receipt: {body}");
+    status["status"] = "failed".into();
+    status["errors"] = serde_json::json!([{
+        "code": code,
+        "title": title,
+        "message": title,
+        "error_data": { "details": "Message failed to send." },
+        "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/",
+    }]);
+    let body = serde_json::to_vec(&body).unwrap();
+    let signature = format!(
+        "sha256={}",
+        hmac_hex(&sim.config().whatsapp.app_secret, &body)
+    );
+    let mut failed = receipt.clone();
+    for (name, value) in &mut failed.headers {
+        if name.eq_ignore_ascii_case("x-hub-signature-256") {
+            *value = signature.clone();
+        }
+    }
+    failed.body = body;
+    failed
 }
 
 pub fn channels_for(sim: &Simulator) -> ChannelsConfig {
