@@ -7,94 +7,31 @@ use std::time::Duration;
 
 use helpline_domain::Channel;
 use helpline_ingress::ChannelsConfig;
-use helpline_ingress::channels::{
-    messenger::MessengerConfig, telegram::TelegramConfig, viber::ViberConfig, web::WebConfig,
-    whatsapp::WhatsAppConfig,
-};
 use helpline_testkit::simulator::Simulator;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 /// helpline's `[channels.*]` for talking to `sim` instead of the real providers.
-pub fn simulated_channels(sim: &Simulator) -> ChannelsConfig {
-    let c = sim.config();
-    ChannelsConfig {
-        whatsapp: Some(WhatsAppConfig {
-            app_secret: c.whatsapp.app_secret.as_str().into(),
-            verify_token: c.whatsapp.verify_token.as_str().into(),
-            access_token: c.whatsapp.access_token.as_str().into(),
-            phone_number_id: c.whatsapp.phone_number_id.clone(),
-            api_base_url: sim.api_base_url(Channel::WhatsApp),
-        }),
-        messenger: Some(MessengerConfig {
-            app_secret: c.messenger.app_secret.as_str().into(),
-            verify_token: c.messenger.verify_token.as_str().into(),
-            page_access_token: c.messenger.page_access_token.as_str().into(),
-            api_base_url: sim.api_base_url(Channel::Messenger),
-        }),
-        telegram: Some(TelegramConfig {
-            secret_token: c.telegram.secret_token.as_str().into(),
-            bot_token: c.telegram.bot_token.as_str().into(),
-            api_base_url: sim.api_base_url(Channel::Telegram),
-        }),
-        viber: Some(ViberConfig {
-            auth_token: c.viber.auth_token.as_str().into(),
-            api_base_url: sim.api_base_url(Channel::Viber),
-        }),
-        web: Some(WebConfig {
-            shared_secret: c.web.shared_secret.as_str().into(),
-            callback_url: sim.api_base_url(Channel::WebChat),
-        }),
-    }
+pub fn simulated_channels(sim: &Simulator) -> Result<ChannelsConfig, serde_json::Error> {
+    serde_json::from_value(sim.helpline_channels())
 }
 
 /// The same configuration as TOML, for a helpline started separately.
 pub fn simulated_channels_toml(sim: &Simulator) -> String {
-    let c = sim.config();
-    format!(
-        r#"[channels.whatsapp]
-app_secret = "{}"
-verify_token = "{}"
-access_token = "{}"
-phone_number_id = "{}"
-api_base_url = "{}"
-
-[channels.messenger]
-app_secret = "{}"
-verify_token = "{}"
-page_access_token = "{}"
-api_base_url = "{}"
-
-[channels.telegram]
-secret_token = "{}"
-bot_token = "{}"
-api_base_url = "{}"
-
-[channels.viber]
-auth_token = "{}"
-api_base_url = "{}"
-
-[channels.web]
-shared_secret = "{}"
-callback_url = "{}"
-"#,
-        c.whatsapp.app_secret,
-        c.whatsapp.verify_token,
-        c.whatsapp.access_token,
-        c.whatsapp.phone_number_id,
-        sim.api_base_url(Channel::WhatsApp),
-        c.messenger.app_secret,
-        c.messenger.verify_token,
-        c.messenger.page_access_token,
-        sim.api_base_url(Channel::Messenger),
-        c.telegram.secret_token,
-        c.telegram.bot_token,
-        sim.api_base_url(Channel::Telegram),
-        c.viber.auth_token,
-        sim.api_base_url(Channel::Viber),
-        c.web.shared_secret,
-        sim.api_base_url(Channel::WebChat),
-    )
+    let mut toml = String::new();
+    if let serde_json::Value::Object(channels) = sim.helpline_channels() {
+        for (channel, keys) in channels {
+            toml.push_str(&format!("[channels.{channel}]\n"));
+            if let serde_json::Value::Object(keys) = keys {
+                for (key, value) in keys {
+                    // A JSON string is a valid TOML basic string.
+                    toml.push_str(&format!("{key} = {value}\n"));
+                }
+            }
+            toml.push('\n');
+        }
+    }
+    toml
 }
 
 pub const HOW_TO_CHAT: &str = "chat as a customer: type `<channel> <customer> <text>`, e.g. \

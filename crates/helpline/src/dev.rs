@@ -51,7 +51,8 @@ async fn serve(config: &Config, nats: &NatsServer) -> anyhow::Result<()> {
             .context("cannot start the channel simulator")?,
     );
     let mut config = config.clone();
-    config.channels = chat::simulated_channels(&sim);
+    config.channels =
+        chat::simulated_channels(&sim).context("simulator channels do not fit the config")?;
     let layout = store.layout();
     println!("helpline dev is running");
     println!("  region        {}", layout.region());

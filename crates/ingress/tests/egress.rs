@@ -12,12 +12,6 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use helpline_domain::{Channel, Customer, Event, MessageBody, MessageId, Personal, TicketId};
 use helpline_eventstore::{CommandMeta, EventStore, StoreConfig, StoreError};
-use helpline_ingress::Secret;
-use helpline_ingress::channels::messenger::MessengerConfig;
-use helpline_ingress::channels::telegram::TelegramConfig;
-use helpline_ingress::channels::viber::ViberConfig;
-use helpline_ingress::channels::web::WebConfig;
-use helpline_ingress::channels::whatsapp::WhatsAppConfig;
 use helpline_ingress::egress::{self, EgressConfig, EgressError, RetryPolicy, WhatsAppTemplate};
 use helpline_testkit::NatsServer;
 use helpline_testkit::simulator::{Fault, Received, Simulator, SimulatorConfig};
@@ -59,36 +53,8 @@ async fn harness_with(max_deliver: i64) -> Harness {
 
 /// Every channel pointed at the simulator, short timeouts and budgets for tests.
 fn config(sim: &Simulator, template: Option<&str>) -> EgressConfig {
-    let c = sim.config();
     EgressConfig {
-        channels: helpline_ingress::ChannelsConfig {
-            whatsapp: Some(WhatsAppConfig {
-                app_secret: Secret::new(c.whatsapp.app_secret.as_str()),
-                verify_token: Secret::new(c.whatsapp.verify_token.as_str()),
-                access_token: Secret::new(c.whatsapp.access_token.as_str()),
-                phone_number_id: c.whatsapp.phone_number_id.clone(),
-                api_base_url: sim.api_base_url(Channel::WhatsApp),
-            }),
-            messenger: Some(MessengerConfig {
-                app_secret: Secret::new(c.messenger.app_secret.as_str()),
-                verify_token: Secret::new(c.messenger.verify_token.as_str()),
-                page_access_token: Secret::new(c.messenger.page_access_token.as_str()),
-                api_base_url: sim.api_base_url(Channel::Messenger),
-            }),
-            telegram: Some(TelegramConfig {
-                secret_token: Secret::new(c.telegram.secret_token.as_str()),
-                bot_token: Secret::new(c.telegram.bot_token.as_str()),
-                api_base_url: sim.api_base_url(Channel::Telegram),
-            }),
-            viber: Some(ViberConfig {
-                auth_token: Secret::new(c.viber.auth_token.as_str()),
-                api_base_url: sim.api_base_url(Channel::Viber),
-            }),
-            web: Some(WebConfig {
-                shared_secret: Secret::new(c.web.shared_secret.as_str()),
-                callback_url: sim.api_base_url(Channel::WebChat),
-            }),
-        },
+        channels: serde_json::from_value(sim.helpline_channels()).unwrap(),
         whatsapp_template: template.map(|name| WhatsAppTemplate {
             name: name.to_owned(),
             language: "de".to_owned(),

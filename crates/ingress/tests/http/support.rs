@@ -6,10 +6,6 @@ use std::time::{Duration, SystemTime};
 
 use helpline_domain::{Channel, Event, MessageBody, MessageId, Personal, TicketId};
 use helpline_eventstore::{CommandMeta, EventStore, StoreConfig, StoreError};
-use helpline_ingress::channels::{
-    messenger::MessengerConfig, telegram::TelegramConfig, viber::ViberConfig, web::WebConfig,
-    whatsapp::WhatsAppConfig,
-};
 use helpline_ingress::egress::{self, EgressConfig, EgressError};
 use helpline_ingress::{ChannelsConfig, Ingress, IngressConfig};
 use helpline_testkit::NatsServer;
@@ -251,33 +247,5 @@ pub fn whatsapp_failed(sim: &Simulator, receipt: &Webhook, code: i64, title: &st
 }
 
 pub fn channels_for(sim: &Simulator) -> ChannelsConfig {
-    let c = sim.config();
-    ChannelsConfig {
-        whatsapp: Some(WhatsAppConfig {
-            app_secret: c.whatsapp.app_secret.as_str().into(),
-            verify_token: c.whatsapp.verify_token.as_str().into(),
-            access_token: c.whatsapp.access_token.as_str().into(),
-            phone_number_id: c.whatsapp.phone_number_id.clone(),
-            api_base_url: sim.api_base_url(Channel::WhatsApp),
-        }),
-        messenger: Some(MessengerConfig {
-            app_secret: c.messenger.app_secret.as_str().into(),
-            verify_token: c.messenger.verify_token.as_str().into(),
-            page_access_token: c.messenger.page_access_token.as_str().into(),
-            api_base_url: sim.api_base_url(Channel::Messenger),
-        }),
-        telegram: Some(TelegramConfig {
-            secret_token: c.telegram.secret_token.as_str().into(),
-            bot_token: c.telegram.bot_token.as_str().into(),
-            api_base_url: sim.api_base_url(Channel::Telegram),
-        }),
-        viber: Some(ViberConfig {
-            auth_token: c.viber.auth_token.as_str().into(),
-            api_base_url: sim.api_base_url(Channel::Viber),
-        }),
-        web: Some(WebConfig {
-            shared_secret: c.web.shared_secret.as_str().into(),
-            callback_url: sim.api_base_url(Channel::WebChat),
-        }),
-    }
+    serde_json::from_value(sim.helpline_channels()).unwrap()
 }

@@ -379,6 +379,42 @@ impl Simulator {
         }
     }
 
+    /// helpline's `[channels.*]` configuration for talking to this simulator instead of
+    /// the real providers, as `{"whatsapp": {"app_secret": …, "api_base_url": …}, …}`:
+    /// the one description the binary (`helpline dev`, `helpline simulate`) and the tests
+    /// deserialize into their channel configuration.
+    pub fn helpline_channels(&self) -> serde_json::Value {
+        let c = &self.shared.config;
+        serde_json::json!({
+            "whatsapp": {
+                "app_secret": c.whatsapp.app_secret,
+                "verify_token": c.whatsapp.verify_token,
+                "access_token": c.whatsapp.access_token,
+                "phone_number_id": c.whatsapp.phone_number_id,
+                "api_base_url": self.api_base_url(Channel::WhatsApp),
+            },
+            "messenger": {
+                "app_secret": c.messenger.app_secret,
+                "verify_token": c.messenger.verify_token,
+                "page_access_token": c.messenger.page_access_token,
+                "api_base_url": self.api_base_url(Channel::Messenger),
+            },
+            "telegram": {
+                "secret_token": c.telegram.secret_token,
+                "bot_token": c.telegram.bot_token,
+                "api_base_url": self.api_base_url(Channel::Telegram),
+            },
+            "viber": {
+                "auth_token": c.viber.auth_token,
+                "api_base_url": self.api_base_url(Channel::Viber),
+            },
+            "web": {
+                "shared_secret": c.web.shared_secret,
+                "callback_url": self.api_base_url(Channel::WebChat),
+            },
+        })
+    }
+
     /// The customer's address on the channel, as helpline sees it: the Telegram chat id
     /// (a name that is not a number maps to a stable numeric id), the WhatsApp `wa_id`
     /// without `+`, otherwise `customer` itself.
