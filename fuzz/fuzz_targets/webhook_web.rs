@@ -6,9 +6,9 @@
 
 use std::sync::LazyLock;
 
-use helpline_fuzz::{Credential, Presented, request_parts};
+use helpline_fuzz::{Credential, check};
+use helpline_ingress::WebhookError;
 use helpline_ingress::channels::web::{WebAdapter, WebConfig};
-use helpline_ingress::{InboundAdapter, WebhookError, WebhookRequest};
 use libfuzzer_sys::fuzz_target;
 
 const CREDENTIAL: Credential = Credential::Hmac {
@@ -26,30 +26,7 @@ static ADAPTER: LazyLock<WebAdapter> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
-    let parsed = ADAPTER.parse(data);
-    let _ = format!("{parsed:?}");
-
-    let parts = request_parts(data, CREDENTIAL);
-    let request = WebhookRequest {
-        headers: &parts.headers,
-        query: parts.query.as_deref(),
-        body: data,
-    };
-    let verified = ADAPTER.verify(&request);
-    let _ = format!("{request:?} {verified:?}");
-    match parts.presented {
-        Presented::Valid => assert!(
-            matches!(
-                verified,
-                Ok(()) | Err(WebhookError::UnsupportedMediaType(_))
-            ),
-            "valid signature refused: {verified:?}",
-        ),
-        Presented::Absent | Presented::Twice | Presented::WrongHex => assert!(
-            matches!(verified, Err(WebhookError::Unauthorized(_))),
-            "{:?} credential accepted: {verified:?}",
-            parts.presented,
-        ),
-        Presented::Raw => {}
-    }
+    check(&*ADAPTER, CREDENTIAL, data, |e| {
+        matches!(e, WebhookError::UnsupportedMediaType(_))
+    });
 });

@@ -6,9 +6,8 @@
 
 use std::sync::LazyLock;
 
-use helpline_fuzz::{Credential, Presented, request_parts};
+use helpline_fuzz::{Credential, check, nothing_else};
 use helpline_ingress::channels::whatsapp::{WhatsAppAdapter, WhatsAppConfig};
-use helpline_ingress::{InboundAdapter, WebhookError, WebhookRequest};
 use libfuzzer_sys::fuzz_target;
 
 const CREDENTIAL: Credential = Credential::Hmac {
@@ -27,24 +26,5 @@ static ADAPTER: LazyLock<WhatsAppAdapter> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
-    let parsed = ADAPTER.parse(data);
-    let _ = format!("{parsed:?}");
-
-    let parts = request_parts(data, CREDENTIAL);
-    let request = WebhookRequest {
-        headers: &parts.headers,
-        query: parts.query.as_deref(),
-        body: data,
-    };
-    let verified = ADAPTER.verify(&request);
-    let _ = format!("{request:?} {verified:?}");
-    match parts.presented {
-        Presented::Valid => assert_eq!(verified, Ok(()), "valid signature refused"),
-        Presented::Absent | Presented::Twice | Presented::WrongHex => assert!(
-            matches!(verified, Err(WebhookError::Unauthorized(_))),
-            "{:?} credential accepted: {verified:?}",
-            parts.presented,
-        ),
-        Presented::Raw => {}
-    }
+    check(&*ADAPTER, CREDENTIAL, data, nothing_else);
 });

@@ -125,3 +125,46 @@ fn insert(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
         headers.append(name.clone(), value);
     }
 }
+
+/// What every target checks, for one adapter and one input: `parse` on the bytes and
+/// `verify` on a request built from them must not panic; `verify` must refuse a missing,
+/// repeated or wrong credential and accept a valid one. `also_valid` names a refusal a
+/// valid credential may still get (the web chat checks the content type after the
+/// signature).
+pub fn check(
+    adapter: &dyn helpline_ingress::InboundAdapter,
+    credential: Credential,
+    data: &[u8],
+    also_valid: fn(&helpline_ingress::WebhookError) -> bool,
+) {
+    use helpline_ingress::{WebhookError, WebhookRequest};
+
+    let parsed = adapter.parse(data);
+    let _ = format!("{parsed:?}");
+
+    let parts = request_parts(data, credential);
+    let request = WebhookRequest {
+        headers: &parts.headers,
+        query: parts.query.as_deref(),
+        body: data,
+    };
+    let verified = adapter.verify(&request);
+    let _ = format!("{request:?} {verified:?}");
+    match parts.presented {
+        Presented::Valid => assert!(
+            matches!(&verified, Ok(())) || verified.as_ref().is_err_and(also_valid),
+            "valid credential refused: {verified:?}"
+        ),
+        Presented::Absent | Presented::Twice | Presented::WrongHex => assert!(
+            matches!(verified, Err(WebhookError::Unauthorized(_))),
+            "{:?} credential accepted: {verified:?}",
+            parts.presented,
+        ),
+        Presented::Raw => {}
+    }
+}
+
+/// For targets where only `Ok` answers a valid credential.
+pub fn nothing_else(_: &helpline_ingress::WebhookError) -> bool {
+    false
+}
