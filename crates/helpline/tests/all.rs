@@ -96,6 +96,13 @@ async fn ingress_reads_channels_from_the_environment_and_never_logs_secrets() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read the logs as they come: a full pipe would block helpline's logging.
+    let mut stderr = helpline.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut logs = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut logs);
+        logs
+    });
     wait_for(http, "/readyz", 200).await;
     let url = format!("http://127.0.0.1:{http}");
     let webhook = sim.webhook(helpline_domain::Channel::WebChat, "sess_env", "hallo");
@@ -123,9 +130,7 @@ async fn ingress_reads_channels_from_the_environment_and_never_logs_secrets() {
     .unwrap();
     let output = tokio::task::spawn_blocking(move || {
         let status = helpline.wait().unwrap();
-        let mut logs = String::new();
-        std::io::Read::read_to_string(&mut helpline.stderr.take().unwrap(), &mut logs).unwrap();
-        (status, logs)
+        (status, logs.join().unwrap())
     })
     .await
     .unwrap();
