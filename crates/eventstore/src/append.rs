@@ -155,7 +155,9 @@ impl EventStore {
 
         let outcome = if let [(headers, payload)] = messages.as_slice() {
             let mut headers = headers.clone();
-            headers.insert("Nats-Msg-Id", command.command_id.to_string().as_str());
+            // The same id as a batch's first event: whether a command's retry is appended
+            // alone or as a batch, its first message dedupes against the first try's.
+            headers.insert("Nats-Msg-Id", format!("{}:1", command.command_id).as_str());
             headers.insert(
                 "Nats-Expected-Last-Subject-Sequence",
                 expected_version.to_string().as_str(),
@@ -198,13 +200,7 @@ impl EventStore {
         let mut outcome = Outcome::Busy;
         for attempt in 0..BATCH_ATTEMPTS {
             outcome = self
-                .publish_batch(
-                    subject,
-                    expected_version,
-                    command_id,
-                    attempt,
-                    messages.clone(),
-                )
+                .publish_batch(subject, expected_version, command_id, messages.clone())
                 .await?;
             if !matches!(outcome, Outcome::Busy) {
                 break;
@@ -225,12 +221,13 @@ impl EventStore {
         subject: &str,
         expected_version: u64,
         command_id: Uuid,
-        attempt: u32,
         messages: Vec<(HeaderMap, Bytes)>,
     ) -> Result<Outcome, StoreError> {
-        // A refused batch is gone on the server; its retry gets a fresh batch id, while the
-        // message ids stay those of the command, so dedupe still holds.
-        let batch_id = format!("{}-{attempt}", command_id.simple());
+        // Every publish gets a batch id of its own: two tries of one command may run at
+        // once (a webhook delivered twice in parallel), and a batch id shared between
+        // publishers interleaves their messages into one broken batch. The message ids
+        // stay those of the command, so dedupe still holds.
+        let batch_id = Uuid::now_v7().simple().to_string();
         let count = messages.len();
         for (index, (mut headers, payload)) in messages.into_iter().enumerate() {
             let position = index + 1;

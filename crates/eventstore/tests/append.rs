@@ -333,3 +333,26 @@ async fn many_concurrent_multi_event_commands_all_land_beyond_the_servers_batch_
         assert_eq!(store.load_from_log(id).await.unwrap().ticket.events, 2);
     }
 }
+
+#[tokio::test]
+async fn one_command_appended_five_times_at_once_is_stored_once() {
+    // As when a provider delivers one webhook several times in parallel.
+    let h = harness().await;
+    let store = Arc::new(h.store.clone());
+    let id = ticket();
+    let cmd = command();
+    let events = [opened(id), message("once")];
+    let tries = (0..5).map(|_| {
+        let (store, cmd, events) = (store.clone(), cmd.clone(), events.clone());
+        tokio::spawn(async move { store.append(id, 0, &events, &cmd).await })
+    });
+    let outcomes: Vec<_> = futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(|joined| joined.unwrap())
+        .collect();
+    for outcome in &outcomes {
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+    assert_eq!(store.load_from_log(id).await.unwrap().ticket.events, 2);
+}

@@ -82,6 +82,30 @@ async fn a_redelivered_message_is_answered_200_and_appends_nothing_new() {
 }
 
 #[tokio::test]
+async fn the_same_message_delivered_five_times_at_once_is_appended_once() {
+    let h = Harness::start().await;
+    for channel in CHANNELS {
+        let webhook = h
+            .sim
+            .webhook(channel, &customer_id(channel, 8), "ungeduldig");
+        let deliveries = (0..5).map(|_| {
+            let (sim, url, webhook) = (h.sim.clone(), h.url.clone(), webhook.clone());
+            tokio::spawn(async move { sim.deliver(&url, &webhook).await.unwrap().status })
+        });
+        for delivery in futures::future::join_all(deliveries).await {
+            assert_eq!(delivery.unwrap(), 200, "{channel:?}");
+        }
+        let copies = h
+            .events()
+            .await
+            .into_iter()
+            .filter(|(_, e)| matches!(e, Event::CustomerMessageReceived { provider_message_id, .. } if *provider_message_id == webhook.provider_message_id))
+            .count();
+        assert_eq!(copies, 1, "{channel:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_hundred_first_messages_from_a_hundred_customers_open_a_hundred_tickets() {
     let h = Harness::start().await;
     for channel in CHANNELS {
