@@ -17,6 +17,7 @@ use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use helpline_domain::Channel;
 use helpline_eventstore::EventStore;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -25,11 +26,15 @@ use crate::channels::messenger::{MessengerAdapter, MessengerConfig};
 use crate::channels::telegram::{TelegramAdapter, TelegramConfig};
 use crate::channels::viber::{ViberAdapter, ViberConfig};
 use crate::channels::web::{WebAdapter, WebConfig};
-use crate::channels::whatsapp::{WhatsAppAdapter, WhatsAppConfig};
+use crate::channels::whatsapp::{
+    WhatsAppAdapter, WhatsAppConfig, verify_handshake as meta_handshake,
+};
 use crate::intake::{Intake, IntakeError, Taken};
 use crate::media::{MediaFetcher, MediaSources};
 use crate::receipts::{ReceiptError, Receipts};
-use crate::{ConfigError, Inbound, InboundAdapter, MAX_BODY_BYTES, WebhookError, WebhookRequest};
+use crate::{
+    ConfigError, Inbound, InboundAdapter, MAX_BODY_BYTES, Secret, WebhookError, WebhookRequest,
+};
 
 /// `[ingress]`; a key left out takes its default.
 #[derive(Clone, Debug, Deserialize)]
@@ -92,8 +97,8 @@ pub struct Ingress {
 
 struct Inner {
     adapters: HashMap<&'static str, Box<dyn InboundAdapter>>,
-    whatsapp: Option<WhatsAppAdapter>,
-    messenger: Option<MessengerAdapter>,
+    /// Verify tokens of the channels with Meta's GET handshake (WhatsApp, Messenger).
+    handshake_tokens: HashMap<&'static str, Secret>,
     intake: Intake,
     receipts: Receipts,
     max_body_bytes: usize,
@@ -134,16 +139,14 @@ impl Ingress {
         if let Some(c) = &channels.web {
             add(Box::new(WebAdapter::new(c.clone())?));
         }
-        let whatsapp = channels
-            .whatsapp
-            .clone()
-            .map(WhatsAppAdapter::new)
-            .transpose()?;
-        let messenger = channels
-            .messenger
-            .clone()
-            .map(MessengerAdapter::new)
-            .transpose()?;
+        // Meta's GET handshake only needs the verify token; the adapters checked it is set.
+        let mut handshake_tokens = HashMap::new();
+        if let Some(c) = &channels.whatsapp {
+            handshake_tokens.insert(Channel::WhatsApp.as_str(), c.verify_token.clone());
+        }
+        if let Some(c) = &channels.messenger {
+            handshake_tokens.insert(Channel::Messenger.as_str(), c.verify_token.clone());
+        }
         let sources = MediaSources {
             whatsapp: channels
                 .whatsapp
@@ -162,8 +165,7 @@ impl Ingress {
         Ok(Self {
             inner: Arc::new(Inner {
                 adapters,
-                whatsapp,
-                messenger,
+                handshake_tokens,
                 intake,
                 receipts,
                 max_body_bytes: config.max_body_bytes,
@@ -293,29 +295,25 @@ async fn verify_handshake(
     let Ok(handshake) = serde_urlencoded_query(query.as_deref().unwrap_or("")) else {
         return refuse(&channel, StatusCode::BAD_REQUEST, "unreadable query");
     };
-    let result = match channel.as_str() {
-        "whatsapp" => ingress.inner.whatsapp.as_ref().map(|a| {
-            a.verify_handshake(
+    if !matches!(channel.as_str(), "whatsapp" | "messenger") {
+        return refuse(
+            &channel,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "no handshake on this channel",
+        );
+    }
+    let result = ingress
+        .inner
+        .handshake_tokens
+        .get(channel.as_str())
+        .map(|token| {
+            meta_handshake(
                 handshake.mode.as_deref(),
                 handshake.verify_token.as_deref(),
                 handshake.challenge.as_deref(),
+                token,
             )
-        }),
-        "messenger" => ingress.inner.messenger.as_ref().map(|a| {
-            a.verify_handshake(
-                handshake.mode.as_deref(),
-                handshake.verify_token.as_deref(),
-                handshake.challenge.as_deref(),
-            )
-        }),
-        _ => {
-            return refuse(
-                &channel,
-                StatusCode::METHOD_NOT_ALLOWED,
-                "no handshake on this channel",
-            );
-        }
-    };
+        });
     match result {
         None => refuse(&channel, StatusCode::NOT_FOUND, "channel is not configured"),
         Some(Ok(challenge)) => (
