@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod all;
+mod bench;
 mod chat;
 mod config;
 mod dev;
@@ -80,6 +81,10 @@ enum Command {
     /// Create or update the region's streams and KV buckets on the configured NATS
     /// (idempotent; run before the services start, e.g. as a Kubernetes Job).
     Ensure,
+    /// Measure the system against raw JetStream on a nats-server child with a temporary
+    /// store: pipelined publish and replay ceilings, webhook ingest through the real
+    /// router, and single-ticket loads; prints a Markdown table and writes a JSON report.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -150,6 +155,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         }
         Command::All | Command::Ingress => all::run(config).await,
         Command::Simulate { listen, ingress } => simulate(listen, ingress).await,
+        Command::Bench(args) => bench::run(args, config.store()).await,
         Command::Ensure => {
             let client = async_nats::connect(&config.nats.url)
                 .await
