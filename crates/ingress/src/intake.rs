@@ -8,9 +8,9 @@
 //!    *create*, so of two racing first messages exactly one makes the ticket and the other
 //!    joins it. A mapping to a closed, abandoned or erased ticket is replaced (compare and
 //!    set) by a new ticket.
-//! 3. **Append.** The ticket is loaded, the domain decides (`OpenTicket` for a new ticket,
-//!    then `ReceiveCustomerMessage`), and the events are appended at the loaded version; a
-//!    conflict reloads and decides again.
+//! 3. **Append.** The ticket is loaded and the domain decides; a new ticket is first opened
+//!    with an append of its own (`OpenTicket`), then `ReceiveCustomerMessage` is appended at
+//!    the loaded version; a conflict reloads and decides again.
 //! 4. The dedupe entry is written last: only an appended message counts as seen.
 //!
 //! Keys are hashes of the contact and the provider id, so no personal data sits in a key.
@@ -135,6 +135,9 @@ impl Intake {
         ));
         let meta = CommandMeta::new(command_id, SystemTime::now())
             .caused_by(message.provider_message_id.clone());
+        let open_command = Uuid::new_v5(&NAMESPACE, format!("open:{derived}").as_bytes());
+        let open_meta = CommandMeta::new(open_command, SystemTime::now())
+            .caused_by(message.provider_message_id.clone());
         let contact_key = key(channel, message.contact.expose());
         let body = self.body_of(channel, &message.content, message_id).await?;
 
@@ -145,26 +148,36 @@ impl Intake {
                 self.replace_ticket(&contact_key, ticket).await?;
                 continue;
             }
-            let events = match self.decide(
-                ticket,
-                &loaded.ticket,
-                channel,
-                &message,
-                message_id,
-                body.clone(),
-            ) {
+            // A new ticket is opened by an append of its own, then the message follows in
+            // the next round. Both are retried until the webhook is answered, and each has
+            // a command id of its own, so a crash between them loses and repeats nothing;
+            // a two-event atomic batch would cost the server a serialized commit (about
+            // 5 ms, see docs/PERFORMANCE.md) on every new customer's first message.
+            let opening = loaded.ticket.phase == Phase::New;
+            let (decided, meta) = if opening {
+                (self.open(ticket, channel, &message), open_meta.clone())
+            } else {
+                let receive = Command::ReceiveCustomerMessage {
+                    message: message_id,
+                    provider_message_id: message.provider_message_id.clone(),
+                    body: body.clone(),
+                };
+                (decide(&loaded.ticket, receive), meta.clone())
+            };
+            let events = match decided {
                 Ok(events) => events,
                 Err(refusal) => {
                     tracing::warn!(ticket = %ticket, reason = %refusal, "customer message refused");
                     return Ok(Taken::Refused);
                 }
             };
-            let meta = meta.clone().correlated_with(ticket.0.to_string());
+            let meta = meta.correlated_with(ticket.0.to_string());
             match self
                 .store
                 .append(ticket, loaded.version, &events, &meta)
                 .await
             {
+                Ok(_) if opening => continue,
                 Ok(appended) => {
                     self.inbound
                         .put(&seen_key, Bytes::from(ticket.0.to_string()))
@@ -183,42 +196,24 @@ impl Intake {
         Err(IntakeError::Contended)
     }
 
-    fn decide(
+    fn open(
         &self,
         ticket: TicketId,
-        state: &Ticket,
         channel: Channel,
         message: &InboundMessage,
-        message_id: MessageId,
-        body: MessageBody,
     ) -> Result<Vec<Event>, DomainError> {
-        let mut events = Vec::new();
-        let mut state = state.clone();
-        if state.phase == Phase::New {
-            let opened = decide(
-                &state,
-                Command::OpenTicket {
-                    ticket,
-                    customer: Customer {
-                        channel,
-                        contact: message.contact.clone(),
-                        display_name: message.display_name.clone(),
-                    },
-                    language: self.language.clone(),
+        decide(
+            &Ticket::default(),
+            Command::OpenTicket {
+                ticket,
+                customer: Customer {
+                    channel,
+                    contact: message.contact.clone(),
+                    display_name: message.display_name.clone(),
                 },
-            )?;
-            state = helpline_domain::fold(state, &opened);
-            events.extend(opened);
-        }
-        events.extend(decide(
-            &state,
-            Command::ReceiveCustomerMessage {
-                message: message_id,
-                provider_message_id: message.provider_message_id.clone(),
-                body,
+                language: self.language.clone(),
             },
-        )?);
-        Ok(events)
+        )
     }
 
     /// The message body for the event; an attachment is fetched into the media bucket
