@@ -87,12 +87,11 @@ struct Sent {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use bytes::Bytes;
     use helpline_domain::{MessageId, TicketId};
-    use http::HeaderMap;
     use uuid::Uuid;
 
     use super::*;
+    use crate::egress::test_support::answer;
     use crate::secret::Secret;
 
     fn adapter() -> MessengerOutbound {
@@ -112,14 +111,6 @@ mod tests {
             contact: "6543210987654321".to_owned(),
             text: "Hallo 👋🏽".to_owned(),
             customer_last_message_at: None,
-        }
-    }
-
-    fn answer(status: u16, body: &str) -> ProviderResponse {
-        ProviderResponse {
-            status,
-            headers: HeaderMap::new(),
-            body: Bytes::from(body.to_owned()),
         }
     }
 

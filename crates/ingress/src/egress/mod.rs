@@ -60,6 +60,8 @@ pub mod web;
 pub mod whatsapp;
 
 mod graph;
+#[cfg(test)]
+mod test_support;
 
 use std::fmt;
 use std::time::{Duration, SystemTime};

@@ -133,12 +133,11 @@ struct Parameters {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use bytes::Bytes;
     use helpline_domain::{MessageId, TicketId};
-    use http::HeaderMap;
     use uuid::Uuid;
 
     use super::*;
+    use crate::egress::test_support::answer;
     use crate::secret::Secret;
 
     fn adapter() -> TelegramOutbound {
@@ -158,14 +157,6 @@ mod tests {
             contact: contact.to_owned(),
             text: "שלום".to_owned(),
             customer_last_message_at: None,
-        }
-    }
-
-    fn answer(status: u16, body: &str) -> ProviderResponse {
-        ProviderResponse {
-            status,
-            headers: HeaderMap::new(),
-            body: Bytes::from(body.to_owned()),
         }
     }
 

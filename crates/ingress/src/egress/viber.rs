@@ -140,12 +140,11 @@ struct Answer {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use bytes::Bytes;
     use helpline_domain::{MessageId, TicketId};
-    use http::HeaderMap;
     use uuid::Uuid;
 
     use super::*;
+    use crate::egress::test_support::answer;
     use crate::secret::Secret;
 
     fn adapter() -> ViberOutbound {
@@ -167,14 +166,6 @@ mod tests {
             contact: "01234567890A=".to_owned(),
             text: "Hallo".to_owned(),
             customer_last_message_at: None,
-        }
-    }
-
-    fn answer(status: u16, body: &str) -> ProviderResponse {
-        ProviderResponse {
-            status,
-            headers: HeaderMap::new(),
-            body: Bytes::from(body.to_owned()),
         }
     }
 

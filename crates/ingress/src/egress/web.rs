@@ -95,14 +95,13 @@ struct Refusal {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use bytes::Bytes;
     use helpline_domain::{MessageId, TicketId};
-    use http::HeaderMap;
     use uuid::Uuid;
 
     use super::*;
     use crate::adapter::{InboundAdapter, WebhookRequest};
     use crate::channels::web::WebAdapter;
+    use crate::egress::test_support::answer;
     use crate::secret::Secret;
 
     fn config() -> WebConfig {
@@ -120,14 +119,6 @@ mod tests {
             contact: "sess_9f8e7d6c5b4a".to_owned(),
             text: "Wir melden uns.".to_owned(),
             customer_last_message_at: None,
-        }
-    }
-
-    fn answer(status: u16, body: &str) -> ProviderResponse {
-        ProviderResponse {
-            status,
-            headers: HeaderMap::new(),
-            body: Bytes::from(body.to_owned()),
         }
     }
 

@@ -159,13 +159,13 @@ struct SentMessage {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use bytes::Bytes;
     use helpline_domain::{MessageId, TicketId};
-    use http::{HeaderMap, HeaderValue};
+    use http::HeaderValue;
     use serde_json::Value;
     use uuid::Uuid;
 
     use super::*;
+    use crate::egress::test_support::answer;
     use crate::secret::Secret;
 
     fn config() -> WhatsAppConfig {
@@ -196,14 +196,6 @@ mod tests {
             contact: "16505551234".to_owned(),
             text: "Danke, Seriennummer 2NS7N19B12345678 ist notiert.".to_owned(),
             customer_last_message_at: last,
-        }
-    }
-
-    fn answer(status: u16, body: &str) -> ProviderResponse {
-        ProviderResponse {
-            status,
-            headers: HeaderMap::new(),
-            body: Bytes::from(body.to_owned()),
         }
     }
 
