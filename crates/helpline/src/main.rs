@@ -47,7 +47,9 @@ enum LogStyle {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run helpline locally: starts nats-server as a child process (data in the dev data
-    /// folder), creates the region's streams and buckets, and runs until Ctrl-C.
+    /// folder), creates the region's streams and buckets, runs every service with the
+    /// channel simulator in place of the providers, and lets you chat as a customer in the
+    /// terminal, until Ctrl-C.
     Dev {
         /// Folder for the nats-server store and log [default: .helpline].
         #[arg(long)]
@@ -71,12 +73,11 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         ingress: String,
     },
-    /// Run every service in one process, with the `/healthz` and `/readyz` probes on
-    /// `ingress.listen` (today: the event store set-up and the probes; the services join
-    /// as they are built).
+    /// Run every service in one process: today the channel gateway (webhooks in on
+    /// `ingress.listen`, egress out), with the `/healthz` and `/readyz` probes.
     All,
-    /// Run the channel gateway alone: provider webhooks on `ingress.listen`, with the
-    /// `/healthz` and `/readyz` probes.
+    /// Run the channel gateway: provider webhooks on `ingress.listen` and egress to the
+    /// providers, with the `/healthz` and `/readyz` probes.
     Ingress,
     /// Create or update the region's streams and KV buckets on the configured NATS
     /// (idempotent; run before the services start, e.g. as a Kubernetes Job).
