@@ -115,17 +115,13 @@ impl MediaFetcher {
                 struct Lookup {
                     url: String,
                 }
-                let lookup: Lookup = self
-                    .http
-                    .get(format!("{api}/{provider_media}"))
-                    .bearer_auth(token.expose())
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status)
-                    .map_err(|e| fail(e.without_url().to_string()))?
-                    .json()
-                    .await
-                    .map_err(|e| fail(e.without_url().to_string()))?;
+                let lookup: Lookup = read_json(
+                    self.http
+                        .get(format!("{api}/{provider_media}"))
+                        .bearer_auth(token.expose()),
+                )
+                .await
+                .map_err(|e| fail(e.without_url().to_string()))?;
                 self.http.get(lookup.url).bearer_auth(token.expose())
             }
             Channel::Telegram => {
@@ -142,17 +138,13 @@ impl MediaFetcher {
                 struct GetFile {
                     result: File,
                 }
-                let file: GetFile = self
-                    .http
-                    .get(format!("{api}/bot{}/getFile", token.expose()))
-                    .query(&[("file_id", provider_media)])
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status)
-                    .map_err(|e| fail(e.without_url().to_string()))?
-                    .json()
-                    .await
-                    .map_err(|e| fail(e.without_url().to_string()))?;
+                let file: GetFile = read_json(
+                    self.http
+                        .get(format!("{api}/bot{}/getFile", token.expose()))
+                        .query(&[("file_id", provider_media)]),
+                )
+                .await
+                .map_err(|e| fail(e.without_url().to_string()))?;
                 self.http.get(format!(
                     "{api}/file/bot{}/{}",
                     token.expose(),
@@ -210,4 +202,12 @@ impl MediaFetcher {
             mime_type,
         }
     }
+}
+
+/// Sends a lookup request (a WhatsApp media id, a Telegram `getFile`) and reads its JSON
+/// answer; a non-2xx answer is an error.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+) -> Result<T, reqwest::Error> {
+    request.send().await?.error_for_status()?.json().await
 }
