@@ -73,6 +73,7 @@ pub struct BenchArgs {
     pub report: PathBuf,
 }
 
+#[derive(Debug, Serialize)]
 struct Sizes {
     raw_messages: usize,
     subjects: usize,
@@ -82,7 +83,12 @@ struct Sizes {
     tickets: usize,
     ticket_events: usize,
     loads: usize,
+    #[serde(rename = "phase_cap_secs", serialize_with = "as_secs")]
     cap: Duration,
+}
+
+fn as_secs<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_secs())
 }
 
 impl Sizes {
@@ -109,28 +115,15 @@ impl Sizes {
 }
 
 #[derive(Debug, Serialize)]
-struct Report {
+struct Report<'a> {
     quick: bool,
     cpus: usize,
-    sizes: SizesJson,
+    sizes: &'a Sizes,
     raw_publish: Throughput,
     raw_replay: Throughput,
     webhook_ingest: Ingest,
     ticket_load: TicketLoad,
     rows: Vec<Row>,
-}
-
-#[derive(Debug, Serialize)]
-struct SizesJson {
-    raw_messages: usize,
-    subjects: usize,
-    message_bytes: usize,
-    webhooks: usize,
-    clients: usize,
-    tickets: usize,
-    ticket_events: usize,
-    loads: usize,
-    phase_cap_secs: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -200,12 +193,12 @@ pub async fn run(args: BenchArgs, store_config: StoreConfig) -> anyhow::Result<(
     Ok(())
 }
 
-async fn measure(
+async fn measure<'a>(
     args: &BenchArgs,
-    sizes: &Sizes,
+    sizes: &'a Sizes,
     nats: &NatsServer,
     store_config: StoreConfig,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<Report<'a>> {
     let client = nats
         .connect()
         .await
@@ -281,17 +274,7 @@ async fn measure(
     Ok(Report {
         quick: args.quick,
         cpus: std::thread::available_parallelism().map_or(0, usize::from),
-        sizes: SizesJson {
-            raw_messages: sizes.raw_messages,
-            subjects: sizes.subjects,
-            message_bytes: sizes.message_bytes,
-            webhooks: sizes.webhooks,
-            clients: sizes.clients,
-            tickets: sizes.tickets,
-            ticket_events: sizes.ticket_events,
-            loads: sizes.loads,
-            phase_cap_secs: sizes.cap.as_secs(),
-        },
+        sizes,
         raw_publish,
         raw_replay,
         webhook_ingest,
