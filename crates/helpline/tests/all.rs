@@ -10,11 +10,7 @@ use helpline_testkit::NatsServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    helpline_testkit::free_port().unwrap()
 }
 
 /// The status code of `GET path`, or None while nothing listens.

@@ -16,5 +16,5 @@
 pub mod nats;
 pub mod simulator;
 
-pub use nats::{NatsServer, NatsServerBuilder, TestkitError};
+pub use nats::{NatsServer, NatsServerBuilder, TestkitError, free_port};
 pub use simulator::{Simulator, SimulatorConfig};

@@ -317,7 +317,8 @@ fn check_version(binary: &Path) -> Result<(), TestkitError> {
     }
 }
 
-fn free_port() -> Result<u16, TestkitError> {
+/// A loopback port nothing listens on right now, for a server a test is about to start.
+pub fn free_port() -> Result<u16, TestkitError> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }
