@@ -1,8 +1,11 @@
 //! Commands: what someone asks of a ticket, in the imperative. A command carries every id
 //! the resulting events need, so `decide` stays free of clocks and randomness.
 
-use crate::event::{CloseReason, Customer, Details, HandoffReason, MessageBody, ReleaseReason};
-use crate::ids::{AgentId, MessageId, QueueId, StoreId, TicketId};
+use crate::event::{
+    CloseReason, Customer, Details, HandoffReason, MessageBody, QuickReply, ReleaseReason,
+    StoreReferral,
+};
+use crate::ids::{AgentId, MessageId, QueueId, TicketId};
 use crate::personal::Personal;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -20,10 +23,16 @@ pub enum Command {
     SendBotMessage {
         message: MessageId,
         body: MessageBody,
+        prompt: String,
+        choices: Vec<QuickReply>,
     },
     CaptureDetails(Details),
+    DetectLanguage {
+        language: String,
+    },
     RequestHandoff {
         reason: HandoffReason,
+        summary: Personal<String>,
     },
     RouteToQueue {
         rule: String,
@@ -31,7 +40,7 @@ pub enum Command {
     },
     ReferToStore {
         rule: String,
-        store: StoreId,
+        referral: StoreReferral,
     },
     AssignAgent {
         agent: AgentId,
@@ -52,8 +61,14 @@ pub enum Command {
         agent: AgentId,
         summary: String,
     },
+    /// Asks for a rating: the bot's message and the request, together.
     RequestRating {
         message: MessageId,
+        body: MessageBody,
+        choices: Vec<QuickReply>,
+    },
+    HandBackToBot {
+        agent: AgentId,
     },
     ReceiveRating {
         score: u8,
@@ -87,6 +102,7 @@ impl Command {
             Command::ReceiveCustomerMessage { .. } => "receive a customer message",
             Command::SendBotMessage { .. } => "send a bot message",
             Command::CaptureDetails(_) => "capture details",
+            Command::DetectLanguage { .. } => "set the language",
             Command::RequestHandoff { .. } => "request a handoff",
             Command::RouteToQueue { .. } => "route to a queue",
             Command::ReferToStore { .. } => "refer to a store",
@@ -96,6 +112,7 @@ impl Command {
             Command::ReleaseTicket { .. } => "release",
             Command::ResolveTicket { .. } => "resolve",
             Command::RequestRating { .. } => "request a rating",
+            Command::HandBackToBot { .. } => "hand the conversation back to the bot",
             Command::ReceiveRating { .. } => "receive a rating",
             Command::CloseTicket { .. } => "close",
             Command::AbandonTicket => "abandon",

@@ -4,7 +4,7 @@ use crate::command::Command;
 use crate::error::DomainError;
 use crate::event::{CloseReason, Event, MessageBody, RouteDestination};
 use crate::ids::{AgentId, TicketId};
-use crate::ticket::{Phase, Ticket};
+use crate::ticket::{Holder, Phase, Ticket};
 
 /// Decides what a command does to a ticket: the events to append, or why not.
 ///
@@ -82,19 +82,40 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
                 body,
             }])
         }
-        Command::SendBotMessage { message, body } => {
+        Command::SendBotMessage {
+            message,
+            body,
+            prompt,
+            choices,
+        } => {
             allowed_in(&CONVERSATION)?;
+            bot_holds(ticket, id, action)?;
             body_not_empty(&body)?;
-            Ok(vec![Event::BotMessageSent { message, body }])
+            Ok(vec![Event::BotMessageSent {
+                message,
+                body,
+                prompt,
+                choices,
+            }])
         }
         Command::CaptureDetails(details) => {
             allowed_in(&[Phase::Open])?;
-            not_empty(&details.product, "product")?;
+            if details.is_empty() {
+                return Err(DomainError::Empty { field: "details" });
+            }
             Ok(vec![Event::DetailsCaptured(details)])
         }
-        Command::RequestHandoff { reason } => {
+        Command::DetectLanguage { language } => {
             allowed_in(&[Phase::Open])?;
-            Ok(vec![Event::HandoffRequested { reason }])
+            not_empty(&language, "language")?;
+            if language == ticket.language {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::LanguageDetected { language }])
+        }
+        Command::RequestHandoff { reason, summary } => {
+            allowed_in(&[Phase::Open])?;
+            Ok(vec![Event::HandoffRequested { reason, summary }])
         }
         Command::RouteToQueue { rule, queue } => {
             allowed_in(&[Phase::Routing])?;
@@ -107,15 +128,15 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
                 Event::TicketQueued { queue },
             ])
         }
-        Command::ReferToStore { rule, store } => {
+        Command::ReferToStore { rule, referral } => {
             allowed_in(&[Phase::Routing])?;
-            not_empty(store.as_str(), "store")?;
+            not_empty(referral.store.as_str(), "store")?;
             Ok(vec![
                 Event::TicketRouted {
                     rule,
-                    destination: RouteDestination::Store(store.clone()),
+                    destination: RouteDestination::Store(referral.store.clone()),
                 },
-                Event::ReferredToStore { store },
+                Event::ReferredToStore(referral),
             ])
         }
         Command::AssignAgent { agent } => {
@@ -158,9 +179,27 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             accepted_by(ticket, id, &agent, action)?;
             Ok(vec![Event::TicketResolved { agent, summary }])
         }
-        Command::RequestRating { message } => {
+        Command::RequestRating {
+            message,
+            body,
+            choices,
+        } => {
             allowed_in(&[Phase::Resolved, Phase::ReferredToStore])?;
-            Ok(vec![Event::RatingRequested { message }])
+            bot_holds(ticket, id, action)?;
+            body_not_empty(&body)?;
+            Ok(vec![
+                Event::BotMessageSent {
+                    message,
+                    body,
+                    prompt: RATING_PROMPT.to_owned(),
+                    choices,
+                },
+                Event::RatingRequested { message },
+            ])
+        }
+        Command::HandBackToBot { agent } => {
+            accepted_by(ticket, id, &agent, action)?;
+            Ok(vec![Event::ConversationHandedBack { agent }])
         }
         Command::ReceiveRating { score, comment } => {
             allowed_in(&[Phase::AwaitingRating])?;
@@ -210,6 +249,20 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             provider_message_id,
         }]),
         Command::EraseCustomer => Ok(vec![Event::CustomerErased]),
+    }
+}
+
+/// The `prompt` of the bot message that asks for a rating.
+pub const RATING_PROMPT: &str = "rating";
+
+fn bot_holds(ticket: &Ticket, id: TicketId, action: &'static str) -> Result<(), DomainError> {
+    match (ticket.holder, &ticket.agent) {
+        (Holder::Agent, Some(agent)) => Err(DomainError::AgentHolds {
+            ticket: id,
+            agent: agent.clone(),
+            action,
+        }),
+        _ => Ok(()),
     }
 }
 

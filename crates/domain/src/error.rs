@@ -39,6 +39,13 @@ pub enum DomainError {
         action: &'static str,
     },
 
+    #[error("agent {agent} holds the conversation of ticket {ticket}; the bot cannot {action}")]
+    AgentHolds {
+        ticket: TicketId,
+        agent: AgentId,
+        action: &'static str,
+    },
+
     #[error("a rating is a score from 1 to 5, not {score}")]
     InvalidRating { score: u8 },
 

@@ -49,12 +49,56 @@ pub struct Customer {
     pub display_name: Option<Personal<String>>,
 }
 
-/// What the bot collects before a handoff.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What the bot collects before a handoff. Captured piece by piece: each
+/// `DetailsCaptured` carries everything known so far, and an empty field is not known yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Details {
+    /// The product family, as the region's product list names it, e.g. `MateBook X Pro`.
     pub product: String,
     pub serial_number: Personal<String>,
+    /// The problem in the customer's words, one sentence.
     pub problem: Personal<String>,
+    /// The serial number matched its product's pattern. False with a serial number
+    /// means the bot gave up checking it; the agent is told it is unverified.
+    #[serde(default)]
+    pub serial_verified: bool,
+    /// Postcode or city, asked for a store referral.
+    #[serde(default)]
+    pub location: Personal<String>,
+    /// The problem's category as the bot classified it, e.g. `hardware`, `display`.
+    #[serde(default)]
+    pub category: String,
+}
+
+impl Details {
+    /// Nothing is known yet.
+    pub fn is_empty(&self) -> bool {
+        self.product.is_empty()
+            && self.serial_number.expose().is_empty()
+            && self.problem.expose().is_empty()
+            && self.location.expose().is_empty()
+            && self.category.is_empty()
+    }
+}
+
+/// A button the customer can tap instead of typing: quick replies, inline keyboards,
+/// interactive reply buttons, depending on the channel; plain text where there are none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuickReply {
+    /// What comes back when the customer taps it (callback data, payload, button id).
+    pub id: String,
+    /// What the button shows.
+    pub title: String,
+}
+
+/// A service store a ticket is referred to, as the region's store list describes it.
+/// Public business data, not personal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreReferral {
+    pub store: StoreId,
+    pub name: String,
+    pub address: String,
+    pub opening_hours: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +168,9 @@ pub enum CloseReason {
     RatingTimeout,
     /// Closed without asking for a rating.
     NoRatingAsked,
+    /// The customer answered the rating request, twice, with nothing that reads as a
+    /// score.
+    NoRatingGiven,
 }
 
 /// A fact about one ticket.
@@ -144,19 +191,28 @@ pub enum Event {
     BotMessageSent {
         message: MessageId,
         body: MessageBody,
+        /// The bot's step that wrote it (`greeting`, `ask_serial`, `rating`, …): how the
+        /// bot knows, after a restart, what it already asked.
+        prompt: String,
+        choices: Vec<QuickReply>,
     },
+    /// Everything the bot knows so far; replaces the previous `DetailsCaptured`.
     DetailsCaptured(Details),
+    /// The customer is served in another language than the ticket opened with.
+    LanguageDetected {
+        language: String,
+    },
     HandoffRequested {
         reason: HandoffReason,
+        /// For the agent: product, serial number (and whether it is verified), problem.
+        summary: Personal<String>,
     },
     TicketRouted {
         /// The routing rule that matched, for audits.
         rule: String,
         destination: RouteDestination,
     },
-    ReferredToStore {
-        store: StoreId,
-    },
+    ReferredToStore(StoreReferral),
     TicketQueued {
         queue: QueueId,
     },
@@ -178,6 +234,10 @@ pub enum Event {
     TicketResolved {
         agent: AgentId,
         summary: String,
+    },
+    /// The agent gave the conversation back to the bot, which takes up the intake again.
+    ConversationHandedBack {
+        agent: AgentId,
     },
     RatingRequested {
         message: MessageId,
@@ -215,15 +275,17 @@ impl Event {
             Event::CustomerMessageReceived { .. } => "CustomerMessageReceived",
             Event::BotMessageSent { .. } => "BotMessageSent",
             Event::DetailsCaptured(_) => "DetailsCaptured",
+            Event::LanguageDetected { .. } => "LanguageDetected",
             Event::HandoffRequested { .. } => "HandoffRequested",
             Event::TicketRouted { .. } => "TicketRouted",
-            Event::ReferredToStore { .. } => "ReferredToStore",
+            Event::ReferredToStore(_) => "ReferredToStore",
             Event::TicketQueued { .. } => "TicketQueued",
             Event::AgentAssigned { .. } => "AgentAssigned",
             Event::AgentAccepted { .. } => "AgentAccepted",
             Event::AgentMessageSent { .. } => "AgentMessageSent",
             Event::TicketReleased { .. } => "TicketReleased",
             Event::TicketResolved { .. } => "TicketResolved",
+            Event::ConversationHandedBack { .. } => "ConversationHandedBack",
             Event::RatingRequested { .. } => "RatingRequested",
             Event::RatingReceived { .. } => "RatingReceived",
             Event::TicketClosed { .. } => "TicketClosed",

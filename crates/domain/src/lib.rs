@@ -32,8 +32,8 @@ pub use decide::decide;
 pub use error::DomainError;
 pub use event::{
     Channel, CloseReason, Customer, Details, Event, HandoffReason, Media, MediaKind, MessageBody,
-    ReleaseReason, RouteDestination,
+    QuickReply, ReleaseReason, RouteDestination, StoreReferral,
 };
 pub use ids::{AgentId, MessageId, QueueId, StoreId, TicketId};
 pub use personal::Personal;
-pub use ticket::{Phase, Ticket, evolve, fold};
+pub use ticket::{Holder, Phase, Ticket, evolve, fold};

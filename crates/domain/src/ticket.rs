@@ -47,6 +47,15 @@ impl fmt::Display for Phase {
     }
 }
 
+/// Who speaks for the brand in the conversation. The bot never writes while an agent
+/// holds it; control passes back explicitly (release, hand-back, resolution).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Holder {
+    #[default]
+    Bot,
+    Agent,
+}
+
 /// The phase as named in error messages.
 pub type PhaseName = Phase;
 
@@ -62,6 +71,10 @@ pub struct Rating {
 pub struct Ticket {
     pub id: Option<TicketId>,
     pub phase: Phase,
+    /// Absent from snapshots written before it was recorded; those tickets predate
+    /// agents, hence the bot.
+    #[serde(default)]
+    pub holder: Holder,
     pub customer: Option<Customer>,
     pub language: String,
     pub details: Option<Details>,
@@ -71,6 +84,9 @@ pub struct Ticket {
     pub agent: Option<AgentId>,
     pub accepted: bool,
     pub store: Option<StoreId>,
+    /// Rating requests and re-prompts sent; the feedback service allows one re-prompt.
+    #[serde(default)]
+    pub rating_prompts: u32,
     pub resolved_by: Option<AgentId>,
     pub rating: Option<Rating>,
     pub customer_messages: u32,
@@ -100,18 +116,20 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
             ticket.customer = Some(customer.clone());
             ticket.language = language.clone();
             ticket.phase = Phase::Open;
+            ticket.holder = Holder::Bot;
         }
         Event::CustomerMessageReceived { .. } => ticket.customer_messages += 1,
         Event::BotMessageSent { .. } | Event::AgentMessageSent { .. } => {
             ticket.outbound_messages += 1
         }
         Event::DetailsCaptured(details) => ticket.details = Some(details.clone()),
+        Event::LanguageDetected { language } => ticket.language = language.clone(),
         Event::HandoffRequested { .. } => ticket.phase = Phase::Routing,
         // The destination takes effect with the TicketQueued or ReferredToStore that
         // follows in the same command.
         Event::TicketRouted { .. } => {}
-        Event::ReferredToStore { store } => {
-            ticket.store = Some(store.clone());
+        Event::ReferredToStore(referral) => {
+            ticket.store = Some(referral.store.clone());
             ticket.phase = Phase::ReferredToStore;
         }
         Event::TicketQueued { queue } => {
@@ -119,23 +137,38 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
             ticket.agent = None;
             ticket.accepted = false;
             ticket.phase = Phase::Queued;
+            ticket.holder = Holder::Bot;
         }
         Event::AgentAssigned { agent } => {
             ticket.agent = Some(agent.clone());
             ticket.accepted = false;
             ticket.phase = Phase::Assigned;
+            ticket.holder = Holder::Agent;
         }
         Event::AgentAccepted { .. } => ticket.accepted = true,
         Event::TicketReleased { .. } => {
             ticket.agent = None;
             ticket.accepted = false;
             ticket.phase = Phase::Queued;
+            ticket.holder = Holder::Bot;
         }
         Event::TicketResolved { agent, .. } => {
             ticket.resolved_by = Some(agent.clone());
             ticket.phase = Phase::Resolved;
+            ticket.holder = Holder::Bot;
         }
-        Event::RatingRequested { .. } => ticket.phase = Phase::AwaitingRating,
+        // The bot takes up the intake again, and a new handoff is routed afresh.
+        Event::ConversationHandedBack { .. } => {
+            ticket.queue = None;
+            ticket.agent = None;
+            ticket.accepted = false;
+            ticket.phase = Phase::Open;
+            ticket.holder = Holder::Bot;
+        }
+        Event::RatingRequested { .. } => {
+            ticket.phase = Phase::AwaitingRating;
+            ticket.rating_prompts += 1;
+        }
         Event::RatingReceived { score, comment } => {
             ticket.rating = Some(Rating {
                 score: *score,
@@ -156,6 +189,7 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
             if let Some(details) = &mut ticket.details {
                 details.serial_number = Personal::default();
                 details.problem = Personal::default();
+                details.location = Personal::default();
             }
             if let Some(rating) = &mut ticket.rating {
                 rating.comment = None;

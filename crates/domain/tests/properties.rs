@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 
 use helpline_domain::{
     AgentId, Channel, CloseReason, Command, Customer, Details, DomainError, Event, HandoffReason,
-    Media, MediaKind, MessageBody, MessageId, Personal, Phase, QueueId, ReleaseReason, StoreId,
-    Ticket, TicketId, decide, evolve, fold,
+    Holder, Media, MediaKind, MessageBody, MessageId, Personal, Phase, QueueId, ReleaseReason,
+    StoreId, StoreReferral, Ticket, TicketId, decide, evolve, fold,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -88,11 +88,15 @@ fn customer() -> impl Strategy<Value = Customer> {
 }
 
 fn details() -> impl Strategy<Value = Details> {
-    (word(), personal(), personal()).prop_map(|(product, serial_number, problem)| Details {
-        product,
-        serial_number,
-        problem,
-    })
+    (word(), personal(), personal(), any::<bool>()).prop_map(
+        |(product, serial_number, problem, serial_verified)| Details {
+            product,
+            serial_number,
+            problem,
+            serial_verified,
+            ..Details::default()
+        },
+    )
 }
 
 fn handoff_reason() -> impl Strategy<Value = HandoffReason> {
@@ -137,12 +141,27 @@ fn command() -> impl Strategy<Value = Command> {
                 body,
             }
         }),
-        (message_id(), body())
-            .prop_map(|(message, body)| Command::SendBotMessage { message, body }),
+        (message_id(), body()).prop_map(|(message, body)| Command::SendBotMessage {
+            message,
+            body,
+            prompt: "greeting".to_owned(),
+            choices: vec![],
+        }),
+        word().prop_map(|language| Command::DetectLanguage { language }),
+        agent().prop_map(|agent| Command::HandBackToBot { agent }),
         details().prop_map(Command::CaptureDetails),
-        handoff_reason().prop_map(|reason| Command::RequestHandoff { reason }),
+        (handoff_reason(), personal())
+            .prop_map(|(reason, summary)| Command::RequestHandoff { reason, summary }),
         (word(), queue()).prop_map(|(rule, queue)| Command::RouteToQueue { rule, queue }),
-        (word(), store()).prop_map(|(rule, store)| Command::ReferToStore { rule, store }),
+        (word(), store()).prop_map(|(rule, store)| Command::ReferToStore {
+            rule,
+            referral: StoreReferral {
+                store,
+                name: "Store".to_owned(),
+                address: "Street 1".to_owned(),
+                opening_hours: "Mo–Fr".to_owned(),
+            },
+        }),
         agent().prop_map(|agent| Command::AssignAgent { agent }),
         agent().prop_map(|agent| Command::AcceptAssignment { agent }),
         (agent(), message_id(), body()).prop_map(|(agent, message, body)| {
@@ -155,7 +174,11 @@ fn command() -> impl Strategy<Value = Command> {
         (agent(), release_reason())
             .prop_map(|(agent, reason)| Command::ReleaseTicket { agent, reason }),
         (agent(), word()).prop_map(|(agent, summary)| Command::ResolveTicket { agent, summary }),
-        message_id().prop_map(|message| Command::RequestRating { message }),
+        (message_id(), body()).prop_map(|(message, body)| Command::RequestRating {
+            message,
+            body,
+            choices: vec![],
+        }),
         (0u8..=6, prop::option::of(personal()))
             .prop_map(|(score, comment)| Command::ReceiveRating { score, comment }),
         close_reason().prop_map(|reason| Command::CloseTicket { reason }),
@@ -213,15 +236,21 @@ fn next_command(ticket: &Ticket, choice: u8) -> Command {
     let agent = ticket.agent.clone().unwrap_or_else(support::alice);
     match ticket.phase {
         Phase::New => cmd::open(),
-        Phase::Open => match choice % 4 {
+        Phase::Open => match choice % 6 {
             0 => cmd::capture_details(),
             1 => cmd::receive_message(u128::from(choice)),
+            2 => cmd::detect_language(pick(&["de", "en"])),
             _ => cmd::request_handoff(),
         },
         Phase::Routing => match choice % 3 {
             0 => Command::ReferToStore {
                 rule: "r".to_owned(),
-                store: StoreId::new(pick(&STORES[..1])),
+                referral: StoreReferral {
+                    store: StoreId::new(pick(&STORES[..1])),
+                    name: "Store".to_owned(),
+                    address: "Street 1".to_owned(),
+                    opening_hours: "Mo–Fr".to_owned(),
+                },
             },
             _ => Command::RouteToQueue {
                 rule: "r".to_owned(),
@@ -236,9 +265,12 @@ fn next_command(ticket: &Ticket, choice: u8) -> Command {
             4 => cmd::release(agent, ReleaseReason::AcceptTimeout),
             _ => cmd::accept(agent),
         },
-        Phase::Assigned => match choice % 5 {
+        Phase::Assigned => match choice % 7 {
             0 => cmd::send_agent_message(agent, u128::from(choice)),
             1 => cmd::release(agent, ReleaseReason::AgentOffline),
+            2 => cmd::hand_back(agent),
+            3 => cmd::send_bot_message(u128::from(choice)),
+            4 => cmd::accept(agent),
             _ => cmd::resolve(agent),
         },
         Phase::ReferredToStore | Phase::Resolved => match choice % 4 {
@@ -348,10 +380,16 @@ fn check_run(run: &Run) -> Result<(), TestCaseError> {
         );
         match &outcome.result {
             Ok(events) => {
-                // Only an already-satisfied erasure is accepted with no events.
+                // Only an already-satisfied command is accepted with no events: erasing
+                // an erased customer, or setting the language the ticket already has.
                 if events.is_empty() {
-                    prop_assert!(matches!(outcome.command, Command::EraseCustomer));
-                    prop_assert!(outcome.before.erased);
+                    match &outcome.command {
+                        Command::EraseCustomer => prop_assert!(outcome.before.erased),
+                        Command::DetectLanguage { language } => {
+                            prop_assert_eq!(language, &outcome.before.language)
+                        }
+                        other => prop_assert!(false, "{other:?} accepted without events"),
+                    }
                 }
                 state = fold(state, events);
                 folded += events.len();
@@ -386,6 +424,10 @@ fn invariants(t: &Ticket) -> Result<(), TestCaseError> {
         _ => {}
     }
     prop_assert!(!t.accepted || t.agent.is_some());
+    // The agent holds a live conversation exactly while the ticket is assigned to them.
+    if !t.phase.is_terminal() {
+        prop_assert_eq!(t.holder == Holder::Agent, t.phase == Phase::Assigned);
+    }
     if let Some(rating) = &t.rating {
         prop_assert_eq!(t.phase, Phase::Closed);
         prop_assert!((1..=5).contains(&rating.score));
@@ -427,6 +469,7 @@ fn error_kind(error: &DomainError) -> &'static str {
         DomainError::AlreadyAccepted { .. } => "AlreadyAccepted",
         DomainError::NotAccepted { .. } => "NotAccepted",
         DomainError::InvalidRating { .. } => "InvalidRating",
+        DomainError::AgentHolds { .. } => "AgentHolds",
         DomainError::Empty { .. } => "Empty",
         DomainError::Erased { .. } => "Erased",
     }
@@ -481,11 +524,11 @@ fn the_generator_reaches_every_phase_event_and_refusal() {
     assert_eq!(phases, all_phases.map(str::to_owned).into());
     assert_eq!(
         accepted.len(),
-        20,
+        22,
         "every command accepted somewhere: {accepted:?}"
     );
-    assert_eq!(events.len(), 21, "every event produced: {events:?}");
-    assert_eq!(errors.len(), 9, "every refusal seen: {errors:?}");
+    assert_eq!(events.len(), 23, "every event produced: {events:?}");
+    assert_eq!(errors.len(), 10, "every refusal seen: {errors:?}");
     assert!(
         closed_rated * 10 >= runs,
         "only {closed_rated} of {runs} runs went the whole way to a rating"

@@ -9,9 +9,9 @@ mod support;
 
 use helpline_domain::ticket::Rating;
 use helpline_domain::{
-    Channel, CloseReason, Command, Customer, Details, DomainError, Event, HandoffReason, Media,
-    MediaKind, MessageBody, Personal, Phase, QueueId, ReleaseReason, StoreId, Ticket, decide,
-    evolve, fold,
+    Channel, CloseReason, Command, Customer, Details, DomainError, Event, HandoffReason, Holder,
+    Media, MediaKind, MessageBody, Personal, Phase, QueueId, ReleaseReason, StoreId, StoreReferral,
+    Ticket, decide, evolve, fold,
 };
 use support::*;
 
@@ -92,11 +92,14 @@ fn a_full_lifecycle_drives_a_ticket_from_new_to_closed() {
     assert_eq!(ticket, fold(Ticket::default(), &log));
     assert_eq!(ticket.events, log.len() as u64);
     assert_eq!(
-        ticket.events, 23,
-        "20 commands, three of them with two events"
+        ticket.events, 24,
+        "20 commands, four of them with two events"
     );
     assert_eq!(ticket.customer_messages, 3);
-    assert_eq!(ticket.outbound_messages, 2);
+    assert_eq!(
+        ticket.outbound_messages, 3,
+        "the rating request is a bot message"
+    );
     assert_eq!(ticket.deliveries, 2);
     assert_eq!(ticket.delivery_failures, 1);
     assert_eq!(ticket.reads, 1);
@@ -151,10 +154,64 @@ fn a_customer_message_may_be_media_or_a_location() {
 }
 
 #[test]
-fn the_bot_may_write_in_every_conversation_phase() {
+fn the_bot_may_write_in_every_conversation_phase_unless_an_agent_holds_it() {
     for stage in conversation_stages() {
-        check(stage, cmd::send_bot_message(8), Ok(vec![bot_message(8)]));
+        let expected = if stage.phase() == Phase::Assigned {
+            Err(DomainError::AgentHolds {
+                ticket: TICKET,
+                agent: alice(),
+                action: "send a bot message",
+            })
+        } else {
+            Ok(vec![bot_message(8)])
+        };
+        check(stage, cmd::send_bot_message(8), expected);
     }
+}
+
+#[test]
+fn control_passes_between_bot_and_agent_only_by_events_that_say_so() {
+    let holder = |stage: Stage| Scenario::at(stage, []).ticket().holder;
+    assert_eq!(holder(Stage::Open), Holder::Bot);
+    assert_eq!(holder(Stage::Queued), Holder::Bot);
+    assert_eq!(holder(Stage::Assigned), Holder::Agent, "from the offer on");
+    assert_eq!(holder(Stage::Accepted), Holder::Agent);
+    assert_eq!(holder(Stage::Resolved), Holder::Bot, "for the rating step");
+    let released = Scenario::at(Stage::Accepted, [])
+        .when(cmd::release(alice(), ReleaseReason::ByAgent))
+        .then([released(alice(), ReleaseReason::ByAgent), queued()]);
+    assert_eq!(released.holder, Holder::Bot);
+}
+
+#[test]
+fn an_agent_hands_the_conversation_back_and_the_bot_takes_up_the_intake() {
+    let ticket = Scenario::at(Stage::Accepted, [])
+        .when(cmd::hand_back(alice()))
+        .then([Event::ConversationHandedBack { agent: alice() }]);
+    assert_eq!(ticket.phase, Phase::Open);
+    assert_eq!(ticket.holder, Holder::Bot);
+    assert_eq!(ticket.agent, None);
+    assert_eq!(ticket.queue, None, "a new handoff is routed afresh");
+    Scenario::at(Stage::Assigned, [])
+        .when(cmd::hand_back(alice()))
+        .then_err(DomainError::NotAccepted {
+            ticket: TICKET,
+            agent: alice(),
+            action: "hand the conversation back to the bot",
+        });
+}
+
+#[test]
+fn the_language_changes_only_when_it_differs() {
+    let ticket = Scenario::given([opened()])
+        .when(cmd::detect_language("en"))
+        .then([Event::LanguageDetected {
+            language: "en".to_owned(),
+        }]);
+    assert_eq!(ticket.language, "en");
+    Scenario::given([opened()])
+        .when(cmd::detect_language("de"))
+        .then([]);
 }
 
 #[test]
@@ -183,12 +240,25 @@ fn the_bot_hands_over_for_any_reason_with_or_without_details() {
         HandoffReason::CustomerAsked,
         HandoffReason::BotGaveUp,
     ] {
+        let summary = || Personal::new(SUMMARY.to_owned());
         Scenario::given([opened(), details()])
-            .when(Command::RequestHandoff { reason })
-            .then([Event::HandoffRequested { reason }]);
+            .when(Command::RequestHandoff {
+                reason,
+                summary: summary(),
+            })
+            .then([Event::HandoffRequested {
+                reason,
+                summary: summary(),
+            }]);
         Scenario::given([opened()])
-            .when(Command::RequestHandoff { reason })
-            .then([Event::HandoffRequested { reason }]);
+            .when(Command::RequestHandoff {
+                reason,
+                summary: summary(),
+            })
+            .then([Event::HandoffRequested {
+                reason,
+                summary: summary(),
+            }]);
     }
 }
 
@@ -288,7 +358,11 @@ fn the_accepting_agent_resolves() {
 #[test]
 fn a_rating_is_requested_after_resolution_or_referral() {
     for stage in [Stage::Resolved, Stage::ReferredToStore] {
-        check(stage, cmd::request_rating(), Ok(vec![rating_requested()]));
+        check(
+            stage,
+            cmd::request_rating(),
+            Ok(vec![rating_prompt(), rating_requested()]),
+        );
     }
 }
 
@@ -427,7 +501,7 @@ fn a_customer_is_erased_in_every_phase_of_an_existing_ticket() {
 // =======================================================================================
 
 /// Column order of the table: one command per `Command` variant.
-const COLUMNS: usize = 20;
+const COLUMNS: usize = 22;
 
 /// The column of a command; exhaustive, so a new command must be added to the table.
 fn column(command: &Command) -> usize {
@@ -452,6 +526,8 @@ fn column(command: &Command) -> usize {
         Command::RecordDeliveryFailure { .. } => 17,
         Command::RecordRead { .. } => 18,
         Command::EraseCustomer => 19,
+        Command::DetectLanguage { .. } => 20,
+        Command::HandBackToBot { .. } => 21,
     }
 }
 
@@ -489,22 +565,22 @@ const ALL_PHASES: [Phase; 10] = [
 /// as the agent of every agent command:
 ///
 /// `Y` accepted · `.` WrongPhase · `N` NotOpened · `O` AlreadyOpened ·
-/// `A` NotAccepted · `D` AlreadyAccepted
+/// `A` NotAccepted · `D` AlreadyAccepted · `H` AgentHolds (the bot may not speak)
 #[rustfmt::skip]
 const TABLE: [(Stage, &str); 11] = [
-    //                        open  bot   hand  store accpt rels  ask   close dlvr  read
-    //                           msg   detl  queue assgn agmsg resol rate  abnd  fail  erase
-    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
-    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y"),
-    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y"),
-    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y"),
-    (Stage::Assigned,        "O  Y  Y  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y"),
-    (Stage::Accepted,        "O  Y  Y  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y"),
-    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y"),
-    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y"),
-    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y"),
-    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y"),
-    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y"),
+    //                        open  bot   hand  store accpt rels  ask   close dlvr  read  lang
+    //                           msg   detl  queue assgn agmsg resol rate  abnd  fail  erase back
+    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
+    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  Y  ."),
+    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  ."),
+    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  ."),
+    (Stage::Assigned,        "O  Y  H  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y  .  A"),
+    (Stage::Accepted,        "O  Y  H  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y  .  Y"),
+    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  ."),
+    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  ."),
+    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y  .  ."),
+    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  ."),
+    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  ."),
 ];
 
 #[test]
@@ -552,6 +628,11 @@ fn every_command_is_allowed_or_refused_in_every_phase_as_the_table_says() {
                 "D" => DomainError::AlreadyAccepted {
                     ticket: TICKET,
                     agent: alice(),
+                },
+                "H" => DomainError::AgentHolds {
+                    ticket: TICKET,
+                    agent: alice(),
+                    action,
                 },
                 other => panic!("unknown cell {other:?}"),
             };
@@ -814,17 +895,17 @@ fn empty_or_blank_values_are_refused() {
             Command::SendBotMessage {
                 message: message(1),
                 body: text(blank),
+                prompt: "greeting".to_owned(),
+                choices: vec![],
             },
             empty("message text"),
         );
         check(
             Stage::Open,
-            Command::CaptureDetails(Details {
-                product: blank.to_owned(),
-                ..laptop_details()
-            }),
-            empty("product"),
+            Command::CaptureDetails(Details::default()),
+            empty("details"),
         );
+        check(Stage::Open, cmd::detect_language(blank), empty("language"));
         check(
             Stage::Routing,
             Command::RouteToQueue {
@@ -837,7 +918,10 @@ fn empty_or_blank_values_are_refused() {
             Stage::Routing,
             Command::ReferToStore {
                 rule: RULE.to_owned(),
-                store: StoreId::new(blank),
+                referral: StoreReferral {
+                    store: StoreId::new(blank),
+                    ..berlin_referral()
+                },
             },
             empty("store"),
         );
@@ -1009,6 +1093,7 @@ fn erasure_scrubs_every_personal_field() {
         details: Some(Details {
             serial_number: Personal::default(),
             problem: Personal::default(),
+            location: Personal::default(),
             ..before.details.clone().unwrap()
         }),
         rating: Some(Rating {
@@ -1073,12 +1158,14 @@ fn a_closed_ticket_holds_the_whole_story() {
                 comment: Some("schnell und freundlich".into()),
             }),
             customer_messages: 0,
-            outbound_messages: 0,
+            outbound_messages: 1,
             deliveries: 0,
             delivery_failures: 0,
             reads: 0,
             erased: false,
-            events: 11,
+            holder: Holder::Bot,
+            rating_prompts: 1,
+            events: 12,
         }
     );
 }
@@ -1115,6 +1202,7 @@ fn each_event_of_a_release_on_its_own_frees_the_ticket() {
             ticket,
             Ticket {
                 phase: Phase::Queued,
+                holder: Holder::Bot,
                 agent: None,
                 accepted: false,
                 events: accepted.events + 1,

@@ -9,7 +9,8 @@ use std::time::SystemTime;
 
 use helpline_domain::{
     AgentId, Channel, CloseReason, Customer, Details, Event, HandoffReason, Media, MediaKind,
-    MessageBody, MessageId, Personal, QueueId, ReleaseReason, RouteDestination, StoreId, TicketId,
+    MessageBody, MessageId, Personal, QueueId, QuickReply, ReleaseReason, RouteDestination,
+    StoreId, StoreReferral, TicketId,
 };
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::event_envelope::Event as EventProto;
@@ -127,22 +128,46 @@ fn event_to_proto(event: &Event) -> EventProto {
             provider_message_id: provider_message_id.clone(),
             body: Some(body_to_proto(body)),
         }),
-        Event::BotMessageSent { message, body } => EventProto::BotMessageSent(pb::BotMessageSent {
+        Event::BotMessageSent {
+            message,
+            body,
+            prompt,
+            choices,
+        } => EventProto::BotMessageSent(pb::BotMessageSent {
             message_id: uuid_to_proto(message.0),
             body: Some(body_to_proto(body)),
+            prompt: prompt.clone(),
+            choices: choices
+                .iter()
+                .map(|choice| pb::QuickReply {
+                    id: choice.id.clone(),
+                    title: choice.title.clone(),
+                })
+                .collect(),
         }),
         Event::DetailsCaptured(details) => EventProto::DetailsCaptured(pb::DetailsCaptured {
             details: Some(details_to_proto(details)),
         }),
-        Event::HandoffRequested { reason } => EventProto::HandoffRequested(pb::HandoffRequested {
-            reason: handoff_reason_to_proto(*reason).into(),
-        }),
+        Event::LanguageDetected { language } => {
+            EventProto::LanguageDetected(pb::LanguageDetected {
+                language: language.clone(),
+            })
+        }
+        Event::HandoffRequested { reason, summary } => {
+            EventProto::HandoffRequested(pb::HandoffRequested {
+                reason: handoff_reason_to_proto(*reason).into(),
+                summary: summary.expose().clone(),
+            })
+        }
         Event::TicketRouted { rule, destination } => EventProto::TicketRouted(pb::TicketRouted {
             rule: rule.clone(),
             destination: Some(destination_to_proto(destination)),
         }),
-        Event::ReferredToStore { store } => EventProto::ReferredToStore(pb::ReferredToStore {
-            store: store.as_str().to_owned(),
+        Event::ReferredToStore(referral) => EventProto::ReferredToStore(pb::ReferredToStore {
+            store: referral.store.as_str().to_owned(),
+            name: referral.name.clone(),
+            address: referral.address.clone(),
+            opening_hours: referral.opening_hours.clone(),
         }),
         Event::TicketQueued { queue } => EventProto::TicketQueued(pb::TicketQueued {
             queue: queue.as_str().to_owned(),
@@ -170,6 +195,11 @@ fn event_to_proto(event: &Event) -> EventProto {
             EventProto::TicketResolved(pb::TicketResolved {
                 agent: agent.as_str().to_owned(),
                 summary: summary.clone(),
+            })
+        }
+        Event::ConversationHandedBack { agent } => {
+            EventProto::ConversationHandedBack(pb::ConversationHandedBack {
+                agent: agent.as_str().to_owned(),
             })
         }
         Event::RatingRequested { message } => EventProto::RatingRequested(pb::RatingRequested {
@@ -227,6 +257,21 @@ fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecE
         EventProto::BotMessageSent(e) => Event::BotMessageSent {
             message: message_id_from_proto(&e.message_id, "bot_message_sent.message_id")?,
             body: body_from_proto(e.body, &BOT_MESSAGE_BODY)?,
+            prompt: e.prompt,
+            choices: e
+                .choices
+                .into_iter()
+                .map(|choice| QuickReply {
+                    id: choice.id,
+                    title: choice.title,
+                })
+                .collect(),
+        },
+        EventProto::LanguageDetected(e) => Event::LanguageDetected {
+            language: e.language,
+        },
+        EventProto::ConversationHandedBack(e) => Event::ConversationHandedBack {
+            agent: AgentId::new(e.agent),
         },
         EventProto::DetailsCaptured(e) => Event::DetailsCaptured(details_from_proto(required(
             e.details,
@@ -234,6 +279,7 @@ fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecE
         )?)),
         EventProto::HandoffRequested(e) => Event::HandoffRequested {
             reason: handoff_reason_from_proto(e.reason)?,
+            summary: Personal::new(e.summary),
         },
         EventProto::TicketRouted(e) => Event::TicketRouted {
             rule: e.rule,
@@ -242,9 +288,12 @@ fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecE
                 "ticket_routed.destination",
             )?),
         },
-        EventProto::ReferredToStore(e) => Event::ReferredToStore {
+        EventProto::ReferredToStore(e) => Event::ReferredToStore(StoreReferral {
             store: StoreId::new(e.store),
-        },
+            name: e.name,
+            address: e.address,
+            opening_hours: e.opening_hours,
+        }),
         EventProto::TicketQueued(e) => Event::TicketQueued {
             queue: QueueId::new(e.queue),
         },
@@ -319,6 +368,9 @@ fn details_to_proto(details: &Details) -> pb::Details {
         product: details.product.clone(),
         serial_number: details.serial_number.expose().clone(),
         problem: details.problem.expose().clone(),
+        serial_verified: details.serial_verified,
+        location: details.location.expose().clone(),
+        category: details.category.clone(),
     }
 }
 
@@ -327,6 +379,9 @@ fn details_from_proto(details: pb::Details) -> Details {
         product: details.product,
         serial_number: Personal::new(details.serial_number),
         problem: Personal::new(details.problem),
+        serial_verified: details.serial_verified,
+        location: Personal::new(details.location),
+        category: details.category,
     }
 }
 
@@ -476,6 +531,7 @@ fn close_reason_to_proto(reason: CloseReason) -> pb::CloseReason {
         CloseReason::Rated => pb::CloseReason::Rated,
         CloseReason::RatingTimeout => pb::CloseReason::RatingTimeout,
         CloseReason::NoRatingAsked => pb::CloseReason::NoRatingAsked,
+        CloseReason::NoRatingGiven => pb::CloseReason::NoRatingGiven,
     }
 }
 
@@ -485,6 +541,7 @@ fn close_reason_from_proto(value: i32) -> Result<CloseReason, CodecError> {
         Ok(pb::CloseReason::Rated) => Ok(CloseReason::Rated),
         Ok(pb::CloseReason::RatingTimeout) => Ok(CloseReason::RatingTimeout),
         Ok(pb::CloseReason::NoRatingAsked) => Ok(CloseReason::NoRatingAsked),
+        Ok(pb::CloseReason::NoRatingGiven) => Ok(CloseReason::NoRatingGiven),
         Ok(pb::CloseReason::Unspecified) => Err(CodecError::Missing { field: FIELD }),
         Err(_) => Err(unknown_enum_value(FIELD, value)),
     }
@@ -645,6 +702,17 @@ mod tests {
             events.push(Event::BotMessageSent {
                 message: MESSAGE,
                 body: body.clone(),
+                prompt: "rating".into(),
+                choices: vec![
+                    QuickReply {
+                        id: "5".into(),
+                        title: "⭐⭐⭐⭐⭐".into(),
+                    },
+                    QuickReply {
+                        id: "1".into(),
+                        title: "⭐".into(),
+                    },
+                ],
             });
             events.push(Event::AgentMessageSent {
                 agent: agent.clone(),
@@ -656,13 +724,26 @@ mod tests {
             product: "ThinkBook 14".into(),
             serial_number: "PF3XK2LM".into(),
             problem: "does not start".into(),
+            serial_verified: true,
+            location: "10115 Berlin".into(),
+            category: "hardware".into(),
         }));
+        events.push(Event::DetailsCaptured(Details {
+            product: "MateBook".into(),
+            ..Details::default()
+        }));
+        events.push(Event::LanguageDetected {
+            language: "en".into(),
+        });
         for reason in [
             HandoffReason::DetailsComplete,
             HandoffReason::CustomerAsked,
             HandoffReason::BotGaveUp,
         ] {
-            events.push(Event::HandoffRequested { reason });
+            events.push(Event::HandoffRequested {
+                reason,
+                summary: "ThinkBook 14, PF3XK2LM (verified): does not start".into(),
+            });
         }
         for destination in [
             RouteDestination::Queue(QueueId::new("de-laptops-de")),
@@ -674,8 +755,14 @@ mod tests {
             });
         }
         events.extend([
-            Event::ReferredToStore {
+            Event::ReferredToStore(StoreReferral {
                 store: StoreId::new("berlin-mitte"),
+                name: "Service Store Berlin Mitte".into(),
+                address: "Friedrichstraße 100, 10117 Berlin".into(),
+                opening_hours: "Mo–Fr 10–19".into(),
+            }),
+            Event::ConversationHandedBack {
+                agent: agent.clone(),
             },
             Event::TicketQueued {
                 queue: QueueId::new("de-laptops-de"),
@@ -786,7 +873,7 @@ mod tests {
     fn every_event_round_trips() {
         let events = every_event();
         let names: std::collections::BTreeSet<_> = events.iter().map(Event::name).collect();
-        assert_eq!(names.len(), 21, "an example of every event");
+        assert_eq!(names.len(), 23, "an example of every event");
         for event in &events {
             check_round_trip(&meta(), event);
         }
@@ -936,12 +1023,14 @@ mod tests {
         check_missing(
             with_event(EventProto::HandoffRequested(pb::HandoffRequested {
                 reason: 0,
+                summary: String::new(),
             })),
             "handoff_requested.reason",
         );
         check_invalid(
             with_event(EventProto::HandoffRequested(pb::HandoffRequested {
                 reason: 99,
+                summary: String::new(),
             })),
             "handoff_requested.reason",
         );
@@ -973,6 +1062,7 @@ mod tests {
                     kind: 7,
                     ..pb::Media::default()
                 }))),
+                ..pb::BotMessageSent::default()
             })),
             "bot_message_sent.body.media.kind",
         );

@@ -286,6 +286,8 @@ async fn a_multi_event_command_with_one_refused_event_stores_none_of_them() {
     let too_big = helpline_domain::Event::BotMessageSent {
         message: helpline_domain::MessageId(Uuid::now_v7()),
         body: MessageBody::Text(Personal::new("x".repeat(32 * 1024))),
+        prompt: "greeting".to_owned(),
+        choices: vec![],
     };
 
     let result = h

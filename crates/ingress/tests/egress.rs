@@ -142,6 +142,8 @@ async fn bot_says(store: &EventStore, ticket: TicketId, text: &str) -> MessageId
     let event = Event::BotMessageSent {
         message,
         body: MessageBody::Text(Personal::new(text.to_owned())),
+        prompt: "test".to_owned(),
+        choices: vec![],
     };
     append(store, ticket, event, SystemTime::now()).await;
     message

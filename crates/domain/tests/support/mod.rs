@@ -7,8 +7,8 @@
 
 use helpline_domain::{
     AgentId, Channel, CloseReason, Command, Customer, Details, DomainError, Event, HandoffReason,
-    MessageBody, MessageId, Phase, QueueId, ReleaseReason, RouteDestination, StoreId, Ticket,
-    TicketId, decide, fold,
+    MessageBody, MessageId, Phase, QueueId, ReleaseReason, RouteDestination, StoreId,
+    StoreReferral, Ticket, TicketId, decide, fold,
 };
 use uuid::Uuid;
 
@@ -55,8 +55,22 @@ pub fn laptop_details() -> Details {
         product: "ThinkPad X1".to_owned(),
         serial_number: "PF-123456".into(),
         problem: "does not boot".into(),
+        serial_verified: true,
+        location: "10115 Berlin".into(),
+        category: "hardware".to_owned(),
     }
 }
+
+pub fn berlin_referral() -> StoreReferral {
+    StoreReferral {
+        store: berlin(),
+        name: "Service Store Berlin Mitte".to_owned(),
+        address: "Friedrichstraße 100, 10117 Berlin".to_owned(),
+        opening_hours: "Mo–Fr 10–19".to_owned(),
+    }
+}
+
+pub const SUMMARY: &str = "ThinkPad X1, serial PF-123456 (verified): does not boot";
 
 pub fn text(s: &str) -> MessageBody {
     MessageBody::Text(s.into())
@@ -86,6 +100,8 @@ pub fn bot_message(n: u128) -> Event {
     Event::BotMessageSent {
         message: message(n),
         body: text("Wie kann ich helfen?"),
+        prompt: "greeting".to_owned(),
+        choices: vec![],
     }
 }
 
@@ -96,6 +112,7 @@ pub fn details() -> Event {
 pub fn handoff() -> Event {
     Event::HandoffRequested {
         reason: HandoffReason::DetailsComplete,
+        summary: SUMMARY.into(),
     }
 }
 
@@ -118,7 +135,7 @@ pub fn routed_to_store() -> Event {
 }
 
 pub fn referred() -> Event {
-    Event::ReferredToStore { store: berlin() }
+    Event::ReferredToStore(berlin_referral())
 }
 
 pub fn assigned(agent: AgentId) -> Event {
@@ -145,6 +162,16 @@ pub fn resolved(agent: AgentId) -> Event {
     Event::TicketResolved {
         agent,
         summary: "repair order created".to_owned(),
+    }
+}
+
+/// The bot's message that asks for the rating, sent with [`rating_requested`].
+pub fn rating_prompt() -> Event {
+    Event::BotMessageSent {
+        message: message(99),
+        body: text("Wie zufrieden waren Sie? 1–5"),
+        prompt: helpline_domain::decide::RATING_PROMPT.to_owned(),
+        choices: vec![],
     }
 }
 
@@ -222,6 +249,8 @@ pub mod cmd {
         Command::SendBotMessage {
             message: message(n),
             body: text("Wie kann ich helfen?"),
+            prompt: "greeting".to_owned(),
+            choices: vec![],
         }
     }
 
@@ -232,6 +261,7 @@ pub mod cmd {
     pub fn request_handoff() -> Command {
         Command::RequestHandoff {
             reason: HandoffReason::DetailsComplete,
+            summary: SUMMARY.into(),
         }
     }
 
@@ -245,7 +275,7 @@ pub mod cmd {
     pub fn refer_to_store() -> Command {
         Command::ReferToStore {
             rule: RULE.to_owned(),
-            store: berlin(),
+            referral: berlin_referral(),
         }
     }
 
@@ -279,6 +309,18 @@ pub mod cmd {
     pub fn request_rating() -> Command {
         Command::RequestRating {
             message: message(99),
+            body: text("Wie zufrieden waren Sie? 1–5"),
+            choices: vec![],
+        }
+    }
+
+    pub fn hand_back(agent: AgentId) -> Command {
+        Command::HandBackToBot { agent }
+    }
+
+    pub fn detect_language(language: &str) -> Command {
+        Command::DetectLanguage {
+            language: language.to_owned(),
         }
     }
 
@@ -347,6 +389,8 @@ pub mod cmd {
             record_delivery_failure(3),
             record_read(3),
             erase(),
+            detect_language("en"),
+            hand_back(alice()),
         ]
     }
 }
@@ -459,7 +503,7 @@ impl Stage {
             Stage::AwaitingRating => then(
                 Stage::Resolved,
                 cmd::request_rating(),
-                vec![rating_requested()],
+                vec![rating_prompt(), rating_requested()],
             ),
             Stage::Closed => then(
                 Stage::AwaitingRating,

@@ -157,7 +157,7 @@ impl Egress {
                 self.note_customer_message(event.meta.ticket, event.meta.occurred_at)
                     .await
             }
-            Event::BotMessageSent { message, body }
+            Event::BotMessageSent { message, body, .. }
             | Event::AgentMessageSent { message, body, .. } => {
                 self.deliver(&event, *message, body).await
             }

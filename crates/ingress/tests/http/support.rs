@@ -143,6 +143,8 @@ impl Harness {
         let answer = Event::BotMessageSent {
             message,
             body: MessageBody::Text(Personal::new("Wir kümmern uns".to_owned())),
+            prompt: "test".to_owned(),
+            choices: vec![],
         };
         self.append(ticket, answer).await;
         for _ in 0..600 {
