@@ -1,5 +1,6 @@
 //! The ticket's state, its phases, and `evolve`, which folds one event into the state.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,13 @@ pub enum Phase {
     AwaitingRating,
     Closed,
     Abandoned,
+}
+
+impl Ticket {
+    /// How often the bot sent `prompt`.
+    pub fn prompted(&self, prompt: &str) -> u32 {
+        self.prompts.get(prompt).copied().unwrap_or(0)
+    }
 }
 
 impl Phase {
@@ -84,9 +92,13 @@ pub struct Ticket {
     pub agent: Option<AgentId>,
     pub accepted: bool,
     pub store: Option<StoreId>,
-    /// Rating requests and re-prompts sent; the feedback service allows one re-prompt.
+    /// How often the bot sent each prompt (`greeting`, `ask_serial`, `serial_invalid`,
+    /// `rating`, …): what the bot has asked, rebuilt from the log after any restart.
     #[serde(default)]
-    pub rating_prompts: u32,
+    pub prompts: BTreeMap<String, u32>,
+    /// The prompt of the bot's latest message: what a bare answer replies to.
+    #[serde(default)]
+    pub last_prompt: String,
     pub resolved_by: Option<AgentId>,
     pub rating: Option<Rating>,
     pub customer_messages: u32,
@@ -119,9 +131,12 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
             ticket.holder = Holder::Bot;
         }
         Event::CustomerMessageReceived { .. } => ticket.customer_messages += 1,
-        Event::BotMessageSent { .. } | Event::AgentMessageSent { .. } => {
-            ticket.outbound_messages += 1
+        Event::BotMessageSent { prompt, .. } => {
+            ticket.outbound_messages += 1;
+            *ticket.prompts.entry(prompt.clone()).or_default() += 1;
+            ticket.last_prompt = prompt.clone();
         }
+        Event::AgentMessageSent { .. } => ticket.outbound_messages += 1,
         Event::DetailsCaptured(details) => ticket.details = Some(details.clone()),
         Event::LanguageDetected { language } => ticket.language = language.clone(),
         Event::HandoffRequested { .. } => ticket.phase = Phase::Routing,
@@ -165,10 +180,7 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
             ticket.phase = Phase::Open;
             ticket.holder = Holder::Bot;
         }
-        Event::RatingRequested { .. } => {
-            ticket.phase = Phase::AwaitingRating;
-            ticket.rating_prompts += 1;
-        }
+        Event::RatingRequested { .. } => ticket.phase = Phase::AwaitingRating,
         Event::RatingReceived { score, comment } => {
             ticket.rating = Some(Rating {
                 score: *score,

@@ -1164,7 +1164,8 @@ fn a_closed_ticket_holds_the_whole_story() {
             reads: 0,
             erased: false,
             holder: Holder::Bot,
-            rating_prompts: 1,
+            prompts: [("rating".to_owned(), 1)].into(),
+            last_prompt: "rating".to_owned(),
             events: 12,
         }
     );

@@ -8,6 +8,7 @@
 //!   read by batch Direct Get ([`load`]).
 //! - [`EventStore::subscribe`] runs a handler over a durable pull consumer, with retries and
 //!   a dead-letter subject for poison events ([`subscribe`]).
+//! - [`EventStore::react`] appends a service's answer to an event exactly once ([`react`]).
 //! - [`codec`] converts domain events to and from the `helpline.v1.EventEnvelope` contract.
 //!
 //! **Invariants.**
@@ -29,6 +30,7 @@ mod direct;
 mod error;
 pub mod layout;
 pub mod load;
+pub mod react;
 pub mod subscribe;
 
 use std::sync::Arc;
@@ -44,6 +46,7 @@ pub use config::StoreConfig;
 pub use error::StoreError;
 pub use layout::Layout;
 pub use load::LoadedTicket;
+pub use react::{Cause, Reacted, reaction_id};
 pub use subscribe::{HandlerError, StoredEvent, Subscription};
 
 /// A region's event store: one connection, the stream and the buckets.

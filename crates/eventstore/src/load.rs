@@ -12,7 +12,7 @@ use crate::direct;
 use crate::error::StoreError;
 
 /// Bump when `Ticket`'s serialized shape changes; older snapshots are then ignored.
-const SNAPSHOT_SCHEMA: u32 = 1;
+const SNAPSHOT_SCHEMA: u32 = 2;
 
 /// A ticket's state and the version it was folded up to.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -1,0 +1,160 @@
+//! Reacting to a cause exactly once: how the bot, routing and feedback answer an event.
+//!
+//! A service's answer to one cause (an event it consumed, or a timer that fired) is a
+//! list of commands. They are decided one after the other on the ticket's current state
+//! and their events appended as **one** atomic append, whose command id is derived from
+//! the service's name and the cause. So:
+//!
+//! - a redelivered cause (a crash after the append, before the ack) finds its command id
+//!   among the ticket's events after the cause and appends nothing, however long ago the
+//!   first try was — the stream's duplicate window is not relied on;
+//! - two instances handling the same cause at once race on the expected version, and the
+//!   loser's append settles as a duplicate (see [`EventStore::append`]);
+//! - a reaction is never half applied: a refused command refuses the whole reaction.
+
+use std::time::SystemTime;
+
+use helpline_domain::{Command, DomainError, Ticket, TicketId, decide, evolve};
+use uuid::Uuid;
+
+use crate::EventStore;
+use crate::append::{COMMAND_ID_HEADER, CommandMeta};
+use crate::direct::{self, header_str};
+use crate::error::StoreError;
+use crate::subscribe::StoredEvent;
+
+/// Namespace of reaction command ids (UUIDv5 of `<service>/<cause id>`).
+const REACTION_NAMESPACE: Uuid = Uuid::from_u128(0x7265_6163_7469_6f6e_2d68_656c_706c_696e);
+/// Conflicts with other writers tolerated before the cause is left to redelivery.
+const TRIES: u32 = 8;
+
+/// Why a service reacts: the cause's id, the ticket it concerns and where in the
+/// ticket's log it sits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cause {
+    pub ticket: TicketId,
+    /// Unique per cause: an event id, or a timer's own id.
+    pub id: String,
+    /// Only events after this sequence can hold an earlier reaction to the cause.
+    pub after_sequence: u64,
+    pub correlation_id: String,
+}
+
+impl Cause {
+    /// A consumed event as the cause.
+    pub fn event(event: &StoredEvent) -> Self {
+        Self {
+            ticket: event.meta.ticket,
+            id: event.meta.event_id.to_string(),
+            after_sequence: event.sequence,
+            correlation_id: event.meta.correlation_id.clone(),
+        }
+    }
+}
+
+/// What came of a reaction.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reacted {
+    /// The events were appended; the ticket is now at `version`.
+    Appended { events: usize, version: u64 },
+    /// An earlier delivery of the cause already reacted.
+    AlreadyDone,
+    /// The service had nothing to say.
+    Nothing,
+    /// The ticket moved on so that a command no longer applies; nothing was appended.
+    Refused(DomainError),
+}
+
+/// The command id of `service`'s reaction to `cause`: the same on every delivery.
+pub fn reaction_id(service: &str, cause: &Cause) -> Uuid {
+    Uuid::new_v5(
+        &REACTION_NAMESPACE,
+        format!("{service}/{}", cause.id).as_bytes(),
+    )
+}
+
+impl EventStore {
+    /// Runs `respond` on the ticket's current state and appends what its commands decide,
+    /// once per (`service`, `cause`), however often the cause is delivered.
+    pub async fn react<F>(
+        &self,
+        service: &str,
+        cause: &Cause,
+        respond: F,
+    ) -> Result<Reacted, StoreError>
+    where
+        F: Fn(&Ticket) -> Vec<Command>,
+    {
+        let command_id = reaction_id(service, cause);
+        if self.has_reacted(cause, command_id).await? {
+            return Ok(Reacted::AlreadyDone);
+        }
+        let meta = CommandMeta::new(command_id, SystemTime::now())
+            .caused_by(cause.id.clone())
+            .correlated_with(cause.correlation_id.clone());
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            let loaded = self.load(cause.ticket).await?;
+            let commands = respond(&loaded.ticket);
+            if commands.is_empty() {
+                return Ok(Reacted::Nothing);
+            }
+            let events = match decide_all(&loaded.ticket, commands) {
+                Ok(events) => events,
+                Err(refusal) => return Ok(Reacted::Refused(refusal)),
+            };
+            if events.is_empty() {
+                return Ok(Reacted::Nothing);
+            }
+            match self
+                .append(cause.ticket, loaded.version, &events, &meta)
+                .await
+            {
+                Ok(appended) if appended.duplicate => return Ok(Reacted::AlreadyDone),
+                Ok(appended) => {
+                    return Ok(Reacted::Appended {
+                        events: events.len(),
+                        version: appended.version,
+                    });
+                }
+                Err(StoreError::Conflict { .. }) if tried < TRIES => {
+                    tracing::debug!(ticket = %cause.ticket, tried, "reaction met another append");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn has_reacted(&self, cause: &Cause, command_id: Uuid) -> Result<bool, StoreError> {
+        let ours = command_id.to_string();
+        let tail = direct::messages_after(
+            &self.client,
+            self.layout.event_stream(),
+            &self.layout.ticket_subject(cause.ticket),
+            cause.after_sequence,
+            self.config.request_timeout,
+        )
+        .await?;
+        Ok(tail
+            .iter()
+            .any(|m| header_str(&m.headers, COMMAND_ID_HEADER) == Some(ours.as_str())))
+    }
+}
+
+/// Decides `commands` in order, each on the state the previous ones left.
+fn decide_all(
+    ticket: &Ticket,
+    commands: Vec<Command>,
+) -> Result<Vec<helpline_domain::Event>, DomainError> {
+    let mut state = ticket.clone();
+    let mut events = Vec::new();
+    for command in commands {
+        let decided = decide(&state, command)?;
+        for event in &decided {
+            state = evolve(state, event);
+        }
+        events.extend(decided);
+    }
+    Ok(events)
+}
