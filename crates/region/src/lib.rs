@@ -19,6 +19,7 @@
 
 mod hours;
 mod places;
+mod route;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 pub use hours::{HoursError, WeeklyHours};
 pub use places::{Place, Store};
+pub use route::{DEFAULT_RULE, Route, RouteFacts, Target};
 
 /// Everything a region configures about its conversations.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -383,11 +385,11 @@ fn valid_coordinates(latitude: f64, longitude: f64) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The German deployment's file, as shipped.
-    fn germany() -> RegionConfig {
+    pub(crate) fn germany() -> RegionConfig {
         let text = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
         let mut table: toml::Table = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
         table.remove("region");
