@@ -105,6 +105,19 @@ impl Inbound {
     }
 }
 
+/// The text of a tapped button whose answer names both an id and a title (WhatsApp's
+/// interactive and template replies): the id when it is a rating digit `1`–`5`, so the
+/// score is read the same whatever the title shows (`⭐⭐⭐⭐⭐`, `sehr gut`); else the
+/// title, which is what the customer saw and would have typed; the id when the title is
+/// empty. `None` when both are empty.
+pub(crate) fn choice_text(id: &str, title: &str) -> Option<String> {
+    let rating = matches!(id, "1" | "2" | "3" | "4" | "5");
+    [(rating, id), (true, title), (true, id)]
+        .into_iter()
+        .find(|(usable, text)| *usable && !text.is_empty())
+        .map(|(_, text)| text.to_owned())
+}
+
 /// Builds the `InboundMessage`s for the parts of one provider message.
 pub(crate) struct Parts<'a> {
     pub provider_message_id: &'a str,
@@ -136,5 +149,21 @@ impl Parts<'_> {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_choice_reads_as_its_rating_digit_else_its_title() {
+        assert_eq!(choice_text("5", "⭐⭐⭐⭐⭐").as_deref(), Some("5"));
+        assert_eq!(choice_text("1", "schlecht").as_deref(), Some("1"));
+        assert_eq!(choice_text("de", "Deutsch").as_deref(), Some("Deutsch"));
+        assert_eq!(choice_text("6", "sechs").as_deref(), Some("sechs"));
+        assert_eq!(choice_text("lang_de", "").as_deref(), Some("lang_de"));
+        assert_eq!(choice_text("", "Ja").as_deref(), Some("Ja"));
+        assert_eq!(choice_text("", ""), None);
     }
 }

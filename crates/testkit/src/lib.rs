@@ -17,4 +17,4 @@ pub mod nats;
 pub mod simulator;
 
 pub use nats::{NatsServer, NatsServerBuilder, TestkitError, free_port};
-pub use simulator::{Simulator, SimulatorConfig};
+pub use simulator::{Received, Simulator, SimulatorConfig};

@@ -1,7 +1,8 @@
 //! Facebook Messenger webhooks (`CHANNELS.md` §2).
 //!
 //! Signed like WhatsApp with `X-Hub-Signature-256`; one POST carries any number of
-//! `entry[].messaging[]` events. Timestamps and watermarks are Unix milliseconds.
+//! `entry[].messaging[]` events. Timestamps and watermarks are Unix milliseconds. A
+//! tapped quick reply is the customer's text: its payload (our id), not its title.
 
 use helpline_domain::{Channel, MediaKind, Personal};
 use serde::Deserialize;
@@ -158,7 +159,13 @@ fn read_message(
     let mid = json::non_empty(&message.mid, "message.mid")?;
     let contact = sender_id(sender)?;
     let mut contents = Vec::new();
-    if let Some(text) = message.text {
+    // A tapped quick reply carries its title as `text` and our id as the payload; the id
+    // is what the bot offered, so it is the answer.
+    let tapped = message
+        .quick_reply
+        .map(|reply| reply.payload)
+        .filter(|payload| !payload.is_empty());
+    if let Some(text) = tapped.or(message.text) {
         contents.push(InboundContent::Text(Personal::new(text)));
     }
     for attachment in &message.attachments {
@@ -270,6 +277,13 @@ struct MessageObject {
     attachments: Vec<Attachment>,
     #[serde(default)]
     is_echo: bool,
+    quick_reply: Option<QuickReply>,
+}
+
+/// `{"payload":"<the id we sent>"}`
+#[derive(Deserialize)]
+struct QuickReply {
+    payload: String,
 }
 
 #[derive(Deserialize)]

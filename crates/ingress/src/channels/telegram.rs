@@ -1,8 +1,17 @@
 //! Telegram Bot API webhooks (`CHANNELS.md` §3).
 //!
 //! No body signature: Telegram presents the `secret_token` given to `setWebhook` in
-//! `X-Telegram-Bot-Api-Secret-Token`. One POST is one `Update`; only `message` in private
-//! chats is read. Bots get no delivery or read receipts.
+//! `X-Telegram-Bot-Api-Secret-Token`. One POST is one `Update`; only `message` and
+//! `callback_query` (a tap on an inline keyboard button of ours) in private chats are
+//! read. Bots get no delivery or read receipts.
+//!
+//! A tap is the customer's text message: its `data` (the id we sent as `callback_data`),
+//! from the chat of the message it was on (else from the user who tapped), with the
+//! update's `update_id` as its id like any other update, so each tap is its own message
+//! and a redelivered one dedupes. The tap is not answered with `answerCallbackQuery`:
+//! the client shows a progress indicator on the button until Telegram's own timeout, and
+//! the bot's next message is the visible answer; answering would be one more provider
+//! call per tap, outside the webhook's append-then-200 path.
 
 use helpline_domain::{Channel, MediaKind, Personal};
 use serde::Deserialize;
@@ -88,9 +97,12 @@ impl InboundAdapter for TelegramAdapter {
         let update_id = json::required(update.get("update_id"), "update_id")?
             .as_i64()
             .ok_or_else(|| WebhookError::malformed("update_id is not a 64-bit integer"))?;
+        if let Some(callback) = update.remove("callback_query") {
+            return read_callback(update_id, json::from_value(callback)?);
+        }
         let Some(message) = update.remove("message") else {
             // An update carries exactly one kind besides `update_id`: `edited_message`,
-            // `callback_query`, `my_chat_member` (e.g. the user blocked the bot), …
+            // `my_chat_member` (e.g. the user blocked the bot), `poll`, …
             let kind = update
                 .keys()
                 .find(|key| *key != "update_id")
@@ -126,6 +138,43 @@ fn read_message(update_id: i64, message: Message) -> Result<Vec<Inbound>, Webhoo
         account: None,
     };
     Ok(parts.into_messages(vec![content]))
+}
+
+fn read_callback(update_id: i64, callback: CallbackQuery) -> Result<Vec<Inbound>, WebhookError> {
+    json::non_empty(&callback.id, "callback_query.id")?;
+    if let Some(chat) = callback.message.as_ref().map(|message| &message.chat)
+        && chat.kind != "private"
+    {
+        return Ok(vec![Inbound::ignored(format!(
+            "telegram callback in a `{}` chat",
+            type_label(&chat.kind)
+        ))]);
+    }
+    if callback.from.is_bot {
+        return Ok(vec![Inbound::ignored("telegram callback from a bot")]);
+    }
+    // Games' callbacks carry `game_short_name` instead; helpline sends no games.
+    let Some(data) = callback.data else {
+        return Ok(vec![Inbound::ignored("telegram callback without data")]);
+    };
+    json::non_empty(&data, "callback_query.data")?;
+    let chat = callback
+        .message
+        .as_ref()
+        .map_or(callback.from.id, |message| message.chat.id);
+    let display_name = full_name(
+        callback.from.first_name.as_deref(),
+        callback.from.last_name.as_deref(),
+    );
+    let parts = Parts {
+        provider_message_id: &update_id.to_string(),
+        contact: &chat.to_string(),
+        display_name: display_name.as_deref(),
+        // A callback has no date of its own; the message's is when the bot sent it.
+        sent_at_unix: None,
+        account: None,
+    };
+    Ok(parts.into_messages(vec![InboundContent::Text(Personal::new(data))]))
 }
 
 fn read_content(message: &Message) -> Result<Option<InboundContent>, WebhookError> {
@@ -194,6 +243,10 @@ fn display_name(message: &Message) -> Option<String> {
             message.chat.last_name.as_deref(),
         ),
     };
+    full_name(first, last)
+}
+
+fn full_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
     match (first, last) {
         (Some(first), Some(last)) => Some(format!("{first} {last}")),
         (Some(name), None) | (None, Some(name)) => Some(name.to_owned()),
@@ -219,6 +272,32 @@ struct Message {
     audio: Option<File>,
     voice: Option<File>,
     location: Option<Location>,
+}
+
+/// `{"id","from","message"?,"chat_instance","data"?}`; `message` is absent for messages
+/// sent in inline mode and may be an inaccessible message (`date` 0), which still names
+/// its chat.
+#[derive(Deserialize)]
+struct CallbackQuery {
+    id: String,
+    from: Tapper,
+    message: Option<CallbackMessage>,
+    data: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Tapper {
+    /// May exceed 32 bits; in a private chat, the chat's id.
+    id: i64,
+    #[serde(default)]
+    is_bot: bool,
+    first_name: Option<String>,
+    last_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CallbackMessage {
+    chat: Chat,
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,10 @@
 //!
 //! Signed with `X-Hub-Signature-256`; one POST carries any number of `entry[].changes[]`,
 //! each with `messages[]` and/or `statuses[]`. Only `field: "messages"` is read.
+//!
+//! A tapped button (`interactive` `button_reply`/`list_reply`, or a template's `button`)
+//! is the customer's text by `inbound::choice_text`: the id when it is a rating digit,
+//! else the title.
 
 use helpline_domain::{Channel, MediaKind, Personal};
 use serde::Deserialize;
@@ -11,7 +15,7 @@ pub use super::meta::verify_handshake;
 use super::meta;
 use crate::adapter::{InboundAdapter, WebhookRequest};
 use crate::error::{ConfigError, WebhookError};
-use crate::inbound::{Inbound, InboundContent, Parts, Receipt, ReceiptStatus};
+use crate::inbound::{Inbound, InboundContent, Parts, Receipt, ReceiptStatus, choice_text};
 use crate::json::{self, type_label};
 use crate::secret::{Secret, require_secrets};
 
@@ -154,10 +158,29 @@ fn read_message(
             let text = json::required(message.text.as_ref(), "messages[].text")?;
             InboundContent::Text(Personal::new(text.body.clone()))
         }
-        // The customer's tap on a template's quick-reply button.
+        // The customer's tap on a template's quick-reply button: its payload is the id.
         "button" => {
             let button = json::required(message.button.as_ref(), "messages[].button")?;
-            InboundContent::Text(Personal::new(button.text.clone()))
+            let payload = button.payload.as_deref().unwrap_or("");
+            tapped(payload, &button.text, "messages[].button")?
+        }
+        // The customer's tap on a reply button or a list row of ours.
+        "interactive" => {
+            let interactive =
+                json::required(message.interactive.as_ref(), "messages[].interactive")?;
+            let (reply, what) = match interactive.kind.as_str() {
+                "button_reply" => (&interactive.button_reply, "interactive.button_reply"),
+                "list_reply" => (&interactive.list_reply, "interactive.list_reply"),
+                // Flows (`nfm_reply`) and whatever Meta adds.
+                other => {
+                    return Ok(vec![Inbound::ignored(format!(
+                        "whatsapp interactive reply `{}`",
+                        type_label(other)
+                    ))]);
+                }
+            };
+            let reply = json::required(reply.as_ref(), what)?;
+            tapped(&reply.id, &reply.title, what)?
         }
         "image" => media(MediaKind::Image, &message.image, "messages[].image")?,
         "video" => media(MediaKind::Video, &message.video, "messages[].video")?,
@@ -197,6 +220,13 @@ fn read_message(
         account,
     };
     Ok(parts.into_messages(vec![content]))
+}
+
+/// A tap as the customer's text, by `choice_text`; both parts empty is malformed.
+fn tapped(id: &str, title: &str, what: &str) -> Result<InboundContent, WebhookError> {
+    choice_text(id, title)
+        .map(|text| InboundContent::Text(Personal::new(text)))
+        .ok_or_else(|| WebhookError::malformed(format!("{what} has neither id nor title")))
 }
 
 fn media(
@@ -305,6 +335,7 @@ struct Message {
     kind: String,
     text: Option<Text>,
     button: Option<Button>,
+    interactive: Option<Interactive>,
     image: Option<MediaObject>,
     video: Option<MediaObject>,
     audio: Option<MediaObject>,
@@ -320,6 +351,23 @@ struct Text {
 #[derive(Deserialize)]
 struct Button {
     text: String,
+    payload: Option<String>,
+}
+
+/// `{"type":"button_reply","button_reply":{"id","title"}}` or
+/// `{"type":"list_reply","list_reply":{"id","title","description"}}`.
+#[derive(Deserialize)]
+struct Interactive {
+    #[serde(rename = "type")]
+    kind: String,
+    button_reply: Option<Reply>,
+    list_reply: Option<Reply>,
+}
+
+#[derive(Deserialize)]
+struct Reply {
+    id: String,
+    title: String,
 }
 
 #[derive(Deserialize)]

@@ -37,7 +37,7 @@ pub trait OutboundAdapter: Send + Sync + fmt::Debug {
     }
 
     /// The form to try, once, after [`SendOutcome::WindowClosed`]; `None` gives up.
-    fn after_window_closed(&self, _form: Form) -> Option<Form> {
+    fn after_window_closed(&self, _message: &OutboundMessage, _form: Form) -> Option<Form> {
         None
     }
 

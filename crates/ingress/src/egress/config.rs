@@ -1,4 +1,4 @@
-//! Egress settings: which channels send, the WhatsApp template, limits and retries.
+//! Egress settings: which channels send, the WhatsApp templates, limits and retries.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,9 +16,15 @@ pub struct EgressConfig {
     /// The same `[channels.*]` sections the webhooks read: the outbound keys
     /// (`access_token`, `bot_token`, `callback_url`, …) live beside the inbound ones.
     pub channels: ChannelsConfig,
-    /// Sent on WhatsApp in place of free text outside the 24-hour window; without it such
-    /// messages fail permanently.
+    /// `[egress] whatsapp_template`: sent on WhatsApp in place of free text outside the
+    /// 24-hour window; without it such messages fail permanently.
     pub whatsapp_template: Option<WhatsAppTemplate>,
+    /// `[egress] whatsapp_rating_template` (`name`, `language`, as `whatsapp_template`):
+    /// sent in place of the bot's rating request (prompts `rating` and `rating_reprompt`)
+    /// outside the 24-hour window, so the customer can still rate, typically with the
+    /// template's own quick-reply buttons. Without it those messages fall back to
+    /// `whatsapp_template`.
+    pub whatsapp_rating_template: Option<WhatsAppTemplate>,
     /// Viber's `sender.name`, at most 28 characters.
     pub viber_sender_name: String,
     pub retry: RetryPolicy,
@@ -36,6 +42,7 @@ impl Default for EgressConfig {
         Self {
             channels: ChannelsConfig::default(),
             whatsapp_template: None,
+            whatsapp_rating_template: None,
             viber_sender_name: "Helpline".to_owned(),
             retry: RetryPolicy::default(),
             rate_limits: HashMap::new(),

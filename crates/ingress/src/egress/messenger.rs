@@ -4,16 +4,20 @@
 //! Bearer` (the configuration names no page id; `/me` is the page the token belongs to),
 //! `messaging_type: RESPONSE`. Outside the 24-hour window Meta refuses (2018278); the
 //! `HUMAN_AGENT` tag needs a permission helpline does not assume, so that fails.
+//!
+//! Choices go out as `quick_replies` (`content_type: text`, the id as `payload`, titles
+//! of at most 20 characters, at most 13); more as text with the options appended.
 
 use helpline_domain::Channel;
 use http::header::AUTHORIZATION;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::adapter::{
     OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable, bearer, join, json_post,
     require_url, to_json, unreadable_success,
 };
+use super::choices::{fit, label, text_with_options};
 use super::error::EgressError;
 use super::graph;
 use super::{Form, OutboundMessage, SendOutcome};
@@ -22,6 +26,10 @@ use crate::secret::require_secrets;
 
 /// "This message is sent outside of allowed window" (permission error 10).
 const WINDOW_CLOSED_SUBCODE: i64 = 2018278;
+/// The Send API's limits on quick replies: how many, a title's and a payload's length.
+const MAX_QUICK_REPLIES: usize = 13;
+const MAX_TITLE_CHARS: usize = 20;
+const MAX_PAYLOAD_CHARS: usize = 1000;
 
 #[derive(Debug)]
 pub struct MessengerOutbound {
@@ -48,7 +56,7 @@ impl OutboundAdapter for MessengerOutbound {
         let body = json!({
             "recipient": {"id": message.contact},
             "messaging_type": "RESPONSE",
-            "message": {"text": message.text},
+            "message": content(message),
         });
         let authorization = bearer(self.config.page_access_token.expose());
         json_post(
@@ -77,6 +85,33 @@ impl OutboundAdapter for MessengerOutbound {
     }
 }
 
+/// The `message` object: the text with quick replies where the choices fit them, else
+/// the text with the options appended.
+fn content(message: &OutboundMessage) -> Value {
+    let choices = &message.choices;
+    let fits = choices.len() <= MAX_QUICK_REPLIES
+        && choices
+            .iter()
+            .all(|c| !c.id.is_empty() && c.id.chars().count() <= MAX_PAYLOAD_CHARS);
+    if choices.is_empty() {
+        return json!({"text": message.text});
+    }
+    if !fits {
+        return json!({"text": text_with_options(&message.text, choices)});
+    }
+    let quick_replies: Vec<Value> = choices
+        .iter()
+        .map(|choice| {
+            json!({
+                "content_type": "text",
+                "title": fit(label(choice), MAX_TITLE_CHARS),
+                "payload": choice.id,
+            })
+        })
+        .collect();
+    json!({"text": message.text, "quick_replies": quick_replies})
+}
+
 /// `{"recipient_id":"<PSID>","message_id":"m_..."}`
 #[derive(Deserialize)]
 struct Sent {
@@ -87,7 +122,7 @@ struct Sent {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use helpline_domain::{MessageId, TicketId};
+    use helpline_domain::{MessageId, QuickReply, TicketId};
     use uuid::Uuid;
 
     use super::*;
@@ -110,6 +145,9 @@ mod tests {
             channel: Channel::Messenger,
             contact: "6543210987654321".to_owned(),
             text: "Hallo 👋🏽".to_owned(),
+            prompt: String::new(),
+            choices: Vec::new(),
+            language: "de".to_owned(),
             customer_last_message_at: None,
         }
     }
@@ -129,6 +167,65 @@ mod tests {
                 "message": {"text": "Hallo 👋🏽"},
             })
         );
+    }
+
+    #[test]
+    fn choices_are_quick_replies_with_the_id_as_payload() {
+        let choices: Vec<QuickReply> = (1..=5)
+            .map(|n| QuickReply {
+                id: n.to_string(),
+                title: "⭐".repeat(n),
+            })
+            .collect();
+        let rating = OutboundMessage {
+            text: "Wie war es?".to_owned(),
+            prompt: "rating".to_owned(),
+            choices: choices.clone(),
+            ..message()
+        };
+        let request = adapter().build(&rating, Form::Text).unwrap();
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let quick_replies: Vec<Value> = (1..=5)
+            .map(|n| json!({"content_type": "text", "title": "⭐".repeat(n), "payload": n.to_string()}))
+            .collect();
+        assert_eq!(
+            body,
+            json!({
+                "recipient": {"id": "6543210987654321"},
+                "messaging_type": "RESPONSE",
+                "message": {"text": "Wie war es?", "quick_replies": quick_replies},
+            })
+        );
+
+        let long = OutboundMessage {
+            choices: vec![QuickReply {
+                id: "x".to_owned(),
+                title: "Ein Titel über zwanzig Zeichen".to_owned(),
+            }],
+            ..rating.clone()
+        };
+        let body: Value =
+            serde_json::from_slice(&adapter().build(&long, Form::Text).unwrap().body).unwrap();
+        let title = body["message"]["quick_replies"][0]["title"]
+            .as_str()
+            .unwrap();
+        assert_eq!(title.chars().count(), 20);
+
+        let many = OutboundMessage {
+            choices: (1..=14)
+                .map(|n| QuickReply {
+                    id: n.to_string(),
+                    title: String::new(),
+                })
+                .collect(),
+            ..rating
+        };
+        let body: Value =
+            serde_json::from_slice(&adapter().build(&many, Form::Text).unwrap().body).unwrap();
+        assert!(body["message"].get("quick_replies").is_none());
+        let text = body["message"]["text"].as_str().unwrap();
+        assert!(text.starts_with("Wie war es?\n\n1\n2\n"), "{text}");
+        assert!(text.ends_with("\n14"), "{text}");
     }
 
     #[test]
@@ -162,7 +259,7 @@ mod tests {
             a.classify(&m, &answer(400, window)),
             SendOutcome::WindowClosed { .. }
         ));
-        assert_eq!(a.after_window_closed(Form::Text), None);
+        assert_eq!(a.after_window_closed(&m, Form::Text), None);
         let unknown = r#"{"error":{"message":"(#100) No matching user found","code":100,"error_subcode":2018001}}"#;
         match a.classify(&m, &answer(400, unknown)) {
             SendOutcome::Permanent { reason } => {

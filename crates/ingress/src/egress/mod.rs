@@ -11,15 +11,22 @@
 //! - [`service`]: [`run`], the durable consumer `egress` over every ticket, which sends
 //!   each `BotMessageSent` / `AgentMessageSent` and appends `MessageDelivered` or
 //!   `MessageDeliveryFailed`.
-//! - [`config`], [`error`].
+//! - `choices` (what the channels share in rendering buttons), [`config`], [`error`].
 //!
 //! **The 24-hour window (WhatsApp).** The domain's ticket has no "last customer message"
 //! time, so egress keeps one per ticket in its own KV bucket
 //! (`helpline-<region>-outbound`, key `last-inbound.<ticket>`): the consumer sees every
 //! ticket event in stream order, so by the time it handles a reply it has already recorded
 //! the `occurred_at` of every customer message before it. Outside the window the
-//! configured template is sent instead of the text; without a template the message fails
-//! permanently. A `131047` answer switches to the template once.
+//! configured template is sent instead of the text (for the rating prompts, the rating
+//! template if one is configured); without a template the message fails permanently. A
+//! `131047` answer switches to the template once.
+//!
+//! **Choices.** A bot message's buttons go out as the channel's own: WhatsApp reply
+//! buttons (up to 3) or a list (up to 10), Messenger quick replies, a Telegram inline
+//! keyboard, a Viber keyboard; the web chat gets them as `quick_replies`. Where a channel
+//! has no buttons, or the choices do not fit its limits, they are appended to the text
+//! one per line, so the customer can type the answer.
 //!
 //! **Exactly once towards the customer.** Before sending, egress looks up the message id
 //! in the outbound bucket; a record means the provider already answered, so nothing is
@@ -49,6 +56,7 @@
 //! provider's answer.
 
 pub mod adapter;
+mod choices;
 pub mod config;
 pub mod error;
 pub mod messenger;
@@ -66,7 +74,7 @@ mod test_support;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use helpline_domain::{Channel, MessageId, TicketId};
+use helpline_domain::{Channel, MessageId, QuickReply, TicketId};
 
 pub use adapter::{OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable};
 pub use config::{EgressConfig, RateLimit, RetryPolicy, WhatsAppTemplate};
@@ -85,6 +93,14 @@ pub struct OutboundMessage {
     pub contact: String,
     /// The text to send (personal data).
     pub text: String,
+    /// The bot's step that wrote the message (`rating`, `ask_language`, …); empty for an
+    /// agent's message. WhatsApp picks its template by it.
+    pub prompt: String,
+    /// Buttons the customer can tap instead of typing, rendered as each channel allows.
+    /// The bot's own words, not personal data.
+    pub choices: Vec<QuickReply>,
+    /// The ticket's language (BCP 47), for the few words egress adds itself.
+    pub language: String,
     /// When the customer last wrote, for WhatsApp's 24-hour window; `None` if unknown.
     pub customer_last_message_at: Option<SystemTime>,
 }
@@ -106,6 +122,9 @@ impl fmt::Debug for OutboundMessage {
             .field("channel", &self.channel)
             .field("contact", &"***")
             .field("text", &"***")
+            .field("prompt", &self.prompt)
+            .field("choices", &self.choices.len())
+            .field("language", &self.language)
             .field("customer_last_message_at", &self.customer_last_message_at)
             .finish()
     }
@@ -129,8 +148,8 @@ pub enum SendOutcome {
     WindowClosed { reason: String },
 }
 
-/// What a request carries: the message's text, or the channel's re-engagement template
-/// in its place (WhatsApp outside the 24-hour window).
+/// What a request carries: the message's text (with its choices), or the channel's
+/// re-engagement template in its place (WhatsApp outside the 24-hour window).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Form {
     Text,

@@ -204,14 +204,16 @@ impl Sender {
                     };
                 }
                 SendOutcome::Permanent { reason } => return Delivery::Permanent { reason },
-                SendOutcome::WindowClosed { reason } => match adapter.after_window_closed(form) {
-                    Some(next) if !switched => {
-                        tracing::info!(ticket = %message.ticket, message = %message.message, channel = message.channel.as_str(), "customer window closed, sending the template");
-                        switched = true;
-                        form = next;
+                SendOutcome::WindowClosed { reason } => {
+                    match adapter.after_window_closed(message, form) {
+                        Some(next) if !switched => {
+                            tracing::info!(ticket = %message.ticket, message = %message.message, channel = message.channel.as_str(), "customer window closed, sending the template");
+                            switched = true;
+                            form = next;
+                        }
+                        _ => return Delivery::Permanent { reason },
                     }
-                    _ => return Delivery::Permanent { reason },
-                },
+                }
                 SendOutcome::Retry { after, reason } => {
                     if attempts >= self.policy.max_attempts {
                         return Delivery::Exhausted {
@@ -301,6 +303,7 @@ fn adapters(config: &EgressConfig) -> Result<Vec<Arc<dyn OutboundAdapter>>, Egre
         adapters.push(Arc::new(WhatsAppOutbound::new(
             whatsapp.clone(),
             config.whatsapp_template.clone(),
+            config.whatsapp_rating_template.clone(),
         )?));
     }
     if let Some(messenger) = &channels.messenger {
@@ -490,7 +493,7 @@ mod tests {
             self.first.clone()
         }
 
-        fn after_window_closed(&self, form: Form) -> Option<Form> {
+        fn after_window_closed(&self, _: &OutboundMessage, form: Form) -> Option<Form> {
             self.fallback.filter(|next| *next != form)
         }
 
@@ -519,6 +522,9 @@ mod tests {
             channel: Channel::WhatsApp,
             contact: "1".to_owned(),
             text: "t".to_owned(),
+            prompt: String::new(),
+            choices: Vec::new(),
+            language: "de".to_owned(),
             customer_last_message_at: None,
         }
     }

@@ -2,9 +2,10 @@
 //!
 //! - `CustomerMessageReceived`: remembers the event's `occurred_at` as the ticket's last
 //!   customer message (KV key `last-inbound.<ticket>`), for WhatsApp's 24-hour window.
-//! - `BotMessageSent` / `AgentMessageSent`: sends the text to the ticket's customer and
-//!   appends `MessageDelivered` or `MessageDeliveryFailed` (see the module doc of
-//!   [`crate::egress`] for the exactly-once protocol around the KV key `<message id>`).
+//! - `BotMessageSent` / `AgentMessageSent`: sends the text (and the bot's choices) to the
+//!   ticket's customer and appends `MessageDelivered` or `MessageDeliveryFailed` (see the
+//!   module doc of [`crate::egress`] for the exactly-once protocol around the KV key
+//!   `<message id>`).
 //!   A message the provider accepted also gets a reverse entry, [`provider_key`] →
 //!   [`ProviderEntry`], by which ingress finds the ticket of a later receipt.
 //! - Everything else is acknowledged untouched.
@@ -15,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::StorageType;
-use helpline_domain::{Channel, Command, Event, MessageBody, MessageId, TicketId};
+use helpline_domain::{Channel, Command, Event, MessageBody, MessageId, QuickReply, TicketId};
 use helpline_eventstore::{CommandMeta, EventStore, HandlerError, Layout, StoredEvent};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -140,6 +141,14 @@ enum Recorded {
     },
 }
 
+/// What a bot or agent message says: its body and, for the bot's, the step and buttons.
+#[derive(Clone, Copy)]
+struct Said<'a> {
+    body: &'a MessageBody,
+    prompt: &'a str,
+    choices: &'a [QuickReply],
+}
+
 struct Egress {
     store: EventStore,
     sender: Sender,
@@ -157,9 +166,26 @@ impl Egress {
                 self.note_customer_message(event.meta.ticket, event.meta.occurred_at)
                     .await
             }
-            Event::BotMessageSent { message, body, .. }
-            | Event::AgentMessageSent { message, body, .. } => {
-                self.deliver(&event, *message, body).await
+            Event::BotMessageSent {
+                message,
+                body,
+                prompt,
+                choices,
+            } => {
+                let said = Said {
+                    body,
+                    prompt,
+                    choices,
+                };
+                self.deliver(&event, *message, said).await
+            }
+            Event::AgentMessageSent { message, body, .. } => {
+                let said = Said {
+                    body,
+                    prompt: "",
+                    choices: &[],
+                };
+                self.deliver(&event, *message, said).await
             }
             _ => Ok(()),
         }
@@ -185,7 +211,7 @@ impl Egress {
         &self,
         event: &StoredEvent,
         message: MessageId,
-        body: &MessageBody,
+        said: Said<'_>,
     ) -> Result<(), HandlerError> {
         let ticket = event.meta.ticket;
         if let Some(record) = self.record_of(message).await? {
@@ -207,7 +233,7 @@ impl Egress {
                 "message {earlier} of the same ticket awaits redelivery; keeping the order"
             )));
         }
-        let (delivery, channel) = match self.outbound(ticket, message, body).await? {
+        let (delivery, channel) = match self.outbound(ticket, message, said).await? {
             Ok(outbound) => {
                 let delivery = self.sender.send(&outbound, &self.shutdown).await;
                 log_delivery(&outbound, &delivery);
@@ -277,9 +303,9 @@ impl Egress {
         &self,
         ticket: TicketId,
         message: MessageId,
-        body: &MessageBody,
+        said: Said<'_>,
     ) -> Result<Result<OutboundMessage, String>, HandlerError> {
-        let MessageBody::Text(text) = body else {
+        let MessageBody::Text(text) = said.body else {
             return Ok(Err(
                 "egress sends text only; media and locations are not supported yet".to_owned(),
             ));
@@ -304,6 +330,9 @@ impl Egress {
             channel: customer.channel,
             contact: customer.contact.into_inner(),
             text: text.expose().clone(),
+            prompt: said.prompt.to_owned(),
+            choices: said.choices.to_vec(),
+            language: loaded.ticket.language,
             customer_last_message_at,
         }))
     }

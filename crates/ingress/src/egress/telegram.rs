@@ -2,6 +2,11 @@
 //!
 //! `POST {api_base_url}/bot<token>/sendMessage`: the token is in the path, so the URL is
 //! a secret. Flood control answers `429` with `parameters.retry_after`. No 24-hour window.
+//!
+//! Choices go out as an inline keyboard, one button per row (so long titles are not cut
+//! on a phone), the id as `callback_data` (1–64 bytes); ids beyond that, or more than
+//! 100 buttons, as text with the options appended. A tap comes back as a
+//! `callback_query` update, read by the webhook as the customer's message.
 
 use std::time::Duration;
 
@@ -13,10 +18,15 @@ use super::adapter::{
     OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable, by_code, join, json_post,
     require_url, to_json, truncate, unreadable_success,
 };
+use super::choices::{label, text_with_options};
 use super::error::EgressError;
 use super::{Form, OutboundMessage, SendOutcome};
 use crate::channels::telegram::TelegramConfig;
 use crate::secret::require_secrets;
+
+/// The Bot API's limits: `callback_data` of 1–64 bytes, 100 buttons per keyboard.
+const MAX_CALLBACK_DATA_BYTES: usize = 64;
+const MAX_BUTTONS: usize = 100;
 
 #[derive(Debug)]
 pub struct TelegramOutbound {
@@ -43,7 +53,7 @@ impl OutboundAdapter for TelegramOutbound {
             .contact
             .parse::<i64>()
             .map_or_else(|_| Value::from(message.contact.as_str()), Value::from);
-        let body = json!({"chat_id": chat_id, "text": message.text});
+        let body = content(chat_id, message);
         let url = join(
             &self.config.api_base_url,
             &format!("bot{}/sendMessage", self.config.bot_token.expose()),
@@ -81,6 +91,30 @@ impl OutboundAdapter for TelegramOutbound {
             ),
         }
     }
+}
+
+/// `sendMessage`'s parameters: the text, with an inline keyboard where the choices fit.
+fn content(chat_id: Value, message: &OutboundMessage) -> Value {
+    let choices = &message.choices;
+    if choices.is_empty() {
+        return json!({"chat_id": chat_id, "text": message.text});
+    }
+    let fits = choices.len() <= MAX_BUTTONS
+        && choices
+            .iter()
+            .all(|c| (1..=MAX_CALLBACK_DATA_BYTES).contains(&c.id.len()));
+    if !fits {
+        return json!({"chat_id": chat_id, "text": text_with_options(&message.text, choices)});
+    }
+    let rows: Vec<Value> = choices
+        .iter()
+        .map(|choice| json!([{"text": label(choice), "callback_data": choice.id}]))
+        .collect();
+    json!({
+        "chat_id": chat_id,
+        "text": message.text,
+        "reply_markup": {"inline_keyboard": rows},
+    })
 }
 
 /// `{"ok":false,"error_code":429,"description":"…","parameters":{"retry_after":15}}`:
@@ -133,7 +167,7 @@ struct Parameters {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use helpline_domain::{MessageId, TicketId};
+    use helpline_domain::{MessageId, QuickReply, TicketId};
     use uuid::Uuid;
 
     use super::*;
@@ -156,6 +190,9 @@ mod tests {
             channel: Channel::Telegram,
             contact: contact.to_owned(),
             text: "שלום".to_owned(),
+            prompt: String::new(),
+            choices: Vec::new(),
+            language: "de".to_owned(),
             customer_last_message_at: None,
         }
     }
@@ -172,6 +209,46 @@ mod tests {
         let named = adapter().build(&message("@someone"), Form::Text).unwrap();
         let body: Value = serde_json::from_slice(&named.body).unwrap();
         assert_eq!(body["chat_id"], "@someone");
+    }
+
+    #[test]
+    fn choices_are_an_inline_keyboard_with_the_id_as_callback_data() {
+        let choices: Vec<QuickReply> = (1..=5)
+            .map(|n| QuickReply {
+                id: n.to_string(),
+                title: "⭐".repeat(n),
+            })
+            .collect();
+        let rating = OutboundMessage {
+            prompt: "rating".to_owned(),
+            choices,
+            ..message("587236105")
+        };
+        let request = adapter().build(&rating, Form::Text).unwrap();
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let rows: Vec<Value> = (1..=5)
+            .map(|n| json!([{"text": "⭐".repeat(n), "callback_data": n.to_string()}]))
+            .collect();
+        assert_eq!(
+            body,
+            json!({
+                "chat_id": 587236105_i64,
+                "text": "שלום",
+                "reply_markup": {"inline_keyboard": rows},
+            })
+        );
+
+        let too_long = OutboundMessage {
+            choices: vec![QuickReply {
+                id: "x".repeat(65),
+                title: "Weiter".to_owned(),
+            }],
+            ..rating
+        };
+        let body: Value =
+            serde_json::from_slice(&adapter().build(&too_long, Form::Text).unwrap().body).unwrap();
+        assert!(body.get("reply_markup").is_none());
+        assert_eq!(body["text"], format!("שלום\n\n{} – Weiter", "x".repeat(65)));
     }
 
     #[test]

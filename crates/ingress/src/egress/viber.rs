@@ -4,16 +4,21 @@
 //! Failures come back as HTTP 200 with a non-zero `status`; 12 (too many requests) is
 //! retried, every other status is permanent. `message_token` exceeds 2^53 and is kept
 //! as the digits sent, never read as a float.
+//!
+//! Choices go out as a `keyboard` of `reply` buttons (the id as `ActionBody`, what the
+//! customer's tap sends back as a text message), one full-width button per row; more
+//! than 24 buttons, or an empty id, as text with the options appended.
 
 use helpline_domain::Channel;
 use http::HeaderName;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::adapter::{
     OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable, by_status, join, json_post,
     require_setting, require_url, to_json, truncate, unreadable_success,
 };
+use super::choices::{label, text_with_options};
 use super::error::EgressError;
 use super::{Form, OutboundMessage, SendOutcome};
 use crate::channels::viber::ViberConfig;
@@ -23,6 +28,9 @@ const AUTH_HEADER: HeaderName = HeaderName::from_static("x-viber-auth-token");
 /// Viber's limit on `sender.name` (the SDK's `MAX_SENDER_NAME_CHARS`).
 pub const MAX_SENDER_NAME_CHARS: usize = 28;
 const TOO_MANY_REQUESTS: i64 = 12;
+/// A keyboard holds at most 24 buttons; a button 6 columns wide fills its row.
+const MAX_BUTTONS: usize = 24;
+const FULL_WIDTH: u8 = 6;
 
 #[derive(Debug)]
 pub struct ViberOutbound {
@@ -55,7 +63,7 @@ impl OutboundAdapter for ViberOutbound {
     }
 
     fn build(&self, message: &OutboundMessage, _form: Form) -> Result<ProviderRequest, Unsendable> {
-        let body = json!({
+        let mut body = json!({
             "receiver": message.contact,
             "min_api_version": 1,
             "sender": {"name": self.sender_name},
@@ -63,6 +71,33 @@ impl OutboundAdapter for ViberOutbound {
             "type": "text",
             "text": message.text,
         });
+        let choices = &message.choices;
+        let fits = choices.len() <= MAX_BUTTONS && choices.iter().all(|c| !c.id.is_empty());
+        if let (false, Some(object)) = (choices.is_empty(), body.as_object_mut()) {
+            if fits {
+                let buttons: Vec<Value> = choices
+                    .iter()
+                    .map(|choice| {
+                        json!({
+                            "ActionType": "reply",
+                            "ActionBody": choice.id,
+                            "Text": label(choice),
+                            "Columns": FULL_WIDTH,
+                            "Rows": 1,
+                        })
+                    })
+                    .collect();
+                object.insert(
+                    "keyboard".to_owned(),
+                    json!({"Type": "keyboard", "DefaultHeight": false, "Buttons": buttons}),
+                );
+            } else {
+                object.insert(
+                    "text".to_owned(),
+                    json!(text_with_options(&message.text, choices)),
+                );
+            }
+        }
         json_post(
             join(&self.config.api_base_url, "send_message"),
             message,
@@ -140,7 +175,7 @@ struct Answer {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use helpline_domain::{MessageId, TicketId};
+    use helpline_domain::{MessageId, QuickReply, TicketId};
     use uuid::Uuid;
 
     use super::*;
@@ -165,6 +200,9 @@ mod tests {
             channel: Channel::Viber,
             contact: "01234567890A=".to_owned(),
             text: "Hallo".to_owned(),
+            prompt: String::new(),
+            choices: Vec::new(),
+            language: "de".to_owned(),
             customer_last_message_at: None,
         }
     }
@@ -181,6 +219,52 @@ mod tests {
         assert_eq!(body["type"], "text");
         assert_eq!(body["text"], "Hallo");
         assert_eq!(body["min_api_version"], 1);
+    }
+
+    #[test]
+    fn choices_are_a_keyboard_of_reply_buttons() {
+        let choices: Vec<QuickReply> = (1..=5)
+            .map(|n| QuickReply {
+                id: n.to_string(),
+                title: "⭐".repeat(n),
+            })
+            .collect();
+        let rating = OutboundMessage {
+            prompt: "rating".to_owned(),
+            choices,
+            ..message()
+        };
+        let request = adapter().build(&rating, Form::Text).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let buttons: Vec<serde_json::Value> = (1..=5)
+            .map(|n| {
+                json!({"ActionType": "reply", "ActionBody": n.to_string(), "Text": "⭐".repeat(n),
+                       "Columns": 6, "Rows": 1})
+            })
+            .collect();
+        assert_eq!(
+            body["keyboard"],
+            json!({"Type": "keyboard", "DefaultHeight": false, "Buttons": buttons})
+        );
+        assert_eq!(body["text"], "Hallo");
+        assert_eq!(body["type"], "text");
+
+        let many = OutboundMessage {
+            choices: (1..=25)
+                .map(|n| QuickReply {
+                    id: n.to_string(),
+                    title: n.to_string(),
+                })
+                .collect(),
+            ..rating
+        };
+        let body: serde_json::Value =
+            serde_json::from_slice(&adapter().build(&many, Form::Text).unwrap().body).unwrap();
+        assert!(body.get("keyboard").is_none());
+        assert!(
+            body["text"].as_str().unwrap().ends_with("\n24\n25"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! `POST {callback_url}`, signed like inbound webhooks with `X-Helpline-Signature:
 //! sha256=<hex HMAC-SHA256(shared_secret, body)>`. `event_id` is the idempotency key the
 //! backend dedupes on; our message id, `out_<message id>`, is the provider message id.
+//!
+//! Choices go out twice: as `quick_replies` (their ids, which the backend may render as
+//! buttons whose tap sends the id as the customer's text) and appended to the text one
+//! per line, so a backend that shows no buttons still shows the options to type.
 
 use helpline_domain::Channel;
 use hmac::{Hmac, Mac};
@@ -15,6 +19,7 @@ use super::adapter::{
     OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable, by_status, json_post,
     require_url, to_json, truncate,
 };
+use super::choices::text_with_options;
 use super::error::EgressError;
 use super::{Form, OutboundMessage, SendOutcome};
 use crate::channels::web::WebConfig;
@@ -49,12 +54,20 @@ impl OutboundAdapter for WebOutbound {
     }
 
     fn build(&self, message: &OutboundMessage, _form: Form) -> Result<ProviderRequest, Unsendable> {
+        let mut content = json!({
+            "id": outbound_message_id(message),
+            "text": text_with_options(&message.text, &message.choices),
+        });
+        if let (false, Some(object)) = (message.choices.is_empty(), content.as_object_mut()) {
+            let ids: Vec<&str> = message.choices.iter().map(|c| c.id.as_str()).collect();
+            object.insert("quick_replies".to_owned(), json!(ids));
+        }
         let body = to_json(&json!({
             "version": 1,
             "event_id": message.idempotency_key(),
             "type": "message",
             "session_id": message.contact,
-            "message": {"id": outbound_message_id(message), "text": message.text},
+            "message": content,
         }))?;
         // HMAC takes keys of any length, so this cannot fail; mapped rather than unwrapped.
         let mut mac = Hmac::<Sha256>::new_from_slice(self.config.shared_secret.expose().as_bytes())
@@ -95,7 +108,7 @@ struct Refusal {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use helpline_domain::{MessageId, TicketId};
+    use helpline_domain::{MessageId, QuickReply, TicketId};
     use uuid::Uuid;
 
     use super::*;
@@ -118,6 +131,9 @@ mod tests {
             channel: Channel::WebChat,
             contact: "sess_9f8e7d6c5b4a".to_owned(),
             text: "Wir melden uns.".to_owned(),
+            prompt: String::new(),
+            choices: Vec::new(),
+            language: "de".to_owned(),
             customer_last_message_at: None,
         }
     }
@@ -152,6 +168,34 @@ mod tests {
         assert_eq!(
             request.headers["x-idempotency-key"],
             id.to_string().as_str()
+        );
+    }
+
+    #[test]
+    fn choices_are_quick_replies_and_lines_of_the_text() {
+        let rating = OutboundMessage {
+            text: "Wie war es?".to_owned(),
+            prompt: "rating".to_owned(),
+            choices: (1..=5)
+                .map(|n| QuickReply {
+                    id: n.to_string(),
+                    title: "⭐".repeat(n),
+                })
+                .collect(),
+            ..message()
+        };
+        let request = WebOutbound::new(config())
+            .unwrap()
+            .build(&rating, Form::Text)
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(
+            body["message"],
+            json!({
+                "id": format!("out_{}", Uuid::from_u128(2)),
+                "text": "Wie war es?\n\n1 – ⭐\n2 – ⭐⭐\n3 – ⭐⭐⭐\n4 – ⭐⭐⭐⭐\n5 – ⭐⭐⭐⭐⭐",
+                "quick_replies": ["1", "2", "3", "4", "5"],
+            })
         );
     }
 

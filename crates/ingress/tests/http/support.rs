@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use helpline_domain::{Channel, Event, MessageBody, MessageId, Personal, TicketId};
+use helpline_domain::{
+    Channel, Customer, Event, MessageBody, MessageId, Personal, QuickReply, TicketId,
+};
 use helpline_eventstore::{CommandMeta, EventStore, StoreConfig, StoreError};
 use helpline_ingress::egress::{self, EgressConfig, EgressError};
 use helpline_ingress::{ChannelsConfig, Ingress, IngressConfig};
@@ -103,11 +105,16 @@ impl Harness {
 
     /// Runs egress against the simulator until [`RunningEgress::stop`].
     pub fn start_egress(&self) -> RunningEgress {
+        self.start_egress_with(EgressConfig::default())
+    }
+
+    /// [`Harness::start_egress`] with `config`'s templates.
+    pub fn start_egress_with(&self, config: EgressConfig) -> RunningEgress {
         let config = EgressConfig {
             channels: channels_for(&self.sim),
             request_timeout: Duration::from_secs(2),
             jitter_seed: Some(1),
-            ..EgressConfig::default()
+            ..config
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(egress::run(self.store.clone(), config, shutdown.clone()));
@@ -126,8 +133,16 @@ impl Harness {
             .webhook(channel, customer, "Mein Laptop startet nicht");
         let response = self.sim.deliver(&self.url, &webhook).await.unwrap();
         assert_eq!(response.status, 200, "{channel:?}: {}", response.body);
-        let ticket = self
-            .events()
+        let ticket = self.ticket_of(channel, customer).await;
+        let (message, provider_message_id) = self
+            .bot_says(ticket, "Wir kümmern uns", "test", Vec::new())
+            .await;
+        (ticket, message, provider_message_id)
+    }
+
+    /// The ticket that a customer's message on `channel` opened.
+    pub async fn ticket_of(&self, channel: Channel, customer: &str) -> TicketId {
+        self.events()
             .await
             .into_iter()
             .find_map(|(ticket, event)| match event {
@@ -138,13 +153,52 @@ impl Harness {
                 }
                 _ => None,
             })
-            .unwrap_or_else(|| panic!("{channel:?}: no ticket opened"));
+            .unwrap_or_else(|| panic!("{channel:?}: no ticket opened"))
+    }
+
+    /// Opens a ticket whose customer last wrote at `wrote_at`, by appending the events
+    /// (a webhook would make the message's time now).
+    pub async fn open_at(
+        &self,
+        channel: Channel,
+        customer: &str,
+        wrote_at: SystemTime,
+    ) -> TicketId {
+        let ticket = TicketId(Uuid::now_v7());
+        let opened = Event::TicketOpened {
+            ticket,
+            customer: Customer {
+                channel,
+                contact: Personal::new(customer.to_owned()),
+                display_name: None,
+            },
+            language: "de".to_owned(),
+        };
+        self.append_at(ticket, opened, wrote_at).await;
+        let wrote = Event::CustomerMessageReceived {
+            message: MessageId(Uuid::now_v7()),
+            provider_message_id: format!("in-{}", Uuid::now_v7().simple()),
+            body: MessageBody::Text(Personal::new("Mein Laptop startet nicht".to_owned())),
+        };
+        self.append_at(ticket, wrote, wrote_at).await;
+        ticket
+    }
+
+    /// The bot says `text` at its step `prompt` with `choices`; waits until egress has
+    /// sent it: helpline's id of the message and the provider's.
+    pub async fn bot_says(
+        &self,
+        ticket: TicketId,
+        text: &str,
+        prompt: &str,
+        choices: Vec<QuickReply>,
+    ) -> (MessageId, String) {
         let message = MessageId(Uuid::now_v7());
         let answer = Event::BotMessageSent {
             message,
-            body: MessageBody::Text(Personal::new("Wir kümmern uns".to_owned())),
-            prompt: "test".to_owned(),
-            choices: vec![],
+            body: MessageBody::Text(Personal::new(text.to_owned())),
+            prompt: prompt.to_owned(),
+            choices,
         };
         self.append(ticket, answer).await;
         for _ in 0..600 {
@@ -160,16 +214,22 @@ impl Harness {
                     _ => None,
                 });
             if let Some(provider_message_id) = delivered {
-                return (ticket, message, provider_message_id);
+                return (message, provider_message_id);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("{channel:?}: egress did not record the answer as delivered");
+        let events = self.ticket_events(ticket).await;
+        panic!("egress did not record the answer as delivered: {events:?}");
     }
 
     /// Appends one event as its own command, reloading when someone appended in between.
     pub async fn append(&self, ticket: TicketId, event: Event) {
-        let meta = CommandMeta::new(Uuid::now_v7(), SystemTime::now());
+        self.append_at(ticket, event, SystemTime::now()).await;
+    }
+
+    /// [`Harness::append`] with the event's `occurred_at` set to `at`.
+    pub async fn append_at(&self, ticket: TicketId, event: Event, at: SystemTime) {
+        let meta = CommandMeta::new(Uuid::now_v7(), at);
         loop {
             let version = self.store.load(ticket).await.unwrap().version;
             match self

@@ -423,10 +423,177 @@ fn corpus() -> Vec<Case> {
             Malformed,
         ),
         case(
+            "tg: callback_query an array",
+            Telegram,
+            r#"{"update_id":1,"callback_query":[]}"#,
+            Malformed,
+        ),
+        case(
+            "tg: callback without id",
+            Telegram,
+            r#"{"update_id":1,"callback_query":{"from":{"id":1},"chat_instance":"1","data":"5"}}"#,
+            Malformed,
+        ),
+        case(
+            "tg: callback with an empty id",
+            Telegram,
+            r#"{"update_id":1,"callback_query":{"id":"","from":{"id":1},"chat_instance":"1","data":"5"}}"#,
+            Malformed,
+        ),
+        case(
+            "tg: callback without from",
+            Telegram,
+            r#"{"update_id":1,"callback_query":{"id":"q","chat_instance":"1","data":"5"}}"#,
+            Malformed,
+        ),
+        case(
+            "tg: callback from id a string",
+            Telegram,
+            r#"{"update_id":1,"callback_query":{"id":"q","from":{"id":"1"},"chat_instance":"1","data":"5"}}"#,
+            Malformed,
+        ),
+        case(
+            "tg: callback data empty",
+            Telegram,
+            r#"{"update_id":1,"callback_query":{"id":"q","from":{"id":1},"chat_instance":"1","data":""}}"#,
+            Malformed,
+        ),
+        case(
+            "tg: callback data a number",
+            Telegram,
+            r#"{"update_id":1,"callback_query":{"id":"q","from":{"id":1},"chat_instance":"1","data":5}}"#,
+            Malformed,
+        ),
+        case(
+            "tg: callback message without chat",
+            Telegram,
+            r#"{"update_id":1,"callback_query":{"id":"q","from":{"id":1},"message":{"message_id":1},"chat_instance":"1","data":"5"}}"#,
+            Malformed,
+        ),
+        case(
             "tg: another update",
             Telegram,
             r#"{"update_id":1,"poll":{"id":"p"}}"#,
             Ignored,
+        ),
+        // Taps on buttons: WhatsApp interactive replies, Messenger quick replies.
+        case(
+            "wa: interactive missing",
+            WhatsApp,
+            wa(r#"{"from":"4911","id":"wamid.1","type":"interactive"}"#),
+            Malformed,
+        ),
+        case(
+            "wa: interactive a string",
+            WhatsApp,
+            wa(r#"{"from":"4911","id":"wamid.1","type":"interactive","interactive":"5"}"#),
+            Malformed,
+        ),
+        case(
+            "wa: interactive without type",
+            WhatsApp,
+            wa(
+                r#"{"from":"4911","id":"wamid.1","type":"interactive","interactive":{"button_reply":{"id":"5","title":"5"}}}"#,
+            ),
+            Malformed,
+        ),
+        case(
+            "wa: button_reply missing",
+            WhatsApp,
+            wa(
+                r#"{"from":"4911","id":"wamid.1","type":"interactive","interactive":{"type":"button_reply"}}"#,
+            ),
+            Malformed,
+        ),
+        case(
+            "wa: list_reply under button_reply",
+            WhatsApp,
+            wa(
+                r#"{"from":"4911","id":"wamid.1","type":"interactive","interactive":{"type":"list_reply","button_reply":{"id":"5","title":"5"}}}"#,
+            ),
+            Malformed,
+        ),
+        case(
+            "wa: button_reply without id",
+            WhatsApp,
+            wa(
+                r#"{"from":"4911","id":"wamid.1","type":"interactive","interactive":{"type":"button_reply","button_reply":{"title":"5"}}}"#,
+            ),
+            Malformed,
+        ),
+        case(
+            "wa: list_reply without title",
+            WhatsApp,
+            wa(
+                r#"{"from":"4911","id":"wamid.1","type":"interactive","interactive":{"type":"list_reply","list_reply":{"id":"5"}}}"#,
+            ),
+            Malformed,
+        ),
+        case(
+            "wa: button_reply id a number",
+            WhatsApp,
+            wa(
+                r#"{"from":"4911","id":"wamid.1","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":5,"title":"5"}}}"#,
+            ),
+            Malformed,
+        ),
+        case(
+            "wa: button_reply id and title empty",
+            WhatsApp,
+            wa(
+                r#"{"from":"4911","id":"wamid.1","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":"","title":""}}}"#,
+            ),
+            Malformed,
+        ),
+        case(
+            "wa: tapped reply without message id",
+            WhatsApp,
+            wa(
+                r#"{"from":"4911","id":"","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":"5","title":"5"}}}"#,
+            ),
+            Malformed,
+        ),
+        case(
+            "wa: template button payload a number",
+            WhatsApp,
+            wa(
+                r#"{"from":"4911","id":"wamid.1","type":"button","button":{"payload":5,"text":"5"}}"#,
+            ),
+            Malformed,
+        ),
+        case(
+            "wa: template button text and payload empty",
+            WhatsApp,
+            wa(
+                r#"{"from":"4911","id":"wamid.1","type":"button","button":{"payload":"","text":""}}"#,
+            ),
+            Malformed,
+        ),
+        case(
+            "fb: quick_reply a string",
+            Messenger,
+            fb(r#"{"sender":{"id":"P"},"message":{"mid":"m_1","text":"5","quick_reply":"5"}}"#),
+            Malformed,
+        ),
+        case(
+            "fb: quick_reply without payload",
+            Messenger,
+            fb(r#"{"sender":{"id":"P"},"message":{"mid":"m_1","text":"5","quick_reply":{}}}"#),
+            Malformed,
+        ),
+        case(
+            "fb: quick_reply payload a number",
+            Messenger,
+            fb(
+                r#"{"sender":{"id":"P"},"message":{"mid":"m_1","text":"5","quick_reply":{"payload":5}}}"#,
+            ),
+            Malformed,
+        ),
+        case(
+            "fb: quick reply without mid",
+            Messenger,
+            fb(r#"{"sender":{"id":"P"},"message":{"text":"5","quick_reply":{"payload":"5"}}}"#),
+            Malformed,
         ),
         // Viber.
         case(

@@ -113,6 +113,23 @@ fn text() {
 }
 
 #[test]
+fn a_tapped_quick_reply_is_its_payload() {
+    check(
+        &messenger(),
+        &entry(
+            r#"{"sender":{"id":"PSID1"},"recipient":{"id":"PAGE1"},"timestamp":1764082799876,
+                "message":{"mid":"m_Q1","text":"⭐⭐⭐⭐⭐","quick_reply":{"payload":"5"}}},
+               {"sender":{"id":"PSID1"},"recipient":{"id":"PAGE1"},"timestamp":1764082799877,
+                "message":{"mid":"m_Q2","text":"Deutsch","quick_reply":{"payload":""}}}"#,
+        ),
+        &[
+            r#"message m_Q1 from PSID1 at 1764082799 to PAGE1: text "5""#,
+            r#"message m_Q2 from PSID1 at 1764082799 to PAGE1: text "Deutsch""#,
+        ],
+    );
+}
+
+#[test]
 fn each_attachment_kind_is_one_part() {
     check(
         &messenger(),

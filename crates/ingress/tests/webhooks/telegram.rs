@@ -128,6 +128,56 @@ fn location() {
     );
 }
 
+/// Jane taps the button with `data` on the bot's message 1043.
+fn callback(update_id: u64, fields: &str) -> String {
+    format!(
+        r#"{{"update_id":{update_id},"callback_query":{{"id":"4382bfdwdsb323b2d9",
+          "from":{{"id":587236105,"is_bot":false,"first_name":"Jane","last_name":"Doe","language_code":"en"}},
+          "message":{{"message_id":1043,"from":{{"id":7012345678,"is_bot":true,"first_name":"Helpline"}},
+            "chat":{{"id":587236105,"type":"private","first_name":"Jane"}},"date":1764082800,
+            "text":"Wie war es?","reply_markup":{{"inline_keyboard":[[{{"text":"⭐⭐⭐⭐⭐","callback_data":"5"}}]]}}}},
+          "chat_instance":"-8723499102938123",{fields}}}}}"#
+    )
+}
+
+#[test]
+fn a_tapped_inline_button_is_a_text_message_of_its_data_one_per_update() {
+    check(
+        &telegram(),
+        &callback(804712352, r#""data":"5""#),
+        &[r#"message 804712352 from 587236105 "Jane Doe": text "5""#],
+    );
+    // The same button tapped again is a new update, so a new message.
+    check(
+        &telegram(),
+        &callback(804712353, r#""data":"5""#),
+        &[r#"message 804712353 from 587236105 "Jane Doe": text "5""#],
+    );
+    // Without the message (sent in inline mode), the user who tapped is the chat.
+    let inline = r#"{"update_id":7,"callback_query":{"id":"q","from":{"id":42,"is_bot":false},
+      "inline_message_id":"AAA","chat_instance":"1","data":"4"}}"#;
+    check(&telegram(), inline, &[r#"message 7 from 42: text "4""#]);
+}
+
+#[test]
+fn taps_in_groups_from_bots_or_without_data_are_ignored() {
+    let group = r#"{"update_id":8,"callback_query":{"id":"q","from":{"id":42,"is_bot":false},
+      "message":{"message_id":1,"chat":{"id":-100,"type":"supergroup"},"date":1},"chat_instance":"1","data":"4"}}"#;
+    check(
+        &telegram(),
+        group,
+        &["ignored: telegram callback in a `supergroup` chat"],
+    );
+    let bot = r#"{"update_id":9,"callback_query":{"id":"q","from":{"id":42,"is_bot":true},
+      "chat_instance":"1","data":"4"}}"#;
+    check(&telegram(), bot, &["ignored: telegram callback from a bot"]);
+    check(
+        &telegram(),
+        &callback(10, r#""game_short_name":"g""#),
+        &["ignored: telegram callback without data"],
+    );
+}
+
 #[test]
 fn ids_beyond_32_bits_are_kept_exactly() {
     let body = r#"{"update_id":9007199254740993,"message":{"message_id":1,

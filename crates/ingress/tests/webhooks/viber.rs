@@ -87,6 +87,18 @@ fn text_with_a_token_beyond_2_pow_53() {
 }
 
 #[test]
+fn a_tapped_keyboard_button_is_a_text_message_of_its_action_body() {
+    // Viber sends a `reply` button's ActionBody as the customer's text.
+    check(
+        &viber(),
+        &message(
+            r#"{"type":"text","text":"5","tracking_data":"0192f0c1-3b20-7abc-9def-0123456789ab"}"#,
+        ),
+        &[r#"message 5741311803571721087 from 01234567890A= "Jane Doe" at 1764082800: text "5""#],
+    );
+}
+
+#[test]
 fn each_media_kind() {
     let cases = [
         (

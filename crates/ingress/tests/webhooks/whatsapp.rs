@@ -246,6 +246,37 @@ fn a_quick_reply_button_is_text() {
 }
 
 #[test]
+fn a_tapped_reply_button_or_list_row_is_text_its_rating_digit_else_its_title() {
+    check(
+        &whatsapp(),
+        &change(
+            r#""messages":[
+              {"context":{"from":"15550783881","id":"wamid.OUT"},"from":"16505551234","id":"wamid.T1",
+               "timestamp":"1764082800","type":"interactive",
+               "interactive":{"type":"button_reply","button_reply":{"id":"5","title":"⭐⭐⭐⭐⭐"}}},
+              {"from":"16505551234","id":"wamid.T2","timestamp":"1764082801","type":"interactive",
+               "interactive":{"type":"list_reply","list_reply":{"id":"4","title":"⭐⭐⭐⭐","description":"gut"}}},
+              {"from":"16505551234","id":"wamid.T3","timestamp":"1764082802","type":"interactive",
+               "interactive":{"type":"button_reply","button_reply":{"id":"lang_de","title":"Deutsch"}}},
+              {"from":"16505551234","id":"wamid.T4","timestamp":"1764082803","type":"interactive",
+               "interactive":{"type":"list_reply","list_reply":{"id":"lang_en","title":""}}},
+              {"from":"16505551234","id":"wamid.T5","timestamp":"1764082804","type":"button",
+               "button":{"payload":"3","text":"⭐⭐⭐"}},
+              {"from":"16505551234","id":"wamid.T6","timestamp":"1764082805","type":"interactive",
+               "interactive":{"type":"nfm_reply","nfm_reply":{"response_json":"{}","body":"Sent","name":"flow"}}}]"#,
+        ),
+        &[
+            r#"message wamid.T1 from 16505551234 "Jane Doe" at 1764082800 to 106540352242922: text "5""#,
+            r#"message wamid.T2 from 16505551234 "Jane Doe" at 1764082801 to 106540352242922: text "4""#,
+            r#"message wamid.T3 from 16505551234 "Jane Doe" at 1764082802 to 106540352242922: text "Deutsch""#,
+            r#"message wamid.T4 from 16505551234 "Jane Doe" at 1764082803 to 106540352242922: text "lang_en""#,
+            r#"message wamid.T5 from 16505551234 "Jane Doe" at 1764082804 to 106540352242922: text "3""#,
+            "ignored: whatsapp interactive reply `nfm_reply`",
+        ],
+    );
+}
+
+#[test]
 fn statuses_are_receipts() {
     check(
         &whatsapp(),

@@ -12,10 +12,22 @@ use super::state::{SendKind, Shared};
 use super::{Fault, MediaRef, ReceiptKind, Received, Webhook, codec};
 
 const TEXT_LIMIT: usize = 2000;
+/// The Send API's quick replies: at most 13, titles of at most 20 characters, payloads
+/// of at most 1000.
+const QUICK_REPLY_LIMIT: usize = 13;
+const QUICK_REPLY_TITLE_LIMIT: usize = 20;
+const PAYLOAD_LIMIT: usize = 1000;
 
 pub(super) fn text_webhook(shared: &Shared, customer: &str, text: &str) -> Webhook {
     let mid = format!("m_{}", shared.opaque_id());
     let message = json!({ "mid": mid, "text": text });
+    message_webhook(shared, customer, mid, message)
+}
+
+/// A tapped quick reply: its title as the text, our id as `quick_reply.payload`.
+pub(super) fn choice_webhook(shared: &Shared, customer: &str, id: &str, title: &str) -> Webhook {
+    let mid = format!("m_{}", shared.opaque_id());
+    let message = json!({ "mid": mid, "text": title, "quick_reply": { "payload": id } });
     message_webhook(shared, customer, mid, message)
 }
 
@@ -104,6 +116,7 @@ pub(super) async fn handle(shared: &Shared, request: ApiRequest) -> Response {
 struct Outgoing {
     recipient: String,
     text: Option<String>,
+    choices: Vec<(String, String)>,
     is_message: bool,
 }
 
@@ -155,6 +168,7 @@ async fn send(shared: &Shared, request: &ApiRequest, target: &str) -> Response {
             customer: outgoing.recipient.clone(),
             text: outgoing.text,
             template: None,
+            choices: outgoing.choices,
             provider_message_id: mid.clone(),
             idempotency_key: None,
             body: Value::Object(body),
@@ -179,6 +193,7 @@ fn read_send(body: &Map<String, Value>) -> Result<Outgoing, GraphError> {
         return Ok(Outgoing {
             recipient,
             text: None,
+            choices: Vec::new(),
             is_message: false,
         });
     }
@@ -213,11 +228,59 @@ fn read_send(body: &Map<String, Value>) -> Result<Outgoing, GraphError> {
             ));
         }
     };
+    let choices = quick_replies(message.get("quick_replies"))?;
     Ok(Outgoing {
         recipient,
         text,
+        choices,
         is_message: true,
     })
+}
+
+/// `quick_replies` checked as the Send API does; the text ones as `(payload, title)`
+/// (`user_phone_number` and `user_email` ask for data and offer no choice).
+fn quick_replies(value: Option<&Value>) -> Result<Vec<(String, String)>, GraphError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let replies = value.as_array().ok_or_else(|| {
+        GraphError::invalid_parameter("param message[quick_replies] must be an array")
+    })?;
+    if replies.is_empty() || replies.len() > QUICK_REPLY_LIMIT {
+        return Err(GraphError::invalid_parameter(&format!(
+            "param message[quick_replies] must have between 1 and {QUICK_REPLY_LIMIT} elements"
+        )));
+    }
+    let mut choices = Vec::new();
+    for reply in replies {
+        let field = |name: &str| reply.get(name).and_then(Value::as_str).unwrap_or("");
+        match field("content_type") {
+            "text" => {
+                let (title, payload) = (field("title"), field("payload"));
+                if title.is_empty() || title.chars().count() > QUICK_REPLY_TITLE_LIMIT {
+                    return Err(GraphError::invalid_parameter(&format!(
+                        "param message[quick_replies][title] must be 1 to \
+                         {QUICK_REPLY_TITLE_LIMIT} characters long"
+                    )));
+                }
+                if payload.is_empty() || payload.chars().count() > PAYLOAD_LIMIT {
+                    return Err(GraphError::invalid_parameter(&format!(
+                        "param message[quick_replies][payload] must be 1 to {PAYLOAD_LIMIT} \
+                         characters long"
+                    )));
+                }
+                choices.push((payload.to_owned(), title.to_owned()));
+            }
+            "user_phone_number" | "user_email" => {}
+            _ => {
+                return Err(GraphError::invalid_parameter(
+                    "param message[quick_replies][content_type] must be one of {TEXT, \
+                     USER_PHONE_NUMBER, USER_EMAIL}",
+                ));
+            }
+        }
+    }
+    Ok(choices)
 }
 
 fn fault_response(shared: &Shared, fault: &Fault) -> Response {
@@ -257,5 +320,42 @@ fn fault_response(shared: &Shared, fault: &Fault) -> Response {
             )
         }
         .respond(shared),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replies(n: usize, title: &str) -> Value {
+        let replies: Vec<Value> = (1..=n)
+            .map(|id| json!({ "content_type": "text", "title": title, "payload": id.to_string() }))
+            .collect();
+        json!(replies)
+    }
+
+    #[test]
+    fn text_quick_replies_are_read_as_payload_and_title_within_the_limits() {
+        let read = |value: &Value| quick_replies(Some(value)).ok();
+        assert_eq!(
+            read(&replies(2, "⭐")),
+            Some(vec![
+                ("1".to_owned(), "⭐".to_owned()),
+                ("2".to_owned(), "⭐".to_owned())
+            ])
+        );
+        assert_eq!(
+            read(&json!([{ "content_type": "user_email" }])),
+            Some(Vec::new())
+        );
+        assert_eq!(quick_replies(None).ok(), Some(Vec::new()));
+        assert_eq!(read(&replies(14, "⭐")), None);
+        assert_eq!(read(&replies(1, &"x".repeat(21))), None);
+        assert_eq!(
+            read(&json!([{ "content_type": "text", "title": "a" }])),
+            None
+        );
+        assert_eq!(read(&json!([{ "content_type": "location" }])), None);
+        assert_eq!(read(&json!("1")), None);
     }
 }

@@ -5,7 +5,7 @@
 //! callback), their media downloads, and a small control surface for people (`GET /` lists
 //! the routes, `GET /_sim/received` shows what customers got). On the **customer side** it
 //! builds webhooks exactly as each provider sends them, signed with the configured secrets,
-//! and delivers them to helpline.
+//! and delivers them to helpline, taps on the buttons of a message included.
 //!
 //! Shapes, signatures, status codes and error bodies follow the channel protocol reference
 //! (`CHANNELS.md`) and agree with what `helpline-ingress` parses; the tests of this crate run
@@ -137,6 +137,13 @@ pub struct Received {
     pub text: Option<String>,
     /// A WhatsApp template's name.
     pub template: Option<String>,
+    /// The buttons the message offered, `(id, title)` in order, as read from the
+    /// provider's own request shape: WhatsApp reply buttons and list rows (`id`, `title`),
+    /// Messenger text quick replies (`payload`, `title`), Telegram inline keyboard buttons
+    /// with `callback_data` (`callback_data`, `text`), Viber keyboard `reply` buttons
+    /// (`ActionBody`, `Text`), web chat `quick_replies` (each string as both: the web
+    /// chat's callback carries ids only). Empty for a message without buttons.
+    pub choices: Vec<(String, String)>,
     /// The id the simulator answered with: `wamid.…`, `m_…`, Telegram `message_id`, Viber
     /// `message_token`, web chat `message.id`.
     pub provider_message_id: String,
@@ -458,6 +465,32 @@ impl Simulator {
             Channel::Telegram => telegram::text_webhook(shared, customer, text),
             Channel::Viber => viber::text_webhook(shared, customer, text),
             Channel::WebChat => web::text_webhook(shared, customer, text),
+            Channel::AppleMessages => not_simulated(customer),
+        }
+    }
+
+    /// `customer` taps the button `id` (showing `title`) of a message they received, as
+    /// each provider reports the tap: a WhatsApp `interactive` `list_reply` (when the
+    /// customer's latest message was a list; else a `button_reply`, or a template's
+    /// `button` after a template), a Messenger message with `quick_reply.payload`, a
+    /// Telegram `callback_query` with `data` (on the customer's latest message, whose id
+    /// and keyboard it names), a Viber text message of the `ActionBody`, a web chat text
+    /// message of the id. The provider message id is fresh, as for [`Simulator::webhook`]
+    /// (for Telegram the `update_id`).
+    pub fn webhook_choice(
+        &self,
+        channel: Channel,
+        customer: &str,
+        id: &str,
+        title: &str,
+    ) -> Webhook {
+        let shared = &self.shared;
+        match channel {
+            Channel::WhatsApp => whatsapp::choice_webhook(shared, customer, id, title),
+            Channel::Messenger => messenger::choice_webhook(shared, customer, id, title),
+            Channel::Telegram => telegram::choice_webhook(shared, customer, id),
+            Channel::Viber => viber::text_webhook(shared, customer, id),
+            Channel::WebChat => web::text_webhook(shared, customer, id),
             Channel::AppleMessages => not_simulated(customer),
         }
     }

@@ -16,6 +16,8 @@ use super::{Fault, MediaRef, Received, Webhook, codec, display_name};
 pub(super) const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 const TEXT_LIMIT: usize = 4096;
 const CAPTION_LIMIT: usize = 1024;
+/// `callback_data` of an inline keyboard button: 1–64 bytes.
+const CALLBACK_DATA_LIMIT: usize = 64;
 
 pub(super) fn text_webhook(shared: &Shared, customer: &str, text: &str) -> Webhook {
     message_webhook(shared, customer, |message| {
@@ -50,6 +52,42 @@ pub(super) fn image_webhook(
             message.insert("caption".to_owned(), json!(caption));
         }
     })
+}
+
+/// A tap on an inline keyboard button: a `callback_query` update with `data` = `id`, on
+/// the customer's latest message (its id, text and keyboard), from the customer.
+pub(super) fn choice_webhook(shared: &Shared, customer: &str, id: &str) -> Webhook {
+    let chat = shared.telegram_chat_id(customer);
+    let name = display_name(customer);
+    let update_id = shared.next_update_id();
+    let mut callback = Map::new();
+    callback.insert("id".to_owned(), json!(shared.numeric_id().to_string()));
+    callback.insert(
+        "from".to_owned(),
+        json!({ "id": chat, "is_bot": false, "first_name": name, "language_code": "en" }),
+    );
+    let last = shared
+        .received(Some((Channel::Telegram, chat.to_string().as_str())))
+        .pop();
+    if let Some(last) = last {
+        let mut message = json!({
+            "message_id": last.provider_message_id.parse::<i64>().unwrap_or(0),
+            "from": bot_user(shared),
+            "chat": { "id": chat, "first_name": name, "type": "private" },
+            "date": codec::now_unix_seconds(),
+            "text": last.text.unwrap_or_default(),
+        });
+        if let (Some(markup), Some(object)) =
+            (last.body.get("reply_markup"), message.as_object_mut())
+        {
+            object.insert("reply_markup".to_owned(), markup.clone());
+        }
+        callback.insert("message".to_owned(), message);
+    }
+    callback.insert("chat_instance".to_owned(), json!(format!("-{chat}")));
+    callback.insert("data".to_owned(), json!(id));
+    let update = json!({ "update_id": update_id, "callback_query": callback });
+    signed(shared, &update, update_id.to_string(), customer)
 }
 
 /// Bots get no receipts: an update carrying no message, which helpline ignores.
@@ -176,9 +214,13 @@ fn params(request: &ApiRequest) -> Result<Map<String, Value>, &'static str> {
     }
 }
 
-fn send(shared: &Shared, method: &str, params: Map<String, Value>) -> Response {
+fn send(shared: &Shared, method: &str, mut params: Map<String, Value>) -> Response {
     let chat = match chat_id(&params) {
         Ok(chat) => chat,
+        Err(description) => return error(StatusCode::BAD_REQUEST, description),
+    };
+    let choices = match reply_markup(&mut params) {
+        Ok(choices) => choices,
         Err(description) => return error(StatusCode::BAD_REQUEST, description),
     };
     let string = |name: &str| params.get(name).and_then(Value::as_str).map(str::to_owned);
@@ -242,12 +284,49 @@ fn send(shared: &Shared, method: &str, params: Map<String, Value>) -> Response {
             customer: shared.telegram_customer(chat),
             text,
             template: None,
+            choices,
             provider_message_id: message_id.to_string(),
             idempotency_key: None,
             body: Value::Object(params),
         },
     );
     ok(message)
+}
+
+/// The inline keyboard's buttons with `callback_data`, as `(callback_data, text)`; or the
+/// description of a `400`. `reply_markup` may come JSON-serialized (from a query or a
+/// form), as Telegram takes it; it is kept decoded in the recorded parameters.
+fn reply_markup(params: &mut Map<String, Value>) -> Result<Vec<(String, String)>, &'static str> {
+    let invalid = "Bad Request: can't parse reply keyboard markup JSON object";
+    let markup = match params.get("reply_markup") {
+        None => return Ok(Vec::new()),
+        Some(Value::String(text)) => serde_json::from_str::<Value>(text).map_err(|_| invalid)?,
+        Some(markup) => markup.clone(),
+    };
+    let Some(keyboard) = markup.get("inline_keyboard") else {
+        // A reply keyboard, its removal or a forced reply: no buttons of ours to tap.
+        params.insert("reply_markup".to_owned(), markup);
+        return Ok(Vec::new());
+    };
+    let rows = keyboard.as_array().ok_or(invalid)?;
+    let mut choices = Vec::new();
+    for row in rows {
+        for button in row.as_array().ok_or(invalid)? {
+            let text = button.get("text").and_then(Value::as_str).unwrap_or("");
+            if text.is_empty() {
+                return Err("Bad Request: text buttons are unallowed in the inline keyboard");
+            }
+            match button.get("callback_data") {
+                None => {}
+                Some(Value::String(data)) if (1..=CALLBACK_DATA_LIMIT).contains(&data.len()) => {
+                    choices.push((data.clone(), text.to_owned()));
+                }
+                Some(_) => return Err("Bad Request: BUTTON_DATA_INVALID"),
+            }
+        }
+    }
+    params.insert("reply_markup".to_owned(), markup);
+    Ok(choices)
 }
 
 /// `chat_id` as a number or a numeric string (`@channelusername` is no private chat); or
@@ -368,4 +447,52 @@ fn error(status: StatusCode, description: &str) -> Response {
 
 fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "Not Found").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(markup: Value) -> Map<String, Value> {
+        let mut params = Map::new();
+        params.insert("reply_markup".to_owned(), markup);
+        params
+    }
+
+    #[test]
+    fn inline_keyboard_buttons_with_callback_data_are_the_choices() {
+        let keyboard = json!({ "inline_keyboard": [
+            [{ "text": "⭐", "callback_data": "1" }],
+            [{ "text": "⭐⭐", "callback_data": "2" }, { "text": "Web", "url": "https://example.com" }],
+        ] });
+        let expected = vec![
+            ("1".to_owned(), "⭐".to_owned()),
+            ("2".to_owned(), "⭐⭐".to_owned()),
+        ];
+        let mut object = params(keyboard.clone());
+        assert_eq!(reply_markup(&mut object), Ok(expected.clone()));
+        // Serialized, as a query or a form carries it; kept decoded.
+        let mut serialized = params(json!(keyboard.to_string()));
+        assert_eq!(reply_markup(&mut serialized), Ok(expected));
+        assert_eq!(serialized.get("reply_markup"), Some(&keyboard));
+        let mut none = Map::new();
+        assert_eq!(reply_markup(&mut none), Ok(Vec::new()));
+        let mut removal = params(json!({ "remove_keyboard": true }));
+        assert_eq!(reply_markup(&mut removal), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn callback_data_beyond_64_bytes_or_an_empty_text_is_refused() {
+        let long =
+            json!({ "inline_keyboard": [[{ "text": "x", "callback_data": "x".repeat(65) }]] });
+        assert_eq!(
+            reply_markup(&mut params(long)),
+            Err("Bad Request: BUTTON_DATA_INVALID")
+        );
+        let empty = json!({ "inline_keyboard": [[{ "text": "x", "callback_data": "" }]] });
+        assert!(reply_markup(&mut params(empty)).is_err());
+        let no_text = json!({ "inline_keyboard": [[{ "text": "", "callback_data": "1" }]] });
+        assert!(reply_markup(&mut params(no_text)).is_err());
+        assert!(reply_markup(&mut params(json!("{not json"))).is_err());
+    }
 }

@@ -18,6 +18,8 @@ const AUTH_HEADER: &str = "x-viber-auth-token";
 const CHAT_HOSTNAME: &str = "SN-CHAT-05_";
 const TEXT_LIMIT: usize = 7000;
 const SENDER_NAME_LIMIT: usize = 28;
+/// A keyboard holds 1–24 buttons.
+const KEYBOARD_BUTTON_LIMIT: usize = 24;
 
 /// Viber's application-level status codes.
 const INVALID_AUTH_TOKEN: i64 = 2;
@@ -126,6 +128,7 @@ pub(super) async fn handle(shared: &Shared, request: ApiRequest) -> Response {
 struct Outgoing {
     receiver: String,
     text: Option<String>,
+    choices: Vec<(String, String)>,
 }
 
 async fn send(shared: &Shared, request: &ApiRequest) -> Response {
@@ -154,6 +157,7 @@ async fn send(shared: &Shared, request: &ApiRequest) -> Response {
             customer: outgoing.receiver,
             text: outgoing.text,
             template: None,
+            choices: outgoing.choices,
             provider_message_id: token.to_string(),
             idempotency_key: None,
             body: Value::Object(body),
@@ -185,30 +189,61 @@ fn read_send(body: &Map<String, Value>) -> Result<Outgoing, (i64, &'static str)>
         return Err(bad());
     }
     let text = string(body.get("text"));
+    let choices = keyboard(body.get("keyboard"))?;
+    let outgoing = |text: Option<String>| Outgoing {
+        receiver: receiver.clone(),
+        text,
+        choices: choices.clone(),
+    };
     match string(body.get("type")).as_deref() {
         Some("text") => {
             let text = text.filter(|text| !text.is_empty()).ok_or_else(missing)?;
             if text.chars().count() > TEXT_LIMIT {
                 return Err(bad());
             }
-            Ok(Outgoing {
-                receiver,
-                text: Some(text),
-            })
+            Ok(outgoing(Some(text)))
         }
         Some("picture" | "video" | "file" | "url") => {
             if string(body.get("media")).is_none_or(|media| media.is_empty()) {
                 return Err(missing());
             }
-            Ok(Outgoing { receiver, text })
+            Ok(outgoing(text))
         }
-        Some("location" | "contact" | "sticker" | "rich_media") => Ok(Outgoing {
-            receiver,
-            text: None,
-        }),
+        Some("location" | "contact" | "sticker" | "rich_media") => Ok(outgoing(None)),
         Some(_) => Err(bad()),
         None => Err(missing()),
     }
+}
+
+/// A `keyboard`'s `reply` buttons as `(ActionBody, Text)` (`reply` is the default
+/// `ActionType`; `open-url` and the like offer no answer); or the status refusing it.
+fn keyboard(value: Option<&Value>) -> Result<Vec<(String, String)>, (i64, &'static str)> {
+    let Some(keyboard) = value else {
+        return Ok(Vec::new());
+    };
+    let bad = (BAD_DATA, "badData");
+    if keyboard.get("Type").and_then(Value::as_str) != Some("keyboard") {
+        return Err(bad);
+    }
+    let buttons = keyboard
+        .get("Buttons")
+        .and_then(Value::as_array)
+        .ok_or((MISSING_DATA, "missingData"))?;
+    if buttons.is_empty() || buttons.len() > KEYBOARD_BUTTON_LIMIT {
+        return Err(bad);
+    }
+    let mut choices = Vec::new();
+    for button in buttons {
+        let field = |name: &str| button.get(name).and_then(Value::as_str).unwrap_or("");
+        let body = field("ActionBody");
+        if body.is_empty() {
+            return Err((MISSING_DATA, "missingData"));
+        }
+        if matches!(field("ActionType"), "" | "reply") {
+            choices.push((body.to_owned(), field("Text").to_owned()));
+        }
+    }
+    Ok(choices)
 }
 
 fn fault_response(fault: &Fault) -> Response {
@@ -230,4 +265,42 @@ fn status(code: i64, message: &str) -> Response {
         StatusCode::OK,
         &json!({ "status": code, "status_message": message, "chat_hostname": CHAT_HOSTNAME }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyboard_reply_buttons_are_read_as_action_body_and_text() {
+        let keyboard = json!({ "Type": "keyboard", "Buttons": [
+            { "ActionType": "reply", "ActionBody": "1", "Text": "⭐" },
+            { "ActionBody": "2", "Text": "⭐⭐" },
+            { "ActionType": "open-url", "ActionBody": "https://example.com", "Text": "Web" },
+        ] });
+        assert_eq!(
+            keyboard_choices(&keyboard),
+            Ok(vec![
+                ("1".to_owned(), "⭐".to_owned()),
+                ("2".to_owned(), "⭐⭐".to_owned())
+            ])
+        );
+        assert_eq!(super::keyboard(None), Ok(Vec::new()));
+        let wrong_type = json!({ "Type": "rich_media", "Buttons": [] });
+        assert_eq!(keyboard_choices(&wrong_type), Err((BAD_DATA, "badData")));
+        let no_body = json!({ "Type": "keyboard", "Buttons": [{ "Text": "x" }] });
+        assert_eq!(
+            keyboard_choices(&no_body),
+            Err((MISSING_DATA, "missingData"))
+        );
+        let buttons: Vec<Value> = (0..25)
+            .map(|n| json!({ "ActionBody": n.to_string() }))
+            .collect();
+        let too_many = json!({ "Type": "keyboard", "Buttons": buttons });
+        assert_eq!(keyboard_choices(&too_many), Err((BAD_DATA, "badData")));
+    }
+
+    fn keyboard_choices(value: &Value) -> Result<Vec<(String, String)>, (i64, &'static str)> {
+        super::keyboard(Some(value))
+    }
 }

@@ -154,6 +154,7 @@ async fn callback(shared: &Shared, request: &ApiRequest) -> Response {
             customer: reply.session_id,
             text: reply.text,
             template: None,
+            choices: reply.choices,
             provider_message_id: reply.message_id,
             idempotency_key: Some(reply.event_id.clone()),
             body: Value::Object(event),
@@ -170,6 +171,7 @@ struct Reply {
     session_id: String,
     message_id: String,
     text: Option<String>,
+    choices: Vec<(String, String)>,
 }
 
 fn read_reply(event: &Map<String, Value>) -> Result<Reply, &'static str> {
@@ -197,11 +199,24 @@ fn read_reply(event: &Map<String, Value>) -> Result<Reply, &'static str> {
     if text.is_none() && message.get("attachments").is_none() {
         return Err("message needs text or attachments");
     }
+    // The ids the customer can tap; the web chat sends no titles, so each is its own.
+    let choices = match message.get("quick_replies") {
+        None => Vec::new(),
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .map(|id| match id {
+                Value::String(id) if !id.is_empty() => Ok((id.clone(), id.clone())),
+                _ => Err("message.quick_replies must hold non-empty strings"),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("message.quick_replies must be an array"),
+    };
     Ok(Reply {
         event_id,
         session_id,
         message_id,
         text,
+        choices,
     })
 }
 

@@ -37,6 +37,62 @@ pub(super) fn image_webhook(
     message_webhook(shared, customer, "image", image)
 }
 
+/// A tap as WhatsApp reports it, shaped by what the customer last got: a template's
+/// quick-reply `button`, a list's `list_reply`, else a reply button's `button_reply`;
+/// with the `context` naming that message.
+pub(super) fn choice_webhook(shared: &Shared, customer: &str, id: &str, title: &str) -> Webhook {
+    let wa_id = shared.address(Channel::WhatsApp, customer);
+    let last = shared
+        .received(Some((Channel::WhatsApp, wa_id.as_str())))
+        .pop();
+    let context = last
+        .as_ref()
+        .map(|last| json!({ "from": DISPLAY_PHONE_NUMBER, "id": last.provider_message_id }));
+    let kind = last
+        .as_ref()
+        .and_then(|last| match last.body.get("type").and_then(Value::as_str) {
+            Some("template") => Some("template"),
+            _ => last
+                .body
+                .pointer("/interactive/type")
+                .and_then(Value::as_str),
+        });
+    let (message_type, content) = match kind {
+        Some("template") => ("button", json!({ "payload": id, "text": title })),
+        Some("list") => (
+            "interactive",
+            json!({ "type": "list_reply", "list_reply": { "id": id, "title": title } }),
+        ),
+        _ => (
+            "interactive",
+            json!({ "type": "button_reply", "button_reply": { "id": id, "title": title } }),
+        ),
+    };
+    let webhook = message_webhook(shared, customer, message_type, content);
+    match context {
+        Some(context) => with_context(shared, webhook, context),
+        None => webhook,
+    }
+}
+
+/// The webhook with `context` added to its one message, signed again.
+fn with_context(shared: &Shared, webhook: Webhook, context: Value) -> Webhook {
+    let Ok(mut payload) = serde_json::from_slice::<Value>(&webhook.body) else {
+        return webhook;
+    };
+    if let Some(Value::Object(message)) = payload.pointer_mut("/entry/0/changes/0/value/messages/0")
+    {
+        message.insert("context".to_owned(), context);
+    }
+    meta::signed_webhook(
+        Channel::WhatsApp,
+        &shared.config.whatsapp.app_secret,
+        &payload,
+        webhook.provider_message_id,
+        &webhook.customer,
+    )
+}
+
 pub(super) fn receipt_webhook(
     shared: &Shared,
     customer: &str,
@@ -136,6 +192,7 @@ struct Outgoing {
     to: String,
     text: Option<String>,
     template: Option<String>,
+    choices: Vec<(String, String)>,
 }
 
 async fn send(shared: &Shared, request: &ApiRequest, phone_number_id: &str) -> Response {
@@ -178,6 +235,7 @@ async fn send(shared: &Shared, request: &ApiRequest, phone_number_id: &str) -> R
             customer: wa_id.clone(),
             text: outgoing.text,
             template: outgoing.template,
+            choices: outgoing.choices,
             provider_message_id: id,
             idempotency_key: None,
             body: Value::Object(body),
@@ -217,6 +275,7 @@ fn read_send(body: &Map<String, Value>) -> Result<Outgoing, GraphError> {
             .ok_or_else(|| GraphError::invalid_parameter("Param type must be a string"))?,
     };
     let content = body.get(kind);
+    let mut choices = Vec::new();
     let (text, template) = match kind {
         "text" => {
             let text = string(content.and_then(|text| text.get("body")))
@@ -258,9 +317,11 @@ fn read_send(body: &Map<String, Value>) -> Result<Outgoing, GraphError> {
             (string(media.get("caption")), None)
         }
         "interactive" => {
-            let body_text = content
-                .and_then(|interactive| interactive.get("body"))
-                .and_then(|body| body.get("text"));
+            let interactive = content.ok_or_else(|| {
+                GraphError::invalid_parameter("The parameter interactive is required.")
+            })?;
+            let body_text = interactive.get("body").and_then(|body| body.get("text"));
+            choices = interactive_choices(interactive)?;
             (string(body_text), None)
         }
         "reaction" | "location" | "contacts" => (None, None),
@@ -271,7 +332,106 @@ fn read_send(body: &Map<String, Value>) -> Result<Outgoing, GraphError> {
             )));
         }
     };
-    Ok(Outgoing { to, text, template })
+    Ok(Outgoing {
+        to,
+        text,
+        template,
+        choices,
+    })
+}
+
+/// The buttons of an interactive message, checked against the Cloud API's limits: reply
+/// buttons (1–3, `reply.id` up to 256 characters, `reply.title` up to 20) or a list
+/// (`action.button` up to 20 characters, 1–10 rows over all sections, row ids up to
+/// 200, titles up to 24); ids unique. Other interactive types offer no choices.
+fn interactive_choices(interactive: &Value) -> Result<Vec<(String, String)>, GraphError> {
+    let action = interactive.get("action");
+    let empty = Vec::new();
+    let array = |value: Option<&Value>| value.and_then(Value::as_array).unwrap_or(&empty).clone();
+    let choices = match interactive.get("type").and_then(Value::as_str) {
+        Some("button") => {
+            let buttons = array(action.and_then(|action| action.get("buttons")));
+            if !(1..=3).contains(&buttons.len()) {
+                return Err(GraphError::invalid_parameter(
+                    "Param interactive['action']['buttons'] must have between 1 and 3 elements.",
+                ));
+            }
+            buttons
+                .iter()
+                .map(|button| {
+                    if button.get("type").and_then(Value::as_str) != Some("reply") {
+                        return Err(GraphError::invalid_parameter(
+                            "Param interactive['action']['buttons'][]['type'] must be reply.",
+                        ));
+                    }
+                    choice(button.get("reply"), 256, 20, "['buttons'][]['reply']")
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        Some("list") => {
+            let label = action
+                .and_then(|action| action.get("button"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if label.is_empty() || label.chars().count() > 20 {
+                return Err(GraphError::invalid_parameter(
+                    "Param interactive['action']['button'] must be 1 to 20 characters long.",
+                ));
+            }
+            let rows: Vec<Value> = array(action.and_then(|action| action.get("sections")))
+                .iter()
+                .flat_map(|section| array(section.get("rows")))
+                .collect();
+            if !(1..=10).contains(&rows.len()) {
+                return Err(GraphError::invalid_parameter(
+                    "Total row count exceed max allowed count: 10",
+                ));
+            }
+            rows.iter()
+                .map(|row| choice(Some(row), 200, 24, "['sections'][]['rows'][]"))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        _ => Vec::new(),
+    };
+    let unique = choices
+        .iter()
+        .enumerate()
+        .all(|(n, (id, _))| !choices[..n].iter().any(|(other, _)| other == id));
+    if !unique {
+        return Err(GraphError::invalid_parameter(
+            "Button and row ids must be unique within the message.",
+        ));
+    }
+    Ok(choices)
+}
+
+/// `{"id","title"}` with non-empty values within the limits.
+fn choice(
+    object: Option<&Value>,
+    max_id: usize,
+    max_title: usize,
+    what: &str,
+) -> Result<(String, String), GraphError> {
+    let field = |name: &str| {
+        object
+            .and_then(|object| object.get(name))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (id, title) = (field("id"), field("title"));
+    if id.is_empty() || id.chars().count() > max_id {
+        return Err(GraphError::invalid_parameter(&format!(
+            "Param interactive['action']{what}['id'] must be 1 to {max_id} characters long."
+        )));
+    }
+    if title.is_empty() || title.chars().count() > max_title {
+        return Err(GraphError::invalid_parameter(&format!(
+            "Param interactive['action']{what}['title'] must be 1 to {max_title} characters \
+             long."
+        )));
+    }
+    Ok((id, title))
 }
 
 fn authorize(shared: &Shared, request: &ApiRequest) -> Result<(), GraphError> {
@@ -372,5 +532,53 @@ fn download(shared: &Shared, request: &ApiRequest, id: &str) -> Response {
     match shared.media(id) {
         Some(media) => server::media_bytes(media),
         None => server::not_found(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buttons(n: usize, title: &str) -> Value {
+        let buttons: Vec<Value> = (1..=n)
+            .map(|id| json!({ "type": "reply", "reply": { "id": id.to_string(), "title": title } }))
+            .collect();
+        json!({ "type": "button", "body": { "text": "?" }, "action": { "buttons": buttons } })
+    }
+
+    fn list(rows: usize, label: &str) -> Value {
+        let rows: Vec<Value> = (1..=rows)
+            .map(|id| json!({ "id": id.to_string(), "title": "⭐".repeat(id.min(24)) }))
+            .collect();
+        json!({ "type": "list", "body": { "text": "?" },
+                "action": { "button": label, "sections": [{ "rows": rows }] } })
+    }
+
+    #[test]
+    fn reply_buttons_and_list_rows_are_read_within_the_cloud_apis_limits() {
+        let read = |interactive: &Value| interactive_choices(interactive).ok();
+        assert_eq!(
+            read(&buttons(3, "⭐")),
+            Some(vec![
+                ("1".to_owned(), "⭐".to_owned()),
+                ("2".to_owned(), "⭐".to_owned()),
+                ("3".to_owned(), "⭐".to_owned()),
+            ])
+        );
+        assert_eq!(read(&list(5, "Auswählen")).map(|c| c.len()), Some(5));
+        assert_eq!(read(&json!({ "type": "cta_url" })), Some(Vec::new()));
+        // What the Cloud API refuses.
+        assert_eq!(read(&buttons(4, "⭐")), None);
+        assert_eq!(read(&buttons(0, "⭐")), None);
+        assert_eq!(read(&buttons(1, &"x".repeat(21))), None);
+        assert_eq!(read(&buttons(1, "")), None);
+        assert_eq!(read(&list(11, "Auswählen")), None);
+        assert_eq!(read(&list(5, "")), None);
+        assert_eq!(read(&list(5, &"x".repeat(21))), None);
+        let mut repeated = list(2, "Auswählen");
+        if let Some(row) = repeated.pointer_mut("/action/sections/0/rows/1/id") {
+            *row = json!("1");
+        }
+        assert_eq!(read(&repeated), None);
     }
 }
