@@ -1,0 +1,586 @@
+//! Flows as data: per language, the words the bot understands and everything it says.
+//!
+//! One TOML file per language. The built-in ones (`flows/<language>.toml` in this crate)
+//! are compiled in; a region replaces or adds languages with `bot.flows_dir`, a folder of
+//! `<language>.toml` files in the same format. Every file is checked when it is loaded:
+//! every text is present, no text uses a placeholder the bot does not fill, every routing
+//! category exists; each problem names the file and the key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use helpline_domain::QuickReply;
+use helpline_region::{Locale, RegionConfig};
+use serde::Deserialize;
+
+/// The built-in flows, by language.
+const BUILTIN: [(&str, &str); 2] = [
+    ("de", include_str!("../flows/de.toml")),
+    ("en", include_str!("../flows/en.toml")),
+];
+
+/// Every text a flow must have, with the placeholders the bot fills in for it.
+const TEXTS: [(&str, &[&str]); 22] = [
+    ("greeting", &["brand"]),
+    ("ask_language", &[]),
+    ("ask_product", &[]),
+    ("ask_serial", &["product"]),
+    ("serial_invalid", &["product"]),
+    ("ask_problem", &["product"]),
+    ("ask_location", &[]),
+    ("handoff", &[]),
+    ("handoff_asked", &[]),
+    ("wait", &["minutes"]),
+    ("out_of_hours", &["hours"]),
+    ("store_referral", &["name", "address", "opening_hours"]),
+    ("rating_request", &["brand"]),
+    ("rating_reprompt", &[]),
+    ("rating_thanks", &[]),
+    ("closed_unrated", &[]),
+    ("abandoned", &[]),
+    ("agent_summary", &["product", "serial", "problem"]),
+    ("summary_location", &["location"]),
+    ("summary_verified", &["serial"]),
+    ("summary_unverified", &["serial"]),
+    ("summary_unknown", &[]),
+];
+
+/// What a rating button shows when a flow does not say otherwise.
+const STARS: [&str; 5] = ["⭐", "⭐⭐", "⭐⭐⭐", "⭐⭐⭐⭐", "⭐⭐⭐⭐⭐"];
+
+/// The flows of every language a region serves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Flows {
+    flows: BTreeMap<String, Flow>,
+    /// The region's default language's flow: the answer for any language without one.
+    default: Flow,
+}
+
+/// One language's flow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Flow {
+    /// The language tag, as the file is named: `de`.
+    pub language: String,
+    /// The language's own name, for the language choice: `Deutsch`.
+    pub(crate) name: String,
+    pub(crate) detect: Vec<String>,
+    pub(crate) agent_words: Vec<String>,
+    pub(crate) upset_words: Vec<String>,
+    pub(crate) greeting_words: Vec<String>,
+    pub(crate) filler_words: Vec<String>,
+    pub(crate) serial_words: Vec<String>,
+    /// Category → phrases that mark it.
+    pub(crate) categories: BTreeMap<String, Vec<String>>,
+    rating_words: BTreeMap<String, u8>,
+    rating_titles: Vec<String>,
+    texts: BTreeMap<String, String>,
+}
+
+/// A flow that cannot be used; the message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("{file}: {problem}")]
+    Invalid { file: String, problem: String },
+    #[error("{file}: cannot be read: {reason}")]
+    Unreadable { file: String, reason: String },
+    #[error("no flow for language {language:?}: {file} does not exist and none is built in")]
+    Missing { language: String, file: String },
+}
+
+/// A flow file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowFile {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    detect: Vec<String>,
+    #[serde(default)]
+    agent_words: Vec<String>,
+    #[serde(default)]
+    upset_words: Vec<String>,
+    #[serde(default)]
+    greeting_words: Vec<String>,
+    #[serde(default)]
+    filler_words: Vec<String>,
+    #[serde(default)]
+    serial_words: Vec<String>,
+    #[serde(default)]
+    categories: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    rating_words: BTreeMap<String, u8>,
+    /// The five rating buttons' titles, 1 to 5; stars when absent.
+    #[serde(default)]
+    rating_titles: Vec<String>,
+    #[serde(default)]
+    texts: BTreeMap<String, String>,
+}
+
+impl Flows {
+    /// The built-in flows, with the default locale's language as the fallback.
+    pub fn builtin() -> Flows {
+        let flows: BTreeMap<String, Flow> = BUILTIN
+            .iter()
+            .map(|(language, text)| {
+                // The built-in files are compiled in and checked by this module's tests,
+                // so a parse failure here cannot reach a release.
+                let flow = Flow::parse(language, text, &builtin_file(language))
+                    .unwrap_or_else(|e| panic!("built-in flow: {e}"));
+                ((*language).to_owned(), flow)
+            })
+            .collect();
+        let default_language = Locale::default().default_language().to_owned();
+        Self::assemble(flows, &default_language)
+            .unwrap_or_else(|| panic!("no built-in flow for {default_language}"))
+    }
+
+    /// The flows of `region`'s languages: each from `bot.flows_dir` when the folder has
+    /// `<language>.toml`, else built in. Every routing rule's category must exist in
+    /// every flow, since the bot classifies problems by the flow's categories.
+    ///
+    /// Reads files: call it once at start, before serving.
+    pub fn for_region(region: &RegionConfig) -> Result<Flows, FlowError> {
+        let mut languages = region.locale.languages.clone();
+        if languages.is_empty() {
+            languages.push(region.locale.default_language().to_owned());
+        }
+        let mut flows = BTreeMap::new();
+        for language in &languages {
+            let flow = load(language, &region.bot.flows_dir)?;
+            for rule in &region.routing.rules {
+                for category in &rule.categories {
+                    if !flow.categories.contains_key(&category.to_lowercase()) {
+                        return Err(FlowError::Invalid {
+                            file: flow_file(language, &region.bot.flows_dir),
+                            problem: format!(
+                                "categories.{category} is missing (routing rule {:?} needs it)",
+                                rule.name
+                            ),
+                        });
+                    }
+                }
+            }
+            flows.insert(language.clone(), flow);
+        }
+        let default_language = region.locale.default_language();
+        Self::assemble(flows, default_language).ok_or_else(|| FlowError::Missing {
+            language: default_language.to_owned(),
+            file: flow_file(default_language, &region.bot.flows_dir),
+        })
+    }
+
+    /// The flow of `language`, or of the default language when there is none.
+    pub fn get(&self, language: &str) -> &Flow {
+        self.flows.get(language).unwrap_or(&self.default)
+    }
+
+    /// Every flow, by language.
+    pub fn all(&self) -> impl Iterator<Item = &Flow> {
+        self.flows.values()
+    }
+
+    fn assemble(flows: BTreeMap<String, Flow>, default_language: &str) -> Option<Flows> {
+        let default = flows.get(default_language)?.clone();
+        Some(Flows { flows, default })
+    }
+}
+
+impl Flow {
+    /// The text `key` with every `{name}` of `args` filled in. A key the flow does not
+    /// have (loading checks every key the bot uses) comes back as the key itself.
+    pub fn text(&self, key: &str, args: &[(&str, &str)]) -> String {
+        let Some(template) = self.texts.get(key) else {
+            return key.to_owned();
+        };
+        args.iter().fold(template.clone(), |text, (name, value)| {
+            text.replace(&format!("{{{name}}}"), value)
+        })
+    }
+
+    /// Number words a customer may rate with: `"fünf"` → 5.
+    pub fn rating_words(&self) -> &BTreeMap<String, u8> {
+        &self.rating_words
+    }
+
+    /// The rating buttons: ids `"1"` to `"5"`, titles as the flow says (stars by default).
+    pub fn rating_choices(&self) -> Vec<QuickReply> {
+        let titles: Vec<&str> = if self.rating_titles.len() == STARS.len() {
+            self.rating_titles.iter().map(String::as_str).collect()
+        } else {
+            STARS.to_vec()
+        };
+        titles
+            .into_iter()
+            .zip(1..)
+            .map(|(title, score)| QuickReply {
+                id: score.to_string(),
+                title: title.to_owned(),
+            })
+            .collect()
+    }
+
+    /// The language's own name: `Deutsch`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Parses and checks one flow file; `file` names it in errors.
+    fn parse(language: &str, text: &str, file: &str) -> Result<Flow, FlowError> {
+        let invalid = |problem: String| FlowError::Invalid {
+            file: file.to_owned(),
+            problem,
+        };
+        let raw: FlowFile = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .and_then(|span| text.get(..span.start))
+                .map(|before| before.matches('\n').count() + 1);
+            match line {
+                Some(line) => invalid(format!("line {line}: {}", e.message())),
+                None => invalid(e.message().to_owned()),
+            }
+        })?;
+        if raw.name.trim().is_empty() {
+            return Err(invalid("name is missing".to_owned()));
+        }
+        let lists = [
+            ("detect", &raw.detect),
+            ("agent_words", &raw.agent_words),
+            ("greeting_words", &raw.greeting_words),
+            ("serial_words", &raw.serial_words),
+        ];
+        for (key, list) in lists {
+            if list.iter().all(|word| word.trim().is_empty()) {
+                return Err(invalid(format!("{key} is missing or empty")));
+            }
+        }
+        if raw.categories.is_empty() {
+            return Err(invalid("categories is missing or empty".to_owned()));
+        }
+        for (category, phrases) in &raw.categories {
+            if phrases.iter().all(|phrase| phrase.trim().is_empty()) {
+                return Err(invalid(format!("categories.{category} is empty")));
+            }
+        }
+        if raw.rating_words.is_empty() {
+            return Err(invalid("rating_words is missing or empty".to_owned()));
+        }
+        for (word, score) in &raw.rating_words {
+            if !(1..=5).contains(score) {
+                return Err(invalid(format!(
+                    "rating_words.{word} is {score}; a rating is 1 to 5"
+                )));
+            }
+        }
+        if !raw.rating_titles.is_empty() && raw.rating_titles.len() != STARS.len() {
+            return Err(invalid(format!(
+                "rating_titles has {} titles; it needs one per score, 1 to 5",
+                raw.rating_titles.len()
+            )));
+        }
+        check_texts(&raw.texts).map_err(invalid)?;
+        Ok(Flow {
+            language: language.to_owned(),
+            name: raw.name.trim().to_owned(),
+            detect: lowered(raw.detect),
+            agent_words: lowered(raw.agent_words),
+            upset_words: lowered(raw.upset_words),
+            greeting_words: lowered(raw.greeting_words),
+            filler_words: lowered(raw.filler_words),
+            serial_words: lowered(raw.serial_words),
+            categories: raw
+                .categories
+                .into_iter()
+                .map(|(category, phrases)| (category.to_lowercase(), lowered(phrases)))
+                .collect(),
+            rating_words: raw
+                .rating_words
+                .into_iter()
+                .map(|(word, score)| (word.to_lowercase(), score))
+                .collect(),
+            rating_titles: raw.rating_titles,
+            texts: raw.texts,
+        })
+    }
+}
+
+/// Every text present and non-empty, no unknown text, no placeholder the bot does not
+/// fill in (a typo would reach the customer as `{minuts}`).
+fn check_texts(texts: &BTreeMap<String, String>) -> Result<(), String> {
+    for (key, _) in TEXTS {
+        if texts.get(key).is_none_or(|text| text.trim().is_empty()) {
+            return Err(format!("texts.{key} is missing"));
+        }
+    }
+    for (key, text) in texts {
+        let Some((_, allowed)) = TEXTS.iter().find(|(known, _)| known == key) else {
+            return Err(format!("texts.{key} is not a text the bot uses"));
+        };
+        for placeholder in placeholders(text).map_err(|e| format!("texts.{key}: {e}"))? {
+            if !allowed.contains(&placeholder) {
+                let expected = if allowed.is_empty() {
+                    "it takes none".to_owned()
+                } else {
+                    let names: Vec<String> = allowed.iter().map(|a| format!("{{{a}}}")).collect();
+                    format!("it takes {}", names.join(", "))
+                };
+                return Err(format!(
+                    "texts.{key} uses {{{placeholder}}}, which the bot does not fill in; {expected}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `{name}` placeholders of a text; an unclosed or empty brace is an error.
+fn placeholders(text: &str) -> Result<BTreeSet<&str>, String> {
+    let mut found = BTreeSet::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Err("a `{` is never closed".to_owned());
+        };
+        let name = &after[..close];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            return Err(format!("{{{name}}} is not a placeholder like {{product}}"));
+        }
+        found.insert(name);
+        rest = &after[close + 1..];
+    }
+    if rest.contains('}') {
+        return Err("a `}` is never opened".to_owned());
+    }
+    Ok(found)
+}
+
+fn lowered(words: Vec<String>) -> Vec<String> {
+    words
+        .into_iter()
+        .map(|word| word.trim().to_lowercase())
+        .filter(|word| !word.is_empty())
+        .collect()
+}
+
+/// `language`'s flow: from `dir` when the file is there, else built in.
+fn load(language: &str, dir: &str) -> Result<Flow, FlowError> {
+    if !dir.is_empty() {
+        let path = Path::new(dir).join(format!("{language}.toml"));
+        let file = path.display().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return Flow::parse(language, &text, &file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(FlowError::Unreadable {
+                    file,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    let Some((_, text)) = BUILTIN.iter().find(|(builtin, _)| *builtin == language) else {
+        return Err(FlowError::Missing {
+            language: language.to_owned(),
+            file: flow_file(language, dir),
+        });
+    };
+    Flow::parse(language, text, &builtin_file(language))
+}
+
+/// Where `language`'s flow is looked for, for messages.
+fn flow_file(language: &str, dir: &str) -> String {
+    if dir.is_empty() {
+        builtin_file(language)
+    } else {
+        Path::new(dir)
+            .join(format!("{language}.toml"))
+            .display()
+            .to_string()
+    }
+}
+
+fn builtin_file(language: &str) -> String {
+    format!("flows/{language}.toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn germany() -> RegionConfig {
+        crate::tests::germany()
+    }
+
+    fn file_without(key: &str) -> String {
+        BUILTIN[0]
+            .1
+            .lines()
+            .filter(|line| !line.starts_with(&format!("{key} =")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn problem_of(text: &str) -> String {
+        match Flow::parse("fr", text, "flows/fr.toml") {
+            Ok(_) => panic!("the flow was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_built_in_flows_are_complete() {
+        let flows = Flows::builtin();
+        for (language, _) in BUILTIN {
+            assert_eq!(flows.get(language).language, language);
+        }
+        let flows = Flows::for_region(&germany()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(flows.get("de").name(), "Deutsch");
+        assert_eq!(flows.get("en").name(), "English");
+    }
+
+    #[test]
+    fn an_unknown_language_falls_back_to_the_default() {
+        let flows = Flows::builtin();
+        assert_eq!(flows.get("fr").language, "de");
+        let mut region = germany();
+        region.locale.languages = vec!["en".to_owned(), "de".to_owned()];
+        let flows = Flows::for_region(&region).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(flows.get("fr").language, "en");
+    }
+
+    #[test]
+    fn texts_fill_in_their_placeholders() {
+        let flows = Flows::builtin();
+        assert_eq!(
+            flows.get("en").text("wait", &[("minutes", "4")]),
+            "A member of our team will be with you shortly. The waiting time is about 4 minutes."
+        );
+        assert_eq!(
+            flows
+                .get("de")
+                .text("summary_verified", &[("serial", "ABC")]),
+            "ABC (geprüft)"
+        );
+        assert_eq!(flows.get("de").text("no_such_text", &[]), "no_such_text");
+    }
+
+    #[test]
+    fn ratings_come_as_words_and_buttons() {
+        let flows = Flows::builtin();
+        assert_eq!(flows.get("de").rating_words().get("fünf"), Some(&5));
+        assert_eq!(flows.get("en").rating_words().get("three"), Some(&3));
+        let choices = flows.get("en").rating_choices();
+        let ids: Vec<&str> = choices.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["1", "2", "3", "4", "5"]);
+        assert_eq!(choices[4].title, "⭐⭐⭐⭐⭐");
+    }
+
+    #[test]
+    fn a_missing_text_is_named_with_its_file() {
+        assert_eq!(
+            problem_of(&file_without("ask_serial")),
+            "flows/fr.toml: texts.ask_serial is missing"
+        );
+    }
+
+    #[test]
+    fn a_placeholder_the_bot_does_not_fill_is_refused() {
+        let text = BUILTIN[0]
+            .1
+            .replace("{minutes} Minuten", "{minuts} Minuten");
+        assert_eq!(
+            problem_of(&text),
+            "flows/fr.toml: texts.wait uses {minuts}, which the bot does not fill in; it takes {minutes}"
+        );
+        let text = BUILTIN[0]
+            .1
+            .replace("{minutes} Minuten", "{minutes Minuten");
+        assert_eq!(
+            problem_of(&text),
+            "flows/fr.toml: texts.wait: a `{` is never closed"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_scores_are_refused() {
+        let text = BUILTIN[0].1.replace("abandoned =", "abandonned =");
+        assert_eq!(
+            problem_of(&text),
+            "flows/fr.toml: texts.abandoned is missing"
+        );
+        let text = format!("{}\nfarewell = \"Tschüss\"", BUILTIN[0].1);
+        assert_eq!(
+            problem_of(&text),
+            "flows/fr.toml: texts.farewell is not a text the bot uses"
+        );
+        let text = BUILTIN[0].1.replace("\"fünf\" = 5", "\"sechs\" = 6");
+        assert_eq!(
+            problem_of(&text),
+            "flows/fr.toml: rating_words.sechs is 6; a rating is 1 to 5"
+        );
+        assert_eq!(
+            problem_of(&file_without("name")),
+            "flows/fr.toml: name is missing"
+        );
+    }
+
+    #[test]
+    fn a_region_language_without_a_flow_is_an_error() {
+        let mut region = germany();
+        region.locale.languages.push("fr".to_owned());
+        let error = Flows::for_region(&region)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            error,
+            Err(
+                "no flow for language \"fr\": flows/fr.toml does not exist and none is built in"
+                    .to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn a_flows_dir_replaces_and_adds_languages() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let french = BUILTIN[1]
+            .1
+            .replace("name = \"English\"", "name = \"Français\"");
+        std::fs::write(dir.path().join("fr.toml"), french).unwrap_or_else(|e| panic!("{e}"));
+        let mut region = germany();
+        region.locale.languages.push("fr".to_owned());
+        region.bot.flows_dir = dir.path().display().to_string();
+        let flows = Flows::for_region(&region).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(flows.get("fr").name(), "Français");
+        assert_eq!(flows.get("de").name(), "Deutsch");
+
+        let broken = BUILTIN[1].1.replace("ask_serial =", "ask_serial_x =");
+        std::fs::write(dir.path().join("fr.toml"), broken).unwrap_or_else(|e| panic!("{e}"));
+        let error = Flows::for_region(&region)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let file = dir.path().join("fr.toml").display().to_string();
+        assert_eq!(error, Err(format!("{file}: texts.ask_serial is missing")));
+    }
+
+    #[test]
+    fn every_routing_category_must_be_in_every_flow() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let without_hardware = BUILTIN[1].1.replace("hardware = [", "hardwear = [");
+        std::fs::write(dir.path().join("en.toml"), without_hardware)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut region = germany();
+        region.bot.flows_dir = dir.path().display().to_string();
+        let error = Flows::for_region(&region)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let file = dir.path().join("en.toml").display().to_string();
+        assert_eq!(
+            error,
+            Err(format!(
+                "{file}: categories.hardware is missing (routing rule \"laptop-hardware-to-store\" needs it)"
+            ))
+        );
+    }
+}

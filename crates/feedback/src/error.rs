@@ -1,0 +1,40 @@
+use std::fmt::Display;
+
+use helpline_eventstore::StoreError;
+use tonic::{Code, Status};
+
+/// What can go wrong in feedback: a bad request to the API (an answer to the caller), or
+/// NATS (logged; worth a retry).
+#[derive(Debug, thiserror::Error)]
+pub enum FeedbackError {
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
+
+    #[error("NATS is unavailable: {0}")]
+    Unavailable(String),
+
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl FeedbackError {
+    pub(crate) fn unavailable(reason: impl Display) -> Self {
+        Self::Unavailable(reason.to_string())
+    }
+}
+
+/// The one place feedback's errors become gRPC status codes.
+impl From<FeedbackError> for Status {
+    fn from(error: FeedbackError) -> Self {
+        let code = match &error {
+            FeedbackError::InvalidArgument { .. } => Code::InvalidArgument,
+            FeedbackError::Unavailable(_) => Code::Unavailable,
+            FeedbackError::Store(store) if store.is_transient() => Code::Unavailable,
+            FeedbackError::Store(_) => Code::Internal,
+        };
+        if code == Code::Internal {
+            tracing::error!(error = %error, "feedback api failed");
+        }
+        Status::new(code, error.to_string())
+    }
+}

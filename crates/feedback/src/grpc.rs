@@ -1,0 +1,141 @@
+//! The `helpline.v1.Feedback` API: CSAT figures from the live projection.
+
+use helpline_domain::{AgentId, Channel, QueueId};
+use helpline_eventstore::EventStore;
+use helpline_proto::v1 as pb;
+use helpline_proto::v1::feedback_server::{Feedback, FeedbackServer};
+use jiff::tz::TimeZone;
+use tonic::{Request, Response, Status};
+
+use crate::csat::{CsatFilter, CsatRow, Grouping};
+use crate::error::FeedbackError;
+use crate::projection::Csat;
+
+/// The Feedback API over `csat` (kept live by [`Csat::follow`]); periods are days, weeks
+/// and months in `zone`, the region's time zone. The binary serves it beside the other
+/// services, health and reflection.
+pub fn grpc_service(
+    store: EventStore,
+    csat: Csat,
+    zone: TimeZone,
+) -> FeedbackServer<impl Feedback> {
+    FeedbackServer::new(FeedbackApi { store, csat, zone })
+}
+
+#[derive(Debug)]
+struct FeedbackApi {
+    store: EventStore,
+    csat: Csat,
+    zone: TimeZone,
+}
+
+#[tonic::async_trait]
+impl Feedback for FeedbackApi {
+    async fn get_csat(
+        &self,
+        request: Request<pb::GetCsatRequest>,
+    ) -> Result<Response<pb::GetCsatResponse>, Status> {
+        let request = request.into_inner();
+        let filter = filter_from_proto(request.filter.unwrap_or_default())?;
+        let group_by = request
+            .group_by
+            .into_iter()
+            .map(grouping_from_proto)
+            .collect::<Result<Vec<_>, _>>()?;
+        let stream_last_sequence = self.stream_last_sequence().await?;
+        // Read after the stream's position, so the answer never shows the projection
+        // ahead of the log.
+        let (rows, applied_sequence) = self.csat.read_with(|projection| {
+            (
+                projection.report(&filter, &group_by, &self.zone),
+                projection.last_sequence(),
+            )
+        });
+        Ok(Response::new(pb::GetCsatResponse {
+            rows: rows.iter().map(row_to_proto).collect(),
+            position: Some(pb::CsatPosition {
+                applied_sequence,
+                stream_last_sequence: stream_last_sequence.max(applied_sequence),
+                replayed: self.csat.is_replayed(),
+            }),
+        }))
+    }
+}
+
+impl FeedbackApi {
+    async fn stream_last_sequence(&self) -> Result<u64, FeedbackError> {
+        let stream = self
+            .store
+            .jetstream()
+            .get_stream(self.store.layout().event_stream())
+            .await
+            .map_err(FeedbackError::unavailable)?;
+        Ok(stream.cached_info().state.last_sequence)
+    }
+}
+
+fn filter_from_proto(filter: pb::CsatFilter) -> Result<CsatFilter, FeedbackError> {
+    let text = |value: String| (!value.is_empty()).then_some(value);
+    let channel = match pb::Channel::try_from(filter.channel) {
+        Ok(pb::Channel::Unspecified) => None,
+        Ok(pb::Channel::Whatsapp) => Some(Channel::WhatsApp),
+        Ok(pb::Channel::Messenger) => Some(Channel::Messenger),
+        Ok(pb::Channel::Telegram) => Some(Channel::Telegram),
+        Ok(pb::Channel::Viber) => Some(Channel::Viber),
+        Ok(pb::Channel::AppleMessages) => Some(Channel::AppleMessages),
+        Ok(pb::Channel::WebChat) => Some(Channel::WebChat),
+        Err(_) => {
+            return Err(FeedbackError::InvalidArgument {
+                field: "filter.channel",
+                reason: format!("unknown channel {}", filter.channel),
+            });
+        }
+    };
+    Ok(CsatFilter {
+        queue: text(filter.queue).map(QueueId::new),
+        agent: text(filter.agent).map(AgentId::new),
+        channel,
+        from: filter
+            .from
+            .map(|at| moment(at, "filter.from"))
+            .transpose()?,
+        to: filter.to.map(|at| moment(at, "filter.to")).transpose()?,
+    })
+}
+
+fn moment(
+    at: prost_types::Timestamp,
+    field: &'static str,
+) -> Result<jiff::Timestamp, FeedbackError> {
+    jiff::Timestamp::new(at.seconds, at.nanos).map_err(|e| FeedbackError::InvalidArgument {
+        field,
+        reason: e.to_string(),
+    })
+}
+
+fn grouping_from_proto(value: i32) -> Result<Grouping, FeedbackError> {
+    match pb::CsatGrouping::try_from(value) {
+        Ok(pb::CsatGrouping::Region) => Ok(Grouping::Region),
+        Ok(pb::CsatGrouping::Queue) => Ok(Grouping::Queue),
+        Ok(pb::CsatGrouping::Agent) => Ok(Grouping::Agent),
+        Ok(pb::CsatGrouping::Channel) => Ok(Grouping::Channel),
+        Ok(pb::CsatGrouping::Day) => Ok(Grouping::Day),
+        Ok(pb::CsatGrouping::Week) => Ok(Grouping::Week),
+        Ok(pb::CsatGrouping::Month) => Ok(Grouping::Month),
+        Ok(pb::CsatGrouping::Unspecified) | Err(_) => Err(FeedbackError::InvalidArgument {
+            field: "group_by",
+            reason: format!("{value} is no grouping"),
+        }),
+    }
+}
+
+fn row_to_proto(row: &CsatRow) -> pb::CsatRow {
+    pb::CsatRow {
+        group: row.group.clone(),
+        ratings: row.ratings,
+        average: row.average(),
+        csat_percent: row.csat_percent(),
+        ratings_requested: row.ratings_requested,
+        response_rate_percent: row.response_rate_percent(),
+    }
+}
