@@ -1,14 +1,18 @@
-//! `helpline all` and `helpline ingress`: the services in one process, as docker-compose
-//! and Kubernetes run them, behind one HTTP listener on `ingress.listen`:
+//! Running services: `helpline all` runs every one in one process, `helpline <service>`
+//! one of them, as docker-compose and Kubernetes run them.
 //!
-//! - `/healthz` answers while the process runs, `/readyz` only while NATS is connected
-//!   and JetStream answers;
-//! - `/webhooks/{channel}`: the channel gateway; `503` until the event store is set up, so
-//!   providers retry rather than lose a message.
+//! - `ops.listen`: `/healthz` answers while the process runs, `/readyz` only while NATS is
+//!   connected and JetStream answers, `/metrics` the pending events of this process's
+//!   consumers (Prometheus text).
+//! - ingress (`ingress.listen`): `/webhooks/{channel}` and the same probes; `503` until
+//!   the event store is set up, so providers retry rather than lose a message. Egress
+//!   runs with it.
+//! - bot, routing, feedback: durable consumers over the region's ticket events.
+//! - `grpc.listen`: the gRPC APIs of the services in this process (Routing, Feedback),
+//!   with `grpc.health.v1` and server reflection.
 //!
-//! - egress: messages to customers through the providers' send APIs.
-//!
-//! More services join `all` as they are built.
+//! Whichever service stops first stops the others: a failing service takes the process
+//! down rather than leaving it half alive, and the orchestrator restarts it.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -22,19 +26,63 @@ use axum::routing::get;
 use helpline_eventstore::EventStore;
 use helpline_ingress::Ingress;
 use helpline_ingress::egress::{self, EgressConfig};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::shutdown_signal;
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    run_until_stopped(config, None).await
+/// Which services a process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Services {
+    pub ingress: bool,
+    pub bot: bool,
+    pub routing: bool,
+    pub feedback: bool,
+}
+
+impl Services {
+    pub const ALL: Services = Services {
+        ingress: true,
+        bot: true,
+        routing: true,
+        feedback: true,
+    };
+    pub const NONE: Services = Services {
+        ingress: false,
+        bot: false,
+        routing: false,
+        feedback: false,
+    };
+
+    /// The durable consumers these services read with, for `/metrics`.
+    fn consumers(self) -> Vec<&'static str> {
+        let mut consumers = Vec::new();
+        if self.ingress {
+            consumers.push(egress::OUTBOUND_CONSUMER);
+        }
+        if self.bot {
+            consumers.extend(["bot", "bot-timers"]);
+        }
+        if self.routing {
+            consumers.push("routing");
+        }
+        if self.feedback {
+            consumers.push("feedback");
+        }
+        consumers
+    }
+}
+
+pub async fn run(config: Config, services: Services) -> anyhow::Result<()> {
+    run_until_stopped(config, services, None).await
 }
 
 /// As [`run`]; `on_ready` fires once every service takes requests.
 pub async fn run_until_stopped(
     config: Config,
+    services: Services,
     on_ready: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> anyhow::Result<()> {
     // Pods may start before NATS does: keep trying, and stay unready meanwhile.
@@ -44,16 +92,6 @@ pub async fn run_until_stopped(
         .connect(&config.nats.url)
         .await
         .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
-    let listen = config.ingress.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let services: Arc<OnceLock<Router>> = Arc::default();
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .with_state(client.clone())
-        .fallback(forward_to(services.clone()));
     let shutdown = CancellationToken::new();
     tokio::spawn({
         let shutdown = shutdown.clone();
@@ -62,55 +100,216 @@ pub async fn run_until_stopped(
             shutdown.cancel();
         }
     });
-    let server = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-        }
-    });
-    tracing::info!(%listen, nats = %config.nats.url, "starting");
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+
+    let ops = Ops {
+        client: client.clone(),
+        stream: config.store().region.clone(),
+        consumers: services.consumers(),
+    };
+    serve_http(
+        &mut tasks,
+        config.ops.listen,
+        probes(ops.clone())
+            .route("/metrics", get(metrics))
+            .with_state(ops.clone()),
+        shutdown.clone(),
+    )
+    .await?;
+    let webhooks: Arc<OnceLock<Router>> = Arc::default();
+    if services.ingress {
+        let app = probes(ops.clone())
+            .with_state(ops.clone())
+            .fallback(forward_to(webhooks.clone()));
+        serve_http(&mut tasks, config.ingress.listen, app, shutdown.clone()).await?;
+    }
+    tracing::info!(?services, nats = %config.nats.url, "starting");
 
     let store = EventStore::ensure(client, config.store())
         .await
         .context("cannot set up the event store")?;
-    let ingress = Ingress::new(store.clone(), &config.ingress, &config.channels)
-        .await
-        .context("cannot start the channel gateway")?;
-    let egress_config = EgressConfig {
-        channels: config.channels.clone(),
-        whatsapp_template: config.egress.whatsapp_template.clone(),
-        viber_sender_name: config.egress.viber_sender_name.clone(),
-        ..EgressConfig::default()
-    };
-    let egress = tokio::spawn(egress::run(store, egress_config, shutdown.clone()));
-    tracing::info!(?ingress, "channel gateway ready");
-    // Set once, here; nothing else writes it.
-    let _ = services.set(ingress.router());
+    let region = Arc::new(config.region());
+    let flows = Arc::new(
+        helpline_bot::flows::Flows::for_region(&region).context("cannot load the bot's flows")?,
+    );
+    if services.ingress {
+        let ingress = Ingress::new(store.clone(), &config.ingress, &config.channels)
+            .await
+            .context("cannot start the channel gateway")?;
+        let egress_config = EgressConfig {
+            channels: config.channels.clone(),
+            whatsapp_template: config.egress.whatsapp_template.clone(),
+            whatsapp_rating_template: config.egress.whatsapp_rating_template.clone(),
+            viber_sender_name: config.egress.viber_sender_name.clone(),
+            ..EgressConfig::default()
+        };
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            egress::run(store, egress_config, shutdown)
+                .await
+                .context("egress failed")
+        });
+        tracing::info!(?ingress, "channel gateway ready");
+        // Set once, here; nothing else writes it.
+        let _ = webhooks.set(ingress.router());
+    }
+    if services.bot {
+        let (store, region, flows, shutdown) = (
+            store.clone(),
+            region.clone(),
+            flows.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            helpline_bot::run(store, region, flows, shutdown)
+                .await
+                .context("bot failed")
+        });
+    }
+    if services.routing {
+        let (store, region, shutdown) = (store.clone(), region.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            helpline_routing::run(store, region, shutdown)
+                .await
+                .context("routing failed")
+        });
+    }
+    if services.feedback {
+        let (store, flows, shutdown) = (store.clone(), flows.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            helpline_feedback::run(store, flows, shutdown)
+                .await
+                .context("feedback failed")
+        });
+    }
+    let csat = helpline_feedback::Csat::default();
+    if services.feedback {
+        let (store, csat, shutdown) = (store.clone(), csat.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            csat.follow(&store, shutdown)
+                .await
+                .context("the CSAT projection failed")
+        });
+    }
+    if services.routing || services.feedback {
+        let apis = Apis {
+            store: store.clone(),
+            region: region.clone(),
+            csat,
+        };
+        serve_grpc(
+            &mut tasks,
+            config.grpc.listen,
+            apis,
+            services,
+            shutdown.clone(),
+        )
+        .await?;
+    }
     if let Some(on_ready) = on_ready {
         let _ = on_ready.send(());
     }
 
-    let mut egress = egress;
-    let mut server = server;
-    // Whichever stops first stops the other: a service that fails (a bad channel config,
-    // say) takes the process down rather than leaving it half alive.
-    tokio::select! {
-        served = &mut server => {
-            shutdown.cancel();
-            let egress_result = egress.await.context("egress task failed")?;
-            served.context("http server task failed")?.context("http server failed")?;
-            egress_result.context("egress failed")?;
-        }
-        finished = &mut egress => {
-            shutdown.cancel();
-            let _ = server.await;
-            finished.context("egress task failed")?.context("egress failed")?;
+    let mut result = Ok(());
+    while let Some(finished) = tasks.join_next().await {
+        shutdown.cancel();
+        let outcome = finished
+            .context("service task failed")
+            .and_then(|outcome| outcome);
+        if let Err(e) = outcome
+            && result.is_ok()
+        {
+            result = Err(e);
         }
     }
     tracing::info!("shut down");
+    result
+}
+
+async fn serve_http(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    listen: std::net::SocketAddr,
+    app: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tasks.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .with_context(|| format!("http server on {listen} failed"))
+    });
     Ok(())
+}
+
+/// What the gRPC APIs read.
+struct Apis {
+    store: EventStore,
+    region: Arc<helpline_region::RegionConfig>,
+    csat: helpline_feedback::Csat,
+}
+
+async fn serve_grpc(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    listen: std::net::SocketAddr,
+    apis: Apis,
+    services: Services,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(helpline_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build gRPC reflection")?;
+    let mut router = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection);
+    if services.routing {
+        let service = helpline_routing::grpc_service(apis.store.clone(), apis.region.clone());
+        health_reporter
+            .set_service_status("helpline.v1.Routing", tonic_health::ServingStatus::Serving)
+            .await;
+        router = router.add_service(service);
+    }
+    if services.feedback {
+        let service = helpline_feedback::grpc_service(
+            apis.store.clone(),
+            apis.csat,
+            apis.region.locale.zone(),
+        );
+        health_reporter
+            .set_service_status("helpline.v1.Feedback", tonic_health::ServingStatus::Serving)
+            .await;
+        router = router.add_service(service);
+    }
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tasks.spawn(async move {
+        router
+            .serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await })
+            .await
+            .with_context(|| format!("gRPC server on {listen} failed"))
+    });
+    tracing::info!(%listen, "gRPC APIs ready");
+    Ok(())
+}
+
+/// What the probes and `/metrics` look at.
+#[derive(Clone)]
+struct Ops {
+    client: async_nats::Client,
+    stream: String,
+    consumers: Vec<&'static str>,
+}
+
+fn probes(_: Ops) -> Router<Ops> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
 }
 
 /// Routes a request to the services once they are up; `503` before.
@@ -131,14 +330,14 @@ fn forward_to(
     }
 }
 
-async fn ready(State(client): State<async_nats::Client>) -> (StatusCode, String) {
-    if client.connection_state() != async_nats::connection::State::Connected {
+async fn ready(State(ops): State<Ops>) -> (StatusCode, String) {
+    if ops.client.connection_state() != async_nats::connection::State::Connected {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "nats: not connected\n".to_owned(),
         );
     }
-    let js = async_nats::jetstream::new(client);
+    let js = async_nats::jetstream::new(ops.client);
     match tokio::time::timeout(Duration::from_secs(2), js.query_account()).await {
         Ok(Ok(_)) => (StatusCode::OK, "ok\n".to_owned()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("jetstream: {e}\n")),
@@ -147,4 +346,49 @@ async fn ready(State(client): State<async_nats::Client>) -> (StatusCode, String)
             "jetstream: no answer\n".to_owned(),
         ),
     }
+}
+
+/// Prometheus text: how many events wait for each of this process's consumers, and how
+/// many were delivered but not yet acknowledged.
+async fn metrics(State(ops): State<Ops>) -> (StatusCode, String) {
+    let js = async_nats::jetstream::new(ops.client);
+    let stream = helpline_eventstore::Layout::new(&ops.stream)
+        .map(|layout| layout.event_stream().to_owned())
+        .unwrap_or_default();
+    let mut pending = String::from(
+        "# HELP helpline_consumer_pending Events in the stream not yet delivered to the consumer.\n\
+         # TYPE helpline_consumer_pending gauge\n",
+    );
+    let mut unacked = String::from(
+        "# HELP helpline_consumer_unacked Events delivered to the consumer and not yet acknowledged.\n\
+         # TYPE helpline_consumer_unacked gauge\n",
+    );
+    for name in &ops.consumers {
+        let stream_name = if name.ends_with("-timers") {
+            format!("{stream}_TIMERS")
+        } else {
+            stream.clone()
+        };
+        let info = async {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+                .get_stream(&stream_name)
+                .await
+                .ok()?
+                .get_consumer(name)
+                .await
+                .ok()?;
+            consumer.info().await.ok().cloned()
+        };
+        if let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(2), info).await {
+            pending.push_str(&format!(
+                "helpline_consumer_pending{{consumer=\"{name}\"}} {}\n",
+                info.num_pending
+            ));
+            unacked.push_str(&format!(
+                "helpline_consumer_unacked{{consumer=\"{name}\"}} {}\n",
+                info.num_ack_pending
+            ));
+        }
+    }
+    (StatusCode::OK, format!("{pending}{unacked}"))
 }

@@ -9,7 +9,13 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use helpline_eventstore::StoreConfig;
 use helpline_ingress::egress::WhatsAppTemplate;
 use helpline_ingress::{ChannelsConfig, IngressConfig};
+use helpline_region::{
+    BotSettings, Locale, Place, Product, Queue, RegionConfig, RoutingConfig, Store,
+};
 use serde::{Deserialize, Serialize};
+
+/// The German region, which `helpline dev` and a run without `--config` serve.
+pub const DEFAULT_REGION_FILE: &str = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,7 +35,40 @@ pub struct Config {
     /// `[egress]`: how messages go out to customers.
     #[serde(default, skip_serializing)]
     pub egress: EgressSettings,
+    /// `[grpc]`: the one gRPC port of the process (Routing, Feedback, health, reflection).
+    pub grpc: GrpcConfig,
+    /// `[ops]`: `/healthz`, `/readyz` and `/metrics` of every service process.
+    pub ops: OpsConfig,
     pub dev: DevConfig,
+
+    // The region's conversation data (see `helpline_region`): `[locale]`, `[bot]`,
+    // `[[products]]`, `[[queues]]`, `[routing]`, `[[stores]]`, `[[places]]`.
+    #[serde(default)]
+    pub locale: Locale,
+    #[serde(default)]
+    pub bot: BotSettings,
+    #[serde(default)]
+    pub products: Vec<Product>,
+    #[serde(default)]
+    pub queues: Vec<Queue>,
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    #[serde(default)]
+    pub stores: Vec<Store>,
+    #[serde(default)]
+    pub places: Vec<Place>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcConfig {
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -58,6 +97,9 @@ pub struct EgressSettings {
     /// Sent on WhatsApp in place of free text outside the 24-hour customer-service window,
     /// e.g. `{ name = "case_update", language = "de" }`; without it such messages fail.
     pub whatsapp_template: Option<WhatsAppTemplate>,
+    /// Sent on WhatsApp in place of the rating request (and its re-prompt) outside the
+    /// 24-hour window, e.g. `{ name = "rating_request", language = "de" }`.
+    pub whatsapp_rating_template: Option<WhatsAppTemplate>,
     /// The sender name Viber shows, at most 28 characters.
     pub viber_sender_name: String,
 }
@@ -66,6 +108,7 @@ impl Default for EgressSettings {
     fn default() -> Self {
         Self {
             whatsapp_template: None,
+            whatsapp_rating_template: None,
             viber_sender_name: "Helpline".to_owned(),
         }
     }
@@ -99,6 +142,19 @@ impl Default for Config {
             ingress: IngressConfig::default(),
             channels: ChannelsConfig::default(),
             egress: EgressSettings::default(),
+            grpc: GrpcConfig {
+                listen: std::net::SocketAddr::from(([0, 0, 0, 0], 50051)),
+            },
+            ops: OpsConfig {
+                listen: std::net::SocketAddr::from(([0, 0, 0, 0], 9090)),
+            },
+            locale: Locale::default(),
+            bot: BotSettings::default(),
+            products: Vec::new(),
+            queues: Vec::new(),
+            routing: RoutingConfig::default(),
+            stores: Vec::new(),
+            places: Vec::new(),
             dev: DevConfig {
                 data_dir: PathBuf::from(".helpline"),
                 nats_port: 4222,
@@ -114,19 +170,28 @@ pub enum ConfigError {
     NoSuchFile(PathBuf),
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    #[error("invalid region configuration:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Region(Vec<helpline_region::ConfigProblem>),
 }
 
 impl Config {
     /// Defaults, then `file` (if given), then `HELPLINE_*` variables: `HELPLINE_REGION`,
     /// `HELPLINE_NATS_URL`, and `HELPLINE_<SECTION>__<KEY>` for any other key
     /// (e.g. `HELPLINE_EVENTSTORE__REPLICAS=3`).
+    ///
+    /// Without a file the region is Germany, as `deploy/k8s/overlays/de/helpline.toml`
+    /// has it; a file replaces the whole region, so one country's stores never leak into
+    /// another's.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            if !file.is_file() {
-                return Err(ConfigError::NoSuchFile(file.to_owned()));
+        match file {
+            Some(file) => {
+                if !file.is_file() {
+                    return Err(ConfigError::NoSuchFile(file.to_owned()));
+                }
+                figment = figment.merge(Toml::file_exact(file));
             }
-            figment = figment.merge(Toml::file(file));
+            None => figment = figment.merge(Toml::string(DEFAULT_REGION_FILE)),
         }
         let env = Env::prefixed("HELPLINE_")
             // Read by the logger and the test harness, not part of the config.
@@ -141,6 +206,19 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The region's conversation data, as the bot, routing and feedback read it.
+    pub fn region(&self) -> RegionConfig {
+        RegionConfig {
+            locale: self.locale.clone(),
+            bot: self.bot.clone(),
+            products: self.products.clone(),
+            queues: self.queues.clone(),
+            routing: self.routing.clone(),
+            stores: self.stores.clone(),
+            places: self.places.clone(),
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -162,6 +240,10 @@ impl Config {
                 "nats.url must start with nats:// or tls://, not {:?}",
                 self.nats.url
             )));
+        }
+        let problems = self.region().validate();
+        if !problems.is_empty() {
+            return Err(ConfigError::Region(problems));
         }
         Ok(())
     }

@@ -53,6 +53,9 @@ async fn serve(config: &Config, nats: &NatsServer) -> anyhow::Result<()> {
     let mut config = config.clone();
     config.channels =
         chat::simulated_channels(&sim).context("simulator channels do not fit the config")?;
+    // Locally nothing listens beyond loopback.
+    config.ops.listen.set_ip([127, 0, 0, 1].into());
+    config.grpc.listen.set_ip([127, 0, 0, 1].into());
     let layout = store.layout();
     println!("helpline dev is running");
     println!("  region        {}", layout.region());
@@ -79,13 +82,25 @@ async fn serve(config: &Config, nats: &NatsServer) -> anyhow::Result<()> {
         config.ingress.listen
     );
     println!(
+        "  gRPC          {} (helpline.v1.Routing, helpline.v1.Feedback, health, reflection)",
+        config.grpc.listen
+    );
+    println!(
+        "  probes        http://{0}/healthz, http://{0}/readyz, http://{0}/metrics",
+        config.ops.listen
+    );
+    println!(
         "  simulator     {} (plays the messaging providers)",
         sim.base_url()
     );
     println!("{}", chat::HOW_TO_CHAT);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let url = format!("http://{}", config.ingress.listen);
-    let services = tokio::spawn(all::run_until_stopped(config, Some(ready_tx)));
+    let services = tokio::spawn(all::run_until_stopped(
+        config,
+        all::Services::ALL,
+        Some(ready_tx),
+    ));
     let stop = CancellationToken::new();
     let chat = if ready_rx.await.is_ok() {
         println!("ready; press Ctrl-C to stop");

@@ -8,6 +8,7 @@ mod all;
 mod bench;
 mod chat;
 mod config;
+mod config_check;
 mod dev;
 
 use std::io::IsTerminal;
@@ -19,6 +20,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use helpline_eventstore::EventStore;
 use helpline_telemetry::LogFormat;
 
+use crate::all::Services;
 use crate::config::Config;
 
 /// helpline: event-sourced customer service over messaging apps, on NATS JetStream.
@@ -73,23 +75,52 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         ingress: String,
     },
-    /// Run every service in one process: today the channel gateway (webhooks in on
-    /// `ingress.listen`, egress out), with the `/healthz` and `/readyz` probes.
+    /// Run every service in one process: the channel gateway (webhooks on
+    /// `ingress.listen`, egress), the bot, routing and feedback, their gRPC APIs on
+    /// `grpc.listen`, and `/healthz`, `/readyz`, `/metrics` on `ops.listen`.
     All,
     /// Run the channel gateway: provider webhooks on `ingress.listen` and egress to the
-    /// providers, with the `/healthz` and `/readyz` probes.
+    /// providers.
     Ingress,
+    /// Run the first-contact bot: greets, collects product, serial number and problem,
+    /// hands over; closes silent conversations.
+    Bot,
+    /// Run routing: hands-over go to a queue or the nearest service store; the Routing
+    /// gRPC API on `grpc.listen`.
+    Routing,
+    /// Run feedback: ratings in, tickets closed; the Feedback (CSAT) gRPC API on
+    /// `grpc.listen`.
+    Feedback,
     /// Create or update the region's streams and KV buckets on the configured NATS
     /// (idempotent; run before the services start, e.g. as a Kubernetes Job).
     Ensure,
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Measure the system against raw JetStream on a nats-server child with a temporary
     /// store: pipelined publish and replay ceilings, webhook ingest through the real
     /// router, and single-ticket loads; prints a Markdown table and writes a JSON report.
     Bench(bench::BenchArgs),
 }
 
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a region configuration file as it stands (without `HELPLINE_*`
+    /// variables): prints `FILE:LINE: KEY: PROBLEM` for each problem and exits with 2, or
+    /// says it is fine and exits with 0.
+    Check { file: PathBuf },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Config {
+        command: ConfigCommand::Check { file },
+    } = &cli.command
+    {
+        return check_config(file);
+    }
     // reqwest and async-nats share ring as rustls's provider; installing it once keeps a
     // second provider from ever being chosen. An earlier install is just as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -154,9 +185,39 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             config.ingress.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
             dev::run(config).await
         }
-        Command::All | Command::Ingress => all::run(config).await,
+        Command::All => all::run(config, Services::ALL).await,
+        Command::Ingress => {
+            let services = Services {
+                ingress: true,
+                ..Services::NONE
+            };
+            all::run(config, services).await
+        }
+        Command::Bot => {
+            let services = Services {
+                bot: true,
+                ..Services::NONE
+            };
+            all::run(config, services).await
+        }
+        Command::Routing => {
+            let services = Services {
+                routing: true,
+                ..Services::NONE
+            };
+            all::run(config, services).await
+        }
+        Command::Feedback => {
+            let services = Services {
+                feedback: true,
+                ..Services::NONE
+            };
+            all::run(config, services).await
+        }
         Command::Simulate { listen, ingress } => simulate(listen, ingress).await,
         Command::Bench(args) => bench::run(args, config.store()).await,
+        // Handled in `main`, before any configuration is loaded.
+        Command::Config { .. } => Ok(()),
         Command::Ensure => {
             let client = async_nats::connect(&config.nats.url)
                 .await
@@ -172,6 +233,24 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let findings = config_check::check(file);
+    if findings.is_empty() {
+        println!("{}: ok", file.display());
+        return ExitCode::SUCCESS;
+    }
+    for finding in &findings {
+        let line = finding.line.map(|l| format!("{l}:")).unwrap_or_default();
+        let key = if finding.key.is_empty() {
+            String::new()
+        } else {
+            format!(" {}:", finding.key)
+        };
+        eprintln!("{}:{line}{key} {}", file.display(), finding.message);
+    }
+    ExitCode::from(2)
 }
 
 async fn simulate(listen: std::net::SocketAddr, ingress: String) -> anyhow::Result<()> {

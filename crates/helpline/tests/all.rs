@@ -25,10 +25,29 @@ async fn get(port: u16, path: &str) -> Option<u16> {
     response.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The body of `GET path`, or None while nothing listens.
+async fn get_body(port: u16, path: &str) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    Some(response.split_once("\r\n\r\n")?.1.to_owned())
+}
+
 async fn wait_for(port: u16, path: &str, status: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while get(port, path).await != Some(status) {
-        assert!(Instant::now() < deadline, "{path} never answered {status}");
+    loop {
+        let got = get(port, path).await;
+        if got == Some(status) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never answered {status}, last {got:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -45,12 +64,14 @@ impl Drop for KillOnDrop {
 #[tokio::test]
 async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {
     let mut nats = NatsServer::start().await.unwrap();
-    let http = free_port();
+    let (http, ops, grpc) = (free_port(), free_port(), free_port());
     let _helpline = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_helpline"))
             .args(["all", "--log-format", "json"])
             .env("HELPLINE_NATS_URL", nats.url())
             .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
+            .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
+            .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -59,8 +80,48 @@ async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {
 
     wait_for(http, "/healthz", 200).await;
     wait_for(http, "/readyz", 200).await;
+    wait_for(ops, "/readyz", 200).await;
     let js = async_nats::jetstream::new(nats.connect().await.unwrap());
     js.get_stream("HELPLINE_DE").await.unwrap();
+    // Each service creates its consumer as it starts.
+    let consumers = ["egress", "bot", "bot-timers", "routing", "feedback"];
+    let listed = |metrics: &str| {
+        consumers.iter().all(|consumer| {
+            metrics.contains(&format!(
+                "helpline_consumer_pending{{consumer=\"{consumer}\"}}"
+            ))
+        })
+    };
+    let mut metrics = String::new();
+    for _ in 0..200 {
+        metrics = get_body(ops, "/metrics").await.unwrap_or_default();
+        if listed(&metrics) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(listed(&metrics), "{metrics}");
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    for service in ["helpline.v1.Routing", "helpline.v1.Feedback"] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service}"
+        );
+    }
 
     nats.stop().await.unwrap();
     wait_for(http, "/readyz", 503).await;
@@ -82,6 +143,7 @@ async fn ingress_reads_channels_from_the_environment_and_never_logs_secrets() {
         .args(["ingress", "--log-format", "json"])
         .env("HELPLINE_NATS_URL", nats.url())
         .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
+        .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{}", free_port()))
         .env("HELPLINE_CHANNELS__WEB__SHARED_SECRET", &secret)
         .env(
             "HELPLINE_CHANNELS__WEB__CALLBACK_URL",

@@ -1,0 +1,239 @@
+//! `helpline config check FILE`: validates a region's configuration file as it stands
+//! (no `HELPLINE_*` variables), and names the file, the line and the key of every problem,
+//! so an operator fixes a rollout before it reaches a cluster.
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+
+use crate::config::Config;
+
+/// One problem, as printed: `FILE:LINE: KEY: MESSAGE` (the line when it can be found).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem of `file`; empty when the configuration can be used.
+pub fn check(file: &Path) -> Vec<Finding> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            return vec![Finding {
+                line: None,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }];
+        }
+    };
+    check_text(&text)
+}
+
+fn check_text(text: &str) -> Vec<Finding> {
+    if let Err(e) = text.parse::<toml::Table>() {
+        return vec![Finding {
+            line: e.span().map(|span| line_of(text, span.start)),
+            key: String::new(),
+            message: e.message().to_owned(),
+        }];
+    }
+    let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
+    let config: Config = match figment.extract() {
+        Ok(config) => config,
+        Err(errors) => {
+            return errors
+                .into_iter()
+                .map(|error| {
+                    let key = key_of(&error.path);
+                    Finding {
+                        line: locate(text, &key),
+                        message: error.kind.to_string(),
+                        key,
+                    }
+                })
+                .collect();
+        }
+    };
+    let mut findings: Vec<Finding> = config
+        .region()
+        .validate()
+        .into_iter()
+        .map(|problem| Finding {
+            line: locate(text, &problem.key),
+            key: problem.key,
+            message: problem.message,
+        })
+        .collect();
+    let region = config.region();
+    if findings.is_empty()
+        && let Err(e) = helpline_bot::flows::Flows::for_region(&region)
+    {
+        findings.push(Finding {
+            line: locate(text, "locale.languages"),
+            key: "locale.languages".to_owned(),
+            message: format!("the bot's flows: {e}"),
+        });
+    }
+    if let Err(e) = helpline_eventstore::Layout::new(&config.region) {
+        findings.push(Finding {
+            line: locate(text, "region"),
+            key: "region".to_owned(),
+            message: e.to_string(),
+        });
+    }
+    findings
+}
+
+/// figment's path (`["routing", "rules", "1", "queue"]`) as the region crate writes keys
+/// (`routing.rules[1].queue`).
+fn key_of(path: &[String]) -> String {
+    let mut key = String::new();
+    for segment in path {
+        if segment.chars().all(|c| c.is_ascii_digit()) && !key.is_empty() {
+            key.push_str(&format!("[{segment}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(segment);
+        }
+    }
+    key
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line where `key` (e.g. `routing.rules[1].queue`) is written: the `queue = …` line
+/// inside the second `[[routing.rules]]` table, or the table's header when the key names
+/// a table, or nothing when the key is not in the file (a default).
+fn locate(text: &str, key: &str) -> Option<usize> {
+    let wanted = parse_key(key);
+    let mut table: Vec<(String, Option<usize>)> = Vec::new();
+    let mut array_counts: std::collections::HashMap<String, usize> = Default::default();
+    let mut header_line = None;
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
+            let name = name.trim().to_owned();
+            let count = array_counts.entry(name.clone()).or_insert(0);
+            table = plain_path(&name);
+            if let Some(last) = table.last_mut() {
+                last.1 = Some(*count);
+            }
+            *count += 1;
+            if table == wanted {
+                header_line = Some(number + 1);
+            }
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            table = plain_path(name.trim());
+            if table == wanted {
+                header_line = Some(number + 1);
+            }
+        } else if let Some((name, _)) = line.split_once('=') {
+            let mut full = table.clone();
+            full.push((name.trim().trim_matches('"').to_owned(), None));
+            let without_index: Vec<_> = wanted.iter().map(|(n, _)| (n.clone(), None)).collect();
+            if full == wanted
+                || (wanted.last().is_some_and(|l| l.1.is_some()) && full == without_index)
+            {
+                return Some(number + 1);
+            }
+        }
+    }
+    header_line
+}
+
+fn plain_path(dotted: &str) -> Vec<(String, Option<usize>)> {
+    dotted
+        .split('.')
+        .map(|part| (part.trim().trim_matches('"').to_owned(), None))
+        .collect()
+}
+
+/// `routing.rules[1].queue` → `[("routing", None), ("rules", Some(1)), ("queue", None)]`.
+fn parse_key(key: &str) -> Vec<(String, Option<usize>)> {
+    key.split('.')
+        .map(|part| match part.split_once('[') {
+            Some((name, index)) => (name.to_owned(), index.trim_end_matches(']').parse().ok()),
+            None => (part.to_owned(), None),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_REGION_FILE;
+
+    #[test]
+    fn the_shipped_german_file_passes() {
+        assert_eq!(check_text(DEFAULT_REGION_FILE), vec![]);
+    }
+
+    #[test]
+    fn a_rule_naming_a_missing_queue_is_reported_at_its_line() {
+        let broken =
+            DEFAULT_REGION_FILE.replacen("queue = \"de-english\"", "queue = \"de-nowhere\"", 1);
+        let findings = check_text(&broken);
+        let expected_line = broken
+            .lines()
+            .position(|l| l.contains("de-nowhere"))
+            .map(|i| i + 1);
+        assert_eq!(
+            findings,
+            vec![Finding {
+                line: expected_line,
+                key: "routing.rules[1].queue".to_owned(),
+                message: "no queue de-nowhere in [[queues]]".to_owned(),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_key_and_line() {
+        let broken =
+            DEFAULT_REGION_FILE.replacen("max_serial_tries = 2", "max_serial_tries = \"two\"", 1);
+        let findings = check_text(&broken);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].key, "bot.max_serial_tries");
+        assert_eq!(
+            findings[0].line,
+            broken
+                .lines()
+                .position(|l| l.contains("\"two\""))
+                .map(|i| i + 1)
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_line() {
+        let findings = check_text("region = \"de\"\n[locale\ncountry = \"DE\"\n");
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].line, Some(2));
+    }
+
+    #[test]
+    fn a_language_without_a_flow_is_named() {
+        let broken = DEFAULT_REGION_FILE.replacen(
+            "languages = [\"de\", \"en\"]",
+            "languages = [\"de\", \"xx\"]",
+            1,
+        );
+        let findings = check_text(&broken);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].key, "locale.languages");
+        assert!(findings[0].message.contains("xx"), "{findings:?}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let findings = check_text(&format!("{DEFAULT_REGION_FILE}\n[bot2]\nx = 1\n"));
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(findings[0].message.contains("bot2"), "{findings:?}");
+    }
+}
