@@ -14,9 +14,21 @@ use helpline_region::{Locale, RegionConfig};
 use serde::Deserialize;
 
 /// The built-in flows, by language.
-const BUILTIN: [(&str, &str); 2] = [
+const BUILTIN: [(&str, &str); 14] = [
     ("de", include_str!("../flows/de.toml")),
     ("en", include_str!("../flows/en.toml")),
+    ("cs", include_str!("../flows/cs.toml")),
+    ("da", include_str!("../flows/da.toml")),
+    ("el", include_str!("../flows/el.toml")),
+    ("es", include_str!("../flows/es.toml")),
+    ("fi", include_str!("../flows/fi.toml")),
+    ("fr", include_str!("../flows/fr.toml")),
+    ("hu", include_str!("../flows/hu.toml")),
+    ("it", include_str!("../flows/it.toml")),
+    ("nl", include_str!("../flows/nl.toml")),
+    ("pl", include_str!("../flows/pl.toml")),
+    ("pt", include_str!("../flows/pt.toml")),
+    ("sv", include_str!("../flows/sv.toml")),
 ];
 
 /// Every text a flow must have, with the placeholders the bot fills in for it.
@@ -442,7 +454,7 @@ mod tests {
     #[test]
     fn an_unknown_language_falls_back_to_the_default() {
         let flows = Flows::builtin();
-        assert_eq!(flows.get("fr").language, "de");
+        assert_eq!(flows.get("tlh").language, "de");
         let mut region = germany();
         region.locale.languages = vec!["en".to_owned(), "de".to_owned()];
         let flows = Flows::for_region(&region).unwrap_or_else(|e| panic!("{e}"));
@@ -528,14 +540,14 @@ mod tests {
     #[test]
     fn a_region_language_without_a_flow_is_an_error() {
         let mut region = germany();
-        region.locale.languages.push("fr".to_owned());
+        region.locale.languages.push("tlh".to_owned());
         let error = Flows::for_region(&region)
             .map(|_| ())
             .map_err(|e| e.to_string());
         assert_eq!(
             error,
             Err(
-                "no flow for language \"fr\": flows/fr.toml does not exist and none is built in"
+                "no flow for language \"tlh\": flows/tlh.toml does not exist and none is built in"
                     .to_owned()
             )
         );
@@ -544,23 +556,23 @@ mod tests {
     #[test]
     fn a_flows_dir_replaces_and_adds_languages() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let french = BUILTIN[1]
+        let klingon = BUILTIN[1]
             .1
-            .replace("name = \"English\"", "name = \"Français\"");
-        std::fs::write(dir.path().join("fr.toml"), french).unwrap_or_else(|e| panic!("{e}"));
+            .replace("name = \"English\"", "name = \"tlhIngan Hol\"");
+        std::fs::write(dir.path().join("tlh.toml"), klingon).unwrap_or_else(|e| panic!("{e}"));
         let mut region = germany();
-        region.locale.languages.push("fr".to_owned());
+        region.locale.languages.push("tlh".to_owned());
         region.bot.flows_dir = dir.path().display().to_string();
         let flows = Flows::for_region(&region).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(flows.get("fr").name(), "Français");
+        assert_eq!(flows.get("tlh").name(), "tlhIngan Hol");
         assert_eq!(flows.get("de").name(), "Deutsch");
 
         let broken = BUILTIN[1].1.replace("ask_serial =", "ask_serial_x =");
-        std::fs::write(dir.path().join("fr.toml"), broken).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("tlh.toml"), broken).unwrap_or_else(|e| panic!("{e}"));
         let error = Flows::for_region(&region)
             .map(|_| ())
             .map_err(|e| e.to_string());
-        let file = dir.path().join("fr.toml").display().to_string();
+        let file = dir.path().join("tlh.toml").display().to_string();
         assert_eq!(error, Err(format!("{file}: texts.ask_serial is missing")));
     }
 
