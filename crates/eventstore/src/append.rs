@@ -34,6 +34,10 @@ const WRONG_LAST_SEQUENCE: u64 = 10071;
 const BATCH_DUPLICATE_MESSAGE_ID: u64 = 10201;
 /// The stream has too many atomic batches in flight (the server allows 50): try again.
 const TOO_MANY_INFLIGHT_BATCHES: u64 = 10210;
+/// "atomic publish batch is incomplete": the batch's messages reached two server lives
+/// (a restart in between). Nothing was stored; the whole batch may be sent again, its
+/// message ids dedupe what did arrive.
+const BATCH_INCOMPLETE: u64 = 10176;
 /// Tries of one batch refused for too many in-flight batches before `Unavailable`.
 const BATCH_ATTEMPTS: u32 = 10;
 
@@ -153,6 +157,23 @@ impl EventStore {
             })
             .collect();
 
+        // The server would refuse such an event too, but inside an atomic batch its refusal
+        // only shows as an incomplete batch, which is also what a server restart mid-batch
+        // gives; refused here, it is plainly permanent.
+        let limit = usize::try_from(self.config.max_message_size).unwrap_or(usize::MAX);
+        if let Some((index, (_, payload))) = messages
+            .iter()
+            .enumerate()
+            .find(|(_, (_, payload))| payload.len() > limit)
+        {
+            return Err(StoreError::Rejected(format!(
+                "event {} of {} ({}) is {} bytes, over the stream's limit of {limit}",
+                index + 1,
+                messages.len(),
+                events[index].name(),
+                payload.len()
+            )));
+        }
         let outcome = if let [(headers, payload)] = messages.as_slice() {
             let mut headers = headers.clone();
             // The same id as a batch's first event: whether a command's retry is appended
@@ -292,6 +313,9 @@ impl EventStore {
                 Ok(Outcome::AlreadyMoved)
             }
             Some(error) if error.err_code == TOO_MANY_INFLIGHT_BATCHES => Ok(Outcome::Busy),
+            Some(error) if error.err_code == BATCH_INCOMPLETE => Err(StoreError::unavailable(
+                format!("{} (error {})", error.description, error.err_code),
+            )),
             Some(error) => Err(StoreError::Rejected(format!(
                 "{} (error {})",
                 error.description, error.err_code

@@ -202,6 +202,10 @@ fn event_to_proto(event: &Event) -> EventProto {
                 agent: agent.as_str().to_owned(),
             })
         }
+        Event::AgentNoteAdded { agent, text } => EventProto::AgentNoteAdded(pb::AgentNoteAdded {
+            agent: agent.as_str().to_owned(),
+            text: text.expose().clone(),
+        }),
         Event::RatingRequested { message } => EventProto::RatingRequested(pb::RatingRequested {
             message_id: uuid_to_proto(message.0),
         }),
@@ -272,6 +276,10 @@ fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecE
         },
         EventProto::ConversationHandedBack(e) => Event::ConversationHandedBack {
             agent: AgentId::new(e.agent),
+        },
+        EventProto::AgentNoteAdded(e) => Event::AgentNoteAdded {
+            agent: AgentId::new(e.agent),
+            text: Personal::new(e.text),
         },
         EventProto::DetailsCaptured(e) => Event::DetailsCaptured(details_from_proto(required(
             e.details,
@@ -512,6 +520,8 @@ fn release_reason_to_proto(reason: ReleaseReason) -> pb::ReleaseReason {
         ReleaseReason::ByAgent => pb::ReleaseReason::ByAgent,
         ReleaseReason::AgentOffline => pb::ReleaseReason::AgentOffline,
         ReleaseReason::AcceptTimeout => pb::ReleaseReason::AcceptTimeout,
+        ReleaseReason::Reassigned => pb::ReleaseReason::Reassigned,
+        ReleaseReason::Transferred => pb::ReleaseReason::Transferred,
     }
 }
 
@@ -521,6 +531,8 @@ fn release_reason_from_proto(value: i32) -> Result<ReleaseReason, CodecError> {
         Ok(pb::ReleaseReason::ByAgent) => Ok(ReleaseReason::ByAgent),
         Ok(pb::ReleaseReason::AgentOffline) => Ok(ReleaseReason::AgentOffline),
         Ok(pb::ReleaseReason::AcceptTimeout) => Ok(ReleaseReason::AcceptTimeout),
+        Ok(pb::ReleaseReason::Reassigned) => Ok(ReleaseReason::Reassigned),
+        Ok(pb::ReleaseReason::Transferred) => Ok(ReleaseReason::Transferred),
         Ok(pb::ReleaseReason::Unspecified) => Err(CodecError::Missing { field: FIELD }),
         Err(_) => Err(unknown_enum_value(FIELD, value)),
     }
@@ -764,6 +776,10 @@ mod tests {
             Event::ConversationHandedBack {
                 agent: agent.clone(),
             },
+            Event::AgentNoteAdded {
+                agent: agent.clone(),
+                text: Personal::new("customer prefers a call back".to_owned()),
+            },
             Event::TicketQueued {
                 queue: QueueId::new("de-laptops-de"),
             },
@@ -778,6 +794,8 @@ mod tests {
             ReleaseReason::ByAgent,
             ReleaseReason::AgentOffline,
             ReleaseReason::AcceptTimeout,
+            ReleaseReason::Reassigned,
+            ReleaseReason::Transferred,
         ] {
             events.push(Event::TicketReleased {
                 agent: agent.clone(),
@@ -873,7 +891,7 @@ mod tests {
     fn every_event_round_trips() {
         let events = every_event();
         let names: std::collections::BTreeSet<_> = events.iter().map(Event::name).collect();
-        assert_eq!(names.len(), 23, "an example of every event");
+        assert_eq!(names.len(), 24, "an example of every event");
         for event in &events {
             check_round_trip(&meta(), event);
         }

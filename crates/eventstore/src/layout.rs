@@ -75,6 +75,16 @@ impl Layout {
         format!("helpline.{}.deadletter.*", self.region)
     }
 
+    /// `helpline.<region>.replay.<consumer>`: dead letters an operator sent back to their
+    /// consumer, in the dead-letter stream; the consumer reads them beside the log.
+    pub fn replay_subject(&self, consumer: &str) -> String {
+        format!("helpline.{}.replay.{consumer}", self.region)
+    }
+
+    pub fn replay_subjects(&self) -> String {
+        format!("helpline.{}.replay.*", self.region)
+    }
+
     /// KV: channel contact → the customer's open ticket.
     pub fn contacts_bucket(&self) -> String {
         format!("helpline-{}-contacts", self.region)

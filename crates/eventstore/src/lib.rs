@@ -157,10 +157,11 @@ fn dead_letter_stream_config(layout: &Layout, config: &StoreConfig) -> stream::C
     stream::Config {
         name: layout.dead_letter_stream().to_owned(),
         description: Some(format!(
-            "helpline dead letters for region {}: events a consumer could not handle",
+            "helpline dead letters for region {}: events a consumer could not handle, and \
+             those sent back to it for another try",
             layout.region()
         )),
-        subjects: vec![layout.dead_letter_subjects()],
+        subjects: vec![layout.dead_letter_subjects(), layout.replay_subjects()],
         retention: RetentionPolicy::Limits,
         storage: StorageType::File,
         num_replicas: config.replicas,

@@ -9,6 +9,13 @@
 //!
 //! The server-side consumer has no `max_deliver` of its own: if the dead-letter publish
 //! itself fails, the event is redelivered until it succeeds, rather than silently parked.
+//!
+//! A dead letter is replayed by publishing it to the consumer's replay subject
+//! ([`crate::Layout::replay_subject`], in the dead-letter stream), which every
+//! subscription also reads through the durable consumer `<name>-replay`. The handler gets
+//! the event with its original subject and sequence, so it is handled as if the log
+//! delivered it again — and never appended twice to the ticket. A handled replay is
+//! deleted; one that fails again becomes a new dead letter.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -45,6 +52,8 @@ pub const DEAD_LETTER_CONSUMER_HEADER: &str = "Helpline-Dead-Letter-Consumer";
 pub const ORIGINAL_SUBJECT_HEADER: &str = "Helpline-Original-Subject";
 pub const ORIGINAL_SEQUENCE_HEADER: &str = "Helpline-Original-Sequence";
 pub const DELIVERIES_HEADER: &str = "Helpline-Deliveries";
+/// On a replay: the stream sequence of the dead letter it replays.
+pub const REPLAY_OF_HEADER: &str = "Helpline-Replay-Of";
 
 /// An event as a consumer receives it.
 #[derive(Clone, Debug)]
@@ -133,14 +142,29 @@ impl EventStore {
     {
         let handler: BoxedHandler = Arc::new(move |event| handler(event).boxed());
         let consumer = self.consumer(name, filter).await?;
+        let replay_consumer = self.replay_consumer(name).await?;
         let cancel = CancellationToken::new();
         let worker = Worker {
             store: self.clone(),
             name: name.to_owned(),
             filter: filter.to_owned(),
             handler,
+            replays: false,
         };
-        let task = tokio::spawn(worker.run(consumer, cancel.clone()));
+        let replays = Worker {
+            replays: true,
+            handler: worker.handler.clone(),
+            ..worker.clone()
+        };
+        let task = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                tokio::join!(
+                    worker.run(consumer, cancel.clone()),
+                    replays.run(replay_consumer, cancel)
+                );
+            }
+        });
         Ok(Subscription {
             name: name.to_owned(),
             cancel,
@@ -172,13 +196,43 @@ impl EventStore {
             .await
             .map_err(|e| StoreError::setup(format!("consumer {name}"), e))
     }
+
+    /// The durable consumer `<name>-replay` over the consumer's replay subject.
+    async fn replay_consumer(
+        &self,
+        name: &str,
+    ) -> Result<consumer::Consumer<pull::Config>, StoreError> {
+        let stream = self
+            .js
+            .get_stream_no_info(self.layout.dead_letter_stream())
+            .await
+            .map_err(StoreError::unavailable)?;
+        let durable = format!("{name}-replay");
+        stream
+            .create_consumer(pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject: self.layout.replay_subject(name),
+                ack_policy: AckPolicy::Explicit,
+                // Handled replays are deleted, so "all" is only what still waits.
+                deliver_policy: DeliverPolicy::All,
+                ack_wait: self.config.ack_wait,
+                max_deliver: -1,
+                max_ack_pending: self.config.max_ack_pending,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| StoreError::setup(format!("consumer {durable}"), e))
+    }
 }
 
+#[derive(Clone)]
 struct Worker {
     store: EventStore,
     name: String,
     filter: String,
     handler: BoxedHandler,
+    /// Reads the consumer's replay subject rather than the log.
+    replays: bool,
 }
 
 impl Worker {
@@ -216,7 +270,12 @@ impl Worker {
             if self.pause(&cancel).await {
                 break;
             }
-            match self.store.consumer(&self.name, &self.filter).await {
+            let recreated = if self.replays {
+                self.store.replay_consumer(&self.name).await
+            } else {
+                self.store.consumer(&self.name, &self.filter).await
+            };
+            match recreated {
                 Ok(recreated) => consumer = recreated,
                 Err(e) => {
                     tracing::warn!(consumer = %self.name, error = %e, "cannot recreate consumer")
@@ -235,7 +294,7 @@ impl Worker {
     }
 
     async fn handle(&self, message: Message) {
-        let (sequence, delivered) = match message.info() {
+        let (delivered_sequence, delivered) = match message.info() {
             Ok(info) => (info.stream_sequence, info.delivered),
             Err(e) => {
                 // Not a JetStream delivery: nothing to acknowledge or redeliver.
@@ -243,20 +302,40 @@ impl Worker {
                 return;
             }
         };
-        let subject = message.subject.to_string();
+        let (subject, sequence) = if self.replays {
+            match replayed_position(&message) {
+                Some(position) => position,
+                None => {
+                    tracing::warn!(consumer = %self.name, sequence = delivered_sequence, "replay without its original position, dropped");
+                    if let Err(e) = message.ack_with(AckKind::Term).await {
+                        tracing::debug!(error = %e, "term of a bad replay not confirmed");
+                    }
+                    self.finish_replay(delivered_sequence, true).await;
+                    return;
+                }
+            }
+        } else {
+            (message.subject.to_string(), delivered_sequence)
+        };
+        let position = Position {
+            subject,
+            sequence,
+            delivered,
+            replay: self.replays.then_some(delivered_sequence),
+        };
         let max_deliver = self.store.config.max_deliver;
         if delivered > max_deliver {
             let reason = format!("delivered {delivered} times without being handled");
-            self.dead_letter(&message, sequence, delivered, &reason)
-                .await;
+            let parked = self.dead_letter(&message, &position, &reason).await;
+            self.finish_replay(delivered_sequence, parked).await;
             return;
         }
         let (meta, event) = match codec::decode(&message.payload) {
             Ok(decoded) => decoded,
             Err(e) => {
                 let reason = format!("undecodable event: {e}");
-                self.dead_letter(&message, sequence, delivered, &reason)
-                    .await;
+                let parked = self.dead_letter(&message, &position, &reason).await;
+                self.finish_replay(delivered_sequence, parked).await;
                 return;
             }
         };
@@ -272,7 +351,7 @@ impl Worker {
         );
         helpline_telemetry::set_parent(&span, trace.clone());
         let stored = StoredEvent {
-            subject,
+            subject: position.subject.clone(),
             sequence,
             meta,
             event,
@@ -291,25 +370,63 @@ impl Worker {
                     .unwrap_or_default();
                 Err(HandlerError::Permanent(format!("handler panicked: {what}")))
             });
-        self.settle(&message, sequence, delivered, outcome)
+        let finished = self
+            .settle(&message, &position, outcome)
             .instrument(span)
             .await;
+        self.finish_replay(delivered_sequence, finished).await;
     }
 
-    /// Acknowledges, retries or dead-letters the message after its handler's outcome.
+    /// A replay that is done with (acknowledged, or parked again) leaves the replay
+    /// subject, so that only waiting replays stay there.
+    async fn finish_replay(&self, replay_sequence: u64, finished: bool) {
+        if !self.replays || !finished {
+            return;
+        }
+        let deleted = async {
+            self.store
+                .js
+                .get_stream_no_info(self.store.layout.dead_letter_stream())
+                .await
+                .map_err(StoreError::unavailable)?
+                .delete_message(replay_sequence)
+                .await
+                .map_err(StoreError::unavailable)
+        }
+        .await;
+        if let Err(e) = deleted {
+            tracing::warn!(consumer = %self.name, replay_sequence, error = %e, "handled replay not deleted");
+        }
+    }
+
+    /// Acknowledges, retries or dead-letters the message after its handler's outcome;
+    /// true when it is done with (acknowledged or parked).
     async fn settle(
         &self,
         message: &Message,
-        sequence: u64,
-        delivered: i64,
+        position: &Position,
         outcome: Result<(), HandlerError>,
-    ) {
+    ) -> bool {
+        let delivered = position.delivered;
+        let result = match &outcome {
+            Ok(()) => "handled",
+            Err(HandlerError::Transient(_)) if delivered < self.store.config.max_deliver => {
+                "retried"
+            }
+            Err(_) => "dead_lettered",
+        };
+        helpline_telemetry::metrics::increment(
+            "helpline_events_total",
+            "Events a consumer took, by outcome: handled, retried later, dead-lettered.",
+            &[("consumer", self.name.as_str()), ("outcome", result)],
+        );
         match outcome {
             Ok(()) => {
                 if let Err(e) = message.double_ack().await {
                     // Redelivered later; handlers are idempotent on the event.
                     tracing::warn!(error = %e, "ack not confirmed");
                 }
+                true
             }
             Err(HandlerError::Transient(reason)) if delivered < self.store.config.max_deliver => {
                 let delay = retry_delay(self.store.config.retry_backoff, delivered);
@@ -317,18 +434,20 @@ impl Worker {
                 if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
                     tracing::warn!(error = %e, "nak failed; the ack wait will redeliver");
                 }
+                false
             }
             Err(error) => {
                 let reason = format!("{error} (after {delivered} deliveries)");
-                self.dead_letter(message, sequence, delivered, &reason)
-                    .await;
+                self.dead_letter(message, position, &reason).await
             }
         }
     }
 
-    /// Parks the message on the dead-letter subject, then terminates its delivery. If the
-    /// dead letter cannot be written, the message is left to be redelivered.
-    async fn dead_letter(&self, message: &Message, sequence: u64, delivered: i64, reason: &str) {
+    /// Parks the message on the dead-letter subject, then terminates its delivery; true
+    /// when parked. If the dead letter cannot be written, the message is left to be
+    /// redelivered.
+    async fn dead_letter(&self, message: &Message, position: &Position, reason: &str) -> bool {
+        let (sequence, delivered) = (position.sequence, position.delivered);
         let mut headers = HeaderMap::new();
         if let Some(original) = &message.headers {
             for (name, values) in original.iter() {
@@ -340,10 +459,15 @@ impl Worker {
                 }
             }
         }
-        headers.insert("Nats-Msg-Id", format!("{}:{sequence}", self.name).as_str());
+        // A replay that fails again is a new dead letter, not a duplicate of the first.
+        let msg_id = match position.replay {
+            None => format!("{}:{sequence}", self.name),
+            Some(replay) => format!("{}:{sequence}:replay:{replay}", self.name),
+        };
+        headers.insert("Nats-Msg-Id", msg_id.as_str());
         headers.insert(DEAD_LETTER_REASON_HEADER, reason);
         headers.insert(DEAD_LETTER_CONSUMER_HEADER, self.name.as_str());
-        headers.insert(ORIGINAL_SUBJECT_HEADER, message.subject.as_str());
+        headers.insert(ORIGINAL_SUBJECT_HEADER, position.subject.as_str());
         headers.insert(ORIGINAL_SEQUENCE_HEADER, sequence.to_string().as_str());
         headers.insert(DELIVERIES_HEADER, delivered.to_string().as_str());
         let subject = self.store.layout.dead_letter_subject(&self.name);
@@ -358,18 +482,46 @@ impl Worker {
         match published {
             Ok(_) => {
                 tracing::error!(consumer = %self.name, sequence, %reason, dead_letter = %subject, "event dead-lettered");
+                helpline_telemetry::metrics::increment(
+                    "helpline_dead_letters_total",
+                    "Events parked on a consumer's dead-letter subject.",
+                    &[("consumer", self.name.as_str())],
+                );
                 if let Err(e) = message.ack_with(AckKind::Term).await {
                     tracing::warn!(error = %e, "term failed; the dead letter dedupes the redelivery");
                 }
+                true
             }
             Err(e) => {
                 tracing::error!(consumer = %self.name, sequence, error = %e, "dead letter not written, event will be redelivered");
                 let _ = message
                     .ack_with(AckKind::Nak(Some(self.store.config.retry_backoff)))
                     .await;
+                false
             }
         }
     }
+}
+
+/// Where an event sits in the log, and how often this consumer was given it.
+struct Position {
+    subject: String,
+    sequence: u64,
+    delivered: i64,
+    /// For a replay: its sequence in the dead-letter stream.
+    replay: Option<u64>,
+}
+
+/// A replay's original subject and sequence, from the dead letter's headers.
+fn replayed_position(message: &Message) -> Option<(String, u64)> {
+    let headers = message.headers.as_ref()?;
+    let subject = headers.get(ORIGINAL_SUBJECT_HEADER)?.as_str().to_owned();
+    let sequence = headers
+        .get(ORIGINAL_SEQUENCE_HEADER)?
+        .as_str()
+        .parse()
+        .ok()?;
+    Some((subject, sequence))
 }
 
 /// `base · 2^(delivered-1)`, at most [`MAX_RETRY_DELAY`].

@@ -3,14 +3,20 @@
 //! - [`init`] installs the process-wide `tracing` subscriber (JSON or human logs on
 //!   stderr, filtered by `RUST_LOG`/`HELPLINE_LOG`) with an OpenTelemetry layer, so every
 //!   `tracing` span is also an OpenTelemetry span. Stdout stays for what a command prints.
+//!   With `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are exported over OTLP/gRPC in batches
+//!   (the service name from `OTEL_SERVICE_NAME`, else the one the binary gives).
 //! - [`inject`] / [`extract`] carry W3C `traceparent`/`tracestate` in NATS headers, so one
 //!   trace follows a customer message through every service. (The `opentelemetry-nats`
 //!   crate targets an older async-nats, hence these few lines here.)
+//!
+//! - [`metrics`]: counters and latency histograms for each process's `/metrics`.
 //!
 //! **Invariant:** propagation always uses the W3C trace-context format, independent of any
 //! global propagator another library may install.
 
 #![forbid(unsafe_code)]
+
+pub mod metrics;
 
 use async_nats::HeaderMap;
 use opentelemetry::Context;
@@ -92,18 +98,43 @@ impl Drop for TelemetryGuard {
 pub enum TelemetryError {
     #[error("a global tracing subscriber is already installed: {0}")]
     AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
+    #[error("cannot export traces to {endpoint}: {reason}")]
+    Exporter { endpoint: String, reason: String },
 }
 
-/// Installs logging and tracing for this process. `service` names the spans' resource.
-pub fn init(service: &'static str, format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
-    let provider = SdkTracerProvider::builder()
-        .with_resource(
-            opentelemetry_sdk::Resource::builder()
-                .with_service_name(service)
-                .build(),
-        )
-        .build();
+/// Installs logging and tracing for this process. `service` names the spans' resource
+/// unless `OTEL_SERVICE_NAME` does.
+///
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set (e.g. `http://otel-collector:4317`) it must be
+/// called within a tokio runtime: the OTLP exporter's connection lives on it.
+pub fn init(service: &str, format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
+    let service = std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| service.to_owned());
+    let mut builder = SdkTracerProvider::builder().with_resource(
+        opentelemetry_sdk::Resource::builder()
+            .with_service_name(service.clone())
+            .build(),
+    );
+    if let Some(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|endpoint| !endpoint.trim().is_empty())
+    {
+        use opentelemetry_otlp::WithExportConfig as _;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .build()
+            .map_err(|e| TelemetryError::Exporter {
+                endpoint,
+                reason: e.to_string(),
+            })?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
     let tracer = provider.tracer(service);
+    opentelemetry::global::set_tracer_provider(provider.clone());
     let filter = EnvFilter::try_from_env("HELPLINE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
