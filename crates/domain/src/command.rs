@@ -70,6 +70,16 @@ pub enum Command {
     HandBackToBot {
         agent: AgentId,
     },
+    /// An internal note for agents and supervisors; never sent to the customer.
+    AddAgentNote {
+        agent: AgentId,
+        text: Personal<String>,
+    },
+    /// The agent sends the ticket to another queue (released, then queued there).
+    TransferTicket {
+        agent: AgentId,
+        queue: QueueId,
+    },
     ReceiveRating {
         score: u8,
         comment: Option<Personal<String>>,
@@ -113,6 +123,8 @@ impl Command {
             Command::ResolveTicket { .. } => "resolve",
             Command::RequestRating { .. } => "request a rating",
             Command::HandBackToBot { .. } => "hand the conversation back to the bot",
+            Command::AddAgentNote { .. } => "add a note",
+            Command::TransferTicket { .. } => "transfer",
             Command::ReceiveRating { .. } => "receive a rating",
             Command::CloseTicket { .. } => "close",
             Command::AbandonTicket => "abandon",

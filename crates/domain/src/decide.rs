@@ -2,7 +2,7 @@
 
 use crate::command::Command;
 use crate::error::DomainError;
-use crate::event::{CloseReason, Event, MessageBody, RouteDestination};
+use crate::event::{CloseReason, Event, MessageBody, ReleaseReason, RouteDestination};
 use crate::ids::{AgentId, TicketId};
 use crate::ticket::{Holder, Phase, Ticket};
 
@@ -200,6 +200,22 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
         Command::HandBackToBot { agent } => {
             accepted_by(ticket, id, &agent, action)?;
             Ok(vec![Event::ConversationHandedBack { agent }])
+        }
+        Command::AddAgentNote { agent, text } => {
+            accepted_by(ticket, id, &agent, action)?;
+            not_empty(text.expose(), "note text")?;
+            Ok(vec![Event::AgentNoteAdded { agent, text }])
+        }
+        Command::TransferTicket { agent, queue } => {
+            accepted_by(ticket, id, &agent, action)?;
+            not_empty(queue.as_str(), "queue")?;
+            Ok(vec![
+                Event::TicketReleased {
+                    agent,
+                    reason: ReleaseReason::Transferred,
+                },
+                Event::TicketQueued { queue },
+            ])
         }
         Command::ReceiveRating { score, comment } => {
             allowed_in(&[Phase::AwaitingRating])?;

@@ -157,6 +157,10 @@ pub enum ReleaseReason {
     AgentOffline,
     /// The agent did not accept in time.
     AcceptTimeout,
+    /// A supervisor gave the ticket to another agent.
+    Reassigned,
+    /// The agent sent it to another queue or agent.
+    Transferred,
 }
 
 /// Why a ticket closed.
@@ -239,6 +243,11 @@ pub enum Event {
     ConversationHandedBack {
         agent: AgentId,
     },
+    /// An internal note: agents and supervisors read it, the customer never does.
+    AgentNoteAdded {
+        agent: AgentId,
+        text: Personal<String>,
+    },
     RatingRequested {
         message: MessageId,
     },
@@ -286,6 +295,7 @@ impl Event {
             Event::TicketReleased { .. } => "TicketReleased",
             Event::TicketResolved { .. } => "TicketResolved",
             Event::ConversationHandedBack { .. } => "ConversationHandedBack",
+            Event::AgentNoteAdded { .. } => "AgentNoteAdded",
             Event::RatingRequested { .. } => "RatingRequested",
             Event::RatingReceived { .. } => "RatingReceived",
             Event::TicketClosed { .. } => "TicketClosed",

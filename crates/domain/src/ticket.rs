@@ -180,6 +180,8 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
             ticket.phase = Phase::Open;
             ticket.holder = Holder::Bot;
         }
+        // For the agents' eyes only; nothing about the conversation changes.
+        Event::AgentNoteAdded { .. } => {}
         Event::RatingRequested { .. } => ticket.phase = Phase::AwaitingRating,
         Event::RatingReceived { score, comment } => {
             ticket.rating = Some(Rating {

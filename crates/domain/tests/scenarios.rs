@@ -501,7 +501,7 @@ fn a_customer_is_erased_in_every_phase_of_an_existing_ticket() {
 // =======================================================================================
 
 /// Column order of the table: one command per `Command` variant.
-const COLUMNS: usize = 22;
+const COLUMNS: usize = 24;
 
 /// The column of a command; exhaustive, so a new command must be added to the table.
 fn column(command: &Command) -> usize {
@@ -528,6 +528,8 @@ fn column(command: &Command) -> usize {
         Command::EraseCustomer => 19,
         Command::DetectLanguage { .. } => 20,
         Command::HandBackToBot { .. } => 21,
+        Command::AddAgentNote { .. } => 22,
+        Command::TransferTicket { .. } => 23,
     }
 }
 
@@ -568,19 +570,19 @@ const ALL_PHASES: [Phase; 10] = [
 /// `A` NotAccepted · `D` AlreadyAccepted · `H` AgentHolds (the bot may not speak)
 #[rustfmt::skip]
 const TABLE: [(Stage, &str); 11] = [
-    //                        open  bot   hand  store accpt rels  ask   close dlvr  read  lang
-    //                           msg   detl  queue assgn agmsg resol rate  abnd  fail  erase back
-    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
-    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  Y  ."),
-    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  ."),
-    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  ."),
-    (Stage::Assigned,        "O  Y  H  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y  .  A"),
-    (Stage::Accepted,        "O  Y  H  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y  .  Y"),
-    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  ."),
-    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  ."),
-    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y  .  ."),
-    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  ."),
-    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  ."),
+    //                        open  bot   hand  store accpt rels  ask   close dlvr  read  lang  note
+    //                           msg   detl  queue assgn agmsg resol rate  abnd  fail  erase back  xfer
+    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
+    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  Y  .  .  ."),
+    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  ."),
+    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  ."),
+    (Stage::Assigned,        "O  Y  H  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y  .  A  A  A"),
+    (Stage::Accepted,        "O  Y  H  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  Y"),
+    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  ."),
+    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  ."),
+    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y  .  .  .  ."),
+    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  ."),
+    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  ."),
 ];
 
 #[test]

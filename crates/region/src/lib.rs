@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+mod agents;
 mod hours;
 mod places;
 mod route;
@@ -24,9 +25,10 @@ mod route;
 use std::collections::BTreeSet;
 use std::fmt;
 
-use helpline_domain::{Channel, QueueId, StoreId};
+use helpline_domain::{AgentId, Channel, QueueId, StoreId};
 use serde::{Deserialize, Serialize};
 
+pub use agents::{Agent, Role, valid_agent_id};
 pub use hours::{HoursError, WeeklyHours};
 pub use places::{Place, Store};
 pub use route::{DEFAULT_RULE, Route, RouteFacts, Target};
@@ -42,6 +44,9 @@ pub struct RegionConfig {
     pub routing: RoutingConfig,
     pub stores: Vec<Store>,
     pub places: Vec<Place>,
+    /// `[[agents]]`: the agent directory; a region may list none.
+    #[serde(default)]
+    pub agents: Vec<Agent>,
 }
 
 /// `[locale]`: the country, its languages and its clock.
@@ -349,11 +354,16 @@ impl RegionConfig {
                 );
             }
         }
+        agents::validate(&self.agents, &queues, &self.products, &mut problems);
         problems
     }
 
     pub fn queue(&self, id: &QueueId) -> Option<&Queue> {
         self.queues.iter().find(|queue| &queue.id == id)
+    }
+
+    pub fn agent(&self, id: &AgentId) -> Option<&Agent> {
+        self.agents.iter().find(|agent| &agent.id == id)
     }
 
     pub fn store(&self, id: &StoreId) -> Option<&Store> {

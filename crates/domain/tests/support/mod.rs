@@ -7,7 +7,7 @@
 
 use helpline_domain::{
     AgentId, Channel, CloseReason, Command, Customer, Details, DomainError, Event, HandoffReason,
-    MessageBody, MessageId, Phase, QueueId, ReleaseReason, RouteDestination, StoreId,
+    MessageBody, MessageId, Personal, Phase, QueueId, ReleaseReason, RouteDestination, StoreId,
     StoreReferral, Ticket, TicketId, decide, fold,
 };
 use uuid::Uuid;
@@ -365,6 +365,20 @@ pub mod cmd {
         Command::EraseCustomer
     }
 
+    pub fn add_note(agent: AgentId) -> Command {
+        Command::AddAgentNote {
+            agent,
+            text: Personal::new("prefers a call back".to_owned()),
+        }
+    }
+
+    pub fn transfer(agent: AgentId, queue: &str) -> Command {
+        Command::TransferTicket {
+            agent,
+            queue: QueueId::new(queue),
+        }
+    }
+
     /// One command of every variant, in declaration order, with the canonical arguments
     /// (alice is the agent of every canonical history).
     pub fn all() -> Vec<Command> {
@@ -391,6 +405,8 @@ pub mod cmd {
             erase(),
             detect_language("en"),
             hand_back(alice()),
+            add_note(alice()),
+            transfer(alice(), "de-phones"),
         ]
     }
 }

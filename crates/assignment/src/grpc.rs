@@ -1,0 +1,649 @@
+//! The `helpline.v1.AgentDesk` API. Every call is authenticated first (bearer JWT, the
+//! agent must be in the region's directory), then checked for its role, then for its
+//! arguments; ticket actions are decided by the ticket's rules on its current state and
+//! appended at the loaded version.
+
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use futures::Stream;
+use helpline_domain::{
+    AgentId, Channel, Command, Media, MediaKind, MessageBody, MessageId, Personal, Phase, QueueId,
+    ReleaseReason, Ticket, TicketId,
+};
+use helpline_proto::v1 as pb;
+use helpline_proto::v1::agent_desk_server::{AgentDesk, AgentDeskServer};
+use helpline_region::{Agent, Role};
+use prost::Message;
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::auth::{self, AuthError, AuthKey};
+use crate::error::AssignmentError;
+use crate::ledger::{self, Presence};
+use crate::service::{Assignment, Change};
+use crate::view::TicketEntry;
+
+/// The AgentDesk API over a running [`Assignment`]; tokens are checked with `key`.
+pub fn grpc_service(assignment: Assignment, key: AuthKey) -> AgentDeskServer<impl AgentDesk> {
+    AgentDeskServer::new(Desk { assignment, key })
+}
+
+#[derive(Debug)]
+struct Desk {
+    assignment: Assignment,
+    key: AuthKey,
+}
+
+/// The authenticated caller.
+struct Caller {
+    agent: Agent,
+    /// The lower of the token's role and the directory's.
+    role: Role,
+}
+
+impl Caller {
+    fn id(&self) -> &AgentId {
+        &self.agent.id
+    }
+
+    fn supervisor(&self) -> Result<(), AssignmentError> {
+        if self.role >= Role::Supervisor {
+            Ok(())
+        } else {
+            Err(AssignmentError::PermissionDenied(format!(
+                "agent {} is not a supervisor",
+                self.agent.id
+            )))
+        }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentDesk for Desk {
+    async fn sign_in(
+        &self,
+        request: Request<pb::SignInRequest>,
+    ) -> Result<Response<pb::SignInResponse>, Status> {
+        let caller = self.caller(&request)?;
+        self.assignment
+            .set_presence(caller.id(), Presence::Online)
+            .await?;
+        let agent = &caller.agent;
+        Ok(Response::new(pb::SignInResponse {
+            agent_id: agent.id.to_string(),
+            name: agent.name.clone(),
+            role: role_to_proto(caller.role).into(),
+            languages: agent.languages.clone(),
+            queues: agent.queues.iter().map(ToString::to_string).collect(),
+            max_tickets: agent.max_tickets,
+        }))
+    }
+
+    async fn sign_out(
+        &self,
+        request: Request<pb::SignOutRequest>,
+    ) -> Result<Response<pb::SignOutResponse>, Status> {
+        let caller = self.caller(&request)?;
+        self.assignment
+            .set_presence(caller.id(), Presence::Offline)
+            .await?;
+        Ok(Response::new(pb::SignOutResponse {}))
+    }
+
+    async fn set_presence(
+        &self,
+        request: Request<pb::SetPresenceRequest>,
+    ) -> Result<Response<pb::SetPresenceResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let presence = ledger::presence_from_proto(request.get_ref().presence)
+            .ok_or_else(|| AssignmentError::invalid("presence", "give ONLINE, AWAY or OFFLINE"))?;
+        self.assignment.set_presence(caller.id(), presence).await?;
+        Ok(Response::new(pb::SetPresenceResponse {}))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = self.caller(&request)?;
+        let me = caller.id().clone();
+        let assignment = self.assignment.clone();
+        // Subscribed before the snapshot is taken, so nothing falls between the two.
+        let mut changes = assignment.inner.changes.subscribe();
+        let snapshot: Vec<pb::WatchResponse> = {
+            let view = assignment.view();
+            view.tickets_of(&me)
+                .map(|(id, entry)| offer(&assignment, *id, entry))
+                .collect()
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let stopping = assignment.inner.stopping.clone();
+        tokio::spawn(async move {
+            for update in snapshot {
+                if tx.send(Ok(update)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let change = tokio::select! {
+                    _ = stopping.cancelled() => return,
+                    _ = tx.closed() => return,
+                    change = changes.recv() => change,
+                };
+                let change = match change {
+                    Ok(change) => change,
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(agent = %me, missed, "agent stream fell behind");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                let Change { change, payload } = &*change;
+                let mine = |holder: &Option<AgentId>| holder.as_ref() == Some(&me);
+                if !mine(&change.agent_before) && !mine(&change.agent_after) {
+                    continue;
+                }
+                let update = match (&change.event, mine(&change.agent_before)) {
+                    (helpline_domain::Event::AgentAssigned { .. }, false) => {
+                        let view = assignment.view();
+                        match view.tickets.get(&change.ticket) {
+                            Some(entry) => offer(&assignment, change.ticket, entry),
+                            None => continue,
+                        }
+                    }
+                    _ => match pb::EventEnvelope::decode(payload.as_ref()) {
+                        Ok(envelope) => pb::WatchResponse {
+                            ticket_id: change.ticket.to_string(),
+                            update: Some(pb::watch_response::Update::Event(envelope)),
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "event not passed to the agent");
+                            continue;
+                        }
+                    },
+                };
+                if tx.send(Ok(update)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn accept(
+        &self,
+        request: Request<pb::AcceptRequest>,
+    ) -> Result<Response<pb::AcceptResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let ticket = ticket_id(&request.get_ref().ticket_id)?;
+        let me = caller.id().clone();
+        self.assignment
+            .command(
+                ticket,
+                |t| yours(t, &me),
+                |_| vec![Command::AcceptAssignment { agent: me.clone() }],
+            )
+            .await?;
+        Ok(Response::new(pb::AcceptResponse {}))
+    }
+
+    async fn reply(
+        &self,
+        request: Request<pb::ReplyRequest>,
+    ) -> Result<Response<pb::ReplyResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        let ticket = ticket_id(&request.ticket_id)?;
+        let body = body_from_proto(request.body)?;
+        let message = MessageId(Uuid::now_v7());
+        let me = caller.id().clone();
+        self.assignment
+            .command(
+                ticket,
+                |t| yours(t, &me),
+                |_| {
+                    vec![Command::SendAgentMessage {
+                        agent: me.clone(),
+                        message,
+                        body: body.clone(),
+                    }]
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ReplyResponse {
+            message_id: message.to_string(),
+        }))
+    }
+
+    async fn add_note(
+        &self,
+        request: Request<pb::AddNoteRequest>,
+    ) -> Result<Response<pb::AddNoteResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        let ticket = ticket_id(&request.ticket_id)?;
+        if request.text.trim().is_empty() {
+            return Err(AssignmentError::invalid("text", "a note needs text").into());
+        }
+        let me = caller.id().clone();
+        self.assignment
+            .command(
+                ticket,
+                |t| yours(t, &me),
+                |_| {
+                    vec![Command::AddAgentNote {
+                        agent: me.clone(),
+                        text: Personal::new(request.text.clone()),
+                    }]
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::AddNoteResponse {}))
+    }
+
+    async fn transfer(
+        &self,
+        request: Request<pb::TransferRequest>,
+    ) -> Result<Response<pb::TransferResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        let ticket = ticket_id(&request.ticket_id)?;
+        let me = caller.id().clone();
+        match request.target {
+            Some(pb::transfer_request::Target::Queue(queue)) => {
+                let queue = self.queue(&queue, "queue")?;
+                self.assignment
+                    .command(
+                        ticket,
+                        |t| yours(t, &me),
+                        |_| {
+                            vec![Command::TransferTicket {
+                                agent: me.clone(),
+                                queue: queue.clone(),
+                            }]
+                        },
+                    )
+                    .await?;
+            }
+            Some(pb::transfer_request::Target::AgentId(target)) => {
+                let target = self.agent(&target, "agent_id")?;
+                if target == me {
+                    return Err(AssignmentError::invalid(
+                        "agent_id",
+                        "the ticket is yours already",
+                    )
+                    .into());
+                }
+                let claim = self.assignment.claim(&target, ticket).await?;
+                let moved = self
+                    .assignment
+                    .command(
+                        ticket,
+                        |t| yours(t, &me),
+                        |t| {
+                            let queue = t.queue.clone().unwrap_or_else(|| QueueId::new(""));
+                            vec![
+                                Command::TransferTicket {
+                                    agent: me.clone(),
+                                    queue,
+                                },
+                                Command::AssignAgent {
+                                    agent: target.clone(),
+                                },
+                            ]
+                        },
+                    )
+                    .await;
+                if let Err(e) = moved {
+                    self.assignment.unclaim(&target, ticket, claim).await;
+                    return Err(e.into());
+                }
+            }
+            None => {
+                return Err(
+                    AssignmentError::invalid("target", "give a queue or an agent_id").into(),
+                );
+            }
+        }
+        Ok(Response::new(pb::TransferResponse {}))
+    }
+
+    async fn release(
+        &self,
+        request: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let ticket = ticket_id(&request.get_ref().ticket_id)?;
+        let me = caller.id().clone();
+        self.assignment
+            .command(
+                ticket,
+                |t| yours(t, &me),
+                |_| {
+                    vec![Command::ReleaseTicket {
+                        agent: me.clone(),
+                        reason: ReleaseReason::ByAgent,
+                    }]
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ReleaseResponse {}))
+    }
+
+    async fn resolve(
+        &self,
+        request: Request<pb::ResolveRequest>,
+    ) -> Result<Response<pb::ResolveResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        let ticket = ticket_id(&request.ticket_id)?;
+        let me = caller.id().clone();
+        self.assignment
+            .command(
+                ticket,
+                |t| yours(t, &me),
+                |_| {
+                    vec![Command::ResolveTicket {
+                        agent: me.clone(),
+                        summary: request.summary.clone(),
+                    }]
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ResolveResponse {}))
+    }
+
+    async fn list_queues(
+        &self,
+        request: Request<pb::ListQueuesRequest>,
+    ) -> Result<Response<pb::ListQueuesResponse>, Status> {
+        self.caller(&request)?.supervisor()?;
+        let region = &self.assignment.inner.region;
+        let now = SystemTime::now();
+        let view = self.assignment.view();
+        let mut queues: Vec<pb::QueueStatus> = region
+            .queues
+            .iter()
+            .map(|queue| {
+                let of_queue = view
+                    .tickets
+                    .values()
+                    .filter(|entry| entry.ticket.queue.as_ref() == Some(&queue.id));
+                let waiting: Vec<&TicketEntry> = of_queue
+                    .clone()
+                    .filter(|entry| entry.ticket.phase == Phase::Queued)
+                    .collect();
+                let longest = waiting
+                    .iter()
+                    .filter_map(|entry| entry.queued.as_ref())
+                    .filter_map(|mark| now.duration_since(mark.at).ok())
+                    .max()
+                    .unwrap_or_default();
+                pb::QueueStatus {
+                    queue: queue.id.to_string(),
+                    name: queue.name.clone(),
+                    priority: queue.priority,
+                    languages: queue.languages.clone(),
+                    waiting: count(waiting.len()),
+                    longest_wait_secs: longest.as_secs(),
+                    assigned: count(
+                        of_queue
+                            .filter(|e| e.ticket.phase == Phase::Assigned)
+                            .count(),
+                    ),
+                    agents_online: count(
+                        region
+                            .agents
+                            .iter()
+                            .filter(|a| a.queues.contains(&queue.id))
+                            .filter(|a| view.presence(&a.id) == Presence::Online)
+                            .count(),
+                    ),
+                }
+            })
+            .collect();
+        queues.sort_by_key(|q| std::cmp::Reverse(q.priority));
+        Ok(Response::new(pb::ListQueuesResponse { queues }))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        self.caller(&request)?.supervisor()?;
+        let region = &self.assignment.inner.region;
+        let view = self.assignment.view();
+        let agents = region
+            .agents
+            .iter()
+            .map(|agent| {
+                let entry = view.agent(&agent.id);
+                let tickets: Vec<String> = entry
+                    .map(|e| e.claims.keys().map(ToString::to_string).collect())
+                    .unwrap_or_default();
+                pb::AgentStatus {
+                    agent_id: agent.id.to_string(),
+                    name: agent.name.clone(),
+                    role: role_to_proto(agent.role).into(),
+                    presence: ledger::presence_to_proto(view.presence(&agent.id)).into(),
+                    load: count(tickets.len()),
+                    max_tickets: agent.max_tickets,
+                    ticket_ids: tickets,
+                    languages: agent.languages.clone(),
+                    queues: agent.queues.iter().map(ToString::to_string).collect(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ListAgentsResponse { agents }))
+    }
+
+    async fn reassign(
+        &self,
+        request: Request<pb::ReassignRequest>,
+    ) -> Result<Response<pb::ReassignResponse>, Status> {
+        self.caller(&request)?.supervisor()?;
+        let request = request.into_inner();
+        let ticket = ticket_id(&request.ticket_id)?;
+        let target = self.agent(&request.agent_id, "agent_id")?;
+        let claim = self.assignment.claim(&target, ticket).await?;
+        let moved = self
+            .assignment
+            .command(
+                ticket,
+                |_| Ok(()),
+                |t| {
+                    let mut commands = Vec::new();
+                    if let (Phase::Assigned, Some(current)) = (t.phase, &t.agent) {
+                        if current == &target {
+                            return commands;
+                        }
+                        commands.push(Command::ReleaseTicket {
+                            agent: current.clone(),
+                            reason: ReleaseReason::Reassigned,
+                        });
+                    }
+                    commands.push(Command::AssignAgent {
+                        agent: target.clone(),
+                    });
+                    commands
+                },
+            )
+            .await;
+        if let Err(e) = moved {
+            self.assignment.unclaim(&target, ticket, claim).await;
+            return Err(e.into());
+        }
+        Ok(Response::new(pb::ReassignResponse {}))
+    }
+}
+
+impl Desk {
+    /// Who is calling: a valid token of an agent in the directory.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, AssignmentError> {
+        let header = match request.metadata().get("authorization") {
+            Some(value) => Some(value.to_str().map_err(|_| AuthError::NotBearer)?),
+            None => None,
+        };
+        let claims = auth::verify(&self.key, auth::bearer(header)?)?;
+        let agent = self
+            .assignment
+            .inner
+            .region
+            .agent(&AgentId::new(claims.sub.as_str()))
+            .ok_or_else(|| AuthError::Invalid(format!("no agent {} in the region", claims.sub)))?;
+        Ok(Caller {
+            role: claims.role.min(agent.role),
+            agent: agent.clone(),
+        })
+    }
+
+    fn queue(&self, id: &str, field: &'static str) -> Result<QueueId, AssignmentError> {
+        let queue = QueueId::new(id);
+        match self.assignment.inner.region.queue(&queue) {
+            Some(_) => Ok(queue),
+            None => Err(AssignmentError::invalid(
+                field,
+                format!("no queue {id:?} in the region"),
+            )),
+        }
+    }
+
+    fn agent(&self, id: &str, field: &'static str) -> Result<AgentId, AssignmentError> {
+        let agent = AgentId::new(id);
+        match self.assignment.inner.region.agent(&agent) {
+            Some(_) => Ok(agent),
+            None => Err(AssignmentError::invalid(
+                field,
+                format!("no agent {id:?} in the region"),
+            )),
+        }
+    }
+}
+
+/// A ticket action is the holder's: anyone else's is refused before the rules are asked.
+fn yours(ticket: &Ticket, me: &AgentId) -> Result<(), AssignmentError> {
+    match &ticket.agent {
+        Some(agent) if agent != me => Err(AssignmentError::PermissionDenied(format!(
+            "ticket {} is not yours",
+            ticket.id.map(|id| id.to_string()).unwrap_or_default()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn ticket_id(value: &str) -> Result<TicketId, AssignmentError> {
+    if value.is_empty() {
+        return Err(AssignmentError::invalid("ticket_id", "missing"));
+    }
+    Uuid::parse_str(value)
+        .map(TicketId)
+        .map_err(|e| AssignmentError::invalid("ticket_id", format!("not a UUID: {e}")))
+}
+
+fn body_from_proto(body: Option<pb::MessageBody>) -> Result<MessageBody, AssignmentError> {
+    use pb::message_body::Content;
+    match body.and_then(|b| b.content) {
+        Some(Content::Text(text)) if !text.trim().is_empty() => {
+            Ok(MessageBody::Text(Personal::new(text)))
+        }
+        Some(Content::Text(_)) => Err(AssignmentError::invalid("body.text", "empty")),
+        Some(Content::Media(media)) => {
+            let kind = match pb::MediaKind::try_from(media.kind) {
+                Ok(pb::MediaKind::Image) => MediaKind::Image,
+                Ok(pb::MediaKind::Document) => MediaKind::Document,
+                Ok(pb::MediaKind::Audio) => MediaKind::Audio,
+                Ok(pb::MediaKind::Video) => MediaKind::Video,
+                _ => return Err(AssignmentError::invalid("body.media.kind", "give the kind")),
+            };
+            if media.object.trim().is_empty() {
+                return Err(AssignmentError::invalid(
+                    "body.media.object",
+                    "name the attachment in the media store",
+                ));
+            }
+            Ok(MessageBody::Media(Media {
+                kind,
+                object: media.object,
+                mime_type: media.mime_type,
+                size_bytes: media.size_bytes,
+                caption: Some(media.caption)
+                    .filter(|c| !c.is_empty())
+                    .map(Personal::new),
+            }))
+        }
+        Some(Content::Location(_)) => Err(AssignmentError::invalid(
+            "body.location",
+            "agents send text or attachments",
+        )),
+        None => Err(AssignmentError::invalid("body", "give text or media")),
+    }
+}
+
+/// The offer (or accepted ticket) as the agent sees it.
+fn offer(assignment: &Assignment, id: TicketId, entry: &TicketEntry) -> pb::WatchResponse {
+    let ticket = &entry.ticket;
+    let expires = entry
+        .assigned
+        .as_ref()
+        .filter(|_| !ticket.accepted)
+        .map(|mark| prost_types::Timestamp::from(mark.at + assignment.settings().offer_timeout));
+    let details = ticket.details.as_ref().map(|d| pb::Details {
+        product: d.product.clone(),
+        serial_number: d.serial_number.expose().clone(),
+        problem: d.problem.expose().clone(),
+        serial_verified: d.serial_verified,
+        location: d.location.expose().clone(),
+        category: d.category.clone(),
+    });
+    pb::WatchResponse {
+        ticket_id: id.to_string(),
+        update: Some(pb::watch_response::Update::Ticket(pb::AgentTicket {
+            ticket_id: id.to_string(),
+            queue: ticket
+                .queue
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            language: ticket.language.clone(),
+            channel: ticket
+                .customer
+                .as_ref()
+                .map_or(pb::Channel::Unspecified, |c| channel_to_proto(c.channel))
+                .into(),
+            details,
+            summary: entry.summary.clone(),
+            accepted: ticket.accepted,
+            offer_expires_at: expires,
+        })),
+    }
+}
+
+fn channel_to_proto(channel: Channel) -> pb::Channel {
+    match channel {
+        Channel::WhatsApp => pb::Channel::Whatsapp,
+        Channel::Messenger => pb::Channel::Messenger,
+        Channel::Telegram => pb::Channel::Telegram,
+        Channel::Viber => pb::Channel::Viber,
+        Channel::AppleMessages => pb::Channel::AppleMessages,
+        Channel::WebChat => pb::Channel::WebChat,
+    }
+}
+
+fn role_to_proto(role: Role) -> pb::AgentRole {
+    match role {
+        Role::Agent => pb::AgentRole::Agent,
+        Role::Supervisor => pb::AgentRole::Supervisor,
+        Role::Admin => pb::AgentRole::Admin,
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,644 @@
+//! The assignment service: follows the region's stream into the [`View`], and carries out
+//! the [`plan`] whenever the view changes or a deadline may have passed.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use bytes::Bytes;
+use futures::StreamExt;
+use helpline_bot::flows::Flows;
+use helpline_domain::{
+    AgentId, Command, DomainError, Event, MessageBody, MessageId, Personal, Phase, Ticket,
+    TicketId, decide, evolve,
+};
+use helpline_eventstore::{
+    Cause, CommandMeta, EventStore, Reacted, StoreError, codec, reaction_id,
+};
+use helpline_region::RegionConfig;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::error::AssignmentError;
+use crate::ledger::{self, AgentEvent, LedgerError, Presence};
+use crate::plan::{Action, Timing, plan};
+use crate::view::{Mark, TicketChange, View};
+
+/// The service name of offers (reactions to `TicketQueued`).
+pub const SERVICE: &str = "assignment";
+/// The service name of releases (offer timeouts, agents gone).
+const RELEASE_SERVICE: &str = "assignment-release";
+/// The service name of the customer's place in the queue.
+const POSITION_SERVICE: &str = "assignment-position";
+/// The prompt of the bot message that tells a waiting customer their place.
+pub const POSITION_PROMPT: &str = "queue_position";
+/// Deadlines are checked at least this often.
+const TICK: Duration = Duration::from_millis(200);
+/// Updates kept for slow AgentDesk streams before they skip ahead.
+const CHANGES: usize = 4096;
+/// Tries of a command from the API that meets other writers.
+const TRIES: u32 = 8;
+
+/// The timing of offers and releases: `[assignment]` in the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AssignmentSettings {
+    /// An offer not accepted within this goes to the next agent.
+    pub offer_timeout: Duration,
+    /// An agent offline this long loses their accepted tickets to the queue.
+    pub release_grace: Duration,
+}
+
+impl Default for AssignmentSettings {
+    fn default() -> Self {
+        Self {
+            offer_timeout: Duration::from_secs(60),
+            release_grace: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A ticket event applied to the view, for the AgentDesk streams.
+#[derive(Clone, Debug)]
+pub(crate) struct Change {
+    pub(crate) change: TicketChange,
+    /// The event as stored, for the stream to pass on.
+    pub(crate) payload: Bytes,
+}
+
+/// The running service, shared by the assigner and the AgentDesk API.
+#[derive(Clone)]
+pub struct Assignment {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: EventStore,
+    pub(crate) region: Arc<RegionConfig>,
+    flows: Arc<Flows>,
+    settings: AssignmentSettings,
+    view: Mutex<View>,
+    caught_up: AtomicBool,
+    pub(crate) changes: broadcast::Sender<Arc<Change>>,
+    changed: Notify,
+    pub(crate) stopping: CancellationToken,
+}
+
+impl fmt::Debug for Assignment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Assignment")
+            .field("region", &self.inner.store.layout().region())
+            .field("agents", &self.inner.region.agents.len())
+            .field("settings", &self.inner.settings)
+            .finish()
+    }
+}
+
+impl Assignment {
+    pub fn new(
+        store: EventStore,
+        region: Arc<RegionConfig>,
+        flows: Arc<Flows>,
+        settings: AssignmentSettings,
+    ) -> Self {
+        let (changes, _) = broadcast::channel(CHANGES);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                region,
+                flows,
+                settings,
+                view: Mutex::new(View::default()),
+                caught_up: AtomicBool::new(false),
+                changes,
+                changed: Notify::new(),
+                stopping: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Follows the log and assigns until `shutdown` fires.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), AssignmentError> {
+        let follower = tokio::spawn({
+            let this = self.clone();
+            let shutdown = shutdown.clone();
+            async move { this.follow(shutdown).await }
+        });
+        tracing::info!(
+            service = SERVICE,
+            agents = self.inner.region.agents.len(),
+            "assignment running"
+        );
+        let mut told = HashSet::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.inner.changed.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            if !self.inner.caught_up.load(Ordering::Acquire) {
+                continue;
+            }
+            let actions = {
+                let timing = Timing {
+                    offer_timeout: self.inner.settings.offer_timeout,
+                    release_grace: self.inner.settings.release_grace,
+                };
+                plan(&self.view(), &self.inner.region, timing, SystemTime::now())
+            };
+            self.execute(actions, &mut told).await;
+        }
+        self.inner.stopping.cancel();
+        if let Err(e) = follower.await {
+            tracing::error!(error = %e, "assignment follower failed");
+        }
+        tracing::info!(service = SERVICE, "assignment stopped");
+        Ok(())
+    }
+
+    /// The view as it stands; held briefly, never across an await.
+    pub(crate) fn view(&self) -> MutexGuard<'_, View> {
+        self.inner
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the view has replayed the log up to its end once.
+    pub fn caught_up(&self) -> bool {
+        self.inner.caught_up.load(Ordering::Acquire)
+    }
+
+    async fn follow(&self, shutdown: CancellationToken) {
+        loop {
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                outcome = self.read() => outcome,
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, applied = self.view().applied, "assignment lost the log, resuming");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    /// Reads from after the last applied event until the consumer fails.
+    async fn read(&self) -> Result<(), AssignmentError> {
+        let store = &self.inner.store;
+        let unavailable = |e: &dyn fmt::Display| AssignmentError::Unavailable(e.to_string());
+        let stream = store
+            .jetstream()
+            .get_stream_no_info(store.layout().event_stream())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let deliver_policy = match self.view().applied {
+            0 => DeliverPolicy::All,
+            last => DeliverPolicy::ByStartSequence {
+                start_sequence: last + 1,
+            },
+        };
+        let mut consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let pending = consumer
+            .info()
+            .await
+            .map_err(|e| unavailable(&e))?
+            .num_pending;
+        if pending == 0 {
+            self.mark_caught_up();
+        }
+        let mut messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| unavailable(&e))?;
+            let info = message.info().map_err(|e| unavailable(&e))?;
+            let (sequence, pending) = (info.stream_sequence, info.pending);
+            self.apply(message.subject.as_str(), sequence, &message.payload);
+            if pending == 0 {
+                self.mark_caught_up();
+            }
+            if self.caught_up() {
+                self.inner.changed.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    fn mark_caught_up(&self) {
+        if !self.inner.caught_up.swap(true, Ordering::AcqRel) {
+            tracing::info!(applied = self.view().applied, "assignment view replayed");
+        }
+        self.inner.changed.notify_one();
+    }
+
+    fn apply(&self, subject: &str, sequence: u64, payload: &Bytes) {
+        let agent_prefix = format!("helpline.{}.agent.", self.inner.store.layout().region());
+        let mut view = self.view();
+        if sequence <= view.applied {
+            return;
+        }
+        // Agent events only change the view; the streams follow tickets.
+        if subject.starts_with(&agent_prefix) {
+            match ledger::decode(payload) {
+                Ok(record) => view.apply_agent(sequence, &record),
+                Err(e) => {
+                    tracing::warn!(subject, sequence, error = %e, "agent event skipped");
+                    view.applied = sequence;
+                }
+            }
+            return;
+        }
+        let change = match codec::decode(payload) {
+            Ok((meta, event)) => Change {
+                change: view.apply_ticket(sequence, &meta, &event),
+                payload: payload.clone(),
+            },
+            Err(e) => {
+                tracing::warn!(subject, sequence, error = %e, "ticket event skipped");
+                view.applied = sequence;
+                return;
+            }
+        };
+        drop(view);
+        // Nobody watching is fine: the streams subscribe when agents connect.
+        let _ = self.inner.changes.send(Arc::new(change));
+    }
+
+    async fn execute(&self, actions: Vec<Action>, told: &mut HashSet<String>) {
+        // Sequences of this round's own appends per agent: the next claim on the same agent
+        // expects the previous one, as no one else wrote in between (else it conflicts).
+        let mut sequences: HashMap<AgentId, u64> = HashMap::new();
+        let mut conflicted: HashSet<AgentId> = HashSet::new();
+        for action in actions {
+            let outcome = match action {
+                Action::Offer {
+                    ticket,
+                    agent,
+                    expected,
+                    queued,
+                } => {
+                    if conflicted.contains(&agent) {
+                        continue;
+                    }
+                    let expected = sequences.get(&agent).copied().unwrap_or(expected);
+                    let claimed = ledger::append(
+                        &self.inner.store,
+                        &agent,
+                        &AgentEvent::CapacityClaimed(ticket),
+                        Some(expected),
+                        &queued.event_id,
+                    )
+                    .await;
+                    match claimed {
+                        Ok(sequence) => {
+                            sequences.insert(agent.clone(), sequence);
+                            self.offer(ticket, &agent, &queued, sequence).await
+                        }
+                        Err(LedgerError::Conflict(_)) => {
+                            conflicted.insert(agent);
+                            Ok(())
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                Action::Release {
+                    ticket,
+                    agent,
+                    reason,
+                    unaccepted_only,
+                    cause,
+                    after,
+                    correlation_id,
+                } => {
+                    let cause = Cause {
+                        ticket,
+                        id: cause,
+                        after_sequence: after,
+                        correlation_id,
+                    };
+                    self.inner
+                        .store
+                        .react(RELEASE_SERVICE, &cause, |t| {
+                            let holds = t.phase == Phase::Assigned && t.agent.as_ref() == Some(&agent);
+                            if holds && !(unaccepted_only && t.accepted) {
+                                vec![Command::ReleaseTicket {
+                                    agent: agent.clone(),
+                                    reason,
+                                }]
+                            } else {
+                                vec![]
+                            }
+                        })
+                        .await
+                        .map(|reacted| {
+                            if matches!(reacted, Reacted::Appended { .. }) {
+                                tracing::info!(%ticket, %agent, ?reason, "ticket back to its queue");
+                            }
+                        })
+                        .map_err(AssignmentError::from)
+                }
+                Action::Free {
+                    agent,
+                    ticket,
+                    expected,
+                } => {
+                    if conflicted.contains(&agent) {
+                        continue;
+                    }
+                    let expected = sequences.get(&agent).copied().unwrap_or(expected);
+                    match ledger::append(
+                        &self.inner.store,
+                        &agent,
+                        &AgentEvent::CapacityFreed(ticket),
+                        Some(expected),
+                        "assignment",
+                    )
+                    .await
+                    {
+                        Ok(sequence) => {
+                            sequences.insert(agent, sequence);
+                            Ok(())
+                        }
+                        Err(LedgerError::Conflict(_)) => {
+                            conflicted.insert(agent);
+                            Ok(())
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                Action::TellPosition {
+                    ticket,
+                    position,
+                    minutes,
+                    queued,
+                } => {
+                    if !told.insert(queued.event_id.clone()) {
+                        continue;
+                    }
+                    self.tell_position(ticket, position, minutes, &queued).await
+                }
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "assignment step failed; planned again");
+            }
+        }
+    }
+
+    /// Appends the offer after its claim; gives the claim back when the ticket went to
+    /// someone else meanwhile.
+    async fn offer(
+        &self,
+        ticket: TicketId,
+        agent: &AgentId,
+        queued: &Mark,
+        claim: u64,
+    ) -> Result<(), AssignmentError> {
+        let store = &self.inner.store;
+        let cause = Cause {
+            ticket,
+            id: queued.event_id.clone(),
+            after_sequence: queued.sequence,
+            correlation_id: queued.correlation_id.clone(),
+        };
+        let reacted = store
+            .react(SERVICE, &cause, |t| {
+                if t.phase == Phase::Queued {
+                    vec![Command::AssignAgent {
+                        agent: agent.clone(),
+                    }]
+                } else {
+                    vec![]
+                }
+            })
+            .await?;
+        let ours = match reacted {
+            Reacted::Appended { .. } => true,
+            // Another assigner answered the same queueing, or the ticket moved on: it is
+            // ours only if it went to the same agent.
+            _ => {
+                let loaded = store.load(ticket).await?;
+                loaded.ticket.phase == Phase::Assigned
+                    && loaded.ticket.agent.as_ref() == Some(agent)
+            }
+        };
+        if ours {
+            tracing::info!(%ticket, %agent, "ticket offered");
+            return Ok(());
+        }
+        match ledger::append(
+            store,
+            agent,
+            &AgentEvent::CapacityFreed(ticket),
+            Some(claim),
+            "assignment",
+        )
+        .await
+        {
+            // Someone wrote to the agent since: the stale claim is freed on a later round.
+            Ok(_) | Err(LedgerError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn tell_position(
+        &self,
+        ticket: TicketId,
+        position: usize,
+        minutes: u32,
+        queued: &Mark,
+    ) -> Result<(), AssignmentError> {
+        let cause = Cause {
+            ticket,
+            id: format!("position:{}", queued.event_id),
+            after_sequence: queued.sequence,
+            correlation_id: queued.correlation_id.clone(),
+        };
+        let message = MessageId(Uuid::new_v5(
+            &reaction_id(POSITION_SERVICE, &cause),
+            b"position",
+        ));
+        let minutes = minutes.to_string();
+        let reacted = self
+            .inner
+            .store
+            .react(POSITION_SERVICE, &cause, |t| {
+                if t.phase != Phase::Queued {
+                    return vec![];
+                }
+                // The existing `wait` text, with the estimate for this place in the queue.
+                let text = self
+                    .inner
+                    .flows
+                    .get(&t.language)
+                    .text("wait", &[("minutes", &minutes)]);
+                vec![Command::SendBotMessage {
+                    message,
+                    body: MessageBody::Text(Personal::new(text)),
+                    prompt: POSITION_PROMPT.to_owned(),
+                    choices: vec![],
+                }]
+            })
+            .await?;
+        if matches!(reacted, Reacted::Appended { .. }) {
+            tracing::info!(%ticket, position, "customer told their place in the queue");
+        }
+        Ok(())
+    }
+
+    /// Records the agent's presence.
+    pub async fn set_presence(
+        &self,
+        agent: &AgentId,
+        presence: Presence,
+    ) -> Result<(), AssignmentError> {
+        ledger::append(
+            &self.inner.store,
+            agent,
+            &AgentEvent::PresenceChanged(presence),
+            None,
+            "agent-desk",
+        )
+        .await?;
+        tracing::info!(%agent, ?presence, "agent presence");
+        Ok(())
+    }
+
+    /// Claims a slot of `agent` for `ticket`, for a transfer or reassignment by hand.
+    pub(crate) async fn claim(
+        &self,
+        agent: &AgentId,
+        ticket: TicketId,
+    ) -> Result<u64, AssignmentError> {
+        let max = self
+            .inner
+            .region
+            .agent(agent)
+            .map_or(0, |a| usize::try_from(a.max_tickets).unwrap_or(usize::MAX));
+        for _ in 0..TRIES {
+            let (expected, presence, load, has) = {
+                let view = self.view();
+                match view.agent(agent) {
+                    Some(entry) => (
+                        entry.last_sequence,
+                        entry.presence,
+                        entry.claims.len(),
+                        entry.claims.contains_key(&ticket),
+                    ),
+                    None => (0, Presence::Offline, 0, false),
+                }
+            };
+            if presence != Presence::Online {
+                return Err(AssignmentError::Refused(format!(
+                    "agent {agent} is not online"
+                )));
+            }
+            if has {
+                return Ok(expected);
+            }
+            if load >= max {
+                return Err(AssignmentError::Refused(format!(
+                    "agent {agent} is at capacity ({load} of {max})"
+                )));
+            }
+            match ledger::append(
+                &self.inner.store,
+                agent,
+                &AgentEvent::CapacityClaimed(ticket),
+                Some(expected),
+                "agent-desk",
+            )
+            .await
+            {
+                Ok(sequence) => return Ok(sequence),
+                // The view catches up with the newer event in a moment.
+                Err(LedgerError::Conflict(_)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AssignmentError::Unavailable(format!(
+            "agent {agent} keeps changing; try again"
+        )))
+    }
+
+    /// Gives back a claim made by [`Assignment::claim`] when its command failed.
+    pub(crate) async fn unclaim(&self, agent: &AgentId, ticket: TicketId, claim: u64) {
+        let freed = ledger::append(
+            &self.inner.store,
+            agent,
+            &AgentEvent::CapacityFreed(ticket),
+            Some(claim),
+            "agent-desk",
+        )
+        .await;
+        if let Err(e) = freed {
+            // A later round frees a claim whose ticket the agent does not hold.
+            tracing::debug!(%agent, %ticket, error = %e, "claim left to the assigner");
+        }
+    }
+
+    /// Loads the ticket, lets `check` refuse, decides `commands` in order and appends
+    /// their events at the loaded version; reloads and tries again when another writer
+    /// came first. Returns the ticket as it is after the command.
+    pub(crate) async fn command<C, K>(
+        &self,
+        ticket: TicketId,
+        check: K,
+        commands: C,
+    ) -> Result<Ticket, AssignmentError>
+    where
+        K: Fn(&Ticket) -> Result<(), AssignmentError>,
+        C: Fn(&Ticket) -> Vec<Command>,
+    {
+        let store = &self.inner.store;
+        let meta = CommandMeta::new(Uuid::now_v7(), SystemTime::now());
+        for _ in 0..TRIES {
+            let loaded = store.load(ticket).await?;
+            if loaded.ticket.id.is_none() {
+                return Err(AssignmentError::TicketNotFound(ticket));
+            }
+            check(&loaded.ticket)?;
+            let (events, after) = decide_all(&loaded.ticket, commands(&loaded.ticket))?;
+            match store.append(ticket, loaded.version, &events, &meta).await {
+                Ok(_) => return Ok(after),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AssignmentError::Unavailable(format!(
+            "ticket {ticket} keeps changing; try again"
+        )))
+    }
+
+    pub(crate) fn settings(&self) -> AssignmentSettings {
+        self.inner.settings
+    }
+}
+
+/// Decides `commands` in order, each on the state the previous ones left.
+fn decide_all(
+    ticket: &Ticket,
+    commands: Vec<Command>,
+) -> Result<(Vec<Event>, Ticket), DomainError> {
+    let mut state = ticket.clone();
+    let mut events = Vec::new();
+    for command in commands {
+        let decided = decide(&state, command)?;
+        for event in &decided {
+            state = evolve(state, event);
+        }
+        events.extend(decided);
+    }
+    Ok((events, state))
+}
