@@ -1,0 +1,489 @@
+//! The `helpline.v1.TicketQuery` API: tickets, timelines, lists and live watches from the
+//! live projection. Read-only: nothing here appends to the log.
+
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use futures::{Stream, StreamExt, stream};
+use helpline_domain::{AgentId, Channel, Holder, Personal, Phase, QueueId, TicketId};
+use helpline_eventstore::EventStore;
+use helpline_proto::v1 as pb;
+use helpline_proto::v1::ticket_query_server::{TicketQuery, TicketQueryServer};
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::error::QueryError;
+use crate::live::{LiveProjection, stream_last_sequence};
+use crate::projection::{Change, Filter, Projection, TicketView, TimelineEntry, waiting_in};
+use crate::summary::{self, Audience};
+
+/// Tickets a list returns when the caller sets no limit.
+const DEFAULT_LIMIT: usize = 50;
+/// Tickets a list returns at most.
+const MAX_LIMIT: usize = 1000;
+
+/// The TicketQuery API over `projection` (kept live by [`LiveProjection::follow`]); the
+/// binary serves it beside the other services, health and reflection.
+pub fn grpc_service(
+    store: EventStore,
+    projection: LiveProjection,
+) -> TicketQueryServer<impl TicketQuery> {
+    TicketQueryServer::new(QueryApi { store, projection })
+}
+
+#[derive(Debug)]
+struct QueryApi {
+    store: EventStore,
+    projection: LiveProjection,
+}
+
+type Watch<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Who the caller is, as far as personal data goes: the one place that decides it.
+/// Callers are not authenticated yet, so every caller is an operator of the region.
+fn audience<T>(_request: &Request<T>) -> Audience {
+    Audience::operator()
+}
+
+#[tonic::async_trait]
+impl TicketQuery for QueryApi {
+    async fn get_ticket(
+        &self,
+        request: Request<pb::GetTicketRequest>,
+    ) -> Result<Response<pb::GetTicketResponse>, Status> {
+        let audience = audience(&request);
+        let id = ticket_id(&request.get_ref().ticket_id)?;
+        let stream_last = stream_last_sequence(&self.store).await?;
+        let (ticket, position) = self.projection.read_with(|projection| {
+            let ticket = projection
+                .ticket(id)
+                .map(|view| view_to_proto(view, &audience));
+            (ticket, self.position(projection, stream_last))
+        });
+        let ticket = ticket.ok_or_else(|| QueryError::NotFound(id.to_string()))?;
+        Ok(Response::new(pb::GetTicketResponse {
+            ticket: Some(ticket),
+            position: Some(position),
+        }))
+    }
+
+    async fn get_timeline(
+        &self,
+        request: Request<pb::GetTimelineRequest>,
+    ) -> Result<Response<pb::GetTimelineResponse>, Status> {
+        let audience = audience(&request);
+        let id = ticket_id(&request.get_ref().ticket_id)?;
+        let stream_last = stream_last_sequence(&self.store).await?;
+        let (entries, position) = self.projection.read_with(|projection| {
+            let erased = projection.ticket(id).is_some_and(|view| view.state.erased);
+            let entries = projection.timeline(id).map(|timeline| {
+                timeline
+                    .iter()
+                    .map(|entry| entry_to_proto(entry, &audience, erased))
+                    .collect::<Vec<_>>()
+            });
+            (entries, self.position(projection, stream_last))
+        });
+        let entries = entries.ok_or_else(|| QueryError::NotFound(id.to_string()))?;
+        Ok(Response::new(pb::GetTimelineResponse {
+            ticket_id: id.to_string(),
+            entries,
+            position: Some(position),
+        }))
+    }
+
+    async fn list_tickets(
+        &self,
+        request: Request<pb::ListTicketsRequest>,
+    ) -> Result<Response<pb::ListTicketsResponse>, Status> {
+        let audience = audience(&request);
+        let request = request.into_inner();
+        let filter = filter_from_proto(request.filter.unwrap_or_default())?;
+        let limit = match request.limit {
+            0 => DEFAULT_LIMIT,
+            limit => usize::try_from(limit).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
+        };
+        let stream_last = stream_last_sequence(&self.store).await?;
+        let (tickets, total, position) = self.projection.read_with(|projection| {
+            let (views, total) = projection.list(&filter, limit);
+            let tickets: Vec<_> = views
+                .into_iter()
+                .map(|view| view_to_proto(view, &audience))
+                .collect();
+            (tickets, total, self.position(projection, stream_last))
+        });
+        Ok(Response::new(pb::ListTicketsResponse {
+            tickets,
+            total_matches: u32::try_from(total).unwrap_or(u32::MAX),
+            position: Some(position),
+        }))
+    }
+
+    type WatchTicketStream = Watch<pb::WatchTicketResponse>;
+
+    async fn watch_ticket(
+        &self,
+        request: Request<pb::WatchTicketRequest>,
+    ) -> Result<Response<Self::WatchTicketStream>, Status> {
+        let audience = audience(&request);
+        let id = ticket_id(&request.get_ref().ticket_id)?;
+        let stream_last = stream_last_sequence(&self.store).await?;
+        // Subscribed before the first answer is read, so no change falls in between;
+        // changes the first answer already holds are skipped by their sequence.
+        let changes = self.projection.changes();
+        let (first, seen) = self.projection.read_with(|projection| {
+            let first = projection.ticket(id).map(|view| pb::WatchTicketResponse {
+                ticket: Some(view_to_proto(view, &audience)),
+                event: None,
+                position: Some(self.position(projection, stream_last)),
+            });
+            (first, projection.last_sequence())
+        });
+        let first = first.ok_or_else(|| QueryError::NotFound(id.to_string()))?;
+        let live = self.projection.clone();
+        let updates = stream::unfold(changes, move |mut changes| {
+            let live = live.clone();
+            async move {
+                loop {
+                    match changes.recv().await {
+                        Ok(change) if change.view.id == id && change.entry.sequence > seen => {
+                            let answer = pb::WatchTicketResponse {
+                                ticket: Some(view_to_proto(&change.view, &audience)),
+                                event: Some(entry_to_proto(
+                                    &change.entry,
+                                    &audience,
+                                    change.view.state.erased,
+                                )),
+                                position: Some(live_position(&live, stream_last)),
+                            };
+                            return Some((Ok(answer), changes));
+                        }
+                        Ok(_) => {}
+                        // Fell behind: the current state says everything that was missed.
+                        Err(RecvError::Lagged(_)) => {
+                            let answer = live.read_with(|projection| {
+                                projection.ticket(id).map(|view| pb::WatchTicketResponse {
+                                    ticket: Some(view_to_proto(view, &audience)),
+                                    event: None,
+                                    position: Some(position_of(
+                                        projection,
+                                        live.is_replayed(),
+                                        stream_last,
+                                    )),
+                                })
+                            })?;
+                            return Some((Ok(answer), changes));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        let answers = stream::once(async move { Ok(first) }).chain(updates);
+        Ok(Response::new(Box::pin(answers)))
+    }
+
+    type WatchQueueStream = Watch<pb::WatchQueueResponse>;
+
+    async fn watch_queue(
+        &self,
+        request: Request<pb::WatchQueueRequest>,
+    ) -> Result<Response<Self::WatchQueueStream>, Status> {
+        let audience = audience(&request);
+        let queue = request.get_ref().queue.trim();
+        if queue.is_empty() {
+            return Err(QueryError::InvalidArgument {
+                field: "queue",
+                reason: "name a queue, e.g. de-laptops".to_owned(),
+            }
+            .into());
+        }
+        let queue = QueueId::new(queue);
+        let stream_last = stream_last_sequence(&self.store).await?;
+        let changes = self.projection.changes();
+        let (first, seen) = self.projection.read_with(|projection| {
+            let position = self.position(projection, stream_last);
+            let first: Vec<Result<pb::WatchQueueResponse, Status>> = projection
+                .in_queue(&queue)
+                .into_iter()
+                .map(|view| {
+                    Ok(pb::WatchQueueResponse {
+                        ticket: Some(view_to_proto(view, &audience)),
+                        event: None,
+                        in_queue: true,
+                        position: Some(position),
+                    })
+                })
+                .collect();
+            (first, projection.last_sequence())
+        });
+        let live = self.projection.clone();
+        let updates = stream::unfold(Some(changes), move |changes| {
+            let (live, queue) = (live.clone(), queue.clone());
+            async move {
+                let mut changes = changes?;
+                loop {
+                    match changes.recv().await {
+                        Ok(change) if change.entry.sequence > seen => {
+                            let in_queue = waiting_in(&change.view.state) == Some(&queue);
+                            if !in_queue && change.was_in_queue.as_ref() != Some(&queue) {
+                                continue;
+                            }
+                            let answer =
+                                queue_answer(&change, in_queue, &audience, &live, stream_last);
+                            return Some((Ok(answer), Some(changes)));
+                        }
+                        Ok(_) => {}
+                        // A queue's missed changes cannot be told one by one: the caller
+                        // watches again and gets the queue as it is.
+                        Err(RecvError::Lagged(missed)) => {
+                            let status = Status::aborted(format!(
+                                "the watch fell {missed} changes behind; watch again"
+                            ));
+                            return Some((Err(status), None));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        let answers = stream::iter(first).chain(updates);
+        Ok(Response::new(Box::pin(answers)))
+    }
+}
+
+impl QueryApi {
+    /// Where the projection stands; read after the stream's position, so an answer never
+    /// shows the projection ahead of the log.
+    fn position(&self, projection: &Projection, stream_last: u64) -> pb::ProjectionPosition {
+        position_of(projection, self.projection.is_replayed(), stream_last)
+    }
+}
+
+fn position_of(
+    projection: &Projection,
+    replayed: bool,
+    stream_last: u64,
+) -> pb::ProjectionPosition {
+    let applied_sequence = projection.last_sequence();
+    pb::ProjectionPosition {
+        applied_sequence,
+        stream_last_sequence: stream_last.max(applied_sequence),
+        replayed,
+    }
+}
+
+/// A watch's position: the stream's last sequence is the one read when the watch began
+/// (asking the server on every change would cost a request per event).
+fn live_position(live: &LiveProjection, stream_last: u64) -> pb::ProjectionPosition {
+    live.read_with(|projection| position_of(projection, live.is_replayed(), stream_last))
+}
+
+fn queue_answer(
+    change: &Change,
+    in_queue: bool,
+    audience: &Audience,
+    live: &LiveProjection,
+    stream_last: u64,
+) -> pb::WatchQueueResponse {
+    pb::WatchQueueResponse {
+        ticket: Some(view_to_proto(&change.view, audience)),
+        event: Some(entry_to_proto(
+            &change.entry,
+            audience,
+            change.view.state.erased,
+        )),
+        in_queue,
+        position: Some(live_position(live, stream_last)),
+    }
+}
+
+fn ticket_id(value: &str) -> Result<TicketId, QueryError> {
+    Uuid::parse_str(value.trim())
+        .map(TicketId)
+        .map_err(|e| QueryError::InvalidArgument {
+            field: "ticket_id",
+            reason: format!("{value:?} is not a UUID: {e}"),
+        })
+}
+
+fn filter_from_proto(filter: pb::TicketFilter) -> Result<Filter, QueryError> {
+    let text = |value: String| {
+        let value = value.trim().to_owned();
+        (!value.is_empty()).then_some(value)
+    };
+    let phase = match pb::TicketPhase::try_from(filter.phase) {
+        Ok(pb::TicketPhase::Unspecified) => None,
+        Ok(phase) => Some(phase_from_proto(phase)),
+        Err(_) => {
+            return Err(QueryError::InvalidArgument {
+                field: "filter.phase",
+                reason: format!("unknown phase {}", filter.phase),
+            });
+        }
+    };
+    let channel = match pb::Channel::try_from(filter.channel) {
+        Ok(pb::Channel::Unspecified) => None,
+        Ok(pb::Channel::Whatsapp) => Some(Channel::WhatsApp),
+        Ok(pb::Channel::Messenger) => Some(Channel::Messenger),
+        Ok(pb::Channel::Telegram) => Some(Channel::Telegram),
+        Ok(pb::Channel::Viber) => Some(Channel::Viber),
+        Ok(pb::Channel::AppleMessages) => Some(Channel::AppleMessages),
+        Ok(pb::Channel::WebChat) => Some(Channel::WebChat),
+        Err(_) => {
+            return Err(QueryError::InvalidArgument {
+                field: "filter.channel",
+                reason: format!("unknown channel {}", filter.channel),
+            });
+        }
+    };
+    Ok(Filter {
+        phase,
+        queue: text(filter.queue).map(QueueId::new),
+        agent: text(filter.agent).map(AgentId::new),
+        channel,
+        region: text(filter.region),
+        opened_from: moment(filter.opened_from, "filter.opened_from")?,
+        opened_to: moment(filter.opened_to, "filter.opened_to")?,
+        active_from: moment(filter.active_from, "filter.active_from")?,
+        active_to: moment(filter.active_to, "filter.active_to")?,
+        words: filter.text.split_whitespace().map(str::to_owned).collect(),
+    })
+}
+
+fn moment(
+    at: Option<prost_types::Timestamp>,
+    field: &'static str,
+) -> Result<Option<SystemTime>, QueryError> {
+    at.map(|at| {
+        SystemTime::try_from(at).map_err(|e| QueryError::InvalidArgument {
+            field,
+            reason: e.to_string(),
+        })
+    })
+    .transpose()
+}
+
+fn phase_from_proto(phase: pb::TicketPhase) -> Phase {
+    match phase {
+        pb::TicketPhase::Unspecified => Phase::New,
+        pb::TicketPhase::Open => Phase::Open,
+        pb::TicketPhase::Routing => Phase::Routing,
+        pb::TicketPhase::Queued => Phase::Queued,
+        pb::TicketPhase::Assigned => Phase::Assigned,
+        pb::TicketPhase::ReferredToStore => Phase::ReferredToStore,
+        pb::TicketPhase::Resolved => Phase::Resolved,
+        pb::TicketPhase::AwaitingRating => Phase::AwaitingRating,
+        pb::TicketPhase::Closed => Phase::Closed,
+        pb::TicketPhase::Abandoned => Phase::Abandoned,
+    }
+}
+
+fn phase_to_proto(phase: Phase) -> pb::TicketPhase {
+    match phase {
+        Phase::New => pb::TicketPhase::Unspecified,
+        Phase::Open => pb::TicketPhase::Open,
+        Phase::Routing => pb::TicketPhase::Routing,
+        Phase::Queued => pb::TicketPhase::Queued,
+        Phase::Assigned => pb::TicketPhase::Assigned,
+        Phase::ReferredToStore => pb::TicketPhase::ReferredToStore,
+        Phase::Resolved => pb::TicketPhase::Resolved,
+        Phase::AwaitingRating => pb::TicketPhase::AwaitingRating,
+        Phase::Closed => pb::TicketPhase::Closed,
+        Phase::Abandoned => pb::TicketPhase::Abandoned,
+    }
+}
+
+fn channel_to_proto(channel: Channel) -> pb::Channel {
+    match channel {
+        Channel::WhatsApp => pb::Channel::Whatsapp,
+        Channel::Messenger => pb::Channel::Messenger,
+        Channel::Telegram => pb::Channel::Telegram,
+        Channel::Viber => pb::Channel::Viber,
+        Channel::AppleMessages => pb::Channel::AppleMessages,
+        Channel::WebChat => pb::Channel::WebChat,
+    }
+}
+
+fn view_to_proto(view: &TicketView, audience: &Audience) -> pb::TicketView {
+    let ticket = &view.state;
+    let erased = ticket.erased;
+    let reveal = |value: &Personal<String>| audience.reveal(value, erased);
+    pb::TicketView {
+        ticket_id: view.id.to_string(),
+        region: view.region.clone(),
+        phase: phase_to_proto(ticket.phase).into(),
+        holder: match ticket.holder {
+            Holder::Bot => pb::TicketHolder::Bot,
+            Holder::Agent => pb::TicketHolder::Agent,
+        }
+        .into(),
+        customer: ticket.customer.as_ref().map(|customer| pb::Customer {
+            channel: channel_to_proto(customer.channel).into(),
+            contact: reveal(&customer.contact),
+            display_name: customer
+                .display_name
+                .as_ref()
+                .map(reveal)
+                .unwrap_or_default(),
+        }),
+        language: ticket.language.clone(),
+        details: ticket.details.as_ref().map(|details| pb::Details {
+            product: details.product.clone(),
+            serial_number: shown(&details.serial_number, audience, erased),
+            problem: shown(&details.problem, audience, erased),
+            serial_verified: details.serial_verified,
+            location: shown(&details.location, audience, erased),
+            category: details.category.clone(),
+        }),
+        queue: name(ticket.queue.as_ref()),
+        agent: name(ticket.agent.as_ref()),
+        accepted: ticket.accepted,
+        store: name(ticket.store.as_ref()),
+        resolved_by: name(ticket.resolved_by.as_ref()),
+        rating: ticket.rating.as_ref().map(|rating| pb::TicketRating {
+            score: u32::from(rating.score),
+            comment: rating.comment.as_ref().map(reveal).unwrap_or_default(),
+        }),
+        counts: Some(pb::TicketCounts {
+            events: ticket.events,
+            customer_messages: ticket.customer_messages,
+            outbound_messages: ticket.outbound_messages,
+            deliveries: ticket.deliveries,
+            delivery_failures: ticket.delivery_failures,
+            reads: ticket.reads,
+        }),
+        opened_at: view.opened_at.map(prost_types::Timestamp::from),
+        last_activity_at: Some(prost_types::Timestamp::from(view.last_activity_at)),
+        last_sequence: view.last_sequence,
+        erased,
+    }
+}
+
+/// The name of an id, empty when there is none.
+fn name(id: Option<&impl ToString>) -> String {
+    id.map(ToString::to_string).unwrap_or_default()
+}
+
+/// An unknown (empty) personal field stays empty; a known one is shown as the reader may
+/// see it.
+fn shown(value: &Personal<String>, audience: &Audience, erased: bool) -> String {
+    if value.expose().is_empty() {
+        String::new()
+    } else {
+        audience.reveal(value, erased)
+    }
+}
+
+fn entry_to_proto(entry: &TimelineEntry, audience: &Audience, erased: bool) -> pb::TimelineEntry {
+    pb::TimelineEntry {
+        sequence: entry.sequence,
+        occurred_at: Some(prost_types::Timestamp::from(entry.occurred_at)),
+        event_type: entry.event.name().to_owned(),
+        summary: summary::describe(&entry.event, audience, erased),
+        event_id: entry.event_id.to_string(),
+        command_id: entry.command_id.to_string(),
+        causation_id: entry.causation_id.clone(),
+    }
+}
