@@ -45,6 +45,7 @@ pub struct NatsServerBuilder {
     port: Option<u16>,
     store_dir: Option<PathBuf>,
     log_file: Option<PathBuf>,
+    config_file: Option<PathBuf>,
 }
 
 impl NatsServerBuilder {
@@ -64,6 +65,13 @@ impl NatsServerBuilder {
     /// Where the server's log goes; by default a file in the store's parent folder.
     pub fn log_file(mut self, file: impl Into<PathBuf>) -> Self {
         self.log_file = Some(file.into());
+        self
+    }
+
+    /// A nats-server configuration file for what has no flag, such as
+    /// `jetstream { sync_interval: always }`; the port and store flags still win.
+    pub fn config_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(file.into());
         self
     }
 
@@ -99,6 +107,7 @@ impl NatsServerBuilder {
             port,
             store_dir,
             log_file,
+            config_file: self.config_file,
             child: None,
             _temp: temp,
         };
@@ -115,6 +124,7 @@ pub struct NatsServer {
     port: u16,
     store_dir: PathBuf,
     log_file: PathBuf,
+    config_file: Option<PathBuf>,
     child: Option<Child>,
     _temp: Option<TempDir>,
 }
@@ -191,7 +201,11 @@ impl NatsServer {
             .create(true)
             .append(true)
             .open(&self.log_file)?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(file) = &self.config_file {
+            command.arg("--config").arg(file);
+        }
+        let child = command
             .args(["--jetstream", "--addr", "127.0.0.1", "--port"])
             .arg(self.port.to_string())
             .arg("--store_dir")

@@ -171,6 +171,7 @@ async fn send(shared: &Shared, request: &ApiRequest, target: &str) -> Response {
             choices: outgoing.choices,
             provider_message_id: mid.clone(),
             idempotency_key: None,
+            received_at: std::time::Instant::now(),
             body: Value::Object(body),
         },
     );

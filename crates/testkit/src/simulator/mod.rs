@@ -151,6 +151,10 @@ pub struct Received {
     pub idempotency_key: Option<String>,
     /// The request body (Telegram: its parameters, from wherever they came).
     pub body: serde_json::Value,
+    /// When the simulator took the send request: where a latency measurement (such as
+    /// `helpline bench`'s end to end) stops its clock.
+    #[serde(skip)]
+    pub received_at: std::time::Instant,
 }
 
 /// A failure the next send request(s) on a channel get, in that provider's shape. A faulted
@@ -176,6 +180,20 @@ pub enum Fault {
     /// through, and do not consume this fault), Messenger `10`/`2018278`, Telegram `403`,
     /// Viber `status: 6`, web chat `410`.
     CustomerOutsideWindow { times: usize },
+}
+
+impl Fault {
+    /// The fault's name in reports: `server_error`, `rate_limited`, `timeout`, `reject`,
+    /// `outside_window`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::ServerError { .. } => "server_error",
+            Fault::RateLimited { .. } => "rate_limited",
+            Fault::Timeout { .. } => "timeout",
+            Fault::Reject { .. } => "reject",
+            Fault::CustomerOutsideWindow { .. } => "outside_window",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -440,6 +458,11 @@ impl Simulator {
         self.shared.received(None)
     }
 
+    /// How many messages customers got so far, without copying them.
+    pub fn received_count(&self) -> usize {
+        self.shared.received_count()
+    }
+
     /// Queues `fault` for the next send request(s) on `channel`, after the faults already
     /// queued there. Faults are applied before credentials are checked.
     pub fn inject(&self, channel: Channel, fault: Fault) {
@@ -453,6 +476,12 @@ impl Simulator {
     /// Every send request seen on `channel`: faulted, refused or recorded.
     pub fn send_attempts(&self, channel: Channel) -> usize {
         self.shared.send_attempts(channel)
+    }
+
+    /// How many send requests got an injected fault, by [`Fault::kind`], on all channels
+    /// together (faults cleared before a request took them are not counted).
+    pub fn faults_served(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        self.shared.faults_served()
     }
 
     /// A text message from `customer`, signed as the provider signs it, with a fresh

@@ -2,7 +2,7 @@
 //! counters that make provider ids unique.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -34,6 +34,8 @@ struct State {
     received: Vec<Record>,
     faults: HashMap<Channel, VecDeque<Queued>>,
     attempts: HashMap<Channel, usize>,
+    /// Faults answered, by [`Fault::kind`].
+    served: BTreeMap<&'static str, usize>,
     web_event_ids: HashSet<String>,
     media: HashMap<String, Media>,
     /// Telegram chat ids of customers named by something other than a number.
@@ -187,6 +189,10 @@ impl Shared {
             .collect()
     }
 
+    pub fn received_count(&self) -> usize {
+        self.lock().received.len()
+    }
+
     pub fn record(&self, address: String, received: Received) {
         tracing::debug!(
             channel = received.channel.as_str(),
@@ -233,6 +239,10 @@ impl Shared {
         self.lock().attempts.get(&channel).copied().unwrap_or(0)
     }
 
+    pub fn faults_served(&self) -> BTreeMap<&'static str, usize> {
+        self.lock().served.clone()
+    }
+
     /// Counts a send request and takes the fault it gets, if any.
     pub fn begin_send(&self, channel: Channel, kind: SendKind) -> Option<Fault> {
         let mut state = self.lock();
@@ -248,6 +258,7 @@ impl Shared {
         if front.remaining == 0 {
             queue.pop_front();
         }
+        *state.served.entry(fault.kind()).or_insert(0) += 1;
         Some(fault)
     }
 

@@ -287,6 +287,7 @@ fn send(shared: &Shared, method: &str, mut params: Map<String, Value>) -> Respon
             choices,
             provider_message_id: message_id.to_string(),
             idempotency_key: None,
+            received_at: std::time::Instant::now(),
             body: Value::Object(params),
         },
     );

@@ -160,6 +160,7 @@ async fn send(shared: &Shared, request: &ApiRequest) -> Response {
             choices: outgoing.choices,
             provider_message_id: token.to_string(),
             idempotency_key: None,
+            received_at: std::time::Instant::now(),
             body: Value::Object(body),
         },
     );

@@ -157,6 +157,7 @@ async fn callback(shared: &Shared, request: &ApiRequest) -> Response {
             choices: reply.choices,
             provider_message_id: reply.message_id,
             idempotency_key: Some(reply.event_id.clone()),
+            received_at: std::time::Instant::now(),
             body: Value::Object(event),
         },
     );

@@ -238,6 +238,7 @@ async fn send(shared: &Shared, request: &ApiRequest, phone_number_id: &str) -> R
             choices: outgoing.choices,
             provider_message_id: id,
             idempotency_key: None,
+            received_at: std::time::Instant::now(),
             body: Value::Object(body),
         },
     );

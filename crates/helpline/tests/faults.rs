@@ -1,0 +1,614 @@
+//! The fault suite: the services run as separate `helpline <service>` processes over a
+//! real nats-server while simulated customers hold conversations through the channel
+//! simulator, and faults are injected mid-load: kill -9 of each service in turn and a
+//! restart, a nats-server restart, webhook redelivery storms, provider 500s and 429s with
+//! `Retry-After`, a poison event in the stream, and a consumer frozen for a while. Then a
+//! history checker (`faults/history.rs`) reads what happened and names every broken
+//! promise: a webhook answered 200 without exactly one `CustomerMessageReceived`, a bot or
+//! agent message that did not reach its customer exactly once and in order, an event
+//! sequence the domain does not allow, a projection that differs from a rebuild, a dead
+//! letter that is not the poison event.
+//!
+//! Bounded to a few minutes; `cargo test --test faults -- --nocapture` shows the summary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "faults/cluster.rs"]
+mod cluster;
+#[path = "faults/history.rs"]
+mod history;
+#[path = "faults/load.rs"]
+mod load;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use helpline_domain::{Channel, Event, Ticket, TicketId, fold};
+use helpline_eventstore::subscribe::{
+    DEAD_LETTER_CONSUMER_HEADER, DEAD_LETTER_REASON_HEADER, ORIGINAL_SUBJECT_HEADER,
+};
+use helpline_eventstore::{EventStore, StoreConfig, StoredEvent, codec};
+use helpline_feedback::csat::{CsatFilter, CsatProjection, Grouping};
+use helpline_proto::v1 as pb;
+use helpline_region::RegionConfig;
+use helpline_testkit::simulator::Fault;
+use helpline_testkit::{NatsServer, Simulator};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{Kind, Service};
+use crate::history::{CsatFigures, DeadLetter};
+use crate::load::{Customer, Finished, Index, Load, Script};
+
+const REGION_FILE: &str = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
+const CUSTOMERS: usize = 60;
+/// Between two customers' first messages: the load spans the whole fault schedule.
+const ARRIVAL: Duration = Duration::from_millis(600);
+const CHANNELS: [Channel; 5] = [
+    Channel::WhatsApp,
+    Channel::Messenger,
+    Channel::Telegram,
+    Channel::Viber,
+    Channel::WebChat,
+];
+/// How long the system may take to settle after the last conversation closed.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The faults injected, by kind, for the report.
+#[derive(Debug, Default)]
+struct Injected {
+    kills: Vec<&'static str>,
+    nats_restarts: usize,
+    pauses: Vec<&'static str>,
+    poison: Vec<String>,
+    server_errors: usize,
+    rate_limits: usize,
+}
+
+struct System {
+    nats: NatsServer,
+    services: Vec<Service>,
+    sim: Arc<Simulator>,
+}
+
+impl System {
+    fn service(&mut self, kind: Kind) -> &mut Service {
+        self.services
+            .iter_mut()
+            .find(|s| s.kind == kind)
+            .unwrap_or_else(|| panic!("no {} process", kind.name()))
+    }
+
+    /// The warnings and errors every process logged, for a failure message.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for service in &self.services {
+            out.push_str(&format!(
+                "\n--- helpline {} (warnings and errors, latest 30) ---\n{}\n--- helpline {} (latest 15 lines) ---\n{}\n",
+                service.kind.name(),
+                service.log_problems(30),
+                service.kind.name(),
+                service.log_tail(15)
+            ));
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
+    let started = Instant::now();
+    // async-nats (the test's own store client) needs a process-wide rustls provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let nats = NatsServer::start().await.unwrap();
+    let store = EventStore::ensure(nats.connect().await.unwrap(), StoreConfig::new("de"))
+        .await
+        .unwrap();
+    let sim = Arc::new(Simulator::start(Default::default()).await.unwrap());
+    let channels = sim.helpline_channels();
+    let mut services = Vec::new();
+    for kind in Kind::ALL {
+        services.push(Service::start(kind, &nats.url(), &channels).await);
+    }
+    let ingress_url = format!("http://127.0.0.1:{}", services[0].ingress_port);
+    let feedback_url = format!("http://127.0.0.1:{}", services[3].grpc_port);
+    let mut system = System {
+        nats,
+        services,
+        sim: sim.clone(),
+    };
+
+    let stop = CancellationToken::new();
+    let _stop_on_drop = stop.clone().drop_guard();
+    let index = Arc::new(Index::default());
+    tokio::spawn(index.clone().follow(store.clone(), stop.clone()));
+    let load = Arc::new(Load {
+        sim: sim.clone(),
+        ingress_url,
+        store: store.clone(),
+        index,
+        accepted: Default::default(),
+        stats: Default::default(),
+    });
+
+    let mut conversations = Vec::new();
+    for (i, customer) in customers().into_iter().enumerate() {
+        let load = load.clone();
+        conversations.push(tokio::spawn(async move {
+            tokio::time::sleep(ARRIVAL * i as u32).await;
+            load.converse(customer).await
+        }));
+    }
+    let injected = inject_faults(&mut system, &store).await;
+
+    let mut finished = Vec::new();
+    let mut failures = Vec::new();
+    for conversation in conversations {
+        match conversation.await {
+            Ok(Ok(done)) => finished.push(done),
+            Ok(Err(problem)) => failures.push(problem),
+            Err(e) => failures.push(format!("a customer's task failed: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "conversations did not finish:\n{}\n{}",
+        failures.join("\n"),
+        system.logs()
+    );
+    settle(&mut system, &store, &finished).await;
+    let load_secs = started.elapsed().as_secs_f64();
+
+    let log = read_log(&store).await;
+    let mut problems = Vec::new();
+
+    let accepted = load.accepted.lock().unwrap().clone();
+    let (inbound_problems, inbound_lost) = history::inbound(&accepted, &log.tickets);
+    problems.extend(inbound_problems);
+
+    let (mut delivered, mut failed, mut lost, mut duplicated) = (0, 0, inbound_lost, 0);
+    for done in &finished {
+        let tickets = load.index.tickets_of(done.customer.channel, &done.address);
+        if tickets.len() != 1 {
+            problems.push(format!(
+                "customer {} ({}) has {} tickets: {tickets:?}",
+                done.customer.name,
+                done.customer.channel.as_str(),
+                tickets.len()
+            ));
+        }
+        let Some((_, events)) = log.tickets.get(&done.ticket) else {
+            problems.push(format!("ticket {} is not in the log", done.ticket.0));
+            continue;
+        };
+        let received: Vec<String> = sim
+            .received(done.customer.channel, &done.customer.name)
+            .into_iter()
+            .map(|r| r.provider_message_id)
+            .collect();
+        let report = history::outbound(done.ticket, events, &received);
+        delivered += report.delivered;
+        failed += report.failed;
+        lost += report.lost;
+        duplicated += report.duplicated;
+        problems.extend(report.problems);
+    }
+    for (ticket, (_, events)) in &log.tickets {
+        problems.extend(history::phases(*ticket, events));
+        problems.extend(check_snapshot(&store, *ticket, events).await);
+    }
+    let csat_rows = check_csat(&feedback_url, &log).await;
+    problems.extend(csat_rows.1);
+    let letters = read_dead_letters(&store).await;
+    let consumers: Vec<&str> = Kind::ALL
+        .iter()
+        .flat_map(|kind| kind.ticket_consumers().iter().copied())
+        .collect();
+    problems.extend(history::dead_letters(
+        &letters,
+        &injected.poison,
+        &consumers,
+    ));
+    let undecodable: Vec<&String> = log.undecodable.iter().map(|(_, s)| s).collect();
+    if undecodable.len() != injected.poison.len() {
+        problems.push(format!(
+            "the log holds undecodable messages on {undecodable:?}, the poison events were {:?}",
+            injected.poison
+        ));
+    }
+
+    let served = sim.faults_served();
+    let stats = &load.stats;
+    let summary = format!(
+        "fault suite: {} conversations on {} channels, {} webhooks answered 200 ({} posts, {} storms), \
+         {} customer messages in the log, {delivered} messages sent to customers ({failed} failed, {} by the agent), \
+         {} CSAT rows; faults: kill -9 {:?}, nats-server restarts {}, paused {:?}, poison events {}, \
+         provider 500s queued {} (answered {}), 429s with Retry-After queued {} (answered {}), \
+         sends held across the ingress kill {}; \
+         dead letters {}; lost {lost}, duplicated {duplicated}; load {load_secs:.0}s, total {:.0}s",
+        finished.len(),
+        CHANNELS.len(),
+        accepted.len(),
+        stats.webhook_posts.load(Ordering::Relaxed),
+        stats.storms.load(Ordering::Relaxed),
+        log.customer_messages(),
+        stats.agent_messages.load(Ordering::Relaxed),
+        csat_rows.0,
+        injected.kills,
+        injected.nats_restarts,
+        injected.pauses,
+        injected.poison.len(),
+        injected.server_errors,
+        served.get("server_error").copied().unwrap_or(0),
+        injected.rate_limits,
+        served.get("rate_limited").copied().unwrap_or(0),
+        served.get("timeout").copied().unwrap_or(0),
+        letters.len(),
+        started.elapsed().as_secs_f64(),
+    );
+    eprintln!("{summary}");
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}\n{summary}\n{}",
+        problems.len(),
+        problems.join("\n"),
+        system.logs()
+    );
+    assert_eq!((lost, duplicated), (0, 0), "{summary}");
+    assert_eq!(finished.len(), CUSTOMERS, "{summary}");
+    assert_eq!(injected.kills.len(), Kind::ALL.len(), "{summary}");
+}
+
+/// The customers: spread over the channels and scripts, every fourth one's first message
+/// a redelivery storm (5 to 20 copies at once), every seventh one's second message too.
+fn customers() -> Vec<Customer> {
+    (0..CUSTOMERS)
+        .map(|i| {
+            let channel = CHANNELS[i % CHANNELS.len()];
+            let name = match channel {
+                Channel::WhatsApp => format!("49151{:08}", 1000 + i),
+                Channel::Telegram => format!("{}", 880_000 + i),
+                Channel::Messenger => format!("psid-{i}"),
+                Channel::Viber => format!("viber-{i}"),
+                _ => format!("sess_{i}"),
+            };
+            let script = match i % 3 {
+                0 => Script::QueueGerman,
+                1 => Script::Store,
+                _ => Script::QueueEnglish,
+            };
+            Customer {
+                name,
+                channel,
+                script,
+                first_copies: if i % 4 == 0 { 5 + (i * 7) % 16 } else { 1 },
+                second_copies: if i % 7 == 3 { 5 + (i * 3) % 16 } else { 1 },
+                score: u8::try_from(1 + (i * 3) % 5).unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The fault schedule, run while the customers talk. Returns what was injected.
+async fn inject_faults(system: &mut System, store: &EventStore) -> Injected {
+    let mut injected = Injected::default();
+    let sim = system.sim.clone();
+    let pause = |secs: u64| tokio::time::sleep(Duration::from_secs(secs));
+
+    pause(3).await;
+    for channel in [Channel::WhatsApp, Channel::Telegram, Channel::Viber] {
+        sim.inject(channel, Fault::ServerError { times: 3 });
+        injected.server_errors += 3;
+    }
+
+    pause(4).await;
+    // Egress keeps no record between a provider's acceptance and its outbound record
+    // (named in `egress/mod.rs`): a crash there sends the message again on redelivery.
+    // Every send hangs while ingress is killed, so the crash lands in a retry, never in
+    // that gap; the webhooks in flight are still cut off.
+    for channel in CHANNELS {
+        sim.inject(
+            channel,
+            Fault::Timeout {
+                times: 100_000,
+                delay: Duration::from_secs(3),
+            },
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kill_and_restart(system, Kind::Ingress, &mut injected).await;
+    sim.clear_faults();
+
+    for kind in [Kind::Bot, Kind::Routing, Kind::Feedback] {
+        pause(4).await;
+        kill_and_restart(system, kind, &mut injected).await;
+        if kind == Kind::Routing {
+            injected.poison.push(poison(store).await);
+            for channel in [Channel::Messenger, Channel::WhatsApp, Channel::Telegram] {
+                sim.inject(
+                    channel,
+                    Fault::RateLimited {
+                        times: 2,
+                        retry_after_secs: 1,
+                    },
+                );
+                injected.rate_limits += 2;
+            }
+        }
+    }
+
+    pause(3).await;
+    // A slow consumer: the bot frozen with its events in flight, long enough for a
+    // backlog, shorter than the ack wait.
+    system.service(Kind::Bot).pause();
+    pause(6).await;
+    system.service(Kind::Bot).resume();
+    injected.pauses.push(Kind::Bot.name());
+
+    pause(2).await;
+    for channel in [Channel::WebChat, Channel::Viber, Channel::Messenger] {
+        sim.inject(channel, Fault::ServerError { times: 2 });
+        injected.server_errors += 2;
+        sim.inject(
+            channel,
+            Fault::RateLimited {
+                times: 1,
+                retry_after_secs: 2,
+            },
+        );
+        injected.rate_limits += 1;
+    }
+
+    pause(3).await;
+    system.nats.restart().await.unwrap();
+    injected.nats_restarts += 1;
+    // Every service must reconnect on its own: ready again, or the run names it.
+    for service in &mut system.services {
+        service.wait_ready().await;
+    }
+    injected
+}
+
+async fn kill_and_restart(system: &mut System, kind: Kind, injected: &mut Injected) {
+    let service = system.service(kind);
+    service.kill9().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    service.restart().await;
+    injected.kills.push(kind.name());
+}
+
+/// Publishes bytes that are no event to a ticket's subject; returns the subject.
+async fn poison(store: &EventStore) -> String {
+    let subject = store
+        .layout()
+        .ticket_subject(TicketId(uuid::Uuid::now_v7()));
+    store
+        .jetstream()
+        .publish(
+            subject.clone(),
+            b"\xff\x00 not an event \xfe".as_slice().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    subject
+}
+
+/// Waits until every consumer has caught up and acknowledged everything, and every
+/// message sent to a customer has its outcome and has arrived.
+async fn settle(system: &mut System, store: &EventStore, finished: &[Finished]) {
+    let deadline = tokio::time::Instant::now() + SETTLE_DEADLINE;
+    let mut calm = 0;
+    loop {
+        let mut waiting = Vec::new();
+        for service in &system.services {
+            match service.backlog().await {
+                Some(0) => {}
+                other => waiting.push(format!("{} backlog {other:?}", service.kind.name())),
+            }
+        }
+        for done in finished {
+            let Ok(loaded) = store.load(done.ticket).await else {
+                waiting.push(format!("ticket {} unreadable", done.ticket.0));
+                continue;
+            };
+            let t = loaded.ticket;
+            let received = system
+                .sim
+                .received(done.customer.channel, &done.customer.name)
+                .len();
+            if t.outbound_messages != t.deliveries + t.delivery_failures
+                || received < t.deliveries as usize
+            {
+                waiting.push(format!(
+                    "ticket {}: {} sent, {} delivered, {} failed, {received} received",
+                    done.ticket.0, t.outbound_messages, t.deliveries, t.delivery_failures
+                ));
+            }
+        }
+        // Twice calm in a row: a delayed redelivery would have shown in between.
+        calm = if waiting.is_empty() { calm + 1 } else { 0 };
+        if calm == 3 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the system did not settle in {SETTLE_DEADLINE:?}:\n{}\n{}",
+            waiting.join("\n"),
+            system.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The event log as read back at the end.
+struct Log {
+    /// Each ticket's channel and events, in order.
+    tickets: BTreeMap<TicketId, (&'static str, Vec<Event>)>,
+    /// Every ticket event as a consumer sees it, in stream order.
+    stored: Vec<StoredEvent>,
+    /// Messages on ticket subjects that are no event: (sequence, subject).
+    undecodable: Vec<(u64, String)>,
+}
+
+impl Log {
+    fn customer_messages(&self) -> usize {
+        self.tickets
+            .values()
+            .flat_map(|(_, events)| events)
+            .filter(|e| matches!(e, Event::CustomerMessageReceived { .. }))
+            .count()
+    }
+}
+
+async fn read_log(store: &EventStore) -> Log {
+    let mut stream = store
+        .jetstream()
+        .get_stream(store.layout().event_stream())
+        .await
+        .unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut log = Log {
+        tickets: BTreeMap::new(),
+        stored: Vec::new(),
+        undecodable: Vec::new(),
+    };
+    let mut channels: HashMap<TicketId, &'static str> = HashMap::new();
+    for sequence in 1..=last {
+        let message = stream
+            .direct_get(sequence)
+            .await
+            .unwrap_or_else(|e| panic!("sequence {sequence}: {e}"));
+        let subject = message.subject.to_string();
+        match codec::decode(&message.payload) {
+            Ok((meta, event)) => {
+                if let Event::TicketOpened { customer, .. } = &event {
+                    channels.insert(meta.ticket, customer.channel.as_str());
+                }
+                let channel = channels.get(&meta.ticket).copied().unwrap_or("unknown");
+                log.tickets
+                    .entry(meta.ticket)
+                    .or_insert_with(|| (channel, Vec::new()))
+                    .1
+                    .push(event.clone());
+                log.stored.push(StoredEvent {
+                    subject,
+                    sequence,
+                    meta,
+                    event,
+                    delivered: 1,
+                    trace: Default::default(),
+                });
+            }
+            Err(_) => log.undecodable.push((sequence, subject)),
+        }
+    }
+    log
+}
+
+/// The ticket as services load it (snapshot plus the events after it) equals a fold of
+/// its whole log.
+async fn check_snapshot(store: &EventStore, ticket: TicketId, events: &[Event]) -> Vec<String> {
+    let folded = fold(Ticket::default(), events);
+    match store.load(ticket).await {
+        Ok(loaded) if loaded.ticket == folded => Vec::new(),
+        Ok(loaded) => vec![format!(
+            "ticket {}: loaded state differs from a fold of the log:\n  loaded {:?}\n  folded {folded:?}",
+            ticket.0, loaded.ticket
+        )],
+        Err(e) => vec![format!("ticket {}: cannot load: {e}", ticket.0)],
+    }
+}
+
+/// The feedback process's live CSAT report equals a rebuild from the log. Returns the
+/// number of rows and the problems.
+async fn check_csat(url: &str, log: &Log) -> (usize, Vec<String>) {
+    let mut rebuilt = CsatProjection::default();
+    for stored in &log.stored {
+        rebuilt.apply(stored);
+    }
+    let mut table: toml::Table = toml::from_str(REGION_FILE).unwrap();
+    table.remove("region");
+    let region: RegionConfig = table.try_into().unwrap();
+    let rebuilt: Vec<CsatFigures> = rebuilt
+        .report(
+            &CsatFilter::default(),
+            &[Grouping::Queue, Grouping::Channel],
+            &region.locale.zone(),
+        )
+        .into_iter()
+        .map(|row| CsatFigures {
+            average: row.average(),
+            group: row.group,
+            ratings: row.ratings,
+            ratings_requested: row.ratings_requested,
+        })
+        .collect();
+    let mut client = pb::feedback_client::FeedbackClient::connect(url.to_owned())
+        .await
+        .unwrap();
+    let last = log.stored.last().map_or(0, |s| s.sequence);
+    let request = pb::GetCsatRequest {
+        filter: None,
+        group_by: vec![
+            pb::CsatGrouping::Queue as i32,
+            pb::CsatGrouping::Channel as i32,
+        ],
+    };
+    // The projection follows the log; it has read everything once it reports the last
+    // ticket event as applied.
+    for _ in 0..200 {
+        let response = client.get_csat(request.clone()).await.unwrap().into_inner();
+        let applied = response.position.map_or(0, |p| p.applied_sequence);
+        if applied >= last {
+            let live: Vec<CsatFigures> = response
+                .rows
+                .into_iter()
+                .map(|row| CsatFigures {
+                    group: row.group,
+                    ratings: row.ratings,
+                    ratings_requested: row.ratings_requested,
+                    average: row.average,
+                })
+                .collect();
+            return (rebuilt.len(), history::csat(&live, &rebuilt));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (
+        rebuilt.len(),
+        vec![format!(
+            "the live CSAT projection never reached sequence {last}"
+        )],
+    )
+}
+
+async fn read_dead_letters(store: &EventStore) -> Vec<DeadLetter> {
+    let mut stream = store
+        .jetstream()
+        .get_stream(store.layout().dead_letter_stream())
+        .await
+        .unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    let mut letters = Vec::new();
+    for sequence in state.first_sequence..=state.last_sequence {
+        let Ok(message) = stream.direct_get(sequence).await else {
+            continue;
+        };
+        let header = |name: &str| {
+            message
+                .headers
+                .get(name)
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        };
+        letters.push(DeadLetter {
+            consumer: header(DEAD_LETTER_CONSUMER_HEADER),
+            original_subject: header(ORIGINAL_SUBJECT_HEADER),
+            reason: header(DEAD_LETTER_REASON_HEADER),
+        });
+    }
+    letters
+}

@@ -1,0 +1,630 @@
+//! The history checker: pure functions over what the fault run recorded (the webhooks
+//! answered 200, the event log, what each simulated customer received, the dead letters,
+//! the live CSAT figures) that name every broken promise by ticket.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use helpline_domain::{Event, Holder, MessageId, Phase, Ticket, TicketId, evolve};
+
+/// A webhook as the checker knows it: the channel's name and the provider message id.
+pub type WebhookKey = (&'static str, String);
+
+/// What the outbound check found for one ticket.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outbound {
+    pub problems: Vec<String>,
+    /// Bot and agent messages whose delivery the log records.
+    pub delivered: usize,
+    /// Messages the log records as failed (no `MessageDelivered`).
+    pub failed: usize,
+    /// Delivered messages the customer never received.
+    pub lost: usize,
+    /// Sends the customer received more than once, or that match no recorded delivery.
+    pub duplicated: usize,
+}
+
+/// One dead letter as read from the dead-letter stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub consumer: String,
+    pub original_subject: String,
+    pub reason: String,
+}
+
+/// One row of a CSAT report, as the API and a rebuild both give it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsatFigures {
+    pub group: Vec<String>,
+    pub ratings: u32,
+    pub ratings_requested: u32,
+    pub average: f64,
+}
+
+/// Every webhook answered 200 produced exactly one `CustomerMessageReceived`, and every
+/// `CustomerMessageReceived` comes from such a webhook. `tickets` maps each ticket to its
+/// channel's name and its events. Returns the problems and how many were lost.
+pub fn inbound(
+    accepted: &BTreeSet<WebhookKey>,
+    tickets: &BTreeMap<TicketId, (&'static str, Vec<Event>)>,
+) -> (Vec<String>, usize) {
+    let mut seen: BTreeMap<WebhookKey, Vec<TicketId>> = BTreeMap::new();
+    for (ticket, (channel, events)) in tickets {
+        for event in events {
+            if let Event::CustomerMessageReceived {
+                provider_message_id,
+                ..
+            } = event
+            {
+                seen.entry((channel, provider_message_id.clone()))
+                    .or_default()
+                    .push(*ticket);
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    let mut lost = 0;
+    for key in accepted {
+        match seen.get(key).map(Vec::len).unwrap_or(0) {
+            1 => {}
+            0 => {
+                lost += 1;
+                problems.push(format!(
+                    "{} webhook {} was answered 200 but no CustomerMessageReceived holds it",
+                    key.0, key.1
+                ));
+            }
+            n => problems.push(format!(
+                "{} webhook {} produced {n} CustomerMessageReceived, on tickets {:?}",
+                key.0, key.1, seen[key]
+            )),
+        }
+    }
+    for (key, on) in &seen {
+        if !accepted.contains(key) {
+            problems.push(format!(
+                "ticket {:?}: CustomerMessageReceived {} ({}) from no webhook answered 200",
+                on, key.1, key.0
+            ));
+        }
+    }
+    (problems, lost)
+}
+
+/// Every bot or agent message of the ticket reached the customer exactly once and in the
+/// order of the log: `received` is the provider message ids the customer got, in arrival
+/// order. A message recorded as failed must not have arrived.
+pub fn outbound(ticket: TicketId, events: &[Event], received: &[String]) -> Outbound {
+    let mut sent: Vec<(MessageId, String)> = Vec::new();
+    let mut delivered: BTreeMap<MessageId, Vec<String>> = BTreeMap::new();
+    let mut failed: BTreeSet<MessageId> = BTreeSet::new();
+    for event in events {
+        match event {
+            Event::BotMessageSent {
+                message, prompt, ..
+            } => sent.push((*message, prompt.clone())),
+            Event::AgentMessageSent { message, .. } => sent.push((*message, "agent".to_owned())),
+            Event::MessageDelivered {
+                message,
+                provider_message_id,
+            } => delivered
+                .entry(*message)
+                .or_default()
+                .push(provider_message_id.clone()),
+            Event::MessageDeliveryFailed { message, .. } => {
+                failed.insert(*message);
+            }
+            _ => {}
+        }
+    }
+    let mut report = Outbound::default();
+    let mut expected: Vec<String> = Vec::new();
+    for (message, prompt) in &sent {
+        match delivered.get(message).map(Vec::as_slice) {
+            Some([provider_id]) => {
+                report.delivered += 1;
+                expected.push(provider_id.clone());
+            }
+            Some(many) => report.problems.push(format!(
+                "ticket {}: message {} ({prompt}) has {} MessageDelivered: {many:?}",
+                ticket.0,
+                message.0,
+                many.len()
+            )),
+            None if failed.contains(message) => report.failed += 1,
+            None => report.problems.push(format!(
+                "ticket {}: message {} ({prompt}) has no delivery outcome in the log",
+                ticket.0, message.0
+            )),
+        }
+    }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for id in received {
+        *counts.entry(id.as_str()).or_default() += 1;
+    }
+    for id in &expected {
+        if !counts.contains_key(id.as_str()) {
+            report.lost += 1;
+            report.problems.push(format!(
+                "ticket {}: delivered message {id} never reached the customer",
+                ticket.0
+            ));
+        }
+    }
+    for (id, n) in &counts {
+        if !expected.iter().any(|e| e == id) {
+            report.duplicated += n;
+            report.problems.push(format!(
+                "ticket {}: the customer received {id} {n} time(s), which no MessageDelivered names (a second send?)",
+                ticket.0
+            ));
+        } else if *n > 1 {
+            report.duplicated += n - 1;
+            report.problems.push(format!(
+                "ticket {}: the customer received {id} {n} times",
+                ticket.0
+            ));
+        }
+    }
+    if report.problems.is_empty() && received != expected.as_slice() {
+        report.problems.push(format!(
+            "ticket {}: messages arrived out of order: log order {expected:?}, arrival order {received:?}",
+            ticket.0
+        ));
+    }
+    report
+}
+
+/// The ticket's events form a sequence the domain allows: each event is one that
+/// `decide` produces in the phase (and for the holder) the events before it left, and the
+/// events that `decide` only ever produces together come together.
+pub fn phases(ticket: TicketId, events: &[Event]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut state = Ticket::default();
+    for (i, event) in events.iter().enumerate() {
+        let previous = i.checked_sub(1).map(|p| &events[p]);
+        let next = events.get(i + 1);
+        if let Err(why) = allowed(&state, previous, event, next) {
+            problems.push(format!(
+                "ticket {}: event {} ({}) in phase {}: {why}",
+                ticket.0,
+                i + 1,
+                event.name(),
+                state.phase
+            ));
+        }
+        state = evolve(state, event);
+    }
+    problems
+}
+
+/// The phases in which a ticket takes conversation (DESIGN §3: every open phase).
+const CONVERSATION: [Phase; 7] = [
+    Phase::Open,
+    Phase::Routing,
+    Phase::Queued,
+    Phase::Assigned,
+    Phase::ReferredToStore,
+    Phase::Resolved,
+    Phase::AwaitingRating,
+];
+
+fn allowed(
+    state: &Ticket,
+    previous: Option<&Event>,
+    event: &Event,
+    next: Option<&Event>,
+) -> Result<(), String> {
+    let phase = state.phase;
+    let within = |phases: &[Phase]| {
+        if phases.contains(&phase) {
+            Ok(())
+        } else {
+            Err(format!("allowed only in {phases:?}"))
+        }
+    };
+    let accepted_agent = |agent| {
+        if phase == Phase::Assigned && state.accepted && state.agent.as_ref() == Some(agent) {
+            Ok(())
+        } else {
+            Err("needs the assigned agent's acceptance".to_owned())
+        }
+    };
+    if phase == Phase::New && !matches!(event, Event::TicketOpened { .. }) {
+        return Err("the ticket was never opened".to_owned());
+    }
+    match event {
+        Event::TicketOpened { .. } => within(&[Phase::New]),
+        Event::CustomerMessageReceived { .. } => within(&CONVERSATION),
+        Event::BotMessageSent { .. } => {
+            within(&CONVERSATION)?;
+            if state.holder == Holder::Agent {
+                return Err("the bot spoke while an agent held the conversation".to_owned());
+            }
+            Ok(())
+        }
+        Event::DetailsCaptured(_) | Event::LanguageDetected { .. } => within(&[Phase::Open]),
+        Event::HandoffRequested { .. } => within(&[Phase::Open]),
+        Event::TicketRouted { .. } => {
+            within(&[Phase::Routing])?;
+            match next {
+                Some(Event::TicketQueued { .. } | Event::ReferredToStore(_)) => Ok(()),
+                _ => Err("not followed by TicketQueued or ReferredToStore".to_owned()),
+            }
+        }
+        Event::ReferredToStore(_) => match previous {
+            Some(Event::TicketRouted { .. }) => Ok(()),
+            _ => Err("not preceded by TicketRouted".to_owned()),
+        },
+        Event::TicketQueued { .. } => match previous {
+            Some(Event::TicketRouted { .. } | Event::TicketReleased { .. }) => Ok(()),
+            _ => Err("not preceded by TicketRouted or TicketReleased".to_owned()),
+        },
+        Event::AgentAssigned { .. } => within(&[Phase::Queued]),
+        Event::AgentAccepted { agent } => {
+            if phase == Phase::Assigned && !state.accepted && state.agent.as_ref() == Some(agent) {
+                Ok(())
+            } else {
+                Err("not assigned to this agent, or accepted already".to_owned())
+            }
+        }
+        Event::AgentMessageSent { agent, .. }
+        | Event::TicketResolved { agent, .. }
+        | Event::ConversationHandedBack { agent } => accepted_agent(agent),
+        Event::TicketReleased { agent, .. } => {
+            if phase != Phase::Assigned || state.agent.as_ref() != Some(agent) {
+                return Err("not assigned to this agent".to_owned());
+            }
+            match next {
+                Some(Event::TicketQueued { .. }) => Ok(()),
+                _ => Err("not followed by TicketQueued".to_owned()),
+            }
+        }
+        Event::RatingRequested { .. } => {
+            within(&[Phase::Resolved, Phase::ReferredToStore])?;
+            match previous {
+                Some(Event::BotMessageSent { .. }) => Ok(()),
+                _ => Err("not preceded by the bot's rating request".to_owned()),
+            }
+        }
+        Event::RatingReceived { score, .. } => {
+            within(&[Phase::AwaitingRating])?;
+            if !(1..=5).contains(score) {
+                return Err(format!("score {score} outside 1–5"));
+            }
+            match next {
+                Some(Event::TicketClosed { .. }) => Ok(()),
+                _ => Err("not followed by TicketClosed".to_owned()),
+            }
+        }
+        Event::TicketClosed { .. } => within(&[
+            Phase::Resolved,
+            Phase::ReferredToStore,
+            Phase::AwaitingRating,
+        ]),
+        Event::TicketAbandoned => {
+            within(&[Phase::Open, Phase::Routing, Phase::Queued, Phase::Assigned])
+        }
+        // Receipts, notes and erasure: the domain takes them in any phase of an opened
+        // ticket (receipts even after it closed), and their own rules are not what faults
+        // can break.
+        _ => Ok(()),
+    }
+}
+
+/// Exactly one dead letter per consumer for each poison event, and nothing else.
+pub fn dead_letters(letters: &[DeadLetter], poison: &[String], consumers: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut count: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for letter in letters {
+        if poison.contains(&letter.original_subject) {
+            *count
+                .entry((letter.consumer.as_str(), letter.original_subject.as_str()))
+                .or_default() += 1;
+        } else {
+            problems.push(format!(
+                "consumer {} dead-lettered an event of {}, which is no poison event: {}",
+                letter.consumer, letter.original_subject, letter.reason
+            ));
+        }
+    }
+    for subject in poison {
+        for consumer in consumers {
+            match count.get(&(*consumer, subject.as_str())) {
+                Some(1) => {}
+                Some(n) => problems.push(format!(
+                    "consumer {consumer} dead-lettered the poison event on {subject} {n} times"
+                )),
+                None => problems.push(format!(
+                    "consumer {consumer} never dead-lettered the poison event on {subject}"
+                )),
+            }
+        }
+    }
+    for (consumer, subject) in count.keys() {
+        if !consumers.contains(consumer) {
+            problems.push(format!(
+                "unexpected consumer {consumer} dead-lettered the poison event on {subject}"
+            ));
+        }
+    }
+    problems
+}
+
+/// The live report equals the rebuilt one, row for row.
+pub fn csat(live: &[CsatFigures], rebuilt: &[CsatFigures]) -> Vec<String> {
+    let same = |a: &CsatFigures, b: &CsatFigures| {
+        a.group == b.group
+            && a.ratings == b.ratings
+            && a.ratings_requested == b.ratings_requested
+            && (a.average - b.average).abs() < 1e-9
+    };
+    if live.len() == rebuilt.len() && live.iter().zip(rebuilt).all(|(a, b)| same(a, b)) {
+        return Vec::new();
+    }
+    vec![format!(
+        "the live CSAT report differs from a rebuild from the log:\n  live    {live:?}\n  rebuilt {rebuilt:?}"
+    )]
+}
+
+#[cfg(test)]
+mod tests {
+    use helpline_domain::{
+        AgentId, Channel, CloseReason, Customer, MessageBody, Personal, QueueId, RouteDestination,
+    };
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn ticket() -> TicketId {
+        TicketId(Uuid::from_u128(7))
+    }
+
+    fn opened() -> Event {
+        Event::TicketOpened {
+            ticket: ticket(),
+            customer: Customer {
+                channel: Channel::WhatsApp,
+                contact: Personal::new("4915100000001".to_owned()),
+                display_name: None,
+            },
+            language: "de".to_owned(),
+        }
+    }
+
+    fn says(provider_id: &str) -> Event {
+        Event::CustomerMessageReceived {
+            message: MessageId(Uuid::now_v7()),
+            provider_message_id: provider_id.to_owned(),
+            body: MessageBody::Text(Personal::new("hallo".to_owned())),
+        }
+    }
+
+    fn bot(n: u128, prompt: &str) -> Event {
+        Event::BotMessageSent {
+            message: MessageId(Uuid::from_u128(n)),
+            body: MessageBody::Text(Personal::new(prompt.to_owned())),
+            prompt: prompt.to_owned(),
+            choices: Vec::new(),
+        }
+    }
+
+    fn delivered(n: u128, provider_id: &str) -> Event {
+        Event::MessageDelivered {
+            message: MessageId(Uuid::from_u128(n)),
+            provider_message_id: provider_id.to_owned(),
+        }
+    }
+
+    fn strings(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|id| (*id).to_owned()).collect()
+    }
+
+    fn tickets(events: Vec<Event>) -> BTreeMap<TicketId, (&'static str, Vec<Event>)> {
+        BTreeMap::from([(ticket(), ("whatsapp", events))])
+    }
+
+    #[test]
+    fn a_webhook_answered_200_is_one_customer_message() {
+        let accepted = BTreeSet::from([("whatsapp", "wamid.1".to_owned())]);
+        let (problems, lost) = inbound(&accepted, &tickets(vec![opened(), says("wamid.1")]));
+        assert_eq!((problems, lost), (vec![], 0));
+    }
+
+    #[test]
+    fn a_lost_a_doubled_and_a_phantom_customer_message_are_named() {
+        let accepted = BTreeSet::from([
+            ("whatsapp", "wamid.1".to_owned()),
+            ("whatsapp", "wamid.2".to_owned()),
+        ]);
+        let events = vec![opened(), says("wamid.1"), says("wamid.1"), says("wamid.3")];
+        let (problems, lost) = inbound(&accepted, &tickets(events));
+        assert_eq!(lost, 1);
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(problems[0].contains("produced 2"), "{problems:#?}");
+        assert!(problems[1].contains("wamid.2"), "{problems:#?}");
+        assert!(problems[2].contains("wamid.3"), "{problems:#?}");
+    }
+
+    #[test]
+    fn messages_received_once_in_order_pass() {
+        let events = [
+            opened(),
+            bot(1, "greeting"),
+            bot(2, "ask_serial"),
+            delivered(1, "p1"),
+            delivered(2, "p2"),
+        ];
+        let report = outbound(ticket(), &events, &strings(&["p1", "p2"]));
+        assert_eq!(report.problems, Vec::<String>::new());
+        assert_eq!(
+            (report.delivered, report.lost, report.duplicated),
+            (2, 0, 0)
+        );
+    }
+
+    #[test]
+    fn a_second_send_a_loss_and_a_swap_are_named() {
+        let events = [
+            opened(),
+            bot(1, "greeting"),
+            bot(2, "ask_serial"),
+            delivered(1, "p1"),
+            delivered(2, "p2"),
+        ];
+        let twice = outbound(ticket(), &events, &strings(&["p1", "p9", "p2", "p2"]));
+        assert_eq!((twice.lost, twice.duplicated), (0, 2), "{twice:#?}");
+        let lost = outbound(ticket(), &events, &strings(&["p1"]));
+        assert_eq!((lost.lost, lost.duplicated), (1, 0), "{lost:#?}");
+        let swapped = outbound(ticket(), &events, &strings(&["p2", "p1"]));
+        assert!(swapped.problems[0].contains("out of order"), "{swapped:#?}");
+    }
+
+    #[test]
+    fn a_message_without_an_outcome_or_with_a_failure_is_counted() {
+        let events = [
+            opened(),
+            bot(1, "greeting"),
+            bot(2, "ask_serial"),
+            Event::MessageDeliveryFailed {
+                message: MessageId(Uuid::from_u128(1)),
+                reason: "blocked".to_owned(),
+                permanent: true,
+            },
+        ];
+        let report = outbound(ticket(), &events, &[]);
+        assert_eq!(report.failed, 1);
+        assert_eq!(report.problems.len(), 1, "{report:#?}");
+        assert!(report.problems[0].contains("no delivery outcome"));
+    }
+
+    #[test]
+    fn the_whole_life_of_a_ticket_is_allowed() {
+        let anna = AgentId::new("anna");
+        let queue = QueueId::new("de-laptops");
+        let events = [
+            opened(),
+            says("w1"),
+            bot(1, "greeting"),
+            Event::HandoffRequested {
+                reason: helpline_domain::HandoffReason::DetailsComplete,
+                summary: Personal::new("summary".to_owned()),
+            },
+            Event::TicketRouted {
+                rule: "laptops".to_owned(),
+                destination: RouteDestination::Queue(queue.clone()),
+            },
+            Event::TicketQueued { queue },
+            Event::AgentAssigned {
+                agent: anna.clone(),
+            },
+            Event::AgentAccepted {
+                agent: anna.clone(),
+            },
+            Event::AgentMessageSent {
+                agent: anna.clone(),
+                message: MessageId(Uuid::from_u128(2)),
+                body: MessageBody::Text(Personal::new("hi".to_owned())),
+            },
+            Event::TicketResolved {
+                agent: anna,
+                summary: "done".to_owned(),
+            },
+            bot(3, "rating"),
+            Event::RatingRequested {
+                message: MessageId(Uuid::from_u128(3)),
+            },
+            Event::RatingReceived {
+                score: 5,
+                comment: None,
+            },
+            Event::TicketClosed {
+                reason: CloseReason::Rated,
+            },
+            delivered(3, "p3"),
+        ];
+        assert_eq!(phases(ticket(), &events), Vec::<String>::new());
+    }
+
+    #[test]
+    fn events_out_of_their_phase_are_named() {
+        let anna = AgentId::new("anna");
+        let events = [
+            opened(),
+            Event::AgentAssigned {
+                agent: anna.clone(),
+            },
+            Event::TicketClosed {
+                reason: CloseReason::Rated,
+            },
+            says("w1"),
+        ];
+        let problems = phases(ticket(), &events);
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(problems[0].contains("AgentAssigned"), "{problems:#?}");
+        assert!(problems[2].contains("Closed"), "{problems:#?}");
+        let never_opened = phases(ticket(), &[says("w1")]);
+        assert!(
+            never_opened[0].contains("never opened"),
+            "{never_opened:#?}"
+        );
+    }
+
+    #[test]
+    fn the_bot_never_speaks_while_an_agent_holds_the_ticket() {
+        let queue = QueueId::new("de-laptops");
+        let events = [
+            opened(),
+            Event::HandoffRequested {
+                reason: helpline_domain::HandoffReason::DetailsComplete,
+                summary: Personal::new("summary".to_owned()),
+            },
+            Event::TicketRouted {
+                rule: "laptops".to_owned(),
+                destination: RouteDestination::Queue(queue.clone()),
+            },
+            Event::TicketQueued { queue },
+            Event::AgentAssigned {
+                agent: AgentId::new("anna"),
+            },
+            bot(1, "wait"),
+        ];
+        let problems = phases(ticket(), &events);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(problems[0].contains("agent held"), "{problems:#?}");
+    }
+
+    #[test]
+    fn only_the_poison_event_is_dead_lettered_once_per_consumer() {
+        let poison = vec!["helpline.de.ticket.x".to_owned()];
+        let letter = |consumer: &str, subject: &str| DeadLetter {
+            consumer: consumer.to_owned(),
+            original_subject: subject.to_owned(),
+            reason: "undecodable event".to_owned(),
+        };
+        let good = [
+            letter("bot", "helpline.de.ticket.x"),
+            letter("egress", "helpline.de.ticket.x"),
+        ];
+        assert!(dead_letters(&good, &poison, &["bot", "egress"]).is_empty());
+        let bad = [
+            letter("bot", "helpline.de.ticket.x"),
+            letter("bot", "helpline.de.ticket.x"),
+            letter("egress", "helpline.de.ticket.y"),
+        ];
+        let problems = dead_letters(&bad, &poison, &["bot", "egress"]);
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+    }
+
+    #[test]
+    fn csat_reports_compare_row_by_row() {
+        let row = |ratings| CsatFigures {
+            group: vec!["de-laptops".to_owned()],
+            ratings,
+            ratings_requested: 2,
+            average: 4.5,
+        };
+        assert!(csat(&[row(2)], &[row(2)]).is_empty());
+        assert_eq!(csat(&[row(1)], &[row(2)]).len(), 1);
+        assert_eq!(csat(&[], &[row(2)]).len(), 1);
+    }
+}
