@@ -8,8 +8,10 @@
 //!   the event store is set up, so providers retry rather than lose a message. Egress
 //!   runs with it.
 //! - bot, routing, feedback: durable consumers over the region's ticket events.
-//! - `grpc.listen`: the gRPC APIs of the services in this process (Routing, Feedback),
-//!   with `grpc.health.v1` and server reflection.
+//! - assignment: follows the region's stream, offers queued tickets to agents.
+//! - query: the ticket projection, replayed from the log and followed (TicketQuery).
+//! - `grpc.listen`: the gRPC APIs of the services in this process (Routing, Feedback,
+//!   AgentDesk, TicketQuery), with `grpc.health.v1` and server reflection.
 //!
 //! Whichever service stops first stops the others: a failing service takes the process
 //! down rather than leaving it half alive, and the orchestrator restarts it.
@@ -40,6 +42,8 @@ pub struct Services {
     pub bot: bool,
     pub routing: bool,
     pub feedback: bool,
+    pub assignment: bool,
+    pub query: bool,
 }
 
 impl Services {
@@ -48,12 +52,16 @@ impl Services {
         bot: true,
         routing: true,
         feedback: true,
+        assignment: true,
+        query: true,
     };
     pub const NONE: Services = Services {
         ingress: false,
         bot: false,
         routing: false,
         feedback: false,
+        assignment: false,
+        query: false,
     };
 
     /// The durable consumers these services read with, for `/metrics`.
@@ -85,6 +93,11 @@ pub async fn run_until_stopped(
     services: Services,
     on_ready: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> anyhow::Result<()> {
+    // Without its token key the AgentDesk must not start at all, not even half.
+    let agent_desk_key = match services.assignment {
+        true => Some(config.auth.key()?),
+        false => None,
+    };
     // Pods may start before NATS does: keep trying, and stay unready meanwhile.
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
@@ -182,6 +195,19 @@ pub async fn run_until_stopped(
                 .context("feedback failed")
         });
     }
+    let assignment = if let Some(key) = agent_desk_key {
+        let assignment = helpline_assignment::Assignment::new(
+            store.clone(),
+            region.clone(),
+            flows.clone(),
+            config.assignment.settings(),
+        );
+        let (running, shutdown) = (assignment.clone(), shutdown.clone());
+        tasks.spawn(async move { running.run(shutdown).await.context("assignment failed") });
+        Some((assignment, key))
+    } else {
+        None
+    };
     let csat = helpline_feedback::Csat::default();
     if services.feedback {
         let (store, csat, shutdown) = (store.clone(), csat.clone(), shutdown.clone());
@@ -191,11 +217,23 @@ pub async fn run_until_stopped(
                 .context("the CSAT projection failed")
         });
     }
-    if services.routing || services.feedback {
+    let tickets = helpline_query::LiveProjection::default();
+    if services.query {
+        let (store, tickets, shutdown) = (store.clone(), tickets.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            tickets
+                .follow(&store, shutdown)
+                .await
+                .context("the query projection failed")
+        });
+    }
+    if services.routing || services.feedback || services.assignment || services.query {
         let apis = Apis {
             store: store.clone(),
             region: region.clone(),
             csat,
+            tickets,
+            assignment,
         };
         serve_grpc(
             &mut tasks,
@@ -249,6 +287,12 @@ struct Apis {
     store: EventStore,
     region: Arc<helpline_region::RegionConfig>,
     csat: helpline_feedback::Csat,
+    tickets: helpline_query::LiveProjection,
+    /// The assignment service and the key of AgentDesk tokens, when it runs here.
+    assignment: Option<(
+        helpline_assignment::Assignment,
+        helpline_assignment::AuthKey,
+    )>,
 }
 
 async fn serve_grpc(
@@ -284,6 +328,26 @@ async fn serve_grpc(
         );
         health_reporter
             .set_service_status("helpline.v1.Feedback", tonic_health::ServingStatus::Serving)
+            .await;
+        router = router.add_service(service);
+    }
+    if services.query {
+        let service = helpline_query::grpc_service(apis.store.clone(), apis.tickets);
+        health_reporter
+            .set_service_status(
+                "helpline.v1.TicketQuery",
+                tonic_health::ServingStatus::Serving,
+            )
+            .await;
+        router = router.add_service(service);
+    }
+    if let Some((assignment, key)) = apis.assignment {
+        let service = helpline_assignment::grpc_service(assignment, key);
+        health_reporter
+            .set_service_status(
+                "helpline.v1.AgentDesk",
+                tonic_health::ServingStatus::Serving,
+            )
             .await;
         router = router.add_service(service);
     }
@@ -390,5 +454,6 @@ async fn metrics(State(ops): State<Ops>) -> (StatusCode, String) {
             ));
         }
     }
-    (StatusCode::OK, format!("{pending}{unacked}"))
+    let recorded = helpline_telemetry::metrics::render();
+    (StatusCode::OK, format!("{pending}{unacked}{recorded}"))
 }

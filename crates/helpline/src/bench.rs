@@ -1,44 +1,55 @@
-//! `helpline bench`: measures the system against the raw JetStream ceilings, in one run on
-//! one nats-server child with a temporary store, so the figures compare:
+//! `helpline bench`: measures the system against the raw JetStream ceilings in one run, on
+//! nats-server children with temporary stores, so the figures compare. Two servers, one
+//! after the other:
 //!
-//! 1. raw pipelined publish of 300-byte messages to many subjects of a scratch stream;
+//! **Default sync** (the server's 2-minute `sync_interval`):
+//! 1. raw pipelined publish of fixed-size messages to many subjects of a scratch stream;
 //! 2. raw replay of that stream through an ordered consumer;
-//! 3. webhook ingest: the real ingress router on `127.0.0.1:0`, signed WhatsApp text
-//!    webhooks POSTed by concurrent clients; throughput and latency percentiles;
-//! 4. single-ticket load: `EventStore::load` of one ticket among many.
+//! 3. `helpline all` started as its own process against an empty region: idle RSS;
+//! 4. end to end: ingress, egress and bot in this process against the channel simulator;
+//!    customers write at a fixed offered rate (open loop), latency from each message's
+//!    intended send time to the simulator taking the bot's reply; RSS idle and under load;
+//! 5. webhook ingest at the maximum (closed loop, concurrent clients), then again at half
+//!    that rate (open loop), latency of the `200`;
+//! 6. rebuild: the whole region stream replayed into the query projection;
+//! 7. single-ticket load at a small and a large ticket count, in a stream of their own.
+//!
+//! **`sync_interval: always`** (every write fsynced, as production runs): raw pipelined
+//! publish, end to end and webhook ingest again.
 //!
 //! Every phase stops after its message count or its time cap. The result is printed as a
-//! Markdown table and written as JSON.
+//! Markdown table (each row with its target and whether it was met) and written as JSON.
+
+mod e2e;
+mod memory;
+mod raw;
+mod tickets;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use bytes::Bytes;
-use futures::stream::{FuturesOrdered, StreamExt as _, TryStreamExt as _};
 use hdrhistogram::Histogram;
-use helpline_domain::{Channel, Customer, Event, MessageBody, MessageId, Personal, TicketId};
-use helpline_eventstore::{CommandMeta, EventStore, StoreConfig};
-use helpline_ingress::{ChannelsConfig, Ingress, IngressConfig};
+use helpline_bot::flows::Flows;
+use helpline_eventstore::{EventStore, StoreConfig};
+use helpline_region::RegionConfig;
 use helpline_testkit::{NatsServer, Simulator};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-const RAW_STREAM: &str = "HELPLINE_BENCH_RAW";
-const RAW_SUBJECT_PREFIX: &str = "bench.raw";
-const MAX_ACKS_IN_FLIGHT: usize = 1024;
-/// Concurrent appends while filling the store with tickets.
-const FILL_CONCURRENCY: usize = 64;
+use self::e2e::EndToEnd;
+use self::memory::Memory;
+use self::raw::Throughput;
+use self::tickets::TicketLoad;
+use self::webhooks::{Ingest, IngressServer};
 
 /// Sizes of a `helpline bench` run; unset sizes take the `--quick` or full defaults.
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
-    /// A short run (about half a minute on two cores) with smaller sizes.
+    /// A short run (about a minute on two cores) with smaller sizes.
     #[arg(long)]
     pub quick: bool,
     /// Messages published to the scratch stream (raw ceiling) [default: 200000, quick 50000].
@@ -50,21 +61,45 @@ pub struct BenchArgs {
     /// Bytes per raw message.
     #[arg(long, default_value_t = 300)]
     pub message_bytes: usize,
-    /// Webhooks POSTed to the ingress [default: 20000, quick 4000].
+    /// Webhooks POSTed to the ingress at the maximum rate [default: 20000, quick 4000].
     #[arg(long)]
     pub webhooks: Option<usize>,
     /// Concurrent webhook clients.
     #[arg(long, default_value_t = 32)]
     pub clients: usize,
-    /// Tickets in the store around the loaded one [default: 10000, quick 3000].
+    /// Seconds of the second ingest pass, at half the measured maximum rate
+    /// [default: 10, quick 3].
+    #[arg(long)]
+    pub paced_secs: Option<u64>,
+    /// Customer messages per second offered end to end.
+    #[arg(long, default_value_t = 1000.0)]
+    pub e2e_rate: f64,
+    /// Seconds of offered end-to-end load [default: 20, quick 5].
+    #[arg(long)]
+    pub e2e_secs: Option<u64>,
+    /// Tickets in the stream for the small single-ticket load [default: 10000, quick 3000].
     #[arg(long)]
     pub tickets: Option<usize>,
+    /// Tickets in the stream for the large single-ticket load, filled by raw pipelined
+    /// publishes [default: 1000000, quick 30000].
+    #[arg(long)]
+    pub large_tickets: Option<usize>,
     /// Events of the loaded ticket (the opening event included).
     #[arg(long, default_value_t = 50)]
     pub ticket_events: usize,
     /// Timed loads of that ticket.
     #[arg(long, default_value_t = 200)]
     pub loads: usize,
+    /// Raw messages published with `sync_interval: always` [default: 40000, quick 10000].
+    #[arg(long)]
+    pub durable_raw_messages: Option<usize>,
+    /// Webhooks POSTed with `sync_interval: always` [default: 10000, quick 2000].
+    #[arg(long)]
+    pub durable_webhooks: Option<usize>,
+    /// Concurrent webhook clients with `sync_interval: always`: more webhooks in flight
+    /// share each of the server's syncs.
+    #[arg(long, default_value_t = 128)]
+    pub durable_clients: usize,
     /// Time cap of each phase, in seconds [default: 60, quick 20].
     #[arg(long)]
     pub phase_secs: Option<u64>,
@@ -80,9 +115,18 @@ struct Sizes {
     message_bytes: usize,
     webhooks: usize,
     clients: usize,
+    #[serde(rename = "paced_secs", serialize_with = "as_secs")]
+    paced: Duration,
+    e2e_rate: f64,
+    #[serde(rename = "e2e_secs", serialize_with = "as_secs")]
+    e2e: Duration,
     tickets: usize,
+    large_tickets: usize,
     ticket_events: usize,
     loads: usize,
+    durable_raw_messages: usize,
+    durable_webhooks: usize,
+    durable_clients: usize,
     #[serde(rename = "phase_cap_secs", serialize_with = "as_secs")]
     cap: Duration,
 }
@@ -96,20 +140,27 @@ impl Sizes {
         let pick = |set: Option<usize>, full: usize, quick: usize| {
             set.unwrap_or(if args.quick { quick } else { full })
         };
+        let secs = |set: Option<u64>, full: u64, quick: u64| {
+            Duration::from_secs(set.unwrap_or(if args.quick { quick } else { full }).max(1))
+        };
+        let tickets = pick(args.tickets, 10_000, 3_000);
         Self {
             raw_messages: pick(args.raw_messages, 200_000, 50_000).max(1),
             subjects: args.subjects.max(1),
             message_bytes: args.message_bytes,
             webhooks: pick(args.webhooks, 20_000, 4_000).max(1),
             clients: args.clients.max(1),
-            tickets: pick(args.tickets, 10_000, 3_000),
+            paced: secs(args.paced_secs, 10, 3),
+            e2e_rate: args.e2e_rate.max(1.0),
+            e2e: secs(args.e2e_secs, 20, 5),
+            tickets,
+            large_tickets: pick(args.large_tickets, 1_000_000, 30_000).max(tickets),
             ticket_events: args.ticket_events.max(1),
             loads: args.loads.max(1),
-            cap: Duration::from_secs(
-                args.phase_secs
-                    .unwrap_or(if args.quick { 20 } else { 60 })
-                    .max(1),
-            ),
+            durable_raw_messages: pick(args.durable_raw_messages, 40_000, 10_000).max(1),
+            durable_webhooks: pick(args.durable_webhooks, 10_000, 2_000).max(1),
+            durable_clients: args.durable_clients.max(1),
+            cap: secs(args.phase_secs, 60, 20),
         }
     }
 }
@@ -117,48 +168,46 @@ impl Sizes {
 #[derive(Debug, Serialize)]
 struct Report<'a> {
     quick: bool,
-    cpus: usize,
+    machine: Machine,
     sizes: &'a Sizes,
     raw_publish: Throughput,
     raw_replay: Throughput,
+    end_to_end: EndToEnd,
     webhook_ingest: Ingest,
+    webhook_ingest_paced: Ingest,
+    rebuild: Rebuild,
     ticket_load: TicketLoad,
+    ticket_load_large: TicketLoad,
+    memory: Memory,
+    durable: Durable,
     rows: Vec<Row>,
 }
 
 #[derive(Debug, Serialize)]
-struct Throughput {
-    messages: usize,
-    seconds: f64,
-    per_sec: f64,
+struct Machine {
+    cpus: usize,
+    /// `/proc/loadavg` (1, 5 and 15 minutes) as the run began and as it ended.
+    load_average_before: [f64; 3],
+    load_average_after: [f64; 3],
 }
 
 #[derive(Debug, Serialize)]
-struct Ingest {
-    sent: usize,
-    ok: usize,
-    failed: usize,
-    seconds: f64,
-    per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    p999_ms: f64,
-    max_ms: f64,
-    ratio_to_raw_publish: f64,
-}
-
-#[derive(Debug, Serialize)]
-struct TicketLoad {
+struct Rebuild {
+    /// What was rebuilt: the query service's projection.
+    projection: &'static str,
+    events: u64,
     tickets: usize,
-    events: usize,
-    version: u64,
-    loads: usize,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    /// The same ticket folded from its first event, ignoring the snapshot.
-    from_log_p50_ms: f64,
-    from_log_p99_ms: f64,
+    seconds: f64,
+    per_sec: f64,
+    ratio_to_raw_replay: f64,
+}
+
+/// The phases run again on a server with `sync_interval: always`.
+#[derive(Debug, Serialize)]
+struct Durable {
+    raw_publish: Throughput,
+    end_to_end: EndToEnd,
+    webhook_ingest: Ingest,
 }
 
 /// One line of the summary table.
@@ -168,19 +217,62 @@ struct Row {
     system: String,
     raw_ceiling: String,
     ratio: Option<f64>,
+    target: String,
+    /// `None` where the row has no target.
+    met: Option<bool>,
 }
 
-pub async fn run(args: BenchArgs, store_config: StoreConfig) -> anyhow::Result<()> {
+pub async fn run(
+    args: BenchArgs,
+    store_config: StoreConfig,
+    region: RegionConfig,
+) -> anyhow::Result<()> {
     let sizes = Sizes::from(&args);
+    let load_average_before = load_average();
+    let flows = Arc::new(Flows::for_region(&region).context("cannot load the bot's flows")?);
+    let stack = Stack {
+        store_config,
+        region: Arc::new(region),
+        flows,
+    };
+
     let mut nats = NatsServer::start()
         .await
         .context("cannot start nats-server")?;
-    let result = measure(&args, &sizes, &nats, store_config).await;
+    let default_sync = default_sync(&sizes, &nats, &stack).await;
     if let Err(e) = nats.stop().await {
         tracing::warn!(error = %e, "nats-server did not stop cleanly");
     }
-    let report = result?;
+    let default_sync = default_sync?;
+
+    let sync_config =
+        std::env::temp_dir().join(format!("helpline-bench-{}.conf", uuid::Uuid::now_v7()));
+    std::fs::write(&sync_config, "jetstream {\n  sync_interval: always\n}\n")
+        .context("cannot write the nats-server configuration")?;
+    let started = NatsServer::builder()
+        .config_file(&sync_config)
+        .start()
+        .await;
+    // The server has read its configuration once it started (or failed to).
+    let _ = std::fs::remove_file(&sync_config);
+    let mut nats = started.context("cannot start nats-server with sync_interval: always")?;
+    let durable = durable(&sizes, &nats, &stack).await;
+    if let Err(e) = nats.stop().await {
+        tracing::warn!(error = %e, "nats-server did not stop cleanly");
+    }
+    let durable = durable?;
+
+    let machine = Machine {
+        cpus: std::thread::available_parallelism().map_or(0, usize::from),
+        load_average_before,
+        load_average_after: load_average(),
+    };
+    let report = default_sync.into_report(args.quick, machine, &sizes, durable);
     println!("{}", table(&report));
+    println!(
+        "load average before {:?}, after {:?} ({} cpus)",
+        report.machine.load_average_before, report.machine.load_average_after, report.machine.cpus
+    );
     if let Some(dir) = args.report.parent()
         && !dir.as_os_str().is_empty()
     {
@@ -193,462 +285,439 @@ pub async fn run(args: BenchArgs, store_config: StoreConfig) -> anyhow::Result<(
     Ok(())
 }
 
-async fn measure<'a>(
-    args: &BenchArgs,
-    sizes: &'a Sizes,
-    nats: &NatsServer,
+/// What the in-process services are built from.
+struct Stack {
     store_config: StoreConfig,
-) -> anyhow::Result<Report<'a>> {
+    region: Arc<RegionConfig>,
+    flows: Arc<Flows>,
+}
+
+/// The figures of the default-sync server.
+struct DefaultSync {
+    raw_publish: Throughput,
+    raw_replay: Throughput,
+    end_to_end: EndToEnd,
+    webhook_ingest: Ingest,
+    webhook_ingest_paced: Ingest,
+    rebuild: Rebuild,
+    ticket_load: TicketLoad,
+    ticket_load_large: TicketLoad,
+    memory: Memory,
+}
+
+async fn default_sync(
+    sizes: &Sizes,
+    nats: &NatsServer,
+    stack: &Stack,
+) -> anyhow::Result<DefaultSync> {
     let client = nats
         .connect()
         .await
         .context("cannot connect to nats-server")?;
     let js = jetstream::new(client.clone());
+    let raw_publish = raw::publish(&js, sizes, sizes.raw_messages, "raw publish").await?;
+    let raw_replay = raw::replay(&js, sizes, raw_publish.messages).await?;
+    raw::delete(&js).await?;
 
-    let raw_publish = raw_publish(&js, sizes).await?;
-    let raw_replay = raw_replay(&js, sizes, raw_publish.messages).await?;
-    js.delete_stream(RAW_STREAM)
-        .await
-        .context("cannot delete the scratch stream")?;
+    let helpline_all_idle = memory::helpline_all_idle(nats).await?;
 
-    let store = EventStore::ensure(client, store_config)
+    // The region's stream holds only what the phases below write, so the bot and egress
+    // of the end-to-end phase (which read it from its start) see only their own customers.
+    let store = EventStore::ensure(client.clone(), stack.store_config.clone())
         .await
         .context("cannot set up the event store")?;
-    let mut webhook_ingest = webhook_ingest(&store, sizes).await?;
+    let sim = Simulator::start(Default::default())
+        .await
+        .context("cannot start the channel simulator")?;
+    let ingress = IngressServer::start(&store, &sim).await?;
+    let (end_to_end, in_process) =
+        e2e::run(&store, &sim, &ingress, stack, sizes, nats.pid(), 1).await?;
+    let mut webhook_ingest =
+        webhooks::closed_loop(&ingress, &sim, 2, sizes.webhooks, sizes.clients, sizes.cap).await?;
     webhook_ingest.ratio_to_raw_publish = ratio(webhook_ingest.per_sec, raw_publish.per_sec);
-    let ticket_load = ticket_load(&store, sizes).await?;
+    let half = webhook_ingest.per_sec / 2.0;
+    let mut webhook_ingest_paced =
+        webhooks::open_loop(&ingress, &sim, 3, half, sizes.paced, sizes.cap).await?;
+    webhook_ingest_paced.ratio_to_raw_publish =
+        ratio(webhook_ingest_paced.per_sec, raw_publish.per_sec);
+    ingress.stop().await;
+    let rebuild = rebuild(&store, raw_replay.per_sec).await?;
 
-    let rows = vec![
+    // A stream of its own, so that it holds exactly the stated number of tickets.
+    let load_config = StoreConfig {
+        region: "benchload".to_owned(),
+        ..stack.store_config.clone()
+    };
+    let load_store = EventStore::ensure(client, load_config)
+        .await
+        .context("cannot set up the ticket-load store")?;
+    let ticket_load = tickets::small(&load_store, sizes).await?;
+    let ticket_load_large = tickets::large(&load_store, sizes, ticket_load.tickets).await?;
+    let memory = Memory {
+        helpline_all_idle,
+        in_process,
+        nats_server_after_large_fill_bytes: memory::rss_bytes(nats.pid()),
+    };
+    Ok(DefaultSync {
+        raw_publish,
+        raw_replay,
+        end_to_end,
+        webhook_ingest,
+        webhook_ingest_paced,
+        rebuild,
+        ticket_load,
+        ticket_load_large,
+        memory,
+    })
+}
+
+async fn durable(sizes: &Sizes, nats: &NatsServer, stack: &Stack) -> anyhow::Result<Durable> {
+    let client = nats
+        .connect()
+        .await
+        .context("cannot connect to nats-server")?;
+    let js = jetstream::new(client.clone());
+    let raw_publish =
+        raw::publish(&js, sizes, sizes.durable_raw_messages, "raw publish fsync").await?;
+    raw::delete(&js).await?;
+    let store = EventStore::ensure(client, stack.store_config.clone())
+        .await
+        .context("cannot set up the event store")?;
+    let sim = Simulator::start(Default::default())
+        .await
+        .context("cannot start the channel simulator")?;
+    let ingress = IngressServer::start(&store, &sim).await?;
+    let (end_to_end, _) = e2e::run(&store, &sim, &ingress, stack, sizes, nats.pid(), 1).await?;
+    let mut webhook_ingest = webhooks::closed_loop(
+        &ingress,
+        &sim,
+        2,
+        sizes.durable_webhooks,
+        sizes.durable_clients,
+        sizes.cap,
+    )
+    .await?;
+    webhook_ingest.ratio_to_raw_publish = ratio(webhook_ingest.per_sec, raw_publish.per_sec);
+    ingress.stop().await;
+    Ok(Durable {
+        raw_publish,
+        end_to_end,
+        webhook_ingest,
+    })
+}
+
+/// The whole region stream replayed into a fresh query projection.
+async fn rebuild(store: &EventStore, raw_replay: f64) -> anyhow::Result<Rebuild> {
+    let bar = progress(0, "rebuild")?;
+    let (projection, replayed) = helpline_query::rebuild(store, |progress| {
+        bar.set_length(progress.total);
+        bar.set_position(progress.done);
+    })
+    .await
+    .context("cannot rebuild the query projection")?;
+    bar.finish();
+    let per_sec = replayed.events_per_sec();
+    Ok(Rebuild {
+        projection: "query (helpline_query::rebuild)",
+        events: replayed.events,
+        tickets: projection.ticket_count(),
+        seconds: replayed.elapsed.as_secs_f64(),
+        per_sec,
+        ratio_to_raw_replay: ratio(per_sec, raw_replay),
+    })
+}
+
+impl DefaultSync {
+    fn into_report<'a>(
+        self,
+        quick: bool,
+        machine: Machine,
+        sizes: &'a Sizes,
+        durable: Durable,
+    ) -> Report<'a> {
+        let rows = rows(sizes, &self, &durable);
+        Report {
+            quick,
+            machine,
+            sizes,
+            raw_publish: self.raw_publish,
+            raw_replay: self.raw_replay,
+            end_to_end: self.end_to_end,
+            webhook_ingest: self.webhook_ingest,
+            webhook_ingest_paced: self.webhook_ingest_paced,
+            rebuild: self.rebuild,
+            ticket_load: self.ticket_load,
+            ticket_load_large: self.ticket_load_large,
+            memory: self.memory,
+            durable,
+            rows,
+        }
+    }
+}
+
+/// Targets, as ratios to the raw ceilings of the same run where one applies.
+const INGEST_RATIO_TARGET: f64 = 0.30;
+const PACED_P99_TARGET_MS: f64 = 20.0;
+const E2E_P50_TARGET_MS: f64 = 5.0;
+const E2E_P99_TARGET_MS: f64 = 25.0;
+const REBUILD_RATIO_TARGET: f64 = 0.5;
+const LOAD_P50_TARGET_MS: f64 = 1.0;
+const LOAD_GROWTH_TARGET: f64 = 1.5;
+const ALL_IDLE_TARGET_BYTES: u64 = 60 * 1000 * 1000;
+
+fn rows(sizes: &Sizes, s: &DefaultSync, durable: &Durable) -> Vec<Row> {
+    let publish = format!("{} msg/s publish", thousands(s.raw_publish.per_sec));
+    let small = &s.ticket_load;
+    let large = &s.ticket_load_large;
+    let growth = ratio(large.timed.p50_ms, small.timed.p50_ms);
+    let in_process = &s.memory.in_process;
+    let durable_publish = format!(
+        "{} msg/s publish (fsync)",
+        thousands(durable.raw_publish.per_sec)
+    );
+    vec![
         Row {
             row: format!(
-                "raw pipelined publish ({} B, {} subjects, {MAX_ACKS_IN_FLIGHT} acks in flight)",
-                sizes.message_bytes, sizes.subjects
+                "raw pipelined publish ({} B, {} subjects, {} acks in flight)",
+                sizes.message_bytes,
+                sizes.subjects,
+                raw::MAX_ACKS_IN_FLIGHT
             ),
             system: "—".to_owned(),
-            raw_ceiling: format!("{} msg/s", thousands(raw_publish.per_sec)),
+            raw_ceiling: format!("{} msg/s", thousands(s.raw_publish.per_sec)),
             ratio: None,
+            target: "—".to_owned(),
+            met: None,
         },
         Row {
             row: "raw ordered-consumer replay".to_owned(),
             system: "—".to_owned(),
-            raw_ceiling: format!("{} msg/s", thousands(raw_replay.per_sec)),
+            raw_ceiling: format!("{} msg/s", thousands(s.raw_replay.per_sec)),
             ratio: None,
+            target: "—".to_owned(),
+            met: None,
         },
         Row {
-            row: format!("webhook ingest ({} clients)", sizes.clients),
-            system: format!(
-                "{} webhooks/s (p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms)",
-                thousands(webhook_ingest.per_sec),
-                webhook_ingest.p50_ms,
-                webhook_ingest.p99_ms,
-                webhook_ingest.p999_ms
+            row: format!("webhook ingest, maximum ({} clients)", sizes.clients),
+            system: ingest_figure(&s.webhook_ingest),
+            raw_ceiling: publish.clone(),
+            ratio: Some(s.webhook_ingest.ratio_to_raw_publish),
+            target: format!("≥ {INGEST_RATIO_TARGET:.2}×"),
+            met: Some(s.webhook_ingest.ratio_to_raw_publish >= INGEST_RATIO_TARGET),
+        },
+        Row {
+            row: "webhook ingest at half the maximum rate (open loop)".to_owned(),
+            system: ingest_figure(&s.webhook_ingest_paced),
+            raw_ceiling: publish.clone(),
+            ratio: Some(s.webhook_ingest_paced.ratio_to_raw_publish),
+            target: format!("p99 < {PACED_P99_TARGET_MS:.0} ms"),
+            met: Some(
+                s.webhook_ingest_paced.failed == 0
+                    && s.webhook_ingest_paced.p99_ms < PACED_P99_TARGET_MS,
             ),
-            raw_ceiling: format!("{} msg/s publish", thousands(raw_publish.per_sec)),
-            ratio: Some(webhook_ingest.ratio_to_raw_publish),
+        },
+        e2e_row(
+            "end to end: message in → bot reply out",
+            &s.end_to_end,
+            true,
+        ),
+        Row {
+            row: format!("rebuild: whole stream into the {}", s.rebuild.projection),
+            system: format!(
+                "{} events/s ({} events, {} tickets)",
+                thousands(s.rebuild.per_sec),
+                s.rebuild.events,
+                s.rebuild.tickets
+            ),
+            raw_ceiling: format!("{} msg/s replay", thousands(s.raw_replay.per_sec)),
+            ratio: Some(s.rebuild.ratio_to_raw_replay),
+            target: format!("≥ {REBUILD_RATIO_TARGET:.1}×"),
+            met: Some(s.rebuild.ratio_to_raw_replay >= REBUILD_RATIO_TARGET),
         },
         Row {
             row: format!(
-                "load one {}-event ticket among {} (snapshot + tail)",
-                ticket_load.events, ticket_load.tickets
+                "load one {}-event ticket, {} tickets in the stream (snapshot + tail)",
+                small.events, small.tickets
             ),
             system: format!(
                 "p50 {:.2} ms, p99 {:.2} ms",
-                ticket_load.p50_ms, ticket_load.p99_ms
+                small.timed.p50_ms, small.timed.p99_ms
             ),
             raw_ceiling: "—".to_owned(),
             ratio: None,
+            target: format!("p50 < {LOAD_P50_TARGET_MS:.0} ms"),
+            met: Some(small.timed.p50_ms < LOAD_P50_TARGET_MS),
         },
         Row {
             row: format!(
-                "load the same ticket from its log ({} events, no snapshot)",
-                ticket_load.events
+                "load one {}-event ticket, {} tickets in the stream (snapshot + tail)",
+                large.events, large.tickets
             ),
             system: format!(
                 "p50 {:.2} ms, p99 {:.2} ms",
-                ticket_load.from_log_p50_ms, ticket_load.from_log_p99_ms
+                large.timed.p50_ms, large.timed.p99_ms
+            ),
+            raw_ceiling: format!(
+                "p50 {:.2} ms at {} tickets",
+                small.timed.p50_ms, small.tickets
+            ),
+            ratio: Some(growth),
+            target: format!("p50 < {LOAD_P50_TARGET_MS:.0} ms, ≤ {LOAD_GROWTH_TARGET}× slower"),
+            met: Some(large.timed.p50_ms < LOAD_P50_TARGET_MS && growth <= LOAD_GROWTH_TARGET),
+        },
+        Row {
+            row: format!(
+                "load the same ticket from its log ({} events, no snapshot), {} tickets",
+                large.events, large.tickets
+            ),
+            system: format!(
+                "p50 {:.2} ms, p99 {:.2} ms",
+                large.timed.from_log_p50_ms, large.timed.from_log_p99_ms
             ),
             raw_ceiling: "—".to_owned(),
             ratio: None,
+            target: "—".to_owned(),
+            met: None,
         },
-    ];
-    Ok(Report {
-        quick: args.quick,
-        cpus: std::thread::available_parallelism().map_or(0, usize::from),
-        sizes,
-        raw_publish,
-        raw_replay,
-        webhook_ingest,
-        ticket_load,
-        rows,
-    })
+        Row {
+            row: "RSS, ingress + egress + bot + load generator in one process".to_owned(),
+            system: format!(
+                "idle {}, under load {}",
+                megabytes(in_process.idle_bytes),
+                megabytes(in_process.loaded_bytes)
+            ),
+            raw_ceiling: format!(
+                "nats-server idle {}, under load {}",
+                megabytes(in_process.nats_server_idle_bytes),
+                megabytes(in_process.nats_server_loaded_bytes)
+            ),
+            ratio: None,
+            target: "—".to_owned(),
+            met: None,
+        },
+        Row {
+            row: "RSS, `helpline all` (own process), idle".to_owned(),
+            system: megabytes(s.memory.helpline_all_idle.rss_bytes),
+            raw_ceiling: "—".to_owned(),
+            ratio: None,
+            target: format!("< {}", megabytes(Some(ALL_IDLE_TARGET_BYTES))),
+            met: s
+                .memory
+                .helpline_all_idle
+                .rss_bytes
+                .map(|rss| rss < ALL_IDLE_TARGET_BYTES),
+        },
+        Row {
+            row: format!(
+                "fsync: raw pipelined publish ({} acks in flight)",
+                raw::MAX_ACKS_IN_FLIGHT
+            ),
+            system: "—".to_owned(),
+            raw_ceiling: format!("{} msg/s", thousands(durable.raw_publish.per_sec)),
+            ratio: None,
+            target: "—".to_owned(),
+            met: None,
+        },
+        Row {
+            row: format!(
+                "fsync: webhook ingest, maximum ({} clients)",
+                sizes.durable_clients
+            ),
+            system: ingest_figure(&durable.webhook_ingest),
+            raw_ceiling: durable_publish,
+            ratio: Some(durable.webhook_ingest.ratio_to_raw_publish),
+            target: format!("≥ {INGEST_RATIO_TARGET:.2}×"),
+            met: Some(durable.webhook_ingest.ratio_to_raw_publish >= INGEST_RATIO_TARGET),
+        },
+        e2e_row(
+            "fsync: end to end: message in → bot reply out",
+            &durable.end_to_end,
+            false,
+        ),
+    ]
 }
 
-/// Phase 1: pipelined publish, up to [`MAX_ACKS_IN_FLIGHT`] acks outstanding.
-async fn raw_publish(js: &jetstream::Context, sizes: &Sizes) -> anyhow::Result<Throughput> {
-    js.create_stream(jetstream::stream::Config {
-        name: RAW_STREAM.to_owned(),
-        subjects: vec![format!("{RAW_SUBJECT_PREFIX}.>")],
-        storage: jetstream::stream::StorageType::File,
-        num_replicas: 1,
-        ..Default::default()
-    })
-    .await
-    .context("cannot create the scratch stream")?;
-    let subjects: Vec<async_nats::Subject> = (0..sizes.subjects)
-        .map(|i| async_nats::Subject::from(format!("{RAW_SUBJECT_PREFIX}.{i}")))
-        .collect();
-    let payload = Bytes::from(vec![b'x'; sizes.message_bytes]);
-    let bar = progress(sizes.raw_messages, "raw publish")?;
-    let mut in_flight = FuturesOrdered::new();
-    let mut acked = 0usize;
-    let start = Instant::now();
-    let deadline = start + sizes.cap;
-    for i in 0..sizes.raw_messages {
-        if i.is_multiple_of(256) && Instant::now() >= deadline {
-            break;
-        }
-        let subject = subjects[i % subjects.len()].clone();
-        let ack = js
-            .publish(subject, payload.clone())
-            .await
-            .context("cannot publish")?;
-        in_flight.push_back(async move { ack.await });
-        if in_flight.len() >= MAX_ACKS_IN_FLIGHT
-            && let Some(ack) = in_flight.next().await
-        {
-            ack.context("publish not acknowledged")?;
-            acked += 1;
-            if acked.is_multiple_of(1024) {
-                bar.set_position(acked as u64);
-            }
-        }
-    }
-    while let Some(ack) = in_flight.next().await {
-        ack.context("publish not acknowledged")?;
-        acked += 1;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    bar.set_position(acked as u64);
-    bar.finish();
-    Ok(throughput(acked, seconds))
+fn ingest_figure(ingest: &Ingest) -> String {
+    let failed = match ingest.failed {
+        0 => String::new(),
+        n => format!(", {n} failed"),
+    };
+    format!(
+        "{} webhooks/s (p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms{failed})",
+        thousands(ingest.per_sec),
+        ingest.p50_ms,
+        ingest.p99_ms,
+        ingest.p999_ms
+    )
 }
 
-/// Phase 2: an ordered consumer reads the scratch stream back.
-async fn raw_replay(
-    js: &jetstream::Context,
-    sizes: &Sizes,
-    expected: usize,
-) -> anyhow::Result<Throughput> {
-    let stream = js
-        .get_stream(RAW_STREAM)
-        .await
-        .context("no scratch stream")?;
-    let bar = progress(expected, "raw replay")?;
-    let start = Instant::now();
-    let deadline = tokio::time::Instant::now() + sizes.cap;
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
-        .await
-        .context("cannot create an ordered consumer")?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .context("cannot read the scratch stream")?;
-    let mut read = 0usize;
-    while read < expected {
-        match tokio::time::timeout_at(deadline, messages.next()).await {
-            Ok(Some(message)) => {
-                message.context("replay failed")?;
-                read += 1;
-                if read.is_multiple_of(1024) {
-                    bar.set_position(read as u64);
-                }
-            }
-            Ok(None) | Err(_) => break,
-        }
+/// `targeted`: whether the end-to-end targets apply to this row.
+fn e2e_row(name: &str, e2e: &EndToEnd, targeted: bool) -> Row {
+    let unanswered = match e2e.unanswered + e2e.refused {
+        0 => String::new(),
+        n => format!(", {n} unanswered"),
+    };
+    let (target, met) = if targeted {
+        (
+            format!("p50 < {E2E_P50_TARGET_MS:.0} ms, p99 < {E2E_P99_TARGET_MS:.0} ms"),
+            Some(
+                e2e.unanswered + e2e.refused == 0
+                    && e2e.p50_ms < E2E_P50_TARGET_MS
+                    && e2e.p99_ms < E2E_P99_TARGET_MS,
+            ),
+        )
+    } else {
+        ("—".to_owned(), None)
+    };
+    Row {
+        row: format!("{name} at {} msg/s offered", thousands(e2e.offered_per_sec)),
+        system: format!(
+            "{} replies/s (p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms{unanswered})",
+            thousands(e2e.replied_per_sec),
+            e2e.p50_ms,
+            e2e.p99_ms,
+            e2e.p999_ms
+        ),
+        raw_ceiling: "—".to_owned(),
+        ratio: None,
+        target,
+        met,
     }
-    let seconds = start.elapsed().as_secs_f64();
-    bar.set_position(read as u64);
-    bar.finish();
-    Ok(throughput(read, seconds))
 }
 
-/// A webhook ready to POST.
-struct Prepared {
-    url: String,
-    headers: reqwest::header::HeaderMap,
-    body: Bytes,
-}
-
-/// Phase 3: the real ingress router, concurrent clients POSTing signed webhooks.
-async fn webhook_ingest(store: &EventStore, sizes: &Sizes) -> anyhow::Result<Ingest> {
-    let sim = Simulator::start(Default::default())
-        .await
-        .context("cannot start the channel simulator")?;
-    let channels: ChannelsConfig = serde_json::from_value(sim.helpline_channels())
-        .context("simulator channels do not fit the config")?;
-    let ingress = Ingress::new(store.clone(), &IngressConfig::default(), &channels)
-        .await
-        .context("cannot start the channel gateway")?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .context("cannot listen on 127.0.0.1")?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let stop = CancellationToken::new();
-    let server = tokio::spawn({
-        let stop = stop.clone();
-        let router = ingress.router();
-        async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        }
-    });
-
-    // Built before timing: signing is the provider's work, not helpline's.
-    let mut prepared = Vec::with_capacity(sizes.webhooks);
-    for i in 0..sizes.webhooks {
-        let customer = format!("49151{i:08}");
-        let webhook = sim.webhook(Channel::WhatsApp, &customer, "Mein Laptop startet nicht");
-        let mut url = format!("{base}{}", webhook.path);
-        if let Some(query) = &webhook.query {
-            url.push('?');
-            url.push_str(query);
-        }
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (name, value) in &webhook.headers {
-            headers.insert(
-                reqwest::header::HeaderName::from_bytes(name.as_bytes())?,
-                reqwest::header::HeaderValue::from_str(value)?,
-            );
-        }
-        prepared.push(Prepared {
-            url,
-            headers,
-            body: Bytes::from(webhook.body),
-        });
-    }
-    let prepared = Arc::new(prepared);
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(sizes.clients)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .context("cannot build the HTTP client")?;
-
-    let bar = progress(sizes.webhooks, "webhook ingest")?;
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let deadline = start + sizes.cap;
-    let mut clients = Vec::with_capacity(sizes.clients);
-    for _ in 0..sizes.clients {
-        let prepared = prepared.clone();
-        let next = next.clone();
-        let http = http.clone();
-        let bar = bar.clone();
-        clients.push(tokio::spawn(async move {
-            let mut latencies = latency_histogram()?;
-            let (mut ok, mut failed) = (0usize, 0usize);
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(webhook) = prepared.get(i) else {
-                    break;
-                };
-                if Instant::now() >= deadline {
-                    break;
-                }
-                let sent = Instant::now();
-                let answer = http
-                    .post(&webhook.url)
-                    .headers(webhook.headers.clone())
-                    .body(webhook.body.clone())
-                    .send()
-                    .await;
-                match answer {
-                    Ok(response) if response.status() == reqwest::StatusCode::OK => {
-                        // Read the body so the connection goes back to the pool.
-                        let _ = response.bytes().await;
-                        latencies.saturating_record(micros(sent.elapsed()));
-                        ok += 1;
-                    }
-                    Ok(response) => {
-                        if failed == 0 {
-                            let status = response.status();
-                            let body = response.text().await.unwrap_or_default();
-                            tracing::warn!(%status, body = body.trim(), "webhook refused");
-                        }
-                        failed += 1;
-                    }
-                    Err(e) => {
-                        if failed == 0 {
-                            tracing::warn!(error = %e, "webhook not delivered");
-                        }
-                        failed += 1;
-                    }
-                }
-                bar.inc(1);
-            }
-            anyhow::Ok((latencies, ok, failed))
-        }));
-    }
-    let mut latencies = latency_histogram()?;
-    let (mut ok, mut failed) = (0usize, 0usize);
-    for client in clients {
-        let (client_latencies, client_ok, client_failed) =
-            client.await.context("client task failed")??;
-        latencies
-            .add(&client_latencies)
-            .context("cannot merge latencies")?;
-        ok += client_ok;
-        failed += client_failed;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    bar.finish();
-    stop.cancel();
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "webhook server failed"),
-        Err(e) => tracing::warn!(error = %e, "webhook server task failed"),
-    }
-    Ok(Ingest {
-        sent: ok + failed,
-        ok,
-        failed,
-        seconds,
-        per_sec: per_sec(ok, seconds),
-        p50_ms: quantile_ms(&latencies, 0.50),
-        p99_ms: quantile_ms(&latencies, 0.99),
-        p999_ms: quantile_ms(&latencies, 0.999),
-        max_ms: millis(latencies.max()),
-        ratio_to_raw_publish: 0.0,
-    })
-}
-
-/// Phase 4: one ticket of `ticket_events` events, its events interleaved with `tickets`
-/// other tickets' openings; then timed loads of it.
-async fn ticket_load(store: &EventStore, sizes: &Sizes) -> anyhow::Result<TicketLoad> {
-    let target = TicketId(Uuid::now_v7());
-    let total = sizes.tickets + sizes.ticket_events;
-    let bar = progress(total, "fill tickets")?;
-    let start = Instant::now();
-    let mut version = store
-        .append(target, 0, &[opened(target, 0)], &command())
-        .await
-        .context("cannot open the loaded ticket")?
-        .version;
-    bar.inc(1);
-    let gaps = sizes.ticket_events.saturating_sub(1).max(1);
-    let per_gap = sizes.tickets.div_ceil(gaps);
-    let mut filled = 0usize;
-    let mut said = 1usize;
-    while filled < sizes.tickets || said < sizes.ticket_events {
-        if start.elapsed() >= sizes.cap {
-            anyhow::bail!(
-                "filling the store took longer than {:?} ({filled} tickets)",
-                sizes.cap
-            );
-        }
-        let chunk = per_gap.min(sizes.tickets - filled);
-        futures::stream::iter(filled..filled + chunk)
-            .map(|i| async move {
-                let ticket = TicketId(Uuid::now_v7());
-                store
-                    .append(ticket, 0, &[opened(ticket, i + 1)], &command())
-                    .await
-            })
-            .buffer_unordered(FILL_CONCURRENCY)
-            .inspect_ok(|_| bar.inc(1))
-            .try_for_each(|_| async { Ok(()) })
-            .await
-            .context("cannot fill the store")?;
-        filled += chunk;
-        if said < sizes.ticket_events {
-            version = store
-                .append(target, version, &[message(said)], &command())
-                .await
-                .context("cannot append to the loaded ticket")?
-                .version;
-            said += 1;
-            bar.inc(1);
-        }
-    }
-    bar.finish();
-
-    // The first load folds every event and writes the snapshot the others start from.
-    let first = store.load(target).await.context("cannot load the ticket")?;
-    anyhow::ensure!(
-        first.version == version,
-        "loaded version {} is not the appended {version}",
-        first.version
+fn table(report: &Report) -> String {
+    let mut out = String::from(
+        "| row | system | raw ceiling | ratio | target | met |\n|---|---|---|---|---|---|\n",
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-
-    let bar = progress(sizes.loads * 2, "ticket load")?;
-    let mut loads = latency_histogram()?;
-    let mut from_log = latency_histogram()?;
-    let start = Instant::now();
-    for _ in 0..sizes.loads {
-        if start.elapsed() >= sizes.cap {
-            break;
-        }
-        let began = Instant::now();
-        let loaded = store.load(target).await.context("cannot load the ticket")?;
-        loads.saturating_record(micros(began.elapsed()));
-        anyhow::ensure!(loaded.version == version, "a load returned an old version");
-        bar.inc(1);
+    for row in &report.rows {
+        let ratio = row
+            .ratio
+            .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×"));
+        let met = match row.met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "—",
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {ratio} | {} | {met} |\n",
+            row.row, row.system, row.raw_ceiling, row.target
+        ));
     }
-    for _ in 0..sizes.loads {
-        if start.elapsed() >= sizes.cap {
-            break;
-        }
-        let began = Instant::now();
-        store
-            .load_from_log(target)
-            .await
-            .context("cannot load the ticket from its log")?;
-        from_log.saturating_record(micros(began.elapsed()));
-        bar.inc(1);
-    }
-    bar.finish();
-    Ok(TicketLoad {
-        tickets: filled,
-        events: said,
-        version,
-        loads: usize::try_from(loads.len()).unwrap_or(usize::MAX),
-        p50_ms: quantile_ms(&loads, 0.50),
-        p99_ms: quantile_ms(&loads, 0.99),
-        max_ms: millis(loads.max()),
-        from_log_p50_ms: quantile_ms(&from_log, 0.50),
-        from_log_p99_ms: quantile_ms(&from_log, 0.99),
-    })
+    out
 }
 
-fn opened(ticket: TicketId, n: usize) -> Event {
-    Event::TicketOpened {
-        ticket,
-        customer: Customer {
-            channel: Channel::WhatsApp,
-            contact: Personal::new(format!("4917{n:09}")),
-            display_name: None,
-        },
-        language: "de".to_owned(),
-    }
-}
-
-fn message(n: usize) -> Event {
-    Event::CustomerMessageReceived {
-        message: MessageId(Uuid::now_v7()),
-        provider_message_id: format!("wamid.bench.{}", Uuid::now_v7().simple()),
-        body: MessageBody::Text(Personal::new(format!("Nachricht {n}: es geht noch nicht"))),
-    }
-}
-
-fn command() -> CommandMeta {
-    CommandMeta::new(Uuid::now_v7(), SystemTime::now())
+/// `/proc/loadavg`'s three averages; zeros where it cannot be read.
+fn load_average() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut fields = text
+        .split_whitespace()
+        .map(|field| field.parse::<f64>().unwrap_or(0.0));
+    [(); 3].map(|()| fields.next().unwrap_or(0.0))
 }
 
 fn progress(len: usize, phase: &'static str) -> anyhow::Result<ProgressBar> {
     let style = ProgressStyle::with_template(
-        "{msg:>15} [{bar:30}] {pos}/{len} {per_sec} {elapsed_precise}",
+        "{msg:>18} [{bar:30}] {pos}/{len} {per_sec} {elapsed_precise}",
     )
     .context("bad progress template")?
     .progress_chars("=> ");
@@ -677,14 +746,6 @@ fn quantile_ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
     millis(histogram.value_at_quantile(quantile))
 }
 
-fn throughput(messages: usize, seconds: f64) -> Throughput {
-    Throughput {
-        messages,
-        seconds,
-        per_sec: per_sec(messages, seconds),
-    }
-}
-
 fn per_sec(count: usize, seconds: f64) -> f64 {
     if seconds > 0.0 {
         count as f64 / seconds
@@ -708,18 +769,12 @@ fn thousands(value: f64) -> String {
     }
 }
 
-fn table(report: &Report) -> String {
-    let mut out = String::from("| row | system | raw ceiling | ratio |\n|---|---|---|---|\n");
-    for row in &report.rows {
-        let ratio = row
-            .ratio
-            .map_or_else(|| "—".to_owned(), |r| format!("{:.1} %", r * 100.0));
-        out.push_str(&format!(
-            "| {} | {} | {} | {ratio} |\n",
-            row.row, row.system, row.raw_ceiling
-        ));
-    }
-    out
+/// Bytes as decimal megabytes, `—` when unknown.
+fn megabytes(bytes: Option<u64>) -> String {
+    bytes.map_or_else(
+        || "—".to_owned(),
+        |bytes| format!("{:.1} MB", bytes as f64 / 1e6),
+    )
 }
 
 #[cfg(test)]
@@ -733,5 +788,7 @@ mod tests {
         assert_eq!(thousands(12.0), "12");
         assert_eq!(ratio(1.0, 0.0), 0.0);
         assert_eq!(per_sec(10, 2.0), 5.0);
+        assert_eq!(megabytes(Some(12_345_678)), "12.3 MB");
+        assert_eq!(megabytes(None), "—");
     }
 }

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use helpline_assignment::{AssignmentSettings, AuthKey};
 use helpline_eventstore::StoreConfig;
+use helpline_ingress::Secret;
 use helpline_ingress::egress::WhatsAppTemplate;
 use helpline_ingress::{ChannelsConfig, IngressConfig};
 use helpline_region::{
-    BotSettings, Locale, Place, Product, Queue, RegionConfig, RoutingConfig, Store,
+    Agent, BotSettings, Locale, Place, Product, Queue, RegionConfig, RoutingConfig, Store,
 };
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +42,12 @@ pub struct Config {
     /// `[ops]`: `/healthz`, `/readyz` and `/metrics` of every service process.
     pub ops: OpsConfig,
     pub dev: DevConfig,
+    /// `[auth]`: the key AgentDesk bearer tokens are signed with. Not serialized: a secret.
+    #[serde(default, skip_serializing)]
+    pub auth: AuthSettings,
+    /// `[assignment]`: how long offers and offline agents are waited for.
+    #[serde(default)]
+    pub assignment: AssignmentConfig,
 
     // The region's conversation data (see `helpline_region`): `[locale]`, `[bot]`,
     // `[[products]]`, `[[queues]]`, `[routing]`, `[[stores]]`, `[[places]]`.
@@ -57,6 +65,65 @@ pub struct Config {
     pub stores: Vec<Store>,
     #[serde(default)]
     pub places: Vec<Place>,
+    #[serde(default)]
+    pub agents: Vec<Agent>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 key of AgentDesk tokens, at least 32 bytes; `HELPLINE_AUTH__JWT_SECRET`.
+    pub jwt_secret: Option<Secret>,
+    /// Without `jwt_secret`, use the built-in development key. Set for `helpline dev` and
+    /// runs without a configuration file; a deployment must never set it.
+    pub allow_dev_key: bool,
+}
+
+impl AuthSettings {
+    /// The key tokens are checked with: the configured one, or the development key where
+    /// that is allowed; otherwise the service must not start.
+    pub fn key(&self) -> Result<AuthKey, ConfigError> {
+        match &self.jwt_secret {
+            Some(secret) => AuthKey::new(secret.expose().as_bytes())
+                .map_err(|e| ConfigError::Invalid(format!("auth.jwt_secret: {e}"))),
+            None if self.allow_dev_key => {
+                tracing::warn!("auth.jwt_secret is not set: AgentDesk tokens use the public development key");
+                Ok(AuthKey::development())
+            }
+            None => Err(ConfigError::Invalid(
+                "auth.jwt_secret is not set (HELPLINE_AUTH__JWT_SECRET); AgentDesk tokens need the region's key"
+                    .to_owned(),
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AssignmentConfig {
+    /// An offer not accepted within this many seconds goes to the next agent.
+    pub offer_timeout_secs: u64,
+    /// An agent offline this many seconds loses their accepted tickets to the queue.
+    pub release_grace_secs: u64,
+}
+
+impl Default for AssignmentConfig {
+    fn default() -> Self {
+        let defaults = AssignmentSettings::default();
+        Self {
+            offer_timeout_secs: defaults.offer_timeout.as_secs(),
+            release_grace_secs: defaults.release_grace.as_secs(),
+        }
+    }
+}
+
+impl AssignmentConfig {
+    pub fn settings(&self) -> AssignmentSettings {
+        AssignmentSettings {
+            offer_timeout: Duration::from_secs(self.offer_timeout_secs),
+            release_grace: Duration::from_secs(self.release_grace_secs),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -155,6 +222,9 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             stores: Vec::new(),
             places: Vec::new(),
+            agents: Vec::new(),
+            auth: AuthSettings::default(),
+            assignment: AssignmentConfig::default(),
             dev: DevConfig {
                 data_dir: PathBuf::from(".helpline"),
                 nats_port: 4222,
@@ -218,6 +288,7 @@ impl Config {
             routing: self.routing.clone(),
             stores: self.stores.clone(),
             places: self.places.clone(),
+            agents: self.agents.clone(),
         }
     }
 
@@ -229,6 +300,19 @@ impl Config {
                 "eventstore.duplicate_window_secs must be at least 120 so retried appends dedupe"
                     .to_owned(),
             ));
+        }
+        if self.assignment.offer_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "assignment.offer_timeout_secs must be at least 1".to_owned(),
+            ));
+        }
+        if let Some(secret) = &self.auth.jwt_secret
+            && secret.expose().len() < AuthKey::MIN_BYTES
+        {
+            return Err(ConfigError::Invalid(format!(
+                "auth.jwt_secret must be at least {} bytes",
+                AuthKey::MIN_BYTES
+            )));
         }
         if self.eventstore.max_deliver < 1 {
             return Err(ConfigError::Invalid(

@@ -82,7 +82,7 @@ async fn serve(config: &Config, nats: &NatsServer) -> anyhow::Result<()> {
         config.ingress.listen
     );
     println!(
-        "  gRPC          {} (helpline.v1.Routing, helpline.v1.Feedback, health, reflection)",
+        "  gRPC          {} (Routing, Feedback, AgentDesk, TicketQuery, health, reflection)",
         config.grpc.listen
     );
     println!(

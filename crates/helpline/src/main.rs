@@ -4,12 +4,17 @@
 
 #![forbid(unsafe_code)]
 
+mod agent_token;
 mod all;
 mod bench;
 mod chat;
 mod config;
 mod config_check;
+mod demo;
 mod dev;
+mod dlq;
+mod rebuild;
+mod tickets;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -76,7 +81,7 @@ enum Command {
         ingress: String,
     },
     /// Run every service in one process: the channel gateway (webhooks on
-    /// `ingress.listen`, egress), the bot, routing and feedback, their gRPC APIs on
+    /// `ingress.listen`, egress), the bot, routing, feedback and assignment, their gRPC APIs on
     /// `grpc.listen`, and `/healthz`, `/readyz`, `/metrics` on `ops.listen`.
     All,
     /// Run the channel gateway: provider webhooks on `ingress.listen` and egress to the
@@ -91,17 +96,44 @@ enum Command {
     /// Run feedback: ratings in, tickets closed; the Feedback (CSAT) gRPC API on
     /// `grpc.listen`.
     Feedback,
+    /// Run assignment: offers queued tickets to agents by skill, capacity and idle time;
+    /// the AgentDesk gRPC API on `grpc.listen`.
+    Assignment,
+    /// Print a bearer token for the AgentDesk API, signed with the configured key (the
+    /// development key when none is configured), for development and tests.
+    AgentToken(agent_token::AgentTokenArgs),
+    /// Run the query service: the ticket projection, replayed from the log and followed;
+    /// the TicketQuery gRPC API on `grpc.listen`.
+    Query,
+    /// Read tickets through the TicketQuery API: `show ID`, `timeline ID`, `list`.
+    Tickets(tickets::TicketsArgs),
+    /// Replay the whole log into a fresh projection, with progress on stderr, and print
+    /// how long it took.
+    Rebuild {
+        #[arg(value_enum)]
+        projection: rebuild::ProjectionName,
+    },
+    /// Inspect and replay dead letters: events a consumer could not handle.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
     /// Create or update the region's streams and KV buckets on the configured NATS
     /// (idempotent; run before the services start, e.g. as a Kubernetes Job).
     Ensure,
+    /// Play one scripted conversation end to end on a private nats-server and the channel
+    /// simulator: the bot's intake, the handoff, an agent on the AgentDesk API, the
+    /// resolution and the rating; then print the transcript and the ticket's timeline.
+    Demo,
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Measure the system against raw JetStream on a nats-server child with a temporary
-    /// store: pipelined publish and replay ceilings, webhook ingest through the real
-    /// router, and single-ticket loads; prints a Markdown table and writes a JSON report.
+    /// Measure the system against raw JetStream on nats-server children with temporary
+    /// stores (default sync, then `sync_interval: always`): publish and replay ceilings,
+    /// webhook ingest, end to end, rebuild, single-ticket loads and memory; prints a
+    /// Markdown table with the targets and writes a JSON report.
     Bench(bench::BenchArgs),
 }
 
@@ -125,7 +157,14 @@ fn main() -> ExitCode {
     // second provider from ever being chosen. An earlier install is just as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match Config::load(cli.config.as_deref()) {
-        Ok(config) => config,
+        // Without a file this is a local run on the shipped region; `helpline dev` is
+        // local by definition. Deployments pass a file and must set `auth.jwt_secret`.
+        Ok(mut config) => {
+            if cli.config.is_none() || matches!(cli.command, Command::Dev { .. }) {
+                config.auth.allow_dev_key = true;
+            }
+            config
+        }
         Err(e) => {
             eprintln!("helpline: {e}");
             return ExitCode::from(2);
@@ -137,13 +176,6 @@ fn main() -> ExitCode {
         LogStyle::Auto if std::io::stderr().is_terminal() => LogFormat::Pretty,
         LogStyle::Auto => LogFormat::Json,
     };
-    let _telemetry = match helpline_telemetry::init("helpline", format) {
-        Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("helpline: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -154,12 +186,30 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The OTLP exporter's connection lives on the runtime.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        helpline_telemetry::init("helpline", format)
+    };
+    let telemetry = match telemetry {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("helpline: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = runtime.block_on(run(cli.command, config));
+    // Flushes the spans still batched while the exporter's runtime still runs.
+    drop(telemetry);
     // A read of the terminal (the dev chat) blocks a runtime thread until a line comes;
     // it holds nothing that needs finishing, so it is not waited for.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<UsageError>() => {
+            eprintln!("helpline: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "helpline stopped");
             eprintln!("helpline: {e:#}");
@@ -214,10 +264,31 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             };
             all::run(config, services).await
         }
+        Command::Assignment => {
+            let services = Services {
+                assignment: true,
+                ..Services::NONE
+            };
+            all::run(config, services).await
+        }
+        Command::AgentToken(args) => agent_token::run(&config, &args),
+        Command::Query => {
+            let services = Services {
+                query: true,
+                ..Services::NONE
+            };
+            all::run(config, services).await
+        }
+        Command::Tickets(args) => tickets::run(args).await,
+        Command::Rebuild { projection } => {
+            rebuild::run(projection, &config.nats.url, config.store()).await
+        }
+        Command::Dlq { command } => dlq::run(command, &config.nats.url, config.store()).await,
         Command::Simulate { listen, ingress } => simulate(listen, ingress).await,
-        Command::Bench(args) => bench::run(args, config.store()).await,
+        Command::Bench(args) => bench::run(args, config.store(), config.region()).await,
         // Handled in `main`, before any configuration is loaded.
         Command::Config { .. } => Ok(()),
+        Command::Demo => demo::run(config).await,
         Command::Ensure => {
             let client = async_nats::connect(&config.nats.url)
                 .await
@@ -268,6 +339,12 @@ async fn simulate(listen: std::net::SocketAddr, ingress: String) -> anyhow::Resu
     let _ = chat.await;
     Ok(())
 }
+
+/// A request the caller got wrong in a way clap cannot see (a malformed ticket id, ...):
+/// exit code 2, like other usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(pub String);
 
 /// Ctrl-C or SIGTERM, whichever comes first.
 pub(crate) async fn shutdown_signal() {

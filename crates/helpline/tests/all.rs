@@ -138,12 +138,12 @@ async fn ingress_reads_channels_from_the_environment_and_never_logs_secrets() {
         .await
         .unwrap();
     let secret = sim.config().web.shared_secret.clone();
-    let http = free_port();
+    let (http, ops) = (free_port(), free_port());
     let mut helpline = Command::new(env!("CARGO_BIN_EXE_helpline"))
         .args(["ingress", "--log-format", "json"])
         .env("HELPLINE_NATS_URL", nats.url())
         .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
-        .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
         .env("HELPLINE_CHANNELS__WEB__SHARED_SECRET", &secret)
         .env(
             "HELPLINE_CHANNELS__WEB__CALLBACK_URL",
@@ -174,6 +174,11 @@ async fn ingress_reads_channels_from_the_environment_and_never_logs_secrets() {
         answer = sim.deliver(&url, &webhook).await.unwrap();
     }
     assert_eq!(answer.status, 200, "{}", answer.body);
+    let metrics = get_body(ops, "/metrics").await.unwrap_or_default();
+    assert!(
+        metrics.contains("helpline_webhook_seconds_count{channel=\"web\",status=\"200\"}"),
+        "webhook latency is measured: {metrics}"
+    );
     let telegram = sim.webhook(helpline_domain::Channel::Telegram, "700001", "hallo");
     assert_eq!(
         sim.deliver(&url, &telegram).await.unwrap().status,

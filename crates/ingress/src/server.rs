@@ -184,8 +184,30 @@ impl Ingress {
             .layer(DefaultBodyLimit::max(
                 self.inner.max_body_bytes.saturating_add(1),
             ))
+            .layer(axum::middleware::from_fn(measure))
             .with_state(self.clone())
     }
+}
+
+/// Records every webhook's latency, from the request to the answer, by channel and status
+/// (`helpline_webhook_seconds`).
+async fn measure(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let channel = request
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .and_then(|name| Channel::ALL.into_iter().find(|c| c.as_str() == name))
+        .map_or("unknown", Channel::as_str);
+    let response = next.run(request).await;
+    helpline_telemetry::metrics::observe(
+        "helpline_webhook_seconds",
+        "Time from a webhook's request to helpline's answer (a 200 only after the append).",
+        &[("channel", channel), ("status", response.status().as_str())],
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 /// Serves the webhook routes on `config.listen` until `shutdown` is cancelled.

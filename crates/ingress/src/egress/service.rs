@@ -482,6 +482,16 @@ impl Egress {
 
 fn log_delivery(message: &OutboundMessage, delivery: &Delivery) {
     let channel = message.channel.as_str();
+    let outcome = match delivery {
+        Delivery::Accepted { .. } => "delivered",
+        Delivery::Permanent { .. } => "refused",
+        Delivery::Exhausted { .. } => "retried",
+    };
+    helpline_telemetry::metrics::increment(
+        "helpline_egress_messages_total",
+        "Messages to customers by channel and outcome (delivered, refused, retried later).",
+        &[("channel", channel), ("outcome", outcome)],
+    );
     match delivery {
         Delivery::Accepted { form, attempts, .. } => {
             tracing::info!(ticket = %message.ticket, message = %message.message, channel, attempts, template = *form == Form::Template, "message delivered");

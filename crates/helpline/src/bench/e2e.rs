@@ -1,0 +1,222 @@
+//! End to end: a customer's message in, the bot's reply out. Ingress, egress and the bot
+//! run as tasks of this process against the channel simulator; customers write at a fixed
+//! offered rate (open loop) and each latency runs from the message's intended send time
+//! to the simulator taking the first reply to that customer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use helpline_domain::Channel;
+use helpline_eventstore::EventStore;
+use helpline_ingress::ChannelsConfig;
+use helpline_ingress::egress::{self, EgressConfig, RateLimit};
+use helpline_testkit::Simulator;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::memory::{self, InProcess};
+use super::webhooks::{self, IngressServer};
+use super::{Sizes, Stack, latency_histogram, micros, millis, per_sec, quantile_ms};
+
+/// Egress's WhatsApp send rate in the bench. The default (80/s, the Cloud API's standard
+/// tier per number) would cap replies far below the offered rate; the simulator has no
+/// such limit, and a deployment at this rate runs on a higher tier.
+const EGRESS_RATE: RateLimit = RateLimit {
+    per_second: 100_000.0,
+    burst: 10_000,
+};
+
+#[derive(Debug, Serialize)]
+pub(super) struct EndToEnd {
+    pub offered_per_sec: f64,
+    /// Webhooks sent on the schedule.
+    pub sent: usize,
+    /// Webhooks not answered `200`: their customers never get a reply.
+    pub refused: usize,
+    pub replied: usize,
+    /// Accepted messages whose reply had not come when the phase ended; each is counted
+    /// in the percentiles with the time it had waited by then (a lower bound).
+    pub unanswered: usize,
+    /// From the first intended send to the last reply.
+    pub seconds: f64,
+    pub replied_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub egress_whatsapp_per_sec: f64,
+}
+
+pub(super) async fn run(
+    store: &EventStore,
+    sim: &Simulator,
+    ingress: &IngressServer,
+    stack: &Stack,
+    sizes: &Sizes,
+    nats_pid: Option<u32>,
+    pass: u8,
+) -> anyhow::Result<(EndToEnd, InProcess)> {
+    let shutdown = CancellationToken::new();
+    let channels: ChannelsConfig = serde_json::from_value(sim.helpline_channels())
+        .context("simulator channels do not fit the config")?;
+    let egress_config = EgressConfig {
+        channels,
+        rate_limits: HashMap::from([(Channel::WhatsApp, EGRESS_RATE)]),
+        ..EgressConfig::default()
+    };
+    let egress = tokio::spawn(egress::run(store.clone(), egress_config, shutdown.clone()));
+    let bot = tokio::spawn(helpline_bot::run(
+        store.clone(),
+        stack.region.clone(),
+        stack.flows.clone(),
+        shutdown.clone(),
+    ));
+    let result = measure(sim, ingress, sizes, nats_pid, pass).await;
+    shutdown.cancel();
+    for (name, stopped) in [("egress", stop(egress).await), ("bot", stop(bot).await)] {
+        if let Err(e) = stopped {
+            tracing::warn!(service = name, error = %e, "service did not stop cleanly");
+        }
+    }
+    result
+}
+
+async fn stop<E: std::fmt::Display>(
+    task: tokio::task::JoinHandle<Result<(), E>>,
+) -> anyhow::Result<()> {
+    let abort = task.abort_handle();
+    match tokio::time::timeout(Duration::from_secs(10), task).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => anyhow::bail!("{e}"),
+        Ok(Err(e)) => anyhow::bail!("{e}"),
+        Err(_) => {
+            abort.abort();
+            anyhow::bail!("still running after 10 s, aborted")
+        }
+    }
+}
+
+async fn measure(
+    sim: &Simulator,
+    ingress: &IngressServer,
+    sizes: &Sizes,
+    nats_pid: Option<u32>,
+    pass: u8,
+) -> anyhow::Result<(EndToEnd, InProcess)> {
+    let count = (sizes.e2e_rate * sizes.e2e.as_secs_f64()).ceil() as usize;
+    let mut prepared = webhooks::prepare(sim, &ingress.base, pass, count + 1)?;
+    let warm_up = prepared.remove(0);
+    let prepared = Arc::new(prepared);
+
+    // One conversation first: the consumers exist and every connection is open.
+    let http = webhooks::http_client()?;
+    anyhow::ensure!(
+        webhooks::post(&http, &warm_up, &AtomicUsize::new(0)).await,
+        "the warm-up webhook was refused"
+    );
+    let deadline = Instant::now() + sizes.cap;
+    while sim
+        .received(Channel::WhatsApp, &warm_up.customer)
+        .is_empty()
+    {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the bot did not answer the warm-up message within {:?}",
+            sizes.cap
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The bot may say more than one thing; let it finish before measuring idle memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = (memory::rss_bytes(None), memory::rss_bytes(nats_pid));
+    let before = sim.received_count();
+
+    let sampler = memory::Sampler::start(nats_pid);
+    let scheduled = webhooks::schedule(&prepared, sizes.e2e_rate, sizes.e2e, "end to end").await?;
+    let accepted: HashMap<&str, Instant> = scheduled
+        .iter()
+        .zip(prepared.iter())
+        .filter(|(sent, _)| sent.answered.is_some())
+        .map(|(sent, webhook)| (webhook.customer.as_str(), sent.intended))
+        .collect();
+    let refused = scheduled.len() - accepted.len();
+
+    // Every accepted message gets at least one reply: wait for that many cheaply, then
+    // for a reply to each customer.
+    let deadline = Instant::now() + sizes.cap;
+    let first_reply = loop {
+        let received = sim.received_count().saturating_sub(before);
+        if received >= accepted.len() {
+            let first = first_replies(sim, &accepted);
+            if first.len() >= accepted.len() {
+                break first;
+            }
+        }
+        if Instant::now() >= deadline {
+            break first_replies(sim, &accepted);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let ended = Instant::now();
+    let (loaded_bytes, nats_loaded_bytes) = sampler.stop().await;
+
+    let mut latencies = latency_histogram()?;
+    let (mut replied, mut unanswered) = (0usize, 0usize);
+    let first_intended = scheduled.iter().map(|s| s.intended).min();
+    let mut last_reply = None::<Instant>;
+    for (customer, intended) in &accepted {
+        let waited = match first_reply.get(*customer) {
+            Some(reply) => {
+                replied += 1;
+                last_reply = Some(last_reply.map_or(*reply, |last| last.max(*reply)));
+                reply.saturating_duration_since(*intended)
+            }
+            None => {
+                unanswered += 1;
+                ended.saturating_duration_since(*intended)
+            }
+        };
+        latencies.saturating_record(micros(waited));
+    }
+    let seconds = match (first_intended, last_reply) {
+        (Some(first), Some(last)) => last.saturating_duration_since(first).as_secs_f64(),
+        _ => 0.0,
+    };
+    let e2e = EndToEnd {
+        offered_per_sec: sizes.e2e_rate,
+        sent: scheduled.len(),
+        refused,
+        replied,
+        unanswered,
+        seconds,
+        replied_per_sec: per_sec(replied, seconds),
+        p50_ms: quantile_ms(&latencies, 0.50),
+        p99_ms: quantile_ms(&latencies, 0.99),
+        p999_ms: quantile_ms(&latencies, 0.999),
+        max_ms: millis(latencies.max()),
+        egress_whatsapp_per_sec: EGRESS_RATE.per_second,
+    };
+    let memory = InProcess {
+        idle_bytes: idle.0,
+        loaded_bytes,
+        nats_server_idle_bytes: idle.1,
+        nats_server_loaded_bytes: nats_loaded_bytes,
+    };
+    Ok((e2e, memory))
+}
+
+/// When each of `customers` got their first message.
+fn first_replies(sim: &Simulator, customers: &HashMap<&str, Instant>) -> HashMap<String, Instant> {
+    let mut first = HashMap::new();
+    for received in sim.all_received() {
+        if customers.contains_key(received.customer.as_str()) {
+            first
+                .entry(received.customer)
+                .or_insert(received.received_at);
+        }
+    }
+    first
+}

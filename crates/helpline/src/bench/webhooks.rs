@@ -1,0 +1,329 @@
+//! Signed WhatsApp webhooks POSTed to the real ingress router: at the maximum rate from a
+//! fixed number of clients (closed loop), or on a fixed schedule (open loop).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use helpline_domain::Channel;
+use helpline_eventstore::EventStore;
+use helpline_ingress::{ChannelsConfig, Ingress, IngressConfig};
+use helpline_testkit::Simulator;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{latency_histogram, micros, millis, per_sec, progress, quantile_ms};
+
+const TEXT: &str = "Hallo, mein MateBook startet nicht";
+
+#[derive(Debug, Serialize)]
+pub(super) struct Ingest {
+    /// The open loop's schedule; `None` for the closed loop, which sends as fast as
+    /// answers come.
+    pub offered_per_sec: Option<f64>,
+    pub sent: usize,
+    pub ok: usize,
+    pub failed: usize,
+    pub seconds: f64,
+    pub per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub ratio_to_raw_publish: f64,
+}
+
+/// The ingress router serving on a loopback port.
+pub(super) struct IngressServer {
+    pub base: String,
+    stop: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl IngressServer {
+    pub async fn start(store: &EventStore, sim: &Simulator) -> anyhow::Result<Self> {
+        let channels: ChannelsConfig = serde_json::from_value(sim.helpline_channels())
+            .context("simulator channels do not fit the config")?;
+        let ingress = Ingress::new(store.clone(), &IngressConfig::default(), &channels)
+            .await
+            .context("cannot start the channel gateway")?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("cannot listen on 127.0.0.1")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            let router = ingress.router();
+            async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+            }
+        });
+        Ok(Self { base, stop, task })
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "webhook server failed"),
+            Err(e) => tracing::warn!(error = %e, "webhook server task failed"),
+        }
+    }
+}
+
+/// A webhook ready to POST.
+pub(super) struct Prepared {
+    pub customer: String,
+    url: String,
+    headers: reqwest::header::HeaderMap,
+    body: Bytes,
+}
+
+/// `count` first messages of new customers; `pass` keeps each pass's customers apart.
+/// Built before timing: signing is the provider's work, not helpline's.
+pub(super) fn prepare(
+    sim: &Simulator,
+    base: &str,
+    pass: u8,
+    count: usize,
+) -> anyhow::Result<Vec<Prepared>> {
+    let mut prepared = Vec::with_capacity(count);
+    for i in 0..count {
+        let customer = format!("49{pass}{i:09}");
+        let webhook = sim.webhook(Channel::WhatsApp, &customer, TEXT);
+        let mut url = format!("{base}{}", webhook.path);
+        if let Some(query) = &webhook.query {
+            url.push('?');
+            url.push_str(query);
+        }
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &webhook.headers {
+            headers.insert(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes())?,
+                reqwest::header::HeaderValue::from_str(value)?,
+            );
+        }
+        prepared.push(Prepared {
+            customer,
+            url,
+            headers,
+            body: Bytes::from(webhook.body),
+        });
+    }
+    Ok(prepared)
+}
+
+pub(super) fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+/// POSTs one webhook; whether it was answered `200`. Logs the first refusals only.
+pub(super) async fn post(
+    http: &reqwest::Client,
+    webhook: &Prepared,
+    failures: &AtomicUsize,
+) -> bool {
+    let answer = http
+        .post(&webhook.url)
+        .headers(webhook.headers.clone())
+        .body(webhook.body.clone())
+        .send()
+        .await;
+    let problem = match answer {
+        Ok(response) if response.status() == reqwest::StatusCode::OK => {
+            // Read the body so the connection goes back to the pool.
+            let _ = response.bytes().await;
+            return true;
+        }
+        Ok(response) => {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            format!("{status}: {}", body.trim())
+        }
+        Err(e) => e.to_string(),
+    };
+    if failures.fetch_add(1, Ordering::Relaxed) < 3 {
+        tracing::warn!(problem, "webhook not taken");
+    }
+    false
+}
+
+/// `clients` tasks, each POSTing its next webhook as soon as the last one is answered.
+pub(super) async fn closed_loop(
+    ingress: &IngressServer,
+    sim: &Simulator,
+    pass: u8,
+    webhooks: usize,
+    clients: usize,
+    cap: Duration,
+) -> anyhow::Result<Ingest> {
+    let prepared = Arc::new(prepare(sim, &ingress.base, pass, webhooks)?);
+    let http = http_client()?;
+    let bar = progress(webhooks, "webhook ingest")?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let deadline = start + cap;
+    let mut tasks = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let (prepared, next, failures) = (prepared.clone(), next.clone(), failures.clone());
+        let (http, bar) = (http.clone(), bar.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = latency_histogram()?;
+            let (mut ok, mut failed) = (0usize, 0usize);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(webhook) = prepared.get(i) else {
+                    break;
+                };
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let sent = Instant::now();
+                if post(&http, webhook, &failures).await {
+                    latencies.saturating_record(micros(sent.elapsed()));
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+                bar.inc(1);
+            }
+            anyhow::Ok((latencies, ok, failed))
+        }));
+    }
+    let mut latencies = latency_histogram()?;
+    let (mut ok, mut failed) = (0usize, 0usize);
+    for task in tasks {
+        let (task_latencies, task_ok, task_failed) = task.await.context("client task failed")??;
+        latencies
+            .add(&task_latencies)
+            .context("cannot merge latencies")?;
+        ok += task_ok;
+        failed += task_failed;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    bar.finish();
+    Ok(ingest(None, ok, failed, seconds, &latencies))
+}
+
+/// One webhook of an open-loop schedule.
+pub(super) struct Scheduled {
+    /// When the schedule meant to send it; latencies count from here, so a sender that
+    /// falls behind adds its delay to them instead of hiding it.
+    pub intended: Instant,
+    /// When the `200` came; `None` when the webhook was refused or not answered.
+    pub answered: Option<Instant>,
+}
+
+/// Sends `prepared[i]` at `start + i / rate`, each on its own task whatever the answers
+/// before it, until the list or `duration` ends; waits for every answer.
+pub(super) async fn schedule(
+    prepared: &Arc<Vec<Prepared>>,
+    rate: f64,
+    duration: Duration,
+    phase: &'static str,
+) -> anyhow::Result<Vec<Scheduled>> {
+    let http = http_client()?;
+    let failures = Arc::new(AtomicUsize::new(0));
+    let count = prepared
+        .len()
+        .min((rate * duration.as_secs_f64()).ceil() as usize);
+    let bar = progress(count, phase)?;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    // A little ahead, so that the first sends are not late already.
+    let start = Instant::now() + Duration::from_millis(20);
+    let mut tasks = Vec::with_capacity(count);
+    for i in 0..count {
+        let intended = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(intended.into()).await;
+        let (prepared, http, failures, bar) = (
+            prepared.clone(),
+            http.clone(),
+            failures.clone(),
+            bar.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let ok = post(&http, &prepared[i], &failures).await;
+            bar.inc(1);
+            Scheduled {
+                intended,
+                answered: ok.then(Instant::now),
+            }
+        }));
+    }
+    let mut scheduled = Vec::with_capacity(count);
+    for task in tasks {
+        scheduled.push(task.await.context("sender task failed")?);
+    }
+    bar.finish();
+    Ok(scheduled)
+}
+
+/// Ingest at a fixed offered rate for `duration`; latency of the `200` from the intended
+/// send time.
+pub(super) async fn open_loop(
+    ingress: &IngressServer,
+    sim: &Simulator,
+    pass: u8,
+    rate: f64,
+    duration: Duration,
+    cap: Duration,
+) -> anyhow::Result<Ingest> {
+    let rate = rate.max(1.0);
+    let duration = duration.min(cap);
+    let count = (rate * duration.as_secs_f64()).ceil() as usize;
+    let prepared = Arc::new(prepare(sim, &ingress.base, pass, count)?);
+    let scheduled = schedule(&prepared, rate, duration, "webhook ingest ½").await?;
+    let mut latencies = latency_histogram()?;
+    let (mut ok, mut failed) = (0usize, 0usize);
+    let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+    for sent in &scheduled {
+        first = Some(first.map_or(sent.intended, |f| f.min(sent.intended)));
+        match sent.answered {
+            Some(answered) => {
+                latencies
+                    .saturating_record(micros(answered.saturating_duration_since(sent.intended)));
+                last = Some(last.map_or(answered, |l| l.max(answered)));
+                ok += 1;
+            }
+            None => failed += 1,
+        }
+    }
+    let seconds = match (first, last) {
+        (Some(first), Some(last)) => last.saturating_duration_since(first).as_secs_f64(),
+        _ => 0.0,
+    };
+    Ok(ingest(Some(rate), ok, failed, seconds, &latencies))
+}
+
+fn ingest(
+    offered_per_sec: Option<f64>,
+    ok: usize,
+    failed: usize,
+    seconds: f64,
+    latencies: &Histogram<u64>,
+) -> Ingest {
+    Ingest {
+        offered_per_sec,
+        sent: ok + failed,
+        ok,
+        failed,
+        seconds,
+        per_sec: per_sec(ok, seconds),
+        p50_ms: quantile_ms(latencies, 0.50),
+        p99_ms: quantile_ms(latencies, 0.99),
+        p999_ms: quantile_ms(latencies, 0.999),
+        max_ms: millis(latencies.max()),
+        ratio_to_raw_publish: 0.0,
+    }
+}
