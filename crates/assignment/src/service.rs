@@ -467,7 +467,7 @@ impl Assignment {
             &reaction_id(POSITION_SERVICE, &cause),
             b"position",
         ));
-        let minutes = minutes.to_string();
+        let (position_text, minutes) = (position.to_string(), minutes.to_string());
         let reacted = self
             .inner
             .store
@@ -475,12 +475,10 @@ impl Assignment {
                 if t.phase != Phase::Queued {
                     return vec![];
                 }
-                // The existing `wait` text, with the estimate for this place in the queue.
-                let text = self
-                    .inner
-                    .flows
-                    .get(&t.language)
-                    .text("wait", &[("minutes", &minutes)]);
+                let text = self.inner.flows.get(&t.language).text(
+                    POSITION_PROMPT,
+                    &[("position", &position_text), ("minutes", &minutes)],
+                );
                 vec![Command::SendBotMessage {
                     message,
                     body: MessageBody::Text(Personal::new(text)),

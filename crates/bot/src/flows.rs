@@ -32,7 +32,7 @@ const BUILTIN: [(&str, &str); 14] = [
 ];
 
 /// Every text a flow must have, with the placeholders the bot fills in for it.
-const TEXTS: [(&str, &[&str]); 22] = [
+const TEXTS: [(&str, &[&str]); 23] = [
     ("greeting", &["brand"]),
     ("ask_language", &[]),
     ("ask_product", &[]),
@@ -43,6 +43,7 @@ const TEXTS: [(&str, &[&str]); 22] = [
     ("handoff", &[]),
     ("handoff_asked", &[]),
     ("wait", &["minutes"]),
+    ("queue_position", &["position", "minutes"]),
     ("out_of_hours", &["hours"]),
     ("store_referral", &["name", "address", "opening_hours"]),
     ("rating_request", &["brand"]),
@@ -500,14 +501,14 @@ mod tests {
     fn a_placeholder_the_bot_does_not_fill_is_refused() {
         let text = BUILTIN[0]
             .1
-            .replace("{minutes} Minuten", "{minuts} Minuten");
+            .replacen("{minutes} Minuten", "{minuts} Minuten", 1);
         assert_eq!(
             problem_of(&text),
             "flows/fr.toml: texts.wait uses {minuts}, which the bot does not fill in; it takes {minutes}"
         );
         let text = BUILTIN[0]
             .1
-            .replace("{minutes} Minuten", "{minutes Minuten");
+            .replacen("{minutes} Minuten", "{minutes Minuten", 1);
         assert_eq!(
             problem_of(&text),
             "flows/fr.toml: texts.wait: a `{` is never closed"
