@@ -13,15 +13,12 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use helpline_domain::{Channel, Event, MessageBody, Phase, TicketId};
 use helpline_eventstore::EventStore;
-use helpline_proto::v1 as pb;
-use helpline_proto::v1::agent_desk_client::AgentDeskClient;
 use helpline_testkit::{NatsServer, Simulator, free_port};
-use tonic::metadata::MetadataValue;
-use tonic::transport::Channel as GrpcChannel;
 
 use crate::all::{self, Services};
 use crate::chat;
 use crate::config::Config;
+use crate::desk::AgentDesk;
 
 const CUSTOMER: &str = "4915112345678";
 const AGENT: &str = "anna";
@@ -343,117 +340,5 @@ fn describe(event: &Event) -> String {
             ..
         } => format!("provider id {provider_message_id}"),
         _ => String::new(),
-    }
-}
-
-/// The agent's client: every call carries the bearer token.
-struct AgentDesk {
-    client: AgentDeskClient<GrpcChannel>,
-    authorization: MetadataValue<tonic::metadata::Ascii>,
-}
-
-impl AgentDesk {
-    async fn connect(url: &str, token: &str) -> anyhow::Result<Self> {
-        let channel = GrpcChannel::from_shared(url.to_owned())?
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the AgentDesk API at {url}"))?;
-        Ok(Self {
-            client: AgentDeskClient::new(channel),
-            authorization: format!("Bearer {token}").parse()?,
-        })
-    }
-
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request
-            .metadata_mut()
-            .insert("authorization", self.authorization.clone());
-        request
-    }
-
-    async fn sign_in(&mut self) -> anyhow::Result<pb::SignInResponse> {
-        let request = self.request(pb::SignInRequest {});
-        Ok(self.client.sign_in(request).await?.into_inner())
-    }
-
-    async fn watch(&mut self) -> anyhow::Result<Watch> {
-        let request = self.request(pb::WatchRequest {});
-        Ok(Watch(self.client.watch(request).await?.into_inner()))
-    }
-
-    async fn accept(&mut self, ticket: TicketId) -> anyhow::Result<()> {
-        let request = self.request(pb::AcceptRequest {
-            ticket_id: ticket.to_string(),
-        });
-        self.client.accept(request).await?;
-        Ok(())
-    }
-
-    async fn reply(&mut self, ticket: TicketId, text: &str) -> anyhow::Result<()> {
-        let request = self.request(pb::ReplyRequest {
-            ticket_id: ticket.to_string(),
-            body: Some(pb::MessageBody {
-                content: Some(pb::message_body::Content::Text(text.to_owned())),
-            }),
-        });
-        self.client.reply(request).await?;
-        Ok(())
-    }
-
-    async fn resolve(&mut self, ticket: TicketId, summary: &str) -> anyhow::Result<()> {
-        let request = self.request(pb::ResolveRequest {
-            ticket_id: ticket.to_string(),
-            summary: summary.to_owned(),
-        });
-        self.client.resolve(request).await?;
-        Ok(())
-    }
-}
-
-/// The agent's live stream of offers and ticket events.
-struct Watch(tonic::Streaming<pb::WatchResponse>);
-
-impl Watch {
-    async fn next(&mut self) -> anyhow::Result<pb::WatchResponse> {
-        match tokio::time::timeout(STEP, self.0.message()).await {
-            Ok(Ok(Some(update))) => Ok(update),
-            Ok(Ok(None)) => bail!("the AgentDesk stream ended"),
-            Ok(Err(status)) => Err(status.into()),
-            Err(_) => bail!("nothing arrived on the AgentDesk stream"),
-        }
-    }
-
-    async fn offer(&mut self, ticket: TicketId) -> anyhow::Result<pb::AgentTicket> {
-        loop {
-            let update = self.next().await?;
-            if let Some(pb::watch_response::Update::Ticket(offer)) = update.update
-                && offer.ticket_id == ticket.to_string()
-                && !offer.accepted
-            {
-                return Ok(offer);
-            }
-        }
-    }
-
-    /// Waits for the customer's message `text` on the ticket's live events.
-    async fn customer_message(&mut self, ticket: TicketId, text: &str) -> anyhow::Result<()> {
-        loop {
-            let update = self.next().await?;
-            if update.ticket_id != ticket.to_string() {
-                continue;
-            }
-            let Some(pb::watch_response::Update::Event(envelope)) = update.update else {
-                continue;
-            };
-            let Some(pb::event_envelope::Event::CustomerMessageReceived(message)) = envelope.event
-            else {
-                continue;
-            };
-            let content = message.body.and_then(|body| body.content);
-            if matches!(content, Some(pb::message_body::Content::Text(t)) if t == text) {
-                return Ok(());
-            }
-        }
     }
 }

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod agent_chat;
 mod agent_token;
 mod all;
 mod bench;
@@ -11,6 +12,7 @@ mod chat;
 mod config;
 mod config_check;
 mod demo;
+mod desk;
 mod dev;
 mod dlq;
 mod rebuild;
@@ -125,6 +127,13 @@ enum Command {
     /// simulator: the bot's intake, the handoff, an agent on the AgentDesk API, the
     /// resolution and the rating; then print the transcript and the ticket's timeline.
     Demo,
+    /// Chat in the terminal: `chat agent --agent anna` works tickets through the
+    /// AgentDesk API of a running helpline; `chat customer` plays customers through the
+    /// channel simulator (as `helpline simulate`).
+    Chat {
+        #[command(subcommand)]
+        role: ChatRole,
+    },
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -135,6 +144,29 @@ enum Command {
     /// webhook ingest, end to end, rebuild, single-ticket loads and memory; prints a
     /// Markdown table with the targets and writes a JSON report.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ChatRole {
+    /// Be an agent: offers and customer messages appear as they come; type commands.
+    Agent {
+        /// The agent, as `[[agents]] id` names them; the token is signed with the
+        /// configured key.
+        #[arg(long)]
+        agent: String,
+        /// The AgentDesk API (`grpc.listen` of `helpline dev` or `helpline all`).
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        grpc: String,
+    },
+    /// Be customers: the simulator plays the providers; each typed line is a webhook.
+    Customer {
+        /// Where the simulator serves the providers' APIs.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// helpline's webhook server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        ingress: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -285,6 +317,12 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         }
         Command::Dlq { command } => dlq::run(command, &config.nats.url, config.store()).await,
         Command::Simulate { listen, ingress } => simulate(listen, ingress).await,
+        Command::Chat {
+            role: ChatRole::Customer { listen, ingress },
+        } => simulate(listen, ingress).await,
+        Command::Chat {
+            role: ChatRole::Agent { agent, grpc },
+        } => agent_chat::run(&config, &agent, &grpc).await,
         Command::Bench(args) => bench::run(args, config.store(), config.region()).await,
         // Handled in `main`, before any configuration is loaded.
         Command::Config { .. } => Ok(()),
