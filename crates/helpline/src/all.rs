@@ -2,7 +2,8 @@
 //! one of them, as docker-compose and Kubernetes run them.
 //!
 //! - `ops.listen`: `/healthz` answers while the process runs, `/readyz` only while NATS is
-//!   connected and JetStream answers, `/metrics` the pending events of this process's
+//!   connected, JetStream answers and this process's projections (query, CSAT) have
+//!   replayed the log, `/metrics` the pending events of this process's
 //!   consumers (Prometheus text).
 //! - ingress (`ingress.listen`): `/webhooks/{channel}` and the same probes; `503` until
 //!   the event store is set up, so providers retry rather than lose a message. Egress
@@ -119,6 +120,7 @@ pub async fn run_until_stopped(
         client: client.clone(),
         stream: config.store().region.clone(),
         consumers: services.consumers(),
+        projections: Arc::default(),
     };
     serve_http(
         &mut tasks,
@@ -210,6 +212,8 @@ pub async fn run_until_stopped(
     };
     let csat = helpline_feedback::Csat::default();
     if services.feedback {
+        let replayed = csat.clone();
+        ops.watch_projection("csat", Arc::new(move || replayed.is_replayed()));
         let (store, csat, shutdown) = (store.clone(), csat.clone(), shutdown.clone());
         tasks.spawn(async move {
             csat.follow(&store, shutdown)
@@ -219,6 +223,8 @@ pub async fn run_until_stopped(
     }
     let tickets = helpline_query::LiveProjection::default();
     if services.query {
+        let replayed = tickets.clone();
+        ops.watch_projection("query", Arc::new(move || replayed.is_replayed()));
         let (store, tickets, shutdown) = (store.clone(), tickets.clone(), shutdown.clone());
         tasks.spawn(async move {
             tickets
@@ -368,6 +374,32 @@ struct Ops {
     client: async_nats::Client,
     stream: String,
     consumers: Vec<&'static str>,
+    /// The in-memory projections of this process and whether each has replayed the log
+    /// up to where it stood at start: until then their APIs would answer from a partial
+    /// view, so the process is not ready.
+    projections: Arc<std::sync::Mutex<Vec<(&'static str, ReplayCheck)>>>,
+}
+
+type ReplayCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
+impl Ops {
+    fn watch_projection(&self, name: &'static str, replayed: ReplayCheck) {
+        self.projections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((name, replayed));
+    }
+
+    /// The projections still replaying the log.
+    fn replaying(&self) -> Vec<&'static str> {
+        self.projections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, replayed)| !replayed())
+            .map(|(name, _)| *name)
+            .collect()
+    }
 }
 
 fn probes(_: Ops) -> Router<Ops> {
@@ -401,8 +433,13 @@ async fn ready(State(ops): State<Ops>) -> (StatusCode, String) {
             "nats: not connected\n".to_owned(),
         );
     }
+    let replaying = ops.replaying();
     let js = async_nats::jetstream::new(ops.client);
     match tokio::time::timeout(Duration::from_secs(2), js.query_account()).await {
+        Ok(Ok(_)) if !replaying.is_empty() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("replaying the log: {}\n", replaying.join(", ")),
+        ),
         Ok(Ok(_)) => (StatusCode::OK, "ok\n".to_owned()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("jetstream: {e}\n")),
         Err(_) => (
