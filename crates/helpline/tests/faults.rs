@@ -248,6 +248,16 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
         started.elapsed().as_secs_f64(),
     );
     eprintln!("{summary}");
+    // A passing test's output is captured; `scripts/test` prints this file after the run.
+    let report = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-suite.txt");
+    let verdict = if problems.is_empty() {
+        "passed"
+    } else {
+        "FAILED"
+    };
+    if let Err(e) = std::fs::write(&report, format!("{verdict}: {summary}\n")) {
+        eprintln!("cannot write {}: {e}", report.display());
+    }
     assert!(
         problems.is_empty(),
         "{} problems:\n{}\n{summary}\n{}",
