@@ -37,6 +37,8 @@ use crate::flows::Flows;
 pub const CONSUMER: &str = "bot";
 /// The durable consumer of the timer stream.
 pub const TIMER_CONSUMER: &str = "bot-timers";
+/// How long a fetched timer stays with one bot before it is delivered again.
+const TIMER_ACK_WAIT: Duration = Duration::from_secs(5);
 /// The service name of reactions to a timer.
 const TIMER_SERVICE: &str = "bot-timer";
 /// Pause before pulling again after the timer consumer failed.
@@ -147,7 +149,10 @@ async fn ensure_timers(store: &EventStore) -> Result<consumer::Consumer<pull::Co
             durable_name: Some(TIMER_CONSUMER.to_owned()),
             ack_policy: AckPolicy::Explicit,
             deliver_policy: DeliverPolicy::All,
-            ack_wait: store.config().ack_wait,
+            // Short: a timer fetched by a bot that stops before holding it back (or firing
+            // it) comes back this soon to the next bot; firing twice is harmless, the
+            // reaction is once per timer.
+            ack_wait: TIMER_ACK_WAIT,
             // Timers wait as delayed naks until due; none may ever run out of deliveries.
             max_deliver: -1,
             // Every ticket's pending timer counts as unacknowledged; there are many.
