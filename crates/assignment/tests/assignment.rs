@@ -43,9 +43,7 @@ fn agent(id: &str, languages: &[&str], queues: &[&str], max: u32, role: Role) ->
 }
 
 fn region(agents: Vec<Agent>) -> RegionConfig {
-    let mut table: toml::Table = toml::from_str(REGION_FILE).unwrap_or_else(|e| panic!("{e}"));
-    table.remove("region");
-    let mut region: RegionConfig = table.try_into().unwrap_or_else(|e| panic!("{e}"));
+    let mut region = RegionConfig::from_region_file(REGION_FILE).unwrap_or_else(|e| panic!("{e}"));
     region.agents = agents;
     assert_eq!(region.validate(), vec![]);
     region

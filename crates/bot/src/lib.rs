@@ -40,8 +40,6 @@ pub(crate) mod tests {
     /// The German deployment's region, as shipped.
     pub(crate) fn germany() -> RegionConfig {
         let text = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
-        let mut table: toml::Table = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
-        table.remove("region");
-        table.try_into().unwrap_or_else(|e| panic!("{e}"))
+        RegionConfig::from_region_file(text).unwrap_or_else(|e| panic!("{e}"))
     }
 }

@@ -44,9 +44,7 @@ async fn harness() -> Result<Harness> {
 /// The German region, as shipped, with its silence timeout changed.
 fn germany(silence_timeout_secs: u64) -> Result<RegionConfig> {
     let text = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
-    let mut table: toml::Table = toml::from_str(text)?;
-    table.remove("region");
-    let mut region: RegionConfig = table.try_into()?;
+    let mut region = RegionConfig::from_region_file(text)?;
     region.bot.silence_timeout_secs = silence_timeout_secs;
     Ok(region)
 }

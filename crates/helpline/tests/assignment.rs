@@ -24,9 +24,7 @@ use uuid::Uuid;
 const REGION_FILE: &str = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
 
 fn region() -> RegionConfig {
-    let mut table: toml::Table = toml::from_str(REGION_FILE).unwrap_or_else(|e| panic!("{e}"));
-    table.remove("region");
-    let mut region: RegionConfig = table.try_into().unwrap_or_else(|e| panic!("{e}"));
+    let mut region = RegionConfig::from_region_file(REGION_FILE).unwrap_or_else(|e| panic!("{e}"));
     region.agents = vec![Agent {
         id: AgentId::new("anna"),
         name: "Anna".to_owned(),

@@ -27,9 +27,7 @@ const REGION_FILE: &str = include_str!("../../../deploy/k8s/overlays/de/helpline
 /// The German region, with every queue staffed around the clock so that what the bot
 /// says does not depend on when the test runs.
 fn region() -> RegionConfig {
-    let mut table: toml::Table = toml::from_str(REGION_FILE).unwrap();
-    table.remove("region");
-    let mut region: RegionConfig = table.try_into().unwrap();
+    let mut region = RegionConfig::from_region_file(REGION_FILE).unwrap();
     for queue in &mut region.queues {
         queue.hours = Default::default();
     }

@@ -539,9 +539,7 @@ async fn check_csat(url: &str, log: &Log) -> (usize, Vec<String>) {
     for stored in &log.stored {
         rebuilt.apply(stored);
     }
-    let mut table: toml::Table = toml::from_str(REGION_FILE).unwrap();
-    table.remove("region");
-    let region: RegionConfig = table.try_into().unwrap();
+    let region = RegionConfig::from_region_file(REGION_FILE).unwrap();
     let rebuilt: Vec<CsatFigures> = rebuilt
         .report(
             &CsatFilter::default(),

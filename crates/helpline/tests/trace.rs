@@ -25,9 +25,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 const REGION_FILE: &str = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
 
 fn region() -> RegionConfig {
-    let mut table: toml::Table = toml::from_str(REGION_FILE).unwrap();
-    table.remove("region");
-    table.try_into().unwrap()
+    RegionConfig::from_region_file(REGION_FILE).unwrap()
 }
 
 /// Which service a span belongs to: ingress's intake, or the consumer that handled an

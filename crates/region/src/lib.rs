@@ -382,6 +382,15 @@ impl RegionConfig {
             .map(|(_, product)| product)
     }
 
+    /// A region's `helpline.toml` as shipped beside its overlay: its region sections,
+    /// leaving out the top-level `region` code, which belongs to the binary's
+    /// configuration.
+    pub fn from_region_file(text: &str) -> Result<RegionConfig, toml::de::Error> {
+        let mut table: toml::Table = toml::from_str(text)?;
+        table.remove("region");
+        table.try_into()
+    }
+
     /// The product a family name (any case) names.
     pub fn product(&self, family: &str) -> Option<&Product> {
         self.products
@@ -401,9 +410,7 @@ pub(crate) mod tests {
     /// The German deployment's file, as shipped.
     pub(crate) fn germany() -> RegionConfig {
         let text = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
-        let mut table: toml::Table = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
-        table.remove("region");
-        table.try_into().unwrap_or_else(|e| panic!("{e}"))
+        RegionConfig::from_region_file(text).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
