@@ -14,7 +14,6 @@ use helpline_domain::{
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::agent_desk_server::{AgentDesk, AgentDeskServer};
 use helpline_region::{Agent, Role};
-use prost::Message;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -144,7 +143,7 @@ impl AgentDesk for Desk {
                     }
                     Err(RecvError::Closed) => return,
                 };
-                let Change { change, payload } = &*change;
+                let Change { change, envelope } = &*change;
                 let mine = |holder: &Option<AgentId>| holder.as_ref() == Some(&me);
                 if !mine(&change.agent_before) && !mine(&change.agent_after) {
                     continue;
@@ -157,15 +156,9 @@ impl AgentDesk for Desk {
                             None => continue,
                         }
                     }
-                    _ => match pb::EventEnvelope::decode(payload.as_ref()) {
-                        Ok(envelope) => pb::WatchResponse {
-                            ticket_id: change.ticket.to_string(),
-                            update: Some(pb::watch_response::Update::Event(envelope)),
-                        },
-                        Err(e) => {
-                            tracing::warn!(error = %e, "event not passed to the agent");
-                            continue;
-                        }
+                    _ => pb::WatchResponse {
+                        ticket_id: change.ticket.to_string(),
+                        update: Some(pb::watch_response::Update::Event(envelope.clone())),
                     },
                 };
                 if tx.send(Ok(update)).await.is_err() {
@@ -570,7 +563,7 @@ fn body_from_proto(body: Option<pb::MessageBody>) -> Result<MessageBody, Assignm
             }
             Ok(MessageBody::Media(Media {
                 kind,
-                object: media.object,
+                object: Personal::new(media.object),
                 mime_type: media.mime_type,
                 size_bytes: media.size_bytes,
                 caption: Some(media.caption)
@@ -596,10 +589,10 @@ fn offer(assignment: &Assignment, id: TicketId, entry: &TicketEntry) -> pb::Watc
         .map(|mark| prost_types::Timestamp::from(mark.at + assignment.settings().offer_timeout));
     let details = ticket.details.as_ref().map(|d| pb::Details {
         product: d.product.clone(),
-        serial_number: d.serial_number.expose().clone(),
-        problem: d.problem.expose().clone(),
+        serial_number: d.serial_number.shown().to_owned(),
+        problem: d.problem.shown().to_owned(),
         serial_verified: d.serial_verified,
-        location: d.location.expose().clone(),
+        location: d.location.shown().to_owned(),
         category: d.category.clone(),
     });
     pb::WatchResponse {

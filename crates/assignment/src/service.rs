@@ -16,8 +16,10 @@ use helpline_domain::{
     TicketId, decide, evolve,
 };
 use helpline_eventstore::{
-    Cause, CommandMeta, EventStore, Reacted, StoreError, codec, reaction_id,
+    Cause, CommandMeta, DecodeError, EnvelopeMeta, EventStore, Reacted, StoreError, codec,
+    reaction_id,
 };
+use helpline_proto::v1 as pb;
 use helpline_region::RegionConfig;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -65,8 +67,9 @@ impl Default for AssignmentSettings {
 #[derive(Clone, Debug)]
 pub(crate) struct Change {
     pub(crate) change: TicketChange,
-    /// The event as stored, for the stream to pass on.
-    pub(crate) payload: Bytes,
+    /// The event as the AgentDesk shows it (personal fields opened), for the stream to
+    /// pass on.
+    pub(crate) envelope: pb::EventEnvelope,
 }
 
 /// The running service, shared by the assigner and the AgentDesk API.
@@ -218,12 +221,27 @@ impl Assignment {
         if pending == 0 {
             self.mark_caught_up();
         }
+        let agent_prefix = format!("helpline.{}.agent.", store.layout().region());
         let mut messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
         while let Some(message) = messages.next().await {
             let message = message.map_err(|e| unavailable(&e))?;
             let info = message.info().map_err(|e| unavailable(&e))?;
             let (sequence, pending) = (info.stream_sequence, info.pending);
-            self.apply(message.subject.as_str(), sequence, &message.payload);
+            let decoded = match message.subject.starts_with(&agent_prefix) {
+                true => None,
+                // Without the customer's key right now, the event cannot be shown whole:
+                // follow again from the last applied event.
+                false => match store.decode(&message.payload).await {
+                    Err(DecodeError::Store(e)) => return Err(unavailable(&e)),
+                    decoded => Some(decoded),
+                },
+            };
+            self.apply(
+                message.subject.as_str(),
+                sequence,
+                &message.payload,
+                decoded,
+            );
             if pending == 0 {
                 self.mark_caught_up();
             }
@@ -241,14 +259,20 @@ impl Assignment {
         self.inner.changed.notify_one();
     }
 
-    fn apply(&self, subject: &str, sequence: u64, payload: &Bytes) {
-        let agent_prefix = format!("helpline.{}.agent.", self.inner.store.layout().region());
+    /// Applies one event: an agent event (`decoded` is `None`) or a ticket event, decoded.
+    fn apply(
+        &self,
+        subject: &str,
+        sequence: u64,
+        payload: &Bytes,
+        decoded: Option<Result<(EnvelopeMeta, Event), DecodeError>>,
+    ) {
         let mut view = self.view();
         if sequence <= view.applied {
             return;
         }
         // Agent events only change the view; the streams follow tickets.
-        if subject.starts_with(&agent_prefix) {
+        let Some(decoded) = decoded else {
             match ledger::decode(payload) {
                 Ok(record) => view.apply_agent(sequence, &record),
                 Err(e) => {
@@ -257,11 +281,11 @@ impl Assignment {
                 }
             }
             return;
-        }
-        let change = match codec::decode(payload) {
+        };
+        let change = match decoded {
             Ok((meta, event)) => Change {
                 change: view.apply_ticket(sequence, &meta, &event),
-                payload: payload.clone(),
+                envelope: codec::to_api(&meta, &event),
             },
             Err(e) => {
                 tracing::warn!(subject, sequence, error = %e, "ticket event skipped");

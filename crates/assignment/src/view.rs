@@ -108,7 +108,7 @@ impl View {
                 entry.declined.insert(agent.clone());
             }
             Event::HandoffRequested { summary, .. } => {
-                entry.summary = summary.expose().clone();
+                entry.summary = summary.shown().to_owned();
                 entry.declined.clear();
             }
             _ => {}

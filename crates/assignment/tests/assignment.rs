@@ -14,7 +14,7 @@ use helpline_domain::{
     AgentId, Channel, Customer, Event, HandoffReason, Personal, QueueId, ReleaseReason,
     RouteDestination, TicketId,
 };
-use helpline_eventstore::{CommandMeta, EventStore, StoreConfig, codec};
+use helpline_eventstore::{CommandMeta, EventStore, StoreConfig};
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::agent_desk_client::AgentDeskClient;
 use helpline_region::{Agent, RegionConfig, Role};
@@ -207,7 +207,10 @@ async fn ticket_events(store: &EventStore) -> Vec<(TicketId, Event)> {
     let mut messages = consumer.messages().await.unwrap_or_else(|e| panic!("{e}"));
     while let Some(message) = messages.next().await {
         let message = message.unwrap_or_else(|e| panic!("{e}"));
-        let (meta, event) = codec::decode(&message.payload).unwrap_or_else(|e| panic!("{e}"));
+        let (meta, event) = store
+            .decode(&message.payload)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         events.push((meta.ticket, event));
         let info = message.info().unwrap_or_else(|e| panic!("{e}"));
         if info.pending == 0 {

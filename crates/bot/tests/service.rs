@@ -13,7 +13,7 @@ use helpline_domain::{
     Channel, Command, Customer, Event, MessageBody, MessageId, Personal, Phase, StoreId,
     StoreReferral, Ticket, TicketId, decide,
 };
-use helpline_eventstore::{CommandMeta, EventStore, StoreConfig, StoreError, codec};
+use helpline_eventstore::{CommandMeta, EventStore, StoreConfig, StoreError};
 use helpline_region::RegionConfig;
 use helpline_testkit::NatsServer;
 use tokio::task::JoinHandle;
@@ -139,7 +139,7 @@ async fn events(store: &EventStore, id: TicketId) -> Result<Vec<Event>> {
             .next()
             .await
             .context("the ticket's events ended")??;
-        events.push(codec::decode(&message.payload)?.1);
+        events.push(store.decode(&message.payload).await?.1);
     }
     Ok(events)
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, MessageId, QueueId, StoreId, TicketId};
-use crate::personal::Personal;
+use crate::personal::{Personal, PersonalField};
 
 /// The messaging channel a customer writes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -114,8 +114,8 @@ pub enum MediaKind {
 pub struct Media {
     pub kind: MediaKind,
     /// Name of the object in the region's media bucket; empty when the attachment was
-    /// over the region's size cap and not kept.
-    pub object: String,
+    /// over the region's size cap and not kept. Personal: it names what the customer sent.
+    pub object: Personal<String>,
     pub mime_type: String,
     pub size_bytes: u64,
     pub caption: Option<Personal<String>>,
@@ -276,7 +276,77 @@ pub enum Event {
     CustomerErased,
 }
 
+impl MessageBody {
+    fn personal_fields_mut(&mut self, f: &mut impl FnMut(&'static str, PersonalField<'_>)) {
+        match self {
+            MessageBody::Text(text) => f("body.text", PersonalField::Text(text)),
+            MessageBody::Media(media) => {
+                f("body.object", PersonalField::Text(&mut media.object));
+                f(
+                    "body.caption",
+                    PersonalField::OptionalText(&mut media.caption),
+                );
+            }
+            MessageBody::Location(at) => f("body.location", PersonalField::Coordinates(at)),
+        }
+    }
+}
+
 impl Event {
+    /// Calls `f` with every personal field of the event and its path (`body.text`,
+    /// `details.serial_number`, ...): the one list of what must be sealed and erased.
+    pub fn personal_fields_mut(&mut self, mut f: impl FnMut(&'static str, PersonalField<'_>)) {
+        match self {
+            Event::TicketOpened { customer, .. } => {
+                f(
+                    "customer.contact",
+                    PersonalField::Text(&mut customer.contact),
+                );
+                f(
+                    "customer.display_name",
+                    PersonalField::OptionalText(&mut customer.display_name),
+                );
+            }
+            Event::CustomerMessageReceived { body, .. }
+            | Event::BotMessageSent { body, .. }
+            | Event::AgentMessageSent { body, .. } => body.personal_fields_mut(&mut f),
+            Event::DetailsCaptured(details) => {
+                f(
+                    "details.serial_number",
+                    PersonalField::Text(&mut details.serial_number),
+                );
+                f("details.problem", PersonalField::Text(&mut details.problem));
+                f(
+                    "details.location",
+                    PersonalField::Text(&mut details.location),
+                );
+            }
+            Event::HandoffRequested { summary, .. } => {
+                f("summary", PersonalField::Text(summary));
+            }
+            Event::AgentNoteAdded { text, .. } => f("text", PersonalField::Text(text)),
+            Event::RatingReceived { comment, .. } => {
+                f("comment", PersonalField::OptionalText(comment));
+            }
+            Event::LanguageDetected { .. }
+            | Event::TicketRouted { .. }
+            | Event::ReferredToStore(_)
+            | Event::TicketQueued { .. }
+            | Event::AgentAssigned { .. }
+            | Event::AgentAccepted { .. }
+            | Event::TicketReleased { .. }
+            | Event::TicketResolved { .. }
+            | Event::ConversationHandedBack { .. }
+            | Event::RatingRequested { .. }
+            | Event::TicketClosed { .. }
+            | Event::TicketAbandoned
+            | Event::MessageDelivered { .. }
+            | Event::MessageDeliveryFailed { .. }
+            | Event::MessageRead { .. }
+            | Event::CustomerErased => {}
+        }
+    }
+
     /// The event's name as in the proto contract and the `Helpline-Event-Type` header.
     pub fn name(&self) -> &'static str {
         match self {

@@ -35,5 +35,5 @@ pub use event::{
     QuickReply, ReleaseReason, RouteDestination, StoreReferral,
 };
 pub use ids::{AgentId, MessageId, QueueId, StoreId, TicketId};
-pub use personal::Personal;
+pub use personal::{Erased, Personal, PersonalField};
 pub use ticket::{Holder, Phase, Ticket, evolve, fold};

@@ -197,16 +197,16 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
         Event::CustomerErased => {
             ticket.erased = true;
             if let Some(customer) = &mut ticket.customer {
-                customer.contact = Personal::default();
-                customer.display_name = None;
+                customer.contact = Personal::erased();
+                customer.display_name = customer.display_name.as_ref().map(|_| Personal::erased());
             }
             if let Some(details) = &mut ticket.details {
-                details.serial_number = Personal::default();
-                details.problem = Personal::default();
-                details.location = Personal::default();
+                details.serial_number = Personal::erased();
+                details.problem = Personal::erased();
+                details.location = Personal::erased();
             }
             if let Some(rating) = &mut ticket.rating {
-                rating.comment = None;
+                rating.comment = rating.comment.as_ref().map(|_| Personal::erased());
             }
         }
     }

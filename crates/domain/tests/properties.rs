@@ -64,7 +64,7 @@ fn body() -> impl Strategy<Value = MessageBody> {
         1 => (prop::option::of(personal()), 0u64..10_000).prop_map(|(caption, size_bytes)| {
             MessageBody::Media(Media {
                 kind: MediaKind::Image,
-                object: "media/1.jpg".to_owned(),
+                object: Personal::from("media/1.jpg"),
                 mime_type: "image/jpeg".to_owned(),
                 size_bytes,
                 caption,
@@ -434,14 +434,15 @@ fn invariants(t: &Ticket) -> Result<(), TestCaseError> {
     }
     if t.erased {
         let customer = t.customer.as_ref().unwrap();
-        prop_assert_eq!(customer.contact.expose(), "");
-        prop_assert!(customer.display_name.is_none());
+        prop_assert_eq!(customer.contact.shown(), "[erased]");
+        prop_assert!(customer.display_name.iter().all(Personal::is_erased));
         if let Some(details) = &t.details {
-            prop_assert_eq!(details.serial_number.expose(), "");
-            prop_assert_eq!(details.problem.expose(), "");
+            prop_assert_eq!(details.serial_number.shown(), "[erased]");
+            prop_assert_eq!(details.problem.shown(), "[erased]");
+            prop_assert_eq!(details.location.shown(), "[erased]");
         }
         if let Some(rating) = &t.rating {
-            prop_assert!(rating.comment.is_none());
+            prop_assert!(rating.comment.iter().all(Personal::is_erased));
         }
     }
     Ok(())

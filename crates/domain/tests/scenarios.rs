@@ -9,9 +9,9 @@ mod support;
 
 use helpline_domain::ticket::Rating;
 use helpline_domain::{
-    Channel, CloseReason, Command, Customer, Details, DomainError, Event, HandoffReason, Holder,
-    Media, MediaKind, MessageBody, Personal, Phase, QueueId, ReleaseReason, StoreId, StoreReferral,
-    Ticket, decide, evolve, fold,
+    Channel, CloseReason, Command, Customer, Details, DomainError, Erased, Event, HandoffReason,
+    Holder, Media, MediaKind, MessageBody, Personal, Phase, QueueId, ReleaseReason, StoreId,
+    StoreReferral, Ticket, decide, evolve, fold,
 };
 use support::*;
 
@@ -131,7 +131,7 @@ fn a_customer_message_is_received_in_every_conversation_phase() {
 fn a_customer_message_may_be_media_or_a_location() {
     let photo = MessageBody::Media(Media {
         kind: MediaKind::Image,
-        object: "media/abc.jpg".to_owned(),
+        object: Personal::from("media/abc.jpg"),
         mime_type: "image/jpeg".to_owned(),
         size_bytes: 1234,
         caption: None,
@@ -311,7 +311,7 @@ fn the_accepting_agent_writes_to_the_customer() {
 fn the_agent_may_send_media() {
     let document = MessageBody::Media(Media {
         kind: MediaKind::Document,
-        object: "media/label.pdf".to_owned(),
+        object: Personal::from("media/label.pdf"),
         mime_type: "application/pdf".to_owned(),
         size_bytes: 99,
         caption: Some("Versandetikett".into()),
@@ -1074,32 +1074,36 @@ fn erasure_scrubs_every_personal_field() {
     assert!(after.erased);
     let customer = after.customer.as_ref().unwrap();
     assert_eq!(customer.channel, Channel::WhatsApp, "not personal; kept");
-    assert_eq!(customer.contact.expose(), "");
-    assert_eq!(customer.display_name, None);
+    assert_eq!(customer.contact.shown(), "[erased]");
+    assert!(customer.display_name.iter().all(Personal::is_erased));
     let details = after.details.as_ref().unwrap();
     assert_eq!(details.product, "ThinkPad X1", "not personal; kept");
-    assert_eq!(details.serial_number.expose(), "");
-    assert_eq!(details.problem.expose(), "");
+    assert_eq!(details.serial_number.read(), Err(Erased));
+    assert_eq!(details.problem.shown(), "[erased]");
     let rating = after.rating.as_ref().unwrap();
     assert_eq!(rating.score, 5, "not personal; kept");
-    assert_eq!(rating.comment, None);
+    assert_eq!(rating.comment, Some(Personal::erased()));
     // Nothing else changes but the flag and the counter.
     let scrubbed = Ticket {
         erased: true,
         events: before.events + 1,
         customer: Some(Customer {
-            contact: Personal::default(),
-            display_name: None,
+            contact: Personal::erased(),
+            display_name: before
+                .customer
+                .as_ref()
+                .and_then(|c| c.display_name.as_ref())
+                .map(|_| Personal::erased()),
             ..before.customer.clone().unwrap()
         }),
         details: Some(Details {
-            serial_number: Personal::default(),
-            problem: Personal::default(),
-            location: Personal::default(),
+            serial_number: Personal::erased(),
+            problem: Personal::erased(),
+            location: Personal::erased(),
             ..before.details.clone().unwrap()
         }),
         rating: Some(Rating {
-            comment: None,
+            comment: Some(Personal::erased()),
             ..before.rating.clone().unwrap()
         }),
         ..before

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::EventStore;
-use crate::codec::{self, EnvelopeMeta, SCHEMA_VERSION};
+use crate::codec::{self, EnvelopeMeta, SCHEMA_VERSION, Sealer};
 use crate::direct::{self, header_str};
 use crate::error::StoreError;
 
@@ -27,6 +27,9 @@ use crate::error::StoreError;
 pub const EVENT_TYPE_HEADER: &str = "Helpline-Event-Type";
 /// Header naming the command that produced the event.
 pub const COMMAND_ID_HEADER: &str = "Helpline-Command-Id";
+/// Header on `TicketOpened` naming the customer's pseudonym, so that finding a customer's
+/// tickets (erasure, export, retention) reads headers only.
+pub const CUSTOMER_HEADER: &str = "Helpline-Customer";
 
 const WRONG_LAST_SEQUENCE: u64 = 10071;
 /// An atomic batch whose `Nats-Msg-Id`s were seen within the duplicate window: the server
@@ -136,6 +139,11 @@ impl EventStore {
         }
         let subject = self.layout.ticket_subject(ticket);
         let trace = helpline_telemetry::current_context();
+        let sealer = self.sealer_for(ticket, events).await?;
+        let sealer = sealer.as_ref().map(|(customer, key)| Sealer {
+            customer,
+            key: key.as_ref(),
+        });
         let messages: Vec<(HeaderMap, Bytes)> = events
             .iter()
             .map(|event| {
@@ -148,14 +156,20 @@ impl EventStore {
                     causation_id: command.causation_id.clone(),
                     correlation_id: command.correlation_id.clone(),
                     schema_version: SCHEMA_VERSION,
+                    customer: None,
                 };
+                let payload = codec::encode(&meta, event, sealer)
+                    .map_err(|e| StoreError::Rejected(format!("{}: {e}", event.name())))?;
                 let mut headers = HeaderMap::new();
                 headers.insert(EVENT_TYPE_HEADER, event.name());
                 headers.insert(COMMAND_ID_HEADER, command.command_id.to_string().as_str());
+                if let (Event::TicketOpened { .. }, Some(sealer)) = (event, sealer) {
+                    headers.insert(CUSTOMER_HEADER, sealer.customer.as_str());
+                }
                 helpline_telemetry::inject(&trace, &mut headers);
-                (headers, Bytes::from(codec::encode(&meta, event)))
+                Ok((headers, Bytes::from(payload)))
             })
-            .collect();
+            .collect::<Result<_, StoreError>>()?;
 
         // The server would refuse such an event too, but inside an atomic batch its refusal
         // only shows as an incomplete batch, which is also what a server restart mid-batch

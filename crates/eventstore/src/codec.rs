@@ -5,12 +5,13 @@
 //! names the field, so a poison event is dead-lettered with a reason instead of being
 //! folded into a wrong state.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use helpline_domain::{
-    AgentId, Channel, CloseReason, Customer, Details, Event, HandoffReason, Media, MediaKind,
-    MessageBody, MessageId, Personal, QueueId, QuickReply, ReleaseReason, RouteDestination,
-    StoreId, StoreReferral, TicketId,
+    AgentId, Channel, CloseReason, Customer, Details, Erased, Event, HandoffReason, Media,
+    MediaKind, MessageBody, MessageId, Personal, PersonalField, QueueId, QuickReply, ReleaseReason,
+    RouteDestination, StoreId, StoreReferral, TicketId,
 };
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::event_envelope::Event as EventProto;
@@ -18,6 +19,8 @@ use helpline_proto::v1::message_body::Content;
 use helpline_proto::v1::ticket_routed::Destination;
 use prost::Message;
 use uuid::Uuid;
+
+use crate::seal::{CustomerId, DataKey, FieldPlace};
 
 /// The current envelope schema version, written into every new envelope.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -34,6 +37,8 @@ pub struct EnvelopeMeta {
     pub causation_id: String,
     pub correlation_id: String,
     pub schema_version: u32,
+    /// The customer whose key sealed the event's personal fields; `None` when it has none.
+    pub customer: Option<CustomerId>,
 }
 
 /// Why bytes could not be read as an event.
@@ -45,14 +50,86 @@ pub enum CodecError {
     Missing { field: &'static str },
     #[error("envelope field {field} is invalid: {reason}")]
     Invalid { field: &'static str, reason: String },
+    #[error("personal field {field} has a value but no customer key to seal it")]
+    Unsealed { field: &'static str },
 }
 
-/// Encodes one event and its envelope as a protobuf `EventEnvelope`.
+/// The customer and key that seal an event's personal fields on [`encode`].
+#[derive(Clone, Copy, Debug)]
+pub struct Sealer<'a> {
+    pub customer: &'a CustomerId,
+    pub key: &'a DataKey,
+}
+
+/// Encodes one event and its envelope as a protobuf `EventEnvelope`, its personal fields
+/// sealed by `sealer` into `EventEnvelope.personal` and blanked in the event itself.
 ///
-/// `TicketOpened.ticket` is not written separately: the envelope's `ticket_id` carries it,
-/// so it is taken from `meta.ticket`.
-pub fn encode(meta: &EnvelopeMeta, event: &Event) -> Vec<u8> {
+/// An event with a personal value and no sealer is refused: nothing personal is ever
+/// written in plaintext. `TicketOpened.ticket` is not written separately: the envelope's
+/// `ticket_id` carries it, so it is taken from `meta.ticket`.
+pub fn encode(
+    meta: &EnvelopeMeta,
+    event: &Event,
+    sealer: Option<Sealer<'_>>,
+) -> Result<Vec<u8>, CodecError> {
+    let mut blanked = event.clone();
+    let mut personal = HashMap::new();
+    let event_id = uuid_to_proto(meta.event_id);
+    let mut unsealed = None;
+    blanked.personal_fields_mut(|field, value| {
+        let Some(plain) = take_plain(value) else {
+            return;
+        };
+        match sealer {
+            Some(sealer) => {
+                let place = FieldPlace {
+                    record: &event_id,
+                    field,
+                    customer: sealer.customer,
+                };
+                personal.insert(field.to_owned(), sealer.key.seal(&place, plain.as_bytes()));
+            }
+            None => unsealed = unsealed.or(Some(field)),
+        }
+    });
+    if let Some(field) = unsealed {
+        return Err(CodecError::Unsealed { field });
+    }
+    let customer_id = match (sealer, personal.is_empty()) {
+        (Some(sealer), false) => sealer.customer.as_str().to_owned(),
+        _ => String::new(),
+    };
     let envelope = pb::EventEnvelope {
+        event_id,
+        ticket_id: uuid_to_proto(meta.ticket.0),
+        region: meta.region.clone(),
+        occurred_at: Some(prost_types::Timestamp::from(meta.occurred_at)),
+        command_id: uuid_to_proto(meta.command_id),
+        causation_id: meta.causation_id.clone(),
+        correlation_id: meta.correlation_id.clone(),
+        schema_version: meta.schema_version,
+        customer_id,
+        personal,
+        event: Some(event_to_proto(&blanked)),
+    };
+    Ok(envelope.encode_to_vec())
+}
+
+/// The event as the gRPC APIs show it: a plain `EventEnvelope` with its personal fields
+/// in place (opened by [`EventStore::decode`](crate::EventStore::decode)), erased ones
+/// as `[erased]`. Never stored: only for answers to authorised callers.
+pub fn to_api(meta: &EnvelopeMeta, event: &Event) -> pb::EventEnvelope {
+    let mut shown = event.clone();
+    shown.personal_fields_mut(|_, value| match value {
+        PersonalField::Text(text) if text.is_erased() => {
+            *text = Personal::new(Erased::SHOWN.to_owned())
+        }
+        PersonalField::OptionalText(Some(text)) if text.is_erased() => {
+            *text = Personal::new(Erased::SHOWN.to_owned())
+        }
+        _ => {}
+    });
+    pb::EventEnvelope {
         event_id: uuid_to_proto(meta.event_id),
         ticket_id: uuid_to_proto(meta.ticket.0),
         region: meta.region.clone(),
@@ -61,30 +138,145 @@ pub fn encode(meta: &EnvelopeMeta, event: &Event) -> Vec<u8> {
         causation_id: meta.causation_id.clone(),
         correlation_id: meta.correlation_id.clone(),
         schema_version: meta.schema_version,
-        event: Some(event_to_proto(event)),
-    };
-    envelope.encode_to_vec()
+        customer_id: meta
+            .customer
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        personal: HashMap::new(),
+        event: Some(event_to_proto(&shown)),
+    }
 }
 
-/// Decodes a protobuf `EventEnvelope`, refusing anything [`encode`] could not have written.
-///
-/// Free-text fields are taken as they are; ids, timestamps, enums and nested messages are
-/// checked, and the error names the first field that is missing or invalid.
-pub fn decode(bytes: &[u8]) -> Result<(EnvelopeMeta, Event), CodecError> {
+/// Decodes a protobuf `EventEnvelope`, opening its personal fields with `key` (the key of
+/// [`Parsed::customer`]); see [`parse`] and [`Parsed::open`].
+pub fn decode(bytes: &[u8], key: Option<&DataKey>) -> Result<(EnvelopeMeta, Event), CodecError> {
+    parse(bytes)?.open(key)
+}
+
+/// An envelope read from bytes whose personal fields are still sealed.
+#[derive(Debug)]
+pub struct Parsed {
+    envelope: pb::EventEnvelope,
+    customer: Option<CustomerId>,
+}
+
+/// Reads the envelope; [`Parsed::customer`] then says whose key opens it.
+pub fn parse(bytes: &[u8]) -> Result<Parsed, CodecError> {
     let envelope = pb::EventEnvelope::decode(bytes)?;
-    let ticket = TicketId(uuid_from_proto(&envelope.ticket_id, "ticket_id")?);
-    let meta = EnvelopeMeta {
-        event_id: uuid_from_proto(&envelope.event_id, "event_id")?,
-        ticket,
-        region: envelope.region,
-        occurred_at: time_from_proto(envelope.occurred_at)?,
-        command_id: uuid_from_proto(&envelope.command_id, "command_id")?,
-        causation_id: envelope.causation_id,
-        correlation_id: envelope.correlation_id,
-        schema_version: envelope.schema_version,
+    let customer = match envelope.customer_id.as_str() {
+        "" if envelope.personal.is_empty() => None,
+        text => Some(CustomerId::parse(text).ok_or_else(|| CodecError::Invalid {
+            field: "customer_id",
+            reason: "not a customer pseudonym".to_owned(),
+        })?),
     };
-    let event = required(envelope.event, "event")?;
-    Ok((meta, event_from_proto(ticket, event)?))
+    Ok(Parsed { envelope, customer })
+}
+
+impl Parsed {
+    /// The customer whose data key seals this event's personal fields, if it has any.
+    pub fn customer(&self) -> Option<&CustomerId> {
+        self.customer.as_ref()
+    }
+
+    /// The event with its personal fields opened by `key`. Without the key (erased), or
+    /// with a key that does not open them (erased, then a new key made), each sealed field
+    /// reads as [`Personal::erased`], so replay never fails because of an erasure.
+    ///
+    /// Free-text fields are taken as they are; ids, timestamps, enums and nested messages
+    /// are checked, and the error names the first field that is missing or invalid.
+    pub fn open(self, key: Option<&DataKey>) -> Result<(EnvelopeMeta, Event), CodecError> {
+        let Parsed {
+            mut envelope,
+            customer,
+        } = self;
+        let ticket = TicketId(uuid_from_proto(&envelope.ticket_id, "ticket_id")?);
+        let personal = std::mem::take(&mut envelope.personal);
+        let event_id = uuid_from_proto(&envelope.event_id, "event_id")?;
+        let meta = EnvelopeMeta {
+            event_id,
+            ticket,
+            region: envelope.region,
+            occurred_at: time_from_proto(envelope.occurred_at)?,
+            command_id: uuid_from_proto(&envelope.command_id, "command_id")?,
+            causation_id: envelope.causation_id,
+            correlation_id: envelope.correlation_id,
+            schema_version: envelope.schema_version,
+            customer,
+        };
+        let event = required(envelope.event, "event")?;
+        let mut event = event_from_proto(ticket, event)?;
+        if let Some(customer) = &meta.customer {
+            let record = envelope.event_id;
+            let mut malformed = None;
+            event.personal_fields_mut(|field, value| {
+                let Some(sealed) = personal.get(field) else {
+                    return;
+                };
+                let place = FieldPlace {
+                    record: &record,
+                    field,
+                    customer,
+                };
+                let plain = key.and_then(|key| key.open(&place, sealed).ok());
+                if let Err(reason) = put_plain(value, plain) {
+                    malformed = malformed.or(Some((field, reason)));
+                }
+            });
+            if let Some((field, reason)) = malformed {
+                return Err(CodecError::Invalid {
+                    field,
+                    reason: reason.to_owned(),
+                });
+            }
+        }
+        Ok((meta, event))
+    }
+}
+
+/// Takes a personal value out for sealing, leaving it blank; `None` when there is nothing
+/// personal in it (an empty text, an absent option).
+fn take_plain(value: PersonalField<'_>) -> Option<String> {
+    match value {
+        PersonalField::Text(text) if text.expose().is_empty() => None,
+        PersonalField::Text(text) => Some(std::mem::take(text).into_inner()),
+        PersonalField::OptionalText(text) => {
+            let plain = text.as_ref()?.expose().clone();
+            *text = Some(Personal::default());
+            Some(plain)
+        }
+        PersonalField::Coordinates(at) => {
+            let (latitude, longitude) = *at.expose();
+            *at = Personal::default();
+            Some(format!("{latitude},{longitude}"))
+        }
+    }
+}
+
+/// Puts an opened value back into its field, or marks it erased when it did not open.
+fn put_plain(value: PersonalField<'_>, plain: Option<Vec<u8>>) -> Result<(), &'static str> {
+    let Some(plain) = plain else {
+        match value {
+            PersonalField::Text(text) => *text = Personal::erased(),
+            PersonalField::OptionalText(text) => *text = Some(Personal::erased()),
+            PersonalField::Coordinates(at) => *at = Personal::erased(),
+        }
+        return Ok(());
+    };
+    let plain = String::from_utf8(plain).map_err(|_| "sealed text is not UTF-8")?;
+    match value {
+        PersonalField::Text(text) => *text = Personal::new(plain),
+        PersonalField::OptionalText(text) => *text = Some(Personal::new(plain)),
+        PersonalField::Coordinates(at) => {
+            let parsed = plain
+                .split_once(',')
+                .and_then(|(lat, lon)| Some((lat.parse().ok()?, lon.parse().ok()?)))
+                .ok_or("sealed coordinates are not \"latitude,longitude\"")?;
+            *at = Personal::new(parsed);
+        }
+    }
+    Ok(())
 }
 
 /// The names of a message body's fields inside one event, for errors.
@@ -398,7 +590,7 @@ fn body_to_proto(body: &MessageBody) -> pb::MessageBody {
         MessageBody::Text(text) => Content::Text(text.expose().clone()),
         MessageBody::Media(media) => Content::Media(pb::Media {
             kind: media_kind_to_proto(media.kind).into(),
-            object: media.object.clone(),
+            object: media.object.expose().clone(),
             mime_type: media.mime_type.clone(),
             size_bytes: media.size_bytes,
             caption: optional_personal_to_proto(&media.caption),
@@ -425,7 +617,7 @@ fn body_from_proto(
             Content::Text(text) => MessageBody::Text(Personal::new(text)),
             Content::Media(media) => MessageBody::Media(Media {
                 kind: media_kind_from_proto(media.kind, fields.media_kind)?,
-                object: media.object,
+                object: Personal::new(media.object),
                 mime_type: media.mime_type,
                 size_bytes: media.size_bytes,
                 caption: optional_personal_from_proto(media.caption),
@@ -641,7 +833,30 @@ mod tests {
             causation_id: "wamid.HBgLNDkxNTE".into(),
             correlation_id: "0192f0c1-3b1f-7000-8000-000000000001".into(),
             schema_version: SCHEMA_VERSION,
+            customer: None,
         }
+    }
+
+    /// One customer's key, shared by a test's encode and decode.
+    static KEY: std::sync::LazyLock<(CustomerId, DataKey)> = std::sync::LazyLock::new(|| {
+        let customer =
+            crate::seal::MasterKey::development().customer_id(Channel::WhatsApp, "+4915112345678");
+        (customer, DataKey::generate())
+    });
+
+    fn sealer() -> Option<Sealer<'static>> {
+        Some(Sealer {
+            customer: &KEY.0,
+            key: &KEY.1,
+        })
+    }
+
+    fn key() -> Option<&'static DataKey> {
+        Some(&KEY.1)
+    }
+
+    fn sealed(meta: &EnvelopeMeta, event: &Event) -> Vec<u8> {
+        encode(meta, event, sealer()).expect("encode with a key")
     }
 
     fn customer(channel: Channel) -> Customer {
@@ -846,8 +1061,18 @@ mod tests {
 
     #[track_caller]
     fn check_round_trip(meta: &EnvelopeMeta, event: &Event) {
-        let decoded = decode(&encode(meta, event)).expect("decode what encode wrote");
-        assert_eq!(decoded, (meta.clone(), event.clone()), "{}", event.name());
+        let bytes = sealed(meta, event);
+        let personal = !pb::EventEnvelope::decode(&bytes[..])
+            .unwrap()
+            .personal
+            .is_empty();
+        let (decoded_meta, decoded) = decode(&bytes, key()).expect("decode what encode wrote");
+        assert_eq!(&decoded, event, "{}", event.name());
+        let expected = EnvelopeMeta {
+            customer: personal.then(|| KEY.0.clone()),
+            ..meta.clone()
+        };
+        assert_eq!(decoded_meta, expected, "{}", event.name());
     }
 
     /// The envelope of an example event, to be broken by a test.
@@ -857,7 +1082,7 @@ mod tests {
             customer: customer(Channel::WhatsApp),
             language: "de".into(),
         };
-        pb::EventEnvelope::decode(&encode(&meta(), &event)[..]).unwrap()
+        pb::EventEnvelope::decode(&sealed(&meta(), &event)[..]).unwrap()
     }
 
     fn with_event(event: EventProto) -> pb::EventEnvelope {
@@ -869,7 +1094,7 @@ mod tests {
 
     #[track_caller]
     fn check_missing(envelope: pb::EventEnvelope, expected: &str) {
-        match decode(&envelope.encode_to_vec()) {
+        match decode(&envelope.encode_to_vec(), key()) {
             Err(CodecError::Missing { field }) => assert_eq!(field, expected),
             other => panic!("expected {expected} to be missing, got {other:?}"),
         }
@@ -877,7 +1102,7 @@ mod tests {
 
     #[track_caller]
     fn check_invalid(envelope: pb::EventEnvelope, expected: &str) {
-        match decode(&envelope.encode_to_vec()) {
+        match decode(&envelope.encode_to_vec(), key()) {
             Err(CodecError::Invalid { field, .. }) => assert_eq!(field, expected),
             other => panic!("expected {expected} to be invalid, got {other:?}"),
         }
@@ -928,31 +1153,111 @@ mod tests {
             customer: customer(Channel::Telegram),
             language: "de".into(),
         };
-        let (_, decoded) = decode(&encode(&meta(), &event)).unwrap();
+        let (_, decoded) = decode(&sealed(&meta(), &event), key()).unwrap();
         assert!(matches!(decoded, Event::TicketOpened { ticket, .. } if ticket.0 == TICKET));
     }
 
     #[test]
     fn empty_optional_text_reads_as_none() {
         let mut envelope = envelope();
-        if let Some(EventProto::TicketOpened(opened)) = &mut envelope.event {
-            opened.customer.as_mut().unwrap().display_name.clear();
-        }
-        let (_, event) = decode(&envelope.encode_to_vec()).unwrap();
+        envelope.personal.remove("customer.display_name");
+        let (_, event) = decode(&envelope.encode_to_vec(), key()).unwrap();
         assert!(
             matches!(event, Event::TicketOpened { customer, .. } if customer.display_name.is_none())
         );
     }
 
     #[test]
+    fn no_personal_value_is_written_in_plaintext() {
+        let secrets = [
+            "+4915112345678",
+            "Erika Mustermann",
+            "my laptop does not start",
+            "the crack",
+            "photo.jpg",
+            "52.52",
+        ];
+        for event in every_event() {
+            let bytes = sealed(&meta(), &event);
+            for secret in secrets {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{} carries {secret:?} in plaintext",
+                    event.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_personal_value_without_a_key_is_refused() {
+        let event = Event::AgentNoteAdded {
+            agent: AgentId("anna".into()),
+            text: "call back after 5".into(),
+        };
+        assert!(matches!(
+            encode(&meta(), &event, None),
+            Err(CodecError::Unsealed { field: "text" })
+        ));
+        let nothing_personal = Event::TicketQueued {
+            queue: QueueId("de-laptops".into()),
+        };
+        assert!(encode(&meta(), &nothing_personal, None).is_ok());
+    }
+
+    #[test]
+    fn without_its_key_every_personal_field_reads_as_erased_and_nothing_else_changes() {
+        for event in every_event() {
+            let (_, erased) = decode(&sealed(&meta(), &event), None).unwrap();
+            assert_eq!(erased.name(), event.name());
+            let mut expected = event.clone();
+            expected.personal_fields_mut(|_, value| match value {
+                PersonalField::Text(text) if !text.expose().is_empty() => {
+                    *text = Personal::erased()
+                }
+                PersonalField::OptionalText(text) if text.is_some() => {
+                    *text = Some(Personal::erased())
+                }
+                PersonalField::Coordinates(at) => *at = Personal::erased(),
+                _ => {}
+            });
+            assert_eq!(erased, expected, "{}", event.name());
+            let other_key = DataKey::generate();
+            let (_, with_another_key) = decode(&sealed(&meta(), &event), Some(&other_key)).unwrap();
+            assert_eq!(with_another_key, expected, "{}", event.name());
+        }
+    }
+
+    #[test]
+    fn a_sealed_field_moved_to_another_event_does_not_open() {
+        let text = |t: &str| Event::CustomerMessageReceived {
+            message: MESSAGE,
+            provider_message_id: "wamid.1".into(),
+            body: MessageBody::Text(t.into()),
+        };
+        let original = pb::EventEnvelope::decode(&sealed(&meta(), &text("secret"))[..]).unwrap();
+        let other_meta = EnvelopeMeta {
+            event_id: Uuid::from_u128(7),
+            ..meta()
+        };
+        let mut forged = pb::EventEnvelope::decode(&sealed(&other_meta, &text("x"))[..]).unwrap();
+        forged.personal = original.personal;
+        let (_, event) = decode(&forged.encode_to_vec(), key()).unwrap();
+        assert!(matches!(
+            event,
+            Event::CustomerMessageReceived { body: MessageBody::Text(t), .. } if t.is_erased()
+        ));
+    }
+
+    #[test]
     fn rejects_garbage() {
         assert!(matches!(
-            decode(b"\xff\xff\xff\xff"),
+            decode(b"\xff\xff\xff\xff", key()),
             Err(CodecError::Protobuf(_))
         ));
         let bytes = envelope().encode_to_vec();
         assert!(matches!(
-            decode(&bytes[..bytes.len() - 1]),
+            decode(&bytes[..bytes.len() - 1], key()),
             Err(CodecError::Protobuf(_))
         ));
     }
@@ -1142,7 +1447,7 @@ mod tests {
     proptest! {
         #[test]
         fn decode_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode(&bytes);
+            let _ = decode(&bytes, key());
         }
 
         /// Random bytes rarely get past the first tag; damaging real envelopes reaches the
@@ -1153,12 +1458,12 @@ mod tests {
             damage in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
         ) {
             let events = every_event();
-            let mut bytes = encode(&meta(), index.get(&events));
+            let mut bytes = sealed(&meta(), index.get(&events));
             for (at, byte) in damage {
                 let at = at.index(bytes.len());
                 bytes[at] = byte;
             }
-            let _ = decode(&bytes);
+            let _ = decode(&bytes, key());
         }
     }
 }

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use crate::seal::MasterKey;
+
 /// How the event store is set up and behaves. Defaults suit `helpline dev` and tests;
 /// production raises `replicas` to 3.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +26,9 @@ pub struct StoreConfig {
     pub snapshot_every: u64,
     /// How long one request to the server may take.
     pub request_timeout: Duration,
+    /// Wraps the customers' data keys. The default is the public development key;
+    /// deployments set their own from a secret.
+    pub master_key: MasterKey,
 }
 
 impl StoreConfig {
@@ -48,6 +53,7 @@ impl Default for StoreConfig {
             max_ack_pending: 1000,
             snapshot_every: 32,
             request_timeout: Duration::from_secs(5),
+            master_key: MasterKey::development(),
         }
     }
 }

@@ -30,6 +30,9 @@ pub enum StoreError {
 
     #[error("{what} does not exist ({reason}); run `helpline ensure` first")]
     Missing { what: String, reason: String },
+
+    #[error("customer key unusable: {0}; is the region's master key the one it was made with?")]
+    Key(String),
 }
 
 impl StoreError {

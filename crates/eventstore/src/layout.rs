@@ -1,8 +1,9 @@
 //! Names of the region's streams, subjects and buckets (DESIGN §4).
 
-use helpline_domain::TicketId;
+use helpline_domain::{Channel, TicketId};
 
 use crate::error::StoreError;
+use crate::seal::CustomerId;
 
 /// The JetStream layout of one region.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +89,12 @@ impl Layout {
     /// KV: channel contact → the customer's open ticket.
     pub fn contacts_bucket(&self) -> String {
         format!("helpline-{}-contacts", self.region)
+    }
+
+    /// `<channel>.<customer pseudonym>`: the customer's key in the contacts bucket; never
+    /// the contact itself.
+    pub fn contact_key(&self, channel: Channel, customer: &CustomerId) -> String {
+        format!("{}.{customer}", channel.as_str())
     }
 
     /// KV: ticket → snapshot (state and last applied sequence).

@@ -9,7 +9,10 @@
 //! - [`EventStore::subscribe`] runs a handler over a durable pull consumer, with retries and
 //!   a dead-letter subject for poison events ([`subscribe`]).
 //! - [`EventStore::react`] appends a service's answer to an event exactly once ([`react`]).
-//! - [`codec`] converts domain events to and from the `helpline.v1.EventEnvelope` contract.
+//! - [`codec`] converts domain events to and from the `helpline.v1.EventEnvelope` contract;
+//!   [`seal`] seals their personal fields under a data key per customer, which the key
+//!   bucket holds wrapped by the region's master key; [`EventStore::erase_customer_key`]
+//!   purges one, after which the customer's fields read as erased.
 //!
 //! **Invariants.**
 //! - Every append carries `Nats-Expected-Last-Subject-Sequence`; a retry of the same command
@@ -20,33 +23,43 @@
 //!   handler cannot take is parked on the dead-letter subject with the reason, never
 //!   dropped, and never blocks the events behind it.
 //! - Nothing here panics on bytes read from the network.
+//! - No personal value is ever written in plaintext: an event's personal fields are sealed
+//!   before it is published, and snapshots are sealed whole. A data key never leaves the
+//!   process unwrapped, and never appears in a subject, header, log line or metric.
 
 #![forbid(unsafe_code)]
 
 pub mod append;
 pub mod codec;
 mod config;
+mod customers;
 mod direct;
 mod error;
+mod keys;
 pub mod layout;
 pub mod load;
 pub mod react;
+pub mod seal;
 pub mod subscribe;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream;
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use helpline_domain::TicketId;
 use tokio::sync::Semaphore;
 
 pub use append::{Appended, CommandMeta};
 pub use codec::{EnvelopeMeta, SCHEMA_VERSION};
 pub use config::StoreConfig;
+pub use customers::DecodeError;
 pub use error::StoreError;
 pub use layout::Layout;
 pub use load::LoadedTicket;
 pub use react::{Cause, Reacted, reaction_id};
+pub use seal::{CustomerId, MasterKey};
 pub use subscribe::{HandlerError, StoredEvent, Subscription};
 
 /// A region's event store: one connection, the stream and the buckets.
@@ -57,6 +70,9 @@ pub struct EventStore {
     layout: Layout,
     config: StoreConfig,
     snapshots: kv::Store,
+    keys: Arc<keys::CustomerKeys>,
+    /// Ticket → customer, so an append to a known ticket finds its key without a read.
+    customers: Arc<Mutex<HashMap<TicketId, CustomerId>>>,
     /// This process's share of the stream's in-flight atomic batches (the server allows
     /// 50 per stream; beyond that it refuses them).
     batches: Arc<Semaphore>,
@@ -106,12 +122,19 @@ impl EventStore {
             .get_key_value(layout.snapshots_bucket())
             .await
             .map_err(|e| StoreError::missing(layout.snapshots_bucket(), e))?;
+        let keys = js
+            .get_key_value(layout.customer_keys_bucket())
+            .await
+            .map_err(|e| StoreError::missing(layout.customer_keys_bucket(), e))?;
+        let keys = Arc::new(keys::CustomerKeys::new(keys, config.master_key.clone()));
         Ok(Self {
             client,
             js,
             layout,
             config,
             snapshots,
+            keys,
+            customers: Arc::default(),
             batches: Arc::new(Semaphore::new(MAX_INFLIGHT_BATCHES)),
         })
     }

@@ -7,12 +7,14 @@ use helpline_domain::{Ticket, TicketId, evolve};
 use serde::{Deserialize, Serialize};
 
 use crate::EventStore;
-use crate::codec;
+use crate::customers::DecodeError;
 use crate::direct;
 use crate::error::StoreError;
+use crate::seal::{CustomerId, FieldPlace};
 
 /// Bump when `Ticket`'s serialized shape changes; older snapshots are then ignored.
-const SNAPSHOT_SCHEMA: u32 = 2;
+/// 3: personal values may be erased, and a ticket with a customer is sealed whole.
+const SNAPSHOT_SCHEMA: u32 = 3;
 
 /// A ticket's state and the version it was folded up to.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -21,13 +23,36 @@ pub struct LoadedTicket {
     /// The stream sequence of the ticket's last event; 0 when it has none. Pass it as
     /// `expected_version` to the next append.
     pub version: u64,
+    /// The customer whose key seals the ticket's personal data, once an event named them.
+    pub customer: Option<CustomerId>,
 }
 
+/// A snapshot in the KV bucket. A ticket with a customer is stored sealed under the
+/// customer's key, so that erasing the key also erases the snapshot's copy.
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
     schema: u32,
     version: u64,
-    ticket: Ticket,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    customer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed: Option<SealedTicket>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ticket: Option<Ticket>,
+}
+
+/// A `Ticket` as JSON, sealed (`helpline.v1.Sealed` in hex).
+#[derive(Serialize, Deserialize)]
+struct SealedTicket {
+    key_id: u32,
+    nonce: String,
+    ciphertext: String,
+}
+
+const SNAPSHOT_FIELD: &str = "ticket";
+
+fn snapshot_record(id: TicketId) -> String {
+    format!("snapshot:{}", id.0)
 }
 
 impl EventStore {
@@ -64,12 +89,10 @@ impl EventStore {
         loaded: &LoadedTicket,
     ) -> Result<(), StoreError> {
         let key = id.0.to_string();
-        let value = serde_json::to_vec(&Snapshot {
-            schema: SNAPSHOT_SCHEMA,
-            version: loaded.version,
-            ticket: loaded.ticket.clone(),
-        })
-        .map_err(StoreError::unavailable)?;
+        let Some(snapshot) = self.seal_snapshot(id, loaded).await? else {
+            return Ok(());
+        };
+        let value = serde_json::to_vec(&snapshot).map_err(StoreError::unavailable)?;
         let current = self
             .snapshots
             .entry(key.clone())
@@ -102,14 +125,98 @@ impl EventStore {
         Ok(())
     }
 
+    /// Removes the ticket's snapshot and its history (erasure); the next load folds the
+    /// log.
+    pub async fn delete_snapshot(&self, id: TicketId) -> Result<(), StoreError> {
+        self.snapshots
+            .purge(id.0.to_string())
+            .await
+            .map_err(StoreError::unavailable)
+    }
+
+    /// The snapshot to store: sealed when the ticket has a customer; `None` when their
+    /// key is gone (erased), since there is nothing it could be sealed under.
+    async fn seal_snapshot(
+        &self,
+        id: TicketId,
+        loaded: &LoadedTicket,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let mut snapshot = Snapshot {
+            schema: SNAPSHOT_SCHEMA,
+            version: loaded.version,
+            customer: None,
+            sealed: None,
+            ticket: None,
+        };
+        let Some(customer) = &loaded.customer else {
+            snapshot.ticket = Some(loaded.ticket.clone());
+            return Ok(Some(snapshot));
+        };
+        let Some(key) = self.keys.get(customer).await? else {
+            return Ok(None);
+        };
+        let plain = zeroize::Zeroizing::new(
+            serde_json::to_vec(&loaded.ticket).map_err(StoreError::unavailable)?,
+        );
+        let record = snapshot_record(id);
+        let place = FieldPlace {
+            record: &record,
+            field: SNAPSHOT_FIELD,
+            customer,
+        };
+        let sealed = key.seal(&place, &plain);
+        snapshot.customer = Some(customer.to_string());
+        snapshot.sealed = Some(SealedTicket {
+            key_id: sealed.key_id,
+            nonce: hex::encode(sealed.nonce),
+            ciphertext: hex::encode(sealed.ciphertext),
+        });
+        Ok(Some(snapshot))
+    }
+
+    /// The snapshot's ticket, opened; `None` when it cannot be (erased key, old schema).
+    async fn open_snapshot(&self, id: TicketId, snapshot: Snapshot) -> Option<LoadedTicket> {
+        if snapshot.schema != SNAPSHOT_SCHEMA {
+            return None;
+        }
+        let (customer, ticket) = match (snapshot.customer, snapshot.sealed, snapshot.ticket) {
+            (None, None, Some(ticket)) => (None, ticket),
+            (Some(customer), Some(sealed), None) => {
+                let customer = CustomerId::parse(&customer)?;
+                let key = match self.keys.get(&customer).await {
+                    Ok(key) => key?,
+                    Err(e) => {
+                        tracing::warn!(ticket = %id, error = %e, "snapshot key unavailable, folding from the log");
+                        return None;
+                    }
+                };
+                let sealed = helpline_proto::v1::Sealed {
+                    key_id: sealed.key_id,
+                    nonce: hex::decode(sealed.nonce).ok()?,
+                    ciphertext: hex::decode(sealed.ciphertext).ok()?,
+                };
+                let record = snapshot_record(id);
+                let place = FieldPlace {
+                    record: &record,
+                    field: SNAPSHOT_FIELD,
+                    customer: &customer,
+                };
+                let plain = zeroize::Zeroizing::new(key.open(&place, &sealed).ok()?);
+                (Some(customer), serde_json::from_slice(&plain).ok()?)
+            }
+            _ => return None,
+        };
+        Some(LoadedTicket {
+            ticket,
+            version: snapshot.version,
+            customer,
+        })
+    }
+
     async fn read_snapshot(&self, id: TicketId) -> LoadedTicket {
         match self.snapshots.entry(id.0.to_string()).await {
             Ok(Some(entry)) => match serde_json::from_slice::<Snapshot>(&entry.value) {
-                Ok(snapshot) if snapshot.schema == SNAPSHOT_SCHEMA => LoadedTicket {
-                    ticket: snapshot.ticket,
-                    version: snapshot.version,
-                },
-                Ok(_) => LoadedTicket::default(),
+                Ok(snapshot) => self.open_snapshot(id, snapshot).await.unwrap_or_default(),
                 Err(e) => {
                     tracing::warn!(ticket = %id, error = %e, "unreadable snapshot ignored");
                     LoadedTicket::default()
@@ -141,11 +248,17 @@ impl EventStore {
         let mut loaded = start;
         let folded = tail.len() as u64;
         for message in tail {
-            let (_, event) = codec::decode(&message.payload).map_err(|e| StoreError::Corrupt {
-                subject: message.subject.clone(),
-                sequence: message.sequence,
-                reason: e.to_string(),
+            let (meta, event) = self.decode(&message.payload).await.map_err(|e| match e {
+                DecodeError::Store(e) => e,
+                DecodeError::Codec(e) => StoreError::Corrupt {
+                    subject: message.subject.clone(),
+                    sequence: message.sequence,
+                    reason: e.to_string(),
+                },
             })?;
+            if meta.customer.is_some() {
+                loaded.customer = meta.customer;
+            }
             loaded.ticket = evolve(loaded.ticket, &event);
             loaded.version = message.sequence;
         }
@@ -178,7 +291,7 @@ mod tests {
         assert_eq!(snapshot.schema, 1);
         assert_ne!(snapshot.schema, SNAPSHOT_SCHEMA);
         assert_eq!(snapshot.version, 42);
-        let ticket = snapshot.ticket;
+        let ticket = snapshot.ticket.unwrap();
         assert_eq!(
             ticket.id,
             Some(TicketId(
@@ -200,10 +313,12 @@ mod tests {
         let json = serde_json::to_vec(&Snapshot {
             schema: SNAPSHOT_SCHEMA,
             version: 1,
-            ticket: ticket.clone(),
+            customer: None,
+            sealed: None,
+            ticket: Some(ticket.clone()),
         })
         .unwrap();
         let snapshot: Snapshot = serde_json::from_slice(&json).unwrap();
-        assert_eq!(snapshot.ticket, ticket);
+        assert_eq!(snapshot.ticket, Some(ticket));
     }
 }

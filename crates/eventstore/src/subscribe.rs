@@ -31,8 +31,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::DecodeError;
 use crate::EventStore;
-use crate::codec::{self, EnvelopeMeta};
+use crate::codec::EnvelopeMeta;
 use crate::error::StoreError;
 
 /// Longest delay between two tries of one event.
@@ -330,12 +331,18 @@ impl Worker {
             self.finish_replay(delivered_sequence, parked).await;
             return;
         }
-        let (meta, event) = match codec::decode(&message.payload) {
+        let (meta, event) = match self.store.decode(&message.payload).await {
             Ok(decoded) => decoded,
-            Err(e) => {
+            Err(DecodeError::Codec(e)) => {
                 let reason = format!("undecodable event: {e}");
                 let parked = self.dead_letter(&message, &position, &reason).await;
                 self.finish_replay(delivered_sequence, parked).await;
+                return;
+            }
+            Err(DecodeError::Store(e)) => {
+                let outcome = Err(HandlerError::Transient(format!("customer key: {e}")));
+                let finished = self.settle(&message, &position, outcome).await;
+                self.finish_replay(delivered_sequence, finished).await;
                 return;
             }
         };

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures::StreamExt;
-use helpline_eventstore::{EventStore, StoredEvent, codec};
+use helpline_eventstore::{DecodeError, EventStore, StoredEvent};
 use tokio_util::sync::CancellationToken;
 
 use crate::csat::CsatProjection;
@@ -89,7 +89,10 @@ impl Csat {
             let message = message.map_err(FeedbackError::unavailable)?;
             let info = message.info().map_err(FeedbackError::unavailable)?;
             let (sequence, pending) = (info.stream_sequence, info.pending);
-            match codec::decode(&message.payload) {
+            match store.decode(&message.payload).await {
+                // Without the customer's key right now the event cannot be applied whole:
+                // follow again from the last applied event.
+                Err(DecodeError::Store(e)) => return Err(FeedbackError::unavailable(e)),
                 Ok((meta, event)) => self.apply(&StoredEvent {
                     subject: message.subject.to_string(),
                     sequence,

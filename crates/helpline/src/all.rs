@@ -45,6 +45,8 @@ pub struct Services {
     pub feedback: bool,
     pub assignment: bool,
     pub query: bool,
+    /// The Privacy API (erasure, export) and the region's retention runs.
+    pub privacy: bool,
 }
 
 impl Services {
@@ -55,6 +57,7 @@ impl Services {
         feedback: true,
         assignment: true,
         query: true,
+        privacy: true,
     };
     pub const NONE: Services = Services {
         ingress: false,
@@ -63,6 +66,7 @@ impl Services {
         feedback: false,
         assignment: false,
         query: false,
+        privacy: false,
     };
 
     /// The durable consumers these services read with, for `/metrics`.
@@ -94,18 +98,15 @@ pub async fn run_until_stopped(
     services: Services,
     on_ready: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> anyhow::Result<()> {
-    // Without its token key the AgentDesk must not start at all, not even half.
-    let agent_desk_key = match services.assignment {
+    // Without its token key neither the AgentDesk nor the Privacy API may start at all,
+    // not even half; without the master key no service can read or write events.
+    let auth_key = match services.assignment || services.privacy {
         true => Some(config.auth.key()?),
         false => None,
     };
+    config.privacy.master_key()?;
     // Pods may start before NATS does: keep trying, and stay unready meanwhile.
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(5))
-        .connect(&config.nats.url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
+    let client = crate::nats::connect_retrying(&config.nats).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn({
         let shutdown = shutdown.clone();
@@ -118,7 +119,7 @@ pub async fn run_until_stopped(
 
     let ops = Ops {
         client: client.clone(),
-        stream: config.store().region.clone(),
+        stream: config.region.clone(),
         consumers: services.consumers(),
         projections: Arc::default(),
     };
@@ -140,9 +141,18 @@ pub async fn run_until_stopped(
     }
     tracing::info!(?services, nats = %config.nats.url, "starting");
 
-    let store = EventStore::ensure(client, config.store())
-        .await
-        .context("cannot set up the event store")?;
+    let store = if config.eventstore.ensure_on_start {
+        EventStore::ensure(client, config.store()?)
+            .await
+            .context("cannot set up the event store")?
+    } else {
+        // Set up by `helpline ensure`, a step of its own with the setup user: services
+        // may not create or change streams.
+        match open_when_set_up(client, config.store()?, &shutdown).await {
+            Some(store) => store,
+            None => return Ok(()),
+        }
+    };
     let region = Arc::new(config.region());
     let flows = Arc::new(
         helpline_bot::flows::Flows::for_region(&region).context("cannot load the bot's flows")?,
@@ -197,7 +207,9 @@ pub async fn run_until_stopped(
                 .context("feedback failed")
         });
     }
-    let assignment = if let Some(key) = agent_desk_key {
+    let assignment = if services.assignment
+        && let Some(key) = auth_key.clone()
+    {
         let assignment = helpline_assignment::Assignment::new(
             store.clone(),
             region.clone(),
@@ -233,13 +245,35 @@ pub async fn run_until_stopped(
                 .context("the query projection failed")
         });
     }
-    if services.routing || services.feedback || services.assignment || services.query {
+    let privacy = match (services.privacy, auth_key) {
+        (true, Some(key)) => {
+            let privacy = helpline_privacy::Privacy::new(store.clone());
+            let (running, shutdown) = (privacy.clone(), shutdown.clone());
+            let (period, every) = (
+                config.privacy.retention(),
+                Duration::from_secs(u64::from(config.privacy.retention_every_hours.max(1)) * 3600),
+            );
+            tasks.spawn(async move {
+                retain(running, period, every, shutdown).await;
+                Ok(())
+            });
+            Some((privacy, key))
+        }
+        _ => None,
+    };
+    if services.routing
+        || services.feedback
+        || services.assignment
+        || services.query
+        || services.privacy
+    {
         let apis = Apis {
             store: store.clone(),
             region: region.clone(),
             csat,
             tickets,
             assignment,
+            privacy,
         };
         serve_grpc(
             &mut tasks,
@@ -268,6 +302,54 @@ pub async fn run_until_stopped(
     }
     tracing::info!("shut down");
     result
+}
+
+/// Runs retention every `every`, the first time a minute after start; a failed run is
+/// logged and tried again at the next.
+async fn retain(
+    privacy: helpline_privacy::Privacy,
+    period: Duration,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut next = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(next) => {}
+        }
+        if let Err(e) = privacy.retention(period).await {
+            tracing::warn!(error = %e, "retention run failed; trying again at the next");
+        }
+        next = every;
+    }
+}
+
+/// Opens the event store once its streams and buckets exist, trying every two seconds;
+/// `None` when the process is stopped first.
+async fn open_when_set_up(
+    client: async_nats::Client,
+    store_config: helpline_eventstore::StoreConfig,
+    shutdown: &CancellationToken,
+) -> Option<EventStore> {
+    const PAUSE: Duration = Duration::from_secs(2);
+    let mut waited = Duration::ZERO;
+    loop {
+        match EventStore::open(client.clone(), store_config.clone()).await {
+            Ok(store) => return Some(store),
+            // Said at once, then every half minute.
+            Err(e) if waited.as_secs().is_multiple_of(30) => tracing::warn!(
+                error = %e,
+                waited_secs = waited.as_secs(),
+                "the event store is not set up yet (`helpline ensure`); waiting"
+            ),
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(PAUSE) => waited += PAUSE,
+        }
+    }
 }
 
 async fn serve_http(
@@ -299,6 +381,8 @@ struct Apis {
         helpline_assignment::Assignment,
         helpline_assignment::AuthKey,
     )>,
+    /// Erasure and export, and the key of admin tokens, when privacy runs here.
+    privacy: Option<(helpline_privacy::Privacy, helpline_assignment::AuthKey)>,
 }
 
 async fn serve_grpc(
@@ -354,6 +438,13 @@ async fn serve_grpc(
                 "helpline.v1.AgentDesk",
                 tonic_health::ServingStatus::Serving,
             )
+            .await;
+        router = router.add_service(service);
+    }
+    if let Some((privacy, key)) = apis.privacy {
+        let service = helpline_privacy::grpc_service(privacy, key, &apis.region);
+        health_reporter
+            .set_service_status("helpline.v1.Privacy", tonic_health::ServingStatus::Serving)
             .await;
         router = router.add_service(service);
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use helpline_assignment::{AssignmentSettings, AuthKey};
-use helpline_eventstore::StoreConfig;
+use helpline_eventstore::{MasterKey, StoreConfig};
 use helpline_ingress::Secret;
 use helpline_ingress::egress::WhatsAppTemplate;
 use helpline_ingress::{ChannelsConfig, IngressConfig};
@@ -48,6 +48,10 @@ pub struct Config {
     /// `[assignment]`: how long offers and offline agents are waited for.
     #[serde(default)]
     pub assignment: AssignmentConfig,
+    /// `[privacy]`: the master key of customers' data keys, and how long closed tickets'
+    /// personal data is kept. Not serialized: it holds a secret.
+    #[serde(default, skip_serializing)]
+    pub privacy: PrivacySettings,
 
     // The region's conversation data (see `helpline_region`): `[locale]`, `[bot]`,
     // `[[products]]`, `[[queues]]`, `[routing]`, `[[stores]]`, `[[places]]`.
@@ -98,6 +102,54 @@ impl AuthSettings {
     }
 }
 
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacySettings {
+    /// The region's master key, 64 hex digits (32 bytes), which wraps every customer's
+    /// data key; `HELPLINE_PRIVACY__MASTER_KEY`, from a secret. Lose it and every personal
+    /// field of the region reads as erased.
+    pub master_key: Option<Secret>,
+    /// Without `master_key`, use the public development key. Set for `helpline dev` and
+    /// runs without a configuration file; a deployment must never set it.
+    pub allow_dev_key: bool,
+    /// Closed tickets older than this lose their customer's personal data (the key is
+    /// purged) unless the customer has an open ticket.
+    pub retention_days: u32,
+    /// How often the privacy service runs retention, in hours.
+    pub retention_every_hours: u32,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        Self {
+            master_key: None,
+            allow_dev_key: false,
+            retention_days: 365,
+            retention_every_hours: 24,
+        }
+    }
+}
+
+impl PrivacySettings {
+    /// The master key: the configured one, or the development key where that is
+    /// allowed; otherwise no service may start, as it could not read or write events.
+    pub fn master_key(&self) -> Result<MasterKey, ConfigError> {
+        match &self.master_key {
+            Some(secret) => MasterKey::from_hex(secret.expose())
+                .map_err(|e| ConfigError::Invalid(format!("privacy.master_key: {e}"))),
+            None if self.allow_dev_key => Ok(MasterKey::development()),
+            None => Err(ConfigError::Invalid(
+                "privacy.master_key is not set (HELPLINE_PRIVACY__MASTER_KEY); customers' data keys need the region's master key"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retention_days) * 24 * 3600)
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AssignmentConfig {
@@ -138,11 +190,61 @@ pub struct OpsConfig {
     pub listen: std::net::SocketAddr,
 }
 
+/// `[nats]`: where and as whom a process connects (`crate::nats::connect`). A deployment
+/// gives every service its own user, whose permissions the server holds
+/// (`deploy/nats/values.yaml`); `helpline dev` runs an open server on loopback.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
-    /// Where the services connect; `helpline dev` starts its own server here.
+    /// Where the services connect; `helpline dev` starts its own server here. `tls://`
+    /// requires TLS.
     pub url: String,
+    /// The NATS user (`HELPLINE_NATS__USER`), with `password`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The user's password, from a secret (`HELPLINE_NATS__PASSWORD`). Not serialized.
+    #[serde(default, skip_serializing)]
+    pub password: Option<Secret>,
+    /// An nkey seed (`SU…`) to sign in with instead of a user and password
+    /// (`HELPLINE_NATS__NKEY_SEED`, from a secret). Not serialized.
+    #[serde(default, skip_serializing)]
+    pub nkey_seed: Option<Secret>,
+    /// A `.creds` file (user JWT and nkey seed) to sign in with instead.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// Where replies to this process's requests arrive; by default `_INBOX.<user>` with a
+    /// user (the only inbox its permissions let it read), else `_INBOX`.
+    #[serde(default)]
+    pub inbox_prefix: Option<String>,
+    /// Refuse a connection that is not TLS (also implied by a `tls://` url or a CA file).
+    #[serde(default)]
+    pub tls_required: bool,
+    /// PEM file of the CA that signed the server's certificate.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM files of this process's client certificate and key, for servers that verify
+    /// clients; both or neither.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            user: None,
+            password: None,
+            nkey_seed: None,
+            credentials_file: None,
+            inbox_prefix: None,
+            tls_required: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -156,6 +258,15 @@ pub struct EventStoreConfig {
     pub max_deliver: i64,
     pub ack_wait_secs: u64,
     pub snapshot_every: u64,
+    /// Create or update the streams and buckets when a service starts. A deployment whose
+    /// services may not manage streams sets it to false and runs `helpline ensure` as a
+    /// separate step (with the setup user); the services then wait until the store exists.
+    #[serde(default = "ensure_on_start")]
+    pub ensure_on_start: bool,
+}
+
+fn ensure_on_start() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -195,9 +306,7 @@ impl Default for Config {
         let store = StoreConfig::default();
         Self {
             region: store.region.clone(),
-            nats: NatsConfig {
-                url: "nats://127.0.0.1:4222".to_owned(),
-            },
+            nats: NatsConfig::default(),
             eventstore: EventStoreConfig {
                 replicas: store.replicas,
                 duplicate_window_secs: store.duplicate_window.as_secs(),
@@ -205,6 +314,7 @@ impl Default for Config {
                 max_deliver: store.max_deliver,
                 ack_wait_secs: store.ack_wait.as_secs(),
                 snapshot_every: store.snapshot_every,
+                ensure_on_start: true,
             },
             ingress: IngressConfig::default(),
             channels: ChannelsConfig::default(),
@@ -224,6 +334,7 @@ impl Default for Config {
             places: Vec::new(),
             agents: Vec::new(),
             auth: AuthSettings::default(),
+            privacy: PrivacySettings::default(),
             assignment: AssignmentConfig::default(),
             dev: DevConfig {
                 data_dir: PathBuf::from(".helpline"),
@@ -325,6 +436,9 @@ impl Config {
                 self.nats.url
             )));
         }
+        if let Some((key, problem)) = crate::nats::problems(&self.nats).into_iter().next() {
+            return Err(ConfigError::Invalid(format!("{key}: {problem}")));
+        }
         let problems = self.region().validate();
         if !problems.is_empty() {
             return Err(ConfigError::Region(problems));
@@ -332,8 +446,9 @@ impl Config {
         Ok(())
     }
 
-    pub fn store(&self) -> StoreConfig {
-        StoreConfig {
+    /// The event store's settings; fails without a usable master key.
+    pub fn store(&self) -> Result<StoreConfig, ConfigError> {
+        Ok(StoreConfig {
             region: self.region.clone(),
             replicas: self.eventstore.replicas,
             duplicate_window: Duration::from_secs(self.eventstore.duplicate_window_secs),
@@ -341,7 +456,8 @@ impl Config {
             max_deliver: self.eventstore.max_deliver,
             ack_wait: Duration::from_secs(self.eventstore.ack_wait_secs),
             snapshot_every: self.eventstore.snapshot_every,
+            master_key: self.privacy.master_key()?,
             ..StoreConfig::default()
-        }
+        })
     }
 }

@@ -77,6 +77,29 @@ fn check_text(text: &str) -> Vec<Finding> {
             message: format!("the bot's flows: {e}"),
         });
     }
+    for (key, message) in crate::nats::problems(&config.nats) {
+        findings.push(Finding {
+            line: locate(text, key),
+            key: key.to_owned(),
+            message,
+        });
+    }
+    // The region file becomes a ConfigMap: NATS secrets come from each service's Secret.
+    for (key, set) in [
+        ("nats.password", config.nats.password.is_some()),
+        ("nats.nkey_seed", config.nats.nkey_seed.is_some()),
+    ] {
+        if set {
+            findings.push(Finding {
+                line: locate(text, key),
+                key: key.to_owned(),
+                message: format!(
+                    "a secret does not belong in the region file; set HELPLINE_{} from the service's Secret",
+                    key.to_ascii_uppercase().replace('.', "__")
+                ),
+            });
+        }
+    }
     if let Err(e) = helpline_eventstore::Layout::new(&config.region) {
         findings.push(Finding {
             line: locate(text, "region"),
@@ -228,6 +251,33 @@ mod tests {
         assert_eq!(findings.len(), 1, "{findings:?}");
         assert_eq!(findings[0].key, "locale.languages");
         assert!(findings[0].message.contains("xx"), "{findings:?}");
+    }
+
+    #[test]
+    fn nats_users_and_tls_are_accepted_but_secrets_are_not() {
+        let nats = "[nats]\nurl = \"tls://nats:4222\"\nuser = \"bot\"\ntls_ca_file = \"/etc/nats-tls/ca.crt\"\n\n[eventstore]\nensure_on_start = false\n";
+        let file = format!("{DEFAULT_REGION_FILE}\n{nats}");
+        let findings = check_text(&file);
+        assert_eq!(
+            findings.iter().map(|f| f.key.as_str()).collect::<Vec<_>>(),
+            ["nats.password"],
+            "a user needs a password: {findings:?}"
+        );
+        let with_password = file.replacen("user = \"bot\"", "user = \"bot\"\npassword = \"pw\"", 1);
+        let findings = check_text(&with_password);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].key, "nats.password");
+        assert_eq!(
+            findings[0].line,
+            with_password
+                .lines()
+                .position(|l| l.starts_with("password"))
+                .map(|i| i + 1)
+        );
+        assert!(
+            findings[0].message.contains("HELPLINE_NATS__PASSWORD"),
+            "{findings:?}"
+        );
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         SystemTime::now(),
     )
     .context("cannot sign the agent's token")?;
-    let store_config = config.store();
+    let store_config = config.store()?;
 
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let services = tokio::spawn(all::run_until_stopped(
@@ -264,7 +264,7 @@ impl Demo {
             let Ok(message) = stream.direct_get(sequence).await else {
                 continue;
             };
-            if let Ok((meta, event)) = helpline_eventstore::codec::decode(&message.payload) {
+            if let Ok((meta, event)) = self.store.decode(&message.payload).await {
                 events.push((meta.occurred_at, meta.ticket, event));
             }
         }

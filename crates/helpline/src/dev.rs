@@ -44,7 +44,7 @@ async fn serve(config: &Config, nats: &NatsServer) -> anyhow::Result<()> {
         .connect()
         .await
         .context("cannot connect to nats-server")?;
-    let store = EventStore::ensure(client, config.store()).await?;
+    let store = EventStore::ensure(client, config.store()?).await?;
     let sim = Arc::new(
         Simulator::start(Default::default())
             .await

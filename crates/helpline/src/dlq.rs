@@ -16,13 +16,16 @@ use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::stream::Stream;
 use clap::Subcommand;
 use futures::StreamExt as _;
+use helpline_domain::Event;
 use helpline_eventstore::subscribe::{
     DEAD_LETTER_CONSUMER_HEADER, DEAD_LETTER_REASON_HEADER, DELIVERIES_HEADER,
     ORIGINAL_SEQUENCE_HEADER, ORIGINAL_SUBJECT_HEADER, REPLAY_OF_HEADER,
 };
-use helpline_eventstore::{EventStore, Layout, StoreConfig, codec};
+use helpline_eventstore::{EnvelopeMeta, EventStore, Layout, StoreConfig};
 use helpline_query::Audience;
 use serde_json::{Value, json};
+
+use crate::config::NatsConfig;
 
 /// The header that names an event's type.
 const EVENT_TYPE_HEADER: &str = "Helpline-Event-Type";
@@ -73,16 +76,24 @@ struct DeadLetter {
     headers: HeaderMap,
     payload: bytes::Bytes,
     time: prost_types::Timestamp,
+    /// The event, opened with its customer's key ([`DeadLetter::open`]): operators
+    /// inspecting a poison event see what the consumer saw.
+    event: Result<(EnvelopeMeta, Event), String>,
+}
+
+impl DeadLetter {
+    async fn open(mut self, store: &EventStore) -> Self {
+        self.event = store.decode(&self.payload).await.map_err(|e| e.to_string());
+        self
+    }
 }
 
 pub async fn run(
     command: DlqCommand,
-    nats_url: &str,
+    nats: &NatsConfig,
     store_config: StoreConfig,
 ) -> anyhow::Result<()> {
-    let client = async_nats::connect(nats_url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {nats_url}"))?;
+    let client = crate::nats::connect(nats).await?;
     let store = EventStore::open(client, store_config).await?;
     let layout = store.layout().clone();
     let stream = store
@@ -92,7 +103,10 @@ pub async fn run(
         .with_context(|| format!("no stream {}", layout.dead_letter_stream()))?;
     match command {
         DlqCommand::List { consumer, json } => {
-            let letters = dead_letters(&stream, &layout, consumer.as_deref()).await?;
+            let mut letters = Vec::new();
+            for letter in dead_letters(&stream, &layout, consumer.as_deref()).await? {
+                letters.push(letter.open(&store).await);
+            }
             if json {
                 let out: Vec<Value> = letters.iter().map(letter_json).collect();
                 println!("{}", serde_json::to_string_pretty(&out)?);
@@ -106,7 +120,7 @@ pub async fn run(
             }
         }
         DlqCommand::Show { seq, json } => {
-            let letter = dead_letter(&stream, &layout, seq).await?;
+            let letter = dead_letter(&stream, &layout, seq).await?.open(&store).await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&letter_json(&letter))?);
             } else {
@@ -266,6 +280,7 @@ async fn dead_letters(
             headers: message.headers.clone().unwrap_or_default(),
             payload: message.payload.clone(),
             time: timestamp(published.unix_timestamp(), published.nanosecond()),
+            event: Err("not opened".to_owned()),
         });
         if left == 0 {
             break;
@@ -290,6 +305,7 @@ async fn dead_letter(stream: &Stream<()>, layout: &Layout, seq: u64) -> anyhow::
         headers: message.headers,
         payload: message.payload,
         time: timestamp(message.time.unix_timestamp(), message.time.nanosecond()),
+        event: Err("not opened".to_owned()),
     })
 }
 
@@ -324,7 +340,7 @@ fn original_position(letter: &DeadLetter) -> (String, String) {
 
 /// The event's type: from the decoded event, else the header, else `undecodable`.
 fn event_type(letter: &DeadLetter) -> String {
-    match codec::decode(&letter.payload) {
+    match &letter.event {
         Ok((_, event)) => event.name().to_owned(),
         Err(_) => match header(&letter.headers, EVENT_TYPE_HEADER) {
             "" => "undecodable".to_owned(),
@@ -358,7 +374,7 @@ fn letter_text(letter: &DeadLetter) -> String {
             out.push_str(&format!("  {name}: {}\n", value.as_str()));
         }
     }
-    match codec::decode(&letter.payload) {
+    match &letter.event {
         Ok((meta, event)) => {
             out.push_str(&format!(
                 "event:\n  type: {}\n  ticket: {}\n  region: {}\n  occurred at: {}\n  event id: {}\n  command id: {}\n  causation id: {}\n  summary: {}\n",
@@ -369,7 +385,7 @@ fn letter_text(letter: &DeadLetter) -> String {
                 meta.event_id,
                 meta.command_id,
                 meta.causation_id,
-                helpline_query::summary::describe(&event, &Audience::operator(), false),
+                helpline_query::summary::describe(event, &Audience::operator(), false),
             ));
         }
         Err(e) => out.push_str(&format!(
@@ -394,7 +410,7 @@ fn letter_json(letter: &DeadLetter) -> Value {
             (name.to_owned(), Value::Array(values))
         })
         .collect();
-    let event = codec::decode(&letter.payload).ok().map(|(meta, event)| {
+    let event = letter.event.as_ref().ok().map(|(meta, event)| {
         json!({
             "type": event.name(),
             "ticket": meta.ticket.to_string(),
@@ -402,7 +418,7 @@ fn letter_json(letter: &DeadLetter) -> Value {
             "occurred_at": prost_types::Timestamp::from(meta.occurred_at).to_string(),
             "event_id": meta.event_id.to_string(),
             "command_id": meta.command_id.to_string(),
-            "summary": helpline_query::summary::describe(&event, &Audience::operator(), false),
+            "summary": helpline_query::summary::describe(event, &Audience::operator(), false),
         })
     });
     json!({

@@ -15,6 +15,8 @@ mod demo;
 mod desk;
 mod dev;
 mod dlq;
+mod nats;
+mod privacy;
 mod rebuild;
 mod tickets;
 
@@ -109,6 +111,12 @@ enum Command {
     Query,
     /// Read tickets through the TicketQuery API: `show ID`, `timeline ID`, `list`.
     Tickets(tickets::TicketsArgs),
+    /// Customers' personal data: `erase` and `export` (through the admin-only Privacy
+    /// API), `retention` (once, now), `serve` (the privacy service).
+    Privacy {
+        #[command(subcommand)]
+        command: privacy::PrivacyCommand,
+    },
     /// Replay the whole log into a fresh projection, with progress on stderr, and print
     /// how long it took.
     Rebuild {
@@ -194,6 +202,7 @@ fn main() -> ExitCode {
         Ok(mut config) => {
             if cli.config.is_none() || matches!(cli.command, Command::Dev { .. }) {
                 config.auth.allow_dev_key = true;
+                config.privacy.allow_dev_key = true;
             }
             config
         }
@@ -312,10 +321,11 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             all::run(config, services).await
         }
         Command::Tickets(args) => tickets::run(args).await,
+        Command::Privacy { command } => privacy::run(config, command).await,
         Command::Rebuild { projection } => {
-            rebuild::run(projection, &config.nats.url, config.store()).await
+            rebuild::run(projection, &config.nats, config.store()?).await
         }
-        Command::Dlq { command } => dlq::run(command, &config.nats.url, config.store()).await,
+        Command::Dlq { command } => dlq::run(command, &config.nats, config.store()?).await,
         Command::Simulate { listen, ingress } => simulate(listen, ingress).await,
         Command::Chat {
             role: ChatRole::Customer { listen, ingress },
@@ -323,15 +333,13 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         Command::Chat {
             role: ChatRole::Agent { agent, grpc },
         } => agent_chat::run(&config, &agent, &grpc).await,
-        Command::Bench(args) => bench::run(args, config.store(), config.region()).await,
+        Command::Bench(args) => bench::run(args, config.store()?, config.region()).await,
         // Handled in `main`, before any configuration is loaded.
         Command::Config { .. } => Ok(()),
         Command::Demo => demo::run(config).await,
         Command::Ensure => {
-            let client = async_nats::connect(&config.nats.url)
-                .await
-                .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
-            let store = EventStore::ensure(client, config.store()).await?;
+            let client = nats::connect(&config.nats).await?;
+            let store = EventStore::ensure(client, config.store()?).await?;
             let layout = store.layout();
             println!(
                 "ensured stream {} and {}, buckets {}",

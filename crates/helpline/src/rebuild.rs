@@ -9,12 +9,13 @@ use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use clap::ValueEnum;
 use helpline_eventstore::{EventStore, StoreConfig};
 use helpline_feedback::csat::CsatProjection;
 use helpline_query::{Progress, Replayed};
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::NatsConfig;
 
 /// The projections a rebuild knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -27,12 +28,10 @@ pub enum ProjectionName {
 
 pub async fn run(
     projection: ProjectionName,
-    nats_url: &str,
+    nats: &NatsConfig,
     store_config: StoreConfig,
 ) -> anyhow::Result<()> {
-    let client = async_nats::connect(nats_url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {nats_url}"))?;
+    let client = crate::nats::connect(nats).await?;
     let store = EventStore::open(client, store_config).await?;
     let name = match projection {
         ProjectionName::Query => "query",

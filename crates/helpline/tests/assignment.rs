@@ -275,7 +275,7 @@ async fn first_ticket(store: &EventStore) -> Option<helpline_domain::TicketId> {
         let Ok(message) = stream.direct_get(sequence).await else {
             continue;
         };
-        if let Ok((meta, _)) = helpline_eventstore::codec::decode(&message.payload) {
+        if let Ok((meta, _)) = store.decode(&message.payload).await {
             return Some(meta.ticket);
         }
     }

@@ -29,7 +29,7 @@ use helpline_domain::{Channel, Event, Ticket, TicketId, fold};
 use helpline_eventstore::subscribe::{
     DEAD_LETTER_CONSUMER_HEADER, DEAD_LETTER_REASON_HEADER, ORIGINAL_SUBJECT_HEADER,
 };
-use helpline_eventstore::{EventStore, StoreConfig, StoredEvent, codec};
+use helpline_eventstore::{EventStore, StoreConfig, StoredEvent};
 use helpline_feedback::csat::{CsatFilter, CsatProjection, Grouping};
 use helpline_proto::v1 as pb;
 use helpline_region::RegionConfig;
@@ -492,7 +492,7 @@ async fn read_log(store: &EventStore) -> Log {
             .await
             .unwrap_or_else(|e| panic!("sequence {sequence}: {e}"));
         let subject = message.subject.to_string();
-        match codec::decode(&message.payload) {
+        match store.decode(&message.payload).await {
             Ok((meta, event)) => {
                 if let Event::TicketOpened { customer, .. } = &event {
                     channels.insert(meta.ticket, customer.channel.as_str());

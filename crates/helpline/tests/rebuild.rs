@@ -12,7 +12,8 @@ use helpline_domain::{
     AgentId, Channel, Customer, Details, Event, HandoffReason, MessageBody, MessageId, Personal,
     QueueId, RouteDestination, TicketId,
 };
-use helpline_eventstore::{EnvelopeMeta, EventStore, SCHEMA_VERSION, StoreConfig, codec};
+use helpline_eventstore::codec::{self, Sealer};
+use helpline_eventstore::{EnvelopeMeta, EventStore, SCHEMA_VERSION, StoreConfig};
 use helpline_query::{LiveProjection, Progress};
 use helpline_testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,9 @@ async fn start() -> (NatsServer, EventStore) {
 }
 
 /// The `n`-th event of a ticket's life, from opening to resolution.
+/// Customers the tickets belong to (each has a data key).
+const CUSTOMERS: usize = 100;
+
 fn event(ticket: TicketId, i: usize, n: usize) -> Event {
     let agent = AgentId::new(format!("agent-{}", i % 17));
     let queue = QueueId::new(["de-laptops", "de-phones", "de-tablets"][i % 3]);
@@ -99,6 +103,16 @@ async fn fill(store: &EventStore) {
     let started = SystemTime::now();
     let tickets: Vec<TicketId> = (0..TICKETS).map(|_| TicketId(Uuid::now_v7())).collect();
     let js = store.jetstream();
+    // Sealed like appended events, under 100 customers' keys, so the rebuild opens them.
+    let mut customers = Vec::new();
+    for c in 0..CUSTOMERS {
+        let customer = store.customer_id(Channel::WhatsApp, &format!("+49151{c:08}"));
+        let key = store
+            .customer_key(&customer)
+            .await
+            .unwrap_or_else(|e| panic!("customer key: {e}"));
+        customers.push((customer, key));
+    }
     let mut in_flight = FuturesUnordered::new();
     for n in 0..EVENTS_PER_TICKET {
         for (i, &ticket) in tickets.iter().enumerate() {
@@ -111,8 +125,13 @@ async fn fill(store: &EventStore) {
                 causation_id: String::new(),
                 correlation_id: String::new(),
                 schema_version: SCHEMA_VERSION,
+                customer: None,
             };
-            let payload = Bytes::from(codec::encode(&meta, &event(ticket, i, n)));
+            let (customer, key) = &customers[i % CUSTOMERS];
+            let sealer = Sealer { customer, key };
+            let payload = codec::encode(&meta, &event(ticket, i, n), Some(sealer))
+                .unwrap_or_else(|e| panic!("encode: {e}"));
+            let payload = Bytes::from(payload);
             let ack = js
                 .publish(store.layout().ticket_subject(ticket), payload)
                 .await

@@ -20,8 +20,8 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream::kv::{self, CreateErrorKind};
 use bytes::Bytes;
 use helpline_domain::{
-    Channel, Command, Customer, DomainError, Event, MessageBody, MessageId, Phase, Ticket,
-    TicketId, decide,
+    Channel, Command, Customer, DomainError, Event, MessageBody, MessageId, Personal, Phase,
+    Ticket, TicketId, decide,
 };
 use helpline_eventstore::{CommandMeta, EventStore, StoreError};
 use sha2::{Digest, Sha256};
@@ -138,7 +138,10 @@ impl Intake {
         let open_command = Uuid::new_v5(&NAMESPACE, format!("open:{derived}").as_bytes());
         let open_meta = CommandMeta::new(open_command, SystemTime::now())
             .caused_by(message.provider_message_id.clone());
-        let contact_key = key(channel, message.contact.expose());
+        // The customer's pseudonym, keyed by the region's master key: an unkeyed hash of a
+        // phone number is reversed by trying every number.
+        let customer = self.store.customer_id(channel, message.contact.expose());
+        let contact_key = self.store.layout().contact_key(channel, &customer);
         let body = self.body_of(channel, &message.content, message_id).await?;
 
         for _ in 0..MAX_ATTEMPTS {
@@ -240,7 +243,7 @@ impl Intake {
                     .await?;
                 MessageBody::Media(helpline_domain::Media {
                     kind: *kind,
-                    object: stored.object,
+                    object: Personal::new(stored.object),
                     mime_type: mime_type.clone().or(stored.mime_type).unwrap_or_default(),
                     size_bytes: stored.size_bytes,
                     caption: caption.clone(),

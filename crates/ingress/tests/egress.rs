@@ -165,7 +165,7 @@ async fn events(store: &EventStore, ticket: TicketId) -> Vec<Event> {
             .await
         {
             Ok(message) => {
-                let (_, event) = helpline_eventstore::codec::decode(&message.payload).unwrap();
+                let (_, event) = store.decode(&message.payload).await.unwrap();
                 events.push(event);
                 next = message.sequence + 1;
             }

@@ -469,7 +469,7 @@ fn name(id: Option<&impl ToString>) -> String {
 /// An unknown (empty) personal field stays empty; a known one is shown as the reader may
 /// see it.
 fn shown(value: &Personal<String>, audience: &Audience, erased: bool) -> String {
-    if value.expose().is_empty() {
+    if !crate::summary::present(value) {
         String::new()
     } else {
         audience.reveal(value, erased)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use futures::StreamExt;
-use helpline_eventstore::{EventStore, StoredEvent, codec};
+use helpline_eventstore::{DecodeError, EventStore, StoredEvent};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -270,6 +270,7 @@ struct LogReader {
     messages: Ordered,
     /// Ticket events after the start when the reader opened.
     pending: u64,
+    store: EventStore,
 }
 
 impl LogReader {
@@ -299,7 +300,11 @@ impl LogReader {
             .map_err(QueryError::unavailable)?
             .num_pending;
         let messages = consumer.messages().await.map_err(QueryError::unavailable)?;
-        Ok(Self { messages, pending })
+        Ok(Self {
+            messages,
+            pending,
+            store: store.clone(),
+        })
     }
 
     async fn next(&mut self) -> Option<Result<Read, QueryError>> {
@@ -312,7 +317,10 @@ impl LogReader {
             Err(e) => return Some(Err(QueryError::unavailable(e))),
         };
         let (sequence, pending, delivered) = (info.stream_sequence, info.pending, info.delivered);
-        let event = match codec::decode(&message.payload) {
+        let event = match self.store.decode(&message.payload).await {
+            // Without the customer's key right now, the event cannot be applied whole: the
+            // reader ends here and the projection follows again from its last event.
+            Err(DecodeError::Store(e)) => return Some(Err(QueryError::unavailable(e))),
             Ok((meta, event)) => Some(StoredEvent {
                 subject: message.subject.to_string(),
                 sequence,

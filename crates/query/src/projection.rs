@@ -282,6 +282,7 @@ mod tests {
                     causation_id: String::new(),
                     correlation_id: String::new(),
                     schema_version: SCHEMA_VERSION,
+                    customer: None,
                 },
                 event,
                 delivered: 1,

@@ -17,7 +17,7 @@ pub struct Audience {
 /// What stands in for personal data a reader may not see.
 pub const HIDDEN: &str = "***";
 /// What stands in for personal data of an erased customer.
-pub const ERASED: &str = "(erased)";
+pub const ERASED: &str = helpline_domain::Erased::SHOWN;
 
 impl Audience {
     /// An operator of the region: sees personal data. Callers are not authenticated yet,
@@ -36,10 +36,10 @@ impl Audience {
     }
 
     /// The personal `value` as this reader may see it, on a ticket whose customer may
-    /// have been erased. The log keeps the text until per-customer encryption lands;
-    /// the erasure already hides it from every reader.
+    /// have been erased: erased (its key gone, or the ticket's customer erased since it
+    /// was read) it shows as `[erased]` to everyone.
     pub fn reveal(&self, value: &Personal<String>, erased: bool) -> String {
-        if erased {
+        if erased || value.is_erased() {
             ERASED.to_owned()
         } else if self.may_see_personal {
             value.expose().clone()
@@ -91,7 +91,7 @@ pub fn describe(event: &Event, audience: &Audience, erased: bool) -> String {
                 }
             };
             add("product", details.product.clone());
-            if !details.serial_number.expose().is_empty() {
+            if present(&details.serial_number) {
                 let verified = if details.serial_verified {
                     ""
                 } else {
@@ -102,11 +102,11 @@ pub fn describe(event: &Event, audience: &Audience, erased: bool) -> String {
                     format!("{}{verified}", reveal(&details.serial_number)),
                 );
             }
-            if !details.problem.expose().is_empty() {
+            if present(&details.problem) {
                 add("problem", format!("\"{}\"", reveal(&details.problem)));
             }
             add("category", details.category.clone());
-            if !details.location.expose().is_empty() {
+            if present(&details.location) {
                 add("location", reveal(&details.location));
             }
             if parts.is_empty() {
@@ -206,10 +206,18 @@ fn describe_body(body: &MessageBody, audience: &Audience, erased: bool) -> Strin
         }
         MessageBody::Location(at) => {
             let (lat, lon) = at.expose();
-            let shown = Personal::new(format!("{lat:.5}, {lon:.5}"));
+            let shown = match at.is_erased() {
+                true => Personal::erased(),
+                false => Personal::new(format!("{lat:.5}, {lon:.5}")),
+            };
             format!("[location {}]", audience.reveal(&shown, erased))
         }
     }
+}
+
+/// A personal field worth showing: known and not empty, or erased.
+pub(crate) fn present(value: &Personal<String>) -> bool {
+    value.is_erased() || !value.expose().is_empty()
 }
 
 /// The searchable texts of `event`, lower case; personal ones only when `personal`.
@@ -287,7 +295,7 @@ mod tests {
         );
         assert_eq!(
             describe(&event, &Audience::operator(), true),
-            "opened on whatsapp by (erased) ((erased)), language de"
+            "opened on whatsapp by [erased] ([erased]), language de"
         );
     }
 

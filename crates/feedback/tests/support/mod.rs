@@ -10,7 +10,7 @@ use helpline_domain::{
     AgentId, Channel, Customer, Event, HandoffReason, MessageBody, MessageId, Personal, QueueId,
     TicketId,
 };
-use helpline_eventstore::{CommandMeta, EventStore, StoreConfig, codec};
+use helpline_eventstore::{CommandMeta, EventStore, StoreConfig};
 use helpline_testkit::NatsServer;
 use uuid::Uuid;
 
@@ -138,7 +138,7 @@ impl Harness {
             .direct_get_next_for_subject(subject.clone(), Some(next))
             .await
         {
-            events.push(codec::decode(&message.payload)?.1);
+            events.push(self.store.decode(&message.payload).await?.1);
             next = message.sequence + 1;
         }
         Ok(events)

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt as _, TryStreamExt as _};
 use helpline_domain::{Channel, Customer, Event, MessageBody, MessageId, Personal, TicketId};
-use helpline_eventstore::codec::{self, EnvelopeMeta};
+use helpline_eventstore::codec::{self, EnvelopeMeta, Sealer};
 use helpline_eventstore::{CommandMeta, EventStore, SCHEMA_VERSION};
 use serde::Serialize;
 use uuid::Uuid;
@@ -123,6 +123,14 @@ pub(super) async fn large(
     let target_subject = layout.ticket_subject(target);
     let gaps = sizes.ticket_events.saturating_sub(1).max(1);
     let per_gap = others.div_ceil(gaps).max(1);
+    // One customer's key seals every ticket's contact: the load reads sealed events like
+    // real ones, without a key made per synthetic customer.
+    let customer = store.customer_id(Channel::WhatsApp, "bench");
+    let key = store.customer_key(&customer).await?;
+    let sealer = Some(Sealer {
+        customer: &customer,
+        key: &key,
+    });
     let mut in_flight = FuturesOrdered::new();
     let mut target_acks = Vec::with_capacity(sizes.ticket_events);
     let start = Instant::now();
@@ -136,7 +144,7 @@ pub(super) async fn large(
             0 => opened(target, 0),
             n => message(n),
         };
-        let payload = codec::encode(&envelope(target, &region), &event);
+        let payload = codec::encode(&envelope(target, &region), &event, sealer)?;
         let ack = js
             .publish(target_subject.clone(), Bytes::from(payload))
             .await
@@ -155,7 +163,11 @@ pub(super) async fn large(
                 break;
             }
             let ticket = TicketId(Uuid::now_v7());
-            let payload = codec::encode(&envelope(ticket, &region), &opened(ticket, filled + 1));
+            let payload = codec::encode(
+                &envelope(ticket, &region),
+                &opened(ticket, filled + 1),
+                sealer,
+            )?;
             let ack = js
                 .publish(layout.ticket_subject(ticket), Bytes::from(payload))
                 .await
@@ -296,6 +308,7 @@ fn envelope(ticket: TicketId, region: &str) -> EnvelopeMeta {
         causation_id: command.to_string(),
         correlation_id: command.to_string(),
         schema_version: SCHEMA_VERSION,
+        customer: None,
     }
 }
 

@@ -13,7 +13,7 @@ use helpline_domain::{
     AgentId, Channel, Command, Event, MessageBody, MessageId, Personal, Phase, Ticket, TicketId,
     decide,
 };
-use helpline_eventstore::{CommandMeta, EventStore, StoreError, codec};
+use helpline_eventstore::{CommandMeta, EventStore, StoreError};
 use helpline_testkit::Simulator;
 use helpline_testkit::simulator::Webhook;
 use tokio_util::sync::CancellationToken;
@@ -102,7 +102,7 @@ impl Index {
                     let info = message.info().map_err(|e| e.to_string())?;
                     next = info.stream_sequence + 1;
                     if let Ok((meta, Event::TicketOpened { customer, .. })) =
-                        codec::decode(&message.payload)
+                        store.decode(&message.payload).await
                     {
                         self.tickets
                             .lock()

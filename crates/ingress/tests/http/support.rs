@@ -87,7 +87,7 @@ impl Harness {
             let Ok(message) = stream.direct_get(seq).await else {
                 continue;
             };
-            let (meta, event) = helpline_eventstore::codec::decode(&message.payload).unwrap();
+            let (meta, event) = self.store.decode(&message.payload).await.unwrap();
             events.push((meta.ticket, event));
         }
         events

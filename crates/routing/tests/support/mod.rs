@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use helpline_domain::{Channel, Customer, Details, Event, HandoffReason, Personal, TicketId};
-use helpline_eventstore::{CommandMeta, EventStore, StoreConfig, codec};
+use helpline_eventstore::{CommandMeta, EventStore, StoreConfig};
 use helpline_region::RegionConfig;
 use helpline_testkit::NatsServer;
 use uuid::Uuid;
@@ -90,7 +90,7 @@ impl Harness {
             .direct_get_next_for_subject(subject.clone(), Some(next))
             .await
         {
-            events.push(codec::decode(&message.payload)?.1);
+            events.push(self.store.decode(&message.payload).await?.1);
             next = message.sequence + 1;
         }
         Ok(events)

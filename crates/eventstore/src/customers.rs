@@ -1,0 +1,175 @@
+//! The event store's side of personal data: whose key seals a ticket's events, opening
+//! events read from the stream, and erasing a customer's key.
+
+use std::sync::{Arc, MutexGuard};
+
+use async_nats::jetstream::stream::DirectGetErrorKind;
+use helpline_domain::{Channel, Event, PersonalField, TicketId};
+
+use crate::EventStore;
+use crate::codec::{self, CodecError, EnvelopeMeta};
+use crate::error::StoreError;
+use crate::seal::{CustomerId, DataKey};
+
+/// Tickets whose customer one process remembers; beyond this it starts over.
+const TICKETS_REMEMBERED: usize = 100_000;
+
+/// Why stored bytes could not be read as an event.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes are not an event: a poison message.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The customer's key could not be fetched right now: try again.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl EventStore {
+    /// The customer's pseudonym in this region: what envelopes, KV keys and the privacy
+    /// API name them by, never their contact.
+    pub fn customer_id(&self, channel: Channel, contact: &str) -> CustomerId {
+        self.keys.master().customer_id(channel, contact)
+    }
+
+    /// Reads one stored event, opening its personal fields with its customer's key; with
+    /// the key erased, they read as erased.
+    pub async fn decode(&self, bytes: &[u8]) -> Result<(EnvelopeMeta, Event), DecodeError> {
+        let parsed = codec::parse(bytes)?;
+        let key = match parsed.customer() {
+            Some(customer) => self.keys.get(customer).await?,
+            None => None,
+        };
+        Ok(parsed.open(key.as_deref())?)
+    }
+
+    /// Purges the customer's data key and its history from the key bucket: from then on
+    /// every personal field sealed under it reads as erased, everywhere. True when there
+    /// was a key; erasing twice is harmless.
+    pub async fn erase_customer_key(&self, customer: &CustomerId) -> Result<bool, StoreError> {
+        let had = self.keys.erase(customer).await?;
+        tracing::info!(%customer, had_key = had, "customer key erased");
+        Ok(had)
+    }
+
+    /// The customer's data key, made if they have none: for tools that write events
+    /// without [`EventStore::append`] (the benchmark's bulk load).
+    pub async fn customer_key(&self, customer: &CustomerId) -> Result<Arc<DataKey>, StoreError> {
+        self.keys.get_or_create(customer).await
+    }
+
+    /// Every event of the ticket, in order, with its stream sequence, opened.
+    pub async fn ticket_events(
+        &self,
+        ticket: TicketId,
+    ) -> Result<Vec<(u64, EnvelopeMeta, Event)>, StoreError> {
+        let subject = self.layout.ticket_subject(ticket);
+        let messages = crate::direct::messages_after(
+            &self.client,
+            self.layout.event_stream(),
+            &subject,
+            0,
+            self.config.request_timeout,
+        )
+        .await?;
+        let mut events = Vec::with_capacity(messages.len());
+        for message in messages {
+            let (meta, event) = self.decode(&message.payload).await.map_err(|e| match e {
+                DecodeError::Store(e) => e,
+                DecodeError::Codec(e) => StoreError::Corrupt {
+                    subject: message.subject.clone(),
+                    sequence: message.sequence,
+                    reason: e.to_string(),
+                },
+            })?;
+            events.push((message.sequence, meta, event));
+        }
+        Ok(events)
+    }
+
+    /// Whether the customer has a data key (tests and retention).
+    pub async fn customer_has_key(&self, customer: &CustomerId) -> Result<bool, StoreError> {
+        Ok(self.keys.get(customer).await?.is_some())
+    }
+
+    /// The customer and key to seal `events` of `ticket` with, made if the customer has
+    /// none yet; `None` when the events carry nothing personal.
+    pub(crate) async fn sealer_for(
+        &self,
+        ticket: TicketId,
+        events: &[Event],
+    ) -> Result<Option<(CustomerId, Arc<DataKey>)>, StoreError> {
+        if !events.iter().any(has_personal_value) {
+            return Ok(None);
+        }
+        let customer = match events.iter().find_map(|event| match event {
+            Event::TicketOpened { customer, .. } => Some(customer),
+            _ => None,
+        }) {
+            Some(customer) => self.customer_id(customer.channel, customer.contact.expose()),
+            None => self.customer_of(ticket).await?,
+        };
+        self.remember_customer(ticket, &customer);
+        let key = self.keys.get_or_create(&customer).await?;
+        Ok(Some((customer, key)))
+    }
+
+    /// The customer of a ticket, from its first event (`TicketOpened`).
+    async fn customer_of(&self, ticket: TicketId) -> Result<CustomerId, StoreError> {
+        if let Some(customer) = self.customers().get(&ticket) {
+            return Ok(customer.clone());
+        }
+        let subject = self.layout.ticket_subject(ticket);
+        let stream = self
+            .js
+            .get_stream_no_info(self.layout.event_stream())
+            .await
+            .map_err(StoreError::unavailable)?;
+        let first = match stream.direct_get_next_for_subject(&subject, None).await {
+            Ok(first) => first,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
+                return Err(StoreError::Rejected(format!(
+                    "ticket {ticket} has no TicketOpened, so no customer to seal its personal data for"
+                )));
+            }
+            Err(e) => return Err(StoreError::unavailable(e)),
+        };
+        let customer = codec::parse(&first.payload)
+            .ok()
+            .and_then(|parsed| parsed.customer().cloned())
+            .ok_or_else(|| {
+                StoreError::Rejected(format!(
+                    "ticket {ticket}'s first event names no customer to seal its personal data for"
+                ))
+            })?;
+        self.remember_customer(ticket, &customer);
+        Ok(customer)
+    }
+
+    fn remember_customer(&self, ticket: TicketId, customer: &CustomerId) {
+        let mut customers = self.customers();
+        if customers.len() >= TICKETS_REMEMBERED {
+            customers.clear();
+        }
+        customers.insert(ticket, customer.clone());
+    }
+
+    fn customers(&self) -> MutexGuard<'_, std::collections::HashMap<TicketId, CustomerId>> {
+        self.customers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Whether the event carries a personal value that must be sealed.
+fn has_personal_value(event: &Event) -> bool {
+    let mut found = false;
+    event.clone().personal_fields_mut(|_, value| {
+        found |= match value {
+            PersonalField::Text(text) => !text.expose().is_empty(),
+            PersonalField::OptionalText(text) => text.is_some(),
+            PersonalField::Coordinates(_) => true,
+        }
+    });
+    found
+}

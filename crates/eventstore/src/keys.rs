@@ -1,0 +1,188 @@
+//! Customers' data keys, in the region's key bucket (`helpline-<region>-customer-keys`,
+//! history 1), wrapped by the master key.
+//!
+//! Keys are cached per process. The cache follows the bucket: a watcher evicts a customer
+//! whenever their entry changes (created, erased), so an erasure reaches every process
+//! within a round trip, and until the watcher runs nothing is cached at all.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
+use futures::StreamExt;
+use tokio::sync::OnceCell;
+
+use crate::error::StoreError;
+use crate::seal::{CustomerId, DataKey, MasterKey};
+
+/// Customers whose keys one process keeps; beyond this the cache starts over.
+const CACHE_LIMIT: usize = 100_000;
+
+type Cache = HashMap<CustomerId, Option<Arc<DataKey>>>;
+
+pub(crate) struct CustomerKeys {
+    bucket: kv::Store,
+    master: MasterKey,
+    cache: Arc<Mutex<Cache>>,
+    watching: Arc<AtomicBool>,
+    /// Counts the bucket's changes seen: a key read before a change is not cached after it.
+    changes: Arc<AtomicU64>,
+    watcher: OnceCell<tokio::task::AbortHandle>,
+}
+
+impl std::fmt::Debug for CustomerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomerKeys")
+            .field("bucket", &self.bucket.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for CustomerKeys {
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.get() {
+            watcher.abort();
+        }
+    }
+}
+
+impl CustomerKeys {
+    pub(crate) fn new(bucket: kv::Store, master: MasterKey) -> Self {
+        Self {
+            bucket,
+            master,
+            cache: Arc::default(),
+            watching: Arc::default(),
+            changes: Arc::default(),
+            watcher: OnceCell::new(),
+        }
+    }
+
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
+    /// The customer's key; `None` when they have none (never had one, or erased).
+    pub(crate) async fn get(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Option<Arc<DataKey>>, StoreError> {
+        self.watch().await;
+        if let Some(cached) = lock(&self.cache).get(customer) {
+            return Ok(cached.clone());
+        }
+        let seen = self.changes.load(Ordering::Acquire);
+        let key = match self
+            .bucket
+            .entry(customer.as_str())
+            .await
+            .map_err(|e| StoreError::unavailable(format!("customer key: {e}")))?
+        {
+            Some(entry) if entry.operation == Operation::Put => Some(Arc::new(
+                self.master
+                    .unwrap_key(customer, &entry.value)
+                    .map_err(|e| StoreError::Key(format!("customer {customer}: {e}")))?,
+            )),
+            _ => None,
+        };
+        self.remember(customer, key.clone(), seen);
+        Ok(key)
+    }
+
+    /// The customer's key, made and stored first if they have none. Two processes making
+    /// one at once agree on whichever was stored first (KV create).
+    pub(crate) async fn get_or_create(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Arc<DataKey>, StoreError> {
+        if let Some(key) = self.get(customer).await? {
+            return Ok(key);
+        }
+        let seen = self.changes.load(Ordering::Acquire);
+        let key = DataKey::generate();
+        let wrapped = self.master.wrap(customer, &key);
+        match self.bucket.create(customer.as_str(), wrapped.into()).await {
+            Ok(_) => {
+                let key = Arc::new(key);
+                self.remember(customer, Some(key.clone()), seen);
+                Ok(key)
+            }
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
+                lock(&self.cache).remove(customer);
+                self.get(customer).await?.ok_or_else(|| {
+                    StoreError::unavailable(format!("customer {customer}: key vanished while made"))
+                })
+            }
+            Err(e) => Err(StoreError::unavailable(format!("customer key: {e}"))),
+        }
+    }
+
+    /// Purges the customer's key and its history from the bucket; true when there was one.
+    pub(crate) async fn erase(&self, customer: &CustomerId) -> Result<bool, StoreError> {
+        let had = self.get(customer).await?.is_some();
+        self.bucket
+            .purge(customer.as_str())
+            .await
+            .map_err(|e| StoreError::unavailable(format!("purge customer key: {e}")))?;
+        lock(&self.cache).remove(customer);
+        Ok(had)
+    }
+
+    fn remember(&self, customer: &CustomerId, key: Option<Arc<DataKey>>, seen: u64) {
+        let mut cache = lock(&self.cache);
+        if !self.watching.load(Ordering::Acquire) || self.changes.load(Ordering::Acquire) != seen {
+            return;
+        }
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(customer.clone(), key);
+    }
+
+    /// Starts the watcher once; if it cannot start, keys are simply not cached.
+    async fn watch(&self) {
+        self.watcher
+            .get_or_init(|| async {
+                let cache = self.cache.clone();
+                let watching = self.watching.clone();
+                let changes = self.changes.clone();
+                let bucket = self.bucket.clone();
+                let task = tokio::spawn(async move {
+                    let mut updates = match bucket.watch_all().await {
+                        Ok(updates) => updates,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "customer keys are not cached: cannot watch the key bucket");
+                            return;
+                        }
+                    };
+                    watching.store(true, Ordering::Release);
+                    while let Some(update) = updates.next().await {
+                        match update {
+                            Ok(entry) => {
+                                let mut cache = lock(&cache);
+                                changes.fetch_add(1, Ordering::AcqRel);
+                                if let Some(customer) = CustomerId::parse(&entry.key) {
+                                    cache.remove(&customer);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "key bucket watch failed");
+                                break;
+                            }
+                        }
+                    }
+                    watching.store(false, Ordering::Release);
+                    lock(&cache).clear();
+                });
+                task.abort_handle()
+            })
+            .await;
+    }
+}
+
+fn lock(cache: &Mutex<Cache>) -> MutexGuard<'_, Cache> {
+    cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,366 @@
+//! Sealing personal fields: XChaCha20-Poly1305 under a data key per customer, data keys
+//! wrapped by the region's master key, customers named by a keyed pseudonym.
+//!
+//! Pure functions and types, no I/O: [`crate::keys`] stores the wrapped keys, the codec
+//! seals and opens fields with them.
+
+use std::fmt;
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload, rand_core::RngCore};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use helpline_domain::Channel;
+use helpline_proto::v1 as pb;
+
+/// Why a sealed value or a wrapped key did not open.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SealError {
+    #[error("the sealed value does not open with this key")]
+    DoesNotOpen,
+    #[error("a wrapped data key is malformed: {0}")]
+    MalformedKey(&'static str),
+    #[error("a master key is 64 hex digits (32 bytes): {0}")]
+    MalformedMasterKey(&'static str),
+}
+
+/// The region's master key: wraps the customers' data keys and keys their pseudonyms.
+/// Comes from a secret; never logged (its `Debug` is redacted).
+#[derive(Clone)]
+pub struct MasterKey(Zeroizing<[u8; 32]>);
+
+impl MasterKey {
+    /// Reads 64 hex digits, surrounding whitespace ignored (a secret file's newline).
+    pub fn from_hex(text: &str) -> Result<Self, SealError> {
+        let bytes =
+            hex::decode(text.trim()).map_err(|_| SealError::MalformedMasterKey("not hex"))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| SealError::MalformedMasterKey("wrong length"))?;
+        Ok(Self(Zeroizing::new(key)))
+    }
+
+    /// A fixed key for `helpline dev`, tests and benchmarks. Production refuses to start on
+    /// it (see the binary's `[privacy]` configuration).
+    pub fn development() -> Self {
+        Self(Zeroizing::new(derive(
+            b"helpline development master key, public",
+            b"",
+        )))
+    }
+
+    pub fn is_development(&self) -> bool {
+        *self.0 == *Self::development().0
+    }
+
+    /// The customer's pseudonym: an HMAC of channel and contact under a key derived from
+    /// the master key. Stable, so every ticket of one customer shares one data key; not
+    /// reversible without the master key, so it may appear in envelopes and KV keys.
+    pub fn customer_id(&self, channel: Channel, contact: &str) -> CustomerId {
+        let key = Zeroizing::new(derive(&*self.0, b"helpline customer pseudonym"));
+        let input = Zeroizing::new(format!("{}:{contact}", channel.as_str()).into_bytes());
+        let mut id = [0u8; 16];
+        // HKDF's extract step is HMAC-SHA256 keyed with the pseudonym key; 16 bytes are far
+        // below its output limit, so expand cannot fail.
+        let _ =
+            hkdf::Hkdf::<Sha256>::new(Some(key.as_ref()), &input).expand(b"customer id", &mut id);
+        CustomerId(hex::encode(id))
+    }
+
+    fn wrapping_cipher(&self) -> XChaCha20Poly1305 {
+        let key = Zeroizing::new(derive(&*self.0, b"helpline data key wrapping"));
+        XChaCha20Poly1305::new(key.as_ref().into())
+    }
+
+    /// The data key as stored in the key bucket: version 1, key id, nonce, sealed key.
+    pub fn wrap(&self, customer: &CustomerId, key: &DataKey) -> Vec<u8> {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let aad = wrap_aad(customer, key.id);
+        let sealed = self
+            .wrapping_cipher()
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: key.key.as_ref(),
+                    aad: &aad,
+                },
+            )
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(1 + 4 + nonce.len() + sealed.len());
+        out.push(WRAP_VERSION);
+        out.extend_from_slice(&key.id.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    pub fn unwrap_key(&self, customer: &CustomerId, bytes: &[u8]) -> Result<DataKey, SealError> {
+        let (&version, rest) = bytes
+            .split_first()
+            .ok_or(SealError::MalformedKey("empty"))?;
+        if version != WRAP_VERSION {
+            return Err(SealError::MalformedKey("unknown version"));
+        }
+        if rest.len() != 4 + NONCE_LEN + 32 + TAG_LEN {
+            return Err(SealError::MalformedKey("wrong length"));
+        }
+        let (id, rest) = rest.split_at(4);
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+        let plain = Zeroizing::new(
+            self.wrapping_cipher()
+                .decrypt(
+                    XNonce::from_slice(nonce),
+                    Payload {
+                        msg: sealed,
+                        aad: &wrap_aad(customer, id),
+                    },
+                )
+                .map_err(|_| SealError::DoesNotOpen)?,
+        );
+        let key: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| SealError::MalformedKey("wrong key length"))?;
+        Ok(DataKey {
+            id,
+            key: Zeroizing::new(key),
+        })
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
+}
+
+impl PartialEq for MasterKey {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.ct_eq(&*other.0).into()
+    }
+}
+
+/// A customer's pseudonym: 32 lower-case hex digits, safe in KV keys and envelopes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CustomerId(String);
+
+impl CustomerId {
+    /// Accepts only what [`MasterKey::customer_id`] makes.
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = text.len() == 32
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        valid.then(|| Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CustomerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One customer's data key. Never leaves the process unwrapped.
+#[derive(Clone)]
+pub struct DataKey {
+    id: u32,
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl DataKey {
+    /// A fresh random key with a random, non-zero id.
+    pub fn generate() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(key.as_mut());
+        let id = OsRng.next_u32().max(1);
+        Self { id, key }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(self.key.as_ref().into())
+    }
+
+    /// Seals one field of one event.
+    pub fn seal(&self, place: &FieldPlace<'_>, plain: &[u8]) -> pb::Sealed {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let aad = place.aad(self.id);
+        let ciphertext = self
+            .cipher()
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plain,
+                    aad: &aad,
+                },
+            )
+            .unwrap_or_default();
+        pb::Sealed {
+            key_id: self.id,
+            nonce: nonce.to_vec(),
+            ciphertext,
+        }
+    }
+
+    /// Opens a field sealed by [`DataKey::seal`] at the same place; anything else (another
+    /// event, field, customer or key) does not open.
+    pub fn open(&self, place: &FieldPlace<'_>, sealed: &pb::Sealed) -> Result<Vec<u8>, SealError> {
+        if sealed.key_id != self.id || sealed.nonce.len() != NONCE_LEN {
+            return Err(SealError::DoesNotOpen);
+        }
+        self.cipher()
+            .decrypt(
+                XNonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: &place.aad(self.id),
+                },
+            )
+            .map_err(|_| SealError::DoesNotOpen)
+    }
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DataKey({}, ***)", self.id)
+    }
+}
+
+/// Where a sealed value belongs: bound into its associated data.
+#[derive(Clone, Copy, Debug)]
+pub struct FieldPlace<'a> {
+    /// The event id, or `snapshot:<ticket>` for a snapshot.
+    pub record: &'a str,
+    /// The field's path in the domain event.
+    pub field: &'a str,
+    pub customer: &'a CustomerId,
+}
+
+impl FieldPlace<'_> {
+    fn aad(&self, key_id: u32) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(64 + self.record.len() + self.field.len());
+        aad.extend_from_slice(b"helpline.v1.Sealed\0");
+        for part in [self.record, self.field, self.customer.as_str()] {
+            aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            aad.extend_from_slice(part.as_bytes());
+        }
+        aad.extend_from_slice(&key_id.to_be_bytes());
+        aad
+    }
+}
+
+const WRAP_VERSION: u8 = 1;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+
+fn wrap_aad(customer: &CustomerId, key_id: u32) -> Vec<u8> {
+    let mut aad = b"helpline data key\0".to_vec();
+    aad.extend_from_slice(customer.as_str().as_bytes());
+    aad.extend_from_slice(&key_id.to_be_bytes());
+    aad
+}
+
+/// A 32-byte key for one purpose, derived from `secret` (HKDF-SHA256).
+fn derive(secret: &[u8], purpose: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    // 32 bytes is far below HKDF-SHA256's limit of 8160, so expand cannot fail.
+    let _ = hkdf::Hkdf::<Sha256>::new(None, secret).expand(purpose, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn customer() -> CustomerId {
+        MasterKey::development().customer_id(Channel::WhatsApp, "+4915112345678")
+    }
+
+    fn place<'a>(record: &'a str, field: &'a str, customer: &'a CustomerId) -> FieldPlace<'a> {
+        FieldPlace {
+            record,
+            field,
+            customer,
+        }
+    }
+
+    #[test]
+    fn a_sealed_field_opens_only_at_its_own_place() {
+        let key = DataKey::generate();
+        let me = customer();
+        let sealed = key.seal(&place("event-1", "body.text", &me), b"Hallo");
+        assert!(!sealed.ciphertext.windows(5).any(|w| w == b"Hallo"));
+        assert_eq!(
+            key.open(&place("event-1", "body.text", &me), &sealed)
+                .unwrap(),
+            b"Hallo"
+        );
+        for (record, field) in [("event-2", "body.text"), ("event-1", "summary")] {
+            assert_eq!(
+                key.open(&place(record, field, &me), &sealed),
+                Err(SealError::DoesNotOpen),
+                "{record} {field}"
+            );
+        }
+        let other = MasterKey::development().customer_id(Channel::WhatsApp, "+4915100000000");
+        assert_eq!(
+            key.open(&place("event-1", "body.text", &other), &sealed),
+            Err(SealError::DoesNotOpen)
+        );
+        assert_eq!(
+            DataKey::generate().open(&place("event-1", "body.text", &me), &sealed),
+            Err(SealError::DoesNotOpen)
+        );
+    }
+
+    #[test]
+    fn a_wrapped_key_unwraps_only_for_its_customer_and_master() {
+        let master = MasterKey::development();
+        let me = customer();
+        let key = DataKey::generate();
+        let wrapped = master.wrap(&me, &key);
+        let unwrapped = master.unwrap_key(&me, &wrapped).unwrap();
+        assert_eq!(unwrapped.id(), key.id());
+        assert_eq!(*unwrapped.key, *key.key);
+        let other = master.customer_id(Channel::Telegram, "+4915112345678");
+        assert!(master.unwrap_key(&other, &wrapped).is_err());
+        let another_master = MasterKey::from_hex(&"ab".repeat(32)).unwrap();
+        assert!(another_master.unwrap_key(&me, &wrapped).is_err());
+        assert!(master.unwrap_key(&me, &wrapped[..10]).is_err());
+    }
+
+    #[test]
+    fn the_pseudonym_is_stable_per_channel_and_contact_and_hides_the_contact() {
+        let master = MasterKey::development();
+        let a = master.customer_id(Channel::WhatsApp, "+4915112345678");
+        assert_eq!(a, master.customer_id(Channel::WhatsApp, "+4915112345678"));
+        assert_ne!(a, master.customer_id(Channel::Viber, "+4915112345678"));
+        assert!(CustomerId::parse(a.as_str()).is_some());
+        assert!(!a.as_str().contains("12345678"));
+        let other = MasterKey::from_hex(&"01".repeat(32)).unwrap();
+        assert_ne!(a, other.customer_id(Channel::WhatsApp, "+4915112345678"));
+    }
+
+    #[test]
+    fn master_keys_are_read_from_hex_and_never_printed() {
+        assert!(MasterKey::from_hex("abc").is_err());
+        assert!(MasterKey::from_hex(&format!("{}\n", "0f".repeat(32))).is_ok());
+        let key = MasterKey::from_hex(&"0f".repeat(32)).unwrap();
+        assert_eq!(format!("{key:?}"), "MasterKey(***)");
+        assert!(!key.is_development());
+        assert!(MasterKey::development().is_development());
+    }
+}

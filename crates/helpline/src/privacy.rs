@@ -1,0 +1,214 @@
+//! `helpline privacy`: the customer's rights from the terminal, and the privacy service.
+//!
+//! `erase` and `export` call the admin-only Privacy API (so every erasure goes through
+//! one audited path), with `--token` or, without one, an admin token signed with the
+//! configured key. `retention` runs the region's retention once, straight on NATS.
+//! `serve` runs the privacy service (the API and scheduled retention runs).
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use helpline_eventstore::EventStore;
+use helpline_privacy::Privacy;
+use helpline_proto::v1 as pb;
+use helpline_proto::v1::privacy_client::PrivacyClient;
+use helpline_region::Role;
+use tonic::transport::Channel as GrpcChannel;
+
+use crate::all::{self, Services};
+use crate::config::Config;
+
+#[derive(Debug, Subcommand)]
+pub enum PrivacyCommand {
+    /// Erase a customer's personal data: their key is purged, every ticket of theirs
+    /// shows "[erased]" from then on. Idempotent.
+    Erase(CustomerArgs),
+    /// Print everything helpline holds about a customer, as JSON.
+    Export(CustomerArgs),
+    /// Run the region's retention once: customers whose tickets all ended longer ago
+    /// than `privacy.retention_days` lose their personal data.
+    Retention {
+        /// Use this period instead of `privacy.retention_days`.
+        #[arg(long)]
+        older_than_days: Option<u32>,
+    },
+    /// Run the privacy service: the Privacy gRPC API on `grpc.listen` and retention
+    /// every `privacy.retention_every_hours`.
+    Serve,
+}
+
+#[derive(Debug, Args)]
+pub struct CustomerArgs {
+    /// The channel the customer writes on.
+    #[arg(long, value_enum, requires = "contact", conflicts_with = "customer_id")]
+    channel: Option<ChannelArg>,
+    /// The customer's address on the channel (phone number, chat id, ...).
+    #[arg(long, requires = "channel")]
+    contact: Option<String>,
+    /// The customer's pseudonym, as exports and logs name them.
+    #[arg(long)]
+    customer_id: Option<String>,
+    /// The Privacy API.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    grpc: String,
+    /// An admin's bearer token [default: one signed with `auth.jwt_secret` for --admin].
+    #[arg(long, env = "HELPLINE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The admin a signed token names [default: the first admin in `[[agents]]`].
+    #[arg(long)]
+    admin: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ChannelArg {
+    Whatsapp,
+    Messenger,
+    Telegram,
+    Viber,
+    Apple,
+    Web,
+}
+
+impl ChannelArg {
+    fn to_proto(self) -> pb::Channel {
+        match self {
+            ChannelArg::Whatsapp => pb::Channel::Whatsapp,
+            ChannelArg::Messenger => pb::Channel::Messenger,
+            ChannelArg::Telegram => pb::Channel::Telegram,
+            ChannelArg::Viber => pb::Channel::Viber,
+            ChannelArg::Apple => pb::Channel::AppleMessages,
+            ChannelArg::Web => pb::Channel::WebChat,
+        }
+    }
+}
+
+pub async fn run(config: Config, command: PrivacyCommand) -> anyhow::Result<()> {
+    match command {
+        PrivacyCommand::Erase(args) => {
+            let customer = customer_ref(&args)?;
+            let mut client = Client::connect(&config, &args).await?;
+            let request = client.request(pb::EraseCustomerRequest {
+                customer: Some(customer),
+            });
+            let erased = client
+                .privacy
+                .erase_customer(request)
+                .await
+                .context("erasure refused")?
+                .into_inner();
+            println!(
+                "customer {} erased: {} tickets ({} newly), key {}",
+                erased.customer_id,
+                erased.ticket_ids.len(),
+                erased.tickets_newly_erased,
+                match erased.key_purged {
+                    true => "purged",
+                    false => "already gone",
+                }
+            );
+            Ok(())
+        }
+        PrivacyCommand::Export(args) => {
+            let customer = customer_ref(&args)?;
+            let mut client = Client::connect(&config, &args).await?;
+            let request = client.request(pb::ExportCustomerRequest {
+                customer: Some(customer),
+            });
+            let export = client
+                .privacy
+                .export_customer(request)
+                .await
+                .context("export refused")?
+                .into_inner();
+            println!("{}", export.json);
+            Ok(())
+        }
+        PrivacyCommand::Retention { older_than_days } => {
+            let period = match older_than_days {
+                Some(days) => Duration::from_secs(u64::from(days) * 24 * 3600),
+                None => config.privacy.retention(),
+            };
+            let client = crate::nats::connect(&config.nats).await?;
+            let store = EventStore::open(client, config.store()?).await?;
+            let run = Privacy::new(store).retention(period).await?;
+            println!("{run}");
+            Ok(())
+        }
+        PrivacyCommand::Serve => {
+            let services = Services {
+                privacy: true,
+                ..Services::NONE
+            };
+            all::run(config, services).await
+        }
+    }
+}
+
+fn customer_ref(args: &CustomerArgs) -> anyhow::Result<pb::CustomerRef> {
+    use pb::customer_ref::Customer;
+    let customer = match (&args.channel, &args.contact, &args.customer_id) {
+        (Some(channel), Some(contact), None) => Customer::Contact(pb::Contact {
+            channel: channel.to_proto().into(),
+            address: contact.clone(),
+        }),
+        (None, None, Some(id)) => Customer::CustomerId(id.clone()),
+        _ => bail!("name the customer: --channel and --contact, or --customer-id"),
+    };
+    Ok(pb::CustomerRef {
+        customer: Some(customer),
+    })
+}
+
+struct Client {
+    privacy: PrivacyClient<GrpcChannel>,
+    authorization: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl Client {
+    async fn connect(config: &Config, args: &CustomerArgs) -> anyhow::Result<Self> {
+        let token = match &args.token {
+            Some(token) => token.clone(),
+            None => admin_token(config, args.admin.as_deref())?,
+        };
+        let channel = GrpcChannel::from_shared(args.grpc.clone())?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the Privacy API at {}", args.grpc))?;
+        Ok(Self {
+            privacy: PrivacyClient::new(channel),
+            authorization: format!("Bearer {token}").parse()?,
+        })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", self.authorization.clone());
+        request
+    }
+}
+
+/// A short-lived admin token signed with the configured key.
+fn admin_token(config: &Config, admin: Option<&str>) -> anyhow::Result<String> {
+    let region = config.region();
+    let admin = match admin {
+        Some(admin) => admin.to_owned(),
+        None => region
+            .agents
+            .iter()
+            .find(|agent| agent.role == Role::Admin)
+            .map(|agent| agent.id.to_string())
+            .context("no admin in the region's [[agents]]; pass --token")?,
+    };
+    let key = config.auth.key()?;
+    helpline_assignment::auth::issue(
+        &key,
+        &admin,
+        Role::Admin,
+        Duration::from_secs(300),
+        SystemTime::now(),
+    )
+    .context("cannot sign an admin token")
+}

@@ -1,0 +1,515 @@
+//! Personal data, end to end: `helpline all` (every service, as deployed, with its own
+//! master key and token key) on a real nats-server, the channel simulator playing
+//! WhatsApp. A customer with a known number, name, serial and text talks to the bot; then
+//! nothing of theirs may be found in plaintext, neither in any stored message nor in the
+//! server's files on disk; the admin-only Privacy API exports it all and erases it; after
+//! the erasure every personal field reads "[erased]", the key is gone with its history,
+//! and every projection rebuilds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_nats::jetstream::kv::Operation;
+use futures::StreamExt as _;
+use helpline_assignment::AuthKey;
+use helpline_domain::{Channel, PersonalField, Phase};
+use helpline_eventstore::{EventStore, MasterKey, StoreConfig};
+use helpline_proto::v1 as pb;
+use helpline_proto::v1::privacy_client::PrivacyClient;
+use helpline_region::Role;
+use helpline_testkit::{NatsServer, Simulator};
+use tonic::Code;
+
+const PHONE: &str = "+4915112345678";
+/// What WhatsApp reports as the customer's number and profile name (the simulator names
+/// a customer "Sim <number>").
+const WA_ID: &str = "4915112345678";
+const NAME: &str = "Sim +4915112345678";
+const SERIAL: &str = "2NS7N19B12345678";
+const FIRST: &str = "Hallo, mein MateBook X Pro macht Probleme";
+const PROBLEM: &str = "Seit dem Update kann ich mich nicht mehr anmelden";
+
+const JWT_SECRET: &str = "privacy-test-signing-key-of-at-least-32-bytes";
+const MASTER_KEY: &str = "5f3a9c0e7b1d4f8a2c6e0b9d3f7a1c5e8b2d6f0a4c8e1b5d9f3a7c0e4b8d2f61";
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Deployment {
+    nats: NatsServer,
+    sim: Simulator,
+    _helpline: KillOnDrop,
+    config: tempfile::NamedTempFile,
+    ingress: String,
+    grpc: String,
+    store: EventStore,
+}
+
+impl Deployment {
+    async fn start() -> Deployment {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let nats = NatsServer::start().await.unwrap();
+        let sim = Simulator::start(Default::default()).await.unwrap();
+        // The German region with the simulator as its providers, as an operator's file.
+        let channels =
+            toml::to_string(&serde_json::json!({ "channels": sim.helpline_channels() })).unwrap();
+        let region = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
+        let mut config = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut config, format!("{region}\n{channels}").as_bytes()).unwrap();
+        let port = || helpline_testkit::free_port().unwrap();
+        let (http, ops, grpc) = (port(), port(), port());
+        let helpline = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_helpline"))
+                .args(["--config", &config.path().display().to_string(), "all"])
+                .env("HELPLINE_NATS_URL", nats.url())
+                .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
+                .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
+                .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+                .env("HELPLINE_AUTH__JWT_SECRET", JWT_SECRET)
+                .env("HELPLINE_PRIVACY__MASTER_KEY", MASTER_KEY)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let store = open_store(&nats).await;
+        Deployment {
+            nats,
+            sim,
+            _helpline: helpline,
+            config,
+            ingress: format!("http://127.0.0.1:{http}"),
+            grpc: format!("http://127.0.0.1:{grpc}"),
+            store,
+        }
+    }
+
+    async fn customer_says(&self, text: &str) {
+        let webhook = self.sim.webhook(Channel::WhatsApp, PHONE, text);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.sim.deliver(&self.ingress, &webhook).await {
+                Ok(response) if response.status == 200 => return,
+                other => assert!(Instant::now() < deadline, "webhook not taken: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the bot has sent `count` messages to the customer.
+    async fn customer_got(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.sim.received(Channel::WhatsApp, PHONE).len() < count {
+            assert!(Instant::now() < deadline, "the bot did not answer");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn privacy(&self) -> PrivacyClient<tonic::transport::Channel> {
+        PrivacyClient::connect(self.grpc.clone()).await.unwrap()
+    }
+
+    fn helpline(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_helpline"))
+            .args(["--config", &self.config.path().display().to_string()])
+            .args(args)
+            .env("HELPLINE_NATS_URL", self.nats.url())
+            .env("HELPLINE_AUTH__JWT_SECRET", JWT_SECRET)
+            .env("HELPLINE_PRIVACY__MASTER_KEY", MASTER_KEY)
+            .output()
+            .unwrap()
+    }
+}
+
+/// The store as the deployment's services see it (same master key), once `helpline all`
+/// has set it up.
+async fn open_store(nats: &NatsServer) -> EventStore {
+    let config = StoreConfig {
+        master_key: MasterKey::from_hex(MASTER_KEY).unwrap(),
+        ..StoreConfig::new("de")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match EventStore::open(nats.connect().await.unwrap(), config.clone()).await {
+            Ok(store) => return store,
+            Err(e) => assert!(Instant::now() < deadline, "store never set up: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn token(agent: &str, role: Role) -> String {
+    helpline_assignment::auth::issue(
+        &AuthKey::new(JWT_SECRET).unwrap(),
+        agent,
+        role,
+        Duration::from_secs(600),
+        SystemTime::now(),
+    )
+    .unwrap()
+}
+
+fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    request
+}
+
+fn by_contact() -> Option<pb::CustomerRef> {
+    Some(pb::CustomerRef {
+        customer: Some(pb::customer_ref::Customer::Contact(pb::Contact {
+            channel: pb::Channel::Whatsapp.into(),
+            address: WA_ID.to_owned(),
+        })),
+    })
+}
+
+/// Every secret that occurs in `bytes`.
+fn leaks<'a>(bytes: &[u8], secrets: &[&'a str]) -> Vec<&'a str> {
+    secrets
+        .iter()
+        .filter(|secret| bytes.windows(secret.len()).any(|w| w == secret.as_bytes()))
+        .copied()
+        .collect()
+}
+
+/// Every file under `dir`, with its bytes.
+fn files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files(&path, out);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path.display().to_string(), bytes));
+        }
+    }
+}
+
+/// Every message of every stream on the server (the event log, dead letters, timers and
+/// every KV bucket), as subject, headers and payload.
+async fn every_stored_message(store: &EventStore) -> Vec<(String, Vec<u8>)> {
+    let js = store.jetstream();
+    let mut names = js.stream_names();
+    let mut streams = Vec::new();
+    while let Some(name) = names.next().await {
+        streams.push(name.unwrap());
+    }
+    assert!(streams.iter().any(|s| s == "HELPLINE_DE"), "{streams:?}");
+    let mut out = Vec::new();
+    for name in streams {
+        let mut stream = js.get_stream(&name).await.unwrap();
+        let state = stream.info().await.unwrap().state.clone();
+        for sequence in state.first_sequence..=state.last_sequence {
+            let Ok(message) = stream.get_raw_message(sequence).await else {
+                continue;
+            };
+            let mut bytes = message.subject.as_bytes().to_vec();
+            for (header, values) in message.headers.iter() {
+                let header: &str = header.as_ref();
+                bytes.extend_from_slice(header.as_bytes());
+                for value in values {
+                    bytes.extend_from_slice(value.as_str().as_bytes());
+                }
+            }
+            bytes.extend_from_slice(&message.payload);
+            out.push((format!("{name}#{sequence} {}", message.subject), bytes));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn personal_data_is_sealed_exportable_and_erasable() {
+    let deployment = Deployment::start().await;
+    let secrets = [WA_ID, NAME, SERIAL, FIRST, PROBLEM];
+
+    // A conversation up to the handoff: greeting, serial, problem.
+    deployment.customer_says(FIRST).await;
+    deployment.customer_got(1).await;
+    deployment.customer_says(SERIAL).await;
+    deployment.customer_got(2).await;
+    deployment.customer_says(PROBLEM).await;
+    let customer = deployment.store.customer_id(Channel::WhatsApp, WA_ID);
+    let ticket = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let tickets = helpline_privacy::scan::scan(&deployment.store)
+                .await
+                .unwrap();
+            let handed_over = match tickets
+                .iter()
+                .find(|t| t.customer.as_ref() == Some(&customer))
+            {
+                Some(record) => {
+                    let loaded = deployment.store.load(record.ticket).await.unwrap();
+                    matches!(
+                        loaded.ticket.phase,
+                        Phase::Queued | Phase::Assigned | Phase::ReferredToStore
+                    )
+                    .then_some(record.ticket)
+                }
+                None => None,
+            };
+            if let Some(ticket) = handed_over {
+                break ticket;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the ticket was never handed over"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let loaded = deployment.store.load(ticket).await.unwrap();
+    let details = loaded.ticket.details.clone().unwrap();
+    assert_eq!(
+        details.serial_number.shown(),
+        SERIAL,
+        "the services read it"
+    );
+    assert_eq!(
+        loaded.ticket.customer.as_ref().unwrap().contact.shown(),
+        WA_ID
+    );
+
+    // Nothing personal in plaintext: not in any stored message...
+    let messages = every_stored_message(&deployment.store).await;
+    assert!(messages.len() > 10, "{} messages", messages.len());
+    for (what, bytes) in &messages {
+        assert_eq!(leaks(bytes, &secrets), Vec::<&str>::new(), "in {what}");
+    }
+    // ... nor in the server's files on disk.
+    let mut stored = Vec::new();
+    files(deployment.nats.store_dir(), &mut stored);
+    assert!(stored.iter().any(|(_, bytes)| !bytes.is_empty()));
+    for (file, bytes) in &stored {
+        assert_eq!(leaks(bytes, &secrets), Vec::<&str>::new(), "in {file}");
+    }
+
+    // The Privacy API is for admins only.
+    let mut privacy = deployment.privacy().await;
+    let export = |token: Option<&str>| {
+        with_token(
+            pb::ExportCustomerRequest {
+                customer: by_contact(),
+            },
+            token,
+        )
+    };
+    let refused = privacy.export_customer(export(None)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let refused = privacy
+        .export_customer(export(Some("not-a-token")))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    for (who, role) in [
+        ("anna", Role::Agent),
+        ("sabine", Role::Supervisor),
+        ("anna", Role::Admin),
+    ] {
+        let refused = privacy
+            .export_customer(export(Some(&token(who, role))))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{who} as {role:?}");
+        let refused = privacy
+            .erase_customer(with_token(
+                pb::EraseCustomerRequest {
+                    customer: by_contact(),
+                },
+                Some(&token(who, role)),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{who} as {role:?}");
+    }
+    let admin = token("ops-admin", Role::Admin);
+    let bad = privacy
+        .export_customer(with_token(
+            pb::ExportCustomerRequest { customer: None },
+            Some(&admin),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    // Export before erasure: every message the customer sent.
+    let exported = privacy
+        .export_customer(export(Some(&admin)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(exported.customer_id, customer.to_string());
+    let json: serde_json::Value = serde_json::from_str(&exported.json).unwrap();
+    let sent: Vec<&str> = json["tickets"][0]["messages_sent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["message"]["text"].as_str())
+        .collect();
+    assert_eq!(sent, [FIRST, SERIAL, PROBLEM]);
+    assert_eq!(json["tickets"][0]["contact"], WA_ID);
+    assert_eq!(json["tickets"][0]["display_name"], NAME);
+    assert_eq!(json["data_key"], "present");
+    // The same through the command line.
+    let cli = deployment.helpline(&[
+        "privacy",
+        "export",
+        "--channel",
+        "whatsapp",
+        "--contact",
+        WA_ID,
+        "--grpc",
+        &deployment.grpc,
+    ]);
+    let stdout = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(stdout.contains(PROBLEM), "{stdout}");
+
+    // Erasure.
+    let erased = privacy
+        .erase_customer(with_token(
+            pb::EraseCustomerRequest {
+                customer: by_contact(),
+            },
+            Some(&admin),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(erased.key_purged);
+    assert_eq!(erased.ticket_ids, [ticket.to_string()]);
+    assert_eq!(erased.tickets_newly_erased, 1);
+    // Idempotent, also through the command line.
+    let again = deployment.helpline(&[
+        "privacy",
+        "erase",
+        "--customer-id",
+        customer.as_str(),
+        "--grpc",
+        &deployment.grpc,
+    ]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(stdout.contains("(0 newly), key already gone"), "{stdout}");
+
+    // The key is gone from the bucket, with its history.
+    let keys = deployment
+        .store
+        .jetstream()
+        .get_key_value("helpline-de-customer-keys")
+        .await
+        .unwrap();
+    assert!(keys.get(customer.as_str()).await.unwrap().is_none());
+    let mut history = keys.history(customer.as_str()).await.unwrap();
+    while let Some(entry) = history.next().await {
+        let entry = entry.unwrap();
+        assert_eq!(entry.operation, Operation::Purge);
+        assert!(entry.value.is_empty());
+    }
+    assert!(!deployment.store.customer_has_key(&customer).await.unwrap());
+
+    // Reading the ticket shows "[erased]" for every personal field: from the log...
+    let loaded = deployment.store.load_from_log(ticket).await.unwrap();
+    assert!(loaded.ticket.erased);
+    let customer_now = loaded.ticket.customer.as_ref().unwrap();
+    assert_eq!(customer_now.contact.shown(), "[erased]");
+    assert!(
+        customer_now
+            .display_name
+            .iter()
+            .all(|n| n.shown() == "[erased]")
+    );
+    let details = loaded.ticket.details.as_ref().unwrap();
+    assert_eq!(details.serial_number.shown(), "[erased]");
+    assert_eq!(details.problem.shown(), "[erased]");
+    for (_, _, mut event) in deployment.store.ticket_events(ticket).await.unwrap() {
+        let name = event.name();
+        event.personal_fields_mut(|field, value| {
+            let kept = match value {
+                PersonalField::Text(text) => !text.is_erased() && !text.expose().is_empty(),
+                PersonalField::OptionalText(text) => text.as_ref().is_some_and(|t| !t.is_erased()),
+                PersonalField::Coordinates(at) => !at.is_erased(),
+            };
+            assert!(!kept, "{name}.{field} kept its value");
+        });
+    }
+    // ... and from the query service, as agents and operators read it.
+    let shown = deployment.helpline(&[
+        "tickets",
+        "--query-url",
+        &deployment.grpc,
+        "show",
+        &ticket.to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(stdout.contains("[erased]"), "{stdout}");
+    assert_eq!(
+        leaks(stdout.as_bytes(), &secrets),
+        Vec::<&str>::new(),
+        "{stdout}"
+    );
+    let timeline = deployment.helpline(&[
+        "tickets",
+        "--query-url",
+        &deployment.grpc,
+        "timeline",
+        &ticket.to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&timeline.stdout);
+    assert!(timeline.status.success(), "{stdout}");
+    assert_eq!(
+        leaks(stdout.as_bytes(), &secrets),
+        Vec::<&str>::new(),
+        "{stdout}"
+    );
+
+    // The export now holds nothing of them but the pseudonym.
+    let exported = privacy
+        .export_customer(export(Some(&admin)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        leaks(exported.json.as_bytes(), &secrets),
+        Vec::<&str>::new()
+    );
+    assert!(exported.json.contains("[erased]"));
+
+    // A full rebuild of every projection completes.
+    for projection in ["query", "csat"] {
+        let rebuilt = deployment.helpline(&["rebuild", projection]);
+        assert!(
+            rebuilt.status.success(),
+            "rebuild {projection}: {}",
+            String::from_utf8_lossy(&rebuilt.stderr)
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! The `helpline.v1.Privacy` API: erasure and export, for admins only.
+
+use helpline_assignment::AuthKey;
+use helpline_assignment::auth::{bearer, verify};
+use helpline_domain::Channel;
+use helpline_eventstore::CustomerId;
+use helpline_proto::v1 as pb;
+use helpline_proto::v1::customer_ref::Customer as CustomerProto;
+use helpline_proto::v1::privacy_server::{Privacy as PrivacyApi, PrivacyServer};
+use helpline_region::{RegionConfig, Role};
+use tonic::{Request, Response, Status};
+
+use crate::error::PrivacyError;
+use crate::rights::{Privacy, Reason};
+
+/// The Privacy API: every call needs a bearer token signed with `key` whose role is admin,
+/// for someone the region's directory (`[[agents]]`) names as admin.
+pub fn grpc_service(
+    privacy: Privacy,
+    key: AuthKey,
+    region: &RegionConfig,
+) -> PrivacyServer<impl PrivacyApi> {
+    let admins = region
+        .agents
+        .iter()
+        .filter(|agent| agent.role == Role::Admin)
+        .map(|agent| agent.id.to_string())
+        .collect();
+    PrivacyServer::new(Api {
+        privacy,
+        key,
+        admins,
+    })
+}
+
+#[derive(Debug)]
+struct Api {
+    privacy: Privacy,
+    key: AuthKey,
+    admins: Vec<String>,
+}
+
+impl Api {
+    /// The admin calling, or why not: no or a bad token is `UNAUTHENTICATED`, anyone
+    /// but an admin `PERMISSION_DENIED`.
+    fn admin<T>(&self, request: &Request<T>) -> Result<String, PrivacyError> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok());
+        let claims = bearer(header)
+            .and_then(|token| verify(&self.key, token))
+            .map_err(|e| PrivacyError::Unauthenticated(e.to_string()))?;
+        if claims.role != Role::Admin || !self.admins.contains(&claims.sub) {
+            return Err(PrivacyError::PermissionDenied(format!(
+                "{} is not an admin; the Privacy API is for admins only",
+                claims.sub
+            )));
+        }
+        Ok(claims.sub)
+    }
+
+    fn customer(&self, customer: Option<pb::CustomerRef>) -> Result<CustomerId, PrivacyError> {
+        let customer = customer
+            .and_then(|c| c.customer)
+            .ok_or_else(|| PrivacyError::invalid("customer", "give a contact or a customer_id"))?;
+        match customer {
+            CustomerProto::CustomerId(id) => CustomerId::parse(&id).ok_or_else(|| {
+                PrivacyError::invalid("customer.customer_id", "not a customer id (32 hex digits)")
+            }),
+            CustomerProto::Contact(contact) => {
+                let channel = channel_from_proto(contact.channel).ok_or_else(|| {
+                    PrivacyError::invalid("customer.contact.channel", "name the channel")
+                })?;
+                if contact.address.trim().is_empty() {
+                    return Err(PrivacyError::invalid(
+                        "customer.contact.address",
+                        "give the customer's address on the channel",
+                    ));
+                }
+                Ok(self.privacy.store().customer_id(channel, &contact.address))
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl PrivacyApi for Api {
+    async fn erase_customer(
+        &self,
+        request: Request<pb::EraseCustomerRequest>,
+    ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
+        let admin = self.admin(&request)?;
+        let customer = self.customer(request.into_inner().customer)?;
+        tracing::info!(%admin, %customer, "erasure requested");
+        let erasure = self.privacy.erase(&customer, Reason::Request).await?;
+        Ok(Response::new(pb::EraseCustomerResponse {
+            customer_id: customer.to_string(),
+            ticket_ids: erasure.tickets.iter().map(ToString::to_string).collect(),
+            key_purged: erasure.key_purged,
+            tickets_newly_erased: erasure.tickets_newly_erased,
+        }))
+    }
+
+    async fn export_customer(
+        &self,
+        request: Request<pb::ExportCustomerRequest>,
+    ) -> Result<Response<pb::ExportCustomerResponse>, Status> {
+        let admin = self.admin(&request)?;
+        let customer = self.customer(request.into_inner().customer)?;
+        tracing::info!(%admin, %customer, "export requested");
+        let export = self.privacy.export(&customer).await?;
+        let json = serde_json::to_string_pretty(&export)
+            .map_err(|e| Status::internal(format!("export: {e}")))?;
+        Ok(Response::new(pb::ExportCustomerResponse {
+            customer_id: customer.to_string(),
+            json,
+        }))
+    }
+}
+
+fn channel_from_proto(value: i32) -> Option<Channel> {
+    match pb::Channel::try_from(value).ok()? {
+        pb::Channel::Whatsapp => Some(Channel::WhatsApp),
+        pb::Channel::Messenger => Some(Channel::Messenger),
+        pb::Channel::Telegram => Some(Channel::Telegram),
+        pb::Channel::Viber => Some(Channel::Viber),
+        pb::Channel::AppleMessages => Some(Channel::AppleMessages),
+        pb::Channel::WebChat => Some(Channel::WebChat),
+        pb::Channel::Unspecified => None,
+    }
+}

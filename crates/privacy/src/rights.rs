@@ -1,0 +1,289 @@
+//! The customer's rights: erasure and export.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use helpline_domain::{Channel, Command, Event, MessageBody, Personal, TicketId, decide, evolve};
+use helpline_eventstore::{CommandMeta, CustomerId, EventStore, StoreError};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::error::PrivacyError;
+use crate::scan::{TicketRecord, scan};
+
+/// Namespace of erasure command ids: one erasure of one ticket is one command, however
+/// often it is asked for.
+const NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0e0c_5b0a_4c55_9a3e_7f20_11c4_e2a9);
+
+/// Attempts of one ticket's erasure against concurrent appends.
+const ATTEMPTS: usize = 10;
+
+/// Why a customer is erased, for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The customer asked (the Privacy API, `helpline privacy erase`).
+    Request,
+    /// The region's retention period passed.
+    Retention,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::Request => "request",
+            Reason::Retention => "retention",
+        }
+    }
+}
+
+/// What one erasure did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Erasure {
+    pub customer: CustomerId,
+    pub tickets: Vec<TicketId>,
+    /// A data key was there and is purged now.
+    pub key_purged: bool,
+    /// Tickets that got `CustomerErased` now (the rest had it already).
+    pub tickets_newly_erased: u32,
+}
+
+/// Erasure, export and retention over one region's store.
+#[derive(Clone, Debug)]
+pub struct Privacy {
+    store: EventStore,
+}
+
+impl Privacy {
+    pub fn new(store: EventStore) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// The customer's tickets, oldest first.
+    pub async fn tickets_of(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Vec<TicketRecord>, PrivacyError> {
+        let mut tickets: Vec<TicketRecord> = scan(&self.store)
+            .await?
+            .into_iter()
+            .filter(|record| record.customer.as_ref() == Some(customer))
+            .collect();
+        tickets.sort_by_key(|record| record.ticket.0);
+        Ok(tickets)
+    }
+
+    /// Erases the customer: purges their data key (not a soft delete: the entry and its
+    /// history go), appends `CustomerErased` to each ticket, which every projection
+    /// scrubs on, and drops the tickets' snapshots and open-ticket entries. Idempotent.
+    pub async fn erase(
+        &self,
+        customer: &CustomerId,
+        reason: Reason,
+    ) -> Result<Erasure, PrivacyError> {
+        let tickets = self.tickets_of(customer).await?;
+        self.erase_tickets(customer, &tickets, reason).await
+    }
+
+    pub(crate) async fn erase_tickets(
+        &self,
+        customer: &CustomerId,
+        tickets: &[TicketRecord],
+        reason: Reason,
+    ) -> Result<Erasure, PrivacyError> {
+        // The key first: from this moment nothing of the customer's can be read, even if
+        // the rest is interrupted (a second call finishes it).
+        let key_purged = self.store.erase_customer_key(customer).await?;
+        let mut newly = 0;
+        for record in tickets {
+            if self.append_erased(customer, record.ticket).await? {
+                newly += 1;
+            }
+            self.store.delete_snapshot(record.ticket).await?;
+        }
+        self.forget_open_tickets(customer).await?;
+        helpline_telemetry::metrics::increment(
+            "helpline_customers_erased_total",
+            "Customers whose personal data was erased, by reason: request or retention.",
+            &[("reason", reason.as_str())],
+        );
+        tracing::info!(
+            %customer,
+            reason = reason.as_str(),
+            tickets = tickets.len(),
+            newly_erased = newly,
+            key_purged,
+            "customer erased"
+        );
+        Ok(Erasure {
+            customer: customer.clone(),
+            tickets: tickets.iter().map(|record| record.ticket).collect(),
+            key_purged,
+            tickets_newly_erased: newly,
+        })
+    }
+
+    /// Appends `CustomerErased` unless the ticket has it; true when appended now.
+    async fn append_erased(
+        &self,
+        customer: &CustomerId,
+        ticket: TicketId,
+    ) -> Result<bool, PrivacyError> {
+        let command_id = Uuid::new_v5(&NAMESPACE, format!("erase:{customer}:{ticket}").as_bytes());
+        for _ in 0..ATTEMPTS {
+            let loaded = self.store.load(ticket).await?;
+            let events = decide(&loaded.ticket, Command::EraseCustomer).map_err(|e| {
+                PrivacyError::Domain {
+                    ticket: ticket.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+            if events.is_empty() {
+                return Ok(false);
+            }
+            let meta = CommandMeta::new(command_id, SystemTime::now());
+            match self
+                .store
+                .append(ticket, loaded.version, &events, &meta)
+                .await
+            {
+                Ok(appended) => return Ok(!appended.duplicate),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(PrivacyError::unavailable(format!(
+            "ticket {ticket} kept changing; erase again"
+        )))
+    }
+
+    /// Removes the customer's entries from the contacts bucket, so that their next
+    /// message opens a new ticket rather than continuing an erased one.
+    async fn forget_open_tickets(&self, customer: &CustomerId) -> Result<(), PrivacyError> {
+        let layout = self.store.layout();
+        let contacts = self
+            .store
+            .jetstream()
+            .get_key_value(layout.contacts_bucket())
+            .await
+            .map_err(PrivacyError::unavailable)?;
+        for channel in Channel::ALL {
+            let key = layout.contact_key(channel, customer);
+            let present = contacts
+                .get(&key)
+                .await
+                .map_err(PrivacyError::unavailable)?
+                .is_some();
+            if present {
+                contacts
+                    .purge(&key)
+                    .await
+                    .map_err(PrivacyError::unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything helpline holds about the customer, as JSON: per ticket, every event
+    /// with its personal fields opened (erased ones as `{"erased": true}`), and the
+    /// messages the customer sent. `NotFound` when they have no ticket.
+    pub async fn export(&self, customer: &CustomerId) -> Result<Value, PrivacyError> {
+        let tickets = self.tickets_of(customer).await?;
+        if tickets.is_empty() {
+            return Err(PrivacyError::NotFound(format!(
+                "no tickets of customer {customer} in region {}",
+                self.store.layout().region()
+            )));
+        }
+        let key = match self.store.customer_has_key(customer).await? {
+            true => "present",
+            false => "erased",
+        };
+        let mut exported = Vec::with_capacity(tickets.len());
+        for record in &tickets {
+            exported.push(self.export_ticket(record.ticket).await?);
+        }
+        Ok(json!({
+            "customer_id": customer.as_str(),
+            "region": self.store.layout().region(),
+            "exported_at": timestamp(SystemTime::now()),
+            "data_key": key,
+            "tickets": exported,
+        }))
+    }
+
+    async fn export_ticket(&self, ticket: TicketId) -> Result<Value, PrivacyError> {
+        let events = self.store.ticket_events(ticket).await?;
+        let mut state = helpline_domain::Ticket::default();
+        let mut sent = Vec::new();
+        let mut listed = Vec::with_capacity(events.len());
+        for (sequence, meta, event) in &events {
+            state = evolve(state, event);
+            if let Event::CustomerMessageReceived { body, .. } = event {
+                sent.push(json!({
+                    "at": timestamp(meta.occurred_at),
+                    "message": body_json(body),
+                }));
+            }
+            listed.push(json!({
+                "sequence": sequence,
+                "at": timestamp(meta.occurred_at),
+                "type": event.name(),
+                "event": serde_json::to_value(event).unwrap_or(Value::Null),
+            }));
+        }
+        let customer = state.customer.as_ref();
+        Ok(json!({
+            "ticket_id": ticket.to_string(),
+            "channel": customer.map(|c| c.channel.as_str()),
+            "contact": customer.map(|c| shown(&c.contact)),
+            "display_name": customer.and_then(|c| c.display_name.as_ref()).map(shown),
+            "language": state.language,
+            "phase": format!("{:?}", state.phase),
+            "messages_sent": sent,
+            "events": listed,
+        }))
+    }
+}
+
+fn shown(value: &Personal<String>) -> Value {
+    Value::String(value.shown().to_owned())
+}
+
+/// A message body as the export shows it: text, an attachment or a location.
+fn body_json(body: &MessageBody) -> Value {
+    match body {
+        MessageBody::Text(text) => json!({ "text": text.shown() }),
+        MessageBody::Media(media) => json!({
+            "attachment": media.object.shown(),
+            "mime_type": media.mime_type,
+            "caption": media.caption.as_ref().map(Personal::shown),
+        }),
+        MessageBody::Location(at) => match at.read() {
+            Ok((latitude, longitude)) => {
+                json!({ "location": { "latitude": latitude, "longitude": longitude } })
+            }
+            Err(erased) => json!({ "location": erased.to_string() }),
+        },
+    }
+}
+
+fn timestamp(at: SystemTime) -> String {
+    jiff::Timestamp::try_from(at)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Tickets per customer, for retention.
+pub(crate) fn by_customer(records: Vec<TicketRecord>) -> BTreeMap<CustomerId, Vec<TicketRecord>> {
+    let mut customers: BTreeMap<CustomerId, Vec<TicketRecord>> = BTreeMap::new();
+    for record in records {
+        if let Some(customer) = record.customer.clone() {
+            customers.entry(customer).or_default().push(record);
+        }
+    }
+    customers
+}

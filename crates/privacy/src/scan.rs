@@ -1,0 +1,103 @@
+//! Which tickets exist, whose they are, and whether they are over: read from the event
+//! headers alone (a headers-only ordered consumer), never from personal data.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use futures::StreamExt;
+use helpline_domain::TicketId;
+use helpline_eventstore::append::{CUSTOMER_HEADER, EVENT_TYPE_HEADER};
+use helpline_eventstore::{CustomerId, EventStore};
+use uuid::Uuid;
+
+use crate::error::PrivacyError;
+
+/// One ticket as its headers tell it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketRecord {
+    pub ticket: TicketId,
+    /// From `TicketOpened`; `None` for a ticket opened before customers were named.
+    pub customer: Option<CustomerId>,
+    /// When its last event was stored.
+    pub last_event_at: SystemTime,
+    /// Closed or abandoned: it takes no more messages.
+    pub over: bool,
+    /// It carries `CustomerErased`.
+    pub erased: bool,
+}
+
+/// Every ticket of the region, in ticket-id order.
+pub async fn scan(store: &EventStore) -> Result<Vec<TicketRecord>, PrivacyError> {
+    let stream = store
+        .jetstream()
+        .get_stream_no_info(store.layout().event_stream())
+        .await
+        .map_err(PrivacyError::unavailable)?;
+    let mut consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: store.layout().all_tickets(),
+            deliver_policy: DeliverPolicy::All,
+            headers_only: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(PrivacyError::unavailable)?;
+    let mut tickets: BTreeMap<TicketId, TicketRecord> = BTreeMap::new();
+    let pending = consumer
+        .info()
+        .await
+        .map_err(PrivacyError::unavailable)?
+        .num_pending;
+    if pending == 0 {
+        return Ok(Vec::new());
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(PrivacyError::unavailable)?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(PrivacyError::unavailable)?;
+        let info = message.info().map_err(PrivacyError::unavailable)?;
+        let done = info.pending == 0;
+        let at = SystemTime::from(info.published);
+        let ticket = message
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .map(TicketId);
+        if let Some(ticket) = ticket {
+            let header = |name: &str| {
+                message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str().to_owned())
+            };
+            let record = tickets.entry(ticket).or_insert_with(|| TicketRecord {
+                ticket,
+                customer: None,
+                last_event_at: at,
+                over: false,
+                erased: false,
+            });
+            record.last_event_at = record.last_event_at.max(at);
+            match header(EVENT_TYPE_HEADER).as_deref() {
+                Some("TicketOpened") => {
+                    record.customer = header(CUSTOMER_HEADER)
+                        .as_deref()
+                        .and_then(CustomerId::parse);
+                }
+                Some("TicketClosed" | "TicketAbandoned") => record.over = true,
+                Some("CustomerErased") => record.erased = true,
+                _ => {}
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(tickets.into_values().collect())
+}
