@@ -387,7 +387,10 @@ impl RegionConfig {
     /// configuration.
     pub fn from_region_file(text: &str) -> Result<RegionConfig, toml::de::Error> {
         let mut table: toml::Table = toml::from_str(text)?;
+        // Read by the binary, not by the conversation: which region, and how long
+        // personal data is kept.
         table.remove("region");
+        table.remove("privacy");
         table.try_into()
     }
 

@@ -1,0 +1,145 @@
+//! Personal data in the store: sealed in events and snapshots, readable while the
+//! customer's key exists, erased everywhere once it is purged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use helpline_domain::{Channel, Event, MessageBody};
+use helpline_eventstore::{EventStore, MasterKey, StoreConfig, StoreError};
+use support::*;
+
+fn contains(bytes: &[u8], text: &str) -> bool {
+    bytes.windows(text.len()).any(|w| w == text.as_bytes())
+}
+
+fn texts(events: &[(u64, helpline_eventstore::EnvelopeMeta, Event)]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|(_, _, event)| match event {
+            Event::CustomerMessageReceived {
+                body: MessageBody::Text(text),
+                ..
+            } => Some(text.shown().to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_snapshot_is_sealed_and_goes_with_the_customers_key() {
+    let h = harness_with(StoreConfig {
+        snapshot_every: 4,
+        ..test_config()
+    })
+    .await;
+    let id = ticket();
+    let version = open(&h.store, id).await;
+    say(
+        &h.store,
+        id,
+        version,
+        &["geheim 1", "geheim 2", "geheim 3", "geheim 4"],
+    )
+    .await;
+    h.store.load(id).await.unwrap();
+    let kv = h
+        .store
+        .jetstream()
+        .get_key_value("helpline-de-snapshots")
+        .await
+        .unwrap();
+    let key = id.0.to_string();
+    eventually("snapshot written", || {
+        let (kv, key) = (kv.clone(), key.clone());
+        async move { kv.entry(key).await.ok().flatten().is_some() }
+    })
+    .await;
+    let snapshot = kv.get(&key).await.unwrap().unwrap();
+    for secret in ["geheim", "4915112345678", "Jana"] {
+        assert!(!contains(&snapshot, secret), "snapshot holds {secret:?}");
+    }
+    let from_snapshot = h.store.load(id).await.unwrap();
+    assert_eq!(from_snapshot, h.store.load_from_log(id).await.unwrap());
+
+    let customer = h.store.customer_id(Channel::WhatsApp, "4915112345678");
+    assert!(h.store.erase_customer_key(&customer).await.unwrap());
+    let after = h.store.load(id).await.unwrap();
+    let contact = &after.ticket.customer.as_ref().unwrap().contact;
+    assert_eq!(contact.shown(), "[erased]", "the snapshot no longer opens");
+    assert_eq!(after.version, from_snapshot.version);
+    assert_eq!(
+        texts(&h.store.ticket_events(id).await.unwrap()),
+        ["[erased]"; 4]
+    );
+}
+
+#[tokio::test]
+async fn an_erasure_reaches_a_process_that_had_the_key_cached() {
+    let h = harness().await;
+    let id = ticket();
+    let version = open(&h.store, id).await;
+    say(&h.store, id, version, &["hallo"]).await;
+    // A second process reads the ticket, caching the customer's key.
+    let other = EventStore::open(h.server.connect().await.unwrap(), test_config())
+        .await
+        .unwrap();
+    assert_eq!(texts(&other.ticket_events(id).await.unwrap()), ["hallo"]);
+    // Its key cache follows the key bucket from its first read on; read again once that
+    // watch is up, so the key is in the cache when it is erased.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(texts(&other.ticket_events(id).await.unwrap()), ["hallo"]);
+
+    let customer = h.store.customer_id(Channel::WhatsApp, "4915112345678");
+    h.store.erase_customer_key(&customer).await.unwrap();
+    eventually("the other process sees the erasure", || {
+        let other = other.clone();
+        async move { texts(&other.ticket_events(id).await.unwrap()) == ["[erased]"] }
+    })
+    .await;
+    assert!(
+        !h.store.erase_customer_key(&customer).await.unwrap(),
+        "idempotent"
+    );
+}
+
+#[tokio::test]
+async fn another_master_key_cannot_read_the_customers_data() {
+    let h = harness().await;
+    let id = ticket();
+    let version = open(&h.store, id).await;
+    say(&h.store, id, version, &["hallo"]).await;
+    let wrong = StoreConfig {
+        master_key: MasterKey::from_hex(&"42".repeat(32)).unwrap(),
+        ..test_config()
+    };
+    let other = EventStore::open(h.server.connect().await.unwrap(), wrong)
+        .await
+        .unwrap();
+    // Another master key names the customer differently and cannot unwrap their key:
+    // an operator error, reported as such, never shown as erased data.
+    assert_ne!(
+        other.customer_id(Channel::WhatsApp, "4915112345678"),
+        h.store.customer_id(Channel::WhatsApp, "4915112345678")
+    );
+    assert!(matches!(
+        other.ticket_events(id).await,
+        Err(StoreError::Key(_))
+    ));
+}
+
+#[tokio::test]
+async fn two_processes_opening_tickets_for_one_new_customer_share_one_key() {
+    let h = harness().await;
+    let other = EventStore::open(h.server.connect().await.unwrap(), test_config())
+        .await
+        .unwrap();
+    let (a, b) = (ticket(), ticket());
+    let (first, second) = tokio::join!(open(&h.store, a), open(&other, b));
+    assert!(first > 0 && second > 0);
+    say(&h.store, a, first, &["from a"]).await;
+    say(&other, b, second, &["from b"]).await;
+    // Each process reads the other's ticket: one key for the customer.
+    assert_eq!(texts(&other.ticket_events(a).await.unwrap()), ["from a"]);
+    assert_eq!(texts(&h.store.ticket_events(b).await.unwrap()), ["from b"]);
+}
