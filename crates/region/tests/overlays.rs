@@ -51,8 +51,7 @@ fn region_files() -> Vec<RegionFile> {
                     path.display()
                 ),
             };
-            let config: RegionConfig = table
-                .try_into()
+            let config = RegionConfig::from_region_file(&text)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             RegionFile {
                 folder,
