@@ -87,6 +87,34 @@ impl EventStore {
         Ok(events)
     }
 
+    /// An attachment's bytes sealed under the customer's key (made if they have none),
+    /// bound to the object's name: what the media bucket stores, as a protobuf `Sealed`.
+    pub async fn seal_attachment(
+        &self,
+        customer: &CustomerId,
+        object: &str,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let key = self.keys.get_or_create(customer).await?;
+        let place = attachment_place(object, customer);
+        Ok(prost::Message::encode_to_vec(&key.seal(&place, bytes)))
+    }
+
+    /// An attachment's bytes, opened; `None` when the customer's key is gone (erased).
+    pub async fn open_attachment(
+        &self,
+        customer: &CustomerId,
+        object: &str,
+        stored: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(key) = self.keys.get(customer).await? else {
+            return Ok(None);
+        };
+        let sealed: helpline_proto::v1::Sealed = prost::Message::decode(stored)
+            .map_err(|e| StoreError::Key(format!("attachment {object} is not sealed: {e}")))?;
+        Ok(key.open(&attachment_place(object, customer), &sealed).ok())
+    }
+
     /// Whether the customer has a data key (tests and retention).
     pub async fn customer_has_key(&self, customer: &CustomerId) -> Result<bool, StoreError> {
         Ok(self.keys.get(customer).await?.is_some())
@@ -158,6 +186,14 @@ impl EventStore {
         self.customers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn attachment_place<'a>(object: &'a str, customer: &'a CustomerId) -> crate::seal::FieldPlace<'a> {
+    crate::seal::FieldPlace {
+        record: object,
+        field: "attachment",
+        customer,
     }
 }
 

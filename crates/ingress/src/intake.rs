@@ -23,7 +23,7 @@ use helpline_domain::{
     Channel, Command, Customer, DomainError, Event, MessageBody, MessageId, Personal, Phase,
     Ticket, TicketId, decide,
 };
-use helpline_eventstore::{CommandMeta, EventStore, StoreError};
+use helpline_eventstore::{CommandMeta, CustomerId, EventStore, StoreError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -142,7 +142,9 @@ impl Intake {
         // phone number is reversed by trying every number.
         let customer = self.store.customer_id(channel, message.contact.expose());
         let contact_key = self.store.layout().contact_key(channel, &customer);
-        let body = self.body_of(channel, &message.content, message_id).await?;
+        let body = self
+            .body_of(channel, &customer, &message.content, message_id)
+            .await?;
 
         for _ in 0..MAX_ATTEMPTS {
             let ticket = self.claim_ticket(&contact_key).await?;
@@ -224,6 +226,7 @@ impl Intake {
     async fn body_of(
         &self,
         channel: Channel,
+        customer: &CustomerId,
         content: &InboundContent,
         message: MessageId,
     ) -> Result<MessageBody, IntakeError> {
@@ -239,7 +242,7 @@ impl Intake {
             } => {
                 let stored = self
                     .media
-                    .fetch(channel, provider_media, &message.0.to_string())
+                    .fetch(channel, customer, provider_media, &message.0.to_string())
                     .await?;
                 MessageBody::Media(helpline_domain::Media {
                     kind: *kind,

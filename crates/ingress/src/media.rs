@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::object_store::{self, ObjectStore};
 use futures::StreamExt;
 use helpline_domain::Channel;
-use helpline_eventstore::EventStore;
+use helpline_eventstore::{CustomerId, EventStore};
 use serde::Deserialize;
 
 use crate::secret::Secret;
@@ -48,6 +48,8 @@ pub struct MediaSources {
 pub struct MediaFetcher {
     http: reqwest::Client,
     bucket: ObjectStore,
+    /// Seals each attachment under its customer's key before it is stored.
+    store: EventStore,
     sources: MediaSources,
     max_bytes: u64,
 }
@@ -88,15 +90,18 @@ impl MediaFetcher {
         Ok(Self {
             http,
             bucket,
+            store: store.clone(),
             sources,
             max_bytes,
         })
     }
 
-    /// Fetches `provider_media` and stores it as `object`.
+    /// Fetches `provider_media` and stores it as `object`, sealed under `customer`'s key
+    /// (so erasing the customer erases the attachment too).
     pub async fn fetch(
         &self,
         channel: Channel,
+        customer: &CustomerId,
         provider_media: &str,
         object: &str,
     ) -> Result<StoredMedia, MediaError> {
@@ -179,8 +184,13 @@ impl MediaFetcher {
             }
         }
         let size_bytes = bytes.len() as u64;
+        let sealed = self
+            .store
+            .seal_attachment(customer, object, &bytes)
+            .await
+            .map_err(|e| MediaError::Store(e.to_string()))?;
         self.bucket
-            .put(object, &mut bytes.as_slice())
+            .put(object, &mut sealed.as_slice())
             .await
             .map_err(|e| MediaError::Store(e.to_string()))?;
         Ok(StoredMedia {

@@ -269,14 +269,36 @@ async fn an_image_is_fetched_from_the_provider_and_kept_in_the_media_store() {
             );
         }
         let mut object = bucket.get(stored.object.expose()).await.unwrap();
-        let mut bytes = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes)
+        let mut sealed = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut object, &mut sealed)
             .await
             .unwrap();
         assert!(
-            bytes == photo,
+            !sealed
+                .windows(64)
+                .any(|w| photo.windows(64).next() == Some(w)),
+            "{channel:?}: the photo is stored sealed"
+        );
+        let customer = h.store.customer_id(
+            channel,
+            &h.sim.customer_address(channel, &customer_id(channel, 6)),
+        );
+        let bytes = h
+            .store
+            .open_attachment(&customer, stored.object.expose(), &sealed)
+            .await
+            .unwrap();
+        assert!(
+            bytes.as_ref() == Some(&photo),
             "{channel:?}: the stored object is the customer's photo"
         );
+        h.store.erase_customer_key(&customer).await.unwrap();
+        let erased = h
+            .store
+            .open_attachment(&customer, stored.object.expose(), &sealed)
+            .await
+            .unwrap();
+        assert!(erased.is_none(), "{channel:?}: erased with the customer");
     }
 }
 
