@@ -46,6 +46,8 @@ pub struct NatsServerBuilder {
     store_dir: Option<PathBuf>,
     log_file: Option<PathBuf>,
     config_file: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    credentials: Option<Credentials>,
 }
 
 impl NatsServerBuilder {
@@ -72,6 +74,27 @@ impl NatsServerBuilder {
     /// `jetstream { sync_interval: always }`; the port and store flags still win.
     pub fn config_file(mut self, file: impl Into<PathBuf>) -> Self {
         self.config_file = Some(file.into());
+        self
+    }
+
+    /// An environment variable of the server process, such as a password its
+    /// configuration file reads as `$NAME`.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// The user the readiness check and [`NatsServer::connect`] sign in as, for a
+    /// configuration file that requires authentication. The user needs `$JS.API.INFO`.
+    pub fn user_and_password(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.credentials = Some(Credentials {
+            user: user.into(),
+            password: password.into(),
+        });
         self
     }
 
@@ -108,6 +131,8 @@ impl NatsServerBuilder {
             store_dir,
             log_file,
             config_file: self.config_file,
+            env: self.env,
+            credentials: self.credentials,
             child: None,
             _temp: temp,
         };
@@ -125,6 +150,8 @@ pub struct NatsServer {
     store_dir: PathBuf,
     log_file: PathBuf,
     config_file: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    credentials: Option<Credentials>,
     child: Option<Child>,
     _temp: Option<TempDir>,
 }
@@ -161,9 +188,18 @@ impl NatsServer {
         self.child.as_ref().map(Child::id)
     }
 
-    /// A client connected to this server.
+    /// A client connected to this server (as the builder's user, if one was given).
     pub async fn connect(&self) -> Result<async_nats::Client, async_nats::ConnectError> {
-        async_nats::connect(self.url()).await
+        self.options().connect(self.url()).await
+    }
+
+    fn options(&self) -> async_nats::ConnectOptions {
+        match &self.credentials {
+            Some(Credentials { user, password }) => {
+                async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+            }
+            None => async_nats::ConnectOptions::new(),
+        }
     }
 
     /// Stops the server gracefully (SIGTERM) and waits for it to exit.
@@ -206,6 +242,7 @@ impl NatsServer {
             command.arg("--config").arg(file);
         }
         let child = command
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .args(["--jetstream", "--addr", "127.0.0.1", "--port"])
             .arg(self.port.to_string())
             .arg("--store_dir")
@@ -235,7 +272,8 @@ impl NatsServer {
                     log: self.log_tail(),
                 });
             }
-            if let Ok(client) = async_nats::ConnectOptions::new()
+            if let Ok(client) = self
+                .options()
                 .connection_timeout(Duration::from_millis(500))
                 .connect(self.url())
                 .await
@@ -261,6 +299,22 @@ impl NatsServer {
         let log = std::fs::read_to_string(&self.log_file).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+/// A user and password; `Debug` leaves the password out.
+#[derive(Clone)]
+struct Credentials {
+    user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"***")
+            .finish()
     }
 }
 
