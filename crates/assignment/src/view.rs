@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::SystemTime;
 
-use helpline_domain::{AgentId, Event, Phase, ReleaseReason, Ticket, TicketId, evolve};
+use helpline_domain::{AgentId, Erased, Event, Phase, ReleaseReason, Ticket, TicketId, evolve};
 use helpline_eventstore::EnvelopeMeta;
 
 use crate::ledger::{AgentEvent, AgentRecord, Presence};
@@ -111,6 +111,7 @@ impl View {
                 entry.summary = summary.shown().to_owned();
                 entry.declined.clear();
             }
+            Event::CustomerErased => entry.summary = Erased::SHOWN.to_owned(),
             _ => {}
         }
         let agent_after = holder(&entry.ticket);

@@ -347,6 +347,12 @@ impl Event {
         }
     }
 
+    /// The event with every personal value erased: what a copy kept in memory becomes
+    /// once its customer is erased.
+    pub fn erase_personal(&mut self) {
+        self.personal_fields_mut(|_, value| value.erase());
+    }
+
     /// The event's name as in the proto contract and the `Helpline-Event-Type` header.
     pub fn name(&self) -> &'static str {
         match self {

@@ -151,6 +151,19 @@ pub enum PersonalField<'a> {
     Coordinates(&'a mut Personal<(f64, f64)>),
 }
 
+impl PersonalField<'_> {
+    /// Erases the field's value; a text the event does not have stays absent, an empty
+    /// one stays empty (there was nothing personal in it).
+    pub fn erase(self) {
+        match self {
+            PersonalField::Text(text) if !text.expose().is_empty() => *text = Personal::erased(),
+            PersonalField::OptionalText(Some(text)) => *text = Personal::erased(),
+            PersonalField::Coordinates(at) => *at = Personal::erased(),
+            PersonalField::Text(_) | PersonalField::OptionalText(None) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

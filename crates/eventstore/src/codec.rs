@@ -1211,16 +1211,7 @@ mod tests {
             let (_, erased) = decode(&sealed(&meta(), &event), None).unwrap();
             assert_eq!(erased.name(), event.name());
             let mut expected = event.clone();
-            expected.personal_fields_mut(|_, value| match value {
-                PersonalField::Text(text) if !text.expose().is_empty() => {
-                    *text = Personal::erased()
-                }
-                PersonalField::OptionalText(text) if text.is_some() => {
-                    *text = Some(Personal::erased())
-                }
-                PersonalField::Coordinates(at) => *at = Personal::erased(),
-                _ => {}
-            });
+            expected.erase_personal();
             assert_eq!(erased, expected, "{}", event.name());
             let other_key = DataKey::generate();
             let (_, with_another_key) = decode(&sealed(&meta(), &event), Some(&other_key)).unwrap();

@@ -130,8 +130,10 @@ impl Projection {
         };
         folded.timeline.push(entry.clone());
         if matches!(stored.event, Event::CustomerErased) {
+            // The projection's copies of the customer's data go with the customer.
             folded.texts.clear();
-            for earlier in &folded.timeline {
+            for earlier in &mut folded.timeline {
+                earlier.event.erase_personal();
                 summary::texts(&earlier.event, false, &mut folded.texts);
             }
         } else {
@@ -256,7 +258,7 @@ fn matches<T: PartialEq>(wanted: Option<&T>, actual: Option<&T>) -> bool {
 mod tests {
     use std::time::Duration;
 
-    use helpline_domain::{Customer, Details, MessageBody, MessageId, Personal};
+    use helpline_domain::{Customer, Details, MessageBody, MessageId, Personal, PersonalField};
     use helpline_eventstore::{EnvelopeMeta, SCHEMA_VERSION};
 
     use super::*;
@@ -459,6 +461,20 @@ mod tests {
         };
         assert_eq!(projection.list(&search("akku"), 10).1, 0);
         assert_eq!(projection.list(&search("matebook"), 10).1, 1);
+        // The timeline's copies of the customer's data are gone from memory too.
+        for entry in projection.timeline(id).unwrap_or_default() {
+            let mut event = entry.event.clone();
+            event.personal_fields_mut(|field, value| {
+                let kept = match value {
+                    PersonalField::Text(text) => !text.is_erased() && !text.expose().is_empty(),
+                    PersonalField::OptionalText(text) => {
+                        text.as_ref().is_some_and(|t| !t.is_erased())
+                    }
+                    PersonalField::Coordinates(at) => !at.is_erased(),
+                };
+                assert!(!kept, "{}.{field} kept in memory", entry.event.name());
+            });
+        }
     }
 
     #[test]
