@@ -95,12 +95,21 @@ pub fn encode(
     if let Some(field) = unsealed {
         return Err(CodecError::Unsealed { field });
     }
-    let customer_id = match (sealer, personal.is_empty()) {
-        (Some(sealer), false) => sealer.customer.as_str().to_owned(),
-        _ => String::new(),
+    let customer = match (sealer, personal.is_empty()) {
+        (Some(sealer), false) => Some(sealer.customer),
+        _ => None,
     };
-    let envelope = pb::EventEnvelope {
-        event_id,
+    Ok(envelope(meta, customer, personal, &blanked).encode_to_vec())
+}
+
+fn envelope(
+    meta: &EnvelopeMeta,
+    customer: Option<&CustomerId>,
+    personal: HashMap<String, pb::Sealed>,
+    event: &Event,
+) -> pb::EventEnvelope {
+    pb::EventEnvelope {
+        event_id: uuid_to_proto(meta.event_id),
         ticket_id: uuid_to_proto(meta.ticket.0),
         region: meta.region.clone(),
         occurred_at: Some(prost_types::Timestamp::from(meta.occurred_at)),
@@ -108,11 +117,10 @@ pub fn encode(
         causation_id: meta.causation_id.clone(),
         correlation_id: meta.correlation_id.clone(),
         schema_version: meta.schema_version,
-        customer_id,
+        customer_id: customer.map(ToString::to_string).unwrap_or_default(),
         personal,
-        event: Some(event_to_proto(&blanked)),
-    };
-    Ok(envelope.encode_to_vec())
+        event: Some(event_to_proto(event)),
+    }
 }
 
 /// The event as the gRPC APIs show it: a plain `EventEnvelope` with its personal fields
@@ -129,23 +137,7 @@ pub fn to_api(meta: &EnvelopeMeta, event: &Event) -> pb::EventEnvelope {
         }
         _ => {}
     });
-    pb::EventEnvelope {
-        event_id: uuid_to_proto(meta.event_id),
-        ticket_id: uuid_to_proto(meta.ticket.0),
-        region: meta.region.clone(),
-        occurred_at: Some(prost_types::Timestamp::from(meta.occurred_at)),
-        command_id: uuid_to_proto(meta.command_id),
-        causation_id: meta.causation_id.clone(),
-        correlation_id: meta.correlation_id.clone(),
-        schema_version: meta.schema_version,
-        customer_id: meta
-            .customer
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        personal: HashMap::new(),
-        event: Some(event_to_proto(&shown)),
-    }
+    envelope(meta, meta.customer.as_ref(), HashMap::new(), &shown)
 }
 
 /// Decodes a protobuf `EventEnvelope`, opening its personal fields with `key` (the key of

@@ -74,17 +74,26 @@ impl EventStore {
         .await?;
         let mut events = Vec::with_capacity(messages.len());
         for message in messages {
-            let (meta, event) = self.decode(&message.payload).await.map_err(|e| match e {
-                DecodeError::Store(e) => e,
-                DecodeError::Codec(e) => StoreError::Corrupt {
-                    subject: message.subject.clone(),
-                    sequence: message.sequence,
-                    reason: e.to_string(),
-                },
-            })?;
+            let (meta, event) = self.decode_stored(&message).await?;
             events.push((message.sequence, meta, event));
         }
         Ok(events)
+    }
+
+    /// A message read from a ticket's subject, opened; bytes that are no event are
+    /// `Corrupt`, naming where they are.
+    pub(crate) async fn decode_stored(
+        &self,
+        message: &crate::direct::RawMessage,
+    ) -> Result<(EnvelopeMeta, Event), StoreError> {
+        self.decode(&message.payload).await.map_err(|e| match e {
+            DecodeError::Store(e) => e,
+            DecodeError::Codec(e) => StoreError::Corrupt {
+                subject: message.subject.clone(),
+                sequence: message.sequence,
+                reason: e.to_string(),
+            },
+        })
     }
 
     /// An attachment's bytes sealed under the customer's key (made if they have none),

@@ -7,7 +7,6 @@ use helpline_domain::{Ticket, TicketId, evolve};
 use serde::{Deserialize, Serialize};
 
 use crate::EventStore;
-use crate::customers::DecodeError;
 use crate::direct;
 use crate::error::StoreError;
 use crate::seal::{CustomerId, FieldPlace};
@@ -248,14 +247,7 @@ impl EventStore {
         let mut loaded = start;
         let folded = tail.len() as u64;
         for message in tail {
-            let (meta, event) = self.decode(&message.payload).await.map_err(|e| match e {
-                DecodeError::Store(e) => e,
-                DecodeError::Codec(e) => StoreError::Corrupt {
-                    subject: message.subject.clone(),
-                    sequence: message.sequence,
-                    reason: e.to_string(),
-                },
-            })?;
+            let (meta, event) = self.decode_stored(&message).await?;
             if meta.customer.is_some() {
                 loaded.customer = meta.customer;
             }

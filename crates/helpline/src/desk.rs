@@ -13,30 +13,56 @@ use tonic::transport::Channel as GrpcChannel;
 /// How long the stream may stay silent while a step waits on it.
 const STEP: Duration = Duration::from_secs(30);
 
-/// The agent's client: every call carries the bearer token.
-pub struct AgentDesk {
-    client: AgentDeskClient<GrpcChannel>,
+/// A connection to one of helpline's authenticated APIs: every request carries the
+/// bearer token.
+pub struct Authorized {
+    channel: GrpcChannel,
     authorization: MetadataValue<tonic::metadata::Ascii>,
 }
 
-impl AgentDesk {
-    pub async fn connect(url: &str, token: &str) -> anyhow::Result<Self> {
+impl Authorized {
+    /// Connects to `api` (named in errors) at `url`.
+    pub async fn connect(api: &str, url: &str, token: &str) -> anyhow::Result<Self> {
         let channel = GrpcChannel::from_shared(url.to_owned())?
             .connect()
             .await
-            .with_context(|| format!("cannot reach the AgentDesk API at {url}"))?;
+            .with_context(|| format!("cannot reach the {api} API at {url}"))?;
         Ok(Self {
-            client: AgentDeskClient::new(channel),
+            channel,
             authorization: format!("Bearer {token}").parse()?,
         })
     }
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    pub fn channel(&self) -> GrpcChannel {
+        self.channel.clone()
+    }
+
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request
             .metadata_mut()
             .insert("authorization", self.authorization.clone());
         request
+    }
+}
+
+/// The agent's client: every call carries the bearer token.
+pub struct AgentDesk {
+    client: AgentDeskClient<GrpcChannel>,
+    authorized: Authorized,
+}
+
+impl AgentDesk {
+    pub async fn connect(url: &str, token: &str) -> anyhow::Result<Self> {
+        let authorized = Authorized::connect("AgentDesk", url, token).await?;
+        Ok(Self {
+            client: AgentDeskClient::new(authorized.channel()),
+            authorized,
+        })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        self.authorized.request(message)
     }
 
     pub async fn sign_in(&mut self) -> anyhow::Result<pb::SignInResponse> {

@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use helpline_eventstore::EventStore;
 use helpline_privacy::Privacy;
 use helpline_proto::v1 as pb;
@@ -18,6 +18,8 @@ use tonic::transport::Channel as GrpcChannel;
 
 use crate::all::{self, Services};
 use crate::config::Config;
+use crate::desk::Authorized;
+use crate::tickets::ChannelArg;
 
 #[derive(Debug, Subcommand)]
 pub enum PrivacyCommand {
@@ -58,29 +60,6 @@ pub struct CustomerArgs {
     /// The admin a signed token names [default: the first admin in `[[agents]]`].
     #[arg(long)]
     admin: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum ChannelArg {
-    Whatsapp,
-    Messenger,
-    Telegram,
-    Viber,
-    Apple,
-    Web,
-}
-
-impl ChannelArg {
-    fn to_proto(self) -> pb::Channel {
-        match self {
-            ChannelArg::Whatsapp => pb::Channel::Whatsapp,
-            ChannelArg::Messenger => pb::Channel::Messenger,
-            ChannelArg::Telegram => pb::Channel::Telegram,
-            ChannelArg::Viber => pb::Channel::Viber,
-            ChannelArg::Apple => pb::Channel::AppleMessages,
-            ChannelArg::Web => pb::Channel::WebChat,
-        }
-    }
 }
 
 pub async fn run(config: Config, command: PrivacyCommand) -> anyhow::Result<()> {
@@ -162,7 +141,7 @@ fn customer_ref(args: &CustomerArgs) -> anyhow::Result<pb::CustomerRef> {
 
 struct Client {
     privacy: PrivacyClient<GrpcChannel>,
-    authorization: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    authorized: Authorized,
 }
 
 impl Client {
@@ -171,22 +150,15 @@ impl Client {
             Some(token) => token.clone(),
             None => admin_token(config, args.admin.as_deref())?,
         };
-        let channel = GrpcChannel::from_shared(args.grpc.clone())?
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the Privacy API at {}", args.grpc))?;
+        let authorized = Authorized::connect("Privacy", &args.grpc, &token).await?;
         Ok(Self {
-            privacy: PrivacyClient::new(channel),
-            authorization: format!("Bearer {token}").parse()?,
+            privacy: PrivacyClient::new(authorized.channel()),
+            authorized,
         })
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request
-            .metadata_mut()
-            .insert("authorization", self.authorization.clone());
-        request
+        self.authorized.request(message)
     }
 }
 

@@ -74,8 +74,9 @@ enum PhaseArg {
     Abandoned,
 }
 
+/// A channel as the command line names it.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum ChannelArg {
+pub(crate) enum ChannelArg {
     Whatsapp,
     Messenger,
     Telegram,
@@ -223,7 +224,7 @@ impl PhaseArg {
 }
 
 impl ChannelArg {
-    fn to_proto(self) -> pb::Channel {
+    pub(crate) fn to_proto(self) -> pb::Channel {
         match self {
             ChannelArg::Whatsapp => pb::Channel::Whatsapp,
             ChannelArg::Messenger => pb::Channel::Messenger,
