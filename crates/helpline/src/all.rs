@@ -1,7 +1,8 @@
 //! Running services: `helpline all` runs every one in one process, `helpline <service>`
 //! one of them, as docker-compose and Kubernetes run them.
 //!
-//! - `ops.listen`: `/healthz` answers while the process runs, `/readyz` only while NATS is
+//! - `ops.listen`: `/healthz` answers while the process runs, `/readyz` only once its
+//!   services run (the event store may first wait for `helpline ensure`) and while NATS is
 //!   connected, JetStream answers and this process's projections (query, CSAT) have
 //!   replayed the log, `/metrics` the pending events of this process's
 //!   consumers (Prometheus text).
@@ -17,6 +18,7 @@
 //! Whichever service stops first stops the others: a failing service takes the process
 //! down rather than leaving it half alive, and the orchestrator restarts it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -122,6 +124,7 @@ pub async fn run_until_stopped(
         stream: config.region.clone(),
         consumers: services.consumers(),
         projections: Arc::default(),
+        started: Arc::default(),
     };
     serve_http(
         &mut tasks,
@@ -284,6 +287,7 @@ pub async fn run_until_stopped(
         )
         .await?;
     }
+    ops.started.store(true, Ordering::Release);
     if let Some(on_ready) = on_ready {
         let _ = on_ready.send(());
     }
@@ -469,6 +473,9 @@ struct Ops {
     /// up to where it stood at start: until then their APIs would answer from a partial
     /// view, so the process is not ready.
     projections: Arc<std::sync::Mutex<Vec<(&'static str, ReplayCheck)>>>,
+    /// Every service of the process runs. Not before: the event store may wait for
+    /// `helpline ensure`, and the APIs listen only after it.
+    started: Arc<AtomicBool>,
 }
 
 type ReplayCheck = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -522,6 +529,13 @@ async fn ready(State(ops): State<Ops>) -> (StatusCode, String) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "nats: not connected\n".to_owned(),
+        );
+    }
+    if !ops.started.load(Ordering::Acquire) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: the event store (set up by `helpline ensure`), then the services\n"
+                .to_owned(),
         );
     }
     let replaying = ops.replaying();

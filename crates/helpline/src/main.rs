@@ -338,6 +338,9 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         Command::Config { .. } => Ok(()),
         Command::Demo => demo::run(config).await,
         Command::Ensure => {
+            // Setting up streams and buckets seals nothing, so the setup Job runs without
+            // the master key (least privilege); the configured one is used when present.
+            config.privacy.allow_dev_key = true;
             let client = nats::connect(&config.nats).await?;
             let store = EventStore::ensure(client, config.store()?).await?;
             let layout = store.layout();

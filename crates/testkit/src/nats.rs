@@ -48,6 +48,7 @@ pub struct NatsServerBuilder {
     config_file: Option<PathBuf>,
     env: Vec<(String, String)>,
     credentials: Option<Credentials>,
+    tls: Option<ClientTls>,
 }
 
 impl NatsServerBuilder {
@@ -98,6 +99,22 @@ impl NatsServerBuilder {
         self
     }
 
+    /// For a configuration file that serves TLS: the CA the readiness check and
+    /// [`NatsServer::connect`] trust, and the client certificate they present.
+    pub fn tls_client(
+        mut self,
+        ca_file: impl Into<PathBuf>,
+        cert_file: impl Into<PathBuf>,
+        key_file: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls = Some(ClientTls {
+            ca_file: ca_file.into(),
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+        });
+        self
+    }
+
     pub async fn start(self) -> Result<NatsServer, TestkitError> {
         let binary = find_binary()?;
         check_version(&binary)?;
@@ -133,6 +150,7 @@ impl NatsServerBuilder {
             config_file: self.config_file,
             env: self.env,
             credentials: self.credentials,
+            tls: self.tls,
             child: None,
             _temp: temp,
         };
@@ -152,6 +170,7 @@ pub struct NatsServer {
     config_file: Option<PathBuf>,
     env: Vec<(String, String)>,
     credentials: Option<Credentials>,
+    tls: Option<ClientTls>,
     child: Option<Child>,
     _temp: Option<TempDir>,
 }
@@ -194,11 +213,18 @@ impl NatsServer {
     }
 
     fn options(&self) -> async_nats::ConnectOptions {
-        match &self.credentials {
+        let options = match &self.credentials {
             Some(Credentials { user, password }) => {
                 async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
             }
             None => async_nats::ConnectOptions::new(),
+        };
+        match &self.tls {
+            Some(tls) => options
+                .require_tls(true)
+                .add_root_certificates(tls.ca_file.clone())
+                .add_client_certificate(tls.cert_file.clone(), tls.key_file.clone()),
+            None => options,
         }
     }
 
@@ -300,6 +326,14 @@ impl NatsServer {
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
+}
+
+/// What a client needs to reach a server that serves TLS and verifies clients.
+#[derive(Clone, Debug)]
+struct ClientTls {
+    ca_file: PathBuf,
+    cert_file: PathBuf,
+    key_file: PathBuf,
 }
 
 /// A user and password; `Debug` leaves the password out.
