@@ -119,8 +119,14 @@ impl CustomerKeys {
     }
 
     /// Purges the customer's key and its history from the bucket; true when there was one.
+    /// The key is not unwrapped first: one that no longer opens is purged all the same.
     pub(crate) async fn erase(&self, customer: &CustomerId) -> Result<bool, StoreError> {
-        let had = self.get(customer).await?.is_some();
+        let had = self
+            .bucket
+            .entry(customer.as_str())
+            .await
+            .map_err(|e| StoreError::unavailable(format!("customer key: {e}")))?
+            .is_some_and(|entry| entry.operation == Operation::Put);
         self.bucket
             .purge(customer.as_str())
             .await
