@@ -176,6 +176,8 @@ impl Assignment {
     }
 
     async fn follow(&self, shutdown: CancellationToken) {
+        // The replay from the start opens every customer's events.
+        self.inner.store.preload_customer_keys().await;
         loop {
             let outcome = tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -55,7 +55,20 @@ impl EventStore {
     /// The customer's data key, made if they have none: for tools that write events
     /// without [`EventStore::append`] (the benchmark's bulk load).
     pub async fn customer_key(&self, customer: &CustomerId) -> Result<Arc<DataKey>, StoreError> {
-        self.keys.get_or_create(customer).await
+        self.keys.get_or_create(customer, false).await
+    }
+
+    /// Reads every customer's key into this process's cache at once, so that replaying
+    /// the whole log (a projection's start, a rebuild) does not read one per customer.
+    /// Returns how many; a failure only costs the reads it would have saved.
+    pub async fn preload_customer_keys(&self) -> usize {
+        match self.keys.preload().await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!(error = %e, "customer keys not preloaded");
+                0
+            }
+        }
     }
 
     /// Every event of the ticket, in order, with its stream sequence, opened.
@@ -104,7 +117,7 @@ impl EventStore {
         object: &str,
         bytes: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
-        let key = self.keys.get_or_create(customer).await?;
+        let key = self.keys.get_or_create(customer, false).await?;
         let place = attachment_place(object, customer);
         Ok(prost::Message::encode_to_vec(&key.seal(&place, bytes)))
     }
@@ -139,15 +152,16 @@ impl EventStore {
         if !events.iter().any(has_personal_value) {
             return Ok(None);
         }
-        let customer = match events.iter().find_map(|event| match event {
+        let opened = events.iter().find_map(|event| match event {
             Event::TicketOpened { customer, .. } => Some(customer),
             _ => None,
-        }) {
+        });
+        let customer = match opened {
             Some(customer) => self.customer_id(customer.channel, customer.contact.expose()),
             None => self.customer_of(ticket).await?,
         };
         self.remember_customer(ticket, &customer);
-        let key = self.keys.get_or_create(&customer).await?;
+        let key = self.keys.get_or_create(&customer, opened.is_some()).await?;
         Ok(Some((customer, key)))
     }
 

@@ -22,6 +22,7 @@ const CACHE_LIMIT: usize = 100_000;
 type Cache = HashMap<CustomerId, Option<Arc<DataKey>>>;
 
 pub(crate) struct CustomerKeys {
+    js: async_nats::jetstream::Context,
     bucket: kv::Store,
     master: MasterKey,
     cache: Arc<Mutex<Cache>>,
@@ -48,8 +49,13 @@ impl Drop for CustomerKeys {
 }
 
 impl CustomerKeys {
-    pub(crate) fn new(bucket: kv::Store, master: MasterKey) -> Self {
+    pub(crate) fn new(
+        js: async_nats::jetstream::Context,
+        bucket: kv::Store,
+        master: MasterKey,
+    ) -> Self {
         Self {
+            js,
             bucket,
             master,
             cache: Arc::default(),
@@ -90,14 +96,76 @@ impl CustomerKeys {
         Ok(key)
     }
 
+    /// Reads every key of the bucket into the cache at once (one ordered consumer rather
+    /// than a read per customer): for replaying the whole log. Returns how many.
+    pub(crate) async fn preload(&self) -> Result<usize, StoreError> {
+        self.watch().await;
+        let unavailable =
+            |e: &dyn std::fmt::Display| StoreError::unavailable(format!("customer keys: {e}"));
+        // The watch must run first, else a key purged meanwhile could stay cached.
+        for _ in 0..100 {
+            if self.watching.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if !self.watching.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        let stored = self
+            .js
+            .get_stream(format!("KV_{}", self.bucket.name))
+            .await
+            .map_err(|e| unavailable(&e))?
+            .info()
+            .await
+            .map_err(|e| unavailable(&e))?
+            .state
+            .messages;
+        if stored == 0 {
+            return Ok(0);
+        }
+        let seen = self.changes.load(Ordering::Acquire);
+        let mut entries = self
+            .bucket
+            .watch_with_history(">")
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let mut loaded = 0;
+        while let Some(entry) = entries.next().await {
+            let entry = entry.map_err(|e| unavailable(&e))?;
+            if entry.operation == Operation::Put
+                && let Some(customer) = CustomerId::parse(&entry.key)
+                && let Ok(key) = self.master.unwrap_key(&customer, &entry.value)
+            {
+                self.remember(&customer, Some(Arc::new(key)), seen);
+                loaded += 1;
+            }
+            if entry.delta == 0 || loaded >= CACHE_LIMIT {
+                break;
+            }
+        }
+        Ok(loaded)
+    }
+
     /// The customer's key, made and stored first if they have none. Two processes making
-    /// one at once agree on whichever was stored first (KV create).
+    /// one at once agree on whichever was stored first (KV create). `likely_new` (a
+    /// ticket being opened) tries the create first, saving a read for a new customer.
     pub(crate) async fn get_or_create(
         &self,
         customer: &CustomerId,
+        likely_new: bool,
     ) -> Result<Arc<DataKey>, StoreError> {
-        if let Some(key) = self.get(customer).await? {
-            return Ok(key);
+        let cached = lock(&self.cache).get(customer).cloned();
+        match cached {
+            Some(Some(key)) => return Ok(key),
+            Some(None) => {}
+            None if likely_new => {}
+            None => {
+                if let Some(key) = self.get(customer).await? {
+                    return Ok(key);
+                }
+            }
         }
         let seen = self.changes.load(Ordering::Acquire);
         let key = DataKey::generate();

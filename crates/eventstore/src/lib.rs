@@ -126,7 +126,11 @@ impl EventStore {
             .get_key_value(layout.customer_keys_bucket())
             .await
             .map_err(|e| StoreError::missing(layout.customer_keys_bucket(), e))?;
-        let keys = Arc::new(keys::CustomerKeys::new(keys, config.master_key.clone()));
+        let keys = Arc::new(keys::CustomerKeys::new(
+            js.clone(),
+            keys,
+            config.master_key.clone(),
+        ));
         Ok(Self {
             client,
             js,

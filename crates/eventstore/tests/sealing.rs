@@ -143,3 +143,48 @@ async fn two_processes_opening_tickets_for_one_new_customer_share_one_key() {
     assert_eq!(texts(&other.ticket_events(a).await.unwrap()), ["from a"]);
     assert_eq!(texts(&h.store.ticket_events(b).await.unwrap()), ["from b"]);
 }
+
+#[tokio::test]
+async fn preloaded_keys_open_every_customer_and_still_follow_erasures() {
+    let h = harness().await;
+    let mut tickets = Vec::new();
+    for n in 0..3 {
+        let id = ticket();
+        let opened = Event::TicketOpened {
+            ticket: id,
+            customer: helpline_domain::Customer {
+                channel: Channel::WhatsApp,
+                contact: format!("49151000000{n}").into(),
+                display_name: None,
+            },
+            language: "de".to_owned(),
+        };
+        let version = h
+            .store
+            .append(id, 0, &[opened], &command())
+            .await
+            .unwrap()
+            .version;
+        say(&h.store, id, version, &["hallo"]).await;
+        tickets.push(id);
+    }
+    let other = EventStore::open(h.server.connect().await.unwrap(), test_config())
+        .await
+        .unwrap();
+    assert_eq!(other.preload_customer_keys().await, 3);
+    for id in &tickets {
+        assert_eq!(texts(&other.ticket_events(*id).await.unwrap()), ["hallo"]);
+    }
+    let erased = h.store.customer_id(Channel::WhatsApp, "491510000001");
+    h.store.erase_customer_key(&erased).await.unwrap();
+    eventually("the preloading process sees the erasure", || {
+        let other = other.clone();
+        let id = tickets[1];
+        async move { texts(&other.ticket_events(id).await.unwrap()) == ["[erased]"] }
+    })
+    .await;
+    assert_eq!(
+        texts(&other.ticket_events(tickets[0]).await.unwrap()),
+        ["hallo"]
+    );
+}

@@ -37,6 +37,8 @@ impl Csat {
         store: &EventStore,
         shutdown: CancellationToken,
     ) -> Result<(), FeedbackError> {
+        // The replay from the start opens every customer's events.
+        store.preload_customer_keys().await;
         loop {
             let outcome = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),

@@ -58,6 +58,7 @@ pub async fn replay(
     mut progress: impl FnMut(Progress),
 ) -> Result<Replayed, QueryError> {
     let started = Instant::now();
+    store.preload_customer_keys().await;
     let end = stream_last_sequence(store).await?;
     let mut reader = LogReader::open(store, 0).await?;
     let total = reader.pending;
@@ -157,6 +158,8 @@ impl LiveProjection {
         store: &EventStore,
         shutdown: CancellationToken,
     ) -> Result<(), QueryError> {
+        // The replay from the start opens every customer's events.
+        store.preload_customer_keys().await;
         loop {
             let outcome = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
