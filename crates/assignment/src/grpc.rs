@@ -18,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::auth::{self, AuthError, AuthKey};
+use crate::auth::{self, AuthKey};
 use crate::error::AssignmentError;
 use crate::ledger::{self, Presence};
 use crate::service::{Assignment, Change};
@@ -480,19 +480,9 @@ impl AgentDesk for Desk {
 impl Desk {
     /// Who is calling: a valid token of an agent in the directory.
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, AssignmentError> {
-        let header = match request.metadata().get("authorization") {
-            Some(value) => Some(value.to_str().map_err(|_| AuthError::NotBearer)?),
-            None => None,
-        };
-        let claims = auth::verify(&self.key, auth::bearer(header)?)?;
-        let agent = self
-            .assignment
-            .inner
-            .region
-            .agent(&AgentId::new(claims.sub.as_str()))
-            .ok_or_else(|| AuthError::Invalid(format!("no agent {} in the region", claims.sub)))?;
+        let (agent, role) = auth::caller(&self.key, request, &self.assignment.inner.region)?;
         Ok(Caller {
-            role: claims.role.min(agent.role),
+            role,
             agent: agent.clone(),
         })
     }

@@ -23,7 +23,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod auth;
 mod error;
 mod grpc;
 pub mod ledger;
@@ -31,7 +30,8 @@ pub mod plan;
 mod service;
 pub mod view;
 
-pub use auth::{AuthKey, Claims};
 pub use error::AssignmentError;
 pub use grpc::grpc_service;
+pub use helpline_auth as auth;
+pub use helpline_auth::{AuthKey, Claims};
 pub use service::{Assignment, AssignmentSettings, SERVICE};

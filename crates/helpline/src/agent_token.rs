@@ -61,3 +61,28 @@ pub fn run(config: &Config, args: &AgentTokenArgs) -> anyhow::Result<()> {
     println!("{token}");
     Ok(())
 }
+
+/// A short-lived admin token signed with the configured key, for `admin` or the first
+/// admin of `[[agents]]`: what the operator's commands (`privacy`, `tickets`) send when
+/// given no `--token`.
+pub(crate) fn admin_token(config: &Config, admin: Option<&str>) -> anyhow::Result<String> {
+    let region = config.region();
+    let admin = match admin {
+        Some(admin) => admin.to_owned(),
+        None => region
+            .agents
+            .iter()
+            .find(|agent| agent.role == Role::Admin)
+            .map(|agent| agent.id.to_string())
+            .context("no admin in the region's [[agents]]; pass --token")?,
+    };
+    let key = config.auth.key()?;
+    helpline_assignment::auth::issue(
+        &key,
+        &admin,
+        Role::Admin,
+        Duration::from_secs(300),
+        SystemTime::now(),
+    )
+    .context("cannot sign an admin token")
+}

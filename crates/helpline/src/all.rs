@@ -100,9 +100,10 @@ pub async fn run_until_stopped(
     services: Services,
     on_ready: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> anyhow::Result<()> {
-    // Without its token key neither the AgentDesk nor the Privacy API may start at all,
-    // not even half; without the master key no service can read or write events.
-    let auth_key = match services.assignment || services.privacy {
+    // Without its token key none of the authenticated APIs (AgentDesk, TicketQuery,
+    // Privacy) may start at all, not even half; without the master key no service can
+    // read or write events.
+    let auth_key = match services.assignment || services.query || services.privacy {
         true => Some(config.auth.key()?),
         false => None,
     };
@@ -248,7 +249,7 @@ pub async fn run_until_stopped(
                 .context("the query projection failed")
         });
     }
-    let privacy = match (services.privacy, auth_key) {
+    let privacy = match (services.privacy, auth_key.clone()) {
         (true, Some(key)) => {
             let privacy = helpline_privacy::Privacy::new(store.clone());
             let (running, shutdown) = (privacy.clone(), shutdown.clone());
@@ -275,6 +276,7 @@ pub async fn run_until_stopped(
             region: region.clone(),
             csat,
             tickets,
+            auth_key,
             assignment,
             privacy,
         };
@@ -380,6 +382,8 @@ struct Apis {
     region: Arc<helpline_region::RegionConfig>,
     csat: helpline_feedback::Csat,
     tickets: helpline_query::LiveProjection,
+    /// The key bearer tokens are checked with, when an authenticated API runs here.
+    auth_key: Option<helpline_assignment::AuthKey>,
     /// The assignment service and the key of AgentDesk tokens, when it runs here.
     assignment: Option<(
         helpline_assignment::Assignment,
@@ -425,8 +429,15 @@ async fn serve_grpc(
             .await;
         router = router.add_service(service);
     }
-    if services.query {
-        let service = helpline_query::grpc_service(apis.store.clone(), apis.tickets);
+    if services.query
+        && let Some(key) = apis.auth_key.clone()
+    {
+        let service = helpline_query::grpc_service(
+            apis.store.clone(),
+            apis.tickets,
+            key,
+            apis.region.clone(),
+        );
         health_reporter
             .set_service_status(
                 "helpline.v1.TicketQuery",
@@ -446,7 +457,7 @@ async fn serve_grpc(
         router = router.add_service(service);
     }
     if let Some((privacy, key)) = apis.privacy {
-        let service = helpline_privacy::grpc_service(privacy, key, &apis.region);
+        let service = helpline_privacy::grpc_service(privacy, key, apis.region.clone());
         health_reporter
             .set_service_status("helpline.v1.Privacy", tonic_health::ServingStatus::Serving)
             .await;

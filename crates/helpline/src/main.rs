@@ -320,7 +320,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             };
             all::run(config, services).await
         }
-        Command::Tickets(args) => tickets::run(args).await,
+        Command::Tickets(args) => tickets::run(&config, args).await,
         Command::Privacy { command } => privacy::run(config, command).await,
         Command::Rebuild { projection } => {
             rebuild::run(projection, &config.nats, config.store()?).await

@@ -5,7 +5,7 @@
 //! configured key. `retention` runs the region's retention once, straight on NATS.
 //! `serve` runs the privacy service (the API and scheduled retention runs).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
@@ -13,7 +13,6 @@ use helpline_eventstore::EventStore;
 use helpline_privacy::Privacy;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::privacy_client::PrivacyClient;
-use helpline_region::Role;
 use tonic::transport::Channel as GrpcChannel;
 
 use crate::all::{self, Services};
@@ -148,7 +147,7 @@ impl Client {
     async fn connect(config: &Config, args: &CustomerArgs) -> anyhow::Result<Self> {
         let token = match &args.token {
             Some(token) => token.clone(),
-            None => admin_token(config, args.admin.as_deref())?,
+            None => crate::agent_token::admin_token(config, args.admin.as_deref())?,
         };
         let authorized = Authorized::connect("Privacy", &args.grpc, &token).await?;
         Ok(Self {
@@ -160,27 +159,4 @@ impl Client {
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         self.authorized.request(message)
     }
-}
-
-/// A short-lived admin token signed with the configured key.
-fn admin_token(config: &Config, admin: Option<&str>) -> anyhow::Result<String> {
-    let region = config.region();
-    let admin = match admin {
-        Some(admin) => admin.to_owned(),
-        None => region
-            .agents
-            .iter()
-            .find(|agent| agent.role == Role::Admin)
-            .map(|agent| agent.id.to_string())
-            .context("no admin in the region's [[agents]]; pass --token")?,
-    };
-    let key = config.auth.key()?;
-    helpline_assignment::auth::issue(
-        &key,
-        &admin,
-        Role::Admin,
-        Duration::from_secs(300),
-        SystemTime::now(),
-    )
-    .context("cannot sign an admin token")
 }

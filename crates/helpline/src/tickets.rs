@@ -1,7 +1,6 @@
 //! `helpline tickets show|timeline|list`: tickets through the TicketQuery gRPC API, for
 //! people (aligned text) or machines (`--json`).
 
-use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::ticket_query_client::TicketQueryClient;
@@ -9,6 +8,8 @@ use serde_json::{Value, json};
 use tonic::Code;
 
 use crate::UsageError;
+use crate::config::Config;
+use crate::desk::Authorized;
 
 #[derive(Debug, clap::Args)]
 pub struct TicketsArgs {
@@ -21,6 +22,10 @@ pub struct TicketsArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     query_url: String,
+    /// A supervisor's or admin's bearer token [default: one signed with `auth.jwt_secret`
+    /// for the first admin of `[[agents]]`].
+    #[arg(long, global = true, env = "HELPLINE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -85,14 +90,17 @@ pub(crate) enum ChannelArg {
     Web,
 }
 
-pub async fn run(args: TicketsArgs) -> anyhow::Result<()> {
-    let mut client = TicketQueryClient::connect(args.query_url.clone())
-        .await
-        .with_context(|| format!("cannot reach the TicketQuery API at {}", args.query_url))?;
+pub async fn run(config: &Config, args: TicketsArgs) -> anyhow::Result<()> {
+    let token = match &args.token {
+        Some(token) => token.clone(),
+        None => crate::agent_token::admin_token(config, None)?,
+    };
+    let authorized = Authorized::connect("TicketQuery", &args.query_url, &token).await?;
+    let mut client = TicketQueryClient::new(authorized.channel());
     match args.command {
         TicketsCommand::Show { id } => {
             let answer = client
-                .get_ticket(pb::GetTicketRequest { ticket_id: id })
+                .get_ticket(authorized.request(pb::GetTicketRequest { ticket_id: id }))
                 .await
                 .map_err(answer_error)?
                 .into_inner();
@@ -110,7 +118,7 @@ pub async fn run(args: TicketsArgs) -> anyhow::Result<()> {
         }
         TicketsCommand::Timeline { id } => {
             let answer = client
-                .get_timeline(pb::GetTimelineRequest { ticket_id: id })
+                .get_timeline(authorized.request(pb::GetTimelineRequest { ticket_id: id }))
                 .await
                 .map_err(answer_error)?
                 .into_inner();
@@ -152,10 +160,10 @@ pub async fn run(args: TicketsArgs) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let answer = client
-                .list_tickets(pb::ListTicketsRequest {
+                .list_tickets(authorized.request(pb::ListTicketsRequest {
                     filter: Some(filter),
                     limit,
-                })
+                }))
                 .await
                 .map_err(answer_error)?
                 .into_inner();

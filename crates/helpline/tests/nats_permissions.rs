@@ -1194,6 +1194,15 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
         SystemTime::now(),
     )
     .unwrap();
+    // Supervisor Sabine reads tickets through the query service.
+    let supervisor = helpline_assignment::auth::issue(
+        &key,
+        "sabine",
+        helpline_region::Role::Supervisor,
+        Duration::from_secs(600),
+        SystemTime::now(),
+    )
+    .unwrap();
     let mut desk = pb::agent_desk_client::AgentDeskClient::connect(grpc("assignment"))
         .await
         .unwrap();
@@ -1220,7 +1229,7 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
     let deadline = Instant::now() + STEP;
     let ticket = loop {
         let listed = tickets
-            .list_tickets(pb::ListTicketsRequest::default())
+            .list_tickets(signed(&supervisor, pb::ListTicketsRequest::default()))
             .await
             .unwrap()
             .into_inner();
@@ -1300,9 +1309,12 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
     let deadline = Instant::now() + STEP;
     loop {
         let view = tickets
-            .get_ticket(pb::GetTicketRequest {
-                ticket_id: id.clone(),
-            })
+            .get_ticket(signed(
+                &supervisor,
+                pb::GetTicketRequest {
+                    ticket_id: id.clone(),
+                },
+            ))
             .await
             .unwrap()
             .into_inner()

@@ -456,7 +456,36 @@ async fn personal_data_is_sealed_exportable_and_erasable() {
             assert!(!kept, "{name}.{field} kept its value");
         });
     }
-    // ... and from the query service, as agents and operators read it.
+    // ... and from the query service, which shows tickets only to supervisors and admins.
+    let mut query = helpline_proto::v1::ticket_query_client::TicketQueryClient::connect(
+        deployment.grpc.clone(),
+    )
+    .await
+    .unwrap();
+    let get = |token: Option<&str>| {
+        with_token(
+            pb::GetTicketRequest {
+                ticket_id: ticket.to_string(),
+            },
+            token,
+        )
+    };
+    let refused = query.get_ticket(get(None)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let refused = query
+        .get_ticket(get(Some(&token("anna", Role::Agent))))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let view = query
+        .get_ticket(get(Some(&token("sabine", Role::Supervisor))))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    assert!(view.erased);
+    assert_eq!(view.customer.unwrap().contact, "[erased]");
     let shown = deployment.helpline(&[
         "tickets",
         "--query-url",

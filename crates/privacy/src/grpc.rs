@@ -1,7 +1,9 @@
 //! The `helpline.v1.Privacy` API: erasure and export, for admins only.
 
-use helpline_assignment::AuthKey;
-use helpline_assignment::auth::{bearer, verify};
+use helpline_auth::AuthKey;
+use helpline_auth::caller;
+use std::sync::Arc;
+
 use helpline_domain::Channel;
 use helpline_eventstore::CustomerId;
 use helpline_proto::v1 as pb;
@@ -14,22 +16,17 @@ use crate::error::PrivacyError;
 use crate::rights::{Privacy, Reason};
 
 /// The Privacy API: every call needs a bearer token signed with `key` whose role is admin,
-/// for someone the region's directory (`[[agents]]`) names as admin.
+/// for someone the region's directory (`[[agents]]`) names as admin (the lower of the
+/// two roles counts).
 pub fn grpc_service(
     privacy: Privacy,
     key: AuthKey,
-    region: &RegionConfig,
+    region: Arc<RegionConfig>,
 ) -> PrivacyServer<impl PrivacyApi> {
-    let admins = region
-        .agents
-        .iter()
-        .filter(|agent| agent.role == Role::Admin)
-        .map(|agent| agent.id.to_string())
-        .collect();
     PrivacyServer::new(Api {
         privacy,
         key,
-        admins,
+        region,
     })
 }
 
@@ -37,27 +34,22 @@ pub fn grpc_service(
 struct Api {
     privacy: Privacy,
     key: AuthKey,
-    admins: Vec<String>,
+    region: Arc<RegionConfig>,
 }
 
 impl Api {
     /// The admin calling, or why not: no or a bad token is `UNAUTHENTICATED`, anyone
     /// but an admin `PERMISSION_DENIED`.
     fn admin<T>(&self, request: &Request<T>) -> Result<String, PrivacyError> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok());
-        let claims = bearer(header)
-            .and_then(|token| verify(&self.key, token))
+        let (agent, role) = caller(&self.key, request, &self.region)
             .map_err(|e| PrivacyError::Unauthenticated(e.to_string()))?;
-        if claims.role != Role::Admin || !self.admins.contains(&claims.sub) {
+        if role != Role::Admin {
             return Err(PrivacyError::PermissionDenied(format!(
                 "{} is not an admin; the Privacy API is for admins only",
-                claims.sub
+                agent.id
             )));
         }
-        Ok(claims.sub)
+        Ok(agent.id.to_string())
     }
 
     fn customer(&self, customer: Option<pb::CustomerRef>) -> Result<CustomerId, PrivacyError> {

@@ -14,6 +14,12 @@ pub enum QueryError {
 
     #[error("NATS is unavailable: {0}")]
     Unavailable(String),
+
+    #[error("{0}")]
+    Unauthenticated(String),
+
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl QueryError {
@@ -29,6 +35,8 @@ impl From<QueryError> for Status {
             QueryError::InvalidArgument { .. } => Code::InvalidArgument,
             QueryError::NotFound(_) => Code::NotFound,
             QueryError::Unavailable(_) => Code::Unavailable,
+            QueryError::Unauthenticated(_) => Code::Unauthenticated,
+            QueryError::PermissionDenied(_) => Code::PermissionDenied,
         };
         Status::new(code, error.to_string())
     }

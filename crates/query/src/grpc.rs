@@ -2,13 +2,16 @@
 //! live projection. Read-only: nothing here appends to the log.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::{Stream, StreamExt, stream};
+use helpline_auth::AuthKey;
 use helpline_domain::{AgentId, Channel, Holder, Personal, Phase, QueueId, TicketId};
 use helpline_eventstore::EventStore;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::ticket_query_server::{TicketQuery, TicketQueryServer};
+use helpline_region::{RegionConfig, Role};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -24,26 +27,47 @@ const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
 /// The TicketQuery API over `projection` (kept live by [`LiveProjection::follow`]); the
-/// binary serves it beside the other services, health and reflection.
+/// binary serves it beside the other services, health and reflection. It shows customers'
+/// personal data, so every call needs a bearer token signed with `key` for a supervisor
+/// or admin of `region`'s `[[agents]]` (agents see their own tickets on the AgentDesk).
 pub fn grpc_service(
     store: EventStore,
     projection: LiveProjection,
+    key: AuthKey,
+    region: Arc<RegionConfig>,
 ) -> TicketQueryServer<impl TicketQuery> {
-    TicketQueryServer::new(QueryApi { store, projection })
+    TicketQueryServer::new(QueryApi {
+        store,
+        projection,
+        key,
+        region,
+    })
 }
 
 #[derive(Debug)]
 struct QueryApi {
     store: EventStore,
     projection: LiveProjection,
+    key: AuthKey,
+    region: Arc<RegionConfig>,
 }
 
 type Watch<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// Who the caller is, as far as personal data goes: the one place that decides it.
-/// Callers are not authenticated yet, so every caller is an operator of the region.
-fn audience<T>(_request: &Request<T>) -> Audience {
-    Audience::operator()
+impl QueryApi {
+    /// Who the caller is, as far as personal data goes: the one place that decides it. A
+    /// supervisor or admin is an operator of the region; anyone else is refused.
+    fn audience<T>(&self, request: &Request<T>) -> Result<Audience, QueryError> {
+        let (agent, role) = helpline_auth::caller(&self.key, request, &self.region)
+            .map_err(|e| QueryError::Unauthenticated(e.to_string()))?;
+        if role < Role::Supervisor {
+            return Err(QueryError::PermissionDenied(format!(
+                "{} is not a supervisor; tickets are read on the AgentDesk",
+                agent.id
+            )));
+        }
+        Ok(Audience::operator())
+    }
 }
 
 #[tonic::async_trait]
@@ -52,7 +76,7 @@ impl TicketQuery for QueryApi {
         &self,
         request: Request<pb::GetTicketRequest>,
     ) -> Result<Response<pb::GetTicketResponse>, Status> {
-        let audience = audience(&request);
+        let audience = self.audience(&request)?;
         let id = ticket_id(&request.get_ref().ticket_id)?;
         let stream_last = stream_last_sequence(&self.store).await?;
         let (ticket, position) = self.projection.read_with(|projection| {
@@ -72,7 +96,7 @@ impl TicketQuery for QueryApi {
         &self,
         request: Request<pb::GetTimelineRequest>,
     ) -> Result<Response<pb::GetTimelineResponse>, Status> {
-        let audience = audience(&request);
+        let audience = self.audience(&request)?;
         let id = ticket_id(&request.get_ref().ticket_id)?;
         let stream_last = stream_last_sequence(&self.store).await?;
         let (entries, position) = self.projection.read_with(|projection| {
@@ -97,7 +121,7 @@ impl TicketQuery for QueryApi {
         &self,
         request: Request<pb::ListTicketsRequest>,
     ) -> Result<Response<pb::ListTicketsResponse>, Status> {
-        let audience = audience(&request);
+        let audience = self.audience(&request)?;
         let request = request.into_inner();
         let filter = filter_from_proto(request.filter.unwrap_or_default())?;
         let limit = match request.limit {
@@ -126,7 +150,7 @@ impl TicketQuery for QueryApi {
         &self,
         request: Request<pb::WatchTicketRequest>,
     ) -> Result<Response<Self::WatchTicketStream>, Status> {
-        let audience = audience(&request);
+        let audience = self.audience(&request)?;
         let id = ticket_id(&request.get_ref().ticket_id)?;
         let stream_last = stream_last_sequence(&self.store).await?;
         // Subscribed before the first answer is read, so no change falls in between;
@@ -190,7 +214,7 @@ impl TicketQuery for QueryApi {
         &self,
         request: Request<pb::WatchQueueRequest>,
     ) -> Result<Response<Self::WatchQueueStream>, Status> {
-        let audience = audience(&request);
+        let audience = self.audience(&request)?;
         let queue = request.get_ref().queue.trim();
         if queue.is_empty() {
             return Err(QueryError::InvalidArgument {

@@ -1,12 +1,16 @@
-//! Bearer tokens of the AgentDesk API: JWTs signed with the region's key (HS256), naming
-//! the agent (`sub`) and their role, with an expiry. `helpline agent-token` issues them
-//! for development; production tokens come from the brand's identity provider, signed
-//! with the same key.
+//! Bearer tokens of helpline's gRPC APIs (AgentDesk, TicketQuery, Privacy): JWTs signed
+//! with the region's key (HS256), naming the agent (`sub`) and their role, with an
+//! expiry. `helpline agent-token` issues them for development; production tokens come
+//! from the brand's identity provider, signed with the same key.
+//!
+//! **Owns** no state. **Invariants:** a token is checked on every call, never cached; a
+//! caller's role is never above what the region's `[[agents]]` directory gives them.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use helpline_region::Role;
+use helpline_domain::AgentId;
+use helpline_region::{Agent, RegionConfig, Role};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +100,25 @@ pub fn verify(key: &AuthKey, token: &str) -> Result<Claims, AuthError> {
     jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&key.0), &validation)
         .map(|data| data.claims)
         .map_err(|e| AuthError::Invalid(e.to_string()))
+}
+
+/// Who calls a gRPC API: the `[[agents]]` entry the request's bearer token names, and
+/// the lower of the token's role and the directory's. A missing, bad or expired token, or
+/// one naming nobody in the region, is refused (`UNAUTHENTICATED`).
+pub fn caller<'r, T>(
+    key: &AuthKey,
+    request: &tonic::Request<T>,
+    region: &'r RegionConfig,
+) -> Result<(&'r Agent, Role), AuthError> {
+    let header = match request.metadata().get("authorization") {
+        Some(value) => Some(value.to_str().map_err(|_| AuthError::NotBearer)?),
+        None => None,
+    };
+    let claims = verify(key, bearer(header)?)?;
+    let agent = region
+        .agent(&AgentId::new(claims.sub.as_str()))
+        .ok_or_else(|| AuthError::Invalid(format!("no agent {} in the region", claims.sub)))?;
+    Ok((agent, claims.role.min(agent.role)))
 }
 
 /// The token of an `authorization` header value.
