@@ -152,6 +152,16 @@ pub enum PersonalField<'a> {
 }
 
 impl PersonalField<'_> {
+    /// Whether the field holds a personal value that can still be read: a text that is
+    /// neither empty nor erased, coordinates not erased.
+    pub fn holds_known_value(&self) -> bool {
+        match self {
+            PersonalField::Text(text) => !text.is_erased() && !text.expose().is_empty(),
+            PersonalField::OptionalText(text) => text.as_ref().is_some_and(|t| !t.is_erased()),
+            PersonalField::Coordinates(at) => !at.is_erased(),
+        }
+    }
+
     /// Erases the field's value; a text the event does not have stays absent, an empty
     /// one stays empty (there was nothing personal in it).
     pub fn erase(self) {

@@ -4,7 +4,7 @@
 use std::sync::{Arc, MutexGuard};
 
 use async_nats::jetstream::stream::DirectGetErrorKind;
-use helpline_domain::{Channel, Event, PersonalField, TicketId};
+use helpline_domain::{Channel, Event, TicketId};
 
 use crate::EventStore;
 use crate::codec::{self, CodecError, EnvelopeMeta};
@@ -223,12 +223,8 @@ fn attachment_place<'a>(object: &'a str, customer: &'a CustomerId) -> crate::sea
 /// Whether the event carries a personal value that must be sealed.
 fn has_personal_value(event: &Event) -> bool {
     let mut found = false;
-    event.clone().personal_fields_mut(|_, value| {
-        found |= match value {
-            PersonalField::Text(text) => !text.expose().is_empty(),
-            PersonalField::OptionalText(text) => text.is_some(),
-            PersonalField::Coordinates(_) => true,
-        }
-    });
+    event
+        .clone()
+        .personal_fields_mut(|_, value| found |= value.holds_known_value());
     found
 }
