@@ -646,16 +646,27 @@ fn channel_to_proto(channel: Channel) -> pb::Channel {
     }
 }
 
+/// A `helpline.v1.Channel` value: `Ok(None)` for `CHANNEL_UNSPECIFIED`, `Err` with a
+/// reason for a number the contract does not know. The one reading of the enum, for the
+/// codec and for every API that takes a channel.
+pub fn channel_from_proto_value(value: i32) -> Result<Option<Channel>, String> {
+    match pb::Channel::try_from(value) {
+        Ok(pb::Channel::Unspecified) => Ok(None),
+        Ok(pb::Channel::Whatsapp) => Ok(Some(Channel::WhatsApp)),
+        Ok(pb::Channel::Messenger) => Ok(Some(Channel::Messenger)),
+        Ok(pb::Channel::Telegram) => Ok(Some(Channel::Telegram)),
+        Ok(pb::Channel::Viber) => Ok(Some(Channel::Viber)),
+        Ok(pb::Channel::AppleMessages) => Ok(Some(Channel::AppleMessages)),
+        Ok(pb::Channel::WebChat) => Ok(Some(Channel::WebChat)),
+        Err(_) => Err(format!("unknown channel {value}")),
+    }
+}
+
 fn channel_from_proto(value: i32) -> Result<Channel, CodecError> {
     const FIELD: &str = "ticket_opened.customer.channel";
-    match pb::Channel::try_from(value) {
-        Ok(pb::Channel::Whatsapp) => Ok(Channel::WhatsApp),
-        Ok(pb::Channel::Messenger) => Ok(Channel::Messenger),
-        Ok(pb::Channel::Telegram) => Ok(Channel::Telegram),
-        Ok(pb::Channel::Viber) => Ok(Channel::Viber),
-        Ok(pb::Channel::AppleMessages) => Ok(Channel::AppleMessages),
-        Ok(pb::Channel::WebChat) => Ok(Channel::WebChat),
-        Ok(pb::Channel::Unspecified) => Err(CodecError::Missing { field: FIELD }),
+    match channel_from_proto_value(value) {
+        Ok(Some(channel)) => Ok(channel),
+        Ok(None) => Err(CodecError::Missing { field: FIELD }),
         Err(_) => Err(unknown_enum_value(FIELD, value)),
     }
 }

@@ -1,7 +1,8 @@
 //! The `helpline.v1.Feedback` API: CSAT figures from the live projection.
 
-use helpline_domain::{AgentId, Channel, QueueId};
+use helpline_domain::{AgentId, QueueId};
 use helpline_eventstore::EventStore;
+use helpline_eventstore::codec::channel_from_proto_value;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::feedback_server::{Feedback, FeedbackServer};
 use jiff::tz::TimeZone;
@@ -76,21 +77,12 @@ impl FeedbackApi {
 
 fn filter_from_proto(filter: pb::CsatFilter) -> Result<CsatFilter, FeedbackError> {
     let text = |value: String| (!value.is_empty()).then_some(value);
-    let channel = match pb::Channel::try_from(filter.channel) {
-        Ok(pb::Channel::Unspecified) => None,
-        Ok(pb::Channel::Whatsapp) => Some(Channel::WhatsApp),
-        Ok(pb::Channel::Messenger) => Some(Channel::Messenger),
-        Ok(pb::Channel::Telegram) => Some(Channel::Telegram),
-        Ok(pb::Channel::Viber) => Some(Channel::Viber),
-        Ok(pb::Channel::AppleMessages) => Some(Channel::AppleMessages),
-        Ok(pb::Channel::WebChat) => Some(Channel::WebChat),
-        Err(_) => {
-            return Err(FeedbackError::InvalidArgument {
-                field: "filter.channel",
-                reason: format!("unknown channel {}", filter.channel),
-            });
+    let channel = channel_from_proto_value(filter.channel).map_err(|reason| {
+        FeedbackError::InvalidArgument {
+            field: "filter.channel",
+            reason,
         }
-    };
+    })?;
     Ok(CsatFilter {
         queue: text(filter.queue).map(QueueId::new),
         agent: text(filter.agent).map(AgentId::new),

@@ -4,8 +4,8 @@ use helpline_auth::AuthKey;
 use helpline_auth::caller;
 use std::sync::Arc;
 
-use helpline_domain::Channel;
 use helpline_eventstore::CustomerId;
+use helpline_eventstore::codec::channel_from_proto_value;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::customer_ref::Customer as CustomerProto;
 use helpline_proto::v1::privacy_server::{Privacy as PrivacyApi, PrivacyServer};
@@ -61,9 +61,11 @@ impl Api {
                 PrivacyError::invalid("customer.customer_id", "not a customer id (32 hex digits)")
             }),
             CustomerProto::Contact(contact) => {
-                let channel = channel_from_proto(contact.channel).ok_or_else(|| {
-                    PrivacyError::invalid("customer.contact.channel", "name the channel")
-                })?;
+                let channel = channel_from_proto_value(contact.channel)
+                    .map_err(|reason| PrivacyError::invalid("customer.contact.channel", reason))?
+                    .ok_or_else(|| {
+                        PrivacyError::invalid("customer.contact.channel", "name the channel")
+                    })?;
                 if contact.address.trim().is_empty() {
                     return Err(PrivacyError::invalid(
                         "customer.contact.address",
@@ -108,17 +110,5 @@ impl PrivacyApi for Api {
             customer_id: customer.to_string(),
             json,
         }))
-    }
-}
-
-fn channel_from_proto(value: i32) -> Option<Channel> {
-    match pb::Channel::try_from(value).ok()? {
-        pb::Channel::Whatsapp => Some(Channel::WhatsApp),
-        pb::Channel::Messenger => Some(Channel::Messenger),
-        pb::Channel::Telegram => Some(Channel::Telegram),
-        pb::Channel::Viber => Some(Channel::Viber),
-        pb::Channel::AppleMessages => Some(Channel::AppleMessages),
-        pb::Channel::WebChat => Some(Channel::WebChat),
-        pb::Channel::Unspecified => None,
     }
 }

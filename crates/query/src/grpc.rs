@@ -9,6 +9,7 @@ use futures::{Stream, StreamExt, stream};
 use helpline_auth::AuthKey;
 use helpline_domain::{AgentId, Channel, Holder, Personal, Phase, QueueId, TicketId};
 use helpline_eventstore::EventStore;
+use helpline_eventstore::codec::channel_from_proto_value;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::ticket_query_server::{TicketQuery, TicketQueryServer};
 use helpline_region::{RegionConfig, Role};
@@ -347,21 +348,11 @@ fn filter_from_proto(filter: pb::TicketFilter) -> Result<Filter, QueryError> {
             });
         }
     };
-    let channel = match pb::Channel::try_from(filter.channel) {
-        Ok(pb::Channel::Unspecified) => None,
-        Ok(pb::Channel::Whatsapp) => Some(Channel::WhatsApp),
-        Ok(pb::Channel::Messenger) => Some(Channel::Messenger),
-        Ok(pb::Channel::Telegram) => Some(Channel::Telegram),
-        Ok(pb::Channel::Viber) => Some(Channel::Viber),
-        Ok(pb::Channel::AppleMessages) => Some(Channel::AppleMessages),
-        Ok(pb::Channel::WebChat) => Some(Channel::WebChat),
-        Err(_) => {
-            return Err(QueryError::InvalidArgument {
-                field: "filter.channel",
-                reason: format!("unknown channel {}", filter.channel),
-            });
-        }
-    };
+    let channel =
+        channel_from_proto_value(filter.channel).map_err(|reason| QueryError::InvalidArgument {
+            field: "filter.channel",
+            reason,
+        })?;
     Ok(Filter {
         phase,
         queue: text(filter.queue).map(QueueId::new),

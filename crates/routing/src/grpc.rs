@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use helpline_domain::{Channel, Ticket, TicketId};
 use helpline_eventstore::EventStore;
+use helpline_eventstore::codec::channel_from_proto_value;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::routing_server::{Routing, RoutingServer};
 use helpline_region::{RegionConfig, RouteFacts, Store};
@@ -175,21 +176,12 @@ fn store_to_proto(store: &Store) -> pb::RoutingStore {
 }
 
 fn facts_from_proto(facts: pb::RoutingFacts) -> Result<Facts, RoutingError> {
-    let channel = match pb::Channel::try_from(facts.channel) {
-        Ok(pb::Channel::Unspecified) => None,
-        Ok(pb::Channel::Whatsapp) => Some(Channel::WhatsApp),
-        Ok(pb::Channel::Messenger) => Some(Channel::Messenger),
-        Ok(pb::Channel::Telegram) => Some(Channel::Telegram),
-        Ok(pb::Channel::Viber) => Some(Channel::Viber),
-        Ok(pb::Channel::AppleMessages) => Some(Channel::AppleMessages),
-        Ok(pb::Channel::WebChat) => Some(Channel::WebChat),
-        Err(_) => {
-            return Err(RoutingError::InvalidArgument {
-                field: "facts.channel",
-                reason: format!("unknown channel {}", facts.channel),
-            });
+    let channel = channel_from_proto_value(facts.channel).map_err(|reason| {
+        RoutingError::InvalidArgument {
+            field: "facts.channel",
+            reason,
         }
-    };
+    })?;
     Ok(Facts {
         route: RouteFacts {
             language: facts.language,
