@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use helpline_eventstore::CustomerId;
 
 use crate::error::PrivacyError;
-use crate::rights::{Privacy, Reason, by_customer};
+use crate::rights::{Privacy, Reason};
 use crate::scan::{TicketRecord, scan};
 
 /// What retention decides for each customer.
@@ -40,6 +40,17 @@ pub fn plan(records: Vec<TicketRecord>, now: SystemTime, period: Duration) -> Re
         }
     }
     plan
+}
+
+/// Tickets per customer; tickets without one are left out.
+fn by_customer(records: Vec<TicketRecord>) -> BTreeMap<CustomerId, Vec<TicketRecord>> {
+    let mut customers: BTreeMap<CustomerId, Vec<TicketRecord>> = BTreeMap::new();
+    for record in records {
+        if let Some(customer) = record.customer.clone() {
+            customers.entry(customer).or_default().push(record);
+        }
+    }
+    customers
 }
 
 /// What one retention run did; logged, returned and counted in metrics.

@@ -1,6 +1,5 @@
 //! The customer's rights: erasure and export.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use helpline_domain::{Channel, Command, Event, MessageBody, Personal, TicketId, decide, evolve};
@@ -275,15 +274,4 @@ fn timestamp(at: SystemTime) -> String {
     jiff::Timestamp::try_from(at)
         .map(|t| t.to_string())
         .unwrap_or_default()
-}
-
-/// Tickets per customer, for retention.
-pub(crate) fn by_customer(records: Vec<TicketRecord>) -> BTreeMap<CustomerId, Vec<TicketRecord>> {
-    let mut customers: BTreeMap<CustomerId, Vec<TicketRecord>> = BTreeMap::new();
-    for record in records {
-        if let Some(customer) = record.customer.clone() {
-            customers.entry(customer).or_default().push(record);
-        }
-    }
-    customers
 }
