@@ -190,7 +190,7 @@ async fn ticket_events(store: &EventStore) -> Vec<(TicketId, Event)> {
         .unwrap_or_else(|e| panic!("{e}"));
     let mut consumer = stream
         .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-            filter_subject: "helpline.de.ticket.*".to_owned(),
+            filter_subject: store.layout().all_tickets(),
             ..Default::default()
         })
         .await

@@ -186,16 +186,12 @@ async fn eventually(
 /// Waits until the bot's consumer has nothing pending or unacknowledged, three checks in
 /// a row.
 async fn drained(store: &EventStore) -> Result {
-    let stream = store
-        .jetstream()
-        .get_stream_no_info(store.layout().event_stream())
-        .await?;
     let mut quiet = 0;
     for _ in 0..400 {
-        let idle = stream
-            .consumer_info(CONSUMER)
+        let idle = store
+            .consumer_backlog(CONSUMER)
             .await
-            .is_ok_and(|info| info.num_pending == 0 && info.num_ack_pending == 0);
+            .is_ok_and(|backlog| backlog.is_empty());
         quiet = if idle { quiet + 1 } else { 0 };
         if quiet >= 3 {
             return Ok(());
@@ -283,12 +279,18 @@ async fn a_restarted_bot_continues_the_conversation_and_never_repeats_itself() -
     bot.stop().await?;
 
     // Every event delivered again from the start: each was answered already.
-    h.store
+    let stream = h
+        .store
         .jetstream()
         .get_stream_no_info(h.store.layout().event_stream())
-        .await?
-        .delete_consumer(CONSUMER)
         .await?;
+    for partition in 0..h.store.config().partitions {
+        stream
+            .delete_consumer(&helpline_eventstore::subscribe::partition_consumer_name(
+                CONSUMER, partition,
+            ))
+            .await?;
+    }
     let bot = start(&h.store, &region);
     drained(&h.store).await?;
     let state = ticket(&h.store, id).await?;

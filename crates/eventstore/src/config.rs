@@ -20,8 +20,13 @@ pub struct StoreConfig {
     pub ack_wait: Duration,
     /// Delay before the first retry of a failed event; doubled per attempt.
     pub retry_backoff: Duration,
-    /// Events in flight per consumer.
+    /// Events in flight per consumer: delivered to a process and not yet acknowledged.
     pub max_ack_pending: i64,
+    /// Tickets a consumer handles at once, each one event at a time.
+    pub tickets_in_flight: usize,
+    /// Partitions of every service's consumer over all tickets; the processes running a
+    /// service share them out, one process per partition at a time (at most 64).
+    pub partitions: u32,
     /// A load that folded this many events after the snapshot writes a new snapshot.
     pub snapshot_every: u64,
     /// How long one request to the server may take.
@@ -48,9 +53,11 @@ impl Default for StoreConfig {
             duplicate_window: Duration::from_secs(120),
             max_message_size: 1024 * 1024,
             max_deliver: 5,
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(10),
             retry_backoff: Duration::from_millis(200),
-            max_ack_pending: 1000,
+            max_ack_pending: 4096,
+            tickets_in_flight: 256,
+            partitions: 8,
             snapshot_every: 32,
             request_timeout: Duration::from_secs(5),
             master_key: MasterKey::development(),

@@ -5,6 +5,36 @@ use helpline_domain::{Channel, TicketId};
 use crate::error::StoreError;
 use crate::seal::CustomerId;
 
+/// Slots of the ticket subjects. Part of every stored subject, so it never changes; the
+/// partition count of a consumer (at most this) can.
+pub const TICKET_SLOTS: u32 = 64;
+
+/// A ticket's slot: FNV-1a of its id's text, modulo [`TICKET_SLOTS`]. Spreads tickets
+/// evenly whatever their ids look like (time-ordered UUIDv7 or name-based UUIDv5).
+pub fn ticket_slot(ticket: TicketId) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in ticket
+        .0
+        .hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .bytes()
+    {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % TICKET_SLOTS
+}
+
+/// The partition of a ticket subject (`…ticket.<slot>.<id>`), without decoding anything.
+pub fn subject_partition(subject: &str, partitions: u32) -> u32 {
+    let slot = subject
+        .rsplit('.')
+        .nth(1)
+        .and_then(|slot| slot.parse::<u32>().ok())
+        .unwrap_or(0);
+    slot % partitions.max(1)
+}
+
 /// The JetStream layout of one region.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -40,14 +70,38 @@ impl Layout {
         &self.event_stream
     }
 
-    /// `helpline.<region>.ticket.<ticket_id>`: one ticket's events, in order.
+    /// `helpline.<region>.ticket.<slot>.<ticket_id>`: one ticket's events, in order. The
+    /// slot ([`ticket_slot`], two digits) is what consumers partition the tickets by.
     pub fn ticket_subject(&self, ticket: TicketId) -> String {
-        format!("helpline.{}.ticket.{}", self.region, ticket.0)
+        format!(
+            "helpline.{}.ticket.{:02}.{}",
+            self.region,
+            ticket_slot(ticket),
+            ticket.0
+        )
     }
 
-    /// `helpline.<region>.ticket.*`: every ticket.
+    /// `helpline.<region>.ticket.*.*`: every ticket.
     pub fn all_tickets(&self) -> String {
-        format!("helpline.{}.ticket.*", self.region)
+        format!("helpline.{}.ticket.*.*", self.region)
+    }
+
+    /// The subjects of partition `partition` of `partitions`: every ticket whose slot is
+    /// `partition` modulo `partitions`. With one partition, every ticket.
+    pub fn partition_filters(&self, partition: u32, partitions: u32) -> Vec<String> {
+        if partitions <= 1 {
+            return vec![self.all_tickets()];
+        }
+        (0..TICKET_SLOTS)
+            .filter(|slot| slot % partitions == partition)
+            .map(|slot| format!("helpline.{}.ticket.{slot:02}.*", self.region))
+            .collect()
+    }
+
+    /// `helpline-<region>-members`: which process runs which consumer, by heartbeat;
+    /// consumers' partitions are shared out among the live ones.
+    pub fn members_bucket(&self) -> String {
+        format!("helpline-{}-members", self.region)
     }
 
     /// `helpline.<region>.agent.<agent_id>`: one agent's presence and capacity.
@@ -127,10 +181,39 @@ mod tests {
         assert_eq!(layout.dead_letter_stream(), "HELPLINE_DE_DEADLETTER");
         assert_eq!(
             layout.ticket_subject(TicketId(uuid::Uuid::nil())),
-            "helpline.de.ticket.00000000-0000-0000-0000-000000000000"
+            format!(
+                "helpline.de.ticket.{:02}.00000000-0000-0000-0000-000000000000",
+                ticket_slot(TicketId(uuid::Uuid::nil()))
+            )
         );
         assert_eq!(layout.agent_subject("a-1"), "helpline.de.agent.a-1");
         assert_eq!(layout.snapshots_bucket(), "helpline-de-snapshots");
+    }
+
+    #[test]
+    fn partitions_cover_every_slot_exactly_once() {
+        let layout = Layout::new("de").unwrap_or_else(|e| panic!("{e}"));
+        for partitions in [1, 2, 3, 8, 64] {
+            let mut all: Vec<String> = (0..partitions)
+                .flat_map(|p| layout.partition_filters(p, partitions))
+                .collect();
+            let total = all.len();
+            all.sort();
+            all.dedup();
+            assert_eq!(all.len(), total, "{partitions}: a slot in two partitions");
+            if partitions > 1 {
+                assert_eq!(total, TICKET_SLOTS as usize, "{partitions}");
+            }
+        }
+        let ticket = TicketId(uuid::Uuid::now_v7());
+        let subject = layout.ticket_subject(ticket);
+        let partition = subject_partition(&subject, 8);
+        let slot_filter = format!("helpline.de.ticket.{:02}.*", ticket_slot(ticket));
+        assert!(
+            layout
+                .partition_filters(partition, 8)
+                .contains(&slot_filter)
+        );
     }
 
     #[test]

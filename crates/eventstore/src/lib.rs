@@ -38,6 +38,7 @@ mod error;
 mod keys;
 pub mod layout;
 pub mod load;
+mod members;
 pub mod react;
 pub mod seal;
 pub mod subscribe;
@@ -60,7 +61,7 @@ pub use layout::Layout;
 pub use load::LoadedTicket;
 pub use react::{Cause, Reacted, reaction_id};
 pub use seal::{CustomerId, MasterKey};
-pub use subscribe::{HandlerError, StoredEvent, Subscription};
+pub use subscribe::{Backlog, HandlerError, StoredEvent, Subscription};
 
 /// A region's event store: one connection, the stream and the buckets.
 #[derive(Clone, Debug)]
@@ -108,6 +109,22 @@ impl EventStore {
             .await
             .map_err(|e| StoreError::setup(bucket, e))?;
         }
+        let members = layout.members_bucket();
+        js.create_or_update_key_value(kv::Config {
+            bucket: members.clone(),
+            description: format!(
+                "helpline {}: heartbeats of the processes sharing each consumer's partitions",
+                layout.region()
+            ),
+            history: 1,
+            // Heartbeats only: a dead process's key goes away by itself.
+            max_age: members::BUCKET_MAX_AGE,
+            storage: StorageType::File,
+            num_replicas: config.replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| StoreError::setup(&members, e))?;
         Self::open(client, config).await
     }
 

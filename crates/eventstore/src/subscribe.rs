@@ -17,27 +17,41 @@
 //! delivered it again — and never appended twice to the ticket. A handled replay is
 //! deleted; one that fails again becomes a new dead letter.
 
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PriorityPolicy, pull};
+use async_nats::jetstream::kv;
 use async_nats::jetstream::{AckKind, Message};
+use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use helpline_domain::Event;
-use tokio::task::JoinHandle;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::DecodeError;
 use crate::EventStore;
 use crate::codec::EnvelopeMeta;
 use crate::error::StoreError;
+use crate::layout::subject_partition;
+use crate::members;
 
 /// Longest delay between two tries of one event.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// The priority group every partition consumer pins its one puller in.
+const PIN_GROUP: &str = "owner";
+/// How long a pinned puller keeps its partition after its last pull: how long a
+/// partition of a process that died waits for its next owner.
+const PIN_TTL: Duration = Duration::from_secs(5);
+/// How much longer than the ack wait a restarted consumer waits for held events.
+const SETTLE_MARGIN: Duration = Duration::from_secs(1);
 /// Headers of the original message that must not be replayed onto the dead letter.
 const PUBLISH_CONTROL_HEADERS: [&str; 6] = [
     "Nats-Msg-Id",
@@ -97,7 +111,7 @@ impl From<StoreError> for HandlerError {
 pub struct Subscription {
     name: String,
     cancel: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    tasks: TaskTracker,
 }
 
 impl Subscription {
@@ -105,14 +119,13 @@ impl Subscription {
         &self.name
     }
 
-    /// Stops taking new events, lets the one in hand finish, and waits.
-    pub async fn stop(mut self) {
+    /// Stops taking new events, lets the events in hand finish, hands the ones not
+    /// started back to the server (so another replica takes them at once), and waits.
+    pub async fn stop(self) {
         self.cancel.cancel();
-        if let Some(task) = self.task.take()
-            && let Err(e) = task.await
-        {
-            tracing::error!(consumer = %self.name, error = %e, "consumer task failed");
-        }
+        self.tasks.close();
+        self.tasks.wait().await;
+        tracing::debug!(consumer = %self.name, "consumer stopped");
     }
 }
 
@@ -131,6 +144,11 @@ type BoxedHandler = Arc<
 impl EventStore {
     /// Runs `handler` for every event on `filter` (e.g. [`crate::Layout::all_tickets`]),
     /// through the durable consumer `name`, which resumes where it left off.
+    ///
+    /// Up to [`crate::StoreConfig::tickets_in_flight`] tickets are handled at once, each
+    /// strictly one event at a time in the order of the log: events are routed to a
+    /// ticket's lane by the last token of their subject, without decoding them. A ticket
+    /// whose handler is slow or retrying holds back only its own later events.
     pub async fn subscribe<H, F>(
         &self,
         name: &str,
@@ -142,34 +160,52 @@ impl EventStore {
         F: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
         let handler: BoxedHandler = Arc::new(move |event| handler(event).boxed());
-        let consumer = self.consumer(name, filter).await?;
+        // Every ticket: partitioned and shared with the other processes running `name`.
+        // Anything narrower (a test's, an operator's): one consumer, this process alone.
+        let partitioned = filter == self.layout.all_tickets();
+        let partitions = if partitioned {
+            self.config.partitions.clamp(1, crate::layout::TICKET_SLOTS)
+        } else {
+            1
+        };
         let replay_consumer = self.replay_consumer(name).await?;
         let cancel = CancellationToken::new();
-        let worker = Worker {
+        let tasks = TaskTracker::new();
+        let worker = Arc::new(Worker {
             store: self.clone(),
             name: name.to_owned(),
             filter: filter.to_owned(),
+            partitions,
             handler,
-            replays: false,
-        };
-        let replays = Worker {
-            replays: true,
-            handler: worker.handler.clone(),
-            ..worker.clone()
-        };
-        let task = tokio::spawn({
-            let cancel = cancel.clone();
-            async move {
-                tokio::join!(
-                    worker.run(consumer, cancel.clone()),
-                    replays.run(replay_consumer, cancel)
-                );
-            }
+            lanes: Mutex::new(HashMap::new()),
+            tickets: Arc::new(Semaphore::new(self.config.tickets_in_flight.max(1))),
+            settling: Mutex::new(HashSet::new()),
+            owned: Mutex::new(HashMap::new()),
+            cancel: cancel.clone(),
+            tasks: tasks.clone(),
         });
+        if partitioned {
+            let bucket = self
+                .js
+                .get_key_value(self.layout.members_bucket())
+                .await
+                .map_err(|e| StoreError::missing(self.layout.members_bucket(), e))?;
+            let watch = members::watch(&bucket, name)
+                .await
+                .map_err(|e| StoreError::setup(format!("members of {name}"), e))?;
+            tasks.spawn(Arc::clone(&worker).share(bucket, watch));
+        } else {
+            let consumer = self.consumer(name, filter).await?;
+            let token = worker.own(0);
+            tasks.spawn(Arc::clone(&worker).pull(consumer, Source::Log, 0, token));
+        }
+        let replays = worker.cancel.child_token();
+        tasks.spawn(Arc::clone(&worker).pull(replay_consumer, Source::Replays, 0, replays));
+        tasks.spawn(Arc::clone(&worker).keep_alive());
         Ok(Subscription {
             name: name.to_owned(),
             cancel,
-            task: Some(task),
+            tasks,
         })
     }
 
@@ -196,6 +232,59 @@ impl EventStore {
             })
             .await
             .map_err(|e| StoreError::setup(format!("consumer {name}"), e))
+    }
+
+    /// How far behind the consumer `name` over every ticket is, summed over its
+    /// partitions: events not yet delivered, and delivered but not yet acknowledged.
+    pub async fn consumer_backlog(&self, name: &str) -> Result<Backlog, StoreError> {
+        let stream = self
+            .js
+            .get_stream_no_info(self.layout.event_stream())
+            .await
+            .map_err(StoreError::unavailable)?;
+        let mut backlog = Backlog::default();
+        let partitions = self.config.partitions.clamp(1, crate::layout::TICKET_SLOTS);
+        for partition in 0..partitions {
+            let info = stream
+                .consumer_info(partition_consumer_name(name, partition))
+                .await
+                .map_err(StoreError::unavailable)?;
+            backlog.pending += info.num_pending;
+            backlog.unacknowledged += info.num_ack_pending as u64;
+        }
+        Ok(backlog)
+    }
+
+    /// The durable consumer `<name>-<partition>` over one partition of every ticket, with
+    /// a pinned-client priority group so that one process at a time pulls from it.
+    async fn partition_consumer(
+        &self,
+        name: &str,
+        partition: u32,
+        partitions: u32,
+    ) -> Result<consumer::Consumer<pull::Config>, StoreError> {
+        let stream = self
+            .js
+            .get_stream_no_info(self.layout.event_stream())
+            .await
+            .map_err(StoreError::unavailable)?;
+        let durable = partition_consumer_name(name, partition);
+        stream
+            .create_consumer(pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subjects: self.layout.partition_filters(partition, partitions),
+                ack_policy: AckPolicy::Explicit,
+                deliver_policy: DeliverPolicy::All,
+                ack_wait: self.config.ack_wait,
+                max_deliver: -1,
+                max_ack_pending: self.config.max_ack_pending,
+                priority_policy: PriorityPolicy::PinnedClient,
+                priority_groups: vec![PIN_GROUP.to_owned()],
+                priority_timeout: PIN_TTL,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| StoreError::setup(format!("consumer {durable}"), e))
     }
 
     /// The durable consumer `<name>-replay` over the consumer's replay subject.
@@ -226,36 +315,140 @@ impl EventStore {
     }
 }
 
+/// A consumer's events not yet done with ([`EventStore::consumer_backlog`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// In the stream, not yet delivered.
+    pub pending: u64,
+    /// Delivered, not yet acknowledged.
+    pub unacknowledged: u64,
+}
+
+impl Backlog {
+    pub fn is_empty(&self) -> bool {
+        self.pending == 0 && self.unacknowledged == 0
+    }
+}
+
+/// Where a delivery came from: the log itself, or the consumer's replay subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Log,
+    Replays,
+}
+
+/// One event handed to this process, waiting in (or at the head of) its ticket's lane.
 #[derive(Clone)]
+struct Delivery {
+    message: Message,
+    source: Source,
+    /// Its sequence in the stream it was read from (the dead-letter stream for a replay).
+    delivered_sequence: u64,
+    position: Arc<Position>,
+    /// When this process got it; the keep-alive extends the ack wait of old ones.
+    since: Instant,
+}
+
+impl Delivery {
+    fn same(&self, other: &Delivery) -> bool {
+        self.source == other.source && self.delivered_sequence == other.delivered_sequence
+    }
+}
+
+/// One ticket's events in hand, in log order; the head is the one being handled. A lane
+/// exists while it holds events; at most one task runs it.
+struct Lane {
+    queue: VecDeque<Delivery>,
+    running: bool,
+    partition: u32,
+}
+
+/// What became of one event.
+enum Outcome {
+    Handled,
+    /// Dead-lettered with this reason.
+    Park(String),
+    /// Not finished because the subscription stops: handed back to the server.
+    Release,
+}
+
 struct Worker {
     store: EventStore,
     name: String,
     filter: String,
+    partitions: u32,
     handler: BoxedHandler,
-    /// Reads the consumer's replay subject rather than the log.
-    replays: bool,
+    /// Ticket token → its lane.
+    lanes: Mutex<HashMap<String, Lane>>,
+    /// Tickets handled at once.
+    tickets: Arc<Semaphore>,
+    /// Partitions whose (re)started consumer waits for the events another process held
+    /// when it stopped, so that none of them is handled after a later one of its ticket.
+    settling: Mutex<HashSet<u32>>,
+    /// The partitions this process pulls, each with the token that stops its pulling.
+    owned: Mutex<HashMap<u32, CancellationToken>>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl Worker {
-    async fn run(self, mut consumer: consumer::Consumer<pull::Config>, cancel: CancellationToken) {
+    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lane>> {
+        self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn pull(
+        self: Arc<Self>,
+        mut consumer: consumer::Consumer<pull::Config>,
+        source: Source,
+        partition: u32,
+        stop: CancellationToken,
+    ) {
+        let pinned = self.partitions > 1 || self.filter == self.store.layout.all_tickets();
         'consume: loop {
-            let mut messages = match consumer.messages().await {
+            let pulled = if pinned && source == Source::Log {
+                consumer.stream().group(PIN_GROUP).messages().await
+            } else {
+                consumer.messages().await
+            };
+            let mut messages = match pulled {
                 Ok(messages) => messages,
                 Err(e) => {
                     tracing::warn!(consumer = %self.name, error = %e, "cannot pull, retrying");
-                    if self.pause(&cancel).await {
+                    if self.pause(&stop).await {
                         break;
                     }
                     continue;
                 }
             };
+            let mut settle = match source {
+                Source::Log => self.start_settling(&mut consumer, partition).await,
+                Source::Replays => None,
+            };
             loop {
+                let deadline = settle.as_ref().map(|s| s.deadline);
                 let next = tokio::select! {
-                    _ = cancel.cancelled() => break 'consume,
+                    _ = stop.cancelled() => break 'consume,
+                    _ = sleep_until_or_never(deadline) => {
+                        tracing::info!(consumer = %self.name, partition, "stopped waiting for redeliveries");
+                        settle = None;
+                        self.settled(partition);
+                        continue;
+                    }
                     next = messages.next() => next,
                 };
                 match next {
-                    Some(Ok(message)) => self.handle(message).await,
+                    Some(Ok(message)) => {
+                        let redelivered = self.take(message, source);
+                        if let Some(s) = settle.as_mut()
+                            && redelivered
+                        {
+                            s.awaited = s.awaited.saturating_sub(1);
+                            if s.awaited == 0 {
+                                settle = None;
+                                self.settled(partition);
+                            }
+                        }
+                    }
                     Some(Err(e)) => {
                         use async_nats::jetstream::consumer::pull::MessagesErrorKind;
                         tracing::warn!(consumer = %self.name, error = %e, "pull failed");
@@ -266,15 +459,22 @@ impl Worker {
                     None => break,
                 }
             }
+            if settle.is_some() {
+                self.settled(partition);
+            }
             // The pull stream ended (consumer deleted, connection lost): recreate and
             // resume from the consumer's acknowledged position.
-            if self.pause(&cancel).await {
+            if self.pause(&stop).await {
                 break;
             }
-            let recreated = if self.replays {
-                self.store.replay_consumer(&self.name).await
-            } else {
-                self.store.consumer(&self.name, &self.filter).await
+            let recreated = match source {
+                Source::Replays => self.store.replay_consumer(&self.name).await,
+                Source::Log if pinned => {
+                    self.store
+                        .partition_consumer(&self.name, partition, self.partitions)
+                        .await
+                }
+                Source::Log => self.store.consumer(&self.name, &self.filter).await,
             };
             match recreated {
                 Ok(recreated) => consumer = recreated,
@@ -283,67 +483,434 @@ impl Worker {
                 }
             }
         }
-        tracing::debug!(consumer = %self.name, "consumer stopped");
+        // No new events: the lanes finish what they hold; nothing left waits on settling.
+        self.settled(partition);
+        if pinned && source == Source::Log {
+            // Hand the partition to its next owner now rather than after the pin's TTL.
+            let unpinned = async {
+                self.store
+                    .js
+                    .get_stream_no_info(self.store.layout.event_stream())
+                    .await
+                    .map_err(StoreError::unavailable)?
+                    .unpin_consumer(&partition_consumer_name(&self.name, partition), PIN_GROUP)
+                    .await
+                    .map_err(StoreError::unavailable)
+            };
+            if let Err(e) = unpinned.await {
+                tracing::debug!(consumer = %self.name, partition, error = %e, "partition not unpinned");
+            }
+        }
+    }
+
+    /// Events delivered to a process that stopped without acknowledging them come back
+    /// only after the ack wait, while newer events of the same tickets arrive at once.
+    /// So a (re)started consumer that finds such events pending queues what it gets,
+    /// without handling it, until they are back (or the ack wait has passed), and lanes
+    /// keep their events in log order.
+    async fn start_settling(
+        &self,
+        consumer: &mut consumer::Consumer<pull::Config>,
+        partition: u32,
+    ) -> Option<Settle> {
+        let pending = match consumer.info().await {
+            Ok(info) => info.num_ack_pending,
+            Err(e) => {
+                tracing::debug!(consumer = %self.name, error = %e, "no consumer info");
+                return None;
+            }
+        };
+        let ours = self
+            .lanes()
+            .values()
+            .filter(|lane| lane.partition == partition)
+            .flat_map(|lane| lane.queue.iter())
+            .filter(|d| d.source == Source::Log)
+            .count();
+        let awaited = pending.saturating_sub(ours);
+        if awaited == 0 {
+            return None;
+        }
+        tracing::info!(consumer = %self.name, partition, awaited, "waiting for events another process held");
+        self.settling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(partition);
+        Some(Settle {
+            awaited,
+            deadline: tokio::time::Instant::now() + self.store.config.ack_wait + SETTLE_MARGIN,
+        })
+    }
+
+    /// Ends a partition's settling: every lane of it that waited starts.
+    fn settled(self: &Arc<Self>, partition: u32) {
+        let was = self
+            .settling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&partition);
+        if !was {
+            return;
+        }
+        let keys: Vec<String> = self
+            .lanes()
+            .iter()
+            .filter(|(_, lane)| lane.partition == partition)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            self.start_lane(key);
+        }
+    }
+
+    fn is_settling(&self, partition: u32) -> bool {
+        self.settling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&partition)
+    }
+
+    /// Marks `partition` as pulled here; the token stops its pulling.
+    fn own(&self, partition: u32) -> CancellationToken {
+        let token = self.cancel.child_token();
+        self.owned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(partition, token.clone());
+        token
+    }
+
+    /// True when this process no longer pulls `partition`, or stops altogether: events
+    /// of it not yet started go back to the server, for the partition's next owner.
+    fn let_go(&self, partition: u32) -> bool {
+        self.cancel.is_cancelled()
+            || self
+                .owned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&partition)
+                .is_none_or(CancellationToken::is_cancelled)
     }
 
     /// Waits a moment before trying again; true when asked to stop meanwhile.
-    async fn pause(&self, cancel: &CancellationToken) -> bool {
+    async fn pause(&self, stop: &CancellationToken) -> bool {
         tokio::select! {
-            _ = cancel.cancelled() => true,
+            _ = stop.cancelled() => true,
             _ = tokio::time::sleep(Duration::from_millis(500)) => false,
         }
     }
 
-    async fn handle(&self, message: Message) {
+    /// Keeps this process's share of the partitions: heartbeats, follows the other
+    /// members, and starts or stops pulling partitions as the share changes.
+    async fn share(
+        self: Arc<Self>,
+        bucket: kv::Store,
+        watch: impl futures::Stream<Item = kv::Entry> + Send,
+    ) {
+        let me = Uuid::now_v7().simple().to_string();
+        let key = format!("{}.{me}", self.name);
+        let mut watch = Box::pin(watch);
+        let mut members = members::Members::default();
+        let mut beat = tokio::time::interval(members::HEARTBEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                _ = beat.tick() => {
+                    if let Err(e) = bucket.put(&key, Bytes::new()).await {
+                        tracing::warn!(consumer = %self.name, error = %e, "heartbeat not written");
+                    }
+                }
+                entry = watch.next(), if watching => match entry {
+                    Some(entry) => {
+                        members.observe(&entry);
+                        continue;
+                    }
+                    None => {
+                        tracing::warn!(consumer = %self.name, "members watch ended; keeping the current share");
+                        watching = false;
+                        continue;
+                    }
+                },
+            }
+            let live = members.live(&me);
+            let share = members::owned(&me, &live, self.partitions);
+            self.reshare(&share).await;
+        }
+        // Leaving: the others take the partitions over without waiting for the TTL.
+        if let Err(e) = bucket.delete(&key).await {
+            tracing::debug!(consumer = %self.name, error = %e, "member key not deleted");
+        }
+    }
+
+    /// Starts pulling the partitions of `share` not pulled yet, stops the others.
+    async fn reshare(self: &Arc<Self>, share: &BTreeSet<u32>) {
+        let dropped: Vec<u32> = {
+            let mut owned = self.owned.lock().unwrap_or_else(PoisonError::into_inner);
+            let dropped: Vec<u32> = owned
+                .keys()
+                .filter(|p| !share.contains(p))
+                .copied()
+                .collect();
+            for partition in &dropped {
+                if let Some(token) = owned.remove(partition) {
+                    token.cancel();
+                }
+            }
+            dropped
+        };
+        for partition in dropped {
+            tracing::info!(consumer = %self.name, partition, "partition handed over");
+            // Its lanes see `let_go` and release what they have not started.
+            self.wake_lanes(partition);
+        }
+        let new: Vec<u32> = {
+            let owned = self.owned.lock().unwrap_or_else(PoisonError::into_inner);
+            share
+                .iter()
+                .filter(|p| !owned.contains_key(p))
+                .copied()
+                .collect()
+        };
+        for partition in new {
+            match self
+                .store
+                .partition_consumer(&self.name, partition, self.partitions)
+                .await
+            {
+                Ok(consumer) => {
+                    tracing::info!(consumer = %self.name, partition, "partition taken");
+                    let token = self.own(partition);
+                    self.tasks.spawn(Arc::clone(self).pull(
+                        consumer,
+                        Source::Log,
+                        partition,
+                        token,
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(consumer = %self.name, partition, error = %e, "cannot take partition, retrying");
+                }
+            }
+        }
+    }
+
+    /// Starts the idle lanes of `partition`, so that they release what they hold.
+    fn wake_lanes(self: &Arc<Self>, partition: u32) {
+        let keys: Vec<String> = self
+            .lanes()
+            .iter()
+            .filter(|(_, lane)| lane.partition == partition && !lane.running)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            self.start_lane(key);
+        }
+    }
+
+    /// Puts a delivery into its ticket's lane; true when it is a redelivery.
+    fn take(self: &Arc<Self>, message: Message, source: Source) -> bool {
         let (delivered_sequence, delivered) = match message.info() {
             Ok(info) => (info.stream_sequence, info.delivered),
             Err(e) => {
                 // Not a JetStream delivery: nothing to acknowledge or redeliver.
                 tracing::warn!(consumer = %self.name, error = %e, "message without delivery info");
-                return;
+                return false;
             }
         };
-        let (subject, sequence) = if self.replays {
-            match replayed_position(&message) {
+        let (subject, sequence) = match source {
+            Source::Log => (message.subject.to_string(), delivered_sequence),
+            Source::Replays => match replayed_position(&message) {
                 Some(position) => position,
                 None => {
                     tracing::warn!(consumer = %self.name, sequence = delivered_sequence, "replay without its original position, dropped");
-                    if let Err(e) = message.ack_with(AckKind::Term).await {
-                        tracing::debug!(error = %e, "term of a bad replay not confirmed");
+                    let worker = Arc::clone(self);
+                    self.tasks.spawn(async move {
+                        if let Err(e) = message.ack_with(AckKind::Term).await {
+                            tracing::debug!(error = %e, "term of a bad replay not confirmed");
+                        }
+                        worker.finish_replay(delivered_sequence).await;
+                    });
+                    return delivered > 1;
+                }
+            },
+        };
+        let key = ticket_token(&subject).to_owned();
+        let partition = subject_partition(&subject, self.partitions);
+        let delivery = Delivery {
+            message,
+            source,
+            delivered_sequence,
+            position: Arc::new(Position {
+                subject,
+                sequence,
+                delivered,
+                replay: (source == Source::Replays).then_some(delivered_sequence),
+            }),
+            since: Instant::now(),
+        };
+        let start = {
+            let mut lanes = self.lanes();
+            match lanes.get_mut(&key) {
+                Some(lane) => {
+                    if let Some(held) = lane.queue.iter_mut().find(|d| d.same(&delivery)) {
+                        // A redelivery of an event in hand: keep the newest handle, whose
+                        // acknowledgement the server expects.
+                        held.message = delivery.message;
+                        held.position = delivery.position;
+                    } else {
+                        // In log order; the head is being handled and stays first.
+                        let at = lane
+                            .queue
+                            .iter()
+                            .skip(1)
+                            .position(|d| d.position.sequence > delivery.position.sequence)
+                            .map_or(lane.queue.len(), |i| i + 1);
+                        lane.queue.insert(at, delivery);
                     }
-                    self.finish_replay(delivered_sequence, true).await;
-                    return;
+                    false
+                }
+                None => {
+                    lanes.insert(
+                        key.clone(),
+                        Lane {
+                            queue: VecDeque::from([delivery]),
+                            running: false,
+                            partition,
+                        },
+                    );
+                    true
                 }
             }
-        } else {
-            (message.subject.to_string(), delivered_sequence)
         };
-        let position = Position {
-            subject,
-            sequence,
-            delivered,
-            replay: self.replays.then_some(delivered_sequence),
-        };
-        let max_deliver = self.store.config.max_deliver;
-        if delivered > max_deliver {
-            let reason = format!("delivered {delivered} times without being handled");
-            let parked = self.dead_letter(&message, &position, &reason).await;
-            self.finish_replay(delivered_sequence, parked).await;
-            return;
+        if start && !self.is_settling(partition) {
+            self.start_lane(key);
         }
+        delivered > 1
+    }
+
+    /// Starts a task for the lane unless one runs it already.
+    fn start_lane(self: &Arc<Self>, key: String) {
+        let start = match self.lanes().get_mut(&key) {
+            Some(lane) if !lane.running => {
+                lane.running = true;
+                true
+            }
+            _ => false,
+        };
+        if start {
+            self.tasks.spawn(Arc::clone(self).run_lane(key));
+        }
+    }
+
+    /// Handles a ticket's events one after the other until its lane is empty.
+    async fn run_lane(self: Arc<Self>, key: String) {
+        let permit = tokio::select! {
+            _ = self.cancel.cancelled() => None,
+            permit = Arc::clone(&self.tickets).acquire_owned() => permit.ok(),
+        };
+        loop {
+            let next = {
+                let mut lanes = self.lanes();
+                let Some(lane) = lanes.get_mut(&key) else {
+                    return;
+                };
+                if permit.is_none() || self.let_go(lane.partition) {
+                    // Stopping: what has not started goes back to the server now.
+                    let queue = std::mem::take(&mut lane.queue);
+                    lanes.remove(&key);
+                    Err(queue)
+                } else {
+                    match lane.queue.front() {
+                        Some(head) => Ok(head.clone()),
+                        None => {
+                            lanes.remove(&key);
+                            return;
+                        }
+                    }
+                }
+            };
+            let head = match next {
+                Ok(head) => head,
+                Err(queue) => {
+                    for delivery in queue {
+                        self.release(&delivery.message).await;
+                    }
+                    return;
+                }
+            };
+            let started = Instant::now();
+            let outcome = self.handle(&head).await;
+            // The newest handle of the head, which a redelivery may have replaced.
+            let current = {
+                let mut lanes = self.lanes();
+                match lanes.get_mut(&key) {
+                    Some(lane) if lane.queue.front().is_some_and(|d| d.same(&head)) => {
+                        lane.queue.pop_front()
+                    }
+                    _ => None,
+                }
+            }
+            .unwrap_or(head);
+            self.finish(&current, outcome).await;
+            // One line per handling, with its duration: what shows, across processes, that
+            // no ticket was in two handlers at once.
+            let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            tracing::debug!(consumer = %self.name, ticket = %key, sequence = current.position.sequence, elapsed_us, "event handled");
+        }
+    }
+
+    /// Decodes the event and runs the handler, retrying transient failures in place
+    /// with exponential backoff, so that the ticket's later events wait behind it.
+    async fn handle(&self, delivery: &Delivery) -> Outcome {
+        let position = &delivery.position;
+        let max_deliver = self.store.config.max_deliver;
+        let mut attempt = position.delivered;
+        if attempt > max_deliver {
+            return Outcome::Park(format!("delivered {attempt} times without being handled"));
+        }
+        loop {
+            let outcome = self.attempt(delivery, attempt).await;
+            let result = match &outcome {
+                Ok(()) => "handled",
+                Err(HandlerError::Transient(_)) if attempt < max_deliver => "retried",
+                Err(_) => "dead_lettered",
+            };
+            helpline_telemetry::metrics::increment(
+                "helpline_events_total",
+                "Events a consumer took, by outcome: handled, retried later, dead-lettered.",
+                &[("consumer", self.name.as_str()), ("outcome", result)],
+            );
+            match outcome {
+                Ok(()) => return Outcome::Handled,
+                Err(HandlerError::Transient(reason)) if attempt < max_deliver => {
+                    let delay = retry_delay(self.store.config.retry_backoff, attempt);
+                    tracing::info!(consumer = %self.name, sequence = position.sequence, %reason, ?delay, "handler failed, retrying");
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return Outcome::Release,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    attempt += 1;
+                }
+                Err(error) => {
+                    return Outcome::Park(format!("{error} (after {attempt} deliveries)"));
+                }
+            }
+        }
+    }
+
+    /// One try of the handler on the event; a panic is a permanent failure.
+    async fn attempt(&self, delivery: &Delivery, attempt: i64) -> Result<(), HandlerError> {
+        let position = &delivery.position;
+        let message = &delivery.message;
         let (meta, event) = match self.store.decode(&message.payload).await {
             Ok(decoded) => decoded,
             Err(DecodeError::Codec(e)) => {
-                let reason = format!("undecodable event: {e}");
-                let parked = self.dead_letter(&message, &position, &reason).await;
-                self.finish_replay(delivered_sequence, parked).await;
-                return;
+                return Err(HandlerError::Permanent(format!("undecodable event: {e}")));
             }
             Err(DecodeError::Store(e)) => {
-                let outcome = Err(HandlerError::Transient(format!("customer key: {e}")));
-                let finished = self.settle(&message, &position, outcome).await;
-                self.finish_replay(delivered_sequence, finished).await;
-                return;
+                return Err(HandlerError::Transient(format!("customer key: {e}")));
             }
         };
         let headers = message.headers.clone().unwrap_or_default();
@@ -353,21 +920,21 @@ impl Worker {
             consumer = %self.name,
             ticket = %meta.ticket,
             event = event.name(),
-            sequence,
-            delivered
+            sequence = position.sequence,
+            delivered = attempt
         );
         helpline_telemetry::set_parent(&span, trace.clone());
         let stored = StoredEvent {
             subject: position.subject.clone(),
-            sequence,
+            sequence: position.sequence,
             meta,
             event,
-            delivered,
+            delivered: attempt,
             trace,
         };
-        let outcome = AssertUnwindSafe((self.handler)(stored))
+        AssertUnwindSafe((self.handler)(stored))
             .catch_unwind()
-            .instrument(span.clone())
+            .instrument(span)
             .await
             .unwrap_or_else(|panic| {
                 let what = panic
@@ -376,20 +943,70 @@ impl Worker {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 Err(HandlerError::Permanent(format!("handler panicked: {what}")))
-            });
-        let finished = self
-            .settle(&message, &position, outcome)
-            .instrument(span)
-            .await;
-        self.finish_replay(delivered_sequence, finished).await;
+            })
+    }
+
+    /// Acknowledges, parks or hands back the event after its outcome.
+    async fn finish(&self, delivery: &Delivery, outcome: Outcome) {
+        let done = match outcome {
+            Outcome::Handled => {
+                // A lost ack means a redelivery, which handlers take idempotently; not
+                // waiting for the server's confirmation saves a round trip per event.
+                if let Err(e) = delivery.message.ack().await {
+                    tracing::warn!(consumer = %self.name, error = %e, "ack not sent");
+                }
+                true
+            }
+            Outcome::Park(reason) => {
+                self.dead_letter(&delivery.message, &delivery.position, &reason)
+                    .await
+            }
+            Outcome::Release => {
+                self.release(&delivery.message).await;
+                false
+            }
+        };
+        if done && delivery.source == Source::Replays {
+            self.finish_replay(delivery.delivered_sequence).await;
+        }
+    }
+
+    /// Hands an event back to the server for redelivery now.
+    async fn release(&self, message: &Message) {
+        if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+            tracing::debug!(consumer = %self.name, error = %e, "nak not sent; the ack wait will redeliver");
+        }
+    }
+
+    /// Extends the ack wait of every event held longer than a third of it (a ticket
+    /// waiting behind a slow send or a retry), so the server does not redeliver it
+    /// meanwhile.
+    async fn keep_alive(self: Arc<Self>) {
+        let every = (self.store.config.ack_wait / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let old: Vec<Message> = self
+                .lanes()
+                .values()
+                .filter(|lane| !self.let_go(lane.partition))
+                .flat_map(|lane| lane.queue.iter())
+                .filter(|d| d.since.elapsed() >= every)
+                .map(|d| d.message.clone())
+                .collect();
+            for message in old {
+                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(consumer = %self.name, error = %e, "progress not sent");
+                }
+            }
+        }
     }
 
     /// A replay that is done with (acknowledged, or parked again) leaves the replay
     /// subject, so that only waiting replays stay there.
-    async fn finish_replay(&self, replay_sequence: u64, finished: bool) {
-        if !self.replays || !finished {
-            return;
-        }
+    async fn finish_replay(&self, replay_sequence: u64) {
         let deleted = async {
             self.store
                 .js
@@ -403,50 +1020,6 @@ impl Worker {
         .await;
         if let Err(e) = deleted {
             tracing::warn!(consumer = %self.name, replay_sequence, error = %e, "handled replay not deleted");
-        }
-    }
-
-    /// Acknowledges, retries or dead-letters the message after its handler's outcome;
-    /// true when it is done with (acknowledged or parked).
-    async fn settle(
-        &self,
-        message: &Message,
-        position: &Position,
-        outcome: Result<(), HandlerError>,
-    ) -> bool {
-        let delivered = position.delivered;
-        let result = match &outcome {
-            Ok(()) => "handled",
-            Err(HandlerError::Transient(_)) if delivered < self.store.config.max_deliver => {
-                "retried"
-            }
-            Err(_) => "dead_lettered",
-        };
-        helpline_telemetry::metrics::increment(
-            "helpline_events_total",
-            "Events a consumer took, by outcome: handled, retried later, dead-lettered.",
-            &[("consumer", self.name.as_str()), ("outcome", result)],
-        );
-        match outcome {
-            Ok(()) => {
-                if let Err(e) = message.double_ack().await {
-                    // Redelivered later; handlers are idempotent on the event.
-                    tracing::warn!(error = %e, "ack not confirmed");
-                }
-                true
-            }
-            Err(HandlerError::Transient(reason)) if delivered < self.store.config.max_deliver => {
-                let delay = retry_delay(self.store.config.retry_backoff, delivered);
-                tracing::info!(%reason, ?delay, "handler failed, retrying");
-                if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
-                    tracing::warn!(error = %e, "nak failed; the ack wait will redeliver");
-                }
-                false
-            }
-            Err(error) => {
-                let reason = format!("{error} (after {delivered} deliveries)");
-                self.dead_letter(message, position, &reason).await
-            }
         }
     }
 
@@ -517,6 +1090,30 @@ struct Position {
     delivered: i64,
     /// For a replay: its sequence in the dead-letter stream.
     replay: Option<u64>,
+}
+
+/// A restarted consumer waiting for the events another process held.
+struct Settle {
+    /// Redeliveries still to come.
+    awaited: usize,
+    deadline: tokio::time::Instant,
+}
+
+async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The durable consumer of one partition: `<name>-<partition>`.
+pub fn partition_consumer_name(name: &str, partition: u32) -> String {
+    format!("{name}-{partition}")
+}
+
+/// The ticket token of a ticket subject: its last token (`helpline.<region>.ticket.<id>`).
+fn ticket_token(subject: &str) -> &str {
+    subject.rsplit('.').next().unwrap_or(subject)
 }
 
 /// A replay's original subject and sequence, from the dead letter's headers.

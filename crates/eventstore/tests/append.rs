@@ -44,7 +44,7 @@ async fn ensure_twice_changes_nothing() {
     assert_eq!(
         after.config.subjects,
         vec![
-            "helpline.de.ticket.*".to_owned(),
+            "helpline.de.ticket.*.*".to_owned(),
             "helpline.de.agent.*".to_owned()
         ]
     );

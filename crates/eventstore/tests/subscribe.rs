@@ -91,7 +91,11 @@ async fn poison_events_are_dead_lettered_while_later_events_are_still_handled() 
         async move { handled.lock().unwrap().len() == 3 }
     })
     .await;
-    assert_eq!(*handled.lock().unwrap(), vec!["first", "second", "third"]);
+    // Another ticket's event does not wait for the poison; one ticket's keep their order.
+    let handled = handled.lock().unwrap().clone();
+    let at = |text: &str| handled.iter().position(|t| t == text).unwrap();
+    assert!(at("first") < at("second"), "{handled:?}");
+    assert!(handled.contains(&"third".to_owned()), "{handled:?}");
 
     let dead_letters = store
         .jetstream()
@@ -251,4 +255,186 @@ async fn trace_context_travels_from_the_append_to_the_handler() {
         "{traceparent}"
     );
     sub.stop().await;
+}
+
+/// What a handler saw: the events of each ticket in the order handled, and whether two
+/// events of one ticket were ever in the handler at once.
+#[derive(Default)]
+struct Seen {
+    by_ticket: std::collections::HashMap<helpline_domain::TicketId, Vec<u64>>,
+    in_hand: std::collections::HashSet<helpline_domain::TicketId>,
+    overlapped: bool,
+    most_in_hand: usize,
+}
+
+#[tokio::test]
+async fn many_tickets_are_handled_at_once_and_each_ticket_in_log_order() {
+    let h = harness().await;
+    let store = h.store.clone();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let _sub = {
+        let seen = seen.clone();
+        store
+            .subscribe("ordered", &store.layout().all_tickets(), move |event| {
+                let seen = seen.clone();
+                async move {
+                    let ticket = event.meta.ticket;
+                    {
+                        let mut seen = seen.lock().unwrap();
+                        if !seen.in_hand.insert(ticket) {
+                            seen.overlapped = true;
+                        }
+                        seen.most_in_hand = seen.most_in_hand.max(seen.in_hand.len());
+                    }
+                    // Slow enough that tickets overlap, uneven so they finish out of order.
+                    let pause = (event.sequence % 7) * 3;
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    let mut seen = seen.lock().unwrap();
+                    seen.in_hand.remove(&ticket);
+                    seen.by_ticket
+                        .entry(ticket)
+                        .or_default()
+                        .push(event.sequence);
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap()
+    };
+    let tickets: Vec<_> = (0..20).map(|_| ticket()).collect();
+    let mut versions = Vec::new();
+    for id in &tickets {
+        versions.push(open(&store, *id).await);
+    }
+    // Interleaved: each round appends one message to every ticket.
+    for round in 0..8 {
+        for (id, version) in tickets.iter().zip(versions.iter_mut()) {
+            *version = say(&store, *id, *version, &[&format!("message {round}")]).await;
+        }
+    }
+    eventually("every event handled", || {
+        let seen = seen.clone();
+        async move {
+            seen.lock()
+                .unwrap()
+                .by_ticket
+                .values()
+                .map(Vec::len)
+                .sum::<usize>()
+                == 20 * 9
+        }
+    })
+    .await;
+    let seen = seen.lock().unwrap();
+    assert!(
+        !seen.overlapped,
+        "two events of one ticket were handled at once"
+    );
+    for (ticket, sequences) in &seen.by_ticket {
+        assert!(
+            sequences.windows(2).all(|w| w[0] < w[1]),
+            "ticket {ticket} handled out of order: {sequences:?}"
+        );
+    }
+    assert!(seen.most_in_hand > 1, "tickets were handled one at a time");
+}
+
+#[tokio::test]
+async fn a_ticket_whose_handler_hangs_holds_back_only_itself() {
+    let h = harness().await;
+    let store = h.store.clone();
+    let stuck = ticket();
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let _sub = {
+        let handled = handled.clone();
+        store
+            .subscribe("hanging", &store.layout().all_tickets(), move |event| {
+                let handled = handled.clone();
+                async move {
+                    if event.meta.ticket == stuck && text_of(&event).is_some() {
+                        // A provider that never answers.
+                        std::future::pending::<()>().await;
+                    }
+                    handled
+                        .lock()
+                        .unwrap()
+                        .push((event.meta.ticket, text_of(&event)));
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap()
+    };
+    let v = open(&store, stuck).await;
+    say(&store, stuck, v, &["hangs", "waits behind it"]).await;
+    let others: Vec<_> = (0..50).map(|_| ticket()).collect();
+    for id in &others {
+        let v = open(&store, *id).await;
+        say(&store, *id, v, &["hello"]).await;
+    }
+    eventually("the 50 other tickets handled", || {
+        let handled = handled.clone();
+        async move {
+            handled
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(t, text)| *t != stuck && text.is_some())
+                .count()
+                == 50
+        }
+    })
+    .await;
+    let handled = handled.lock().unwrap();
+    assert!(
+        !handled
+            .iter()
+            .any(|(t, text)| *t == stuck && text.is_some()),
+        "the stuck ticket's later message was handled before the one in front of it"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_event_keeps_its_ticket_s_later_events_behind_it() {
+    let h = harness_with(StoreConfig {
+        max_deliver: 5,
+        ..test_config()
+    })
+    .await;
+    let store = h.store.clone();
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let failures = Arc::new(Mutex::new(0));
+    let _sub = {
+        let (handled, failures) = (handled.clone(), failures.clone());
+        store
+            .subscribe("retrying", &store.layout().all_tickets(), move |event| {
+                let (handled, failures) = (handled.clone(), failures.clone());
+                async move {
+                    let Some(text) = text_of(&event) else {
+                        return Ok(());
+                    };
+                    if text == "flaky" {
+                        let mut failures = failures.lock().unwrap();
+                        if *failures < 2 {
+                            *failures += 1;
+                            return Err(HandlerError::Transient("provider answered 503".into()));
+                        }
+                    }
+                    handled.lock().unwrap().push(text);
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap()
+    };
+    let id = ticket();
+    let v = open(&store, id).await;
+    say(&store, id, v, &["before", "flaky", "after"]).await;
+    eventually("all three handled", || {
+        let handled = handled.clone();
+        async move { handled.lock().unwrap().len() == 3 }
+    })
+    .await;
+    assert_eq!(*handled.lock().unwrap(), vec!["before", "flaky", "after"]);
+    assert_eq!(*failures.lock().unwrap(), 2);
 }

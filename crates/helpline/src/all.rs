@@ -124,6 +124,7 @@ pub async fn run_until_stopped(
         client: client.clone(),
         stream: config.region.clone(),
         consumers: services.consumers(),
+        partitions: config.eventstore.partitions,
         projections: Arc::default(),
         started: Arc::default(),
     };
@@ -480,6 +481,8 @@ struct Ops {
     client: async_nats::Client,
     stream: String,
     consumers: Vec<&'static str>,
+    /// Partitions of each consumer over the tickets (`<consumer>-<partition>`).
+    partitions: u32,
     /// The in-memory projections of this process and whether each has replayed the log
     /// up to where it stood at start: until then their APIs would answer from a partial
     /// view, so the process is not ready.
@@ -581,29 +584,38 @@ async fn metrics(State(ops): State<Ops>) -> (StatusCode, String) {
          # TYPE helpline_consumer_unacked gauge\n",
     );
     for name in &ops.consumers {
-        let stream_name = if name.ends_with("-timers") {
-            format!("{stream}_TIMERS")
+        // A timer consumer is one durable; a ticket consumer one per partition, summed.
+        let (stream_name, durables) = if name.ends_with("-timers") {
+            (format!("{stream}_TIMERS"), vec![(*name).to_owned()])
         } else {
-            stream.clone()
+            let durables = (0..ops.partitions)
+                .map(|p| helpline_eventstore::subscribe::partition_consumer_name(name, p))
+                .collect();
+            (stream.clone(), durables)
         };
-        let info = async {
-            let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
-                .get_stream(&stream_name)
-                .await
-                .ok()?
-                .get_consumer(name)
-                .await
-                .ok()?;
-            consumer.info().await.ok().cloned()
-        };
-        if let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(2), info).await {
+        let mut counts: Option<(u64, usize)> = None;
+        for durable in durables {
+            let info = async {
+                let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+                    .get_stream(&stream_name)
+                    .await
+                    .ok()?
+                    .get_consumer(&durable)
+                    .await
+                    .ok()?;
+                consumer.info().await.ok().cloned()
+            };
+            if let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(2), info).await {
+                let (pending, unacked) = counts.unwrap_or_default();
+                counts = Some((pending + info.num_pending, unacked + info.num_ack_pending));
+            }
+        }
+        if let Some((num_pending, num_ack_pending)) = counts {
             pending.push_str(&format!(
-                "helpline_consumer_pending{{consumer=\"{name}\"}} {}\n",
-                info.num_pending
+                "helpline_consumer_pending{{consumer=\"{name}\"}} {num_pending}\n"
             ));
             unacked.push_str(&format!(
-                "helpline_consumer_unacked{{consumer=\"{name}\"}} {}\n",
-                info.num_ack_pending
+                "helpline_consumer_unacked{{consumer=\"{name}\"}} {num_ack_pending}\n"
             ));
         }
     }

@@ -258,6 +258,14 @@ pub struct EventStoreConfig {
     pub max_deliver: i64,
     pub ack_wait_secs: u64,
     pub snapshot_every: u64,
+    /// Partitions of each service's consumer over the tickets (1 to 64): the replicas of
+    /// a service share them, one replica per partition at a time. Changing it is an
+    /// operation of its own (docs/ARCHITECTURE.md, "Partitions").
+    #[serde(default = "partitions")]
+    pub partitions: u32,
+    /// Tickets each consumer handles at once, each one event at a time.
+    #[serde(default = "tickets_in_flight")]
+    pub tickets_in_flight: usize,
     /// Create or update the streams and buckets when a service starts. A deployment whose
     /// services may not manage streams sets it to false and runs `helpline ensure` as a
     /// separate step (with the setup user); the services then wait until the store exists.
@@ -267,6 +275,14 @@ pub struct EventStoreConfig {
 
 fn ensure_on_start() -> bool {
     true
+}
+
+fn partitions() -> u32 {
+    StoreConfig::default().partitions
+}
+
+fn tickets_in_flight() -> usize {
+    StoreConfig::default().tickets_in_flight
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -314,6 +330,8 @@ impl Default for Config {
                 max_deliver: store.max_deliver,
                 ack_wait_secs: store.ack_wait.as_secs(),
                 snapshot_every: store.snapshot_every,
+                partitions: store.partitions,
+                tickets_in_flight: store.tickets_in_flight,
                 ensure_on_start: true,
             },
             ingress: IngressConfig::default(),
@@ -425,6 +443,17 @@ impl Config {
                 AuthKey::MIN_BYTES
             )));
         }
+        if !(1..=helpline_eventstore::layout::TICKET_SLOTS).contains(&self.eventstore.partitions) {
+            return Err(ConfigError::Invalid(format!(
+                "eventstore.partitions must be 1 to {}",
+                helpline_eventstore::layout::TICKET_SLOTS
+            )));
+        }
+        if self.eventstore.tickets_in_flight < 1 {
+            return Err(ConfigError::Invalid(
+                "eventstore.tickets_in_flight must be at least 1".to_owned(),
+            ));
+        }
         if self.eventstore.max_deliver < 1 {
             return Err(ConfigError::Invalid(
                 "eventstore.max_deliver must be at least 1".to_owned(),
@@ -456,6 +485,11 @@ impl Config {
             max_deliver: self.eventstore.max_deliver,
             ack_wait: Duration::from_secs(self.eventstore.ack_wait_secs),
             snapshot_every: self.eventstore.snapshot_every,
+            partitions: self.eventstore.partitions,
+            tickets_in_flight: self.eventstore.tickets_in_flight,
+            max_ack_pending: StoreConfig::default()
+                .max_ack_pending
+                .max(i64::try_from(self.eventstore.tickets_in_flight).unwrap_or(i64::MAX)),
             master_key: self.privacy.master_key()?,
             ..StoreConfig::default()
         })

@@ -283,7 +283,7 @@ fn compose_and_helm_grant_the_same_and_what_the_design_says() {
         }
         let may = |subject: &str| publish.iter().any(|s| s == subject);
         assert_eq!(
-            may("helpline.de.ticket.*"),
+            may("helpline.de.ticket.*.*"),
             !["query", "setup"].contains(&user.as_str()),
             "{user}: ticket subjects"
         );
@@ -527,7 +527,7 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
     // an undecodable event is parked on each consumer's dead-letter subject; an operator
     // (admin) replays it; the consumer takes it from its replay subject, parks it again
     // and deletes the replay.
-    let poison = format!("helpline.de.ticket.{}", Uuid::now_v7());
+    let poison = format!("helpline.de.ticket.00.{}", Uuid::now_v7());
     admin_js
         .publish(poison.clone(), "not an event".into())
         .await
@@ -544,7 +544,7 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
     for (user, consumer) in consumers {
         let subscription = users
             .store(user)
-            .subscribe(consumer, "helpline.de.ticket.*", |_| async { Ok(()) })
+            .subscribe(consumer, "helpline.de.ticket.*.*", |_| async { Ok(()) })
             .await
             .unwrap_or_else(|e| panic!("{user} cannot subscribe as {consumer}: {e}"));
         subscriptions.push(subscription);
@@ -657,7 +657,7 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
         .await
         .unwrap();
     snapshots("privacy").await.delete("a-ticket").await.unwrap();
-    let erased = format!("helpline.de.ticket.{}", Uuid::now_v7());
+    let erased = format!("helpline.de.ticket.00.{}", Uuid::now_v7());
     let privacy_js = users.session("privacy").js();
     privacy_js
         .publish(erased.clone(), "CustomerErased".into())
@@ -670,7 +670,7 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
         .await
         .unwrap()
         .create_consumer(pull::OrderedConfig {
-            filter_subject: "helpline.de.ticket.*".to_owned(),
+            filter_subject: "helpline.de.ticket.*.*".to_owned(),
             ..Default::default()
         })
         .await
@@ -691,7 +691,9 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
 
     // ----- refusals: a service with another's permissions.
     let ticket = TicketId(Uuid::now_v7());
-    let ticket_subject = format!("helpline.de.ticket.{}", ticket.0);
+    let ticket_subject = helpline_eventstore::Layout::new("de")
+        .unwrap()
+        .ticket_subject(ticket);
 
     // Query is read-only: no append, by the store or by hand, no snapshot.
     let query = users.session("query");
@@ -813,26 +815,26 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
         .get_stream("HELPLINE_DE")
         .await
         .unwrap()
-        .consumer_info("bot")
+        .consumer_info("bot-0")
         .await
         .unwrap();
     for user in ["query", "assignment", "feedback", "routing"] {
         let js = users.session(user).js();
         assert!(
-            js.delete_consumer_from_stream("bot", "HELPLINE_DE")
+            js.delete_consumer_from_stream("bot-0", "HELPLINE_DE")
                 .await
                 .is_err()
         );
         users
             .session(user)
-            .refused("Publish", "$JS.API.CONSUMER.DELETE.HELPLINE_DE.bot")
+            .refused("Publish", "$JS.API.CONSUMER.DELETE.HELPLINE_DE.bot-0")
             .await;
         let inbox = users.session(user).client.new_inbox();
         users
             .session(user)
             .client
             .publish_with_reply(
-                "$JS.API.CONSUMER.MSG.NEXT.HELPLINE_DE.bot",
+                "$JS.API.CONSUMER.MSG.NEXT.HELPLINE_DE.bot-0",
                 inbox,
                 "{\"batch\":10}".into(),
             )
@@ -840,7 +842,7 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
             .unwrap();
         users
             .session(user)
-            .refused("Publish", "$JS.API.CONSUMER.MSG.NEXT.HELPLINE_DE.bot")
+            .refused("Publish", "$JS.API.CONSUMER.MSG.NEXT.HELPLINE_DE.bot-0")
             .await;
     }
     // The ordered consumers' unnamed create cannot smuggle in the durable's name.
@@ -850,7 +852,7 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
             "CONSUMER.CREATE.HELPLINE_DE",
             &serde_json::json!({
                 "stream_name": "HELPLINE_DE",
-                "config": {"durable_name": "bot", "name": "bot", "filter_subject": "helpline.de.agent.*"},
+                "config": {"durable_name": "bot-0", "name": "bot-0", "filter_subject": "helpline.de.agent.*"},
             }),
         )
         .await;
@@ -864,10 +866,10 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
         .get_stream("HELPLINE_DE")
         .await
         .unwrap()
-        .consumer_info("bot")
+        .consumer_info("bot-0")
         .await
         .unwrap();
-    assert_eq!(before.config.filter_subject, after.config.filter_subject);
+    assert_eq!(before.config.filter_subjects, after.config.filter_subjects);
     assert_eq!(
         before.created, after.created,
         "the bot's consumer is untouched"

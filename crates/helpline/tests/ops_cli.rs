@@ -146,7 +146,7 @@ async fn a_dead_letter_is_listed_shown_and_replayed_once_fixed() {
             .version;
     }
     h.wait_for_dead_letters(1).await;
-    let original = format!("helpline.de.ticket.{}#{version}", ticket.0);
+    let original = format!("{}#{version}", h.store.layout().ticket_subject(ticket));
 
     // list
     let output = h.helpline(&["list"]);

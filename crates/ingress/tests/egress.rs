@@ -224,17 +224,12 @@ where
 /// Waits until the egress consumer has nothing pending or unacknowledged, three checks
 /// in a row.
 async fn drained(store: &EventStore) {
-    let stream = store
-        .jetstream()
-        .get_stream_no_info(store.layout().event_stream())
-        .await
-        .unwrap();
     let mut quiet = 0;
     for _ in 0..600 {
-        let idle = stream
-            .consumer_info(egress::OUTBOUND_CONSUMER)
+        let idle = store
+            .consumer_backlog(egress::OUTBOUND_CONSUMER)
             .await
-            .is_ok_and(|info| info.num_pending == 0 && info.num_ack_pending == 0);
+            .is_ok_and(|backlog| backlog.is_empty());
         quiet = if idle { quiet + 1 } else { 0 };
         if quiet >= 3 {
             return;
@@ -471,10 +466,15 @@ async fn redelivered_events_send_nothing_twice() {
         .get_stream_no_info(store.layout().event_stream())
         .await
         .unwrap();
-    stream
-        .delete_consumer(egress::OUTBOUND_CONSUMER)
-        .await
-        .unwrap();
+    for partition in 0..store.config().partitions {
+        stream
+            .delete_consumer(&helpline_eventstore::subscribe::partition_consumer_name(
+                egress::OUTBOUND_CONSUMER,
+                partition,
+            ))
+            .await
+            .unwrap();
+    }
     let running = start(store, config(&h.sim, None));
     drained(store).await;
     running.stop().await;

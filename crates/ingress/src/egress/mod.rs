@@ -35,19 +35,20 @@
 //! `provider.<channel>.<hash of the provider id>` → ticket and message (so that a
 //! receipt always finds its message), then the KV record, then the event (its command id
 //! is a UUIDv5 of the message id and the outcome, so a retried append dedupes), then the
-//! record is marked as recorded, then the consumer acknowledges. Events are handled one at a time
-//! in stream order, so replies to one customer leave in order; a message whose retries
-//! ran out is left to the consumer's delayed redelivery and holds back the later
-//! messages of its ticket until then. On the event's last delivery (`max_deliver`) it
-//! gets `MessageDeliveryFailed { permanent: false }` and goes to the dead letters, from
-//! where an operator can replay it.
+//! record is marked as recorded, then the consumer acknowledges. A ticket's events are
+//! handled one at a time in log order (the event store's consumer keeps one lane per
+//! ticket and many tickets in flight), so replies to one customer leave in order, and a
+//! slow or failing send holds back only its own ticket. A message whose retries ran out
+//! is tried again with backoff and holds back the later messages of its ticket until
+//! then. On its last try (`max_deliver`) it gets `MessageDeliveryFailed { permanent:
+//! false }` and goes to the dead letters, from where an operator can replay it.
 //!
-//! **What is not covered.** A crash (or a KV outage outlasting a few quick retries)
-//! between the provider's acceptance and the KV writes loses the record: the redelivered
-//! event is sent a second time. Likewise a timeout after the provider took a message
-//! makes the retry a second send. Providers other than the web chat ignore idempotency
-//! keys (the `X-Idempotency-Key` header is sent anyway), so neither window can be closed
-//! from our side. A crash between the append and marking the record appends again on
+//! **What is not covered.** A crash between the provider's acceptance and the KV writes
+//! (which are tried again until they succeed, so a store outage only delays them) loses
+//! the record: the redelivered event is sent a second time. Likewise a timeout after the
+//! provider took a message makes the retry a second send. Providers other than the web
+//! chat ignore idempotency keys (the `X-Idempotency-Key` header is sent anyway), so
+//! neither window can be closed from our side. A crash between the append and marking the record appends again on
 //! redelivery, which the stream's duplicate window (2 minutes) absorbs.
 //!
 //! **Invariants.** Message text and contacts are never logged ([`OutboundMessage`]'s

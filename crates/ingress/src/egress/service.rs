@@ -33,8 +33,8 @@ use crate::intake;
 pub const OUTBOUND_CONSUMER: &str = "egress";
 /// Namespace of the command ids egress derives (UUIDv5 of message id and outcome).
 const COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x6865_6c70_6c69_6e65_2d65_6772_6573_7321);
-/// Tries of a KV write before the event is left to the consumer's redelivery.
-const KV_TRIES: u32 = 4;
+/// Longest pause between two tries of an outbound bucket write.
+const KV_RETRY_CAP: Duration = Duration::from_secs(1);
 /// Tries of an append that meets another command's append on the same ticket.
 const APPEND_TRIES: u32 = 5;
 const LAST_INBOUND_PREFIX: &str = "last-inbound.";
@@ -432,8 +432,10 @@ impl Egress {
         }
     }
 
-    /// Writes `key`, retrying a few times quickly: after a provider's acceptance, a lost
-    /// write is what could make a redelivery send twice.
+    /// Writes `key`, trying again until the bucket takes it or egress stops: after a
+    /// provider's acceptance, a lost write is what would make a redelivery send twice, so
+    /// a store outage (a NATS restart) holds this ticket back rather than giving up. Only
+    /// this ticket waits: the consumer goes on with the others.
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), HandlerError> {
         let value = bytes::Bytes::from(value);
         let mut delay = Duration::from_millis(50);
@@ -442,10 +444,10 @@ impl Egress {
             tries += 1;
             match self.bucket.put(key, value.clone()).await {
                 Ok(_) => return Ok(()),
-                Err(e) if tries < KV_TRIES => {
+                Err(e) if !self.shutdown.is_cancelled() => {
                     tracing::warn!(tries, error = %e, "outbound bucket write failed, retrying");
                     self.sender.clock().sleep(delay).await;
-                    delay = delay.saturating_mul(2);
+                    delay = delay.saturating_mul(2).min(KV_RETRY_CAP);
                 }
                 Err(e) => {
                     return Err(HandlerError::Transient(format!(
