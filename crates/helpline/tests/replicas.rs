@@ -199,7 +199,7 @@ async fn replicas_keep_each_ticket_in_order_and_send_each_message_once() {
     let overlaps = history::overlaps(&handlings);
     let overlaps_figure = if handlings.is_empty() {
         problems.push(format!(
-            "no process logged a '{}' line: who handled which ticket when cannot be checked",
+            "no process logged an '{}' line: who handled which ticket when cannot be checked",
             history::HANDLED_MESSAGE
         ));
         "not measured (no 'event handled' lines)".to_owned()

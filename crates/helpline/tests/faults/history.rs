@@ -559,7 +559,8 @@ pub struct Handling {
 /// Reads a handling from one JSON log line of `process`, when it is the line
 /// [`HANDLED_MESSAGE`]: `timestamp` (RFC 3339, UTC, as `tracing`'s JSON format writes it)
 /// is the end; the fields `consumer`, `ticket`, `sequence` and `elapsed_us` (how long the
-/// handling took, in microseconds) say which and since when.
+/// handling took, in microseconds) say which and since when. `consumer`, `ticket` and
+/// `sequence` may also come from the line's span (`handle event`).
 pub fn handling(process: &str, line: &str) -> Option<Handling> {
     let json = &line[line.find('{')?..];
     let value: serde_json::Value = serde_json::from_str(json).ok()?;
@@ -567,13 +568,17 @@ pub fn handling(process: &str, line: &str) -> Option<Handling> {
     if fields.get("message")?.as_str()? != HANDLED_MESSAGE {
         return None;
     }
+    // The line's own fields first, then those of its span ("handle event" names the
+    // consumer, ticket and sequence too).
+    let span = value.get("span");
+    let field = |name: &str| fields.get(name).or_else(|| span?.get(name));
     let number = |name: &str| {
-        let field = fields.get(name)?;
+        let field = field(name)?;
         field
             .as_u64()
             .or_else(|| field.as_str().and_then(|s| s.parse().ok()))
     };
-    let text = |name: &str| fields.get(name)?.as_str().map(str::to_owned);
+    let text = |name: &str| field(name)?.as_str().map(str::to_owned);
     let end_us = unix_micros(value.get("timestamp")?.as_str()?)?;
     let elapsed = i64::try_from(number("elapsed_us")?).ok()?;
     Some(Handling {
@@ -1030,6 +1035,12 @@ mod tests {
             None
         );
         assert_eq!(handling("x", "[start 1] not json"), None);
+        let in_span = r#"[start 2] {"timestamp":"2025-06-01T12:00:01.000250Z","level":"DEBUG","fields":{"message":"event handled","elapsed_us":10},"target":"helpline_eventstore::subscribe","span":{"consumer":"bot","ticket":"t2","sequence":9,"name":"handle event"}}"#;
+        let h = handling("bot", in_span).unwrap();
+        assert_eq!(
+            (h.consumer.as_str(), h.ticket.as_str(), h.sequence),
+            ("bot", "t2", 9)
+        );
     }
 
     #[test]
