@@ -13,14 +13,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// Shared with the replica suite (`replicas.rs`); each suite uses part of them.
+#[allow(dead_code)]
 #[path = "faults/cluster.rs"]
 mod cluster;
+#[allow(dead_code)]
 #[path = "faults/history.rs"]
 mod history;
+#[allow(dead_code)]
 #[path = "faults/load.rs"]
 mod load;
+#[allow(dead_code)]
+#[path = "faults/run.rs"]
+mod run;
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -29,7 +35,7 @@ use helpline_domain::{Channel, Event, Ticket, TicketId, fold};
 use helpline_eventstore::subscribe::{
     DEAD_LETTER_CONSUMER_HEADER, DEAD_LETTER_REASON_HEADER, ORIGINAL_SUBJECT_HEADER,
 };
-use helpline_eventstore::{EventStore, StoreConfig, StoredEvent};
+use helpline_eventstore::{EventStore, StoreConfig};
 use helpline_feedback::csat::{CsatFilter, CsatProjection, Grouping};
 use helpline_proto::v1 as pb;
 use helpline_region::RegionConfig;
@@ -39,7 +45,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Kind, Service};
 use crate::history::{CsatFigures, DeadLetter};
-use crate::load::{Customer, Finished, Index, Load, Script};
+use crate::load::{Customer, Index, Load, Script};
+use crate::run::{Log, read_log, settle};
 
 const REGION_FILE: &str = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
 const CUSTOMERS: usize = 60;
@@ -52,8 +59,6 @@ const CHANNELS: [Channel; 5] = [
     Channel::Viber,
     Channel::WebChat,
 ];
-/// How long the system may take to settle after the last conversation closed.
-const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The faults injected, by kind, for the report.
 #[derive(Debug, Default)]
@@ -125,7 +130,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
     tokio::spawn(index.clone().follow(store.clone(), stop.clone()));
     let load = Arc::new(Load {
         sim: sim.clone(),
-        ingress_url,
+        ingress_urls: vec![ingress_url],
         store: store.clone(),
         index,
         accepted: Default::default(),
@@ -157,7 +162,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
         failures.join("\n"),
         system.logs()
     );
-    settle(&mut system, &store, &finished).await;
+    settle(&system.services, &sim, &store, &finished, || system.logs()).await;
     let load_secs = started.elapsed().as_secs_f64();
 
     let log = read_log(&store).await;
@@ -292,6 +297,7 @@ fn customers() -> Vec<Customer> {
                 name,
                 channel,
                 script,
+                ingress: 0,
                 first_copies: if i % 4 == 0 { 5 + (i * 7) % 16 } else { 1 },
                 second_copies: if i % 7 == 3 { 5 + (i * 3) % 16 } else { 1 },
                 score: u8::try_from(1 + (i * 3) % 5).unwrap(),
@@ -404,118 +410,6 @@ async fn poison(store: &EventStore) -> String {
         .await
         .unwrap();
     subject
-}
-
-/// Waits until every consumer has caught up and acknowledged everything, and every
-/// message sent to a customer has its outcome and has arrived.
-async fn settle(system: &mut System, store: &EventStore, finished: &[Finished]) {
-    let deadline = tokio::time::Instant::now() + SETTLE_DEADLINE;
-    let mut calm = 0;
-    loop {
-        let mut waiting = Vec::new();
-        for service in &system.services {
-            match service.backlog().await {
-                Some(0) => {}
-                other => waiting.push(format!("{} backlog {other:?}", service.kind.name())),
-            }
-        }
-        for done in finished {
-            let Ok(loaded) = store.load(done.ticket).await else {
-                waiting.push(format!("ticket {} unreadable", done.ticket.0));
-                continue;
-            };
-            let t = loaded.ticket;
-            let received = system
-                .sim
-                .received(done.customer.channel, &done.customer.name)
-                .len();
-            if t.outbound_messages != t.deliveries + t.delivery_failures
-                || received < t.deliveries as usize
-            {
-                waiting.push(format!(
-                    "ticket {}: {} sent, {} delivered, {} failed, {received} received",
-                    done.ticket.0, t.outbound_messages, t.deliveries, t.delivery_failures
-                ));
-            }
-        }
-        // Twice calm in a row: a delayed redelivery would have shown in between.
-        calm = if waiting.is_empty() { calm + 1 } else { 0 };
-        if calm == 3 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the system did not settle in {SETTLE_DEADLINE:?}:\n{}\n{}",
-            waiting.join("\n"),
-            system.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// The event log as read back at the end.
-struct Log {
-    /// Each ticket's channel and events, in order.
-    tickets: BTreeMap<TicketId, (&'static str, Vec<Event>)>,
-    /// Every ticket event as a consumer sees it, in stream order.
-    stored: Vec<StoredEvent>,
-    /// Messages on ticket subjects that are no event: (sequence, subject).
-    undecodable: Vec<(u64, String)>,
-}
-
-impl Log {
-    fn customer_messages(&self) -> usize {
-        self.tickets
-            .values()
-            .flat_map(|(_, events)| events)
-            .filter(|e| matches!(e, Event::CustomerMessageReceived { .. }))
-            .count()
-    }
-}
-
-async fn read_log(store: &EventStore) -> Log {
-    let mut stream = store
-        .jetstream()
-        .get_stream(store.layout().event_stream())
-        .await
-        .unwrap();
-    let last = stream.info().await.unwrap().state.last_sequence;
-    let mut log = Log {
-        tickets: BTreeMap::new(),
-        stored: Vec::new(),
-        undecodable: Vec::new(),
-    };
-    let mut channels: HashMap<TicketId, &'static str> = HashMap::new();
-    for sequence in 1..=last {
-        let message = stream
-            .direct_get(sequence)
-            .await
-            .unwrap_or_else(|e| panic!("sequence {sequence}: {e}"));
-        let subject = message.subject.to_string();
-        match store.decode(&message.payload).await {
-            Ok((meta, event)) => {
-                if let Event::TicketOpened { customer, .. } = &event {
-                    channels.insert(meta.ticket, customer.channel.as_str());
-                }
-                let channel = channels.get(&meta.ticket).copied().unwrap_or("unknown");
-                log.tickets
-                    .entry(meta.ticket)
-                    .or_insert_with(|| (channel, Vec::new()))
-                    .1
-                    .push(event.clone());
-                log.stored.push(StoredEvent {
-                    subject,
-                    sequence,
-                    meta,
-                    event,
-                    delivered: 1,
-                    trace: Default::default(),
-                });
-            }
-            Err(_) => log.undecodable.push((sequence, subject)),
-        }
-    }
-    log
 }
 
 /// The ticket as services load it (snapshot plus the events after it) equals a fold of

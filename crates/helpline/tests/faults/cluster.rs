@@ -1,6 +1,6 @@
-//! The system under test as an operator runs it: one `helpline <service>` process per
-//! service over a real nats-server, each with its own ports and its logs kept, and
-//! handles to kill, restart, pause and resume them.
+//! The system under test as an operator runs it: `helpline <service>` processes over a
+//! real nats-server (one per service, or several replicas of one), each with its own
+//! ports and its logs kept, and handles to kill, restart, pause and resume them.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -50,6 +50,8 @@ impl Kind {
 /// One service process. Dropping it kills the process.
 pub struct Service {
     pub kind: Kind,
+    /// Which replica of its kind, from 0.
+    pub replica: usize,
     env: Vec<(String, String)>,
     pub ops_port: u16,
     pub grpc_port: u16,
@@ -63,6 +65,18 @@ impl Service {
     /// Starts `helpline <kind>` against `nats_url` with `channels` (the simulator's
     /// `[channels.*]` as JSON) and waits until it is ready.
     pub async fn start(kind: Kind, nats_url: &str, channels: &serde_json::Value) -> Service {
+        Self::start_replica(kind, 0, nats_url, channels, &[]).await
+    }
+
+    /// Starts replica `replica` of `kind`, as [`Service::start`] does, with `extra_env`
+    /// added to its environment (e.g. `HELPLINE_LOG` for a finer log filter).
+    pub async fn start_replica(
+        kind: Kind,
+        replica: usize,
+        nats_url: &str,
+        channels: &serde_json::Value,
+        extra_env: &[(&str, &str)],
+    ) -> Service {
         let port = || helpline_testkit::free_port().unwrap_or_else(|e| panic!("free port: {e}"));
         let (ops_port, grpc_port, ingress_port) = (port(), port(), port());
         let mut env = vec![
@@ -81,8 +95,14 @@ impl Service {
             ),
         ];
         env.extend(channel_env(channels));
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let mut service = Service {
             kind,
+            replica,
             env,
             ops_port,
             grpc_port,
@@ -93,6 +113,14 @@ impl Service {
         };
         service.spawn().await;
         service
+    }
+
+    /// `bot`, or `bot#2` for a replica after the first: the name in reports.
+    pub fn name(&self) -> String {
+        match self.replica {
+            0 => self.kind.name().to_owned(),
+            n => format!("{}#{}", self.kind.name(), n + 1),
+        }
     }
 
     async fn spawn(&mut self) {
@@ -107,7 +135,7 @@ impl Service {
             .kill_on_drop(true);
         let mut child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start helpline {}: {e}", self.kind.name()));
+            .unwrap_or_else(|e| panic!("cannot start helpline {}: {e}", self.name()));
         // Drained as it comes: a full pipe would block the service's logging.
         if let Some(stderr) = child.stderr.take() {
             let log = self.log.clone();
@@ -137,14 +165,14 @@ impl Service {
             {
                 panic!(
                     "helpline {} exited while starting ({exit}):\n{}",
-                    self.kind.name(),
+                    self.name(),
                     self.log_tail(40)
                 );
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "helpline {} not ready after {READY_TIMEOUT:?}:\n{}",
-                self.kind.name(),
+                self.name(),
                 self.log_tail(40)
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -153,7 +181,7 @@ impl Service {
 
     fn pid(&self) -> Pid {
         let id = self.child.as_ref().and_then(Child::id).unwrap_or_else(|| {
-            panic!("helpline {} is not running", self.kind.name());
+            panic!("helpline {} is not running", self.name());
         });
         Pid::from_raw(i32::try_from(id).unwrap_or_else(|e| panic!("pid {id}: {e}")))
     }
@@ -161,7 +189,7 @@ impl Service {
     /// Kills the process without warning, as a crash or an OOM kill would, and reaps it.
     pub async fn kill9(&mut self) {
         kill(self.pid(), Signal::SIGKILL)
-            .unwrap_or_else(|e| panic!("SIGKILL {}: {e}", self.kind.name()));
+            .unwrap_or_else(|e| panic!("SIGKILL {}: {e}", self.name()));
         if let Some(mut child) = self.child.take() {
             let _ = child.wait().await;
         }
@@ -177,12 +205,18 @@ impl Service {
     /// but does nothing, as a starved or swapping pod would.
     pub fn pause(&self) {
         kill(self.pid(), Signal::SIGSTOP)
-            .unwrap_or_else(|e| panic!("SIGSTOP {}: {e}", self.kind.name()));
+            .unwrap_or_else(|e| panic!("SIGSTOP {}: {e}", self.name()));
     }
 
     pub fn resume(&self) {
         kill(self.pid(), Signal::SIGCONT)
-            .unwrap_or_else(|e| panic!("SIGCONT {}: {e}", self.kind.name()));
+            .unwrap_or_else(|e| panic!("SIGCONT {}: {e}", self.name()));
+    }
+
+    /// Every line the process (all its starts) logged, each prefixed `[start N] `.
+    pub fn log_lines(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        log.lines().map(str::to_owned).collect()
     }
 
     /// The last `lines` lines the process (all its starts) logged.

@@ -1,8 +1,9 @@
-//! The history checker: pure functions over what the fault run recorded (the webhooks
-//! answered 200, the event log, what each simulated customer received, the dead letters,
-//! the live CSAT figures) that name every broken promise by ticket.
+//! The history checker: pure functions over what a run recorded (the webhooks answered
+//! 200, the event log, what each simulated customer received, the dead letters, the live
+//! CSAT figures, the services' handler logs) that name every broken promise by ticket.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use helpline_domain::{Event, Holder, MessageId, Phase, Ticket, TicketId, evolve};
 
@@ -366,6 +367,300 @@ pub fn csat(live: &[CsatFigures], rebuilt: &[CsatFigures]) -> Vec<String> {
     )]
 }
 
+/// One message a customer got, as the ordered check reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub provider_message_id: String,
+    /// What the customer saw (text, buttons, template): two sends of one message show
+    /// the same.
+    pub content: String,
+    /// When the provider took it.
+    pub at: Instant,
+}
+
+/// What the ordered check found for one ticket.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Ordered {
+    pub problems: Vec<String>,
+    /// Bot and agent messages whose delivery the log records.
+    pub delivered: usize,
+    /// Messages the log records as failed.
+    pub failed: usize,
+    /// Delivered messages the customer never received.
+    pub lost: usize,
+    /// Sends the customer received more than once, beyond the second sends a kill
+    /// explains.
+    pub duplicated: usize,
+    /// Second sends of a message whose first send the provider took around the kill of a
+    /// sending process, without its record: the gap egress names.
+    pub copies_after_kill: usize,
+    /// Whether the messages the log recorded arrived in another order than the log's.
+    pub out_of_order: bool,
+}
+
+/// Every bot and agent message of the ticket reached the customer exactly once and in
+/// the order of the log (the order of `BotMessageSent` and `AgentMessageSent`), where
+/// `arrivals` is what the customer got in arrival order.
+///
+/// One exception is counted rather than failed: a send the provider took without the log
+/// naming it (no `MessageDelivered` holds its provider id), showing what a delivered
+/// message of the ticket shows, taken within `window` of one of `kills` (when a
+/// sending process was killed; `window` is how long before and after). That is egress's
+/// named gap: the process died after the provider took the message and before its
+/// record, so the redelivered event sent it again. The caller bounds how many of those a
+/// run may have. The order is checked on the sends the log names.
+pub fn ordered(
+    ticket: TicketId,
+    events: &[Event],
+    arrivals: &[Arrival],
+    kills: &[Instant],
+    window: (Duration, Duration),
+) -> Ordered {
+    let mut sent: Vec<(MessageId, String)> = Vec::new();
+    let mut delivered: BTreeMap<MessageId, Vec<String>> = BTreeMap::new();
+    let mut failed: BTreeSet<MessageId> = BTreeSet::new();
+    for event in events {
+        match event {
+            Event::BotMessageSent {
+                message, prompt, ..
+            } => sent.push((*message, prompt.clone())),
+            Event::AgentMessageSent { message, .. } => sent.push((*message, "agent".to_owned())),
+            Event::MessageDelivered {
+                message,
+                provider_message_id,
+            } => delivered
+                .entry(*message)
+                .or_default()
+                .push(provider_message_id.clone()),
+            Event::MessageDeliveryFailed { message, .. } => {
+                failed.insert(*message);
+            }
+            _ => {}
+        }
+    }
+    let mut report = Ordered::default();
+    // The provider ids the log names, in log order, with the prompt for messages.
+    let mut expected: Vec<(String, String)> = Vec::new();
+    for (message, prompt) in &sent {
+        match delivered.get(message).map(Vec::as_slice) {
+            Some([provider_id]) => {
+                report.delivered += 1;
+                expected.push((provider_id.clone(), prompt.clone()));
+            }
+            Some(many) => report.problems.push(format!(
+                "ticket {}: message {} ({prompt}) has {} MessageDelivered: {many:?}",
+                ticket.0,
+                message.0,
+                many.len()
+            )),
+            None if failed.contains(message) => report.failed += 1,
+            None => report.problems.push(format!(
+                "ticket {}: message {} ({prompt}) has no delivery outcome in the log",
+                ticket.0, message.0
+            )),
+        }
+    }
+    let prompt_of = |id: &str| {
+        expected
+            .iter()
+            .find(|(e, _)| e == id)
+            .map(|(_, prompt)| prompt.clone())
+    };
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut arrived: Vec<&str> = Vec::new();
+    for arrival in arrivals {
+        let id = arrival.provider_message_id.as_str();
+        if prompt_of(id).is_some() {
+            let n = counts.entry(id).or_default();
+            *n += 1;
+            if *n == 1 {
+                arrived.push(id);
+            }
+            continue;
+        }
+        let copy_of = arrivals
+            .iter()
+            .find(|a| a.content == arrival.content && prompt_of(&a.provider_message_id).is_some())
+            .and_then(|a| prompt_of(&a.provider_message_id));
+        let near_kill = kills
+            .iter()
+            .any(|kill| arrival.at + window.0 >= *kill && arrival.at <= *kill + window.1);
+        match copy_of {
+            Some(_) if near_kill => report.copies_after_kill += 1,
+            Some(prompt) => {
+                report.duplicated += 1;
+                report.problems.push(format!(
+                    "ticket {}: the customer got the {prompt} message a second time (as {id}), far from any kill",
+                    ticket.0
+                ));
+            }
+            None => {
+                report.duplicated += 1;
+                report.problems.push(format!(
+                    "ticket {}: the customer got {id}, which no MessageDelivered names and no delivered message shows",
+                    ticket.0
+                ));
+            }
+        }
+    }
+    for (id, n) in &counts {
+        if *n > 1 {
+            report.duplicated += n - 1;
+            report.problems.push(format!(
+                "ticket {}: the customer received {id} {n} times",
+                ticket.0
+            ));
+        }
+    }
+    let mut in_log_order: Vec<&str> = Vec::new();
+    for (id, prompt) in &expected {
+        if counts.contains_key(id.as_str()) {
+            in_log_order.push(id);
+        } else {
+            report.lost += 1;
+            report.problems.push(format!(
+                "ticket {}: delivered message {id} ({prompt}) never reached the customer",
+                ticket.0
+            ));
+        }
+    }
+    if arrived != in_log_order {
+        report.out_of_order = true;
+        let prompts =
+            |ids: &[&str]| -> Vec<String> { ids.iter().filter_map(|id| prompt_of(id)).collect() };
+        report.problems.push(format!(
+            "ticket {}: messages arrived out of order: log order {:?}, arrival order {:?}",
+            ticket.0,
+            prompts(&in_log_order),
+            prompts(&arrived)
+        ));
+    }
+    report
+}
+
+/// The message of the line a service logs when it has finished handling one event:
+/// after the handler returned and the event was acknowledged, retried or parked.
+pub const HANDLED_MESSAGE: &str = "event handled";
+
+/// One handling of one event by one process, as its log tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handling {
+    /// The process: the service replica and which start of it.
+    pub process: String,
+    pub consumer: String,
+    pub ticket: String,
+    pub sequence: u64,
+    /// Microseconds since the Unix epoch, by the machine's clock that all processes
+    /// share: when handling began and when it ended.
+    pub start_us: i64,
+    pub end_us: i64,
+}
+
+/// Reads a handling from one JSON log line of `process`, when it is the line
+/// [`HANDLED_MESSAGE`]: `timestamp` (RFC 3339, UTC, as `tracing`'s JSON format writes it)
+/// is the end; the fields `consumer`, `ticket`, `sequence` and `elapsed_us` (how long the
+/// handling took, in microseconds) say which and since when. `consumer`, `ticket` and
+/// `sequence` may also come from the line's span (`handle event`).
+pub fn handling(process: &str, line: &str) -> Option<Handling> {
+    let json = &line[line.find('{')?..];
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let fields = value.get("fields")?;
+    if fields.get("message")?.as_str()? != HANDLED_MESSAGE {
+        return None;
+    }
+    // The line's own fields first, then those of its span ("handle event" names the
+    // consumer, ticket and sequence too).
+    let span = value.get("span");
+    let field = |name: &str| fields.get(name).or_else(|| span?.get(name));
+    let number = |name: &str| {
+        let field = field(name)?;
+        field
+            .as_u64()
+            .or_else(|| field.as_str().and_then(|s| s.parse().ok()))
+    };
+    let text = |name: &str| field(name)?.as_str().map(str::to_owned);
+    let end_us = unix_micros(value.get("timestamp")?.as_str()?)?;
+    let elapsed = i64::try_from(number("elapsed_us")?).ok()?;
+    Some(Handling {
+        process: process.to_owned(),
+        consumer: text("consumer")?,
+        ticket: text("ticket")?,
+        sequence: number("sequence")?,
+        start_us: end_us - elapsed,
+        end_us,
+    })
+}
+
+/// No two processes handled events of one ticket for one consumer at the same time: for
+/// each pair of handlings of the same consumer and ticket by different processes whose
+/// times overlap, a problem.
+pub fn overlaps(handlings: &[Handling]) -> Vec<String> {
+    let mut by_ticket: BTreeMap<(&str, &str), Vec<&Handling>> = BTreeMap::new();
+    for h in handlings {
+        by_ticket
+            .entry((h.consumer.as_str(), h.ticket.as_str()))
+            .or_default()
+            .push(h);
+    }
+    let mut problems = Vec::new();
+    for ((consumer, ticket), mut list) in by_ticket {
+        list.sort_by_key(|h| (h.start_us, h.end_us));
+        for (i, a) in list.iter().enumerate() {
+            for b in &list[i + 1..] {
+                if b.start_us >= a.end_us {
+                    break;
+                }
+                if a.process != b.process {
+                    problems.push(format!(
+                        "consumer {consumer}, ticket {ticket}: {} handled sequence {} while {} handled sequence {} ({} µs together)",
+                        a.process,
+                        a.sequence,
+                        b.process,
+                        b.sequence,
+                        a.end_us.min(b.end_us) - b.start_us
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// `2025-06-01T12:34:56.123456Z` as microseconds since the Unix epoch.
+fn unix_micros(timestamp: &str) -> Option<i64> {
+    let (date, time) = timestamp.strip_suffix('Z')?.split_once('T')?;
+    let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let mut clock = clock.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
+    let digits = fraction.len().min(6);
+    let micros = fraction.get(..digits)?.parse::<i64>().ok()? * 10_i64.pow(6 - digits as u32);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros)
+}
+
+/// Every append was stored once: each `Nats-Msg-Id` (a command id and the event's place
+/// in it) appears once in the log, so no service's reaction to a cause, and no other
+/// command, was stored twice. `ids` are (stream sequence, message id).
+pub fn stored_once(ids: &[(u64, String)]) -> Vec<String> {
+    let mut seen: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for (sequence, id) in ids {
+        seen.entry(id.as_str()).or_default().push(*sequence);
+    }
+    seen.into_iter()
+        .filter(|(_, sequences)| sequences.len() > 1)
+        .map(|(id, sequences)| format!("message id {id} is stored at sequences {sequences:?}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use helpline_domain::{
@@ -626,5 +921,160 @@ mod tests {
         assert!(csat(&[row(2)], &[row(2)]).is_empty());
         assert_eq!(csat(&[row(1)], &[row(2)]).len(), 1);
         assert_eq!(csat(&[], &[row(2)]).len(), 1);
+    }
+
+    fn arrival(id: &str, content: &str, at: Instant) -> Arrival {
+        Arrival {
+            provider_message_id: id.to_owned(),
+            content: content.to_owned(),
+            at,
+        }
+    }
+
+    const WINDOW: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(1));
+
+    fn two_messages() -> Vec<Event> {
+        vec![
+            opened(),
+            bot(1, "greeting"),
+            bot(2, "ask_serial"),
+            delivered(1, "p1"),
+            delivered(2, "p2"),
+        ]
+    }
+
+    #[test]
+    fn messages_in_log_order_exactly_once_pass_the_ordered_check() {
+        let now = Instant::now();
+        let arrivals = [arrival("p1", "hi", now), arrival("p2", "serial?", now)];
+        let report = ordered(ticket(), &two_messages(), &arrivals, &[], WINDOW);
+        assert_eq!(report.problems, Vec::<String>::new());
+        assert_eq!(
+            (report.delivered, report.lost, report.duplicated),
+            (2, 0, 0)
+        );
+        assert!(!report.out_of_order);
+    }
+
+    #[test]
+    fn two_messages_of_a_ticket_swapped_on_the_way_are_out_of_order() {
+        let now = Instant::now();
+        let arrivals = [arrival("p2", "serial?", now), arrival("p1", "hi", now)];
+        let report = ordered(ticket(), &two_messages(), &arrivals, &[], WINDOW);
+        assert!(report.out_of_order, "{report:#?}");
+        assert!(
+            report.problems[0].contains(
+                r#"log order ["greeting", "ask_serial"], arrival order ["ask_serial", "greeting"]"#
+            ),
+            "{report:#?}"
+        );
+    }
+
+    #[test]
+    fn a_second_send_around_a_kill_is_counted_and_elsewhere_it_is_a_duplicate() {
+        let kill = Instant::now();
+        let copy_then_recorded = [
+            arrival("p0", "hi", kill),
+            arrival("p1", "hi", kill + Duration::from_secs(2)),
+            arrival("p2", "serial?", kill + Duration::from_secs(3)),
+        ];
+        let report = ordered(
+            ticket(),
+            &two_messages(),
+            &copy_then_recorded,
+            &[kill],
+            WINDOW,
+        );
+        assert_eq!(report.problems, Vec::<String>::new());
+        assert_eq!((report.copies_after_kill, report.duplicated), (1, 0));
+        let far = ordered(
+            ticket(),
+            &two_messages(),
+            &copy_then_recorded,
+            &[kill + Duration::from_secs(60)],
+            WINDOW,
+        );
+        assert_eq!((far.copies_after_kill, far.duplicated), (0, 1), "{far:#?}");
+    }
+
+    #[test]
+    fn a_send_like_no_delivered_message_a_repeat_and_a_loss_are_named() {
+        let kill = Instant::now();
+        let arrivals = [
+            arrival("p9", "something else", kill),
+            arrival("p1", "hi", kill),
+            arrival("p1", "hi", kill),
+        ];
+        let report = ordered(ticket(), &two_messages(), &arrivals, &[kill], WINDOW);
+        assert_eq!((report.duplicated, report.lost), (2, 1), "{report:#?}");
+        assert_eq!(report.copies_after_kill, 0);
+    }
+
+    fn log_line(message: &str, end: &str, elapsed_us: u64) -> String {
+        format!(
+            r#"[start 1] {{"timestamp":"{end}","level":"DEBUG","fields":{{"message":"{message}","consumer":"egress","ticket":"t1","sequence":7,"elapsed_us":{elapsed_us}}},"target":"helpline_eventstore::subscribe"}}"#
+        )
+    }
+
+    #[test]
+    fn a_handled_line_gives_the_handling_and_its_times() {
+        let line = log_line(HANDLED_MESSAGE, "2025-06-01T12:00:01.000250Z", 500);
+        let h = handling("ingress#2/1", &line).unwrap();
+        assert_eq!(
+            (h.consumer.as_str(), h.ticket.as_str(), h.sequence),
+            ("egress", "t1", 7)
+        );
+        // 2025-06-01T00:00:00Z is 1748736000 s after the epoch.
+        let end = (1_748_736_000 + 12 * 3600 + 1) * 1_000_000 + 250;
+        assert_eq!((h.start_us, h.end_us), (end - 500, end));
+        assert_eq!(
+            handling(
+                "x",
+                &log_line("event sent", "2025-06-01T12:00:01.000250Z", 5)
+            ),
+            None
+        );
+        assert_eq!(handling("x", "[start 1] not json"), None);
+        let in_span = r#"[start 2] {"timestamp":"2025-06-01T12:00:01.000250Z","level":"DEBUG","fields":{"message":"event handled","elapsed_us":10},"target":"helpline_eventstore::subscribe","span":{"consumer":"bot","ticket":"t2","sequence":9,"name":"handle event"}}"#;
+        let h = handling("bot", in_span).unwrap();
+        assert_eq!(
+            (h.consumer.as_str(), h.ticket.as_str(), h.sequence),
+            ("bot", "t2", 9)
+        );
+    }
+
+    #[test]
+    fn two_processes_handling_one_ticket_at_once_overlap_and_in_turn_do_not() {
+        let h = |process: &str, ticket: &str, start_us, end_us| Handling {
+            process: process.to_owned(),
+            consumer: "egress".to_owned(),
+            ticket: ticket.to_owned(),
+            sequence: 1,
+            start_us,
+            end_us,
+        };
+        let in_turn = [
+            h("a", "t1", 0, 10),
+            h("b", "t1", 10, 20),
+            h("a", "t1", 25, 30),
+        ];
+        assert_eq!(overlaps(&in_turn), Vec::<String>::new());
+        let other_tickets = [h("a", "t1", 0, 10), h("b", "t2", 5, 20)];
+        assert_eq!(overlaps(&other_tickets), Vec::<String>::new());
+        let at_once = [h("a", "t1", 0, 10), h("b", "t1", 5, 20), h("c", "t1", 8, 9)];
+        assert_eq!(overlaps(&at_once).len(), 3, "{:#?}", overlaps(&at_once));
+    }
+
+    #[test]
+    fn a_message_id_stored_twice_is_named() {
+        let ids = [
+            (1, "a:0".to_owned()),
+            (2, "b:0".to_owned()),
+            (5, "a:0".to_owned()),
+        ];
+        assert_eq!(
+            stored_once(&ids),
+            vec!["message id a:0 is stored at sequences [1, 5]".to_owned()]
+        );
     }
 }

@@ -44,6 +44,9 @@ pub struct Customer {
     pub name: String,
     pub channel: Channel,
     pub script: Script,
+    /// Which ingress process (index into [`Load::ingress_urls`]) the provider posts this
+    /// customer's webhooks to.
+    pub ingress: usize,
     /// Copies of the first message posted at once (a redelivery storm); 1 for none.
     pub first_copies: usize,
     /// Copies of the second message posted at once.
@@ -126,11 +129,12 @@ impl Index {
     }
 }
 
-/// What the customers share: the simulator, helpline's webhook URL, the store (as an
-/// agent's client would use it), the ticket index, and the record of answered webhooks.
+/// What the customers share: the simulator, helpline's webhook URLs (one per ingress
+/// process), the store (as an agent's client would use it), the ticket index, and the
+/// record of answered webhooks.
 pub struct Load {
     pub sim: Arc<Simulator>,
-    pub ingress_url: String,
+    pub ingress_urls: Vec<String>,
     pub store: EventStore,
     pub index: Arc<Index>,
     pub accepted: Mutex<BTreeSet<WebhookKey>>,
@@ -146,13 +150,21 @@ pub struct Finished {
 }
 
 impl Load {
-    /// Posts `copies` of the webhook at once and then, as a provider would, redelivers it
-    /// until one answer is 200. Records the webhook as answered.
-    pub async fn post(&self, webhook: &Webhook, copies: usize) -> Result<(), String> {
+    /// Posts `copies` of the webhook at once to the customer's ingress and then, as a
+    /// provider would, redelivers it until one answer is 200. Records the webhook as
+    /// answered.
+    pub async fn post(
+        &self,
+        customer: &Customer,
+        webhook: &Webhook,
+        copies: usize,
+    ) -> Result<(), String> {
         if copies > 1 {
             self.stats.storms.fetch_add(1, Ordering::Relaxed);
         }
-        let answers = futures::future::join_all((0..copies).map(|_| self.post_once(webhook))).await;
+        let url = &self.ingress_urls[customer.ingress % self.ingress_urls.len()];
+        let answers =
+            futures::future::join_all((0..copies).map(|_| self.post_once(url, webhook))).await;
         let mut ok = answers.contains(&Some(200));
         let deadline = tokio::time::Instant::now() + DELIVERY_DEADLINE;
         let mut last = answers.last().copied().flatten();
@@ -168,7 +180,7 @@ impl Load {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(1));
-            last = self.post_once(webhook).await;
+            last = self.post_once(url, webhook).await;
             ok = last == Some(200);
         }
         self.accepted
@@ -182,10 +194,10 @@ impl Load {
     }
 
     /// One POST; None when nothing answered (ingress down or cut off mid-request).
-    async fn post_once(&self, webhook: &Webhook) -> Option<u16> {
+    async fn post_once(&self, url: &str, webhook: &Webhook) -> Option<u16> {
         self.stats.webhook_posts.fetch_add(1, Ordering::Relaxed);
         self.sim
-            .deliver(&self.ingress_url, webhook)
+            .deliver(url, webhook)
             .await
             .ok()
             .map(|response| response.status)
@@ -212,7 +224,7 @@ impl Load {
         let first = self
             .sim
             .webhook(customer.channel, &customer.name, texts.first);
-        self.post(&first, customer.first_copies).await?;
+        self.post(&customer, &first, customer.first_copies).await?;
         let ticket = self.ticket_of(&customer, &address).await?;
         let who = format!(
             "customer {} ({}, ticket {})",
@@ -279,7 +291,7 @@ impl Load {
             } else {
                 1
             };
-            self.post(&webhook, copies).await?;
+            self.post(&customer, &webhook, copies).await?;
             messages_sent += 1;
         }
     }

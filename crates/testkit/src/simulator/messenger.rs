@@ -121,6 +121,7 @@ struct Outgoing {
 }
 
 async fn send(shared: &Shared, request: &ApiRequest, target: &str) -> Response {
+    shared.send_latency().await;
     if let Some(fault) = shared.begin_send(Channel::Messenger, SendKind::FreeForm) {
         return server::faulted(fault, |fault| fault_response(shared, fault)).await;
     }

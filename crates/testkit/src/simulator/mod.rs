@@ -13,7 +13,7 @@
 //!
 //! Modules: `server` (routing, the control surface, media), one module per provider
 //! (`whatsapp`, `messenger`, `telegram`, `viber`, `web`, with `meta` for what the two Meta
-//! channels share), `state` (what was received, faults, counters), `codec` (JSON as
+//! channels share), `state` (what was received, faults, send latency, counters), `codec` (JSON as
 //! providers write it, signatures, ids).
 //!
 //! **Invariants:** a send is recorded only when it is answered as a success; a faulted or
@@ -36,6 +36,7 @@ mod whatsapp;
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -471,6 +472,21 @@ impl Simulator {
 
     pub fn clear_faults(&self) {
         self.shared.clear_faults();
+    }
+
+    /// Makes every provider's send API take a random while before it takes a send
+    /// request: a delay drawn uniformly from `latency` per request, from a generator
+    /// seeded with `seed`. Sends that overlap in time are then taken in the order their
+    /// delays end, as by a real provider; what a customer received is recorded when the
+    /// send is taken. Off unless set; [`Simulator::no_send_latency`] turns it off again.
+    pub fn send_latency(&self, latency: RangeInclusive<Duration>, seed: u64) {
+        let (min, max) = latency.into_inner();
+        self.shared
+            .set_latency(Some(state::Latency::new(min, max, seed)));
+    }
+
+    pub fn no_send_latency(&self) {
+        self.shared.set_latency(None);
     }
 
     /// Every send request seen on `channel`: faulted, refused or recorded.

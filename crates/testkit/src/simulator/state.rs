@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use helpline_domain::Channel;
@@ -42,6 +43,33 @@ struct State {
     telegram_names: HashMap<i64, String>,
     /// Telegram numbers messages per chat, both directions together.
     telegram_message_ids: HashMap<i64, i64>,
+    /// How long each send request waits before the provider takes it; none by default.
+    latency: Option<Latency>,
+}
+
+/// Random send latency: a delay drawn uniformly from `min..=max` per send request, from
+/// a seeded generator so that a run's delays can be drawn again.
+#[derive(Debug)]
+pub(super) struct Latency {
+    min: Duration,
+    max: Duration,
+    rng: fastrand::Rng,
+}
+
+impl Latency {
+    pub fn new(min: Duration, max: Duration, seed: u64) -> Self {
+        Self {
+            min: min.min(max),
+            max: max.max(min),
+            rng: fastrand::Rng::with_seed(seed),
+        }
+    }
+
+    /// The next delay, within `min..=max`.
+    pub fn draw(&mut self) -> Duration {
+        let span = u64::try_from((self.max - self.min).as_micros()).unwrap_or(u64::MAX);
+        self.min + Duration::from_micros(self.rng.u64(0..=span))
+    }
 }
 
 #[derive(Debug)]
@@ -231,6 +259,20 @@ impl Shared {
             .push_back(Queued { fault, remaining });
     }
 
+    pub fn set_latency(&self, latency: Option<Latency>) {
+        self.lock().latency = latency;
+    }
+
+    /// Waits the send latency, if one is set. Called before a send request is looked at,
+    /// so that concurrent sends are taken in the order their delays end, as a provider
+    /// with a queue of its own would take them.
+    pub async fn send_latency(&self) {
+        let delay = self.lock().latency.as_mut().map(Latency::draw);
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
     }
@@ -285,5 +327,33 @@ impl Shared {
 
     pub fn media(&self, id: &str) -> Option<Media> {
         self.lock().media.get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_latency_stays_in_its_range_and_repeats_with_its_seed() {
+        let (min, max) = (Duration::from_millis(10), Duration::from_millis(300));
+        let draws = |seed| {
+            let mut latency = Latency::new(min, max, seed);
+            (0..1000).map(|_| latency.draw()).collect::<Vec<_>>()
+        };
+        let first = draws(7);
+        assert!(first.iter().all(|d| (min..=max).contains(d)), "{first:?}");
+        assert_eq!(first, draws(7));
+        assert_ne!(first, draws(8));
+        // Spread over the range, not stuck at one end.
+        assert!(first.iter().any(|d| *d < Duration::from_millis(100)));
+        assert!(first.iter().any(|d| *d > Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn a_fixed_latency_is_that_delay() {
+        let fixed = Duration::from_millis(40);
+        let mut latency = Latency::new(fixed, fixed, 1);
+        assert_eq!(latency.draw(), fixed);
     }
 }

@@ -159,6 +159,9 @@ pub(super) async fn handle(shared: &Shared, request: ApiRequest) -> Response {
 
 async fn call(shared: &Shared, request: &ApiRequest, token: &str, method: &str) -> Response {
     let is_send = matches!(method, "sendmessage" | "sendphoto" | "senddocument");
+    if is_send {
+        shared.send_latency().await;
+    }
     if is_send && let Some(fault) = shared.begin_send(Channel::Telegram, SendKind::FreeForm) {
         return server::faulted(fault, fault_response).await;
     }

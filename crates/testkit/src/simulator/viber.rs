@@ -132,6 +132,7 @@ struct Outgoing {
 }
 
 async fn send(shared: &Shared, request: &ApiRequest) -> Response {
+    shared.send_latency().await;
     if let Some(fault) = shared.begin_send(Channel::Viber, SendKind::FreeForm) {
         return server::faulted(fault, fault_response).await;
     }

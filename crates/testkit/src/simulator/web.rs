@@ -117,6 +117,7 @@ pub(super) async fn handle(shared: &Shared, request: ApiRequest) -> Response {
 
 /// A reply from helpline: verified, then recorded once per `event_id`.
 async fn callback(shared: &Shared, request: &ApiRequest) -> Response {
+    shared.send_latency().await;
     if let Some(fault) = shared.begin_send(Channel::WebChat, SendKind::FreeForm) {
         return server::faulted(fault, fault_response).await;
     }

@@ -196,6 +196,7 @@ struct Outgoing {
 }
 
 async fn send(shared: &Shared, request: &ApiRequest, phone_number_id: &str) -> Response {
+    shared.send_latency().await;
     let body = meta::json_object(request);
     let is_template = body
         .as_ref()
