@@ -559,6 +559,8 @@ fn body_from_proto(body: Option<pb::MessageBody>) -> Result<MessageBody, Assignm
                 caption: Some(media.caption)
                     .filter(|c| !c.is_empty())
                     .map(Personal::new),
+                // An agent names an object already in the media store: nothing to fetch.
+                provider_media: Personal::default(),
             }))
         }
         Some(Content::Location(_)) => Err(AssignmentError::invalid(

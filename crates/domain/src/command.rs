@@ -102,6 +102,18 @@ pub enum Command {
         provider_message_id: String,
     },
     EraseCustomer,
+    /// The attachment of the customer's message `message` was fetched and stored.
+    RecordAttachmentStored {
+        message: MessageId,
+        object: String,
+        size_bytes: u64,
+        mime_type: String,
+    },
+    /// The attachment of the customer's message `message` could not be fetched.
+    RecordAttachmentNotFetched {
+        message: MessageId,
+        reason: String,
+    },
 }
 
 impl Command {
@@ -132,6 +144,8 @@ impl Command {
             Command::RecordDeliveryFailure { .. } => "record a delivery failure",
             Command::RecordRead { .. } => "record a read",
             Command::EraseCustomer => "erase the customer",
+            Command::RecordAttachmentStored { .. } => "record a stored attachment",
+            Command::RecordAttachmentNotFetched { .. } => "record an attachment not fetched",
         }
     }
 }

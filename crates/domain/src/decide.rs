@@ -3,8 +3,8 @@
 use crate::command::Command;
 use crate::error::DomainError;
 use crate::event::{CloseReason, Event, MessageBody, ReleaseReason, RouteDestination};
-use crate::ids::{AgentId, TicketId};
-use crate::ticket::{Holder, Phase, Ticket};
+use crate::ids::{AgentId, MessageId, TicketId};
+use crate::ticket::{AttachmentFetch, Holder, Phase, Ticket};
 
 /// Decides what a command does to a ticket: the events to append, or why not.
 ///
@@ -265,6 +265,52 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             provider_message_id,
         }]),
         Command::EraseCustomer => Ok(vec![Event::CustomerErased]),
+        // An attachment is fetched after its message was appended, so its outcome is
+        // recorded whatever the ticket went through meanwhile, closed included.
+        Command::RecordAttachmentStored {
+            message,
+            object,
+            size_bytes,
+            mime_type,
+        } => {
+            if !attachment_awaited(ticket, id, message, action)? {
+                return Ok(vec![]);
+            }
+            not_empty(&object, "attachment object")?;
+            Ok(vec![Event::AttachmentStored {
+                message,
+                object,
+                size_bytes,
+                mime_type,
+            }])
+        }
+        Command::RecordAttachmentNotFetched { message, reason } => {
+            if !attachment_awaited(ticket, id, message, action)? {
+                return Ok(vec![]);
+            }
+            not_empty(&reason, "reason")?;
+            Ok(vec![Event::AttachmentNotFetched { message, reason }])
+        }
+    }
+}
+
+/// True while the attachment of the customer's message `message` awaits its outcome;
+/// false once it has one (recording it again changes nothing); an error when the ticket
+/// has no such attachment.
+fn attachment_awaited(
+    ticket: &Ticket,
+    id: TicketId,
+    message: MessageId,
+    action: &'static str,
+) -> Result<bool, DomainError> {
+    match ticket.attachments.get(&message) {
+        Some(AttachmentFetch::Awaited) => Ok(true),
+        Some(AttachmentFetch::Stored | AttachmentFetch::NotFetched) => Ok(false),
+        None => Err(DomainError::NoAttachment {
+            ticket: id,
+            message,
+            action,
+        }),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use crate::ids::{AgentId, TicketId};
+use crate::ids::{AgentId, MessageId, TicketId};
 use crate::ticket::PhaseName;
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -51,6 +51,15 @@ pub enum DomainError {
 
     #[error("{field} must not be empty")]
     Empty { field: &'static str },
+
+    #[error(
+        "ticket {ticket} has no customer attachment to fetch in message {message}; cannot {action}"
+    )]
+    NoAttachment {
+        ticket: TicketId,
+        message: MessageId,
+        action: &'static str,
+    },
 
     #[error("the customer of ticket {ticket} was erased; cannot {action}")]
     Erased {

@@ -110,15 +110,35 @@ pub enum MediaKind {
 }
 
 /// An attachment, stored in the object store; events carry only the reference.
+///
+/// A customer's attachment is fetched after its message is appended: the message names
+/// [`Media::provider_media`] with an empty `object`, and the outcome follows as
+/// [`Event::AttachmentStored`] or [`Event::AttachmentNotFetched`]. Messages stored before
+/// that carry the object itself (empty when it was over the region's size cap).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Media {
     pub kind: MediaKind,
-    /// Name of the object in the region's media bucket; empty when the attachment was
-    /// over the region's size cap and not kept. Personal: it names what the customer sent.
+    /// Name of the object in the region's media bucket; empty while (or because) the
+    /// attachment is not fetched. Personal as written by older messages, which kept it.
     pub object: Personal<String>,
     pub mime_type: String,
     pub size_bytes: u64,
     pub caption: Option<Personal<String>>,
+    /// What the provider gave to fetch the attachment: a WhatsApp media id, a Telegram
+    /// `file_id` or a URL; empty when there is nothing left to fetch (an agent's
+    /// attachment, a message stored before attachments were fetched afterwards).
+    /// Personal: a URL may name the customer.
+    #[serde(default)]
+    pub provider_media: Personal<String>,
+}
+
+impl Media {
+    /// The attachment still has to be fetched from the provider: it names what to fetch
+    /// and no object yet.
+    pub fn awaits_fetch(&self) -> bool {
+        self.object.expose().is_empty()
+            && (self.provider_media.is_erased() || !self.provider_media.expose().is_empty())
+    }
 }
 
 /// The content of one message, in either direction.
@@ -274,6 +294,22 @@ pub enum Event {
         provider_message_id: String,
     },
     CustomerErased,
+    /// The attachment of the customer's message `message` was fetched and stored, sealed
+    /// under the customer's key, as `object` in the region's media bucket.
+    AttachmentStored {
+        message: MessageId,
+        /// Derived from the message id: names nothing personal.
+        object: String,
+        size_bytes: u64,
+        mime_type: String,
+    },
+    /// The attachment of the customer's message `message` could not be fetched; the agent
+    /// sees that it is missing and why.
+    AttachmentNotFetched {
+        message: MessageId,
+        /// The provider's status or the size cap; never content or a URL.
+        reason: String,
+    },
 }
 
 impl MessageBody {
@@ -285,6 +321,10 @@ impl MessageBody {
                 f(
                     "body.caption",
                     PersonalField::OptionalText(&mut media.caption),
+                );
+                f(
+                    "body.provider_media",
+                    PersonalField::Text(&mut media.provider_media),
                 );
             }
             MessageBody::Location(at) => f("body.location", PersonalField::Coordinates(at)),
@@ -343,7 +383,9 @@ impl Event {
             | Event::MessageDelivered { .. }
             | Event::MessageDeliveryFailed { .. }
             | Event::MessageRead { .. }
-            | Event::CustomerErased => {}
+            | Event::CustomerErased
+            | Event::AttachmentStored { .. }
+            | Event::AttachmentNotFetched { .. } => {}
         }
     }
 
@@ -380,6 +422,8 @@ impl Event {
             Event::MessageDeliveryFailed { .. } => "MessageDeliveryFailed",
             Event::MessageRead { .. } => "MessageRead",
             Event::CustomerErased => "CustomerErased",
+            Event::AttachmentStored { .. } => "AttachmentStored",
+            Event::AttachmentNotFetched { .. } => "AttachmentNotFetched",
         }
     }
 }

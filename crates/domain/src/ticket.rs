@@ -5,8 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Customer, Details, Event};
-use crate::ids::{AgentId, QueueId, StoreId, TicketId};
+use crate::event::{Customer, Details, Event, MessageBody};
+use crate::ids::{AgentId, MessageId, QueueId, StoreId, TicketId};
 use crate::personal::Personal;
 
 /// Where a ticket stands.
@@ -67,6 +67,17 @@ pub enum Holder {
 /// The phase as named in error messages.
 pub type PhaseName = Phase;
 
+/// What became of an attachment a customer sent, fetched after its message was appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AttachmentFetch {
+    /// Named by the message; not fetched yet.
+    Awaited,
+    /// Fetched and stored in the media bucket.
+    Stored,
+    /// Given up on; the agent is told it is missing.
+    NotFetched,
+}
+
 /// A customer's rating of a conversation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rating {
@@ -109,6 +120,11 @@ pub struct Ticket {
     /// were counted, hence the default.
     #[serde(default)]
     pub reads: u32,
+    /// The customer's attachments fetched after their messages, by message, and what
+    /// became of each. Messages stored before that carried their object already and are
+    /// not listed; absent from snapshots written before, hence the default.
+    #[serde(default)]
+    pub attachments: BTreeMap<MessageId, AttachmentFetch>,
     pub erased: bool,
     /// How many events were folded into this state.
     pub events: u64,
@@ -130,7 +146,16 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
             ticket.phase = Phase::Open;
             ticket.holder = Holder::Bot;
         }
-        Event::CustomerMessageReceived { .. } => ticket.customer_messages += 1,
+        Event::CustomerMessageReceived { message, body, .. } => {
+            ticket.customer_messages += 1;
+            if let MessageBody::Media(media) = body
+                && media.awaits_fetch()
+            {
+                ticket
+                    .attachments
+                    .insert(*message, AttachmentFetch::Awaited);
+            }
+        }
         Event::BotMessageSent { prompt, .. } => {
             ticket.outbound_messages += 1;
             *ticket.prompts.entry(prompt.clone()).or_default() += 1;
@@ -194,6 +219,14 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
         Event::MessageDelivered { .. } => ticket.deliveries += 1,
         Event::MessageDeliveryFailed { .. } => ticket.delivery_failures += 1,
         Event::MessageRead { .. } => ticket.reads += 1,
+        Event::AttachmentStored { message, .. } => {
+            ticket.attachments.insert(*message, AttachmentFetch::Stored);
+        }
+        Event::AttachmentNotFetched { message, .. } => {
+            ticket
+                .attachments
+                .insert(*message, AttachmentFetch::NotFetched);
+        }
         Event::CustomerErased => {
             ticket.erased = true;
             if let Some(customer) = &mut ticket.customer {

@@ -68,6 +68,17 @@ fn body() -> impl Strategy<Value = MessageBody> {
                 mime_type: "image/jpeg".to_owned(),
                 size_bytes,
                 caption,
+                provider_media: Personal::default(),
+            })
+        }),
+        1 => prop::option::of(personal()).prop_map(|caption| {
+            MessageBody::Media(Media {
+                kind: MediaKind::Document,
+                object: Personal::default(),
+                mime_type: String::new(),
+                size_bytes: 0,
+                caption,
+                provider_media: Personal::from("https://cdn.example.com/1.pdf"),
             })
         }),
         1 => Just(MessageBody::Location(Personal::new((52.52, 13.405)))),
@@ -203,6 +214,16 @@ fn command() -> impl Strategy<Value = Command> {
             }
         }),
         Just(Command::EraseCustomer),
+        (message_id(), 0u64..10_000).prop_map(|(message, size_bytes)| {
+            Command::RecordAttachmentStored {
+                message,
+                object: message.0.to_string(),
+                size_bytes,
+                mime_type: "application/pdf".to_owned(),
+            }
+        }),
+        (message_id(), word())
+            .prop_map(|(message, reason)| Command::RecordAttachmentNotFetched { message, reason }),
     ]
 }
 
@@ -232,6 +253,27 @@ fn next_command(ticket: &Ticket, choice: u8) -> Command {
     let pick = |pool: &[&'static str]| -> &'static str { pool[usize::from(choice) % pool.len()] };
     if choice % 32 == 31 {
         return cmd::erase();
+    }
+    // The media consumer records an awaited attachment's outcome, whatever the phase.
+    if choice % 8 == 5
+        && let Some(message) = ticket
+            .attachments
+            .iter()
+            .find(|(_, fetch)| **fetch == helpline_domain::AttachmentFetch::Awaited)
+            .map(|(message, _)| *message)
+    {
+        return match (choice / 8) % 2 {
+            0 => Command::RecordAttachmentStored {
+                message,
+                object: message.0.to_string(),
+                size_bytes: 1,
+                mime_type: "application/pdf".to_owned(),
+            },
+            _ => Command::RecordAttachmentNotFetched {
+                message,
+                reason: "provider answered 503".to_owned(),
+            },
+        };
     }
     let agent = ticket.agent.clone().unwrap_or_else(support::alice);
     match ticket.phase {
@@ -388,6 +430,11 @@ fn check_run(run: &Run) -> Result<(), TestCaseError> {
                         Command::DetectLanguage { language } => {
                             prop_assert_eq!(language, &outcome.before.language)
                         }
+                        Command::RecordAttachmentStored { message, .. }
+                        | Command::RecordAttachmentNotFetched { message, .. } => prop_assert_ne!(
+                            outcome.before.attachments.get(message),
+                            Some(&helpline_domain::AttachmentFetch::Awaited)
+                        ),
                         other => prop_assert!(false, "{other:?} accepted without events"),
                     }
                 }
@@ -473,6 +520,7 @@ fn error_kind(error: &DomainError) -> &'static str {
         DomainError::AgentHolds { .. } => "AgentHolds",
         DomainError::Empty { .. } => "Empty",
         DomainError::Erased { .. } => "Erased",
+        DomainError::NoAttachment { .. } => "NoAttachment",
     }
 }
 
@@ -525,11 +573,11 @@ fn the_generator_reaches_every_phase_event_and_refusal() {
     assert_eq!(phases, all_phases.map(str::to_owned).into());
     assert_eq!(
         accepted.len(),
-        22,
+        24,
         "every command accepted somewhere: {accepted:?}"
     );
-    assert_eq!(events.len(), 23, "every event produced: {events:?}");
-    assert_eq!(errors.len(), 10, "every refusal seen: {errors:?}");
+    assert_eq!(events.len(), 25, "every event produced: {events:?}");
+    assert_eq!(errors.len(), 11, "every refusal seen: {errors:?}");
     assert!(
         closed_rated * 10 >= runs,
         "only {closed_rated} of {runs} runs went the whole way to a rating"

@@ -135,6 +135,7 @@ fn a_customer_message_may_be_media_or_a_location() {
         mime_type: "image/jpeg".to_owned(),
         size_bytes: 1234,
         caption: None,
+        provider_media: Personal::default(),
     });
     let location = MessageBody::Location(Personal::new((52.52, 13.405)));
     for body in [photo, location] {
@@ -151,6 +152,111 @@ fn a_customer_message_may_be_media_or_a_location() {
                 body,
             }]);
     }
+}
+
+#[test]
+fn an_attachment_outcome_is_recorded_in_every_phase_where_its_message_exists() {
+    for stage in existing_stages() {
+        Scenario::at(stage, [attachment_message(5)])
+            .when(cmd::record_attachment_stored(5))
+            .then([attachment_stored(5)]);
+        Scenario::at(stage, [attachment_message(5)])
+            .when(cmd::record_attachment_not_fetched(5))
+            .then([attachment_not_fetched(5)]);
+    }
+}
+
+#[test]
+fn an_attachment_outcome_is_recorded_once() {
+    for outcome in [attachment_stored(5), attachment_not_fetched(5)] {
+        for command in [
+            cmd::record_attachment_stored(5),
+            cmd::record_attachment_not_fetched(5),
+        ] {
+            Scenario::at(Stage::Queued, [attachment_message(5), outcome.clone()])
+                .when(command)
+                .then([]);
+        }
+    }
+}
+
+#[test]
+fn an_attachment_outcome_needs_a_customer_attachment_still_to_fetch() {
+    let refused = |action| DomainError::NoAttachment {
+        ticket: TICKET,
+        message: message(5),
+        action,
+    };
+    // A text message, and a photo stored by the old intake with its object already.
+    let stored_before = Event::CustomerMessageReceived {
+        message: message(5),
+        provider_message_id: "wamid.5".to_owned(),
+        body: MessageBody::Media(Media {
+            kind: MediaKind::Image,
+            object: Personal::from("0190-photo"),
+            mime_type: "image/jpeg".to_owned(),
+            size_bytes: 1234,
+            caption: None,
+            provider_media: Personal::default(),
+        }),
+    };
+    for given in [customer_message(5), stored_before] {
+        let error = Scenario::at(Stage::Open, [given])
+            .when(cmd::record_attachment_not_fetched(5))
+            .then_err(refused("record an attachment not fetched"));
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "ticket {} has no customer attachment to fetch in message {}; cannot record an \
+                 attachment not fetched",
+                TICKET.0,
+                message(5)
+            )
+        );
+    }
+    Scenario::at(Stage::Open, [attachment_message(5)])
+        .when(Command::RecordAttachmentStored {
+            message: message(5),
+            object: String::new(),
+            size_bytes: 1,
+            mime_type: String::new(),
+        })
+        .then_err(DomainError::Empty {
+            field: "attachment object",
+        });
+    Scenario::at(Stage::Open, [attachment_message(5)])
+        .when(Command::RecordAttachmentNotFetched {
+            message: message(5),
+            reason: " ".to_owned(),
+        })
+        .then_err(DomainError::Empty { field: "reason" });
+}
+
+#[test]
+fn the_ticket_follows_each_attachment_from_awaited_to_its_outcome() {
+    use helpline_domain::AttachmentFetch;
+    let ticket = Scenario::at(
+        Stage::Open,
+        [
+            attachment_message(5),
+            attachment_message(6),
+            attachment_message(7),
+            attachment_stored(5),
+            attachment_not_fetched(6),
+            customer_message(8),
+        ],
+    )
+    .ticket()
+    .clone();
+    assert_eq!(
+        ticket.attachments.into_iter().collect::<Vec<_>>(),
+        [
+            (message(5), AttachmentFetch::Stored),
+            (message(6), AttachmentFetch::NotFetched),
+            (message(7), AttachmentFetch::Awaited),
+        ]
+    );
+    assert_eq!(ticket.customer_messages, 4);
 }
 
 #[test]
@@ -315,6 +421,7 @@ fn the_agent_may_send_media() {
         mime_type: "application/pdf".to_owned(),
         size_bytes: 99,
         caption: Some("Versandetikett".into()),
+        provider_media: Personal::default(),
     });
     Scenario::at(Stage::Accepted, [])
         .when(Command::SendAgentMessage {
@@ -501,7 +608,7 @@ fn a_customer_is_erased_in_every_phase_of_an_existing_ticket() {
 // =======================================================================================
 
 /// Column order of the table: one command per `Command` variant.
-const COLUMNS: usize = 24;
+const COLUMNS: usize = 26;
 
 /// The column of a command; exhaustive, so a new command must be added to the table.
 fn column(command: &Command) -> usize {
@@ -530,6 +637,8 @@ fn column(command: &Command) -> usize {
         Command::HandBackToBot { .. } => 21,
         Command::AddAgentNote { .. } => 22,
         Command::TransferTicket { .. } => 23,
+        Command::RecordAttachmentStored { .. } => 24,
+        Command::RecordAttachmentNotFetched { .. } => 25,
     }
 }
 
@@ -567,22 +676,23 @@ const ALL_PHASES: [Phase; 10] = [
 /// as the agent of every agent command:
 ///
 /// `Y` accepted · `.` WrongPhase · `N` NotOpened · `O` AlreadyOpened ·
-/// `A` NotAccepted · `D` AlreadyAccepted · `H` AgentHolds (the bot may not speak)
+/// `A` NotAccepted · `D` AlreadyAccepted · `H` AgentHolds (the bot may not speak) ·
+/// `M` NoAttachment (the canonical histories send no attachment to fetch)
 #[rustfmt::skip]
 const TABLE: [(Stage, &str); 11] = [
-    //                        open  bot   hand  store accpt rels  ask   close dlvr  read  lang  note
-    //                           msg   detl  queue assgn agmsg resol rate  abnd  fail  erase back  xfer
-    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
-    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  Y  .  .  ."),
-    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  ."),
-    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  ."),
-    (Stage::Assigned,        "O  Y  H  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y  .  A  A  A"),
-    (Stage::Accepted,        "O  Y  H  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  Y"),
-    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  ."),
-    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  ."),
-    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y  .  .  .  ."),
-    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  ."),
-    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  ."),
+    //                        open  bot   hand  store accpt rels  ask   close dlvr  read  lang  note  atchd
+    //                           msg   detl  queue assgn agmsg resol rate  abnd  fail  erase back  xfer  unfch
+    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
+    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  Y  .  .  .  M  M"),
+    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M"),
+    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M"),
+    (Stage::Assigned,        "O  Y  H  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y  .  A  A  A  M  M"),
+    (Stage::Accepted,        "O  Y  H  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  Y  M  M"),
+    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M"),
+    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M"),
+    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y  .  .  .  .  M  M"),
+    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M"),
+    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M"),
 ];
 
 #[test]
@@ -634,6 +744,11 @@ fn every_command_is_allowed_or_refused_in_every_phase_as_the_table_says() {
                 "H" => DomainError::AgentHolds {
                     ticket: TICKET,
                     agent: alice(),
+                    action,
+                },
+                "M" => DomainError::NoAttachment {
+                    ticket: TICKET,
+                    message: message(1),
                     action,
                 },
                 other => panic!("unknown cell {other:?}"),
@@ -1168,6 +1283,7 @@ fn a_closed_ticket_holds_the_whole_story() {
             deliveries: 0,
             delivery_failures: 0,
             reads: 0,
+            attachments: Default::default(),
             erased: false,
             holder: Holder::Bot,
             prompts: [("rating".to_owned(), 1)].into(),

@@ -427,6 +427,23 @@ fn event_to_proto(event: &Event) -> EventProto {
             provider_message_id: provider_message_id.clone(),
         }),
         Event::CustomerErased => EventProto::CustomerErased(pb::CustomerErased {}),
+        Event::AttachmentStored {
+            message,
+            object,
+            size_bytes,
+            mime_type,
+        } => EventProto::AttachmentStored(pb::AttachmentStored {
+            message_id: uuid_to_proto(message.0),
+            object: object.clone(),
+            size_bytes: *size_bytes,
+            mime_type: mime_type.clone(),
+        }),
+        Event::AttachmentNotFetched { message, reason } => {
+            EventProto::AttachmentNotFetched(pb::AttachmentNotFetched {
+                message_id: uuid_to_proto(message.0),
+                reason: reason.clone(),
+            })
+        }
     }
 }
 
@@ -536,6 +553,16 @@ fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecE
             provider_message_id: e.provider_message_id,
         },
         EventProto::CustomerErased(pb::CustomerErased {}) => Event::CustomerErased,
+        EventProto::AttachmentStored(e) => Event::AttachmentStored {
+            message: message_id_from_proto(&e.message_id, "attachment_stored.message_id")?,
+            object: required_text(e.object, "attachment_stored.object")?,
+            size_bytes: e.size_bytes,
+            mime_type: e.mime_type,
+        },
+        EventProto::AttachmentNotFetched(e) => Event::AttachmentNotFetched {
+            message: message_id_from_proto(&e.message_id, "attachment_not_fetched.message_id")?,
+            reason: required_text(e.reason, "attachment_not_fetched.reason")?,
+        },
     })
 }
 
@@ -586,6 +613,7 @@ fn body_to_proto(body: &MessageBody) -> pb::MessageBody {
             mime_type: media.mime_type.clone(),
             size_bytes: media.size_bytes,
             caption: optional_personal_to_proto(&media.caption),
+            provider_media: media.provider_media.expose().clone(),
         }),
         MessageBody::Location(location) => {
             let (latitude, longitude) = *location.expose();
@@ -613,6 +641,7 @@ fn body_from_proto(
                 mime_type: media.mime_type,
                 size_bytes: media.size_bytes,
                 caption: optional_personal_from_proto(media.caption),
+                provider_media: Personal::new(media.provider_media),
             }),
             Content::Location(location) => {
                 MessageBody::Location(Personal::new((location.latitude, location.longitude)))
@@ -805,6 +834,15 @@ fn required<T>(value: Option<T>, field: &'static str) -> Result<T, CodecError> {
     value.ok_or(CodecError::Missing { field })
 }
 
+/// A text the event is meaningless without (proto3 writes an absent string as empty).
+fn required_text(value: String, field: &'static str) -> Result<String, CodecError> {
+    if value.is_empty() {
+        Err(CodecError::Missing { field })
+    } else {
+        Ok(value)
+    }
+}
+
 fn unknown_enum_value(field: &'static str, value: i32) -> CodecError {
     CodecError::Invalid {
         field,
@@ -877,6 +915,7 @@ mod tests {
             mime_type: "image/jpeg".into(),
             size_bytes: 482_133,
             caption: Some("the crack".into()),
+            provider_media: Personal::default(),
         })
     }
 
@@ -890,6 +929,16 @@ mod tests {
                 mime_type: "application/pdf".into(),
                 size_bytes: 0,
                 caption: None,
+                provider_media: Personal::default(),
+            }),
+            // A customer's attachment as the webhook names it, before it is fetched.
+            MessageBody::Media(Media {
+                kind: MediaKind::Image,
+                object: Personal::default(),
+                mime_type: String::new(),
+                size_bytes: 0,
+                caption: Some("label".into()),
+                provider_media: "https://cdn.example.com/u/3f2a/label.jpg".into(),
             }),
         ];
         bodies.extend(
@@ -1058,6 +1107,16 @@ mod tests {
                 provider_message_id: "wamid.HBgLNDkxNTE".into(),
             },
             Event::CustomerErased,
+            Event::AttachmentStored {
+                message: MESSAGE,
+                object: MESSAGE.0.to_string(),
+                size_bytes: 482_133,
+                mime_type: "image/jpeg".into(),
+            },
+            Event::AttachmentNotFetched {
+                message: MESSAGE,
+                reason: "provider answered 404 Not Found".into(),
+            },
         ]);
         events
     }
@@ -1119,7 +1178,7 @@ mod tests {
     fn every_event_round_trips() {
         let events = every_event();
         let names: std::collections::BTreeSet<_> = events.iter().map(Event::name).collect();
-        assert_eq!(names.len(), 24, "an example of every event");
+        assert_eq!(names.len(), 26, "an example of every event");
         for event in &events {
             check_round_trip(&meta(), event);
         }
@@ -1425,6 +1484,118 @@ mod tests {
             })),
             "ticket_routed.destination",
         );
+    }
+
+    #[test]
+    fn rejects_an_attachment_outcome_without_its_message_or_content() {
+        check_missing(
+            with_event(EventProto::AttachmentStored(pb::AttachmentStored {
+                object: MESSAGE.0.to_string(),
+                ..pb::AttachmentStored::default()
+            })),
+            "attachment_stored.message_id",
+        );
+        check_missing(
+            with_event(EventProto::AttachmentStored(pb::AttachmentStored {
+                message_id: MESSAGE.0.to_string(),
+                ..pb::AttachmentStored::default()
+            })),
+            "attachment_stored.object",
+        );
+        check_missing(
+            with_event(EventProto::AttachmentNotFetched(pb::AttachmentNotFetched {
+                message_id: MESSAGE.0.to_string(),
+                reason: String::new(),
+            })),
+            "attachment_not_fetched.reason",
+        );
+        check_invalid(
+            with_event(EventProto::AttachmentNotFetched(pb::AttachmentNotFetched {
+                message_id: "wamid.1".into(),
+                reason: "provider answered 503".into(),
+            })),
+            "attachment_not_fetched.message_id",
+        );
+    }
+
+    #[test]
+    fn an_attachment_reference_is_sealed_and_its_object_name_is_not() {
+        let reference = "https://cdn.example.com/u/3f2a/label.jpg";
+        let received = Event::CustomerMessageReceived {
+            message: MESSAGE,
+            provider_message_id: "wamid.1".into(),
+            body: MessageBody::Media(Media {
+                kind: MediaKind::Image,
+                object: Personal::default(),
+                mime_type: String::new(),
+                size_bytes: 0,
+                caption: None,
+                provider_media: reference.into(),
+            }),
+        };
+        let bytes = sealed(&meta(), &received);
+        let envelope = pb::EventEnvelope::decode(&bytes[..]).unwrap();
+        assert!(envelope.personal.contains_key("body.provider_media"));
+        assert!(
+            !bytes
+                .windows(reference.len())
+                .any(|w| w == reference.as_bytes())
+        );
+        let (_, without_key) = decode(&bytes, None).unwrap();
+        let Event::CustomerMessageReceived {
+            body: MessageBody::Media(media),
+            ..
+        } = without_key
+        else {
+            panic!("not a media message: {without_key:?}");
+        };
+        assert!(media.provider_media.is_erased());
+        assert!(
+            media.awaits_fetch(),
+            "an erased reference still awaits its outcome"
+        );
+
+        let stored = Event::AttachmentStored {
+            message: MESSAGE,
+            object: MESSAGE.0.to_string(),
+            size_bytes: 1,
+            mime_type: "image/jpeg".into(),
+        };
+        assert!(
+            encode(&meta(), &stored, None).is_ok(),
+            "nothing personal in it"
+        );
+    }
+
+    /// A message stored before attachments were fetched after the append carries its
+    /// object and no reference: it replays as an attachment already kept.
+    #[test]
+    fn an_old_media_message_replays_as_already_fetched() {
+        let old = with_event(EventProto::CustomerMessageReceived(
+            pb::CustomerMessageReceived {
+                message_id: MESSAGE.0.to_string(),
+                provider_message_id: "wamid.1".into(),
+                body: body(Some(Content::Media(pb::Media {
+                    kind: pb::MediaKind::Image.into(),
+                    object: MESSAGE.0.to_string(),
+                    mime_type: "image/jpeg".into(),
+                    size_bytes: 1234,
+                    caption: String::new(),
+                    ..pb::Media::default()
+                }))),
+            },
+        ));
+        let (_, event) = decode(&old.encode_to_vec(), key()).unwrap();
+        let Event::CustomerMessageReceived {
+            body: MessageBody::Media(media),
+            ..
+        } = &event
+        else {
+            panic!("not a media message: {event:?}");
+        };
+        assert!(!media.awaits_fetch());
+        let ticket = helpline_domain::evolve(helpline_domain::Ticket::default(), &event);
+        assert!(ticket.attachments.is_empty());
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub mod subscribe;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::kv;
@@ -174,6 +175,16 @@ impl EventStore {
 
     pub fn client(&self) -> &async_nats::Client {
         &self.client
+    }
+
+    /// The same store, whose consumers try a failing event `max_deliver` times, from
+    /// `retry_backoff` on: for a consumer whose failures outlast the others' (a provider's
+    /// media server down for minutes). Everything else is shared with `self`.
+    pub fn with_consumer_retries(&self, max_deliver: i64, retry_backoff: Duration) -> Self {
+        let mut store = self.clone();
+        store.config.max_deliver = max_deliver;
+        store.config.retry_backoff = retry_backoff;
+        store
     }
 }
 

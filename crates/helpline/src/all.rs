@@ -31,6 +31,7 @@ use axum::routing::get;
 use helpline_eventstore::EventStore;
 use helpline_ingress::Ingress;
 use helpline_ingress::egress::{self, EgressConfig};
+use helpline_ingress::media;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -75,7 +76,7 @@ impl Services {
     fn consumers(self) -> Vec<&'static str> {
         let mut consumers = Vec::new();
         if self.ingress {
-            consumers.push(egress::OUTBOUND_CONSUMER);
+            consumers.extend([egress::OUTBOUND_CONSUMER, media::MEDIA_CONSUMER]);
         }
         if self.bot {
             consumers.extend(["bot", "bot-timers"]);
@@ -166,6 +167,17 @@ pub async fn run_until_stopped(
         let ingress = Ingress::new(store.clone(), &config.ingress, &config.channels)
             .await
             .context("cannot start the channel gateway")?;
+        // Attachments are fetched after the webhook's 200, from the log.
+        let (media_store, media_config, media_shutdown) = (
+            store.clone(),
+            config.ingress.media(&config.channels),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            media::run(media_store, media_config, media_shutdown)
+                .await
+                .context("the media consumer failed")
+        });
         let egress_config = EgressConfig {
             channels: config.channels.clone(),
             whatsapp_template: config.egress.whatsapp_template.clone(),

@@ -84,7 +84,14 @@ async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {
     let js = async_nats::jetstream::new(nats.connect().await.unwrap());
     js.get_stream("HELPLINE_DE").await.unwrap();
     // Each service creates its consumer as it starts.
-    let consumers = ["egress", "bot", "bot-timers", "routing", "feedback"];
+    let consumers = [
+        "egress",
+        "media",
+        "bot",
+        "bot-timers",
+        "routing",
+        "feedback",
+    ];
     let listed = |metrics: &str| {
         consumers.iter().all(|consumer| {
             metrics.contains(&format!(

@@ -536,6 +536,7 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
         .unwrap();
     let consumers = [
         ("ingress", "egress"),
+        ("ingress", "media"),
         ("bot", "bot"),
         ("routing", "routing"),
         ("feedback", "feedback"),
@@ -1339,6 +1340,7 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
         .unwrap();
     for (service, consumer) in [
         ("ingress", "egress"),
+        ("ingress", "media"),
         ("bot", "bot"),
         ("bot", "bot-timers"),
         ("routing", "routing"),

@@ -13,6 +13,10 @@
 //!    the loaded version; a conflict reloads and decides again.
 //! 4. The dedupe entry is written last: only an appended message counts as seen.
 //!
+//! Nothing but the log stands between a message and the webhook's `200`: an attachment is
+//! appended as the provider's reference (sealed, like the text) and fetched afterwards by
+//! the media consumer ([`crate::media`]).
+//!
 //! Keys are hashes of the contact and the provider id, so no personal data sits in a key.
 
 use std::time::{Duration, SystemTime};
@@ -20,15 +24,14 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream::kv::{self, CreateErrorKind};
 use bytes::Bytes;
 use helpline_domain::{
-    Channel, Command, Customer, DomainError, Event, MessageBody, MessageId, Personal, Phase,
+    Channel, Command, Customer, DomainError, Event, Media, MessageBody, MessageId, Personal, Phase,
     Ticket, TicketId, decide,
 };
-use helpline_eventstore::{CommandMeta, CustomerId, EventStore, StoreError};
+use helpline_eventstore::{CommandMeta, EventStore, StoreError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::inbound::{InboundContent, InboundMessage};
-use crate::media::{MediaError, MediaFetcher};
 
 /// How long a provider message id is remembered for dedupe.
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
@@ -56,8 +59,6 @@ pub enum IntakeError {
     Kv(String),
     #[error("gave up after {MAX_ATTEMPTS} attempts: the ticket kept changing")]
     Contended,
-    #[error(transparent)]
-    Media(#[from] MediaError),
 }
 
 /// The buckets intake uses, opened once.
@@ -66,17 +67,12 @@ pub struct Intake {
     store: EventStore,
     contacts: kv::Store,
     inbound: kv::Store,
-    media: MediaFetcher,
     language: String,
 }
 
 impl Intake {
     /// Opens the contacts bucket and creates (or updates) the inbound dedupe bucket.
-    pub async fn new(
-        store: EventStore,
-        media: MediaFetcher,
-        language: String,
-    ) -> Result<Self, IntakeError> {
+    pub async fn new(store: EventStore, language: String) -> Result<Self, IntakeError> {
         let js = store.jetstream();
         let layout = store.layout();
         let contacts = js
@@ -99,7 +95,6 @@ impl Intake {
             store,
             contacts,
             inbound,
-            media,
             language,
         })
     }
@@ -142,9 +137,7 @@ impl Intake {
         // phone number is reversed by trying every number.
         let customer = self.store.customer_id(channel, message.contact.expose());
         let contact_key = self.store.layout().contact_key(channel, &customer);
-        let body = self
-            .body_of(channel, &customer, &message.content, message_id)
-            .await?;
+        let body = body_of(&message.content);
 
         for _ in 0..MAX_ATTEMPTS {
             let ticket = self.claim_ticket(&contact_key).await?;
@@ -221,40 +214,6 @@ impl Intake {
         )
     }
 
-    /// The message body for the event; an attachment is fetched into the media bucket
-    /// first, under the message's id, so a retry overwrites rather than duplicates it.
-    async fn body_of(
-        &self,
-        channel: Channel,
-        customer: &CustomerId,
-        content: &InboundContent,
-        message: MessageId,
-    ) -> Result<MessageBody, IntakeError> {
-        Ok(match content {
-            InboundContent::Text(text) => MessageBody::Text(text.clone()),
-            InboundContent::Location(point) => MessageBody::Location(point.clone()),
-            InboundContent::Media {
-                kind,
-                provider_media,
-                mime_type,
-                caption,
-                ..
-            } => {
-                let stored = self
-                    .media
-                    .fetch(channel, customer, provider_media, &message.0.to_string())
-                    .await?;
-                MessageBody::Media(helpline_domain::Media {
-                    kind: *kind,
-                    object: Personal::new(stored.object),
-                    mime_type: mime_type.clone().or(stored.mime_type).unwrap_or_default(),
-                    size_bytes: stored.size_bytes,
-                    caption: caption.clone(),
-                })
-            }
-        })
-    }
-
     /// The contact's open ticket, or a new one claimed with a KV create.
     async fn claim_ticket(&self, contact_key: &str) -> Result<TicketId, IntakeError> {
         loop {
@@ -305,6 +264,29 @@ impl Intake {
                 .await;
         }
         Ok(())
+    }
+}
+
+/// The message body for the event. An attachment is the provider's reference, to be
+/// fetched by the media consumer after the append; its object is named then.
+fn body_of(content: &InboundContent) -> MessageBody {
+    match content {
+        InboundContent::Text(text) => MessageBody::Text(text.clone()),
+        InboundContent::Location(point) => MessageBody::Location(point.clone()),
+        InboundContent::Media {
+            kind,
+            provider_media,
+            mime_type,
+            caption,
+            ..
+        } => MessageBody::Media(Media {
+            kind: *kind,
+            object: Personal::default(),
+            mime_type: mime_type.clone().unwrap_or_default(),
+            size_bytes: 0,
+            caption: caption.clone(),
+            provider_media: Personal::new(provider_media.clone()),
+        }),
     }
 }
 

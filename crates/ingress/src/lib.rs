@@ -18,8 +18,12 @@
 //! before appending `MessageDelivered` / `MessageDeliveryFailed`, and so sends each
 //! message at most once (its module doc names what remains uncovered). [`receipts`]
 //! records the providers' read and failure receipts on those messages, finding their
-//! tickets by the reverse entries egress writes. The invariants below are the inbound
-//! core's.
+//! tickets by the reverse entries egress writes. [`intake`] appends each customer message
+//! (an attachment as the provider's reference) before the webhook's `200`, and nothing
+//! else: [`media`] runs the durable consumer `media`, which fetches attachments from the
+//! log afterwards and records `AttachmentStored` or `AttachmentNotFetched`, so an
+//! unreachable media server never costs the customer's words. The invariants below are
+//! the inbound core's.
 //!
 //! **Invariants.**
 //! - No I/O, no clock, no randomness: every function is a pure function of its input.

@@ -1,37 +1,76 @@
-//! Attachments: fetched from the provider and kept in the region's object store, so that
-//! events carry a reference, never the bytes.
+//! Attachments: fetched from the provider after the customer's message is in the log, and
+//! kept in the region's object store, so that events carry a reference, never the bytes.
+//!
+//! A webhook appends the customer's message with the provider's reference to the
+//! attachment ([`Media::provider_media`], sealed like every personal field) and is
+//! answered `200`: nothing on the way to the `200` waits for a provider's media server.
+//! The durable consumer [`MEDIA_CONSUMER`] then reads every `CustomerMessageReceived` whose
+//! attachment awaits fetching, fetches it ([`MediaFetcher`]), stores it sealed under the
+//! customer's key as the object named by the message id, and records the outcome through
+//! [`EventStore::react`] (so once, whatever the redeliveries): `AttachmentStored`, or
+//! `AttachmentNotFetched` with a reason — at once when retrying cannot help (a `4xx`, an
+//! attachment over `ingress.max_media_bytes`), else after the consumer's last delivery.
+//! A failed fetch is retried by the consumer's delayed redelivery, so a crash or restart
+//! in between loses nothing, and the consumer has a retry policy of its own
+//! ([`MediaConfig`]): a media server can be down for minutes, longer than the log's
+//! other consumers wait for anything.
 //!
 //! How each provider hands out media (CHANNELS.md): WhatsApp gives a media id, resolved
 //! with `GET {api}/{media-id}` (Bearer) to a URL that takes the same Bearer token; Telegram
 //! gives a `file_id`, resolved with `getFile` to a path under `{api}/file/bot<token>/`;
-//! Messenger, Viber and the web chat give a URL. Bodies over the cap are not kept: the
-//! event then carries an empty object name.
+//! Messenger, Viber and the web chat give a URL.
+//!
+//! **Invariants.** A reason recorded or logged never holds a URL (Telegram's holds the bot
+//! token, others may name the customer) or content: only the provider's status or the cap.
+//! A message stored before attachments were fetched afterwards (its object set) is never
+//! fetched again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::object_store::{self, ObjectStore};
 use futures::StreamExt;
-use helpline_domain::Channel;
-use helpline_eventstore::{CustomerId, EventStore};
+use helpline_domain::{AttachmentFetch, Channel, Command, Event, Media, MessageBody, MessageId};
+use helpline_eventstore::{Cause, CustomerId, EventStore, HandlerError, Reacted, StoredEvent};
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::secret::Secret;
+
+/// The durable consumer that fetches customers' attachments; `media-replay` reads what an
+/// operator sends back from its dead letters.
+pub const MEDIA_CONSUMER: &str = "media";
 
 /// What was kept of one attachment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredMedia {
-    /// Name in the media bucket; empty when the attachment was over the cap.
+    /// Name in the media bucket.
     pub object: String,
     pub size_bytes: u64,
+    /// As the provider served it, when it said.
     pub mime_type: Option<String>,
+}
+
+/// What came of one fetch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fetched {
+    Stored(StoredMedia),
+    /// Larger than the cap: not kept.
+    TooLarge {
+        size_bytes: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
+    /// The provider did not hand the attachment over. `reason` names its status or the
+    /// network's failure, never a URL.
     #[error("media for {channel} cannot be fetched: {reason}")]
     Fetch {
         channel: &'static str,
         reason: String,
+        /// Another try may succeed (the network, a `5xx`, `408`, `429`).
+        retryable: bool,
     },
     #[error("media store: {0}")]
     Store(String),
@@ -42,6 +81,20 @@ pub enum MediaError {
 pub struct MediaSources {
     pub whatsapp: Option<(String, Secret)>,
     pub telegram: Option<(String, Secret)>,
+}
+
+/// How the media consumer fetches and how long it keeps trying.
+#[derive(Clone, Debug)]
+pub struct MediaConfig {
+    pub sources: MediaSources,
+    /// The largest attachment kept, in bytes (`ingress.max_media_bytes`).
+    pub max_bytes: u64,
+    /// Deliveries of a message whose fetch keeps failing before it is recorded as not
+    /// fetched (`ingress.media_fetch_attempts`).
+    pub attempts: u32,
+    /// Delay before the second try, doubled per try up to the consumer's cap of 30 s
+    /// (`ingress.media_retry_backoff_ms`).
+    pub retry_backoff: Duration,
 }
 
 #[derive(Clone)]
@@ -84,6 +137,7 @@ impl MediaFetcher {
                 .map_err(|e| MediaError::Store(e.to_string()))?,
         };
         let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| MediaError::Store(e.to_string()))?;
@@ -97,17 +151,27 @@ impl MediaFetcher {
     }
 
     /// Fetches `provider_media` and stores it as `object`, sealed under `customer`'s key
-    /// (so erasing the customer erases the attachment too).
+    /// (so erasing the customer erases the attachment too). A retry overwrites the same
+    /// object rather than adding one.
     pub async fn fetch(
         &self,
         channel: Channel,
         customer: &CustomerId,
         provider_media: &str,
         object: &str,
-    ) -> Result<StoredMedia, MediaError> {
-        let fail = |reason: String| MediaError::Fetch {
+    ) -> Result<Fetched, MediaError> {
+        let fail = |step: &str, error: reqwest::Error| {
+            let (reason, retryable) = failure(&error);
+            MediaError::Fetch {
+                channel: channel.as_str(),
+                reason: format!("{step}: {reason}"),
+                retryable,
+            }
+        };
+        let unconfigured = |what: &str| MediaError::Fetch {
             channel: channel.as_str(),
-            reason,
+            reason: format!("no {what} configured"),
+            retryable: false,
         };
         let request = match channel {
             Channel::WhatsApp => {
@@ -115,7 +179,7 @@ impl MediaFetcher {
                     .sources
                     .whatsapp
                     .as_ref()
-                    .ok_or_else(|| fail("no access token configured".to_owned()))?;
+                    .ok_or_else(|| unconfigured("access token"))?;
                 #[derive(Deserialize)]
                 struct Lookup {
                     url: String,
@@ -126,7 +190,7 @@ impl MediaFetcher {
                         .bearer_auth(token.expose()),
                 )
                 .await
-                .map_err(|e| fail(e.without_url().to_string()))?;
+                .map_err(|e| fail("media id lookup", e))?;
                 self.http.get(lookup.url).bearer_auth(token.expose())
             }
             Channel::Telegram => {
@@ -134,7 +198,7 @@ impl MediaFetcher {
                     .sources
                     .telegram
                     .as_ref()
-                    .ok_or_else(|| fail("no bot token configured".to_owned()))?;
+                    .ok_or_else(|| unconfigured("bot token"))?;
                 #[derive(Deserialize)]
                 struct File {
                     file_path: String,
@@ -149,7 +213,7 @@ impl MediaFetcher {
                         .query(&[("file_id", provider_media)]),
                 )
                 .await
-                .map_err(|e| fail(e.without_url().to_string()))?;
+                .map_err(|e| fail("getFile", e))?;
                 self.http.get(format!(
                     "{api}/file/bot{}/{}",
                     token.expose(),
@@ -162,25 +226,24 @@ impl MediaFetcher {
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| fail(e.without_url().to_string()))?;
+            .map_err(|e| fail("download", e))?;
         let mime_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        if response
-            .content_length()
-            .is_some_and(|len| len > self.max_bytes)
-        {
-            return Ok(self.too_large(response.content_length().unwrap_or_default(), mime_type));
+        if let Some(size_bytes) = response.content_length().filter(|l| *l > self.max_bytes) {
+            return Ok(Fetched::TooLarge { size_bytes });
         }
         let mut bytes = Vec::new();
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| fail(e.without_url().to_string()))?;
+            let chunk = chunk.map_err(|e| fail("download", e))?;
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > self.max_bytes {
-                return Ok(self.too_large(bytes.len() as u64, mime_type));
+                return Ok(Fetched::TooLarge {
+                    size_bytes: bytes.len() as u64,
+                });
             }
         }
         let size_bytes = bytes.len() as u64;
@@ -193,25 +256,175 @@ impl MediaFetcher {
             .put(object, &mut sealed.as_slice())
             .await
             .map_err(|e| MediaError::Store(e.to_string()))?;
-        Ok(StoredMedia {
+        Ok(Fetched::Stored(StoredMedia {
             object: object.to_owned(),
             size_bytes,
             mime_type,
-        })
+        }))
     }
+}
 
-    fn too_large(&self, size_bytes: u64, mime_type: Option<String>) -> StoredMedia {
-        tracing::warn!(
-            size_bytes,
-            cap = self.max_bytes,
-            "attachment over the cap not kept"
-        );
-        StoredMedia {
-            object: String::new(),
-            size_bytes,
-            mime_type,
+/// Runs the media consumer until `shutdown` fires: creates the media bucket if needed,
+/// then fetches every customer attachment that awaits it, through the durable consumer
+/// [`MEDIA_CONSUMER`].
+///
+/// Fetching needs a rustls crypto provider installed in the process (the binary installs
+/// ring at start).
+pub async fn run(
+    store: EventStore,
+    config: MediaConfig,
+    shutdown: CancellationToken,
+) -> Result<(), MediaError> {
+    let fetcher = MediaFetcher::new(&store, config.sources.clone(), config.max_bytes).await?;
+    // The consumer's own retry policy: its last delivery is where the attachment is
+    // recorded as not fetched.
+    let store =
+        store.with_consumer_retries(i64::from(config.attempts.max(1)), config.retry_backoff);
+    let consumer = Arc::new(MediaConsumer {
+        store: store.clone(),
+        fetcher,
+        max_bytes: config.max_bytes,
+    });
+    let subscription = store
+        .subscribe(
+            MEDIA_CONSUMER,
+            &store.layout().all_tickets(),
+            move |event| {
+                let consumer = Arc::clone(&consumer);
+                async move { consumer.handle(event).await }
+            },
+        )
+        .await
+        .map_err(|e| MediaError::Store(e.to_string()))?;
+    tracing::info!(consumer = MEDIA_CONSUMER, "media consumer running");
+    shutdown.cancelled().await;
+    subscription.stop().await;
+    tracing::info!(consumer = MEDIA_CONSUMER, "media consumer stopped");
+    Ok(())
+}
+
+struct MediaConsumer {
+    store: EventStore,
+    fetcher: MediaFetcher,
+    max_bytes: u64,
+}
+
+impl MediaConsumer {
+    async fn handle(&self, event: StoredEvent) -> Result<(), HandlerError> {
+        let Event::CustomerMessageReceived {
+            message,
+            body: MessageBody::Media(media),
+            ..
+        } = &event.event
+        else {
+            return Ok(());
+        };
+        // Messages stored before attachments were fetched afterwards carry their object.
+        if !media.awaits_fetch() {
+            return Ok(());
         }
+        let ticket = event.meta.ticket;
+        let loaded = self.store.load(ticket).await?;
+        if loaded.ticket.attachments.get(message) != Some(&AttachmentFetch::Awaited) {
+            tracing::debug!(ticket = %ticket, message = %message, "attachment already recorded");
+            return Ok(());
+        }
+        let (Ok(reference), Some(customer), Some(channel)) = (
+            media.provider_media.read(),
+            event.meta.customer.as_ref(),
+            loaded.ticket.customer.as_ref().map(|c| c.channel),
+        ) else {
+            // Erased since (the reference no longer opens): there is nothing to fetch,
+            // and an erased ticket takes no outcome.
+            tracing::info!(ticket = %ticket, message = %message, "attachment of an erased customer not fetched");
+            return Ok(());
+        };
+        let last_delivery = event.delivered >= self.store.config().max_deliver;
+        let object = message.0.to_string();
+        let command = match self
+            .fetcher
+            .fetch(channel, customer, reference, &object)
+            .await
+        {
+            Ok(Fetched::Stored(stored)) => stored_command(*message, media, stored),
+            Ok(Fetched::TooLarge { size_bytes }) => {
+                tracing::warn!(ticket = %ticket, size_bytes, cap = self.max_bytes, "attachment over the cap not kept");
+                Command::RecordAttachmentNotFetched {
+                    message: *message,
+                    reason: format!(
+                        "larger than the cap of {} bytes ({size_bytes} bytes)",
+                        self.max_bytes
+                    ),
+                }
+            }
+            Err(MediaError::Fetch {
+                reason, retryable, ..
+            }) if !retryable || last_delivery => {
+                tracing::warn!(ticket = %ticket, message = %message, %reason, tries = event.delivered, "attachment not fetched");
+                let reason = match retryable {
+                    true => format!("{reason} (after {} tries)", event.delivered),
+                    false => reason,
+                };
+                Command::RecordAttachmentNotFetched {
+                    message: *message,
+                    reason,
+                }
+            }
+            Err(error) => return Err(HandlerError::Transient(error.to_string())),
+        };
+        match self
+            .store
+            .react(MEDIA_CONSUMER, &Cause::event(&event), |_| {
+                vec![command.clone()]
+            })
+            .await?
+        {
+            Reacted::Appended { .. } => {
+                tracing::info!(ticket = %ticket, message = %message, outcome = command.action(), "attachment outcome recorded");
+            }
+            Reacted::AlreadyDone | Reacted::Nothing => {}
+            Reacted::Refused(refusal) => {
+                tracing::info!(ticket = %ticket, message = %message, %refusal, "attachment outcome not recorded");
+            }
+        }
+        Ok(())
     }
+}
+
+/// `AttachmentStored` for what was kept; the webhook's mime type first (the provider's
+/// own word on the file), else what the download said.
+fn stored_command(message: MessageId, media: &Media, stored: StoredMedia) -> Command {
+    let mime_type = match media.mime_type.as_str() {
+        "" => stored.mime_type.unwrap_or_default(),
+        known => known.to_owned(),
+    };
+    Command::RecordAttachmentStored {
+        message,
+        object: stored.object,
+        size_bytes: stored.size_bytes,
+        mime_type,
+    }
+}
+
+/// Why a request failed, without its URL, and whether another try may succeed: the
+/// network and `5xx`, `408`, `429` may pass; any other `4xx` will not.
+fn failure(error: &reqwest::Error) -> (String, bool) {
+    if let Some(status) = error.status() {
+        let retryable = status.is_server_error()
+            || status == reqwest::StatusCode::REQUEST_TIMEOUT
+            || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+        return (format!("provider answered {status}"), retryable);
+    }
+    let reason = if error.is_timeout() {
+        "provider did not answer in time"
+    } else if error.is_connect() {
+        "provider could not be reached"
+    } else if error.is_decode() {
+        "provider's answer could not be read"
+    } else {
+        "the transfer broke off"
+    };
+    (reason.to_owned(), true)
 }
 
 /// Sends a lookup request (a WhatsApp media id, a Telegram `getFile`) and reads its JSON

@@ -3,9 +3,10 @@
 //!
 //! Order of checks, per the channel policy: body size (413) → signature on the raw body
 //! (401) → content type (415) → JSON (400) → dedupe → append → `200`. A webhook is
-//! answered `200` only after all its messages and receipts are durably appended; if the
-//! event store or a bucket is unavailable the answer is `503`, so the provider delivers
-//! again later.
+//! answered `200` only after all its messages and receipts are durably appended, and
+//! nothing else stands before it: attachments are fetched afterwards, from the log
+//! ([`crate::media`]). If the event store or a bucket is unavailable the answer is `503`,
+//! so the provider delivers again later.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,7 +31,7 @@ use crate::channels::whatsapp::{
     WhatsAppAdapter, WhatsAppConfig, verify_handshake as meta_handshake,
 };
 use crate::intake::{Intake, IntakeError, Taken};
-use crate::media::{MediaFetcher, MediaSources};
+use crate::media::{self, MediaConfig, MediaError, MediaSources};
 use crate::receipts::{ReceiptError, Receipts};
 use crate::{
     ConfigError, Inbound, InboundAdapter, MAX_BODY_BYTES, Secret, WebhookError, WebhookRequest,
@@ -46,8 +47,14 @@ pub struct IngressConfig {
     pub max_body_bytes: usize,
     /// The language a new ticket is served in until the bot learns better (BCP 47).
     pub default_language: String,
-    /// The largest attachment kept in the media bucket, in bytes.
+    /// The largest attachment kept in the media bucket, in bytes; a larger one is
+    /// recorded as not fetched.
     pub max_media_bytes: u64,
+    /// How often the media consumer tries to fetch an attachment before recording it as
+    /// not fetched.
+    pub media_fetch_attempts: u32,
+    /// Delay before the media consumer's second try, doubled per try (at most 30 s).
+    pub media_retry_backoff_ms: u64,
 }
 
 impl Default for IngressConfig {
@@ -57,6 +64,31 @@ impl Default for IngressConfig {
             max_body_bytes: MAX_BODY_BYTES,
             default_language: "de".to_owned(),
             max_media_bytes: 16 * 1024 * 1024,
+            // 2 s, 4 s, … then every 30 s: about eight minutes of a media server's outage
+            // before the agent is told the attachment is missing.
+            media_fetch_attempts: 20,
+            media_retry_backoff_ms: 2_000,
+        }
+    }
+}
+
+impl IngressConfig {
+    /// The media consumer's settings, with the channels' media credentials.
+    pub fn media(&self, channels: &ChannelsConfig) -> MediaConfig {
+        MediaConfig {
+            sources: MediaSources {
+                whatsapp: channels
+                    .whatsapp
+                    .as_ref()
+                    .map(|c| (c.api_base_url.clone(), c.access_token.clone())),
+                telegram: channels
+                    .telegram
+                    .as_ref()
+                    .map(|c| (c.api_base_url.clone(), c.bot_token.clone())),
+            },
+            max_bytes: self.max_media_bytes,
+            attempts: self.media_fetch_attempts,
+            retry_backoff: std::time::Duration::from_millis(self.media_retry_backoff_ms),
         }
     }
 }
@@ -80,6 +112,8 @@ pub enum IngressError {
     Intake(#[from] IntakeError),
     #[error(transparent)]
     Receipts(#[from] ReceiptError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -147,20 +181,7 @@ impl Ingress {
         if let Some(c) = &channels.messenger {
             handshake_tokens.insert(Channel::Messenger.as_str(), c.verify_token.clone());
         }
-        let sources = MediaSources {
-            whatsapp: channels
-                .whatsapp
-                .as_ref()
-                .map(|c| (c.api_base_url.clone(), c.access_token.clone())),
-            telegram: channels
-                .telegram
-                .as_ref()
-                .map(|c| (c.api_base_url.clone(), c.bot_token.clone())),
-        };
-        let media = MediaFetcher::new(&store, sources, config.max_media_bytes)
-            .await
-            .map_err(IntakeError::from)?;
-        let intake = Intake::new(store.clone(), media, config.default_language.clone()).await?;
+        let intake = Intake::new(store.clone(), config.default_language.clone()).await?;
         let receipts = Receipts::new(store, intake.seen()).await?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -210,14 +231,22 @@ async fn measure(request: axum::extract::Request, next: axum::middleware::Next) 
     response
 }
 
-/// Serves the webhook routes on `config.listen` until `shutdown` is cancelled.
+/// Serves the webhook routes on `config.listen`, and fetches attachments with the media
+/// consumer, until `shutdown` is cancelled.
 pub async fn run(
     store: EventStore,
     config: IngressConfig,
     channels: ChannelsConfig,
     shutdown: CancellationToken,
 ) -> Result<(), IngressError> {
-    let ingress = Ingress::new(store, &config, &channels).await?;
+    let ingress = Ingress::new(store.clone(), &config, &channels).await?;
+    // Its own token, so that a serve error stops it too without cancelling the caller's.
+    let stop_fetching = shutdown.child_token();
+    let fetching = tokio::spawn(media::run(
+        store,
+        config.media(&channels),
+        stop_fetching.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| IngressError::Listen {
@@ -225,10 +254,22 @@ pub async fn run(
             source,
         })?;
     tracing::info!(listen = %config.listen, ?ingress, "webhooks served");
-    axum::serve(listener, ingress.router())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    let served = axum::serve(listener, ingress.router())
+        .with_graceful_shutdown({
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        })
         .await
-        .map_err(IngressError::Serve)
+        .map_err(IngressError::Serve);
+    stop_fetching.cancel();
+    match fetching.await {
+        Ok(Ok(())) => served,
+        Ok(Err(error)) => served.and(Err(error.into())),
+        Err(join) => {
+            tracing::error!(error = %join, "media consumer task failed");
+            served
+        }
+    }
 }
 
 async fn receive_webhook(

@@ -256,11 +256,19 @@ fn shown(value: &Personal<String>) -> Value {
 fn body_json(body: &MessageBody) -> Value {
     match body {
         MessageBody::Text(text) => json!({ "text": text.shown() }),
-        MessageBody::Media(media) => json!({
-            "attachment": media.object.shown(),
-            "mime_type": media.mime_type,
-            "caption": media.caption.as_ref().map(Personal::shown),
-        }),
+        MessageBody::Media(media) => {
+            let mut shown = json!({
+                "attachment": media.object.shown(),
+                "mime_type": media.mime_type,
+                "caption": media.caption.as_ref().map(Personal::shown),
+            });
+            // What the customer's provider gave to fetch it (a URL may name them); messages
+            // stored before attachments were fetched afterwards have none.
+            if media.provider_media.is_erased() || !media.provider_media.expose().is_empty() {
+                shown["provider_media"] = Value::String(media.provider_media.shown().to_owned());
+            }
+            shown
+        }
         MessageBody::Location(at) => match at.read() {
             Ok((latitude, longitude)) => {
                 json!({ "location": { "latitude": latitude, "longitude": longitude } })

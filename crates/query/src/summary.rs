@@ -181,6 +181,15 @@ pub fn describe(event: &Event, audience: &Audience, erased: bool) -> String {
         }
         Event::MessageRead { message, .. } => format!("message {message} read"),
         Event::CustomerErased => "customer's personal data erased".to_owned(),
+        Event::AttachmentStored {
+            message,
+            size_bytes,
+            mime_type,
+            ..
+        } => format!("attachment of message {message} stored ({mime_type}, {size_bytes} bytes)"),
+        Event::AttachmentNotFetched { message, reason } => {
+            format!("attachment of message {message} could not be fetched: {reason}")
+        }
     }
 }
 
@@ -199,6 +208,15 @@ fn describe_body(body: &MessageBody, audience: &Audience, erased: bool) -> Strin
                 .as_ref()
                 .map(|caption| format!(" \"{}\"", audience.reveal(caption, erased)))
                 .unwrap_or_default();
+            // A customer's attachment is fetched after its message: its size follows in
+            // the attachment's own line.
+            if media.awaits_fetch() {
+                let mime = match media.mime_type.as_str() {
+                    "" => String::new(),
+                    mime => format!(" {mime}"),
+                };
+                return format!("[{kind}{mime}]{caption}");
+            }
             format!(
                 "[{kind} {}, {} bytes]{caption}",
                 media.mime_type, media.size_bytes
@@ -312,6 +330,50 @@ mod tests {
             describe(&event, &Audience::operator(), false),
             "details: product MateBook X Pro, serial 2NS7N19B12345678 (unverified), \
              problem \"Bildschirm flackert\", category display"
+        );
+    }
+
+    #[test]
+    fn an_attachment_shows_with_its_message_then_with_its_outcome() {
+        use helpline_domain::{Media, MessageId};
+        let message = MessageId(Uuid::from_u128(7));
+        let received = Event::CustomerMessageReceived {
+            message,
+            provider_message_id: "wamid.7".to_owned(),
+            body: MessageBody::Media(Media {
+                kind: MediaKind::Image,
+                object: Personal::default(),
+                mime_type: "image/jpeg".to_owned(),
+                size_bytes: 0,
+                caption: Some(Personal::from("Typenschild")),
+                provider_media: Personal::from("https://cdn.example.com/label.jpg"),
+            }),
+        };
+        let operator = Audience::operator();
+        assert_eq!(
+            describe(&received, &operator, false),
+            "customer: [image image/jpeg] \"Typenschild\""
+        );
+        let stored = Event::AttachmentStored {
+            message,
+            object: message.0.to_string(),
+            size_bytes: 4096,
+            mime_type: "image/jpeg".to_owned(),
+        };
+        assert_eq!(
+            describe(&stored, &operator, false),
+            format!("attachment of message {message} stored (image/jpeg, 4096 bytes)")
+        );
+        let not_fetched = Event::AttachmentNotFetched {
+            message,
+            reason: "provider answered 404 Not Found".to_owned(),
+        };
+        assert_eq!(
+            describe(&not_fetched, &Audience::anonymous(), true),
+            format!(
+                "attachment of message {message} could not be fetched: provider answered 404 \
+                 Not Found"
+            )
         );
     }
 

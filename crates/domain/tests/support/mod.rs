@@ -7,8 +7,8 @@
 
 use helpline_domain::{
     AgentId, Channel, CloseReason, Command, Customer, Details, DomainError, Event, HandoffReason,
-    MessageBody, MessageId, Personal, Phase, QueueId, ReleaseReason, RouteDestination, StoreId,
-    StoreReferral, Ticket, TicketId, decide, fold,
+    Media, MediaKind, MessageBody, MessageId, Personal, Phase, QueueId, ReleaseReason,
+    RouteDestination, StoreId, StoreReferral, Ticket, TicketId, decide, fold,
 };
 use uuid::Uuid;
 
@@ -222,6 +222,43 @@ pub fn erased() -> Event {
     Event::CustomerErased
 }
 
+/// A customer's photo as a webhook brings it: the provider's reference, no object yet.
+pub fn photo_to_fetch() -> MessageBody {
+    MessageBody::Media(Media {
+        kind: MediaKind::Image,
+        object: Personal::default(),
+        mime_type: "image/jpeg".to_owned(),
+        size_bytes: 0,
+        caption: Some("Typenschild".into()),
+        provider_media: "https://cdn.example.com/label.jpg".into(),
+    })
+}
+
+/// A customer's message with a photo still to fetch.
+pub fn attachment_message(n: u128) -> Event {
+    Event::CustomerMessageReceived {
+        message: message(n),
+        provider_message_id: format!("wamid.{n}"),
+        body: photo_to_fetch(),
+    }
+}
+
+pub fn attachment_stored(n: u128) -> Event {
+    Event::AttachmentStored {
+        message: message(n),
+        object: message(n).0.to_string(),
+        size_bytes: 4096,
+        mime_type: "image/jpeg".to_owned(),
+    }
+}
+
+pub fn attachment_not_fetched(n: u128) -> Event {
+    Event::AttachmentNotFetched {
+        message: message(n),
+        reason: "provider answered 503".to_owned(),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Commands, in the imperative; each one is the command that produces the event above
 // ---------------------------------------------------------------------------------------
@@ -365,6 +402,22 @@ pub mod cmd {
         Command::EraseCustomer
     }
 
+    pub fn record_attachment_stored(n: u128) -> Command {
+        Command::RecordAttachmentStored {
+            message: message(n),
+            object: message(n).0.to_string(),
+            size_bytes: 4096,
+            mime_type: "image/jpeg".to_owned(),
+        }
+    }
+
+    pub fn record_attachment_not_fetched(n: u128) -> Command {
+        Command::RecordAttachmentNotFetched {
+            message: message(n),
+            reason: "provider answered 503".to_owned(),
+        }
+    }
+
     pub fn add_note(agent: AgentId) -> Command {
         Command::AddAgentNote {
             agent,
@@ -407,6 +460,8 @@ pub mod cmd {
             hand_back(alice()),
             add_note(alice()),
             transfer(alice(), "de-phones"),
+            record_attachment_stored(1),
+            record_attachment_not_fetched(1),
         ]
     }
 }

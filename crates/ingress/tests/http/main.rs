@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attachments;
 mod choices;
 mod malformed;
 mod support;
@@ -221,117 +222,6 @@ async fn meta_handshakes_echo_the_challenge_only_for_the_right_token() {
         );
         assert_eq!(client.get(url).send().await.unwrap().status(), 401);
     }
-}
-
-#[tokio::test]
-async fn an_image_is_fetched_from_the_provider_and_kept_in_the_media_store() {
-    let h = Harness::start().await;
-    let photo: Vec<u8> = (0..200_000u32).map(|n| (n % 251) as u8).collect();
-    let media = h.sim.add_media(photo.clone(), "image/jpeg");
-    let bucket = h
-        .store
-        .jetstream()
-        .get_object_store("helpline-de-media")
-        .await
-        .unwrap();
-    for channel in CHANNELS {
-        let webhook = h.sim.webhook_image(
-            channel,
-            &customer_id(channel, 6),
-            &media,
-            Some("Typenschild"),
-        );
-        let response = h.sim.deliver(&h.url, &webhook).await.unwrap();
-        assert_eq!(response.status, 200, "{channel:?}: {}", response.body);
-
-        let stored = h
-            .events()
-            .await
-            .into_iter()
-            .rev()
-            .find_map(|(_, event)| match event {
-                Event::CustomerMessageReceived {
-                    body: MessageBody::Media(media),
-                    ..
-                } => Some(media),
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("{channel:?}: no media message"));
-        assert_eq!(stored.size_bytes, photo.len() as u64, "{channel:?}");
-        assert_eq!(stored.mime_type, "image/jpeg", "{channel:?}");
-        if !matches!(channel, Channel::Messenger | Channel::WebChat) {
-            // Messenger and web chat attachments carry no caption: the text beside them is
-            // a message part of its own.
-            assert_eq!(
-                stored.caption.as_ref().map(|c| c.expose().as_str()),
-                Some("Typenschild"),
-                "{channel:?}"
-            );
-        }
-        let mut object = bucket.get(stored.object.expose()).await.unwrap();
-        let mut sealed = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut object, &mut sealed)
-            .await
-            .unwrap();
-        assert!(
-            !sealed
-                .windows(64)
-                .any(|w| photo.windows(64).next() == Some(w)),
-            "{channel:?}: the photo is stored sealed"
-        );
-        let customer = h.store.customer_id(
-            channel,
-            &h.sim.customer_address(channel, &customer_id(channel, 6)),
-        );
-        let bytes = h
-            .store
-            .open_attachment(&customer, stored.object.expose(), &sealed)
-            .await
-            .unwrap();
-        assert!(
-            bytes.as_ref() == Some(&photo),
-            "{channel:?}: the stored object is the customer's photo"
-        );
-        h.store.erase_customer_key(&customer).await.unwrap();
-        let erased = h
-            .store
-            .open_attachment(&customer, stored.object.expose(), &sealed)
-            .await
-            .unwrap();
-        assert!(erased.is_none(), "{channel:?}: erased with the customer");
-    }
-}
-
-#[tokio::test]
-async fn an_attachment_over_the_cap_is_recorded_but_not_kept() {
-    let h = Harness::start_with(helpline_ingress::IngressConfig {
-        max_media_bytes: 1024,
-        ..Default::default()
-    })
-    .await;
-    let media = h.sim.add_media(vec![7; 4096], "application/pdf");
-    let webhook = h.sim.webhook_image(
-        Channel::Viber,
-        &customer_id(Channel::Viber, 7),
-        &media,
-        None,
-    );
-    assert_eq!(h.sim.deliver(&h.url, &webhook).await.unwrap().status, 200);
-
-    let stored = h
-        .events()
-        .await
-        .into_iter()
-        .find_map(|(_, event)| match event {
-            Event::CustomerMessageReceived {
-                body: MessageBody::Media(media),
-                ..
-            } => Some(media),
-            _ => None,
-        })
-        .unwrap();
-    assert_eq!(stored.object.expose(), "", "not kept");
-    assert!(stored.size_bytes > 1024);
 }
 
 #[tokio::test]

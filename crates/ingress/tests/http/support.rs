@@ -5,18 +5,21 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use helpline_domain::{
-    Channel, Customer, Event, MessageBody, MessageId, Personal, QuickReply, TicketId,
+    Channel, Customer, Event, Media, MessageBody, MessageId, Personal, QuickReply, TicketId,
 };
 use helpline_eventstore::{CommandMeta, EventStore, StoreConfig, StoreError};
 use helpline_ingress::egress::{self, EgressConfig, EgressError};
 use helpline_ingress::{ChannelsConfig, Ingress, IngressConfig};
 use helpline_testkit::NatsServer;
-use helpline_testkit::simulator::{Simulator, SimulatorConfig, Webhook};
+use helpline_testkit::simulator::{MediaRef, Simulator, SimulatorConfig, Webhook};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
+
+/// How often the tests' media consumer tries a failing attachment.
+pub const MEDIA_ATTEMPTS: u32 = 4;
 
 pub const CHANNELS: [Channel; 5] = [
     Channel::WhatsApp,
@@ -40,17 +43,49 @@ pub fn customer_id(channel: Channel, n: u32) -> String {
 pub struct Harness {
     /// Kept for the test's lifetime: dropping it stops the server.
     _server: NatsServer,
+    /// Stops the media consumer when the test ends.
+    _media: Option<DropGuard>,
     pub store: EventStore,
     pub sim: Arc<Simulator>,
     pub url: String,
 }
 
 impl Harness {
+    /// The routes and the media consumer, which tries a failing attachment
+    /// [`MEDIA_ATTEMPTS`] times.
     pub async fn start() -> Self {
-        Self::start_with(IngressConfig::default()).await
+        Self::start_with(IngressConfig {
+            media_fetch_attempts: MEDIA_ATTEMPTS,
+            ..IngressConfig::default()
+        })
+        .await
     }
 
+    /// The routes and the media consumer as `config` says, except that the consumer's
+    /// retries start at 50 ms.
     pub async fn start_with(config: IngressConfig) -> Self {
+        let mut h = Self::routes_only(&config).await;
+        h._media = Some(h.start_media(&config));
+        h
+    }
+
+    /// The media consumer as `config` says (retries from 50 ms), until the guard drops.
+    pub fn start_media(&self, config: &IngressConfig) -> DropGuard {
+        let config = IngressConfig {
+            media_retry_backoff_ms: 50,
+            ..config.clone()
+        };
+        let stop = CancellationToken::new();
+        tokio::spawn(helpline_ingress::media::run(
+            self.store.clone(),
+            config.media(&channels_for(&self.sim)),
+            stop.clone(),
+        ));
+        stop.drop_guard()
+    }
+
+    /// The webhook routes alone: nothing fetches attachments.
+    pub async fn routes_only(config: &IngressConfig) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let server = NatsServer::start().await.unwrap();
         let store = EventStore::ensure(server.connect().await.unwrap(), StoreConfig::new("de"))
@@ -58,7 +93,7 @@ impl Harness {
             .unwrap();
         let sim = Arc::new(Simulator::start(SimulatorConfig::default()).await.unwrap());
         let channels = channels_for(&sim);
-        let ingress = Ingress::new(store.clone(), &config, &channels)
+        let ingress = Ingress::new(store.clone(), config, &channels)
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -67,6 +102,7 @@ impl Harness {
         tokio::spawn(async move { axum::serve(listener, router).await });
         Self {
             _server: server,
+            _media: None,
             store,
             sim,
             url,
@@ -244,6 +280,41 @@ impl Harness {
         }
     }
 
+    /// The customer message whose attachment `media` is, and the outcome recorded for
+    /// it, waiting (generously) for the outcome.
+    pub async fn attachment_outcome(&self, media: &MediaRef) -> (MessageId, Media, Event) {
+        for _ in 0..1200 {
+            let events = self.events().await;
+            let received = events.iter().find_map(|(_, event)| match event {
+                Event::CustomerMessageReceived {
+                    message,
+                    body: MessageBody::Media(m),
+                    ..
+                } if refers_to(m, media) => Some((*message, m.clone())),
+                _ => None,
+            });
+            if let Some((message, m)) = received {
+                let outcome = events.into_iter().find_map(|(_, event)| match &event {
+                    Event::AttachmentStored { message: of, .. }
+                    | Event::AttachmentNotFetched { message: of, .. }
+                        if *of == message =>
+                    {
+                        Some(event)
+                    }
+                    _ => None,
+                });
+                if let Some(outcome) = outcome {
+                    return (message, m, outcome);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "no outcome recorded for the attachment: {:?}",
+            self.events().await
+        );
+    }
+
     /// Closes a ticket the way the conversation would, through the domain.
     pub async fn close(&self, ticket: TicketId) {
         let loaded = self.store.load(ticket).await.unwrap();
@@ -270,6 +341,15 @@ impl RunningEgress {
             .expect("egress task")
             .expect("egress ends cleanly");
     }
+}
+
+/// The message names `media` as the provider gave it: its WhatsApp media id or Telegram
+/// `file_id` (which starts with the id), or its URL.
+pub fn refers_to(message: &Media, media: &MediaRef) -> bool {
+    let reference = message.provider_media.expose();
+    *reference == media.url
+        || *reference == media.id
+        || reference.starts_with(&format!("{}-", media.id))
 }
 
 pub fn hmac_hex(key: &str, body: &[u8]) -> String {

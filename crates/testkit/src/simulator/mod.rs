@@ -589,6 +589,18 @@ impl Simulator {
         self.shared.add_media(bytes, mime)
     }
 
+    /// Takes `media`'s download down (`false`: every provider's download of it answers
+    /// `503`, lookups still answer) or brings it back (`true`), as a provider's media
+    /// server outage would.
+    pub fn set_media_reachable(&self, media: &MediaRef, reachable: bool) {
+        self.shared.set_media_reachable(&media.id, reachable);
+    }
+
+    /// How often `media`'s bytes were asked for, answered or not.
+    pub fn media_downloads(&self, media: &MediaRef) -> usize {
+        self.shared.media_downloads(&media.id)
+    }
+
     /// POSTs `webhook` to helpline at `ingress_base_url` (`http://host:port`).
     pub async fn deliver(
         &self,

@@ -110,6 +110,16 @@ fn plain_media(shared: &Shared, request: &ApiRequest) -> Response {
 }
 
 pub(super) fn media_bytes(media: super::state::Media) -> Response {
+    media
+        .downloads
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if !media.reachable {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "media server unavailable\n",
+        )
+            .into_response();
+    }
     let content_type = HeaderValue::from_str(&media.mime_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     (

@@ -90,6 +90,10 @@ pub(super) struct Media {
     pub bytes: Bytes,
     pub mime_type: String,
     pub sha256_hex: String,
+    /// False while the provider's media server is down: downloads answer `503`.
+    pub reachable: bool,
+    /// Downloads asked for, answered or not; shared by every copy of the entry.
+    pub downloads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What a send request is, as far as faults care.
@@ -320,9 +324,23 @@ impl Shared {
                 bytes: Bytes::from(bytes),
                 mime_type: mime.to_owned(),
                 sha256_hex: sha256,
+                reachable: true,
+                downloads: Default::default(),
             },
         );
         media
+    }
+
+    pub fn media_downloads(&self, id: &str) -> usize {
+        self.lock().media.get(id).map_or(0, |media| {
+            media.downloads.load(std::sync::atomic::Ordering::SeqCst)
+        })
+    }
+
+    pub fn set_media_reachable(&self, id: &str, reachable: bool) {
+        if let Some(media) = self.lock().media.get_mut(id) {
+            media.reachable = reachable;
+        }
     }
 
     pub fn media(&self, id: &str) -> Option<Media> {
