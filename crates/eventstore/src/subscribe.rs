@@ -360,6 +360,8 @@ impl Delivery {
 struct Lane {
     queue: VecDeque<Delivery>,
     running: bool,
+    /// The head is in the handler; a later delivery never goes before it.
+    head_in_hand: bool,
     partition: u32,
 }
 
@@ -484,23 +486,10 @@ impl Worker {
             }
         }
         // No new events: the lanes finish what they hold; nothing left waits on settling.
+        // The pin is not released by hand: this process cannot tell whether it holds it,
+        // and releasing another's would let two processes pull the partition. The next
+        // owner is pinned once this one has not pulled for the pin's TTL.
         self.settled(partition);
-        if pinned && source == Source::Log {
-            // Hand the partition to its next owner now rather than after the pin's TTL.
-            let unpinned = async {
-                self.store
-                    .js
-                    .get_stream_no_info(self.store.layout.event_stream())
-                    .await
-                    .map_err(StoreError::unavailable)?
-                    .unpin_consumer(&partition_consumer_name(&self.name, partition), PIN_GROUP)
-                    .await
-                    .map_err(StoreError::unavailable)
-            };
-            if let Err(e) = unpinned.await {
-                tracing::debug!(consumer = %self.name, partition, error = %e, "partition not unpinned");
-            }
-        }
     }
 
     /// Events delivered to a process that stopped without acknowledging them come back
@@ -614,6 +603,9 @@ impl Worker {
         let mut beat = tokio::time::interval(members::HEARTBEAT);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watching = true;
+        // Until the watch has brought back this process's own first heartbeat, it has not
+        // seen the members that were there before it, and would take their partitions.
+        let mut caught_up = false;
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => break,
@@ -625,14 +617,22 @@ impl Worker {
                 entry = watch.next(), if watching => match entry {
                     Some(entry) => {
                         members.observe(&entry);
-                        continue;
+                        if !caught_up && entry.key == key {
+                            caught_up = true;
+                        } else {
+                            continue;
+                        }
                     }
                     None => {
-                        tracing::warn!(consumer = %self.name, "members watch ended; keeping the current share");
+                        tracing::warn!(consumer = %self.name, "members watch ended; sharing by what was seen");
                         watching = false;
+                        caught_up = true;
                         continue;
                     }
                 },
+            }
+            if !caught_up {
+                continue;
             }
             let live = members.live(&me);
             let share = members::owned(&me, &live, self.partitions);
@@ -760,13 +760,14 @@ impl Worker {
                         held.message = delivery.message;
                         held.position = delivery.position;
                     } else {
-                        // In log order; the head is being handled and stays first.
+                        // In log order; a head already in the handler stays first.
+                        let in_hand = usize::from(lane.head_in_hand);
                         let at = lane
                             .queue
                             .iter()
-                            .skip(1)
+                            .skip(in_hand)
                             .position(|d| d.position.sequence > delivery.position.sequence)
-                            .map_or(lane.queue.len(), |i| i + 1);
+                            .map_or(lane.queue.len(), |i| i + in_hand);
                         lane.queue.insert(at, delivery);
                     }
                     false
@@ -777,6 +778,7 @@ impl Worker {
                         Lane {
                             queue: VecDeque::from([delivery]),
                             running: false,
+                            head_in_hand: false,
                             partition,
                         },
                     );
@@ -823,7 +825,10 @@ impl Worker {
                     Err(queue)
                 } else {
                     match lane.queue.front() {
-                        Some(head) => Ok(head.clone()),
+                        Some(head) => {
+                            lane.head_in_hand = true;
+                            Ok(head.clone())
+                        }
                         None => {
                             lanes.remove(&key);
                             return;
@@ -847,6 +852,7 @@ impl Worker {
                 let mut lanes = self.lanes();
                 match lanes.get_mut(&key) {
                     Some(lane) if lane.queue.front().is_some_and(|d| d.same(&head)) => {
+                        lane.head_in_hand = false;
                         lane.queue.pop_front()
                     }
                     _ => None,

@@ -19,7 +19,7 @@
 //!
 //! Bounded to a few minutes; `cargo test -p helpline --test replicas -- --nocapture`
 //! shows the summary, also written to `replicas-suite.txt` in the target's tmp folder.
-//! `HELPLINE_REPLICAS_SEED=<n>` repeats a run's kill moments and provider delays.
+//! `REPLICA_SUITE_SEED=<n>` repeats a run's kill moments and provider delays.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -277,14 +277,25 @@ async fn replicas_keep_each_ticket_in_order_and_send_each_message_once() {
     if let Err(e) = std::fs::write(&report, format!("{verdict}: {summary}\n{listing}\n")) {
         eprintln!("cannot write {}: {e}", report.display());
     }
+    if !problems.is_empty() {
+        // Every process's whole log beside the report, to follow a failure's tickets.
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("replicas-logs");
+        let _ = std::fs::create_dir_all(&dir);
+        for service in &services {
+            let _ = std::fs::write(
+                dir.join(format!("{}.log", service.name())),
+                service.log_lines().join("\n"),
+            );
+        }
+    }
     assert!(problems.is_empty(), "{listing}\n{summary}");
     assert_eq!(finished.len(), CUSTOMERS, "{summary}");
     assert_eq!(kills.len(), KILLED.len(), "{summary}");
 }
 
-/// The run's seed: `HELPLINE_REPLICAS_SEED` to repeat a run, else a fresh one.
+/// The run's seed: `REPLICA_SUITE_SEED` to repeat a run, else a fresh one.
 fn seed() -> u64 {
-    std::env::var("HELPLINE_REPLICAS_SEED")
+    std::env::var("REPLICA_SUITE_SEED")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or_else(|| RandomState::new().build_hasher().finish())
