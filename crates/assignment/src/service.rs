@@ -267,7 +267,7 @@ impl Assignment {
         subject: &str,
         sequence: u64,
         payload: &Bytes,
-        decoded: Option<Result<(EnvelopeMeta, Event), DecodeError>>,
+        decoded: Option<Result<Vec<(EnvelopeMeta, Event)>, DecodeError>>,
     ) {
         let mut view = self.view();
         if sequence <= view.applied {
@@ -284,11 +284,14 @@ impl Assignment {
             }
             return;
         };
-        let change = match decoded {
-            Ok((meta, event)) => Change {
-                change: view.apply_ticket(sequence, &meta, &event),
-                envelope: codec::to_api(&meta, &event),
-            },
+        let changes: Vec<Change> = match decoded {
+            Ok(events) => events
+                .iter()
+                .map(|(meta, event)| Change {
+                    change: view.apply_ticket(sequence, meta, event),
+                    envelope: codec::to_api(meta, event),
+                })
+                .collect(),
             Err(e) => {
                 tracing::warn!(subject, sequence, error = %e, "ticket event skipped");
                 view.applied = sequence;
@@ -296,8 +299,10 @@ impl Assignment {
             }
         };
         drop(view);
-        // Nobody watching is fine: the streams subscribe when agents connect.
-        let _ = self.inner.changes.send(Arc::new(change));
+        for change in changes {
+            // Nobody watching is fine: the streams subscribe when agents connect.
+            let _ = self.inner.changes.send(Arc::new(change));
+        }
     }
 
     async fn execute(&self, actions: Vec<Action>, told: &mut HashSet<String>) {

@@ -207,11 +207,13 @@ async fn ticket_events(store: &EventStore) -> Vec<(TicketId, Event)> {
     let mut messages = consumer.messages().await.unwrap_or_else(|e| panic!("{e}"));
     while let Some(message) = messages.next().await {
         let message = message.unwrap_or_else(|e| panic!("{e}"));
-        let (meta, event) = store
+        let decoded = store
             .decode(&message.payload)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        events.push((meta.ticket, event));
+        for (meta, event) in decoded {
+            events.push((meta.ticket, event));
+        }
         let info = message.info().unwrap_or_else(|e| panic!("{e}"));
         if info.pending == 0 {
             break;

@@ -139,7 +139,13 @@ async fn events(store: &EventStore, id: TicketId) -> Result<Vec<Event>> {
             .next()
             .await
             .context("the ticket's events ended")??;
-        events.push(store.decode(&message.payload).await?.1);
+        events.extend(
+            store
+                .decode(&message.payload)
+                .await?
+                .into_iter()
+                .map(|(_, event)| event),
+        );
     }
     Ok(events)
 }

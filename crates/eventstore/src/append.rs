@@ -1,7 +1,8 @@
 //! Appending a command's events to a ticket.
 //!
-//! One event is one publish; several events are one JetStream atomic batch (stored all
-//! together or not at all). Every append carries `Nats-Expected-Last-Subject-Sequence`
+//! A command's events are one message, one publish: one `EventEnvelope`, holding the
+//! further events of a command that produced several in `more_events`, so they are
+//! stored all together or not at all. Every append carries `Nats-Expected-Last-Subject-Sequence`
 //! (optimistic concurrency per ticket) and `Nats-Msg-Id` derived from the command id
 //! (dedupe within the stream's duplicate window).
 //!
@@ -10,7 +11,7 @@
 //! So on a wrong last sequence we read the ticket's events after the expected version and
 //! look for our own command id before reporting a conflict.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -32,17 +33,6 @@ pub const COMMAND_ID_HEADER: &str = "Helpline-Command-Id";
 pub const CUSTOMER_HEADER: &str = "Helpline-Customer";
 
 const WRONG_LAST_SEQUENCE: u64 = 10071;
-/// An atomic batch whose `Nats-Msg-Id`s were seen within the duplicate window: the server
-/// answers a retried batch with this rather than with `duplicate: true`.
-const BATCH_DUPLICATE_MESSAGE_ID: u64 = 10201;
-/// The stream has too many atomic batches in flight (the server allows 50): try again.
-const TOO_MANY_INFLIGHT_BATCHES: u64 = 10210;
-/// "atomic publish batch is incomplete": the batch's messages reached two server lives
-/// (a restart in between). Nothing was stored; the whole batch may be sent again, its
-/// message ids dedupe what did arrive.
-const BATCH_INCOMPLETE: u64 = 10176;
-/// Tries of one batch refused for too many in-flight batches before `Unavailable`.
-const BATCH_ATTEMPTS: u32 = 10;
 
 /// The command an append belongs to: who asked, why, and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,13 +98,11 @@ struct ApiError {
 
 enum Outcome {
     Stored(Appended),
-    /// An empty reply: the server took a message of an unfinished batch.
+    /// An empty reply, which JetStream never gives to a plain publish.
     Accepted,
-    /// Wrong last sequence, or a batch already seen: the ticket moved past the expected
-    /// version, by this command's earlier try or by another command.
+    /// Wrong last sequence: the ticket moved past the expected version, by this
+    /// command's earlier try or by another command.
     AlreadyMoved,
-    /// Too many atomic batches in flight on the stream; nothing was stored.
-    Busy,
 }
 
 impl EventStore {
@@ -144,158 +132,64 @@ impl EventStore {
             customer,
             key: key.as_ref(),
         });
-        let messages: Vec<(HeaderMap, Bytes)> = events
+        let metas: Vec<EnvelopeMeta> = events
             .iter()
-            .map(|event| {
-                let meta = EnvelopeMeta {
-                    event_id: Uuid::now_v7(),
-                    ticket,
-                    region: self.layout.region().to_owned(),
-                    occurred_at: command.occurred_at,
-                    command_id: command.command_id,
-                    causation_id: command.causation_id.clone(),
-                    correlation_id: command.correlation_id.clone(),
-                    schema_version: SCHEMA_VERSION,
-                    customer: None,
-                };
-                let payload = codec::encode(&meta, event, sealer)
-                    .map_err(|e| StoreError::Rejected(format!("{}: {e}", event.name())))?;
-                let mut headers = HeaderMap::new();
-                headers.insert(EVENT_TYPE_HEADER, event.name());
-                headers.insert(COMMAND_ID_HEADER, command.command_id.to_string().as_str());
-                if let (Event::TicketOpened { .. }, Some(sealer)) = (event, sealer) {
-                    headers.insert(CUSTOMER_HEADER, sealer.customer.as_str());
-                }
-                helpline_telemetry::inject(&trace, &mut headers);
-                Ok((headers, Bytes::from(payload)))
+            .map(|_| EnvelopeMeta {
+                event_id: Uuid::now_v7(),
+                ticket,
+                region: self.layout.region().to_owned(),
+                occurred_at: command.occurred_at,
+                command_id: command.command_id,
+                causation_id: command.causation_id.clone(),
+                correlation_id: command.correlation_id.clone(),
+                schema_version: SCHEMA_VERSION,
+                customer: None,
             })
-            .collect::<Result<_, StoreError>>()?;
-
-        // The server would refuse such an event too, but inside an atomic batch its refusal
-        // only shows as an incomplete batch, which is also what a server restart mid-batch
-        // gives; refused here, it is plainly permanent.
+            .collect();
+        // All the command's events in one message: one publish, stored together or not at
+        // all, with no atomic batch (which the server commits one at a time per stream).
+        let payload = codec::encode_command(&metas, events, sealer)
+            .map_err(|e| StoreError::Rejected(format!("{}: {e}", event_names(events))))?;
         let limit = usize::try_from(self.config.max_message_size).unwrap_or(usize::MAX);
-        if let Some((index, (_, payload))) = messages
-            .iter()
-            .enumerate()
-            .find(|(_, (_, payload))| payload.len() > limit)
-        {
+        if payload.len() > limit {
             return Err(StoreError::Rejected(format!(
-                "event {} of {} ({}) is {} bytes, over the stream's limit of {limit}",
-                index + 1,
-                messages.len(),
-                events[index].name(),
+                "{} ({} events) is {} bytes, over the stream's limit of {limit}",
+                event_names(events),
+                events.len(),
                 payload.len()
             )));
         }
-        let outcome = if let [(headers, payload)] = messages.as_slice() {
-            let mut headers = headers.clone();
-            // The same id as a batch's first event: whether a command's retry is appended
-            // alone or as a batch, its first message dedupes against the first try's.
-            headers.insert("Nats-Msg-Id", format!("{}:1", command.command_id).as_str());
-            headers.insert(
-                "Nats-Expected-Last-Subject-Sequence",
-                expected_version.to_string().as_str(),
-            );
-            self.request(&subject, headers, payload.clone()).await?
-        } else {
-            self.publish_batch_when_free(&subject, expected_version, command.command_id, messages)
-                .await?
-        };
-        match outcome {
+        let mut headers = HeaderMap::new();
+        headers.insert(EVENT_TYPE_HEADER, event_names(events).as_str());
+        headers.insert(COMMAND_ID_HEADER, command.command_id.to_string().as_str());
+        if let Some(sealer) = sealer
+            && events
+                .iter()
+                .any(|e| matches!(e, Event::TicketOpened { .. }))
+        {
+            headers.insert(CUSTOMER_HEADER, sealer.customer.as_str());
+        }
+        helpline_telemetry::inject(&trace, &mut headers);
+        // `:1` as every earlier form of a command's first message had, so that a retry
+        // dedupes against it whatever wrote the first try.
+        headers.insert("Nats-Msg-Id", format!("{}:1", command.command_id).as_str());
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            expected_version.to_string().as_str(),
+        );
+        match self
+            .request(&subject, headers, Bytes::from(payload))
+            .await?
+        {
             Outcome::Stored(appended) => Ok(appended),
             Outcome::Accepted => Err(StoreError::Rejected(
                 "the server took the append without acknowledging it".to_owned(),
-            )),
-            Outcome::Busy => Err(StoreError::unavailable(
-                "too many atomic batches in flight on the stream",
             )),
             Outcome::AlreadyMoved => {
                 self.settle_already_moved(&subject, expected_version, command.command_id)
                     .await
             }
         }
-    }
-
-    /// Publishes an atomic batch, within this process's share of the server's in-flight
-    /// batches, and tries again with a jittered, growing pause while the server says it
-    /// has too many (other processes share the stream's limit).
-    async fn publish_batch_when_free(
-        &self,
-        subject: &str,
-        expected_version: u64,
-        command_id: Uuid,
-        messages: Vec<(HeaderMap, Bytes)>,
-    ) -> Result<Outcome, StoreError> {
-        let _permit = self
-            .batches
-            .acquire()
-            .await
-            .map_err(|_| StoreError::unavailable("event store is shutting down"))?;
-        let mut outcome = Outcome::Busy;
-        for attempt in 0..BATCH_ATTEMPTS {
-            outcome = self
-                .publish_batch(subject, expected_version, command_id, messages.clone())
-                .await?;
-            if !matches!(outcome, Outcome::Busy) {
-                break;
-            }
-            let base = Duration::from_millis(5u64 << attempt.min(6));
-            let jitter = Duration::from_micros((Uuid::now_v7().as_u128() % 5_000) as u64);
-            tracing::debug!(attempt, "too many atomic batches in flight, retrying");
-            tokio::time::sleep(base + jitter).await;
-        }
-        Ok(outcome)
-    }
-
-    /// Publishes the messages as one atomic batch: the first with the expected sequence,
-    /// the last with the commit marker. The server checks everything at the commit and
-    /// stores all or nothing; an uncommitted batch is abandoned after 10 seconds.
-    async fn publish_batch(
-        &self,
-        subject: &str,
-        expected_version: u64,
-        command_id: Uuid,
-        messages: Vec<(HeaderMap, Bytes)>,
-    ) -> Result<Outcome, StoreError> {
-        // Every publish gets a batch id of its own: two tries of one command may run at
-        // once (a webhook delivered twice in parallel), and a batch id shared between
-        // publishers interleaves their messages into one broken batch. The message ids
-        // stay those of the command, so dedupe still holds.
-        let batch_id = Uuid::now_v7().simple().to_string();
-        let count = messages.len();
-        for (index, (mut headers, payload)) in messages.into_iter().enumerate() {
-            let position = index + 1;
-            headers.insert("Nats-Batch-Id", batch_id.as_str());
-            headers.insert("Nats-Batch-Sequence", position.to_string().as_str());
-            headers.insert("Nats-Msg-Id", format!("{command_id}:{position}").as_str());
-            if position == 1 {
-                headers.insert(
-                    "Nats-Expected-Last-Subject-Sequence",
-                    expected_version.to_string().as_str(),
-                );
-            }
-            if position == count {
-                headers.insert("Nats-Batch-Commit", "1");
-                return self.request(subject, headers, payload).await;
-            }
-            if position == 1 {
-                // Waiting for the first message's answer surfaces a refused batch (no
-                // atomic publish on the stream, too many batches) before sending the rest.
-                match self.request(subject, headers, payload).await? {
-                    Outcome::AlreadyMoved => return Ok(Outcome::AlreadyMoved),
-                    Outcome::Busy => return Ok(Outcome::Busy),
-                    Outcome::Stored(_) | Outcome::Accepted => {}
-                }
-            } else {
-                self.client
-                    .publish_with_headers(subject.to_owned(), headers, payload)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-            }
-        }
-        // `count` is at least 2 here, so the loop returned at the commit.
-        Err(StoreError::Rejected("empty batch".to_owned()))
     }
 
     /// Publishes one message as a request and reads the server's JSON answer.
@@ -320,16 +214,7 @@ impl EventStore {
         let ack: PubAck = serde_json::from_slice(&reply.payload)
             .map_err(|e| StoreError::Rejected(format!("unreadable answer from the server: {e}")))?;
         match ack.error {
-            Some(error)
-                if error.err_code == WRONG_LAST_SEQUENCE
-                    || error.err_code == BATCH_DUPLICATE_MESSAGE_ID =>
-            {
-                Ok(Outcome::AlreadyMoved)
-            }
-            Some(error) if error.err_code == TOO_MANY_INFLIGHT_BATCHES => Ok(Outcome::Busy),
-            Some(error) if error.err_code == BATCH_INCOMPLETE => Err(StoreError::unavailable(
-                format!("{} (error {})", error.description, error.err_code),
-            )),
+            Some(error) if error.err_code == WRONG_LAST_SEQUENCE => Ok(Outcome::AlreadyMoved),
             Some(error) => Err(StoreError::Rejected(format!(
                 "{} (error {})",
                 error.description, error.err_code
@@ -341,7 +226,7 @@ impl EventStore {
         }
     }
 
-    /// After "wrong last sequence" or a duplicate batch: either our own earlier try already stored the events
+    /// After "wrong last sequence": either our own earlier try already stored the events
     /// (success), or another command did (conflict).
     async fn settle_already_moved(
         &self,
@@ -397,4 +282,9 @@ impl EventStore {
             Err(e) => Err(StoreError::unavailable(e)),
         }
     }
+}
+
+/// The events' names, comma-separated: the event type header of their message.
+fn event_names(events: &[Event]) -> String {
+    events.iter().map(Event::name).collect::<Vec<_>>().join(",")
 }

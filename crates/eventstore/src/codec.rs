@@ -72,6 +72,33 @@ pub fn encode(
     event: &Event,
     sealer: Option<Sealer<'_>>,
 ) -> Result<Vec<u8>, CodecError> {
+    Ok(sealed_envelope(meta, event, sealer)?.encode_to_vec())
+}
+
+/// Encodes a command's events as one message: the first event's envelope, holding the
+/// others in `more_events`, each sealed as [`encode`] seals one. One event gives exactly
+/// what [`encode`] gives. `metas` and `events` pair up; an empty command is refused.
+pub fn encode_command(
+    metas: &[EnvelopeMeta],
+    events: &[Event],
+    sealer: Option<Sealer<'_>>,
+) -> Result<Vec<u8>, CodecError> {
+    let mut envelopes = metas
+        .iter()
+        .zip(events)
+        .map(|(meta, event)| sealed_envelope(meta, event, sealer));
+    let mut first = envelopes
+        .next()
+        .ok_or(CodecError::Missing { field: "event" })??;
+    first.more_events = envelopes.collect::<Result<_, _>>()?;
+    Ok(first.encode_to_vec())
+}
+
+fn sealed_envelope(
+    meta: &EnvelopeMeta,
+    event: &Event,
+    sealer: Option<Sealer<'_>>,
+) -> Result<pb::EventEnvelope, CodecError> {
     let mut blanked = event.clone();
     let mut personal = HashMap::new();
     let event_id = uuid_to_proto(meta.event_id);
@@ -99,7 +126,7 @@ pub fn encode(
         (Some(sealer), false) => Some(sealer.customer),
         _ => None,
     };
-    Ok(envelope(meta, customer, personal, &blanked).encode_to_vec())
+    Ok(envelope(meta, customer, personal, &blanked))
 }
 
 fn envelope(
@@ -119,6 +146,7 @@ fn envelope(
         schema_version: meta.schema_version,
         customer_id: customer.map(ToString::to_string).unwrap_or_default(),
         personal,
+        more_events: Vec::new(),
         event: Some(event_to_proto(event)),
     }
 }
@@ -140,91 +168,138 @@ pub fn to_api(meta: &EnvelopeMeta, event: &Event) -> pb::EventEnvelope {
     envelope(meta, meta.customer.as_ref(), HashMap::new(), &shown)
 }
 
-/// Decodes a protobuf `EventEnvelope`, opening its personal fields with `key` (the key of
-/// [`Parsed::customer`]); see [`parse`] and [`Parsed::open`].
-pub fn decode(bytes: &[u8], key: Option<&DataKey>) -> Result<(EnvelopeMeta, Event), CodecError> {
+/// Decodes a stored message, one `EventEnvelope` holding one event or a command's
+/// several, opening their personal fields with `key` (the key of [`Parsed::customer`]);
+/// see [`parse`] and [`Parsed::open`].
+pub fn decode(
+    bytes: &[u8],
+    key: Option<&DataKey>,
+) -> Result<Vec<(EnvelopeMeta, Event)>, CodecError> {
     parse(bytes)?.open(key)
 }
 
-/// An envelope read from bytes whose personal fields are still sealed.
+/// A stored message read from bytes whose personal fields are still sealed.
 #[derive(Debug)]
 pub struct Parsed {
     envelope: pb::EventEnvelope,
     customer: Option<CustomerId>,
 }
 
-/// Reads the envelope; [`Parsed::customer`] then says whose key opens it.
+/// Reads the message; [`Parsed::customer`] then says whose key opens it.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, CodecError> {
     let envelope = pb::EventEnvelope::decode(bytes)?;
-    let customer = match envelope.customer_id.as_str() {
-        "" if envelope.personal.is_empty() => None,
-        text => Some(CustomerId::parse(text).ok_or_else(|| CodecError::Invalid {
-            field: "customer_id",
-            reason: "not a customer pseudonym".to_owned(),
-        })?),
-    };
+    // Whose key opens the message: any of its events may be the one with personal fields.
+    let mut customer = customer_of(&envelope)?;
+    for nested in &envelope.more_events {
+        if customer.is_some() {
+            break;
+        }
+        customer = customer_of(nested)?;
+    }
+    if let Some(nested) = envelope
+        .more_events
+        .iter()
+        .find(|e| !e.more_events.is_empty())
+    {
+        return Err(CodecError::Invalid {
+            field: "more_events",
+            reason: format!("event {} holds further events itself", nested.event_id),
+        });
+    }
     Ok(Parsed { envelope, customer })
 }
 
+fn customer_of(envelope: &pb::EventEnvelope) -> Result<Option<CustomerId>, CodecError> {
+    match envelope.customer_id.as_str() {
+        "" if envelope.personal.is_empty() => Ok(None),
+        text => Ok(Some(CustomerId::parse(text).ok_or_else(|| {
+            CodecError::Invalid {
+                field: "customer_id",
+                reason: "not a customer pseudonym".to_owned(),
+            }
+        })?)),
+    }
+}
+
 impl Parsed {
-    /// The customer whose data key seals this event's personal fields, if it has any.
+    /// The customer whose data key seals this message's personal fields (those of any of
+    /// its events), if it has any.
     pub fn customer(&self) -> Option<&CustomerId> {
         self.customer.as_ref()
     }
 
-    /// The event with its personal fields opened by `key`. Without the key (erased), or
-    /// with a key that does not open them (erased, then a new key made), each sealed field
-    /// reads as [`Personal::erased`], so replay never fails because of an erasure.
+    /// How many events the message holds.
+    pub fn events(&self) -> usize {
+        1 + self.envelope.more_events.len()
+    }
+
+    /// The message's events, in order, with their personal fields opened by `key`.
+    /// Without the key (erased), or with a key that does not open them (erased, then a
+    /// new key made), each sealed field reads as [`Personal::erased`], so replay never
+    /// fails because of an erasure.
     ///
     /// Free-text fields are taken as they are; ids, timestamps, enums and nested messages
     /// are checked, and the error names the first field that is missing or invalid.
-    pub fn open(self, key: Option<&DataKey>) -> Result<(EnvelopeMeta, Event), CodecError> {
-        let Parsed {
-            mut envelope,
-            customer,
-        } = self;
-        let ticket = TicketId(uuid_from_proto(&envelope.ticket_id, "ticket_id")?);
-        let personal = std::mem::take(&mut envelope.personal);
-        let event_id = uuid_from_proto(&envelope.event_id, "event_id")?;
-        let meta = EnvelopeMeta {
-            event_id,
-            ticket,
-            region: envelope.region,
-            occurred_at: time_from_proto(envelope.occurred_at)?,
-            command_id: uuid_from_proto(&envelope.command_id, "command_id")?,
-            causation_id: envelope.causation_id,
-            correlation_id: envelope.correlation_id,
-            schema_version: envelope.schema_version,
-            customer,
-        };
-        let event = required(envelope.event, "event")?;
-        let mut event = event_from_proto(ticket, event)?;
-        if let Some(customer) = &meta.customer {
-            let record = envelope.event_id;
-            let mut malformed = None;
-            event.personal_fields_mut(|field, value| {
-                let Some(sealed) = personal.get(field) else {
-                    return;
-                };
-                let place = FieldPlace {
-                    record: &record,
-                    field,
-                    customer,
-                };
-                let plain = key.and_then(|key| key.open(&place, sealed).ok());
-                if let Err(reason) = put_plain(value, plain) {
-                    malformed = malformed.or(Some((field, reason)));
-                }
-            });
-            if let Some((field, reason)) = malformed {
-                return Err(CodecError::Invalid {
-                    field,
-                    reason: reason.to_owned(),
-                });
-            }
+    pub fn open(self, key: Option<&DataKey>) -> Result<Vec<(EnvelopeMeta, Event)>, CodecError> {
+        let Parsed { mut envelope, .. } = self;
+        let more = std::mem::take(&mut envelope.more_events);
+        let mut events = Vec::with_capacity(1 + more.len());
+        let customer = customer_of(&envelope)?;
+        events.push(open_one(envelope, customer, key)?);
+        for nested in more {
+            let customer = customer_of(&nested)?;
+            events.push(open_one(nested, customer, key)?);
         }
-        Ok((meta, event))
+        Ok(events)
     }
+}
+
+fn open_one(
+    mut envelope: pb::EventEnvelope,
+    customer: Option<CustomerId>,
+    key: Option<&DataKey>,
+) -> Result<(EnvelopeMeta, Event), CodecError> {
+    let ticket = TicketId(uuid_from_proto(&envelope.ticket_id, "ticket_id")?);
+    let personal = std::mem::take(&mut envelope.personal);
+    let event_id = uuid_from_proto(&envelope.event_id, "event_id")?;
+    let meta = EnvelopeMeta {
+        event_id,
+        ticket,
+        region: envelope.region,
+        occurred_at: time_from_proto(envelope.occurred_at)?,
+        command_id: uuid_from_proto(&envelope.command_id, "command_id")?,
+        causation_id: envelope.causation_id,
+        correlation_id: envelope.correlation_id,
+        schema_version: envelope.schema_version,
+        customer,
+    };
+    let event = required(envelope.event, "event")?;
+    let mut event = event_from_proto(ticket, event)?;
+    if let Some(customer) = &meta.customer {
+        let record = envelope.event_id;
+        let mut malformed = None;
+        event.personal_fields_mut(|field, value| {
+            let Some(sealed) = personal.get(field) else {
+                return;
+            };
+            let place = FieldPlace {
+                record: &record,
+                field,
+                customer,
+            };
+            let plain = key.and_then(|key| key.open(&place, sealed).ok());
+            if let Err(reason) = put_plain(value, plain) {
+                malformed = malformed.or(Some((field, reason)));
+            }
+        });
+        if let Some((field, reason)) = malformed {
+            return Err(CodecError::Invalid {
+                field,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+    Ok((meta, event))
 }
 
 /// Takes a personal value out for sealing, leaving it blank; `None` when there is nothing
@@ -896,6 +971,68 @@ mod tests {
         Some(&KEY.1)
     }
 
+    /// Decodes a message that must hold exactly one event.
+    fn decode_one(
+        bytes: &[u8],
+        key: Option<&DataKey>,
+    ) -> Result<(EnvelopeMeta, Event), CodecError> {
+        let mut events = decode(bytes, key)?;
+        assert_eq!(events.len(), 1, "one event per message here");
+        Ok(events.remove(0))
+    }
+
+    #[test]
+    fn a_command_s_events_are_one_message_and_decode_in_order() {
+        let first = meta();
+        let second = EnvelopeMeta {
+            event_id: Uuid::from_u128(0x0192_f0c1_3b20_7abc_9def_0123_4567_89ac),
+            ..meta()
+        };
+        let said = |text: &str, prompt: &str| Event::BotMessageSent {
+            message: MESSAGE,
+            body: MessageBody::Text(Personal::new(text.to_owned())),
+            prompt: prompt.to_owned(),
+            choices: Vec::new(),
+        };
+        let events = [
+            said("Hallo und willkommen", "greeting"),
+            said("Welches Produkt?", "ask_product"),
+        ];
+        let bytes = encode_command(&[first.clone(), second.clone()], &events, sealer()).unwrap();
+        for text in ["Hallo und willkommen", "Welches Produkt?"] {
+            assert!(
+                !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
+                "{text} is sealed"
+            );
+        }
+        let decoded = decode(&bytes, key()).unwrap();
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].0.event_id, first.event_id);
+        assert_eq!(decoded[1].0.event_id, second.event_id);
+        assert_eq!(decoded[0].1, events[0]);
+        assert_eq!(decoded[1].1, events[1]);
+        // The key is found when only a later event of the command is personal.
+        let routed = Event::TicketRouted {
+            rule: "laptops".to_owned(),
+            destination: RouteDestination::Queue(QueueId("de-laptops".to_owned())),
+        };
+        let mixed = encode_command(
+            &[first.clone(), second.clone()],
+            &[routed.clone(), events[1].clone()],
+            sealer(),
+        )
+        .unwrap();
+        let parsed = parse(&mixed).unwrap();
+        assert_eq!(parsed.customer(), Some(&KEY.0));
+        let opened = parsed.open(key()).unwrap();
+        assert_eq!((&opened[0].1, &opened[1].1), (&routed, &events[1]));
+        // One event is a plain envelope, as every message before was.
+        let single = encode_command(std::slice::from_ref(&first), &events[..1], sealer()).unwrap();
+        let envelope = pb::EventEnvelope::decode(single.as_slice()).unwrap();
+        assert!(envelope.more_events.is_empty());
+        assert_eq!(decode_one(&single, key()).unwrap().1, events[0]);
+    }
+
     fn sealed(meta: &EnvelopeMeta, event: &Event) -> Vec<u8> {
         encode(meta, event, sealer()).expect("encode with a key")
     }
@@ -1128,7 +1265,7 @@ mod tests {
             .unwrap()
             .personal
             .is_empty();
-        let (decoded_meta, decoded) = decode(&bytes, key()).expect("decode what encode wrote");
+        let (decoded_meta, decoded) = decode_one(&bytes, key()).expect("decode what encode wrote");
         assert_eq!(&decoded, event, "{}", event.name());
         let expected = EnvelopeMeta {
             customer: personal.then(|| KEY.0.clone()),
@@ -1156,7 +1293,7 @@ mod tests {
 
     #[track_caller]
     fn check_missing(envelope: pb::EventEnvelope, expected: &str) {
-        match decode(&envelope.encode_to_vec(), key()) {
+        match decode_one(&envelope.encode_to_vec(), key()) {
             Err(CodecError::Missing { field }) => assert_eq!(field, expected),
             other => panic!("expected {expected} to be missing, got {other:?}"),
         }
@@ -1164,7 +1301,7 @@ mod tests {
 
     #[track_caller]
     fn check_invalid(envelope: pb::EventEnvelope, expected: &str) {
-        match decode(&envelope.encode_to_vec(), key()) {
+        match decode_one(&envelope.encode_to_vec(), key()) {
             Err(CodecError::Invalid { field, .. }) => assert_eq!(field, expected),
             other => panic!("expected {expected} to be invalid, got {other:?}"),
         }
@@ -1215,7 +1352,7 @@ mod tests {
             customer: customer(Channel::Telegram),
             language: "de".into(),
         };
-        let (_, decoded) = decode(&sealed(&meta(), &event), key()).unwrap();
+        let (_, decoded) = decode_one(&sealed(&meta(), &event), key()).unwrap();
         assert!(matches!(decoded, Event::TicketOpened { ticket, .. } if ticket.0 == TICKET));
     }
 
@@ -1223,7 +1360,7 @@ mod tests {
     fn empty_optional_text_reads_as_none() {
         let mut envelope = envelope();
         envelope.personal.remove("customer.display_name");
-        let (_, event) = decode(&envelope.encode_to_vec(), key()).unwrap();
+        let (_, event) = decode_one(&envelope.encode_to_vec(), key()).unwrap();
         assert!(
             matches!(event, Event::TicketOpened { customer, .. } if customer.display_name.is_none())
         );
@@ -1270,13 +1407,14 @@ mod tests {
     #[test]
     fn without_its_key_every_personal_field_reads_as_erased_and_nothing_else_changes() {
         for event in every_event() {
-            let (_, erased) = decode(&sealed(&meta(), &event), None).unwrap();
+            let (_, erased) = decode_one(&sealed(&meta(), &event), None).unwrap();
             assert_eq!(erased.name(), event.name());
             let mut expected = event.clone();
             expected.erase_personal();
             assert_eq!(erased, expected, "{}", event.name());
             let other_key = DataKey::generate();
-            let (_, with_another_key) = decode(&sealed(&meta(), &event), Some(&other_key)).unwrap();
+            let (_, with_another_key) =
+                decode_one(&sealed(&meta(), &event), Some(&other_key)).unwrap();
             assert_eq!(with_another_key, expected, "{}", event.name());
         }
     }
@@ -1295,7 +1433,7 @@ mod tests {
         };
         let mut forged = pb::EventEnvelope::decode(&sealed(&other_meta, &text("x"))[..]).unwrap();
         forged.personal = original.personal;
-        let (_, event) = decode(&forged.encode_to_vec(), key()).unwrap();
+        let (_, event) = decode_one(&forged.encode_to_vec(), key()).unwrap();
         assert!(matches!(
             event,
             Event::CustomerMessageReceived { body: MessageBody::Text(t), .. } if t.is_erased()
@@ -1305,12 +1443,12 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(matches!(
-            decode(b"\xff\xff\xff\xff", key()),
+            decode_one(b"\xff\xff\xff\xff", key()),
             Err(CodecError::Protobuf(_))
         ));
         let bytes = envelope().encode_to_vec();
         assert!(matches!(
-            decode(&bytes[..bytes.len() - 1], key()),
+            decode_one(&bytes[..bytes.len() - 1], key()),
             Err(CodecError::Protobuf(_))
         ));
     }
@@ -1541,7 +1679,7 @@ mod tests {
                 .windows(reference.len())
                 .any(|w| w == reference.as_bytes())
         );
-        let (_, without_key) = decode(&bytes, None).unwrap();
+        let (_, without_key) = decode_one(&bytes, None).unwrap();
         let Event::CustomerMessageReceived {
             body: MessageBody::Media(media),
             ..
@@ -1585,7 +1723,7 @@ mod tests {
                 }))),
             },
         ));
-        let (_, event) = decode(&old.encode_to_vec(), key()).unwrap();
+        let (_, event) = decode_one(&old.encode_to_vec(), key()).unwrap();
         let Event::CustomerMessageReceived {
             body: MessageBody::Media(media),
             ..
@@ -1612,7 +1750,7 @@ mod tests {
     proptest! {
         #[test]
         fn decode_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode(&bytes, key());
+            let _ = decode_one(&bytes, key());
         }
 
         /// Random bytes rarely get past the first tag; damaging real envelopes reaches the
@@ -1628,7 +1766,7 @@ mod tests {
                 let at = at.index(bytes.len());
                 bytes[at] = byte;
             }
-            let _ = decode(&bytes, key());
+            let _ = decode_one(&bytes, key());
         }
     }
 }

@@ -32,9 +32,10 @@ impl EventStore {
         self.keys.master().customer_id(channel, contact)
     }
 
-    /// Reads one stored event, opening its personal fields with its customer's key; with
-    /// the key erased, they read as erased.
-    pub async fn decode(&self, bytes: &[u8]) -> Result<(EnvelopeMeta, Event), DecodeError> {
+    /// Reads one stored message, opening its personal fields with its customer's key; with
+    /// the key erased, they read as erased. A message holds one event, or all the events
+    /// of one command, in order.
+    pub async fn decode(&self, bytes: &[u8]) -> Result<Vec<(EnvelopeMeta, Event)>, DecodeError> {
         let parsed = codec::parse(bytes)?;
         let key = match parsed.customer() {
             Some(customer) => self.keys.get(customer).await?,
@@ -71,7 +72,7 @@ impl EventStore {
         }
     }
 
-    /// Every event of the ticket, in order, with its stream sequence, opened.
+    /// Every event of the ticket, in order, with its message's stream sequence, opened.
     pub async fn ticket_events(
         &self,
         ticket: TicketId,
@@ -87,8 +88,9 @@ impl EventStore {
         .await?;
         let mut events = Vec::with_capacity(messages.len());
         for message in messages {
-            let (meta, event) = self.decode_stored(&message).await?;
-            events.push((message.sequence, meta, event));
+            for (meta, event) in self.decode_stored(&message).await? {
+                events.push((message.sequence, meta, event));
+            }
         }
         Ok(events)
     }
@@ -98,7 +100,7 @@ impl EventStore {
     pub(crate) async fn decode_stored(
         &self,
         message: &crate::direct::RawMessage,
-    ) -> Result<(EnvelopeMeta, Event), StoreError> {
+    ) -> Result<Vec<(EnvelopeMeta, Event)>, StoreError> {
         self.decode(&message.payload).await.map_err(|e| match e {
             DecodeError::Store(e) => e,
             DecodeError::Codec(e) => StoreError::Corrupt {

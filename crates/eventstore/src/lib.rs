@@ -2,8 +2,8 @@
 //!
 //! - [`EventStore::ensure`] creates or updates the region's stream, dead-letter stream and
 //!   KV buckets ([`layout`] names them); [`EventStore::open`] uses what exists.
-//! - [`EventStore::append`] writes a command's events to the ticket's subject, atomically,
-//!   with optimistic concurrency and dedupe ([`append`]).
+//! - [`EventStore::append`] writes a command's events to the ticket's subject as one
+//!   message, with optimistic concurrency and dedupe ([`append`]).
 //! - [`EventStore::load`] rebuilds a ticket from a KV snapshot plus the events after it,
 //!   read by batch Direct Get ([`load`]).
 //! - [`EventStore::subscribe`] runs a handler over a durable pull consumer, with retries and
@@ -51,7 +51,6 @@ use async_nats::jetstream;
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use helpline_domain::TicketId;
-use tokio::sync::Semaphore;
 
 pub use append::{Appended, CommandMeta};
 pub use codec::{EnvelopeMeta, SCHEMA_VERSION};
@@ -62,7 +61,7 @@ pub use layout::Layout;
 pub use load::LoadedTicket;
 pub use react::{Cause, Reacted, reaction_id};
 pub use seal::{CustomerId, MasterKey};
-pub use subscribe::{Backlog, HandlerError, StoredEvent, Subscription};
+pub use subscribe::{Applied, Backlog, HandlerError, StoredEvent, Subscription};
 
 /// A region's event store: one connection, the stream and the buckets.
 #[derive(Clone, Debug)]
@@ -75,13 +74,7 @@ pub struct EventStore {
     keys: Arc<keys::CustomerKeys>,
     /// Ticket → customer, so an append to a known ticket finds its key without a read.
     customers: Arc<Mutex<HashMap<TicketId, CustomerId>>>,
-    /// This process's share of the stream's in-flight atomic batches (the server allows
-    /// 50 per stream; beyond that it refuses them).
-    batches: Arc<Semaphore>,
 }
-
-/// Atomic batches one process keeps in flight at most.
-const MAX_INFLIGHT_BATCHES: usize = 32;
 
 impl EventStore {
     /// Creates or updates the region's streams and buckets, then opens the store.
@@ -157,7 +150,6 @@ impl EventStore {
             snapshots,
             keys,
             customers: Arc::default(),
-            batches: Arc::new(Semaphore::new(MAX_INFLIGHT_BATCHES)),
         })
     }
 

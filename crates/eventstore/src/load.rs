@@ -247,11 +247,12 @@ impl EventStore {
         let mut loaded = start;
         let folded = tail.len() as u64;
         for message in tail {
-            let (meta, event) = self.decode_stored(&message).await?;
-            if meta.customer.is_some() {
-                loaded.customer = meta.customer;
+            for (meta, event) in self.decode_stored(&message).await? {
+                if meta.customer.is_some() {
+                    loaded.customer = meta.customer;
+                }
+                loaded.ticket = evolve(loaded.ticket, &event);
             }
-            loaded.ticket = evolve(loaded.ticket, &event);
             loaded.version = message.sequence;
         }
         Ok((loaded, folded))

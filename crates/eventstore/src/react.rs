@@ -2,7 +2,7 @@
 //!
 //! A service's answer to one cause (an event it consumed, or a timer that fired) is a
 //! list of commands. They are decided one after the other on the ticket's current state
-//! and their events appended as **one** atomic append, whose command id is derived from
+//! and their events appended as **one** message, whose command id is derived from
 //! the service's name and the cause. So:
 //!
 //! - a redelivered cause (a crash after the append, before the ack) finds its command id

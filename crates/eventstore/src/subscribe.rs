@@ -74,7 +74,8 @@ pub const REPLAY_OF_HEADER: &str = "Helpline-Replay-Of";
 #[derive(Clone, Debug)]
 pub struct StoredEvent {
     pub subject: String,
-    /// The event's stream sequence; per ticket, sequences only grow.
+    /// The stream sequence of the event's message; per ticket, sequences only grow. The
+    /// events of one command share their message, and so their sequence.
     pub sequence: u64,
     pub meta: EnvelopeMeta,
     pub event: Event,
@@ -82,6 +83,40 @@ pub struct StoredEvent {
     pub delivered: i64,
     /// The producer's trace context, parent of the handler's span.
     pub trace: opentelemetry::Context,
+}
+
+/// How far a fold of the log got: the last message applied and which of its events,
+/// so that a replay overlapping what was applied changes nothing, also when one message
+/// holds a command's several events (which share its sequence).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    sequence: u64,
+    events: Vec<uuid::Uuid>,
+}
+
+impl Applied {
+    /// The stream sequence of the last message applied; 0 before the first.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// True, and remembered, when `event` is new to the fold.
+    pub fn admit(&mut self, sequence: u64, event: uuid::Uuid) -> bool {
+        match sequence.cmp(&self.sequence) {
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal if self.events.contains(&event) => false,
+            std::cmp::Ordering::Equal => {
+                self.events.push(event);
+                true
+            }
+            std::cmp::Ordering::Greater => {
+                self.sequence = sequence;
+                self.events.clear();
+                self.events.push(event);
+                true
+            }
+        }
+    }
 }
 
 /// Why a handler did not take an event.
@@ -876,8 +911,11 @@ impl Worker {
         if attempt > max_deliver {
             return Outcome::Park(format!("delivered {attempt} times without being handled"));
         }
+        // Events of the message (a command's several) already handled: a retry goes on
+        // from the one that failed.
+        let mut done = 0;
         loop {
-            let outcome = self.attempt(delivery, attempt).await;
+            let outcome = self.attempt(delivery, attempt, &mut done).await;
             let result = match &outcome {
                 Ok(()) => "handled",
                 Err(HandlerError::Transient(_)) if attempt < max_deliver => "retried",
@@ -906,11 +944,17 @@ impl Worker {
         }
     }
 
-    /// One try of the handler on the event; a panic is a permanent failure.
-    async fn attempt(&self, delivery: &Delivery, attempt: i64) -> Result<(), HandlerError> {
+    /// One try of the handler on the message's events from the `done`-th on, one after
+    /// the other; a panic is a permanent failure.
+    async fn attempt(
+        &self,
+        delivery: &Delivery,
+        attempt: i64,
+        done: &mut usize,
+    ) -> Result<(), HandlerError> {
         let position = &delivery.position;
         let message = &delivery.message;
-        let (meta, event) = match self.store.decode(&message.payload).await {
+        let events = match self.store.decode(&message.payload).await {
             Ok(decoded) => decoded,
             Err(DecodeError::Codec(e)) => {
                 return Err(HandlerError::Permanent(format!("undecodable event: {e}")));
@@ -921,35 +965,39 @@ impl Worker {
         };
         let headers = message.headers.clone().unwrap_or_default();
         let trace = helpline_telemetry::extract(&headers);
-        let span = tracing::info_span!(
-            "handle event",
-            consumer = %self.name,
-            ticket = %meta.ticket,
-            event = event.name(),
-            sequence = position.sequence,
-            delivered = attempt
-        );
-        helpline_telemetry::set_parent(&span, trace.clone());
-        let stored = StoredEvent {
-            subject: position.subject.clone(),
-            sequence: position.sequence,
-            meta,
-            event,
-            delivered: attempt,
-            trace,
-        };
-        AssertUnwindSafe((self.handler)(stored))
-            .catch_unwind()
-            .instrument(span)
-            .await
-            .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(HandlerError::Permanent(format!("handler panicked: {what}")))
-            })
+        for (meta, event) in events.into_iter().skip(*done) {
+            let span = tracing::info_span!(
+                "handle event",
+                consumer = %self.name,
+                ticket = %meta.ticket,
+                event = event.name(),
+                sequence = position.sequence,
+                delivered = attempt
+            );
+            helpline_telemetry::set_parent(&span, trace.clone());
+            let stored = StoredEvent {
+                subject: position.subject.clone(),
+                sequence: position.sequence,
+                meta,
+                event,
+                delivered: attempt,
+                trace: trace.clone(),
+            };
+            AssertUnwindSafe((self.handler)(stored))
+                .catch_unwind()
+                .instrument(span)
+                .await
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(HandlerError::Permanent(format!("handler panicked: {what}")))
+                })?;
+            *done += 1;
+        }
+        Ok(())
     }
 
     /// Acknowledges, parks or hands back the event after its outcome.

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use helpline_domain::{AgentId, Channel, Event, QueueId, TicketId};
-use helpline_eventstore::StoredEvent;
+use helpline_eventstore::{Applied, StoredEvent};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
@@ -31,7 +31,7 @@ pub struct TicketCsat {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CsatProjection {
     tickets: HashMap<TicketId, TicketCsat>,
-    last_sequence: u64,
+    applied: Applied,
 }
 
 /// Which tickets a report counts; `None` does not filter.
@@ -72,13 +72,12 @@ pub struct CsatRow {
 }
 
 impl CsatProjection {
-    /// Folds one event in. Events at or below the last applied sequence are skipped, so
-    /// a replay that overlaps what was applied changes nothing.
+    /// Folds one event in. Events already applied are skipped, so a replay that overlaps
+    /// what was applied changes nothing.
     pub fn apply(&mut self, stored: &StoredEvent) {
-        if stored.sequence <= self.last_sequence {
+        if !self.applied.admit(stored.sequence, stored.meta.event_id) {
             return;
         }
-        self.last_sequence = stored.sequence;
         // An occurred-at outside jiff's range cannot come from a real clock; the event
         // still counts, without a time.
         let at = Timestamp::try_from(stored.meta.occurred_at).ok();
@@ -104,7 +103,7 @@ impl CsatProjection {
 
     /// Stream sequence of the last applied event; 0 before the first.
     pub fn last_sequence(&self) -> u64 {
-        self.last_sequence
+        self.applied.sequence()
     }
 
     pub fn ticket(&self, id: TicketId) -> Option<&TicketCsat> {

@@ -95,14 +95,18 @@ impl Csat {
                 // Without the customer's key right now the event cannot be applied whole:
                 // follow again from the last applied event.
                 Err(DecodeError::Store(e)) => return Err(FeedbackError::unavailable(e)),
-                Ok((meta, event)) => self.apply(&StoredEvent {
-                    subject: message.subject.to_string(),
-                    sequence,
-                    meta,
-                    event,
-                    delivered: info.delivered,
-                    trace: Default::default(),
-                }),
+                Ok(events) => {
+                    for (meta, event) in events {
+                        self.apply(&StoredEvent {
+                            subject: message.subject.to_string(),
+                            sequence,
+                            meta,
+                            event,
+                            delivered: info.delivered,
+                            trace: Default::default(),
+                        });
+                    }
+                }
                 // The service consumers dead-letter it; the report can only leave it out.
                 Err(e) => {
                     tracing::warn!(sequence, error = %e, "csat projection skips an undecodable event")

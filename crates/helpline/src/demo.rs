@@ -264,8 +264,10 @@ impl Demo {
             let Ok(message) = stream.direct_get(sequence).await else {
                 continue;
             };
-            if let Ok((meta, event)) = self.store.decode(&message.payload).await {
-                events.push((meta.occurred_at, meta.ticket, event));
+            if let Ok(decoded) = self.store.decode(&message.payload).await {
+                for (meta, event) in decoded {
+                    events.push((meta.occurred_at, meta.ticket, event));
+                }
             }
         }
         Ok(events)

@@ -78,7 +78,8 @@ struct DeadLetter {
     time: prost_types::Timestamp,
     /// The event, opened with its customer's key ([`DeadLetter::open`]): operators
     /// inspecting a poison event see what the consumer saw.
-    event: Result<(EnvelopeMeta, Event), String>,
+    /// The message's events: one, or a command's several.
+    event: Result<Vec<(EnvelopeMeta, Event)>, String>,
 }
 
 impl DeadLetter {
@@ -341,7 +342,11 @@ fn original_position(letter: &DeadLetter) -> (String, String) {
 /// The event's type: from the decoded event, else the header, else `undecodable`.
 fn event_type(letter: &DeadLetter) -> String {
     match &letter.event {
-        Ok((_, event)) => event.name().to_owned(),
+        Ok(events) => events
+            .iter()
+            .map(|(_, event)| event.name())
+            .collect::<Vec<_>>()
+            .join(","),
         Err(_) => match header(&letter.headers, EVENT_TYPE_HEADER) {
             "" => "undecodable".to_owned(),
             named => format!("{named} (undecodable)"),
@@ -375,8 +380,9 @@ fn letter_text(letter: &DeadLetter) -> String {
         }
     }
     match &letter.event {
-        Ok((meta, event)) => {
-            out.push_str(&format!(
+        Ok(events) => {
+            for (meta, event) in events {
+                out.push_str(&format!(
                 "event:\n  type: {}\n  ticket: {}\n  region: {}\n  occurred at: {}\n  event id: {}\n  command id: {}\n  causation id: {}\n  summary: {}\n",
                 event.name(),
                 meta.ticket,
@@ -387,6 +393,7 @@ fn letter_text(letter: &DeadLetter) -> String {
                 meta.causation_id,
                 helpline_query::summary::describe(event, &Audience::operator(), false),
             ));
+            }
         }
         Err(e) => out.push_str(&format!(
             "event: undecodable ({e}), {} bytes\n",
@@ -410,17 +417,17 @@ fn letter_json(letter: &DeadLetter) -> Value {
             (name.to_owned(), Value::Array(values))
         })
         .collect();
-    let event = letter.event.as_ref().ok().map(|(meta, event)| {
-        json!({
-            "type": event.name(),
-            "ticket": meta.ticket.to_string(),
-            "region": meta.region,
-            "occurred_at": prost_types::Timestamp::from(meta.occurred_at).to_string(),
-            "event_id": meta.event_id.to_string(),
-            "command_id": meta.command_id.to_string(),
-            "summary": helpline_query::summary::describe(event, &Audience::operator(), false),
+    let events: Vec<Value> = letter
+        .event
+        .as_ref()
+        .map(|events| {
+            events
+                .iter()
+                .map(|(meta, event)| event_json(meta, event))
+                .collect()
         })
-    });
+        .unwrap_or_default();
+    let event = events.first().cloned();
     json!({
         "sequence": letter.sequence,
         "subject": letter.subject,
@@ -433,5 +440,19 @@ fn letter_json(letter: &DeadLetter) -> Value {
         "time": letter.time.to_string(),
         "headers": headers,
         "event": event,
+        "events": events,
+    })
+}
+
+/// One event of a dead letter as JSON.
+fn event_json(meta: &EnvelopeMeta, event: &Event) -> Value {
+    json!({
+        "type": event.name(),
+        "ticket": meta.ticket.to_string(),
+        "region": meta.region,
+        "occurred_at": prost_types::Timestamp::from(meta.occurred_at).to_string(),
+        "event_id": meta.event_id.to_string(),
+        "command_id": meta.command_id.to_string(),
+        "summary": helpline_query::summary::describe(event, &Audience::operator(), false),
     })
 }

@@ -275,7 +275,12 @@ async fn first_ticket(store: &EventStore) -> Option<helpline_domain::TicketId> {
         let Ok(message) = stream.direct_get(sequence).await else {
             continue;
         };
-        if let Ok((meta, _)) = store.decode(&message.payload).await {
+        if let Some((meta, _)) = store
+            .decode(&message.payload)
+            .await
+            .ok()
+            .and_then(|events| events.into_iter().next())
+        {
             return Some(meta.ticket);
         }
     }

@@ -168,8 +168,9 @@ impl Stack {
             let Ok(message) = stream.direct_get(seq).await else {
                 continue;
             };
-            let (meta, event) = self.store.decode(&message.payload).await.unwrap();
-            events.push((meta.ticket, event));
+            for (meta, event) in self.store.decode(&message.payload).await.unwrap() {
+                events.push((meta.ticket, event));
+            }
         }
         events
     }
@@ -218,9 +219,13 @@ impl Stack {
         }
         let events = self.ticket_events(ticket).await;
         panic!(
-            "the bot never prompted {prompt:?}; prompts so far {:?}, phase events {:?}",
+            "the bot never prompted {prompt:?}; prompts so far {:?}, phase events {:?}, failures {:?}",
             bot_prompts(&events),
-            events.iter().map(Event::name).collect::<Vec<_>>()
+            events.iter().map(Event::name).collect::<Vec<_>>(),
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::MessageDeliveryFailed { .. }))
+                .collect::<Vec<_>>()
         );
     }
 

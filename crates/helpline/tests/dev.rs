@@ -89,8 +89,8 @@ async fn dev_brings_up_nats_with_the_stream_and_stops_cleanly_on_ctrl_c() {
     let mut stream = js.get_stream("HELPLINE_DE").await.unwrap();
     assert_eq!(
         stream.info().await.unwrap().state.messages,
-        2,
-        "TicketOpened and the message"
+        1,
+        "TicketOpened and the message, one append"
     );
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();

@@ -263,6 +263,17 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
     if let Err(e) = std::fs::write(&report, format!("{verdict}: {summary}\n")) {
         eprintln!("cannot write {}: {e}", report.display());
     }
+    if !problems.is_empty() {
+        // Every process's whole log beside the report, to follow a failure's tickets.
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-suite-logs");
+        let _ = std::fs::create_dir_all(&dir);
+        for service in &system.services {
+            let _ = std::fs::write(
+                dir.join(format!("{}.log", service.name())),
+                service.log_lines().join("\n"),
+            );
+        }
+    }
     assert!(
         problems.is_empty(),
         "{} problems:\n{}\n{summary}\n{}",

@@ -8,9 +8,10 @@
 //!    *create*, so of two racing first messages exactly one makes the ticket and the other
 //!    joins it. A mapping to a closed, abandoned or erased ticket is replaced (compare and
 //!    set) by a new ticket.
-//! 3. **Append.** The ticket is loaded and the domain decides; a new ticket is first opened
-//!    with an append of its own (`OpenTicket`), then `ReceiveCustomerMessage` is appended at
-//!    the loaded version; a conflict reloads and decides again.
+//! 3. **Append.** The ticket is loaded and the domain decides; a new ticket's
+//!    `TicketOpened` and the first `CustomerMessageReceived` are one append (one message),
+//!    a known ticket's message is appended at the loaded version; a conflict reloads and
+//!    decides again.
 //! 4. The dedupe entry is written last: only an appended message counts as seen.
 //!
 //! Nothing but the log stands between a message and the webhook's `200`: an attachment is
@@ -25,7 +26,7 @@ use async_nats::jetstream::kv::{self, CreateErrorKind};
 use bytes::Bytes;
 use helpline_domain::{
     Channel, Command, Customer, DomainError, Event, Media, MessageBody, MessageId, Personal, Phase,
-    Ticket, TicketId, decide,
+    Ticket, TicketId, decide, evolve,
 };
 use helpline_eventstore::{CommandMeta, EventStore, StoreError};
 use sha2::{Digest, Sha256};
@@ -130,9 +131,6 @@ impl Intake {
         ));
         let meta = CommandMeta::new(command_id, SystemTime::now())
             .caused_by(message.provider_message_id.clone());
-        let open_command = Uuid::new_v5(&NAMESPACE, format!("open:{derived}").as_bytes());
-        let open_meta = CommandMeta::new(open_command, SystemTime::now())
-            .caused_by(message.provider_message_id.clone());
         // The customer's pseudonym, keyed by the region's master key: an unkeyed hash of a
         // phone number is reversed by trying every number.
         let customer = self.store.customer_id(channel, message.contact.expose());
@@ -146,21 +144,23 @@ impl Intake {
                 self.replace_ticket(&contact_key, ticket).await?;
                 continue;
             }
-            // A new ticket is opened by an append of its own, then the message follows in
-            // the next round. Both are retried until the webhook is answered, and each has
-            // a command id of its own, so a crash between them loses and repeats nothing;
-            // a two-event atomic batch would cost the server a serialized commit (about
-            // 5 ms, see docs/PERFORMANCE.md) on every new customer's first message.
-            let opening = loaded.ticket.phase == Phase::New;
-            let (decided, meta) = if opening {
-                (self.open(ticket, channel, &message), open_meta.clone())
+            // A new customer's first message opens the ticket in the same append: one
+            // message holding TicketOpened and CustomerMessageReceived, stored together
+            // or not at all, under the message's command id (so a retried webhook
+            // dedupes against it).
+            let receive = Command::ReceiveCustomerMessage {
+                message: message_id,
+                provider_message_id: message.provider_message_id.clone(),
+                body: body.clone(),
+            };
+            let decided = if loaded.ticket.phase == Phase::New {
+                self.open(ticket, channel, &message).and_then(|opened| {
+                    let state = opened.iter().fold(Ticket::default(), evolve);
+                    let received = decide(&state, receive)?;
+                    Ok(opened.into_iter().chain(received).collect())
+                })
             } else {
-                let receive = Command::ReceiveCustomerMessage {
-                    message: message_id,
-                    provider_message_id: message.provider_message_id.clone(),
-                    body: body.clone(),
-                };
-                (decide(&loaded.ticket, receive), meta.clone())
+                decide(&loaded.ticket, receive)
             };
             let events = match decided {
                 Ok(events) => events,
@@ -169,13 +169,12 @@ impl Intake {
                     return Ok(Taken::Refused);
                 }
             };
-            let meta = meta.correlated_with(ticket.0.to_string());
+            let meta = meta.clone().correlated_with(ticket.0.to_string());
             match self
                 .store
                 .append(ticket, loaded.version, &events, &meta)
                 .await
             {
-                Ok(_) if opening => continue,
                 Ok(appended) => {
                     self.inbound
                         .put(&seen_key, Bytes::from(ticket.0.to_string()))

@@ -165,8 +165,9 @@ async fn events(store: &EventStore, ticket: TicketId) -> Vec<Event> {
             .await
         {
             Ok(message) => {
-                let (_, event) = store.decode(&message.payload).await.unwrap();
-                events.push(event);
+                for (_, event) in store.decode(&message.payload).await.unwrap() {
+                    events.push(event);
+                }
                 next = message.sequence + 1;
             }
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => return events,

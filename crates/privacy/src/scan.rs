@@ -84,15 +84,19 @@ pub async fn scan(store: &EventStore) -> Result<Vec<TicketRecord>, PrivacyError>
                 erased: false,
             });
             record.last_event_at = record.last_event_at.max(at);
-            match header(EVENT_TYPE_HEADER).as_deref() {
-                Some("TicketOpened") => {
-                    record.customer = header(CUSTOMER_HEADER)
-                        .as_deref()
-                        .and_then(CustomerId::parse);
+            // A message holds one event or a command's several, named in order.
+            let types = header(EVENT_TYPE_HEADER).unwrap_or_default();
+            for event_type in types.split(',') {
+                match event_type {
+                    "TicketOpened" => {
+                        record.customer = header(CUSTOMER_HEADER)
+                            .as_deref()
+                            .and_then(CustomerId::parse);
+                    }
+                    "TicketClosed" | "TicketAbandoned" => record.over = true,
+                    "CustomerErased" => record.erased = true,
+                    _ => {}
                 }
-                Some("TicketClosed" | "TicketAbandoned") => record.over = true,
-                Some("CustomerErased") => record.erased = true,
-                _ => {}
             }
         }
         if done {

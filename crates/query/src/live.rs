@@ -72,9 +72,11 @@ pub async fn replay(
         let read = read?;
         done += 1;
         last_sequence = read.sequence;
-        match &read.event {
-            Some(event) => apply(event),
-            None => undecodable += 1,
+        if read.events.is_empty() {
+            undecodable += 1;
+        }
+        for event in &read.events {
+            apply(event);
         }
         if reported.elapsed() >= Duration::from_millis(100) {
             reported = Instant::now();
@@ -183,7 +185,7 @@ impl LiveProjection {
         }
         while let Some(read) = reader.next().await {
             let read = read?;
-            if let Some(event) = &read.event {
+            for event in &read.events {
                 self.apply(event);
             }
             if read.pending == 0 {
@@ -263,9 +265,9 @@ struct Read {
     sequence: u64,
     /// Ticket events after this one, as the server counted when it delivered it.
     pending: u64,
-    /// None when the bytes are no event: the services' consumers dead-letter it; a
-    /// projection can only leave it out.
-    event: Option<StoredEvent>,
+    /// The message's events (a command's several share it); none when the bytes are no
+    /// event: the services' consumers dead-letter it; a projection can only leave it out.
+    events: Vec<StoredEvent>,
 }
 
 /// An ordered consumer over the ticket subjects, from after a sequence.
@@ -320,27 +322,30 @@ impl LogReader {
             Err(e) => return Some(Err(QueryError::unavailable(e))),
         };
         let (sequence, pending, delivered) = (info.stream_sequence, info.pending, info.delivered);
-        let event = match self.store.decode(&message.payload).await {
+        let events = match self.store.decode(&message.payload).await {
             // Without the customer's key right now, the event cannot be applied whole: the
             // reader ends here and the projection follows again from its last event.
             Err(DecodeError::Store(e)) => return Some(Err(QueryError::unavailable(e))),
-            Ok((meta, event)) => Some(StoredEvent {
-                subject: message.subject.to_string(),
-                sequence,
-                meta,
-                event,
-                delivered,
-                trace: Default::default(),
-            }),
+            Ok(events) => events
+                .into_iter()
+                .map(|(meta, event)| StoredEvent {
+                    subject: message.subject.to_string(),
+                    sequence,
+                    meta,
+                    event,
+                    delivered,
+                    trace: Default::default(),
+                })
+                .collect(),
             Err(e) => {
                 tracing::warn!(sequence, error = %e, "query projection skips an undecodable event");
-                None
+                Vec::new()
             }
         };
         Some(Ok(Read {
             sequence,
             pending,
-            event,
+            events,
         }))
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use helpline_domain::{AgentId, Channel, Event, Phase, QueueId, Ticket, TicketId, evolve};
-use helpline_eventstore::StoredEvent;
+use helpline_eventstore::{Applied, StoredEvent};
 use uuid::Uuid;
 
 use crate::summary;
@@ -74,7 +74,7 @@ pub struct Filter {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Projection {
     tickets: HashMap<TicketId, Folded>,
-    last_sequence: u64,
+    applied: Applied,
     events: u64,
 }
 
@@ -88,14 +88,12 @@ struct Folded {
 }
 
 impl Projection {
-    /// Folds one event in and says what changed. Events at or below the last applied
-    /// sequence are skipped (`None`), so a replay that overlaps what was applied
-    /// changes nothing.
+    /// Folds one event in and says what changed. Events already applied are skipped
+    /// (`None`), so a replay that overlaps what was applied changes nothing.
     pub fn apply(&mut self, stored: &StoredEvent) -> Option<Change> {
-        if stored.sequence <= self.last_sequence {
+        if !self.applied.admit(stored.sequence, stored.meta.event_id) {
             return None;
         }
-        self.last_sequence = stored.sequence;
         self.events += 1;
         let id = stored.meta.ticket;
         let at = stored.meta.occurred_at;
@@ -148,7 +146,7 @@ impl Projection {
 
     /// Stream sequence of the last applied event; 0 before the first.
     pub fn last_sequence(&self) -> u64 {
-        self.last_sequence
+        self.applied.sequence()
     }
 
     /// Events applied.

@@ -138,7 +138,13 @@ impl Harness {
             .direct_get_next_for_subject(subject.clone(), Some(next))
             .await
         {
-            events.push(self.store.decode(&message.payload).await?.1);
+            events.extend(
+                self.store
+                    .decode(&message.payload)
+                    .await?
+                    .into_iter()
+                    .map(|(_, event)| event),
+            );
             next = message.sequence + 1;
         }
         Ok(events)

@@ -39,7 +39,7 @@ impl Kind {
     /// The durable consumers over the ticket events this service reads with.
     pub fn ticket_consumers(self) -> &'static [&'static str] {
         match self {
-            Kind::Ingress => &["egress"],
+            Kind::Ingress => &["egress", "media"],
             Kind::Bot => &["bot"],
             Kind::Routing => &["routing"],
             Kind::Feedback => &["feedback"],

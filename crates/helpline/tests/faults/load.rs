@@ -104,9 +104,11 @@ impl Index {
                     let message = message.map_err(|e| e.to_string())?;
                     let info = message.info().map_err(|e| e.to_string())?;
                     next = info.stream_sequence + 1;
-                    if let Ok((meta, Event::TicketOpened { customer, .. })) =
-                        store.decode(&message.payload).await
-                    {
+                    let decoded = store.decode(&message.payload).await.unwrap_or_default();
+                    for (meta, event) in decoded {
+                        let Event::TicketOpened { customer, .. } = event else {
+                            continue;
+                        };
                         self.tickets
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)

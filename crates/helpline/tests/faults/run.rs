@@ -113,24 +113,26 @@ pub async fn read_log(store: &EventStore) -> Log {
             log.message_ids.push((sequence, id.to_string()));
         }
         match store.decode(&message.payload).await {
-            Ok((meta, event)) => {
-                if let Event::TicketOpened { customer, .. } = &event {
-                    channels.insert(meta.ticket, customer.channel.as_str());
+            Ok(events) => {
+                for (meta, event) in events {
+                    if let Event::TicketOpened { customer, .. } = &event {
+                        channels.insert(meta.ticket, customer.channel.as_str());
+                    }
+                    let channel = channels.get(&meta.ticket).copied().unwrap_or("unknown");
+                    log.tickets
+                        .entry(meta.ticket)
+                        .or_insert_with(|| (channel, Vec::new()))
+                        .1
+                        .push(event.clone());
+                    log.stored.push(StoredEvent {
+                        subject: subject.clone(),
+                        sequence,
+                        meta,
+                        event,
+                        delivered: 1,
+                        trace: Default::default(),
+                    });
                 }
-                let channel = channels.get(&meta.ticket).copied().unwrap_or("unknown");
-                log.tickets
-                    .entry(meta.ticket)
-                    .or_insert_with(|| (channel, Vec::new()))
-                    .1
-                    .push(event.clone());
-                log.stored.push(StoredEvent {
-                    subject,
-                    sequence,
-                    meta,
-                    event,
-                    delivered: 1,
-                    trace: Default::default(),
-                });
             }
             Err(_) => log.undecodable.push((sequence, subject)),
         }

@@ -31,10 +31,12 @@
 //! **Exactly once towards the customer.** Before sending, egress looks up the message id
 //! in the outbound bucket; a record means the provider already answered, so nothing is
 //! sent again and only the missing event, if any, is appended. After the provider's
-//! answer the order is: for an accepted message the reverse entry
+//! answer the order is: the KV record first (one write: the whole window in which a
+//! crash sends the message twice), then for an accepted message the reverse entry
 //! `provider.<channel>.<hash of the provider id>` → ticket and message (so that a
-//! receipt always finds its message), then the KV record, then the event (its command id
-//! is a UUIDv5 of the message id and the outcome, so a retried append dedupes), then the
+//! receipt finds its message; written again by a redelivery that finds the record not
+//! yet recorded), then the event (its command id is a UUIDv5 of the message id and the
+//! outcome, so a retried append dedupes), then the
 //! record is marked as recorded, then the consumer acknowledges. A ticket's events are
 //! handled one at a time in log order (the event store's consumer keeps one lane per
 //! ticket and many tickets in flight), so replies to one customer leave in order, and a

@@ -127,6 +127,10 @@ struct OutboundRecord {
     outcome: Recorded,
     /// True once the matching event is in the ticket's log.
     recorded: bool,
+    /// The reverse entry ([`provider_key`]) of an accepted message, written right after
+    /// this record, and again on a redelivery that finds the record not yet recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provider_key: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -221,7 +225,11 @@ impl Egress {
                 return Ok(());
             }
             tracing::info!(ticket = %ticket, message = %message, "provider answered before, recording the event");
-            return self.append_and_mark(event, message, record.outcome).await;
+            self.index_provider(ticket, message, record.provider_key.as_deref())
+                .await?;
+            return self
+                .append_and_mark(event, message, record.outcome, record.provider_key)
+                .await;
         }
         // The last delivery never waits: it must reach its own outcome.
         let last_delivery = event.delivered >= self.store.config().max_deliver;
@@ -270,32 +278,49 @@ impl Egress {
             }
         };
         self.release(ticket, message);
-        // The reverse entry before the record: once the record exists the message is not
-        // sent again, so this is the last chance to make its receipts findable.
-        if let (
-            Recorded::Delivered {
-                provider_message_id,
-            },
-            Some(channel),
-        ) = (&outcome, channel)
-        {
-            let entry = ProviderEntry { ticket, message };
-            let value = serde_json::to_vec(&entry).map_err(|e| {
-                HandlerError::Permanent(format!("cannot encode the provider entry: {e}"))
-            })?;
-            self.put(&provider_key(channel, provider_message_id), value)
-                .await?;
-        }
-        // The record next: from here on the message is never sent again.
+        let provider_entry = match (&outcome, channel) {
+            (
+                Recorded::Delivered {
+                    provider_message_id,
+                },
+                Some(channel),
+            ) => Some(provider_key(channel, provider_message_id)),
+            _ => None,
+        };
+        // The record first: from here on the message is never sent again. A crash between
+        // the provider's acceptance and this one write is the only way to send it twice.
         self.save(
             message,
             &OutboundRecord {
                 outcome: outcome.clone(),
                 recorded: false,
+                provider_key: provider_entry.clone(),
             },
         )
         .await?;
-        self.append_and_mark(event, message, outcome).await
+        // Then the reverse entry, so that the message's receipts find it; a redelivery
+        // that finds the record unrecorded writes it again.
+        self.index_provider(ticket, message, provider_entry.as_deref())
+            .await?;
+        self.append_and_mark(event, message, outcome, provider_entry)
+            .await
+    }
+
+    /// Writes the reverse entry of an accepted message (none for a failed one).
+    async fn index_provider(
+        &self,
+        ticket: TicketId,
+        message: MessageId,
+        key: Option<&str>,
+    ) -> Result<(), HandlerError> {
+        let Some(key) = key else {
+            return Ok(());
+        };
+        let entry = ProviderEntry { ticket, message };
+        let value = serde_json::to_vec(&entry).map_err(|e| {
+            HandlerError::Permanent(format!("cannot encode the provider entry: {e}"))
+        })?;
+        self.put(key, value).await
     }
 
     /// The message as the ticket says, or why it cannot be sent at all.
@@ -343,6 +368,7 @@ impl Egress {
         event: &StoredEvent,
         message: MessageId,
         outcome: Recorded,
+        provider_key: Option<String>,
     ) -> Result<(), HandlerError> {
         let (command, tag) = match &outcome {
             Recorded::Delivered {
@@ -367,6 +393,7 @@ impl Egress {
         let marked = OutboundRecord {
             outcome,
             recorded: true,
+            provider_key,
         };
         if let Err(e) = self.save(message, &marked).await {
             // A redelivery appends again, with the same command id, and dedupes.
@@ -560,6 +587,7 @@ mod tests {
                 provider_message_id: "wamid.1".to_owned(),
             },
             recorded: false,
+            provider_key: None,
         };
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(

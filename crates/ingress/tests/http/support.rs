@@ -123,8 +123,9 @@ impl Harness {
             let Ok(message) = stream.direct_get(seq).await else {
                 continue;
             };
-            let (meta, event) = self.store.decode(&message.payload).await.unwrap();
-            events.push((meta.ticket, event));
+            for (meta, event) in self.store.decode(&message.payload).await.unwrap() {
+                events.push((meta.ticket, event));
+            }
         }
         events
     }
