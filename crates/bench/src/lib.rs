@@ -1,6 +1,8 @@
 //! `helpline bench`: measures the system against the raw JetStream ceilings in one run, on
-//! nats-server children with temporary stores, so the figures compare. Two servers, one
-//! after the other:
+//! nats-server children with temporary stores, so the figures compare. The `helpline`
+//! binary parses the flags ([`BenchArgs`]) and calls [`run`]; this crate is a tool, like
+//! the binary, and may depend on every service crate, while none depends on it. Two
+//! servers, one after the other:
 //!
 //! **Default sync** (the server's 2-minute `sync_interval`):
 //! 1. raw pipelined publish of fixed-size messages to many subjects of a scratch stream;
@@ -19,6 +21,8 @@
 //!
 //! Every phase stops after its message count or its time cap. The result is printed as a
 //! Markdown table (each row with its target and whether it was met) and written as JSON.
+
+#![forbid(unsafe_code)]
 
 mod e2e;
 mod memory;
