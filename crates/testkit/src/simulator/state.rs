@@ -45,6 +45,8 @@ struct State {
     telegram_message_ids: HashMap<i64, i64>,
     /// How long each send request waits before the provider takes it; none by default.
     latency: Option<Latency>,
+    /// WhatsApp customers (`wa_id`) whose sends are never answered.
+    hung_whatsapp: HashSet<String>,
 }
 
 /// Random send latency: a delay drawn uniformly from `min..=max` per send request, from
@@ -274,6 +276,19 @@ impl Shared {
         let delay = self.lock().latency.as_mut().map(Latency::draw);
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    pub fn hang_whatsapp_sends_to(&self, wa_id: String) {
+        self.lock().hung_whatsapp.insert(wa_id);
+    }
+
+    /// Never returns when sends to `wa_id` hang: the caller's request stays open until its
+    /// own timeout gives up on it, and nothing is recorded.
+    pub async fn hold_if_hung(&self, wa_id: &str) {
+        let hung = self.lock().hung_whatsapp.contains(wa_id);
+        if hung {
+            std::future::pending::<()>().await;
         }
     }
 
