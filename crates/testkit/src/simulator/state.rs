@@ -283,17 +283,18 @@ impl Shared {
         self.lock().hung_whatsapp.insert(wa_id);
     }
 
-    /// Never returns when sends to `wa_id` hang: the caller's request stays open until its
-    /// own timeout gives up on it, and nothing is recorded.
+    /// Holds a send to `wa_id` while sends to it hang: the caller's request stays open
+    /// until its own timeout gives up on it or the faults are cleared (then it is taken).
     pub async fn hold_if_hung(&self, wa_id: &str) {
-        let hung = self.lock().hung_whatsapp.contains(wa_id);
-        if hung {
-            std::future::pending::<()>().await;
+        while self.lock().hung_whatsapp.contains(wa_id) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     pub fn clear_faults(&self) {
-        self.lock().faults.clear();
+        let mut state = self.lock();
+        state.faults.clear();
+        state.hung_whatsapp.clear();
     }
 
     pub fn send_attempts(&self, channel: Channel) -> usize {
