@@ -7,7 +7,6 @@
 mod agent_chat;
 mod agent_token;
 mod all;
-mod bench;
 mod chat;
 mod config;
 mod config_check;
@@ -151,7 +150,7 @@ enum Command {
     /// stores (default sync, then `sync_interval: always`): publish and replay ceilings,
     /// webhook ingest, end to end, rebuild, single-ticket loads and memory; prints a
     /// Markdown table with the targets and writes a JSON report.
-    Bench(bench::BenchArgs),
+    Bench(helpline_bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -333,7 +332,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         Command::Chat {
             role: ChatRole::Agent { agent, grpc },
         } => agent_chat::run(&config, &agent, &grpc).await,
-        Command::Bench(args) => bench::run(args, config.store()?, config.region()).await,
+        Command::Bench(args) => helpline_bench::run(args, config.store()?, config.region()).await,
         // Handled in `main`, before any configuration is loaded.
         Command::Config { .. } => Ok(()),
         Command::Demo => demo::run(config).await,

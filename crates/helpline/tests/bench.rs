@@ -15,6 +15,13 @@ fn a_tiny_bench_reports_every_row() {
         .args(["--raw-messages", "2000", "--subjects", "100"])
         .args(["--webhooks", "200", "--clients", "4", "--paced-secs", "1"])
         .args(["--e2e-rate", "50", "--e2e-secs", "1"])
+        .args([
+            "--slow-provider-rate",
+            "20",
+            "--head-of-line-customers",
+            "5",
+        ])
+        .args(["--conversations", "5", "--rebuild-customers", "50"])
         .args(["--tickets", "100", "--large-tickets", "300"])
         .args(["--ticket-events", "10", "--loads", "20"])
         .args(["--durable-raw-messages", "500", "--durable-webhooks", "50"])
@@ -57,6 +64,13 @@ fn a_tiny_bench_reports_every_row() {
         "/end_to_end/p50_ms",
         "/end_to_end/p99_ms",
         "/end_to_end/p999_ms",
+        "/webhook_floor/per_sec",
+        "/webhook_ingest/ratio_to_floor",
+        "/round_trips/messages_per_webhook",
+        "/round_trips/gross_messages_per_conversation",
+        "/head_of_line/p50_ms",
+        "/end_to_end_slow_provider/p50_ms",
+        "/rebuild/customer_keys",
         "/rebuild/per_sec",
         "/rebuild/ratio_to_raw_replay",
         "/ticket_load/p50_ms",
@@ -77,12 +91,15 @@ fn a_tiny_bench_reports_every_row() {
     assert_eq!(json["webhook_ingest"]["ok"], 200);
     assert_eq!(json["webhook_ingest"]["failed"], 0);
     assert_eq!(json["end_to_end"]["sent"], 50);
+    assert_eq!(json["end_to_end_slow_provider"]["sent"], 20);
+    assert_eq!(json["head_of_line"]["others"], 5);
+    assert_eq!(json["rebuild"]["added"]["customers"], 50);
     assert_eq!(json["ticket_load"]["events"], 10);
     assert_eq!(json["ticket_load"]["tickets"], 100);
     assert_eq!(json["ticket_load_large"]["events"], 10);
     assert_eq!(json["ticket_load_large"]["tickets"], 300);
     let rows = json["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 14, "{json:#}");
+    assert_eq!(rows.len(), 19, "{json:#}");
     for row in rows {
         for field in ["row", "system", "raw_ceiling", "target"] {
             assert!(row[field].is_string(), "{field} in {row}");

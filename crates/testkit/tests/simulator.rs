@@ -400,6 +400,37 @@ async fn a_timeout_answers_only_after_its_delay_and_records_nothing() {
 }
 
 #[tokio::test]
+async fn a_hung_whatsapp_customer_holds_only_their_own_sends_until_faults_are_cleared() {
+    let sim = Arc::new(start().await);
+    let hung = customer(Channel::WhatsApp);
+    let other = "4915187654321";
+    sim.hang_whatsapp_sends_to(hung);
+    let short = Duration::from_millis(300);
+    let error = try_send(&sim, Channel::WhatsApp, hung, "hallo", Auth::Right, short)
+        .await
+        .unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    let reply = try_send(&sim, Channel::WhatsApp, other, "hallo", Auth::Right, short)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.json);
+
+    let held = tokio::spawn({
+        let sim = sim.clone();
+        async move {
+            let long = Duration::from_secs(10);
+            try_send(&sim, Channel::WhatsApp, hung, "hallo", Auth::Right, long).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(sim.received(Channel::WhatsApp, hung).is_empty());
+    sim.clear_faults();
+    assert_success(Channel::WhatsApp, &held.await.unwrap().unwrap());
+    assert_eq!(sim.received(Channel::WhatsApp, hung).len(), 1);
+    assert_eq!(sim.received(Channel::WhatsApp, other).len(), 1);
+}
+
+#[tokio::test]
 async fn a_rejection_is_a_permanent_error_in_the_providers_shape() {
     let sim = start().await;
     for channel in CHANNELS {

@@ -485,6 +485,16 @@ impl Simulator {
             .set_latency(Some(state::Latency::new(min, max, seed)));
     }
 
+    /// WhatsApp sends to `customer` are not answered from now on: each request stays open
+    /// (and nothing is recorded) until the caller gives up, as a provider stuck on one
+    /// recipient would, or until [`Simulator::clear_faults`], which lets the requests still
+    /// open through. Other customers are served as before. Off unless asked; only the
+    /// WhatsApp send API has it (`helpline bench`'s head-of-line row uses it).
+    pub fn hang_whatsapp_sends_to(&self, customer: &str) {
+        let address = self.shared.address(Channel::WhatsApp, customer);
+        self.shared.hang_whatsapp_sends_to(address);
+    }
+
     pub fn no_send_latency(&self) {
         self.shared.set_latency(None);
     }

@@ -45,6 +45,8 @@ struct State {
     telegram_message_ids: HashMap<i64, i64>,
     /// How long each send request waits before the provider takes it; none by default.
     latency: Option<Latency>,
+    /// WhatsApp customers (`wa_id`) whose sends are never answered.
+    hung_whatsapp: HashSet<String>,
 }
 
 /// Random send latency: a delay drawn uniformly from `min..=max` per send request, from
@@ -277,8 +279,22 @@ impl Shared {
         }
     }
 
+    pub fn hang_whatsapp_sends_to(&self, wa_id: String) {
+        self.lock().hung_whatsapp.insert(wa_id);
+    }
+
+    /// Holds a send to `wa_id` while sends to it hang: the caller's request stays open
+    /// until its own timeout gives up on it or the faults are cleared (then it is taken).
+    pub async fn hold_if_hung(&self, wa_id: &str) {
+        while self.lock().hung_whatsapp.contains(wa_id) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn clear_faults(&self) {
-        self.lock().faults.clear();
+        let mut state = self.lock();
+        state.faults.clear();
+        state.hung_whatsapp.clear();
     }
 
     pub fn send_attempts(&self, channel: Channel) -> usize {

@@ -224,6 +224,7 @@ async fn send(shared: &Shared, request: &ApiRequest, phone_number_id: &str) -> R
         Err(error) => return error.respond(shared),
     };
     let wa_id = outgoing.to.trim_start_matches('+').to_owned();
+    shared.hold_if_hung(&wa_id).await;
     let id = format!("wamid.HBgL{}", shared.opaque_id());
     let mut sent = json!({ "id": id });
     if let (true, Some(object)) = (outgoing.template.is_some(), sent.as_object_mut()) {

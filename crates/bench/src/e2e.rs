@@ -15,6 +15,7 @@ use helpline_ingress::ChannelsConfig;
 use helpline_ingress::egress::{self, EgressConfig, RateLimit};
 use helpline_testkit::Simulator;
 use serde::Serialize;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::memory::{self, InProcess};
@@ -50,43 +51,75 @@ pub(super) struct EndToEnd {
     pub egress_whatsapp_per_sec: f64,
 }
 
+/// Egress and the bot running as tasks of this process until stopped.
+pub(super) struct Pipeline {
+    shutdown: CancellationToken,
+    egress: JoinHandle<Result<(), egress::EgressError>>,
+    bot: JoinHandle<Result<(), helpline_bot::BotError>>,
+}
+
+impl Pipeline {
+    pub fn start(store: &EventStore, sim: &Simulator, stack: &Stack) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let channels: ChannelsConfig = serde_json::from_value(sim.helpline_channels())
+            .context("simulator channels do not fit the config")?;
+        let egress_config = EgressConfig {
+            channels,
+            rate_limits: HashMap::from([(Channel::WhatsApp, EGRESS_RATE)]),
+            ..EgressConfig::default()
+        };
+        let egress = tokio::spawn(egress::run(store.clone(), egress_config, shutdown.clone()));
+        let bot = tokio::spawn(helpline_bot::run(
+            store.clone(),
+            stack.region.clone(),
+            stack.flows.clone(),
+            shutdown.clone(),
+        ));
+        Ok(Self {
+            shutdown,
+            egress,
+            bot,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for (name, stopped) in [
+            ("egress", stop(self.egress).await),
+            ("bot", stop(self.bot).await),
+        ] {
+            if let Err(e) = stopped {
+                tracing::warn!(service = name, error = %e, "service did not stop cleanly");
+            }
+        }
+    }
+}
+
+/// Customers writing at `rate` for `duration` through `ingress` (egress and the bot
+/// running), after one warm-up conversation.
+pub(super) struct Load<'a> {
+    pub rate: f64,
+    pub duration: Duration,
+    pub pass: u8,
+    pub phase: &'static str,
+    pub sizes: &'a Sizes,
+}
+
 pub(super) async fn run(
     store: &EventStore,
     sim: &Simulator,
     ingress: &IngressServer,
     stack: &Stack,
-    sizes: &Sizes,
+    load: &Load<'_>,
     nats_pid: Option<u32>,
-    pass: u8,
 ) -> anyhow::Result<(EndToEnd, InProcess)> {
-    let shutdown = CancellationToken::new();
-    let channels: ChannelsConfig = serde_json::from_value(sim.helpline_channels())
-        .context("simulator channels do not fit the config")?;
-    let egress_config = EgressConfig {
-        channels,
-        rate_limits: HashMap::from([(Channel::WhatsApp, EGRESS_RATE)]),
-        ..EgressConfig::default()
-    };
-    let egress = tokio::spawn(egress::run(store.clone(), egress_config, shutdown.clone()));
-    let bot = tokio::spawn(helpline_bot::run(
-        store.clone(),
-        stack.region.clone(),
-        stack.flows.clone(),
-        shutdown.clone(),
-    ));
-    let result = measure(sim, ingress, sizes, nats_pid, pass).await;
-    shutdown.cancel();
-    for (name, stopped) in [("egress", stop(egress).await), ("bot", stop(bot).await)] {
-        if let Err(e) = stopped {
-            tracing::warn!(service = name, error = %e, "service did not stop cleanly");
-        }
-    }
+    let pipeline = Pipeline::start(store, sim, stack)?;
+    let result = measure(sim, &ingress.base, load, nats_pid).await;
+    pipeline.stop().await;
     result
 }
 
-async fn stop<E: std::fmt::Display>(
-    task: tokio::task::JoinHandle<Result<(), E>>,
-) -> anyhow::Result<()> {
+async fn stop<E: std::fmt::Display>(task: JoinHandle<Result<(), E>>) -> anyhow::Result<()> {
     let abort = task.abort_handle();
     match tokio::time::timeout(Duration::from_secs(10), task).await {
         Ok(Ok(Ok(()))) => Ok(()),
@@ -99,15 +132,15 @@ async fn stop<E: std::fmt::Display>(
     }
 }
 
-async fn measure(
+pub(super) async fn measure(
     sim: &Simulator,
-    ingress: &IngressServer,
-    sizes: &Sizes,
+    base: &str,
+    load: &Load<'_>,
     nats_pid: Option<u32>,
-    pass: u8,
 ) -> anyhow::Result<(EndToEnd, InProcess)> {
-    let count = (sizes.e2e_rate * sizes.e2e.as_secs_f64()).ceil() as usize;
-    let mut prepared = webhooks::prepare(sim, &ingress.base, pass, count + 1)?;
+    let sizes = load.sizes;
+    let count = (load.rate * load.duration.as_secs_f64()).ceil() as usize;
+    let mut prepared = webhooks::prepare(sim, base, load.pass, count + 1)?;
     let warm_up = prepared.remove(0);
     let prepared = Arc::new(prepared);
 
@@ -135,7 +168,7 @@ async fn measure(
     let before = sim.received_count();
 
     let sampler = memory::Sampler::start(nats_pid);
-    let scheduled = webhooks::schedule(&prepared, sizes.e2e_rate, sizes.e2e, "end to end").await?;
+    let scheduled = webhooks::schedule(&prepared, load.rate, load.duration, load.phase).await?;
     let accepted: HashMap<&str, Instant> = scheduled
         .iter()
         .zip(prepared.iter())
@@ -186,7 +219,7 @@ async fn measure(
         _ => 0.0,
     };
     let e2e = EndToEnd {
-        offered_per_sec: sizes.e2e_rate,
+        offered_per_sec: load.rate,
         sent: scheduled.len(),
         refused,
         replied,
@@ -209,7 +242,10 @@ async fn measure(
 }
 
 /// When each of `customers` got their first message.
-fn first_replies(sim: &Simulator, customers: &HashMap<&str, Instant>) -> HashMap<String, Instant> {
+pub(super) fn first_replies(
+    sim: &Simulator,
+    customers: &HashMap<&str, Instant>,
+) -> HashMap<String, Instant> {
     let mut first = HashMap::new();
     for received in sim.all_received() {
         if customers.contains_key(received.customer.as_str()) {

@@ -35,6 +35,8 @@ pub(super) struct Ingest {
     pub p999_ms: f64,
     pub max_ms: f64,
     pub ratio_to_raw_publish: f64,
+    /// This ingest ÷ the floor's (`floor.rs`) in the same run; `None` where no floor ran.
+    pub ratio_to_floor: Option<f64>,
 }
 
 /// The ingress router serving on a loopback port.
@@ -160,16 +162,17 @@ pub(super) async fn post(
 
 /// `clients` tasks, each POSTing its next webhook as soon as the last one is answered.
 pub(super) async fn closed_loop(
-    ingress: &IngressServer,
+    base: &str,
     sim: &Simulator,
     pass: u8,
     webhooks: usize,
     clients: usize,
     cap: Duration,
+    phase: &'static str,
 ) -> anyhow::Result<Ingest> {
-    let prepared = Arc::new(prepare(sim, &ingress.base, pass, webhooks)?);
+    let prepared = Arc::new(prepare(sim, base, pass, webhooks)?);
     let http = http_client()?;
-    let bar = progress(webhooks, "webhook ingest")?;
+    let bar = progress(webhooks, phase)?;
     let next = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -272,7 +275,7 @@ pub(super) async fn schedule(
 /// Ingest at a fixed offered rate for `duration`; latency of the `200` from the intended
 /// send time.
 pub(super) async fn open_loop(
-    ingress: &IngressServer,
+    base: &str,
     sim: &Simulator,
     pass: u8,
     rate: f64,
@@ -282,7 +285,7 @@ pub(super) async fn open_loop(
     let rate = rate.max(1.0);
     let duration = duration.min(cap);
     let count = (rate * duration.as_secs_f64()).ceil() as usize;
-    let prepared = Arc::new(prepare(sim, &ingress.base, pass, count)?);
+    let prepared = Arc::new(prepare(sim, base, pass, count)?);
     let scheduled = schedule(&prepared, rate, duration, "webhook ingest ½").await?;
     let mut latencies = latency_histogram()?;
     let (mut ok, mut failed) = (0usize, 0usize);
@@ -325,5 +328,6 @@ fn ingest(
         p999_ms: quantile_ms(latencies, 0.999),
         max_ms: millis(latencies.max()),
         ratio_to_raw_publish: 0.0,
+        ratio_to_floor: None,
     }
 }

@@ -297,7 +297,7 @@ async fn timed_loads(
     })
 }
 
-fn envelope(ticket: TicketId, region: &str) -> EnvelopeMeta {
+pub(super) fn envelope(ticket: TicketId, region: &str) -> EnvelopeMeta {
     let command = Uuid::now_v7();
     EnvelopeMeta {
         event_id: Uuid::now_v7(),
@@ -312,7 +312,7 @@ fn envelope(ticket: TicketId, region: &str) -> EnvelopeMeta {
     }
 }
 
-fn opened(ticket: TicketId, n: usize) -> Event {
+pub(super) fn opened(ticket: TicketId, n: usize) -> Event {
     Event::TicketOpened {
         ticket,
         customer: Customer {
