@@ -181,7 +181,19 @@ impl EventStore {
             .request(&subject, headers, Bytes::from(payload))
             .await?
         {
-            Outcome::Stored(appended) => Ok(appended),
+            Outcome::Stored(appended) => {
+                if !appended.duplicate {
+                    let folded: Vec<&Event> = events.iter().collect();
+                    self.hot.fold(
+                        ticket,
+                        expected_version,
+                        appended.version,
+                        sealer.map(|sealer| sealer.customer),
+                        &folded,
+                    );
+                }
+                Ok(appended)
+            }
             Outcome::Accepted => Err(StoreError::Rejected(
                 "the server took the append without acknowledging it".to_owned(),
             )),

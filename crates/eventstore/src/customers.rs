@@ -172,6 +172,9 @@ impl EventStore {
         if let Some(customer) = self.customers().get(&ticket) {
             return Ok(customer.clone());
         }
+        if let Some(customer) = self.hot.customer_of(ticket) {
+            return Ok(customer);
+        }
         let subject = self.layout.ticket_subject(ticket);
         let stream = self
             .js

@@ -14,12 +14,31 @@ use futures::StreamExt;
 use tokio::sync::OnceCell;
 
 use crate::error::StoreError;
+use crate::hot::HotTickets;
 use crate::seal::{CustomerId, DataKey, MasterKey};
 
 /// Customers whose keys one process keeps; beyond this the cache starts over.
 const CACHE_LIMIT: usize = 100_000;
 
-type Cache = HashMap<CustomerId, Option<Arc<DataKey>>>;
+/// What one process knows of the key bucket.
+#[derive(Default)]
+struct Cache {
+    keys: HashMap<CustomerId, Option<Arc<DataKey>>>,
+    /// Keys this process created, by the revision of their entry: the watcher's news of
+    /// that very entry changes nothing, so a new customer's key is not read back.
+    created: HashMap<CustomerId, u64>,
+    /// Customers whose key the watcher saw purged: a key created just before is not
+    /// cached after it.
+    purged: std::collections::HashSet<CustomerId>,
+}
+
+impl Cache {
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.created.clear();
+        self.purged.clear();
+    }
+}
 
 pub(crate) struct CustomerKeys {
     js: async_nats::jetstream::Context,
@@ -30,6 +49,8 @@ pub(crate) struct CustomerKeys {
     /// Counts the bucket's changes seen: a key read before a change is not cached after it.
     changes: Arc<AtomicU64>,
     watcher: OnceCell<tokio::task::AbortHandle>,
+    /// Tickets kept hot, dropped with their customer's key.
+    hot: HotTickets,
 }
 
 impl std::fmt::Debug for CustomerKeys {
@@ -53,11 +74,13 @@ impl CustomerKeys {
         js: async_nats::jetstream::Context,
         bucket: kv::Store,
         master: MasterKey,
+        hot: HotTickets,
     ) -> Self {
         Self {
             js,
             bucket,
             master,
+            hot,
             cache: Arc::default(),
             watching: Arc::default(),
             changes: Arc::default(),
@@ -75,7 +98,7 @@ impl CustomerKeys {
         customer: &CustomerId,
     ) -> Result<Option<Arc<DataKey>>, StoreError> {
         self.watch().await;
-        if let Some(cached) = lock(&self.cache).get(customer) {
+        if let Some(cached) = lock(&self.cache).keys.get(customer) {
             return Ok(cached.clone());
         }
         let seen = self.changes.load(Ordering::Acquire);
@@ -156,7 +179,7 @@ impl CustomerKeys {
         customer: &CustomerId,
         likely_new: bool,
     ) -> Result<Arc<DataKey>, StoreError> {
-        let cached = lock(&self.cache).get(customer).cloned();
+        let cached = lock(&self.cache).keys.get(customer).cloned();
         match cached {
             Some(Some(key)) => return Ok(key),
             Some(None) => {}
@@ -167,17 +190,24 @@ impl CustomerKeys {
                 }
             }
         }
-        let seen = self.changes.load(Ordering::Acquire);
         let key = DataKey::generate();
         let wrapped = self.master.wrap(customer, &key);
+        lock(&self.cache).purged.remove(customer);
         match self.bucket.create(customer.as_str(), wrapped.into()).await {
-            Ok(_) => {
+            Ok(revision) => {
                 let key = Arc::new(key);
-                self.remember(customer, Some(key.clone()), seen);
+                let mut cache = lock(&self.cache);
+                if self.watching.load(Ordering::Acquire) && !cache.purged.contains(customer) {
+                    if cache.keys.len() >= CACHE_LIMIT {
+                        cache.clear();
+                    }
+                    cache.created.insert(customer.clone(), revision);
+                    cache.keys.insert(customer.clone(), Some(key.clone()));
+                }
                 Ok(key)
             }
             Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
-                lock(&self.cache).remove(customer);
+                lock(&self.cache).keys.remove(customer);
                 self.get(customer).await?.ok_or_else(|| {
                     StoreError::unavailable(format!("customer {customer}: key vanished while made"))
                 })
@@ -199,7 +229,7 @@ impl CustomerKeys {
             .purge(customer.as_str())
             .await
             .map_err(|e| StoreError::unavailable(format!("purge customer key: {e}")))?;
-        lock(&self.cache).remove(customer);
+        lock(&self.cache).keys.remove(customer);
         Ok(had)
     }
 
@@ -208,10 +238,10 @@ impl CustomerKeys {
         if !self.watching.load(Ordering::Acquire) || self.changes.load(Ordering::Acquire) != seen {
             return;
         }
-        if cache.len() >= CACHE_LIMIT {
+        if cache.keys.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(customer.clone(), key);
+        cache.keys.insert(customer.clone(), key);
     }
 
     /// Starts the watcher once; if it cannot start, keys are simply not cached.
@@ -222,6 +252,7 @@ impl CustomerKeys {
                 let watching = self.watching.clone();
                 let changes = self.changes.clone();
                 let bucket = self.bucket.clone();
+                let hot = self.hot.clone();
                 let task = tokio::spawn(async move {
                     let mut updates = match bucket.watch_all().await {
                         Ok(updates) => updates,
@@ -235,9 +266,26 @@ impl CustomerKeys {
                         match update {
                             Ok(entry) => {
                                 let mut cache = lock(&cache);
+                                let Some(customer) = CustomerId::parse(&entry.key) else {
+                                    continue;
+                                };
+                                // The key this process just created: nothing changed.
+                                if entry.operation == Operation::Put
+                                    && cache.created.get(&customer) == Some(&entry.revision)
+                                {
+                                    cache.created.remove(&customer);
+                                    continue;
+                                }
                                 changes.fetch_add(1, Ordering::AcqRel);
-                                if let Some(customer) = CustomerId::parse(&entry.key) {
-                                    cache.remove(&customer);
+                                cache.keys.remove(&customer);
+                                cache.created.remove(&customer);
+                                if entry.operation != Operation::Put {
+                                    if cache.purged.len() >= CACHE_LIMIT {
+                                        cache.purged.clear();
+                                    }
+                                    cache.purged.insert(customer.clone());
+                                    drop(cache);
+                                    hot.forget_customer(&customer);
                                 }
                             }
                             Err(e) => {

@@ -35,6 +35,7 @@ mod config;
 mod customers;
 mod direct;
 mod error;
+mod hot;
 mod keys;
 pub mod layout;
 pub mod load;
@@ -74,6 +75,8 @@ pub struct EventStore {
     keys: Arc<keys::CustomerKeys>,
     /// Ticket → customer, so an append to a known ticket finds its key without a read.
     customers: Arc<Mutex<HashMap<TicketId, CustomerId>>>,
+    /// Tickets kept hot ([`hot`]).
+    hot: hot::HotTickets,
 }
 
 impl EventStore {
@@ -137,10 +140,12 @@ impl EventStore {
             .get_key_value(layout.customer_keys_bucket())
             .await
             .map_err(|e| StoreError::missing(layout.customer_keys_bucket(), e))?;
+        let hot = hot::HotTickets::default();
         let keys = Arc::new(keys::CustomerKeys::new(
             js.clone(),
             keys,
             config.master_key.clone(),
+            hot.clone(),
         ));
         Ok(Self {
             client,
@@ -150,6 +155,7 @@ impl EventStore {
             snapshots,
             keys,
             customers: Arc::default(),
+            hot,
         })
     }
 

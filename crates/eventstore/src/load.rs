@@ -55,12 +55,25 @@ fn snapshot_record(id: TicketId) -> String {
 }
 
 impl EventStore {
-    /// The ticket as its events say, from the latest snapshot on.
+    /// The ticket as its events say, from its hot state in this process (see
+    /// [`crate::hot`]) or else the latest snapshot on.
     #[tracing::instrument(skip(self), fields(ticket = %id))]
     pub async fn load(&self, id: TicketId) -> Result<LoadedTicket, StoreError> {
-        let start = self.read_snapshot(id).await;
+        let (start, since_snapshot) = match self.hot.get(id) {
+            Some(hot) => (hot.loaded, hot.since_snapshot),
+            None => (self.read_snapshot(id).await, 0),
+        };
         let (loaded, folded) = self.fold_after(id, start).await?;
-        if folded >= self.config.snapshot_every {
+        let since_snapshot = since_snapshot + folded;
+        let snapshot_due = since_snapshot >= self.config.snapshot_every;
+        self.hot.put(
+            id,
+            crate::hot::Hot {
+                loaded: loaded.clone(),
+                since_snapshot: if snapshot_due { 0 } else { since_snapshot },
+            },
+        );
+        if snapshot_due {
             let store = self.clone();
             let snapshot = loaded.clone();
             // Off the hot path: the caller has its ticket already.
@@ -127,6 +140,7 @@ impl EventStore {
     /// Removes the ticket's snapshot and its history (erasure); the next load folds the
     /// log.
     pub async fn delete_snapshot(&self, id: TicketId) -> Result<(), StoreError> {
+        self.hot.forget(id);
         self.snapshots
             .purge(id.0.to_string())
             .await

@@ -86,12 +86,46 @@ impl EventStore {
         F: Fn(&Ticket) -> Vec<Command>,
     {
         let command_id = reaction_id(service, cause);
-        if self.has_reacted(cause, command_id).await? {
-            return Ok(Reacted::AlreadyDone);
-        }
         let meta = CommandMeta::new(command_id, SystemTime::now())
             .caused_by(cause.id.clone())
             .correlated_with(cause.correlation_id.clone());
+        // The ticket is hot exactly at its cause: nothing was appended after the cause,
+        // so no earlier reaction to it either. Decide without reading; the append's
+        // expected version checks that it is still so, and a conflict reads as below.
+        if let Some(hot) = self.hot.get(cause.ticket)
+            && hot.loaded.version == cause.after_sequence
+        {
+            let commands = respond(&hot.loaded.ticket);
+            if commands.is_empty() {
+                return Ok(Reacted::Nothing);
+            }
+            let events = match decide_all(&hot.loaded.ticket, commands) {
+                Ok(events) => events,
+                Err(refusal) => return Ok(Reacted::Refused(refusal)),
+            };
+            if events.is_empty() {
+                return Ok(Reacted::Nothing);
+            }
+            match self
+                .append(cause.ticket, hot.loaded.version, &events, &meta)
+                .await
+            {
+                Ok(appended) if appended.duplicate => return Ok(Reacted::AlreadyDone),
+                Ok(appended) => {
+                    return Ok(Reacted::Appended {
+                        events: events.len(),
+                        version: appended.version,
+                    });
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    tracing::debug!(ticket = %cause.ticket, "hot ticket moved on, reading it");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if self.has_reacted(cause, command_id).await? {
+            return Ok(Reacted::AlreadyDone);
+        }
         let mut tried = 0;
         loop {
             tried += 1;

@@ -964,6 +964,20 @@ impl Worker {
             }
         };
         let headers = message.headers.clone().unwrap_or_default();
+        if *done == 0
+            && delivery.source == Source::Log
+            && let Some(previous) = headers
+                .get("Nats-Expected-Last-Subject-Sequence")
+                .and_then(|value| value.as_str().parse::<u64>().ok())
+            && let Some((meta, _)) = events.first()
+        {
+            // Keeps the ticket hot when this message follows on its hot state directly.
+            let folded: Vec<&Event> = events.iter().map(|(_, event)| event).collect();
+            let customer = events.iter().find_map(|(meta, _)| meta.customer.as_ref());
+            self.store
+                .hot
+                .fold(meta.ticket, previous, position.sequence, customer, &folded);
+        }
         let trace = helpline_telemetry::extract(&headers);
         for (meta, event) in events.into_iter().skip(*done) {
             let span = tracing::info_span!(

@@ -28,7 +28,7 @@ use helpline_domain::{
     Channel, Command, Customer, DomainError, Event, Media, MessageBody, MessageId, Personal, Phase,
     Ticket, TicketId, decide, evolve,
 };
-use helpline_eventstore::{CommandMeta, EventStore, StoreError};
+use helpline_eventstore::{CommandMeta, EventStore, LoadedTicket, StoreError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -69,6 +69,22 @@ pub struct Intake {
     contacts: kv::Store,
     inbound: kv::Store,
     language: String,
+    /// Contact key → the ticket this process last found or made for it. A cache: the
+    /// ticket's load says whether it is still open (an over or erased one is replaced
+    /// through the bucket, whoever replaced it first), so it saves the bucket read of
+    /// every known customer's message.
+    tickets: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, TicketId>>>,
+}
+
+/// Contacts one process remembers; beyond this it starts over.
+const CONTACTS_REMEMBERED: usize = 100_000;
+
+/// Where a contact's ticket came from.
+enum Claimed {
+    /// The bucket or this process's memory named an existing ticket.
+    Known(TicketId),
+    /// This message made the ticket: it has no events yet.
+    New(TicketId),
 }
 
 impl Intake {
@@ -97,6 +113,7 @@ impl Intake {
             contacts,
             inbound,
             language,
+            tickets: std::sync::Arc::default(),
         })
     }
 
@@ -138,9 +155,13 @@ impl Intake {
         let body = body_of(&message.content);
 
         for _ in 0..MAX_ATTEMPTS {
-            let ticket = self.claim_ticket(&contact_key).await?;
-            let loaded = self.store.load(ticket).await?;
+            let (ticket, loaded) = match self.claim_ticket(&contact_key).await? {
+                // Nothing to read: the ticket was made for this message.
+                Claimed::New(ticket) => (ticket, LoadedTicket::default()),
+                Claimed::Known(ticket) => (ticket, self.store.load(ticket).await?),
+            };
             if ticket_is_over(&loaded.ticket) {
+                self.forget_contact(&contact_key);
                 self.replace_ticket(&contact_key, ticket).await?;
                 continue;
             }
@@ -214,7 +235,10 @@ impl Intake {
     }
 
     /// The contact's open ticket, or a new one claimed with a KV create.
-    async fn claim_ticket(&self, contact_key: &str) -> Result<TicketId, IntakeError> {
+    async fn claim_ticket(&self, contact_key: &str) -> Result<Claimed, IntakeError> {
+        if let Some(ticket) = self.remembered(contact_key) {
+            return Ok(Claimed::Known(ticket));
+        }
         loop {
             let entry = self
                 .contacts
@@ -225,7 +249,8 @@ impl Intake {
                 && entry.operation == kv::Operation::Put
                 && let Some(ticket) = parse_ticket(&entry.value)
             {
-                return Ok(ticket);
+                self.remember(contact_key, ticket);
+                return Ok(Claimed::Known(ticket));
             }
             let ticket = TicketId(Uuid::now_v7());
             match self
@@ -233,12 +258,41 @@ impl Intake {
                 .create(contact_key, Bytes::from(ticket.0.to_string()))
                 .await
             {
-                Ok(_) => return Ok(ticket),
+                Ok(_) => {
+                    self.remember(contact_key, ticket);
+                    return Ok(Claimed::New(ticket));
+                }
                 // Another first message won the race: read its ticket.
                 Err(e) if e.kind() == CreateErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(IntakeError::Kv(e.to_string())),
             }
         }
+    }
+
+    fn remembered(&self, contact_key: &str) -> Option<TicketId> {
+        self.tickets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(contact_key)
+            .copied()
+    }
+
+    fn remember(&self, contact_key: &str, ticket: TicketId) {
+        let mut tickets = self
+            .tickets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if tickets.len() >= CONTACTS_REMEMBERED {
+            tickets.clear();
+        }
+        tickets.insert(contact_key.to_owned(), ticket);
+    }
+
+    fn forget_contact(&self, contact_key: &str) {
+        self.tickets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(contact_key);
     }
 
     /// Points the contact at a new ticket instead of `old`, unless someone already did.

@@ -1,0 +1,114 @@
+//! Tickets kept hot: the state and version of the tickets this process recently loaded,
+//! appended to or saw in the log.
+//!
+//! A load starts from the hot state instead of the snapshot bucket (one read fewer: the
+//! Direct Get of the events after it still says whether it is current), and a reaction
+//! to a ticket's newest event decides on the hot state without reading at all — the
+//! append's expected version is the check, and a conflict falls back to reading. A
+//! consumer folds every message it is given into the hot state when the message follows
+//! on directly (its `Nats-Expected-Last-Subject-Sequence` is the hot version).
+//!
+//! **Invariant:** a hot state never outlives its customer's key in this process: when
+//! the key watcher sees a key purged, that customer's hot tickets are dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use helpline_domain::{Event, TicketId, evolve};
+
+use crate::load::LoadedTicket;
+use crate::seal::CustomerId;
+
+/// Tickets one process keeps hot; beyond this it starts over.
+const HOT_LIMIT: usize = 50_000;
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HotTickets {
+    inner: Arc<Mutex<HashMap<TicketId, Hot>>>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Hot {
+    pub(crate) loaded: LoadedTicket,
+    /// Events folded since the last snapshot was written, so hot loads still write one
+    /// every `snapshot_every` events.
+    pub(crate) since_snapshot: u64,
+}
+
+impl HotTickets {
+    fn lock(&self) -> MutexGuard<'_, HashMap<TicketId, Hot>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, ticket: TicketId) -> Option<Hot> {
+        self.lock().get(&ticket).cloned()
+    }
+
+    /// The customer of a hot ticket, once an event named them.
+    pub(crate) fn customer_of(&self, ticket: TicketId) -> Option<CustomerId> {
+        self.lock()
+            .get(&ticket)
+            .and_then(|hot| hot.loaded.customer.clone())
+    }
+
+    /// Keeps `hot` unless a newer state of the ticket is kept already.
+    pub(crate) fn put(&self, ticket: TicketId, hot: Hot) {
+        let mut tickets = self.lock();
+        if tickets
+            .get(&ticket)
+            .is_some_and(|kept| kept.loaded.version > hot.loaded.version)
+        {
+            return;
+        }
+        if tickets.len() >= HOT_LIMIT {
+            tickets.clear();
+        }
+        tickets.insert(ticket, hot);
+    }
+
+    /// Folds one message's events (stored at `version`, after `previous`) into the
+    /// ticket's hot state, if that state is exactly at `previous`; a ticket opened by
+    /// this message (`previous` 0) starts hot.
+    pub(crate) fn fold(
+        &self,
+        ticket: TicketId,
+        previous: u64,
+        version: u64,
+        customer: Option<&CustomerId>,
+        events: &[&Event],
+    ) {
+        let mut tickets = self.lock();
+        let start = match tickets.get(&ticket) {
+            Some(kept) if kept.loaded.version == previous => kept.clone(),
+            None if previous == 0 => Hot {
+                loaded: LoadedTicket::default(),
+                since_snapshot: 0,
+            },
+            _ => return,
+        };
+        let mut hot = start;
+        for event in events {
+            hot.loaded.ticket = evolve(std::mem::take(&mut hot.loaded.ticket), event);
+        }
+        hot.loaded.version = version;
+        if let Some(customer) = customer {
+            hot.loaded.customer = Some(customer.clone());
+        }
+        hot.since_snapshot += events.len() as u64;
+        if tickets.len() >= HOT_LIMIT {
+            tickets.clear();
+        }
+        tickets.insert(ticket, hot);
+    }
+
+    /// Drops every hot ticket of the customer (their key was purged).
+    pub(crate) fn forget_customer(&self, customer: &CustomerId) {
+        self.lock()
+            .retain(|_, hot| hot.loaded.customer.as_ref() != Some(customer));
+    }
+
+    /// Drops the ticket (its snapshot was dropped, or its state is in doubt).
+    pub(crate) fn forget(&self, ticket: TicketId) {
+        self.lock().remove(&ticket);
+    }
+}
