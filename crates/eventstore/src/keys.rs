@@ -230,6 +230,7 @@ impl CustomerKeys {
             .await
             .map_err(|e| StoreError::unavailable(format!("purge customer key: {e}")))?;
         lock(&self.cache).keys.remove(customer);
+        self.hot.forget_customer(customer);
         Ok(had)
     }
 

@@ -6,8 +6,9 @@
 //!   message, with optimistic concurrency and dedupe ([`append`]).
 //! - [`EventStore::load`] rebuilds a ticket from a KV snapshot plus the events after it,
 //!   read by batch Direct Get ([`load`]).
-//! - [`EventStore::subscribe`] runs a handler over a durable pull consumer, with retries and
-//!   a dead-letter subject for poison events ([`subscribe`]).
+//! - [`EventStore::subscribe`] is the one consumer runtime: many tickets at once, one
+//!   event at a time per ticket, partitions shared across processes, retries and a
+//!   dead-letter subject for poison events ([`subscribe`]).
 //! - [`EventStore::react`] appends a service's answer to an event exactly once ([`react`]).
 //! - [`codec`] converts domain events to and from the `helpline.v1.EventEnvelope` contract;
 //!   [`seal`] seals their personal fields under a data key per customer, which the key

@@ -1,11 +1,19 @@
-//! Durable consumers: a handler over a ticket stream, with retries and dead letters.
+//! The one consumer runtime: a handler over every ticket's events, many tickets at once,
+//! one event at a time per ticket, shared among the processes that run it.
 //!
-//! Each service consumes with its own durable pull consumer. An event is acknowledged
-//! only after the handler returned `Ok`. A transient failure is retried with exponential
-//! backoff (a delayed nak); a permanent failure, a panic, an undecodable message, or an
-//! event that has failed `max_deliver` times is published to the dead-letter subject with
-//! the reason, and only then terminated — so nothing is lost and nothing blocks the
-//! events behind it.
+//! - **Lanes.** Deliveries go to their ticket's lane by the subject's last token (no
+//!   decode); a lane is handled in log order by one task, up to `tickets_in_flight` lanes
+//!   at once. A slow or retrying ticket holds back only its own later events.
+//! - **Partitions.** A subscription over every ticket runs `partitions` durable consumers
+//!   `<name>-<p>` (each over the slots `s mod partitions = p` of the ticket subjects) with
+//!   a pinned-client priority group; the processes share them by heartbeats in the
+//!   members bucket (`members.rs`). A (re)started partition first waits for the
+//!   events another process held, so that none is handled after a later one of its ticket.
+//! - **Outcomes.** An event is acknowledged only after the handler returned `Ok`. A
+//!   transient failure is tried again in place with exponential backoff; a permanent
+//!   failure, a panic, an undecodable message, or an event that has failed `max_deliver`
+//!   times is published to the dead-letter subject with the reason, and only then
+//!   terminated — so nothing is lost and nothing blocks the events behind it.
 //!
 //! The server-side consumer has no `max_deliver` of its own: if the dead-letter publish
 //! itself fails, the event is redelivered until it succeeds, rather than silently parked.
