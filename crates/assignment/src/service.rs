@@ -12,12 +12,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use helpline_bot::flows::Flows;
 use helpline_domain::{
-    AgentId, Command, DomainError, Event, MessageBody, MessageId, Personal, Phase, Ticket,
-    TicketId, decide, evolve,
+    AgentId, Command, Event, MessageBody, MessageId, Personal, Phase, Ticket, TicketId,
 };
 use helpline_eventstore::{
-    Cause, CommandMeta, DecodeError, EnvelopeMeta, EventStore, Reacted, StoreError, codec,
-    reaction_id,
+    Cause, CommandMeta, DecodeError, EnvelopeMeta, EventStore, ExecuteError, Reacted, StoreError,
+    codec, reaction_id,
 };
 use helpline_proto::v1 as pb;
 use helpline_region::RegionConfig;
@@ -630,44 +629,30 @@ impl Assignment {
         K: Fn(&Ticket) -> Result<(), AssignmentError>,
         C: Fn(&Ticket) -> Vec<Command>,
     {
-        let store = &self.inner.store;
         let meta = CommandMeta::new(Uuid::now_v7(), SystemTime::now());
-        for _ in 0..TRIES {
-            let loaded = store.load(ticket).await?;
-            if loaded.ticket.id.is_none() {
-                return Err(AssignmentError::TicketNotFound(ticket));
-            }
-            check(&loaded.ticket)?;
-            let (events, after) = decide_all(&loaded.ticket, commands(&loaded.ticket))?;
-            match store.append(ticket, loaded.version, &events, &meta).await {
-                Ok(_) => return Ok(after),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        let executed = self
+            .inner
+            .store
+            .execute(ticket, &meta, TRIES, |loaded| {
+                if loaded.ticket.id.is_none() {
+                    return Err(AssignmentError::TicketNotFound(ticket));
+                }
+                check(&loaded.ticket)?;
+                Ok(commands(&loaded.ticket))
+            })
+            .await;
+        match executed {
+            Ok(executed) => Ok(executed.ticket),
+            Err(ExecuteError::Refused(e)) => Err(e),
+            Err(ExecuteError::Domain(e)) => Err(e.into()),
+            Err(ExecuteError::Store(StoreError::Conflict { .. })) => Err(
+                AssignmentError::Unavailable(format!("ticket {ticket} keeps changing; try again")),
+            ),
+            Err(ExecuteError::Store(e)) => Err(e.into()),
         }
-        Err(AssignmentError::Unavailable(format!(
-            "ticket {ticket} keeps changing; try again"
-        )))
     }
 
     pub(crate) fn settings(&self) -> AssignmentSettings {
         self.inner.settings
     }
-}
-
-/// Decides `commands` in order, each on the state the previous ones left.
-fn decide_all(
-    ticket: &Ticket,
-    commands: Vec<Command>,
-) -> Result<(Vec<Event>, Ticket), DomainError> {
-    let mut state = ticket.clone();
-    let mut events = Vec::new();
-    for command in commands {
-        let decided = decide(&state, command)?;
-        for event in &decided {
-            state = evolve(state, event);
-        }
-        events.extend(decided);
-    }
-    Ok((events, state))
 }

@@ -4,7 +4,7 @@ use crate::command::Command;
 use crate::error::DomainError;
 use crate::event::{CloseReason, Event, MessageBody, ReleaseReason, RouteDestination};
 use crate::ids::{AgentId, MessageId, TicketId};
-use crate::ticket::{AttachmentFetch, Holder, Phase, Ticket};
+use crate::ticket::{AttachmentFetch, Holder, Phase, Ticket, evolve};
 
 /// Decides what a command does to a ticket: the events to append, or why not.
 ///
@@ -381,4 +381,23 @@ fn body_not_empty(body: &MessageBody) -> Result<(), DomainError> {
         MessageBody::Text(text) => not_empty(text.expose(), "message text"),
         MessageBody::Media(_) | MessageBody::Location(_) => Ok(()),
     }
+}
+
+/// Decides `commands` in order, each on the state the previous ones left; gives their
+/// events and the state after them. The first refusal refuses them all: a reaction or a
+/// request is stored whole or not at all.
+pub fn decide_all(
+    ticket: &Ticket,
+    commands: impl IntoIterator<Item = Command>,
+) -> Result<(Vec<Event>, Ticket), DomainError> {
+    let mut state = ticket.clone();
+    let mut events = Vec::new();
+    for command in commands {
+        let decided = decide(&state, command)?;
+        for event in &decided {
+            state = evolve(state, event);
+        }
+        events.extend(decided);
+    }
+    Ok((events, state))
 }

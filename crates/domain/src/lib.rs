@@ -28,7 +28,7 @@ pub mod personal;
 pub mod ticket;
 
 pub use command::Command;
-pub use decide::decide;
+pub use decide::{decide, decide_all};
 pub use error::DomainError;
 pub use event::{
     Channel, CloseReason, Customer, Details, Event, HandoffReason, Media, MediaKind, MessageBody,

@@ -14,13 +14,14 @@
 
 use std::time::SystemTime;
 
-use helpline_domain::{Command, DomainError, Ticket, TicketId, decide, evolve};
+use helpline_domain::{Command, DomainError, Ticket, TicketId, decide_all};
 use uuid::Uuid;
 
 use crate::EventStore;
 use crate::append::{COMMAND_ID_HEADER, CommandMeta};
 use crate::direct::{self, header_str};
 use crate::error::StoreError;
+use crate::execute::ExecuteError;
 use crate::subscribe::StoredEvent;
 
 /// Namespace of reaction command ids (UUIDv5 of `<service>/<cause id>`).
@@ -100,7 +101,7 @@ impl EventStore {
                 return Ok(Reacted::Nothing);
             }
             let events = match decide_all(&hot.loaded.ticket, commands) {
-                Ok(events) => events,
+                Ok((events, _)) => events,
                 Err(refusal) => return Ok(Reacted::Refused(refusal)),
             };
             if events.is_empty() {
@@ -126,37 +127,21 @@ impl EventStore {
         if self.has_reacted(cause, command_id).await? {
             return Ok(Reacted::AlreadyDone);
         }
-        let mut tried = 0;
-        loop {
-            tried += 1;
-            let loaded = self.load(cause.ticket).await?;
-            let commands = respond(&loaded.ticket);
-            if commands.is_empty() {
-                return Ok(Reacted::Nothing);
-            }
-            let events = match decide_all(&loaded.ticket, commands) {
-                Ok(events) => events,
-                Err(refusal) => return Ok(Reacted::Refused(refusal)),
-            };
-            if events.is_empty() {
-                return Ok(Reacted::Nothing);
-            }
-            match self
-                .append(cause.ticket, loaded.version, &events, &meta)
-                .await
-            {
-                Ok(appended) if appended.duplicate => return Ok(Reacted::AlreadyDone),
-                Ok(appended) => {
-                    return Ok(Reacted::Appended {
-                        events: events.len(),
-                        version: appended.version,
-                    });
-                }
-                Err(StoreError::Conflict { .. }) if tried < TRIES => {
-                    tracing::debug!(ticket = %cause.ticket, tried, "reaction met another append");
-                }
-                Err(e) => return Err(e),
-            }
+        let executed = self
+            .execute(cause.ticket, &meta, TRIES, |loaded| {
+                Ok::<_, std::convert::Infallible>(respond(&loaded.ticket))
+            })
+            .await;
+        match executed {
+            Ok(executed) if executed.events == 0 => Ok(Reacted::Nothing),
+            Ok(executed) if executed.appended.duplicate => Ok(Reacted::AlreadyDone),
+            Ok(executed) => Ok(Reacted::Appended {
+                events: executed.events,
+                version: executed.appended.version,
+            }),
+            Err(ExecuteError::Domain(refusal)) => Ok(Reacted::Refused(refusal)),
+            Err(ExecuteError::Store(e)) => Err(e),
+            Err(ExecuteError::Refused(never)) => match never {},
         }
     }
 
@@ -174,21 +159,4 @@ impl EventStore {
             .iter()
             .any(|m| header_str(&m.headers, COMMAND_ID_HEADER) == Some(ours.as_str())))
     }
-}
-
-/// Decides `commands` in order, each on the state the previous ones left.
-fn decide_all(
-    ticket: &Ticket,
-    commands: Vec<Command>,
-) -> Result<Vec<helpline_domain::Event>, DomainError> {
-    let mut state = ticket.clone();
-    let mut events = Vec::new();
-    for command in commands {
-        let decided = decide(&state, command)?;
-        for event in &decided {
-            state = evolve(state, event);
-        }
-        events.extend(decided);
-    }
-    Ok(events)
 }

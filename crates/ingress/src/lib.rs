@@ -43,7 +43,6 @@
 
 pub mod adapter;
 pub mod channels;
-mod command;
 pub mod egress;
 pub mod error;
 pub mod inbound;

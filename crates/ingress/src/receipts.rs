@@ -18,10 +18,9 @@ use std::time::SystemTime;
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use helpline_domain::{Channel, Command, MessageId, TicketId};
-use helpline_eventstore::{CommandMeta, EventStore, StoreError};
+use helpline_eventstore::{CommandMeta, EventStore, ExecuteError, Executed, StoreError};
 use uuid::Uuid;
 
-use crate::command::decide_and_append;
 use crate::egress::service::open_bucket;
 use crate::egress::{ProviderEntry, provider_key};
 use crate::inbound::{Receipt, ReceiptStatus};
@@ -105,8 +104,14 @@ impl Receipts {
         let meta = CommandMeta::new(command_id(channel, id, status), SystemTime::now())
             .caused_by(id.clone())
             .correlated_with(ticket.0.to_string());
-        match decide_and_append(&self.store, ticket, &command, &meta, APPEND_TRIES).await? {
-            Ok(appended) => {
+        let executed = self
+            .store
+            .execute(ticket, &meta, APPEND_TRIES, |_| {
+                Ok::<_, std::convert::Infallible>(vec![command.clone()])
+            })
+            .await;
+        match executed {
+            Ok(Executed { appended, .. }) => {
                 self.seen
                     .put(&seen_key, Bytes::from(ticket.0.to_string()))
                     .await
@@ -117,10 +122,12 @@ impl Receipts {
                     version: appended.version,
                 })
             }
-            Err(refusal) => {
+            Err(ExecuteError::Domain(refusal)) => {
                 tracing::warn!(ticket = %ticket, message = %message, reason = %refusal, "receipt refused");
                 Ok(Noted::Refused)
             }
+            Err(ExecuteError::Store(e)) => Err(e.into()),
+            Err(ExecuteError::Refused(never)) => match never {},
         }
     }
 

@@ -2,8 +2,8 @@
 
 use std::time::SystemTime;
 
-use helpline_domain::{Channel, Command, Event, MessageBody, Personal, TicketId, decide, evolve};
-use helpline_eventstore::{CommandMeta, CustomerId, EventStore, StoreError};
+use helpline_domain::{Channel, Command, Event, MessageBody, Personal, TicketId, evolve};
+use helpline_eventstore::{CommandMeta, CustomerId, EventStore, ExecuteError, StoreError};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -15,7 +15,7 @@ use crate::scan::{TicketRecord, scan};
 const NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0e0c_5b0a_4c55_9a3e_7f20_11c4_e2a9);
 
 /// Attempts of one ticket's erasure against concurrent appends.
-const ATTEMPTS: usize = 10;
+const ATTEMPTS: u32 = 10;
 
 /// Why a customer is erased, for logs and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,31 +132,25 @@ impl Privacy {
         ticket: TicketId,
     ) -> Result<bool, PrivacyError> {
         let command_id = Uuid::new_v5(&NAMESPACE, format!("erase:{customer}:{ticket}").as_bytes());
-        for _ in 0..ATTEMPTS {
-            let loaded = self.store.load(ticket).await?;
-            let events = decide(&loaded.ticket, Command::EraseCustomer).map_err(|e| {
-                PrivacyError::Domain {
-                    ticket: ticket.to_string(),
-                    reason: e.to_string(),
-                }
-            })?;
-            if events.is_empty() {
-                return Ok(false);
-            }
-            let meta = CommandMeta::new(command_id, SystemTime::now());
-            match self
-                .store
-                .append(ticket, loaded.version, &events, &meta)
-                .await
-            {
-                Ok(appended) => return Ok(!appended.duplicate),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        let meta = CommandMeta::new(command_id, SystemTime::now());
+        let executed = self
+            .store
+            .execute(ticket, &meta, ATTEMPTS, |_| {
+                Ok::<_, std::convert::Infallible>(vec![Command::EraseCustomer])
+            })
+            .await;
+        match executed {
+            Ok(executed) => Ok(executed.events > 0 && !executed.appended.duplicate),
+            Err(ExecuteError::Domain(e)) => Err(PrivacyError::Domain {
+                ticket: ticket.to_string(),
+                reason: e.to_string(),
+            }),
+            Err(ExecuteError::Store(StoreError::Conflict { .. })) => Err(
+                PrivacyError::unavailable(format!("ticket {ticket} kept changing; erase again")),
+            ),
+            Err(ExecuteError::Store(e)) => Err(e.into()),
+            Err(ExecuteError::Refused(never)) => match never {},
         }
-        Err(PrivacyError::unavailable(format!(
-            "ticket {ticket} kept changing; erase again"
-        )))
     }
 
     /// Removes the customer's entries from the contacts bucket, so that their next

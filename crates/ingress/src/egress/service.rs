@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::StorageType;
 use helpline_domain::{Channel, Command, Event, MessageBody, MessageId, QuickReply, TicketId};
-use helpline_eventstore::{CommandMeta, EventStore, HandlerError, Layout, StoredEvent};
+use helpline_eventstore::{
+    CommandMeta, EventStore, ExecuteError, HandlerError, Layout, StoredEvent,
+};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -26,7 +28,6 @@ use super::config::EgressConfig;
 use super::error::EgressError;
 use super::sender::{Delivery, Sender, TokioClock};
 use super::{Form, OutboundMessage};
-use crate::command::decide_and_append;
 use crate::intake;
 
 /// The durable consumer's name.
@@ -415,9 +416,20 @@ impl Egress {
         let meta = CommandMeta::new(command_id(message, tag), self.sender.clock().system_now())
             .caused_by(event.meta.event_id.to_string())
             .correlated_with(event.meta.correlation_id.clone());
-        let appended = decide_and_append(&self.store, ticket, &command, &meta, APPEND_TRIES)
-            .await?
-            .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let appended = match self
+            .store
+            .execute(ticket, &meta, APPEND_TRIES, |_| {
+                Ok::<_, std::convert::Infallible>(vec![command.clone()])
+            })
+            .await
+        {
+            Ok(executed) => executed.appended,
+            Err(ExecuteError::Domain(refusal)) => {
+                return Err(HandlerError::Permanent(refusal.to_string()));
+            }
+            Err(ExecuteError::Store(e)) => return Err(e.into()),
+            Err(ExecuteError::Refused(never)) => match never {},
+        };
         tracing::debug!(ticket = %ticket, message = %message, outcome = tag, duplicate = appended.duplicate, "outcome appended");
         Ok(())
     }
