@@ -448,7 +448,8 @@ impl Worker {
         partition: u32,
         stop: CancellationToken,
     ) {
-        let pinned = self.partitions > 1 || self.filter == self.store.layout.all_tickets();
+        // A consumer over every ticket is a partition's, pinned to one puller.
+        let pinned = self.filter == self.store.layout.all_tickets();
         'consume: loop {
             let pulled = if pinned && source == Source::Log {
                 consumer.stream().group(PIN_GROUP).messages().await
