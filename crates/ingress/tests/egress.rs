@@ -654,3 +654,44 @@ async fn an_accepted_message_can_be_found_by_its_provider_id() {
         "keyed per channel"
     );
 }
+
+#[tokio::test]
+async fn a_customer_whose_sends_hang_holds_back_no_one_else() {
+    let h = harness().await;
+    let store = &h.store;
+    let stuck = "4917699999999";
+    h.sim.hang_whatsapp_sends_to(stuck);
+    let stuck_ticket = open(store, Channel::WhatsApp, stuck, SystemTime::now()).await;
+    bot_says(store, stuck_ticket, "hängt").await;
+    bot_says(store, stuck_ticket, "wartet dahinter").await;
+    let mut config = config(&h.sim, None);
+    // The provider never answers: only the request timeout ends each try.
+    config.request_timeout = Duration::from_secs(30);
+    let running = start(store, config);
+
+    let others: Vec<String> = (0..50).map(|i| format!("49151{i:08}")).collect();
+    for contact in &others {
+        let ticket = open(store, Channel::WhatsApp, contact, SystemTime::now()).await;
+        bot_says(store, ticket, "Hallo").await;
+    }
+    eventually("all 50 other customers have their reply", || async {
+        others
+            .iter()
+            .all(|contact| texts(&h.sim.received(Channel::WhatsApp, contact)) == ["Hallo"])
+    })
+    .await;
+    assert!(
+        h.sim.received(Channel::WhatsApp, stuck).is_empty(),
+        "the hung customer got nothing, and nothing out of order"
+    );
+    h.sim.clear_faults();
+    eventually("the hung customer's messages go out, in order", || async {
+        texts(&h.sim.received(Channel::WhatsApp, stuck)).len() == 2
+    })
+    .await;
+    assert_eq!(
+        texts(&h.sim.received(Channel::WhatsApp, stuck)),
+        ["hängt", "wartet dahinter"]
+    );
+    running.stop().await;
+}
