@@ -290,7 +290,7 @@ async fn a_restarted_bot_continues_the_conversation_and_never_repeats_itself() -
         .jetstream()
         .get_stream_no_info(h.store.layout().event_stream())
         .await?;
-    for partition in 0..h.store.config().partitions {
+    for partition in 0..h.store.config().partition_count() {
         stream
             .delete_consumer(&helpline_eventstore::subscribe::partition_consumer_name(
                 CONSUMER, partition,

@@ -43,6 +43,12 @@ impl StoreConfig {
             ..Self::default()
         }
     }
+
+    /// The partitions each consumer over every ticket runs: `partitions`, within 1 and
+    /// the subjects' slot count.
+    pub fn partition_count(&self) -> u32 {
+        self.partitions.clamp(1, crate::layout::TICKET_SLOTS)
+    }
 }
 
 impl Default for StoreConfig {

@@ -207,7 +207,7 @@ impl EventStore {
         // Anything narrower (a test's, an operator's): one consumer, this process alone.
         let partitioned = filter == self.layout.all_tickets();
         let partitions = if partitioned {
-            self.config.partitions.clamp(1, crate::layout::TICKET_SLOTS)
+            self.config.partition_count()
         } else {
             1
         };
@@ -257,22 +257,43 @@ impl EventStore {
         name: &str,
         filter: &str,
     ) -> Result<consumer::Consumer<pull::Config>, StoreError> {
-        let stream = self
-            .js
-            .get_stream_no_info(self.layout.event_stream())
-            .await
-            .map_err(StoreError::unavailable)?;
-        stream
-            .create_consumer(pull::Config {
-                durable_name: Some(name.to_owned()),
+        self.durable(
+            self.layout.event_stream(),
+            pull::Config {
                 filter_subject: filter.to_owned(),
-                ack_policy: AckPolicy::Explicit,
-                deliver_policy: DeliverPolicy::All,
-                ack_wait: self.config.ack_wait,
-                max_deliver: -1,
-                max_ack_pending: self.config.max_ack_pending,
-                ..Default::default()
-            })
+                ..self.durable_config(name)
+            },
+        )
+        .await
+    }
+
+    /// What every durable consumer of a subscription shares: explicit acks, from the
+    /// start of the stream (what was acknowledged stays so), no server-side delivery
+    /// limit (the runtime counts deliveries and dead-letters itself).
+    fn durable_config(&self, durable: &str) -> pull::Config {
+        pull::Config {
+            durable_name: Some(durable.to_owned()),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            ack_wait: self.config.ack_wait,
+            max_deliver: -1,
+            max_ack_pending: self.config.max_ack_pending,
+            ..Default::default()
+        }
+    }
+
+    /// Creates (or finds, when it is the same) the durable consumer `config` on `stream`.
+    async fn durable(
+        &self,
+        stream: &str,
+        config: pull::Config,
+    ) -> Result<consumer::Consumer<pull::Config>, StoreError> {
+        let name = config.durable_name.clone().unwrap_or_default();
+        self.js
+            .get_stream_no_info(stream)
+            .await
+            .map_err(StoreError::unavailable)?
+            .create_consumer(config)
             .await
             .map_err(|e| StoreError::setup(format!("consumer {name}"), e))
     }
@@ -286,8 +307,7 @@ impl EventStore {
             .await
             .map_err(StoreError::unavailable)?;
         let mut backlog = Backlog::default();
-        let partitions = self.config.partitions.clamp(1, crate::layout::TICKET_SLOTS);
-        for partition in 0..partitions {
+        for partition in 0..self.config.partition_count() {
             let info = stream
                 .consumer_info(partition_consumer_name(name, partition))
                 .await
@@ -306,28 +326,18 @@ impl EventStore {
         partition: u32,
         partitions: u32,
     ) -> Result<consumer::Consumer<pull::Config>, StoreError> {
-        let stream = self
-            .js
-            .get_stream_no_info(self.layout.event_stream())
-            .await
-            .map_err(StoreError::unavailable)?;
         let durable = partition_consumer_name(name, partition);
-        stream
-            .create_consumer(pull::Config {
-                durable_name: Some(durable.clone()),
+        self.durable(
+            self.layout.event_stream(),
+            pull::Config {
                 filter_subjects: self.layout.partition_filters(partition, partitions),
-                ack_policy: AckPolicy::Explicit,
-                deliver_policy: DeliverPolicy::All,
-                ack_wait: self.config.ack_wait,
-                max_deliver: -1,
-                max_ack_pending: self.config.max_ack_pending,
                 priority_policy: PriorityPolicy::PinnedClient,
                 priority_groups: vec![PIN_GROUP.to_owned()],
                 priority_timeout: PIN_TTL,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| StoreError::setup(format!("consumer {durable}"), e))
+                ..self.durable_config(&durable)
+            },
+        )
+        .await
     }
 
     /// The durable consumer `<name>-replay` over the consumer's replay subject.
@@ -335,26 +345,15 @@ impl EventStore {
         &self,
         name: &str,
     ) -> Result<consumer::Consumer<pull::Config>, StoreError> {
-        let stream = self
-            .js
-            .get_stream_no_info(self.layout.dead_letter_stream())
-            .await
-            .map_err(StoreError::unavailable)?;
-        let durable = format!("{name}-replay");
-        stream
-            .create_consumer(pull::Config {
-                durable_name: Some(durable.clone()),
+        // Handled replays are deleted, so "from the start" is only what still waits.
+        self.durable(
+            self.layout.dead_letter_stream(),
+            pull::Config {
                 filter_subject: self.layout.replay_subject(name),
-                ack_policy: AckPolicy::Explicit,
-                // Handled replays are deleted, so "all" is only what still waits.
-                deliver_policy: DeliverPolicy::All,
-                ack_wait: self.config.ack_wait,
-                max_deliver: -1,
-                max_ack_pending: self.config.max_ack_pending,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| StoreError::setup(format!("consumer {durable}"), e))
+                ..self.durable_config(&format!("{name}-replay"))
+            },
+        )
+        .await
     }
 }
 

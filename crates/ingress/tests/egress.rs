@@ -467,7 +467,7 @@ async fn redelivered_events_send_nothing_twice() {
         .get_stream_no_info(store.layout().event_stream())
         .await
         .unwrap();
-    for partition in 0..store.config().partitions {
+    for partition in 0..store.config().partition_count() {
         stream
             .delete_consumer(&helpline_eventstore::subscribe::partition_consumer_name(
                 egress::OUTBOUND_CONSUMER,
