@@ -10,8 +10,7 @@
 //!   [`ProviderEntry`], by which ingress finds the ticket of a later receipt.
 //! - Everything else is acknowledged untouched.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::kv;
@@ -78,7 +77,6 @@ pub async fn run(
         sender,
         bucket,
         shutdown: shutdown.clone(),
-        held: Mutex::new(HashMap::new()),
     });
     let subscription = store
         .subscribe(
@@ -159,9 +157,6 @@ struct Egress {
     sender: Sender,
     bucket: kv::Store,
     shutdown: CancellationToken,
-    /// Per ticket, the message whose retries ran out and that awaits redelivery: later
-    /// messages of the ticket wait for it, so the customer reads them in order.
-    held: Mutex<HashMap<TicketId, MessageId>>,
 }
 
 impl Egress {
@@ -220,7 +215,6 @@ impl Egress {
     ) -> Result<(), HandlerError> {
         let ticket = event.meta.ticket;
         if let Some(record) = self.record_of(message).await? {
-            self.release(ticket, message);
             if record.recorded {
                 tracing::debug!(ticket = %ticket, message = %message, "already handled");
                 return Ok(());
@@ -232,16 +226,9 @@ impl Egress {
                 .append_and_mark(event, message, record.outcome, record.provider_key)
                 .await;
         }
-        // The last delivery never waits: it must reach its own outcome.
+        // Later messages of the ticket wait behind this one while it is retried: the
+        // consumer hands a ticket's events over one at a time, in log order.
         let last_delivery = event.delivered >= self.store.config().max_deliver;
-        if let Some(earlier) = self.holder(ticket)
-            && earlier != message
-            && !last_delivery
-        {
-            return Err(HandlerError::Transient(format!(
-                "message {earlier} of the same ticket awaits redelivery; keeping the order"
-            )));
-        }
         let (delivery, channel) = match self.outbound(ticket, message, said).await? {
             Ok(outbound) => {
                 let delivery = self.sender.send(&outbound, &self.shutdown).await;
@@ -264,7 +251,6 @@ impl Egress {
             Delivery::Exhausted { reason } => {
                 if last_delivery && !self.shutdown.is_cancelled() {
                     // The event goes to the dead letters now; the ticket learns of it.
-                    self.release(ticket, message);
                     let command = Command::RecordDeliveryFailure {
                         message,
                         reason: reason.clone(),
@@ -272,13 +258,10 @@ impl Egress {
                     };
                     self.append(event, message, command, "failed-transient")
                         .await?;
-                } else {
-                    self.hold(ticket, message);
                 }
                 return Err(HandlerError::Transient(reason));
             }
         };
-        self.release(ticket, message);
         let provider_entry = match (&outcome, channel) {
             (
                 Recorded::Delivered {
@@ -494,29 +477,6 @@ impl Egress {
                     )));
                 }
             }
-        }
-    }
-
-    fn holder(&self, ticket: TicketId) -> Option<MessageId> {
-        self.held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&ticket)
-            .copied()
-    }
-
-    fn hold(&self, ticket: TicketId, message: MessageId) {
-        self.held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(ticket)
-            .or_insert(message);
-    }
-
-    fn release(&self, ticket: TicketId, message: MessageId) {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if held.get(&ticket) == Some(&message) {
-            held.remove(&ticket);
         }
     }
 }
