@@ -7,16 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-use bytes::Bytes;
-use futures::StreamExt;
 use helpline_bot::flows::Flows;
 use helpline_domain::{
-    AgentId, Command, Event, MessageBody, MessageId, Personal, Phase, Ticket, TicketId,
+    AgentId, Command, MessageBody, MessageId, Personal, Phase, Ticket, TicketId,
 };
 use helpline_eventstore::{
-    Cause, CommandMeta, DecodeError, EnvelopeMeta, EventStore, ExecuteError, Reacted, StoreError,
-    codec, reaction_id,
+    Cause, CommandMeta, Content, EventStore, ExecuteError, Follower, LogEntry, Reacted, StoreError,
+    Subjects, codec, reaction_id,
 };
 use helpline_proto::v1 as pb;
 use helpline_region::RegionConfig;
@@ -175,82 +172,10 @@ impl Assignment {
     }
 
     async fn follow(&self, shutdown: CancellationToken) {
-        // The replay from the start opens every customer's events.
-        self.inner.store.preload_customer_keys().await;
-        loop {
-            let outcome = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                outcome = self.read() => outcome,
-            };
-            if let Err(e) = outcome {
-                tracing::warn!(error = %e, applied = self.view().applied, "assignment lost the log, resuming");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-    }
-
-    /// Reads from after the last applied event until the consumer fails.
-    async fn read(&self) -> Result<(), AssignmentError> {
-        let store = &self.inner.store;
-        let unavailable = |e: &dyn fmt::Display| AssignmentError::Unavailable(e.to_string());
-        let stream = store
-            .jetstream()
-            .get_stream_no_info(store.layout().event_stream())
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let deliver_policy = match self.view().applied {
-            0 => DeliverPolicy::All,
-            last => DeliverPolicy::ByStartSequence {
-                start_sequence: last + 1,
-            },
-        };
-        let mut consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                deliver_policy,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let pending = consumer
-            .info()
-            .await
-            .map_err(|e| unavailable(&e))?
-            .num_pending;
-        if pending == 0 {
-            self.mark_caught_up();
-        }
-        let agent_prefix = format!("helpline.{}.agent.", store.layout().region());
-        let mut messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| unavailable(&e))?;
-            let info = message.info().map_err(|e| unavailable(&e))?;
-            let (sequence, pending) = (info.stream_sequence, info.pending);
-            let decoded = match message.subject.starts_with(&agent_prefix) {
-                true => None,
-                // Without the customer's key right now, the event cannot be shown whole:
-                // follow again from the last applied event.
-                false => match store.decode(&message.payload).await {
-                    Err(DecodeError::Store(e)) => return Err(unavailable(&e)),
-                    decoded => Some(decoded),
-                },
-            };
-            self.apply(
-                message.subject.as_str(),
-                sequence,
-                &message.payload,
-                decoded,
-            );
-            if pending == 0 {
-                self.mark_caught_up();
-            }
-            if self.caught_up() {
-                self.inner.changed.notify_one();
-            }
-        }
-        Ok(())
+        let store = self.inner.store.clone();
+        store
+            .follow("assignment", Subjects::Everything, self, &shutdown)
+            .await;
     }
 
     fn mark_caught_up(&self) {
@@ -260,43 +185,39 @@ impl Assignment {
         self.inner.changed.notify_one();
     }
 
-    /// Applies one event: an agent event (`decoded` is `None`) or a ticket event, decoded.
-    fn apply(
-        &self,
-        subject: &str,
-        sequence: u64,
-        payload: &Bytes,
-        decoded: Option<Result<Vec<(EnvelopeMeta, Event)>, DecodeError>>,
-    ) {
+    /// Applies one message: an agent's event, or a ticket's events.
+    fn apply_entry(&self, entry: &LogEntry) {
+        let (subject, sequence) = (entry.subject.as_str(), entry.sequence);
         let mut view = self.view();
         if sequence <= view.applied {
             return;
         }
-        // Agent events only change the view; the streams follow tickets.
-        let Some(decoded) = decoded else {
-            match ledger::decode(payload) {
-                Ok(record) => view.apply_agent(sequence, &record),
-                Err(e) => {
-                    tracing::warn!(subject, sequence, error = %e, "agent event skipped");
-                    view.applied = sequence;
+        let events = match &entry.content {
+            // Agent events only change the view; the streams follow tickets.
+            Content::Other => {
+                match ledger::decode(&entry.payload) {
+                    Ok(record) => view.apply_agent(sequence, &record),
+                    Err(e) => {
+                        tracing::warn!(subject, sequence, error = %e, "agent event skipped");
+                        view.applied = sequence;
+                    }
                 }
+                return;
             }
-            return;
-        };
-        let changes: Vec<Change> = match decoded {
-            Ok(events) => events
-                .iter()
-                .map(|(meta, event)| Change {
-                    change: view.apply_ticket(sequence, meta, event),
-                    envelope: codec::to_api(meta, event),
-                })
-                .collect(),
-            Err(e) => {
-                tracing::warn!(subject, sequence, error = %e, "ticket event skipped");
+            Content::Undecodable(_) => {
+                tracing::warn!(subject, sequence, "ticket event skipped");
                 view.applied = sequence;
                 return;
             }
+            Content::Ticket(events) => events,
         };
+        let changes: Vec<Change> = events
+            .iter()
+            .map(|stored| Change {
+                change: view.apply_ticket(sequence, &stored.meta, &stored.event),
+                envelope: codec::to_api(&stored.meta, &stored.event),
+            })
+            .collect();
         drop(view);
         for change in changes {
             // Nobody watching is fine: the streams subscribe when agents connect.
@@ -654,5 +575,22 @@ impl Assignment {
 
     pub(crate) fn settings(&self) -> AssignmentSettings {
         self.inner.settings
+    }
+}
+
+impl Follower for Assignment {
+    fn position(&self) -> u64 {
+        self.view().applied
+    }
+
+    fn apply(&self, entry: LogEntry) {
+        self.apply_entry(&entry);
+        if self.caught_up() {
+            self.inner.changed.notify_one();
+        }
+    }
+
+    fn reached_end(&self) {
+        self.mark_caught_up();
     }
 }

@@ -9,6 +9,8 @@
 //! - [`EventStore::subscribe`] is the one consumer runtime: many tickets at once, one
 //!   event at a time per ticket, partitions shared across processes, retries and a
 //!   dead-letter subject for poison events ([`subscribe`]).
+//! - [`EventStore::follow`] keeps an in-memory view live from the log: the one follower
+//!   behind the query projection, the CSAT report and the assignment view ([`follow`]).
 //! - [`EventStore::react`] appends a service's answer to an event exactly once ([`react`]).
 //! - [`codec`] converts domain events to and from the `helpline.v1.EventEnvelope` contract;
 //!   [`seal`] seals their personal fields under a data key per customer, which the key
@@ -37,6 +39,7 @@ mod customers;
 mod direct;
 mod error;
 pub mod execute;
+pub mod follow;
 mod hot;
 mod keys;
 pub mod layout;
@@ -61,6 +64,7 @@ pub use config::StoreConfig;
 pub use customers::DecodeError;
 pub use error::StoreError;
 pub use execute::{ExecuteError, Executed};
+pub use follow::{Content, Follower, LogEntry, LogReader, Subjects};
 pub use layout::Layout;
 pub use load::LoadedTicket;
 pub use react::{Cause, Reacted, reaction_id};

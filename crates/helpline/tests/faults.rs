@@ -471,8 +471,9 @@ async fn check_csat(url: &str, log: &Log) -> (usize, Vec<String>) {
         ],
     };
     // The projection follows the log; it has read everything once it reports the last
-    // ticket event as applied.
-    for _ in 0..200 {
+    // ticket event as applied; a follower that lost its consumer reads again within
+    // seconds, so give it a generous while.
+    for _ in 0..600 {
         let response = client.get_csat(request.clone()).await.unwrap().into_inner();
         let applied = response.position.map_or(0, |p| p.applied_sequence);
         if applied >= last {

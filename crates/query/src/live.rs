@@ -2,16 +2,15 @@
 //! `helpline rebuild` runs), and [`LiveProjection`], replayed at start and then following
 //! new events (what the query service serves from).
 //!
-//! Both read with an ordered consumer (ephemeral, unacknowledged, recreated by the client
-//! on a gap) over the ticket subjects; nothing is stored but the stream.
+//! Both read the ticket subjects with the event store's one log reader
+//! ([`helpline_eventstore::follow`]); nothing is stored but the stream.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
-use futures::StreamExt;
-use helpline_eventstore::{DecodeError, EventStore, StoredEvent};
+use helpline_eventstore::{
+    Content, EventStore, Follower, LogEntry, LogReader, StoredEvent, Subjects,
+};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -60,8 +59,10 @@ pub async fn replay(
     let started = Instant::now();
     store.preload_customer_keys().await;
     let end = stream_last_sequence(store).await?;
-    let mut reader = LogReader::open(store, 0).await?;
-    let total = reader.pending;
+    let mut reader = LogReader::open(store, Subjects::Tickets, 0)
+        .await
+        .map_err(QueryError::unavailable)?;
+    let total = reader.pending();
     let (mut done, mut undecodable, mut last_sequence) = (0u64, 0u64, 0u64);
     let mut reported = Instant::now();
     progress(Progress { done, total });
@@ -69,14 +70,16 @@ pub async fn replay(
         let Some(read) = reader.next().await else {
             break;
         };
-        let read = read?;
+        let read = read.map_err(QueryError::unavailable)?;
         done += 1;
         last_sequence = read.sequence;
-        if read.events.is_empty() {
-            undecodable += 1;
-        }
-        for event in &read.events {
-            apply(event);
+        match &read.content {
+            Content::Ticket(events) => events.iter().for_each(&mut apply),
+            Content::Undecodable(reason) => {
+                tracing::warn!(sequence = read.sequence, error = %reason, "replay skips an undecodable event");
+                undecodable += 1;
+            }
+            Content::Other => {}
         }
         if reported.elapsed() >= Duration::from_millis(100) {
             reported = Instant::now();
@@ -160,41 +163,10 @@ impl LiveProjection {
         store: &EventStore,
         shutdown: CancellationToken,
     ) -> Result<(), QueryError> {
-        // The replay from the start opens every customer's events.
-        store.preload_customer_keys().await;
-        loop {
-            let outcome = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                outcome = self.read(store) => outcome,
-            };
-            if let Err(e) = outcome {
-                tracing::warn!(error = %e, applied = self.last_sequence(), "query projection lost the log, resuming");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-    }
-
-    /// Reads from after the last applied event until the consumer fails.
-    async fn read(&self, store: &EventStore) -> Result<(), QueryError> {
-        let mut reader = LogReader::open(store, self.last_sequence()).await?;
-        if reader.pending == 0 {
-            self.mark_replayed();
-        }
-        while let Some(read) = reader.next().await {
-            let read = read?;
-            for event in &read.events {
-                self.apply(event);
-            }
-            if read.pending == 0 {
-                self.mark_replayed();
-            }
-        }
-        Err(QueryError::Unavailable(
-            "the ordered consumer ended".to_owned(),
-        ))
+        store
+            .follow("query", Subjects::Tickets, self, &shutdown)
+            .await;
+        Ok(())
     }
 
     fn apply(&self, stored: &StoredEvent) {
@@ -260,92 +232,20 @@ impl LiveProjection {
     }
 }
 
-/// One message read from the log.
-struct Read {
-    sequence: u64,
-    /// Ticket events after this one, as the server counted when it delivered it.
-    pending: u64,
-    /// The message's events (a command's several share it); none when the bytes are no
-    /// event: the services' consumers dead-letter it; a projection can only leave it out.
-    events: Vec<StoredEvent>,
-}
-
-/// An ordered consumer over the ticket subjects, from after a sequence.
-struct LogReader {
-    messages: Ordered,
-    /// Ticket events after the start when the reader opened.
-    pending: u64,
-    store: EventStore,
-}
-
-impl LogReader {
-    async fn open(store: &EventStore, after: u64) -> Result<Self, QueryError> {
-        let stream = store
-            .jetstream()
-            .get_stream_no_info(store.layout().event_stream())
-            .await
-            .map_err(QueryError::unavailable)?;
-        let deliver_policy = match after {
-            0 => DeliverPolicy::All,
-            last => DeliverPolicy::ByStartSequence {
-                start_sequence: last + 1,
-            },
-        };
-        let mut consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: store.layout().all_tickets(),
-                deliver_policy,
-                ..Default::default()
-            })
-            .await
-            .map_err(QueryError::unavailable)?;
-        let pending = consumer
-            .info()
-            .await
-            .map_err(QueryError::unavailable)?
-            .num_pending;
-        let messages = consumer.messages().await.map_err(QueryError::unavailable)?;
-        Ok(Self {
-            messages,
-            pending,
-            store: store.clone(),
-        })
+impl Follower for LiveProjection {
+    fn position(&self) -> u64 {
+        self.last_sequence()
     }
 
-    async fn next(&mut self) -> Option<Result<Read, QueryError>> {
-        let message = match self.messages.next().await? {
-            Ok(message) => message,
-            Err(e) => return Some(Err(QueryError::unavailable(e))),
-        };
-        let info = match message.info() {
-            Ok(info) => info,
-            Err(e) => return Some(Err(QueryError::unavailable(e))),
-        };
-        let (sequence, pending, delivered) = (info.stream_sequence, info.pending, info.delivered);
-        let events = match self.store.decode(&message.payload).await {
-            // Without the customer's key right now, the event cannot be applied whole: the
-            // reader ends here and the projection follows again from its last event.
-            Err(DecodeError::Store(e)) => return Some(Err(QueryError::unavailable(e))),
-            Ok(events) => events
-                .into_iter()
-                .map(|(meta, event)| StoredEvent {
-                    subject: message.subject.to_string(),
-                    sequence,
-                    meta,
-                    event,
-                    delivered,
-                    trace: Default::default(),
-                })
-                .collect(),
-            Err(e) => {
-                tracing::warn!(sequence, error = %e, "query projection skips an undecodable event");
-                Vec::new()
+    fn apply(&self, entry: LogEntry) {
+        if let Content::Ticket(events) = entry.content {
+            for event in &events {
+                LiveProjection::apply(self, event);
             }
-        };
-        Some(Ok(Read {
-            sequence,
-            pending,
-            events,
-        }))
+        }
+    }
+
+    fn reached_end(&self) {
+        self.mark_replayed();
     }
 }

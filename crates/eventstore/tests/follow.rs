@@ -1,0 +1,135 @@
+//! Following the log into a view: every ticket message once, in order, and on after the
+//! reader's consumer vanished under it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Mutex;
+
+use helpline_domain::{Event, MessageBody};
+use helpline_eventstore::{Content, Follower, LogEntry, Subjects};
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+/// A view that records which customer messages it saw, by text, and where it stands.
+#[derive(Default)]
+struct Texts {
+    seen: Mutex<(u64, Vec<String>)>,
+    reached_end: Mutex<u32>,
+}
+
+impl Texts {
+    fn texts(&self) -> Vec<String> {
+        self.seen.lock().unwrap().1.clone()
+    }
+}
+
+impl Follower for Texts {
+    fn position(&self) -> u64 {
+        self.seen.lock().unwrap().0
+    }
+
+    fn apply(&self, entry: LogEntry) {
+        let mut seen = self.seen.lock().unwrap();
+        if entry.sequence <= seen.0 {
+            return;
+        }
+        seen.0 = entry.sequence;
+        if let Content::Ticket(events) = entry.content {
+            for stored in events {
+                if let Event::CustomerMessageReceived {
+                    body: MessageBody::Text(text),
+                    ..
+                } = stored.event
+                {
+                    seen.1.push(text.expose().clone());
+                }
+            }
+        }
+    }
+
+    fn reached_end(&self) {
+        *self.reached_end.lock().unwrap() += 1;
+    }
+}
+
+#[tokio::test]
+async fn a_view_reads_the_log_so_far_then_follows_new_messages_in_order() {
+    let h = harness().await;
+    let id = ticket();
+    let v = open(&h.store, id).await;
+    let v = say(&h.store, id, v, &["eins", "zwei"]).await;
+    let view = std::sync::Arc::new(Texts::default());
+    let shutdown = CancellationToken::new();
+    let following = tokio::spawn({
+        let (store, view, shutdown) = (h.store.clone(), view.clone(), shutdown.clone());
+        async move {
+            store
+                .follow("test", Subjects::Tickets, view.as_ref(), &shutdown)
+                .await
+        }
+    });
+    eventually("the replay reaches the end", || {
+        let view = view.clone();
+        async move { *view.reached_end.lock().unwrap() > 0 }
+    })
+    .await;
+    assert_eq!(view.texts(), ["eins", "zwei"]);
+    say(&h.store, id, v, &["drei"]).await;
+    eventually("the new message is followed", || {
+        let view = view.clone();
+        async move { view.texts().len() == 3 }
+    })
+    .await;
+    assert_eq!(view.texts(), ["eins", "zwei", "drei"]);
+    shutdown.cancel();
+    following.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_view_whose_consumer_vanished_on_the_server_reads_on() {
+    let h = harness().await;
+    let id = ticket();
+    let v = open(&h.store, id).await;
+    let v = say(&h.store, id, v, &["eins"]).await;
+    let view = std::sync::Arc::new(Texts::default());
+    let shutdown = CancellationToken::new();
+    let following = tokio::spawn({
+        let (store, view, shutdown) = (h.store.clone(), view.clone(), shutdown.clone());
+        async move {
+            store
+                .follow("test", Subjects::Tickets, view.as_ref(), &shutdown)
+                .await
+        }
+    });
+    eventually("the first message is read", || {
+        let view = view.clone();
+        async move { view.texts().len() == 1 }
+    })
+    .await;
+    // What a server restart can do to a client-side consumer: its server half is gone.
+    let stream = h
+        .store
+        .jetstream()
+        .get_stream(h.store.layout().event_stream())
+        .await
+        .unwrap();
+    let names: Vec<String> = {
+        use futures::TryStreamExt;
+        stream.consumer_names().try_collect().await.unwrap()
+    };
+    assert!(!names.is_empty(), "the view reads through a consumer");
+    for name in names {
+        stream.delete_consumer(&name).await.unwrap();
+    }
+    say(&h.store, id, v, &["zwei", "drei"]).await;
+    eventually("the messages after the loss are followed", || {
+        let view = view.clone();
+        async move { view.texts().len() == 3 }
+    })
+    .await;
+    assert_eq!(view.texts(), ["eins", "zwei", "drei"]);
+    shutdown.cancel();
+    following.await.unwrap();
+}
