@@ -74,8 +74,13 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             provider_message_id,
             body,
         } => {
-            allowed_in(&CONVERSATION)?;
             not_empty(&provider_message_id, "provider message id")?;
+            // A provider's redelivery of a message already taken: nothing happens, in
+            // whatever phase the ticket is now.
+            if ticket.received.contains(&message) {
+                return Ok(Vec::new());
+            }
+            allowed_in(&CONVERSATION)?;
             Ok(vec![Event::CustomerMessageReceived {
                 message,
                 provider_message_id,

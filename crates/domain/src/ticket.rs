@@ -1,6 +1,6 @@
 //! The ticket's state, its phases, and `evolve`, which folds one event into the state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -125,6 +125,12 @@ pub struct Ticket {
     /// not listed; absent from snapshots written before, hence the default.
     #[serde(default)]
     pub attachments: BTreeMap<MessageId, AttachmentFetch>,
+    /// The customer messages received, by helpline's id of each (derived from the
+    /// provider's): a provider's redelivery, however late, is recognised and taken once.
+    /// Absent from snapshots written before, hence the default; the stream's duplicate
+    /// window covers those tickets' recent messages.
+    #[serde(default)]
+    pub received: BTreeSet<MessageId>,
     pub erased: bool,
     /// How many events were folded into this state.
     pub events: u64,
@@ -148,6 +154,7 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
         }
         Event::CustomerMessageReceived { message, body, .. } => {
             ticket.customer_messages += 1;
+            ticket.received.insert(*message);
             if let MessageBody::Media(media) = body
                 && media.awaits_fetch()
             {

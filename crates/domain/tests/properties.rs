@@ -423,7 +423,8 @@ fn check_run(run: &Run) -> Result<(), TestCaseError> {
         match &outcome.result {
             Ok(events) => {
                 // Only an already-satisfied command is accepted with no events: erasing
-                // an erased customer, or setting the language the ticket already has.
+                // an erased customer, setting the language the ticket already has, or
+                // receiving a message received before.
                 if events.is_empty() {
                     match &outcome.command {
                         Command::EraseCustomer => prop_assert!(outcome.before.erased),
@@ -435,6 +436,9 @@ fn check_run(run: &Run) -> Result<(), TestCaseError> {
                             outcome.before.attachments.get(message),
                             Some(&helpline_domain::AttachmentFetch::Awaited)
                         ),
+                        Command::ReceiveCustomerMessage { message, .. } => {
+                            prop_assert!(outcome.before.received.contains(message))
+                        }
                         other => prop_assert!(false, "{other:?} accepted without events"),
                     }
                 }

@@ -155,6 +155,20 @@ fn a_customer_message_may_be_media_or_a_location() {
 }
 
 #[test]
+fn a_message_the_provider_delivers_again_is_taken_once_in_every_phase() {
+    let received = Event::CustomerMessageReceived {
+        message: message(7),
+        provider_message_id: "wamid.7".to_owned(),
+        body: text("hallo"),
+    };
+    for stage in existing_stages() {
+        Scenario::at(stage, [received.clone()])
+            .when(cmd::receive_message(7))
+            .then([]);
+    }
+}
+
+#[test]
 fn an_attachment_outcome_is_recorded_in_every_phase_where_its_message_exists() {
     for stage in existing_stages() {
         Scenario::at(stage, [attachment_message(5)])
@@ -1284,6 +1298,7 @@ fn a_closed_ticket_holds_the_whole_story() {
             delivery_failures: 0,
             reads: 0,
             attachments: Default::default(),
+            received: Default::default(),
             erased: false,
             holder: Holder::Bot,
             prompts: [("rating".to_owned(), 1)].into(),
