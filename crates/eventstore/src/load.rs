@@ -86,6 +86,13 @@ impl EventStore {
         Ok(loaded)
     }
 
+    /// The ticket as this process last saw it, without reading: its hot state, which
+    /// another writer may have moved past. Only for deciding an append, whose expected
+    /// version is the check; on a conflict, a refusal or nothing to do, [`Self::load`].
+    pub fn cached(&self, id: TicketId) -> Option<LoadedTicket> {
+        self.hot.get(id).map(|hot| hot.loaded)
+    }
+
     /// The ticket folded from its first event, ignoring any snapshot (for audits, and to
     /// check snapshots against the log).
     pub async fn load_from_log(&self, id: TicketId) -> Result<LoadedTicket, StoreError> {

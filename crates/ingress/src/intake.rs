@@ -1,18 +1,24 @@
-//! Turning a verified inbound message into ticket events, exactly once.
+//! Turning a verified inbound message into ticket events, exactly once, in as few round
+//! trips as the log allows: one append for a known customer's message, a key and an
+//! append for a new customer's first.
 //!
-//! 1. **Dedupe.** The provider message id is looked up in the `helpline-<region>-inbound`
-//!    bucket (entries live 24 hours). Within the stream's two-minute duplicate window the
-//!    append itself also dedupes: its command id is derived from channel and provider id.
-//! 2. **One open ticket per (channel, customer).** The `helpline-<region>-contacts` bucket
-//!    maps a contact to its open ticket. A first message claims the key with a KV
-//!    *create*, so of two racing first messages exactly one makes the ticket and the other
-//!    joins it. A mapping to a closed, abandoned or erased ticket is replaced (compare and
-//!    set) by a new ticket.
-//! 3. **Append.** The ticket is loaded and the domain decides; a new ticket's
-//!    `TicketOpened` and the first `CustomerMessageReceived` are one append (one message),
-//!    a known ticket's message is appended at the loaded version; a conflict reloads and
-//!    decides again.
-//! 4. The dedupe entry is written last: only an appended message counts as seen.
+//! 1. **Derived tickets.** A customer's tickets form a chain of derived ids: the first
+//!    from the customer's pseudonym, each next one from the one before. A message from a
+//!    contact this process does not know is appended to the first ticket at expected
+//!    version 0, opening it: of two racing first messages exactly one opens it (the
+//!    append is the claim), and the other finds it there (a conflict) and joins it.
+//! 2. **The way to the current ticket.** When a ticket is over (closed, abandoned or
+//!    erased) the next one in the chain takes the message, and the
+//!    `helpline-<region>-contacts` bucket is pointed at it, a shortcut so that a
+//!    returning customer's ticket is found without walking the chain; a lost or stale
+//!    pointer only costs reads. This process remembers each contact's current ticket.
+//! 3. **Dedupe.** The append's command id is derived from channel and provider id, so
+//!    the stream's duplicate window drops a redelivery within it; a ticket also
+//!    remembers the messages it received, so a later redelivery decides to nothing.
+//! 4. **Append.** The domain decides on the ticket as this process last saw it (its hot
+//!    state, no read) and the append's expected version checks it; a conflict reads the
+//!    ticket and decides again. A new ticket's `TicketOpened` and the first
+//!    `CustomerMessageReceived` are one message.
 //!
 //! Nothing but the log stands between a message and the webhook's `200`: an attachment is
 //! appended as the provider's reference (sealed, like the text) and fetched afterwards by
@@ -22,13 +28,13 @@
 
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::kv::{self, CreateErrorKind};
+use async_nats::jetstream::kv;
 use bytes::Bytes;
 use helpline_domain::{
     Channel, Command, Customer, DomainError, Event, Media, MessageBody, MessageId, Personal, Phase,
     Ticket, TicketId, decide, evolve,
 };
-use helpline_eventstore::{CommandMeta, EventStore, LoadedTicket, StoreError};
+use helpline_eventstore::{CommandMeta, CustomerId, EventStore, LoadedTicket, StoreError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -36,8 +42,10 @@ use crate::inbound::{InboundContent, InboundMessage};
 
 /// How long a provider message id is remembered for dedupe.
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
-/// Tries at claiming a contact and appending before giving up with `Unavailable`.
+/// Tries at finding the contact's ticket and appending before giving up.
 const MAX_ATTEMPTS: usize = 16;
+/// Namespace of the derived ticket ids.
+const TICKETS: Uuid = Uuid::from_u128(0x6865_6c70_6c69_6e65_2d74_6963_6b65_7473);
 /// Namespace of the UUIDv5 ids derived from provider ids (command and message ids).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6865_6c70_6c69_6e65_2d69_6e67_7265_7373);
 
@@ -70,25 +78,27 @@ pub struct Intake {
     inbound: kv::Store,
     language: String,
     /// Contact key → the ticket this process last found or made for it. A cache: the
-    /// ticket's load says whether it is still open (an over or erased one is replaced
-    /// through the bucket, whoever replaced it first), so it saves the bucket read of
-    /// every known customer's message.
+    /// ticket's state says whether it is still open, and the append checks that state.
     tickets: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, TicketId>>>,
 }
 
 /// Contacts one process remembers; beyond this it starts over.
 const CONTACTS_REMEMBERED: usize = 100_000;
 
-/// Where a contact's ticket came from.
-enum Claimed {
-    /// The bucket or this process's memory named an existing ticket.
-    Known(TicketId),
-    /// This message made the ticket: it has no events yet.
-    New(TicketId),
+/// How far intake trusts what it knows of the ticket it appends to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Knowledge {
+    /// Nothing read: the ticket is taken to be new (expected version 0).
+    Guess,
+    /// This process's hot state, if it has one; unread.
+    Cached,
+    /// Read from the log just now.
+    Read,
 }
 
 impl Intake {
-    /// Opens the contacts bucket and creates (or updates) the inbound dedupe bucket.
+    /// Opens the contacts bucket and creates (or updates) the dedupe bucket delivery
+    /// receipts use.
     pub async fn new(store: EventStore, language: String) -> Result<Self, IntakeError> {
         let js = store.jetstream();
         let layout = store.layout();
@@ -117,7 +127,7 @@ impl Intake {
         })
     }
 
-    /// The dedupe bucket `helpline-<region>-inbound`, which receipts share.
+    /// The dedupe bucket `helpline-<region>-inbound` of delivery receipts.
     pub(crate) fn seen(&self) -> kv::Store {
         self.inbound.clone()
     }
@@ -129,17 +139,6 @@ impl Intake {
         channel: Channel,
         message: InboundMessage,
     ) -> Result<Taken, IntakeError> {
-        let seen_key = key(channel, &message.provider_message_id);
-        if self
-            .inbound
-            .get(&seen_key)
-            .await
-            .map_err(|e| IntakeError::Kv(e.to_string()))?
-            .is_some()
-        {
-            tracing::debug!("redelivered message ignored");
-            return Ok(Taken::Duplicate);
-        }
         let derived = format!("{}:{}", channel.as_str(), message.provider_message_id);
         let command_id = Uuid::new_v5(&NAMESPACE, derived.as_bytes());
         let message_id = MessageId(Uuid::new_v5(
@@ -154,15 +153,33 @@ impl Intake {
         let contact_key = self.store.layout().contact_key(channel, &customer);
         let body = body_of(&message.content);
 
+        let (mut ticket, mut knowledge) = match self.remembered(&contact_key) {
+            Some(ticket) => (ticket, Knowledge::Cached),
+            None => (first_ticket(&customer), Knowledge::Guess),
+        };
+        // Whether the contact's pointer was read yet: once is enough.
+        let mut pointer_read = false;
         for _ in 0..MAX_ATTEMPTS {
-            let (ticket, loaded) = match self.claim_ticket(&contact_key).await? {
-                // Nothing to read: the ticket was made for this message.
-                Claimed::New(ticket) => (ticket, LoadedTicket::default()),
-                Claimed::Known(ticket) => (ticket, self.store.load(ticket).await?),
+            let loaded = match knowledge {
+                Knowledge::Guess => LoadedTicket::default(),
+                Knowledge::Cached => match self.store.cached(ticket) {
+                    Some(hot) => hot,
+                    None => {
+                        knowledge = Knowledge::Read;
+                        self.store.load(ticket).await?
+                    }
+                },
+                Knowledge::Read => self.store.load(ticket).await?,
             };
+            // Over is final, so a cached state that says so is right.
             if ticket_is_over(&loaded.ticket) {
-                self.forget_contact(&contact_key);
-                self.replace_ticket(&contact_key, ticket).await?;
+                if loaded.ticket.received.contains(&message_id) {
+                    tracing::debug!(ticket = %ticket, "redelivered message ignored");
+                    return Ok(Taken::Duplicate);
+                }
+                ticket = next_ticket(ticket);
+                knowledge = Knowledge::Guess;
+                self.point_contact(&contact_key, ticket).await?;
                 continue;
             }
             // A new customer's first message opens the ticket in the same append: one
@@ -183,8 +200,19 @@ impl Intake {
             } else {
                 decide(&loaded.ticket, receive)
             };
-            let events = match decided {
+            let events: Vec<Event> = match decided {
+                // A ticket's received messages only grow, so even a cached state that
+                // has this one is right.
+                Ok(events) if events.is_empty() => {
+                    tracing::debug!(ticket = %ticket, "redelivered message ignored");
+                    self.remember(&contact_key, ticket);
+                    return Ok(Taken::Duplicate);
+                }
                 Ok(events) => events,
+                Err(_) if knowledge == Knowledge::Cached => {
+                    knowledge = Knowledge::Read;
+                    continue;
+                }
                 Err(refusal) => {
                     tracing::warn!(ticket = %ticket, reason = %refusal, "customer message refused");
                     return Ok(Taken::Refused);
@@ -197,17 +225,24 @@ impl Intake {
                 .await
             {
                 Ok(appended) => {
-                    self.inbound
-                        .put(&seen_key, Bytes::from(ticket.0.to_string()))
-                        .await
-                        .map_err(|e| IntakeError::Kv(e.to_string()))?;
+                    self.remember(&contact_key, ticket);
                     tracing::info!(ticket = %ticket, version = appended.version, duplicate = appended.duplicate, "customer message appended");
                     return Ok(Taken::Appended {
                         ticket,
                         version: appended.version,
                     });
                 }
-                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::Conflict { .. }) => {
+                    // The guessed ticket exists: a known customer. Their pointer names
+                    // their latest ticket, if they went past the first.
+                    if knowledge == Knowledge::Guess && !pointer_read {
+                        pointer_read = true;
+                        if let Some(latest) = self.pointed_ticket(&contact_key).await? {
+                            ticket = latest;
+                        }
+                    }
+                    knowledge = Knowledge::Read;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -234,39 +269,27 @@ impl Intake {
         )
     }
 
-    /// The contact's open ticket, or a new one claimed with a KV create.
-    async fn claim_ticket(&self, contact_key: &str) -> Result<Claimed, IntakeError> {
-        if let Some(ticket) = self.remembered(contact_key) {
-            return Ok(Claimed::Known(ticket));
-        }
-        loop {
-            let entry = self
-                .contacts
-                .entry(contact_key)
-                .await
-                .map_err(|e| IntakeError::Kv(e.to_string()))?;
-            if let Some(entry) = entry
-                && entry.operation == kv::Operation::Put
-                && let Some(ticket) = parse_ticket(&entry.value)
-            {
-                self.remember(contact_key, ticket);
-                return Ok(Claimed::Known(ticket));
-            }
-            let ticket = TicketId(Uuid::now_v7());
-            match self
-                .contacts
-                .create(contact_key, Bytes::from(ticket.0.to_string()))
-                .await
-            {
-                Ok(_) => {
-                    self.remember(contact_key, ticket);
-                    return Ok(Claimed::New(ticket));
-                }
-                // Another first message won the race: read its ticket.
-                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(IntakeError::Kv(e.to_string())),
-            }
-        }
+    /// The ticket the contacts bucket names for the contact, if any.
+    async fn pointed_ticket(&self, contact_key: &str) -> Result<Option<TicketId>, IntakeError> {
+        let entry = self
+            .contacts
+            .entry(contact_key)
+            .await
+            .map_err(|e| IntakeError::Kv(e.to_string()))?;
+        Ok(entry
+            .filter(|entry| entry.operation == kv::Operation::Put)
+            .and_then(|entry| parse_ticket(&entry.value)))
+    }
+
+    /// Points the contact at `ticket`, the next of their chain. Several processes moving
+    /// on at once write the same; a pointer left behind only costs reads later.
+    async fn point_contact(&self, contact_key: &str, ticket: TicketId) -> Result<(), IntakeError> {
+        self.forget_contact(contact_key);
+        self.contacts
+            .put(contact_key, Bytes::from(ticket.0.to_string()))
+            .await
+            .map_err(|e| IntakeError::Kv(e.to_string()))?;
+        Ok(())
     }
 
     fn remembered(&self, contact_key: &str) -> Option<TicketId> {
@@ -293,30 +316,6 @@ impl Intake {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(contact_key);
-    }
-
-    /// Points the contact at a new ticket instead of `old`, unless someone already did.
-    async fn replace_ticket(&self, contact_key: &str, old: TicketId) -> Result<(), IntakeError> {
-        let entry = self
-            .contacts
-            .entry(contact_key)
-            .await
-            .map_err(|e| IntakeError::Kv(e.to_string()))?;
-        if let Some(entry) = entry
-            && parse_ticket(&entry.value) == Some(old)
-        {
-            let fresh = TicketId(Uuid::now_v7());
-            // Losing this compare-and-set means another message replaced it first.
-            let _ = self
-                .contacts
-                .update(
-                    contact_key,
-                    Bytes::from(fresh.0.to_string()),
-                    entry.revision,
-                )
-                .await;
-        }
-        Ok(())
     }
 }
 
@@ -346,6 +345,16 @@ fn body_of(content: &InboundContent) -> MessageBody {
 /// A ticket that takes no more customer messages: the customer starts a new one.
 fn ticket_is_over(ticket: &Ticket) -> bool {
     ticket.phase.is_terminal() || ticket.erased
+}
+
+/// The customer's first ticket: derived, so that its first append is the claim.
+fn first_ticket(customer: &CustomerId) -> TicketId {
+    TicketId(Uuid::new_v5(&TICKETS, customer.as_str().as_bytes()))
+}
+
+/// The ticket after `ticket` in its customer's chain.
+fn next_ticket(ticket: TicketId) -> TicketId {
+    TicketId(Uuid::new_v5(&TICKETS, ticket.0.as_bytes()))
 }
 
 fn parse_ticket(value: &[u8]) -> Option<TicketId> {

@@ -10,7 +10,9 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 
-use helpline_domain::{Channel, Event, MessageBody};
+use helpline_domain::{Channel, Event, MessageBody, TicketId};
+use helpline_eventstore::EventStore;
+use helpline_ingress::IngressConfig;
 use helpline_testkit::simulator::ReceiptKind;
 use support::*;
 
@@ -198,6 +200,125 @@ async fn a_closed_ticket_is_not_reopened_the_next_message_opens_a_new_one() {
         .collect();
     assert_eq!(opened.len(), 2);
     assert_ne!(opened[0], opened[1]);
+}
+
+/// Messages the store's connection (which ingress writes through) sent to nats-server
+/// while `f` ran: what one webhook costs.
+async fn sent_during<T>(store: &EventStore, f: impl std::future::Future<Output = T>) -> (T, u64) {
+    let sent = || {
+        store
+            .client()
+            .statistics()
+            .out_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = sent();
+    let result = f.await;
+    (result, sent() - before)
+}
+
+#[tokio::test]
+async fn a_new_customers_first_message_costs_two_writes_and_each_next_message_one() {
+    let h = Harness::routes_only(&IngressConfig::default()).await;
+    // Another customer first, so that the store's watchers (customer keys) have started
+    // and settled before the count.
+    for text in ["hallo", "noch da?"] {
+        let warm_up = h
+            .sim
+            .webhook(Channel::WhatsApp, &customer_id(Channel::WhatsApp, 40), text);
+        assert_eq!(h.sim.deliver(&h.url, &warm_up).await.unwrap().status, 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for channel in CHANNELS {
+        let customer = customer_id(channel, 41);
+        let first = h.sim.webhook(channel, &customer, "erste Nachricht");
+        let (response, sent) = sent_during(&h.store, h.sim.deliver(&h.url, &first)).await;
+        assert_eq!(response.unwrap().status, 200, "{channel:?}");
+        // The customer's key, then the ticket opened with the message in one append.
+        assert_eq!(sent, 2, "{channel:?}: messages to NATS for a new customer");
+        for text in ["zweite", "dritte", "vierte", "fünfte"] {
+            let next = h.sim.webhook(channel, &customer, text);
+            let (response, sent) = sent_during(&h.store, h.sim.deliver(&h.url, &next)).await;
+            assert_eq!(response.unwrap().status, 200, "{channel:?}");
+            assert_eq!(
+                sent, 1,
+                "{channel:?}: messages to NATS for a known customer"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_returning_customer_reaches_their_current_ticket_through_any_process() {
+    let h = Harness::routes_only(&IngressConfig::default()).await;
+    // A second ingress process on the same log, which has never seen the customer.
+    let other = {
+        let ingress = helpline_ingress::Ingress::new(
+            h.store.clone(),
+            &IngressConfig::default(),
+            &channels_for(&h.sim),
+        )
+        .await
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = ingress.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        url
+    };
+    let channel = Channel::Telegram;
+    let customer = customer_id(channel, 42);
+    let say = |url: &str, text: &str| {
+        let (sim, url, webhook) = (
+            h.sim.clone(),
+            url.to_owned(),
+            h.sim.webhook(channel, &customer, text),
+        );
+        async move { assert_eq!(sim.deliver(&url, &webhook).await.unwrap().status, 200) }
+    };
+    let ticket_of = |events: &[(TicketId, Event)], text: &str| {
+        events
+            .iter()
+            .find_map(|(ticket, event)| match event {
+                Event::CustomerMessageReceived {
+                    body: MessageBody::Text(t),
+                    ..
+                } if t.expose() == text => Some(*ticket),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{text:?} is not in the log"))
+    };
+
+    say(&h.url, "eins").await;
+    let first = ticket_of(&h.events().await, "eins");
+    h.close(first).await;
+    say(&h.url, "zwei").await;
+    say(&other, "drei").await;
+    let events = h.events().await;
+    let second = ticket_of(&events, "zwei");
+    assert_ne!(second, first, "a closed ticket takes no more messages");
+    assert_eq!(
+        ticket_of(&events, "drei"),
+        second,
+        "the other process finds the current ticket"
+    );
+
+    h.close(second).await;
+    say(&other, "vier").await;
+    say(&h.url, "fünf").await;
+    let events = h.events().await;
+    let third = ticket_of(&events, "vier");
+    assert!(third != first && third != second);
+    assert_eq!(
+        ticket_of(&events, "fünf"),
+        third,
+        "the first process moves on too"
+    );
+    let opened = events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::TicketOpened { .. }))
+        .count();
+    assert_eq!(opened, 3, "one ticket per conversation");
 }
 
 #[tokio::test]
