@@ -131,6 +131,12 @@ pub struct Ticket {
     /// window covers those tickets' recent messages.
     #[serde(default)]
     pub received: BTreeSet<MessageId>,
+    /// The outbound messages whose outcome is recorded: the provider's id of each one
+    /// delivered, none for one that failed for good. Egress sends a message only while
+    /// it is not listed here, so a redelivered send goes out once. Absent from snapshots
+    /// written before, hence the default (and a new snapshot schema).
+    #[serde(default)]
+    pub outcomes: BTreeMap<MessageId, Option<String>>,
     pub erased: bool,
     /// How many events were folded into this state.
     pub events: u64,
@@ -223,8 +229,23 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
         }
         Event::TicketClosed { .. } => ticket.phase = Phase::Closed,
         Event::TicketAbandoned => ticket.phase = Phase::Abandoned,
-        Event::MessageDelivered { .. } => ticket.deliveries += 1,
-        Event::MessageDeliveryFailed { .. } => ticket.delivery_failures += 1,
+        Event::MessageDelivered {
+            message,
+            provider_message_id,
+        } => {
+            ticket.deliveries += 1;
+            ticket
+                .outcomes
+                .insert(*message, Some(provider_message_id.clone()));
+        }
+        Event::MessageDeliveryFailed {
+            message, permanent, ..
+        } => {
+            ticket.delivery_failures += 1;
+            if *permanent {
+                ticket.outcomes.entry(*message).or_insert(None);
+            }
+        }
         Event::MessageRead { .. } => ticket.reads += 1,
         Event::AttachmentStored { message, .. } => {
             ticket.attachments.insert(*message, AttachmentFetch::Stored);

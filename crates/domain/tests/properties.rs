@@ -423,8 +423,8 @@ fn check_run(run: &Run) -> Result<(), TestCaseError> {
         match &outcome.result {
             Ok(events) => {
                 // Only an already-satisfied command is accepted with no events: erasing
-                // an erased customer, setting the language the ticket already has, or
-                // receiving a message received before.
+                // an erased customer, setting the language the ticket already has,
+                // receiving a message received before, or recording an outcome again.
                 if events.is_empty() {
                     match &outcome.command {
                         Command::EraseCustomer => prop_assert!(outcome.before.erased),
@@ -439,6 +439,15 @@ fn check_run(run: &Run) -> Result<(), TestCaseError> {
                         Command::ReceiveCustomerMessage { message, .. } => {
                             prop_assert!(outcome.before.received.contains(message))
                         }
+                        Command::RecordDelivery { message, .. } => prop_assert!(matches!(
+                            outcome.before.outcomes.get(message),
+                            Some(Some(_))
+                        )),
+                        Command::RecordDeliveryFailure {
+                            message,
+                            permanent: true,
+                            ..
+                        } => prop_assert!(outcome.before.outcomes.contains_key(message)),
                         other => prop_assert!(false, "{other:?} accepted without events"),
                     }
                 }

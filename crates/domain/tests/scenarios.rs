@@ -169,6 +169,36 @@ fn a_message_the_provider_delivers_again_is_taken_once_in_every_phase() {
 }
 
 #[test]
+fn a_delivery_recorded_again_adds_nothing_and_a_failure_after_it_neither() {
+    for stage in existing_stages() {
+        let delivered = Scenario::at(stage, [])
+            .when(cmd::record_delivery(9))
+            .then([Event::MessageDelivered {
+                message: message(9),
+                provider_message_id: "wamid.out.9".to_owned(),
+            }]);
+        assert_eq!(
+            delivered.outcomes.get(&message(9)),
+            Some(&Some("wamid.out.9".to_owned()))
+        );
+        let given = Event::MessageDelivered {
+            message: message(9),
+            provider_message_id: "wamid.out.9".to_owned(),
+        };
+        Scenario::at(stage, [given.clone()])
+            .when(cmd::record_delivery(9))
+            .then([]);
+        Scenario::at(stage, [given])
+            .when(Command::RecordDeliveryFailure {
+                message: message(9),
+                reason: "late".to_owned(),
+                permanent: true,
+            })
+            .then([]);
+    }
+}
+
+#[test]
 fn an_attachment_outcome_is_recorded_in_every_phase_where_its_message_exists() {
     for stage in existing_stages() {
         Scenario::at(stage, [attachment_message(5)])
@@ -1299,6 +1329,7 @@ fn a_closed_ticket_holds_the_whole_story() {
             reads: 0,
             attachments: Default::default(),
             received: Default::default(),
+            outcomes: Default::default(),
             erased: false,
             holder: Holder::Bot,
             prompts: [("rating".to_owned(), 1)].into(),

@@ -13,7 +13,8 @@ use crate::seal::{CustomerId, FieldPlace};
 
 /// Bump when `Ticket`'s serialized shape changes; older snapshots are then ignored.
 /// 3: personal values may be erased, and a ticket with a customer is sealed whole.
-const SNAPSHOT_SCHEMA: u32 = 3;
+/// 4: the messages received and the outcomes of outbound messages, by message.
+const SNAPSHOT_SCHEMA: u32 = 4;
 
 /// A ticket's state and the version it was folded up to.
 #[derive(Clone, Debug, Default, PartialEq)]
