@@ -247,17 +247,13 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             Ok(vec![Event::TicketAbandoned])
         }
         // A delivery recorded once is recorded: egress's retry after a crash, or the
-        // provider's receipt after egress's own record, adds nothing.
+        // provider's receipt after egress's own record, adds nothing. (A failure after
+        // it is news: providers report failures after accepting a message.)
         Command::RecordDelivery { message, .. }
             if matches!(ticket.outcomes.get(&message), Some(Some(_))) =>
         {
             Ok(Vec::new())
         }
-        Command::RecordDeliveryFailure {
-            message,
-            permanent: true,
-            ..
-        } if ticket.outcomes.contains_key(&message) => Ok(Vec::new()),
         Command::RecordDelivery {
             message,
             provider_message_id,

@@ -443,11 +443,6 @@ fn check_run(run: &Run) -> Result<(), TestCaseError> {
                             outcome.before.outcomes.get(message),
                             Some(Some(_))
                         )),
-                        Command::RecordDeliveryFailure {
-                            message,
-                            permanent: true,
-                            ..
-                        } => prop_assert!(outcome.before.outcomes.contains_key(message)),
                         other => prop_assert!(false, "{other:?} accepted without events"),
                     }
                 }

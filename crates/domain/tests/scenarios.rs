@@ -169,14 +169,15 @@ fn a_message_the_provider_delivers_again_is_taken_once_in_every_phase() {
 }
 
 #[test]
-fn a_delivery_recorded_again_adds_nothing_and_a_failure_after_it_neither() {
+fn a_delivery_recorded_again_adds_nothing_and_a_failure_reported_after_it_is_recorded() {
     for stage in existing_stages() {
-        let delivered = Scenario::at(stage, [])
-            .when(cmd::record_delivery(9))
-            .then([Event::MessageDelivered {
-                message: message(9),
-                provider_message_id: "wamid.out.9".to_owned(),
-            }]);
+        let delivered =
+            Scenario::at(stage, [])
+                .when(cmd::record_delivery(9))
+                .then([Event::MessageDelivered {
+                    message: message(9),
+                    provider_message_id: "wamid.out.9".to_owned(),
+                }]);
         assert_eq!(
             delivered.outcomes.get(&message(9)),
             Some(&Some("wamid.out.9".to_owned()))
@@ -188,13 +189,22 @@ fn a_delivery_recorded_again_adds_nothing_and_a_failure_after_it_neither() {
         Scenario::at(stage, [given.clone()])
             .when(cmd::record_delivery(9))
             .then([]);
-        Scenario::at(stage, [given])
+        let failed = Scenario::at(stage, [given])
             .when(Command::RecordDeliveryFailure {
                 message: message(9),
-                reason: "late".to_owned(),
+                reason: "131026".to_owned(),
                 permanent: true,
             })
-            .then([]);
+            .then([Event::MessageDeliveryFailed {
+                message: message(9),
+                reason: "131026".to_owned(),
+                permanent: true,
+            }]);
+        assert_eq!(
+            failed.outcomes.get(&message(9)),
+            Some(&Some("wamid.out.9".to_owned())),
+            "egress keeps knowing it sent the message"
+        );
     }
 }
 

@@ -38,10 +38,11 @@ pub enum ExecuteError<E> {
 }
 
 impl EventStore {
-    /// Loads the ticket, asks `commands` what to do on it (it may refuse with the
-    /// caller's error), decides those commands in order and appends their events as one
-    /// message at the loaded version; on a conflict loads and decides again, `tries`
-    /// times in all. `meta.command_id` dedupes retries, also across calls.
+    /// Loads the ticket (from this process's hot state first), asks `commands` what to do
+    /// on it (it may refuse with the caller's error), decides those commands in order and
+    /// appends their events as one message at the loaded version; on a conflict reads and
+    /// decides again, `tries` reads in all. `meta.command_id` dedupes retries, also across
+    /// calls.
     pub async fn execute<E, F>(
         &self,
         ticket: TicketId,
@@ -52,14 +53,40 @@ impl EventStore {
     where
         F: Fn(&LoadedTicket) -> Result<Vec<Command>, E>,
     {
+        // The first try decides on this process's hot state of the ticket, if it has one,
+        // without reading: the append's expected version checks it. Only a decision that
+        // appends is trusted from it; a refusal or nothing to do is confirmed on a read.
+        let mut trust_cached = true;
         let mut tried = 0;
         loop {
-            tried += 1;
-            let loaded = self.load(ticket).await?;
-            let wanted = commands(&loaded).map_err(ExecuteError::Refused)?;
-            let (events, after) =
-                decide_all(&loaded.ticket, wanted).map_err(ExecuteError::Domain)?;
+            let cached = if trust_cached {
+                self.cached(ticket)
+            } else {
+                None
+            };
+            let from_cache = cached.is_some();
+            trust_cached = false;
+            let loaded = match cached {
+                Some(loaded) => loaded,
+                None => {
+                    tried += 1;
+                    self.load(ticket).await?
+                }
+            };
+            let wanted = match commands(&loaded) {
+                Ok(wanted) => wanted,
+                Err(_) if from_cache => continue,
+                Err(refused) => return Err(ExecuteError::Refused(refused)),
+            };
+            let (events, after) = match decide_all(&loaded.ticket, wanted) {
+                Ok(decided) => decided,
+                Err(_) if from_cache => continue,
+                Err(refusal) => return Err(ExecuteError::Domain(refusal)),
+            };
             if events.is_empty() {
+                if from_cache {
+                    continue;
+                }
                 return Ok(Executed {
                     appended: Appended {
                         version: loaded.version,
@@ -77,7 +104,7 @@ impl EventStore {
                         ticket: after,
                     });
                 }
-                Err(StoreError::Conflict { .. }) if tried < tries.max(1) => {
+                Err(StoreError::Conflict { .. }) if from_cache || tried < tries.max(1) => {
                     tracing::debug!(ticket = %ticket, tried, "append conflict, reloading");
                 }
                 Err(e) => return Err(e.into()),

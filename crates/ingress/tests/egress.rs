@@ -490,38 +490,41 @@ async fn redelivered_events_send_nothing_twice() {
 }
 
 #[tokio::test]
-async fn a_crash_after_the_provider_answered_records_without_sending_again() {
+async fn a_crash_after_the_outcome_was_recorded_sends_nothing_again_and_indexes_the_message() {
     let h = harness().await;
     let store = &h.store;
     let customer = "100042";
     let ticket = open(store, Channel::Telegram, customer, SystemTime::now()).await;
     let message = bot_says(store, ticket, "schon gesendet").await;
-    // What a crash right after the outbound record was written leaves behind: the
-    // record, without the event.
+    // What a crash right after the outcome was appended leaves behind: the event, not yet
+    // acknowledged, and no reverse entry for the provider's id.
+    append(
+        store,
+        ticket,
+        Event::MessageDelivered {
+            message,
+            provider_message_id: "4711".to_owned(),
+        },
+        SystemTime::now(),
+    )
+    .await;
+    let running = start(store, config(&h.sim, None));
+    drained(store).await;
     let bucket = store
         .jetstream()
-        .create_key_value(async_nats::jetstream::kv::Config {
-            bucket: egress::outbound_bucket(store.layout()),
-            history: 1,
-            ..Default::default()
-        })
+        .get_key_value(egress::outbound_bucket(store.layout()))
         .await
         .unwrap();
-    bucket
-        .put(
-            message.0.to_string(),
-            r#"{"outcome":"delivered","provider_message_id":"4711","recorded":false}"#.into(),
-        )
-        .await
-        .unwrap();
-    let running = start(store, config(&h.sim, None));
-
-    eventually("the delivery recorded", || async move {
-        !delivered(store, ticket).await.is_empty()
+    let key = egress::service::provider_key(Channel::Telegram, "4711");
+    eventually("the reverse entry written", || {
+        let (bucket, key) = (bucket.clone(), key.clone());
+        async move { bucket.get(&key).await.unwrap().is_some() }
     })
     .await;
-    drained(store).await;
     running.stop().await;
+    let entry: egress::service::ProviderEntry =
+        serde_json::from_slice(&bucket.get(&key).await.unwrap().unwrap()).unwrap();
+    assert_eq!((entry.ticket, entry.message), (ticket, message));
     assert_eq!(
         delivered(store, ticket).await,
         [(message, "4711".to_owned())]

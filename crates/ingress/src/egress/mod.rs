@@ -14,13 +14,13 @@
 //! - `choices` (what the channels share in rendering buttons), [`config`], [`error`].
 //!
 //! **The 24-hour window (WhatsApp).** The domain's ticket has no "last customer message"
-//! time, so egress keeps one per ticket in its own KV bucket
-//! (`helpline-<region>-outbound`, key `last-inbound.<ticket>`): the consumer sees every
-//! ticket event in stream order, so by the time it handles a reply it has already recorded
-//! the `occurred_at` of every customer message before it. Outside the window the
-//! configured template is sent instead of the text (for the rating prompts, the rating
-//! template if one is configured); without a template the message fails permanently. A
-//! `131047` answer switches to the template once.
+//! time (events carry theirs in the envelope), so egress remembers one per ticket as it
+//! follows the log: the consumer sees every ticket event in stream order, so by the time
+//! it handles a reply it has seen the customer messages before it. A ticket it has not
+//! seen one of (after a restart or a partition handover) is read from the log once.
+//! Outside the window the configured template is sent instead of the text (for the
+//! rating prompts, the rating template if one is configured); without a template the
+//! message fails permanently. A `131047` answer switches to the template once.
 //!
 //! **Choices.** A bot message's buttons go out as the channel's own: WhatsApp reply
 //! buttons (up to 3) or a list (up to 10), Messenger quick replies, a Telegram inline
@@ -28,34 +28,34 @@
 //! has no buttons, or the choices do not fit its limits, they are appended to the text
 //! one per line, so the customer can type the answer.
 //!
-//! **Exactly once towards the customer.** Before sending, egress looks up the message id
-//! in the outbound bucket; a record means the provider already answered, so nothing is
-//! sent again and only the missing event, if any, is appended. After the provider's
-//! answer the order is: the KV record first (one write: the whole window in which a
-//! crash sends the message twice), then for an accepted message the reverse entry
-//! `provider.<channel>.<hash of the provider id>` → ticket and message (so that a
-//! receipt finds its message; written again by a redelivery that finds the record not
-//! yet recorded), then the event (its command id is a UUIDv5 of the message id and the
-//! outcome, so a retried append dedupes), then the
-//! record is marked as recorded, then the consumer acknowledges. A ticket's events are
-//! handled one at a time in log order (the event store's consumer keeps one lane per
-//! ticket and many tickets in flight), so replies to one customer leave in order, and a
-//! slow or failing send holds back only its own ticket. A message whose retries ran out
-//! is tried again with backoff and holds back the later messages of its ticket until
-//! then. On its last try (`max_deliver`) it gets `MessageDeliveryFailed { permanent:
-//! false }` and goes to the dead letters, from where an operator can replay it.
+//! **Exactly once towards the customer.** Before sending, egress reads the ticket: an
+//! outcome listed for the message (`MessageDelivered`, or `MessageDeliveryFailed` for
+//! good) means the provider already answered, so nothing is sent again. After the
+//! provider's answer the outcome event is appended at once (one write: the whole window
+//! in which a crash sends the message twice; its command id is a UUIDv5 of the message id
+//! and the outcome, so a retried append dedupes, and the ticket takes a recorded outcome
+//! only once), and for an accepted message the reverse entry
+//! `provider.<channel>.<hash of the provider id>` → ticket and message is written at the
+//! same time (so that a receipt finds its message; a redelivery that finds the outcome
+//! writes it again), then the consumer acknowledges. Both writes are tried until they
+//! succeed: a store outage holds the ticket back, it never makes a second send. A
+//! ticket's events are handled one at a time in log order (the event store's consumer
+//! keeps one lane per ticket and many tickets in flight), so replies to one customer leave
+//! in order, and a slow or failing send holds back only its own ticket. A message whose
+//! retries ran out is tried again with backoff and holds back the later messages of its
+//! ticket until then. On its last try (`max_deliver`) it gets `MessageDeliveryFailed {
+//! permanent: false }` and goes to the dead letters, from where an operator can replay
+//! it.
 //!
-//! **What is not covered.** A crash between the provider's acceptance and the KV writes
-//! (which are tried again until they succeed, so a store outage only delays them) loses
+//! **What is not covered.** A crash between the provider's acceptance and the append loses
 //! the record: the redelivered event is sent a second time. Likewise a timeout after the
 //! provider took a message makes the retry a second send. Providers other than the web
 //! chat ignore idempotency keys (the `X-Idempotency-Key` header is sent anyway), so
-//! neither window can be closed from our side. A crash between the append and marking the record appends again on
-//! redelivery, which the stream's duplicate window (2 minutes) absorbs.
+//! neither window can be closed from our side.
 //!
 //! **Invariants.** Message text and contacts are never logged ([`OutboundMessage`]'s
 //! `Debug` prints `***`, requests print neither URL nor body: a Telegram URL holds the bot
-//! token). No message is sent while its outbound record exists. Nothing here panics on a
+//! token). No message is sent while its ticket lists an outcome for it. Nothing here panics on a
 //! provider's answer.
 
 pub mod adapter;

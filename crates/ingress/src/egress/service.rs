@@ -1,23 +1,25 @@
 //! The egress service: the durable consumer `egress` over every ticket's events.
 //!
 //! - `CustomerMessageReceived`: remembers the event's `occurred_at` as the ticket's last
-//!   customer message (KV key `last-inbound.<ticket>`), for WhatsApp's 24-hour window.
+//!   customer message, in memory, for WhatsApp's 24-hour window (a ticket this process
+//!   has not seen a customer message of reads it from the log).
 //! - `BotMessageSent` / `AgentMessageSent`: sends the text (and the bot's choices) to the
-//!   ticket's customer and appends `MessageDelivered` or `MessageDeliveryFailed` (see the
-//!   module doc of [`crate::egress`] for the exactly-once protocol around the KV key
-//!   `<message id>`).
+//!   ticket's customer unless the ticket lists an outcome for the message, and appends
+//!   `MessageDelivered` or `MessageDeliveryFailed` (see the module doc of
+//!   [`crate::egress`] for the exactly-once protocol).
 //!   A message the provider accepted also gets a reverse entry, [`provider_key`] →
 //!   [`ProviderEntry`], by which ingress finds the ticket of a later receipt.
 //! - Everything else is acknowledged untouched.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::StorageType;
 use helpline_domain::{Channel, Command, Event, MessageBody, MessageId, QuickReply, TicketId};
 use helpline_eventstore::{
-    CommandMeta, EventStore, ExecuteError, HandlerError, Layout, StoredEvent,
+    CommandMeta, EventStore, ExecuteError, HandlerError, Layout, LoadedTicket, StoredEvent,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -33,15 +35,16 @@ use crate::intake;
 pub const OUTBOUND_CONSUMER: &str = "egress";
 /// Namespace of the command ids egress derives (UUIDv5 of message id and outcome).
 const COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x6865_6c70_6c69_6e65_2d65_6772_6573_7321);
-/// Longest pause between two tries of an outbound bucket write.
-const KV_RETRY_CAP: Duration = Duration::from_secs(1);
+/// Longest pause between two tries of a write after a provider's acceptance.
+const WRITE_RETRY_CAP: Duration = Duration::from_secs(1);
 /// Tries of an append that meets another command's append on the same ticket.
 const APPEND_TRIES: u32 = 5;
-const LAST_INBOUND_PREFIX: &str = "last-inbound.";
+/// Tickets whose last customer message one process remembers; beyond this it starts over.
+const LAST_INBOUND_REMEMBERED: usize = 100_000;
 
-/// `helpline-<region>-outbound`: message id → what the provider answered;
-/// `last-inbound.<ticket>` → when the customer last wrote (Unix milliseconds); and
-/// [`provider_key`] → [`ProviderEntry`] for every message a provider accepted.
+/// `helpline-<region>-outbound`: [`provider_key`] → [`ProviderEntry`] for every message a
+/// provider accepted. (Keys `<message id>` and `last-inbound.<ticket>` were written by
+/// earlier versions and are no longer read.)
 pub fn outbound_bucket(layout: &Layout) -> String {
     format!("helpline-{}-outbound", layout.region())
 }
@@ -53,7 +56,7 @@ pub fn provider_key(channel: Channel, provider_message_id: &str) -> String {
 }
 
 /// Which ticket and message a provider's message id belongs to, written under
-/// [`provider_key`] before the outbound record, as JSON `{"ticket":…,"message":…}`.
+/// [`provider_key`] beside the outcome event, as JSON `{"ticket":…,"message":…}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderEntry {
     pub ticket: TicketId,
@@ -76,6 +79,7 @@ pub async fn run(
         store: store.clone(),
         sender,
         bucket,
+        last_inbound: Mutex::default(),
         shutdown: shutdown.clone(),
     });
     let subscription = store
@@ -104,7 +108,7 @@ pub(crate) async fn open_bucket(store: &EventStore) -> Result<kv::Store, EgressE
         .create_or_update_key_value(kv::Config {
             bucket: name.clone(),
             description: format!(
-                "helpline {} egress: provider answers per message, last customer message per ticket",
+                "helpline {} egress: the ticket and message of each provider message id",
                 store.layout().region()
             ),
             history: 1,
@@ -119,26 +123,13 @@ pub(crate) async fn open_bucket(store: &EventStore) -> Result<kv::Store, EgressE
         })
 }
 
-/// What the provider said about a message, kept under its message id.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct OutboundRecord {
-    #[serde(flatten)]
-    outcome: Recorded,
-    /// True once the matching event is in the ticket's log.
-    recorded: bool,
-    /// The reverse entry ([`provider_key`]) of an accepted message, written right after
-    /// this record, and again on a redelivery that finds the record not yet recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    provider_key: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-enum Recorded {
+/// What the provider said about a message.
+#[derive(Clone, Debug, PartialEq)]
+enum Outcome {
     Delivered {
         provider_message_id: String,
     },
-    /// A permanent failure; transient ones leave no record, so they are tried again.
+    /// A permanent failure; transient ones record nothing, so they are tried again.
     Failed {
         reason: String,
     },
@@ -156,6 +147,8 @@ struct Egress {
     store: EventStore,
     sender: Sender,
     bucket: kv::Store,
+    /// Ticket → when its customer last wrote, as this process saw it in the log.
+    last_inbound: Mutex<HashMap<TicketId, SystemTime>>,
     shutdown: CancellationToken,
 }
 
@@ -198,13 +191,16 @@ impl Egress {
         ticket: TicketId,
         at: SystemTime,
     ) -> Result<(), HandlerError> {
-        let millis = unix_millis(at);
-        let key = last_inbound_key(ticket);
-        let known = self.entry(&key).await?.and_then(|v| parse_millis(&v));
-        if known.is_some_and(|known| known >= millis) {
-            return Ok(());
+        let mut last = self
+            .last_inbound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.len() >= LAST_INBOUND_REMEMBERED && !last.contains_key(&ticket) {
+            last.clear();
         }
-        self.put(&key, millis.to_string().into_bytes()).await
+        let known = last.entry(ticket).or_insert(at);
+        *known = (*known).max(at);
+        Ok(())
     }
 
     async fn deliver(
@@ -214,22 +210,24 @@ impl Egress {
         said: Said<'_>,
     ) -> Result<(), HandlerError> {
         let ticket = event.meta.ticket;
-        if let Some(record) = self.record_of(message).await? {
-            if record.recorded {
-                tracing::debug!(ticket = %ticket, message = %message, "already handled");
-                return Ok(());
+        // Read, not the hot state: a redelivery must see every outcome recorded, by
+        // whichever process recorded it.
+        let loaded = self.store.load(ticket).await?;
+        if let Some(outcome) = loaded.ticket.outcomes.get(&message) {
+            tracing::debug!(ticket = %ticket, message = %message, "already handled");
+            // The reverse entry follows the event: a crash between them leaves it to
+            // the redelivery.
+            if let (Some(provider_message_id), Some(customer)) = (outcome, &loaded.ticket.customer)
+            {
+                let key = provider_key(customer.channel, provider_message_id);
+                self.index_provider(ticket, message, &key).await?;
             }
-            tracing::info!(ticket = %ticket, message = %message, "provider answered before, recording the event");
-            self.index_provider(ticket, message, record.provider_key.as_deref())
-                .await?;
-            return self
-                .append_and_mark(event, message, record.outcome, record.provider_key)
-                .await;
+            return Ok(());
         }
         // Later messages of the ticket wait behind this one while it is retried: the
         // consumer hands a ticket's events over one at a time, in log order.
         let last_delivery = event.delivered >= self.store.config().max_deliver;
-        let (delivery, channel) = match self.outbound(ticket, message, said).await? {
+        let (delivery, channel) = match self.outbound(&loaded, ticket, message, said).await? {
             Ok(outbound) => {
                 let delivery = self.sender.send(&outbound, &self.shutdown).await;
                 log_delivery(&outbound, &delivery);
@@ -244,10 +242,10 @@ impl Egress {
             Delivery::Accepted {
                 provider_message_id,
                 ..
-            } => Recorded::Delivered {
+            } => Outcome::Delivered {
                 provider_message_id,
             },
-            Delivery::Permanent { reason } => Recorded::Failed { reason },
+            Delivery::Permanent { reason } => Outcome::Failed { reason },
             Delivery::Exhausted { reason } => {
                 if last_delivery && !self.shutdown.is_cancelled() {
                     // The event goes to the dead letters now; the ticket learns of it.
@@ -262,54 +260,117 @@ impl Egress {
                 return Err(HandlerError::Transient(reason));
             }
         };
-        let provider_entry = match (&outcome, channel) {
+        // The event is the record: once it is in the log the message is never sent
+        // again. A crash between the provider's acceptance and this one append is the
+        // only way to send it twice. The reverse entry goes out at the same time.
+        let (command, tag, reverse) = match (&outcome, channel) {
             (
-                Recorded::Delivered {
+                Outcome::Delivered {
                     provider_message_id,
                 },
                 Some(channel),
-            ) => Some(provider_key(channel, provider_message_id)),
-            _ => None,
+            ) => (
+                Command::RecordDelivery {
+                    message,
+                    provider_message_id: provider_message_id.clone(),
+                },
+                "delivered",
+                Some(provider_key(channel, provider_message_id)),
+            ),
+            (Outcome::Delivered { .. }, None) => {
+                return Err(HandlerError::Permanent(
+                    "a message was delivered on no channel".to_owned(),
+                ));
+            }
+            (Outcome::Failed { reason }, _) => (
+                Command::RecordDeliveryFailure {
+                    message,
+                    reason: reason.clone(),
+                    permanent: true,
+                },
+                "failed",
+                None,
+            ),
         };
-        // The record first: from here on the message is never sent again. A crash between
-        // the provider's acceptance and this one write is the only way to send it twice.
-        self.save(
-            message,
-            &OutboundRecord {
-                outcome: outcome.clone(),
-                recorded: false,
-                provider_key: provider_entry.clone(),
-            },
-        )
-        .await?;
-        // Then the reverse entry, so that the message's receipts find it; a redelivery
-        // that finds the record unrecorded writes it again.
-        self.index_provider(ticket, message, provider_entry.as_deref())
-            .await?;
-        self.append_and_mark(event, message, outcome, provider_entry)
-            .await
+        let record = self.record(event, message, command, tag);
+        match reverse {
+            Some(key) => {
+                futures::try_join!(record, self.index_provider(ticket, message, &key))?;
+            }
+            None => record.await?,
+        }
+        Ok(())
     }
 
-    /// Writes the reverse entry of an accepted message (none for a failed one).
+    /// Writes the reverse entry of an accepted message, trying until the bucket takes it.
     async fn index_provider(
         &self,
         ticket: TicketId,
         message: MessageId,
-        key: Option<&str>,
+        key: &str,
     ) -> Result<(), HandlerError> {
-        let Some(key) = key else {
-            return Ok(());
-        };
         let entry = ProviderEntry { ticket, message };
         let value = serde_json::to_vec(&entry).map_err(|e| {
             HandlerError::Permanent(format!("cannot encode the provider entry: {e}"))
         })?;
-        self.put(key, value).await
+        let value = bytes::Bytes::from(value);
+        self.until_written(|| async {
+            self.bucket
+                .put(key, value.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("outbound bucket write failed: {e}"))
+        })
+        .await
+    }
+
+    /// Appends the outcome of a message the provider answered, trying until the log takes
+    /// it: a lost record is what would make a redelivery send twice, so a store outage (a
+    /// NATS restart) holds this ticket back rather than giving up. Only this ticket
+    /// waits: the consumer goes on with the others.
+    async fn record(
+        &self,
+        event: &StoredEvent,
+        message: MessageId,
+        command: Command,
+        tag: &str,
+    ) -> Result<(), HandlerError> {
+        self.until_written(|| async {
+            match self.append(event, message, command.clone(), tag).await {
+                Err(HandlerError::Transient(reason)) => Err(reason),
+                Err(permanent) => Ok(Err(permanent)),
+                Ok(()) => Ok(Ok(())),
+            }
+        })
+        .await?
+    }
+
+    /// Runs `write` until it succeeds or egress stops, with backoff.
+    async fn until_written<T, F, Fut>(&self, mut write: F) -> Result<T, HandlerError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match write().await {
+                Ok(done) => return Ok(done),
+                Err(reason) if !self.shutdown.is_cancelled() => {
+                    tracing::warn!(tries, error = %reason, "write after the provider's answer failed, retrying");
+                    self.sender.clock().sleep(delay).await;
+                    delay = delay.saturating_mul(2).min(WRITE_RETRY_CAP);
+                }
+                Err(reason) => return Err(HandlerError::Transient(reason)),
+            }
+        }
     }
 
     /// The message as the ticket says, or why it cannot be sent at all.
     async fn outbound(
         &self,
+        loaded: &LoadedTicket,
         ticket: TicketId,
         message: MessageId,
         said: Said<'_>,
@@ -319,11 +380,10 @@ impl Egress {
                 "egress sends text only; media and locations are not supported yet".to_owned(),
             ));
         };
-        let loaded = self.store.load(ticket).await?;
         if loaded.ticket.erased {
             return Ok(Err("the customer was erased".to_owned()));
         }
-        let Some(customer) = loaded.ticket.customer else {
+        let Some(customer) = loaded.ticket.customer.clone() else {
             return Err(HandlerError::Permanent(format!(
                 "ticket {ticket} has no customer: it was never opened"
             )));
@@ -341,49 +401,9 @@ impl Egress {
             text: text.expose().clone(),
             prompt: said.prompt.to_owned(),
             choices: said.choices.to_vec(),
-            language: loaded.ticket.language,
+            language: loaded.ticket.language.clone(),
             customer_last_message_at,
         }))
-    }
-
-    /// Appends the event for `outcome`, then marks the record as recorded.
-    async fn append_and_mark(
-        &self,
-        event: &StoredEvent,
-        message: MessageId,
-        outcome: Recorded,
-        provider_key: Option<String>,
-    ) -> Result<(), HandlerError> {
-        let (command, tag) = match &outcome {
-            Recorded::Delivered {
-                provider_message_id,
-            } => (
-                Command::RecordDelivery {
-                    message,
-                    provider_message_id: provider_message_id.clone(),
-                },
-                "delivered",
-            ),
-            Recorded::Failed { reason } => (
-                Command::RecordDeliveryFailure {
-                    message,
-                    reason: reason.clone(),
-                    permanent: true,
-                },
-                "failed",
-            ),
-        };
-        self.append(event, message, command, tag).await?;
-        let marked = OutboundRecord {
-            outcome,
-            recorded: true,
-            provider_key,
-        };
-        if let Err(e) = self.save(message, &marked).await {
-            // A redelivery appends again, with the same command id, and dedupes.
-            tracing::warn!(message = %message, error = %e, "outbound record not marked as recorded");
-        }
-        Ok(())
     }
 
     /// Decides and appends `command` on the event's ticket, reloading on conflicts. The
@@ -417,67 +437,31 @@ impl Egress {
         Ok(())
     }
 
-    async fn record_of(&self, message: MessageId) -> Result<Option<OutboundRecord>, HandlerError> {
-        let Some(value) = self.entry(&message.0.to_string()).await? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&value).map(Some).map_err(|e| {
-            // Sending anyway could send twice; a person has to look.
-            HandlerError::Permanent(format!("unreadable outbound record for {message}: {e}"))
-        })
-    }
-
-    async fn save(&self, message: MessageId, record: &OutboundRecord) -> Result<(), HandlerError> {
-        let value = serde_json::to_vec(record)
-            .map_err(|e| HandlerError::Permanent(format!("cannot encode the record: {e}")))?;
-        self.put(&message.0.to_string(), value).await
-    }
-
+    /// When the ticket's customer last wrote: remembered from the log as this process
+    /// followed it, or else read from the ticket's events.
     async fn last_customer_message(
         &self,
         ticket: TicketId,
     ) -> Result<Option<SystemTime>, HandlerError> {
-        let value = self.entry(&last_inbound_key(ticket)).await?;
-        Ok(value
-            .and_then(|v| parse_millis(&v))
-            .map(|millis| UNIX_EPOCH + Duration::from_millis(millis)))
-    }
-
-    async fn entry(&self, key: &str) -> Result<Option<bytes::Bytes>, HandlerError> {
-        match self.bucket.entry(key).await {
-            // A deleted or purged key reads as absent.
-            Ok(Some(entry)) if entry.operation == kv::Operation::Put => Ok(Some(entry.value)),
-            Ok(_) => Ok(None),
-            Err(e) => Err(HandlerError::Transient(format!(
-                "outbound bucket unreadable: {e}"
-            ))),
+        let remembered = self
+            .last_inbound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&ticket)
+            .copied();
+        if remembered.is_some() {
+            return Ok(remembered);
         }
-    }
-
-    /// Writes `key`, trying again until the bucket takes it or egress stops: after a
-    /// provider's acceptance, a lost write is what would make a redelivery send twice, so
-    /// a store outage (a NATS restart) holds this ticket back rather than giving up. Only
-    /// this ticket waits: the consumer goes on with the others.
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), HandlerError> {
-        let value = bytes::Bytes::from(value);
-        let mut delay = Duration::from_millis(50);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.bucket.put(key, value.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(e) if !self.shutdown.is_cancelled() => {
-                    tracing::warn!(tries, error = %e, "outbound bucket write failed, retrying");
-                    self.sender.clock().sleep(delay).await;
-                    delay = delay.saturating_mul(2).min(KV_RETRY_CAP);
-                }
-                Err(e) => {
-                    return Err(HandlerError::Transient(format!(
-                        "outbound bucket write failed: {e}"
-                    )));
-                }
-            }
+        let events = self.store.ticket_events(ticket).await?;
+        let last = events
+            .iter()
+            .filter(|(_, _, event)| matches!(event, Event::CustomerMessageReceived { .. }))
+            .map(|(_, meta, _)| meta.occurred_at)
+            .max();
+        if let Some(at) = last {
+            self.note_customer_message(ticket, at).await?;
         }
+        Ok(last)
     }
 }
 
@@ -514,19 +498,6 @@ fn command_id(message: MessageId, outcome: &str) -> Uuid {
     )
 }
 
-fn last_inbound_key(ticket: TicketId) -> String {
-    format!("{LAST_INBOUND_PREFIX}{}", ticket.0)
-}
-
-fn unix_millis(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn parse_millis(value: &[u8]) -> Option<u64> {
-    std::str::from_utf8(value).ok()?.trim().parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -553,36 +524,7 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip_as_tagged_json() {
-        let record = OutboundRecord {
-            outcome: Recorded::Delivered {
-                provider_message_id: "wamid.1".to_owned(),
-            },
-            recorded: false,
-            provider_key: None,
-        };
-        let json = serde_json::to_string(&record).unwrap();
-        assert_eq!(
-            json,
-            r#"{"outcome":"delivered","provider_message_id":"wamid.1","recorded":false}"#
-        );
-        assert_eq!(
-            serde_json::from_str::<OutboundRecord>(&json).unwrap(),
-            record
-        );
-    }
-
-    #[test]
-    fn keys_and_times() {
-        let ticket = TicketId(Uuid::from_u128(1));
-        assert_eq!(
-            last_inbound_key(ticket),
-            "last-inbound.00000000-0000-0000-0000-000000000001"
-        );
-        let at = UNIX_EPOCH + Duration::from_millis(1_764_082_800_123);
-        assert_eq!(unix_millis(at), 1_764_082_800_123);
-        assert_eq!(parse_millis(b"1764082800123"), Some(1_764_082_800_123));
-        assert_eq!(parse_millis(b"soon"), None);
+    fn the_bucket_is_named_per_region() {
         assert_eq!(
             outbound_bucket(&Layout::new("de").unwrap()),
             "helpline-de-outbound"
