@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::EventStore;
 use crate::codec::{self, EnvelopeMeta, SCHEMA_VERSION, Sealer};
-use crate::direct::{self, header_str};
+use crate::direct::header_str;
 use crate::error::StoreError;
 
 /// Header naming the event's type, so consumers can filter without decoding.
@@ -247,14 +247,10 @@ impl EventStore {
         command_id: Uuid,
     ) -> Result<Appended, StoreError> {
         let ours = command_id.to_string();
-        let tail = direct::messages_after(
-            &self.client,
-            self.layout.event_stream(),
-            subject,
-            expected_version,
-            self.config.request_timeout,
-        )
-        .await?;
+        let tail = self
+            .direct
+            .messages_after(subject, expected_version, self.config.request_timeout)
+            .await?;
         if let Some(mine) = tail
             .iter()
             .rfind(|m| header_str(&m.headers, COMMAND_ID_HEADER) == Some(ours.as_str()))

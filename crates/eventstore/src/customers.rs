@@ -78,14 +78,10 @@ impl EventStore {
         ticket: TicketId,
     ) -> Result<Vec<(u64, EnvelopeMeta, Event)>, StoreError> {
         let subject = self.layout.ticket_subject(ticket);
-        let messages = crate::direct::messages_after(
-            &self.client,
-            self.layout.event_stream(),
-            &subject,
-            0,
-            self.config.request_timeout,
-        )
-        .await?;
+        let messages = self
+            .direct
+            .messages_after(&subject, 0, self.config.request_timeout)
+            .await?;
         let mut events = Vec::with_capacity(messages.len());
         for message in messages {
             for (meta, event) in self.decode_stored(&message).await? {

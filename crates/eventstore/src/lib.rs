@@ -84,6 +84,8 @@ pub struct EventStore {
     customers: Arc<Mutex<HashMap<TicketId, CustomerId>>>,
     /// Tickets kept hot ([`hot`]).
     hot: hot::HotTickets,
+    /// Batch Direct Gets on the event stream, over one reply subscription.
+    direct: Arc<direct::DirectGets>,
 }
 
 impl EventStore {
@@ -154,6 +156,7 @@ impl EventStore {
             config.master_key.clone(),
             hot.clone(),
         ));
+        let direct = Arc::new(direct::DirectGets::new(&client, layout.event_stream()).await?);
         Ok(Self {
             client,
             js,
@@ -163,6 +166,7 @@ impl EventStore {
             keys,
             customers: Arc::default(),
             hot,
+            direct,
         })
     }
 

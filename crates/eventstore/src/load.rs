@@ -7,7 +7,6 @@ use helpline_domain::{Ticket, TicketId, evolve};
 use serde::{Deserialize, Serialize};
 
 use crate::EventStore;
-use crate::direct;
 use crate::error::StoreError;
 use crate::seal::{CustomerId, FieldPlace};
 
@@ -258,14 +257,10 @@ impl EventStore {
         start: LoadedTicket,
     ) -> Result<(LoadedTicket, u64), StoreError> {
         let subject = self.layout.ticket_subject(id);
-        let tail = direct::messages_after(
-            &self.client,
-            self.layout.event_stream(),
-            &subject,
-            start.version,
-            self.config.request_timeout,
-        )
-        .await?;
+        let tail = self
+            .direct
+            .messages_after(&subject, start.version, self.config.request_timeout)
+            .await?;
         let mut loaded = start;
         let folded = tail.len() as u64;
         for message in tail {

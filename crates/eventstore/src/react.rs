@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::EventStore;
 use crate::append::{COMMAND_ID_HEADER, CommandMeta};
-use crate::direct::{self, header_str};
+use crate::direct::header_str;
 use crate::error::StoreError;
 use crate::execute::ExecuteError;
 use crate::subscribe::StoredEvent;
@@ -147,14 +147,14 @@ impl EventStore {
 
     async fn has_reacted(&self, cause: &Cause, command_id: Uuid) -> Result<bool, StoreError> {
         let ours = command_id.to_string();
-        let tail = direct::messages_after(
-            &self.client,
-            self.layout.event_stream(),
-            &self.layout.ticket_subject(cause.ticket),
-            cause.after_sequence,
-            self.config.request_timeout,
-        )
-        .await?;
+        let tail = self
+            .direct
+            .messages_after(
+                &self.layout.ticket_subject(cause.ticket),
+                cause.after_sequence,
+                self.config.request_timeout,
+            )
+            .await?;
         Ok(tail
             .iter()
             .any(|m| header_str(&m.headers, COMMAND_ID_HEADER) == Some(ours.as_str())))
