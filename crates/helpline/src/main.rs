@@ -28,6 +28,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use helpline_eventstore::EventStore;
 use helpline_telemetry::LogFormat;
 
+/// mimalloc rather than the system allocator: under load the services allocate from many
+/// threads at once, and glibc's malloc spent about a third of the CPU of `helpline bench`'s
+/// end-to-end phase in allocation and its arena locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crate::all::Services;
 use crate::config::Config;
 
