@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::understand::{Lists, split_words};
 use helpline_domain::QuickReply;
 use helpline_region::{Locale, RegionConfig};
 use serde::Deserialize;
@@ -67,6 +68,10 @@ pub struct Flows {
     flows: BTreeMap<String, Flow>,
     /// The region's default language's flow: the answer for any language without one.
     default: Flow,
+    /// Each language's word lists, that language's first, split into words once here
+    /// rather than on every message.
+    lists: BTreeMap<String, Lists>,
+    default_lists: Lists,
 }
 
 /// One language's flow.
@@ -84,6 +89,10 @@ pub struct Flow {
     pub(crate) serial_words: Vec<String>,
     /// Category → phrases that mark it.
     pub(crate) categories: BTreeMap<String, Vec<String>>,
+    /// `detect`, each phrase split into words.
+    pub(crate) detect_words: Vec<Vec<String>>,
+    /// `categories`, each phrase split into words.
+    pub(crate) category_words: BTreeMap<String, Vec<Vec<String>>>,
     rating_words: BTreeMap<String, u8>,
     rating_titles: Vec<String>,
     texts: BTreeMap<String, String>,
@@ -192,9 +201,26 @@ impl Flows {
         self.flows.values()
     }
 
+    /// The word lists of `language`'s flow and then the others', split into words.
+    pub(crate) fn lists(&self, language: &str) -> &Lists {
+        self.lists.get(language).unwrap_or(&self.default_lists)
+    }
+
     fn assemble(flows: BTreeMap<String, Flow>, default_language: &str) -> Option<Flows> {
         let default = flows.get(default_language)?.clone();
-        Some(Flows { flows, default })
+        let mut assembled = Flows {
+            flows,
+            default,
+            lists: BTreeMap::new(),
+            default_lists: Lists::default(),
+        };
+        assembled.default_lists = Lists::of(&assembled, default_language);
+        assembled.lists = assembled
+            .flows
+            .keys()
+            .map(|language| (language.clone(), Lists::of(&assembled, language)))
+            .collect();
+        Some(assembled)
     }
 }
 
@@ -292,20 +318,32 @@ impl Flow {
             )));
         }
         check_texts(&raw.texts).map_err(invalid)?;
+        let detect = lowered(raw.detect);
+        let categories: BTreeMap<String, Vec<String>> = raw
+            .categories
+            .into_iter()
+            .map(|(category, phrases)| (category.to_lowercase(), lowered(phrases)))
+            .collect();
         Ok(Flow {
+            detect_words: detect.iter().map(|phrase| split_words(phrase)).collect(),
+            category_words: categories
+                .iter()
+                .map(|(category, phrases)| {
+                    (
+                        category.clone(),
+                        phrases.iter().map(|phrase| split_words(phrase)).collect(),
+                    )
+                })
+                .collect(),
             language: language.to_owned(),
             name: raw.name.trim().to_owned(),
-            detect: lowered(raw.detect),
+            detect,
             agent_words: lowered(raw.agent_words),
             upset_words: lowered(raw.upset_words),
             greeting_words: lowered(raw.greeting_words),
             filler_words: lowered(raw.filler_words),
             serial_words: lowered(raw.serial_words),
-            categories: raw
-                .categories
-                .into_iter()
-                .map(|(category, phrases)| (category.to_lowercase(), lowered(phrases)))
-                .collect(),
+            categories,
             rating_words: raw
                 .rating_words
                 .into_iter()

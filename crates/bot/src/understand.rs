@@ -72,9 +72,9 @@ pub fn detect_language(region: &RegionConfig, flows: &Flows, text: &str) -> Opti
         .map(|language| {
             let flow = flows.get(language);
             let score = if &flow.language == language {
-                flow.detect
+                flow.detect_words
                     .iter()
-                    .map(|phrase| find_all(&words, &split_words(phrase)).len())
+                    .map(|phrase| find_all(&words, phrase).len())
                     .sum()
             } else {
                 0
@@ -118,7 +118,7 @@ pub fn understand(
     text: &str,
     last_prompt: &str,
 ) -> Understood {
-    let lists = Lists::of(flows, language);
+    let lists = flows.lists(language);
     let all = words(text);
     let segments = segments(text);
     let product = region.find_product(text).map(|p| p.family.clone());
@@ -146,7 +146,7 @@ pub fn understand(
             text,
             segment,
             &taken,
-            &lists,
+            lists,
             &product_names,
             last_prompt == "ask_location",
         )
@@ -162,7 +162,7 @@ pub fn understand(
     } else {
         let parts: Vec<String> = segments
             .iter()
-            .filter_map(|segment| problem_part(text, segment, &taken, &lists, &product_names))
+            .filter_map(|segment| problem_part(text, segment, &taken, lists, &product_names))
             .collect();
         (!parts.is_empty()).then(|| parts.join(", "))
     };
@@ -186,8 +186,10 @@ struct Word {
     span: Range<usize>,
 }
 
-/// The word lists of every flow, the ticket language's first, split into words.
-struct Lists {
+/// The word lists of every flow, the ticket language's first, split into words: made
+/// once per language when the flows are assembled ([`Flows::lists`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Lists {
     agent_words: Vec<Vec<String>>,
     upset_words: Vec<Vec<String>>,
     greeting_words: Vec<Vec<String>>,
@@ -196,7 +198,7 @@ struct Lists {
 }
 
 impl Lists {
-    fn of(flows: &Flows, language: &str) -> Lists {
+    pub(crate) fn of(flows: &Flows, language: &str) -> Lists {
         let ordered = ordered(flows, language);
         let gather = |list: fn(&Flow) -> &Vec<String>| -> Vec<Vec<String>> {
             ordered
@@ -248,7 +250,7 @@ fn words(text: &str) -> Vec<Word> {
     words
 }
 
-fn split_words(phrase: &str) -> Vec<String> {
+pub(crate) fn split_words(phrase: &str) -> Vec<String> {
     words(phrase).into_iter().map(|word| word.text).collect()
 }
 
@@ -510,10 +512,9 @@ fn meaningful(word: &Word) -> bool {
 fn category(words: &[Word], flows: &Flows, language: &str) -> Option<String> {
     let mut best: Option<(usize, &str)> = None;
     for flow in ordered(flows, language) {
-        for (category, phrases) in &flow.categories {
+        for (category, phrases) in &flow.category_words {
             for phrase in phrases {
-                let phrase = split_words(phrase);
-                if !find_all(words, &phrase).is_empty()
+                if !find_all(words, phrase).is_empty()
                     && best.is_none_or(|(length, _)| phrase.len() > length)
                 {
                     best = Some((phrase.len(), category));
