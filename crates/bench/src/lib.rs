@@ -246,6 +246,8 @@ struct Rebuild {
     added: Added,
     /// Data keys in the region's key bucket: one per customer in the stream.
     customer_keys: u64,
+    /// Keys the rebuilding process keeps (`eventstore.key_cache_limit`).
+    key_cache_limit: u64,
     seconds: f64,
     per_sec: f64,
     ratio_to_raw_replay: f64,
@@ -621,6 +623,7 @@ async fn rebuild(store: &EventStore, raw_replay: f64, added: Added) -> anyhow::R
         tickets: projection.ticket_count(),
         added,
         customer_keys,
+        key_cache_limit: u64::try_from(store.config().key_cache_limit).unwrap_or(u64::MAX),
         seconds: replayed.elapsed.as_secs_f64(),
         per_sec,
         ratio_to_raw_replay: ratio(per_sec, raw_replay),
@@ -685,8 +688,6 @@ const HEAD_OF_LINE_P99_TARGET_MS: f64 = 1000.0;
 const MESSAGES_PER_WEBHOOK_TARGET: f64 = 3.0;
 const MESSAGES_PER_CONVERSATION_TARGET: f64 = 15.0;
 const REBUILD_RATIO_TARGET: f64 = 0.7;
-/// Where the event store's customer-key cache empties itself (`keys.rs`, `CACHE_LIMIT`).
-const KEY_CACHE_LIMIT: u64 = 100_000;
 const LOAD_P50_TARGET_MS: f64 = 1.0;
 const LOAD_GROWTH_TARGET: f64 = 1.5;
 const ALL_IDLE_TARGET_BYTES: u64 = 60 * 1000 * 1000;
@@ -706,10 +707,10 @@ fn rows(sizes: &Sizes, s: &DefaultSync, durable: &Durable) -> Vec<Row> {
     let hol = &s.head_of_line;
     let trips = &s.round_trips;
     let rebuild = &s.rebuild;
-    let key_cache = if rebuild.customer_keys > KEY_CACHE_LIMIT {
+    let key_cache = if rebuild.customer_keys > rebuild.key_cache_limit {
         format!(
             ", past the key cache's {} limit",
-            thousands(KEY_CACHE_LIMIT as f64)
+            thousands(rebuild.key_cache_limit as f64)
         )
     } else {
         String::new()

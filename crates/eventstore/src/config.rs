@@ -29,6 +29,10 @@ pub struct StoreConfig {
     pub partitions: u32,
     /// A load that folded this many events after the snapshot writes a new snapshot.
     pub snapshot_every: u64,
+    /// Customers whose data key one process keeps in memory (about 200 bytes each); a
+    /// full cache forgets an eighth of them. A service replaying the whole log (query,
+    /// feedback, assignment) wants every customer's key: set it above the customer count.
+    pub key_cache_limit: usize,
     /// How long one request to the server may take.
     pub request_timeout: Duration,
     /// Wraps the customers' data keys. The default is the public development key;
@@ -65,6 +69,7 @@ impl Default for StoreConfig {
             tickets_in_flight: 256,
             partitions: 8,
             snapshot_every: 32,
+            key_cache_limit: 1_000_000,
             request_timeout: Duration::from_secs(5),
             master_key: MasterKey::development(),
         }

@@ -17,9 +17,6 @@ use crate::error::StoreError;
 use crate::hot::HotTickets;
 use crate::seal::{CustomerId, DataKey, MasterKey};
 
-/// Customers whose keys one process keeps; beyond this the cache starts over.
-const CACHE_LIMIT: usize = 100_000;
-
 /// What one process knows of the key bucket.
 #[derive(Default)]
 struct Cache {
@@ -38,6 +35,20 @@ impl Cache {
         self.created.clear();
         self.purged.clear();
     }
+
+    /// Makes room for one more key under `limit`: a full cache forgets an eighth of its
+    /// keys (whichever the map yields first), not all of them, so a replay over more
+    /// customers than fit reads back only the keys it lost.
+    fn make_room(&mut self, limit: usize) {
+        if self.keys.len() < limit.max(1) {
+            return;
+        }
+        let forget: Vec<CustomerId> = self.keys.keys().take((limit / 8).max(1)).cloned().collect();
+        for customer in &forget {
+            self.keys.remove(customer);
+            self.created.remove(customer);
+        }
+    }
 }
 
 pub(crate) struct CustomerKeys {
@@ -51,6 +62,8 @@ pub(crate) struct CustomerKeys {
     watcher: OnceCell<tokio::task::AbortHandle>,
     /// Tickets kept hot, dropped with their customer's key.
     hot: HotTickets,
+    /// Keys kept at most.
+    limit: usize,
 }
 
 impl std::fmt::Debug for CustomerKeys {
@@ -75,12 +88,14 @@ impl CustomerKeys {
         bucket: kv::Store,
         master: MasterKey,
         hot: HotTickets,
+        limit: usize,
     ) -> Self {
         Self {
             js,
             bucket,
             master,
             hot,
+            limit,
             cache: Arc::default(),
             watching: Arc::default(),
             changes: Arc::default(),
@@ -164,7 +179,7 @@ impl CustomerKeys {
                 self.remember(&customer, Some(Arc::new(key)), seen);
                 loaded += 1;
             }
-            if entry.delta == 0 || loaded >= CACHE_LIMIT {
+            if entry.delta == 0 || loaded >= self.limit {
                 break;
             }
         }
@@ -198,9 +213,7 @@ impl CustomerKeys {
                 let key = Arc::new(key);
                 let mut cache = lock(&self.cache);
                 if self.watching.load(Ordering::Acquire) && !cache.purged.contains(customer) {
-                    if cache.keys.len() >= CACHE_LIMIT {
-                        cache.clear();
-                    }
+                    cache.make_room(self.limit);
                     cache.created.insert(customer.clone(), revision);
                     cache.keys.insert(customer.clone(), Some(key.clone()));
                 }
@@ -239,9 +252,7 @@ impl CustomerKeys {
         if !self.watching.load(Ordering::Acquire) || self.changes.load(Ordering::Acquire) != seen {
             return;
         }
-        if cache.keys.len() >= CACHE_LIMIT {
-            cache.clear();
-        }
+        cache.make_room(self.limit);
         cache.keys.insert(customer.clone(), key);
     }
 
@@ -254,6 +265,7 @@ impl CustomerKeys {
                 let changes = self.changes.clone();
                 let bucket = self.bucket.clone();
                 let hot = self.hot.clone();
+                let limit = self.limit;
                 let task = tokio::spawn(async move {
                     let mut updates = match bucket.watch_all().await {
                         Ok(updates) => updates,
@@ -281,7 +293,7 @@ impl CustomerKeys {
                                 cache.keys.remove(&customer);
                                 cache.created.remove(&customer);
                                 if entry.operation != Operation::Put {
-                                    if cache.purged.len() >= CACHE_LIMIT {
+                                    if cache.purged.len() >= limit {
                                         cache.purged.clear();
                                     }
                                     cache.purged.insert(customer.clone());
@@ -308,4 +320,31 @@ fn lock(cache: &Mutex<Cache>) -> MutexGuard<'_, Cache> {
     cache
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn customer(n: usize) -> CustomerId {
+        CustomerId::parse(&format!("{n:032x}")).unwrap()
+    }
+
+    #[test]
+    fn a_full_cache_forgets_an_eighth_of_its_keys_not_all() {
+        let mut cache = Cache::default();
+        for n in 0..80 {
+            cache.make_room(80);
+            cache
+                .keys
+                .insert(customer(n), Some(Arc::new(DataKey::generate())));
+        }
+        assert_eq!(cache.keys.len(), 80, "below the limit nothing is forgotten");
+        cache.make_room(80);
+        assert_eq!(cache.keys.len(), 70);
+        cache.make_room(80);
+        assert_eq!(cache.keys.len(), 70, "room was made already");
+    }
 }

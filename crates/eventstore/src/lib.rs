@@ -155,6 +155,7 @@ impl EventStore {
             keys,
             config.master_key.clone(),
             hot.clone(),
+            config.key_cache_limit,
         ));
         let direct = Arc::new(direct::DirectGets::new(&client, layout.event_stream()).await?);
         Ok(Self {

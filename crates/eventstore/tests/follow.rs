@@ -5,10 +5,10 @@
 
 mod support;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use helpline_domain::{Event, MessageBody};
-use helpline_eventstore::{Content, Follower, LogEntry, Subjects};
+use helpline_eventstore::{Content, EventStore, Follower, LogEntry, Subjects};
 use support::*;
 use tokio_util::sync::CancellationToken;
 
@@ -54,22 +54,28 @@ impl Follower for Texts {
     }
 }
 
-#[tokio::test]
-async fn a_view_reads_the_log_so_far_then_follows_new_messages_in_order() {
-    let h = harness().await;
-    let id = ticket();
-    let v = open(&h.store, id).await;
-    let v = say(&h.store, id, v, &["eins", "zwei"]).await;
-    let view = std::sync::Arc::new(Texts::default());
+/// A [`Texts`] view following `store` until the token is cancelled.
+fn follow(store: &EventStore) -> (Arc<Texts>, CancellationToken, tokio::task::JoinHandle<()>) {
+    let view = Arc::new(Texts::default());
     let shutdown = CancellationToken::new();
     let following = tokio::spawn({
-        let (store, view, shutdown) = (h.store.clone(), view.clone(), shutdown.clone());
+        let (store, view, shutdown) = (store.clone(), view.clone(), shutdown.clone());
         async move {
             store
                 .follow("test", Subjects::Tickets, view.as_ref(), &shutdown)
                 .await
         }
     });
+    (view, shutdown, following)
+}
+
+#[tokio::test]
+async fn a_view_reads_the_log_so_far_then_follows_new_messages_in_order() {
+    let h = harness().await;
+    let id = ticket();
+    let v = open(&h.store, id).await;
+    let v = say(&h.store, id, v, &["eins", "zwei"]).await;
+    let (view, shutdown, following) = follow(&h.store);
     eventually("the replay reaches the end", || {
         let view = view.clone();
         async move { *view.reached_end.lock().unwrap() > 0 }
@@ -93,16 +99,7 @@ async fn a_view_whose_consumer_vanished_on_the_server_reads_on() {
     let id = ticket();
     let v = open(&h.store, id).await;
     let v = say(&h.store, id, v, &["eins"]).await;
-    let view = std::sync::Arc::new(Texts::default());
-    let shutdown = CancellationToken::new();
-    let following = tokio::spawn({
-        let (store, view, shutdown) = (h.store.clone(), view.clone(), shutdown.clone());
-        async move {
-            store
-                .follow("test", Subjects::Tickets, view.as_ref(), &shutdown)
-                .await
-        }
-    });
+    let (view, shutdown, following) = follow(&h.store);
     eventually("the first message is read", || {
         let view = view.clone();
         async move { view.texts().len() == 1 }

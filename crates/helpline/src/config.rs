@@ -266,6 +266,9 @@ pub struct EventStoreConfig {
     /// Tickets each consumer handles at once, each one event at a time.
     #[serde(default = "tickets_in_flight")]
     pub tickets_in_flight: usize,
+    /// Customers whose data key a process keeps in memory (about 200 bytes each).
+    #[serde(default = "key_cache_limit")]
+    pub key_cache_limit: usize,
     /// Create or update the streams and buckets when a service starts. A deployment whose
     /// services may not manage streams sets it to false and runs `helpline ensure` as a
     /// separate step (with the setup user); the services then wait until the store exists.
@@ -283,6 +286,10 @@ fn partitions() -> u32 {
 
 fn tickets_in_flight() -> usize {
     StoreConfig::default().tickets_in_flight
+}
+
+fn key_cache_limit() -> usize {
+    StoreConfig::default().key_cache_limit
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -332,6 +339,7 @@ impl Default for Config {
                 snapshot_every: store.snapshot_every,
                 partitions: store.partitions,
                 tickets_in_flight: store.tickets_in_flight,
+                key_cache_limit: store.key_cache_limit,
                 ensure_on_start: true,
             },
             ingress: IngressConfig::default(),
@@ -487,6 +495,7 @@ impl Config {
             snapshot_every: self.eventstore.snapshot_every,
             partitions: self.eventstore.partitions,
             tickets_in_flight: self.eventstore.tickets_in_flight,
+            key_cache_limit: self.eventstore.key_cache_limit,
             max_ack_pending: StoreConfig::default()
                 .max_ack_pending
                 .max(i64::try_from(self.eventstore.tickets_in_flight).unwrap_or(i64::MAX)),

@@ -252,20 +252,7 @@ async fn a_new_customers_first_message_costs_two_writes_and_each_next_message_on
 async fn a_returning_customer_reaches_their_current_ticket_through_any_process() {
     let h = Harness::routes_only(&IngressConfig::default()).await;
     // A second ingress process on the same log, which has never seen the customer.
-    let other = {
-        let ingress = helpline_ingress::Ingress::new(
-            h.store.clone(),
-            &IngressConfig::default(),
-            &channels_for(&h.sim),
-        )
-        .await
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let router = ingress.router();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        url
-    };
+    let other = h.another_ingress().await;
     let channel = Channel::Telegram;
     let customer = customer_id(channel, 42);
     let say = |url: &str, text: &str| {

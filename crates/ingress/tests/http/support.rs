@@ -93,13 +93,7 @@ impl Harness {
             .unwrap();
         let sim = Arc::new(Simulator::start(SimulatorConfig::default()).await.unwrap());
         let channels = channels_for(&sim);
-        let ingress = Ingress::new(store.clone(), config, &channels)
-            .await
-            .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let router = ingress.router();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let url = serve_ingress(&store, config, &channels).await;
         Self {
             _server: server,
             _media: None,
@@ -107,6 +101,16 @@ impl Harness {
             sim,
             url,
         }
+    }
+
+    /// Another ingress process on the same log, with a memory of its own: its base URL.
+    pub async fn another_ingress(&self) -> String {
+        serve_ingress(
+            &self.store,
+            &IngressConfig::default(),
+            &channels_for(&self.sim),
+        )
+        .await
     }
 
     /// Every ticket event in the stream, in order.
@@ -391,4 +395,18 @@ pub fn whatsapp_failed(sim: &Simulator, receipt: &Webhook, code: i64, title: &st
 
 pub fn channels_for(sim: &Simulator) -> ChannelsConfig {
     serde_json::from_value(sim.helpline_channels()).unwrap()
+}
+
+/// Serves the webhook routes of an ingress over `store` on a free local port: its base URL.
+async fn serve_ingress(
+    store: &EventStore,
+    config: &IngressConfig,
+    channels: &ChannelsConfig,
+) -> String {
+    let ingress = Ingress::new(store.clone(), config, channels).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = ingress.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
 }
