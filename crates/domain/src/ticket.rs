@@ -131,6 +131,10 @@ pub struct Ticket {
     /// window covers those tickets' recent messages.
     #[serde(default)]
     pub received: BTreeSet<MessageId>,
+    /// The customer messages received while the ticket awaited a rating: the only ones
+    /// that can answer the rating request, however late a service reads them.
+    #[serde(default)]
+    pub rating_answers: BTreeSet<MessageId>,
     /// The outbound messages whose outcome is recorded: the provider's id of each one
     /// delivered, none for one that failed for good. Egress sends a message only while
     /// it is not listed here, so a redelivered send goes out once. Absent from snapshots
@@ -161,6 +165,9 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
         Event::CustomerMessageReceived { message, body, .. } => {
             ticket.customer_messages += 1;
             ticket.received.insert(*message);
+            if ticket.phase == Phase::AwaitingRating {
+                ticket.rating_answers.insert(*message);
+            }
             if let MessageBody::Media(media) = body
                 && media.awaits_fetch()
             {

@@ -1339,6 +1339,7 @@ fn a_closed_ticket_holds_the_whole_story() {
             reads: 0,
             attachments: Default::default(),
             received: Default::default(),
+            rating_answers: Default::default(),
             outcomes: Default::default(),
             erased: false,
             holder: Holder::Bot,

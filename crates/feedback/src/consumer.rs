@@ -49,12 +49,12 @@ async fn handle(
     flows: &Flows,
     stored: StoredEvent,
 ) -> Result<(), HandlerError> {
-    let Event::CustomerMessageReceived { body, .. } = &stored.event else {
+    let Event::CustomerMessageReceived { message, body, .. } = &stored.event else {
         return Ok(());
     };
     let reacted = store
         .react(CONSUMER, &Cause::event(&stored), |ticket| {
-            answer(ticket, body, flows.get(&ticket.language))
+            answer(ticket, *message, body, flows.get(&ticket.language))
         })
         .await?;
     let ticket = stored.meta.ticket;
@@ -71,10 +71,12 @@ async fn handle(
     Ok(())
 }
 
-/// What a customer's message means to a ticket: nothing unless it awaits a rating; then
+/// What a customer's message (`message`, in `ticket` already) means to a ticket:
+/// nothing unless the ticket awaits a rating and awaited it when the message came (a
+/// message from before the request, read late after a restart, answers nothing); then
 /// thanks and the rating, a second request, or a close without a rating.
-fn answer(ticket: &Ticket, body: &MessageBody, flow: &Flow) -> Vec<Command> {
-    if ticket.phase != Phase::AwaitingRating {
+fn answer(ticket: &Ticket, message: MessageId, body: &MessageBody, flow: &Flow) -> Vec<Command> {
+    if ticket.phase != Phase::AwaitingRating || !ticket.rating_answers.contains(&message) {
         return vec![];
     }
     // A photo or a location is no score either, and is answered like one.
@@ -123,9 +125,14 @@ mod tests {
 
     /// A ticket an agent resolved and the bot asked to rate, with `extra` events after.
     fn awaiting_rating(extra: &[Event]) -> Ticket {
+        fold(Ticket::default(), history().iter().chain(extra))
+    }
+
+    /// The events of a ticket an agent resolved and the bot asked to rate.
+    fn history() -> Vec<Event> {
         let agent = AgentId::new("anna");
         let ticket = TicketId(Uuid::nil());
-        let history = [
+        vec![
             Event::TicketOpened {
                 ticket,
                 customer: Customer {
@@ -155,8 +162,7 @@ mod tests {
             Event::RatingRequested {
                 message: MessageId(Uuid::nil()),
             },
-        ];
-        fold(Ticket::default(), history.iter().chain(extra))
+        ]
     }
 
     fn reprompted() -> Event {
@@ -168,14 +174,25 @@ mod tests {
         }
     }
 
+    /// `ticket` after the customer wrote `body`, as message `n`.
+    fn wrote(ticket: Ticket, n: u128, body: &MessageBody) -> (Ticket, MessageId) {
+        let message = MessageId(Uuid::from_u128(n));
+        let received = Event::CustomerMessageReceived {
+            message,
+            provider_message_id: format!("wamid.{n}"),
+            body: body.clone(),
+        };
+        (fold(ticket, [&received]), message)
+    }
+
     /// Given `ticket`, when the customer writes `body`, then these events follow; message
     /// ids are left out, being fresh on every call.
     #[track_caller]
     fn check(ticket: Ticket, body: MessageBody, expected: &[(&str, Option<&str>)]) {
         let flows = Flows::builtin();
-        let mut state = ticket;
+        let (mut state, message) = wrote(ticket, 100, &body);
         let mut events = Vec::new();
-        for command in answer(&state, &body, flows.get(&state.language)) {
+        for command in answer(&state, message, &body, flows.get(&state.language)) {
             let decided = decide(&state, command).unwrap_or_else(|e: DomainError| panic!("{e}"));
             state = fold(state, &decided);
             events.extend(decided);
@@ -255,17 +272,41 @@ mod tests {
         let closed = awaiting_rating(&[Event::TicketClosed {
             reason: CloseReason::RatingTimeout,
         }]);
-        assert_eq!(answer(&closed, &text("5"), flows.get("de")), vec![]);
+        let (closed, message) = wrote(closed, 1, &text("5"));
         assert_eq!(
-            answer(&Ticket::default(), &text("5"), flows.get("de")),
+            answer(&closed, message, &text("5"), flows.get("de")),
             vec![]
+        );
+        let (new, message) = wrote(Ticket::default(), 2, &text("5"));
+        assert_eq!(answer(&new, message, &text("5"), flows.get("de")), vec![]);
+    }
+
+    #[test]
+    fn a_message_from_before_the_rating_request_read_late_answers_nothing() {
+        let flows = Flows::builtin();
+        // The customer wrote while the agent was on it; feedback, restarted, reads that
+        // message only once the ticket awaits a rating.
+        let (early, message) = wrote(Ticket::default(), 3, &text("banana"));
+        let mut state = fold(early, &history());
+        assert_eq!(state.phase, Phase::AwaitingRating);
+        assert_eq!(
+            answer(&state, message, &text("banana"), flows.get("de")),
+            vec![]
+        );
+        // The same words after the request are an answer.
+        let later;
+        (state, later) = wrote(state, 4, &text("banana"));
+        assert_eq!(
+            answer(&state, later, &text("banana"), flows.get("de")).len(),
+            1
         );
     }
 
     #[test]
     fn the_second_request_offers_the_rating_buttons() {
         let flows = Flows::builtin();
-        let commands = answer(&awaiting_rating(&[]), &text("?"), flows.get("de"));
+        let (state, message) = wrote(awaiting_rating(&[]), 5, &text("?"));
+        let commands = answer(&state, message, &text("?"), flows.get("de"));
         let [Command::SendBotMessage { choices, body, .. }] = commands.as_slice() else {
             panic!("not one bot message: {commands:?}");
         };
