@@ -40,7 +40,8 @@ use uuid::Uuid;
 
 use crate::inbound::{InboundContent, InboundMessage};
 
-/// How long a provider message id is remembered for dedupe.
+/// How long a receipt's provider id is remembered for dedupe (customer messages dedupe on
+/// their ticket instead).
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// Tries at finding the contact's ticket and appending before giving up.
 const MAX_ATTEMPTS: usize = 16;
