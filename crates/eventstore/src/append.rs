@@ -111,7 +111,7 @@ impl EventStore {
     ///
     /// `Err(Conflict)` means another command changed the ticket first: reload, decide
     /// again, append again. Calling again with the same command after any error is safe.
-    #[tracing::instrument(skip_all, fields(ticket = %ticket, expected_version, command = %command.command_id, events = events.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(ticket = %ticket, expected_version, command = %command.command_id, events = events.len()))]
     pub async fn append(
         &self,
         ticket: TicketId,

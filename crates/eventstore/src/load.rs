@@ -57,7 +57,7 @@ fn snapshot_record(id: TicketId) -> String {
 impl EventStore {
     /// The ticket as its events say, from its hot state in this process (see
     /// [`crate::hot`]) or else the latest snapshot on.
-    #[tracing::instrument(skip(self), fields(ticket = %id))]
+    #[tracing::instrument(level = "debug", skip(self), fields(ticket = %id))]
     pub async fn load(&self, id: TicketId) -> Result<LoadedTicket, StoreError> {
         let (start, since_snapshot) = match self.hot.get(id) {
             Some(hot) => (hot.loaded, hot.since_snapshot),
