@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use helpline_bot::flows::Flows;
 use helpline_domain::{
     AgentId, Command, MessageBody, MessageId, Personal, Phase, Ticket, TicketId,
 };
@@ -15,6 +14,7 @@ use helpline_eventstore::{
     Cause, CommandMeta, Content, EventStore, ExecuteError, Follower, LogEntry, Reacted, StoreError,
     Subjects, codec, reaction_id,
 };
+use helpline_flows::Flows;
 use helpline_proto::v1 as pb;
 use helpline_region::RegionConfig;
 use tokio::sync::{Notify, broadcast};

@@ -9,12 +9,12 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use helpline_assignment::{Assignment, AssignmentSettings, AuthKey, auth, grpc_service};
-use helpline_bot::flows::Flows;
 use helpline_domain::{
     AgentId, Channel, Customer, Event, HandoffReason, Personal, QueueId, ReleaseReason,
     RouteDestination, TicketId,
 };
 use helpline_eventstore::{CommandMeta, EventStore, StoreConfig};
+use helpline_flows::Flows;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::agent_desk_client::AgentDeskClient;
 use helpline_region::{Agent, RegionConfig, Role};

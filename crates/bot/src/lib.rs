@@ -6,7 +6,7 @@
 //! when a case is done, and ends conversations the customer left silent.
 //!
 //! Modules: [`flows`] (per language, as data: the words the bot understands and all it
-//! says), [`understand`] (reading one message; pure), [`conversation`] (what to answer
+//! says; the crate `helpline-flows`, re-exported), [`understand`] (reading one message; pure), [`conversation`] (what to answer
 //! to a trigger; pure), [`service`] (the durable consumers `bot` and `bot-timers`, and
 //! the timer stream `HELPLINE_<REGION>_TIMERS`).
 //!
@@ -25,12 +25,13 @@
 #![forbid(unsafe_code)]
 
 pub mod conversation;
-pub mod flows;
 pub mod service;
 pub mod understand;
 
 pub use conversation::{Trigger, respond};
 pub use flows::{Flow, FlowError, Flows};
+/// The flows live in their own crate, below every service that speaks to customers.
+pub use helpline_flows as flows;
 pub use service::{BotError, run};
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use std::ops::Range;
 
 use helpline_region::RegionConfig;
 
-use crate::flows::{Flow, Flows};
+use crate::flows::Flows;
+use crate::flows::words::{Lists, Word, split_words, words};
 
 /// The prompts after which a bare answer is the serial number.
 const SERIAL_PROMPTS: [&str; 2] = ["ask_serial", "serial_invalid"];
@@ -175,83 +176,6 @@ pub fn understand(
         asks_for_agent: any_of(&all, &lists.agent_words),
         upset: any_of(&all, &lists.upset_words),
     }
-}
-
-/// A word of a text: lower-cased, with its byte range in the text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Word {
-    text: String,
-    /// As written, for telling a serial number's parts from ordinary words.
-    written: String,
-    span: Range<usize>,
-}
-
-/// The word lists of every flow, the ticket language's first, split into words: made
-/// once per language when the flows are assembled ([`Flows::lists`]).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Lists {
-    agent_words: Vec<Vec<String>>,
-    upset_words: Vec<Vec<String>>,
-    greeting_words: Vec<Vec<String>>,
-    filler_words: Vec<Vec<String>>,
-    serial_words: Vec<Vec<String>>,
-}
-
-impl Lists {
-    pub(crate) fn of(flows: &Flows, language: &str) -> Lists {
-        let ordered = ordered(flows, language);
-        let gather = |list: fn(&Flow) -> &Vec<String>| -> Vec<Vec<String>> {
-            ordered
-                .iter()
-                .flat_map(|flow| list(flow).iter())
-                .map(|phrase| split_words(phrase))
-                .filter(|phrase| !phrase.is_empty())
-                .collect()
-        };
-        Lists {
-            agent_words: gather(|f| &f.agent_words),
-            upset_words: gather(|f| &f.upset_words),
-            greeting_words: gather(|f| &f.greeting_words),
-            filler_words: gather(|f| &f.filler_words),
-            serial_words: gather(|f| &f.serial_words),
-        }
-    }
-}
-
-/// The flow of `language` first, then the others.
-fn ordered<'a>(flows: &'a Flows, language: &str) -> Vec<&'a Flow> {
-    let first = flows.get(language);
-    std::iter::once(first)
-        .chain(flows.all().filter(|flow| flow.language != first.language))
-        .collect()
-}
-
-fn words(text: &str) -> Vec<Word> {
-    let mut words = Vec::new();
-    let mut start = None;
-    for (i, c) in text
-        .char_indices()
-        .chain(std::iter::once((text.len(), ' ')))
-    {
-        match (c.is_alphanumeric(), start) {
-            (true, None) => start = Some(i),
-            (false, Some(from)) => {
-                let written = &text[from..i];
-                words.push(Word {
-                    text: written.to_lowercase(),
-                    written: written.to_owned(),
-                    span: from..i,
-                });
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    words
-}
-
-pub(crate) fn split_words(phrase: &str) -> Vec<String> {
-    words(phrase).into_iter().map(|word| word.text).collect()
 }
 
 /// The byte ranges of the parts of `text` between separators.
@@ -511,7 +435,7 @@ fn meaningful(word: &Word) -> bool {
 /// language's flow first, then by name.
 fn category(words: &[Word], flows: &Flows, language: &str) -> Option<String> {
     let mut best: Option<(usize, &str)> = None;
-    for flow in ordered(flows, language) {
+    for flow in flows.ordered(language) {
         for (category, phrases) in &flow.category_words {
             for phrase in phrases {
                 if !find_all(words, phrase).is_empty()

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use helpline_bot::flows::{Flow, Flows};
 use helpline_domain::{
     CloseReason, Command, Event, MessageBody, MessageId, Personal, Phase, Ticket,
 };
 use helpline_eventstore::{Cause, EventStore, HandlerError, Reacted, StoredEvent};
+use helpline_flows::{Flow, Flows};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

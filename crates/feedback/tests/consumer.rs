@@ -4,9 +4,9 @@ mod support;
 
 use std::sync::Arc;
 
-use helpline_bot::flows::Flows;
 use helpline_domain::{Channel, CloseReason, Event, Personal};
 use helpline_feedback::{CLOSED_UNRATED, RATING_REPROMPT, RATING_THANKS};
+use helpline_flows::Flows;
 use support::{Harness, TestResult};
 use tokio_util::sync::CancellationToken;
 

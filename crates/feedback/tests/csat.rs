@@ -5,9 +5,9 @@ mod support;
 
 use std::sync::Arc;
 
-use helpline_bot::flows::Flows;
 use helpline_domain::{Channel, Event};
 use helpline_feedback::Csat;
+use helpline_flows::Flows;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::feedback_client::FeedbackClient;
 use support::{Fallible, Harness, TestResult, eventually};

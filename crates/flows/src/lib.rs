@@ -9,10 +9,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::understand::{Lists, split_words};
 use helpline_domain::QuickReply;
 use helpline_region::{Locale, RegionConfig};
 use serde::Deserialize;
+
+pub mod words;
+
+use crate::words::{Lists, split_words};
 
 /// The built-in flows, by language.
 const BUILTIN: [(&str, &str); 14] = [
@@ -90,9 +93,9 @@ pub struct Flow {
     /// Category → phrases that mark it.
     pub(crate) categories: BTreeMap<String, Vec<String>>,
     /// `detect`, each phrase split into words.
-    pub(crate) detect_words: Vec<Vec<String>>,
+    pub detect_words: Vec<Vec<String>>,
     /// `categories`, each phrase split into words.
-    pub(crate) category_words: BTreeMap<String, Vec<Vec<String>>>,
+    pub category_words: BTreeMap<String, Vec<Vec<String>>>,
     rating_words: BTreeMap<String, u8>,
     rating_titles: Vec<String>,
     texts: BTreeMap<String, String>,
@@ -201,8 +204,16 @@ impl Flows {
         self.flows.values()
     }
 
+    /// The flow of `language` first, then the others.
+    pub fn ordered(&self, language: &str) -> Vec<&Flow> {
+        let first = self.get(language);
+        std::iter::once(first)
+            .chain(self.all().filter(|flow| flow.language != first.language))
+            .collect()
+    }
+
     /// The word lists of `language`'s flow and then the others', split into words.
-    pub(crate) fn lists(&self, language: &str) -> &Lists {
+    pub fn lists(&self, language: &str) -> &Lists {
         self.lists.get(language).unwrap_or(&self.default_lists)
     }
 
@@ -459,8 +470,10 @@ fn builtin_file(language: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The German deployment's region, as shipped.
     fn germany() -> RegionConfig {
-        crate::tests::germany()
+        let text = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
+        RegionConfig::from_region_file(text).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn file_without(key: &str) -> String {
