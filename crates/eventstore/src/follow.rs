@@ -188,6 +188,7 @@ impl LogReader {
                             meta,
                             event,
                             delivered,
+                            replayed: false,
                             trace: Default::default(),
                         })
                         .collect(),

@@ -89,6 +89,9 @@ pub struct StoredEvent {
     pub event: Event,
     /// How often this event has been delivered to this consumer, this time included.
     pub delivered: i64,
+    /// Handed back from the dead letters by an operator: an earlier delivery may have
+    /// done part of its work, whatever `delivered` says.
+    pub replayed: bool,
     /// The producer's trace context, parent of the handler's span.
     pub trace: opentelemetry::Context,
 }
@@ -1003,6 +1006,7 @@ impl Worker {
                 meta,
                 event,
                 delivered: attempt,
+                replayed: delivery.source == Source::Replays,
                 trace: trace.clone(),
             };
             AssertUnwindSafe((self.handler)(stored))

@@ -64,6 +64,7 @@ async fn a_reaction_to_the_newest_event_of_a_hot_ticket_is_one_append_and_happen
         meta,
         event,
         delivered: 1,
+        replayed: false,
         trace: Default::default(),
     });
 
@@ -108,6 +109,7 @@ async fn a_hot_ticket_that_moved_on_is_read_before_reacting() {
         meta,
         event,
         delivered: 1,
+        replayed: false,
         trace: Default::default(),
     });
     // Another process appends after the cause; this one's hot state is at the cause.

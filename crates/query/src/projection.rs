@@ -286,6 +286,7 @@ mod tests {
                 },
                 event,
                 delivered: 1,
+                replayed: false,
                 trace: Default::default(),
             });
             self

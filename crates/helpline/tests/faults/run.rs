@@ -130,6 +130,7 @@ pub async fn read_log(store: &EventStore) -> Log {
                         meta,
                         event,
                         delivered: 1,
+                        replayed: false,
                         trace: Default::default(),
                     });
                 }

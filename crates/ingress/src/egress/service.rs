@@ -210,9 +210,19 @@ impl Egress {
         said: Said<'_>,
     ) -> Result<(), HandlerError> {
         let ticket = event.meta.ticket;
-        // Read, not the hot state: a redelivery must see every outcome recorded, by
-        // whichever process recorded it.
-        let loaded = self.store.load(ticket).await?;
+        let loaded = match self.store.cached(ticket) {
+            // Only a handler of this very event records its messages' outcomes, so on
+            // the event's first delivery a hot state that has folded the event knows
+            // every outcome there is: none.
+            Some(hot)
+                if event.delivered == 1 && !event.replayed && hot.version >= event.sequence =>
+            {
+                hot
+            }
+            // A redelivery or a replay must see every outcome recorded, by whichever
+            // process recorded it.
+            _ => self.store.load(ticket).await?,
+        };
         if let Some(outcome) = loaded.ticket.outcomes.get(&message) {
             tracing::debug!(ticket = %ticket, message = %message, "already handled");
             // The reverse entry follows the event: a crash between them leaves it to
