@@ -135,6 +135,7 @@ pub async fn run_until_stopped(
         probes(ops.clone())
             .route("/metrics", get(metrics))
             .with_state(ops.clone()),
+        config.ingress.door(),
         shutdown.clone(),
     )
     .await?;
@@ -143,7 +144,14 @@ pub async fn run_until_stopped(
         let app = probes(ops.clone())
             .with_state(ops.clone())
             .fallback(forward_to(webhooks.clone()));
-        serve_http(&mut tasks, config.ingress.listen, app, shutdown.clone()).await?;
+        serve_http(
+            &mut tasks,
+            config.ingress.listen,
+            app,
+            config.ingress.door(),
+            shutdown.clone(),
+        )
+        .await?;
     }
     tracing::info!(?services, nats = %config.nats.url, "starting");
 
@@ -375,14 +383,14 @@ async fn serve_http(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     listen: std::net::SocketAddr,
     app: Router,
+    door: helpline_ingress::front_door::Door,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tasks.spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        helpline_ingress::front_door::serve(listener, app, door, shutdown)
             .await
             .with_context(|| format!("http server on {listen} failed"))
     });

@@ -45,6 +45,7 @@ pub mod adapter;
 pub mod channels;
 pub mod egress;
 pub mod error;
+pub mod front_door;
 pub mod inbound;
 pub mod intake;
 mod json;

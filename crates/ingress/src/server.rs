@@ -11,9 +11,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +31,7 @@ use crate::channels::web::{WebAdapter, WebConfig};
 use crate::channels::whatsapp::{
     WhatsAppAdapter, WhatsAppConfig, verify_handshake as meta_handshake,
 };
+use crate::front_door::{self, BodyBudget, BodyError, Door, Sampled, read_body};
 use crate::intake::{Intake, IntakeError, Taken};
 use crate::media::{self, MediaConfig, MediaError, MediaSources};
 use crate::receipts::{ReceiptError, Receipts};
@@ -55,6 +57,18 @@ pub struct IngressConfig {
     pub media_fetch_attempts: u32,
     /// Delay before the media consumer's second try, doubled per try (at most 30 s).
     pub media_retry_backoff_ms: u64,
+    /// Time a caller has to send a request's headers, and the longest a kept-alive
+    /// connection may sit idle, in milliseconds.
+    pub header_timeout_ms: u64,
+    /// Time a caller has to send a webhook's body once its headers are in, in
+    /// milliseconds; `408` after.
+    pub body_timeout_ms: u64,
+    /// Connections open at once on the webhook port (and the ops port); one more is
+    /// closed at once.
+    pub max_connections: usize,
+    /// Bytes of webhook bodies held at once, over all requests; a body that finds it
+    /// spent is answered `503` with `Retry-After`, and the provider delivers it again.
+    pub max_buffered_body_bytes: usize,
 }
 
 impl Default for IngressConfig {
@@ -68,11 +82,24 @@ impl Default for IngressConfig {
             // before the agent is told the attachment is missing.
             media_fetch_attempts: 20,
             media_retry_backoff_ms: 2_000,
+            header_timeout_ms: 5_000,
+            body_timeout_ms: 10_000,
+            max_connections: 1024,
+            // Sixteen bodies at the largest size, or thousands of real webhooks.
+            max_buffered_body_bytes: 64 * 1024 * 1024,
         }
     }
 }
 
 impl IngressConfig {
+    /// How the webhook port (and the ops port) takes connections.
+    pub fn door(&self) -> Door {
+        Door {
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            max_connections: self.max_connections,
+        }
+    }
+
     /// The media consumer's settings, with the channels' media credentials.
     pub fn media(&self, channels: &ChannelsConfig) -> MediaConfig {
         MediaConfig {
@@ -136,6 +163,10 @@ struct Inner {
     intake: Intake,
     receipts: Receipts,
     max_body_bytes: usize,
+    body_timeout: Duration,
+    budget: BodyBudget,
+    /// Refused webhooks are logged by kind, sampled.
+    refusals: Sampled,
 }
 
 impl std::fmt::Debug for Ingress {
@@ -190,6 +221,9 @@ impl Ingress {
                 intake,
                 receipts,
                 max_body_bytes: config.max_body_bytes,
+                body_timeout: Duration::from_millis(config.body_timeout_ms),
+                budget: BodyBudget::new(config.max_buffered_body_bytes),
+                refusals: Sampled::new(),
             }),
         })
     }
@@ -201,10 +235,8 @@ impl Ingress {
                 "/webhooks/{channel}",
                 post(receive_webhook).get(verify_handshake),
             )
-            // One byte over the limit is enough to know the body is too large.
-            .layer(DefaultBodyLimit::max(
-                self.inner.max_body_bytes.saturating_add(1),
-            ))
+            // The body is read by the handler (front_door::read_body), bounded there.
+            .layer(DefaultBodyLimit::disable())
             .layer(axum::middleware::from_fn(measure))
             .with_state(self.clone())
     }
@@ -254,11 +286,7 @@ pub async fn run(
             source,
         })?;
     tracing::info!(listen = %config.listen, ?ingress, "webhooks served");
-    let served = axum::serve(listener, ingress.router())
-        .with_graceful_shutdown({
-            let shutdown = shutdown.clone();
-            async move { shutdown.cancelled().await }
-        })
+    let served = front_door::serve(listener, ingress.router(), config.door(), shutdown.clone())
         .await
         .map_err(IngressError::Serve);
     stop_fetching.cancel();
@@ -277,32 +305,47 @@ async fn receive_webhook(
     Path(channel): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Some(adapter) = ingress.inner.adapters.get(channel.as_str()) else {
-        return refuse(&channel, StatusCode::NOT_FOUND, "channel is not configured");
+        return ingress.refuse(&channel, StatusCode::NOT_FOUND, "channel is not configured");
     };
-    if body.len() > ingress.inner.max_body_bytes {
-        let error = WebhookError::TooLarge {
-            limit: ingress.inner.max_body_bytes,
-        };
-        return webhook_error(&channel, &error);
-    }
+    let inner = &ingress.inner;
+    let body = match read_body(
+        &headers,
+        body,
+        inner.max_body_bytes,
+        inner.body_timeout,
+        &inner.budget,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(BodyError::TooLarge { limit }) => {
+            return ingress.webhook_error(&channel, &WebhookError::TooLarge { limit });
+        }
+        Err(error) => {
+            let status = error.status();
+            ingress.refusal_said(&channel, status, &error.to_string());
+            return error.into_response();
+        }
+    };
+    let body = &body.bytes;
     let request = WebhookRequest {
         headers: &headers,
         query: query.as_deref(),
-        body: &body,
+        body,
     };
     if let Err(error) = adapter.verify(&request) {
-        return webhook_error(&channel, &error);
+        return ingress.webhook_error(&channel, &error);
     }
     if !is_json(&headers) {
         let error = WebhookError::UnsupportedMediaType("expected application/json".to_owned());
-        return webhook_error(&channel, &error);
+        return ingress.webhook_error(&channel, &error);
     }
-    let inbound = match adapter.parse(&body) {
+    let inbound = match adapter.parse(body) {
         Ok(inbound) => inbound,
-        Err(error) => return webhook_error(&channel, &error),
+        Err(error) => return ingress.webhook_error(&channel, &error),
     };
     let channel_id = adapter.channel();
     for item in inbound {
@@ -356,10 +399,10 @@ async fn verify_handshake(
     RawQuery(query): RawQuery,
 ) -> Response {
     let Ok(handshake) = serde_urlencoded_query(query.as_deref().unwrap_or("")) else {
-        return refuse(&channel, StatusCode::BAD_REQUEST, "unreadable query");
+        return ingress.refuse(&channel, StatusCode::BAD_REQUEST, "unreadable query");
     };
     if !matches!(channel.as_str(), "whatsapp" | "messenger") {
-        return refuse(
+        return ingress.refuse(
             &channel,
             StatusCode::METHOD_NOT_ALLOWED,
             "no handshake on this channel",
@@ -378,14 +421,14 @@ async fn verify_handshake(
             )
         });
     match result {
-        None => refuse(&channel, StatusCode::NOT_FOUND, "channel is not configured"),
+        None => ingress.refuse(&channel, StatusCode::NOT_FOUND, "channel is not configured"),
         Some(Ok(challenge)) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain")],
             challenge,
         )
             .into_response(),
-        Some(Err(error)) => webhook_error(&channel, &error),
+        Some(Err(error)) => ingress.webhook_error(&channel, &error),
     }
 }
 
@@ -403,12 +446,37 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-fn webhook_error(channel: &str, error: &WebhookError) -> Response {
-    let status = StatusCode::from_u16(error.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
-    refuse(channel, status, &error.to_string())
-}
+impl Ingress {
+    fn webhook_error(&self, channel: &str, error: &WebhookError) -> Response {
+        let status = StatusCode::from_u16(error.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
+        self.refuse(channel, status, &error.to_string())
+    }
 
-fn refuse(channel: &str, status: StatusCode, reason: &str) -> Response {
-    tracing::warn!(channel, status = status.as_u16(), reason, "webhook refused");
-    (status, format!("{reason}\n")).into_response()
+    fn refuse(&self, channel: &str, status: StatusCode, reason: &str) -> Response {
+        self.refusal_said(channel, status, reason);
+        (status, format!("{reason}\n")).into_response()
+    }
+
+    /// Counts every refusal, and logs it sampled per channel and status: a caller
+    /// sending thousands of bad signatures a second must not flood the log.
+    fn refusal_said(&self, channel: &str, status: StatusCode, reason: &str) {
+        helpline_telemetry::metrics::increment(
+            "helpline_webhooks_refused_total",
+            "Webhooks answered with an error status, by channel and status.",
+            &[("channel", channel), ("status", status.as_str())],
+        );
+        if let Some(unsaid) = self
+            .inner
+            .refusals
+            .due(&format!("{channel}:{}", status.as_u16()))
+        {
+            tracing::warn!(
+                channel,
+                status = status.as_u16(),
+                reason,
+                unsaid,
+                "webhook refused"
+            );
+        }
+    }
 }

@@ -5,6 +5,7 @@
 
 mod attachments;
 mod choices;
+mod front_door;
 mod malformed;
 mod support;
 

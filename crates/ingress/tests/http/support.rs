@@ -407,6 +407,12 @@ async fn serve_ingress(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = ingress.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let door = config.door();
+    tokio::spawn(helpline_ingress::front_door::serve(
+        listener,
+        router,
+        door,
+        CancellationToken::new(),
+    ));
     url
 }
