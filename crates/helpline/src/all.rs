@@ -301,14 +301,7 @@ pub async fn run_until_stopped(
             assignment,
             privacy,
         };
-        serve_grpc(
-            &mut tasks,
-            config.grpc.listen,
-            apis,
-            services,
-            shutdown.clone(),
-        )
-        .await?;
+        serve_grpc(&mut tasks, &config.grpc, apis, services, shutdown.clone()).await?;
     }
     ops.started.store(true, Ordering::Release);
     if let Some(on_ready) = on_ready {
@@ -416,11 +409,12 @@ struct Apis {
 
 async fn serve_grpc(
     tasks: &mut JoinSet<anyhow::Result<()>>,
-    listen: std::net::SocketAddr,
+    grpc: &crate::config::GrpcConfig,
     apis: Apis,
     services: Services,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let listen = grpc.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -430,6 +424,11 @@ async fn serve_grpc(
         .build_v1()
         .context("cannot build gRPC reflection")?;
     let mut router = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(grpc.request_timeout_secs))
+        .max_concurrent_streams(grpc.max_concurrent_streams)
+        .http2_keepalive_interval(Some(Duration::from_secs(grpc.keepalive_secs.max(1))))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_max_header_list_size(16 * 1024)
         .add_service(health)
         .add_service(reflection);
     if services.routing {
@@ -484,7 +483,7 @@ async fn serve_grpc(
             .await;
         router = router.add_service(service);
     }
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let incoming = crate::grpc_door::incoming(listener, grpc.door());
     tasks.spawn(async move {
         router
             .serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await })

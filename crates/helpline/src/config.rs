@@ -178,10 +178,45 @@ impl AssignmentConfig {
     }
 }
 
+/// `[grpc]`; a key left out takes its default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct GrpcConfig {
     pub listen: std::net::SocketAddr,
+    /// Connections open at once; one more is closed at once.
+    pub max_connections: usize,
+    /// Time a new connection has to send its first bytes, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// Longest a call may take to answer (a stream: to start), in seconds;
+    /// `DEADLINE_EXCEEDED` after. A client's shorter `grpc-timeout` wins.
+    pub request_timeout_secs: u64,
+    /// Calls and streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// An idle connection is pinged this often, in seconds, and dropped when the ping
+    /// is not answered within 10 s: a peer that vanished does not hold its place.
+    pub keepalive_secs: u64,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], 50051)),
+            max_connections: 1024,
+            handshake_timeout_ms: 5_000,
+            request_timeout_secs: 30,
+            max_concurrent_streams: 100,
+            keepalive_secs: 30,
+        }
+    }
+}
+
+impl GrpcConfig {
+    pub fn door(&self) -> helpline_ingress::front_door::Door {
+        helpline_ingress::front_door::Door {
+            header_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -345,9 +380,7 @@ impl Default for Config {
             ingress: IngressConfig::default(),
             channels: ChannelsConfig::default(),
             egress: EgressSettings::default(),
-            grpc: GrpcConfig {
-                listen: std::net::SocketAddr::from(([0, 0, 0, 0], 50051)),
-            },
+            grpc: GrpcConfig::default(),
             ops: OpsConfig {
                 listen: std::net::SocketAddr::from(([0, 0, 0, 0], 9090)),
             },

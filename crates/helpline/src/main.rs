@@ -14,6 +14,7 @@ mod demo;
 mod desk;
 mod dev;
 mod dlq;
+mod grpc_door;
 mod nats;
 mod privacy;
 mod rebuild;

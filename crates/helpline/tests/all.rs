@@ -216,3 +216,106 @@ async fn ingress_reads_channels_from_the_environment_and_never_logs_secrets() {
         "message text leaked into the logs"
     );
 }
+
+/// Whether the server closes `stream` (EOF or reset) before `within` passes.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buffer = [0u8; 256];
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            // Whatever the server says first (HTTP/2 settings), it must still close.
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_port_closes_silent_connections_and_turns_away_those_over_its_maximum() {
+    let nats = NatsServer::start().await.unwrap();
+    let (http, ops, grpc) = (free_port(), free_port(), free_port());
+    let _helpline = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_helpline"))
+            .args(["all", "--log-format", "json"])
+            .env("HELPLINE_NATS_URL", nats.url())
+            .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
+            .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
+            .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+            .env("HELPLINE_INGRESS__HEADER_TIMEOUT_MS", "500")
+            .env("HELPLINE_INGRESS__MAX_CONNECTIONS", "40")
+            .env("HELPLINE_GRPC__HANDSHAKE_TIMEOUT_MS", "500")
+            .env("HELPLINE_GRPC__MAX_CONNECTIONS", "40")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(http, "/readyz", 200).await;
+    wait_for(ops, "/readyz", 200).await;
+    // The gRPC port answers once the APIs are up.
+    let grpc_url = format!("http://127.0.0.1:{grpc}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tonic::transport::Channel::from_shared(grpc_url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the gRPC port never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    for port in [http, ops, grpc] {
+        // Connections that send nothing: closed once the timeout runs out (generous
+        // bound: the timeout plus a busy machine's scheduling).
+        let mut silent = Vec::new();
+        for _ in 0..30 {
+            silent.push(
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap(),
+            );
+        }
+        for stream in &mut silent {
+            assert!(
+                closed_within(stream, Duration::from_secs(10)).await,
+                "port {port} kept a silent connection open"
+            );
+        }
+        // Forty held open: the forty-first is closed at once.
+        let mut held = Vec::new();
+        for _ in 0..40 {
+            held.push(
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut over = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        assert!(
+            closed_within(&mut over, Duration::from_millis(400)).await,
+            "port {port} took a connection over its maximum"
+        );
+        drop(held);
+    }
+    // And every port still serves.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for(http, "/readyz", 200).await;
+    wait_for(ops, "/readyz", 200).await;
+    let channel = tonic::transport::Channel::from_shared(grpc_url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+}
