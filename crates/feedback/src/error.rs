@@ -15,6 +15,12 @@ pub enum FeedbackError {
 
     #[error(transparent)]
     Store(#[from] StoreError),
+
+    #[error("{0}")]
+    Unauthenticated(String),
+
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl FeedbackError {
@@ -31,6 +37,8 @@ impl From<FeedbackError> for Status {
             FeedbackError::Unavailable(_) => Code::Unavailable,
             FeedbackError::Store(store) if store.is_transient() => Code::Unavailable,
             FeedbackError::Store(_) => Code::Internal,
+            FeedbackError::Unauthenticated(_) => Code::Unauthenticated,
+            FeedbackError::PermissionDenied(_) => Code::PermissionDenied,
         };
         if code == Code::Internal {
             tracing::error!(error = %error, "feedback api failed");

@@ -1,10 +1,15 @@
-//! The `helpline.v1.Feedback` API: CSAT figures from the live projection.
+//! The `helpline.v1.Feedback` API: CSAT figures from the live projection, for
+//! supervisors and admins (bearer token): ratings per agent are a supervisor's report.
 
+use std::sync::Arc;
+
+use helpline_auth::AuthKey;
 use helpline_domain::{AgentId, QueueId};
 use helpline_eventstore::EventStore;
 use helpline_eventstore::codec::channel_from_proto_value;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::feedback_server::{Feedback, FeedbackServer};
+use helpline_region::{RegionConfig, Role};
 use jiff::tz::TimeZone;
 use tonic::{Request, Response, Status};
 
@@ -13,14 +18,23 @@ use crate::error::FeedbackError;
 use crate::projection::Csat;
 
 /// The Feedback API over `csat` (kept live by [`Csat::follow`]); periods are days, weeks
-/// and months in `zone`, the region's time zone. The binary serves it beside the other
-/// services, health and reflection.
+/// and months in the region's time zone; callers are the region's agents, their tokens
+/// checked with `key`. The binary serves it beside the other services, health and
+/// reflection.
 pub fn grpc_service(
     store: EventStore,
     csat: Csat,
-    zone: TimeZone,
+    region: Arc<RegionConfig>,
+    key: AuthKey,
 ) -> FeedbackServer<impl Feedback> {
-    FeedbackServer::new(FeedbackApi { store, csat, zone })
+    let zone = region.locale.zone();
+    FeedbackServer::new(FeedbackApi {
+        store,
+        csat,
+        zone,
+        region,
+        key,
+    })
 }
 
 #[derive(Debug)]
@@ -28,6 +42,8 @@ struct FeedbackApi {
     store: EventStore,
     csat: Csat,
     zone: TimeZone,
+    region: Arc<RegionConfig>,
+    key: AuthKey,
 }
 
 #[tonic::async_trait]
@@ -36,6 +52,7 @@ impl Feedback for FeedbackApi {
         &self,
         request: Request<pb::GetCsatRequest>,
     ) -> Result<Response<pb::GetCsatResponse>, Status> {
+        self.authorize(&request)?;
         let request = request.into_inner();
         let filter = filter_from_proto(request.filter.unwrap_or_default())?;
         let group_by = request
@@ -64,6 +81,20 @@ impl Feedback for FeedbackApi {
 }
 
 impl FeedbackApi {
+    /// Only supervisors and admins read CSAT: it rates agents by name.
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), FeedbackError> {
+        let (agent, role) = helpline_auth::caller(&self.key, request, &self.region)
+            .map_err(|e| FeedbackError::Unauthenticated(e.to_string()))?;
+        if role < Role::Supervisor {
+            return Err(FeedbackError::PermissionDenied(format!(
+                "{} is {}; CSAT reports are for supervisors",
+                agent.id,
+                role.as_str()
+            )));
+        }
+        Ok(())
+    }
+
     async fn stream_last_sequence(&self) -> Result<u64, FeedbackError> {
         let stream = self
             .store

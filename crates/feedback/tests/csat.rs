@@ -10,30 +10,51 @@ use helpline_feedback::Csat;
 use helpline_flows::Flows;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::feedback_client::FeedbackClient;
+use helpline_region::{RegionConfig, Role};
+use helpline_testkit::bearer::{Bearer, test_key};
 use support::{Fallible, Harness, TestResult, eventually};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel as GrpcChannel, Server, server::TcpIncoming};
 
-fn berlin() -> jiff::tz::TimeZone {
-    jiff::tz::TimeZone::get("Europe/Berlin").unwrap_or_else(|e| panic!("{e}"))
+type Client = FeedbackClient<InterceptedService<GrpcChannel, Bearer>>;
+
+/// The German region as shipped (Europe/Berlin; its agents and their roles).
+fn germany() -> Arc<RegionConfig> {
+    let text = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
+    Arc::new(RegionConfig::from_region_file(text).unwrap_or_else(|e| panic!("{e}")))
 }
 
-/// Serves the API over `csat` on 127.0.0.1:0 until `shutdown` fires; a client to it.
-async fn serve(
+/// Serves the API over `csat` on 127.0.0.1:0 until `shutdown` fires; a client to it
+/// that calls as the region's supervisor.
+async fn serve(h: &Harness, csat: &Csat, shutdown: &CancellationToken) -> Fallible<Client> {
+    let address = listen(h, csat, shutdown)?;
+    let channel = GrpcChannel::from_shared(format!("http://{address}"))?
+        .connect()
+        .await?;
+    Ok(FeedbackClient::with_interceptor(
+        channel,
+        Bearer::new("sabine", Role::Supervisor)?,
+    ))
+}
+
+/// Serves the API over `csat` on 127.0.0.1:0 until `shutdown` fires: where.
+fn listen(
     h: &Harness,
     csat: &Csat,
     shutdown: &CancellationToken,
-) -> Fallible<FeedbackClient<GrpcChannel>> {
+) -> Fallible<std::net::SocketAddr> {
     let incoming = TcpIncoming::bind("127.0.0.1:0".parse()?)?;
     let address = incoming.local_addr()?;
-    let service = helpline_feedback::grpc_service(h.store.clone(), csat.clone(), berlin());
+    let service =
+        helpline_feedback::grpc_service(h.store.clone(), csat.clone(), germany(), test_key());
     tokio::spawn(
         Server::builder()
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()),
     );
-    Ok(FeedbackClient::connect(format!("http://{address}")).await?)
+    Ok(address)
 }
 
 fn request(filter: pb::CsatFilter, group_by: &[pb::CsatGrouping]) -> pb::GetCsatRequest {
@@ -222,6 +243,38 @@ async fn bad_groupings_and_channels_are_invalid_arguments() -> TestResult {
         .ok_or("channel 42 was accepted")?;
     assert_eq!(channel.code(), Code::InvalidArgument);
     assert!(channel.message().contains("filter.channel"), "{channel:?}");
+    shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn csat_is_for_supervisors_only() -> TestResult {
+    let h = Harness::start().await?;
+    let shutdown = CancellationToken::new();
+    let csat = Csat::default();
+    let address = listen(&h, &csat, &shutdown)?;
+    let channel = GrpcChannel::from_shared(format!("http://{address}"))?
+        .connect()
+        .await?;
+
+    let mut anonymous = FeedbackClient::new(channel.clone());
+    let refused = anonymous.get_csat(request(Default::default(), &[])).await;
+    assert_eq!(
+        refused.err().ok_or("answered")?.code(),
+        Code::Unauthenticated
+    );
+
+    let mut agent =
+        FeedbackClient::with_interceptor(channel.clone(), Bearer::new("anna", Role::Agent)?);
+    let refused = agent.get_csat(request(Default::default(), &[])).await;
+    assert_eq!(
+        refused.err().ok_or("answered")?.code(),
+        Code::PermissionDenied
+    );
+
+    let mut admin =
+        FeedbackClient::with_interceptor(channel, Bearer::new("ops-admin", Role::Admin)?);
+    admin.get_csat(request(Default::default(), &[])).await?;
     shutdown.cancel();
     Ok(())
 }

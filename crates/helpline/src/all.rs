@@ -101,10 +101,15 @@ pub async fn run_until_stopped(
     services: Services,
     on_ready: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> anyhow::Result<()> {
-    // Without its token key none of the authenticated APIs (AgentDesk, TicketQuery,
-    // Privacy) may start at all, not even half; without the master key no service can
+    // Without its token key none of the authenticated APIs (every one but health and
+    // reflection) may start at all, not even half; without the master key no service can
     // read or write events.
-    let auth_key = match services.assignment || services.query || services.privacy {
+    let auth_key = match services.assignment
+        || services.query
+        || services.privacy
+        || services.routing
+        || services.feedback
+    {
         true => Some(config.auth.key()?),
         false => None,
     };
@@ -431,18 +436,23 @@ async fn serve_grpc(
         .http2_max_header_list_size(16 * 1024)
         .add_service(health)
         .add_service(reflection);
-    if services.routing {
-        let service = helpline_routing::grpc_service(apis.store.clone(), apis.region.clone());
+    if services.routing
+        && let Some(key) = apis.auth_key.clone()
+    {
+        let service = helpline_routing::grpc_service(apis.store.clone(), apis.region.clone(), key);
         health_reporter
             .set_service_status("helpline.v1.Routing", tonic_health::ServingStatus::Serving)
             .await;
         router = router.add_service(service);
     }
-    if services.feedback {
+    if services.feedback
+        && let Some(key) = apis.auth_key.clone()
+    {
         let service = helpline_feedback::grpc_service(
             apis.store.clone(),
             apis.csat,
-            apis.region.locale.zone(),
+            apis.region.clone(),
+            key,
         );
         health_reporter
             .set_service_status("helpline.v1.Feedback", tonic_health::ServingStatus::Serving)

@@ -88,8 +88,12 @@ impl Stack {
             let (csat, store, shutdown) = (csat.clone(), store.clone(), shutdown.clone());
             async move { csat.follow(&store, shutdown).await }
         });
-        let feedback_api =
-            helpline_feedback::grpc_service(store.clone(), csat, region.locale.zone());
+        let feedback_api = helpline_feedback::grpc_service(
+            store.clone(),
+            csat,
+            region.clone(),
+            helpline_testkit::bearer::test_key(),
+        );
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(feedback_api)
@@ -442,9 +446,15 @@ async fn a_laptop_with_a_hardware_defect_is_referred_to_the_nearest_store_and_ra
     let events = stack.ticket_events(ticket).await;
     assert_each_message_once(&events, &received);
 
-    let mut feedback = FeedbackClient::connect(stack.grpc_url.clone())
+    let channel = tonic::transport::Channel::from_shared(stack.grpc_url.clone())
+        .unwrap()
+        .connect()
         .await
         .unwrap();
+    let mut feedback = FeedbackClient::with_interceptor(
+        channel,
+        helpline_testkit::bearer::Bearer::new("sabine", helpline_region::Role::Supervisor).unwrap(),
+    );
     let mut report = None;
     for _ in 0..100 {
         let response = feedback

@@ -459,9 +459,22 @@ async fn check_csat(url: &str, log: &Log) -> (usize, Vec<String>) {
             ratings_requested: row.ratings_requested,
         })
         .collect();
-    let mut client = pb::feedback_client::FeedbackClient::connect(url.to_owned())
+    // The services run without a configuration file: tokens of the development key.
+    let supervisor = helpline_testkit::bearer::token(
+        &helpline_assignment::AuthKey::development(),
+        "sabine",
+        helpline_region::Role::Supervisor,
+    )
+    .unwrap();
+    let channel = tonic::transport::Channel::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
         .await
         .unwrap();
+    let mut client = pb::feedback_client::FeedbackClient::with_interceptor(
+        channel,
+        helpline_testkit::bearer::Bearer::with_token(&supervisor).unwrap(),
+    );
     let last = log.stored.last().map_or(0, |s| s.sequence);
     let request = pb::GetCsatRequest {
         filter: None,

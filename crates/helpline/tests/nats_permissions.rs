@@ -1335,7 +1335,7 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
         .await
         .unwrap();
     feedback
-        .get_csat(pb::GetCsatRequest::default())
+        .get_csat(signed(&supervisor, pb::GetCsatRequest::default()))
         .await
         .unwrap();
     for (service, consumer) in [

@@ -14,6 +14,12 @@ pub enum RoutingError {
 
     #[error(transparent)]
     Store(#[from] StoreError),
+
+    #[error("{0}")]
+    Unauthenticated(String),
+
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 /// The one place routing's errors become gRPC status codes.
@@ -24,6 +30,8 @@ impl From<RoutingError> for Status {
             RoutingError::TicketNotFound(_) => Code::NotFound,
             RoutingError::Store(store) if store.is_transient() => Code::Unavailable,
             RoutingError::Store(_) => Code::Internal,
+            RoutingError::Unauthenticated(_) => Code::Unauthenticated,
+            RoutingError::PermissionDenied(_) => Code::PermissionDenied,
         };
         if code == Code::Internal {
             tracing::error!(error = %error, "routing api failed");

@@ -1,14 +1,16 @@
 //! The `helpline.v1.Routing` API: the region's rules, and a dry run of a route.
-//! Read-only: nothing here appends to the log.
+//! Read-only: nothing here appends to the log. Every call takes a bearer token of an
+//! agent of the region: the rules any agent, a dry run a supervisor or admin.
 
 use std::sync::Arc;
 
+use helpline_auth::AuthKey;
 use helpline_domain::{Channel, Ticket, TicketId};
 use helpline_eventstore::EventStore;
 use helpline_eventstore::codec::channel_from_proto_value;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::routing_server::{Routing, RoutingServer};
-use helpline_region::{RegionConfig, RouteFacts, Store};
+use helpline_region::{RegionConfig, Role, RouteFacts, Store};
 use tonic::{Request, Response, Status};
 
 use crate::decision::{Destination, Facts, decide_route};
@@ -16,14 +18,37 @@ use crate::error::RoutingError;
 
 /// The Routing API over `store` and `region`; the binary serves it beside the other
 /// services, health and reflection.
-pub fn grpc_service(store: EventStore, region: Arc<RegionConfig>) -> RoutingServer<impl Routing> {
-    RoutingServer::new(RoutingApi { store, region })
+pub fn grpc_service(
+    store: EventStore,
+    region: Arc<RegionConfig>,
+    key: AuthKey,
+) -> RoutingServer<impl Routing> {
+    RoutingServer::new(RoutingApi { store, region, key })
 }
 
 #[derive(Debug)]
 struct RoutingApi {
     store: EventStore,
     region: Arc<RegionConfig>,
+    /// What bearer tokens are checked with.
+    key: AuthKey,
+}
+
+impl RoutingApi {
+    /// The caller's role, from their bearer token; at least `least`.
+    fn authorize<T>(&self, request: &Request<T>, least: Role) -> Result<Role, RoutingError> {
+        let (agent, role) = helpline_auth::caller(&self.key, request, &self.region)
+            .map_err(|e| RoutingError::Unauthenticated(e.to_string()))?;
+        if role < least {
+            return Err(RoutingError::PermissionDenied(format!(
+                "{} is {}; this takes a {}",
+                agent.id,
+                role.as_str(),
+                least.as_str()
+            )));
+        }
+        Ok(role)
+    }
 }
 
 #[tonic::async_trait]
@@ -32,6 +57,8 @@ impl Routing for RoutingApi {
         &self,
         request: Request<pb::ListRulesRequest>,
     ) -> Result<Response<pb::ListRulesResponse>, Status> {
+        // The rules are the region's configuration, nothing personal: any agent.
+        self.authorize(&request, Role::Agent)?;
         let at = moment(request.into_inner().at)?;
         let region = &*self.region;
         let zone = region.locale.zone();
@@ -83,6 +110,9 @@ impl Routing for RoutingApi {
         &self,
         request: Request<pb::DryRunRequest>,
     ) -> Result<Response<pb::DryRunResponse>, Status> {
+        // A ticket's facts hold the customer's location: only those who may see a
+        // ticket's personal data (supervisors and admins, as in TicketQuery).
+        self.authorize(&request, Role::Supervisor)?;
         let request = request.into_inner();
         let at = moment(request.at)?;
         let facts = match request.subject {

@@ -7,25 +7,43 @@ use std::sync::Arc;
 use helpline_domain::Phase;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::routing_client::RoutingClient;
+use helpline_region::Role;
+use helpline_testkit::bearer::{Bearer, test_key};
 use support::{Harness, TestResult, germany, wednesday_noon};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Server, server::TcpIncoming};
 
-/// Serves the API on 127.0.0.1:0 until `shutdown` fires, and connects a client to it.
+type Client = RoutingClient<InterceptedService<Channel, Bearer>>;
+
+/// Serves the API on 127.0.0.1:0 until `shutdown` fires, and connects a client to it
+/// that calls as the region's admin.
 async fn serve(
     h: &Harness,
     shutdown: &CancellationToken,
-) -> Result<RoutingClient<Channel>, Box<dyn std::error::Error>> {
+) -> Result<Client, Box<dyn std::error::Error>> {
+    serve_as(h, shutdown, Bearer::new("ops-admin", Role::Admin)?).await
+}
+
+/// As [`serve`], the client calling with `bearer`'s token.
+async fn serve_as(
+    h: &Harness,
+    shutdown: &CancellationToken,
+    bearer: Bearer,
+) -> Result<Client, Box<dyn std::error::Error>> {
     let incoming = TcpIncoming::bind("127.0.0.1:0".parse()?)?;
     let address = incoming.local_addr()?;
-    let service = helpline_routing::grpc_service(h.store.clone(), Arc::new(germany()));
+    let service = helpline_routing::grpc_service(h.store.clone(), Arc::new(germany()), test_key());
     tokio::spawn(
         Server::builder()
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()),
     );
-    Ok(RoutingClient::connect(format!("http://{address}")).await?)
+    let channel = Channel::from_shared(format!("http://{address}"))?
+        .connect()
+        .await?;
+    Ok(RoutingClient::with_interceptor(channel, bearer))
 }
 
 fn by_ticket(id: &str) -> pb::DryRunRequest {
@@ -227,6 +245,85 @@ async fn bad_requests_unknown_tickets_and_an_unavailable_store_get_their_codes()
         .err()
         .ok_or("answered without a store")?;
     assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+    shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_the_regions_agents_call_and_only_supervisors_see_a_tickets_facts() -> TestResult {
+    let h = Harness::start().await?;
+    let shutdown = CancellationToken::new();
+    let ticket = h
+        .handed_over("de", "MateBook X Pro", "hardware", "10115 Berlin")
+        .await?;
+
+    // No token at all, a token of another key, a token of nobody in the region.
+    let incoming = TcpIncoming::bind("127.0.0.1:0".parse()?)?;
+    let address = incoming.local_addr()?;
+    tokio::spawn(
+        Server::builder()
+            .add_service(helpline_routing::grpc_service(
+                h.store.clone(),
+                Arc::new(germany()),
+                test_key(),
+            ))
+            .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()),
+    );
+    let mut anonymous = RoutingClient::connect(format!("http://{address}")).await?;
+    let refused = anonymous.dry_run(by_ticket(&ticket.to_string())).await;
+    assert_eq!(
+        refused.err().ok_or("answered")?.code(),
+        Code::Unauthenticated
+    );
+    let refused = anonymous.list_rules(pb::ListRulesRequest::default()).await;
+    assert_eq!(
+        refused.err().ok_or("answered")?.code(),
+        Code::Unauthenticated
+    );
+    let foreign = helpline_testkit::bearer::token(
+        &helpline_auth::AuthKey::development(),
+        "ops-admin",
+        Role::Admin,
+    )?;
+    for bearer in [
+        Bearer::with_token(&foreign)?,
+        Bearer::new("mallory", Role::Admin)?,
+    ] {
+        let mut client = serve_as(&h, &shutdown, bearer).await?;
+        let refused = client.dry_run(by_ticket(&ticket.to_string())).await;
+        assert_eq!(
+            refused.err().ok_or("answered")?.code(),
+            Code::Unauthenticated
+        );
+    }
+
+    // An agent reads the rules, but not a ticket's facts: they hold the location.
+    let mut agent = serve_as(&h, &shutdown, Bearer::new("anna", Role::Agent)?).await?;
+    agent.list_rules(pb::ListRulesRequest::default()).await?;
+    let refused = agent.dry_run(by_ticket(&ticket.to_string())).await;
+    assert_eq!(
+        refused.err().ok_or("answered")?.code(),
+        Code::PermissionDenied
+    );
+    // A token claiming more than the directory grants gets the directory's role.
+    let mut claims_more = serve_as(&h, &shutdown, Bearer::new("anna", Role::Admin)?).await?;
+    let refused = claims_more.dry_run(by_ticket(&ticket.to_string())).await;
+    assert_eq!(
+        refused.err().ok_or("answered")?.code(),
+        Code::PermissionDenied
+    );
+
+    // The supervisor sees it.
+    let mut supervisor = serve_as(&h, &shutdown, Bearer::new("sabine", Role::Supervisor)?).await?;
+    let answer = supervisor
+        .dry_run(by_ticket(&ticket.to_string()))
+        .await?
+        .into_inner();
+    assert_eq!(
+        answer.facts.ok_or("no facts")?.location,
+        "10115 Berlin",
+        "the supervisor sees the location"
+    );
     shutdown.cancel();
     Ok(())
 }

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bearer;
 pub mod nats;
 pub mod simulator;
 
