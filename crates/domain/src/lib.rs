@@ -8,7 +8,8 @@
 //! - [`evolve`]`(Ticket, &Event) -> Ticket` folds one event into the state.
 //!
 //! Modules: [`ids`] (identifiers), [`personal`] (the wrapper that keeps personal data out
-//! of logs), [`event`] (past-tense facts), [`command`] (imperative requests), [`ticket`]
+//! of logs), [`contact`] (a customer's address on a channel in its one stored form),
+//! [`event`] (past-tense facts), [`command`] (imperative requests), [`ticket`]
 //! (the state, its phases and `evolve`), [`decide`] (the rules), [`error`].
 //!
 //! **Invariants.** This crate performs no I/O, reads no clock and draws no random numbers:
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod command;
+pub mod contact;
 pub mod decide;
 pub mod error;
 pub mod event;
@@ -28,6 +30,7 @@ pub mod personal;
 pub mod ticket;
 
 pub use command::Command;
+pub use contact::InvalidContact;
 pub use decide::{decide, decide_all};
 pub use error::DomainError;
 pub use event::{
