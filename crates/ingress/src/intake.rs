@@ -24,6 +24,10 @@
 //! appended as the provider's reference (sealed, like the text) and fetched afterwards by
 //! the media consumer ([`crate::media`]).
 //!
+//! The contact is taken in its one stored form ([`helpline_domain::contact::normalize`]):
+//! every spelling of a customer's number is one customer, the one erasure and export find;
+//! an address the channel could not have sent is refused.
+//!
 //! Keys are hashes of the contact and the provider id, so no personal data sits in a key.
 
 use std::time::{Duration, SystemTime};
@@ -32,7 +36,7 @@ use async_nats::jetstream::kv;
 use bytes::Bytes;
 use helpline_domain::{
     Channel, Command, Customer, DomainError, Event, Media, MessageBody, MessageId, Personal, Phase,
-    Ticket, TicketId, decide, evolve,
+    Ticket, TicketId, contact, decide, evolve,
 };
 use helpline_eventstore::{CommandMeta, CustomerId, EventStore, LoadedTicket, StoreError};
 use sha2::{Digest, Sha256};
@@ -57,7 +61,8 @@ pub enum Taken {
     Appended { ticket: TicketId, version: u64 },
     /// Seen before (a redelivery): nothing appended.
     Duplicate,
-    /// Refused by the ticket's rules; logged, answered 200 so the provider stops retrying.
+    /// Refused by the ticket's rules, or from an address the channel could not have sent;
+    /// logged, answered 200 so the provider stops retrying.
     Refused,
 }
 
@@ -138,8 +143,18 @@ impl Intake {
     pub async fn take(
         &self,
         channel: Channel,
-        message: InboundMessage,
+        mut message: InboundMessage,
     ) -> Result<Taken, IntakeError> {
+        // The contact in its one stored form, before anything is derived from it: a
+        // provider writing the number with `+` would otherwise open a second ticket chain,
+        // under a pseudonym no erasure by the usual spelling finds.
+        match contact::normalize(channel, message.contact.expose()) {
+            Ok(contact) => message.contact = Personal::new(contact),
+            Err(refusal) => {
+                tracing::warn!(%refusal, "customer message refused: no address of the channel's");
+                return Ok(Taken::Refused);
+            }
+        }
         let derived = format!("{}:{}", channel.as_str(), message.provider_message_id);
         let command_id = Uuid::new_v5(&NAMESPACE, derived.as_bytes());
         let message_id = MessageId(Uuid::new_v5(
