@@ -125,6 +125,9 @@ pub struct Ticket {
     /// not listed; absent from snapshots written before, hence the default.
     #[serde(default)]
     pub attachments: BTreeMap<MessageId, AttachmentFetch>,
+    /// Bytes of the attachments stored for the ticket, against its quota.
+    #[serde(default)]
+    pub attachment_bytes: u64,
     /// The customer messages received, by helpline's id of each (derived from the
     /// provider's): a provider's redelivery, however late, is recognised and taken once.
     /// Absent from snapshots written before, hence the default; the stream's duplicate
@@ -254,8 +257,13 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
             }
         }
         Event::MessageRead { .. } => ticket.reads += 1,
-        Event::AttachmentStored { message, .. } => {
+        Event::AttachmentStored {
+            message,
+            size_bytes,
+            ..
+        } => {
             ticket.attachments.insert(*message, AttachmentFetch::Stored);
+            ticket.attachment_bytes = ticket.attachment_bytes.saturating_add(*size_bytes);
         }
         Event::AttachmentNotFetched { message, .. } => {
             ticket

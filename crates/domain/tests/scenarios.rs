@@ -1338,6 +1338,7 @@ fn a_closed_ticket_holds_the_whole_story() {
             delivery_failures: 0,
             reads: 0,
             attachments: Default::default(),
+            attachment_bytes: 0,
             received: Default::default(),
             rating_answers: Default::default(),
             outcomes: Default::default(),

@@ -13,7 +13,8 @@ use crate::seal::{CustomerId, FieldPlace};
 /// Bump when `Ticket`'s serialized shape changes; older snapshots are then ignored.
 /// 3: personal values may be erased, and a ticket with a customer is sealed whole.
 /// 4: the messages received and the outcomes of outbound messages, by message.
-const SNAPSHOT_SCHEMA: u32 = 4;
+/// 5: the bytes of the attachments stored, against the ticket's quota.
+const SNAPSHOT_SCHEMA: u32 = 5;
 
 /// A ticket's state and the version it was folded up to.
 #[derive(Clone, Debug, Default, PartialEq)]

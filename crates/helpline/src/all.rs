@@ -183,7 +183,10 @@ pub async fn run_until_stopped(
         // Attachments are fetched after the webhook's 200, from the log.
         let (media_store, media_config, media_shutdown) = (
             store.clone(),
-            config.ingress.media(&config.channels),
+            config
+                .ingress
+                .media(&config.channels)
+                .context("cannot read the media settings")?,
             shutdown.clone(),
         );
         tasks.spawn(async move {

@@ -53,6 +53,9 @@ async fn serve(config: &Config, nats: &NatsServer) -> anyhow::Result<()> {
     let mut config = config.clone();
     config.channels =
         chat::simulated_channels(&sim).context("simulator channels do not fit the config")?;
+    // The simulator serves every provider's media from its own origin, on loopback.
+    config.ingress.media_hosts =
+        helpline_ingress::media_policy::MediaHostsConfig::everywhere(&[sim.base_url()]);
     // Locally nothing listens beyond loopback.
     config.ops.listen.set_ip([127, 0, 0, 1].into());
     config.grpc.listen.set_ip([127, 0, 0, 1].into());

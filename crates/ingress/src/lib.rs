@@ -50,6 +50,7 @@ pub mod inbound;
 pub mod intake;
 mod json;
 pub mod media;
+pub mod media_policy;
 pub mod receipts;
 pub mod secret;
 pub mod server;

@@ -25,6 +25,7 @@
 //! A message stored before attachments were fetched afterwards (its object set) is never
 //! fetched again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use helpline_eventstore::{Cause, CustomerId, EventStore, HandlerError, Reacted, 
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::media_policy::{MediaHosts, NotPublic, PublicResolver, Reach};
 use crate::secret::Secret;
 
 /// The durable consumer that fetches customers' attachments; `media-replay` reads what an
@@ -74,6 +76,8 @@ pub enum MediaError {
     },
     #[error("media store: {0}")]
     Store(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Credentials and endpoints for fetching media, per channel.
@@ -81,6 +85,9 @@ pub enum MediaError {
 pub struct MediaSources {
     pub whatsapp: Option<(String, Secret)>,
     pub telegram: Option<(String, Secret)>,
+    /// Where each channel's attachment URLs may point ([`crate::media_policy`]); a
+    /// channel without a list fetches from nowhere.
+    pub hosts: HashMap<Channel, MediaHosts>,
 }
 
 /// How the media consumer fetches and how long it keeps trying.
@@ -89,6 +96,11 @@ pub struct MediaConfig {
     pub sources: MediaSources,
     /// The largest attachment kept, in bytes (`ingress.max_media_bytes`).
     pub max_bytes: u64,
+    /// The most bytes of attachments one ticket keeps (`ingress.max_media_bytes_per_ticket`).
+    pub max_bytes_per_ticket: u64,
+    /// The media bucket's own limit (`ingress.media_store_max_bytes`), so attachments can
+    /// never take the room the event log needs.
+    pub store_max_bytes: u64,
     /// Deliveries of a message whose fetch keeps failing before it is recorded as not
     /// fetched (`ingress.media_fetch_attempts`).
     pub attempts: u32,
@@ -97,21 +109,28 @@ pub struct MediaConfig {
     pub retry_backoff: Duration,
 }
 
+/// Redirects followed for one attachment, each checked like the first URL.
+const MAX_REDIRECTS: usize = 3;
+
 #[derive(Clone)]
 pub struct MediaFetcher {
+    /// For the provider APIs helpline is configured with (WhatsApp's media lookup,
+    /// Telegram's files): trusted endpoints.
     http: reqwest::Client,
+    /// For URLs a message or a lookup names, at public addresses only; follows no
+    /// redirect by itself.
+    public: reqwest::Client,
+    /// For URLs of an origin the operator named; follows no redirect by itself.
+    named: reqwest::Client,
     bucket: ObjectStore,
     /// Seals each attachment under its customer's key before it is stored.
     store: EventStore,
     sources: MediaSources,
-    max_bytes: u64,
 }
 
 impl std::fmt::Debug for MediaFetcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MediaFetcher")
-            .field("max_bytes", &self.max_bytes)
-            .finish_non_exhaustive()
+        f.debug_struct("MediaFetcher").finish_non_exhaustive()
     }
 }
 
@@ -120,7 +139,7 @@ impl MediaFetcher {
     pub async fn new(
         store: &EventStore,
         sources: MediaSources,
-        max_bytes: u64,
+        store_max_bytes: u64,
     ) -> Result<Self, MediaError> {
         let js = store.jetstream();
         let name = format!("helpline-{}-media", store.layout().region());
@@ -131,34 +150,54 @@ impl MediaFetcher {
                     bucket: name,
                     description: Some("attachments customers sent".to_owned()),
                     num_replicas: store.config().replicas,
+                    max_bytes: i64::try_from(store_max_bytes).unwrap_or(i64::MAX),
                     ..Default::default()
                 })
                 .await
                 .map_err(|e| MediaError::Store(e.to_string()))?,
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| MediaError::Store(e.to_string()))?;
+        let client = || {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(30))
+        };
+        let build = |builder: reqwest::ClientBuilder| {
+            builder
+                .build()
+                .map_err(|e| MediaError::Store(e.to_string()))
+        };
+        let http = build(client())?;
+        // No proxy: a proxy would resolve the name itself, past the check.
+        let public = build(
+            client()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .dns_resolver(PublicResolver),
+        )?;
+        let named = build(client().redirect(reqwest::redirect::Policy::none()))?;
         Ok(Self {
             http,
+            public,
+            named,
             bucket,
             store: store.clone(),
             sources,
-            max_bytes,
         })
     }
 
     /// Fetches `provider_media` and stores it as `object`, sealed under `customer`'s key
     /// (so erasing the customer erases the attachment too). A retry overwrites the same
     /// object rather than adding one.
+    ///
+    /// `limit` is the most bytes kept this time (the cap, or what is left of the ticket's
+    /// quota when that is less): a larger attachment is [`Fetched::TooLarge`].
     pub async fn fetch(
         &self,
         channel: Channel,
         customer: &CustomerId,
         provider_media: &str,
         object: &str,
+        limit: u64,
     ) -> Result<Fetched, MediaError> {
         let fail = |step: &str, error: reqwest::Error| {
             let (reason, retryable) = failure(&error);
@@ -173,7 +212,7 @@ impl MediaFetcher {
             reason: format!("no {what} configured"),
             retryable: false,
         };
-        let request = match channel {
+        let response = match channel {
             Channel::WhatsApp => {
                 let (api, token) = self
                     .sources
@@ -191,7 +230,9 @@ impl MediaFetcher {
                 )
                 .await
                 .map_err(|e| fail("media id lookup", e))?;
-                self.http.get(lookup.url).bearer_auth(token.expose())
+                // The lookup names the URL, and the URL gets the access token: only to
+                // the channel's media hosts.
+                self.download(channel, &lookup.url, Some(token)).await?
             }
             Channel::Telegram => {
                 let (api, token) = self
@@ -214,25 +255,25 @@ impl MediaFetcher {
                 )
                 .await
                 .map_err(|e| fail("getFile", e))?;
-                self.http.get(format!(
-                    "{api}/file/bot{}/{}",
-                    token.expose(),
-                    file.result.file_path
-                ))
+                self.http
+                    .get(format!(
+                        "{api}/file/bot{}/{}",
+                        token.expose(),
+                        file.result.file_path
+                    ))
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .map_err(|e| fail("download", e))?
             }
-            _ => self.http.get(provider_media),
+            _ => self.download(channel, provider_media, None).await?,
         };
-        let response = request
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| fail("download", e))?;
         let mime_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        if let Some(size_bytes) = response.content_length().filter(|l| *l > self.max_bytes) {
+        if let Some(size_bytes) = response.content_length().filter(|l| *l > limit) {
             return Ok(Fetched::TooLarge { size_bytes });
         }
         let mut bytes = Vec::new();
@@ -240,7 +281,7 @@ impl MediaFetcher {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| fail("download", e))?;
             bytes.extend_from_slice(&chunk);
-            if bytes.len() as u64 > self.max_bytes {
+            if bytes.len() as u64 > limit {
                 return Ok(Fetched::TooLarge {
                     size_bytes: bytes.len() as u64,
                 });
@@ -264,6 +305,83 @@ impl MediaFetcher {
     }
 }
 
+impl MediaFetcher {
+    /// GETs a URL a message or lookup named, if the channel's media hosts admit it, and
+    /// follows its redirects the same way; `bearer` goes only to the first URL's host.
+    async fn download(
+        &self,
+        channel: Channel,
+        url: &str,
+        bearer: Option<&Secret>,
+    ) -> Result<reqwest::Response, MediaError> {
+        let refused = |reason: String| MediaError::Fetch {
+            channel: channel.as_str(),
+            reason: format!("refused: {reason}"),
+            retryable: false,
+        };
+        let nowhere = MediaHosts::default();
+        let hosts = self.sources.hosts.get(&channel).unwrap_or(&nowhere);
+        let mut next = url.to_owned();
+        let mut first_host: Option<String> = None;
+        for _ in 0..=MAX_REDIRECTS {
+            let (url, reach) = hosts.admit(&next).map_err(|r| refused(r.to_string()))?;
+            let host = url.host_str().unwrap_or_default().to_owned();
+            let client = match reach {
+                Reach::PublicOnly => &self.public,
+                Reach::Named => &self.named,
+            };
+            let mut request = client.get(url.clone());
+            if let Some(token) = bearer
+                && first_host.as_deref().is_none_or(|first| first == host)
+            {
+                request = request.bearer_auth(token.expose());
+            }
+            first_host.get_or_insert(host);
+            let response = request.send().await.map_err(|error| {
+                if resolved_inside(&error) {
+                    return refused(NotPublic.to_string());
+                }
+                let (reason, retryable) = failure(&error);
+                MediaError::Fetch {
+                    channel: channel.as_str(),
+                    reason: format!("download: {reason}"),
+                    retryable,
+                }
+            })?;
+            if !response.status().is_redirection() {
+                return response.error_for_status().map_err(|error| {
+                    let (reason, retryable) = failure(&error);
+                    MediaError::Fetch {
+                        channel: channel.as_str(),
+                        reason: format!("download: {reason}"),
+                        retryable,
+                    }
+                });
+            }
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|location| url.join(location).ok())
+                .ok_or_else(|| refused("a redirect without a readable location".to_owned()))?;
+            next = location.to_string();
+        }
+        Err(refused(format!("more than {MAX_REDIRECTS} redirects")))
+    }
+}
+
+/// Whether a request failed because [`PublicResolver`] found no public address.
+fn resolved_inside(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = source {
+        if error.downcast_ref::<NotPublic>().is_some() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
 /// Runs the media consumer until `shutdown` fires: creates the media bucket if needed,
 /// then fetches every customer attachment that awaits it, through the durable consumer
 /// [`MEDIA_CONSUMER`].
@@ -275,7 +393,7 @@ pub async fn run(
     config: MediaConfig,
     shutdown: CancellationToken,
 ) -> Result<(), MediaError> {
-    let fetcher = MediaFetcher::new(&store, config.sources.clone(), config.max_bytes).await?;
+    let fetcher = MediaFetcher::new(&store, config.sources.clone(), config.store_max_bytes).await?;
     // The consumer's own retry policy: its last delivery is where the attachment is
     // recorded as not fetched.
     let store =
@@ -284,6 +402,7 @@ pub async fn run(
         store: store.clone(),
         fetcher,
         max_bytes: config.max_bytes,
+        max_bytes_per_ticket: config.max_bytes_per_ticket,
     });
     let subscription = store
         .subscribe(
@@ -307,6 +426,7 @@ struct MediaConsumer {
     store: EventStore,
     fetcher: MediaFetcher,
     max_bytes: u64,
+    max_bytes_per_ticket: u64,
 }
 
 impl MediaConsumer {
@@ -341,12 +461,35 @@ impl MediaConsumer {
         };
         let last_delivery = event.delivered >= self.store.config().max_deliver;
         let object = message.0.to_string();
-        let command = match self
-            .fetcher
-            .fetch(channel, customer, reference, &object)
-            .await
-        {
+        let room = self
+            .max_bytes_per_ticket
+            .saturating_sub(loaded.ticket.attachment_bytes);
+        let fetched = match room {
+            0 => Ok(Fetched::TooLarge { size_bytes: 0 }),
+            _ => {
+                self.fetcher
+                    .fetch(
+                        channel,
+                        customer,
+                        reference,
+                        &object,
+                        room.min(self.max_bytes),
+                    )
+                    .await
+            }
+        };
+        let command = match fetched {
             Ok(Fetched::Stored(stored)) => stored_command(*message, media, stored),
+            Ok(Fetched::TooLarge { size_bytes }) if size_bytes <= self.max_bytes => {
+                tracing::warn!(ticket = %ticket, size_bytes, quota = self.max_bytes_per_ticket, "attachment over the ticket's quota not kept");
+                Command::RecordAttachmentNotFetched {
+                    message: *message,
+                    reason: format!(
+                        "the ticket's attachments reached their quota of {} bytes",
+                        self.max_bytes_per_ticket
+                    ),
+                }
+            }
             Ok(Fetched::TooLarge { size_bytes }) => {
                 tracing::warn!(ticket = %ticket, size_bytes, cap = self.max_bytes, "attachment over the cap not kept");
                 Command::RecordAttachmentNotFetched {

@@ -34,6 +34,7 @@ use crate::channels::whatsapp::{
 use crate::front_door::{self, BodyBudget, BodyError, Door, Sampled, read_body};
 use crate::intake::{Intake, IntakeError, Taken};
 use crate::media::{self, MediaConfig, MediaError, MediaSources};
+use crate::media_policy::{MediaHosts, MediaHostsConfig};
 use crate::receipts::{ReceiptError, Receipts};
 use crate::{
     ConfigError, Inbound, InboundAdapter, MAX_BODY_BYTES, Secret, WebhookError, WebhookRequest,
@@ -52,6 +53,16 @@ pub struct IngressConfig {
     /// The largest attachment kept in the media bucket, in bytes; a larger one is
     /// recorded as not fetched.
     pub max_media_bytes: u64,
+    /// The most bytes of attachments one ticket keeps; past it, attachments are recorded
+    /// as not fetched. A customer has one open ticket at a time, so this is also what one
+    /// customer can make helpline keep at once.
+    pub max_media_bytes_per_ticket: u64,
+    /// The media bucket's own size limit, in bytes (set when ingress creates the bucket):
+    /// attachments can never take the room the event log needs.
+    pub media_store_max_bytes: u64,
+    /// `[ingress.media_hosts]`: where each channel's attachment URLs may point
+    /// (`crate::media_policy`).
+    pub media_hosts: MediaHostsConfig,
     /// How often the media consumer tries to fetch an attachment before recording it as
     /// not fetched.
     pub media_fetch_attempts: u32,
@@ -78,6 +89,9 @@ impl Default for IngressConfig {
             max_body_bytes: MAX_BODY_BYTES,
             default_language: "de".to_owned(),
             max_media_bytes: 16 * 1024 * 1024,
+            max_media_bytes_per_ticket: 64 * 1024 * 1024,
+            media_store_max_bytes: 8 * 1024 * 1024 * 1024,
+            media_hosts: MediaHostsConfig::default(),
             // 2 s, 4 s, … then every 30 s: about eight minutes of a media server's outage
             // before the agent is told the attachment is missing.
             media_fetch_attempts: 20,
@@ -100,9 +114,26 @@ impl IngressConfig {
         }
     }
 
-    /// The media consumer's settings, with the channels' media credentials.
-    pub fn media(&self, channels: &ChannelsConfig) -> MediaConfig {
-        MediaConfig {
+    /// The media consumer's settings, with the channels' media credentials; an
+    /// unreadable `media_hosts` entry is an error.
+    pub fn media(&self, channels: &ChannelsConfig) -> Result<MediaConfig, MediaError> {
+        let hosts = &self.media_hosts;
+        let mut parsed = HashMap::new();
+        for (channel, entries) in [
+            (Channel::WhatsApp, &hosts.whatsapp),
+            (Channel::Messenger, &hosts.messenger),
+            (Channel::Viber, &hosts.viber),
+            (Channel::WebChat, &hosts.web),
+        ] {
+            let list = MediaHosts::parse(entries).map_err(|reason| {
+                MediaError::Config(format!(
+                    "ingress.media_hosts.{}: {reason}",
+                    channel.as_str()
+                ))
+            })?;
+            parsed.insert(channel, list);
+        }
+        Ok(MediaConfig {
             sources: MediaSources {
                 whatsapp: channels
                     .whatsapp
@@ -112,11 +143,14 @@ impl IngressConfig {
                     .telegram
                     .as_ref()
                     .map(|c| (c.api_base_url.clone(), c.bot_token.clone())),
+                hosts: parsed,
             },
             max_bytes: self.max_media_bytes,
+            max_bytes_per_ticket: self.max_media_bytes_per_ticket,
+            store_max_bytes: self.media_store_max_bytes,
             attempts: self.media_fetch_attempts,
             retry_backoff: std::time::Duration::from_millis(self.media_retry_backoff_ms),
-        }
+        })
     }
 }
 
@@ -276,7 +310,7 @@ pub async fn run(
     let stop_fetching = shutdown.child_token();
     let fetching = tokio::spawn(media::run(
         store,
-        config.media(&channels),
+        config.media(&channels)?,
         stop_fetching.clone(),
     ));
     let listener = tokio::net::TcpListener::bind(config.listen)

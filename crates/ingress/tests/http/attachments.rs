@@ -241,3 +241,141 @@ async fn an_attachment_over_the_cap_is_recorded_as_not_fetched_and_not_kept() {
     assert_eq!(h.sim.media_downloads(&media), 1, "not retried");
     assert!(!has_object(&h.store, &message.0.to_string()).await);
 }
+
+/// The attachment's outcome, which must be a refusal recorded at the first try.
+async fn refused_at_once(h: &Harness, media: &MediaRef, what: &str) {
+    let (_, _, outcome) = h.attachment_outcome(media).await;
+    let Event::AttachmentNotFetched { reason, .. } = outcome else {
+        panic!("{what}: fetched: {outcome:?}");
+    };
+    assert!(reason.starts_with("refused"), "{what}: {reason}");
+    assert!(
+        !reason.contains("127.0.0.1") && !reason.contains("localhost"),
+        "{what}: the reason names no URL: {reason}"
+    );
+}
+
+#[tokio::test]
+async fn attachment_urls_inside_the_network_or_off_the_channels_media_hosts_are_refused() {
+    let config = IngressConfig {
+        media_fetch_attempts: MEDIA_ATTEMPTS,
+        ..IngressConfig::default()
+    };
+    let h = Harness::routes_only(&config).await;
+    let simulator = h.sim.base_url();
+    let port = simulator.rsplit(':').next().unwrap().to_owned();
+    // The web chat may fetch from the domain `localhost` (https, public addresses only)
+    // and from the simulator's exact origin.
+    let _media = h.start_media(&IngressConfig {
+        media_hosts: helpline_ingress::media_policy::MediaHostsConfig {
+            web: vec!["localhost".to_owned(), simulator.clone()],
+            ..Default::default()
+        },
+        ..config
+    });
+    let served = h.sim.add_media(photo(), "image/jpeg");
+    let pointing_at = |url: String| MediaRef {
+        url,
+        ..served.clone()
+    };
+    let attacks = [
+        // Not https.
+        (
+            "plain http",
+            pointing_at(format!("http://localhost:{port}/media/{}", served.id)),
+        ),
+        // A listed name that resolves to loopback.
+        (
+            "a name resolving to loopback",
+            pointing_at(format!("https://localhost:{port}/media/{}", served.id)),
+        ),
+        // Addresses written out.
+        (
+            "loopback",
+            pointing_at(format!("https://127.0.0.1:{port}/media/{}", served.id)),
+        ),
+        (
+            "cloud metadata",
+            pointing_at("https://169.254.169.254/latest/meta-data/".to_owned()),
+        ),
+        (
+            "a private range",
+            pointing_at("https://10.0.0.7/x.jpg".to_owned()),
+        ),
+        // The allowed origin handing the download on to helpline's own network.
+        (
+            "a redirect inside",
+            pointing_at(format!(
+                "{simulator}/redirect?to=http%3A%2F%2Flocalhost%3A{port}%2Fmedia%2F{}",
+                served.id
+            )),
+        ),
+        // A host nobody listed.
+        (
+            "an unlisted host",
+            pointing_at("https://attacker.example/x.jpg".to_owned()),
+        ),
+    ];
+    for (n, (what, media)) in attacks.iter().enumerate() {
+        let customer = customer_id(Channel::WebChat, 100 + n as u32);
+        deliver_image(&h, Channel::WebChat, &customer, media).await;
+        refused_at_once(&h, media, what).await;
+    }
+    assert_eq!(h.sim.media_downloads(&served), 0, "nothing was downloaded");
+
+    // The allowed origin itself still serves.
+    let allowed = h.sim.add_media(photo(), "image/jpeg");
+    deliver_image(
+        &h,
+        Channel::WebChat,
+        &customer_id(Channel::WebChat, 99),
+        &allowed,
+    )
+    .await;
+    let (_, _, outcome) = h.attachment_outcome(&allowed).await;
+    assert!(
+        matches!(outcome, Event::AttachmentStored { .. }),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_tickets_attachments_stop_being_kept_at_its_quota() {
+    // Room for one photo, not two.
+    let config = IngressConfig {
+        max_media_bytes_per_ticket: photo().len() as u64 * 3 / 2,
+        media_fetch_attempts: MEDIA_ATTEMPTS,
+        ..IngressConfig::default()
+    };
+    let h = Harness::start_with(config).await;
+    let channel = Channel::WhatsApp;
+    let customer = customer_id(channel, 7);
+    let first = h.sim.add_media(photo(), "image/jpeg");
+    deliver_image(&h, channel, &customer, &first).await;
+    let (_, _, outcome) = h.attachment_outcome(&first).await;
+    assert!(
+        matches!(outcome, Event::AttachmentStored { .. }),
+        "{outcome:?}"
+    );
+
+    let second = h.sim.add_media(photo(), "image/jpeg");
+    deliver_image(&h, channel, &customer, &second).await;
+    let (message, _, outcome) = h.attachment_outcome(&second).await;
+    let Event::AttachmentNotFetched { reason, .. } = outcome else {
+        panic!("kept past the quota: {outcome:?}");
+    };
+    assert!(reason.contains("quota"), "{reason}");
+    assert!(
+        !has_object(&h.store, &message.0.to_string()).await,
+        "nothing stored"
+    );
+
+    // Another customer's ticket has its own quota.
+    let other = h.sim.add_media(photo(), "image/jpeg");
+    deliver_image(&h, channel, &customer_id(channel, 8), &other).await;
+    let (_, _, outcome) = h.attachment_outcome(&other).await;
+    assert!(
+        matches!(outcome, Event::AttachmentStored { .. }),
+        "{outcome:?}"
+    );
+}

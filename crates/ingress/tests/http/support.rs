@@ -9,6 +9,7 @@ use helpline_domain::{
 };
 use helpline_eventstore::{CommandMeta, EventStore, StoreConfig, StoreError};
 use helpline_ingress::egress::{self, EgressConfig, EgressError};
+use helpline_ingress::media_policy::MediaHostsConfig;
 use helpline_ingress::{ChannelsConfig, Ingress, IngressConfig};
 use helpline_testkit::NatsServer;
 use helpline_testkit::simulator::{MediaRef, Simulator, SimulatorConfig, Webhook};
@@ -70,15 +71,20 @@ impl Harness {
     }
 
     /// The media consumer as `config` says (retries from 50 ms), until the guard drops.
+    /// Left at their defaults (the providers' real hosts), the media hosts are the
+    /// simulator's origin, which serves every provider's media.
     pub fn start_media(&self, config: &IngressConfig) -> DropGuard {
-        let config = IngressConfig {
+        let mut config = IngressConfig {
             media_retry_backoff_ms: 50,
             ..config.clone()
         };
+        if config.media_hosts == MediaHostsConfig::default() {
+            config.media_hosts = MediaHostsConfig::everywhere(&[self.sim.base_url()]);
+        }
         let stop = CancellationToken::new();
         tokio::spawn(helpline_ingress::media::run(
             self.store.clone(),
-            config.media(&channels_for(&self.sim)),
+            config.media(&channels_for(&self.sim)).unwrap(),
             stop.clone(),
         ));
         stop.drop_guard()

@@ -93,8 +93,25 @@ async fn dispatch(
         "viber" => viber::handle(&shared, request).await,
         "web" => web::handle(&shared, request).await,
         "media" => plain_media(&shared, &request),
+        "redirect" => redirect(&request),
         "_sim" => control(&shared, &request),
         _ => not_found(),
+    }
+}
+
+/// `GET /redirect?to=<url>`: a `302` to `url`, as a media server that hands a download
+/// on elsewhere (and as an attacker's server would).
+fn redirect(request: &ApiRequest) -> Response {
+    let to = request
+        .query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("to="))
+        .map(|to| codec::percent_decode(to, true));
+    match to.and_then(|to| HeaderValue::from_str(&to).ok()) {
+        Some(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
+        None => (StatusCode::BAD_REQUEST, "redirect needs ?to=<url>\n").into_response(),
     }
 }
 
