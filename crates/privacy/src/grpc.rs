@@ -4,6 +4,7 @@ use helpline_auth::AuthKey;
 use helpline_auth::caller;
 use std::sync::Arc;
 
+use helpline_domain::contact;
 use helpline_eventstore::CustomerId;
 use helpline_eventstore::codec::channel_from_proto_value;
 use helpline_proto::v1 as pb;
@@ -52,6 +53,9 @@ impl Api {
         Ok(agent.id.to_string())
     }
 
+    /// The customer a request names: their pseudonym as given, or derived from channel
+    /// and contact in its stored form (`INVALID_ARGUMENT` for a contact the channel could
+    /// not have, e.g. a national phone number).
     fn customer(&self, customer: Option<pb::CustomerRef>) -> Result<CustomerId, PrivacyError> {
         let customer = customer
             .and_then(|c| c.customer)
@@ -66,13 +70,12 @@ impl Api {
                     .ok_or_else(|| {
                         PrivacyError::invalid("customer.contact.channel", "name the channel")
                     })?;
-                if contact.address.trim().is_empty() {
-                    return Err(PrivacyError::invalid(
-                        "customer.contact.address",
-                        "give the customer's address on the channel",
-                    ));
-                }
-                Ok(self.privacy.store().customer_id(channel, &contact.address))
+                // The pseudonym is of the stored form, so any spelling of the contact
+                // must become that form to name the same customer.
+                let address = contact::normalize(channel, &contact.address).map_err(|e| {
+                    PrivacyError::invalid("customer.contact.address", e.to_string())
+                })?;
+                Ok(self.privacy.store().customer_id(channel, &address))
             }
         }
     }

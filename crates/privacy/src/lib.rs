@@ -10,8 +10,11 @@
 //! - [`grpc_service`] is the admin-only `helpline.v1.Privacy` API over them.
 //!
 //! A customer is named by their pseudonym ([`helpline_eventstore::CustomerId`]), derived
-//! from channel and contact with the region's master key. Their tickets are found from
-//! event headers ([`scan`]), never by reading personal data.
+//! from channel and contact with the region's master key. A contact in a request is first
+//! brought to the form intake stores ([`helpline_domain::contact::normalize`]), so
+//! `+49 151 …` and `0049151…` name the customer WhatsApp knows as `49151…`. Their tickets
+//! are found from event headers ([`scan`]), never by reading personal data; a customer
+//! with neither a ticket nor a data key is not found, never erased "successfully".
 //!
 //! **Owns** nothing: it acts on the event store's log and buckets.
 //!

@@ -77,13 +77,25 @@ impl Privacy {
 
     /// Erases the customer: purges their data key (not a soft delete: the entry and its
     /// history go), appends `CustomerErased` to each ticket, which every projection
-    /// scrubs on, and drops the tickets' snapshots and open-ticket entries. Idempotent.
+    /// scrubs on, and drops the tickets' snapshots and open-ticket entries.
+    ///
+    /// Idempotent: an erased customer's tickets stay in the log (scrubbed), so erasing
+    /// them again finds them, completes whatever an interrupted erasure left, and answers
+    /// with nothing newly erased and no key purged. A customer with neither a ticket nor a
+    /// data key is `NotFound`: nothing was ever stored under that pseudonym, which mostly
+    /// means a mistyped contact or the wrong channel, and answering OK would tell the
+    /// operator an erasure happened that did not.
     pub async fn erase(
         &self,
         customer: &CustomerId,
         reason: Reason,
     ) -> Result<Erasure, PrivacyError> {
         let tickets = self.tickets_of(customer).await?;
+        // A key without a ticket is a first message that never got appended: still the
+        // customer's, still purged.
+        if tickets.is_empty() && !self.store.customer_has_key(customer).await? {
+            return Err(self.not_found(customer, "no ticket and no data key"));
+        }
         self.erase_tickets(customer, &tickets, reason).await
     }
 
@@ -182,14 +194,12 @@ impl Privacy {
 
     /// Everything helpline holds about the customer, as JSON: per ticket, every event
     /// with its personal fields opened (erased ones as `{"erased": true}`), and the
-    /// messages the customer sent. `NotFound` when they have no ticket.
+    /// messages the customer sent. `NotFound` when they have no ticket (a key alone holds
+    /// nothing of theirs to export).
     pub async fn export(&self, customer: &CustomerId) -> Result<Value, PrivacyError> {
         let tickets = self.tickets_of(customer).await?;
         if tickets.is_empty() {
-            return Err(PrivacyError::NotFound(format!(
-                "no tickets of customer {customer} in region {}",
-                self.store.layout().region()
-            )));
+            return Err(self.not_found(customer, "no ticket"));
         }
         let key = match self.store.customer_has_key(customer).await? {
             true => "present",
@@ -239,6 +249,14 @@ impl Privacy {
             "messages_sent": sent,
             "events": listed,
         }))
+    }
+
+    /// `NotFound` for a customer of whom nothing is `held`.
+    fn not_found(&self, customer: &CustomerId, held: &str) -> PrivacyError {
+        PrivacyError::NotFound(format!(
+            "customer {customer} has {held} in region {}; check the channel and the contact",
+            self.store.layout().region()
+        ))
     }
 }
 
