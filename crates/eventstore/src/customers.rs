@@ -9,7 +9,7 @@ use helpline_domain::{Channel, Event, TicketId};
 use crate::EventStore;
 use crate::codec::{self, CodecError, EnvelopeMeta};
 use crate::error::StoreError;
-use crate::seal::{CustomerId, DataKey};
+use crate::seal::{CustomerId, DataKey, ProviderRef};
 
 /// Tickets whose customer one process remembers; beyond this it starts over.
 const TICKETS_REMEMBERED: usize = 100_000;
@@ -30,6 +30,14 @@ impl EventStore {
     /// API name them by, never their contact.
     pub fn customer_id(&self, channel: Channel, contact: &str) -> CustomerId {
         self.keys.master().customer_id(channel, contact)
+    }
+
+    /// A provider's message id as this region's keyed pseudonym: what outbound and
+    /// dedupe keys, causation ids and logs name it by, never the id itself.
+    pub fn provider_ref(&self, channel: Channel, provider_message_id: &str) -> ProviderRef {
+        self.keys
+            .master()
+            .provider_ref(channel, provider_message_id)
     }
 
     /// Reads one stored message, opening its personal fields with its customer's key; with

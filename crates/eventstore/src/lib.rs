@@ -68,7 +68,7 @@ pub use follow::{Content, Follower, LogEntry, LogReader, Subjects};
 pub use layout::Layout;
 pub use load::LoadedTicket;
 pub use react::{Cause, Reacted, reaction_id};
-pub use seal::{CustomerId, MasterKey};
+pub use seal::{CustomerId, MasterKey, ProviderRef};
 pub use subscribe::{Applied, Backlog, HandlerError, StoredEvent, Subscription};
 
 /// A region's event store: one connection, the stream and the buckets.

@@ -1,5 +1,6 @@
 //! Sealing personal fields: XChaCha20-Poly1305 under a data key per customer, data keys
-//! wrapped by the region's master key, customers named by a keyed pseudonym.
+//! wrapped by the region's master key, customers and providers' message ids named by
+//! keyed pseudonyms.
 //!
 //! Pure functions and types, no I/O: [`crate::keys`] stores the wrapped keys, the codec
 //! seals and opens fields with them.
@@ -25,7 +26,8 @@ pub enum SealError {
     MalformedMasterKey(&'static str),
 }
 
-/// The region's master key: wraps the customers' data keys and keys their pseudonyms.
+/// The region's master key: wraps the customers' data keys and keys the pseudonyms of
+/// customers and of providers' message ids.
 /// Comes from a secret; never logged (its `Debug` is redacted).
 #[derive(Clone)]
 pub struct MasterKey(Zeroizing<[u8; 32]>);
@@ -66,6 +68,23 @@ impl MasterKey {
         let _ =
             hkdf::Hkdf::<Sha256>::new(Some(key.as_ref()), &input).expand(b"customer id", &mut id);
         CustomerId(hex::encode(id))
+    }
+
+    /// A provider's id of a message as a keyed pseudonym: an HMAC of channel and id under
+    /// a key of its own derived from the master key. A WhatsApp `wamid` carries the
+    /// customer's number, so the id itself is personal; the pseudonym is stable, so a
+    /// receipt finds the message egress indexed under it and a redelivered webhook derives
+    /// the same ids, but without the master key it can neither be reversed nor checked
+    /// against an id someone holds.
+    pub fn provider_ref(&self, channel: Channel, provider_message_id: &str) -> ProviderRef {
+        let key = Zeroizing::new(derive(&*self.0, b"helpline provider message pseudonym"));
+        let input =
+            Zeroizing::new(format!("{}:{provider_message_id}", channel.as_str()).into_bytes());
+        let mut id = [0u8; 16];
+        // As for the customer's pseudonym: 16 bytes are far below HKDF's output limit.
+        let _ = hkdf::Hkdf::<Sha256>::new(Some(key.as_ref()), &input)
+            .expand(b"provider message ref", &mut id);
+        ProviderRef(hex::encode(id))
     }
 
     fn wrapping_cipher(&self) -> XChaCha20Poly1305 {
@@ -163,6 +182,23 @@ impl CustomerId {
 }
 
 impl fmt::Display for CustomerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A provider's message id as a keyed pseudonym ([`MasterKey::provider_ref`]): 32
+/// lower-case hex digits, safe in KV keys, causation ids and log lines.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProviderRef(String);
+
+impl ProviderRef {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProviderRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -352,6 +388,29 @@ mod tests {
         assert!(!a.as_str().contains("12345678"));
         let other = MasterKey::from_hex(&"01".repeat(32)).unwrap();
         assert_ne!(a, other.customer_id(Channel::WhatsApp, "+4915112345678"));
+    }
+
+    #[test]
+    fn the_provider_ref_is_stable_keyed_and_hides_the_id() {
+        let master = MasterKey::development();
+        let wamid = "wamid.HBgLNDkxNTExMjM0NTY3OBUCABIYFDNBQjFDMkQzRTRGNTA2MTcyODM5AA==";
+        let a = master.provider_ref(Channel::WhatsApp, wamid);
+        assert_eq!(a, master.provider_ref(Channel::WhatsApp, wamid));
+        assert_ne!(a, master.provider_ref(Channel::Messenger, wamid));
+        assert_ne!(a, master.provider_ref(Channel::WhatsApp, "wamid.other"));
+        assert_eq!(a.as_str().len(), 32);
+        assert!(
+            a.as_str()
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        let other = MasterKey::from_hex(&"01".repeat(32)).unwrap();
+        assert_ne!(a, other.provider_ref(Channel::WhatsApp, wamid));
+        // Not the customer's pseudonym of the same text: each purpose has its own key.
+        assert_ne!(
+            a.as_str(),
+            master.customer_id(Channel::WhatsApp, wamid).as_str()
+        );
     }
 
     #[test]
