@@ -7,14 +7,16 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use helpline_eventstore::EventStore;
 use helpline_privacy::Privacy;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::privacy_client::PrivacyClient;
+use tonic::Code;
 use tonic::transport::Channel as GrpcChannel;
 
+use crate::UsageError;
 use crate::all::{self, Services};
 use crate::config::Config;
 use crate::desk::Authorized;
@@ -44,7 +46,8 @@ pub struct CustomerArgs {
     /// The channel the customer writes on.
     #[arg(long, value_enum, requires = "contact", conflicts_with = "customer_id")]
     channel: Option<ChannelArg>,
-    /// The customer's address on the channel (phone number, chat id, ...).
+    /// The customer's address on the channel: a WhatsApp number in international form,
+    /// written any way (`+49 151 12345678`, `0049151…`), or the channel's chat or user id.
     #[arg(long, requires = "channel")]
     contact: Option<String>,
     /// The customer's pseudonym, as exports and logs name them.
@@ -73,7 +76,7 @@ pub async fn run(config: Config, command: PrivacyCommand) -> anyhow::Result<()> 
                 .privacy
                 .erase_customer(request)
                 .await
-                .context("erasure refused")?
+                .map_err(|status| answer_error("erasure", status))?
                 .into_inner();
             println!(
                 "customer {} erased: {} tickets ({} newly), key {}",
@@ -97,7 +100,7 @@ pub async fn run(config: Config, command: PrivacyCommand) -> anyhow::Result<()> 
                 .privacy
                 .export_customer(request)
                 .await
-                .context("export refused")?
+                .map_err(|status| answer_error("export", status))?
                 .into_inner();
             println!("{}", export.json);
             Ok(())
@@ -120,6 +123,20 @@ pub async fn run(config: Config, command: PrivacyCommand) -> anyhow::Result<()> 
             };
             all::run(config, services).await
         }
+    }
+}
+
+/// A request the caller got wrong (a malformed contact, ...) is a usage error (exit code
+/// 2); a customer who is not there, or anything else, a failure (exit code 1), so that
+/// no script takes an erasure of nobody for an erasure.
+fn answer_error(what: &str, status: tonic::Status) -> anyhow::Error {
+    match status.code() {
+        Code::InvalidArgument => UsageError(format!("{what} refused: {}", status.message())).into(),
+        Code::NotFound => anyhow::anyhow!("{what} refused: {}", status.message()),
+        code => anyhow::anyhow!(
+            "{what} refused: the Privacy API answered {code:?}: {}",
+            status.message()
+        ),
     }
 }
 

@@ -4,7 +4,8 @@
 //! nothing of theirs may be found in plaintext, neither in any stored message nor in the
 //! server's files on disk; the admin-only Privacy API exports it all and erases it; after
 //! the erasure every personal field reads "[erased]", the key is gone with its history,
-//! and every projection rebuilds.
+//! and every projection rebuilds. The Privacy API finds the customer by any spelling of
+//! their number, and says so when a contact names nobody.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -28,6 +29,12 @@ const PHONE: &str = "+4915112345678";
 /// a customer "Sim <number>").
 const WA_ID: &str = "4915112345678";
 const NAME: &str = "Sim +4915112345678";
+/// How an operator might type the customer's number.
+const SPELLINGS: [&str; 3] = [
+    "+4915112345678",
+    "0049 151 12345678",
+    "+49 (151) 123-456-78",
+];
 const SERIAL: &str = "2NS7N19B12345678";
 const FIRST: &str = "Hallo, mein MateBook X Pro macht Probleme";
 const PROBLEM: &str = "Seit dem Update kann ich mich nicht mehr anmelden";
@@ -168,11 +175,11 @@ fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
     request
 }
 
-fn by_contact() -> Option<pb::CustomerRef> {
+fn by_contact(address: &str) -> Option<pb::CustomerRef> {
     Some(pb::CustomerRef {
         customer: Some(pb::customer_ref::Customer::Contact(pb::Contact {
             channel: pb::Channel::Whatsapp.into(),
-            address: WA_ID.to_owned(),
+            address: address.to_owned(),
         })),
     })
 }
@@ -229,6 +236,27 @@ async fn every_stored_message(store: &EventStore) -> Vec<(String, Vec<u8>)> {
         }
     }
     out
+}
+
+/// Every secret that anyone with the region's store can still read: every message of the
+/// event log opened with the customers' keys, its events as JSON (where a personal value
+/// that is known is the value itself).
+async fn readable<'a>(store: &EventStore, secrets: &[&'a str]) -> Vec<(String, &'a str)> {
+    let mut stream = store.jetstream().get_stream("HELPLINE_DE").await.unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    let mut found = Vec::new();
+    for sequence in state.first_sequence..=state.last_sequence {
+        let Ok(message) = stream.get_raw_message(sequence).await else {
+            continue;
+        };
+        for (_, event) in store.decode(&message.payload).await.unwrap() {
+            let json = serde_json::to_string(&event).unwrap();
+            for secret in leaks(json.as_bytes(), secrets) {
+                found.push((format!("#{sequence} {}", event.name()), secret));
+            }
+        }
+    }
+    found
 }
 
 #[tokio::test]
@@ -304,7 +332,7 @@ async fn personal_data_is_sealed_exportable_and_erasable() {
     let export = |token: Option<&str>| {
         with_token(
             pb::ExportCustomerRequest {
-                customer: by_contact(),
+                customer: by_contact(WA_ID),
             },
             token,
         )
@@ -329,7 +357,7 @@ async fn personal_data_is_sealed_exportable_and_erasable() {
         let refused = privacy
             .erase_customer(with_token(
                 pb::EraseCustomerRequest {
-                    customer: by_contact(),
+                    customer: by_contact(WA_ID),
                 },
                 Some(&token(who, role)),
             ))
@@ -365,6 +393,21 @@ async fn personal_data_is_sealed_exportable_and_erasable() {
     assert_eq!(json["tickets"][0]["contact"], WA_ID);
     assert_eq!(json["tickets"][0]["display_name"], NAME);
     assert_eq!(json["data_key"], "present");
+    // The same by any spelling of the number.
+    for spelled in SPELLINGS {
+        let exported = privacy
+            .export_customer(with_token(
+                pb::ExportCustomerRequest {
+                    customer: by_contact(spelled),
+                },
+                Some(&admin),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(exported.customer_id, customer.to_string(), "{spelled:?}");
+        assert!(exported.json.contains(PROBLEM), "{spelled:?}");
+    }
     // The same through the command line.
     let cli = deployment.helpline(&[
         "privacy",
@@ -372,7 +415,7 @@ async fn personal_data_is_sealed_exportable_and_erasable() {
         "--channel",
         "whatsapp",
         "--contact",
-        WA_ID,
+        "0049 151 12345678",
         "--grpc",
         &deployment.grpc,
     ]);
@@ -384,14 +427,55 @@ async fn personal_data_is_sealed_exportable_and_erasable() {
     );
     assert!(stdout.contains(PROBLEM), "{stdout}");
 
-    // Erasure.
-    let erased = privacy
-        .erase_customer(with_token(
+    // A contact that names nobody is not found, and erases nothing; one that is no
+    // phone number is the caller's mistake.
+    let erase = |address: &str| {
+        with_token(
             pb::EraseCustomerRequest {
-                customer: by_contact(),
+                customer: by_contact(address),
             },
             Some(&admin),
-        ))
+        )
+    };
+    let nobody = privacy
+        .erase_customer(erase("+49 151 99999999"))
+        .await
+        .unwrap_err();
+    assert_eq!(nobody.code(), Code::NotFound, "{nobody:?}");
+    let national = privacy
+        .erase_customer(erase("0151 12345678"))
+        .await
+        .unwrap_err();
+    assert_eq!(national.code(), Code::InvalidArgument, "{national:?}");
+    let cli = |contact: &str| {
+        deployment.helpline(&[
+            "privacy",
+            "erase",
+            "--channel",
+            "whatsapp",
+            "--contact",
+            contact,
+            "--grpc",
+            &deployment.grpc,
+        ])
+    };
+    let nobody = cli("+49 151 99999999");
+    let stderr = String::from_utf8_lossy(&nobody.stderr);
+    assert_eq!(nobody.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no ticket and no data key"), "{stderr}");
+    let national = cli("0151 12345678");
+    let stderr = String::from_utf8_lossy(&national.stderr);
+    assert_eq!(national.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("international form"), "{stderr}");
+    assert!(deployment.store.customer_has_key(&customer).await.unwrap());
+
+    // Until the erasure the customer's data can be read with the store's keys (which is
+    // what the scan after it must not find).
+    assert!(!readable(&deployment.store, &secrets).await.is_empty());
+
+    // Erasure, by another spelling than the one WhatsApp sends.
+    let erased = privacy
+        .erase_customer(erase("+49 (151) 123-456-78"))
         .await
         .unwrap()
         .into_inner();
@@ -430,6 +514,15 @@ async fn personal_data_is_sealed_exportable_and_erasable() {
         assert!(entry.value.is_empty());
     }
     assert!(!deployment.store.customer_has_key(&customer).await.unwrap());
+
+    // Nothing of theirs can be read any more, from anything stored...
+    assert_eq!(
+        readable(&deployment.store, &secrets).await,
+        Vec::<(String, &str)>::new()
+    );
+    for (what, bytes) in &every_stored_message(&deployment.store).await {
+        assert_eq!(leaks(bytes, &secrets), Vec::<&str>::new(), "in {what}");
+    }
 
     // Reading the ticket shows "[erased]" for every personal field: from the log...
     let loaded = deployment.store.load_from_log(ticket).await.unwrap();
