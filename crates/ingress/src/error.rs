@@ -54,4 +54,7 @@ pub enum ConfigError {
     /// Telegram accepts only 1–256 characters of `A-Z a-z 0-9 _ -` in `setWebhook`.
     #[error("telegram: `secret_token` must be 1 to 256 characters of A-Z, a-z, 0-9, `_` and `-`")]
     InvalidTelegramSecret,
+    /// A window of no seconds would refuse every web chat event.
+    #[error("web: `sent_at_tolerance_secs` must be at least 1")]
+    NoSentAtTolerance,
 }

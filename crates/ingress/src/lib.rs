@@ -27,6 +27,9 @@
 //!
 //! **Invariants.**
 //! - No I/O, no clock, no randomness: every function is a pure function of its input.
+//!   The one check that needs the time, the web chat's `sent_at` window, takes it as an
+//!   argument (`WebAdapter::verify_at`); the adapter's `verify` passes it what the clock
+//!   it was built with says (the system clock in service, a fixed time in tests).
 //! - Bodies over [`MAX_BODY_BYTES`] are refused before anything else is done with them.
 //! - Verification runs on the raw body before any parsing, and compares signatures and
 //!   secrets in constant time over their full length.

@@ -3,6 +3,13 @@
 //! Signed with `X-Helpline-Signature: sha256=<hex HMAC-SHA256(shared_secret, raw body)>`,
 //! sent as `application/json`. Our schema, so it is strict: unknown fields, unknown
 //! `type`s and duplicate keys are malformed, not ignored.
+//!
+//! A signature alone would let whoever recorded a webhook send it again days later, so an
+//! event's `sent_at` must also lie within `sent_at_tolerance_secs` of helpline's clock,
+//! before or after. The site's backend stamps `sent_at` as it sends (a retry is sent, and
+//! so stamped and signed, anew); dedupe on `message.id` keeps a retry one message.
+
+use std::time::SystemTime;
 
 use helpline_domain::{Channel, MediaKind, Personal};
 use serde::Deserialize;
@@ -20,6 +27,13 @@ const SIGNATURE_HEADER: &str = "x-helpline-signature";
 const SIGNATURE_PREFIX: &[u8] = b"sha256=";
 const VERSION: u64 = 1;
 
+/// How far `sent_at` may lie from helpline's clock unless configured: room for clocks
+/// that drift and a delivery that is slow, not for a recorded webhook sent again later.
+pub const DEFAULT_SENT_AT_TOLERANCE_SECS: u64 = 300;
+
+/// Where the adapter reads the time that `sent_at` is held against.
+pub type Clock = fn() -> SystemTime;
+
 /// `[channels.web]`: the secret shared with the site's chat backend.
 #[derive(Clone, Debug, Deserialize)]
 pub struct WebConfig {
@@ -28,6 +42,14 @@ pub struct WebConfig {
     /// The site's chat backend, which takes helpline's replies.
     #[serde(default)]
     pub callback_url: String,
+    /// How far an event's `sent_at` may lie from helpline's clock, in seconds, before or
+    /// after; an event outside is refused (401) as a replay.
+    #[serde(default = "default_sent_at_tolerance_secs")]
+    pub sent_at_tolerance_secs: u64,
+}
+
+fn default_sent_at_tolerance_secs() -> u64 {
+    DEFAULT_SENT_AT_TOLERANCE_SECS
 }
 
 /// Empty secrets (refused by the adapter) and the provider's real API.
@@ -36,6 +58,7 @@ impl Default for WebConfig {
         Self {
             shared_secret: Secret::default(),
             callback_url: String::new(),
+            sent_at_tolerance_secs: DEFAULT_SENT_AT_TOLERANCE_SECS,
         }
     }
 }
@@ -43,26 +66,34 @@ impl Default for WebConfig {
 #[derive(Debug)]
 pub struct WebAdapter {
     config: WebConfig,
+    clock: Clock,
 }
 
 impl WebAdapter {
+    /// An adapter that holds `sent_at` against the system clock.
     pub fn new(config: WebConfig) -> Result<Self, ConfigError> {
+        Self::with_clock(config, SystemTime::now)
+    }
+
+    /// An adapter that holds `sent_at` against `clock` (a fixed time in tests).
+    pub fn with_clock(config: WebConfig, clock: Clock) -> Result<Self, ConfigError> {
         require_secrets(
             Channel::WebChat,
             &[("shared_secret", &config.shared_secret)],
         )?;
-        Ok(Self { config })
-    }
-}
-
-impl InboundAdapter for WebAdapter {
-    fn channel(&self) -> Channel {
-        Channel::WebChat
+        if config.sent_at_tolerance_secs == 0 {
+            return Err(ConfigError::NoSentAtTolerance);
+        }
+        Ok(Self { config, clock })
     }
 
-    /// The signature, then the content type (`application/json`, UTF-8 if a charset is
-    /// named): an unauthenticated caller learns nothing about what we accept.
-    fn verify(&self, request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
+    /// [`InboundAdapter::verify`] as of `now`, a pure function of its arguments: the
+    /// signature, then the content type, then `sent_at` within the tolerance of `now`.
+    pub fn verify_at(
+        &self,
+        request: &WebhookRequest<'_>,
+        now: SystemTime,
+    ) -> Result<(), WebhookError> {
         crate::adapter::check_body_size(request.body)?;
         let header = single_header(request.headers, SIGNATURE_HEADER)?
             .ok_or_else(|| WebhookError::unauthorized("X-Helpline-Signature is missing"))?;
@@ -74,7 +105,47 @@ impl InboundAdapter for WebAdapter {
             request.body,
             signature,
         )?;
-        check_content_type(request.headers)
+        check_content_type(request.headers)?;
+        self.check_sent_at(request.body, now)
+    }
+
+    /// Read only after the signature held, so nothing unauthenticated is parsed. The
+    /// value is not quoted back: the answer says which way it is off, not by how much.
+    fn check_sent_at(&self, body: &[u8], now: SystemTime) -> Result<(), WebhookError> {
+        let stamp: Stamp = json::from_body(body)?;
+        let sent_at = rfc3339_to_unix(&stamp.sent_at, "sent_at")?;
+        let now = match now.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_secs())
+                .map(|secs| -secs)
+                .unwrap_or(i64::MIN),
+        };
+        let tolerance = i64::try_from(self.config.sent_at_tolerance_secs).unwrap_or(i64::MAX);
+        if sent_at < now.saturating_sub(tolerance) {
+            return Err(WebhookError::unauthorized(format!(
+                "sent_at is more than {tolerance} s in the past (a replay?)"
+            )));
+        }
+        if sent_at > now.saturating_add(tolerance) {
+            return Err(WebhookError::unauthorized(format!(
+                "sent_at is more than {tolerance} s in the future (is a clock off?)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl InboundAdapter for WebAdapter {
+    fn channel(&self) -> Channel {
+        Channel::WebChat
+    }
+
+    /// The signature, then the content type (`application/json`, UTF-8 if a charset is
+    /// named): an unauthenticated caller learns nothing about what we accept. Then
+    /// `sent_at`, against the time the adapter's clock gives once per request
+    /// ([`WebAdapter::verify_at`]).
+    fn verify(&self, request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
+        self.verify_at(request, (self.clock)())
     }
 
     fn parse(&self, body: &[u8]) -> Result<Vec<Inbound>, WebhookError> {
@@ -180,6 +251,12 @@ fn check_content_type(headers: &http::HeaderMap) -> Result<(), WebhookError> {
         }
     }
     Ok(())
+}
+
+/// The one field [`WebAdapter::verify_at`] reads; the strict schema is [`Event`]'s.
+#[derive(Deserialize)]
+struct Stamp {
+    sent_at: String,
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,8 @@
 //! Adapters with known secrets, request builders that sign like the providers do, and a
 //! one-line rendering of `Inbound` values so expectations read like the payloads.
 
+use std::time::{Duration, SystemTime};
+
 use helpline_domain::MediaKind;
 use helpline_ingress::channels::messenger::{MessengerAdapter, MessengerConfig};
 use helpline_ingress::channels::telegram::{TelegramAdapter, TelegramConfig};
@@ -54,12 +56,21 @@ pub fn viber() -> ViberAdapter {
     .unwrap()
 }
 
+/// The web chat adapter at [`web_now`], the time the fixtures are stamped with.
 pub fn web() -> WebAdapter {
-    WebAdapter::new(WebConfig {
-        shared_secret: WEB_SHARED_SECRET.into(),
-        ..Default::default()
-    })
+    WebAdapter::with_clock(
+        WebConfig {
+            shared_secret: WEB_SHARED_SECRET.into(),
+            ..Default::default()
+        },
+        web_now,
+    )
     .unwrap()
+}
+
+/// 2026-11-25T15:00:00Z, the `sent_at` of the web chat fixtures.
+pub fn web_now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_618_800)
 }
 
 /// Every adapter, for checks that hold on all channels.

@@ -1,6 +1,9 @@
 //! helpline's web chat: `CHANNELS.md` §5. Our own schema, so unknown is malformed.
 
-use helpline_ingress::{InboundAdapter, WebhookError};
+use std::time::{Duration, SystemTime};
+
+use helpline_ingress::channels::web::{WebAdapter, WebConfig};
+use helpline_ingress::{InboundAdapter, WebhookError, WebhookRequest};
 
 use crate::support::*;
 
@@ -154,4 +157,112 @@ fn strictness_unknown_fields_types_versions_and_duplicate_keys_are_malformed() {
     for body in cases {
         assert_malformed(web().parse(body.as_bytes()));
     }
+}
+
+fn signed_at(body: &str, now: SystemTime) -> Result<(), WebhookError> {
+    let signature = format!("sha256={}", hmac_hex(WEB_SHARED_SECRET, body.as_bytes()));
+    let headers = headers(&[(HEADER, &signature), ("Content-Type", "application/json")]);
+    web().verify_at(
+        &WebhookRequest {
+            headers: &headers,
+            query: None,
+            body: body.as_bytes(),
+        },
+        now,
+    )
+}
+
+#[test]
+fn an_event_sent_within_five_minutes_of_now_either_way_verifies() {
+    for offset in [-300i64, -299, -1, 0, 1, 299, 300] {
+        let now = web_now() + Duration::from_secs(300);
+        let sent = match u64::try_from(offset) {
+            Ok(ahead) => now + Duration::from_secs(ahead),
+            Err(_) => now - Duration::from_secs(offset.unsigned_abs()),
+        };
+        let body = MESSAGE.replace("2026-11-25T15:00:00Z", &rfc3339(sent));
+        assert_eq!(signed_at(&body, now), Ok(()), "sent {offset} s from now");
+    }
+}
+
+#[test]
+fn a_signed_event_replayed_later_or_stamped_ahead_is_unauthorized() {
+    for late in [301, 3600, 3 * 24 * 3600] {
+        let now = web_now() + Duration::from_secs(late);
+        let refused = signed_at(MESSAGE, now);
+        assert_unauthorized(refused.clone());
+        let reason = refused.as_ref().err().map(ToString::to_string);
+        assert!(reason.unwrap_or_default().contains("past"));
+        assert_eq!(refused.err().map(|e| e.status_code()), Some(401));
+    }
+    let early = web_now() - Duration::from_secs(301);
+    let refused = signed_at(MESSAGE, early);
+    assert_unauthorized(refused.clone());
+    assert!(format!("{refused:?}").contains("future"), "{refused:?}");
+    // A status event is held to the same window.
+    let status = r#"{"version":1,"event_id":"e2","type":"status","sent_at":"2026-11-25T15:00:05Z","session_id":"sess_1",
+      "status":{"message_id":"out_7","state":"read","at":"2026-11-25T15:00:04.250Z"}}"#;
+    assert_eq!(signed_at(status, web_now()), Ok(()));
+    assert_unauthorized(signed_at(status, web_now() + Duration::from_secs(3600)));
+}
+
+#[test]
+fn the_window_is_configurable_and_never_empty() {
+    let adapter = |seconds| {
+        WebAdapter::with_clock(
+            WebConfig {
+                shared_secret: WEB_SHARED_SECRET.into(),
+                sent_at_tolerance_secs: seconds,
+                ..Default::default()
+            },
+            web_now,
+        )
+    };
+    assert!(adapter(0).is_err());
+    let body = MESSAGE.as_bytes();
+    let signature = format!("sha256={}", hmac_hex(WEB_SHARED_SECRET, body));
+    let headers = headers(&[(HEADER, &signature), ("Content-Type", "application/json")]);
+    let request = WebhookRequest {
+        headers: &headers,
+        query: None,
+        body,
+    };
+    let hour_later = web_now() + Duration::from_secs(3600);
+    assert_eq!(
+        adapter(3600).unwrap().verify_at(&request, hour_later),
+        Ok(())
+    );
+    assert_unauthorized(adapter(3599).unwrap().verify_at(&request, hour_later));
+}
+
+#[test]
+fn sent_at_is_read_only_once_the_signature_holds() {
+    // Unsigned and stale: the answer is about the signature, not the time.
+    let refused = verify(
+        &web(),
+        &[("Content-Type", "application/json")],
+        None,
+        MESSAGE.as_bytes(),
+    );
+    assert_eq!(
+        refused,
+        Err(WebhookError::Unauthorized(
+            "X-Helpline-Signature is missing".to_owned()
+        ))
+    );
+    // Signed, but no time to check: malformed, as parse would say.
+    let body = MESSAGE.replace(r#""sent_at":"2026-11-25T15:00:00Z","#, "");
+    assert_malformed(signed_at(&body, web_now()));
+}
+
+/// `time` as the widget writes it: RFC 3339 in UTC, whole seconds.
+fn rfc3339(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap())
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
 }
