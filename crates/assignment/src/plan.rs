@@ -13,9 +13,10 @@ use helpline_region::RegionConfig;
 use crate::ledger::Presence;
 use crate::view::{Mark, TicketEntry, View};
 
-/// How long a claim made for a ticket that is still queued counts as an offer in flight
-/// (the claim is appended just before the ticket's `AgentAssigned`); after that it was
-/// left behind by an assigner that stopped in between, and is freed.
+/// How long a claim made for a ticket that is still queued, or still with another agent,
+/// counts as an offer or a move in flight (the claim is appended just before the ticket's
+/// `AgentAssigned`); after that it was left behind by an assigner or a call that stopped
+/// in between, and is freed.
 pub const CLAIM_SETTLE: Duration = Duration::from_secs(10);
 
 /// The timing rules.
@@ -132,11 +133,15 @@ fn stale_claims(view: &View, now: SystemTime, actions: &mut Vec<Action>) {
             if holds {
                 continue;
             }
-            let in_flight = held.ticket.phase == Phase::Queued
-                && held
-                    .queued
-                    .as_ref()
-                    .is_some_and(|q| claim.sequence > q.sequence)
+            // A claim newer than the ticket's latest queueing is that queueing's offer; one
+            // newer than its latest assignment to someone else is a move by hand (a
+            // transfer or reassignment), claimed before the ticket's append.
+            let placed = match held.ticket.phase {
+                Phase::Queued => held.queued.as_ref(),
+                Phase::Assigned => held.assigned.as_ref(),
+                _ => None,
+            };
+            let in_flight = placed.is_some_and(|mark| claim.sequence > mark.sequence)
                 && !due(claim.at, CLAIM_SETTLE, now);
             if !in_flight {
                 actions.push(free(agent, *ticket, entry.last_sequence));

@@ -41,7 +41,8 @@ pub struct TicketEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
     /// The claim's stream sequence: after the ticket's latest `TicketQueued` means it is
-    /// this queueing's offer (possibly still in flight).
+    /// this queueing's offer, after its latest `AgentAssigned` a transfer or reassignment
+    /// (either possibly still in flight).
     pub sequence: u64,
     pub at: SystemTime,
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
+use helpline_assignment::ledger::{self, AgentEvent, Presence};
 use helpline_assignment::{Assignment, AssignmentSettings, AuthKey, auth, grpc_service};
 use helpline_domain::{
     AgentId, Channel, Customer, Event, HandoffReason, Personal, QueueId, ReleaseReason,
@@ -892,4 +893,104 @@ fn token_for(agent: &str, role: Role) -> String {
         SystemTime::now(),
     )
     .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every event on `agent`'s subject, in order.
+async fn agent_events(store: &EventStore, agent: &str) -> Vec<AgentEvent> {
+    let stream = store
+        .jetstream()
+        .get_stream("HELPLINE_DE")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: store.layout().agent_subject(agent),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pending = consumer
+        .info()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .num_pending;
+    let mut events = Vec::new();
+    if pending == 0 {
+        return events;
+    }
+    let mut messages = consumer.messages().await.unwrap_or_else(|e| panic!("{e}"));
+    while let Some(message) = messages.next().await {
+        let message = message.unwrap_or_else(|e| panic!("{e}"));
+        let record = ledger::decode(&message.payload).unwrap_or_else(|e| panic!("{e}"));
+        events.push(record.event);
+        let info = message.info().unwrap_or_else(|e| panic!("{e}"));
+        if info.pending == 0 {
+            break;
+        }
+    }
+    events
+}
+
+/// Dora holds a ticket (offered, not accepted); jan and kai are online in another queue.
+async fn dora_holds_a_ticket() -> (Harness, TicketId, AgentDeskClient<GrpcChannel>) {
+    let agents = vec![
+        agent("dora", &["de"], &["de-general"], 1, Role::Agent),
+        agent("jan", &["de"], &["de-phones"], 1, Role::Agent),
+        agent("kai", &["de"], &["de-phones"], 1, Role::Agent),
+    ];
+    let h = Harness::start(agents, AssignmentSettings::default()).await;
+    let ticket = h.queued("de-general", "de").await;
+    h.sign_in("dora").await;
+    let client = h.sign_in("jan").await;
+    h.sign_in("kai").await;
+    eventually(
+        "dora is offered the ticket",
+        Duration::from_secs(10),
+        || async { assignments(&h.ticket_events().await).len() == 1 },
+    )
+    .await;
+    (h, ticket, client)
+}
+
+/// `agent`'s request to transfer `ticket` to kai.
+fn to_kai(agent: &str, ticket: TicketId) -> Request<pb::TransferRequest> {
+    signed(
+        Some(&token_for(agent, Role::Agent)),
+        pb::TransferRequest {
+            ticket_id: ticket.to_string(),
+            target: Some(pb::transfer_request::Target::AgentId("kai".to_owned())),
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_to_an_agent_keeps_the_slot_it_claimed_for_them() {
+    let (h, ticket, mut client) = dora_holds_a_ticket().await;
+    client
+        .accept(signed(
+            Some(&token_for("dora", Role::Agent)),
+            pb::AcceptRequest {
+                ticket_id: ticket.to_string(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .transfer(to_kai("dora", ticket))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        assignments(&h.ticket_events().await).last(),
+        Some(&(ticket, AgentId::new("kai")))
+    );
+    // The claim is made before the ticket moves; the assigner, looking in between, must
+    // not take it for one left behind.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        agent_events(&h.store, "kai").await,
+        [
+            AgentEvent::PresenceChanged(Presence::Online),
+            AgentEvent::CapacityClaimed(ticket)
+        ]
+    );
 }
