@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::{Stream, StreamExt, stream};
-use helpline_auth::AuthKey;
+use helpline_auth::{AuthKey, Claims};
 use helpline_domain::{AgentId, Channel, Holder, Personal, Phase, QueueId, TicketId};
 use helpline_eventstore::EventStore;
 use helpline_eventstore::codec::channel_from_proto_value;
@@ -59,7 +59,12 @@ impl QueryApi {
     /// Who the caller is, as far as personal data goes: the one place that decides it. A
     /// supervisor or admin is an operator of the region; anyone else is refused.
     fn audience<T>(&self, request: &Request<T>) -> Result<Audience, QueryError> {
-        let (agent, role) = helpline_auth::caller(&self.key, request, &self.region)
+        self.watcher(request).map(|(audience, _)| audience)
+    }
+
+    /// [`Self::audience`], with the token's claims: a watch ends with its token.
+    fn watcher<T>(&self, request: &Request<T>) -> Result<(Audience, Claims), QueryError> {
+        let (agent, role, claims) = helpline_auth::caller_claims(&self.key, request, &self.region)
             .map_err(|e| QueryError::Unauthenticated(e.to_string()))?;
         if role < Role::Supervisor {
             return Err(QueryError::PermissionDenied(format!(
@@ -67,7 +72,7 @@ impl QueryApi {
                 agent.id
             )));
         }
-        Ok(Audience::operator())
+        Ok((Audience::operator(), claims))
     }
 }
 
@@ -151,7 +156,7 @@ impl TicketQuery for QueryApi {
         &self,
         request: Request<pb::WatchTicketRequest>,
     ) -> Result<Response<Self::WatchTicketStream>, Status> {
-        let audience = self.audience(&request)?;
+        let (audience, claims) = self.watcher(&request)?;
         let id = ticket_id(&request.get_ref().ticket_id)?;
         let stream_last = stream_last_sequence(&self.store).await?;
         // Subscribed before the first answer is read, so no change falls in between;
@@ -206,7 +211,12 @@ impl TicketQuery for QueryApi {
             }
         });
         let answers = stream::once(async move { Ok(first) }).chain(updates);
-        Ok(Response::new(Box::pin(answers)))
+        // The watch lasts as long as the token that opened it.
+        Ok(Response::new(helpline_auth::guard_stream(
+            &self.key,
+            claims,
+            Box::pin(answers),
+        )))
     }
 
     type WatchQueueStream = Watch<pb::WatchQueueResponse>;
@@ -215,7 +225,7 @@ impl TicketQuery for QueryApi {
         &self,
         request: Request<pb::WatchQueueRequest>,
     ) -> Result<Response<Self::WatchQueueStream>, Status> {
-        let audience = self.audience(&request)?;
+        let (audience, claims) = self.watcher(&request)?;
         let queue = request.get_ref().queue.trim();
         if queue.is_empty() {
             return Err(QueryError::InvalidArgument {
@@ -274,7 +284,12 @@ impl TicketQuery for QueryApi {
             }
         });
         let answers = stream::iter(first).chain(updates);
-        Ok(Response::new(Box::pin(answers)))
+        // The watch lasts as long as the token that opened it.
+        Ok(Response::new(helpline_auth::guard_stream(
+            &self.key,
+            claims,
+            Box::pin(answers),
+        )))
     }
 }
 
