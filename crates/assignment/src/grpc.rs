@@ -274,25 +274,27 @@ impl AgentDesk for Desk {
                     )
                     .into());
                 }
+                let commands = |t: &Ticket| {
+                    let queue = t.queue.clone().unwrap_or_else(|| QueueId::new(""));
+                    vec![
+                        Command::TransferTicket {
+                            agent: me.clone(),
+                            queue,
+                        },
+                        Command::AssignAgent {
+                            agent: target.clone(),
+                        },
+                    ]
+                };
+                // The caller's hold on the ticket first: a transfer refused for it must
+                // not claim, even for a moment, a slot the target needs for an offer.
+                self.assignment
+                    .precheck(ticket, |t| yours(t, &me), commands)
+                    .await?;
                 let claim = self.assignment.claim(&target, ticket).await?;
                 let moved = self
                     .assignment
-                    .command(
-                        ticket,
-                        |t| yours(t, &me),
-                        |t| {
-                            let queue = t.queue.clone().unwrap_or_else(|| QueueId::new(""));
-                            vec![
-                                Command::TransferTicket {
-                                    agent: me.clone(),
-                                    queue,
-                                },
-                                Command::AssignAgent {
-                                    agent: target.clone(),
-                                },
-                            ]
-                        },
-                    )
+                    .command(ticket, |t| yours(t, &me), commands)
                     .await;
                 if let Err(e) = moved {
                     self.assignment.unclaim(&target, ticket, claim).await;
@@ -445,30 +447,28 @@ impl AgentDesk for Desk {
         let request = request.into_inner();
         let ticket = ticket_id(&request.ticket_id)?;
         let target = self.agent(&request.agent_id, "agent_id")?;
+        let commands = |t: &Ticket| {
+            let mut commands = Vec::new();
+            if let (Phase::Assigned, Some(current)) = (t.phase, &t.agent) {
+                if current == &target {
+                    return commands;
+                }
+                commands.push(Command::ReleaseTicket {
+                    agent: current.clone(),
+                    reason: ReleaseReason::Reassigned,
+                });
+            }
+            commands.push(Command::AssignAgent {
+                agent: target.clone(),
+            });
+            commands
+        };
+        // As for a transfer: a ticket that is gone or closed claims nothing.
+        self.assignment
+            .precheck(ticket, |_| Ok(()), commands)
+            .await?;
         let claim = self.assignment.claim(&target, ticket).await?;
-        let moved = self
-            .assignment
-            .command(
-                ticket,
-                |_| Ok(()),
-                |t| {
-                    let mut commands = Vec::new();
-                    if let (Phase::Assigned, Some(current)) = (t.phase, &t.agent) {
-                        if current == &target {
-                            return commands;
-                        }
-                        commands.push(Command::ReleaseTicket {
-                            agent: current.clone(),
-                            reason: ReleaseReason::Reassigned,
-                        });
-                    }
-                    commands.push(Command::AssignAgent {
-                        agent: target.clone(),
-                    });
-                    commands
-                },
-            )
-            .await;
+        let moved = self.assignment.command(ticket, |_| Ok(()), commands).await;
         if let Err(e) = moved {
             self.assignment.unclaim(&target, ticket, claim).await;
             return Err(e.into());

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use helpline_domain::{
-    AgentId, Command, MessageBody, MessageId, Personal, Phase, Ticket, TicketId,
+    AgentId, Command, MessageBody, MessageId, Personal, Phase, Ticket, TicketId, decide_all,
 };
 use helpline_eventstore::{
     Cause, CommandMeta, Content, EventStore, ExecuteError, Follower, LogEntry, Reacted, StoreError,
@@ -535,6 +535,30 @@ impl Assignment {
             // A later round frees a claim whose ticket the agent does not hold.
             tracing::debug!(%agent, %ticket, error = %e, "claim left to the assigner");
         }
+    }
+
+    /// Asks, on the ticket as it is now, whether `check` and the ticket's rules would take
+    /// `commands`, without appending anything. A move to another agent asks this before it
+    /// claims that agent's capacity, so a move refused for the caller's rights or the
+    /// ticket's state never touches the agent's ledger; [`Assignment::command`] asks again
+    /// when it appends, as the ticket may change in between.
+    pub(crate) async fn precheck<C, K>(
+        &self,
+        ticket: TicketId,
+        check: K,
+        commands: C,
+    ) -> Result<(), AssignmentError>
+    where
+        K: Fn(&Ticket) -> Result<(), AssignmentError>,
+        C: Fn(&Ticket) -> Vec<Command>,
+    {
+        let loaded = self.inner.store.load(ticket).await?;
+        if loaded.ticket.id.is_none() {
+            return Err(AssignmentError::TicketNotFound(ticket));
+        }
+        check(&loaded.ticket)?;
+        decide_all(&loaded.ticket, commands(&loaded.ticket))?;
+        Ok(())
     }
 
     /// Loads the ticket, lets `check` refuse, decides `commands` in order and appends

@@ -931,12 +931,14 @@ async fn agent_events(store: &EventStore, agent: &str) -> Vec<AgentEvent> {
     events
 }
 
-/// Dora holds a ticket (offered, not accepted); jan and kai are online in another queue.
+/// Dora holds a ticket (offered, not accepted); jan and kai are online in another queue;
+/// sabine supervises.
 async fn dora_holds_a_ticket() -> (Harness, TicketId, AgentDeskClient<GrpcChannel>) {
     let agents = vec![
         agent("dora", &["de"], &["de-general"], 1, Role::Agent),
         agent("jan", &["de"], &["de-phones"], 1, Role::Agent),
         agent("kai", &["de"], &["de-phones"], 1, Role::Agent),
+        agent("sabine", &["de"], &[], 1, Role::Supervisor),
     ];
     let h = Harness::start(agents, AssignmentSettings::default()).await;
     let ticket = h.queued("de-general", "de").await;
@@ -992,5 +994,38 @@ async fn a_transfer_to_an_agent_keeps_the_slot_it_claimed_for_them() {
             AgentEvent::PresenceChanged(Presence::Online),
             AgentEvent::CapacityClaimed(ticket)
         ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_transfer_leaves_the_targets_capacity_untouched() {
+    let (h, ticket, mut client) = dora_holds_a_ticket().await;
+    // Jan moving dora's ticket: not his to move.
+    let refused = client.transfer(to_kai("jan", ticket)).await;
+    assert_eq!(
+        refused.err().map(|s| s.code()),
+        Some(Code::PermissionDenied)
+    );
+    // Dora moving an offer she has not accepted: the ticket's rules refuse it.
+    let refused = client.transfer(to_kai("dora", ticket)).await;
+    assert_eq!(
+        refused.err().map(|s| s.code()),
+        Some(Code::FailedPrecondition)
+    );
+    // A supervisor reassigning a ticket that does not exist.
+    let missing = client
+        .reassign(signed(
+            Some(&token_for("sabine", Role::Supervisor)),
+            pb::ReassignRequest {
+                ticket_id: Uuid::now_v7().to_string(),
+                agent_id: "kai".to_owned(),
+            },
+        ))
+        .await;
+    assert_eq!(missing.err().map(|s| s.code()), Some(Code::NotFound));
+    assert_eq!(
+        agent_events(&h.store, "kai").await,
+        [AgentEvent::PresenceChanged(Presence::Online)],
+        "a refused move claimed the target's capacity"
     );
 }
