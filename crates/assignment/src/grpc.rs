@@ -4,7 +4,7 @@
 //! appended at the loaded version.
 
 use std::pin::Pin;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
 use helpline_domain::{
@@ -40,6 +40,8 @@ struct Caller {
     agent: Agent,
     /// The lower of the token's role and the directory's.
     role: Role,
+    /// What the caller's token says: when it ends.
+    claims: auth::Claims,
 }
 
 impl Caller {
@@ -167,7 +169,12 @@ impl AgentDesk for Desk {
             }
         });
         let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-        Ok(Response::new(Box::pin(stream)))
+        // The agent's stream lasts as long as the token that opened it.
+        Ok(Response::new(auth::guard_stream(
+            &self.key,
+            caller.claims,
+            Box::pin(stream),
+        )))
     }
 
     async fn accept(
@@ -475,15 +482,54 @@ impl AgentDesk for Desk {
         }
         Ok(Response::new(pb::ReassignResponse {}))
     }
+
+    async fn revoke_tokens(
+        &self,
+        request: Request<pb::RevokeTokensRequest>,
+    ) -> Result<Response<pb::RevokeTokensResponse>, Status> {
+        let caller = self.caller(&request)?;
+        if caller.role < Role::Admin {
+            return Err(AssignmentError::PermissionDenied(format!(
+                "agent {} is not an admin",
+                caller.agent.id
+            ))
+            .into());
+        }
+        let agent = self.agent(&request.get_ref().agent_id, "agent_id")?;
+        let until = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let store = &self.assignment.inner.store;
+        let bucket = store
+            .jetstream()
+            .get_key_value(store.layout().revocations_bucket())
+            .await
+            .map_err(|e| AssignmentError::Unavailable(format!("revocations: {e}")))?;
+        bucket
+            .put(agent.as_str(), until.to_string().into())
+            .await
+            .map_err(|e| AssignmentError::Unavailable(format!("revocations: {e}")))?;
+        // This process at once; the others as they follow the bucket.
+        self.key.revoke(agent.as_str(), until);
+        tracing::warn!(agent = %agent, by = %caller.agent.id, until, "agent's tokens revoked");
+        Ok(Response::new(pb::RevokeTokensResponse {
+            revoked_until: Some(prost_types::Timestamp {
+                seconds: i64::try_from(until).unwrap_or(i64::MAX),
+                nanos: 0,
+            }),
+        }))
+    }
 }
 
 impl Desk {
     /// Who is calling: a valid token of an agent in the directory.
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, AssignmentError> {
-        let (agent, role) = auth::caller(&self.key, request, &self.assignment.inner.region)?;
+        let (agent, role, claims) =
+            auth::caller_claims(&self.key, request, &self.assignment.inner.region)?;
         Ok(Caller {
             role,
             agent: agent.clone(),
+            claims,
         })
     }
 

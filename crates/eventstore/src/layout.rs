@@ -161,11 +161,19 @@ impl Layout {
         format!("helpline-{}-customer-keys", self.region)
     }
 
-    pub fn buckets(&self) -> [String; 3] {
+    /// Agents whose bearer tokens were revoked: agent id → the Unix second up to which
+    /// their tokens are void. Written by AgentDesk's `RevokeTokens`, followed by every
+    /// process that checks tokens.
+    pub fn revocations_bucket(&self) -> String {
+        format!("helpline-{}-revocations", self.region)
+    }
+
+    pub fn buckets(&self) -> [String; 4] {
         [
             self.contacts_bucket(),
             self.snapshots_bucket(),
             self.customer_keys_bucket(),
+            self.revocations_bucket(),
         ]
     }
 }

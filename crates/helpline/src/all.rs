@@ -172,6 +172,18 @@ pub async fn run_until_stopped(
             None => return Ok(()),
         }
     };
+    if let Some(key) = &auth_key {
+        let following = crate::revocations::follow(
+            store.jetstream().clone(),
+            store.layout().revocations_bucket(),
+            key.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            following.await;
+            Ok(())
+        });
+    }
     let region = Arc::new(config.region());
     let flows = Arc::new(
         helpline_bot::flows::Flows::for_region(&region).context("cannot load the bot's flows")?,

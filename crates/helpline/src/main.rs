@@ -18,6 +18,7 @@ mod grpc_door;
 mod nats;
 mod privacy;
 mod rebuild;
+mod revocations;
 mod tickets;
 
 use std::io::IsTerminal;
