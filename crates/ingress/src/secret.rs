@@ -3,7 +3,7 @@
 use std::fmt;
 
 use helpline_domain::Channel;
-use serde::Deserialize;
+use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use crate::error::ConfigError;
 
@@ -11,8 +11,12 @@ use crate::error::ConfigError;
 ///
 /// `Debug` prints `***`; the value is reached only through [`Secret::expose`]. There is
 /// deliberately no `PartialEq`: secrets are compared in constant time by the adapters.
-#[derive(Clone, Default, Deserialize)]
-#[serde(transparent)]
+///
+/// Read only from a string. Anything else is refused with an error that says what it
+/// was but not its value: serde's own message would quote it (an all-digit secret from
+/// the environment arrives as a number, "invalid type: integer `123…`"), and the error
+/// is printed and logged.
+#[derive(Clone, Default)]
 pub struct Secret(String);
 
 impl Secret {
@@ -26,6 +30,73 @@ impl Secret {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // `any`, not `string`: asked for a string, a deserializer may report a number
+        // itself, quoting it, without asking the visitor.
+        deserializer.deserialize_any(SecretVisitor)
+    }
+}
+
+struct SecretVisitor;
+
+impl SecretVisitor {
+    fn refuse<E: de::Error>(found: &str) -> E {
+        E::custom(format!(
+            "a secret must be a string, found {found} (its value is not shown); quote it, \
+             in a TOML file as in a HELPLINE_* variable (\"…\")"
+        ))
+    }
+}
+
+impl<'de> Visitor<'de> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a secret, as a string")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Secret, E> {
+        Ok(Secret::new(value))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Secret, E> {
+        Ok(Secret(value))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Secret, E> {
+        Err(Self::refuse("a boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Secret, E> {
+        Err(Self::refuse("a number"))
+    }
+
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<Secret, E> {
+        Err(Self::refuse("a number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Secret, E> {
+        Err(Self::refuse("a number"))
+    }
+
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<Secret, E> {
+        Err(Self::refuse("a number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Secret, E> {
+        Err(Self::refuse("a number"))
+    }
+
+    fn visit_char<E: de::Error>(self, _: char) -> Result<Secret, E> {
+        Err(Self::refuse("a character"))
+    }
+
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Secret, E> {
+        Err(Self::refuse("bytes"))
     }
 }
 
@@ -62,6 +133,27 @@ pub(crate) fn require_secrets(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_that_is_not_a_string_is_refused_without_its_value() {
+        for (json, found) in [
+            ("123456789012345678", "a number"),
+            ("-123456789012345678", "a number"),
+            ("1234567890.125", "a number"),
+            ("true", "a boolean"),
+        ] {
+            let error = serde_json::from_str::<Secret>(json)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(error.contains(found), "{error}");
+            for digits in ["12345", "0125", "true"] {
+                assert!(!error.contains(digits), "{error}");
+            }
+        }
+        let secret: Secret = serde_json::from_str("\"123456789012345678\"").unwrap_or_default();
+        assert_eq!(secret.expose(), "123456789012345678");
+    }
 
     #[test]
     fn debug_never_shows_the_value() {
