@@ -327,7 +327,7 @@ pub(super) fn opened(ticket: TicketId, n: usize) -> Event {
 fn message(n: usize) -> Event {
     Event::CustomerMessageReceived {
         message: MessageId(Uuid::now_v7()),
-        provider_message_id: format!("wamid.bench.{}", Uuid::now_v7().simple()),
+        provider_message_id: Personal::new(format!("wamid.bench.{}", Uuid::now_v7().simple())),
         body: MessageBody::Text(Personal::new(format!("Nachricht {n}: es geht noch nicht"))),
     }
 }

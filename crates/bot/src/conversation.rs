@@ -603,7 +603,7 @@ mod tests {
     fn says(text: &str) -> Event {
         Event::CustomerMessageReceived {
             message: MessageId(Uuid::from_u128(7)),
-            provider_message_id: "wamid.7".to_owned(),
+            provider_message_id: "wamid.7".into(),
             body: MessageBody::Text(Personal::new(text.to_owned())),
         }
     }

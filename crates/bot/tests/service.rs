@@ -113,7 +113,7 @@ async fn say(store: &EventStore, ticket: TicketId, text: &str) -> Result {
     let message = MessageId(Uuid::now_v7());
     let command = Command::ReceiveCustomerMessage {
         message,
-        provider_message_id: format!("wamid.{}", message.0.simple()),
+        provider_message_id: format!("wamid.{}", message.0.simple()).into(),
         body: MessageBody::Text(Personal::new(text.to_owned())),
     };
     execute(store, ticket, command).await

@@ -17,7 +17,7 @@ pub enum Command {
     },
     ReceiveCustomerMessage {
         message: MessageId,
-        provider_message_id: String,
+        provider_message_id: Personal<String>,
         body: MessageBody,
     },
     SendBotMessage {
@@ -90,16 +90,16 @@ pub enum Command {
     AbandonTicket,
     RecordDelivery {
         message: MessageId,
-        provider_message_id: String,
+        provider_message_id: Personal<String>,
     },
     RecordDeliveryFailure {
         message: MessageId,
-        reason: String,
+        reason: Personal<String>,
         permanent: bool,
     },
     RecordRead {
         message: MessageId,
-        provider_message_id: String,
+        provider_message_id: Personal<String>,
     },
     EraseCustomer,
     /// The attachment of the customer's message `message` was fetched and stored.

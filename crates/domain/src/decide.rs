@@ -4,6 +4,7 @@ use crate::command::Command;
 use crate::error::DomainError;
 use crate::event::{CloseReason, Event, MessageBody, ReleaseReason, RouteDestination};
 use crate::ids::{AgentId, MessageId, TicketId};
+use crate::personal::Personal;
 use crate::ticket::{AttachmentFetch, Holder, Phase, Ticket, evolve};
 
 /// Decides what a command does to a ticket: the events to append, or why not.
@@ -74,7 +75,7 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             provider_message_id,
             body,
         } => {
-            not_empty(&provider_message_id, "provider message id")?;
+            not_empty(provider_message_id.expose(), "provider message id")?;
             // A provider's redelivery of a message already taken: nothing happens, in
             // whatever phase the ticket is now.
             if ticket.received.contains(&message) {
@@ -259,7 +260,7 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             provider_message_id,
         } => Ok(vec![Event::MessageDelivered {
             message,
-            provider_message_id,
+            provider_message_id: kept(ticket, provider_message_id),
         }]),
         Command::RecordDeliveryFailure {
             message,
@@ -267,7 +268,7 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             permanent,
         } => Ok(vec![Event::MessageDeliveryFailed {
             message,
-            reason,
+            reason: kept(ticket, reason),
             permanent,
         }]),
         Command::RecordRead {
@@ -275,7 +276,7 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             provider_message_id,
         } => Ok(vec![Event::MessageRead {
             message,
-            provider_message_id,
+            provider_message_id: kept(ticket, provider_message_id),
         }]),
         Command::EraseCustomer => Ok(vec![Event::CustomerErased]),
         // An attachment is fetched after its message was appended, so its outcome is
@@ -378,6 +379,17 @@ fn accepted_by(
             agent: agent.clone(),
             action,
         })
+    }
+}
+
+/// A receipt's personal value (the provider's id, its words) as the ticket keeps it: an
+/// erased customer's ticket keeps none, since their key is gone and sealing the value
+/// would make them a new one.
+fn kept(ticket: &Ticket, value: Personal<String>) -> Personal<String> {
+    if ticket.erased {
+        Personal::erased()
+    } else {
+        value
     }
 }
 

@@ -208,8 +208,9 @@ pub enum Event {
     },
     CustomerMessageReceived {
         message: MessageId,
-        /// The provider's id for the message; redeliveries carry the same one.
-        provider_message_id: String,
+        /// The provider's id for the message; redeliveries carry the same one. Personal:
+        /// a WhatsApp `wamid` carries the customer's number.
+        provider_message_id: Personal<String>,
         body: MessageBody,
     },
     BotMessageSent {
@@ -281,17 +282,21 @@ pub enum Event {
     TicketAbandoned,
     MessageDelivered {
         message: MessageId,
-        provider_message_id: String,
+        /// The provider's id for the message, which its receipts name. Personal, as on
+        /// `CustomerMessageReceived`.
+        provider_message_id: Personal<String>,
     },
     MessageDeliveryFailed {
         message: MessageId,
-        reason: String,
+        /// Why, for the agent: the provider's status and code and its own words, or
+        /// helpline's. Personal: a provider's error text can name the customer.
+        reason: Personal<String>,
         permanent: bool,
     },
     /// The provider reports that the customer read an outbound message.
     MessageRead {
         message: MessageId,
-        provider_message_id: String,
+        provider_message_id: Personal<String>,
     },
     CustomerErased,
     /// The attachment of the customer's message `message` was fetched and stored, sealed
@@ -347,9 +352,20 @@ impl Event {
                     PersonalField::OptionalText(&mut customer.display_name),
                 );
             }
-            Event::CustomerMessageReceived { body, .. }
-            | Event::BotMessageSent { body, .. }
-            | Event::AgentMessageSent { body, .. } => body.personal_fields_mut(&mut f),
+            Event::CustomerMessageReceived {
+                provider_message_id,
+                body,
+                ..
+            } => {
+                f(
+                    "provider_message_id",
+                    PersonalField::Text(provider_message_id),
+                );
+                body.personal_fields_mut(&mut f);
+            }
+            Event::BotMessageSent { body, .. } | Event::AgentMessageSent { body, .. } => {
+                body.personal_fields_mut(&mut f)
+            }
             Event::DetailsCaptured(details) => {
                 f(
                     "details.serial_number",
@@ -368,6 +384,20 @@ impl Event {
             Event::RatingReceived { comment, .. } => {
                 f("comment", PersonalField::OptionalText(comment));
             }
+            Event::MessageDelivered {
+                provider_message_id,
+                ..
+            }
+            | Event::MessageRead {
+                provider_message_id,
+                ..
+            } => f(
+                "provider_message_id",
+                PersonalField::Text(provider_message_id),
+            ),
+            Event::MessageDeliveryFailed { reason, .. } => {
+                f("reason", PersonalField::Text(reason));
+            }
             Event::LanguageDetected { .. }
             | Event::TicketRouted { .. }
             | Event::ReferredToStore(_)
@@ -380,9 +410,6 @@ impl Event {
             | Event::RatingRequested { .. }
             | Event::TicketClosed { .. }
             | Event::TicketAbandoned
-            | Event::MessageDelivered { .. }
-            | Event::MessageDeliveryFailed { .. }
-            | Event::MessageRead { .. }
             | Event::CustomerErased
             | Event::AttachmentStored { .. }
             | Event::AttachmentNotFetched { .. } => {}

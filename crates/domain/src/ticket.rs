@@ -139,11 +139,12 @@ pub struct Ticket {
     #[serde(default)]
     pub rating_answers: BTreeSet<MessageId>,
     /// The outbound messages whose outcome is recorded: the provider's id of each one
-    /// delivered, none for one that failed for good. Egress sends a message only while
-    /// it is not listed here, so a redelivered send goes out once. Absent from snapshots
-    /// written before, hence the default (and a new snapshot schema).
+    /// delivered (personal, erased with the customer), none for one that failed for good.
+    /// Egress sends a message only while it is not listed here, so a redelivered send
+    /// goes out once. Absent from snapshots written before, hence the default (and a new
+    /// snapshot schema).
     #[serde(default)]
-    pub outcomes: BTreeMap<MessageId, Option<String>>,
+    pub outcomes: BTreeMap<MessageId, Option<Personal<String>>>,
     pub erased: bool,
     /// How many events were folded into this state.
     pub events: u64,
@@ -283,6 +284,9 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
             }
             if let Some(rating) = &mut ticket.rating {
                 rating.comment = rating.comment.as_ref().map(|_| Personal::erased());
+            }
+            for provider_message_id in ticket.outcomes.values_mut().flatten() {
+                *provider_message_id = Personal::erased();
             }
         }
     }

@@ -148,7 +148,7 @@ fn command() -> impl Strategy<Value = Command> {
         (message_id(), word(), body()).prop_map(|(message, provider_message_id, body)| {
             Command::ReceiveCustomerMessage {
                 message,
-                provider_message_id,
+                provider_message_id: provider_message_id.into(),
                 body,
             }
         }),
@@ -197,20 +197,20 @@ fn command() -> impl Strategy<Value = Command> {
         (message_id(), word()).prop_map(|(message, provider_message_id)| {
             Command::RecordDelivery {
                 message,
-                provider_message_id,
+                provider_message_id: provider_message_id.into(),
             }
         }),
         (message_id(), word(), any::<bool>()).prop_map(|(message, reason, permanent)| {
             Command::RecordDeliveryFailure {
                 message,
-                reason,
+                reason: reason.into(),
                 permanent,
             }
         }),
         (message_id(), word()).prop_map(|(message, provider_message_id)| {
             Command::RecordRead {
                 message,
-                provider_message_id,
+                provider_message_id: provider_message_id.into(),
             }
         }),
         Just(Command::EraseCustomer),

@@ -141,14 +141,14 @@ fn a_customer_message_may_be_media_or_a_location() {
     for body in [photo, location] {
         let receive = Command::ReceiveCustomerMessage {
             message: message(1),
-            provider_message_id: "wamid.1".to_owned(),
+            provider_message_id: "wamid.1".into(),
             body: body.clone(),
         };
         Scenario::at(Stage::Open, [])
             .when(receive)
             .then([Event::CustomerMessageReceived {
                 message: message(1),
-                provider_message_id: "wamid.1".to_owned(),
+                provider_message_id: "wamid.1".into(),
                 body,
             }]);
     }
@@ -158,7 +158,7 @@ fn a_customer_message_may_be_media_or_a_location() {
 fn a_message_the_provider_delivers_again_is_taken_once_in_every_phase() {
     let received = Event::CustomerMessageReceived {
         message: message(7),
-        provider_message_id: "wamid.7".to_owned(),
+        provider_message_id: "wamid.7".into(),
         body: text("hallo"),
     };
     for stage in existing_stages() {
@@ -176,15 +176,15 @@ fn a_delivery_recorded_again_adds_nothing_and_a_failure_reported_after_it_is_rec
                 .when(cmd::record_delivery(9))
                 .then([Event::MessageDelivered {
                     message: message(9),
-                    provider_message_id: "wamid.out.9".to_owned(),
+                    provider_message_id: "wamid.out.9".into(),
                 }]);
         assert_eq!(
             delivered.outcomes.get(&message(9)),
-            Some(&Some("wamid.out.9".to_owned()))
+            Some(&Some("wamid.out.9".into()))
         );
         let given = Event::MessageDelivered {
             message: message(9),
-            provider_message_id: "wamid.out.9".to_owned(),
+            provider_message_id: "wamid.out.9".into(),
         };
         Scenario::at(stage, [given.clone()])
             .when(cmd::record_delivery(9))
@@ -192,17 +192,17 @@ fn a_delivery_recorded_again_adds_nothing_and_a_failure_reported_after_it_is_rec
         let failed = Scenario::at(stage, [given])
             .when(Command::RecordDeliveryFailure {
                 message: message(9),
-                reason: "131026".to_owned(),
+                reason: "131026".into(),
                 permanent: true,
             })
             .then([Event::MessageDeliveryFailed {
                 message: message(9),
-                reason: "131026".to_owned(),
+                reason: "131026".into(),
                 permanent: true,
             }]);
         assert_eq!(
             failed.outcomes.get(&message(9)),
-            Some(&Some("wamid.out.9".to_owned())),
+            Some(&Some("wamid.out.9".into())),
             "egress keeps knowing it sent the message"
         );
     }
@@ -244,7 +244,7 @@ fn an_attachment_outcome_needs_a_customer_attachment_still_to_fetch() {
     // A text message, and a photo stored by the old intake with its object already.
     let stored_before = Event::CustomerMessageReceived {
         message: message(5),
-        provider_message_id: "wamid.5".to_owned(),
+        provider_message_id: "wamid.5".into(),
         body: MessageBody::Media(Media {
             kind: MediaKind::Image,
             object: Personal::from("0190-photo"),
@@ -603,13 +603,31 @@ fn a_read_is_recorded_after_the_ticket_closed() {
 }
 
 #[test]
-fn a_read_is_recorded_after_the_customer_was_erased() {
+fn a_read_is_recorded_after_the_customer_was_erased_without_the_provider_s_id() {
     let ticket = Scenario::at(Stage::Closed, [erased()])
         .when(cmd::record_read(7))
-        .then([read(7)]);
+        .then([Event::MessageRead {
+            message: message(7),
+            provider_message_id: Personal::erased(),
+        }]);
     assert_eq!(ticket.reads, 1);
     assert!(ticket.erased);
     assert_eq!(ticket.phase, Phase::Closed);
+}
+
+#[test]
+fn a_failure_reported_after_the_erasure_keeps_no_word_of_the_provider_s() {
+    Scenario::at(Stage::Closed, [erased()])
+        .when(Command::RecordDeliveryFailure {
+            message: message(7),
+            reason: "131026 +49 170 1234567 is not on WhatsApp".into(),
+            permanent: true,
+        })
+        .then([Event::MessageDeliveryFailed {
+            message: message(7),
+            reason: Personal::erased(),
+            permanent: true,
+        }]);
 }
 
 #[test]
@@ -640,12 +658,12 @@ fn a_temporary_delivery_failure_is_recorded_as_such() {
     Scenario::at(Stage::Open, [])
         .when(Command::RecordDeliveryFailure {
             message: message(2),
-            reason: "rate limited".to_owned(),
+            reason: "rate limited".into(),
             permanent: false,
         })
         .then([Event::MessageDeliveryFailed {
             message: message(2),
-            reason: "rate limited".to_owned(),
+            reason: "rate limited".into(),
             permanent: false,
         }]);
 }
@@ -1056,7 +1074,7 @@ fn empty_or_blank_values_are_refused() {
             Stage::Open,
             Command::ReceiveCustomerMessage {
                 message: message(1),
-                provider_message_id: blank.to_owned(),
+                provider_message_id: blank.into(),
                 body: text("hallo"),
             },
             empty("provider message id"),
@@ -1141,12 +1159,12 @@ fn customer_text_may_be_empty_when_the_provider_says_so() {
     Scenario::at(Stage::Open, [])
         .when(Command::ReceiveCustomerMessage {
             message: message(1),
-            provider_message_id: "wamid.1".to_owned(),
+            provider_message_id: "wamid.1".into(),
             body: text(""),
         })
         .then([Event::CustomerMessageReceived {
             message: message(1),
-            provider_message_id: "wamid.1".to_owned(),
+            provider_message_id: "wamid.1".into(),
             body: text(""),
         }]);
 }
@@ -1165,14 +1183,15 @@ fn after_erasure_only_erasure_and_receipts_are_accepted_in_every_phase() {
                 Command::EraseCustomer => {
                     outcome.then([]);
                 }
+                // Without the provider's id or words: the customer's key is gone.
                 Command::RecordDelivery { .. } => {
-                    outcome.then([delivered(3)]);
+                    outcome.then([scrubbed(delivered(3))]);
                 }
                 Command::RecordDeliveryFailure { .. } => {
-                    outcome.then([delivery_failed(3)]);
+                    outcome.then([scrubbed(delivery_failed(3))]);
                 }
                 Command::RecordRead { .. } => {
-                    outcome.then([read(3)]);
+                    outcome.then([scrubbed(read(3))]);
                 }
                 _ => {
                     let error = outcome.then_err(DomainError::Erased {
@@ -1278,6 +1297,19 @@ fn erasure_scrubs_every_personal_field() {
         ..before
     };
     assert_eq!(after, scrubbed);
+}
+
+#[test]
+fn erasure_forgets_the_provider_s_ids_but_not_which_messages_have_an_outcome() {
+    let after = Scenario::at(Stage::Queued, [delivered(9), delivery_failed(8)])
+        .when(cmd::erase())
+        .then([erased()]);
+    assert_eq!(
+        after.outcomes.get(&message(9)),
+        Some(&Some(Personal::erased())),
+        "egress still knows it sent the message"
+    );
+    assert_eq!(after.outcomes.get(&message(8)), Some(&None));
 }
 
 #[test]

@@ -384,7 +384,7 @@ fn event_to_proto(event: &Event) -> EventProto {
             body,
         } => EventProto::CustomerMessageReceived(pb::CustomerMessageReceived {
             message_id: uuid_to_proto(message.0),
-            provider_message_id: provider_message_id.clone(),
+            provider_message_id: provider_message_id.expose().clone(),
             body: Some(body_to_proto(body)),
         }),
         Event::BotMessageSent {
@@ -483,7 +483,7 @@ fn event_to_proto(event: &Event) -> EventProto {
             provider_message_id,
         } => EventProto::MessageDelivered(pb::MessageDelivered {
             message_id: uuid_to_proto(message.0),
-            provider_message_id: provider_message_id.clone(),
+            provider_message_id: provider_message_id.expose().clone(),
         }),
         Event::MessageDeliveryFailed {
             message,
@@ -491,7 +491,7 @@ fn event_to_proto(event: &Event) -> EventProto {
             permanent,
         } => EventProto::MessageDeliveryFailed(pb::MessageDeliveryFailed {
             message_id: uuid_to_proto(message.0),
-            reason: reason.clone(),
+            reason: reason.expose().clone(),
             permanent: *permanent,
         }),
         Event::MessageRead {
@@ -499,7 +499,7 @@ fn event_to_proto(event: &Event) -> EventProto {
             provider_message_id,
         } => EventProto::MessageRead(pb::MessageRead {
             message_id: uuid_to_proto(message.0),
-            provider_message_id: provider_message_id.clone(),
+            provider_message_id: provider_message_id.expose().clone(),
         }),
         Event::CustomerErased => EventProto::CustomerErased(pb::CustomerErased {}),
         Event::AttachmentStored {
@@ -531,7 +531,9 @@ fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecE
         },
         EventProto::CustomerMessageReceived(e) => Event::CustomerMessageReceived {
             message: message_id_from_proto(&e.message_id, "customer_message_received.message_id")?,
-            provider_message_id: e.provider_message_id,
+            // Sealed since; an event written before holds it here in plaintext, and it
+            // reads as it was.
+            provider_message_id: Personal::new(e.provider_message_id),
             body: body_from_proto(e.body, &CUSTOMER_MESSAGE_BODY)?,
         },
         EventProto::BotMessageSent(e) => Event::BotMessageSent {
@@ -616,16 +618,16 @@ fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecE
         EventProto::TicketAbandoned(pb::TicketAbandoned {}) => Event::TicketAbandoned,
         EventProto::MessageDelivered(e) => Event::MessageDelivered {
             message: message_id_from_proto(&e.message_id, "message_delivered.message_id")?,
-            provider_message_id: e.provider_message_id,
+            provider_message_id: Personal::new(e.provider_message_id),
         },
         EventProto::MessageDeliveryFailed(e) => Event::MessageDeliveryFailed {
             message: message_id_from_proto(&e.message_id, "message_delivery_failed.message_id")?,
-            reason: e.reason,
+            reason: Personal::new(e.reason),
             permanent: e.permanent,
         },
         EventProto::MessageRead(e) => Event::MessageRead {
             message: message_id_from_proto(&e.message_id, "message_read.message_id")?,
-            provider_message_id: e.provider_message_id,
+            provider_message_id: Personal::new(e.provider_message_id),
         },
         EventProto::CustomerErased(pb::CustomerErased {}) => Event::CustomerErased,
         EventProto::AttachmentStored(e) => Event::AttachmentStored {
@@ -946,7 +948,7 @@ mod tests {
             // Nanoseconds must survive the round trip.
             occurred_at: UNIX_EPOCH + Duration::new(1_764_000_000, 123_456_789),
             command_id: Uuid::from_u128(0x0192_f0c1_3b21_7000_8000_0000_0000_0002),
-            causation_id: "wamid.HBgLNDkxNTE".into(),
+            causation_id: "whatsapp:5d41402abc4b2a76b9719d911017c592".into(),
             correlation_id: "0192f0c1-3b1f-7000-8000-000000000001".into(),
             schema_version: SCHEMA_VERSION,
             customer: None,
@@ -1375,6 +1377,8 @@ mod tests {
             "the crack",
             "photo.jpg",
             "52.52",
+            "wamid.HBgLNDkxNTE",
+            "re-engagement message",
         ];
         for event in every_event() {
             let bytes = sealed(&meta(), &event);
@@ -1734,6 +1738,94 @@ mod tests {
         assert!(!media.awaits_fetch());
         let ticket = helpline_domain::evolve(helpline_domain::Ticket::default(), &event);
         assert!(ticket.attachments.is_empty());
+    }
+
+    /// Events written before providers' ids and failure reasons were sealed hold them in
+    /// plaintext and name no customer: they replay with the values as they were, with
+    /// the customer's key or without it.
+    #[test]
+    fn provider_ids_and_reasons_written_in_plaintext_before_still_replay() {
+        let old = [
+            EventProto::CustomerMessageReceived(pb::CustomerMessageReceived {
+                message_id: MESSAGE.0.to_string(),
+                provider_message_id: "wamid.1".into(),
+                body: body(Some(Content::Text("Hallo".into()))),
+            }),
+            EventProto::MessageDelivered(pb::MessageDelivered {
+                message_id: MESSAGE.0.to_string(),
+                provider_message_id: "wamid.2".into(),
+            }),
+            EventProto::MessageDeliveryFailed(pb::MessageDeliveryFailed {
+                message_id: MESSAGE.0.to_string(),
+                reason: "whatsapp answered 400, error 131026: Message undeliverable".into(),
+                permanent: true,
+            }),
+            EventProto::MessageRead(pb::MessageRead {
+                message_id: MESSAGE.0.to_string(),
+                provider_message_id: "wamid.2".into(),
+            }),
+        ];
+        let expected = [
+            Event::CustomerMessageReceived {
+                message: MESSAGE,
+                provider_message_id: "wamid.1".into(),
+                body: MessageBody::Text("Hallo".into()),
+            },
+            Event::MessageDelivered {
+                message: MESSAGE,
+                provider_message_id: "wamid.2".into(),
+            },
+            Event::MessageDeliveryFailed {
+                message: MESSAGE,
+                reason: "whatsapp answered 400, error 131026: Message undeliverable".into(),
+                permanent: true,
+            },
+            Event::MessageRead {
+                message: MESSAGE,
+                provider_message_id: "wamid.2".into(),
+            },
+        ];
+        for (old, expected) in old.into_iter().zip(expected) {
+            let mut envelope = with_event(old);
+            envelope.customer_id = String::new();
+            envelope.personal.clear();
+            let bytes = envelope.encode_to_vec();
+            for key in [key(), None] {
+                let (meta, event) = decode_one(&bytes, key).unwrap();
+                assert_eq!(meta.customer, None);
+                assert_eq!(event, expected, "{}", expected.name());
+            }
+        }
+    }
+
+    /// Written now, the same events seal the provider's id and words, and name the
+    /// customer whose key opens them.
+    #[test]
+    fn provider_ids_and_reasons_are_sealed_and_erased_with_the_key() {
+        let events = [
+            Event::MessageDelivered {
+                message: MESSAGE,
+                provider_message_id: "wamid.HBgLNDkxNTE".into(),
+            },
+            Event::MessageDeliveryFailed {
+                message: MESSAGE,
+                reason: "whatsapp answered 400, error 131026: +4915112345678 unknown".into(),
+                permanent: true,
+            },
+        ];
+        for event in events {
+            let bytes = sealed(&meta(), &event);
+            for secret in ["wamid.HBgLNDkxNTE", "+4915112345678"] {
+                assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
+            }
+            let (meta, opened) = decode_one(&bytes, key()).unwrap();
+            assert_eq!(meta.customer.as_ref(), Some(&KEY.0));
+            assert_eq!(opened, event);
+            let (_, erased) = decode_one(&bytes, None).unwrap();
+            let mut expected = event.clone();
+            expected.erase_personal();
+            assert_eq!(erased, expected);
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@ use crate::seal::{CustomerId, FieldPlace};
 /// 3: personal values may be erased, and a ticket with a customer is sealed whole.
 /// 4: the messages received and the outcomes of outbound messages, by message.
 /// 5: the bytes of the attachments stored, against the ticket's quota.
-const SNAPSHOT_SCHEMA: u32 = 5;
+/// 6: the provider's ids in the outcomes are personal, so they may read erased.
+const SNAPSHOT_SCHEMA: u32 = 6;
 
 /// A ticket's state and the version it was folded up to.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -179,7 +179,7 @@ mod tests {
         let message = MessageId(Uuid::from_u128(n));
         let received = Event::CustomerMessageReceived {
             message,
-            provider_message_id: format!("wamid.{n}"),
+            provider_message_id: format!("wamid.{n}").into(),
             body: body.clone(),
         };
         (fold(ticket, [&received]), message)

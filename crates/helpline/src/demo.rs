@@ -340,7 +340,7 @@ fn describe(event: &Event) -> String {
         Event::MessageDelivered {
             provider_message_id,
             ..
-        } => format!("provider id {provider_message_id}"),
+        } => format!("provider id {}", provider_message_id.shown()),
         _ => String::new(),
     }
 }

@@ -133,7 +133,7 @@ async fn a_dead_letter_is_listed_shown_and_replayed_once_fixed() {
         },
         Event::CustomerMessageReceived {
             message: MessageId(Uuid::now_v7()),
-            provider_message_id: "wamid.1".to_owned(),
+            provider_message_id: "wamid.1".into(),
             body: MessageBody::Text(Personal::from("Mein Akku ist defekt")),
         },
     ] {

@@ -58,7 +58,7 @@ fn event(ticket: TicketId, i: usize, n: usize) -> Event {
         },
         1 => Event::CustomerMessageReceived {
             message: MessageId(Uuid::now_v7()),
-            provider_message_id: format!("wamid.{i}"),
+            provider_message_id: format!("wamid.{i}").into(),
             body: MessageBody::Text(Personal::from(format!("Mein Laptop {i} startet nicht"))),
         },
         2 => Event::BotMessageSent {

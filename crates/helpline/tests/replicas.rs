@@ -432,10 +432,11 @@ impl Found {
             } = event
             {
                 self.problems.push(format!(
-                    "ticket {}: message {} ({}) failed: {reason}",
+                    "ticket {}: message {} ({}) failed: {}",
                     done.ticket.0,
                     message.0,
-                    done.customer.channel.as_str()
+                    done.customer.channel.as_str(),
+                    reason.shown()
                 ));
             }
         }

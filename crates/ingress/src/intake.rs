@@ -204,7 +204,7 @@ impl Intake {
             // dedupes against it).
             let receive = Command::ReceiveCustomerMessage {
                 message: message_id,
-                provider_message_id: message.provider_message_id.clone(),
+                provider_message_id: message.provider_message_id.clone().into(),
                 body: body.clone(),
             };
             let decided = if loaded.ticket.phase == Phase::New {

@@ -170,11 +170,11 @@ pub fn command_for(
     match status {
         ReceiptStatus::Read => Some(Command::RecordRead {
             message,
-            provider_message_id: provider_message_id.to_owned(),
+            provider_message_id: provider_message_id.into(),
         }),
         ReceiptStatus::Failed { reason } => Some(Command::RecordDeliveryFailure {
             message,
-            reason: reason.clone(),
+            reason: reason.as_str().into(),
             permanent: true,
         }),
         ReceiptStatus::Sent | ReceiptStatus::Delivered => None,
@@ -228,7 +228,7 @@ mod tests {
             command_for(&ReceiptStatus::Read, MESSAGE, "wamid.1"),
             Some(Command::RecordRead {
                 message: MESSAGE,
-                provider_message_id: "wamid.1".to_owned(),
+                provider_message_id: "wamid.1".into(),
             })
         );
     }
@@ -242,7 +242,7 @@ mod tests {
             command_for(&failed, MESSAGE, "wamid.1"),
             Some(Command::RecordDeliveryFailure {
                 message: MESSAGE,
-                reason: "131026 Message undeliverable".to_owned(),
+                reason: "131026 Message undeliverable".into(),
                 permanent: true,
             })
         );

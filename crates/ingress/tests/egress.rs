@@ -130,7 +130,7 @@ async fn open(
     append(store, ticket, opened, customer_wrote).await;
     let wrote = Event::CustomerMessageReceived {
         message: MessageId(Uuid::now_v7()),
-        provider_message_id: format!("in-{}", Uuid::now_v7().simple()),
+        provider_message_id: format!("in-{}", Uuid::now_v7().simple()).into(),
         body: MessageBody::Text(Personal::new("Mein Laptop startet nicht".to_owned())),
     };
     append(store, ticket, wrote, customer_wrote).await;
@@ -185,7 +185,7 @@ async fn delivered(store: &EventStore, ticket: TicketId) -> Vec<(MessageId, Stri
             Event::MessageDelivered {
                 message,
                 provider_message_id,
-            } => Some((message, provider_message_id)),
+            } => Some((message, provider_message_id.expose().clone())),
             _ => None,
         })
         .collect()
@@ -201,7 +201,7 @@ async fn failed(store: &EventStore, ticket: TicketId) -> Vec<(MessageId, String,
                 message,
                 reason,
                 permanent,
-            } => Some((message, reason, permanent)),
+            } => Some((message, reason.expose().clone(), permanent)),
             _ => None,
         })
         .collect()
@@ -503,7 +503,7 @@ async fn a_crash_after_the_outcome_was_recorded_sends_nothing_again_and_indexes_
         ticket,
         Event::MessageDelivered {
             message,
-            provider_message_id: "4711".to_owned(),
+            provider_message_id: "4711".into(),
         },
         SystemTime::now(),
     )

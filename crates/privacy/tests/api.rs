@@ -127,7 +127,7 @@ async fn customer_wrote(store: &EventStore, channel: Channel, contact: &str) -> 
         },
         Event::CustomerMessageReceived {
             message: MessageId(Uuid::now_v7()),
-            provider_message_id: format!("wamid.{}", Uuid::now_v7().simple()),
+            provider_message_id: format!("wamid.{}", Uuid::now_v7().simple()).into(),
             body: MessageBody::Text(Personal::from(TEXT)),
         },
     ];

@@ -34,7 +34,7 @@ async fn ticket(store: &EventStore, contact: &str, closed: bool) -> TicketId {
         },
         Event::CustomerMessageReceived {
             message: MessageId(Uuid::now_v7()),
-            provider_message_id: format!("wamid.{}", Uuid::now_v7().simple()),
+            provider_message_id: format!("wamid.{}", Uuid::now_v7().simple()).into(),
             body: MessageBody::Text(Personal::from("Mein Akku ist leer")),
         },
     ];

@@ -313,7 +313,7 @@ mod tests {
                 at - 50,
                 Event::CustomerMessageReceived {
                     message: MessageId(Uuid::now_v7()),
-                    provider_message_id: "wamid.1".to_owned(),
+                    provider_message_id: "wamid.1".into(),
                     body: MessageBody::Text(Personal::from(text)),
                 },
             )

@@ -170,14 +170,17 @@ pub fn describe(event: &Event, audience: &Audience, erased: bool) -> String {
         Event::MessageDelivered {
             message,
             provider_message_id,
-        } => format!("message {message} delivered (provider id {provider_message_id})"),
+        } => format!(
+            "message {message} delivered (provider id {})",
+            reveal(provider_message_id)
+        ),
         Event::MessageDeliveryFailed {
             message,
             reason,
             permanent,
         } => {
             let kind = if *permanent { "for good" } else { "for now" };
-            format!("message {message} not delivered {kind}: {reason}")
+            format!("message {message} not delivered {kind}: {}", reveal(reason))
         }
         Event::MessageRead { message, .. } => format!("message {message} read"),
         Event::CustomerErased => "customer's personal data erased".to_owned(),
@@ -339,7 +342,7 @@ mod tests {
         let message = MessageId(Uuid::from_u128(7));
         let received = Event::CustomerMessageReceived {
             message,
-            provider_message_id: "wamid.7".to_owned(),
+            provider_message_id: "wamid.7".into(),
             body: MessageBody::Media(Media {
                 kind: MediaKind::Image,
                 object: Personal::default(),

@@ -91,7 +91,7 @@ pub fn opened() -> Event {
 pub fn customer_message(n: u128) -> Event {
     Event::CustomerMessageReceived {
         message: message(n),
-        provider_message_id: format!("wamid.{n}"),
+        provider_message_id: format!("wamid.{n}").into(),
         body: text("hallo"),
     }
 }
@@ -199,14 +199,14 @@ pub fn abandoned() -> Event {
 pub fn delivered(n: u128) -> Event {
     Event::MessageDelivered {
         message: message(n),
-        provider_message_id: format!("wamid.out.{n}"),
+        provider_message_id: format!("wamid.out.{n}").into(),
     }
 }
 
 pub fn delivery_failed(n: u128) -> Event {
     Event::MessageDeliveryFailed {
         message: message(n),
-        reason: "number not on WhatsApp".to_owned(),
+        reason: "number not on WhatsApp".into(),
         permanent: true,
     }
 }
@@ -214,12 +214,18 @@ pub fn delivery_failed(n: u128) -> Event {
 pub fn read(n: u128) -> Event {
     Event::MessageRead {
         message: message(n),
-        provider_message_id: format!("wamid.out.{n}"),
+        provider_message_id: format!("wamid.out.{n}").into(),
     }
 }
 
 pub fn erased() -> Event {
     Event::CustomerErased
+}
+
+/// `event` with its personal values erased, as it is recorded on an erased ticket.
+pub fn scrubbed(mut event: Event) -> Event {
+    event.erase_personal();
+    event
 }
 
 /// A customer's photo as a webhook brings it: the provider's reference, no object yet.
@@ -238,7 +244,7 @@ pub fn photo_to_fetch() -> MessageBody {
 pub fn attachment_message(n: u128) -> Event {
     Event::CustomerMessageReceived {
         message: message(n),
-        provider_message_id: format!("wamid.{n}"),
+        provider_message_id: format!("wamid.{n}").into(),
         body: photo_to_fetch(),
     }
 }
@@ -277,7 +283,7 @@ pub mod cmd {
     pub fn receive_message(n: u128) -> Command {
         Command::ReceiveCustomerMessage {
             message: message(n),
-            provider_message_id: format!("wamid.{n}"),
+            provider_message_id: format!("wamid.{n}").into(),
             body: text("hallo"),
         }
     }
@@ -379,14 +385,14 @@ pub mod cmd {
     pub fn record_delivery(n: u128) -> Command {
         Command::RecordDelivery {
             message: message(n),
-            provider_message_id: format!("wamid.out.{n}"),
+            provider_message_id: format!("wamid.out.{n}").into(),
         }
     }
 
     pub fn record_delivery_failure(n: u128) -> Command {
         Command::RecordDeliveryFailure {
             message: message(n),
-            reason: "number not on WhatsApp".to_owned(),
+            reason: "number not on WhatsApp".into(),
             permanent: true,
         }
     }
@@ -394,7 +400,7 @@ pub mod cmd {
     pub fn record_read(n: u128) -> Command {
         Command::RecordRead {
             message: message(n),
-            provider_message_id: format!("wamid.out.{n}"),
+            provider_message_id: format!("wamid.out.{n}").into(),
         }
     }
 

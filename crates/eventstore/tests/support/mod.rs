@@ -56,7 +56,7 @@ pub fn opened(ticket: TicketId) -> Event {
 pub fn message(text: &str) -> Event {
     Event::CustomerMessageReceived {
         message: MessageId(Uuid::now_v7()),
-        provider_message_id: format!("wamid.{}", Uuid::now_v7().simple()),
+        provider_message_id: format!("wamid.{}", Uuid::now_v7().simple()).into(),
         body: MessageBody::Text(Personal::new(text.to_owned())),
     }
 }

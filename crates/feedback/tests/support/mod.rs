@@ -115,7 +115,7 @@ impl Harness {
             version,
             vec![Event::CustomerMessageReceived {
                 message: MessageId(Uuid::now_v7()),
-                provider_message_id: format!("wamid.{}", Uuid::now_v7().simple()),
+                provider_message_id: format!("wamid.{}", Uuid::now_v7().simple()).into(),
                 body: MessageBody::Text(Personal::from(text)),
             }],
         )

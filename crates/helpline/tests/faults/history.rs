@@ -56,7 +56,7 @@ pub fn inbound(
                 ..
             } = event
             {
-                seen.entry((channel, provider_message_id.clone()))
+                seen.entry((channel, provider_message_id.expose().clone()))
                     .or_default()
                     .push(*ticket);
             }
@@ -110,7 +110,7 @@ pub fn outbound(ticket: TicketId, events: &[Event], received: &[String]) -> Outb
             } => delivered
                 .entry(*message)
                 .or_default()
-                .push(provider_message_id.clone()),
+                .push(provider_message_id.expose().clone()),
             Event::MessageDeliveryFailed { message, .. } => {
                 failed.insert(*message);
             }
@@ -431,7 +431,7 @@ pub fn ordered(
             } => delivered
                 .entry(*message)
                 .or_default()
-                .push(provider_message_id.clone()),
+                .push(provider_message_id.expose().clone()),
             Event::MessageDeliveryFailed { message, .. } => {
                 failed.insert(*message);
             }
@@ -689,7 +689,7 @@ mod tests {
     fn says(provider_id: &str) -> Event {
         Event::CustomerMessageReceived {
             message: MessageId(Uuid::now_v7()),
-            provider_message_id: provider_id.to_owned(),
+            provider_message_id: provider_id.into(),
             body: MessageBody::Text(Personal::new("hallo".to_owned())),
         }
     }
@@ -706,7 +706,7 @@ mod tests {
     fn delivered(n: u128, provider_id: &str) -> Event {
         Event::MessageDelivered {
             message: MessageId(Uuid::from_u128(n)),
-            provider_message_id: provider_id.to_owned(),
+            provider_message_id: provider_id.into(),
         }
     }
 
@@ -782,7 +782,7 @@ mod tests {
             bot(2, "ask_serial"),
             Event::MessageDeliveryFailed {
                 message: MessageId(Uuid::from_u128(1)),
-                reason: "blocked".to_owned(),
+                reason: "blocked".into(),
                 permanent: true,
             },
         ];

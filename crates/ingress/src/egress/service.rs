@@ -226,9 +226,11 @@ impl Egress {
         if let Some(outcome) = loaded.ticket.outcomes.get(&message) {
             tracing::debug!(ticket = %ticket, message = %message, "already handled");
             // The reverse entry follows the event: a crash between them leaves it to
-            // the redelivery.
-            if let (Some(provider_message_id), Some(customer)) = (outcome, &loaded.ticket.customer)
-            {
+            // the redelivery. An erased customer's receipts need no entry.
+            if let (Some(Ok(provider_message_id)), Some(customer)) = (
+                outcome.as_ref().map(|id| id.read()),
+                &loaded.ticket.customer,
+            ) {
                 let key = provider_key(customer.channel, provider_message_id);
                 self.index_provider(ticket, message, &key).await?;
             }
@@ -261,7 +263,7 @@ impl Egress {
                     // The event goes to the dead letters now; the ticket learns of it.
                     let command = Command::RecordDeliveryFailure {
                         message,
-                        reason: reason.clone(),
+                        reason: reason.clone().into(),
                         permanent: false,
                     };
                     self.append(event, message, command, "failed-transient")
@@ -282,7 +284,7 @@ impl Egress {
             ) => (
                 Command::RecordDelivery {
                     message,
-                    provider_message_id: provider_message_id.clone(),
+                    provider_message_id: provider_message_id.clone().into(),
                 },
                 "delivered",
                 Some(provider_key(channel, provider_message_id)),
@@ -295,7 +297,7 @@ impl Egress {
             (Outcome::Failed { reason }, _) => (
                 Command::RecordDeliveryFailure {
                     message,
-                    reason: reason.clone(),
+                    reason: reason.clone().into(),
                     permanent: true,
                 },
                 "failed",

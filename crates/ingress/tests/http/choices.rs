@@ -44,7 +44,9 @@ async fn texts_of(h: &Harness, provider_id: &str) -> Vec<(TicketId, String)> {
                 provider_message_id,
                 body: MessageBody::Text(text),
                 ..
-            } if provider_message_id == provider_id => Some((ticket, text.expose().clone())),
+            } if provider_message_id.expose() == provider_id => {
+                Some((ticket, text.expose().clone()))
+            }
             _ => None,
         })
         .collect()

@@ -40,7 +40,7 @@ async fn a_signed_text_message_becomes_a_customer_message_with_the_exact_text() 
                     provider_message_id,
                     body: MessageBody::Text(text),
                     ..
-                } if *provider_message_id == webhook.provider_message_id => {
+                } if *provider_message_id.expose() == webhook.provider_message_id => {
                     Some(text.expose().as_str())
                 }
                 _ => None,
@@ -104,7 +104,7 @@ async fn the_same_message_delivered_five_times_at_once_is_appended_once() {
             .events()
             .await
             .into_iter()
-            .filter(|(_, e)| matches!(e, Event::CustomerMessageReceived { provider_message_id, .. } if *provider_message_id == webhook.provider_message_id))
+            .filter(|(_, e)| matches!(e, Event::CustomerMessageReceived { provider_message_id, .. } if *provider_message_id.expose() == webhook.provider_message_id))
             .count();
         assert_eq!(copies, 1, "{channel:?}");
     }
@@ -358,7 +358,7 @@ async fn a_read_receipt_for_a_delivered_message_is_recorded_once() {
         let after = h.ticket_events(ticket).await;
         let expected = Event::MessageRead {
             message,
-            provider_message_id: provider_id.clone(),
+            provider_message_id: provider_id.clone().into(),
         };
         assert_eq!(after[..before.len()], before[..], "{channel:?}");
         assert_eq!(after[before.len()..], [expected], "{channel:?}");
@@ -437,7 +437,7 @@ async fn a_whatsapp_failed_status_records_a_permanent_failure_with_the_providers
         failures,
         [Event::MessageDeliveryFailed {
             message,
-            reason: "131026 Message undeliverable".to_owned(),
+            reason: "131026 Message undeliverable".into(),
             permanent: true,
         }]
     );

@@ -224,7 +224,7 @@ impl Harness {
         self.append_at(ticket, opened, wrote_at).await;
         let wrote = Event::CustomerMessageReceived {
             message: MessageId(Uuid::now_v7()),
-            provider_message_id: format!("in-{}", Uuid::now_v7().simple()),
+            provider_message_id: format!("in-{}", Uuid::now_v7().simple()).into(),
             body: MessageBody::Text(Personal::new("Mein Laptop startet nicht".to_owned())),
         };
         self.append_at(ticket, wrote, wrote_at).await;
@@ -257,7 +257,7 @@ impl Harness {
                     Event::MessageDelivered {
                         message: m,
                         provider_message_id,
-                    } if m == message => Some(provider_message_id),
+                    } if m == message => Some(provider_message_id.expose().clone()),
                     _ => None,
                 });
             if let Some(provider_message_id) = delivered {
