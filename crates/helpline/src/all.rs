@@ -158,7 +158,7 @@ pub async fn run_until_stopped(
         )
         .await?;
     }
-    tracing::info!(?services, nats = %config.nats.url, "starting");
+    tracing::info!(?services, nats = %crate::nats::redacted(&config.nats.url), "starting");
 
     let store = if config.eventstore.ensure_on_start {
         EventStore::ensure(client, config.store()?)

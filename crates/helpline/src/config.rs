@@ -440,10 +440,11 @@ impl Config {
                 "nats_url" => "nats.url".into(),
                 other => other.replace("__", ".").into(),
             });
-        let config: Config = figment
+        let mut config: Config = figment
             .merge(env)
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        crate::nats::take_url_credentials(&mut config.nats).map_err(ConfigError::Invalid)?;
         config.validate()?;
         Ok(config)
     }
@@ -503,7 +504,7 @@ impl Config {
         if !(self.nats.url.starts_with("nats://") || self.nats.url.starts_with("tls://")) {
             return Err(ConfigError::Invalid(format!(
                 "nats.url must start with nats:// or tls://, not {:?}",
-                self.nats.url
+                crate::nats::redacted(&self.nats.url)
             )));
         }
         if let Some((key, problem)) = crate::nats::problems(&self.nats).into_iter().next() {

@@ -100,6 +100,13 @@ fn check_text(text: &str) -> Vec<Finding> {
             });
         }
     }
+    if crate::nats::redacted(&config.nats.url) != config.nats.url {
+        findings.push(Finding {
+            line: locate(text, "nats.url"),
+            key: "nats.url".to_owned(),
+            message: "holds a user and password; a secret does not belong in the region file: set nats.user here and HELPLINE_NATS__PASSWORD from the service's Secret".to_owned(),
+        });
+    }
     if let Err(e) = helpline_eventstore::Layout::new(&config.region) {
         findings.push(Finding {
             line: locate(text, "region"),
@@ -278,6 +285,17 @@ mod tests {
             findings[0].message.contains("HELPLINE_NATS__PASSWORD"),
             "{findings:?}"
         );
+    }
+
+    #[test]
+    fn a_password_in_the_nats_url_is_named_but_not_shown() {
+        let file =
+            format!("{DEFAULT_REGION_FILE}\n[nats]\nurl = \"nats://bot:hunter2@nats:4222\"\n");
+        let findings = check_text(&file);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].key, "nats.url");
+        assert_eq!(findings[0].line, Some(file.lines().count()));
+        assert!(!findings[0].message.contains("hunter2"), "{findings:?}");
     }
 
     #[test]

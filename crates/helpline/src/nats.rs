@@ -6,12 +6,19 @@
 //! A deployment gives each service a user whose permissions the server holds
 //! (`deploy/nats/values.yaml`, docs/ARCHITECTURE.md "NATS permissions"); `helpline dev`
 //! connects without one to its own server on loopback.
+//!
+//! A password may also be written into `nats.url` (`nats://user:password@host`). It is
+//! taken out when the configuration is read ([`take_url_credentials`]), so the URL that
+//! is logged, put in errors and handed to the client never holds it; anything that
+//! shows a URL still shows it through [`redacted`].
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::{Client, ConnectOptions, Event};
+
+use helpline_ingress::Secret;
 
 use crate::config::NatsConfig;
 
@@ -21,7 +28,7 @@ pub async fn connect(config: &NatsConfig) -> anyhow::Result<Client> {
         .await?
         .connect(&config.url)
         .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.url))
+        .with_context(|| format!("cannot connect to NATS at {}", redacted(&config.url)))
 }
 
 /// Connects, trying again until the server answers: for services, whose pods may start
@@ -33,7 +40,99 @@ pub async fn connect_retrying(config: &NatsConfig) -> anyhow::Result<Client> {
         .connection_timeout(Duration::from_secs(5))
         .connect(&config.url)
         .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.url))
+        .with_context(|| format!("cannot connect to NATS at {}", redacted(&config.url)))
+}
+
+/// `url` (one server or several, comma-separated) with each `user:password@` shown as
+/// `***@`: what logs and errors print.
+pub fn redacted(url: &str) -> String {
+    url.split(',')
+        .map(|server| match split_userinfo(server) {
+            (rest, Some(_)) => match rest.split_once("://") {
+                Some((scheme, address)) => format!("{scheme}://***@{address}"),
+                None => format!("***@{rest}"),
+            },
+            (server, None) => server,
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Moves a `user:password@` written into `nats.url` to `nats.user` and `nats.password`
+/// (percent-decoded), and leaves the URL without it. Refuses, naming no value, a URL
+/// whose servers name different credentials, a user without a password, and credentials
+/// given both in the URL and as `nats.user`, `nats.nkey_seed` or `nats.credentials_file`.
+pub fn take_url_credentials(config: &mut NatsConfig) -> Result<(), String> {
+    let (servers, userinfos): (Vec<String>, Vec<Option<String>>) =
+        config.url.split(',').map(split_userinfo).unzip();
+    let mut userinfos = userinfos.into_iter().flatten();
+    let Some(userinfo) = userinfos.next() else {
+        return Ok(());
+    };
+    config.url = servers.join(",");
+    if userinfos.any(|other| other != userinfo) {
+        return Err("nats.url: its servers name different credentials".to_owned());
+    }
+    if config.user.is_some()
+        || config.password.is_some()
+        || config.nkey_seed.is_some()
+        || config.credentials_file.is_some()
+    {
+        return Err(
+            "nats.url holds credentials and nats.user, nats.nkey_seed or nats.credentials_file is set too: sign in one way only"
+                .to_owned(),
+        );
+    }
+    let Some((user, password)) = userinfo.split_once(':') else {
+        return Err(
+            "nats.url: a user in the URL needs a password (user:password@); better, nats.user and HELPLINE_NATS__PASSWORD"
+                .to_owned(),
+        );
+    };
+    let decoded = |part: &str| {
+        percent_decode(part).ok_or_else(|| {
+            "nats.url: the credentials are not valid percent-encoded UTF-8".to_owned()
+        })
+    };
+    config.user = Some(decoded(user)?);
+    config.password = Some(Secret::new(decoded(password)?));
+    Ok(())
+}
+
+/// One server's URL without its userinfo, and the userinfo (still percent-encoded).
+fn split_userinfo(server: &str) -> (String, Option<String>) {
+    let (scheme, rest) = match server.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, server),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (server.to_owned(), None);
+    };
+    let without = match scheme {
+        Some(scheme) => format!("{scheme}://{host}{path}"),
+        None => format!("{host}{path}"),
+    };
+    (without, Some(userinfo.to_owned()))
+}
+
+/// `%XX` escapes decoded; `None` for a broken escape or bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Every problem of `[nats]`, as `(key, problem)`; empty when it can be used.
@@ -170,7 +269,6 @@ fn is_subject(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use helpline_ingress::Secret;
 
     fn with_user(user: &str, password: &str) -> NatsConfig {
         NatsConfig {
@@ -220,6 +318,71 @@ mod tests {
             ..NatsConfig::default()
         };
         assert_eq!(keys(&wildcard_inbox), ["nats.inbox_prefix"]);
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_never_shown() {
+        for (url, shown) in [
+            ("nats://bot:hunter2@nats:4222", "nats://***@nats:4222"),
+            ("tls://bot:hunter2@nats", "tls://***@nats"),
+            ("bot:hunter2@nats:4222", "***@nats:4222"),
+            (
+                "nats://a:hunter2@n1:4222,nats://a:hunter2@n2:4222",
+                "nats://***@n1:4222,nats://***@n2:4222",
+            ),
+            ("nats://tok%40en@nats/?x=a@b", "nats://***@nats/?x=a@b"),
+            ("nats://nats:4222", "nats://nats:4222"),
+        ] {
+            assert_eq!(redacted(url), shown);
+        }
+    }
+
+    #[test]
+    fn a_user_and_password_in_the_url_become_nats_user_and_password() {
+        let mut config = NatsConfig {
+            url: "nats://bot:p%40ss:w%C3%B6rd@n1:4222,nats://bot:p%40ss:w%C3%B6rd@n2:4222"
+                .to_owned(),
+            ..NatsConfig::default()
+        };
+        assert_eq!(take_url_credentials(&mut config), Ok(()));
+        assert_eq!(config.url, "nats://n1:4222,nats://n2:4222");
+        assert_eq!(config.user.as_deref(), Some("bot"));
+        assert_eq!(
+            config.password.as_ref().map(Secret::expose),
+            Some("p@ss:wörd")
+        );
+        assert_eq!(inbox_prefix(&config), "_INBOX.bot");
+
+        let mut plain = NatsConfig::default();
+        assert_eq!(take_url_credentials(&mut plain), Ok(()));
+        assert_eq!(plain.url, NatsConfig::default().url);
+        assert_eq!(plain.user, None);
+    }
+
+    #[test]
+    fn url_credentials_are_refused_naming_no_value() {
+        let refused = |config: NatsConfig| {
+            let mut config = config;
+            let error = take_url_credentials(&mut config).err().unwrap_or_default();
+            assert!(error.starts_with("nats.url"), "{error}");
+            assert!(!error.contains("hunter2"), "{error}");
+            assert!(!config.url.contains("hunter2"), "{}", config.url);
+        };
+        let url = |url: &str| NatsConfig {
+            url: url.to_owned(),
+            ..NatsConfig::default()
+        };
+        refused(url("nats://hunter2@nats:4222"));
+        refused(url("nats://a:hunter2@n1,nats://b:hunter2@n2"));
+        refused(url("nats://a:hunter2%zz@nats"));
+        refused(NatsConfig {
+            user: Some("bot".to_owned()),
+            ..url("nats://a:hunter2@nats")
+        });
+        refused(NatsConfig {
+            nkey_seed: Some(Secret::new("SUAB")),
+            ..url("nats://a:hunter2@nats")
+        });
     }
 
     #[test]

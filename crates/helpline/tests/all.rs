@@ -217,6 +217,89 @@ async fn ingress_reads_channels_from_the_environment_and_never_logs_secrets() {
     );
 }
 
+#[tokio::test]
+async fn a_password_in_the_nats_url_signs_in_and_is_never_logged() {
+    let password = "url-password-4c1e9d07";
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!("authorization: {{ users: [ {{ user: helpline, password: \"{password}\" }} ] }}\n"),
+    )
+    .unwrap();
+    let nats = NatsServer::builder()
+        .config_file(&conf)
+        .user_and_password("helpline", password)
+        .start()
+        .await
+        .unwrap();
+    let url = |port: u16| format!("nats://helpline:{password}@127.0.0.1:{port}");
+    let (http, ops, grpc) = (free_port(), free_port(), free_port());
+    let mut helpline = Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .args(["all", "--log-format", "json"])
+        .env("HELPLINE_NATS_URL", url(nats.port()))
+        .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
+        .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
+        .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+        // The client library logs the server's address at debug level.
+        .env("HELPLINE_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = helpline.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut logs = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut logs);
+        logs
+    });
+    // Ready means signed in: the server refuses anyone without the password.
+    wait_for(ops, "/readyz", 200).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(helpline.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let (status, logs) = tokio::task::spawn_blocking(move || {
+        let status = helpline.wait().unwrap();
+        (status, logs.join().unwrap())
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("\"starting\""), "{logs}");
+    assert!(
+        !logs.contains(password),
+        "the NATS password leaked into the logs"
+    );
+
+    // A server that does not answer: the error names it, without the password.
+    let closed = free_port();
+    let output = Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .arg("ensure")
+        .env("HELPLINE_NATS_URL", url(closed))
+        .env("HELPLINE_LOG", "debug")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains(&format!("127.0.0.1:{closed}")), "{said}");
+    assert!(!said.contains(password), "the NATS password leaked: {said}");
+    // Nor does a malformed URL's refusal show it.
+    let output = Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .arg("ensure")
+        .env(
+            "HELPLINE_NATS_URL",
+            format!("http://helpline:{password}@127.0.0.1:1"),
+        )
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert!(said.contains("nats.url"), "{said}");
+    assert!(!said.contains(password), "the NATS password leaked: {said}");
+}
+
 /// Whether the server closes `stream` (EOF or reset) before `within` passes.
 async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
     let mut buffer = [0u8; 256];
