@@ -12,9 +12,10 @@
 //!    `helpline-<region>-contacts` bucket is pointed at it, a shortcut so that a
 //!    returning customer's ticket is found without walking the chain; a lost or stale
 //!    pointer only costs reads. This process remembers each contact's current ticket.
-//! 3. **Dedupe.** The append's command id is derived from channel and provider id, so
-//!    the stream's duplicate window drops a redelivery within it; a ticket also
-//!    remembers the messages it received, so a later redelivery decides to nothing.
+//! 3. **Dedupe.** The append's command id is derived from channel and provider id (its
+//!    keyed pseudonym, [`EventStore::provider_ref`]), so the stream's duplicate window
+//!    drops a redelivery within it; a ticket also remembers the messages it received, so
+//!    a later redelivery decides to nothing.
 //! 4. **Append.** The domain decides on the ticket as this process last saw it (its hot
 //!    state, no read) and the append's expected version checks it; a conflict reads the
 //!    ticket and decides again. A new ticket's `TicketOpened` and the first
@@ -28,7 +29,11 @@
 //! every spelling of a customer's number is one customer, the one erasure and export find;
 //! an address the channel could not have sent is refused.
 //!
-//! Keys are hashes of the contact and the provider id, so no personal data sits in a key.
+//! Nothing personal sits in a key or an id: the contacts bucket's keys, the ticket ids and
+//! the command, message and causation ids are derived from keyed pseudonyms of the
+//! contact and of the provider's id (a WhatsApp `wamid` carries the customer's number),
+//! which cannot be reversed or checked against a guess without the region's master key.
+//! The provider's id itself is sealed in the event.
 
 use std::time::{Duration, SystemTime};
 
@@ -39,7 +44,6 @@ use helpline_domain::{
     Ticket, TicketId, contact, decide, evolve,
 };
 use helpline_eventstore::{CommandMeta, CustomerId, EventStore, LoadedTicket, StoreError};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::inbound::{InboundContent, InboundMessage};
@@ -155,14 +159,31 @@ impl Intake {
                 return Ok(Taken::Refused);
             }
         }
-        let derived = format!("{}:{}", channel.as_str(), message.provider_message_id);
+        let provider = self
+            .store
+            .provider_ref(channel, &message.provider_message_id);
+        let derived = format!("{}:{provider}", channel.as_str());
         let command_id = Uuid::new_v5(&NAMESPACE, derived.as_bytes());
         let message_id = MessageId(Uuid::new_v5(
             &NAMESPACE,
             format!("message:{derived}").as_bytes(),
         ));
-        let meta = CommandMeta::new(command_id, SystemTime::now())
-            .caused_by(message.provider_message_id.clone());
+        // Messages taken before the ids were keyed got theirs from the provider's id
+        // itself; a provider redelivering one of them (for days, after a failed answer)
+        // must still find it taken.
+        let earlier_id = MessageId(Uuid::new_v5(
+            &NAMESPACE,
+            format!(
+                "message:{}:{}",
+                channel.as_str(),
+                message.provider_message_id
+            )
+            .as_bytes(),
+        ));
+        let taken_before = |ticket: &Ticket| {
+            ticket.received.contains(&message_id) || ticket.received.contains(&earlier_id)
+        };
+        let meta = CommandMeta::new(command_id, SystemTime::now()).caused_by(derived.clone());
         // The customer's pseudonym, keyed by the region's master key: an unkeyed hash of a
         // phone number is reversed by trying every number.
         let customer = self.store.customer_id(channel, message.contact.expose());
@@ -189,7 +210,7 @@ impl Intake {
             };
             // Over is final, so a cached state that says so is right.
             if ticket_is_over(&loaded.ticket) {
-                if loaded.ticket.received.contains(&message_id) {
+                if taken_before(&loaded.ticket) {
                     tracing::debug!(ticket = %ticket, "redelivered message ignored");
                     return Ok(Taken::Duplicate);
                 }
@@ -202,6 +223,13 @@ impl Intake {
             // message holding TicketOpened and CustomerMessageReceived, stored together
             // or not at all, under the message's command id (so a retried webhook
             // dedupes against it).
+            // A ticket's received messages only grow, so even a cached state that has
+            // this one is right.
+            if taken_before(&loaded.ticket) {
+                tracing::debug!(ticket = %ticket, "redelivered message ignored");
+                self.remember(&contact_key, ticket);
+                return Ok(Taken::Duplicate);
+            }
             let receive = Command::ReceiveCustomerMessage {
                 message: message_id,
                 provider_message_id: message.provider_message_id.clone().into(),
@@ -378,13 +406,4 @@ fn parse_ticket(value: &[u8]) -> Option<TicketId> {
         .ok()
         .and_then(|s| Uuid::parse_str(s).ok())
         .map(TicketId)
-}
-
-/// `<channel>.<sha256 hex>`: a valid KV key that carries no personal data.
-pub(crate) fn key(channel: Channel, value: &str) -> String {
-    format!(
-        "{}.{}",
-        channel.as_str(),
-        hex::encode(Sha256::digest(value.as_bytes()))
-    )
 }

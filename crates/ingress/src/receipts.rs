@@ -6,10 +6,16 @@
 //! 2. **Dedupe.** `(channel, provider id, status)` is looked up in the inbound dedupe
 //!    bucket (24 hours), as customer messages are. Within the stream's two-minute
 //!    duplicate window the append dedupes too: its command id is a UUIDv5 of the same.
-//! 3. **Which ticket.** Egress writes `provider.<channel>.<hash of the provider id>` →
-//!    ticket and message in the outbound bucket before it records an accepted send. A
-//!    receipt without that entry is for a message that is not ours, or one sent before
-//!    egress wrote such entries: answered `200`, nothing appended.
+//! 3. **Which ticket.** Egress writes `provider.<channel>.<provider ref>` → ticket and
+//!    message in the outbound bucket beside the outcome of an accepted send. A receipt
+//!    without that entry is for a message that is not ours, or one sent before egress
+//!    wrote such entries: answered `200`, nothing appended. Messages sent before the
+//!    entries were keyed are found under the plain SHA-256 of the provider's id.
+//!
+//! The provider's id is named everywhere by its keyed pseudonym
+//! ([`EventStore::provider_ref`]: dedupe and outbound keys, command and causation ids,
+//! logs) and is kept only sealed, in the event; a failure's reason (the provider's words
+//! can name the customer) likewise.
 //! 4. **Append** through the domain at the loaded version, reloading on conflicts. The
 //!    dedupe entry is written last: only an appended receipt counts as seen.
 
@@ -18,17 +24,18 @@ use std::time::SystemTime;
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use helpline_domain::{Channel, Command, MessageId, TicketId};
-use helpline_eventstore::{CommandMeta, EventStore, ExecuteError, Executed, StoreError};
+use helpline_eventstore::{
+    CommandMeta, EventStore, ExecuteError, Executed, ProviderRef, StoreError,
+};
 use uuid::Uuid;
 
-use crate::egress::service::open_bucket;
+use crate::egress::service::{earlier_provider_key, open_bucket};
 use crate::egress::{ProviderEntry, provider_key};
 use crate::inbound::{Receipt, ReceiptStatus};
-use crate::intake;
 
 /// Tries at appending a receipt that keeps meeting other appends on its ticket.
 const APPEND_TRIES: u32 = 16;
-/// Namespace of the receipts' command ids (UUIDv5 of channel, provider id and status).
+/// Namespace of the receipts' command ids (UUIDv5 of channel, provider ref and status).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6865_6c70_6c69_6e65_2d72_6563_6569_7074);
 
 /// What became of one receipt.
@@ -87,13 +94,14 @@ impl Receipts {
         }
         let status = status_name(&receipt.status);
         let id = &receipt.provider_message_id;
-        let seen_key = format!("receipt.{}.{status}", intake::key(channel, id));
+        let provider = self.store.provider_ref(channel, id);
+        let seen_key = format!("receipt.{}.{provider}.{status}", channel.as_str());
         if self.seen.get(&seen_key).await.map_err(kv_error)?.is_some() {
-            tracing::debug!("redelivered receipt ignored");
+            tracing::debug!(%provider, "redelivered receipt ignored");
             return Ok(Noted::Duplicate);
         }
-        let Some(entry) = self.provider_entry(channel, id).await? else {
-            tracing::debug!("receipt for an unknown message ignored");
+        let Some(entry) = self.provider_entry(channel, id, &provider).await? else {
+            tracing::debug!(%provider, "receipt for an unknown message ignored");
             return Ok(Noted::Unknown);
         };
         let ProviderEntry { ticket, message } = entry;
@@ -101,8 +109,8 @@ impl Receipts {
             // is_recorded said otherwise above; kept total rather than unreachable.
             return Ok(Noted::NotRecorded);
         };
-        let meta = CommandMeta::new(command_id(channel, id, status), SystemTime::now())
-            .caused_by(id.clone())
+        let meta = CommandMeta::new(command_id(channel, &provider, status), SystemTime::now())
+            .caused_by(format!("{}:{provider}", channel.as_str()))
             .correlated_with(ticket.0.to_string());
         let executed = self
             .store
@@ -131,17 +139,28 @@ impl Receipts {
         }
     }
 
-    /// The reverse entry egress wrote for the provider's id, if any. An unreadable entry
-    /// is logged and treated as absent: refusing the webhook would only make the provider
-    /// deliver it again, forever.
+    /// The reverse entry egress wrote for the provider's id, if any: under its keyed
+    /// pseudonym, or, for a message sent before entries were keyed, under the id's plain
+    /// hash. An unreadable entry is logged and treated as absent: refusing the webhook
+    /// would only make the provider deliver it again, forever.
     async fn provider_entry(
         &self,
         channel: Channel,
         provider_message_id: &str,
+        provider: &ProviderRef,
     ) -> Result<Option<ProviderEntry>, ReceiptError> {
-        let key = provider_key(channel, provider_message_id);
-        let entry = self.outbound.entry(&key).await.map_err(kv_error)?;
-        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+        let mut found = None;
+        for key in [
+            provider_key(channel, provider),
+            earlier_provider_key(channel, provider_message_id),
+        ] {
+            let entry = self.outbound.entry(&key).await.map_err(kv_error)?;
+            if let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) {
+                found = Some((key, entry));
+                break;
+            }
+        }
+        let Some((key, entry)) = found else {
             return Ok(None);
         };
         match serde_json::from_slice(&entry.value) {
@@ -192,10 +211,10 @@ fn status_name(status: &ReceiptStatus) -> &'static str {
 }
 
 /// The same for every redelivery of one receipt, different for each status.
-fn command_id(channel: Channel, provider_message_id: &str, status: &str) -> Uuid {
+fn command_id(channel: Channel, provider: &ProviderRef, status: &str) -> Uuid {
     Uuid::new_v5(
         &NAMESPACE,
-        format!("{}:{provider_message_id}:{status}", channel.as_str()).as_bytes(),
+        format!("{}:{provider}:{status}", channel.as_str()).as_bytes(),
     )
 }
 
@@ -268,7 +287,10 @@ mod tests {
 
     #[test]
     fn command_ids_are_stable_per_channel_provider_id_and_status() {
-        let id = |channel, provider_id, status| command_id(channel, provider_id, status);
+        let master = helpline_eventstore::MasterKey::development();
+        let id = |channel, provider_id, status| {
+            command_id(channel, &master.provider_ref(channel, provider_id), status)
+        };
         assert_eq!(
             id(Channel::WhatsApp, "wamid.1", "read"),
             id(Channel::WhatsApp, "wamid.1", "read")

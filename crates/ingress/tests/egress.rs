@@ -515,7 +515,10 @@ async fn a_crash_after_the_outcome_was_recorded_sends_nothing_again_and_indexes_
         .get_key_value(egress::outbound_bucket(store.layout()))
         .await
         .unwrap();
-    let key = egress::service::provider_key(Channel::Telegram, "4711");
+    let key = egress::service::provider_key(
+        Channel::Telegram,
+        &store.provider_ref(Channel::Telegram, "4711"),
+    );
     eventually("the reverse entry written", || {
         let (bucket, key) = (bucket.clone(), key.clone());
         async move { bucket.get(&key).await.unwrap().is_some() }
@@ -639,8 +642,9 @@ async fn an_accepted_message_can_be_found_by_its_provider_id() {
         .get_key_value(egress::outbound_bucket(store.layout()))
         .await
         .unwrap();
+    let key = |channel| egress::provider_key(channel, &store.provider_ref(channel, &provider_id));
     let entry = bucket
-        .get(egress::provider_key(Channel::Telegram, &provider_id))
+        .get(key(Channel::Telegram))
         .await
         .unwrap()
         .expect("a reverse entry for the provider id");
@@ -649,11 +653,7 @@ async fn an_accepted_message_can_be_found_by_its_provider_id() {
         egress::ProviderEntry { ticket, message }
     );
     assert!(
-        bucket
-            .get(egress::provider_key(Channel::WhatsApp, &provider_id))
-            .await
-            .unwrap()
-            .is_none(),
+        bucket.get(key(Channel::WhatsApp)).await.unwrap().is_none(),
         "keyed per channel"
     );
 }

@@ -35,8 +35,8 @@
 //! in which a crash sends the message twice; its command id is a UUIDv5 of the message id
 //! and the outcome, so a retried append dedupes, and the ticket takes a recorded outcome
 //! only once), and for an accepted message the reverse entry
-//! `provider.<channel>.<hash of the provider id>` → ticket and message is written at the
-//! same time (so that a receipt finds its message; a redelivery that finds the outcome
+//! `provider.<channel>.<keyed pseudonym of the provider id>` → ticket and message is
+//! written at the same time (so that a receipt finds its message; a redelivery that finds the outcome
 //! writes it again), then the consumer acknowledges. Both writes are tried until they
 //! succeed: a store outage holds the ticket back, it never makes a second send. A
 //! ticket's events are handled one at a time in log order (the event store's consumer

@@ -8,7 +8,9 @@
 //!   `MessageDelivered` or `MessageDeliveryFailed` (see the module doc of
 //!   [`crate::egress`] for the exactly-once protocol).
 //!   A message the provider accepted also gets a reverse entry, [`provider_key`] →
-//!   [`ProviderEntry`], by which ingress finds the ticket of a later receipt.
+//!   [`ProviderEntry`], by which ingress finds the ticket of a later receipt. The key
+//!   names the provider's id by its keyed pseudonym: a WhatsApp `wamid` carries the
+//!   customer's number.
 //! - Everything else is acknowledged untouched.
 
 use std::collections::HashMap;
@@ -19,9 +21,11 @@ use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::StorageType;
 use helpline_domain::{Channel, Command, Event, MessageBody, MessageId, QuickReply, TicketId};
 use helpline_eventstore::{
-    CommandMeta, EventStore, ExecuteError, HandlerError, Layout, LoadedTicket, StoredEvent,
+    CommandMeta, EventStore, ExecuteError, HandlerError, Layout, LoadedTicket, ProviderRef,
+    StoredEvent,
 };
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -29,7 +33,6 @@ use super::config::EgressConfig;
 use super::error::EgressError;
 use super::sender::{Delivery, Sender, TokioClock};
 use super::{Form, OutboundMessage};
-use crate::intake;
 
 /// The durable consumer's name.
 pub const OUTBOUND_CONSUMER: &str = "egress";
@@ -49,10 +52,22 @@ pub fn outbound_bucket(layout: &Layout) -> String {
     format!("helpline-{}-outbound", layout.region())
 }
 
-/// The outbound bucket's key of a provider's message id:
-/// `provider.<channel>.<hex SHA-256 of the id>`, a valid KV key whatever the id holds.
-pub fn provider_key(channel: Channel, provider_message_id: &str) -> String {
-    format!("provider.{}", intake::key(channel, provider_message_id))
+/// The outbound bucket's key of a provider's message id: `provider.<channel>.<ref>`,
+/// with the id's keyed pseudonym ([`EventStore::provider_ref`]), a valid KV key that
+/// names nothing of the customer's.
+pub fn provider_key(channel: Channel, provider: &ProviderRef) -> String {
+    format!("provider.{}.{provider}", channel.as_str())
+}
+
+/// The key earlier versions wrote the same entry under, `provider.<channel>.<hex SHA-256
+/// of the id>`: still looked up for the receipts of messages they sent. No longer
+/// written, as anyone holding a provider's id could find its entry.
+pub(crate) fn earlier_provider_key(channel: Channel, provider_message_id: &str) -> String {
+    format!(
+        "provider.{}.{}",
+        channel.as_str(),
+        hex::encode(Sha256::digest(provider_message_id.as_bytes()))
+    )
 }
 
 /// Which ticket and message a provider's message id belongs to, written under
@@ -231,7 +246,10 @@ impl Egress {
                 outcome.as_ref().map(|id| id.read()),
                 &loaded.ticket.customer,
             ) {
-                let key = provider_key(customer.channel, provider_message_id);
+                let provider = self
+                    .store
+                    .provider_ref(customer.channel, provider_message_id);
+                let key = provider_key(customer.channel, &provider);
                 self.index_provider(ticket, message, &key).await?;
             }
             return Ok(());
@@ -287,7 +305,10 @@ impl Egress {
                     provider_message_id: provider_message_id.clone().into(),
                 },
                 "delivered",
-                Some(provider_key(channel, provider_message_id)),
+                Some(provider_key(
+                    channel,
+                    &self.store.provider_ref(channel, provider_message_id),
+                )),
             ),
             (Outcome::Delivered { .. }, None) => {
                 return Err(HandlerError::Permanent(
@@ -544,22 +565,24 @@ mod tests {
     }
 
     #[test]
-    fn provider_keys_hash_the_id_per_channel() {
-        let key = provider_key(Channel::WhatsApp, "wamid.HBgL Ü/*>");
-        let (prefix, hash) = key.rsplit_once('.').unwrap();
+    fn provider_keys_name_the_id_by_its_keyed_pseudonym_per_channel() {
+        let master = helpline_eventstore::MasterKey::development();
+        let key = |channel, id| provider_key(channel, &master.provider_ref(channel, id));
+        let wamid = "wamid.HBgL Ü/*>";
+        let whatsapp = key(Channel::WhatsApp, wamid);
+        let (prefix, hash) = whatsapp.rsplit_once('.').unwrap();
         assert_eq!(prefix, "provider.whatsapp");
-        assert_eq!(hash.len(), 64);
+        assert_eq!(hash.len(), 32);
         assert!(
             hash.chars()
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
+        assert_ne!(whatsapp, earlier_provider_key(Channel::WhatsApp, wamid));
+        assert_ne!(key(Channel::Viber, "5"), key(Channel::Telegram, "5"));
+        // What earlier versions wrote, and receipts of their messages still look up.
         assert_eq!(
-            provider_key(Channel::Viber, "5"),
+            earlier_provider_key(Channel::Viber, "5"),
             "provider.viber.ef2d127de37b942baad06145e54b0c619a1f22327b2ebbcfbec78f5564afe39d"
-        );
-        assert_ne!(
-            provider_key(Channel::Viber, "5"),
-            provider_key(Channel::Telegram, "5")
         );
     }
 

@@ -377,6 +377,48 @@ async fn a_read_receipt_for_a_delivered_message_is_recorded_once() {
 }
 
 #[tokio::test]
+async fn a_receipt_for_a_message_sent_before_entries_were_keyed_finds_it_by_the_earlier_key() {
+    let h = Harness::start().await;
+    let egress = h.start_egress();
+    let customer = customer_id(Channel::WhatsApp, 45);
+    let (ticket, message, provider_id) = h.reply_delivered(Channel::WhatsApp, &customer).await;
+    egress.stop().await;
+    // What an earlier egress left: the entry under the plain SHA-256 of the provider's id.
+    let bucket = h
+        .store
+        .jetstream()
+        .get_key_value(helpline_ingress::egress::outbound_bucket(h.store.layout()))
+        .await
+        .unwrap();
+    let keyed = helpline_ingress::egress::provider_key(
+        Channel::WhatsApp,
+        &h.store.provider_ref(Channel::WhatsApp, &provider_id),
+    );
+    let entry = bucket.get(&keyed).await.unwrap().unwrap();
+    bucket.purge(&keyed).await.unwrap();
+    let earlier = format!(
+        "provider.whatsapp.{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            provider_id.as_bytes()
+        ))
+    );
+    bucket.put(&earlier, entry).await.unwrap();
+
+    let read = h.sim.webhook_receipt(
+        Channel::WhatsApp,
+        &customer,
+        &provider_id,
+        ReceiptKind::Read,
+    );
+    let response = h.sim.deliver(&h.url, &read).await.unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert!(h.ticket_events(ticket).await.contains(&Event::MessageRead {
+        message,
+        provider_message_id: provider_id.clone().into(),
+    }));
+}
+
+#[tokio::test]
 async fn a_receipt_for_an_unknown_message_is_answered_200_and_appends_nothing() {
     let h = Harness::start().await;
     let unknown = [
