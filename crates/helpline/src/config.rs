@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use helpline_assignment::auth::TokenPolicy;
 use helpline_assignment::{AssignmentSettings, AuthKey};
 use helpline_eventstore::{MasterKey, StoreConfig};
 use helpline_ingress::Secret;
@@ -73,32 +74,80 @@ pub struct Config {
     pub agents: Vec<Agent>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
-    /// HS256 key of AgentDesk tokens, at least 32 bytes; `HELPLINE_AUTH__JWT_SECRET`.
+    /// The Ed25519 public key every service checks tokens with, 64 hex digits
+    /// (`helpline agent-token keygen`); `HELPLINE_AUTH__VERIFY_KEY`. Not a secret. When
+    /// set, only tokens it verifies are accepted (`jwt_secret` is then ignored).
+    pub verify_key: Option<String>,
+    /// The Ed25519 signing key (seed, 64 hex digits) belonging to `verify_key`; only
+    /// where tokens are issued (`helpline agent-token`, or the brand's identity provider),
+    /// never in a service's pod. `HELPLINE_AUTH__SIGNING_KEY`.
+    pub signing_key: Option<Secret>,
+    /// The older shared HS256 key, at least 32 bytes, which both signs and verifies;
+    /// `HELPLINE_AUTH__JWT_SECRET`. Used only without `verify_key`.
     pub jwt_secret: Option<Secret>,
-    /// Without `jwt_secret`, use the built-in development key. Set for `helpline dev` and
+    /// Tokens' `iss`.
+    pub issuer: String,
+    /// Tokens' `aud`.
+    pub audience: String,
+    /// The longest a token may live, from `iat` to `exp`; longer ones are refused.
+    pub max_token_lifetime_secs: u64,
+    /// Without a key, use the built-in development key. Set for `helpline dev` and
     /// runs without a configuration file; a deployment must never set it.
     pub allow_dev_key: bool,
 }
 
-impl AuthSettings {
-    /// The key tokens are checked with: the configured one, or the development key where
-    /// that is allowed; otherwise the service must not start.
-    pub fn key(&self) -> Result<AuthKey, ConfigError> {
-        match &self.jwt_secret {
-            Some(secret) => AuthKey::new(secret.expose().as_bytes())
-                .map_err(|e| ConfigError::Invalid(format!("auth.jwt_secret: {e}"))),
-            None if self.allow_dev_key => {
-                tracing::warn!("auth.jwt_secret is not set: AgentDesk tokens use the public development key");
-                Ok(AuthKey::development())
-            }
-            None => Err(ConfigError::Invalid(
-                "auth.jwt_secret is not set (HELPLINE_AUTH__JWT_SECRET); AgentDesk tokens need the region's key"
-                    .to_owned(),
-            )),
+impl Default for AuthSettings {
+    fn default() -> Self {
+        let policy = TokenPolicy::default();
+        Self {
+            verify_key: None,
+            signing_key: None,
+            jwt_secret: None,
+            issuer: policy.issuer,
+            audience: policy.audience,
+            max_token_lifetime_secs: policy.max_lifetime.as_secs(),
+            allow_dev_key: false,
         }
+    }
+}
+
+impl AuthSettings {
+    /// The key tokens are checked (and, where the signing key is, issued) with, under the
+    /// region's token policy: the configured one, or the development key where that is
+    /// allowed; otherwise the service must not start.
+    pub fn key(&self) -> Result<AuthKey, ConfigError> {
+        let key = match (&self.verify_key, &self.jwt_secret) {
+            (Some(verify), _) => {
+                AuthKey::ed25519(verify, self.signing_key.as_ref().map(|s| s.expose())).map_err(
+                    |e| ConfigError::Invalid(format!("auth.verify_key / auth.signing_key: {e}")),
+                )?
+            }
+            (None, Some(secret)) => AuthKey::new(secret.expose().as_bytes())
+                .map_err(|e| ConfigError::Invalid(format!("auth.jwt_secret: {e}")))?,
+            (None, None) if self.allow_dev_key => {
+                tracing::warn!("no auth key is set: tokens use the public development key");
+                AuthKey::development()
+            }
+            (None, None) => {
+                return Err(ConfigError::Invalid(
+                    "auth.verify_key is not set (HELPLINE_AUTH__VERIFY_KEY; `helpline agent-token keygen` makes a pair); the APIs need the region's key"
+                        .to_owned(),
+                ));
+            }
+        };
+        if self.max_token_lifetime_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "auth.max_token_lifetime_secs must be more than 0".to_owned(),
+            ));
+        }
+        Ok(key.with_policy(TokenPolicy {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            max_lifetime: Duration::from_secs(self.max_token_lifetime_secs),
+        }))
     }
 }
 

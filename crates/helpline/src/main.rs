@@ -319,7 +319,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             };
             all::run(config, services).await
         }
-        Command::AgentToken(args) => agent_token::run(&config, &args),
+        Command::AgentToken(args) => agent_token::run(&config, &args).await,
         Command::Query => {
             let services = Services {
                 query: true,
