@@ -443,14 +443,18 @@ async fn serve_grpc(
         .register_encoded_file_descriptor_set(helpline_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("cannot build gRPC reflection")?;
-    let mut router = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(grpc.request_timeout_secs))
         .max_concurrent_streams(grpc.max_concurrent_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(grpc.keepalive_secs.max(1))))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .http2_max_header_list_size(16 * 1024)
-        .add_service(health)
-        .add_service(reflection);
+        .http2_max_header_list_size(16 * 1024);
+    if let Some(tls) = grpc.tls()? {
+        server = server
+            .tls_config(tls)
+            .context("the gRPC port's TLS certificate or key cannot be used")?;
+    }
+    let mut router = server.add_service(health).add_service(reflection);
     if services.routing
         && let Some(key) = apis.auth_key.clone()
     {

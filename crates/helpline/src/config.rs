@@ -95,7 +95,8 @@ pub struct AuthSettings {
     /// The longest a token may live, from `iat` to `exp`; longer ones are refused.
     pub max_token_lifetime_secs: u64,
     /// Without a key, use the built-in development key. Set for `helpline dev` and
-    /// runs without a configuration file; a deployment must never set it.
+    /// runs without a configuration file; set with a configuration file, it stops the
+    /// process before it starts (`crate::secrets`).
     pub allow_dev_key: bool,
 }
 
@@ -159,7 +160,8 @@ pub struct PrivacySettings {
     /// field of the region reads as erased.
     pub master_key: Option<Secret>,
     /// Without `master_key`, use the public development key. Set for `helpline dev` and
-    /// runs without a configuration file; a deployment must never set it.
+    /// runs without a configuration file; set with a configuration file, it stops the
+    /// process before it starts (`crate::secrets`).
     pub allow_dev_key: bool,
     /// Closed tickets older than this lose their customer's personal data (the key is
     /// purged) unless the customer has an open ticket.
@@ -244,6 +246,11 @@ pub struct GrpcConfig {
     /// An idle connection is pinged this often, in seconds, and dropped when the ping
     /// is not answered within 10 s: a peer that vanished does not hold its place.
     pub keepalive_secs: u64,
+    /// TLS for the gRPC port: the certificate chain (PEM) and its private key (PEM),
+    /// both or neither. Without them the port speaks plain HTTP/2, for a mesh or an
+    /// ingress that terminates TLS in front of it.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for GrpcConfig {
@@ -255,11 +262,37 @@ impl Default for GrpcConfig {
             request_timeout_secs: 30,
             max_concurrent_streams: 100,
             keepalive_secs: 30,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
 
 impl GrpcConfig {
+    /// The port's TLS identity, read from its files, when TLS is configured.
+    pub fn tls(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, ConfigError> {
+        let read = |path: &PathBuf, key: &str| {
+            std::fs::read(path).map_err(|e| {
+                ConfigError::Invalid(format!("grpc.{key}: cannot read {}: {e}", path.display()))
+            })
+        };
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => {
+                let identity = tonic::transport::Identity::from_pem(
+                    read(cert, "tls_cert_file")?,
+                    read(key, "tls_key_file")?,
+                );
+                Ok(Some(
+                    tonic::transport::ServerTlsConfig::new().identity(identity),
+                ))
+            }
+            _ => Err(ConfigError::Invalid(
+                "grpc.tls_cert_file and grpc.tls_key_file go together".to_owned(),
+            )),
+        }
+    }
+
     pub fn door(&self) -> helpline_ingress::front_door::Door {
         helpline_ingress::front_door::Door {
             header_timeout: Duration::from_millis(self.handshake_timeout_ms),

@@ -402,3 +402,149 @@ async fn every_port_closes_silent_connections_and_turns_away_those_over_its_maxi
         .await
         .unwrap();
 }
+
+/// Runs `openssl` in `dir` (the test makes its own CA and server certificate).
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("this test makes its certificates with openssl: {e}"));
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_grpc_port_speaks_tls_when_given_a_certificate() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        dir.path(),
+        &[
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=helpline test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir.path(),
+        &[
+            &["req"][..],
+            &key,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.path().join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir.path(),
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    let nats = NatsServer::start().await.unwrap();
+    let (http, ops, grpc) = (free_port(), free_port(), free_port());
+    let _helpline = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_helpline"))
+            .args(["all", "--log-format", "json"])
+            .env("HELPLINE_NATS_URL", nats.url())
+            .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
+            .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
+            .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+            .env(
+                "HELPLINE_GRPC__TLS_CERT_FILE",
+                dir.path().join("server.crt"),
+            )
+            .env("HELPLINE_GRPC__TLS_KEY_FILE", dir.path().join("server.key"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(ops, "/readyz", 200).await;
+    let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .domain_name("localhost");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let channel = loop {
+        let connected = tonic::transport::Channel::from_shared(format!("https://127.0.0.1:{grpc}"))
+            .unwrap()
+            .tls_config(tls.clone())
+            .unwrap()
+            .connect()
+            .await;
+        match connected {
+            Ok(channel) => break channel,
+            Err(e) => assert!(Instant::now() < deadline, "no TLS connection: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    // Plain HTTP/2 gets nowhere.
+    let plain = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let answered = tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        assert!(answered.is_err(), "answered in plain text");
+    }
+}
