@@ -159,9 +159,17 @@ impl Intake {
                 return Ok(Taken::Refused);
             }
         }
-        let provider = self
-            .store
-            .provider_ref(channel, &message.provider_message_id);
+        // A web chat's message ids are the site's own, unique within a session only:
+        // another session's `msg_1` is another customer's message, not a redelivery.
+        let scoped = match channel {
+            Channel::WebChat => format!(
+                "{}\u{1f}{}",
+                message.contact.expose(),
+                message.provider_message_id
+            ),
+            _ => message.provider_message_id.clone(),
+        };
+        let provider = self.store.provider_ref(channel, &scoped);
         let derived = format!("{}:{provider}", channel.as_str());
         let command_id = Uuid::new_v5(&NAMESPACE, derived.as_bytes());
         let message_id = MessageId(Uuid::new_v5(

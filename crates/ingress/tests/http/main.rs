@@ -485,3 +485,40 @@ async fn a_whatsapp_failed_status_records_a_permanent_failure_with_the_providers
     );
     egress.stop().await;
 }
+
+#[tokio::test]
+async fn two_web_chat_sessions_may_use_the_same_message_id() {
+    let h = Harness::routes_only(&IngressConfig::default()).await;
+    let secret = h.sim.config().web.shared_secret.clone();
+    // The site numbers messages per session: both sessions send their `msg_1`.
+    let mut texts = Vec::new();
+    for (n, text) in [(60, "Erste Sitzung"), (61, "Zweite Sitzung")] {
+        let mut webhook = h
+            .sim
+            .webhook(Channel::WebChat, &customer_id(Channel::WebChat, n), text);
+        let mut body: serde_json::Value = serde_json::from_slice(&webhook.body).unwrap();
+        body["message"]["id"] = serde_json::json!("msg_1");
+        webhook.body = serde_json::to_vec(&body).unwrap();
+        for (name, value) in &mut webhook.headers {
+            if name.eq_ignore_ascii_case("X-Helpline-Signature") {
+                *value = format!("sha256={}", hmac_hex(&secret, &webhook.body));
+            }
+        }
+        let response = h.sim.deliver(&h.url, &webhook).await.unwrap();
+        assert_eq!(response.status, 200, "{}", response.body);
+        texts.push(text);
+    }
+    let received: Vec<String> = h
+        .events()
+        .await
+        .into_iter()
+        .filter_map(|(_, event)| match event {
+            Event::CustomerMessageReceived {
+                body: MessageBody::Text(text),
+                ..
+            } => Some(text.expose().clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(received, texts, "both sessions' messages were taken");
+}
