@@ -443,6 +443,84 @@ async fn a_rejected_message_fails_permanently_with_the_providers_reason() {
 }
 
 #[tokio::test]
+async fn a_message_whose_tries_run_out_is_dead_lettered_without_the_provider_s_words() {
+    let h = harness_with(2).await;
+    let store = &h.store;
+    let number = "4915112345678";
+    // A provider's error text that names the customer, on a status worth retrying.
+    let words = format!("Recipient {number} (Erika Mustermann) is temporarily unavailable");
+    h.sim.inject(
+        Channel::WhatsApp,
+        Fault::Reject {
+            times: 10,
+            status: 503,
+            code: 131000,
+            message: words.clone(),
+        },
+    );
+    let ticket = open(store, Channel::WhatsApp, number, SystemTime::now()).await;
+    let message = bot_says(store, ticket, "erste").await;
+    let mut config = config(&h.sim, None);
+    config.retry.max_attempts = 1;
+    let running = start(store, config);
+
+    eventually("the failure recorded", || async move {
+        !failed(store, ticket).await.is_empty()
+    })
+    .await;
+    // The agent reads the provider's words in the event, opened with the customer's key.
+    let failures = failed(store, ticket).await;
+    let (failed_message, reason, permanent) = &failures[0];
+    assert_eq!((*failed_message, *permanent), (message, false));
+    assert!(reason.contains(&words), "{reason}");
+    // The dead letter (and so the log line of the handler's error) says only the status
+    // and the code.
+    let stream = store
+        .jetstream()
+        .get_stream(store.layout().dead_letter_stream())
+        .await
+        .unwrap();
+    let mut dead = None;
+    for _ in 0..600 {
+        match stream
+            .get_last_raw_message_by_subject(
+                &store
+                    .layout()
+                    .dead_letter_subject(egress::OUTBOUND_CONSUMER),
+            )
+            .await
+        {
+            Ok(found) => {
+                dead = Some(found);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let dead = dead.expect("a dead letter");
+    let said = dead
+        .headers
+        .get("Helpline-Dead-Letter-Reason")
+        .map(|value| value.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(
+        said.contains("whatsapp answered 503, error 131000"),
+        "{said}"
+    );
+    for secret in [number, "Erika Mustermann"] {
+        assert!(!said.contains(secret), "{said}");
+        assert!(
+            !dead
+                .payload
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes()),
+            "{secret} in the dead letter's event"
+        );
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn redelivered_events_send_nothing_twice() {
     let h = harness().await;
     let store = &h.store;

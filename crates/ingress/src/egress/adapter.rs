@@ -14,8 +14,83 @@ use super::{Form, OutboundMessage, SendOutcome};
 
 /// Sent with every request; only the web chat backend reads it (as `event_id`, too).
 pub const IDEMPOTENCY_HEADER: &str = "x-idempotency-key";
-/// Provider reasons are cut to this many characters before they reach events and logs.
+/// A provider's words on a failure are cut to this many characters before they reach an
+/// event.
 const MAX_REASON_CHARS: usize = 300;
+
+/// Why a send did not go through, in two parts.
+///
+/// The summary may be logged, dead-lettered and counted: the channel, the HTTP status and
+/// the provider's error code, or helpline's own words. What the provider *said* (Meta's
+/// message and details, Telegram's description, Viber's status message, the web chat's
+/// error, a body egress cannot read) can name the customer — "+49151… is not a WhatsApp
+/// user", a profile name — so it goes only into the failure event, where the agent reads
+/// it and which seals it under the customer's key. `Display` is the summary alone, and
+/// `Debug` prints the words as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Reason {
+    summary: String,
+    said: Option<String>,
+}
+
+impl Reason {
+    /// helpline's own words, naming nothing of the customer's.
+    pub fn ours(summary: impl Into<String>) -> Self {
+        Self {
+            summary: summary.into(),
+            said: None,
+        }
+    }
+
+    /// What the provider said (cut to a size fit for an event; an empty text is
+    /// nothing), after a `summary` of channel, status and code.
+    pub fn provider(summary: impl Into<String>, said: &str) -> Self {
+        let said = said.trim();
+        Self {
+            summary: summary.into(),
+            said: (!said.is_empty()).then(|| truncate(said)),
+        }
+    }
+
+    /// What may be logged: channel, status and code, or helpline's words.
+    pub fn summary(&self) -> &str {
+        &self.summary
+    }
+
+    /// The provider's own words, if it gave any: only for the sealed event.
+    pub fn said(&self) -> Option<&str> {
+        self.said.as_deref()
+    }
+
+    /// The whole reason, as the failure event records it for the agent.
+    pub fn recorded(&self) -> String {
+        match &self.said {
+            Some(said) => format!("{}: {said}", self.summary),
+            None => self.summary.clone(),
+        }
+    }
+
+    /// The same reason with helpline's `note` added to the summary.
+    pub fn noting(mut self, note: &str) -> Self {
+        self.summary.push_str(note);
+        self
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.summary)
+    }
+}
+
+impl fmt::Debug for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reason")
+            .field("summary", &self.summary)
+            .field("said", &self.said.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
 
 /// A message this channel cannot send, whatever the provider would say: a permanent
 /// failure decided before any request (no template outside the window, a bad header).
@@ -93,27 +168,27 @@ impl ProviderResponse {
         value.parse::<u64>().ok().map(Duration::from_secs)
     }
 
-    /// The body as text for a reason, cut short; never fails.
-    pub(crate) fn body_snippet(&self) -> String {
+    /// A reason whose provider's words are the body, for an answer the channel cannot
+    /// read: `summary`, saying so when the body is empty. Never fails.
+    pub(crate) fn body_reason(&self, summary: String) -> Reason {
         let text = String::from_utf8_lossy(&self.body);
-        let text = text.trim();
-        if text.is_empty() {
-            "no body".to_owned()
+        if text.trim().is_empty() {
+            Reason::ours(format!("{summary}: no body"))
         } else {
-            truncate(text)
+            Reason::provider(summary, &text)
         }
     }
 }
 
 /// The rules every channel shares once its own codes are read: `429` waits for
 /// `Retry-After`, `5xx` is retried, any other failure is permanent with `reason`.
-pub(crate) fn by_status(response: &ProviderResponse, reason: String) -> SendOutcome {
+pub(crate) fn by_status(response: &ProviderResponse, reason: Reason) -> SendOutcome {
     by_code(response.status, response.retry_after(), reason)
 }
 
 /// [`by_status`] for a status the provider reported in its body (Telegram's
 /// `error_code`) as well as in the HTTP status line.
-pub(crate) fn by_code(status: u16, after: Option<Duration>, reason: String) -> SendOutcome {
+pub(crate) fn by_code(status: u16, after: Option<Duration>, reason: Reason) -> SendOutcome {
     match status {
         429 | 500..=599 => SendOutcome::Retry { after, reason },
         _ => SendOutcome::Permanent { reason },
@@ -124,17 +199,16 @@ pub(crate) fn by_code(status: u16, after: Option<Duration>, reason: String) -> S
 /// message, so a retry could send it twice; it fails, saying so, and a person decides.
 pub(crate) fn unreadable_success(channel: Channel, response: &ProviderResponse) -> SendOutcome {
     SendOutcome::Permanent {
-        reason: format!(
-            "{} answered {} with an unreadable body, so the message may have been delivered: {}",
+        reason: response.body_reason(format!(
+            "{} answered {} with an unreadable body, so the message may have been delivered",
             channel.as_str(),
             response.status,
-            response.body_snippet()
-        ),
+        )),
     }
 }
 
-/// A provider's free-text reason, cut to a size fit for an event.
-pub(crate) fn truncate(text: &str) -> String {
+/// A provider's free text, cut to a size fit for an event.
+fn truncate(text: &str) -> String {
     match text.char_indices().nth(MAX_REASON_CHARS) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
@@ -263,7 +337,7 @@ mod tests {
 
     #[test]
     fn shared_rules_retry_429_and_5xx_only() {
-        let reason = || "r".to_owned();
+        let reason = || Reason::ours("r");
         assert_eq!(
             by_status(&response(429, Some("3")), reason()),
             SendOutcome::Retry {
@@ -283,6 +357,45 @@ mod tests {
                 SendOutcome::Permanent { .. }
             ));
         }
+    }
+
+    #[test]
+    fn a_reason_shows_the_provider_s_words_only_whole() {
+        let reason = Reason::provider(
+            "whatsapp answered 400, error 131026",
+            " (#131026) +4915112345678 is not a WhatsApp user ",
+        );
+        assert_eq!(reason.to_string(), "whatsapp answered 400, error 131026");
+        assert_eq!(reason.summary(), "whatsapp answered 400, error 131026");
+        let debug = format!("{reason:?}");
+        assert!(!debug.contains("4915112345678"), "{debug}");
+        assert_eq!(
+            reason.recorded(),
+            "whatsapp answered 400, error 131026: (#131026) +4915112345678 is not a WhatsApp user"
+        );
+        let noted = reason.noting(" (gave up after 3 attempts)");
+        assert_eq!(
+            noted.to_string(),
+            "whatsapp answered 400, error 131026 (gave up after 3 attempts)"
+        );
+        assert!(
+            noted
+                .said()
+                .is_some_and(|said| said.contains("4915112345678"))
+        );
+        assert_eq!(Reason::provider("viber status 6", "  ").said(), None);
+        assert_eq!(
+            Reason::ours("egress is shutting down").recorded(),
+            "egress is shutting down"
+        );
+        let empty = ProviderResponse {
+            status: 429,
+            ..ProviderResponse::default()
+        };
+        assert_eq!(
+            empty.body_reason("whatsapp answered 429".to_owned()),
+            Reason::ours("whatsapp answered 429: no body")
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use helpline_domain::Channel;
 use serde::Deserialize;
 
 use super::SendOutcome;
-use super::adapter::{ProviderResponse, by_status};
+use super::adapter::{ProviderResponse, Reason, by_status};
 
 /// Graph codes that mean "too many calls": WhatsApp's throughput (130429), per-user pair
 /// (131056) and per-account hourly (80007) limits, the app's call limit (4), the Send
@@ -35,20 +35,16 @@ pub(crate) struct ErrorData {
 
 /// Classifies a Graph answer that is not a readable success: rate-limit codes are
 /// retried, `window_closed` codes are [`SendOutcome::WindowClosed`], and anything else
-/// follows the HTTP status (429 and 5xx retried, the rest permanent) with Meta's own
-/// message and details as the reason.
+/// follows the HTTP status (429 and 5xx retried, the rest permanent). The reason is the
+/// status and Meta's code, with Meta's own message and details as the provider's words.
 pub(crate) fn classify_failure(
     channel: Channel,
     response: &ProviderResponse,
     window_closed: impl Fn(&GraphError) -> bool,
 ) -> SendOutcome {
     let Ok(ErrorBody { error }) = serde_json::from_slice::<ErrorBody>(&response.body) else {
-        let reason = format!(
-            "{} answered {}: {}",
-            channel.as_str(),
-            response.status,
-            response.body_snippet()
-        );
+        let reason =
+            response.body_reason(format!("{} answered {}", channel.as_str(), response.status));
         return by_status(response, reason);
     };
     let reason = reason(channel, response.status, &error);
@@ -64,7 +60,7 @@ pub(crate) fn classify_failure(
     by_status(response, reason)
 }
 
-fn reason(channel: Channel, status: u16, error: &GraphError) -> String {
+fn reason(channel: Channel, status: u16, error: &GraphError) -> Reason {
     let code = match (error.code, error.error_subcode) {
         (Some(code), Some(sub)) => format!(", error {code}/{sub}"),
         (Some(code), None) => format!(", error {code}"),
@@ -77,9 +73,8 @@ fn reason(channel: Channel, status: u16, error: &GraphError) -> String {
         .filter(|details| !details.is_empty())
         .map(|details| format!(" ({details})"))
         .unwrap_or_default();
-    super::adapter::truncate(&format!(
-        "{} answered {status}{code}: {}{details}",
-        channel.as_str(),
-        error.message
-    ))
+    Reason::provider(
+        format!("{} answered {status}{code}", channel.as_str()),
+        &format!("{}{details}", error.message),
+    )
 }

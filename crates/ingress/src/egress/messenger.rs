@@ -126,6 +126,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::egress::Reason;
     use crate::egress::test_support::answer;
     use crate::secret::Secret;
 
@@ -265,7 +266,10 @@ mod tests {
             SendOutcome::Permanent { reason } => {
                 assert_eq!(
                     reason,
-                    "messenger answered 400, error 100/2018001: (#100) No matching user found"
+                    Reason::provider(
+                        "messenger answered 400, error 100/2018001",
+                        "(#100) No matching user found"
+                    )
                 )
             }
             other => panic!("{other:?}"),

@@ -55,8 +55,10 @@
 //!
 //! **Invariants.** Message text and contacts are never logged ([`OutboundMessage`]'s
 //! `Debug` prints `***`, requests print neither URL nor body: a Telegram URL holds the bot
-//! token). No message is sent while its ticket lists an outcome for it. Nothing here panics on a
-//! provider's answer.
+//! token). A provider's own words on a failure are never logged or dead-lettered either
+//! ([`Reason`]: logs get the channel, status and error code; the words go, sealed, into
+//! the failure event), nor is a provider's message id. No message is sent while its
+//! ticket lists an outcome for it. Nothing here panics on a provider's answer.
 
 pub mod adapter;
 mod choices;
@@ -79,7 +81,7 @@ use std::time::{Duration, SystemTime};
 
 use helpline_domain::{Channel, MessageId, QuickReply, TicketId};
 
-pub use adapter::{OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable};
+pub use adapter::{OutboundAdapter, ProviderRequest, ProviderResponse, Reason, Unsendable};
 pub use config::{EgressConfig, RateLimit, RetryPolicy, WhatsAppTemplate};
 pub use error::EgressError;
 pub use sender::{Clock, Delivery, Sender, TokioClock};
@@ -142,13 +144,13 @@ pub enum SendOutcome {
     /// wait (`Retry-After`, Telegram's `retry_after`); without it the sender backs off.
     Retry {
         after: Option<Duration>,
-        reason: String,
+        reason: Reason,
     },
-    /// Another attempt cannot help; `reason` is the provider's own words.
-    Permanent { reason: String },
+    /// Another attempt cannot help.
+    Permanent { reason: Reason },
     /// The customer's messaging window is closed (WhatsApp `131047`/`470`, Messenger
     /// `2018278`): free text is refused, a template may still go out.
-    WindowClosed { reason: String },
+    WindowClosed { reason: Reason },
 }
 
 /// What a request carries: the message's text (with its choices), or the channel's

@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use helpline_domain::Channel;
 use tokio_util::sync::CancellationToken;
 
-use super::adapter::{OutboundAdapter, ProviderResponse};
+use super::adapter::{OutboundAdapter, ProviderResponse, Reason};
 use super::config::{EgressConfig, RateLimit, RetryPolicy};
 use super::error::EgressError;
 use super::messenger::MessengerOutbound;
@@ -68,10 +68,10 @@ pub enum Delivery {
         attempts: u32,
     },
     /// It cannot be sent: the provider refused it, or the channel cannot send it.
-    Permanent { reason: String },
+    Permanent { reason: Reason },
     /// Still failing when the attempts or the time budget ran out, or egress is shutting
     /// down: worth trying again later.
-    Exhausted { reason: String },
+    Exhausted { reason: Reason },
 }
 
 /// Sends messages on every configured channel. Cheap to share behind an `Arc`.
@@ -147,10 +147,10 @@ impl Sender {
     pub async fn send(&self, message: &OutboundMessage, cancel: &CancellationToken) -> Delivery {
         let Some(adapter) = self.adapters.get(&message.channel).cloned() else {
             return Delivery::Permanent {
-                reason: format!(
+                reason: Reason::ours(format!(
                     "egress is not configured to send on {}",
                     message.channel.as_str()
-                ),
+                )),
             };
         };
         self.retrying(adapter.as_ref(), message, cancel, |form| {
@@ -173,11 +173,15 @@ impl Sender {
         Fut: Future<Output = SendOutcome>,
     {
         let shutting_down = || Delivery::Exhausted {
-            reason: "egress is shutting down".to_owned(),
+            reason: Reason::ours("egress is shutting down"),
         };
         let mut form = match adapter.first_form(message, self.clock.system_now()) {
             Ok(form) => form,
-            Err(refusal) => return Delivery::Permanent { reason: refusal.0 },
+            Err(refusal) => {
+                return Delivery::Permanent {
+                    reason: Reason::ours(refusal.0),
+                };
+            }
         };
         let started = self.clock.now();
         let mut attempts = 0;
@@ -217,17 +221,17 @@ impl Sender {
                 SendOutcome::Retry { after, reason } => {
                     if attempts >= self.policy.max_attempts {
                         return Delivery::Exhausted {
-                            reason: format!("{reason} (gave up after {attempts} attempts)"),
+                            reason: reason.noting(&format!(" (gave up after {attempts} attempts)")),
                         };
                     }
                     let delay = after.unwrap_or_else(|| self.backoff(attempts));
                     let elapsed = self.clock.now().saturating_duration_since(started);
                     if elapsed.saturating_add(delay) > self.policy.max_elapsed {
                         return Delivery::Exhausted {
-                            reason: format!(
-                                "{reason} (next try in {delay:?}, beyond the retry budget of {:?})",
+                            reason: reason.noting(&format!(
+                                " (next try in {delay:?}, beyond the retry budget of {:?})",
                                 self.policy.max_elapsed
-                            ),
+                            )),
                         };
                     }
                     tracing::info!(ticket = %message.ticket, message = %message.message, channel = message.channel.as_str(), attempts, ?delay, %reason, "send failed, retrying");
@@ -261,7 +265,11 @@ impl Sender {
     ) -> SendOutcome {
         let request = match adapter.build(message, form) {
             Ok(request) => request,
-            Err(refusal) => return SendOutcome::Permanent { reason: refusal.0 },
+            Err(refusal) => {
+                return SendOutcome::Permanent {
+                    reason: Reason::ours(refusal.0),
+                };
+            }
         };
         let sent = self
             .client
@@ -340,6 +348,9 @@ fn transport_failure(channel: Channel, error: reqwest::Error) -> SendOutcome {
         reason.push_str(&cause.to_string());
         source = cause.source();
     }
+    // The transport's own words (connection refused, a DNS failure) name hosts, not
+    // customers: the URL is dropped above.
+    let reason = Reason::ours(reason);
     if error.is_builder() {
         SendOutcome::Permanent { reason }
     } else {
@@ -503,7 +514,7 @@ mod tests {
 
         fn classify(&self, _: &OutboundMessage, _: &ProviderResponse) -> SendOutcome {
             SendOutcome::Permanent {
-                reason: "not used".to_owned(),
+                reason: Reason::ours("not used"),
             }
         }
     }
@@ -554,7 +565,7 @@ mod tests {
     fn retry(after: Option<u64>) -> SendOutcome {
         SendOutcome::Retry {
             after: after.map(Duration::from_secs),
-            reason: "busy".to_owned(),
+            reason: Reason::ours("busy"),
         }
     }
 
@@ -660,7 +671,9 @@ mod tests {
         let sender = sender(clock.clone(), policy, None);
         let (delivery, forms) = run(&sender, &text_adapter(), vec![retry(None); 3]).await;
         match delivery {
-            Delivery::Exhausted { reason } => assert!(reason.contains("3 attempts"), "{reason}"),
+            Delivery::Exhausted { reason } => {
+                assert!(reason.summary().contains("3 attempts"), "{reason}")
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(forms.len(), 3);
@@ -698,14 +711,14 @@ mod tests {
             &sender,
             &text_adapter(),
             vec![SendOutcome::Permanent {
-                reason: "(#131026) undeliverable".to_owned(),
+                reason: Reason::provider("whatsapp answered 400", "(#131026) undeliverable"),
             }],
         )
         .await;
         assert_eq!(
             delivery,
             Delivery::Permanent {
-                reason: "(#131026) undeliverable".to_owned()
+                reason: Reason::provider("whatsapp answered 400", "(#131026) undeliverable")
             }
         );
         assert_eq!(forms.len(), 1);
@@ -717,7 +730,7 @@ mod tests {
         let clock = ManualClock::new();
         let sender = sender(clock.clone(), policy(), None);
         let closed = || SendOutcome::WindowClosed {
-            reason: "131047".to_owned(),
+            reason: Reason::ours("131047"),
         };
         let (delivery, forms) = run(&sender, &text_adapter(), vec![closed(), accepted()]).await;
         assert!(matches!(
@@ -735,7 +748,7 @@ mod tests {
         assert_eq!(
             delivery,
             Delivery::Permanent {
-                reason: "131047".to_owned()
+                reason: Reason::ours("131047")
             }
         );
         assert_eq!(forms, vec![Form::Text, Form::Template]);
@@ -761,7 +774,7 @@ mod tests {
         assert_eq!(
             delivery,
             Delivery::Permanent {
-                reason: "window closed, no template".to_owned()
+                reason: Reason::ours("window closed, no template")
             }
         );
         assert!(forms.is_empty());
@@ -835,7 +848,9 @@ mod tests {
         let sender = sender(ManualClock::new(), policy(), None);
         let delivery = sender.send(&message(), &CancellationToken::new()).await;
         match delivery {
-            Delivery::Permanent { reason } => assert!(reason.contains("whatsapp"), "{reason}"),
+            Delivery::Permanent { reason } => {
+                assert!(reason.summary().contains("whatsapp"), "{reason}")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -32,7 +32,7 @@ use uuid::Uuid;
 use super::config::EgressConfig;
 use super::error::EgressError;
 use super::sender::{Delivery, Sender, TokioClock};
-use super::{Form, OutboundMessage};
+use super::{Form, OutboundMessage, Reason};
 
 /// The durable consumer's name.
 pub const OUTBOUND_CONSUMER: &str = "egress";
@@ -146,7 +146,7 @@ enum Outcome {
     },
     /// A permanent failure; transient ones record nothing, so they are tried again.
     Failed {
-        reason: String,
+        reason: Reason,
     },
 }
 
@@ -265,6 +265,7 @@ impl Egress {
             }
             Err(reason) => {
                 tracing::warn!(ticket = %ticket, message = %message, %reason, "message cannot be sent");
+                let reason = Reason::ours(reason);
                 (Delivery::Permanent { reason }, None)
             }
         };
@@ -281,13 +282,15 @@ impl Egress {
                     // The event goes to the dead letters now; the ticket learns of it.
                     let command = Command::RecordDeliveryFailure {
                         message,
-                        reason: reason.clone().into(),
+                        reason: reason.recorded().into(),
                         permanent: false,
                     };
                     self.append(event, message, command, "failed-transient")
                         .await?;
                 }
-                return Err(HandlerError::Transient(reason));
+                // The summary only: a handler's error is logged and becomes the dead
+                // letter's reason header, and the provider's words may name the customer.
+                return Err(HandlerError::Transient(reason.to_string()));
             }
         };
         // The event is the record: once it is in the log the message is never sent
@@ -318,7 +321,7 @@ impl Egress {
             (Outcome::Failed { reason }, _) => (
                 Command::RecordDeliveryFailure {
                     message,
-                    reason: reason.clone().into(),
+                    reason: reason.recorded().into(),
                     permanent: true,
                 },
                 "failed",

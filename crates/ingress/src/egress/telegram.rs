@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::adapter::{
-    OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable, by_code, join, json_post,
-    require_url, to_json, truncate, unreadable_success,
+    OutboundAdapter, ProviderRequest, ProviderResponse, Reason, Unsendable, by_code, join,
+    json_post, require_url, to_json, unreadable_success,
 };
 use super::choices::{label, text_with_options};
 use super::error::EgressError;
@@ -83,11 +83,7 @@ impl OutboundAdapter for TelegramOutbound {
             Err(_) => by_code(
                 response.status,
                 response.retry_after(),
-                format!(
-                    "telegram answered {}: {}",
-                    response.status,
-                    response.body_snippet()
-                ),
+                response.body_reason(format!("telegram answered {}", response.status)),
             ),
         }
     }
@@ -125,10 +121,10 @@ fn failure(response: &ProviderResponse, answer: &Answer) -> SendOutcome {
         .error_code
         .and_then(|code| u16::try_from(code).ok())
         .unwrap_or(response.status);
-    let reason = truncate(&format!(
-        "telegram answered {code}: {}",
-        answer.description.as_deref().unwrap_or("no description")
-    ));
+    let reason = match answer.description.as_deref() {
+        Some(description) => Reason::provider(format!("telegram answered {code}"), description),
+        None => Reason::ours(format!("telegram answered {code}: no description")),
+    };
     let retry_after = answer
         .parameters
         .as_ref()
@@ -277,7 +273,10 @@ mod tests {
             ),
             SendOutcome::Retry {
                 after: Some(Duration::from_secs(15)),
-                reason: "telegram answered 429: Too Many Requests: retry after 15".to_owned()
+                reason: Reason::provider(
+                    "telegram answered 429",
+                    "Too Many Requests: retry after 15"
+                )
             }
         );
         assert_eq!(
@@ -289,7 +288,10 @@ mod tests {
                 )
             ),
             SendOutcome::Permanent {
-                reason: "telegram answered 403: Forbidden: bot was blocked by the user".to_owned()
+                reason: Reason::provider(
+                    "telegram answered 403",
+                    "Forbidden: bot was blocked by the user"
+                )
             }
         );
         assert!(matches!(

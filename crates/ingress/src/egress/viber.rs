@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::adapter::{
-    OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable, by_status, join, json_post,
-    require_setting, require_url, to_json, truncate, unreadable_success,
+    OutboundAdapter, ProviderRequest, ProviderResponse, Reason, Unsendable, by_status, join,
+    json_post, require_setting, require_url, to_json, unreadable_success,
 };
 use super::choices::{label, text_with_options};
 use super::error::EgressError;
@@ -108,23 +108,22 @@ impl OutboundAdapter for ViberOutbound {
 
     fn classify(&self, _message: &OutboundMessage, response: &ProviderResponse) -> SendOutcome {
         if !response.is_success() {
-            let reason = format!(
-                "viber answered {}: {}",
-                response.status,
-                response.body_snippet()
-            );
+            let reason = response.body_reason(format!("viber answered {}", response.status));
             return by_status(response, reason);
         }
         let Ok(answer) = serde_json::from_slice::<Answer>(&response.body) else {
             return unreadable_success(self.channel(), response);
         };
         let reason = || {
-            truncate(&format!(
-                "viber status {} ({}): {}",
+            let summary = format!(
+                "viber status {} ({})",
                 answer.status,
-                status_name(answer.status),
-                answer.status_message.as_deref().unwrap_or("no message")
-            ))
+                status_name(answer.status)
+            );
+            match answer.status_message.as_deref() {
+                Some(said) => Reason::provider(summary, said),
+                None => Reason::ours(format!("{summary}: no message")),
+            }
         };
         match (answer.status, &answer.message_token) {
             (0, Some(token)) => SendOutcome::Accepted {
@@ -317,7 +316,7 @@ mod tests {
                 &answer(200, r#"{"status":6,"status_message":"notSubscribed"}"#)
             ),
             SendOutcome::Permanent {
-                reason: "viber status 6 (receiverNotSubscribed): notSubscribed".to_owned()
+                reason: Reason::provider("viber status 6 (receiverNotSubscribed)", "notSubscribed")
             }
         );
         assert!(matches!(

@@ -16,8 +16,8 @@ use serde_json::json;
 use sha2::Sha256;
 
 use super::adapter::{
-    OutboundAdapter, ProviderRequest, ProviderResponse, Unsendable, by_status, json_post,
-    require_url, to_json, truncate,
+    OutboundAdapter, ProviderRequest, ProviderResponse, Reason, Unsendable, by_status, json_post,
+    require_url, to_json,
 };
 use super::choices::text_with_options;
 use super::error::EgressError;
@@ -88,11 +88,14 @@ impl OutboundAdapter for WebOutbound {
                 provider_message_id: outbound_message_id(message),
             };
         }
-        let said = serde_json::from_slice::<Refusal>(&response.body)
+        let summary = format!("web chat backend answered {}", response.status);
+        let reason = match serde_json::from_slice::<Refusal>(&response.body)
             .ok()
             .and_then(|refusal| refusal.error.or(refusal.message))
-            .map_or_else(|| response.body_snippet(), |text| truncate(&text));
-        let reason = format!("web chat backend answered {}: {said}", response.status);
+        {
+            Some(said) => Reason::provider(summary, &said),
+            None => response.body_reason(summary),
+        };
         by_status(response, reason)
     }
 }
@@ -216,7 +219,7 @@ mod tests {
         assert_eq!(
             a.classify(&m, &answer(404, r#"{"error":"unknown session"}"#)),
             SendOutcome::Permanent {
-                reason: "web chat backend answered 404: unknown session".to_owned()
+                reason: Reason::provider("web chat backend answered 404", "unknown session")
             }
         );
     }

@@ -275,6 +275,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::egress::Reason;
     use crate::egress::test_support::answer;
     use crate::secret::Secret;
 
@@ -615,8 +616,10 @@ mod tests {
         }
         match a.classify(&m, &graph(131026, 400)) {
             SendOutcome::Permanent { reason } => {
-                assert!(reason.contains("131026") && reason.contains("(#131026) Something"));
-                assert!(reason.contains("more words"), "{reason}");
+                assert_eq!(reason.summary(), "whatsapp answered 400, error 131026");
+                let said = reason.said().unwrap();
+                assert!(said.contains("(#131026) Something"), "{said}");
+                assert!(said.contains("more words"), "{said}");
             }
             other => panic!("{other:?}"),
         }
@@ -632,7 +635,7 @@ mod tests {
             a.classify(&m, &limited),
             SendOutcome::Retry {
                 after: Some(Duration::from_secs(7)),
-                reason: "whatsapp answered 429: no body".to_owned()
+                reason: Reason::ours("whatsapp answered 429: no body")
             }
         );
         assert!(matches!(
