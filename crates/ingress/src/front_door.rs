@@ -11,12 +11,17 @@
 //!   its deadline (`408` otherwise), and the bytes buffered at once by all requests are
 //!   bounded by a [`BodyBudget`] (`503` and `Retry-After` when it is spent).
 //!
+//! - **Refusals.** A caller whose webhooks keep being refused (bad signatures, garbage)
+//!   is answered `429` at once, unverified, once it has been refused
+//!   [`Refusals::limit`] times on a channel within [`Refusals::WINDOW`]: a flood of forged
+//!   requests costs a hash-map lookup each, not a signature check and a log line.
+//!
 //! Memory is then bounded by `max_connections` × hyper's read buffer plus the budget,
 //! whatever the callers do, and everything a stalled caller holds is given back at the
 //! latest when its deadline passes.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -270,6 +275,62 @@ pub async fn read_body(
     tokio::time::timeout(deadline, reading)
         .await
         .unwrap_or(Err(BodyError::TooSlow(deadline)))
+}
+
+/// Refused requests per (source address, channel), over a fixed window.
+#[derive(Debug)]
+pub struct Refusals {
+    limit: u32,
+    counts: Mutex<HashMap<(IpAddr, String), (Instant, u32)>>,
+}
+
+impl Refusals {
+    pub const WINDOW: Duration = Duration::from_secs(10);
+    /// Sources remembered at most; beyond, the memory starts over.
+    const SOURCES: usize = 100_000;
+
+    /// At most `limit` refusals per source and channel in a window; 0 turns it off.
+    pub fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            counts: Mutex::default(),
+        }
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Whether `source` is still heard on `channel`: false once it was refused `limit`
+    /// times in the current window.
+    pub fn admits(&self, source: IpAddr, channel: &str) -> bool {
+        if self.limit == 0 {
+            return true;
+        }
+        let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        match counts.get(&(source, channel.to_owned())) {
+            Some((since, count)) => since.elapsed() >= Self::WINDOW || *count < self.limit,
+            None => true,
+        }
+    }
+
+    /// Counts one refusal of `source` on `channel`.
+    pub fn note(&self, source: IpAddr, channel: &str) {
+        if self.limit == 0 {
+            return;
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if counts.len() >= Self::SOURCES {
+            counts.clear();
+        }
+        let entry = counts
+            .entry((source, channel.to_owned()))
+            .or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= Self::WINDOW {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
 }
 
 /// Warnings said at most once every [`Sampled::EVERY`] per kind, with how many were

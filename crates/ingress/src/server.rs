@@ -13,9 +13,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -31,7 +32,7 @@ use crate::channels::web::{WebAdapter, WebConfig};
 use crate::channels::whatsapp::{
     WhatsAppAdapter, WhatsAppConfig, verify_handshake as meta_handshake,
 };
-use crate::front_door::{self, BodyBudget, BodyError, Door, Sampled, read_body};
+use crate::front_door::{self, BodyBudget, BodyError, Door, Refusals, Sampled, read_body};
 use crate::intake::{Intake, IntakeError, Taken};
 use crate::media::{self, MediaConfig, MediaError, MediaSources};
 use crate::media_policy::{MediaHosts, MediaHostsConfig};
@@ -57,8 +58,9 @@ pub struct IngressConfig {
     /// as not fetched. A customer has one open ticket at a time, so this is also what one
     /// customer can make helpline keep at once.
     pub max_media_bytes_per_ticket: u64,
-    /// The media bucket's own size limit, in bytes (set when ingress creates the bucket):
-    /// attachments can never take the room the event log needs.
+    /// The media bucket's own size limit, in bytes (set when ingress creates the bucket,
+    /// and reserved by JetStream on the servers then): attachments can never take the
+    /// room the event log needs.
     pub media_store_max_bytes: u64,
     /// `[ingress.media_hosts]`: where each channel's attachment URLs may point
     /// (`crate::media_policy`).
@@ -80,6 +82,9 @@ pub struct IngressConfig {
     /// Bytes of webhook bodies held at once, over all requests; a body that finds it
     /// spent is answered `503` with `Retry-After`, and the provider delivers it again.
     pub max_buffered_body_bytes: usize,
+    /// Refused webhooks one source address may send a channel within 10 s before it is
+    /// answered `429` at once, unverified; 0 turns the limit off.
+    pub max_refusals_per_source: u32,
 }
 
 impl Default for IngressConfig {
@@ -90,7 +95,9 @@ impl Default for IngressConfig {
             default_language: "de".to_owned(),
             max_media_bytes: 16 * 1024 * 1024,
             max_media_bytes_per_ticket: 64 * 1024 * 1024,
-            media_store_max_bytes: 8 * 1024 * 1024 * 1024,
+            // JetStream reserves it on the server when the bucket is made: modest by
+            // default, raised where the region's servers have the disk for it.
+            media_store_max_bytes: 1024 * 1024 * 1024,
             media_hosts: MediaHostsConfig::default(),
             // 2 s, 4 s, … then every 30 s: about eight minutes of a media server's outage
             // before the agent is told the attachment is missing.
@@ -101,6 +108,8 @@ impl Default for IngressConfig {
             max_connections: 1024,
             // Sixteen bodies at the largest size, or thousands of real webhooks.
             max_buffered_body_bytes: 64 * 1024 * 1024,
+            // A provider misconfigured is refused every time anyway; a forger is slowed.
+            max_refusals_per_source: 100,
         }
     }
 }
@@ -201,6 +210,8 @@ struct Inner {
     budget: BodyBudget,
     /// Refused webhooks are logged by kind, sampled.
     refusals: Sampled,
+    /// And counted per source, which past its limit is answered 429 at once.
+    sources: Refusals,
 }
 
 impl std::fmt::Debug for Ingress {
@@ -258,6 +269,7 @@ impl Ingress {
                 body_timeout: Duration::from_millis(config.body_timeout_ms),
                 budget: BodyBudget::new(config.max_buffered_body_bytes),
                 refusals: Sampled::new(),
+                sources: Refusals::new(config.max_refusals_per_source),
             }),
         })
     }
@@ -338,9 +350,33 @@ async fn receive_webhook(
     State(ingress): State<Ingress>,
     Path(channel): Path<String>,
     RawQuery(query): RawQuery,
+    source: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let source = source.map(|Extension(ConnectInfo(address))| address.ip());
+    if let Some(source) = source
+        && !ingress.inner.sources.admits(source, &channel)
+    {
+        return ingress.too_many_refusals(&channel);
+    }
+    let response = receive(&ingress, &channel, query, headers, body).await;
+    if let Some(source) = source
+        && response.status().is_client_error()
+    {
+        ingress.inner.sources.note(source, &channel);
+    }
+    response
+}
+
+async fn receive(
+    ingress: &Ingress,
+    channel: &str,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let channel = channel.to_owned();
     let Some(adapter) = ingress.inner.adapters.get(channel.as_str()) else {
         return ingress.refuse(&channel, StatusCode::NOT_FOUND, "channel is not configured");
     };
@@ -481,6 +517,29 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 impl Ingress {
+    /// A source refused too often: answered without being heard, counted, logged sampled.
+    fn too_many_refusals(&self, channel: &str) -> Response {
+        helpline_telemetry::metrics::increment(
+            "helpline_webhooks_refused_total",
+            "Webhooks answered with an error status, by channel and status.",
+            &[("channel", channel), ("status", "429")],
+        );
+        if let Some(unsaid) = self.inner.refusals.due(&format!("{channel}:429")) {
+            tracing::warn!(
+                channel,
+                limit = self.inner.sources.limit(),
+                unsaid,
+                "webhook source refused too often: answered 429 unheard"
+            );
+        }
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "10")],
+            "too many refused requests from this address; try again later\n",
+        )
+            .into_response()
+    }
+
     fn webhook_error(&self, channel: &str, error: &WebhookError) -> Response {
         let status = StatusCode::from_u16(error.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
         self.refuse(channel, status, &error.to_string())

@@ -145,9 +145,12 @@ async fn slow_bodies_are_answered_408_and_closed_when_the_body_timeout_runs_out(
             "closed only after {after:?}"
         );
         // The 408 goes out before the close, but a caller still sending when the
-        // server closes gets a reset, which can overtake the answer.
+        // server closes gets a reset, which can overtake the answer. Once the address
+        // has been refused often enough, the rest are answered 429 without waiting.
         assert!(
-            closed.answer.is_empty() || closed.answer.starts_with("HTTP/1.1 408"),
+            closed.answer.is_empty()
+                || closed.answer.starts_with("HTTP/1.1 408")
+                || closed.answer.starts_with("HTTP/1.1 429"),
             "a slow body was answered {:?}",
             closed.answer.lines().next()
         );
@@ -238,4 +241,54 @@ async fn connections_over_the_maximum_are_closed_at_once_and_the_others_served()
     drop(held.pop());
     tokio::time::sleep(Duration::from_millis(100)).await;
     a_provider_is_still_answered(&h, 1).await;
+}
+
+/// POSTs `webhook` from the loopback address `from`.
+async fn post_from(
+    h: &Harness,
+    from: std::net::IpAddr,
+    webhook: &helpline_testkit::simulator::Webhook,
+) -> u16 {
+    let client = reqwest::Client::builder()
+        .local_address(from)
+        .build()
+        .unwrap();
+    let mut request = client
+        .post(format!("{}{}", h.url, webhook.path))
+        .body(webhook.body.clone());
+    for (name, value) in &webhook.headers {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn a_source_refused_too_often_is_answered_429_unheard_and_no_one_else_is() {
+    let config = IngressConfig {
+        max_refusals_per_source: 20,
+        ..config()
+    };
+    let h = Harness::routes_only(&config).await;
+    let forger: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let provider: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let channel = Channel::WhatsApp;
+    let mut forged = h
+        .sim
+        .webhook(channel, &customer_id(channel, 70), "gefälscht");
+    for (name, value) in &mut forged.headers {
+        if name.eq_ignore_ascii_case("X-Hub-Signature-256") {
+            *value = format!("sha256={}", "0".repeat(64));
+        }
+    }
+    let mut answers = Vec::new();
+    for _ in 0..30 {
+        answers.push(post_from(&h, forger, &forged).await);
+    }
+    assert_eq!(&answers[..20], &[401; 20], "refused while heard");
+    assert_eq!(&answers[20..], &[429; 10], "then not heard at all");
+    // Even a good webhook from that address waits out the window…
+    let good = h.sim.webhook(channel, &customer_id(channel, 71), "echt");
+    assert_eq!(post_from(&h, forger, &good).await, 429);
+    // …while another address is served as ever.
+    assert_eq!(post_from(&h, provider, &good).await, 200);
 }
