@@ -233,12 +233,15 @@ pub enum SimulatorError {
     Http(#[from] reqwest::Error),
 }
 
+// The built-in credentials are public, so each says `local-only`: a deployment given one
+// of them is warned (helpline's `config check` and its start), as docker-compose uses them.
+
 impl Default for WhatsAppSim {
     fn default() -> Self {
         Self {
-            app_secret: "sim-whatsapp-app-secret".to_owned(),
-            verify_token: "sim-whatsapp-verify-token".to_owned(),
-            access_token: "sim-whatsapp-access-token".to_owned(),
+            app_secret: "sim-local-only-whatsapp-app-secret".to_owned(),
+            verify_token: "sim-local-only-whatsapp-verify-token".to_owned(),
+            access_token: "sim-local-only-whatsapp-access-token".to_owned(),
             phone_number_id: "106540352242922".to_owned(),
         }
     }
@@ -247,9 +250,9 @@ impl Default for WhatsAppSim {
 impl Default for MessengerSim {
     fn default() -> Self {
         Self {
-            app_secret: "sim-messenger-app-secret".to_owned(),
-            verify_token: "sim-messenger-verify-token".to_owned(),
-            page_access_token: "sim-messenger-page-access-token".to_owned(),
+            app_secret: "sim-local-only-messenger-app-secret".to_owned(),
+            verify_token: "sim-local-only-messenger-verify-token".to_owned(),
+            page_access_token: "sim-local-only-messenger-page-access-token".to_owned(),
             page_id: "104537512345678".to_owned(),
         }
     }
@@ -258,8 +261,8 @@ impl Default for MessengerSim {
 impl Default for TelegramSim {
     fn default() -> Self {
         Self {
-            secret_token: "sim_telegram-secret-token".to_owned(),
-            bot_token: "7012345678:AAHsim-telegram-bot-token_for-tests".to_owned(),
+            secret_token: "sim_local-only_telegram-secret-token".to_owned(),
+            bot_token: "7012345678:AAHsim-local-only-telegram-bot-token_for-tests".to_owned(),
         }
     }
 }
@@ -267,7 +270,7 @@ impl Default for TelegramSim {
 impl Default for ViberSim {
     fn default() -> Self {
         Self {
-            auth_token: "4a5b6c7d8e9f0a1b-2c3d4e5f6a7b8c9d-sim-viber-token".to_owned(),
+            auth_token: "4a5b6c7d8e9f0a1b-2c3d4e5f6a7b8c9d-sim-local-only-viber-token".to_owned(),
         }
     }
 }
@@ -275,7 +278,7 @@ impl Default for ViberSim {
 impl Default for WebSim {
     fn default() -> Self {
         Self {
-            shared_secret: "sim-web-shared-secret".to_owned(),
+            shared_secret: "sim-local-only-web-shared-secret".to_owned(),
         }
     }
 }
