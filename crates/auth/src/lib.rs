@@ -134,11 +134,16 @@ impl AuthKey {
         Ok((hex::encode(public), hex::encode(seed)))
     }
 
+    /// The secret of [`AuthKey::development`]. Public: a process with a configuration file
+    /// refuses it as any of its secrets.
+    pub const DEVELOPMENT_SECRET: &'static str =
+        "helpline-development-key-never-use-it-in-a-deployment";
+
     /// The fixed key of `helpline dev` and of runs without a configuration file. Anyone
     /// can read it here, so it must never sign a deployment's tokens.
     pub fn development() -> Self {
         Self::with(
-            Keys::Shared(b"helpline-development-key-never-use-it-in-a-deployment".to_vec()),
+            Keys::Shared(Self::DEVELOPMENT_SECRET.as_bytes().to_vec()),
             TokenPolicy::default(),
         )
     }

@@ -56,6 +56,12 @@ impl MasterKey {
         *self.0 == *Self::development().0
     }
 
+    /// The development key as a configuration would hold it, 64 hex digits: public, like
+    /// the key itself, so that a deployment can recognise and refuse it.
+    pub fn development_hex() -> String {
+        hex::encode(*Self::development().0)
+    }
+
     /// The customer's pseudonym: an HMAC of channel and contact under a key derived from
     /// the master key. Stable, so every ticket of one customer shares one data key; not
     /// reversible without the master key, so it may appear in envelopes and KV keys.
@@ -420,6 +426,8 @@ mod tests {
         let key = MasterKey::from_hex(&"0f".repeat(32)).unwrap();
         assert_eq!(format!("{key:?}"), "MasterKey(***)");
         assert!(!key.is_development());
+        let development = MasterKey::from_hex(&MasterKey::development_hex()).unwrap();
+        assert!(development.is_development());
         assert!(MasterKey::development().is_development());
     }
 }

@@ -9,12 +9,14 @@ use figment::providers::{Format, Serialized, Toml};
 
 use crate::config::Config;
 
-/// One problem, as printed: `FILE:LINE: KEY: MESSAGE` (the line when it can be found).
+/// One problem, as printed: `FILE:LINE: KEY: MESSAGE` (the line when it can be found),
+/// or `FILE:LINE: KEY: warning: MESSAGE` for a warning, which alone fails no check.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Finding {
     pub line: Option<usize>,
     pub key: String,
     pub message: String,
+    pub warning: bool,
 }
 
 /// Every problem of `file`; empty when the configuration can be used.
@@ -26,6 +28,7 @@ pub fn check(file: &Path) -> Vec<Finding> {
                 line: None,
                 key: String::new(),
                 message: format!("cannot read: {e}"),
+                warning: false,
             }];
         }
     };
@@ -38,6 +41,7 @@ fn check_text(text: &str) -> Vec<Finding> {
             line: e.span().map(|span| line_of(text, span.start)),
             key: String::new(),
             message: e.message().to_owned(),
+            warning: false,
         }];
     }
     let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
@@ -52,6 +56,7 @@ fn check_text(text: &str) -> Vec<Finding> {
                         line: locate(text, &key),
                         message: error.kind.to_string(),
                         key,
+                        warning: false,
                     }
                 })
                 .collect();
@@ -65,6 +70,7 @@ fn check_text(text: &str) -> Vec<Finding> {
             line: locate(text, &problem.key),
             key: problem.key,
             message: problem.message,
+            warning: false,
         })
         .collect();
     let region = config.region();
@@ -75,6 +81,7 @@ fn check_text(text: &str) -> Vec<Finding> {
             line: locate(text, "locale.languages"),
             key: "locale.languages".to_owned(),
             message: format!("the bot's flows: {e}"),
+            warning: false,
         });
     }
     for (key, message) in crate::nats::problems(&config.nats) {
@@ -82,6 +89,7 @@ fn check_text(text: &str) -> Vec<Finding> {
             line: locate(text, key),
             key: key.to_owned(),
             message,
+            warning: false,
         });
     }
     // The region file becomes a ConfigMap: NATS secrets come from each service's Secret.
@@ -97,6 +105,7 @@ fn check_text(text: &str) -> Vec<Finding> {
                     "a secret does not belong in the region file; set HELPLINE_{} from the service's Secret",
                     key.to_ascii_uppercase().replace('.', "__")
                 ),
+                warning: false,
             });
         }
     }
@@ -105,13 +114,41 @@ fn check_text(text: &str) -> Vec<Finding> {
             line: locate(text, "nats.url"),
             key: "nats.url".to_owned(),
             message: "holds a user and password; a secret does not belong in the region file: set nats.user here and HELPLINE_NATS__PASSWORD from the service's Secret".to_owned(),
+            warning: false,
         });
+    }
+    // Development keys, and secrets that are weak or say they are local-only
+    // (`crate::secrets`): a service with this file refuses the first and warns of the rest.
+    for key in ["auth.allow_dev_key", "privacy.allow_dev_key"] {
+        let set = match key {
+            "auth.allow_dev_key" => config.auth.allow_dev_key,
+            _ => config.privacy.allow_dev_key,
+        };
+        if set {
+            findings.push(Finding {
+                line: locate(text, key),
+                key: key.to_owned(),
+                message: "the public development keys are only for `helpline dev` and runs without a configuration file; a service given this file does not start".to_owned(),
+                warning: false,
+            });
+        }
+    }
+    for (key, value) in crate::secrets::secrets(&config) {
+        if let Some(verdict) = crate::secrets::assess(key, value) {
+            findings.push(Finding {
+                line: locate(text, key),
+                key: key.to_owned(),
+                message: verdict.message(),
+                warning: verdict == crate::secrets::Verdict::LocalOnly,
+            });
+        }
     }
     if let Err(e) = helpline_eventstore::Layout::new(&config.region) {
         findings.push(Finding {
             line: locate(text, "region"),
             key: "region".to_owned(),
             message: e.to_string(),
+            warning: false,
         });
     }
     findings
@@ -220,6 +257,7 @@ mod tests {
                 line: expected_line,
                 key: "routing.rules[1].queue".to_owned(),
                 message: "no queue de-nowhere in [[queues]]".to_owned(),
+                warning: false,
             }]
         );
     }
@@ -270,7 +308,11 @@ mod tests {
             ["nats.password"],
             "a user needs a password: {findings:?}"
         );
-        let with_password = file.replacen("user = \"bot\"", "user = \"bot\"\npassword = \"pw\"", 1);
+        let with_password = file.replacen(
+            "user = \"bot\"",
+            "user = \"bot\"\npassword = \"a-password-long-enough\"",
+            1,
+        );
         let findings = check_text(&with_password);
         assert_eq!(findings.len(), 1, "{findings:?}");
         assert_eq!(findings[0].key, "nats.password");
@@ -296,6 +338,53 @@ mod tests {
         assert_eq!(findings[0].key, "nats.url");
         assert_eq!(findings[0].line, Some(file.lines().count()));
         assert!(!findings[0].message.contains("hunter2"), "{findings:?}");
+    }
+
+    #[test]
+    fn development_keys_and_weak_secrets_are_named_local_only_ones_warned_of() {
+        let development = helpline_assignment::AuthKey::DEVELOPMENT_SECRET;
+        let tables = format!(
+            "[auth]\njwt_secret = \"{development}\"\nallow_dev_key = true\n\n\
+             [channels.web]\nshared_secret = \"compose-local-only-web-secret\"\n\n\
+             [channels.viber]\nauth_token = \"1234567890123456789012345\"\n\n"
+        );
+        let privacy = format!(
+            "master_key = \"{}\"\n",
+            helpline_eventstore::MasterKey::development_hex()
+        );
+        // The shipped file has a `[privacy]`: the tables go before it, the key into it.
+        let file = DEFAULT_REGION_FILE.replacen(
+            "[privacy]\n",
+            &format!("{tables}[privacy]\n{privacy}"),
+            1,
+        );
+        let line = |needle: &str| {
+            file.lines()
+                .position(|l| l.starts_with(needle))
+                .map(|i| i + 1)
+        };
+        let findings = check_text(&file);
+        let seen: Vec<(&str, Option<usize>, bool)> = findings
+            .iter()
+            .map(|f| (f.key.as_str(), f.line, f.warning))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("auth.allow_dev_key", line("allow_dev_key"), false),
+                ("auth.jwt_secret", line("jwt_secret"), false),
+                ("privacy.master_key", line("master_key"), false),
+                ("channels.viber.auth_token", line("auth_token"), false),
+                ("channels.web.shared_secret", line("shared_secret"), true),
+            ],
+            "{findings:?}"
+        );
+        for finding in &findings {
+            assert!(!finding.message.contains(development), "{finding:?}");
+            assert!(!finding.message.contains("123456"), "{finding:?}");
+        }
+        assert!(findings[1].message.contains("development"), "{findings:?}");
+        assert!(findings[3].message.contains("digits"), "{findings:?}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod nats;
 mod privacy;
 mod rebuild;
 mod revocations;
+mod secrets;
 mod tickets;
 
 use std::io::IsTerminal;
@@ -203,16 +204,22 @@ fn main() -> ExitCode {
     // reqwest and async-nats share ring as rustls's provider; installing it once keeps a
     // second provider from ever being chosen. An earlier install is just as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = match Config::load(cli.config.as_deref()) {
-        // Without a file this is a local run on the shipped region; `helpline dev` is
-        // local by definition. Deployments pass a file and must set `auth.jwt_secret`.
-        Ok(mut config) => {
-            if cli.config.is_none() || matches!(cli.command, Command::Dev { .. }) {
-                config.auth.allow_dev_key = true;
-                config.privacy.allow_dev_key = true;
-            }
-            config
+    // Without a file this is a local run on the shipped region, and `helpline dev` is
+    // local by definition: both may use the public development keys. A process given a
+    // file is a deployment, which refuses them (`secrets`).
+    let local = cli.config.is_none() || matches!(cli.command, Command::Dev { .. });
+    let loaded = Config::load(cli.config.as_deref()).and_then(|mut config| {
+        if local {
+            config.auth.allow_dev_key = true;
+            config.privacy.allow_dev_key = true;
+            Ok((config, Vec::new()))
+        } else {
+            let warnings = secrets::check_deployment(&config)?;
+            Ok((config, warnings))
         }
+    });
+    let (config, warnings) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("helpline: {e}");
             return ExitCode::from(2);
@@ -246,6 +253,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for (key, problem) in &warnings {
+        tracing::warn!(key, problem, "a secret not fit for a deployment");
+    }
     let result = runtime.block_on(run(cli.command, config));
     // Flushes the spans still batched while the exporter's runtime still runs.
     drop(telemetry);
@@ -364,10 +374,6 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
 
 fn check_config(file: &std::path::Path) -> ExitCode {
     let findings = config_check::check(file);
-    if findings.is_empty() {
-        println!("{}: ok", file.display());
-        return ExitCode::SUCCESS;
-    }
     for finding in &findings {
         let line = finding.line.map(|l| format!("{l}:")).unwrap_or_default();
         let key = if finding.key.is_empty() {
@@ -375,9 +381,18 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         } else {
             format!(" {}:", finding.key)
         };
-        eprintln!("{}:{line}{key} {}", file.display(), finding.message);
+        let warning = if finding.warning { " warning:" } else { "" };
+        eprintln!(
+            "{}:{line}{key}{warning} {}",
+            file.display(),
+            finding.message
+        );
     }
-    ExitCode::from(2)
+    if findings.iter().any(|finding| !finding.warning) {
+        return ExitCode::from(2);
+    }
+    println!("{}: ok", file.display());
+    ExitCode::SUCCESS
 }
 
 async fn simulate(listen: std::net::SocketAddr, ingress: String) -> anyhow::Result<()> {

@@ -3,7 +3,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::Path;
 use std::process::{Command, Output};
+
+use helpline_assignment::AuthKey;
+use helpline_eventstore::MasterKey;
+
+/// Germany's region file: with it, a process is a deployment.
+fn region_file() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/k8s/overlays/de/helpline.toml")
+        .display()
+        .to_string()
+}
+
+/// A deployment's own keys, strong and unmarked.
+const JWT_SECRET: &str = "k3Jd8-Qm2x_Lp0vZr7Tn4wYb6Hc1Fs9Ge5";
+const MASTER_KEY: &str = "5f3a9c0e7b1d4f8a2c6e0b9d3f7a1c5e8b2d6f0a4c8e1b5d9f3a7c0e4b8d2f61";
 
 /// `helpline ARGS` with `env`, and no configuration file unless the arguments name one.
 fn helpline(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -53,4 +69,147 @@ fn a_secret_that_reads_as_a_number_is_refused_by_key_never_by_value() {
     assert_eq!(output.status.code(), Some(2), "{said}");
     assert!(said.contains(":4: auth.jwt_secret: "), "{said}");
     assert!(!said.contains(&digits[..6]), "config check echoed: {said}");
+}
+
+#[test]
+fn a_process_with_a_configuration_file_refuses_the_development_keys() {
+    let file = region_file();
+    let with_file = |command: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["--config", file.as_str()];
+        args.extend_from_slice(command);
+        let mut env = env.to_vec();
+        for (variable, value) in [
+            ("HELPLINE_AUTH__JWT_SECRET", JWT_SECRET),
+            ("HELPLINE_PRIVACY__MASTER_KEY", MASTER_KEY),
+        ] {
+            if !env.iter().any(|(name, _)| *name == variable) {
+                env.push((variable, value));
+            }
+        }
+        helpline(&args, &env)
+    };
+    let token = ["agent-token", "--agent", "anna"];
+    let fine = with_file(&token, &[]);
+    assert!(fine.status.success(), "{}", stderr(&fine));
+
+    let development_master = MasterKey::development_hex();
+    for (command, env, key) in [
+        (
+            &["all"][..],
+            &[("HELPLINE_AUTH__ALLOW_DEV_KEY", "true")][..],
+            "auth.allow_dev_key",
+        ),
+        (
+            &["all"],
+            &[("HELPLINE_PRIVACY__ALLOW_DEV_KEY", "true")],
+            "privacy.allow_dev_key",
+        ),
+        (
+            &token,
+            &[("HELPLINE_AUTH__ALLOW_DEV_KEY", "true")],
+            "auth.allow_dev_key",
+        ),
+        (
+            &["all"],
+            &[("HELPLINE_AUTH__JWT_SECRET", AuthKey::DEVELOPMENT_SECRET)],
+            "auth.jwt_secret",
+        ),
+        (
+            &["all"],
+            &[("HELPLINE_PRIVACY__MASTER_KEY", development_master.as_str())],
+            "privacy.master_key",
+        ),
+        (
+            &["ingress"],
+            &[(
+                "HELPLINE_CHANNELS__WEB__SHARED_SECRET",
+                AuthKey::DEVELOPMENT_SECRET,
+            )],
+            "channels.web.shared_secret",
+        ),
+    ] {
+        let output = with_file(command, env);
+        let said = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{command:?} {env:?}: {said}");
+        assert!(said.contains(key), "{command:?} {env:?}: {said}");
+        assert!(
+            !said.contains("never-use-it"),
+            "a secret was echoed: {said}"
+        );
+        assert!(!said.contains(&development_master[..12]), "echoed: {said}");
+    }
+
+    // Without a file the same process is local: the development keys sign its tokens.
+    let local = helpline(&token, &[("HELPLINE_AUTH__ALLOW_DEV_KEY", "true")]);
+    assert!(local.status.success(), "{}", stderr(&local));
+}
+
+#[test]
+fn a_local_only_or_weak_secret_is_only_a_warning() {
+    let file = region_file();
+    let local_only = "compose-local-only-agentdesk-signing-key-0001";
+    let output = helpline(
+        &["--config", &file, "agent-token", "--agent", "anna"],
+        &[
+            ("HELPLINE_AUTH__JWT_SECRET", local_only),
+            ("HELPLINE_PRIVACY__MASTER_KEY", MASTER_KEY),
+            ("HELPLINE_NATS__USER", "bot"),
+            ("HELPLINE_NATS__PASSWORD", "hunter2hunter2"),
+        ],
+    );
+    let said = stderr(&output);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("auth.jwt_secret"), "{said}");
+    assert!(said.contains("local-only"), "{said}");
+    assert!(said.contains("nats.password"), "{said}");
+    assert!(
+        !said.contains("agentdesk-signing"),
+        "a secret was echoed: {said}"
+    );
+    assert!(!said.contains("hunter2"), "a secret was echoed: {said}");
+}
+
+#[test]
+fn config_check_names_development_and_weak_secrets_and_warns_of_local_only_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = std::fs::read_to_string(region_file()).unwrap();
+    // `tables` go before the file's own `[privacy]`, `privacy` into it.
+    let check = |tables: &str, privacy: &str| {
+        let file = dir.path().join("helpline.toml");
+        let text = region.replacen("[privacy]\n", &format!("{tables}\n[privacy]\n{privacy}"), 1);
+        std::fs::write(&file, text).unwrap();
+        let output = helpline(&["config", "check", &file.display().to_string()], &[]);
+        (output.status.code(), stderr(&output))
+    };
+    let (code, said) = check(
+        &format!(
+            "[auth]\nallow_dev_key = true\njwt_secret = \"{}\"\n\n[channels.web]\nshared_secret = \"aaaaaaaaaaaaaaaaaaaaaaaa\"\n",
+            AuthKey::DEVELOPMENT_SECRET,
+        ),
+        &format!("master_key = \"{}\"\n", MasterKey::development_hex()),
+    );
+    assert_eq!(code, Some(2), "{said}");
+    for key in [
+        "auth.allow_dev_key",
+        "auth.jwt_secret",
+        "privacy.master_key",
+        "channels.web.shared_secret",
+    ] {
+        assert!(said.contains(&format!(": {key}: ")), "{key}: {said}");
+    }
+    assert!(
+        !said.contains("never-use-it"),
+        "a secret was echoed: {said}"
+    );
+    assert!(!said.contains("aaaaaaaa"), "a secret was echoed: {said}");
+
+    let (code, said) = check(
+        "[channels.web]\nshared_secret = \"sim-local-only-web-shared-secret\"\ncallback_url = \"https://chat.example.com/helpline\"\n",
+        "",
+    );
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(": channels.web.shared_secret: warning: "),
+        "{said}"
+    );
 }
