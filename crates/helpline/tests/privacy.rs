@@ -5,7 +5,9 @@
 //! server's files on disk; the admin-only Privacy API exports it all and erases it; after
 //! the erasure every personal field reads "[erased]", the key is gone with its history,
 //! and every projection rebuilds. The Privacy API finds the customer by any spelling of
-//! their number, and says so when a contact names nobody.
+//! their number, and says so when a contact names nobody. The same holds for the
+//! providers' ids of the customer's messages (a WhatsApp wamid carries the number) and
+//! for a provider's error texts that name the customer, which also never reach the logs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,7 +23,10 @@ use helpline_eventstore::{EventStore, MasterKey, StoreConfig};
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::privacy_client::PrivacyClient;
 use helpline_region::Role;
+use helpline_testkit::simulator::{Fault, ReceiptKind, Webhook};
 use helpline_testkit::{NatsServer, Simulator};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
 use tonic::Code;
 
 const PHONE: &str = "+4915112345678";
@@ -56,6 +61,8 @@ struct Deployment {
     sim: Simulator,
     _helpline: KillOnDrop,
     config: tempfile::NamedTempFile,
+    /// What `helpline all` wrote to stdout and stderr: its logs.
+    log: tempfile::NamedTempFile,
     ingress: String,
     grpc: String,
     store: EventStore,
@@ -74,6 +81,7 @@ impl Deployment {
         std::io::Write::write_all(&mut config, format!("{region}\n{channels}").as_bytes()).unwrap();
         let port = || helpline_testkit::free_port().unwrap();
         let (http, ops, grpc) = (port(), port(), port());
+        let log = tempfile::NamedTempFile::new().unwrap();
         let helpline = KillOnDrop(
             Command::new(env!("CARGO_BIN_EXE_helpline"))
                 .args(["--config", &config.path().display().to_string(), "all"])
@@ -83,8 +91,10 @@ impl Deployment {
                 .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
                 .env("HELPLINE_AUTH__JWT_SECRET", JWT_SECRET)
                 .env("HELPLINE_PRIVACY__MASTER_KEY", MASTER_KEY)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                // Ingress's debug lines too: receipts name the provider's message there.
+                .env("HELPLINE_LOG", "info,helpline_ingress=debug")
+                .stdout(Stdio::from(log.reopen().unwrap()))
+                .stderr(Stdio::from(log.reopen().unwrap()))
                 .spawn()
                 .unwrap(),
         );
@@ -94,17 +104,24 @@ impl Deployment {
             sim,
             _helpline: helpline,
             config,
+            log,
             ingress: format!("http://127.0.0.1:{http}"),
             grpc: format!("http://127.0.0.1:{grpc}"),
             store,
         }
     }
 
-    async fn customer_says(&self, text: &str) {
+    /// The customer's message, delivered until taken; the webhook as the provider sent it.
+    async fn customer_says(&self, text: &str) -> Webhook {
         let webhook = self.sim.webhook(Channel::WhatsApp, PHONE, text);
+        self.provider_sends(&webhook).await;
+        webhook
+    }
+
+    async fn provider_sends(&self, webhook: &Webhook) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match self.sim.deliver(&self.ingress, &webhook).await {
+            match self.sim.deliver(&self.ingress, webhook).await {
                 Ok(response) if response.status == 200 => return,
                 other => assert!(Instant::now() < deadline, "webhook not taken: {other:?}"),
             }
@@ -629,4 +646,324 @@ async fn personal_data_is_sealed_exportable_and_erasable() {
             String::from_utf8_lossy(&rebuilt.stderr)
         );
     }
+}
+
+/// What the simulator's WhatsApp says when it refuses a send here: Meta's error text can
+/// name the recipient.
+const REFUSAL: &str =
+    "Message undeliverable: 4915112345678 (Sim +4915112345678) is not on WhatsApp";
+/// The title of a failed status WhatsApp reports later, naming the recipient too.
+const FAILED_TITLE: &str = "Recipient 4915112345678 has blocked this business";
+
+/// The customer's ticket, once a message of theirs opened it.
+async fn ticket_of(
+    deployment: &Deployment,
+    customer: &helpline_eventstore::CustomerId,
+) -> helpline_domain::TicketId {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let tickets = helpline_privacy::scan::scan(&deployment.store)
+            .await
+            .unwrap();
+        if let Some(record) = tickets
+            .iter()
+            .find(|t| t.customer.as_ref() == Some(customer))
+        {
+            return record.ticket;
+        }
+        assert!(Instant::now() < deadline, "no ticket opened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the ticket's events hold at least `count` that `matches`.
+async fn ticket_has(
+    deployment: &Deployment,
+    ticket: helpline_domain::TicketId,
+    count: usize,
+    what: &str,
+    matches: impl Fn(&helpline_domain::Event) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = deployment.store.ticket_events(ticket).await.unwrap();
+        if events.iter().filter(|(_, _, event)| matches(event)).count() >= count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never recorded: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `receipt` (a WhatsApp status) turned into a failed one with `code` and `title`, signed
+/// as WhatsApp signs.
+fn whatsapp_failed(sim: &Simulator, receipt: &Webhook, code: i64, title: &str) -> Webhook {
+    let mut body: serde_json::Value = serde_json::from_slice(&receipt.body).unwrap();
+    let status = &mut body["entry"][0]["changes"][0]["value"]["statuses"][0];
+    status["status"] = "failed".into();
+    status["errors"] = serde_json::json!([{ "code": code, "title": title, "message": title }]);
+    let body = serde_json::to_vec(&body).unwrap();
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(sim.config().whatsapp.app_secret.as_bytes()).unwrap();
+    mac.update(&body);
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let mut failed = receipt.clone();
+    for (name, value) in &mut failed.headers {
+        if name.eq_ignore_ascii_case("x-hub-signature-256") {
+            *value = signature.clone();
+        }
+    }
+    failed.body = body;
+    failed
+}
+
+/// Every stored message (streams, buckets) and every file of the server that holds one
+/// of `secrets`.
+async fn found_in_store(deployment: &Deployment, secrets: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (what, bytes) in every_stored_message(&deployment.store).await {
+        for secret in leaks(&bytes, secrets) {
+            found.push(format!("{secret} in {what}"));
+        }
+    }
+    let mut stored = Vec::new();
+    files(deployment.nats.store_dir(), &mut stored);
+    for (file, bytes) in stored {
+        for secret in leaks(&bytes, secrets) {
+            found.push(format!("{secret} in {file}"));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn providers_ids_and_error_texts_are_sealed_kept_out_of_logs_and_erased() {
+    use helpline_domain::Event;
+
+    let deployment = Deployment::start().await;
+    let customer = deployment.store.customer_id(Channel::WhatsApp, WA_ID);
+
+    // The greeting goes out; the customer reads it.
+    let mut inbound = vec![deployment.customer_says(FIRST).await];
+    deployment.customer_got(1).await;
+    let ticket = ticket_of(&deployment, &customer).await;
+    let greeting = deployment.sim.received(Channel::WhatsApp, PHONE)[0]
+        .provider_message_id
+        .clone();
+    ticket_has(&deployment, ticket, 1, "the greeting delivered", |e| {
+        matches!(e, Event::MessageDelivered { .. })
+    })
+    .await;
+    let read =
+        deployment
+            .sim
+            .webhook_receipt(Channel::WhatsApp, PHONE, &greeting, ReceiptKind::Read);
+    deployment.provider_sends(&read).await;
+    ticket_has(&deployment, ticket, 1, "the read receipt", |e| {
+        matches!(e, Event::MessageRead { .. })
+    })
+    .await;
+    // The next reply is refused with a text naming the customer, and WhatsApp later
+    // reports the greeting failed, with a title naming them too.
+    deployment.sim.inject(
+        Channel::WhatsApp,
+        Fault::Reject {
+            times: 1,
+            status: 400,
+            code: 131026,
+            message: REFUSAL.to_owned(),
+        },
+    );
+    inbound.push(deployment.customer_says(SERIAL).await);
+    ticket_has(&deployment, ticket, 1, "the refused send", |e| {
+        matches!(e, Event::MessageDeliveryFailed { .. })
+    })
+    .await;
+    let failed = whatsapp_failed(&deployment.sim, &read, 131049, FAILED_TITLE);
+    deployment.provider_sends(&failed).await;
+    ticket_has(&deployment, ticket, 2, "the failed status", |e| {
+        matches!(e, Event::MessageDeliveryFailed { .. })
+    })
+    .await;
+    inbound.push(deployment.customer_says(PROBLEM).await);
+    ticket_has(&deployment, ticket, 3, "the three messages", |e| {
+        matches!(e, Event::CustomerMessageReceived { .. })
+    })
+    .await;
+
+    let outbound: Vec<String> = deployment
+        .sim
+        .received(Channel::WhatsApp, PHONE)
+        .into_iter()
+        .map(|received| received.provider_message_id)
+        .collect();
+    let mut ids: Vec<String> = inbound
+        .iter()
+        .map(|webhook| webhook.provider_message_id.clone())
+        .chain(outbound)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert!(ids.len() >= 4, "{ids:?}");
+    // What earlier versions keyed the outbound and dedupe buckets by: a plain hash of an
+    // id, which anyone holding the id can compute.
+    let plain_hashes: Vec<String> = ids
+        .iter()
+        .map(|id| hex::encode(Sha256::digest(id.as_bytes())))
+        .collect();
+    let mut secrets: Vec<&str> = vec![REFUSAL, FAILED_TITLE];
+    secrets.extend(ids.iter().map(String::as_str));
+    secrets.extend(plain_hashes.iter().map(String::as_str));
+
+    // The services read them while the customer exists: the ticket knows the greeting's
+    // provider id (receipts find it), and the agent's supervisor reads why sends failed.
+    let loaded = deployment.store.load(ticket).await.unwrap();
+    assert!(
+        loaded
+            .ticket
+            .outcomes
+            .values()
+            .flatten()
+            .any(|id| id.read().is_ok_and(|id| *id == greeting)),
+        "the greeting's provider id"
+    );
+    let query = helpline_proto::v1::ticket_query_client::TicketQueryClient::connect(
+        deployment.grpc.clone(),
+    )
+    .await
+    .unwrap();
+    let timeline = || async {
+        query
+            .clone()
+            .get_timeline(with_token(
+                pb::GetTimelineRequest {
+                    ticket_id: ticket.to_string(),
+                },
+                Some(&token("sabine", Role::Supervisor)),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .entries
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failures = loop {
+        let failures: Vec<String> = timeline()
+            .await
+            .into_iter()
+            .filter(|entry| entry.event_type == "MessageDeliveryFailed")
+            .map(|entry| entry.summary)
+            .collect();
+        if failures.len() >= 2 {
+            break failures;
+        }
+        assert!(Instant::now() < deadline, "the timeline lacks the failures");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(failures.iter().any(|f| f.contains(REFUSAL)), "{failures:?}");
+    assert!(
+        failures.iter().any(|f| f.contains(FAILED_TITLE)),
+        "{failures:?}"
+    );
+
+    // Yet none of it is stored in plaintext: not in a message, a header, a subject, a KV
+    // key or a file of the server; only opening the events with the key shows it.
+    assert_eq!(
+        found_in_store(&deployment, &secrets).await,
+        Vec::<String>::new()
+    );
+    let opened: Vec<&str> = readable(&deployment.store, &secrets)
+        .await
+        .into_iter()
+        .map(|(_, secret)| secret)
+        .collect();
+    for secret in [
+        REFUSAL,
+        FAILED_TITLE,
+        greeting.as_str(),
+        inbound[0].provider_message_id.as_str(),
+    ] {
+        assert!(
+            opened.contains(&secret),
+            "{secret} not readable with the key"
+        );
+    }
+
+    // Erasure.
+    let erased = deployment
+        .privacy()
+        .await
+        .erase_customer(with_token(
+            pb::EraseCustomerRequest {
+                customer: by_contact(WA_ID),
+            },
+            Some(&token("ops-admin", Role::Admin)),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(erased.key_purged);
+
+    // Nothing of them can be read anywhere in the store now: not stored in plaintext,
+    // the events open to erased ids and reasons, the ticket's outcomes forget the
+    // provider's ids, the timeline shows "[erased]".
+    assert_eq!(
+        found_in_store(&deployment, &secrets).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(readable(&deployment.store, &secrets).await, Vec::new());
+    let mut kinds = std::collections::BTreeSet::new();
+    for (_, _, mut event) in deployment.store.ticket_events(ticket).await.unwrap() {
+        let name = event.name();
+        event.personal_fields_mut(|field, value| {
+            if field == "provider_message_id" || field == "reason" {
+                kinds.insert(name);
+            }
+            assert!(!value.holds_known_value(), "{name}.{field} kept its value");
+        });
+    }
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        [
+            "CustomerMessageReceived",
+            "MessageDelivered",
+            "MessageDeliveryFailed",
+            "MessageRead"
+        ]
+    );
+    let loaded = deployment.store.load_from_log(ticket).await.unwrap();
+    assert!(!loaded.ticket.outcomes.is_empty());
+    assert!(
+        loaded
+            .ticket
+            .outcomes
+            .values()
+            .flatten()
+            .all(helpline_domain::Personal::is_erased)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown: String = timeline()
+            .await
+            .into_iter()
+            .map(|entry| format!("{} {}\n", entry.summary, entry.causation_id))
+            .collect();
+        if leaks(shown.as_bytes(), &secrets).is_empty() && shown.contains("[erased]") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the timeline still shows: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The logs never named them, before or after; the refusal is logged by its status
+    // and code, beside the ticket and message, which lead to the reason.
+    let log = std::fs::read(deployment.log.path()).unwrap();
+    assert_eq!(leaks(&log, &secrets), Vec::<&str>::new());
+    assert_eq!(
+        leaks(&log, &["whatsapp answered 400, error 131026"]),
+        ["whatsapp answered 400, error 131026"]
+    );
 }
