@@ -116,6 +116,11 @@ pub async fn run(
 
 /// Creates (or updates) and opens the outbound bucket; ingress opens it the same way to
 /// read [`ProviderEntry`]s, whichever of the two starts first.
+/// How long a reverse entry (provider message → ticket and message) is kept: a receipt
+/// later than this is for a message helpline no longer tracks, answered 200 and ignored.
+const OUTBOUND_ENTRY_MAX_AGE: std::time::Duration =
+    std::time::Duration::from_secs(30 * 24 * 60 * 60);
+
 pub(crate) async fn open_bucket(store: &EventStore) -> Result<kv::Store, EgressError> {
     let name = outbound_bucket(store.layout());
     store
@@ -127,6 +132,10 @@ pub(crate) async fn open_bucket(store: &EventStore) -> Result<kv::Store, EgressE
                 store.layout().region()
             ),
             history: 1,
+            // Receipts come within days; an entry names no one, but none need outlive
+            // its message's receipts (nor the entries of earlier versions, keyed by an
+            // unkeyed hash of the provider's id).
+            max_age: OUTBOUND_ENTRY_MAX_AGE,
             storage: StorageType::File,
             num_replicas: store.config().replicas,
             ..Default::default()
