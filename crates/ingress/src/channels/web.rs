@@ -6,8 +6,8 @@
 //!
 //! A signature alone would let whoever recorded a webhook send it again days later, so an
 //! event's `sent_at` must also lie within `sent_at_tolerance_secs` of helpline's clock,
-//! before or after. The site's backend stamps `sent_at` as it sends (a retry is sent, and
-//! so stamped and signed, anew); dedupe on `message.id` keeps a retry one message.
+//! before or after (a day unless configured: a retry of the original bytes after an
+//! outage must still be taken); dedupe on `message.id` keeps a retry one message.
 
 use std::time::SystemTime;
 
@@ -27,9 +27,12 @@ const SIGNATURE_HEADER: &str = "x-helpline-signature";
 const SIGNATURE_PREFIX: &[u8] = b"sha256=";
 const VERSION: u64 = 1;
 
-/// How far `sent_at` may lie from helpline's clock unless configured: room for clocks
-/// that drift and a delivery that is slow, not for a recorded webhook sent again later.
-pub const DEFAULT_SENT_AT_TOLERANCE_SECS: u64 = 300;
+/// How far `sent_at` may lie from helpline's clock unless configured: a day. The site's
+/// backend retries a refused or unanswered event with backoff, possibly with the bytes it
+/// first signed (CHANNELS.md §5), and such a retry must still be taken after an outage
+/// of hours — dedupe on `message.id` keeps it one message; a webhook recorded and sent
+/// again days later is refused.
+pub const DEFAULT_SENT_AT_TOLERANCE_SECS: u64 = 24 * 60 * 60;
 
 /// Where the adapter reads the time that `sent_at` is held against.
 pub type Clock = fn() -> SystemTime;
