@@ -7,7 +7,9 @@
 //! **Default sync** (the server's 2-minute `sync_interval`):
 //! 1. raw pipelined publish of fixed-size messages to many subjects of a scratch stream;
 //! 2. raw replay of that stream through an ordered consumer;
-//! 3. `helpline all` started as its own process against an empty region: idle RSS;
+//! 3. `helpline all` started as its own process against an empty region: idle RSS; then
+//!    again, with the WhatsApp channel, under 100 stalled 4 MiB uploads (`front_door`):
+//!    RSS idle, at its highest, once they were closed, and a webhook answered meanwhile;
 //! 4. end to end (`e2e`): ingress, egress and bot in this process against the channel
 //!    simulator; customers write at a fixed offered rate (open loop), latency from each
 //!    message's intended send time to the simulator taking the bot's reply; RSS idle and
@@ -35,6 +37,7 @@
 mod customers;
 mod e2e;
 mod floor;
+mod front_door;
 mod lanes;
 mod memory;
 mod raw;
@@ -58,6 +61,7 @@ use serde::Serialize;
 use self::customers::Added;
 use self::e2e::{EndToEnd, Load, Pipeline};
 use self::floor::FloorServer;
+use self::front_door::StalledUploads;
 use self::lanes::{HeadOfLine, RoundTrips};
 use self::memory::Memory;
 use self::raw::Throughput;
@@ -224,6 +228,7 @@ struct Report<'a> {
     ticket_load: TicketLoad,
     ticket_load_large: TicketLoad,
     memory: Memory,
+    front_door: StalledUploads,
     durable: Durable,
     rows: Vec<Row>,
 }
@@ -358,6 +363,7 @@ struct DefaultSync {
     ticket_load: TicketLoad,
     ticket_load_large: TicketLoad,
     memory: Memory,
+    front_door: StalledUploads,
 }
 
 /// The provider's answer time of the slow-provider row.
@@ -378,6 +384,7 @@ async fn default_sync(
     raw::delete(&js).await?;
 
     let helpline_all_idle = memory::helpline_all_idle(nats).await?;
+    let front_door = front_door::stalled_uploads(nats).await?;
 
     // The region's stream holds only what the phases below write, so the bot and egress
     // of the end-to-end phase (which read it from its start) see only their own customers.
@@ -468,6 +475,7 @@ async fn default_sync(
         ticket_load,
         ticket_load_large,
         memory,
+        front_door,
     })
 }
 
@@ -671,6 +679,7 @@ impl DefaultSync {
             ticket_load: self.ticket_load,
             ticket_load_large: self.ticket_load_large,
             memory: self.memory,
+            front_door: self.front_door,
             durable,
             rows,
         }
@@ -939,6 +948,7 @@ fn rows(sizes: &Sizes, s: &DefaultSync, durable: &Durable) -> Vec<Row> {
                 .rss_bytes
                 .map(|rss| rss < ALL_IDLE_TARGET_BYTES),
         },
+        front_door_row(&s.front_door),
         Row {
             row: format!(
                 "fsync: raw pipelined publish ({} acks in flight)",
@@ -970,6 +980,58 @@ fn rows(sizes: &Sizes, s: &DefaultSync, durable: &Durable) -> Vec<Row> {
             None,
         ),
     ]
+}
+
+fn front_door_row(door: &StalledUploads) -> Row {
+    let answers: Vec<String> = door
+        .answers
+        .iter()
+        .map(|(answer, count)| match answer.as_str() {
+            "0" => format!("{count} closed unanswered"),
+            "open" => format!("{count} still open"),
+            status => format!("{count} × {status}"),
+        })
+        .collect();
+    let over_idle = |rss: Option<u64>| match (rss, door.idle_rss_bytes) {
+        (Some(rss), Some(idle)) => format!(
+            "{} (+{})",
+            mebibytes(Some(rss)),
+            mebibytes(Some(rss.saturating_sub(idle)))
+        ),
+        _ => mebibytes(rss),
+    };
+    Row {
+        row: format!(
+            "front door: {} stalled {} MiB uploads to `helpline all` (body deadline {} s), \
+             a webhook meanwhile",
+            door.uploads,
+            door.declared_bytes / (1024 * 1024),
+            door.body_timeout_ms / 1000
+        ),
+        system: format!(
+            "RSS idle {}, peak {}, after {} ({:.1} s after the last close); uploads {} \
+             (all closed after {:.1} s, {} held at the webhook); webhook {} in {:.1} ms",
+            mebibytes(door.idle_rss_bytes),
+            over_idle(door.peak_rss_bytes),
+            over_idle(door.after_rss_bytes),
+            door.after_ms / 1000.0,
+            answers.join(", "),
+            door.all_closed_after_ms / 1000.0,
+            door.held_at_webhook,
+            door.webhook_status
+                .map_or_else(|| "unanswered".to_owned(), |status| status.to_string()),
+            door.webhook_ms
+        ),
+        raw_ceiling: "—".to_owned(),
+        ratio: None,
+        target: format!(
+            "peak < idle + {}, after < idle + {} within {} s, webhook 200",
+            mebibytes(Some(front_door::PEAK_TARGET_BYTES)),
+            mebibytes(Some(front_door::AFTER_TARGET_BYTES)),
+            front_door::RETURN_CAP.as_secs()
+        ),
+        met: door.met(),
+    }
 }
 
 fn ingest_figure(ingest: &Ingest) -> String {
@@ -1112,6 +1174,14 @@ fn megabytes(bytes: Option<u64>) -> String {
     )
 }
 
+/// Bytes as binary megabytes (the front door's budget is set in them), `—` when unknown.
+fn mebibytes(bytes: Option<u64>) -> String {
+    bytes.map_or_else(
+        || "—".to_owned(),
+        |bytes| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1125,5 +1195,6 @@ mod tests {
         assert_eq!(per_sec(10, 2.0), 5.0);
         assert_eq!(megabytes(Some(12_345_678)), "12.3 MB");
         assert_eq!(megabytes(None), "—");
+        assert_eq!(mebibytes(Some(96 * 1024 * 1024)), "96.0 MiB");
     }
 }

@@ -1,5 +1,6 @@
 //! Resident memory: of this process and nats-server while the end-to-end phase runs, and
-//! of `helpline all` started as a process of its own and left idle.
+//! of `helpline all` started as a process of its own and left idle (the process is also
+//! started for the front door's phase, `front_door`).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 /// How long `helpline all` may take to answer `/readyz`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle after ready: the services' consumers and connections settle.
-const SETTLE: Duration = Duration::from_secs(3);
+pub(super) const SETTLE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Serialize)]
 pub(super) struct Memory {
@@ -100,34 +101,55 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Starts this binary as `helpline all` against `nats`, waits for `/readyz` on its ops
-/// port, lets it settle and reads its RSS.
-pub(super) async fn helpline_all_idle(nats: &NatsServer) -> anyhow::Result<AllIdle> {
-    const REGION: &str = "benchidle";
+/// `helpline all` started from this binary; killed when dropped.
+pub(super) struct AllProcess {
+    child: KillOnDrop,
+    /// Its webhook port (`ingress.listen`).
+    pub http: u16,
+    /// From the start to `/readyz` answering.
+    pub ready_after: Duration,
+}
+
+impl AllProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Its RSS, `None` once it is gone.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        rss_bytes(Some(self.pid()))
+    }
+}
+
+/// Starts this binary as `helpline all` against `nats` on `region`, on free ports and
+/// with `env` on top, and waits for `/readyz` on its ops port.
+pub(super) async fn start_all(
+    nats: &NatsServer,
+    region: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<AllProcess> {
     let binary = std::env::current_exe().context("cannot find this binary")?;
-    let ops = free_port()?;
+    let (http, ops) = (free_port()?, free_port()?);
     let started = Instant::now();
     let child = Command::new(binary)
         .args(["all", "--log-format", "json"])
         .env("HELPLINE_NATS_URL", nats.url())
-        .env("HELPLINE_REGION", REGION)
-        .env(
-            "HELPLINE_INGRESS__LISTEN",
-            format!("127.0.0.1:{}", free_port()?),
-        )
+        .env("HELPLINE_REGION", region)
+        .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
         .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
         .env(
             "HELPLINE_GRPC__LISTEN",
             format!("127.0.0.1:{}", free_port()?),
         )
         .env("HELPLINE_LOG", "warn")
+        .envs(env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start helpline all")?;
     let mut child = KillOnDrop(child);
-    let http = reqwest::Client::builder()
+    let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .context("cannot build the HTTP client")?;
@@ -136,7 +158,7 @@ pub(super) async fn helpline_all_idle(nats: &NatsServer) -> anyhow::Result<AllId
         if let Some(status) = child.0.try_wait()? {
             anyhow::bail!("helpline all exited before it was ready ({status})");
         }
-        let ready = http
+        let ready = client
             .get(&url)
             .send()
             .await
@@ -150,11 +172,22 @@ pub(super) async fn helpline_all_idle(nats: &NatsServer) -> anyhow::Result<AllId
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let ready_after_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(AllProcess {
+        child,
+        http,
+        ready_after: started.elapsed(),
+    })
+}
+
+/// Starts this binary as `helpline all` against `nats`, waits for `/readyz` on its ops
+/// port, lets it settle and reads its RSS.
+pub(super) async fn helpline_all_idle(nats: &NatsServer) -> anyhow::Result<AllIdle> {
+    const REGION: &str = "benchidle";
+    let all = start_all(nats, REGION, &[]).await?;
     tokio::time::sleep(SETTLE).await;
     Ok(AllIdle {
-        rss_bytes: rss_bytes(Some(child.0.id())),
-        ready_after_ms,
+        rss_bytes: all.rss_bytes(),
+        ready_after_ms: all.ready_after.as_secs_f64() * 1000.0,
         region: REGION,
     })
 }
