@@ -99,7 +99,7 @@ fn a_tiny_bench_reports_every_row() {
     assert_eq!(json["ticket_load_large"]["events"], 10);
     assert_eq!(json["ticket_load_large"]["tickets"], 300);
     let rows = json["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 19, "{json:#}");
+    assert_eq!(rows.len(), 20, "{json:#}");
     for row in rows {
         for field in ["row", "system", "raw_ceiling", "target"] {
             assert!(row[field].is_string(), "{field} in {row}");

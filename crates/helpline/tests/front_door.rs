@@ -5,7 +5,7 @@
 //!
 //! Bounds are generous (RSS depends on the allocator, the machine and its load); the bench
 //! measures the same attack with tighter targets (`docs/PERFORMANCE.md`, "Front door:
-//! stalled uploads", which also says why the test is ignored for now).
+//! stalled uploads").
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -220,9 +220,6 @@ impl Drop for Peak {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "not met yet: the freed memory stays resident for 26-51 s after the uploads are \
-            closed and the peak comes near the bound (docs/PERFORMANCE.md, Front door: \
-            stalled uploads); run with --ignored"]
 async fn stalled_uploads_hold_memory_within_the_budget_and_give_it_back() {
     let nats = NatsServer::start().await.unwrap();
     // The provider's API, where egress sends the bot's replies.

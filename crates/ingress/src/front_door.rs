@@ -16,7 +16,7 @@
 //!   [`Refusals::limit`] times on a channel within [`Refusals::WINDOW`]: a flood of forged
 //!   requests costs a hash-map lookup each, not a signature check and a log line.
 //!
-//! Memory is then bounded by `max_connections` × hyper's read buffer plus the budget,
+//! Memory is then bounded by `max_connections` × the read buffer (64 KiB) plus the budget,
 //! whatever the callers do, and everything a stalled caller holds is given back at the
 //! latest when its deadline passes.
 
@@ -37,6 +37,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+/// The most a connection's read buffer holds (headers, and body bytes on their way to
+/// the budget): providers' headers are a few KiB.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// How a port takes connections.
 #[derive(Clone, Copy, Debug)]
@@ -112,7 +116,10 @@ async fn connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(door.header_timeout);
+        .header_read_timeout(door.header_timeout)
+        // hyper's read buffer grows to ~400 KiB by default and is outside the body
+        // budget: a thousand uploading connections would hold 400 MiB in it alone.
+        .max_buf_size(READ_BUFFER_BYTES);
     let served = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(served);
     let result = tokio::select! {
