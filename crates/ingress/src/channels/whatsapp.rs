@@ -30,12 +30,28 @@ pub struct WhatsAppConfig {
     /// Bearer token of the system user that sends messages.
     #[serde(default)]
     pub access_token: Secret,
-    /// The business phone number that sends (`/{phone_number_id}/messages`).
-    #[serde(default)]
+    /// The business phone number that sends (`/{phone_number_id}/messages`). Digits,
+    /// so a `HELPLINE_CHANNELS__WHATSAPP__PHONE_NUMBER_ID` arrives as a number: taken as
+    /// its digits.
+    #[serde(default, deserialize_with = "digits_or_text")]
     pub phone_number_id: String,
     /// The Graph API, with its version; tests and the simulator point it at localhost.
     #[serde(default = "default_graph_api")]
     pub api_base_url: String,
+}
+
+/// An id that is all digits, whether the configuration gave it as text or as a number.
+fn digits_or_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Id::deserialize(deserializer)? {
+        Id::Text(text) => text,
+        Id::Number(number) => number.to_string(),
+    })
 }
 
 /// Empty secrets (refused by the adapter) and the provider's real API.
@@ -413,6 +429,25 @@ impl ApiError {
         match &self.title {
             Some(title) => format!("{} {title}", self.code()),
             None => self.code(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phone_number_id_given_as_a_number_is_its_digits() {
+        for given in [
+            serde_json::json!(106_540_352_242_922u64),
+            serde_json::json!("106540352242922"),
+        ] {
+            let config: WhatsAppConfig = serde_json::from_value(serde_json::json!({
+                "app_secret": "s", "verify_token": "v", "phone_number_id": given
+            }))
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(config.phone_number_id, "106540352242922");
         }
     }
 }
