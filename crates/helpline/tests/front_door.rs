@@ -9,7 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
+mod process;
+
+use process::{KillOnDrop, free_port, wait_for};
+
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,44 +31,6 @@ const MIB: u64 = 1024 * 1024;
 const UPLOAD: usize = 4 * 1024 * 1024;
 const STALLED: usize = 100;
 const BODY_TIMEOUT: Duration = Duration::from_secs(3);
-
-fn free_port() -> u16 {
-    helpline_testkit::free_port().unwrap()
-}
-
-/// The status code of `GET path`, or None while nothing listens.
-async fn get(port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
-}
-
-async fn wait_for(port: u16, path: &str, status: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = get(port, path).await;
-        if got == Some(status) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} never answered {status}, last {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `VmRSS` of `pid`, in bytes.
 fn rss(pid: u32) -> u64 {

@@ -5,7 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
+mod process;
+
+use process::{KillOnDrop, free_port};
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
@@ -17,19 +21,6 @@ use helpline_testkit::bearer::Bearer;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    helpline_testkit::free_port().unwrap()
-}
 
 /// `helpline all` verifying with `verify_key` alone; its gRPC channel once it answers.
 async fn start(nats: &NatsServer, verify_key: &str) -> (KillOnDrop, Channel) {
