@@ -13,6 +13,7 @@ use helpline_testkit::Simulator;
 use serde::Serialize;
 
 use super::e2e::first_replies;
+use super::tap::{Sent, Tap};
 use super::webhooks;
 use super::{latency_histogram, micros, millis, quantile_ms};
 
@@ -41,22 +42,31 @@ pub(super) struct HeadOfLine {
     pub blocked_customer_answered: bool,
 }
 
-/// The client's `out_messages` (every PUB and HPUB it sent to nats-server: publishes,
-/// requests, pull requests, heartbeats and acks) per unit of work.
+/// What the services send to nats-server per unit of work. A **round trip** is a message
+/// sent with a reply subject, which its sender waits on (a publish awaiting its ack, a KV
+/// or Direct Get, an API call, a pull request), counted on the wire by a [`Tap`];
+/// **messages** are every PUB and HPUB (`out_messages` of the client): round trips plus
+/// acknowledgements and other one-way messages.
 #[derive(Debug, Serialize)]
 pub(super) struct RoundTrips {
     /// New-customer webhooks taken by ingress alone (the ingest phase, on ingress's own
     /// connection).
     pub webhooks: usize,
     pub messages_per_webhook: f64,
+    /// Round trips of ingress per new customer's first webhook (the conversations below,
+    /// ingress on a connection of its own).
+    pub round_trips_per_webhook: f64,
     /// First conversations (webhook in, every bot reply delivered) through ingress, egress
-    /// and the bot on one connection.
+    /// and the bot.
     pub conversations: usize,
+    pub round_trips_per_conversation: f64,
     pub messages_per_conversation: f64,
-    /// What that connection sends when nothing happens (member heartbeats, pulls), per
-    /// second; subtracted from the conversations' count over their duration.
+    /// What those connections send when nothing happens (member heartbeats, pulls), per
+    /// second; subtracted from the conversations' counts over their duration.
+    pub idle_round_trips_per_sec: f64,
     pub idle_messages_per_sec: f64,
-    /// The conversations' count before that subtraction.
+    /// The conversations' counts before that subtraction.
+    pub gross_round_trips_per_conversation: f64,
     pub gross_messages_per_conversation: f64,
 }
 
@@ -64,16 +74,30 @@ pub(super) fn out_messages(client: &async_nats::Client) -> u64 {
     client.statistics().out_messages.load(Ordering::Relaxed)
 }
 
-/// `count` new customers' first conversations through the pipeline on `client`: what the
-/// client sent per conversation, from the first webhook to the last bot reply taken by
-/// the simulator. Returns (gross, net of idle, idle per second).
+/// What the taps counted, summed.
+fn sent(taps: &[&Tap]) -> Sent {
+    taps.iter().fold(Sent::default(), |sum, tap| {
+        let sent = tap.sent();
+        Sent {
+            requests: sum.requests + sent.requests,
+            one_way: sum.one_way + sent.one_way,
+        }
+    })
+}
+
+/// `count` new customers' first conversations through the pipeline whose ingress talks
+/// to nats-server through `ingress` and whose bot and egress through `services`: what
+/// they sent per conversation, from the first webhook to the last bot reply taken by the
+/// simulator.
 pub(super) async fn conversations(
-    client: &async_nats::Client,
+    ingress: &Tap,
+    services: &Tap,
     sim: &Simulator,
     base: &str,
     count: usize,
     cap: Duration,
-) -> anyhow::Result<(f64, f64, f64)> {
+) -> anyhow::Result<RoundTrips> {
+    let taps = [ingress, services];
     let mut prepared = webhooks::prepare(sim, base, 5, count + 1)?;
     let warm_up = prepared.remove(0);
     let http = webhooks::http_client()?;
@@ -84,13 +108,14 @@ pub(super) async fn conversations(
     wait_for_replies(sim, &[warm_up.customer.as_str()], cap).await?;
     quiet(sim, cap).await;
 
-    let idle_from = out_messages(client);
+    let idle_from = sent(&taps);
     let idle_start = Instant::now();
     tokio::time::sleep(QUIET).await;
-    let idle_per_sec =
-        (out_messages(client) - idle_from) as f64 / idle_start.elapsed().as_secs_f64();
+    let idle = sent(&taps).since(idle_from);
+    let idle_secs = idle_start.elapsed().as_secs_f64();
 
-    let before = out_messages(client);
+    let before = sent(&taps);
+    let ingress_before = ingress.sent();
     let start = Instant::now();
     let customers: Vec<&str> = prepared.iter().map(|p| p.customer.as_str()).collect();
     let failures = AtomicUsize::new(0);
@@ -109,14 +134,28 @@ pub(super) async fn conversations(
         failures.load(Ordering::Relaxed) == 0,
         "webhooks of the round-trip count were refused"
     );
+    let ingress_sent = ingress.sent().since(ingress_before);
     wait_for_replies(sim, &customers, cap).await?;
     quiet(sim, cap).await;
-    let sent = out_messages(client) - before;
+    let total = sent(&taps).since(before);
     // The quiet wait at the end is not the conversations' own time.
     let busy = start.elapsed().saturating_sub(QUIET).as_secs_f64();
-    let gross = sent as f64 / count.max(1) as f64;
-    let net = (sent as f64 - idle_per_sec * busy).max(0.0) / count.max(1) as f64;
-    Ok((gross, net, idle_per_sec))
+    let per = |n: f64| n / count.max(1) as f64;
+    let net = |n: u64, idle_per_sec: f64| per((n as f64 - idle_per_sec * busy).max(0.0));
+    let idle_requests = idle.requests as f64 / idle_secs;
+    let idle_messages = idle.messages() as f64 / idle_secs;
+    Ok(RoundTrips {
+        webhooks: 0,
+        messages_per_webhook: 0.0,
+        round_trips_per_webhook: per(ingress_sent.requests as f64),
+        conversations: count,
+        round_trips_per_conversation: net(total.requests, idle_requests),
+        messages_per_conversation: net(total.messages(), idle_messages),
+        idle_round_trips_per_sec: idle_requests,
+        idle_messages_per_sec: idle_messages,
+        gross_round_trips_per_conversation: per(total.requests as f64),
+        gross_messages_per_conversation: per(total.messages() as f64),
+    })
 }
 
 /// One customer whose WhatsApp sends hang, then `others` new customers writing at once.

@@ -30,9 +30,30 @@ pub enum SealError {
 /// customers and of providers' message ids.
 /// Comes from a secret; never logged (its `Debug` is redacted).
 #[derive(Clone)]
-pub struct MasterKey(Zeroizing<[u8; 32]>);
+pub struct MasterKey(std::sync::Arc<Derived>);
+
+/// The master key and the keys derived from it for each purpose, derived once: every
+/// webhook names its customer and every replayed customer key is unwrapped, so deriving
+/// per call cost two HMACs each time.
+struct Derived {
+    master: Zeroizing<[u8; 32]>,
+    pseudonym: Zeroizing<[u8; 32]>,
+    provider_ref: Zeroizing<[u8; 32]>,
+    wrapping: Zeroizing<[u8; 32]>,
+}
 
 impl MasterKey {
+    fn new(master: [u8; 32]) -> Self {
+        let master = Zeroizing::new(master);
+        let derived = Derived {
+            pseudonym: Zeroizing::new(derive(&*master, b"helpline customer pseudonym")),
+            provider_ref: Zeroizing::new(derive(&*master, b"helpline provider message pseudonym")),
+            wrapping: Zeroizing::new(derive(&*master, b"helpline data key wrapping")),
+            master,
+        };
+        Self(std::sync::Arc::new(derived))
+    }
+
     /// Reads 64 hex digits, surrounding whitespace ignored (a secret file's newline).
     pub fn from_hex(text: &str) -> Result<Self, SealError> {
         let bytes =
@@ -40,33 +61,30 @@ impl MasterKey {
         let key: [u8; 32] = bytes
             .try_into()
             .map_err(|_| SealError::MalformedMasterKey("wrong length"))?;
-        Ok(Self(Zeroizing::new(key)))
+        Ok(Self::new(key))
     }
 
     /// A fixed key for `helpline dev`, tests and benchmarks. Production refuses to start on
     /// it (see the binary's `[privacy]` configuration).
     pub fn development() -> Self {
-        Self(Zeroizing::new(derive(
-            b"helpline development master key, public",
-            b"",
-        )))
+        Self::new(derive(b"helpline development master key, public", b""))
     }
 
     pub fn is_development(&self) -> bool {
-        *self.0 == *Self::development().0
+        *self.0.master == *Self::development().0.master
     }
 
     /// The development key as a configuration would hold it, 64 hex digits: public, like
     /// the key itself, so that a deployment can recognise and refuse it.
     pub fn development_hex() -> String {
-        hex::encode(*Self::development().0)
+        hex::encode(*Self::development().0.master)
     }
 
     /// The customer's pseudonym: an HMAC of channel and contact under a key derived from
     /// the master key. Stable, so every ticket of one customer shares one data key; not
     /// reversible without the master key, so it may appear in envelopes and KV keys.
     pub fn customer_id(&self, channel: Channel, contact: &str) -> CustomerId {
-        let key = Zeroizing::new(derive(&*self.0, b"helpline customer pseudonym"));
+        let key = &self.0.pseudonym;
         let input = Zeroizing::new(format!("{}:{contact}", channel.as_str()).into_bytes());
         let mut id = [0u8; 16];
         // HKDF's extract step is HMAC-SHA256 keyed with the pseudonym key; 16 bytes are far
@@ -83,7 +101,7 @@ impl MasterKey {
     /// the same ids, but without the master key it can neither be reversed nor checked
     /// against an id someone holds.
     pub fn provider_ref(&self, channel: Channel, provider_message_id: &str) -> ProviderRef {
-        let key = Zeroizing::new(derive(&*self.0, b"helpline provider message pseudonym"));
+        let key = &self.0.provider_ref;
         let input =
             Zeroizing::new(format!("{}:{provider_message_id}", channel.as_str()).into_bytes());
         let mut id = [0u8; 16];
@@ -94,8 +112,7 @@ impl MasterKey {
     }
 
     fn wrapping_cipher(&self) -> XChaCha20Poly1305 {
-        let key = Zeroizing::new(derive(&*self.0, b"helpline data key wrapping"));
-        XChaCha20Poly1305::new(key.as_ref().into())
+        XChaCha20Poly1305::new(self.0.wrapping.as_ref().into())
     }
 
     /// The data key as stored in the key bucket: version 1, key id, nonce, sealed key.
@@ -164,7 +181,7 @@ impl fmt::Debug for MasterKey {
 impl PartialEq for MasterKey {
     fn eq(&self, other: &Self) -> bool {
         use subtle::ConstantTimeEq;
-        self.0.ct_eq(&*other.0).into()
+        self.0.master.ct_eq(&*other.0.master).into()
     }
 }
 
