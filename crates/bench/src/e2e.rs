@@ -167,6 +167,7 @@ pub(super) async fn measure(
     let idle = (memory::rss_bytes(None), memory::rss_bytes(nats_pid));
     let before = sim.received_count();
 
+    let mut replies = FirstReplies::from(before);
     let sampler = memory::Sampler::start(nats_pid);
     let scheduled = webhooks::schedule(&prepared, load.rate, load.duration, load.phase).await?;
     let accepted: HashMap<&str, Instant> = scheduled
@@ -183,13 +184,13 @@ pub(super) async fn measure(
     let first_reply = loop {
         let received = sim.received_count().saturating_sub(before);
         if received >= accepted.len() {
-            let first = first_replies(sim, &accepted);
+            let first = replies.look(sim, &accepted);
             if first.len() >= accepted.len() {
                 break first;
             }
         }
         if Instant::now() >= deadline {
-            break first_replies(sim, &accepted);
+            break replies.look(sim, &accepted);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -241,18 +242,53 @@ pub(super) async fn measure(
     Ok((e2e, memory))
 }
 
-/// When each of `customers` got their first message.
-pub(super) fn first_replies(
-    sim: &Simulator,
-    customers: &HashMap<&str, Instant>,
-) -> HashMap<String, Instant> {
-    let mut first = HashMap::new();
-    for received in sim.all_received() {
-        if customers.contains_key(received.customer.as_str()) {
-            first
-                .entry(received.customer)
-                .or_insert(received.received_at);
+/// When each customer got their first message, followed as the simulator takes them: each
+/// look reads only the messages that arrived since the last.
+#[derive(Debug)]
+pub(super) struct FirstReplies {
+    /// Messages of the simulator already looked at.
+    seen: usize,
+    first: HashMap<String, Instant>,
+}
+
+impl FirstReplies {
+    /// Follows the messages after the `from`th the simulator took.
+    pub fn from(from: usize) -> Self {
+        Self {
+            seen: from,
+            first: HashMap::new(),
         }
     }
-    first
+
+    /// Reads what arrived since the last look; returns the first replies of `customers`
+    /// so far.
+    pub fn look(
+        &mut self,
+        sim: &Simulator,
+        customers: &HashMap<&str, Instant>,
+    ) -> HashMap<String, Instant> {
+        self.read(sim);
+        self.first
+            .iter()
+            .filter(|(customer, _)| customers.contains_key(customer.as_str()))
+            .map(|(customer, at)| (customer.clone(), *at))
+            .collect()
+    }
+
+    /// How many of `customers` got a first message so far.
+    pub fn answered(&mut self, sim: &Simulator, customers: &HashMap<&str, Instant>) -> usize {
+        self.read(sim);
+        customers
+            .keys()
+            .filter(|customer| self.first.contains_key(**customer))
+            .count()
+    }
+
+    fn read(&mut self, sim: &Simulator) {
+        let arrived = sim.arrivals_from(self.seen);
+        self.seen += arrived.len();
+        for (customer, at) in arrived {
+            self.first.entry(customer).or_insert(at);
+        }
+    }
 }

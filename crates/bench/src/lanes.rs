@@ -12,7 +12,7 @@ use helpline_domain::Channel;
 use helpline_testkit::Simulator;
 use serde::Serialize;
 
-use super::e2e::first_replies;
+use super::e2e::FirstReplies;
 use super::tap::{Sent, Tap};
 use super::webhooks;
 use super::{latency_histogram, micros, millis, quantile_ms};
@@ -187,6 +187,7 @@ pub(super) async fn head_of_line(
     }
 
     let failures = AtomicUsize::new(0);
+    let mut replies = FirstReplies::from(sim.received_count());
     let sent = Instant::now();
     let answers = futures::future::join_all(
         others
@@ -202,7 +203,7 @@ pub(super) async fn head_of_line(
         .collect();
     let deadline = sent + HEAD_OF_LINE_WAIT;
     let first = loop {
-        let first = first_replies(sim, &accepted);
+        let first = replies.look(sim, &accepted);
         if first.len() >= accepted.len() || Instant::now() >= deadline {
             break first;
         }
@@ -243,7 +244,8 @@ async fn wait_for_replies(
 ) -> anyhow::Result<()> {
     let wanted: HashMap<&str, Instant> = customers.iter().map(|c| (*c, Instant::now())).collect();
     let deadline = Instant::now() + cap;
-    while first_replies(sim, &wanted).len() < wanted.len() {
+    let mut replies = FirstReplies::from(0);
+    while replies.answered(sim, &wanted) < wanted.len() {
         anyhow::ensure!(
             Instant::now() < deadline,
             "the bot did not answer {} customers within {cap:?}",

@@ -462,6 +462,13 @@ impl Simulator {
         self.shared.received(None)
     }
 
+    /// Who got a message and when (`customer` and `received_at` of each [`Received`]), in
+    /// arrival order, from the `from`th message on: for following arrivals under load
+    /// without copying every message's body.
+    pub fn arrivals_from(&self, from: usize) -> Vec<(String, std::time::Instant)> {
+        self.shared.arrivals_from(from)
+    }
+
     /// How many messages customers got so far, without copying them.
     pub fn received_count(&self) -> usize {
         self.shared.received_count()

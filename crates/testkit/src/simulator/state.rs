@@ -223,6 +223,20 @@ impl Shared {
             .collect()
     }
 
+    pub fn arrivals_from(&self, from: usize) -> Vec<(String, std::time::Instant)> {
+        self.lock()
+            .received
+            .iter()
+            .skip(from)
+            .map(|record| {
+                (
+                    record.received.customer.clone(),
+                    record.received.received_at,
+                )
+            })
+            .collect()
+    }
+
     pub fn received_count(&self) -> usize {
         self.lock().received.len()
     }
