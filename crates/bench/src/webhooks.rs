@@ -2,7 +2,7 @@
 //! fixed number of clients (closed loop), or on a fixed schedule (open loop).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -245,29 +245,55 @@ pub(super) async fn schedule(
     let interval = Duration::from_secs_f64(1.0 / rate);
     // A little ahead, so that the first sends are not late already.
     let start = Instant::now() + Duration::from_millis(20);
-    let mut tasks = Vec::with_capacity(count);
+    // Each send's task is detached and leaves only its answer's time behind: a task
+    // kept joinable holds its whole future (the HTTP request's) until joined, and tens
+    // of thousands of them made the load generator fault in a hundred megabytes in the
+    // middle of the measurement, stalling everything on the machine for ~150 ms.
+    let answers: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
+    let finished = Arc::new((AtomicUsize::new(0), tokio::sync::Notify::new()));
     for i in 0..count {
         let intended = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(intended.into()).await;
-        let (prepared, http, failures, bar) = (
+        let (prepared, http, failures, bar, answers, finished) = (
             prepared.clone(),
             http.clone(),
             failures.clone(),
             bar.clone(),
+            answers.clone(),
+            finished.clone(),
         );
-        tasks.push(tokio::spawn(async move {
-            let ok = post(&http, &prepared[i], &failures).await;
-            bar.inc(1);
-            Scheduled {
-                intended,
-                answered: ok.then(Instant::now),
+        tokio::spawn(async move {
+            if post(&http, &prepared[i], &failures).await {
+                // Nanoseconds after `start`, plus one: 0 stays "not answered".
+                let after = Instant::now().saturating_duration_since(start).as_nanos();
+                answers[i].store(
+                    u64::try_from(after).unwrap_or(u64::MAX - 1) + 1,
+                    Ordering::Release,
+                );
             }
-        }));
+            bar.inc(1);
+            let (done, notify) = &*finished;
+            if done.fetch_add(1, Ordering::AcqRel) + 1 == count {
+                notify.notify_one();
+            }
+        });
     }
-    let mut scheduled = Vec::with_capacity(count);
-    for task in tasks {
-        scheduled.push(task.await.context("sender task failed")?);
+    let (done, notify) = &*finished;
+    while done.load(Ordering::Acquire) < count {
+        // Woken by the last send; the timeout only re-checks in case it raced the wait.
+        let _ = tokio::time::timeout(Duration::from_millis(100), notify.notified()).await;
     }
+    let scheduled = answers
+        .iter()
+        .enumerate()
+        .map(|(i, answer)| Scheduled {
+            intended: start + interval.mul_f64(i as f64),
+            answered: match answer.load(Ordering::Acquire) {
+                0 => None,
+                after => Some(start + Duration::from_nanos(after - 1)),
+            },
+        })
+        .collect();
     bar.finish();
     Ok(scheduled)
 }

@@ -195,6 +195,7 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     if let Command::Config {
         command: ConfigCommand::Check { file },
@@ -435,6 +436,44 @@ pub(crate) async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
+    }
+}
+
+/// How the allocator serves a long-running service on few cores; measured with `helpline
+/// bench` (docs/PERFORMANCE.md, "Memory and the allocator").
+///
+/// - **No transparent huge pages.** mimalloc marks the memory it maps `MADV_HUGEPAGE`, so
+///   every first touch after a purge faults in and zeroes a whole 2 MiB page: under a
+///   bursty load the kernel's page zeroing took a fifth of both cores in 300 ms bursts,
+///   and every request in flight waited (webhook p99 at half the maximum rate 110–200
+///   ms). `MIMALLOC_ALLOW_THP=1` in the environment keeps them.
+/// - **Freed memory is given back after a second, not 10 ms** (mimalloc 3's default):
+///   purging at once meant thousands of `madvise` calls and page faults a second for
+///   memory that is used again right away. `MIMALLOC_PURGE_DELAY` in the environment wins.
+fn tune_allocator() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // Best effort: without it the process only runs slower under bursts.
+        let _ = nix::sys::prctl::set_thp_disable(true);
+    }
+    delay_purges();
+}
+
+#[allow(unsafe_code)]
+fn delay_purges() {
+    // `mi_option_purge_delay` of mimalloc 2 (include/mimalloc.h; the sys crate names no
+    // constant for it). Set only while it holds its documented default of 10 ms, so that
+    // an environment's MIMALLOC_PURGE_DELAY wins, and so that a renumbered option list in
+    // a later mimalloc changes nothing rather than another option.
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    const DEFAULT_MS: std::ffi::c_long = 10;
+    const DELAY_MS: std::ffi::c_long = 1000;
+    // SAFETY: both take and return plain integers; mimalloc documents options as
+    // settable at any time from any thread.
+    unsafe {
+        if libmimalloc_sys::mi_option_get(PURGE_DELAY) == DEFAULT_MS {
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, DELAY_MS);
+        }
     }
 }
 
