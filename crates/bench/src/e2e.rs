@@ -48,6 +48,10 @@ pub(super) struct EndToEnd {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
+    /// Of the latency above, the part until the webhook's `200` (the message durable in
+    /// the log), from the same intended send time: the rest is the pipeline's.
+    pub webhook_p50_ms: f64,
+    pub webhook_p99_ms: f64,
     pub egress_whatsapp_per_sec: f64,
 }
 
@@ -198,6 +202,13 @@ pub(super) async fn measure(
     let (loaded_bytes, nats_loaded_bytes) = sampler.stop().await;
 
     let mut latencies = latency_histogram()?;
+    let mut webhook_latencies = latency_histogram()?;
+    for sent in &scheduled {
+        if let Some(answered) = sent.answered {
+            webhook_latencies
+                .saturating_record(micros(answered.saturating_duration_since(sent.intended)));
+        }
+    }
     let (mut replied, mut unanswered) = (0usize, 0usize);
     let first_intended = scheduled.iter().map(|s| s.intended).min();
     let mut last_reply = None::<Instant>;
@@ -231,6 +242,8 @@ pub(super) async fn measure(
         p99_ms: quantile_ms(&latencies, 0.99),
         p999_ms: quantile_ms(&latencies, 0.999),
         max_ms: millis(latencies.max()),
+        webhook_p50_ms: quantile_ms(&webhook_latencies, 0.50),
+        webhook_p99_ms: quantile_ms(&webhook_latencies, 0.99),
         egress_whatsapp_per_sec: EGRESS_RATE.per_second,
     };
     let memory = InProcess {
