@@ -4,8 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod process;
+mod tls;
 
-use process::{KillOnDrop, free_port, get, wait_for};
+use process::{KillOnDrop, Ports, free_port, get, helpline, wait_for};
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,14 +29,9 @@ async fn get_body(port: u16, path: &str) -> Option<String> {
 #[tokio::test]
 async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {
     let mut nats = NatsServer::start().await.unwrap();
-    let (http, ops, grpc) = (free_port(), free_port(), free_port());
+    let (mut command, Ports { http, ops, grpc }) = helpline("all", &nats.url());
     let _helpline = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_helpline"))
-            .args(["all", "--log-format", "json"])
-            .env("HELPLINE_NATS_URL", nats.url())
-            .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
-            .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
-            .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+        command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -109,12 +105,8 @@ async fn ingress_reads_channels_from_the_environment_and_never_logs_secrets() {
         .await
         .unwrap();
     let secret = sim.config().web.shared_secret.clone();
-    let (http, ops) = (free_port(), free_port());
-    let mut helpline = Command::new(env!("CARGO_BIN_EXE_helpline"))
-        .args(["ingress", "--log-format", "json"])
-        .env("HELPLINE_NATS_URL", nats.url())
-        .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
-        .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
+    let (mut command, Ports { http, ops, .. }) = helpline("ingress", &nats.url());
+    let mut helpline = command
         .env("HELPLINE_CHANNELS__WEB__SHARED_SECRET", &secret)
         .env(
             "HELPLINE_CHANNELS__WEB__CALLBACK_URL",
@@ -198,13 +190,8 @@ async fn a_password_in_the_nats_url_signs_in_and_is_never_logged() {
         .await
         .unwrap();
     let url = |port: u16| format!("nats://helpline:{password}@127.0.0.1:{port}");
-    let (http, ops, grpc) = (free_port(), free_port(), free_port());
-    let mut helpline = Command::new(env!("CARGO_BIN_EXE_helpline"))
-        .args(["all", "--log-format", "json"])
-        .env("HELPLINE_NATS_URL", url(nats.port()))
-        .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
-        .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
-        .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+    let (mut command, Ports { ops, .. }) = helpline("all", &url(nats.port()));
+    let mut helpline = command
         // The client library logs the server's address at debug level.
         .env("HELPLINE_LOG", "debug")
         .stdout(Stdio::null())
@@ -282,17 +269,12 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> 
 #[tokio::test]
 async fn every_port_closes_silent_connections_and_turns_away_those_over_its_maximum() {
     let nats = NatsServer::start().await.unwrap();
-    let (http, ops, grpc) = (free_port(), free_port(), free_port());
+    let (mut command, Ports { http, ops, grpc }) = helpline("all", &nats.url());
     let _helpline = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_helpline"))
-            .args(["all", "--log-format", "json"])
-            .env("HELPLINE_NATS_URL", nats.url())
-            .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
-            .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
-            .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
-            .env("HELPLINE_INGRESS__HEADER_TIMEOUT_MS", "500")
+        command
+            .env("HELPLINE_INGRESS__HEADER_TIMEOUT_MS", "2000")
             .env("HELPLINE_INGRESS__MAX_CONNECTIONS", "40")
-            .env("HELPLINE_GRPC__HANDSHAKE_TIMEOUT_MS", "500")
+            .env("HELPLINE_GRPC__HANDSHAKE_TIMEOUT_MS", "2000")
             .env("HELPLINE_GRPC__MAX_CONNECTIONS", "40")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -331,7 +313,8 @@ async fn every_port_closes_silent_connections_and_turns_away_those_over_its_maxi
                 "port {port} kept a silent connection open"
             );
         }
-        // Forty held open: the forty-first is closed at once.
+        // Forty held open: the forty-first is closed at once, well before the 2 s timeout
+        // that would close it anyway (the bound leaves a busy machine's scheduling room).
         let mut held = Vec::new();
         for _ in 0..40 {
             held.push(
@@ -344,7 +327,7 @@ async fn every_port_closes_silent_connections_and_turns_away_those_over_its_maxi
             .await
             .unwrap();
         assert!(
-            closed_within(&mut over, Duration::from_millis(400)).await,
+            closed_within(&mut over, Duration::from_millis(1200)).await,
             "port {port} took a connection over its maximum"
         );
         drop(held);
@@ -367,101 +350,15 @@ async fn every_port_closes_silent_connections_and_turns_away_those_over_its_maxi
         .unwrap();
 }
 
-/// Runs `openssl` in `dir` (the test makes its own CA and server certificate).
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("this test makes its certificates with openssl: {e}"));
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[tokio::test]
 async fn the_grpc_port_speaks_tls_when_given_a_certificate() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        dir.path(),
-        &[
-            &["req", "-x509"][..],
-            &key,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=helpline test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        dir.path(),
-        &[
-            &["req"][..],
-            &key,
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.path().join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(
-        dir.path(),
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
+    tls::certificates(dir.path());
     let nats = NatsServer::start().await.unwrap();
-    let (http, ops, grpc) = (free_port(), free_port(), free_port());
+    let (mut command, Ports { ops, grpc, .. }) = helpline("all", &nats.url());
     let _helpline = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_helpline"))
-            .args(["all", "--log-format", "json"])
-            .env("HELPLINE_NATS_URL", nats.url())
-            .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
-            .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
-            .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+        command
             .env(
                 "HELPLINE_GRPC__TLS_CERT_FILE",
                 dir.path().join("server.crt"),

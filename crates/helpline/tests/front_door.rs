@@ -11,9 +11,9 @@
 
 mod process;
 
-use process::{KillOnDrop, free_port, wait_for};
+use process::{KillOnDrop, Ports, helpline, wait_for};
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -193,14 +193,9 @@ async fn stalled_uploads_hold_memory_within_the_budget_and_give_it_back() {
         .await
         .unwrap();
     let whatsapp = sim.config().whatsapp.clone();
-    let (http, ops, grpc) = (free_port(), free_port(), free_port());
+    let (mut command, Ports { http, .. }) = helpline("all", &nats.url());
     let helpline = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_helpline"))
-            .args(["all", "--log-format", "json"])
-            .env("HELPLINE_NATS_URL", nats.url())
-            .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
-            .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
-            .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+        command
             .env(
                 "HELPLINE_INGRESS__BODY_TIMEOUT_MS",
                 BODY_TIMEOUT.as_millis().to_string(),

@@ -7,7 +7,7 @@
 
 mod process;
 
-use process::{KillOnDrop, free_port};
+use process::{KillOnDrop, Ports, helpline};
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -24,14 +24,9 @@ use tonic::transport::Channel;
 
 /// `helpline all` verifying with `verify_key` alone; its gRPC channel once it answers.
 async fn start(nats: &NatsServer, verify_key: &str) -> (KillOnDrop, Channel) {
-    let (http, ops, grpc) = (free_port(), free_port(), free_port());
+    let (mut command, Ports { grpc, .. }) = helpline("all", &nats.url());
     let child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_helpline"))
-            .args(["all", "--log-format", "json"])
-            .env("HELPLINE_NATS_URL", nats.url())
-            .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
-            .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
-            .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+        command
             .env("HELPLINE_AUTH__VERIFY_KEY", verify_key)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

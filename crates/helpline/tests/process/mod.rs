@@ -4,13 +4,46 @@
 
 #![allow(dead_code)]
 
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub fn free_port() -> u16 {
     helpline_testkit::free_port().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The ports a test's `helpline` process listens on, each a free loopback port.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    /// `ingress.listen`: webhooks and probes.
+    pub http: u16,
+    /// `ops.listen`: probes and metrics.
+    pub ops: u16,
+    /// `grpc.listen`: the services' APIs.
+    pub grpc: u16,
+}
+
+/// `helpline <service> --log-format json` against the NATS server at `nats_url`, listening
+/// on three free loopback ports; the test adds its own settings and output before
+/// spawning it.
+pub fn helpline(service: &str, nats_url: &str) -> (Command, Ports) {
+    let ports = Ports {
+        http: free_port(),
+        ops: free_port(),
+        grpc: free_port(),
+    };
+    let mut command = Command::new(env!("CARGO_BIN_EXE_helpline"));
+    command
+        .args([service, "--log-format", "json"])
+        .env("HELPLINE_NATS_URL", nats_url)
+        .env(
+            "HELPLINE_INGRESS__LISTEN",
+            format!("127.0.0.1:{}", ports.http),
+        )
+        .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{}", ports.ops))
+        .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{}", ports.grpc));
+    (command, ports)
 }
 
 /// The status code of `GET path`, or None while nothing listens.
