@@ -415,13 +415,6 @@ async fn default_sync(
     };
     let (end_to_end, in_process) =
         e2e::run(&store, &sim, &ingress, stack, &load, nats.pid()).await?;
-    eprintln!(
-        "SCRATCH closed start {:.3}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64()
-    );
     let before = lanes::out_messages(&ingress_client);
     let mut webhook_ingest = webhooks::closed_loop(
         &ingress.base,
@@ -436,13 +429,6 @@ async fn default_sync(
     let messages_per_webhook =
         (lanes::out_messages(&ingress_client) - before) as f64 / webhook_ingest.ok.max(1) as f64;
     webhook_ingest.ratio_to_raw_publish = ratio(webhook_ingest.per_sec, raw_publish.per_sec);
-    eprintln!(
-        "SCRATCH closed end {:.3}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64()
-    );
     let half = webhook_ingest.per_sec / 2.0;
     let mut webhook_ingest_paced =
         webhooks::open_loop(&ingress.base, &sim, 3, half, sizes.paced, sizes.cap).await?;
