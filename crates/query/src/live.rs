@@ -110,7 +110,7 @@ pub async fn rebuild(
     let replayed = replay(
         store,
         |event| {
-            projection.apply(event);
+            projection.fold(event);
         },
         progress,
     )

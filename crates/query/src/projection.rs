@@ -91,6 +91,20 @@ impl Projection {
     /// Folds one event in and says what changed. Events already applied are skipped
     /// (`None`), so a replay that overlaps what was applied changes nothing.
     pub fn apply(&mut self, stored: &StoredEvent) -> Option<Change> {
+        let was_in_queue = self.fold(stored)?;
+        let folded = self.tickets.get(&stored.meta.ticket)?;
+        Some(Change {
+            view: folded.view.clone(),
+            entry: folded.timeline.last()?.clone(),
+            was_in_queue,
+        })
+    }
+
+    /// Folds one event in, as [`Projection::apply`], without saying what changed: what a
+    /// replay uses, where nobody watches and copying the ticket's view per event was a
+    /// measurable share of a rebuild. `None` for an event already applied; otherwise the
+    /// queue the ticket waited in before it.
+    pub fn fold(&mut self, stored: &StoredEvent) -> Option<Option<QueueId>> {
         if !self.applied.admit(stored.sequence, stored.meta.event_id) {
             return None;
         }
@@ -118,15 +132,14 @@ impl Projection {
         if matches!(stored.event, Event::TicketOpened { .. }) {
             view.opened_at = Some(at);
         }
-        let entry = TimelineEntry {
+        folded.timeline.push(TimelineEntry {
             sequence: stored.sequence,
             occurred_at: at,
             event_id: stored.meta.event_id,
             command_id: stored.meta.command_id,
             causation_id: stored.meta.causation_id.clone(),
             event: stored.event.clone(),
-        };
-        folded.timeline.push(entry.clone());
+        });
         if matches!(stored.event, Event::CustomerErased) {
             // The projection's copies of the customer's data go with the customer.
             folded.texts.clear();
@@ -137,11 +150,7 @@ impl Projection {
         } else {
             summary::texts(&stored.event, !view.state.erased, &mut folded.texts);
         }
-        Some(Change {
-            view: folded.view.clone(),
-            entry,
-            was_in_queue,
-        })
+        Some(was_in_queue)
     }
 
     /// Stream sequence of the last applied event; 0 before the first.
