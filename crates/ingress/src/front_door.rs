@@ -288,8 +288,14 @@ pub async fn read_body(
 #[derive(Debug)]
 pub struct Refusals {
     limit: u32,
-    counts: Mutex<HashMap<(IpAddr, String), (Instant, u32)>>,
+    /// Per source, per channel (as the caller names it: ingress counts every path word it
+    /// has no channel for as one): when the window began and the refusals in it. Nested
+    /// so that a webhook's check allocates nothing.
+    counts: Mutex<HashMap<IpAddr, HashMap<String, Window>>>,
 }
+
+/// When a source's window on a channel began, and the refusals in it.
+type Window = (Instant, u32);
 
 impl Refusals {
     pub const WINDOW: Duration = Duration::from_secs(10);
@@ -315,7 +321,10 @@ impl Refusals {
             return true;
         }
         let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        match counts.get(&(source, channel.to_owned())) {
+        match counts
+            .get(&source)
+            .and_then(|channels| channels.get(channel))
+        {
             Some((since, count)) => since.elapsed() >= Self::WINDOW || *count < self.limit,
             None => true,
         }
@@ -330,9 +339,13 @@ impl Refusals {
         if counts.len() >= Self::SOURCES {
             counts.clear();
         }
-        let entry = counts
-            .entry((source, channel.to_owned()))
-            .or_insert((Instant::now(), 0));
+        let channels = counts.entry(source).or_default();
+        let entry = match channels.get_mut(channel) {
+            Some(entry) => entry,
+            None => channels
+                .entry(channel.to_owned())
+                .or_insert((Instant::now(), 0)),
+        };
         if entry.0.elapsed() >= Self::WINDOW {
             *entry = (Instant::now(), 0);
         }

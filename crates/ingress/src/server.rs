@@ -355,8 +355,15 @@ async fn receive_webhook(
     body: Body,
 ) -> Response {
     let source = source.map(|Extension(ConnectInfo(address))| address.ip());
+    // Refusals are counted per configured channel, and every other word of the path
+    // under one name: a caller inventing paths neither grows the count nor escapes it.
+    let counted = if ingress.inner.adapters.contains_key(channel.as_str()) {
+        channel.as_str()
+    } else {
+        "unconfigured"
+    };
     if let Some(source) = source
-        && !ingress.inner.sources.admits(source, &channel)
+        && !ingress.inner.sources.admits(source, counted)
     {
         return ingress.too_many_refusals(&channel);
     }
@@ -364,7 +371,7 @@ async fn receive_webhook(
     if let Some(source) = source
         && response.status().is_client_error()
     {
-        ingress.inner.sources.note(source, &channel);
+        ingress.inner.sources.note(source, counted);
     }
     response
 }

@@ -292,3 +292,42 @@ async fn a_source_refused_too_often_is_answered_429_unheard_and_no_one_else_is()
     // …while another address is served as ever.
     assert_eq!(post_from(&h, provider, &good).await, 200);
 }
+
+#[tokio::test]
+async fn paths_of_no_channel_are_counted_as_one_so_inventing_them_escapes_nothing() {
+    let config = IngressConfig {
+        max_refusals_per_source: 20,
+        ..config()
+    };
+    let h = Harness::routes_only(&config).await;
+    let prober: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    let client = reqwest::Client::builder()
+        .local_address(prober)
+        .build()
+        .unwrap();
+    let mut answers = Vec::new();
+    for n in 0..25 {
+        let status = client
+            .post(format!("{}/webhooks/invented{n}", h.url))
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        answers.push(status);
+    }
+    assert_eq!(&answers[..20], &[404; 20], "each invented path refused");
+    assert_eq!(
+        &answers[20..],
+        &[429; 5],
+        "and all of them counted together"
+    );
+    // A configured channel is counted on its own: that address is still heard there.
+    let good = h.sim.webhook(
+        Channel::WhatsApp,
+        &customer_id(Channel::WhatsApp, 72),
+        "echt",
+    );
+    assert_eq!(post_from(&h, prober, &good).await, 200);
+}
