@@ -1,9 +1,12 @@
 //! Customers' data keys, in the region's key bucket (`helpline-<region>-customer-keys`,
 //! history 1), wrapped by the master key.
 //!
-//! Keys are cached per process. The cache follows the bucket: a watcher evicts a customer
-//! whenever their entry changes (created, erased), so an erasure reaches every process
-//! within a round trip, and until the watcher runs nothing is cached at all.
+//! Keys are cached per process. The cache follows the bucket: a watcher takes every change
+//! as it comes — a key created elsewhere is cached as the watch delivers it, an erased one
+//! is evicted — so an erasure reaches every process within a round trip, a new customer's
+//! first event finds its key already here (the key is stored before the event, and the
+//! server sends both on in that order), and until the watcher runs nothing is cached at
+//! all.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -266,6 +269,7 @@ impl CustomerKeys {
                 let bucket = self.bucket.clone();
                 let hot = self.hot.clone();
                 let limit = self.limit;
+                let master = self.master.clone();
                 let task = tokio::spawn(async move {
                     let mut updates = match bucket.watch_all().await {
                         Ok(updates) => updates,
@@ -290,9 +294,25 @@ impl CustomerKeys {
                                     continue;
                                 }
                                 changes.fetch_add(1, Ordering::AcqRel);
-                                cache.keys.remove(&customer);
                                 cache.created.remove(&customer);
-                                if entry.operation != Operation::Put {
+                                if entry.operation == Operation::Put {
+                                    // Another process's new key: kept, so that the first
+                                    // event sealed under it needs no read. It comes after
+                                    // any purge of an earlier key (the watch goes in
+                                    // revision order), so it is the customer's key now. One
+                                    // that does not open is not kept; a read will say why.
+                                    cache.purged.remove(&customer);
+                                    match master.unwrap_key(&customer, &entry.value) {
+                                        Ok(key) => {
+                                            cache.make_room(limit);
+                                            cache.keys.insert(customer, Some(Arc::new(key)));
+                                        }
+                                        Err(_) => {
+                                            cache.keys.remove(&customer);
+                                        }
+                                    }
+                                } else {
+                                    cache.keys.remove(&customer);
                                     if cache.purged.len() >= limit {
                                         cache.purged.clear();
                                     }

@@ -129,6 +129,39 @@ async fn another_master_key_cannot_read_the_customers_data() {
 }
 
 #[tokio::test]
+async fn a_key_made_in_another_process_arrives_with_the_watch_so_the_first_read_asks_nothing() {
+    let h = harness().await;
+    let client = h.server.connect().await.unwrap();
+    let other = EventStore::open(client.clone(), test_config())
+        .await
+        .unwrap();
+    // The other process is up and following the key bucket before the customer writes.
+    other.preload_customer_keys().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let id = ticket();
+    let version = open(&h.store, id).await;
+    say(&h.store, id, version, &["hallo"]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let sent = || {
+        client
+            .statistics()
+            .out_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = sent();
+    assert_eq!(texts(&other.ticket_events(id).await.unwrap()), ["hallo"]);
+    let first_read = sent() - before;
+    let before = sent();
+    assert_eq!(texts(&other.ticket_events(id).await.unwrap()), ["hallo"]);
+    let second_read = sent() - before;
+    assert_eq!(
+        first_read, second_read,
+        "the first read fetched the customer's key: it should have come with the watch"
+    );
+}
+
+#[tokio::test]
 async fn two_processes_opening_tickets_for_one_new_customer_share_one_key() {
     let h = harness().await;
     let other = EventStore::open(h.server.connect().await.unwrap(), test_config())
