@@ -50,7 +50,7 @@ pub async fn run(
             let replayed = helpline_query::replay(
                 &store,
                 |event| {
-                    csat.apply(event);
+                    csat.apply(&event);
                     tickets.insert(event.meta.ticket);
                 },
                 |progress| display.show(progress),

@@ -53,7 +53,7 @@ impl Replayed {
 /// `progress` now and then and once at the end. Events appended meanwhile are left out.
 pub async fn replay(
     store: &EventStore,
-    mut apply: impl FnMut(&StoredEvent),
+    mut apply: impl FnMut(StoredEvent),
     mut progress: impl FnMut(Progress),
 ) -> Result<Replayed, QueryError> {
     let started = Instant::now();
@@ -73,10 +73,11 @@ pub async fn replay(
         let read = read.map_err(QueryError::unavailable)?;
         done += 1;
         last_sequence = read.sequence;
-        match &read.content {
-            Content::Ticket(events) => events.iter().for_each(&mut apply),
+        let (sequence, pending) = (read.sequence, read.pending);
+        match read.content {
+            Content::Ticket(events) => events.into_iter().for_each(&mut apply),
             Content::Undecodable(reason) => {
-                tracing::warn!(sequence = read.sequence, error = %reason, "replay skips an undecodable event");
+                tracing::warn!(sequence, error = %reason, "replay skips an undecodable event");
                 undecodable += 1;
             }
             Content::Other => {}
@@ -85,7 +86,7 @@ pub async fn replay(
             reported = Instant::now();
             progress(Progress { done, total });
         }
-        if read.pending == 0 || read.sequence >= end {
+        if pending == 0 || sequence >= end {
             break;
         }
     }
@@ -110,7 +111,7 @@ pub async fn rebuild(
     let replayed = replay(
         store,
         |event| {
-            projection.fold(event);
+            projection.fold_owned(event);
         },
         progress,
     )

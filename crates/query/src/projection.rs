@@ -6,11 +6,12 @@
 //! is the domain's own fold ([`helpline_domain::evolve`]), so the query service never
 //! disagrees with the services that decide.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
 use helpline_domain::{AgentId, Channel, Event, Phase, QueueId, Ticket, TicketId, evolve};
-use helpline_eventstore::{Applied, StoredEvent};
+use helpline_eventstore::{Applied, EnvelopeMeta, StoredEvent};
 use uuid::Uuid;
 
 use crate::summary;
@@ -105,16 +106,37 @@ impl Projection {
     /// measurable share of a rebuild. `None` for an event already applied; otherwise the
     /// queue the ticket waited in before it.
     pub fn fold(&mut self, stored: &StoredEvent) -> Option<Option<QueueId>> {
-        if !self.applied.admit(stored.sequence, stored.meta.event_id) {
+        self.fold_event(stored.sequence, &stored.meta, Cow::Borrowed(&stored.event))
+    }
+
+    /// As [`Projection::fold`], taking the event: a replay hands each one over, and the
+    /// timeline keeps it without a copy.
+    pub fn fold_owned(&mut self, stored: StoredEvent) -> Option<Option<QueueId>> {
+        let StoredEvent {
+            sequence,
+            meta,
+            event,
+            ..
+        } = stored;
+        self.fold_event(sequence, &meta, Cow::Owned(event))
+    }
+
+    fn fold_event(
+        &mut self,
+        sequence: u64,
+        meta: &EnvelopeMeta,
+        event: Cow<'_, Event>,
+    ) -> Option<Option<QueueId>> {
+        if !self.applied.admit(sequence, meta.event_id) {
             return None;
         }
         self.events += 1;
-        let id = stored.meta.ticket;
-        let at = stored.meta.occurred_at;
+        let id = meta.ticket;
+        let at = meta.occurred_at;
         let folded = self.tickets.entry(id).or_insert_with(|| Folded {
             view: TicketView {
                 id,
-                region: stored.meta.region.clone(),
+                region: meta.region.clone(),
                 state: Ticket::default(),
                 opened_at: None,
                 last_activity_at: at,
@@ -125,30 +147,32 @@ impl Projection {
         });
         let was_in_queue = waiting_in(&folded.view.state).cloned();
         let view = &mut folded.view;
-        view.state = evolve(std::mem::take(&mut view.state), &stored.event);
-        view.last_sequence = stored.sequence;
+        view.state = evolve(std::mem::take(&mut view.state), &event);
+        view.last_sequence = sequence;
         // A late-stamped event (another writer's clock) does not move activity back.
         view.last_activity_at = view.last_activity_at.max(at);
-        if matches!(stored.event, Event::TicketOpened { .. }) {
+        if matches!(*event, Event::TicketOpened { .. }) {
             view.opened_at = Some(at);
         }
+        let erasure = matches!(*event, Event::CustomerErased);
+        if !erasure {
+            summary::texts(&event, !view.state.erased, &mut folded.texts);
+        }
         folded.timeline.push(TimelineEntry {
-            sequence: stored.sequence,
+            sequence,
             occurred_at: at,
-            event_id: stored.meta.event_id,
-            command_id: stored.meta.command_id,
-            causation_id: stored.meta.causation_id.clone(),
-            event: stored.event.clone(),
+            event_id: meta.event_id,
+            command_id: meta.command_id,
+            causation_id: meta.causation_id.clone(),
+            event: event.into_owned(),
         });
-        if matches!(stored.event, Event::CustomerErased) {
+        if erasure {
             // The projection's copies of the customer's data go with the customer.
             folded.texts.clear();
             for earlier in &mut folded.timeline {
                 earlier.event.erase_personal();
                 summary::texts(&earlier.event, false, &mut folded.texts);
             }
-        } else {
-            summary::texts(&stored.event, !view.state.erased, &mut folded.texts);
         }
         Some(was_in_queue)
     }
@@ -455,6 +479,25 @@ mod tests {
         };
         assert_eq!(projection.list(&nobody, 10), (Vec::new(), 0));
         assert_eq!(projection.list(&Filter::default(), 1).1, 2);
+    }
+
+    #[test]
+    fn a_replay_folding_owned_events_builds_the_projection_the_live_view_builds() {
+        let mut log = Log::default();
+        log.queued(Channel::WhatsApp, "Der Akku ist defekt", "de-laptops", T0);
+        let erased = log.queued(
+            Channel::Telegram,
+            "Bildschirm flackert",
+            "de-phones",
+            T0 + 5,
+        );
+        log.at(erased, T0 + 10, Event::CustomerErased);
+        let live = log.fold();
+        let mut replayed = Projection::default();
+        for event in log.events.clone() {
+            replayed.fold_owned(event);
+        }
+        assert_eq!(replayed, live);
     }
 
     #[test]
