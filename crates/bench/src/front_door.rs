@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use helpline_domain::Channel;
+use helpline_testkit::upload::{self, closed_by};
 use helpline_testkit::{NatsServer, Simulator};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +22,6 @@ const MIB: u64 = 1024 * 1024;
 const UPLOADS: usize = 100;
 /// The webhook limit: a larger declared length is refused before anything is read.
 const DECLARED: usize = 4 * 1024 * 1024;
-const CHUNK: usize = 64 * 1024;
 /// A write waiting this long means the server (and the sockets' buffers) took no more.
 const WRITE_STALL: Duration = Duration::from_millis(200);
 /// `ingress.body_timeout_ms` of the process: shorter than the default 10 s so the phase
@@ -207,34 +206,11 @@ pub(super) async fn stalled_uploads(nats: &NatsServer) -> anyhow::Result<Stalled
     })
 }
 
-/// Opens an upload declaring [`DECLARED`] bytes with a bogus signature and sends all but
-/// its last byte, as far as the server takes them. The connection is left open; with the
-/// body bytes written.
+/// An upload declaring [`DECLARED`] bytes, stalled as far as the server takes it.
 async fn stall(port: u16) -> anyhow::Result<(TcpStream, usize)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
+    upload::stall(port, DECLARED, WRITE_STALL)
         .await
-        .context("cannot connect to the webhook port")?;
-    let head = format!(
-        "POST /webhooks/whatsapp HTTP/1.1\r\nHost: localhost\r\n\
-         Content-Type: application/json\r\nX-Hub-Signature-256: sha256={}\r\n\
-         Content-Length: {DECLARED}\r\n\r\n",
-        "0".repeat(64)
-    );
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .context("cannot send an upload's headers")?;
-    let chunk = vec![b' '; CHUNK];
-    let mut sent = 0;
-    while sent < DECLARED - 1 {
-        let n = CHUNK.min(DECLARED - 1 - sent);
-        match tokio::time::timeout(WRITE_STALL, stream.write_all(&chunk[..n])).await {
-            Ok(Ok(())) => sent += n,
-            // Refused (503) and closed, or nothing more taken: either way it stalls here.
-            Ok(Err(_)) | Err(_) => break,
-        }
-    }
-    Ok((stream, sent))
+        .context("cannot send an upload")
 }
 
 /// Whether the server holds `stream` open without having said anything yet.
@@ -243,30 +219,6 @@ async fn held(stream: &TcpStream) -> bool {
     tokio::time::timeout(Duration::from_millis(2), stream.peek(&mut buffer))
         .await
         .is_err()
-}
-
-/// The status code the server answered `stream` with once it closed it before
-/// `deadline` (0 when it said nothing first), `None` while it keeps it open.
-async fn closed_by(stream: &mut TcpStream, deadline: Instant) -> Option<u16> {
-    let mut said = Vec::new();
-    let mut buffer = [0u8; 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
-            Err(_) => return None,
-            Ok(Ok(0) | Err(_)) => break,
-            // Only the status line is kept.
-            Ok(Ok(n)) if said.len() < 64 => said.extend_from_slice(&buffer[..n]),
-            Ok(Ok(_)) => {}
-        }
-    }
-    Some(
-        String::from_utf8_lossy(&said)
-            .split_whitespace()
-            .nth(1)
-            .and_then(|status| status.parse().ok())
-            .unwrap_or(0),
-    )
 }
 
 /// Samples a process's RSS every 20 ms until stopped; keeps the highest.

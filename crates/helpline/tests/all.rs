@@ -6,25 +6,13 @@
 mod process;
 mod tls;
 
-use process::{KillOnDrop, Ports, free_port, get, helpline, wait_for};
+use process::{KillOnDrop, Ports, free_port, get, get_body, helpline, wait_for};
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use helpline_testkit::NatsServer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The body of `GET path`, or None while nothing listens.
-async fn get_body(port: u16, path: &str) -> Option<String> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    Some(response.split_once("\r\n\r\n")?.1.to_owned())
-}
+use tokio::io::AsyncReadExt;
 
 #[tokio::test]
 async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use helpline_domain::Channel;
 use helpline_testkit::NatsServer;
-use helpline_testkit::simulator::WhatsAppSim;
-use hmac::{Hmac, Mac as _};
-use sha2::Sha256;
+use helpline_testkit::Simulator;
+use helpline_testkit::upload::{self, closed_by};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -47,54 +47,24 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / MIB as f64
 }
 
-/// A WhatsApp Cloud API text message webhook from a customer of its own, and its
-/// `X-Hub-Signature-256`.
-fn signed_webhook(provider: &WhatsAppSim, n: u32) -> (Vec<u8>, String) {
-    let wa_id = format!("49151{n:08}");
-    let body = serde_json::json!({
-        "object": "whatsapp_business_account",
-        "entry": [{
-            "id": "102290129340398",
-            "changes": [{
-                "field": "messages",
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": {
-                        "display_phone_number": "15550783881",
-                        "phone_number_id": provider.phone_number_id,
-                    },
-                    "contacts": [{ "profile": { "name": "Kim" }, "wa_id": wa_id }],
-                    "messages": [{
-                        "from": wa_id,
-                        "id": format!("wamid.frontdoor{n}"),
-                        "timestamp": "1767225600",
-                        "type": "text",
-                        "text": { "body": "hallo" },
-                    }],
-                },
-            }],
-        }],
-    });
-    let body = serde_json::to_vec(&body).unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(provider.app_secret.as_bytes()).unwrap();
-    mac.update(&body);
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    (body, signature)
-}
-
-/// POSTs webhook `n`; the answer's status code, or None when the port did not answer.
-async fn post_webhook(port: u16, provider: &WhatsAppSim, n: u32) -> Option<u16> {
-    let (body, signature) = signed_webhook(provider, n);
+/// POSTs a signed WhatsApp text webhook from customer `n`, as the provider would; the
+/// answer's status code, or None when the port did not answer.
+async fn post_webhook(port: u16, sim: &Simulator, n: u32) -> Option<u16> {
+    let webhook = sim.webhook(Channel::WhatsApp, &format!("49151{n:08}"), "hallo");
     let exchange = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        let head = format!(
-            "POST /webhooks/whatsapp HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nX-Hub-Signature-256: {signature}\r\n\
-             Content-Length: {}\r\n\r\n",
-            body.len()
+        let mut head = format!(
+            "POST {} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Length: {}\r\n",
+            webhook.path,
+            webhook.body.len()
         );
+        for (name, value) in &webhook.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
         stream.write_all(head.as_bytes()).await.ok()?;
-        stream.write_all(&body).await.ok()?;
+        stream.write_all(&webhook.body).await.ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).await.ok()?;
         response.split_whitespace().nth(1)?.parse().ok()
@@ -105,51 +75,11 @@ async fn post_webhook(port: u16, provider: &WhatsAppSim, n: u32) -> Option<u16> 
         .flatten()
 }
 
-/// Opens an upload declaring [`UPLOAD`] bytes with a bogus signature and sends all but
-/// its last byte, as far as the server takes them: it stops once a write has waited
-/// 200 ms or failed. The connection is left open; with the bytes sent.
+/// An upload declaring [`UPLOAD`] bytes, stalled once a write has waited 200 ms.
 async fn stall(port: u16) -> (TcpStream, usize) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let head = format!(
-        "POST /webhooks/whatsapp HTTP/1.1\r\nHost: localhost\r\n\
-         Content-Type: application/json\r\nX-Hub-Signature-256: sha256={}\r\n\
-         Content-Length: {UPLOAD}\r\n\r\n",
-        "0".repeat(64)
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let chunk = vec![b' '; 64 * 1024];
-    let mut sent = 0;
-    while sent < UPLOAD - 1 {
-        let n = chunk.len().min(UPLOAD - 1 - sent);
-        match tokio::time::timeout(Duration::from_millis(200), stream.write_all(&chunk[..n])).await
-        {
-            Ok(Ok(())) => sent += n,
-            Ok(Err(_)) | Err(_) => break,
-        }
-    }
-    (stream, sent)
-}
-
-/// What the server did with a stalled upload before `deadline`: `Some(status)` when it
-/// closed the connection (0 when it said nothing first), `None` when it kept it open.
-async fn closed_by(stream: &mut TcpStream, deadline: Instant) -> Option<u16> {
-    let mut said = Vec::new();
-    let mut buffer = [0u8; 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
-            Err(_) => return None,
-            Ok(Ok(0) | Err(_)) => break,
-            Ok(Ok(n)) => said.extend_from_slice(&buffer[..n]),
-        }
-    }
-    let said = String::from_utf8_lossy(&said);
-    Some(
-        said.split_whitespace()
-            .nth(1)
-            .and_then(|status| status.parse().ok())
-            .unwrap_or(0),
-    )
+    upload::stall(port, UPLOAD, Duration::from_millis(200))
+        .await
+        .unwrap()
 }
 
 /// Samples the RSS of `pid` every 20 ms until dropped; keeps the highest.
@@ -189,9 +119,7 @@ impl Drop for Peak {
 async fn stalled_uploads_hold_memory_within_the_budget_and_give_it_back() {
     let nats = NatsServer::start().await.unwrap();
     // The provider's API, where egress sends the bot's replies.
-    let sim = helpline_testkit::Simulator::start(Default::default())
-        .await
-        .unwrap();
+    let sim = Simulator::start(Default::default()).await.unwrap();
     let whatsapp = sim.config().whatsapp.clone();
     let (mut command, Ports { http, .. }) = helpline("all", &nats.url());
     let helpline = KillOnDrop(
@@ -235,7 +163,7 @@ async fn stalled_uploads_hold_memory_within_the_budget_and_give_it_back() {
     let mut sent = 0;
     loop {
         sent += 1;
-        let status = post_webhook(http, &whatsapp, sent).await;
+        let status = post_webhook(http, &sim, sent).await;
         if status == Some(200) {
             break;
         }
@@ -247,7 +175,7 @@ async fn stalled_uploads_hold_memory_within_the_budget_and_give_it_back() {
     }
     for _ in 0..10 {
         sent += 1;
-        assert_eq!(post_webhook(http, &whatsapp, sent).await, Some(200));
+        assert_eq!(post_webhook(http, &sim, sent).await, Some(200));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = rss(pid);
@@ -266,7 +194,7 @@ async fn stalled_uploads_hold_memory_within_the_budget_and_give_it_back() {
     // A provider's webhook while they stall.
     sent += 1;
     let answered = Instant::now();
-    let status = post_webhook(http, &whatsapp, sent).await;
+    let status = post_webhook(http, &sim, sent).await;
     let answered_in = answered.elapsed();
     assert_eq!(
         status,
@@ -338,5 +266,5 @@ async fn stalled_uploads_hold_memory_within_the_budget_and_give_it_back() {
     );
     // Still serving.
     sent += 1;
-    assert_eq!(post_webhook(http, &whatsapp, sent).await, Some(200));
+    assert_eq!(post_webhook(http, &sim, sent).await, Some(200));
 }

@@ -17,7 +17,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod process;
 mod tls;
+
+use process::{Ports, get_response as get};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,7 +36,7 @@ use helpline_eventstore::{CommandMeta, EventStore, StoreConfig};
 use helpline_proto::v1 as pb;
 use helpline_testkit::{NatsServer, Simulator, free_port};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
 const REGION: &str = "de";
@@ -987,25 +990,6 @@ fn helpline(name: &str, args: &[&str], env: &[(String, String)], dir: &Path) -> 
         child,
         log,
     }
-}
-
-/// The status code and body of `GET path`, or None while nothing listens.
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, response.split_once("\r\n\r\n")?.1.to_owned()))
-}
-
-struct Ports {
-    ops: u16,
-    grpc: u16,
-    http: u16,
 }
 
 fn signed<T>(token: &str, message: T) -> tonic::Request<T> {

@@ -16,6 +16,7 @@
 pub mod bearer;
 pub mod nats;
 pub mod simulator;
+pub mod upload;
 
 pub use nats::{NatsServer, NatsServerBuilder, TestkitError, free_port};
 pub use simulator::{Received, Simulator, SimulatorConfig};

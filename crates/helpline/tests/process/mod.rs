@@ -46,8 +46,8 @@ pub fn helpline(service: &str, nats_url: &str) -> (Command, Ports) {
     (command, ports)
 }
 
-/// The status code of `GET path`, or None while nothing listens.
-pub async fn get(port: u16, path: &str) -> Option<u16> {
+/// The status code and body of `GET path`, or None while nothing listens.
+pub async fn get_response(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
@@ -55,7 +55,18 @@ pub async fn get(port: u16, path: &str) -> Option<u16> {
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, response.split_once("\r\n\r\n")?.1.to_owned()))
+}
+
+/// The status code of `GET path`, or None while nothing listens.
+pub async fn get(port: u16, path: &str) -> Option<u16> {
+    get_response(port, path).await.map(|(status, _)| status)
+}
+
+/// The body of `GET path`, or None while nothing listens.
+pub async fn get_body(port: u16, path: &str) -> Option<String> {
+    get_response(port, path).await.map(|(_, body)| body)
 }
 
 /// Waits (at most 20 s) until `GET path` answers `status`.
