@@ -48,6 +48,7 @@ mod members;
 pub mod react;
 pub mod seal;
 pub mod subscribe;
+mod xchacha;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -7,13 +7,13 @@
 
 use std::fmt;
 
-use chacha20poly1305::aead::{Aead, KeyInit, OsRng, Payload, rand_core::RngCore};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use helpline_domain::Channel;
 use helpline_proto::v1 as pb;
+
+use crate::xchacha::{self, NONCE_LEN, TAG_LEN};
 
 /// Why a sealed value or a wrapped key did not open.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -111,24 +111,11 @@ impl MasterKey {
         ProviderRef(hex::encode(id))
     }
 
-    fn wrapping_cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(self.0.wrapping.as_ref().into())
-    }
-
     /// The data key as stored in the key bucket: version 1, key id, nonce, sealed key.
     pub fn wrap(&self, customer: &CustomerId, key: &DataKey) -> Vec<u8> {
         let nonce = random_nonce();
         let aad = wrap_aad(customer, key.id);
-        let sealed = self
-            .wrapping_cipher()
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: key.key.as_ref(),
-                    aad: &aad,
-                },
-            )
-            .unwrap_or_default();
+        let sealed = xchacha::seal(&self.0.wrapping, &nonce, &aad, key.key.as_ref());
         let mut out = Vec::with_capacity(1 + 4 + nonce.len() + sealed.len());
         out.push(WRAP_VERSION);
         out.extend_from_slice(&key.id.to_be_bytes());
@@ -149,16 +136,12 @@ impl MasterKey {
         }
         let (id, rest) = rest.split_at(4);
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let nonce: &[u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| SealError::MalformedKey("wrong nonce length"))?;
         let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
         let plain = Zeroizing::new(
-            self.wrapping_cipher()
-                .decrypt(
-                    XNonce::from_slice(nonce),
-                    Payload {
-                        msg: sealed,
-                        aad: &wrap_aad(customer, id),
-                    },
-                )
+            xchacha::open(&self.0.wrapping, nonce, &wrap_aad(customer, id), sealed)
                 .map_err(|_| SealError::DoesNotOpen)?,
         );
         let key: [u8; 32] = plain
@@ -238,8 +221,10 @@ impl DataKey {
     /// A fresh random key with a random, non-zero id.
     pub fn generate() -> Self {
         let mut key = Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(key.as_mut());
-        let id = OsRng.next_u32().max(1);
+        os_random(key.as_mut());
+        let mut id = [0u8; 4];
+        os_random(&mut id);
+        let id = u32::from_be_bytes(id).max(1);
         Self { id, key }
     }
 
@@ -247,24 +232,11 @@ impl DataKey {
         self.id
     }
 
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(self.key.as_ref().into())
-    }
-
     /// Seals one field of one event.
     pub fn seal(&self, place: &FieldPlace<'_>, plain: &[u8]) -> pb::Sealed {
         let nonce = random_nonce();
         let aad = place.aad(self.id);
-        let ciphertext = self
-            .cipher()
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plain,
-                    aad: &aad,
-                },
-            )
-            .unwrap_or_default();
+        let ciphertext = xchacha::seal(&self.key, &nonce, &aad, plain);
         pb::Sealed {
             key_id: self.id,
             nonce: nonce.to_vec(),
@@ -275,17 +247,11 @@ impl DataKey {
     /// Opens a field sealed by [`DataKey::seal`] at the same place; anything else (another
     /// event, field, customer or key) does not open.
     pub fn open(&self, place: &FieldPlace<'_>, sealed: &pb::Sealed) -> Result<Vec<u8>, SealError> {
-        if sealed.key_id != self.id || sealed.nonce.len() != NONCE_LEN {
-            return Err(SealError::DoesNotOpen);
-        }
-        self.cipher()
-            .decrypt(
-                XNonce::from_slice(&sealed.nonce),
-                Payload {
-                    msg: &sealed.ciphertext,
-                    aad: &place.aad(self.id),
-                },
-            )
+        let nonce: &[u8; NONCE_LEN] = match sealed.nonce.as_slice().try_into() {
+            Ok(nonce) if sealed.key_id == self.id => nonce,
+            _ => return Err(SealError::DoesNotOpen),
+        };
+        xchacha::open(&self.key, nonce, &place.aad(self.id), &sealed.ciphertext)
             .map_err(|_| SealError::DoesNotOpen)
     }
 }
@@ -327,7 +293,7 @@ const NONCES_PER_DRAW: usize = 128;
 /// system call per field was a measurable share of a webhook's work. Nonces are public
 /// (stored beside each ciphertext); only their uniqueness matters, which 192 random bits
 /// give whether drawn one by one or in a batch.
-fn random_nonce() -> XNonce {
+fn random_nonce() -> [u8; NONCE_LEN] {
     thread_local! {
         static DRAWN: std::cell::RefCell<(Vec<u8>, usize)> = const {
             std::cell::RefCell::new((Vec::new(), 0))
@@ -337,10 +303,11 @@ fn random_nonce() -> XNonce {
         let (bytes, used) = &mut *drawn.borrow_mut();
         if *used + NONCE_LEN > bytes.len() {
             bytes.resize(NONCE_LEN * NONCES_PER_DRAW, 0);
-            OsRng.fill_bytes(bytes);
+            os_random(bytes);
             *used = 0;
         }
-        let nonce = XNonce::clone_from_slice(&bytes[*used..*used + NONCE_LEN]);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&bytes[*used..*used + NONCE_LEN]);
         // Handed out once: the used bytes are overwritten so no later call sees them.
         bytes[*used..*used + NONCE_LEN].fill(0);
         *used += NONCE_LEN;
@@ -348,9 +315,17 @@ fn random_nonce() -> XNonce {
     })
 }
 
+/// The kernel's random bytes. Without them no key or nonce can be made safely, and
+/// going on with anything else would be worse than stopping, as the `rand` crates'
+/// `OsRng` also stops.
+fn os_random(bytes: &mut [u8]) {
+    use ring::rand::SecureRandom as _;
+    if ring::rand::SystemRandom::new().fill(bytes).is_err() {
+        panic!("the operating system's random source failed");
+    }
+}
+
 const WRAP_VERSION: u8 = 1;
-const NONCE_LEN: usize = 24;
-const TAG_LEN: usize = 16;
 
 fn wrap_aad(customer: &CustomerId, key_id: u32) -> Vec<u8> {
     let mut aad = b"helpline data key\0".to_vec();
