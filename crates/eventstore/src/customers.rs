@@ -67,9 +67,20 @@ impl EventStore {
         self.keys.get_or_create(customer, false).await
     }
 
+    /// Starts reading every customer's key into this process's cache, on a task of its
+    /// own, and returns at once: what a replay of the whole log (a projection's start, a
+    /// rebuild) calls before it reads, so that it does not read one key per customer and
+    /// does not wait for all keys before its first event. A key the replay needs before
+    /// the preload brought it waits for the preload; a failed preload only costs the
+    /// reads it would have saved.
+    pub fn start_preloading_customer_keys(&self) {
+        self.keys.start_preload();
+    }
+
     /// Reads every customer's key into this process's cache at once, so that replaying
-    /// the whole log (a projection's start, a rebuild) does not read one per customer.
-    /// Returns how many; a failure only costs the reads it would have saved.
+    /// the whole log does not read one per customer, and returns how many when done; see
+    /// [`EventStore::start_preloading_customer_keys`], which does not wait.
+    /// A failure only costs the reads it would have saved.
     pub async fn preload_customer_keys(&self) -> usize {
         match self.keys.preload().await {
             Ok(loaded) => loaded,

@@ -246,7 +246,7 @@ impl EventStore {
         shutdown: &CancellationToken,
     ) {
         // A replay from the start opens every customer's events.
-        self.preload_customer_keys().await;
+        self.start_preloading_customer_keys();
         loop {
             let outcome = tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -67,7 +67,53 @@ pub(crate) struct CustomerKeys {
     hot: HotTickets,
     /// Keys kept at most.
     limit: usize,
+    /// Whether a preload is reading the bucket now, and its progress: a key missing from
+    /// the cache meanwhile is most likely still on its way, so [`CustomerKeys::get`]
+    /// waits for it rather than reading it on its own.
+    preload: Arc<Preload>,
 }
+
+/// A preload's state, shared with the task that reads the bucket.
+#[derive(Default)]
+struct Preload {
+    running: AtomicBool,
+    progress: tokio::sync::Notify,
+}
+
+impl Preload {
+    /// What `look` finds, looking again each time a running preload reports progress,
+    /// until it finds something, the preload ends, or the preload reports nothing for
+    /// [`PRELOAD_PATIENCE`].
+    async fn wait_for<T>(&self, look: impl Fn() -> Option<T>) -> Option<T> {
+        loop {
+            // Registered before the look, so progress made in between is not missed.
+            let progress = self.progress.notified();
+            if let Some(found) = look() {
+                return Some(found);
+            }
+            if !self.running.load(Ordering::Acquire) {
+                return None;
+            }
+            if tokio::time::timeout(PRELOAD_PATIENCE, progress)
+                .await
+                .is_err()
+            {
+                return None;
+            }
+        }
+    }
+
+    /// Tells waiting readers to look again.
+    fn report(&self) {
+        self.progress.notify_waiters();
+    }
+}
+
+/// Keys a preload reads between its reports of progress to waiting readers.
+const PRELOAD_REPORT_EVERY: usize = 512;
+/// How long a reader waits for a preload that reports no progress before it reads the key
+/// itself: a preload that stalls must not stall the readers.
+const PRELOAD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for CustomerKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,6 +149,7 @@ impl CustomerKeys {
             watching: Arc::default(),
             changes: Arc::default(),
             watcher: OnceCell::new(),
+            preload: Arc::default(),
         }
     }
 
@@ -116,8 +163,8 @@ impl CustomerKeys {
         customer: &CustomerId,
     ) -> Result<Option<Arc<DataKey>>, StoreError> {
         self.watch().await;
-        if let Some(cached) = lock(&self.cache).keys.get(customer) {
-            return Ok(cached.clone());
+        if let Some(cached) = self.cached_or_preloaded(customer).await {
+            return Ok(cached);
         }
         let seen = self.changes.load(Ordering::Acquire);
         let key = match self
@@ -135,6 +182,14 @@ impl CustomerKeys {
         };
         self.remember(customer, key.clone(), seen);
         Ok(key)
+    }
+
+    /// The cached key, waiting for a running preload to bring it while the preload makes
+    /// progress; `None` when it is not cached after all.
+    async fn cached_or_preloaded(&self, customer: &CustomerId) -> Option<Option<Arc<DataKey>>> {
+        self.preload
+            .wait_for(|| lock(&self.cache).keys.get(customer).cloned())
+            .await
     }
 
     /// Reads every key of the bucket into the cache at once (one ordered consumer rather
@@ -166,7 +221,6 @@ impl CustomerKeys {
         if stored == 0 {
             return Ok(0);
         }
-        let seen = self.changes.load(Ordering::Acquire);
         let mut entries = self
             .bucket
             .watch_with_history(">")
@@ -178,15 +232,59 @@ impl CustomerKeys {
             if entry.operation == Operation::Put
                 && let Some(customer) = CustomerId::parse(&entry.key)
                 && let Ok(key) = self.master.unwrap_key(&customer, &entry.value)
+                && self.remember_preloaded(customer, Arc::new(key))
             {
-                self.remember(&customer, Some(Arc::new(key)), seen);
                 loaded += 1;
+                if loaded % PRELOAD_REPORT_EVERY == 0 {
+                    self.preload.report();
+                }
             }
             if entry.delta == 0 || loaded >= self.limit {
                 break;
             }
         }
         Ok(loaded)
+    }
+
+    /// Starts [`CustomerKeys::preload`] on a task of its own: a replay reads the log
+    /// meanwhile, and a key it needs before the preload brought it waits for the preload
+    /// rather than reading the bucket itself. Does nothing while a preload runs.
+    pub(crate) fn start_preload(self: &Arc<Self>) {
+        if self.preload.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let keys = self.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let outcome = keys.preload().await;
+            keys.preload.running.store(false, Ordering::Release);
+            keys.preload.report();
+            match outcome {
+                Ok(loaded) => tracing::info!(
+                    keys = loaded,
+                    ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "customer keys preloaded"
+                ),
+                Err(e) => tracing::warn!(error = %e, "customer keys not preloaded"),
+            }
+        });
+    }
+
+    /// Caches a key the preload read, unless the watcher knows better: a key it cached
+    /// meanwhile is as new or newer (the watcher sees every change after the preload
+    /// started), and a customer it saw erased stays erased. So a preload is never thrown
+    /// away because the bucket changed while it ran. True when cached.
+    fn remember_preloaded(&self, customer: CustomerId, key: Arc<DataKey>) -> bool {
+        let mut cache = lock(&self.cache);
+        if !self.watching.load(Ordering::Acquire) || cache.purged.contains(&customer) {
+            return false;
+        }
+        if cache.keys.contains_key(&customer) {
+            return true;
+        }
+        cache.make_room(self.limit);
+        cache.keys.insert(customer, Some(key));
+        true
     }
 
     /// The customer's key, made and stored first if they have none. Two processes making
@@ -350,6 +448,54 @@ mod tests {
 
     fn customer(n: usize) -> CustomerId {
         CustomerId::parse(&format!("{n:032x}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_reader_waits_for_a_running_preload_to_bring_the_key() {
+        let preload = Arc::new(Preload::default());
+        preload.running.store(true, Ordering::Release);
+        let cache = Arc::new(Mutex::new(None));
+        let loader = {
+            let (preload, cache) = (preload.clone(), cache.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                preload.report();
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                *cache.lock().unwrap() = Some("key");
+                preload.report();
+            })
+        };
+        assert_eq!(
+            preload.wait_for(|| *cache.lock().unwrap()).await,
+            Some("key")
+        );
+        loader.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_reader_stops_waiting_when_the_preload_ends_without_the_key() {
+        let preload = Arc::new(Preload::default());
+        preload.running.store(true, Ordering::Release);
+        let ender = {
+            let preload = preload.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                preload.running.store(false, Ordering::Release);
+                preload.report();
+            })
+        };
+        assert_eq!(preload.wait_for(|| None::<()>).await, None);
+        ender.await.unwrap();
+        // With no preload running nobody waits at all.
+        assert_eq!(preload.wait_for(|| None::<()>).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_reader_stops_waiting_for_a_preload_that_reports_nothing() {
+        let preload = Preload::default();
+        preload.running.store(true, Ordering::Release);
+        // A stalled preload: still running, never reporting. The reader reads for itself.
+        assert_eq!(preload.wait_for(|| None::<()>).await, None);
     }
 
     #[test]

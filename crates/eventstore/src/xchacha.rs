@@ -111,13 +111,7 @@ mod tests {
             let plain: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let aad = b"helpline.v1.Sealed\0field";
             let theirs = XChaCha20Poly1305::new((&key).into())
-                .encrypt(
-                    XNonce::from_slice(&nonce),
-                    Payload {
-                        msg: &plain,
-                        aad,
-                    },
-                )
+                .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad })
                 .unwrap();
             assert_eq!(seal(&key, &nonce, aad, &plain), theirs, "{len} bytes");
             assert_eq!(open(&key, &nonce, aad, &theirs).unwrap(), plain);
@@ -133,8 +127,14 @@ mod tests {
         altered[0] ^= 1;
         assert_eq!(open(&key, &nonce, aad, &altered), Err(DoesNotOpen));
         assert_eq!(open(&[8u8; 32], &nonce, aad, &sealed), Err(DoesNotOpen));
-        assert_eq!(open(&key, &[1u8; NONCE_LEN], aad, &sealed), Err(DoesNotOpen));
+        assert_eq!(
+            open(&key, &[1u8; NONCE_LEN], aad, &sealed),
+            Err(DoesNotOpen)
+        );
         assert_eq!(open(&key, &nonce, b"elsewhere", &sealed), Err(DoesNotOpen));
-        assert_eq!(open(&key, &nonce, aad, &sealed[..TAG_LEN - 1]), Err(DoesNotOpen));
+        assert_eq!(
+            open(&key, &nonce, aad, &sealed[..TAG_LEN - 1]),
+            Err(DoesNotOpen)
+        );
     }
 }

@@ -221,3 +221,69 @@ async fn preloaded_keys_open_every_customer_and_still_follow_erasures() {
         ["hallo"]
     );
 }
+
+#[tokio::test]
+async fn a_replay_started_with_the_preload_opens_every_customer_without_reading_keys_itself() {
+    use helpline_eventstore::{Content, LogReader, Subjects};
+
+    let h = harness().await;
+    const CUSTOMERS: usize = 400;
+    for n in 0..CUSTOMERS {
+        let id = ticket();
+        let opened = Event::TicketOpened {
+            ticket: id,
+            customer: helpline_domain::Customer {
+                channel: Channel::WhatsApp,
+                contact: format!("4915200{n:06}").into(),
+                display_name: None,
+            },
+            language: "de".to_owned(),
+        };
+        let version = h
+            .store
+            .append(id, 0, &[opened], &command())
+            .await
+            .unwrap()
+            .version;
+        say(&h.store, id, version, &[&format!("hallo {n}")]).await;
+    }
+    let client = h.server.connect().await.unwrap();
+    let other = EventStore::open(client.clone(), test_config())
+        .await
+        .unwrap();
+    let sent = || {
+        client
+            .statistics()
+            .out_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = sent();
+    // The replay reads at once, as a projection's start does, while the keys arrive.
+    other.start_preloading_customer_keys();
+    let mut reader = LogReader::open(&other, Subjects::Tickets, 0).await.unwrap();
+    let mut said = Vec::new();
+    for _ in 0..reader.pending() {
+        let entry = reader.next().await.unwrap().unwrap();
+        let Content::Ticket(events) = entry.content else {
+            panic!("undecodable message at {}", entry.sequence);
+        };
+        for stored in events {
+            if let Event::CustomerMessageReceived {
+                body: MessageBody::Text(text),
+                ..
+            } = stored.event
+            {
+                said.push(text.shown().to_owned());
+            }
+        }
+    }
+    let expected: Vec<String> = (0..CUSTOMERS).map(|n| format!("hallo {n}")).collect();
+    assert_eq!(said, expected, "every text opened, none read as erased");
+    // A key read on its own is a request each; the preload and the reader together are a
+    // handful of requests and flow-control replies.
+    let requests = sent() - before;
+    assert!(
+        requests < 40,
+        "{requests} messages sent for {CUSTOMERS} customers: keys were read one by one"
+    );
+}

@@ -57,7 +57,7 @@ pub async fn replay(
     mut progress: impl FnMut(Progress),
 ) -> Result<Replayed, QueryError> {
     let started = Instant::now();
-    store.preload_customer_keys().await;
+    store.start_preloading_customer_keys();
     let end = stream_last_sequence(store).await?;
     let mut reader = LogReader::open(store, Subjects::Tickets, 0)
         .await
