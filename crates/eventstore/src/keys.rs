@@ -23,7 +23,9 @@ use crate::seal::{CustomerId, DataKey, MasterKey};
 /// What one process knows of the key bucket.
 #[derive(Default)]
 struct Cache {
-    keys: HashMap<CustomerId, Option<Arc<DataKey>>>,
+    /// Hashed by foldhash: pseudonyms are HMAC outputs nobody can aim at one bucket, and
+    /// every opened message looks one up (SipHash was a visible share of a replay).
+    keys: HashMap<CustomerId, Option<Arc<DataKey>>, foldhash::fast::RandomState>,
     /// Keys this process created, by the revision of their entry: the watcher's news of
     /// that very entry changes nothing, so a new customer's key is not read back.
     created: HashMap<CustomerId, u64>,
