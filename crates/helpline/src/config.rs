@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Metadata, Profile, Provider};
 use helpline_assignment::auth::TokenPolicy;
 use helpline_assignment::{AssignmentSettings, AuthKey};
 use helpline_eventstore::{MasterKey, StoreConfig};
@@ -496,15 +498,99 @@ pub enum ConfigError {
     Region(Vec<helpline_region::ConfigProblem>),
 }
 
+/// The `HELPLINE_*` environment variables as configuration values, each one text.
+///
+/// figment's own `Env` reads `106540352242922` as a number, and a key that wants text
+/// then refuses it ("found unsigned int, expected a string"): the shipped compose file's
+/// WhatsApp phone number id stopped ingress that way. Here every value stays text and the
+/// configuration is extracted lossily, so numbers and booleans are read from text where
+/// a key wants them. A value written as TOML-like data (`[...]`, `{...}`, or a quoted
+/// `"..."`, the old workaround) is still read as such.
+#[derive(Debug)]
+pub struct EnvStrings {
+    vars: Vec<(String, String)>,
+}
+
+impl EnvStrings {
+    /// Keeps the `HELPLINE_*` variables among `vars`, named as configuration keys.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        // Read by the logger and the test harness, not part of the config.
+        const NOT_CONFIG: [&str; 3] = ["log", "nats_server", "config"];
+        let vars = vars
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let name = name.to_ascii_lowercase();
+                let key = name.strip_prefix("helpline_")?;
+                if key.is_empty() || NOT_CONFIG.contains(&key) {
+                    return None;
+                }
+                let key = match key {
+                    "nats_url" => "nats.url".to_owned(),
+                    other => other.replace("__", "."),
+                };
+                Some((key, value))
+            })
+            .collect();
+        Self { vars }
+    }
+}
+
+impl Provider for EnvStrings {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("`HELPLINE_` environment variable(s)")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (key, text) in &self.vars {
+            let trimmed = text.trim_start();
+            let value = if trimmed.starts_with(['[', '{', '"']) {
+                text.parse::<Value>().unwrap_or_else(|e| match e {})
+            } else {
+                Value::from(text.clone())
+            };
+            if let Some(nested) = figment::util::nest(key, value).into_dict() {
+                merge_into(&mut dict, nested);
+            }
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// `from` merged into `into`, dictionaries key by key, the later value winning otherwise
+/// (two variables naming one key: the one read last).
+fn merge_into(into: &mut Dict, from: Dict) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Dict(_, existing)), Value::Dict(_, nested)) => {
+                merge_into(existing, nested)
+            }
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
 impl Config {
     /// Defaults, then `file` (if given), then `HELPLINE_*` variables: `HELPLINE_REGION`,
     /// `HELPLINE_NATS_URL`, and `HELPLINE_<SECTION>__<KEY>` for any other key
-    /// (e.g. `HELPLINE_EVENTSTORE__REPLICAS=3`).
+    /// (e.g. `HELPLINE_EVENTSTORE__REPLICAS=3`). A variable's value is text: a key that
+    /// wants a number or a boolean reads it from the text, and a key that wants text
+    /// takes it as it is, digits included (a WhatsApp phone number id, a password).
     ///
     /// Without a file the region is Germany, as `deploy/k8s/overlays/de/helpline.toml`
     /// has it; a file replaces the whole region, so one country's stores never leak into
     /// another's.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, std::env::vars())
+    }
+
+    /// [`Config::load`] with `vars` in place of the process's environment.
+    pub fn load_with(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(file) => {
@@ -515,16 +601,9 @@ impl Config {
             }
             None => figment = figment.merge(Toml::string(DEFAULT_REGION_FILE)),
         }
-        let env = Env::prefixed("HELPLINE_")
-            // Read by the logger and the test harness, not part of the config.
-            .ignore(&["log", "nats_server", "config"])
-            .map(|key| match key.as_str().to_ascii_lowercase().as_str() {
-                "nats_url" => "nats.url".into(),
-                other => other.replace("__", ".").into(),
-            });
         let mut config: Config = figment
-            .merge(env)
-            .extract()
+            .merge(EnvStrings::from_vars(vars))
+            .extract_lossy()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         crate::nats::take_url_credentials(&mut config.nats).map_err(ConfigError::Invalid)?;
         config.validate()?;
@@ -566,6 +645,12 @@ impl Config {
                 "auth.jwt_secret must be at least {} bytes",
                 AuthKey::MIN_BYTES
             )));
+        }
+        // A master key that is set must read as one wherever it is used; one that is not
+        // set is refused later, only where a service needs it.
+        if let Some(secret) = &self.privacy.master_key {
+            MasterKey::from_hex(secret.expose())
+                .map_err(|e| ConfigError::Invalid(format!("privacy.master_key: {e}")))?;
         }
         if !(1..=helpline_eventstore::layout::TICKET_SLOTS).contains(&self.eventstore.partitions) {
             return Err(ConfigError::Invalid(format!(
@@ -618,5 +703,199 @@ impl Config {
             master_key: self.privacy.master_key()?,
             ..StoreConfig::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// What a platform team's environment gives a WhatsApp phone number id: digits.
+    const DIGITS: &str = "106540352242922";
+
+    fn var(path: &[&str]) -> String {
+        format!("HELPLINE_{}", path.join("__").to_ascii_uppercase())
+    }
+
+    fn load(vars: &[(String, impl AsRef<str>)]) -> Result<Config, ConfigError> {
+        Config::load_with(
+            None,
+            vars.iter()
+                .map(|(name, value)| (name.clone(), value.as_ref().to_owned())),
+        )
+    }
+
+    /// The keys of the section at `path` (with `around` set), as the refusal of an
+    /// unknown key lists them, and those it requires: a section that takes no unknown keys
+    /// names all; one that ignores them names only what it misses.
+    fn keys_of(path: &[&str], around: &[(String, &'static str)]) -> (Vec<String>, Vec<String>) {
+        let mut required: Vec<String> = Vec::new();
+        loop {
+            let mut vars = around.to_vec();
+            for key in &required {
+                let mut at = path.to_vec();
+                at.push(key);
+                vars.push((var(&at), DIGITS));
+            }
+            let mut probe = path.to_vec();
+            probe.push("zz_no_such_key");
+            vars.push((var(&probe), "1"));
+            let refusal = match load(&vars) {
+                Ok(_) => return (required.clone(), required),
+                Err(e) => e.to_string(),
+            };
+            if let Some((_, missing)) = refusal.split_once("missing field `")
+                && let Some((missing, _)) = missing.split_once('`')
+                && !required.iter().any(|key| key == missing)
+            {
+                required.push(missing.to_owned());
+                continue;
+            }
+            let Some((_, expected)) = refusal.split_once("unknown field") else {
+                panic!("{path:?}: {refusal}");
+            };
+            // "expected `one of `region`, `nats`, …`": the names are the quoted words.
+            let keys = expected
+                .split('`')
+                .filter(|word| {
+                    !word.is_empty()
+                        && word
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                        && *word != "zz_no_such_key"
+                })
+                .map(str::to_owned)
+                .collect();
+            return (keys, required);
+        }
+    }
+
+    /// Every key under `path` that takes a plain value, with what loading made of
+    /// [`DIGITS`] there; sections searched recursively.
+    fn leaves(path: &[&str], around: &[(String, &'static str)], found: &mut Vec<(String, String)>) {
+        let (keys, required) = keys_of(path, around);
+        let mut around = around.to_vec();
+        for key in &required {
+            let mut at = path.to_vec();
+            at.push(key);
+            around.push((var(&at), DIGITS));
+        }
+        for key in keys {
+            let mut at: Vec<&str> = path.to_vec();
+            at.push(&key);
+            let mut vars: Vec<(String, &str)> = around
+                .iter()
+                .filter(|(name, _)| *name != var(&at))
+                .cloned()
+                .collect();
+            vars.push((var(&at), DIGITS));
+            let outcome = match load(&vars) {
+                Ok(_) => "accepted".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            let is_section = outcome.contains("expected struct")
+                || outcome.contains("expected a map")
+                || outcome.contains("expected a dict");
+            if is_section {
+                let inner: Vec<(String, &'static str)> = around
+                    .iter()
+                    .filter(|(name, _)| *name != var(&at))
+                    .cloned()
+                    .collect();
+                leaves(&at, &inner, found);
+            } else {
+                found.push((at.join("."), outcome));
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_that_takes_text_takes_text_that_looks_like_a_number() {
+        let mut found = Vec::new();
+        leaves(&[], &[], &mut found);
+        assert!(
+            found.len() > 50,
+            "the search found only {} keys: {found:?}",
+            found.len()
+        );
+        let refused: Vec<_> = found
+            .iter()
+            .filter(|(_, outcome)| outcome.contains("expected a string"))
+            .collect();
+        assert!(refused.is_empty(), "refused as a number: {refused:#?}");
+        let keys: Vec<&str> = found.iter().map(|(key, _)| key.as_str()).collect();
+        for expected in [
+            "channels.whatsapp.phone_number_id",
+            "channels.whatsapp.app_secret",
+            "nats.password",
+            "privacy.master_key",
+            "egress.viber_sender_name",
+        ] {
+            assert!(
+                keys.contains(&expected),
+                "{expected} not searched: {keys:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_compose_files_whatsapp_phone_number_id_is_read_as_text() {
+        let mut vars: Vec<(String, String)> = [
+            ("APP_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("VERIFY_TOKEN", "20240501"),
+            ("ACCESS_TOKEN", "EAAG-access"),
+            ("PHONE_NUMBER_ID", DIGITS),
+        ]
+        .into_iter()
+        .map(|(key, value)| {
+            (
+                format!("HELPLINE_CHANNELS__WHATSAPP__{key}"),
+                value.to_owned(),
+            )
+        })
+        .collect();
+        let config = load(&vars).unwrap();
+        let whatsapp = config.channels.whatsapp.unwrap();
+        assert_eq!(whatsapp.phone_number_id, DIGITS);
+        assert_eq!(whatsapp.verify_token.expose(), "20240501");
+        // The old workaround, the value quoted inside the variable, reads the same.
+        vars[3].1 = format!("\"{DIGITS}\"");
+        let config = load(&vars).unwrap();
+        assert_eq!(config.channels.whatsapp.unwrap().phone_number_id, DIGITS);
+    }
+
+    #[test]
+    fn numbers_and_booleans_are_still_read_from_the_text() {
+        let config = load(&[
+            ("HELPLINE_EVENTSTORE__REPLICAS".to_owned(), "3"),
+            ("HELPLINE_EVENTSTORE__ENSURE_ON_START".to_owned(), "false"),
+            ("HELPLINE_NATS_URL".to_owned(), "nats://nats:4222"),
+            ("HELPLINE_INGRESS__LISTEN".to_owned(), "0.0.0.0:8081"),
+        ])
+        .unwrap();
+        assert_eq!(config.eventstore.replicas, 3);
+        assert!(!config.eventstore.ensure_on_start);
+        assert_eq!(config.nats.url, "nats://nats:4222");
+        assert_eq!(config.ingress.listen.port(), 8081);
+        let refusal = load(&[("HELPLINE_EVENTSTORE__REPLICAS".to_owned(), "three")])
+            .unwrap_err()
+            .to_string();
+        assert!(refusal.contains("eventstore.replicas"), "{refusal}");
+    }
+
+    #[test]
+    fn a_mistyped_channel_key_is_refused_by_name() {
+        let refusal = load(&[
+            (
+                "HELPLINE_CHANNELS__TELEGRAM__SECRET_TOKEN".to_owned(),
+                "s3cr3t-token-value",
+            ),
+            ("HELPLINE_CHANNELS__TELEGRAM__SECRET_TOKN".to_owned(), "x"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(refusal.contains("secret_tokn"), "{refusal}");
     }
 }

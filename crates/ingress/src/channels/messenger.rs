@@ -22,6 +22,7 @@ const OBJECT: &str = "page";
 /// `[channels.messenger]`: the Facebook app's secret (signs every POST) and the token the
 /// GET handshake must present.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MessengerConfig {
     pub app_secret: Secret,
     pub verify_token: Secret,

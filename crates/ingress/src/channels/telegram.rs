@@ -28,6 +28,7 @@ const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
 /// `[channels.telegram]`: the `secret_token` registered with `setWebhook`.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelegramConfig {
     pub secret_token: Secret,
     /// The bot's token, part of every Bot API path (`/bot<token>/sendMessage`).

@@ -20,6 +20,7 @@ const SIGNATURE_PARAM: &str = "sig";
 
 /// `[channels.viber]`: the bot's auth token, which also keys the callback signature.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ViberConfig {
     /// Signs webhooks and authenticates sends (`X-Viber-Auth-Token`).
     pub auth_token: Secret,

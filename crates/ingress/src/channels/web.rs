@@ -39,6 +39,7 @@ pub type Clock = fn() -> SystemTime;
 
 /// `[channels.web]`: the secret shared with the site's chat backend.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WebConfig {
     /// Signs webhooks in both directions (`X-Helpline-Signature`).
     pub shared_secret: Secret,

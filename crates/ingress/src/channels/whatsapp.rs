@@ -24,6 +24,7 @@ const OBJECT: &str = "whatsapp_business_account";
 /// `[channels.whatsapp]`: the Meta app's secret (signs every POST) and the token the GET
 /// handshake must present.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WhatsAppConfig {
     pub app_secret: Secret,
     pub verify_token: Secret,
