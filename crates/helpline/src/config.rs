@@ -19,8 +19,97 @@ use helpline_region::{
 };
 use serde::{Deserialize, Serialize};
 
-/// The German region, which `helpline dev` and a run without `--config` serve.
-pub const DEFAULT_REGION_FILE: &str = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
+/// The region a configuration names none: Germany, where helpline launched.
+pub const DEFAULT_REGION: &str = "de";
+
+/// Every country's region file as shipped (`deploy/k8s/overlays/<region>/helpline.toml`),
+/// built in: the base a configuration file is layered over, chosen by its `region`.
+pub const REGION_FILES: [(&str, &str); 19] = [
+    (
+        "at",
+        include_str!("../../../deploy/k8s/overlays/at/helpline.toml"),
+    ),
+    (
+        "be",
+        include_str!("../../../deploy/k8s/overlays/be/helpline.toml"),
+    ),
+    (
+        "ch",
+        include_str!("../../../deploy/k8s/overlays/ch/helpline.toml"),
+    ),
+    (
+        "cz",
+        include_str!("../../../deploy/k8s/overlays/cz/helpline.toml"),
+    ),
+    (
+        "de",
+        include_str!("../../../deploy/k8s/overlays/de/helpline.toml"),
+    ),
+    (
+        "dk",
+        include_str!("../../../deploy/k8s/overlays/dk/helpline.toml"),
+    ),
+    (
+        "es",
+        include_str!("../../../deploy/k8s/overlays/es/helpline.toml"),
+    ),
+    (
+        "fi",
+        include_str!("../../../deploy/k8s/overlays/fi/helpline.toml"),
+    ),
+    (
+        "fr",
+        include_str!("../../../deploy/k8s/overlays/fr/helpline.toml"),
+    ),
+    (
+        "gb",
+        include_str!("../../../deploy/k8s/overlays/gb/helpline.toml"),
+    ),
+    (
+        "gr",
+        include_str!("../../../deploy/k8s/overlays/gr/helpline.toml"),
+    ),
+    (
+        "hu",
+        include_str!("../../../deploy/k8s/overlays/hu/helpline.toml"),
+    ),
+    (
+        "ie",
+        include_str!("../../../deploy/k8s/overlays/ie/helpline.toml"),
+    ),
+    (
+        "it",
+        include_str!("../../../deploy/k8s/overlays/it/helpline.toml"),
+    ),
+    (
+        "lu",
+        include_str!("../../../deploy/k8s/overlays/lu/helpline.toml"),
+    ),
+    (
+        "nl",
+        include_str!("../../../deploy/k8s/overlays/nl/helpline.toml"),
+    ),
+    (
+        "pl",
+        include_str!("../../../deploy/k8s/overlays/pl/helpline.toml"),
+    ),
+    (
+        "pt",
+        include_str!("../../../deploy/k8s/overlays/pt/helpline.toml"),
+    ),
+    (
+        "se",
+        include_str!("../../../deploy/k8s/overlays/se/helpline.toml"),
+    ),
+];
+
+/// The built-in region file of `region`, if helpline ships one.
+pub fn region_file(region: &str) -> Option<&'static str> {
+    REGION_FILES
+        .iter()
+        .find(|(code, _)| *code == region)
+        .map(|(_, text)| *text)
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -498,6 +587,78 @@ pub enum ConfigError {
     Region(Vec<helpline_region::ConfigProblem>),
 }
 
+/// The configuration's layers, each over the one before: helpline's defaults; the built-in
+/// file of the region (`HELPLINE_REGION`, else the file's `region`, else Germany), so a
+/// file need only say what differs — its channels and ingress, say; `file`; the
+/// `HELPLINE_*` variables among `vars`. A list (`[[stores]]`, `languages`) is replaced
+/// whole by a later layer, never joined, so a file's stores are the region's stores. A
+/// region helpline ships no file for has no such layer when a file is given (the file
+/// holds it all), and Germany's without one.
+pub fn layers(
+    file: Option<&Path>,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Figment, ConfigError> {
+    let text = match file {
+        Some(file) if !file.is_file() => return Err(ConfigError::NoSuchFile(file.to_owned())),
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| ConfigError::Invalid(format!("{}: {e}", file.display())))?,
+        ),
+        None => None,
+    };
+    let env = EnvStrings::from_vars(vars);
+    let named_in_file = text
+        .as_deref()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|table| table.get("region")?.as_str().map(str::to_owned));
+    let region = env
+        .value_of("region")
+        .map(str::to_owned)
+        .or(named_in_file)
+        .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+    let mut figment = Figment::from(Named {
+        provider: Serialized::defaults(Config::default()),
+        name: DEFAULTS_LAYER.to_owned(),
+    });
+    // Without a file, a region helpline ships no file for (a test's, a benchmark's own
+    // name for its streams) runs on Germany's data, as every run without a file did.
+    let base = match region_file(&region) {
+        Some(base) => Some((region.as_str(), base)),
+        None if text.is_none() => region_file(DEFAULT_REGION).map(|base| (DEFAULT_REGION, base)),
+        None => None,
+    };
+    if let Some((base_region, base)) = base {
+        figment = figment.merge(Named {
+            provider: Toml::string(base),
+            name: format!("{REGION_LAYER} {base_region}"),
+        });
+    }
+    if let Some(file) = file {
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    Ok(figment.merge(env))
+}
+
+/// How `helpline config show` names the defaults' layer and a built-in region file's.
+const DEFAULTS_LAYER: &str = "default";
+const REGION_LAYER: &str = "built-in region";
+
+/// A provider under a name of ours, for `helpline config show`.
+struct Named<P> {
+    provider: P,
+    name: String,
+}
+
+impl<P: Provider> Provider for Named<P> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name.clone())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.provider.data()
+    }
+}
+
 /// The `HELPLINE_*` environment variables as configuration values, each one text.
 ///
 /// figment's own `Env` reads `106540352242922` as a number, and a key that wants text
@@ -512,6 +673,15 @@ pub struct EnvStrings {
 }
 
 impl EnvStrings {
+    /// The value of configuration key `key` (`nats.url`), when a variable sets it.
+    pub fn value_of(&self, key: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// Keeps the `HELPLINE_*` variables among `vars`, named as configuration keys.
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
         // Read by the logger and the test harness, not part of the config.
@@ -573,15 +743,12 @@ fn merge_into(into: &mut Dict, from: Dict) {
 }
 
 impl Config {
-    /// Defaults, then `file` (if given), then `HELPLINE_*` variables: `HELPLINE_REGION`,
-    /// `HELPLINE_NATS_URL`, and `HELPLINE_<SECTION>__<KEY>` for any other key
-    /// (e.g. `HELPLINE_EVENTSTORE__REPLICAS=3`). A variable's value is text: a key that
+    /// Defaults, then the region's built-in file, then `file` (if given), then
+    /// `HELPLINE_*` variables: `HELPLINE_REGION`, `HELPLINE_NATS_URL`, and
+    /// `HELPLINE_<SECTION>__<KEY>` for any other key (e.g. `HELPLINE_EVENTSTORE__REPLICAS=3`);
+    /// see [`layers`]. A variable's value is text: a key that
     /// wants a number or a boolean reads it from the text, and a key that wants text
     /// takes it as it is, digits included (a WhatsApp phone number id, a password).
-    ///
-    /// Without a file the region is Germany, as `deploy/k8s/overlays/de/helpline.toml`
-    /// has it; a file replaces the whole region, so one country's stores never leak into
-    /// another's.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         Self::load_with(file, std::env::vars())
     }
@@ -591,18 +758,7 @@ impl Config {
         file: Option<&Path>,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        match file {
-            Some(file) => {
-                if !file.is_file() {
-                    return Err(ConfigError::NoSuchFile(file.to_owned()));
-                }
-                figment = figment.merge(Toml::file_exact(file));
-            }
-            None => figment = figment.merge(Toml::string(DEFAULT_REGION_FILE)),
-        }
-        let mut config: Config = figment
-            .merge(EnvStrings::from_vars(vars))
+        let mut config: Config = layers(file, vars)?
             .extract_lossy()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         crate::nats::take_url_credentials(&mut config.nats).map_err(ConfigError::Invalid)?;
@@ -897,5 +1053,67 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(refusal.contains("secret_tokn"), "{refusal}");
+    }
+
+    fn file_with(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("helpline.toml");
+        std::fs::write(&file, text).unwrap();
+        (dir, file)
+    }
+
+    fn region_alone(region: &str) -> Config {
+        let (_dir, file) = file_with(region_file(region).unwrap());
+        Config::load_with(Some(&file), []).unwrap()
+    }
+
+    #[test]
+    fn a_file_with_only_channels_and_ingress_runs_on_the_regions_built_in_file() {
+        let (_dir, file) = file_with(
+            "[ingress]\nlisten = \"0.0.0.0:9443\"\n\n[channels.telegram]\nsecret_token = \"tg-secret-of-this-brand\"\n",
+        );
+        let config = Config::load_with(Some(&file), []).unwrap();
+        assert_eq!(config.region, "de");
+        assert_eq!(config.ingress.listen.port(), 9443);
+        assert!(config.channels.telegram.is_some());
+        let germany = region_alone("de");
+        assert_eq!(config.queues, germany.queues);
+        assert_eq!(config.stores, germany.stores);
+        assert_eq!(config.routing, germany.routing);
+    }
+
+    #[test]
+    fn the_region_a_file_names_is_its_base_and_no_other_countrys_data_leaks_in() {
+        let (_dir, file) = file_with(
+            "region = \"fr\"\n\n[channels.telegram]\nsecret_token = \"tg-secret-of-this-brand\"\n",
+        );
+        let config = Config::load_with(Some(&file), []).unwrap();
+        let france = region_alone("fr");
+        assert_eq!(config.region, "fr");
+        assert_eq!(config.locale, france.locale);
+        assert_eq!(config.stores, france.stores);
+        assert_eq!(config.queues, france.queues);
+        assert_ne!(config.stores, region_alone("de").stores);
+
+        // A file's list replaces the region's whole: its stores are the region's stores.
+        let (_dir, file) = file_with(&format!(
+            "region = \"fr\"\n\n{}",
+            region_file("fr")
+                .unwrap()
+                .split("[[stores]]")
+                .take(2)
+                .skip(1)
+                .map(|first| format!("[[stores]]{first}"))
+                .collect::<String>()
+        ));
+        let config = Config::load_with(Some(&file), []).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.stores.len(), 1);
+    }
+
+    #[test]
+    fn the_region_from_the_environment_picks_the_base_without_a_file() {
+        let config = load(&[("HELPLINE_REGION".to_owned(), "fr")]).unwrap();
+        assert_eq!(config.region, "fr");
+        assert_eq!(config.locale, region_alone("fr").locale);
     }
 }

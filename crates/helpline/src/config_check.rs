@@ -7,7 +7,7 @@ use std::path::Path;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_REGION, region_file};
 
 /// One problem, as printed: `FILE:LINE: KEY: MESSAGE` (the line when it can be found),
 /// or `FILE:LINE: KEY: warning: MESSAGE` for a warning, which alone fails no check.
@@ -44,7 +44,17 @@ fn check_text(text: &str) -> Vec<Finding> {
             warning: false,
         }];
     }
-    let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
+    // Layered as a process layers it: over the built-in file of the region it names.
+    let region = text
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|table| table.get("region")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(base) = region_file(&region) {
+        figment = figment.merge(Toml::string(base));
+    }
+    let figment = figment.merge(Toml::string(text));
     let config: Config = match figment.extract() {
         Ok(config) => config,
         Err(errors) => {
@@ -235,17 +245,19 @@ fn parse_key(key: &str) -> Vec<(String, Option<usize>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DEFAULT_REGION_FILE;
+    /// Germany's region file as shipped.
+    fn germany() -> &'static str {
+        crate::config::region_file("de").unwrap_or_default()
+    }
 
     #[test]
     fn the_shipped_german_file_passes() {
-        assert_eq!(check_text(DEFAULT_REGION_FILE), vec![]);
+        assert_eq!(check_text(germany()), vec![]);
     }
 
     #[test]
     fn a_rule_naming_a_missing_queue_is_reported_at_its_line() {
-        let broken =
-            DEFAULT_REGION_FILE.replacen("queue = \"de-english\"", "queue = \"de-nowhere\"", 1);
+        let broken = germany().replacen("queue = \"de-english\"", "queue = \"de-nowhere\"", 1);
         let findings = check_text(&broken);
         let expected_line = broken
             .lines()
@@ -264,8 +276,7 @@ mod tests {
 
     #[test]
     fn a_wrong_type_names_the_key_and_line() {
-        let broken =
-            DEFAULT_REGION_FILE.replacen("max_serial_tries = 2", "max_serial_tries = \"two\"", 1);
+        let broken = germany().replacen("max_serial_tries = 2", "max_serial_tries = \"two\"", 1);
         let findings = check_text(&broken);
         assert_eq!(findings.len(), 1, "{findings:?}");
         assert_eq!(findings[0].key, "bot.max_serial_tries");
@@ -287,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_language_without_a_flow_is_named() {
-        let broken = DEFAULT_REGION_FILE.replacen(
+        let broken = germany().replacen(
             "languages = [\"de\", \"en\"]",
             "languages = [\"de\", \"xx\"]",
             1,
@@ -301,7 +312,7 @@ mod tests {
     #[test]
     fn nats_users_and_tls_are_accepted_but_secrets_are_not() {
         let nats = "[nats]\nurl = \"tls://nats:4222\"\nuser = \"bot\"\ntls_ca_file = \"/etc/nats-tls/ca.crt\"\n\n[eventstore]\nensure_on_start = false\n";
-        let file = format!("{DEFAULT_REGION_FILE}\n{nats}");
+        let file = format!("{}\n{nats}", germany());
         let findings = check_text(&file);
         assert_eq!(
             findings.iter().map(|f| f.key.as_str()).collect::<Vec<_>>(),
@@ -331,8 +342,10 @@ mod tests {
 
     #[test]
     fn a_password_in_the_nats_url_is_named_but_not_shown() {
-        let file =
-            format!("{DEFAULT_REGION_FILE}\n[nats]\nurl = \"nats://bot:hunter2@nats:4222\"\n");
+        let file = format!(
+            "{}\n[nats]\nurl = \"nats://bot:hunter2@nats:4222\"\n",
+            germany()
+        );
         let findings = check_text(&file);
         assert_eq!(findings.len(), 1, "{findings:?}");
         assert_eq!(findings[0].key, "nats.url");
@@ -353,11 +366,7 @@ mod tests {
             helpline_eventstore::MasterKey::development_hex()
         );
         // The shipped file has a `[privacy]`: the tables go before it, the key into it.
-        let file = DEFAULT_REGION_FILE.replacen(
-            "[privacy]\n",
-            &format!("{tables}[privacy]\n{privacy}"),
-            1,
-        );
+        let file = germany().replacen("[privacy]\n", &format!("{tables}[privacy]\n{privacy}"), 1);
         let line = |needle: &str| {
             file.lines()
                 .position(|l| l.starts_with(needle))
@@ -389,7 +398,7 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_named() {
-        let findings = check_text(&format!("{DEFAULT_REGION_FILE}\n[bot2]\nx = 1\n"));
+        let findings = check_text(&format!("{}\n[bot2]\nx = 1\n", germany()));
         assert_eq!(findings.len(), 1, "{findings:?}");
         assert!(findings[0].message.contains("bot2"), "{findings:?}");
     }

@@ -11,6 +11,7 @@ mod all;
 mod chat;
 mod config;
 mod config_check;
+mod config_show;
 mod demo;
 mod desk;
 mod dev;
@@ -192,6 +193,11 @@ enum ConfigCommand {
     /// variables): prints `FILE:LINE: KEY: PROBLEM` for each problem and exits with 2, or
     /// says it is fine and exits with 0.
     Check { file: PathBuf },
+    /// Print the configuration a process would run with (`--config` and the `HELPLINE_*`
+    /// variables over the region's built-in file and the defaults), one key per line with
+    /// the layer its value came from; secrets are printed as `***`. Exits with 2 when the
+    /// configuration would stop a process, after printing it and why.
+    Show,
 }
 
 fn main() -> ExitCode {
@@ -202,6 +208,12 @@ fn main() -> ExitCode {
     } = &cli.command
     {
         return check_config(file);
+    }
+    if let Command::Config {
+        command: ConfigCommand::Show,
+    } = &cli.command
+    {
+        return show_config(cli.config.as_deref());
     }
     // reqwest and async-nats share ring as rustls's provider; installing it once keeps a
     // second provider from ever being chosen. An earlier install is just as good.
@@ -371,6 +383,26 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
                 layout.buckets().join(", ")
             );
             Ok(())
+        }
+    }
+}
+
+fn show_config(file: Option<&std::path::Path>) -> ExitCode {
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    match config_show::show(file, vars) {
+        Ok((text, problem)) => {
+            print!("{text}");
+            match problem {
+                None => ExitCode::SUCCESS,
+                Some(problem) => {
+                    eprintln!("helpline: {problem}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("helpline: {e}");
+            ExitCode::from(2)
         }
     }
 }

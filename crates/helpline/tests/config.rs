@@ -220,3 +220,94 @@ fn config_check_names_development_and_weak_secrets_and_warns_of_local_only_ones(
         "{said}"
     );
 }
+
+#[test]
+fn config_show_names_where_each_value_came_from_and_never_prints_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("helpline.toml");
+    std::fs::write(
+        &file,
+        "[ingress]\nlisten = \"0.0.0.0:9443\"\n\n[channels.telegram]\nsecret_token = \"tg-file-secret-value\"\n",
+    )
+    .unwrap();
+    let secrets = [
+        ("HELPLINE_NATS__USER", "ingress"),
+        ("HELPLINE_NATS__PASSWORD", "nats-env-password-value"),
+        ("HELPLINE_PRIVACY__MASTER_KEY", MASTER_KEY),
+        ("HELPLINE_AUTH__JWT_SECRET", JWT_SECRET),
+        (
+            "HELPLINE_CHANNELS__WHATSAPP__APP_SECRET",
+            "wa-env-app-secret-value",
+        ),
+        ("HELPLINE_CHANNELS__WHATSAPP__VERIFY_TOKEN", "20240501777"),
+        (
+            "HELPLINE_CHANNELS__WHATSAPP__ACCESS_TOKEN",
+            "EAAG-env-token",
+        ),
+        (
+            "HELPLINE_CHANNELS__WHATSAPP__PHONE_NUMBER_ID",
+            "106540352242922",
+        ),
+        ("HELPLINE_EVENTSTORE__REPLICAS", "3"),
+    ];
+    let output = helpline(
+        &["config", "show", "--config", &file.display().to_string()],
+        &secrets,
+    );
+    let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{said}\n{shown}");
+    let line = |key: &str| {
+        shown
+            .lines()
+            .find(|line| line.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in:\n{shown}"))
+            .to_owned()
+    };
+    let file_name = file.display().to_string();
+    for (key, value, origin) in [
+        ("region", "\"de\"", "built-in region de".to_owned()),
+        (
+            "ingress.listen",
+            "\"0.0.0.0:9443\"",
+            format!("file {file_name}"),
+        ),
+        (
+            "channels.telegram.secret_token",
+            "\"***\"",
+            format!("file {file_name}"),
+        ),
+        (
+            "nats.password",
+            "\"***\"",
+            "env HELPLINE_NATS__PASSWORD".to_owned(),
+        ),
+        (
+            "privacy.master_key",
+            "\"***\"",
+            "env HELPLINE_PRIVACY__MASTER_KEY".to_owned(),
+        ),
+        (
+            "channels.whatsapp.phone_number_id",
+            "\"106540352242922\"",
+            "env HELPLINE_CHANNELS__WHATSAPP__PHONE_NUMBER_ID".to_owned(),
+        ),
+        (
+            "eventstore.replicas",
+            "\"3\"",
+            "env HELPLINE_EVENTSTORE__REPLICAS".to_owned(),
+        ),
+        ("grpc.max_connections", "", "default".to_owned()),
+    ] {
+        let line = line(key);
+        assert!(line.contains(value), "{line}");
+        assert!(line.ends_with(&format!("# {origin}")), "{line}");
+    }
+    for (_, secret) in secrets.iter().filter(|(name, _)| {
+        !name.ends_with("PHONE_NUMBER_ID") && !name.ends_with("REPLICAS") && !name.ends_with("USER")
+    }) {
+        assert!(!shown.contains(secret), "printed {secret}:\n{shown}");
+        assert!(!said.contains(secret), "said {secret}: {said}");
+    }
+    assert!(!shown.contains("tg-file-secret-value"), "{shown}");
+}

@@ -13,9 +13,9 @@ use crate::error::ConfigError;
 /// deliberately no `PartialEq`: secrets are compared in constant time by the adapters.
 ///
 /// Read only from a string. Anything else is refused with an error that says what it
-/// was but not its value: serde's own message would quote it (an all-digit secret from
-/// the environment arrives as a number, "invalid type: integer `123…`"), and the error
-/// is printed and logged.
+/// was but not its value: serde's own message would quote it (an all-digit secret written
+/// unquoted in a TOML file is a number, "invalid type: integer `123…`"), and the error is
+/// printed and logged. (`HELPLINE_*` variables are always text.)
 #[derive(Clone, Default)]
 pub struct Secret(String);
 
@@ -46,8 +46,8 @@ struct SecretVisitor;
 impl SecretVisitor {
     fn refuse<E: de::Error>(found: &str) -> E {
         E::custom(format!(
-            "a secret must be a string, found {found} (its value is not shown); quote it, \
-             in a TOML file as in a HELPLINE_* variable (\"…\")"
+            "a secret must be a string, found {found} (its value is not shown); quote it \
+             in the TOML file (\"…\")"
         ))
     }
 }

@@ -1,0 +1,110 @@
+//! `helpline config show`: the configuration a process would run with, one key per line,
+//! each with the layer its value came from (default, built-in region, file, environment),
+//! secrets never printed.
+
+use std::path::Path;
+
+use figment::value::{Dict, Value};
+use figment::{Figment, Source};
+
+use crate::config::{Config, ConfigError, layers};
+
+/// Words that mark a key as a secret: its value is shown as `***`, whatever it is.
+const SECRET_WORDS: [&str; 4] = ["secret", "token", "password", "seed"];
+
+/// The effective configuration as text, and the problems that would stop a process
+/// (empty when it can run).
+pub fn show(
+    file: Option<&Path>,
+    vars: impl IntoIterator<Item = (String, String)> + Clone,
+) -> Result<(String, Option<ConfigError>), ConfigError> {
+    let figment = layers(file, vars.clone())?;
+    let merged: Dict = figment
+        .extract_lossy()
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let mut lines = Vec::new();
+    leaves(&figment, "", &merged, &mut lines);
+    let problem = Config::load_with(file, vars).err();
+    Ok((lines.join("\n") + "\n", problem))
+}
+
+fn leaves(figment: &Figment, prefix: &str, dict: &Dict, lines: &mut Vec<String>) {
+    for (key, value) in dict {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Dict(_, nested) if !nested.is_empty() => leaves(figment, &path, nested, lines),
+            value => {
+                let shown = if is_secret(key) {
+                    "\"***\"".to_owned()
+                } else {
+                    render(value)
+                };
+                lines.push(format!("{path} = {shown}  # {}", origin(figment, &path)));
+            }
+        }
+    }
+}
+
+/// A key whose name marks a secret (`app_secret`, `access_token`, `nats.password`,
+/// `privacy.master_key`, `auth.signing_key`, …).
+fn is_secret(key: &str) -> bool {
+    key == "key" || key.ends_with("_key") || SECRET_WORDS.iter().any(|word| key.contains(word))
+}
+
+/// The value as TOML would write it, with credentials in URLs hidden.
+fn render(value: &Value) -> String {
+    match value {
+        Value::String(_, text) if text.contains("://") => {
+            format!("{:?}", crate::nats::redacted(text))
+        }
+        Value::String(_, text) => format!("{text:?}"),
+        Value::Array(_, items) => format!(
+            "[{}]",
+            items.iter().map(render).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Dict(_, dict) => format!(
+            "{{ {} }}",
+            dict.iter()
+                .map(|(key, value)| {
+                    let shown = if is_secret(key) {
+                        "\"***\"".to_owned()
+                    } else {
+                        render(value)
+                    };
+                    format!("{key} = {shown}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(_, n) => n
+            .to_u128()
+            .map(|n| n.to_string())
+            .or_else(|| n.to_i128().map(|n| n.to_string()))
+            .or_else(|| n.to_f64().map(|n| n.to_string()))
+            .unwrap_or_default(),
+        Value::Char(_, c) => format!("{:?}", c.to_string()),
+        Value::Empty(..) => "\"\"".to_owned(),
+    }
+}
+
+/// Which layer the value at `path` came from.
+fn origin(figment: &Figment, path: &str) -> String {
+    let Some(metadata) = figment.find_metadata(path) else {
+        return "default".to_owned();
+    };
+    match &metadata.source {
+        Some(Source::File(file)) => format!("file {}", file.display()),
+        _ if metadata.name.contains("environment") => format!("env {}", variable(path)),
+        _ => metadata.name.to_string(),
+    }
+}
+
+/// The `HELPLINE_*` variable that sets `path`.
+fn variable(path: &str) -> String {
+    format!("HELPLINE_{}", path.replace('.', "__").to_ascii_uppercase())
+}
