@@ -439,10 +439,18 @@ async fn serve_grpc(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
+    // Reflection in both versions: grpcurl and current clients ask v1, Python's
+    // grpcio-reflection and older tools only v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(helpline_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("cannot build gRPC reflection")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(helpline_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("cannot build gRPC reflection (v1alpha)")?;
     let mut server = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(grpc.request_timeout_secs))
         .max_concurrent_streams(grpc.max_concurrent_streams)
@@ -454,7 +462,10 @@ async fn serve_grpc(
             .tls_config(tls)
             .context("the gRPC port's TLS certificate or key cannot be used")?;
     }
-    let mut router = server.add_service(health).add_service(reflection);
+    let mut router = server
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha);
     if services.routing
         && let Some(key) = apis.auth_key.clone()
     {

@@ -61,7 +61,7 @@ async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {
         .connect()
         .await
         .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     for service in ["helpline.v1.Routing", "helpline.v1.Feedback"] {
         let status = health
             .check(tonic_health::pb::HealthCheckRequest {
@@ -76,6 +76,19 @@ async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {
             tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
             "{service}"
         );
+    }
+    // Reflection answers in both versions: v1 (grpcurl) and v1alpha (grpcio-reflection).
+    for listed in [
+        reflected_services_v1(channel.clone()).await,
+        reflected_services_v1alpha(channel.clone()).await,
+    ] {
+        for service in [
+            "helpline.v1.Routing",
+            "helpline.v1.TicketQuery",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(listed.iter().any(|name| name == service), "{listed:?}");
+        }
     }
 
     nats.stop().await.unwrap();
@@ -329,7 +342,7 @@ async fn every_port_closes_silent_connections_and_turns_away_those_over_its_maxi
         .connect()
         .await
         .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     health
         .check(tonic_health::pb::HealthCheckRequest {
             service: String::new(),
@@ -376,7 +389,7 @@ async fn the_grpc_port_speaks_tls_when_given_a_certificate() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     health
         .check(tonic_health::pb::HealthCheckRequest {
             service: String::new(),
@@ -395,5 +408,59 @@ async fn the_grpc_port_speaks_tls_when_given_a_certificate() {
             })
             .await;
         assert!(answered.is_err(), "answered in plain text");
+    }
+}
+
+/// The services a reflection v1 client lists.
+async fn reflected_services_v1(channel: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    match answer.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => list
+            .service
+            .into_iter()
+            .map(|service| service.name)
+            .collect(),
+        other => panic!("not a list of services: {other:?}"),
+    }
+}
+
+/// The services a reflection v1alpha client lists.
+async fn reflected_services_v1alpha(channel: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    match answer.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => list
+            .service
+            .into_iter()
+            .map(|service| service.name)
+            .collect(),
+        other => panic!("not a list of services: {other:?}"),
     }
 }
