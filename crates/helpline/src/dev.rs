@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::{all, chat};
 
-pub async fn run(mut config: Config) -> anyhow::Result<()> {
+/// Runs until Ctrl-C. `log` is where the services' log lines go, when not to the terminal.
+pub async fn run(mut config: Config, log: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let data_dir = std::path::absolute(&config.dev.data_dir)
         .with_context(|| format!("bad data folder {}", config.dev.data_dir.display()))?;
     std::fs::create_dir_all(&data_dir)
@@ -31,7 +32,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         })?;
     config.nats.url = nats.url();
 
-    let result = serve(&config, &nats).await;
+    let result = serve(&config, &nats, log.as_deref()).await;
     if let Err(e) = nats.stop().await {
         tracing::warn!(error = %e, "nats-server did not stop cleanly");
     }
@@ -39,7 +40,11 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(config: &Config, nats: &NatsServer) -> anyhow::Result<()> {
+async fn serve(
+    config: &Config,
+    nats: &NatsServer,
+    log: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let client = nats
         .connect()
         .await
@@ -96,6 +101,13 @@ async fn serve(config: &Config, nats: &NatsServer) -> anyhow::Result<()> {
         "  simulator     {} (plays the messaging providers)",
         sim.base_url()
     );
+    match log {
+        Some(log) => println!(
+            "  logs          {} (`helpline dev --log-to-terminal` shows them here)",
+            log.display()
+        ),
+        None => println!("  logs          this terminal"),
+    }
     println!("{}", chat::HOW_TO_CHAT);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let url = format!("http://{}", config.ingress.listen);

@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use helpline_eventstore::EventStore;
-use helpline_telemetry::LogFormat;
+use helpline_telemetry::{LogFormat, LogWriter};
 
 /// mimalloc rather than the system allocator: under load the services allocate from many
 /// threads at once, and glibc's malloc spent about a third of the CPU of `helpline bench`'s
@@ -82,6 +82,10 @@ enum Command {
         /// `ingress.listen`, 8080].
         #[arg(long)]
         http_port: Option<u16>,
+        /// Write the services' log lines to the terminal too; by default they go to
+        /// `helpline.log` in the data folder, and the terminal shows the conversation.
+        #[arg(long)]
+        log_to_terminal: bool,
     },
     /// Play the messaging providers on localhost and chat as a customer from the terminal:
     /// prints the `[channels.*]` configuration that points helpline at the simulator, sends
@@ -239,11 +243,33 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `helpline dev` keeps the terminal for the conversation: its log lines go to a file.
+    let dev_log = match &cli.command {
+        Command::Dev {
+            data_dir,
+            log_to_terminal: false,
+            ..
+        } => Some(
+            data_dir
+                .clone()
+                .unwrap_or_else(|| config.dev.data_dir.clone())
+                .join("helpline.log"),
+        ),
+        _ => None,
+    };
     let format = match cli.log_format {
         LogStyle::Json => LogFormat::Json,
         LogStyle::Pretty => LogFormat::Pretty,
-        LogStyle::Auto if std::io::stderr().is_terminal() => LogFormat::Pretty,
+        LogStyle::Auto if dev_log.is_some() || std::io::stderr().is_terminal() => LogFormat::Pretty,
         LogStyle::Auto => LogFormat::Json,
+    };
+    let log_writer = match dev_log.as_deref().map(open_log) {
+        Some(Ok(file)) => LogWriter::File(file),
+        Some(Err(e)) => {
+            eprintln!("helpline: logging to the terminal: {e}");
+            LogWriter::Stderr
+        }
+        None => LogWriter::Stderr,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -259,7 +285,7 @@ fn main() -> ExitCode {
     // The OTLP exporter's connection lives on the runtime.
     let telemetry = {
         let _runtime = runtime.enter();
-        helpline_telemetry::init("helpline", format)
+        helpline_telemetry::init_to("helpline", format, log_writer)
     };
     let telemetry = match telemetry {
         Ok(guard) => guard,
@@ -297,6 +323,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             data_dir,
             nats_port,
             http_port,
+            log_to_terminal,
         } => {
             if let Some(dir) = data_dir {
                 config.dev.data_dir = dir;
@@ -306,7 +333,8 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             }
             let port = http_port.unwrap_or(config.ingress.listen.port());
             config.ingress.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            dev::run(config).await
+            let log = (!log_to_terminal).then(|| config.dev.data_dir.join("helpline.log"));
+            dev::run(config, log).await
         }
         Command::All => all::run(config, Services::ALL).await,
         Command::Ingress => {
@@ -385,6 +413,18 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The log file of `helpline dev`, appended to, its folder made if missing.
+fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 fn show_config(file: Option<&std::path::Path>) -> ExitCode {

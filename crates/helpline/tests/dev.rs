@@ -42,13 +42,21 @@ async fn dev_brings_up_nats_with_the_stream_and_stops_cleanly_on_ctrl_c() {
         )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let said = std::thread::spawn(move || {
+        let mut said = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
+        said
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut nats_pid = None;
+    let mut banner = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
+        banner.push(line.clone());
         if let Some(rest) = line.split("(pid ").nth(1) {
             nats_pid = rest.split(',').next().and_then(|p| p.parse::<i32>().ok());
         }
@@ -107,6 +115,25 @@ async fn dev_brings_up_nats_with_the_stream_and_stops_cleanly_on_ctrl_c() {
     };
     assert!(status.success(), "{status}");
     assert!(!alive(nats_pid), "nats-server {nats_pid} was left running");
+
+    // The terminal shows the conversation; the services' log lines go to the data folder.
+    let log = data.path().join("helpline.log");
+    assert!(
+        banner
+            .iter()
+            .any(|line| line.starts_with("  logs") && line.contains(&log.display().to_string())),
+        "{banner:#?}"
+    );
+    let said = said.join().unwrap();
+    assert!(
+        !said.contains("\"level\":\"INFO\""),
+        "log lines on the terminal: {said}"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("\"level\":\"INFO\"") && logged.contains("gRPC APIs ready"),
+        "{logged}"
+    );
 }
 
 #[test]

@@ -26,6 +26,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -81,6 +82,17 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Where log lines go.
+#[derive(Debug, Default)]
+pub enum LogWriter {
+    /// Standard error, for collectors and terminals.
+    #[default]
+    Stderr,
+    /// A file, appended to, without terminal colours: `helpline dev` keeps its terminal
+    /// for the conversation.
+    File(std::fs::File),
+}
+
 /// Keeps the tracer provider alive; dropping it flushes and shuts tracing down.
 #[derive(Debug)]
 pub struct TelemetryGuard {
@@ -108,6 +120,15 @@ pub enum TelemetryError {
 /// With `OTEL_EXPORTER_OTLP_ENDPOINT` set (e.g. `http://otel-collector:4317`) it must be
 /// called within a tokio runtime: the OTLP exporter's connection lives on it.
 pub fn init(service: &str, format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
+    init_to(service, format, LogWriter::Stderr)
+}
+
+/// As [`init`], the log lines written to `writer`.
+pub fn init_to(
+    service: &str,
+    format: LogFormat,
+    writer: LogWriter,
+) -> Result<TelemetryGuard, TelemetryError> {
     let service = std::env::var("OTEL_SERVICE_NAME")
         .ok()
         .filter(|name| !name.trim().is_empty())
@@ -140,20 +161,25 @@ pub fn init(service: &str, format: LogFormat) -> Result<TelemetryGuard, Telemetr
         .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let (to_file, make) = match writer {
+        LogWriter::Stderr => (false, BoxMakeWriter::new(std::io::stderr)),
+        LogWriter::File(file) => (true, BoxMakeWriter::new(std::sync::Mutex::new(file))),
+    };
     match format {
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .with_current_span(true)
-                    .with_writer(std::io::stderr),
+                    .with_writer(make),
             )
             .try_init()?,
         LogFormat::Pretty => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_target(false)
-                    .with_writer(std::io::stderr),
+                    .with_ansi(!to_file)
+                    .with_writer(make),
             )
             .try_init()?,
     }
