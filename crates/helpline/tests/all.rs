@@ -464,3 +464,58 @@ async fn reflected_services_v1alpha(channel: tonic::transport::Channel) -> Vec<S
         other => panic!("not a list of services: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_python_client_with_grpcio_reflection_lists_the_services_and_checks_health() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // scripts/install-tools puts the pinned grpcio packages there.
+    let packages = root.join(".tools/grpc-py");
+    assert!(
+        packages.join("grpc_reflection").is_dir(),
+        "no grpcio-reflection in {}: run scripts/install-tools",
+        packages.display()
+    );
+    let nats = NatsServer::start().await.unwrap();
+    let (mut command, Ports { ops, grpc, .. }) = helpline("all", &nats.url());
+    let _helpline = KillOnDrop(
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(ops, "/readyz", 200).await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/reflection.py");
+    let output = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("127.0.0.1:{grpc}"))
+        .arg("helpline.v1.TicketQuery")
+        .env("PYTHONPATH", &packages)
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in [
+        "service helpline.v1.TicketQuery",
+        "service helpline.v1.AgentDesk",
+        "service grpc.health.v1.Health",
+        "health SERVING",
+    ] {
+        assert!(
+            printed.lines().any(|l| l == line),
+            "no {line:?} in:\n{printed}"
+        );
+    }
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("described helpline.v1.TicketQuery ") && !l.ends_with(" 0")),
+        "{printed}"
+    );
+}
