@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use helpline_domain::{Event, Holder, MessageId, Phase, Ticket, TicketId, evolve};
+use helpline_domain::{Event, Holder, MessageBody, MessageId, Phase, Ticket, TicketId, evolve};
 
 /// A webhook as the checker knows it: the channel's name and the provider message id.
 pub type WebhookKey = (&'static str, String);
@@ -89,6 +89,40 @@ pub fn inbound(
         }
     }
     (problems, lost)
+}
+
+/// The customer's words are on their own ticket, each once, with its text, in the order
+/// they were written: `said` is what the customer wrote and had answered 200, in order
+/// (provider message id, text).
+pub fn inbound_in_order(
+    ticket: TicketId,
+    events: &[Event],
+    said: &[(String, String)],
+) -> Vec<String> {
+    let logged: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|event| match event {
+            Event::CustomerMessageReceived {
+                provider_message_id,
+                body,
+                ..
+            } => Some((
+                provider_message_id.expose().clone(),
+                match body {
+                    MessageBody::Text(text) => text.expose().clone(),
+                    other => format!("{other:?}"),
+                },
+            )),
+            _ => None,
+        })
+        .collect();
+    if logged == said {
+        return Vec::new();
+    }
+    vec![format!(
+        "ticket {}: the customer wrote {said:?}, the log holds {logged:?}",
+        ticket.0
+    )]
 }
 
 /// Every bot or agent message of the ticket reached the customer exactly once and in the
@@ -716,6 +750,36 @@ mod tests {
 
     fn tickets(events: Vec<Event>) -> BTreeMap<TicketId, (&'static str, Vec<Event>)> {
         BTreeMap::from([(ticket(), ("whatsapp", events))])
+    }
+
+    #[test]
+    fn the_customers_words_are_on_their_ticket_once_with_their_text_in_order() {
+        let said = vec![
+            ("wamid.1".to_owned(), "hallo".to_owned()),
+            ("wamid.2".to_owned(), "SN-42".to_owned()),
+        ];
+        let says = |id: &str, text: &str| Event::CustomerMessageReceived {
+            message: MessageId(Uuid::now_v7()),
+            provider_message_id: Personal::new(id.to_owned()),
+            body: MessageBody::Text(Personal::new(text.to_owned())),
+        };
+        let logged = vec![opened(), says("wamid.1", "hallo"), says("wamid.2", "SN-42")];
+        assert!(inbound_in_order(ticket(), &logged, &said).is_empty());
+        let swapped = vec![opened(), says("wamid.2", "SN-42"), says("wamid.1", "hallo")];
+        assert_eq!(
+            inbound_in_order(ticket(), &swapped, &said).len(),
+            1,
+            "order"
+        );
+        let altered = vec![opened(), says("wamid.1", "hallo"), says("wamid.2", "SN-43")];
+        assert_eq!(inbound_in_order(ticket(), &altered, &said).len(), 1, "text");
+        let twice = vec![
+            opened(),
+            says("wamid.1", "hallo"),
+            says("wamid.1", "hallo"),
+            says("wamid.2", "SN-42"),
+        ];
+        assert_eq!(inbound_in_order(ticket(), &twice, &said).len(), 1, "twice");
     }
 
     #[test]

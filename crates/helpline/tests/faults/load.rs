@@ -149,6 +149,9 @@ pub struct Finished {
     pub customer: Customer,
     pub address: String,
     pub ticket: TicketId,
+    /// What the customer wrote and had answered 200, in order: the provider's message id
+    /// and the text.
+    pub said: Vec<(String, String)>,
 }
 
 impl Load {
@@ -227,6 +230,7 @@ impl Load {
             .sim
             .webhook(customer.channel, &customer.name, texts.first);
         self.post(&customer, &first, customer.first_copies).await?;
+        let mut said = vec![(first.provider_message_id.clone(), texts.first.to_owned())];
         let ticket = self.ticket_of(&customer, &address).await?;
         let who = format!(
             "customer {} ({}, ticket {})",
@@ -246,6 +250,7 @@ impl Load {
                     customer,
                     address,
                     ticket,
+                    said,
                 });
             }
             let received = self.sim.received(customer.channel, &customer.name).len();
@@ -294,6 +299,7 @@ impl Load {
                 1
             };
             self.post(&customer, &webhook, copies).await?;
+            said.push((webhook.provider_message_id.clone(), reply));
             messages_sent += 1;
         }
     }
