@@ -233,6 +233,35 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
 
     let served = sim.faults_served();
     let stats = &load.stats;
+    // A fault that was injected but never met a request proves nothing: each kind must
+    // have been hit at least once.
+    for (kind, queued) in [
+        ("server_error", injected.server_errors),
+        ("rate_limited", injected.rate_limits),
+    ] {
+        if queued == 0 || served.get(kind).copied().unwrap_or(0) == 0 {
+            problems.push(format!(
+                "the provider fault {kind} was queued {queued} times and answered {} times: not hit",
+                served.get(kind).copied().unwrap_or(0)
+            ));
+        }
+    }
+    if stats.storms.load(Ordering::Relaxed) == 0 {
+        problems.push("no redelivery storm was posted".to_owned());
+    }
+    if injected.kills.len() < 4
+        || injected.nats_restarts == 0
+        || injected.pauses.is_empty()
+        || injected.poison.is_empty()
+    {
+        problems.push(format!(
+            "not every fault was injected: kills {:?}, nats-server restarts {}, pauses {:?}, poison events {}",
+            injected.kills,
+            injected.nats_restarts,
+            injected.pauses,
+            injected.poison.len()
+        ));
+    }
     let summary = format!(
         "fault suite: {} conversations on {} channels, {} webhooks answered 200 ({} posts, {} storms), \
          {} customer messages in the log, {delivered} messages sent to customers ({failed} failed, {} by the agent), \
