@@ -209,6 +209,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
     }
     for (ticket, (_, events)) in &log.tickets {
         problems.extend(history::phases(*ticket, events));
+        problems.extend(history::prompts_once(*ticket, events));
         problems.extend(check_snapshot(&store, *ticket, events).await);
     }
     let csat_rows = check_csat(&feedback_url, &log).await;

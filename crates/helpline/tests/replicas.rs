@@ -185,6 +185,7 @@ async fn replicas_keep_each_ticket_in_order_and_send_each_message_once() {
     problems.append(&mut found.problems);
     for (ticket, (_, events)) in &log.tickets {
         problems.extend(history::phases(*ticket, events));
+        problems.extend(history::prompts_once(*ticket, events));
     }
     let stored_twice = history::stored_once(&log.message_ids);
     problems.extend(stored_twice.iter().cloned());

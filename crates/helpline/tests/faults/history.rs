@@ -125,6 +125,30 @@ pub fn inbound_in_order(
     )]
 }
 
+/// The bot says each prompt once per thing the customer wrote: the same prompt twice
+/// with no customer message between is one reaction made twice (a redelivered event
+/// decided again, two replicas deciding at once).
+pub fn prompts_once(ticket: TicketId, events: &[Event]) -> Vec<String> {
+    let mut since_customer: Vec<&str> = Vec::new();
+    let mut problems = Vec::new();
+    for event in events {
+        match event {
+            Event::CustomerMessageReceived { .. } => since_customer.clear(),
+            Event::BotMessageSent { prompt, .. } => {
+                if since_customer.contains(&prompt.as_str()) {
+                    problems.push(format!(
+                        "ticket {}: the bot said {prompt:?} twice with no customer message between",
+                        ticket.0
+                    ));
+                }
+                since_customer.push(prompt);
+            }
+            _ => {}
+        }
+    }
+    problems
+}
+
 /// Every bot or agent message of the ticket reached the customer exactly once and in the
 /// order of the log: `received` is the provider message ids the customer got, in arrival
 /// order. A message recorded as failed must not have arrived.
@@ -750,6 +774,35 @@ mod tests {
 
     fn tickets(events: Vec<Event>) -> BTreeMap<TicketId, (&'static str, Vec<Event>)> {
         BTreeMap::from([(ticket(), ("whatsapp", events))])
+    }
+
+    #[test]
+    fn a_prompt_said_twice_for_one_customer_message_is_a_problem() {
+        let once = vec![
+            opened(),
+            says("wamid.1"),
+            bot(1, "greeting"),
+            bot(2, "ask_serial"),
+        ];
+        assert!(prompts_once(ticket(), &once).is_empty());
+        let asked_again = vec![
+            opened(),
+            says("wamid.1"),
+            bot(1, "ask_serial"),
+            says("wamid.2"),
+            bot(2, "ask_serial"),
+        ];
+        assert!(
+            prompts_once(ticket(), &asked_again).is_empty(),
+            "a new answer, a new ask"
+        );
+        let twice = vec![
+            opened(),
+            says("wamid.1"),
+            bot(1, "greeting"),
+            bot(2, "greeting"),
+        ];
+        assert_eq!(prompts_once(ticket(), &twice).len(), 1);
     }
 
     #[test]
