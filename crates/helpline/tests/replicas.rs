@@ -183,6 +183,19 @@ async fn replicas_keep_each_ticket_in_order_and_send_each_message_once() {
         found.check(&sim, &load.index, done, &log, &sending_kills);
     }
     problems.append(&mut found.problems);
+    // A web chat callback sent again is deduped by the site, so no customer sees it twice:
+    // it is counted as a copy all the same, allowed only around a kill of a sender.
+    for repeat in sim.web_repeats() {
+        let near_kill = sending_kills
+            .iter()
+            .any(|kill| repeat + KILL_WINDOW.0 >= *kill && repeat <= *kill + KILL_WINDOW.1);
+        if near_kill {
+            found.copies_after_kill += 1;
+        } else {
+            found.duplicated += 1;
+            problems.push("a web chat callback was sent again, far from any kill".to_owned());
+        }
+    }
     for (ticket, (_, events)) in &log.tickets {
         problems.extend(history::phases(*ticket, events));
         problems.extend(history::prompts_once(*ticket, events));

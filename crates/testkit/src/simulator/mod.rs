@@ -520,6 +520,12 @@ impl Simulator {
         self.shared.faults_served()
     }
 
+    /// When web chat callbacks repeated an `event_id` that came before: the site dedupes
+    /// them, so the customer sees the message once, but helpline sent it twice.
+    pub fn web_repeats(&self) -> Vec<std::time::Instant> {
+        self.shared.web_repeats()
+    }
+
     /// A text message from `customer`, signed as the provider signs it, with a fresh
     /// provider message id.
     pub fn webhook(&self, channel: Channel, customer: &str, text: &str) -> Webhook {

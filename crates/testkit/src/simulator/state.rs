@@ -38,6 +38,9 @@ struct State {
     /// Faults answered, by [`Fault::kind`].
     served: BTreeMap<&'static str, usize>,
     web_event_ids: HashSet<String>,
+    /// Web chat callbacks that repeated an `event_id`: the site shows the message once,
+    /// but each is a send helpline made twice, so they are counted.
+    web_repeats: Vec<std::time::Instant>,
     media: HashMap<String, Media>,
     /// Telegram chat ids of customers named by something other than a number.
     telegram_names: HashMap<i64, String>,
@@ -255,6 +258,7 @@ impl Shared {
     pub fn record_web_once(&self, event_id: &str, address: String, received: Received) -> bool {
         let mut state = self.lock();
         if !state.web_event_ids.insert(event_id.to_owned()) {
+            state.web_repeats.push(std::time::Instant::now());
             return false;
         }
         state.received.push(Record { address, received });
@@ -317,6 +321,10 @@ impl Shared {
 
     pub fn faults_served(&self) -> BTreeMap<&'static str, usize> {
         self.lock().served.clone()
+    }
+
+    pub fn web_repeats(&self) -> Vec<std::time::Instant> {
+        self.lock().web_repeats.clone()
     }
 
     /// Counts a send request and takes the fault it gets, if any.
