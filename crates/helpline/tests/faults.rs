@@ -274,7 +274,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
     let summary = format!(
         "fault suite: {} conversations on {} channels, {} webhooks answered 200 ({} posts, {} storms), \
          {} customer messages in the log, {delivered} messages sent to customers ({failed} failed, {} by the agent), \
-         {} CSAT rows; faults: kill -9 {:?}, nats-server restarts {}, paused {:?}, poison events {}, \
+         {} CSAT rows; faults: kill -9 {:?}, nats-server kill -9 and restart {}, paused {:?}, poison events {}, \
          provider 500s queued {} (answered {}), 429s with Retry-After queued {} (answered {}), \
          sends held across the ingress kill {}; \
          dead letters {}; lost {lost}, duplicated {duplicated}; load {load_secs:.0}s, total {:.0}s",
@@ -434,6 +434,8 @@ async fn inject_faults(system: &mut System, store: &EventStore) -> Injected {
     }
 
     pause(3).await;
+    // A crash, not a shutdown: kill -9, then the server starts again on its store.
+    system.nats.kill().await.unwrap();
     system.nats.restart().await.unwrap();
     injected.nats_restarts += 1;
     // Every service must reconnect on its own: ready again, or the run names it.
