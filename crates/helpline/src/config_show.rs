@@ -22,13 +22,16 @@ pub fn show(
     let merged: Dict = figment
         .extract_lossy()
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    // What type each key has by default: a variable's text shows as the number or
+    // boolean the process reads from it.
+    let defaults = Value::serialize(Config::default()).unwrap_or(Value::from(Dict::new()));
     let mut lines = Vec::new();
-    leaves(&figment, "", &merged, &mut lines);
+    leaves(&figment, &defaults, "", &merged, &mut lines);
     let problem = Config::load_with(file, vars).err();
     Ok((lines.join("\n") + "\n", problem))
 }
 
-fn leaves(figment: &Figment, prefix: &str, dict: &Dict, lines: &mut Vec<String>) {
+fn leaves(figment: &Figment, defaults: &Value, prefix: &str, dict: &Dict, lines: &mut Vec<String>) {
     for (key, value) in dict {
         let path = if prefix.is_empty() {
             key.clone()
@@ -36,12 +39,23 @@ fn leaves(figment: &Figment, prefix: &str, dict: &Dict, lines: &mut Vec<String>)
             format!("{prefix}.{key}")
         };
         match value {
-            Value::Dict(_, nested) if !nested.is_empty() => leaves(figment, &path, nested, lines),
+            Value::Dict(_, nested) if !nested.is_empty() => {
+                leaves(figment, defaults, &path, nested, lines)
+            }
             value => {
+                let typed = match (defaults.find_ref(&path), value) {
+                    (Some(Value::Num(..)), Value::String(..)) => {
+                        value.to_num_lossy().map(|n| Value::Num(value.tag(), n))
+                    }
+                    (Some(Value::Bool(..)), Value::String(..)) => {
+                        value.to_bool_lossy().map(|b| Value::Bool(value.tag(), b))
+                    }
+                    _ => None,
+                };
                 let shown = if is_secret(key) {
                     "\"***\"".to_owned()
                 } else {
-                    render(value)
+                    render(typed.as_ref().unwrap_or(value))
                 };
                 lines.push(format!("{path} = {shown}  # {}", origin(figment, &path)));
             }

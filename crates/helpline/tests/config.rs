@@ -294,7 +294,7 @@ fn config_show_names_where_each_value_came_from_and_never_prints_a_secret() {
         ),
         (
             "eventstore.replicas",
-            "\"3\"",
+            " = 3 ",
             "env HELPLINE_EVENTSTORE__REPLICAS".to_owned(),
         ),
         ("grpc.max_connections", "", "default".to_owned()),
