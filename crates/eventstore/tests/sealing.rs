@@ -26,6 +26,35 @@ fn texts(events: &[(u64, helpline_eventstore::EnvelopeMeta, Event)]) -> Vec<Stri
         .collect()
 }
 
+/// Messages `client` has sent to nats-server so far.
+fn sent_by(client: &async_nats::Client) -> u64 {
+    client
+        .statistics()
+        .out_messages
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A new ticket of the WhatsApp customer `contact`, with one message from them.
+async fn customer_says(store: &EventStore, contact: &str, text: &str) -> helpline_domain::TicketId {
+    let id = ticket();
+    let opened = Event::TicketOpened {
+        ticket: id,
+        customer: helpline_domain::Customer {
+            channel: Channel::WhatsApp,
+            contact: contact.to_owned().into(),
+            display_name: None,
+        },
+        language: "de".to_owned(),
+    };
+    let version = store
+        .append(id, 0, &[opened], &command())
+        .await
+        .unwrap()
+        .version;
+    say(store, id, version, &[text]).await;
+    id
+}
+
 #[tokio::test]
 async fn a_snapshot_is_sealed_and_goes_with_the_customers_key() {
     let h = harness_with(StoreConfig {
@@ -143,12 +172,7 @@ async fn a_key_made_in_another_process_arrives_with_the_watch_so_the_first_read_
     say(&h.store, id, version, &["hallo"]).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
-    let sent = || {
-        client
-            .statistics()
-            .out_messages
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let sent = || sent_by(&client);
     let before = sent();
     assert_eq!(texts(&other.ticket_events(id).await.unwrap()), ["hallo"]);
     let first_read = sent() - before;
@@ -182,24 +206,7 @@ async fn preloaded_keys_open_every_customer_and_still_follow_erasures() {
     let h = harness().await;
     let mut tickets = Vec::new();
     for n in 0..3 {
-        let id = ticket();
-        let opened = Event::TicketOpened {
-            ticket: id,
-            customer: helpline_domain::Customer {
-                channel: Channel::WhatsApp,
-                contact: format!("49151000000{n}").into(),
-                display_name: None,
-            },
-            language: "de".to_owned(),
-        };
-        let version = h
-            .store
-            .append(id, 0, &[opened], &command())
-            .await
-            .unwrap()
-            .version;
-        say(&h.store, id, version, &["hallo"]).await;
-        tickets.push(id);
+        tickets.push(customer_says(&h.store, &format!("49151000000{n}"), "hallo").await);
     }
     let other = EventStore::open(h.server.connect().await.unwrap(), test_config())
         .await
@@ -229,34 +236,13 @@ async fn a_replay_started_with_the_preload_opens_every_customer_without_reading_
     let h = harness().await;
     const CUSTOMERS: usize = 400;
     for n in 0..CUSTOMERS {
-        let id = ticket();
-        let opened = Event::TicketOpened {
-            ticket: id,
-            customer: helpline_domain::Customer {
-                channel: Channel::WhatsApp,
-                contact: format!("4915200{n:06}").into(),
-                display_name: None,
-            },
-            language: "de".to_owned(),
-        };
-        let version = h
-            .store
-            .append(id, 0, &[opened], &command())
-            .await
-            .unwrap()
-            .version;
-        say(&h.store, id, version, &[&format!("hallo {n}")]).await;
+        customer_says(&h.store, &format!("4915200{n:06}"), &format!("hallo {n}")).await;
     }
     let client = h.server.connect().await.unwrap();
     let other = EventStore::open(client.clone(), test_config())
         .await
         .unwrap();
-    let sent = || {
-        client
-            .statistics()
-            .out_messages
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let sent = || sent_by(&client);
     let before = sent();
     // The replay reads at once, as a projection's start does, while the keys arrive.
     other.start_preloading_customer_keys();

@@ -14,6 +14,36 @@ use std::time::{Duration, Instant};
 use helpline_testkit::NatsServer;
 use tokio::io::AsyncReadExt;
 
+/// The services a reflection client of `$version` (`v1`, `v1alpha`: the same messages in
+/// two packages) lists.
+macro_rules! reflected_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::ServerReflectionRequest;
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = ServerReflectionClient::new($channel)
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        match answer.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => list
+                .service
+                .into_iter()
+                .map(|service| service.name)
+                .collect::<Vec<String>>(),
+            other => panic!("not a list of services: {other:?}"),
+        }
+    }};
+}
+
 #[tokio::test]
 async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {
     let mut nats = NatsServer::start().await.unwrap();
@@ -79,8 +109,8 @@ async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {
     }
     // Reflection answers in both versions: v1 (grpcurl) and v1alpha (grpcio-reflection).
     for listed in [
-        reflected_services_v1(channel.clone()).await,
-        reflected_services_v1alpha(channel.clone()).await,
+        reflected_services!(v1, channel.clone()),
+        reflected_services!(v1alpha, channel.clone()),
     ] {
         for service in [
             "helpline.v1.Routing",
@@ -408,60 +438,6 @@ async fn the_grpc_port_speaks_tls_when_given_a_certificate() {
             })
             .await;
         assert!(answered.is_err(), "answered in plain text");
-    }
-}
-
-/// The services a reflection v1 client lists.
-async fn reflected_services_v1(channel: tonic::transport::Channel) -> Vec<String> {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let answer = answers.message().await.unwrap().unwrap();
-    match answer.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => list
-            .service
-            .into_iter()
-            .map(|service| service.name)
-            .collect(),
-        other => panic!("not a list of services: {other:?}"),
-    }
-}
-
-/// The services a reflection v1alpha client lists.
-async fn reflected_services_v1alpha(channel: tonic::transport::Channel) -> Vec<String> {
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let answer = answers.message().await.unwrap().unwrap();
-    match answer.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => list
-            .service
-            .into_iter()
-            .map(|service| service.name)
-            .collect(),
-        other => panic!("not a list of services: {other:?}"),
     }
 }
 
