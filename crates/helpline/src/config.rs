@@ -607,10 +607,7 @@ pub fn layers(
         None => None,
     };
     let env = EnvStrings::from_vars(vars);
-    let named_in_file = text
-        .as_deref()
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .and_then(|table| table.get("region")?.as_str().map(str::to_owned));
+    let named_in_file = text.as_deref().and_then(region_named_in);
     let region = env
         .value_of("region")
         .map(str::to_owned)
@@ -637,6 +634,12 @@ pub fn layers(
         figment = figment.merge(Toml::file_exact(file));
     }
     Ok(figment.merge(env))
+}
+
+/// The `region` a configuration file's text names, if it parses and names one.
+pub fn region_named_in(text: &str) -> Option<String> {
+    let table = text.parse::<toml::Table>().ok()?;
+    table.get("region")?.as_str().map(str::to_owned)
 }
 
 /// How `helpline config show` names the defaults' layer and a built-in region file's.
@@ -758,7 +761,12 @@ impl Config {
         file: Option<&Path>,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut config: Config = layers(file, vars)?
+        Self::from_layers(&layers(file, vars)?)
+    }
+
+    /// The configuration the layers give ([`layers`]), checked as a process checks it.
+    pub fn from_layers(layers: &Figment) -> Result<Self, ConfigError> {
+        let mut config: Config = layers
             .extract_lossy()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         crate::nats::take_url_credentials(&mut config.nats).map_err(ConfigError::Invalid)?;

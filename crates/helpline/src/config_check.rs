@@ -7,7 +7,7 @@ use std::path::Path;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 
-use crate::config::{Config, DEFAULT_REGION, region_file};
+use crate::config::{Config, DEFAULT_REGION, region_file, region_named_in};
 
 /// One problem, as printed: `FILE:LINE: KEY: MESSAGE` (the line when it can be found),
 /// or `FILE:LINE: KEY: warning: MESSAGE` for a warning, which alone fails no check.
@@ -45,11 +45,7 @@ fn check_text(text: &str) -> Vec<Finding> {
         }];
     }
     // Layered as a process layers it: over the built-in file of the region it names.
-    let region = text
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|table| table.get("region")?.as_str().map(str::to_owned))
-        .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+    let region = region_named_in(text).unwrap_or_else(|| DEFAULT_REGION.to_owned());
     let mut figment = Figment::from(Serialized::defaults(Config::default()));
     if let Some(base) = region_file(&region) {
         figment = figment.merge(Toml::string(base));

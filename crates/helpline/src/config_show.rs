@@ -16,9 +16,9 @@ const SECRET_WORDS: [&str; 4] = ["secret", "token", "password", "seed"];
 /// (empty when it can run).
 pub fn show(
     file: Option<&Path>,
-    vars: impl IntoIterator<Item = (String, String)> + Clone,
+    vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(String, Option<ConfigError>), ConfigError> {
-    let figment = layers(file, vars.clone())?;
+    let figment = layers(file, vars)?;
     let merged: Dict = figment
         .extract_lossy()
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -27,7 +27,7 @@ pub fn show(
     let defaults = Value::serialize(Config::default()).unwrap_or(Value::from(Dict::new()));
     let mut lines = Vec::new();
     leaves(&figment, &defaults, "", &merged, &mut lines);
-    let problem = Config::load_with(file, vars).err();
+    let problem = Config::from_layers(&figment).err();
     Ok((lines.join("\n") + "\n", problem))
 }
 
@@ -52,11 +52,7 @@ fn leaves(figment: &Figment, defaults: &Value, prefix: &str, dict: &Dict, lines:
                     }
                     _ => None,
                 };
-                let shown = if is_secret(key) {
-                    "\"***\"".to_owned()
-                } else {
-                    render(typed.as_ref().unwrap_or(value))
-                };
+                let shown = shown(key, typed.as_ref().unwrap_or(value));
                 lines.push(format!("{path} = {shown}  # {}", origin(figment, &path)));
             }
         }
@@ -67,6 +63,15 @@ fn leaves(figment: &Figment, defaults: &Value, prefix: &str, dict: &Dict, lines:
 /// `privacy.master_key`, `auth.signing_key`, …).
 fn is_secret(key: &str) -> bool {
     key == "key" || key.ends_with("_key") || SECRET_WORDS.iter().any(|word| key.contains(word))
+}
+
+/// The value of `key` as printed: `***` for a secret, else as TOML would write it.
+fn shown(key: &str, value: &Value) -> String {
+    if is_secret(key) {
+        "\"***\"".to_owned()
+    } else {
+        render(value)
+    }
 }
 
 /// The value as TOML would write it, with credentials in URLs hidden.
@@ -83,14 +88,7 @@ fn render(value: &Value) -> String {
         Value::Dict(_, dict) => format!(
             "{{ {} }}",
             dict.iter()
-                .map(|(key, value)| {
-                    let shown = if is_secret(key) {
-                        "\"***\"".to_owned()
-                    } else {
-                        render(value)
-                    };
-                    format!("{key} = {shown}")
-                })
+                .map(|(key, value)| format!("{key} = {}", shown(key, value)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

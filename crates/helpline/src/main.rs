@@ -263,13 +263,13 @@ fn main() -> ExitCode {
         LogStyle::Auto if dev_log.is_some() || std::io::stderr().is_terminal() => LogFormat::Pretty,
         LogStyle::Auto => LogFormat::Json,
     };
-    let log_writer = match dev_log.as_deref().map(open_log) {
-        Some(Ok(file)) => LogWriter::File(file),
+    let (log_writer, dev_log) = match dev_log.as_deref().map(open_log) {
+        Some(Ok(file)) => (LogWriter::File(file), dev_log),
         Some(Err(e)) => {
             eprintln!("helpline: logging to the terminal: {e}");
-            LogWriter::Stderr
+            (LogWriter::Stderr, None)
         }
-        None => LogWriter::Stderr,
+        None => (LogWriter::Stderr, None),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -297,7 +297,7 @@ fn main() -> ExitCode {
     for (key, problem) in &warnings {
         tracing::warn!(key, problem, "a secret not fit for a deployment");
     }
-    let result = runtime.block_on(run(cli.command, config));
+    let result = runtime.block_on(run(cli.command, config, dev_log));
     // Flushes the spans still batched while the exporter's runtime still runs.
     drop(telemetry);
     // A read of the terminal (the dev chat) blocks a runtime thread until a line comes;
@@ -317,13 +317,18 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
+/// Runs the sub-command; `dev_log` is the file `helpline dev`'s log lines go to, if any.
+async fn run(
+    command: Command,
+    mut config: Config,
+    dev_log: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     match command {
         Command::Dev {
             data_dir,
             nats_port,
             http_port,
-            log_to_terminal,
+            log_to_terminal: _,
         } => {
             if let Some(dir) = data_dir {
                 config.dev.data_dir = dir;
@@ -333,8 +338,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             }
             let port = http_port.unwrap_or(config.ingress.listen.port());
             config.ingress.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            let log = (!log_to_terminal).then(|| config.dev.data_dir.join("helpline.log"));
-            dev::run(config, log).await
+            dev::run(config, dev_log).await
         }
         Command::All => all::run(config, Services::ALL).await,
         Command::Ingress => {
