@@ -48,13 +48,7 @@ macro_rules! reflected_services {
 async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {
     let mut nats = NatsServer::start().await.unwrap();
     let (mut command, Ports { http, ops, grpc }) = helpline("all", &nats.url());
-    let _helpline = KillOnDrop(
-        command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _helpline = KillOnDrop::quiet(&mut command);
 
     wait_for(http, "/healthz", 200).await;
     wait_for(http, "/readyz", 200).await;
@@ -301,16 +295,12 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> 
 async fn every_port_closes_silent_connections_and_turns_away_those_over_its_maximum() {
     let nats = NatsServer::start().await.unwrap();
     let (mut command, Ports { http, ops, grpc }) = helpline("all", &nats.url());
-    let _helpline = KillOnDrop(
+    let _helpline = KillOnDrop::quiet(
         command
             .env("HELPLINE_INGRESS__HEADER_TIMEOUT_MS", "2000")
             .env("HELPLINE_INGRESS__MAX_CONNECTIONS", "40")
             .env("HELPLINE_GRPC__HANDSHAKE_TIMEOUT_MS", "2000")
-            .env("HELPLINE_GRPC__MAX_CONNECTIONS", "40")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .env("HELPLINE_GRPC__MAX_CONNECTIONS", "40"),
     );
     wait_for(http, "/readyz", 200).await;
     wait_for(ops, "/readyz", 200).await;
@@ -388,17 +378,13 @@ async fn the_grpc_port_speaks_tls_when_given_a_certificate() {
     tls::certificates(dir.path());
     let nats = NatsServer::start().await.unwrap();
     let (mut command, Ports { ops, grpc, .. }) = helpline("all", &nats.url());
-    let _helpline = KillOnDrop(
+    let _helpline = KillOnDrop::quiet(
         command
             .env(
                 "HELPLINE_GRPC__TLS_CERT_FILE",
                 dir.path().join("server.crt"),
             )
-            .env("HELPLINE_GRPC__TLS_KEY_FILE", dir.path().join("server.key"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .env("HELPLINE_GRPC__TLS_KEY_FILE", dir.path().join("server.key")),
     );
     wait_for(ops, "/readyz", 200).await;
     let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
@@ -453,13 +439,7 @@ async fn a_python_client_with_grpcio_reflection_lists_the_services_and_checks_he
     );
     let nats = NatsServer::start().await.unwrap();
     let (mut command, Ports { ops, grpc, .. }) = helpline("all", &nats.url());
-    let _helpline = KillOnDrop(
-        command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _helpline = KillOnDrop::quiet(&mut command);
     wait_for(ops, "/readyz", 200).await;
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/reflection.py");

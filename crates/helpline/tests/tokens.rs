@@ -9,7 +9,7 @@ mod process;
 
 use process::{KillOnDrop, Ports, helpline};
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
@@ -25,14 +25,7 @@ use tonic::transport::Channel;
 /// `helpline all` verifying with `verify_key` alone; its gRPC channel once it answers.
 async fn start(nats: &NatsServer, verify_key: &str) -> (KillOnDrop, Channel) {
     let (mut command, Ports { grpc, .. }) = helpline("all", &nats.url());
-    let child = KillOnDrop(
-        command
-            .env("HELPLINE_AUTH__VERIFY_KEY", verify_key)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let child = KillOnDrop::quiet(command.env("HELPLINE_AUTH__VERIFY_KEY", verify_key));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{grpc}"))

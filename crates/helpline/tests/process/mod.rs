@@ -88,6 +88,19 @@ pub async fn wait_for(port: u16, path: &str, status: u16) {
 /// The process, killed (and reaped) when the test is done with it.
 pub struct KillOnDrop(pub Child);
 
+impl KillOnDrop {
+    /// Starts `command` with its output thrown away.
+    pub fn quiet(command: &mut Command) -> Self {
+        Self(
+            command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
