@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use helpline_domain::Channel;
 use helpline_ingress::ChannelsConfig;
-use helpline_testkit::simulator::Simulator;
+use helpline_testkit::simulator::{DeliveryResponse, Simulator, SimulatorError};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +34,10 @@ pub fn simulated_channels_toml(sim: &Simulator) -> String {
     toml
 }
 
+/// How long a typed line is delivered again while helpline does not take it (restarting,
+/// or answering `5xx`), as providers redeliver webhooks.
+const REDELIVERY: Duration = Duration::from_secs(120);
+
 pub const HOW_TO_CHAT: &str = "chat as a customer: type `<channel> <customer> <text>`, e.g. \
 `whatsapp 4915112345678 Mein Laptop startet nicht` (channels: whatsapp, messenger, telegram, \
 viber, web); replies to customers are printed as they arrive";
@@ -59,7 +63,26 @@ pub async fn run(sim: Arc<Simulator>, ingress_url: String, stop: CancellationTok
         match parse_line(line) {
             Some((channel, customer, text)) => {
                 let webhook = sim.webhook(channel, customer, text);
-                match sim.deliver(&ingress_url, &webhook).await {
+                let redelivery = |outcome: &Result<_, SimulatorError>, pause: Duration| {
+                    let why = match outcome {
+                        Ok(DeliveryResponse { status, .. }) => {
+                            format!("helpline answered {status}")
+                        }
+                        Err(e) => format!("helpline did not answer ({e})"),
+                    };
+                    println!(
+                        "→ {} {customer}: {why}; delivered again in {:.1} s",
+                        channel.as_str(),
+                        pause.as_secs_f64()
+                    );
+                };
+                let delivery =
+                    sim.deliver_until_answered(&ingress_url, &webhook, REDELIVERY, redelivery);
+                let delivery = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    delivery = delivery => delivery,
+                };
+                match delivery {
                     Ok(answer) if answer.status == 200 => {
                         println!("→ {} {customer}: delivered", channel.as_str())
                     }

@@ -1105,3 +1105,75 @@ async fn plain_http_needs_no_process_wide_tls_provider() {
         "nothing in this test binary installs one"
     );
 }
+
+/// An ingress on a raw socket that answers the webhooks it is sent with `statuses`, in
+/// order, one connection each; returns its URL and how many webhooks it read.
+async fn scripted_ingress(statuses: Vec<u16>) -> (String, Arc<Mutex<usize>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let read = Arc::new(Mutex::new(0));
+    let counter = read.clone();
+    tokio::spawn(async move {
+        for status in statuses {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            // The simulator's webhooks are small: one read holds the whole request.
+            let mut request = vec![0; 64 * 1024];
+            let _ = socket.read(&mut request).await.unwrap();
+            *counter.lock().unwrap() += 1;
+            let answer =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            socket.write_all(answer.as_bytes()).await.unwrap();
+        }
+    });
+    (url, read)
+}
+
+#[tokio::test]
+async fn a_webhook_is_delivered_again_while_helpline_answers_5xx_or_429_as_providers_do() {
+    let sim = start().await;
+    let (url, read) = scripted_ingress(vec![503, 429, 500, 200]).await;
+    let webhook = sim.webhook(Channel::WhatsApp, "4915100000009", "hallo");
+    let mut retries = Vec::new();
+    let answer = sim
+        .deliver_until_answered(&url, &webhook, Duration::from_secs(30), |outcome, pause| {
+            retries.push((outcome.as_ref().map(|a| a.status).ok(), pause))
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(*read.lock().unwrap(), 4);
+    assert_eq!(
+        retries,
+        [
+            (Some(503), Duration::from_millis(250)),
+            (Some(429), Duration::from_millis(500)),
+            (Some(500), Duration::from_secs(1)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_webhook_is_not_delivered_again_and_an_unreachable_one_is_given_up() {
+    let sim = start().await;
+    let webhook = sim.webhook(Channel::WhatsApp, "4915100000009", "hallo");
+    let (url, read) = scripted_ingress(vec![401, 200]).await;
+    let answer = sim
+        .deliver_until_answered(&url, &webhook, Duration::from_secs(30), |_, _| {
+            panic!("a 401 is final")
+        })
+        .await
+        .unwrap();
+    assert_eq!((answer.status, *read.lock().unwrap()), (401, 1));
+
+    // Nothing listens here: tries until the time is up, then says why.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut tries = 0;
+    let outcome = sim
+        .deliver_until_answered(&url, &webhook, Duration::from_secs(1), |_, _| tries += 1)
+        .await;
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert_eq!(tries, 2, "250 ms and 500 ms fit in 1 s, 1 s does not");
+}

@@ -652,6 +652,35 @@ impl Simulator {
         Ok(DeliveryResponse { status, body })
     }
 
+    /// Delivers `webhook` as providers do when helpline cannot take it: again, after pauses
+    /// that grow from 250 ms to 2 s, while nothing answers (ingress restarting) or the
+    /// answer is a `5xx` or `429`, until `give_up_after` has passed. Any other answer ends
+    /// it: `200` taken, a `4xx` refused for good (a redelivery would be refused the same).
+    /// `on_retry` hears each failed try and the pause before the next.
+    pub async fn deliver_until_answered(
+        &self,
+        ingress_base_url: &str,
+        webhook: &Webhook,
+        give_up_after: Duration,
+        mut on_retry: impl FnMut(&Result<DeliveryResponse, SimulatorError>, Duration),
+    ) -> Result<DeliveryResponse, SimulatorError> {
+        let give_up = std::time::Instant::now() + give_up_after;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let outcome = self.deliver(ingress_base_url, webhook).await;
+            let again = match &outcome {
+                Ok(answer) => answer.status >= 500 || answer.status == 429,
+                Err(_) => true,
+            };
+            if !again || std::time::Instant::now() + pause > give_up {
+                return outcome;
+            }
+            on_retry(&outcome, pause);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
     /// A client for plain `http://` that works without a process-wide TLS provider, e.g.
     /// to call the simulator's APIs from a test.
     pub fn http_client(&self) -> reqwest::Client {
