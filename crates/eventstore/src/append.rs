@@ -32,7 +32,18 @@ pub const COMMAND_ID_HEADER: &str = "Helpline-Command-Id";
 /// tickets (erasure, export, retention) reads headers only.
 pub const CUSTOMER_HEADER: &str = "Helpline-Customer";
 
+/// "wrong last sequence: N": the subject has moved past the expected sequence (a lost
+/// race, or our own earlier try that landed).
 const WRONG_LAST_SEQUENCE: u64 = 10071;
+/// The same, from a clustered stream's leader, which answers it without a sequence also
+/// while another append to the subject is still being replicated (ours or not).
+const WRONG_LAST_SEQUENCE_CLUSTERED: u64 = 10164;
+/// A clustered stream holds a proposal with this message id that is not committed yet:
+/// our own earlier try, still in flight. It may yet land, so this is no refusal.
+const DUPLICATE_IN_PROCESS: u64 = 10158;
+/// A clustered stream cannot check the expected sequence right now (a new leader
+/// catching up).
+const EXPECTED_SEQUENCE_NOT_READY: u64 = 10163;
 
 /// The command an append belongs to: who asked, why, and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,7 +237,25 @@ impl EventStore {
         let ack: PubAck = serde_json::from_slice(&reply.payload)
             .map_err(|e| StoreError::Rejected(format!("unreadable answer from the server: {e}")))?;
         match ack.error {
-            Some(error) if error.err_code == WRONG_LAST_SEQUENCE => Ok(Outcome::AlreadyMoved),
+            Some(error)
+                if matches!(
+                    error.err_code,
+                    WRONG_LAST_SEQUENCE | WRONG_LAST_SEQUENCE_CLUSTERED
+                ) =>
+            {
+                Ok(Outcome::AlreadyMoved)
+            }
+            Some(error)
+                if matches!(
+                    error.err_code,
+                    DUPLICATE_IN_PROCESS | EXPECTED_SEQUENCE_NOT_READY
+                ) =>
+            {
+                Err(StoreError::unavailable(format!(
+                    "append to {subject}: {} (error {}); it may yet land, try again",
+                    error.description, error.err_code
+                )))
+            }
             Some(error) => Err(StoreError::Rejected(format!(
                 "{} (error {})",
                 error.description, error.err_code
@@ -268,6 +297,15 @@ impl EventStore {
             Some(last) => last.sequence,
             None => self.last_sequence(subject).await?,
         };
+        if actual <= expected_version {
+            // The server saw the subject move, but what moved it is not readable yet: an
+            // append still being replicated (a clustered stream's leader says so before it
+            // commits), or a replica behind the leader answered the read. Neither is a
+            // decision to take again; the same append may go through in a moment.
+            return Err(StoreError::unavailable(format!(
+                "append to {subject}: another append is in process after version {expected_version}"
+            )));
+        }
         tracing::debug!(actual, "append conflict");
         Err(StoreError::Conflict {
             expected: expected_version,

@@ -13,12 +13,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::OnceCell;
 
 use crate::error::StoreError;
 use crate::hot::HotTickets;
 use crate::seal::{CustomerId, DataKey, MasterKey};
+
+/// The header a KV bucket's stream marks deletes and purges with (`DEL`, `PURGE`).
+const KV_OPERATION_HEADER: &str = "KV-Operation";
 
 /// What one process knows of the key bucket.
 #[derive(Default)]
@@ -169,21 +174,55 @@ impl CustomerKeys {
             return Ok(cached);
         }
         let seen = self.changes.load(Ordering::Acquire);
-        let key = match self
+        let wrapped = match self
             .bucket
             .entry(customer.as_str())
             .await
             .map_err(|e| StoreError::unavailable(format!("customer key: {e}")))?
         {
-            Some(entry) if entry.operation == Operation::Put => Some(Arc::new(
+            Some(entry) if entry.operation == Operation::Put => Some(entry.value),
+            _ => self.read_from_leader(customer).await?,
+        };
+        let key = match wrapped {
+            Some(wrapped) => Some(Arc::new(
                 self.master
-                    .unwrap_key(customer, &entry.value)
+                    .unwrap_key(customer, &wrapped)
                     .map_err(|e| StoreError::Key(format!("customer {customer}: {e}")))?,
             )),
-            _ => None,
+            None => None,
         };
         self.remember(customer, key.clone(), seen);
         Ok(key)
+    }
+
+    /// The customer's wrapped key as the bucket's leader has it. A KV read may be answered
+    /// by any replica (direct get), and a replica behind the leader does not have a key
+    /// created a moment ago yet; a customer whose events are being read has had a key, so
+    /// before "no key" is taken for an erasure (and remembered) the leader confirms it.
+    async fn read_from_leader(&self, customer: &CustomerId) -> Result<Option<Bytes>, StoreError> {
+        let subject = format!("{}{}", self.bucket.prefix, customer.as_str());
+        match self
+            .bucket
+            .stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+        {
+            Ok(message) => {
+                let operation = message
+                    .headers
+                    .get(KV_OPERATION_HEADER)
+                    .map(|value| value.as_str().to_owned());
+                Ok(match operation.as_deref() {
+                    None | Some("PUT") => Some(message.payload),
+                    // DEL or PURGE: erased.
+                    Some(_) => None,
+                })
+            }
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(StoreError::unavailable(format!(
+                "customer key (leader): {e}"
+            ))),
+        }
     }
 
     /// The cached key, waiting for a running preload to bring it while the preload makes

@@ -26,29 +26,23 @@ mod load;
 #[allow(dead_code)]
 #[path = "faults/run.rs"]
 mod run;
+#[path = "faults/verdict.rs"]
+mod verdict;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use helpline_domain::{Channel, Event, Ticket, TicketId, fold};
-use helpline_eventstore::subscribe::{
-    DEAD_LETTER_CONSUMER_HEADER, DEAD_LETTER_REASON_HEADER, ORIGINAL_SUBJECT_HEADER,
-};
+use helpline_domain::{Channel, TicketId};
 use helpline_eventstore::{EventStore, StoreConfig};
-use helpline_feedback::csat::{CsatFilter, CsatProjection, Grouping};
-use helpline_proto::v1 as pb;
-use helpline_region::RegionConfig;
 use helpline_testkit::simulator::Fault;
 use helpline_testkit::{NatsServer, Simulator};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Kind, Service};
-use crate::history::{CsatFigures, DeadLetter};
 use crate::load::{Customer, Index, Load, Script};
-use crate::run::{Log, read_log, settle};
+use crate::run::settle;
 
-const REGION_FILE: &str = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
 const CUSTOMERS: usize = 60;
 /// Between two customers' first messages: the load spans the whole fault schedule.
 const ARRIVAL: Duration = Duration::from_millis(600);
@@ -165,80 +159,18 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
     settle(&system.services, &sim, &store, &finished, || system.logs()).await;
     let load_secs = started.elapsed().as_secs_f64();
 
-    let log = read_log(&store).await;
-    let mut problems = Vec::new();
-
-    let accepted = load.accepted.lock().unwrap().clone();
-    let (inbound_problems, inbound_lost) = history::inbound(&accepted, &log.tickets);
-    problems.extend(inbound_problems);
-
-    let (mut delivered, mut failed, mut lost, mut duplicated) = (0, 0, inbound_lost, 0);
-    for done in &finished {
-        let tickets = load.index.tickets_of(done.customer.channel, &done.address);
-        if tickets.len() != 1 {
-            problems.push(format!(
-                "customer {} ({}) has {} tickets: {tickets:?}",
-                done.customer.name,
-                done.customer.channel.as_str(),
-                tickets.len()
-            ));
-        }
-        let Some((_, events)) = log.tickets.get(&done.ticket) else {
-            problems.push(format!("ticket {} is not in the log", done.ticket.0));
-            continue;
-        };
-        problems.extend(history::inbound_in_order(done.ticket, events, &done.said));
-        let received: Vec<String> = sim
-            .received(done.customer.channel, &done.customer.name)
-            .into_iter()
-            .map(|r| r.provider_message_id)
-            .collect();
-        let report = history::outbound(done.ticket, events, &received);
-        delivered += report.delivered;
-        failed += report.failed;
-        lost += report.lost;
-        duplicated += report.duplicated;
-        problems.extend(report.problems);
-    }
-    // The web chat site shows a repeated callback once, but helpline sent it twice.
-    let web_repeats = sim.web_repeats().len();
-    if web_repeats > 0 {
-        duplicated += web_repeats;
-        problems.push(format!(
-            "{web_repeats} web chat callbacks repeated an event_id: sent twice"
-        ));
-    }
-    // Every fault the suite injects is one a provider recovers from (500s, 429s, kills,
-    // restarts): a message recorded as failed is a message the customer never got.
-    if failed > 0 {
-        problems.push(format!(
-            "{failed} messages recorded as MessageDeliveryFailed; every injected fault is transient"
-        ));
-    }
-    for (ticket, (_, events)) in &log.tickets {
-        problems.extend(history::phases(*ticket, events));
-        problems.extend(history::prompts_once(*ticket, events));
-        problems.extend(check_snapshot(&store, *ticket, events).await);
-    }
-    let csat_rows = check_csat(&feedback_url, &log).await;
-    problems.extend(csat_rows.1);
-    let letters = read_dead_letters(&store).await;
-    let consumers: Vec<&str> = Kind::ALL
-        .iter()
-        .flat_map(|kind| kind.ticket_consumers().iter().copied())
-        .collect();
-    problems.extend(history::dead_letters(
-        &letters,
+    let found = verdict::check(
+        &sim,
+        &load,
+        &store,
+        &finished,
+        &feedback_url,
         &injected.poison,
-        &consumers,
-    ));
-    let undecodable: Vec<&String> = log.undecodable.iter().map(|(_, s)| s).collect();
-    if undecodable.len() != injected.poison.len() {
-        problems.push(format!(
-            "the log holds undecodable messages on {undecodable:?}, the poison events were {:?}",
-            injected.poison
-        ));
-    }
+    )
+    .await;
+    let mut problems = found.problems;
+    let (delivered, failed, lost, duplicated) =
+        (found.delivered, found.failed, found.lost, found.duplicated);
 
     let served = sim.faults_served();
     let stats = &load.stats;
@@ -280,12 +212,12 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
          dead letters {}; lost {lost}, duplicated {duplicated}; load {load_secs:.0}s, total {:.0}s",
         finished.len(),
         CHANNELS.len(),
-        accepted.len(),
+        found.accepted,
         stats.webhook_posts.load(Ordering::Relaxed),
         stats.storms.load(Ordering::Relaxed),
-        log.customer_messages(),
+        found.customer_messages,
         stats.agent_messages.load(Ordering::Relaxed),
-        csat_rows.0,
+        found.csat_rows,
         injected.kills,
         injected.nats_restarts,
         injected.pauses,
@@ -295,7 +227,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
         injected.rate_limits,
         served.get("rate_limited").copied().unwrap_or(0),
         served.get("timeout").copied().unwrap_or(0),
-        letters.len(),
+        found.dead_letters,
         started.elapsed().as_secs_f64(),
     );
     eprintln!("{summary}");
@@ -469,121 +401,4 @@ async fn poison(store: &EventStore) -> String {
         .await
         .unwrap();
     subject
-}
-
-/// The ticket as services load it (snapshot plus the events after it) equals a fold of
-/// its whole log.
-async fn check_snapshot(store: &EventStore, ticket: TicketId, events: &[Event]) -> Vec<String> {
-    let folded = fold(Ticket::default(), events);
-    match store.load(ticket).await {
-        Ok(loaded) if loaded.ticket == folded => Vec::new(),
-        Ok(loaded) => vec![format!(
-            "ticket {}: loaded state differs from a fold of the log:\n  loaded {:?}\n  folded {folded:?}",
-            ticket.0, loaded.ticket
-        )],
-        Err(e) => vec![format!("ticket {}: cannot load: {e}", ticket.0)],
-    }
-}
-
-/// The feedback process's live CSAT report equals a rebuild from the log. Returns the
-/// number of rows and the problems.
-async fn check_csat(url: &str, log: &Log) -> (usize, Vec<String>) {
-    let mut rebuilt = CsatProjection::default();
-    for stored in &log.stored {
-        rebuilt.apply(stored);
-    }
-    let region = RegionConfig::from_region_file(REGION_FILE).unwrap();
-    let rebuilt: Vec<CsatFigures> = rebuilt
-        .report(
-            &CsatFilter::default(),
-            &[Grouping::Queue, Grouping::Channel],
-            &region.locale.zone(),
-        )
-        .into_iter()
-        .map(|row| CsatFigures {
-            average: row.average(),
-            group: row.group,
-            ratings: row.ratings,
-            ratings_requested: row.ratings_requested,
-        })
-        .collect();
-    // The services run without a configuration file: tokens of the development key.
-    let supervisor = helpline_testkit::bearer::token(
-        &helpline_assignment::AuthKey::development(),
-        "sabine",
-        helpline_region::Role::Supervisor,
-    )
-    .unwrap();
-    let channel = tonic::transport::Channel::from_shared(url.to_owned())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = pb::feedback_client::FeedbackClient::with_interceptor(
-        channel,
-        helpline_testkit::bearer::Bearer::with_token(&supervisor).unwrap(),
-    );
-    let last = log.stored.last().map_or(0, |s| s.sequence);
-    let request = pb::GetCsatRequest {
-        filter: None,
-        group_by: vec![
-            pb::CsatGrouping::Queue as i32,
-            pb::CsatGrouping::Channel as i32,
-        ],
-    };
-    // The projection follows the log; it has read everything once it reports the last
-    // ticket event as applied; a follower that lost its consumer reads again within
-    // seconds, so give it a generous while.
-    for _ in 0..600 {
-        let response = client.get_csat(request.clone()).await.unwrap().into_inner();
-        let applied = response.position.map_or(0, |p| p.applied_sequence);
-        if applied >= last {
-            let live: Vec<CsatFigures> = response
-                .rows
-                .into_iter()
-                .map(|row| CsatFigures {
-                    group: row.group,
-                    ratings: row.ratings,
-                    ratings_requested: row.ratings_requested,
-                    average: row.average,
-                })
-                .collect();
-            return (rebuilt.len(), history::csat(&live, &rebuilt));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (
-        rebuilt.len(),
-        vec![format!(
-            "the live CSAT projection never reached sequence {last}"
-        )],
-    )
-}
-
-async fn read_dead_letters(store: &EventStore) -> Vec<DeadLetter> {
-    let mut stream = store
-        .jetstream()
-        .get_stream(store.layout().dead_letter_stream())
-        .await
-        .unwrap();
-    let state = stream.info().await.unwrap().state.clone();
-    let mut letters = Vec::new();
-    for sequence in state.first_sequence..=state.last_sequence {
-        let Ok(message) = stream.direct_get(sequence).await else {
-            continue;
-        };
-        let header = |name: &str| {
-            message
-                .headers
-                .get(name)
-                .map(|v| v.to_string())
-                .unwrap_or_default()
-        };
-        letters.push(DeadLetter {
-            consumer: header(DEAD_LETTER_CONSUMER_HEADER),
-            original_subject: header(ORIGINAL_SUBJECT_HEADER),
-            reason: header(DEAD_LETTER_REASON_HEADER),
-        });
-    }
-    letters
 }

@@ -35,6 +35,10 @@ pub enum TestkitError {
     },
     #[error("nats-server exited early ({status}); its log: {log}")]
     Exited { status: String, log: String },
+    #[error("nats-server is not running")]
+    NotRunning,
+    #[error("JetStream: {0}")]
+    JetStream(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -49,9 +53,17 @@ pub struct NatsServerBuilder {
     env: Vec<(String, String)>,
     credentials: Option<Credentials>,
     tls: Option<ClientTls>,
+    server_name: Option<String>,
 }
 
 impl NatsServerBuilder {
+    /// The server's name (`--server_name`); `helpline` by default. The nodes of a cluster
+    /// each need their own.
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
     /// A fixed client port instead of a free one.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
@@ -116,6 +128,14 @@ impl NatsServerBuilder {
     }
 
     pub async fn start(self) -> Result<NatsServer, TestkitError> {
+        let mut server = self.start_unready()?;
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// Starts the process without waiting for JetStream to answer: a cluster's node has
+    /// JetStream only once a majority of the nodes runs. [`NatsServer::wait_ready`] waits.
+    pub fn start_unready(self) -> Result<NatsServer, TestkitError> {
         let binary = find_binary()?;
         check_version(&binary)?;
         let (temp, store_dir) = match self.store_dir {
@@ -151,10 +171,11 @@ impl NatsServerBuilder {
             env: self.env,
             credentials: self.credentials,
             tls: self.tls,
+            server_name: self.server_name.unwrap_or_else(|| "helpline".to_owned()),
             child: None,
             _temp: temp,
         };
-        server.spawn().await?;
+        server.spawn()?;
         Ok(server)
     }
 }
@@ -171,6 +192,7 @@ pub struct NatsServer {
     env: Vec<(String, String)>,
     credentials: Option<Credentials>,
     tls: Option<ClientTls>,
+    server_name: String,
     child: Option<Child>,
     _temp: Option<TempDir>,
 }
@@ -240,8 +262,34 @@ impl NatsServer {
 
     /// Starts the server again on the same port and store, after `stop` or `kill`.
     pub async fn restart(&mut self) -> Result<(), TestkitError> {
+        self.restart_unready().await?;
+        self.wait_ready().await
+    }
+
+    /// Starts the server again as [`NatsServer::restart`] does, without waiting for
+    /// JetStream (a cluster restarted whole answers once a majority runs again).
+    pub async fn restart_unready(&mut self) -> Result<(), TestkitError> {
         self.stop().await?;
-        self.spawn().await
+        self.spawn()
+    }
+
+    /// Freezes the process (SIGSTOP): to the other nodes and to clients it is cut off,
+    /// its connections open but silent, until [`NatsServer::resume`].
+    pub fn pause(&self) -> Result<(), TestkitError> {
+        self.signal(Signal::SIGSTOP)
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn resume(&self) -> Result<(), TestkitError> {
+        self.signal(Signal::SIGCONT)
+    }
+
+    fn signal(&self, signal: Signal) -> Result<(), TestkitError> {
+        let Some(pid) = self.pid().and_then(|pid| i32::try_from(pid).ok()) else {
+            return Err(TestkitError::NotRunning);
+        };
+        kill(Pid::from_raw(pid), signal).map_err(std::io::Error::from)?;
+        Ok(())
     }
 
     async fn signal_and_wait(&mut self, signal: Signal) -> Result<(), TestkitError> {
@@ -258,7 +306,7 @@ impl NatsServer {
         Ok(())
     }
 
-    async fn spawn(&mut self) -> Result<(), TestkitError> {
+    fn spawn(&mut self) -> Result<(), TestkitError> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -273,7 +321,8 @@ impl NatsServer {
             .arg(self.port.to_string())
             .arg("--store_dir")
             .arg(&self.store_dir)
-            .args(["--server_name", "helpline"])
+            .arg("--server_name")
+            .arg(&self.server_name)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -283,10 +332,12 @@ impl NatsServer {
                 source,
             })?;
         self.child = Some(child);
-        self.wait_ready().await
+        Ok(())
     }
 
-    async fn wait_ready(&mut self) -> Result<(), TestkitError> {
+    /// Waits until the server answers JetStream's account info (for a cluster's node: a
+    /// meta leader is elected), or says why not.
+    pub async fn wait_ready(&mut self) -> Result<(), TestkitError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(child) = &mut self.child

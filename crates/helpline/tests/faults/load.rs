@@ -3,17 +3,17 @@
 //! redelivery storms. Every webhook is retried until it is answered 200, as providers do.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-use futures::StreamExt;
 use helpline_domain::{
     AgentId, Channel, Command, Event, MessageBody, MessageId, Personal, Phase, Ticket, TicketId,
     decide,
 };
-use helpline_eventstore::{CommandMeta, EventStore, StoreError};
+use helpline_eventstore::{
+    CommandMeta, Content, EventStore, Follower, LogEntry, StoreError, Subjects,
+};
 use helpline_testkit::Simulator;
 use helpline_testkit::simulator::Webhook;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +58,8 @@ pub struct Customer {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub webhook_posts: AtomicUsize,
+    /// When each webhook was answered 200, in order.
+    pub answered_at: Mutex<Vec<std::time::Instant>>,
     pub storms: AtomicUsize,
     pub agent_messages: AtomicUsize,
 }
@@ -66,6 +68,7 @@ pub struct Stats {
 #[derive(Debug, Default)]
 pub struct Index {
     tickets: Mutex<HashMap<(&'static str, String), Vec<TicketId>>>,
+    position: AtomicU64,
 }
 
 impl Index {
@@ -78,57 +81,45 @@ impl Index {
             .unwrap_or_default()
     }
 
-    /// Follows every ticket event from the log's start until `stop`, resuming after the
-    /// last one read when the connection is lost (the nats-server restart).
+    /// Follows every ticket event from the log's start until `stop`, with the store's one
+    /// log follower (which reads again after a lost connection or a stalled reader: the
+    /// nats-server restarts).
     pub async fn follow(self: Arc<Self>, store: EventStore, stop: CancellationToken) {
-        let mut next = 1;
-        loop {
-            let read = async {
-                let stream = store
-                    .jetstream()
-                    .get_stream_no_info(store.layout().event_stream())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let consumer = stream
-                    .create_consumer(pull::OrderedConfig {
-                        filter_subject: store.layout().all_tickets(),
-                        deliver_policy: DeliverPolicy::ByStartSequence {
-                            start_sequence: next,
-                        },
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-                while let Some(message) = messages.next().await {
-                    let message = message.map_err(|e| e.to_string())?;
-                    let info = message.info().map_err(|e| e.to_string())?;
-                    next = info.stream_sequence + 1;
-                    let decoded = store.decode(&message.payload).await.unwrap_or_default();
-                    for (meta, event) in decoded {
-                        let Event::TicketOpened { customer, .. } = event else {
-                            continue;
-                        };
-                        self.tickets
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .entry((customer.channel.as_str(), customer.contact.into_inner()))
-                            .or_default()
-                            .push(meta.ticket);
-                    }
-                }
-                Ok::<(), String>(())
-            };
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = read => {}
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        store
+            .follow("fault-suite index", Subjects::Tickets, &*self, &stop)
+            .await;
+    }
+}
+
+impl Follower for Index {
+    fn position(&self) -> u64 {
+        self.position.load(Ordering::Acquire)
+    }
+
+    fn apply(&self, entry: LogEntry) {
+        if entry.sequence <= self.position() {
+            return;
+        }
+        if let Content::Ticket(events) = &entry.content {
+            for stored in events {
+                let Event::TicketOpened { customer, .. } = &stored.event else {
+                    continue;
+                };
+                self.tickets
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry((
+                        customer.channel.as_str(),
+                        customer.contact.clone().into_inner(),
+                    ))
+                    .or_default()
+                    .push(stored.meta.ticket);
             }
         }
+        self.position.store(entry.sequence, Ordering::Release);
     }
+
+    fn reached_end(&self) {}
 }
 
 /// What the customers share: the simulator, helpline's webhook URLs (one per ingress
@@ -188,6 +179,11 @@ impl Load {
             last = self.post_once(url, webhook).await;
             ok = last == Some(200);
         }
+        self.stats
+            .answered_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(std::time::Instant::now());
         self.accepted
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
