@@ -202,10 +202,20 @@ impl AgentDesk for Desk {
         let request = request.into_inner();
         let ticket = ticket_id(&request.ticket_id)?;
         let body = body_from_proto(request.body)?;
-        let message = MessageId(Uuid::now_v7());
+        // The client's id for this reply names the message and the command, so a retry
+        // dedupes against a first try that was stored.
+        let request_id =
+            match request.request_id.trim() {
+                "" => None,
+                id => Some(Uuid::parse_str(id).map_err(|e| {
+                    AssignmentError::invalid("request_id", format!("not a UUID: {e}"))
+                })?),
+            };
+        let message = MessageId(request_id.unwrap_or_else(Uuid::now_v7));
         let me = caller.id().clone();
         self.assignment
-            .command(
+            .command_with_id(
+                request_id,
                 ticket,
                 |t| yours(t, &me),
                 |_| {

@@ -574,7 +574,24 @@ impl Assignment {
         K: Fn(&Ticket) -> Result<(), AssignmentError>,
         C: Fn(&Ticket) -> Vec<Command>,
     {
-        let meta = CommandMeta::new(Uuid::now_v7(), SystemTime::now());
+        self.command_with_id(None, ticket, check, commands).await
+    }
+
+    /// As [`Assignment::command`], with the command's id given by the caller when it has
+    /// one (a client's request id): the same id again dedupes against a first try that
+    /// was stored, within the stream's duplicate window.
+    pub(crate) async fn command_with_id<C, K>(
+        &self,
+        command_id: Option<Uuid>,
+        ticket: TicketId,
+        check: K,
+        commands: C,
+    ) -> Result<Ticket, AssignmentError>
+    where
+        K: Fn(&Ticket) -> Result<(), AssignmentError>,
+        C: Fn(&Ticket) -> Vec<Command>,
+    {
+        let meta = CommandMeta::new(command_id.unwrap_or_else(Uuid::now_v7), SystemTime::now());
         let executed = self
             .inner
             .store

@@ -486,6 +486,7 @@ async fn an_agent_signing_out_mid_conversation_hands_their_tickets_to_another() 
             body: Some(pb::MessageBody {
                 content: Some(pb::message_body::Content::Text("Hallo!".to_owned())),
             }),
+            request_id: String::new(),
         },
     ))
     .await
@@ -513,6 +514,64 @@ async fn an_agent_signing_out_mid_conversation_hands_their_tickets_to_another() 
                 ..
             }
         )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reply_retried_with_its_request_id_reaches_the_customer_once() {
+    let agents = vec![agent("dora", &["de"], &["de-general"], 2, Role::Agent)];
+    let h = Harness::start(agents, AssignmentSettings::default()).await;
+    let mut dora = h.sign_in("dora").await;
+    let ticket = h.queued("de-general", "de").await;
+    eventually(
+        "dora was offered the ticket",
+        Duration::from_secs(10),
+        || async { assignments(&h.ticket_events().await).len() == 1 },
+    )
+    .await;
+    dora.accept(authed(
+        "dora",
+        pb::AcceptRequest {
+            ticket_id: ticket.to_string(),
+        },
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let reply = |request_id: &str| {
+        authed(
+            "dora",
+            pb::ReplyRequest {
+                ticket_id: ticket.to_string(),
+                body: Some(pb::MessageBody {
+                    content: Some(pb::message_body::Content::Text("Hallo!".to_owned())),
+                }),
+                request_id: request_id.to_owned(),
+            },
+        )
+    };
+    // The answer to the first try was lost; the client sends the same request again.
+    let request_id = Uuid::now_v7().to_string();
+    let first = dora.reply(reply(&request_id)).await.unwrap().into_inner();
+    let again = dora.reply(reply(&request_id)).await.unwrap().into_inner();
+    assert_eq!(first.message_id, again.message_id);
+    assert_eq!(
+        first.message_id, request_id,
+        "the request id names the message"
+    );
+    // Without one, or with another, it is another message.
+    dora.reply(reply("")).await.unwrap();
+    dora.reply(reply(&Uuid::now_v7().to_string()))
+        .await
+        .unwrap();
+    let sent = h
+        .ticket_events()
+        .await
+        .into_iter()
+        .filter(|(t, e)| *t == ticket && matches!(e, Event::AgentMessageSent { .. }))
+        .count();
+    assert_eq!(sent, 3);
+
+    let status = dora.reply(reply("not-a-uuid")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -624,7 +683,8 @@ fn ticket_calls(
             reply,
             pb::ReplyRequest {
                 ticket_id: ticket.clone(),
-                body: text()
+                body: text(),
+                request_id: String::new(),
             }
         ),
         call!(
@@ -838,6 +898,7 @@ async fn every_call_needs_a_valid_token_and_tickets_are_their_holders_alone() {
             pb::ReplyRequest {
                 ticket_id: ticket.to_string(),
                 body: None,
+                request_id: String::new(),
             },
         ))
         .await

@@ -89,6 +89,8 @@ impl AgentDesk {
             body: Some(pb::MessageBody {
                 content: Some(pb::message_body::Content::Text(text.to_owned())),
             }),
+            // One per reply typed: should the call be tried again, it is not sent twice.
+            request_id: uuid::Uuid::now_v7().to_string(),
         });
         self.client.reply(request).await?;
         Ok(())

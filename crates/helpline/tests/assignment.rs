@@ -177,6 +177,7 @@ async fn an_agents_reply_reaches_the_customer_and_the_answer_streams_back() {
                         "Guten Tag, hier ist Anna. Wie kann ich helfen?".to_owned(),
                     )),
                 }),
+                request_id: String::new(),
             },
         ))
         .await

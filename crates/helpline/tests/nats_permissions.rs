@@ -1269,6 +1269,7 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
                 "Guten Tag, hier ist Anna.".to_owned(),
             )),
         }),
+        request_id: uuid::Uuid::now_v7().to_string(),
     };
     desk.reply(signed(&token, reply)).await.unwrap();
     let deadline = Instant::now() + STEP;
