@@ -550,18 +550,28 @@ async fn a_reply_retried_with_its_request_id_reaches_the_customer_once() {
     };
     // The answer to the first try was lost; the client sends the same request again.
     let request_id = Uuid::now_v7().to_string();
-    let first = dora.reply(reply(&request_id)).await.unwrap().into_inner();
-    let again = dora.reply(reply(&request_id)).await.unwrap().into_inner();
+    let first = dora
+        .reply(reply(&request_id))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let again = dora
+        .reply(reply(&request_id))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
     assert_eq!(first.message_id, again.message_id);
     assert_eq!(
         first.message_id, request_id,
         "the request id names the message"
     );
     // Without one, or with another, it is another message.
-    dora.reply(reply("")).await.unwrap();
+    dora.reply(reply(""))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     dora.reply(reply(&Uuid::now_v7().to_string()))
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}"));
     let sent = h
         .ticket_events()
         .await
@@ -570,7 +580,11 @@ async fn a_reply_retried_with_its_request_id_reaches_the_customer_once() {
         .count();
     assert_eq!(sent, 3);
 
-    let status = dora.reply(reply("not-a-uuid")).await.unwrap_err();
+    let status = dora
+        .reply(reply("not-a-uuid"))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a request id that is no UUID was taken"));
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
 }
 

@@ -20,6 +20,10 @@ pub struct StoreConfig {
     pub ack_wait: Duration,
     /// Delay before the first retry of a failed event; doubled per attempt.
     pub retry_backoff: Duration,
+    /// How long a transient failure (NATS or a provider not answering) is retried in
+    /// place, `max_deliver` tries or more, before the event is dead-lettered: longer than
+    /// a leader election or a whole cluster's restart, so that an outage parks nothing.
+    pub retry_for: Duration,
     /// Events in flight per consumer: delivered to a process and not yet acknowledged.
     pub max_ack_pending: i64,
     /// Tickets a consumer handles at once, each one event at a time.
@@ -65,6 +69,7 @@ impl Default for StoreConfig {
             max_deliver: 5,
             ack_wait: Duration::from_secs(10),
             retry_backoff: Duration::from_millis(200),
+            retry_for: Duration::from_secs(60),
             max_ack_pending: 4096,
             tickets_in_flight: 256,
             partitions: 8,

@@ -925,11 +925,16 @@ impl Worker {
         // Events of the message (a command's several) already handled: a retry goes on
         // from the one that failed.
         let mut done = 0;
+        // A transient failure is tried again for `max_deliver` tries and at least
+        // `retry_for`: an outage of NATS (a leader election, a restart) parks nothing.
+        let first_try = tokio::time::Instant::now();
+        let retry_for = self.store.config.retry_for;
+        let again = |attempt: i64| attempt < max_deliver || first_try.elapsed() < retry_for;
         loop {
             let outcome = self.attempt(delivery, attempt, &mut done).await;
             let result = match &outcome {
                 Ok(()) => "handled",
-                Err(HandlerError::Transient(_)) if attempt < max_deliver => "retried",
+                Err(HandlerError::Transient(_)) if again(attempt) => "retried",
                 Err(_) => "dead_lettered",
             };
             helpline_telemetry::metrics::increment(
@@ -939,7 +944,7 @@ impl Worker {
             );
             match outcome {
                 Ok(()) => return Outcome::Handled,
-                Err(HandlerError::Transient(reason)) if attempt < max_deliver => {
+                Err(HandlerError::Transient(reason)) if again(attempt) => {
                     let delay = retry_delay(self.store.config.retry_backoff, attempt);
                     tracing::info!(consumer = %self.name, sequence = position.sequence, %reason, ?delay, "handler failed, retrying");
                     tokio::select! {

@@ -24,6 +24,64 @@ fn text_of(event: &StoredEvent) -> Option<String> {
 }
 
 #[tokio::test]
+async fn a_transient_failure_outlasting_max_deliver_tries_is_retried_for_retry_for_and_handled() {
+    // NATS away for a leader election: the handler fails six times in a row, more than
+    // `max_deliver`, within `retry_for`.
+    let h = harness_with(StoreConfig {
+        max_deliver: 2,
+        retry_for: std::time::Duration::from_secs(5),
+        ..test_config()
+    })
+    .await;
+    let store = h.store.clone();
+    let attempts = Arc::new(Mutex::new(0));
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let _sub = {
+        let (attempts, handled) = (attempts.clone(), handled.clone());
+        store
+            .subscribe(
+                "test-consumer",
+                &store.layout().all_tickets(),
+                move |event| {
+                    let (attempts, handled) = (attempts.clone(), handled.clone());
+                    async move {
+                        let Some(text) = text_of(&event) else {
+                            return Ok(());
+                        };
+                        let mut attempts = attempts.lock().unwrap();
+                        *attempts += 1;
+                        if *attempts <= 6 {
+                            return Err(HandlerError::Transient("NATS is unavailable".into()));
+                        }
+                        handled.lock().unwrap().push(text);
+                        Ok(())
+                    }
+                },
+            )
+            .await
+            .unwrap()
+    };
+    let id = ticket();
+    let version = open(&store, id).await;
+    store
+        .append(id, version, &[message("hallo")], &command())
+        .await
+        .unwrap();
+    eventually("handled after the outage", || {
+        let handled = handled.clone();
+        async move { *handled.lock().unwrap() == ["hallo"] }
+    })
+    .await;
+    assert_eq!(*attempts.lock().unwrap(), 7);
+    let mut dead_letters = store
+        .jetstream()
+        .get_stream("HELPLINE_DE_DEADLETTER")
+        .await
+        .unwrap();
+    assert_eq!(dead_letters.info().await.unwrap().state.messages, 0);
+}
+
+#[tokio::test]
 async fn poison_events_are_dead_lettered_while_later_events_are_still_handled() {
     let h = harness_with(StoreConfig {
         max_deliver: 3,

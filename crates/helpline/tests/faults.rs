@@ -17,6 +17,8 @@
 #[allow(dead_code)]
 #[path = "faults/cluster.rs"]
 mod cluster;
+#[path = "faults/desk.rs"]
+mod desk;
 #[allow(dead_code)]
 #[path = "faults/history.rs"]
 mod history;
@@ -40,9 +42,10 @@ use helpline_testkit::{NatsServer, Simulator};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Kind, Service};
-use crate::load::{Customer, Index, Load, Script};
+use crate::load::{Agents, Customer, Index, Load, Script};
 use crate::run::settle;
 
+const REGION_FILE: &str = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
 const CUSTOMERS: usize = 60;
 /// Between two customers' first messages: the load spans the whole fault schedule.
 const ARRIVAL: Duration = Duration::from_millis(600);
@@ -112,6 +115,8 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
     }
     let ingress_url = format!("http://127.0.0.1:{}", services[0].ingress_port);
     let feedback_url = format!("http://127.0.0.1:{}", services[3].grpc_port);
+    let desk_url = format!("http://127.0.0.1:{}", services[4].grpc_port);
+    let query_url = format!("http://127.0.0.1:{}", services[5].grpc_port);
     let mut system = System {
         nats,
         services,
@@ -120,9 +125,12 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
 
     let stop = CancellationToken::new();
     let _stop_on_drop = stop.clone().drop_guard();
+    // The agents at their desks, offered tickets by the assignment process.
+    let desk = desk::start(&desk_url, desk::region_agents(REGION_FILE), stop.clone());
     let index = Arc::new(Index::default());
     tokio::spawn(index.clone().follow(store.clone(), stop.clone()));
     let load = Arc::new(Load {
+        agents: Agents::Desk,
         sim: sim.clone(),
         ingress_urls: vec![ingress_url],
         store: store.clone(),
@@ -166,6 +174,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
         &finished,
         &feedback_url,
         &injected.poison,
+        Some(&query_url),
     )
     .await;
     let mut problems = found.problems;
@@ -205,7 +214,8 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
     }
     let summary = format!(
         "fault suite: {} conversations on {} channels, {} webhooks answered 200 ({} posts, {} storms), \
-         {} customer messages in the log, {delivered} messages sent to customers ({failed} failed, {} by the agent), \
+         {} customer messages in the log, {delivered} messages sent to customers ({failed} failed, {} by agents through the AgentDesk API: \
+         {} watch streams opened again, {} calls made again, {} tickets left to another agent), \
          {} CSAT rows; faults: kill -9 {:?}, nats-server kill -9 and restart {}, paused {:?}, poison events {}, \
          provider 500s queued {} (answered {}), 429s with Retry-After queued {} (answered {}), \
          sends held across the ingress kill {}; \
@@ -216,7 +226,10 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
         stats.webhook_posts.load(Ordering::Relaxed),
         stats.storms.load(Ordering::Relaxed),
         found.customer_messages,
-        stats.agent_messages.load(Ordering::Relaxed),
+        desk.replies.load(Ordering::Relaxed),
+        desk.reconnects.load(Ordering::Relaxed),
+        desk.retries.load(Ordering::Relaxed),
+        desk.left.lock().unwrap().len(),
         found.csat_rows,
         injected.kills,
         injected.nats_restarts,
@@ -325,7 +338,13 @@ async fn inject_faults(system: &mut System, store: &EventStore) -> Injected {
     kill_and_restart(system, Kind::Ingress, &mut injected).await;
     sim.clear_faults();
 
-    for kind in [Kind::Bot, Kind::Routing, Kind::Feedback] {
+    for kind in [
+        Kind::Bot,
+        Kind::Routing,
+        Kind::Feedback,
+        Kind::Assignment,
+        Kind::Query,
+    ] {
         pause(4).await;
         kill_and_restart(system, kind, &mut injected).await;
         if kind == Kind::Routing {

@@ -19,6 +19,8 @@
 #[allow(dead_code)]
 #[path = "faults/cluster.rs"]
 mod cluster;
+#[path = "faults/desk.rs"]
+mod desk;
 #[allow(dead_code)]
 #[path = "faults/history.rs"]
 mod history;
@@ -40,10 +42,11 @@ use helpline_testkit::{NatsCluster, Simulator};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Kind, Service};
-use crate::load::{Customer, Index, Load, Script};
+use crate::load::{Agents, Customer, Index, Load, Script};
 use crate::run::settle;
 
 const NODES: usize = 3;
+const REGION_FILE: &str = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
 const CUSTOMERS: usize = 60;
 /// Between two customers' first messages: the load spans the whole fault schedule.
 const ARRIVAL: Duration = Duration::from_millis(600);
@@ -90,6 +93,8 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_across_a_three_n
     }
     let ingress_url = format!("http://127.0.0.1:{}", services[0].ingress_port);
     let feedback_url = format!("http://127.0.0.1:{}", services[3].grpc_port);
+    let desk_url = format!("http://127.0.0.1:{}", services[4].grpc_port);
+    let query_url = format!("http://127.0.0.1:{}", services[5].grpc_port);
 
     // Everything the region keeps is replicated on every node, as production has it.
     let mut problems = Vec::new();
@@ -109,9 +114,12 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_across_a_three_n
 
     let stop = CancellationToken::new();
     let _stop_on_drop = stop.clone().drop_guard();
+    // The agents at their desks, offered tickets by the assignment process.
+    let desk = desk::start(&desk_url, desk::region_agents(REGION_FILE), stop.clone());
     let index = Arc::new(Index::default());
     tokio::spawn(index.clone().follow(store.clone(), stop.clone()));
     let load = Arc::new(Load {
+        agents: Agents::Desk,
         sim: sim.clone(),
         ingress_urls: vec![ingress_url],
         store: store.clone(),
@@ -143,7 +151,16 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_across_a_three_n
     settle(&services, &sim, &store, &finished, || logs(&services)).await;
     let load_secs = started.elapsed().as_secs_f64();
 
-    let found = verdict::check(&sim, &load, &store, &finished, &feedback_url, &[]).await;
+    let found = verdict::check(
+        &sim,
+        &load,
+        &store,
+        &finished,
+        &feedback_url,
+        &[],
+        Some(&query_url),
+    )
+    .await;
     problems.extend(found.problems);
     for fault in &faults {
         if !fault.hit {
@@ -179,7 +196,8 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_across_a_three_n
     let summary = format!(
         "fault suite, cluster mode: {NODES} nodes (R{NODES} for all {streams} streams and buckets, sync_interval always), \
          {} conversations on {} channels, {} webhooks answered 200, {} customer messages in the log, \
-         {} messages sent to customers ({} failed), {} CSAT rows; faults: {}; dead letters {}; \
+         {} messages sent to customers ({} failed, {} by agents through the AgentDesk API, {} calls made again), \
+         {} CSAT rows; faults: {}; dead letters {}; \
          lost {}, duplicated {}; load {load_secs:.0}s, total {:.0}s",
         finished.len(),
         CHANNELS.len(),
@@ -187,6 +205,8 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_across_a_three_n
         found.customer_messages,
         found.delivered,
         found.failed,
+        desk.replies.load(std::sync::atomic::Ordering::Relaxed),
+        desk.retries.load(std::sync::atomic::Ordering::Relaxed),
         found.csat_rows,
         stalls.join("; "),
         found.dead_letters,
@@ -261,7 +281,7 @@ async fn inject_faults(
     let leader = nats.leader_of(&js, stream).await.unwrap();
     let at = Instant::now();
     nats.node(leader).kill().await.unwrap();
-    let moved = new_leader(nats, &js, stream, leader).await;
+    let moved = new_leader(nats, stream, leader).await;
     faults.push(Fault {
         what: format!(
             "leader n{leader} kill -9 (then n{})",
@@ -289,7 +309,7 @@ async fn inject_faults(
     let leader = nats.leader_of(&js, stream).await.unwrap();
     let at = Instant::now();
     nats.node(leader).pause().unwrap();
-    let moved = new_leader(nats, &js, stream, leader).await;
+    let moved = new_leader(nats, stream, leader).await;
     tokio::time::sleep(CUT_OFF.saturating_sub(at.elapsed())).await;
     nats.node(leader).resume().unwrap();
     faults.push(Fault {
@@ -317,21 +337,25 @@ async fn inject_faults(
     faults
 }
 
-/// The node that leads `stream` once `old` no longer does, asked of the nodes still
-/// answering; None when none took over within 30 s.
-async fn new_leader(
-    nats: &NatsCluster,
-    js: &async_nats::jetstream::Context,
-    stream: &str,
-    old: usize,
-) -> Option<usize> {
+/// The node that leads `stream` once `old` no longer does, asked of the other nodes (a
+/// client of the old leader would wait on it while it is cut off); None when none took
+/// over within 30 s.
+async fn new_leader(nats: &NatsCluster, stream: &str, old: usize) -> Option<usize> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(Ok(new)) =
-            tokio::time::timeout(Duration::from_secs(2), nats.leader_of(js, stream)).await
-            && new != old
-        {
-            return Some(new);
+        for node in (0..nats.len()).filter(|node| *node != old) {
+            let Ok(Ok(client)) =
+                tokio::time::timeout(Duration::from_secs(2), nats.connect_to(node)).await
+            else {
+                continue;
+            };
+            let js = async_nats::jetstream::new(client);
+            if let Ok(Ok(new)) =
+                tokio::time::timeout(Duration::from_secs(2), nats.leader_of(&js, stream)).await
+                && new != old
+            {
+                return Some(new);
+            }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -49,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Kind, Service};
 use crate::history::{Arrival, Handling};
-use crate::load::{Customer, Finished, Index, Load, Script};
+use crate::load::{Agents, Customer, Finished, Index, Load, Script};
 use crate::run::{read_log, settle};
 
 const CUSTOMERS: usize = 100;
@@ -128,6 +128,7 @@ async fn replicas_keep_each_ticket_in_order_and_send_each_message_once() {
     let index = Arc::new(Index::default());
     tokio::spawn(index.clone().follow(store.clone(), stop.clone()));
     let load = Arc::new(Load {
+        agents: Agents::Direct,
         sim: sim.clone(),
         ingress_urls,
         store: store.clone(),

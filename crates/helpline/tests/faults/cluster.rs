@@ -21,10 +21,21 @@ pub enum Kind {
     Bot,
     Routing,
     Feedback,
+    /// Offers tickets to agents; the AgentDesk API.
+    Assignment,
+    /// The ticket projection; the TicketQuery API.
+    Query,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Ingress, Kind::Bot, Kind::Routing, Kind::Feedback];
+    pub const ALL: [Kind; 6] = [
+        Kind::Ingress,
+        Kind::Bot,
+        Kind::Routing,
+        Kind::Feedback,
+        Kind::Assignment,
+        Kind::Query,
+    ];
 
     /// The sub-command, also the name in reports.
     pub fn name(self) -> &'static str {
@@ -33,6 +44,8 @@ impl Kind {
             Kind::Bot => "bot",
             Kind::Routing => "routing",
             Kind::Feedback => "feedback",
+            Kind::Assignment => "assignment",
+            Kind::Query => "query",
         }
     }
 
@@ -43,6 +56,8 @@ impl Kind {
             Kind::Bot => &["bot"],
             Kind::Routing => &["routing"],
             Kind::Feedback => &["feedback"],
+            // Views that follow the log; no durable consumer.
+            Kind::Assignment | Kind::Query => &[],
         }
     }
 }

@@ -122,10 +122,22 @@ impl Follower for Index {
     fn reached_end(&self) {}
 }
 
+/// Who takes the queued tickets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Agents {
+    /// The load itself, appending the agent's commands to the log (no assignment process).
+    Direct,
+    /// Agents at the AgentDesk API (`faults/desk.rs`), offered tickets by the assignment
+    /// process: the customer only waits.
+    Desk,
+}
+
 /// What the customers share: the simulator, helpline's webhook URLs (one per ingress
 /// process), the store (as an agent's client would use it), the ticket index, and the
 /// record of answered webhooks.
 pub struct Load {
+    /// Who plays the agents.
+    pub agents: Agents,
     pub sim: Arc<Simulator>,
     pub ingress_urls: Vec<String>,
     pub store: EventStore,
@@ -273,7 +285,10 @@ impl Load {
             let reply = match state.phase {
                 Phase::Open => texts.answer(&state.last_prompt),
                 Phase::AwaitingRating => Some(customer.score.to_string()),
-                Phase::Queued if matches!(state.last_prompt.as_str(), "wait" | "out_of_hours") => {
+                Phase::Queued
+                    if self.agents == Agents::Direct
+                        && matches!(state.last_prompt.as_str(), "wait" | "out_of_hours") =>
+                {
                     self.agent_resolves(ticket).await?;
                     answered = Some(signature);
                     continue;

@@ -103,12 +103,17 @@ pub async fn read_log(store: &EventStore) -> Log {
         message_ids: Vec::new(),
     };
     let mut channels: HashMap<TicketId, &'static str> = HashMap::new();
+    let agent_subjects = format!("helpline.{}.agent.", store.layout().region());
     for sequence in 1..=last {
         let message = stream
             .direct_get(sequence)
             .await
             .unwrap_or_else(|e| panic!("sequence {sequence}: {e}"));
         let subject = message.subject.to_string();
+        // Agents' ledgers (presence, sign-in) share the stream; they hold no ticket event.
+        if subject.starts_with(&agent_subjects) {
+            continue;
+        }
         if let Some(id) = message.headers.get("Nats-Msg-Id") {
             log.message_ids.push((sequence, id.to_string()));
         }

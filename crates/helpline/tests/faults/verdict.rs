@@ -41,7 +41,7 @@ pub struct Verdict {
 /// recorded as failed; each ticket's events are ones the domain allows, no prompt is sent
 /// twice, a loaded ticket equals a fold of its log; the live CSAT report equals a rebuild;
 /// the dead letters are exactly the `poison` events (subjects), and nothing else in the
-/// log is undecodable.
+/// log is undecodable; with a query process, its timeline of every ticket is the log's.
 pub async fn check(
     sim: &Simulator,
     load: &Load,
@@ -49,6 +49,7 @@ pub async fn check(
     finished: &[Finished],
     feedback_url: &str,
     poison: &[String],
+    query_url: Option<&str>,
 ) -> Verdict {
     let log = read_log(store).await;
     let mut problems = Vec::new();
@@ -104,6 +105,9 @@ pub async fn check(
         problems.extend(history::phases(*ticket, events));
         problems.extend(history::prompts_once(*ticket, events));
         problems.extend(check_snapshot(store, *ticket, events).await);
+    }
+    if let Some(url) = query_url {
+        problems.extend(check_query(url, &log).await);
     }
     let csat_rows = check_csat(feedback_url, &log).await;
     problems.extend(csat_rows.1);
@@ -248,4 +252,83 @@ async fn read_dead_letters(store: &EventStore) -> Vec<DeadLetter> {
         });
     }
     letters
+}
+
+/// The query process's timeline of every ticket equals the log: the same events, by
+/// sequence and name, in order, once the projection has read up to the log's end.
+async fn check_query(url: &str, log: &Log) -> Vec<String> {
+    let supervisor = helpline_testkit::bearer::token(
+        &helpline_assignment::AuthKey::development(),
+        "sabine",
+        helpline_region::Role::Supervisor,
+    )
+    .unwrap();
+    let channel = tonic::transport::Channel::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = pb::ticket_query_client::TicketQueryClient::with_interceptor(
+        channel,
+        helpline_testkit::bearer::Bearer::with_token(&supervisor).unwrap(),
+    );
+    let last = log.stored.last().map_or(0, |s| s.sequence);
+    let mut expected: std::collections::BTreeMap<TicketId, Vec<(u64, &'static str)>> =
+        Default::default();
+    for stored in &log.stored {
+        expected
+            .entry(stored.meta.ticket)
+            .or_default()
+            .push((stored.sequence, stored.event.name()));
+    }
+    let mut problems = Vec::new();
+    for (ticket, events) in &expected {
+        let mut answer = None;
+        for _ in 0..600 {
+            let response = client
+                .get_timeline(pb::GetTimelineRequest {
+                    ticket_id: ticket.0.to_string(),
+                })
+                .await;
+            match response {
+                Ok(response) => {
+                    let response = response.into_inner();
+                    let applied = response.position.map_or(0, |p| p.applied_sequence);
+                    if applied >= last {
+                        answer = Some(response);
+                        break;
+                    }
+                }
+                Err(status) if status.code() == tonic::Code::NotFound => {}
+                Err(status) => {
+                    problems.push(format!("ticket {}: the query API: {status}", ticket.0));
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let Some(answer) = answer else {
+            problems.push(format!(
+                "ticket {}: the query projection never reached sequence {last}",
+                ticket.0
+            ));
+            continue;
+        };
+        let shown: Vec<(u64, String)> = answer
+            .entries
+            .into_iter()
+            .map(|entry| (entry.sequence, entry.event_type))
+            .collect();
+        let logged: Vec<(u64, String)> = events
+            .iter()
+            .map(|(sequence, name)| (*sequence, (*name).to_owned()))
+            .collect();
+        if shown != logged {
+            problems.push(format!(
+                "ticket {}: the query API shows {shown:?}, the log holds {logged:?}",
+                ticket.0
+            ));
+        }
+    }
+    problems
 }
