@@ -1,13 +1,15 @@
-//! The fault suite: the services run as separate `helpline <service>` processes over a
-//! real nats-server while simulated customers hold conversations through the channel
-//! simulator, and faults are injected mid-load: kill -9 of each service in turn and a
+//! The fault suite: the services (ingress, bot, routing, feedback, assignment, query) run as
+//! separate `helpline <service>` processes over a real nats-server while simulated
+//! customers hold conversations through the channel simulator and agents work their
+//! tickets through the AgentDesk API (`faults/desk.rs`), and faults are injected mid-load: kill -9 of each service in turn and a
 //! restart, a nats-server restart, webhook redelivery storms, provider 500s and 429s with
 //! `Retry-After`, a poison event in the stream, and a consumer frozen for a while. Then a
 //! history checker (`faults/history.rs`) reads what happened and names every broken
 //! promise: a webhook answered 200 without exactly one `CustomerMessageReceived`, a bot or
 //! agent message that did not reach its customer exactly once and in order, an event
-//! sequence the domain does not allow, a projection that differs from a rebuild, a dead
-//! letter that is not the poison event.
+//! sequence the domain does not allow, a projection that differs from a rebuild (the CSAT
+//! report; the query API's timeline of every ticket), a dead letter that is not the
+//! poison event.
 //!
 //! Bounded to a few minutes; `cargo test --test faults -- --nocapture` shows the summary.
 
