@@ -39,16 +39,19 @@ use std::time::{Duration, Instant};
 
 use helpline_domain::{Channel, TicketId};
 use helpline_eventstore::{EventStore, StoreConfig};
+use helpline_proto::v1 as pb;
 use helpline_testkit::simulator::Fault;
 use helpline_testkit::{NatsServer, Simulator};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Kind, Service};
-use crate::load::{Agents, Customer, Index, Load, Script};
+use crate::load::{Agents, Customer, Index, Load};
 use crate::run::settle;
 
 const REGION_FILE: &str = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
 const CUSTOMERS: usize = 60;
+/// The WhatsApp customer erased mid-load (not one of the conversations).
+const ERASED_CUSTOMER: &str = "4915199999999";
 /// Between two customers' first messages: the load spans the whole fault schedule.
 const ARRIVAL: Duration = Duration::from_millis(600);
 const CHANNELS: [Channel; 5] = [
@@ -68,6 +71,8 @@ struct Injected {
     poison: Vec<String>,
     server_errors: usize,
     rate_limits: usize,
+    /// Tickets of the customer erased through the Privacy API mid-load.
+    erased: Vec<TicketId>,
 }
 
 struct System {
@@ -174,9 +179,14 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
         &load,
         &store,
         &finished,
-        &feedback_url,
-        &injected.poison,
-        Some(&query_url),
+        verdict::Apis {
+            feedback: &feedback_url,
+            query: Some(&query_url),
+        },
+        verdict::Injected {
+            poison: &injected.poison,
+            erased: &injected.erased,
+        },
     )
     .await;
     let mut problems = found.problems;
@@ -201,6 +211,9 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
     if stats.storms.load(Ordering::Relaxed) == 0 {
         problems.push("no redelivery storm was posted".to_owned());
     }
+    if injected.erased.is_empty() {
+        problems.push("the erasure named no ticket".to_owned());
+    }
     if injected.kills.len() < 4
         || injected.nats_restarts == 0
         || injected.pauses.is_empty()
@@ -220,7 +233,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
          {} watch streams opened again, {} calls made again, {} tickets left to another agent), \
          {} CSAT rows; faults: kill -9 {:?}, nats-server kill -9 and restart {}, paused {:?}, poison events {}, \
          provider 500s queued {} (answered {}), 429s with Retry-After queued {} (answered {}), \
-         sends held across the ingress kill {}; \
+         sends held across the ingress kill {}, a customer erased through the Privacy API ({} tickets); \
          dead letters {}; lost {lost}, duplicated {duplicated}; load {load_secs:.0}s, total {:.0}s",
         finished.len(),
         CHANNELS.len(),
@@ -242,6 +255,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
         injected.rate_limits,
         served.get("rate_limited").copied().unwrap_or(0),
         served.get("timeout").copied().unwrap_or(0),
+        injected.erased.len(),
         found.dead_letters,
         started.elapsed().as_secs_f64(),
     );
@@ -282,32 +296,18 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
 /// The customers: spread over the channels and scripts, every fourth one's first message
 /// a redelivery storm (5 to 20 copies at once), every seventh one's second message too.
 fn customers() -> Vec<Customer> {
-    (0..CUSTOMERS)
-        .map(|i| {
-            let channel = CHANNELS[i % CHANNELS.len()];
-            let name = match channel {
-                Channel::WhatsApp => format!("49151{:08}", 1000 + i),
-                Channel::Telegram => format!("{}", 880_000 + i),
-                Channel::Messenger => format!("psid-{i}"),
-                Channel::Viber => format!("viber-{i}"),
-                _ => format!("sess_{i}"),
-            };
-            let script = match i % 3 {
-                0 => Script::QueueGerman,
-                1 => Script::Store,
-                _ => Script::QueueEnglish,
-            };
-            Customer {
-                name,
-                channel,
-                script,
-                ingress: 0,
-                first_copies: if i % 4 == 0 { 5 + (i * 7) % 16 } else { 1 },
-                second_copies: if i % 7 == 3 { 5 + (i * 3) % 16 } else { 1 },
-                score: u8::try_from(1 + (i * 3) % 5).unwrap(),
-            }
-        })
-        .collect()
+    load::customers(
+        CUSTOMERS,
+        1,
+        &CHANNELS,
+        |_| 0,
+        |i| {
+            (
+                if i % 4 == 0 { 5 + (i * 7) % 16 } else { 1 },
+                if i % 7 == 3 { 5 + (i * 3) % 16 } else { 1 },
+            )
+        },
+    )
 }
 
 /// The fault schedule, run while the customers talk. Returns what was injected.
@@ -315,6 +315,26 @@ async fn inject_faults(system: &mut System, store: &EventStore) -> Injected {
     let mut injected = Injected::default();
     let sim = system.sim.clone();
     let pause = |secs: u64| tokio::time::sleep(Duration::from_secs(secs));
+
+    // A customer who writes once and asks to be forgotten while the faults go on.
+    let ingress_url = format!(
+        "http://127.0.0.1:{}",
+        system.service(Kind::Ingress).ingress_port
+    );
+    let privacy_url = format!(
+        "http://127.0.0.1:{}",
+        system.service(Kind::Privacy).grpc_port
+    );
+    let forgotten = sim.webhook(
+        Channel::WhatsApp,
+        ERASED_CUSTOMER,
+        "Bitte löschen Sie meine Daten.",
+    );
+    let answer = sim
+        .deliver_until_answered(&ingress_url, &forgotten, Duration::from_secs(60), |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
 
     pause(3).await;
     for channel in [Channel::WhatsApp, Channel::Telegram, Channel::Viber] {
@@ -346,9 +366,13 @@ async fn inject_faults(system: &mut System, store: &EventStore) -> Injected {
         Kind::Feedback,
         Kind::Assignment,
         Kind::Query,
+        Kind::Privacy,
     ] {
         pause(4).await;
         kill_and_restart(system, kind, &mut injected).await;
+        if kind == Kind::Privacy {
+            injected.erased = erase(&privacy_url, ERASED_CUSTOMER).await;
+        }
         if kind == Kind::Routing {
             injected.poison.push(poison(store).await);
             for channel in [Channel::Messenger, Channel::WhatsApp, Channel::Telegram] {
@@ -396,6 +420,57 @@ async fn inject_faults(system: &mut System, store: &EventStore) -> Injected {
         service.wait_ready().await;
     }
     injected
+}
+
+/// Erases the WhatsApp customer `address` through the Privacy API, as the region's admin
+/// (ops-admin in Germany's file), trying
+/// again while the API is unavailable; returns their tickets.
+async fn erase(url: &str, address: &str) -> Vec<TicketId> {
+    let admin = helpline_testkit::bearer::token(
+        &helpline_assignment::AuthKey::development(),
+        "ops-admin",
+        helpline_region::Role::Admin,
+    )
+    .unwrap();
+    let request = pb::EraseCustomerRequest {
+        customer: Some(pb::CustomerRef {
+            customer: Some(pb::customer_ref::Customer::Contact(pb::Contact {
+                channel: pb::Channel::Whatsapp.into(),
+                address: address.to_owned(),
+            })),
+        }),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = async {
+            let channel = tonic::transport::Channel::from_shared(url.to_owned())
+                .map_err(|e| e.to_string())?
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut client = pb::privacy_client::PrivacyClient::with_interceptor(
+                channel,
+                helpline_testkit::bearer::Bearer::with_token(&admin).map_err(|e| e.to_string())?,
+            );
+            client
+                .erase_customer(request.clone())
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| status.to_string())
+        }
+        .await;
+        match answer {
+            Ok(erased) => {
+                return erased
+                    .ticket_ids
+                    .iter()
+                    .map(|id| TicketId(id.parse().unwrap()))
+                    .collect();
+            }
+            Err(e) => assert!(Instant::now() < deadline, "the erasure failed: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn kill_and_restart(system: &mut System, kind: Kind, injected: &mut Injected) {

@@ -42,7 +42,7 @@ use helpline_testkit::{NatsCluster, Simulator};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Kind, Service};
-use crate::load::{Agents, Customer, Index, Load, Script};
+use crate::load::{Agents, Customer, Index, Load};
 use crate::run::settle;
 
 const NODES: usize = 3;
@@ -156,9 +156,11 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_across_a_three_n
         &load,
         &store,
         &finished,
-        &feedback_url,
-        &[],
-        Some(&query_url),
+        verdict::Apis {
+            feedback: &feedback_url,
+            query: Some(&query_url),
+        },
+        verdict::Injected::default(),
     )
     .await;
     problems.extend(found.problems);
@@ -238,32 +240,13 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_across_a_three_n
 /// The customers: spread over the channels and scripts, every fourth one's first message
 /// a redelivery storm (5 to 20 copies at once).
 fn customers() -> Vec<Customer> {
-    (0..CUSTOMERS)
-        .map(|i| {
-            let channel = CHANNELS[i % CHANNELS.len()];
-            let name = match channel {
-                Channel::WhatsApp => format!("49152{:08}", 1000 + i),
-                Channel::Telegram => format!("{}", 990_000 + i),
-                Channel::Messenger => format!("psid-c{i}"),
-                Channel::Viber => format!("viber-c{i}"),
-                _ => format!("sess_c{i}"),
-            };
-            let script = match i % 3 {
-                0 => Script::QueueGerman,
-                1 => Script::Store,
-                _ => Script::QueueEnglish,
-            };
-            Customer {
-                name,
-                channel,
-                script,
-                ingress: 0,
-                first_copies: if i % 4 == 0 { 5 + (i * 7) % 16 } else { 1 },
-                second_copies: 1,
-                score: u8::try_from(1 + (i * 3) % 5).unwrap(),
-            }
-        })
-        .collect()
+    load::customers(
+        CUSTOMERS,
+        2,
+        &CHANNELS,
+        |_| 0,
+        |i| (if i % 4 == 0 { 5 + (i * 7) % 16 } else { 1 }, 1),
+    )
 }
 
 /// The cluster's faults, run while the customers talk.

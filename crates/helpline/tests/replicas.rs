@@ -49,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Kind, Service};
 use crate::history::{Arrival, Handling};
-use crate::load::{Agents, Customer, Finished, Index, Load, Script};
+use crate::load::{Agents, Customer, Finished, Index, Load};
 use crate::run::{read_log, settle};
 
 const CUSTOMERS: usize = 100;
@@ -322,34 +322,15 @@ fn customers() -> Vec<Customer> {
         .iter()
         .find(|(kind, _)| *kind == Kind::Ingress)
         .map_or(1, |(_, n)| *n);
-    (0..CUSTOMERS)
-        .map(|i| {
-            let channel = CHANNELS[i % CHANNELS.len()];
-            let name = match channel {
-                Channel::WhatsApp => format!("49160{:08}", 2000 + i),
-                Channel::Telegram => format!("{}", 770_000 + i),
-                Channel::Messenger => format!("psid-r{i}"),
-                Channel::Viber => format!("viber-r{i}"),
-                _ => format!("sess_r{i}"),
-            };
-            // Scripts and ingress processes turn at other rates than the channels, so
-            // that every channel meets every script on every process.
-            let script = match i % 3 {
-                0 => Script::QueueGerman,
-                1 => Script::Store,
-                _ => Script::QueueEnglish,
-            };
-            Customer {
-                name,
-                channel,
-                script,
-                ingress: (i / CHANNELS.len() + i) % ingress,
-                first_copies: 1,
-                second_copies: 1,
-                score: u8::try_from(1 + (i * 3) % 5).unwrap(),
-            }
-        })
-        .collect()
+    // Ingress processes turn at another rate than the channels, so that every channel
+    // meets every process.
+    load::customers(
+        CUSTOMERS,
+        6,
+        &CHANNELS,
+        |i| (i / CHANNELS.len() + i) % ingress,
+        |_| (1, 1),
+    )
 }
 
 /// Kills one replica of each of [`KILLED`] with SIGKILL at a random moment of

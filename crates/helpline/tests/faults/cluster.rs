@@ -25,19 +25,22 @@ pub enum Kind {
     Assignment,
     /// The ticket projection; the TicketQuery API.
     Query,
+    /// Erasure and retention; the Privacy API.
+    Privacy,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Ingress,
         Kind::Bot,
         Kind::Routing,
         Kind::Feedback,
         Kind::Assignment,
         Kind::Query,
+        Kind::Privacy,
     ];
 
-    /// The sub-command, also the name in reports.
+    /// The name in reports.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Ingress => "ingress",
@@ -46,6 +49,20 @@ impl Kind {
             Kind::Feedback => "feedback",
             Kind::Assignment => "assignment",
             Kind::Query => "query",
+            Kind::Privacy => "privacy",
+        }
+    }
+
+    /// The sub-command that runs it.
+    pub fn command(self) -> &'static [&'static str] {
+        match self {
+            Kind::Privacy => &["privacy", "serve"],
+            Kind::Ingress => &["ingress"],
+            Kind::Bot => &["bot"],
+            Kind::Routing => &["routing"],
+            Kind::Feedback => &["feedback"],
+            Kind::Assignment => &["assignment"],
+            Kind::Query => &["query"],
         }
     }
 
@@ -57,7 +74,7 @@ impl Kind {
             Kind::Routing => &["routing"],
             Kind::Feedback => &["feedback"],
             // Views that follow the log; no durable consumer.
-            Kind::Assignment | Kind::Query => &[],
+            Kind::Assignment | Kind::Query | Kind::Privacy => &[],
         }
     }
 }
@@ -142,7 +159,8 @@ impl Service {
         self.starts += 1;
         let mut command = Command::new(env!("CARGO_BIN_EXE_helpline"));
         command
-            .args([self.kind.name(), "--log-format", "json"])
+            .args(self.kind.command())
+            .args(["--log-format", "json"])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

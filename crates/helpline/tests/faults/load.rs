@@ -54,6 +54,45 @@ pub struct Customer {
     pub score: u8,
 }
 
+/// `count` customers spread over `channels` and the three scripts (every channel meets
+/// every script), named apart per `suite` (a digit: no two suites share a customer), at
+/// the ingress process `ingress(i)`, posting `copies(i)` of their first and second message.
+pub fn customers(
+    count: usize,
+    suite: u32,
+    channels: &[Channel],
+    ingress: impl Fn(usize) -> usize,
+    copies: impl Fn(usize) -> (usize, usize),
+) -> Vec<Customer> {
+    (0..count)
+        .map(|i| {
+            let channel = channels[i % channels.len()];
+            let name = match channel {
+                Channel::WhatsApp => format!("4915{suite}{:08}", 1000 + i),
+                Channel::Telegram => format!("{}", u64::from(suite) * 100_000 + 80_000 + i as u64),
+                Channel::Messenger => format!("psid-{suite}-{i}"),
+                Channel::Viber => format!("viber-{suite}-{i}"),
+                _ => format!("sess_{suite}_{i}"),
+            };
+            let script = match i % 3 {
+                0 => Script::QueueGerman,
+                1 => Script::Store,
+                _ => Script::QueueEnglish,
+            };
+            let (first_copies, second_copies) = copies(i);
+            Customer {
+                name,
+                channel,
+                script,
+                ingress: ingress(i),
+                first_copies,
+                second_copies,
+                score: u8::try_from(1 + (i * 3) % 5).unwrap_or(5),
+            }
+        })
+        .collect()
+}
+
 /// How the run went, for the report.
 #[derive(Debug, Default)]
 pub struct Stats {

@@ -20,6 +20,24 @@ use crate::run::{Log, read_log};
 
 const REGION_FILE: &str = include_str!("../../../../deploy/k8s/overlays/de/helpline.toml");
 
+/// Where the services' APIs answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Apis<'a> {
+    /// The Feedback API (the live CSAT report).
+    pub feedback: &'a str,
+    /// The TicketQuery API, when a query process runs.
+    pub query: Option<&'a str>,
+}
+
+/// What the suite did on purpose that leaves its mark in the log.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Injected<'a> {
+    /// Subjects of the poison events published.
+    pub poison: &'a [String],
+    /// Tickets of customers erased through the Privacy API.
+    pub erased: &'a [TicketId],
+}
+
 /// What the checks found, and the counts for the summary line.
 #[derive(Debug, Default)]
 pub struct Verdict {
@@ -41,21 +59,32 @@ pub struct Verdict {
 /// recorded as failed; each ticket's events are ones the domain allows, no prompt is sent
 /// twice, a loaded ticket equals a fold of its log; the live CSAT report equals a rebuild;
 /// the dead letters are exactly the `poison` events (subjects), and nothing else in the
-/// log is undecodable; with a query process, its timeline of every ticket is the log's.
+/// log is undecodable; with a query process, its timeline of every ticket is the log's;
+/// each `erased` ticket holds `CustomerErased` and its personal data reads as erased.
 pub async fn check(
     sim: &Simulator,
     load: &Load,
     store: &EventStore,
     finished: &[Finished],
-    feedback_url: &str,
-    poison: &[String],
-    query_url: Option<&str>,
+    apis: Apis<'_>,
+    injected: Injected<'_>,
 ) -> Verdict {
+    let (feedback_url, query_url) = (apis.feedback, apis.query);
+    let (poison, erased) = (injected.poison, injected.erased);
     let log = read_log(store).await;
     let mut problems = Vec::new();
 
     let accepted = load.accepted.lock().unwrap().clone();
-    let (inbound_problems, inbound_lost) = history::inbound(&accepted, &log.tickets);
+    // An erased customer's tickets are checked for their erasure; their messages (whose
+    // provider ids are erased too) are no one's webhook any more.
+    problems.extend(erasures(&log, erased));
+    let remembered: std::collections::BTreeMap<_, _> = log
+        .tickets
+        .iter()
+        .filter(|(ticket, _)| !erased.contains(ticket))
+        .map(|(ticket, events)| (*ticket, events.clone()))
+        .collect();
+    let (inbound_problems, inbound_lost) = history::inbound(&accepted, &remembered);
     problems.extend(inbound_problems);
 
     let (mut delivered, mut failed, mut lost, mut duplicated) = (0, 0, inbound_lost, 0);
@@ -173,22 +202,8 @@ async fn check_csat(url: &str, log: &Log) -> (usize, Vec<String>) {
             ratings_requested: row.ratings_requested,
         })
         .collect();
-    // The services run without a configuration file: tokens of the development key.
-    let supervisor = helpline_testkit::bearer::token(
-        &helpline_assignment::AuthKey::development(),
-        "sabine",
-        helpline_region::Role::Supervisor,
-    )
-    .unwrap();
-    let channel = tonic::transport::Channel::from_shared(url.to_owned())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = pb::feedback_client::FeedbackClient::with_interceptor(
-        channel,
-        helpline_testkit::bearer::Bearer::with_token(&supervisor).unwrap(),
-    );
+    let (channel, bearer) = as_supervisor(url).await;
+    let mut client = pb::feedback_client::FeedbackClient::with_interceptor(channel, bearer);
     let last = log.stored.last().map_or(0, |s| s.sequence);
     let request = pb::GetCsatRequest {
         filter: None,
@@ -257,21 +272,8 @@ async fn read_dead_letters(store: &EventStore) -> Vec<DeadLetter> {
 /// The query process's timeline of every ticket equals the log: the same events, by
 /// sequence and name, in order, once the projection has read up to the log's end.
 async fn check_query(url: &str, log: &Log) -> Vec<String> {
-    let supervisor = helpline_testkit::bearer::token(
-        &helpline_assignment::AuthKey::development(),
-        "sabine",
-        helpline_region::Role::Supervisor,
-    )
-    .unwrap();
-    let channel = tonic::transport::Channel::from_shared(url.to_owned())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = pb::ticket_query_client::TicketQueryClient::with_interceptor(
-        channel,
-        helpline_testkit::bearer::Bearer::with_token(&supervisor).unwrap(),
-    );
+    let (channel, bearer) = as_supervisor(url).await;
+    let mut client = pb::ticket_query_client::TicketQueryClient::with_interceptor(channel, bearer);
     let last = log.stored.last().map_or(0, |s| s.sequence);
     let mut expected: std::collections::BTreeMap<TicketId, Vec<(u64, &'static str)>> =
         Default::default();
@@ -331,4 +333,65 @@ async fn check_query(url: &str, log: &Log) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Each erased ticket is in the log with `CustomerErased`, and its customer's contact and
+/// messages read as erased (their key is gone).
+fn erasures(log: &Log, erased: &[TicketId]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for ticket in erased {
+        let Some((_, events)) = log.tickets.get(ticket) else {
+            problems.push(format!("erased ticket {} is not in the log", ticket.0));
+            continue;
+        };
+        if !events.iter().any(|e| matches!(e, Event::CustomerErased)) {
+            problems.push(format!("erased ticket {} has no CustomerErased", ticket.0));
+        }
+        for event in events {
+            let readable = match event {
+                Event::TicketOpened { customer, .. } => !customer.contact.is_erased(),
+                Event::CustomerMessageReceived {
+                    body: helpline_domain::MessageBody::Text(text),
+                    ..
+                } => !text.is_erased(),
+                _ => false,
+            };
+            if readable {
+                problems.push(format!(
+                    "erased ticket {}: {} still reads in the clear",
+                    ticket.0,
+                    event.name()
+                ));
+            }
+        }
+    }
+    if erased.is_empty()
+        && log
+            .tickets
+            .values()
+            .any(|(_, e)| e.iter().any(|e| matches!(e, Event::CustomerErased)))
+    {
+        problems.push("a ticket was erased that no one asked to erase".to_owned());
+    }
+    problems
+}
+
+/// A connection to the API at `url` and a supervisor's bearer token for it. The services
+/// run without a configuration file: tokens of the development key.
+async fn as_supervisor(url: &str) -> (tonic::transport::Channel, helpline_testkit::bearer::Bearer) {
+    let supervisor = helpline_testkit::bearer::token(
+        &helpline_assignment::AuthKey::development(),
+        "sabine",
+        helpline_region::Role::Supervisor,
+    )
+    .unwrap();
+    let channel = tonic::transport::Channel::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (
+        channel,
+        helpline_testkit::bearer::Bearer::with_token(&supervisor).unwrap(),
+    )
 }
