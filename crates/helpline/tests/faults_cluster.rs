@@ -30,6 +30,7 @@ mod load;
 #[allow(dead_code)]
 #[path = "faults/run.rs"]
 mod run;
+#[allow(dead_code)]
 #[path = "faults/verdict.rs"]
 mod verdict;
 
