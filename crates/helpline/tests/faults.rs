@@ -71,6 +71,8 @@ struct Injected {
     poison: Vec<String>,
     server_errors: usize,
     rate_limits: usize,
+    /// Sends the provider takes and confirms 2 s late.
+    slow_accepts: usize,
     /// Tickets of the customer erased through the Privacy API mid-load.
     erased: Vec<TicketId>,
     /// When ingress (the sender) was killed, and how far into its slot.
@@ -212,6 +214,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
     for (kind, queued) in [
         ("server_error", injected.server_errors),
         ("rate_limited", injected.rate_limits),
+        ("slow_accept", injected.slow_accepts),
     ] {
         if queued == 0 || served.get(kind).copied().unwrap_or(0) == 0 {
             problems.push(format!(
@@ -244,7 +247,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
          {} customer messages in the log, {delivered} messages sent to customers ({failed} failed, {} by agents through the AgentDesk API: \
          {} watch streams opened again, {} calls made again, {} tickets left to another agent), \
          {} CSAT rows; faults: kill -9 {:?}, nats-server kill -9 and restart {}, paused {:?}, poison events {}, \
-         provider 500s queued {} (answered {}), 429s with Retry-After queued {} (answered {}), \
+         provider 500s queued {} (answered {}), 429s with Retry-After queued {} (answered {}), sends confirmed 2 s late queued {} (taken {}), \
          ingress killed {:.1} s into its slot ({} second sends in egress's gap), a customer erased through the Privacy API ({} tickets); \
          dead letters {}; lost {lost}, duplicated {duplicated}; load {load_secs:.0}s, total {:.0}s",
         finished.len(),
@@ -266,6 +269,8 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
         served.get("server_error").copied().unwrap_or(0),
         injected.rate_limits,
         served.get("rate_limited").copied().unwrap_or(0),
+        injected.slow_accepts,
+        served.get("slow_accept").copied().unwrap_or(0),
         injected.ingress_kill_offset.as_secs_f64(),
         found.copies_after_kill,
         injected.erased.len(),
@@ -372,8 +377,17 @@ async fn inject_faults(system: &mut System, store: &EventStore) -> Injected {
         Kind::Query,
         Kind::Privacy,
     ] {
-        pause(4).await;
+        pause(3).await;
         kill_and_restart(system, kind, &mut injected).await;
+        if kind == Kind::Bot {
+            // Providers slow to confirm what they took, within egress's timeout: each
+            // message must still go out once. (Away from the ingress kill: a sender killed
+            // while it waits is egress's named gap, which the kill's allowance covers once.)
+            for channel in [Channel::Messenger, Channel::WebChat] {
+                sim.accept_slowly(channel, 3, Duration::from_secs(2));
+                injected.slow_accepts += 3;
+            }
+        }
         if kind == Kind::Privacy {
             injected.erased = erase(&privacy_url, ERASED_CUSTOMER).await;
         }

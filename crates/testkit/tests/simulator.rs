@@ -363,6 +363,37 @@ async fn rate_limiting_answers_as_each_provider_does() {
 }
 
 #[tokio::test]
+async fn a_slow_acceptance_delivers_the_message_and_answers_success_late() {
+    let sim = start().await;
+    let delay = Duration::from_millis(600);
+    for channel in CHANNELS {
+        sim.accept_slowly(channel, 2, delay);
+        // The sender gives up first; the customer has the message all the same.
+        let short = Duration::from_millis(100);
+        // Texts of different lengths: the web chat's event_id is derived from it.
+        let error = try_send(&sim, channel, customer(channel), "eins", Auth::Right, short)
+            .await
+            .unwrap_err();
+        assert!(error.is_timeout(), "{channel:?}: {error}");
+        // A sender that waits gets the provider's success.
+        let long = Duration::from_secs(10);
+        let reply = try_send(&sim, channel, customer(channel), "zwei!", Auth::Right, long)
+            .await
+            .unwrap();
+        assert_success(channel, &reply);
+        // Used up: the next send is answered at once.
+        assert_success(channel, &send(&sim, channel, "drei!!", Auth::Right).await);
+        let texts: Vec<Option<String>> = sim
+            .received(channel, customer(channel))
+            .into_iter()
+            .map(|r| r.text)
+            .collect();
+        assert_eq!(texts.len(), 3, "{channel:?}: {texts:?}");
+    }
+    assert_eq!(sim.faults_served().get("slow_accept"), Some(&10));
+}
+
+#[tokio::test]
 async fn a_timeout_answers_only_after_its_delay_and_records_nothing() {
     let sim = start().await;
     let delay = Duration::from_millis(600);

@@ -41,8 +41,9 @@ pub struct Injected<'a> {
 }
 
 /// Around a kill of a sending process (before, after), a send the provider took without
-/// its record is the gap egress names, not a duplicate.
-const KILL_WINDOW: (Duration, Duration) = (Duration::from_secs(15), Duration::from_secs(2));
+/// its record is the gap egress names, not a duplicate. After: the copy goes out once the
+/// restarted process holds the partition again (its lease runs out first).
+const KILL_WINDOW: (Duration, Duration) = (Duration::from_secs(15), Duration::from_secs(15));
 
 /// What the checks found, and the counts for the summary line.
 #[derive(Debug, Default)]

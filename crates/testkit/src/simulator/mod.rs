@@ -622,6 +622,15 @@ impl Simulator {
         self.shared.set_media_reachable(&media.id, reachable);
     }
 
+    /// The next `times` sends on `channel` that the provider takes are answered only after
+    /// `delay`: a provider slow to confirm what it has already delivered. With `delay`
+    /// shorter than the sender's timeout the message must still arrive once; longer, the
+    /// sender cannot know it went out (these APIs take no idempotency key). Counted as
+    /// `slow_accept` in [`Simulator::faults_served`].
+    pub fn accept_slowly(&self, channel: Channel, times: usize, delay: Duration) {
+        self.shared.accept_slowly(channel, times, delay);
+    }
+
     /// How often `media`'s bytes were asked for, answered or not.
     pub fn media_downloads(&self, media: &MediaRef) -> usize {
         self.shared.media_downloads(&media.id)

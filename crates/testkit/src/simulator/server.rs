@@ -1,6 +1,7 @@
 //! The HTTP side: one router for every provider, routed by the first path segment, plus
 //! plain media URLs and the control surface for people.
 
+use helpline_domain::Channel;
 use std::sync::Arc;
 
 use axum::Router;
@@ -86,15 +87,34 @@ async fn dispatch(
         headers,
         body,
     };
-    match first.as_str() {
-        "whatsapp" => whatsapp::handle(&shared, request).await,
-        "messenger" => messenger::handle(&shared, request).await,
-        "telegram" => telegram::handle(&shared, request).await,
-        "viber" => viber::handle(&shared, request).await,
-        "web" => web::handle(&shared, request).await,
-        "media" => plain_media(&shared, &request),
-        "redirect" => redirect(&request),
-        "_sim" => control(&shared, &request),
+    let taken_before = shared.received_count();
+    let (channel, response) = match first.as_str() {
+        "whatsapp" => (Channel::WhatsApp, whatsapp::handle(&shared, request).await),
+        "messenger" => (
+            Channel::Messenger,
+            messenger::handle(&shared, request).await,
+        ),
+        "telegram" => (Channel::Telegram, telegram::handle(&shared, request).await),
+        "viber" => (Channel::Viber, viber::handle(&shared, request).await),
+        "web" => (Channel::WebChat, web::handle(&shared, request).await),
+        _ => return other(&shared, first.as_str(), &request),
+    };
+    // A provider slow to answer a send it has taken (`Simulator::accept_slowly`): the
+    // message is the customer's already; the answer comes late.
+    if shared.received_count() > taken_before
+        && let Some(delay) = shared.slow_accept(channel)
+    {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+/// The simulator's own routes: media, redirects, the control surface.
+fn other(shared: &Shared, first: &str, request: &ApiRequest) -> Response {
+    match first {
+        "media" => plain_media(shared, request),
+        "redirect" => redirect(request),
+        "_sim" => control(shared, request),
         _ => not_found(),
     }
 }

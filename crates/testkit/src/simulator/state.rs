@@ -50,6 +50,8 @@ struct State {
     latency: Option<Latency>,
     /// WhatsApp customers (`wa_id`) whose sends are never answered.
     hung_whatsapp: HashSet<String>,
+    /// Sends to be taken and then answered late: (delay, sends left) per channel.
+    slow_accepts: HashMap<Channel, (Duration, usize)>,
 }
 
 /// Random send latency: a delay drawn uniformly from `min..=max` per send request, from
@@ -313,6 +315,26 @@ impl Shared {
         let mut state = self.lock();
         state.faults.clear();
         state.hung_whatsapp.clear();
+        state.slow_accepts.clear();
+    }
+
+    /// The next `times` sends on `channel` that the provider takes are answered only after
+    /// `delay`.
+    pub fn accept_slowly(&self, channel: Channel, times: usize, delay: Duration) {
+        self.lock().slow_accepts.insert(channel, (delay, times));
+    }
+
+    /// A send on `channel` was just taken: how long its answer is held, if at all.
+    pub fn slow_accept(&self, channel: Channel) -> Option<Duration> {
+        let mut state = self.lock();
+        let (delay, left) = state.slow_accepts.get_mut(&channel)?;
+        if *left == 0 {
+            return None;
+        }
+        *left -= 1;
+        let delay = *delay;
+        *state.served.entry("slow_accept").or_insert(0) += 1;
+        Some(delay)
     }
 
     pub fn send_attempts(&self, channel: Channel) -> usize {
