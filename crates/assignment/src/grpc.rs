@@ -202,17 +202,24 @@ impl AgentDesk for Desk {
         let request = request.into_inner();
         let ticket = ticket_id(&request.ticket_id)?;
         let body = body_from_proto(request.body)?;
-        // The client's id for this reply names the message and the command, so a retry
-        // dedupes against a first try that was stored.
-        let request_id =
-            match request.request_id.trim() {
-                "" => None,
-                id => Some(Uuid::parse_str(id).map_err(|e| {
-                    AssignmentError::invalid("request_id", format!("not a UUID: {e}"))
-                })?),
-            };
-        let message = MessageId(request_id.unwrap_or_else(Uuid::now_v7));
         let me = caller.id().clone();
+        // The client's id for this reply names the message and the command, so a retry
+        // dedupes against a first try that was stored. Derived with the ticket and the
+        // agent: the stream dedupes across all tickets, and one client's id must never
+        // silence another reply.
+        let request_id = match request.request_id.trim() {
+            "" => None,
+            id => {
+                let id = Uuid::parse_str(id).map_err(|e| {
+                    AssignmentError::invalid("request_id", format!("not a UUID: {e}"))
+                })?;
+                Some(Uuid::new_v5(
+                    &ticket.0,
+                    format!("reply:{}:{id}", me.as_str()).as_bytes(),
+                ))
+            }
+        };
+        let message = MessageId(request_id.unwrap_or_else(Uuid::now_v7));
         self.assignment
             .command_with_id(
                 request_id,
