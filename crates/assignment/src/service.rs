@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
+use tracing::Instrument as _;
 
 use helpline_domain::{
     AgentId, Command, MessageBody, MessageId, Personal, Phase, Ticket, TicketId, decide_all,
@@ -214,7 +215,7 @@ impl Assignment {
         let changes: Vec<Change> = events
             .iter()
             .map(|stored| Change {
-                change: view.apply_ticket(sequence, &stored.meta, &stored.event),
+                change: view.apply_ticket(sequence, &stored.meta, &stored.event, &stored.trace),
                 envelope: codec::to_api(&stored.meta, &stored.event),
             })
             .collect();
@@ -361,6 +362,16 @@ impl Assignment {
             after_sequence: queued.sequence,
             correlation_id: queued.correlation_id.clone(),
         };
+        // The offer belongs to the customer message's trace, as the queueing did.
+        let span = tracing::info_span!("offer", %ticket, %agent);
+        let parent = self
+            .view()
+            .tickets
+            .get(&ticket)
+            .map(|entry| entry.queued_trace.clone());
+        if let Some(parent) = parent {
+            helpline_telemetry::set_parent(&span, parent);
+        }
         let reacted = store
             .react(SERVICE, &cause, |t| {
                 if t.phase == Phase::Queued {
@@ -371,6 +382,7 @@ impl Assignment {
                     vec![]
                 }
             })
+            .instrument(span)
             .await?;
         let ours = match reacted {
             Reacted::Appended { .. } => true,

@@ -29,6 +29,8 @@ pub struct TicketEntry {
     pub version: u64,
     /// The latest `TicketQueued`.
     pub queued: Option<Mark>,
+    /// Its trace context, when it was read live: the offer continues that trace.
+    pub queued_trace: opentelemetry::Context,
     /// The latest `AgentAssigned`.
     pub assigned: Option<Mark>,
     /// Agents whose offer of this ticket ran out; the next offer prefers others.
@@ -87,6 +89,7 @@ impl View {
         sequence: u64,
         meta: &EnvelopeMeta,
         event: &Event,
+        trace: &opentelemetry::Context,
     ) -> TicketChange {
         self.applied = self.applied.max(sequence);
         let entry = self.tickets.entry(meta.ticket).or_default();
@@ -100,7 +103,10 @@ impl View {
             correlation_id: meta.correlation_id.clone(),
         };
         match event {
-            Event::TicketQueued { .. } => entry.queued = Some(mark()),
+            Event::TicketQueued { .. } => {
+                entry.queued = Some(mark());
+                entry.queued_trace = trace.clone();
+            }
             Event::AgentAssigned { .. } => entry.assigned = Some(mark()),
             Event::TicketReleased {
                 agent,

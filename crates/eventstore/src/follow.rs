@@ -34,6 +34,8 @@ use crate::subscribe::StoredEvent;
 const QUIET_CHECK: Duration = Duration::from_secs(2);
 /// Quiet checks in a row that find a message not given before the reader gives up.
 const STALLED_AFTER_CHECKS: u32 = 2;
+/// A message with at most this many after it is read live: its trace context is kept.
+const LIVE_PENDING: u64 = 64;
 /// Pause before a failed follower reads again.
 const RESUME_AFTER: Duration = Duration::from_millis(500);
 
@@ -177,6 +179,13 @@ impl LogReader {
         };
         let (sequence, pending, delivered) = (info.stream_sequence, info.pending, info.delivered);
         let subject = message.subject.to_string();
+        // A message read live carries its producer's trace on to the view (assignment's
+        // offers join the customer message's trace); a replay reads no trace context,
+        // which would cost every message of a rebuild a parse.
+        let trace = match &message.headers {
+            Some(headers) if pending <= LIVE_PENDING => helpline_telemetry::extract(headers),
+            _ => opentelemetry::Context::default(),
+        };
         let content = if subject.starts_with(&self.ticket_prefix) {
             match self.store.decode(&message.payload).await {
                 Ok(events) => Content::Ticket(
@@ -189,7 +198,7 @@ impl LogReader {
                             event,
                             delivered,
                             replayed: false,
-                            trace: Default::default(),
+                            trace: trace.clone(),
                         })
                         .collect(),
                 ),
