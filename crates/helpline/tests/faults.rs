@@ -45,7 +45,7 @@ use helpline_testkit::{NatsServer, Simulator};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Kind, Service};
-use crate::load::{Agents, Customer, Index, Load};
+use crate::load::{Agents, Customer, Load};
 use crate::run::settle;
 
 const REGION_FILE: &str = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
@@ -147,37 +147,12 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
     let _stop_on_drop = stop.clone().drop_guard();
     // The agents at their desks, offered tickets by the assignment process.
     let desk = desk::start(&desk_url, desk::region_agents(REGION_FILE), stop.clone());
-    let index = Arc::new(Index::default());
-    tokio::spawn(index.clone().follow(store.clone(), stop.clone()));
-    let load = Arc::new(Load {
-        agents: Agents::Desk,
-        sim: sim.clone(),
-        ingress_urls: vec![ingress_url],
-        store: store.clone(),
-        index,
-        accepted: Default::default(),
-        stats: Default::default(),
-    });
+    let load = Load::start(Agents::Desk, sim.clone(), vec![ingress_url], &store, &stop);
 
-    let mut conversations = Vec::new();
-    for (i, customer) in customers().into_iter().enumerate() {
-        let load = load.clone();
-        conversations.push(tokio::spawn(async move {
-            tokio::time::sleep(ARRIVAL * i as u32).await;
-            load.converse(customer).await
-        }));
-    }
+    let conversations = load.converse_all(customers(), ARRIVAL);
     let injected = inject_faults(&mut system, &store).await;
 
-    let mut finished = Vec::new();
-    let mut failures = Vec::new();
-    for conversation in conversations {
-        match conversation.await {
-            Ok(Ok(done)) => finished.push(done),
-            Ok(Err(problem)) => failures.push(problem),
-            Err(e) => failures.push(format!("a customer's task failed: {e}")),
-        }
-    }
+    let (finished, failures) = conversations.end().await;
     assert!(
         failures.is_empty(),
         "conversations did not finish:\n{}\n{}",
@@ -369,14 +344,8 @@ async fn inject_faults(system: &mut System, store: &EventStore) -> Injected {
     injected.sending_kills.push(Instant::now());
     kill_and_restart(system, Kind::Ingress, &mut injected).await;
 
-    for kind in [
-        Kind::Bot,
-        Kind::Routing,
-        Kind::Feedback,
-        Kind::Assignment,
-        Kind::Query,
-        Kind::Privacy,
-    ] {
+    // Every other service, in turn.
+    for kind in Kind::ALL.into_iter().filter(|kind| *kind != Kind::Ingress) {
         pause(3).await;
         kill_and_restart(system, kind, &mut injected).await;
         if kind == Kind::Bot {

@@ -43,7 +43,7 @@ use helpline_testkit::{NatsCluster, Simulator};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Kind, Service};
-use crate::load::{Agents, Customer, Index, Load};
+use crate::load::{Agents, Customer, Load};
 use crate::run::settle;
 
 const NODES: usize = 3;
@@ -117,36 +117,11 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_across_a_three_n
     let _stop_on_drop = stop.clone().drop_guard();
     // The agents at their desks, offered tickets by the assignment process.
     let desk = desk::start(&desk_url, desk::region_agents(REGION_FILE), stop.clone());
-    let index = Arc::new(Index::default());
-    tokio::spawn(index.clone().follow(store.clone(), stop.clone()));
-    let load = Arc::new(Load {
-        agents: Agents::Desk,
-        sim: sim.clone(),
-        ingress_urls: vec![ingress_url],
-        store: store.clone(),
-        index,
-        accepted: Default::default(),
-        stats: Default::default(),
-    });
-    let mut conversations = Vec::new();
-    for (i, customer) in customers().into_iter().enumerate() {
-        let load = load.clone();
-        conversations.push(tokio::spawn(async move {
-            tokio::time::sleep(ARRIVAL * i as u32).await;
-            load.converse(customer).await
-        }));
-    }
+    let load = Load::start(Agents::Desk, sim.clone(), vec![ingress_url], &store, &stop);
+    let conversations = load.converse_all(customers(), ARRIVAL);
     let faults = inject_faults(&mut nats, &store, &mut services).await;
 
-    let mut finished = Vec::new();
-    let mut failures = Vec::new();
-    for conversation in conversations {
-        match conversation.await {
-            Ok(Ok(done)) => finished.push(done),
-            Ok(Err(problem)) => failures.push(problem),
-            Err(e) => failures.push(format!("a customer's task failed: {e}")),
-        }
-    }
+    let (finished, failures) = conversations.end().await;
     // The verdict still runs: it tells whether what a customer waited for is in the log.
     problems.extend(failures);
     settle(&services, &sim, &store, &finished, || logs(&services)).await;

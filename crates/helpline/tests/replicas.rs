@@ -125,36 +125,11 @@ async fn replicas_keep_each_ticket_in_order_and_send_each_message_once() {
 
     let stop = CancellationToken::new();
     let _stop_on_drop = stop.clone().drop_guard();
-    let index = Arc::new(Index::default());
-    tokio::spawn(index.clone().follow(store.clone(), stop.clone()));
-    let load = Arc::new(Load {
-        agents: Agents::Direct,
-        sim: sim.clone(),
-        ingress_urls,
-        store: store.clone(),
-        index,
-        accepted: Default::default(),
-        stats: Default::default(),
-    });
-    let mut conversations = Vec::new();
-    for (i, customer) in customers().into_iter().enumerate() {
-        let load = load.clone();
-        conversations.push(tokio::spawn(async move {
-            tokio::time::sleep(ARRIVAL * i as u32).await;
-            load.converse(customer).await
-        }));
-    }
+    let load = Load::start(Agents::Direct, sim.clone(), ingress_urls, &store, &stop);
+    let conversations = load.converse_all(customers(), ARRIVAL);
     let kills = kill_and_restart(&mut services, seed, started).await;
 
-    let mut finished = Vec::new();
-    let mut failures = Vec::new();
-    for conversation in conversations {
-        match conversation.await {
-            Ok(Ok(done)) => finished.push(done),
-            Ok(Err(problem)) => failures.push(problem),
-            Err(e) => failures.push(format!("a customer's task failed: {e}")),
-        }
-    }
+    let (finished, failures) = conversations.end().await;
     assert!(
         failures.is_empty(),
         "conversations did not finish:\n{}\n{}",
@@ -411,15 +386,7 @@ impl Found {
                 .push(format!("ticket {} is not in the log", done.ticket.0));
             return;
         };
-        let arrivals: Vec<Arrival> = sim
-            .received(done.customer.channel, &done.customer.name)
-            .into_iter()
-            .map(|r| Arrival {
-                content: format!("{:?} {:?} {:?}", r.text, r.choices, r.template),
-                provider_message_id: r.provider_message_id,
-                at: r.received_at,
-            })
-            .collect();
+        let arrivals = Arrival::all(sim.received(done.customer.channel, &done.customer.name));
         // No provider refuses anything in this run: a message that failed never reached
         // its customer.
         for event in events {

@@ -436,6 +436,20 @@ pub struct Arrival {
     pub at: Instant,
 }
 
+impl Arrival {
+    /// What one customer received, as the simulator recorded it, in arrival order.
+    pub fn all(received: Vec<helpline_testkit::Received>) -> Vec<Arrival> {
+        received
+            .into_iter()
+            .map(|r| Arrival {
+                content: format!("{:?} {:?} {:?}", r.text, r.choices, r.template),
+                provider_message_id: r.provider_message_id,
+                at: r.received_at,
+            })
+            .collect()
+    }
+}
+
 /// What the ordered check found for one ticket.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Ordered {

@@ -185,6 +185,25 @@ pub struct Load {
     pub stats: Stats,
 }
 
+/// The customers' conversations under way.
+pub struct Conversations(Vec<tokio::task::JoinHandle<Result<Finished, String>>>);
+
+impl Conversations {
+    /// Waits for every conversation: those that finished, and why the others did not.
+    pub async fn end(self) -> (Vec<Finished>, Vec<String>) {
+        let mut finished = Vec::new();
+        let mut failures = Vec::new();
+        for conversation in self.0 {
+            match conversation.await {
+                Ok(Ok(done)) => finished.push(done),
+                Ok(Err(problem)) => failures.push(problem),
+                Err(e) => failures.push(format!("a customer's task failed: {e}")),
+            }
+        }
+        (finished, failures)
+    }
+}
+
 /// A customer's finished conversation.
 #[derive(Clone, Debug)]
 pub struct Finished {
@@ -197,6 +216,49 @@ pub struct Finished {
 }
 
 impl Load {
+    /// A load on `store`, its ticket index following the log until `stop`.
+    pub fn start(
+        agents: Agents,
+        sim: Arc<Simulator>,
+        ingress_urls: Vec<String>,
+        store: &EventStore,
+        stop: &CancellationToken,
+    ) -> Arc<Load> {
+        let index = Arc::new(Index::default());
+        tokio::spawn(index.clone().follow(store.clone(), stop.clone()));
+        Arc::new(Load {
+            agents,
+            sim,
+            ingress_urls,
+            store: store.clone(),
+            index,
+            accepted: Default::default(),
+            stats: Default::default(),
+        })
+    }
+
+    /// Every customer's conversation on a task of its own, the `i`-th starting `i ×
+    /// arrival` from now.
+    pub fn converse_all(
+        self: &Arc<Self>,
+        customers: Vec<Customer>,
+        arrival: Duration,
+    ) -> Conversations {
+        Conversations(
+            customers
+                .into_iter()
+                .enumerate()
+                .map(|(i, customer)| {
+                    let load = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(arrival * u32::try_from(i).unwrap_or(u32::MAX)).await;
+                        load.converse(customer).await
+                    })
+                })
+                .collect(),
+        )
+    }
+
     /// Posts `copies` of the webhook at once to the customer's ingress and then, as a
     /// provider would, redelivers it until one answer is 200. Records the webhook as
     /// answered.

@@ -114,15 +114,7 @@ pub async fn check(
             continue;
         };
         problems.extend(history::inbound_in_order(done.ticket, events, &done.said));
-        let arrivals: Vec<Arrival> = sim
-            .received(done.customer.channel, &done.customer.name)
-            .into_iter()
-            .map(|r| Arrival {
-                content: format!("{:?} {:?} {:?}", r.text, r.choices, r.template),
-                provider_message_id: r.provider_message_id,
-                at: r.received_at,
-            })
-            .collect();
+        let arrivals = Arrival::all(sim.received(done.customer.channel, &done.customer.name));
         let report = history::ordered(
             done.ticket,
             events,
