@@ -636,6 +636,24 @@ pub fn layers(
     Ok(figment.merge(env))
 }
 
+/// The process's `HELPLINE_*` variables. Any other variable may hold bytes that are not
+/// UTF-8 (a CI runner's, a shell's) and is none of helpline's business, where
+/// `std::env::vars` would panic on it; a `HELPLINE_*` one that is not UTF-8 is an error
+/// that names it.
+pub fn helpline_vars() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut vars = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        let Some(key) = key.to_str().filter(|key| key.starts_with("HELPLINE_")) else {
+            continue;
+        };
+        let value = value
+            .into_string()
+            .map_err(|_| ConfigError::Invalid(format!("{key} is not UTF-8 text")))?;
+        vars.push((key.to_owned(), value));
+    }
+    Ok(vars)
+}
+
 /// The `region` a configuration file's text names, if it parses and names one.
 pub fn region_named_in(text: &str) -> Option<String> {
     let table = text.parse::<toml::Table>().ok()?;
@@ -753,7 +771,7 @@ impl Config {
     /// wants a number or a boolean reads it from the text, and a key that wants text
     /// takes it as it is, digits included (a WhatsApp phone number id, a password).
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_with(file, std::env::vars())
+        Self::load_with(file, helpline_vars()?)
     }
 
     /// [`Config::load`] with `vars` in place of the process's environment.

@@ -66,8 +66,11 @@ pub fn incoming(listener: TcpListener, door: Door) -> impl Stream<Item = io::Res
 
 /// An accepted connection holding its place among the open ones.
 pub struct Guarded {
-    stream: TcpStream,
+    // Declared before the stream, so dropped before it: the place is free by the time
+    // the caller sees the connection close, and a caller that then opens another is
+    // never refused for a connection it already saw end.
     _permit: OwnedSemaphorePermit,
+    stream: TcpStream,
     /// Until the caller's first bytes: when they must have come.
     first_bytes: Option<Pin<Box<Sleep>>>,
 }

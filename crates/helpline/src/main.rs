@@ -432,7 +432,13 @@ fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 }
 
 fn show_config(file: Option<&std::path::Path>) -> ExitCode {
-    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let vars = match config::helpline_vars() {
+        Ok(vars) => vars,
+        Err(e) => {
+            eprintln!("helpline: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match config_show::show(file, vars) {
         Ok((text, problem)) => {
             print!("{text}");

@@ -311,3 +311,29 @@ fn config_show_names_where_each_value_came_from_and_never_prints_a_secret() {
     }
     assert!(!shown.contains("tg-file-secret-value"), "{shown}");
 }
+
+#[test]
+fn a_variable_that_is_not_utf8_is_none_of_helplines_business_unless_it_is_helplines() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let not_utf8 = OsStr::from_bytes(b"caf\xe9");
+    // A shell's or a CI runner's variable in Latin-1: the configuration reads as ever.
+    let output = Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .args(["config", "show"])
+        .env_remove("HELPLINE_CONFIG")
+        .env("SOMEONE_ELSES", not_utf8)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("built-in region de"));
+    // One of helpline's own is refused by name, with no panic.
+    let output = Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .args(["config", "show"])
+        .env_remove("HELPLINE_CONFIG")
+        .env("HELPLINE_NATS__USER", not_utf8)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("HELPLINE_NATS__USER is not UTF-8"));
+    assert!(!stderr(&output).contains("panicked"));
+}

@@ -7,7 +7,7 @@
 
 mod process;
 
-use process::{KillOnDrop, Ports, helpline};
+use process::{KillOnDrop, Ports, Quiet, helpline};
 
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
@@ -23,7 +23,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// `helpline all` verifying with `verify_key` alone; its gRPC channel once it answers.
-async fn start(nats: &NatsServer, verify_key: &str) -> (KillOnDrop, Channel) {
+async fn start(nats: &NatsServer, verify_key: &str) -> (Quiet, Channel) {
     let (mut command, Ports { grpc, .. }) = helpline("all", &nats.url());
     let child = KillOnDrop::quiet(command.env("HELPLINE_AUTH__VERIFY_KEY", verify_key));
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -105,7 +105,7 @@ async fn connection(
     peer: SocketAddr,
     router: Router,
     door: Door,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     shutdown: CancellationToken,
 ) {
     let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
@@ -122,6 +122,10 @@ async fn connection(
         .max_buf_size(READ_BUFFER_BYTES);
     let served = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(served);
+    // Bound after `served`, so dropped before it (and the socket in it): the place is
+    // free by the time the caller sees the connection close, and a caller that then
+    // opens another is never refused for a connection it already saw end.
+    let _permit = permit;
     let result = tokio::select! {
         result = served.as_mut() => result,
         _ = shutdown.cancelled() => {

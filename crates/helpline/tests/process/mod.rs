@@ -88,16 +88,49 @@ pub async fn wait_for(port: u16, path: &str, status: u16) {
 /// The process, killed (and reaped) when the test is done with it.
 pub struct KillOnDrop(pub Child);
 
+/// A process started by [`KillOnDrop::quiet`]: its output goes to a file, printed only
+/// when the test fails, so a process that never came up says why.
+pub struct Quiet {
+    child: KillOnDrop,
+    log: std::path::PathBuf,
+}
+
 impl KillOnDrop {
-    /// Starts `command` with its output thrown away.
-    pub fn quiet(command: &mut Command) -> Self {
-        Self(
-            command
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
+    /// Starts `command` with its output in a file of the test's own, printed (its last
+    /// lines) if the test panics.
+    pub fn quiet(command: &mut Command) -> Quiet {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("helpline-{}-{n}.log", std::process::id()));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Quiet {
+            child: KillOnDrop(child),
+            log,
+        }
+    }
+}
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let last = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- the helpline process's last {} lines ---\n{}",
+                last.len(),
+                last.join("\n")
+            );
+        }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
