@@ -138,6 +138,10 @@ pub(super) async fn start_all(
         .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
         .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
         .env(
+            "HELPLINE_CONSOLE__LISTEN",
+            format!("127.0.0.1:{}", free_port()?),
+        )
+        .env(
             "HELPLINE_GRPC__LISTEN",
             format!("127.0.0.1:{}", free_port()?),
         )

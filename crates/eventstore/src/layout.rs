@@ -168,12 +168,19 @@ impl Layout {
         format!("helpline-{}-revocations", self.region)
     }
 
-    pub fn buckets(&self) -> [String; 4] {
+    /// Agents' console passwords: agent id → Argon2id hash (PHC string). Written by
+    /// `helpline agent passwd`, read by the console at each sign-in.
+    pub fn credentials_bucket(&self) -> String {
+        format!("helpline-{}-credentials", self.region)
+    }
+
+    pub fn buckets(&self) -> [String; 5] {
         [
             self.contacts_bucket(),
             self.snapshots_bucket(),
             self.customer_keys_bucket(),
             self.revocations_bucket(),
+            self.credentials_bucket(),
         ]
     }
 }

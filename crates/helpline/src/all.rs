@@ -50,6 +50,8 @@ pub struct Services {
     pub query: bool,
     /// The Privacy API (erasure, export) and the region's retention runs.
     pub privacy: bool,
+    /// The agent console for browsers, on `console.listen`.
+    pub console: bool,
 }
 
 impl Services {
@@ -61,6 +63,7 @@ impl Services {
         assignment: true,
         query: true,
         privacy: true,
+        console: true,
     };
     pub const NONE: Services = Services {
         ingress: false,
@@ -70,6 +73,7 @@ impl Services {
         assignment: false,
         query: false,
         privacy: false,
+        console: false,
     };
 
     /// The durable consumers these services read with, for `/metrics`.
@@ -109,6 +113,7 @@ pub async fn run_until_stopped(
         || services.privacy
         || services.routing
         || services.feedback
+        || services.console
     {
         true => Some(config.auth.key()?),
         false => None,
@@ -306,6 +311,19 @@ pub async fn run_until_stopped(
         }
         _ => None,
     };
+    let mut console_key = auth_key.clone().filter(|_| services.console);
+    let own_port_is_tls = config.grpc.tls_cert_file.is_some();
+    let urls_unset = config.console.agent_desk_url.is_none()
+        || config.console.query_url.is_none()
+        || config.console.feedback_url.is_none();
+    if console_key.is_some() && own_port_is_tls && urls_unset {
+        let why = "the gRPC port speaks TLS, and the console reaches the services over plain HTTP/2 only: run it as `helpline console` with console.agent_desk_url, console.query_url and console.feedback_url naming plain gRPC ports";
+        if services == (Services { console: true, ..Services::NONE }) {
+            anyhow::bail!("{why}");
+        }
+        tracing::warn!("the console is not started: {why}");
+        console_key = None;
+    }
     if services.routing
         || services.feedback
         || services.assignment
@@ -322,6 +340,18 @@ pub async fn run_until_stopped(
             privacy,
         };
         serve_grpc(&mut tasks, &config.grpc, apis, services, shutdown.clone()).await?;
+    }
+    if let Some(key) = console_key {
+        let console = console(&config, key, &store).await?;
+        serve_http(
+            &mut tasks,
+            config.console.listen,
+            helpline_console::router(Arc::new(console)),
+            config.ingress.door(),
+            shutdown.clone(),
+        )
+        .await?;
+        tracing::info!(listen = %config.console.listen, "console ready");
     }
     ops.started.store(true, Ordering::Release);
     if let Some(on_ready) = on_ready {
@@ -342,6 +372,52 @@ pub async fn run_until_stopped(
     }
     tracing::info!("shut down");
     result
+}
+
+/// The console, reaching each gRPC service at its configured URL or, unset, at this
+/// process's own gRPC port.
+async fn console(
+    config: &Config,
+    key: helpline_assignment::AuthKey,
+    store: &EventStore,
+) -> anyhow::Result<helpline_console::Console> {
+    if !key.can_sign() {
+        anyhow::bail!(
+            "the console signs agents in and needs auth.signing_key (or auth.jwt_secret), not only auth.verify_key"
+        );
+    }
+    // Unset: this process's own gRPC port, plain (a TLS port needs the URLs set, which
+    // `run_until_stopped` checks first).
+    let own = format!("http://127.0.0.1:{}", config.grpc.listen.port());
+    let channel = |key: &str, url: &Option<String>| -> anyhow::Result<tonic::transport::Channel> {
+        let url = url.clone().unwrap_or_else(|| own.clone());
+        if !url.starts_with("http://") {
+            anyhow::bail!(
+                "console.{key}: {url}: the console reaches the services over plain HTTP/2 (http://…) only, inside the deployment's network"
+            );
+        }
+        Ok(tonic::transport::Channel::from_shared(url.clone())
+            .with_context(|| format!("console.{key}: not a URL: {url}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy())
+    };
+    let upstreams = helpline_console::Upstreams {
+        agent_desk: channel("agent_desk_url", &config.console.agent_desk_url)?,
+        ticket_query: channel("query_url", &config.console.query_url)?,
+        feedback: channel("feedback_url", &config.console.feedback_url)?,
+    };
+    let credentials = helpline_console::Credentials::open(
+        store.jetstream(),
+        &store.layout().credentials_bucket(),
+    )
+    .await?;
+    Ok(helpline_console::Console::new(
+        key,
+        credentials,
+        &config.agents,
+        Duration::from_secs(config.console.session_ttl_secs),
+        upstreams,
+    ))
 }
 
 /// Runs retention every `every`, the first time a minute after start; a failed run is

@@ -133,6 +133,9 @@ pub struct Config {
     pub grpc: GrpcConfig,
     /// `[ops]`: `/healthz`, `/readyz` and `/metrics` of every service process.
     pub ops: OpsConfig,
+    /// `[console]`: the agent console in the browser.
+    #[serde(default)]
+    pub console: ConsoleConfig,
     pub dev: DevConfig,
     /// `[auth]`: the key AgentDesk bearer tokens are signed with. Not serialized: a secret.
     #[serde(default, skip_serializing)]
@@ -398,6 +401,35 @@ pub struct OpsConfig {
     pub listen: std::net::SocketAddr,
 }
 
+/// `[console]`: where the console serves browsers, where it finds the gRPC services it
+/// passes their calls on to, and how long a sign-in lasts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    pub listen: std::net::SocketAddr,
+    /// The AgentDesk API (the assignment service); this process's own `grpc.listen`
+    /// when unset.
+    pub agent_desk_url: Option<String>,
+    /// The TicketQuery API (the query service); this process's own when unset.
+    pub query_url: Option<String>,
+    /// The Feedback API; this process's own when unset.
+    pub feedback_url: Option<String>,
+    /// How long a sign-in lasts (at most `auth.max_token_lifetime_secs`).
+    pub session_ttl_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], 8088)),
+            agent_desk_url: None,
+            query_url: None,
+            feedback_url: None,
+            session_ttl_secs: 8 * 60 * 60,
+        }
+    }
+}
+
 /// `[nats]`: where and as whom a process connects (`crate::nats::connect`). A deployment
 /// gives every service its own user, whose permissions the server holds
 /// (`deploy/nats/values.yaml`); `helpline dev` runs an open server on loopback.
@@ -557,6 +589,7 @@ impl Default for Config {
             ops: OpsConfig {
                 listen: std::net::SocketAddr::from(([0, 0, 0, 0], 9090)),
             },
+            console: ConsoleConfig::default(),
             locale: Locale::default(),
             bot: BotSettings::default(),
             products: Vec::new(),

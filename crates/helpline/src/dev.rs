@@ -40,6 +40,9 @@ pub async fn run(mut config: Config, log: Option<std::path::PathBuf>) -> anyhow:
     result
 }
 
+/// The console password of every agent of a local run that has none set.
+pub const DEV_PASSWORD: &str = "helpline-dev-password";
+
 async fn serve(
     config: &Config,
     nats: &NatsServer,
@@ -64,6 +67,20 @@ async fn serve(
     // Locally nothing listens beyond loopback.
     config.ops.listen.set_ip([127, 0, 0, 1].into());
     config.grpc.listen.set_ip([127, 0, 0, 1].into());
+    config.console.listen.set_ip([127, 0, 0, 1].into());
+    let credentials = helpline_console::Credentials::open(
+        store.jetstream(),
+        &store.layout().credentials_bucket(),
+    )
+    .await?;
+    // A local run's agents sign in to the console with one known password, as a local
+    // run's tokens are signed with the public development key; one set on purpose
+    // (`helpline agent passwd`) is kept.
+    for agent in &config.agents {
+        if !credentials.is_set(agent.id.as_str()).await? {
+            credentials.set(agent.id.as_str(), DEV_PASSWORD).await?;
+        }
+    }
     let layout = store.layout();
     println!("helpline dev is running");
     println!("  region        {}", layout.region());
@@ -96,6 +113,10 @@ async fn serve(
     println!(
         "  probes        http://{0}/healthz, http://{0}/readyz, http://{0}/metrics",
         config.ops.listen
+    );
+    println!(
+        "  console       http://{} (agents sign in with their id, e.g. anna, and the password {DEV_PASSWORD})",
+        config.console.listen
     );
     println!(
         "  simulator     {} (plays the messaging providers)",

@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 mod agent_chat;
+mod agent_passwd;
 mod agent_token;
 mod all;
 mod chat;
@@ -120,6 +121,14 @@ enum Command {
     /// Print a bearer token for the AgentDesk API, signed with the configured key (the
     /// development key when none is configured), for development and tests.
     AgentToken(agent_token::AgentTokenArgs),
+    /// Agents' console accounts: `passwd` sets an agent's password.
+    Agent {
+        #[command(subcommand)]
+        command: agent_passwd::AgentCommand,
+    },
+    /// Run the agent console for browsers on `console.listen`: its pages, sign-in, and
+    /// gRPC-Web to the AgentDesk, TicketQuery and Feedback APIs (`console.*_url`).
+    Console,
     /// Run the query service: the ticket projection, replayed from the log and followed;
     /// the TicketQuery gRPC API on `grpc.listen`.
     Query,
@@ -377,6 +386,14 @@ async fn run(
             all::run(config, services).await
         }
         Command::AgentToken(args) => agent_token::run(&config, &args).await,
+        Command::Agent { command } => agent_passwd::run(&config, &command).await,
+        Command::Console => {
+            let services = Services {
+                console: true,
+                ..Services::NONE
+            };
+            all::run(config, services).await
+        }
         Command::Query => {
             let services = Services {
                 query: true,

@@ -47,7 +47,7 @@ macro_rules! reflected_services {
 #[tokio::test]
 async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {
     let mut nats = NatsServer::start().await.unwrap();
-    let (mut command, Ports { http, ops, grpc }) = helpline("all", &nats.url());
+    let (mut command, Ports { http, ops, grpc, .. }) = helpline("all", &nats.url());
     let _helpline = KillOnDrop::quiet(&mut command);
 
     wait_for(http, "/healthz", 200).await;
@@ -294,7 +294,15 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> 
 #[tokio::test]
 async fn every_port_closes_silent_connections_and_turns_away_those_over_its_maximum() {
     let nats = NatsServer::start().await.unwrap();
-    let (mut command, Ports { http, ops, grpc }) = helpline("all", &nats.url());
+    let (
+        mut command,
+        Ports {
+            http,
+            ops,
+            grpc,
+            console,
+        },
+    ) = helpline("all", &nats.url());
     let _helpline = KillOnDrop::quiet(
         command
             .env("HELPLINE_INGRESS__HEADER_TIMEOUT_MS", "2000")
@@ -317,7 +325,7 @@ async fn every_port_closes_silent_connections_and_turns_away_those_over_its_maxi
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    for port in [http, ops, grpc] {
+    for port in [http, ops, grpc, console] {
         // Connections that send nothing: closed once the timeout runs out (generous
         // bound: the timeout plus a busy machine's scheduling).
         let mut silent = Vec::new();

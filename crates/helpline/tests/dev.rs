@@ -37,6 +37,10 @@ async fn dev_brings_up_nats_with_the_stream_and_stops_cleanly_on_ctrl_c() {
         .arg(data.path())
         .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{}", free_port()))
         .env(
+            "HELPLINE_CONSOLE__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
             "HELPLINE_GRPC__LISTEN",
             format!("127.0.0.1:{}", free_port()),
         )

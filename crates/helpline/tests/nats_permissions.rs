@@ -1076,6 +1076,7 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
                 ops: free_port().unwrap(),
                 grpc: free_port().unwrap(),
                 http: free_port().unwrap(),
+                console: free_port().unwrap(),
             };
             (*s, ports)
         })
@@ -1099,6 +1100,7 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
                 ("HELPLINE_OPS__LISTEN", ports.ops),
                 ("HELPLINE_GRPC__LISTEN", ports.grpc),
                 ("HELPLINE_INGRESS__LISTEN", ports.http),
+                ("HELPLINE_CONSOLE__LISTEN", ports.console),
             ] {
                 env.push((key.to_owned(), format!("127.0.0.1:{port}")));
             }

@@ -89,6 +89,7 @@ impl Deployment {
                 .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
                 .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
                 .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+                .env("HELPLINE_CONSOLE__LISTEN", format!("127.0.0.1:{}", port()))
                 .env("HELPLINE_AUTH__JWT_SECRET", JWT_SECRET)
                 .env("HELPLINE_PRIVACY__MASTER_KEY", MASTER_KEY)
                 // Ingress's debug lines too: receipts name the provider's message there.

@@ -22,6 +22,8 @@ pub struct Ports {
     pub ops: u16,
     /// `grpc.listen`: the services' APIs.
     pub grpc: u16,
+    /// `console.listen`: the agent console.
+    pub console: u16,
 }
 
 /// `helpline <service> --log-format json` against the NATS server at `nats_url`, listening
@@ -32,6 +34,7 @@ pub fn helpline(service: &str, nats_url: &str) -> (Command, Ports) {
         http: free_port(),
         ops: free_port(),
         grpc: free_port(),
+        console: free_port(),
     };
     let mut command = Command::new(env!("CARGO_BIN_EXE_helpline"));
     command
@@ -42,7 +45,11 @@ pub fn helpline(service: &str, nats_url: &str) -> (Command, Ports) {
             format!("127.0.0.1:{}", ports.http),
         )
         .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{}", ports.ops))
-        .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{}", ports.grpc));
+        .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{}", ports.grpc))
+        .env(
+            "HELPLINE_CONSOLE__LISTEN",
+            format!("127.0.0.1:{}", ports.console),
+        );
     (command, ports)
 }
 

@@ -1,0 +1,363 @@
+//! The console as a browser meets it: an agent's password set with `helpline agent
+//! passwd`, sign-in into httpOnly cookies, and gRPC-Web calls that reach the services only
+//! with the session and its CSRF token, as the caller the token names.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod process;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use helpline_assignment::AuthKey;
+use helpline_assignment::auth::issue;
+use helpline_proto::v1 as pb;
+use helpline_testkit::NatsServer;
+use process::{KillOnDrop, Ports, helpline, wait_for};
+use prost::Message;
+
+const PASSWORD: &str = "anna's long password";
+
+/// `helpline agent passwd --agent AGENT`, the password on standard input.
+fn passwd(nats: &NatsServer, agent: &str, password: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .args(["agent", "passwd", "--agent", agent])
+        .env_remove("HELPLINE_CONFIG")
+        .env("HELPLINE_NATS_URL", nats.url())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{password}").unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+struct Console {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// What a sign-in left in the browser.
+struct Session {
+    token: String,
+    csrf: String,
+    set_cookies: Vec<String>,
+}
+
+impl Session {
+    fn cookie(&self) -> String {
+        format!(
+            "helpline_session={}; helpline_csrf={}",
+            self.token, self.csrf
+        )
+    }
+}
+
+impl Console {
+    async fn sign_in(&self, agent: &str, password: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/sign-in", self.base))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "agent": agent, "password": password }).to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn session(&self, agent: &str) -> Session {
+        let response = self.sign_in(agent, PASSWORD).await;
+        assert_eq!(response.status(), 200);
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        let value = |name: &str| {
+            set_cookies
+                .iter()
+                .find_map(|c| c.strip_prefix(&format!("{name}=")))
+                .and_then(|rest| rest.split(';').next())
+                .unwrap()
+                .to_owned()
+        };
+        Session {
+            token: value("helpline_session"),
+            csrf: value("helpline_csrf"),
+            set_cookies,
+        }
+    }
+
+    /// A gRPC-Web call of `path` with `message`, sending `cookie` and `csrf` when given:
+    /// the HTTP status and the call's gRPC status.
+    async fn call(
+        &self,
+        path: &str,
+        message: &impl Message,
+        cookie: Option<&str>,
+        csrf: Option<&str>,
+    ) -> (u16, String) {
+        let mut body = vec![0u8];
+        let encoded = message.encode_to_vec();
+        body.extend_from_slice(&u32::try_from(encoded.len()).unwrap().to_be_bytes());
+        body.extend_from_slice(&encoded);
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .body(body);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        if let Some(code) = response.headers().get("grpc-status") {
+            return (status, code.to_str().unwrap().to_owned());
+        }
+        // The status is in the trailer frame at the end of the body.
+        let body = response.bytes().await.unwrap();
+        let mut rest = &body[..];
+        while rest.len() >= 5 {
+            let flag = rest[0];
+            let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+            let frame = &rest[5..5 + len];
+            if flag & 0x80 != 0 {
+                let trailers = String::from_utf8_lossy(frame);
+                let code = trailers
+                    .lines()
+                    .find_map(|line| line.trim().strip_prefix("grpc-status:"))
+                    .unwrap()
+                    .trim()
+                    .to_owned();
+                return (status, code);
+            }
+            rest = &rest[5 + len..];
+        }
+        panic!("no grpc-status in the answer to {path}");
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+#[tokio::test]
+async fn an_agent_signs_in_with_a_password_and_the_session_is_the_only_way_in() {
+    let nats = NatsServer::start().await.unwrap();
+    let (mut command, Ports { ops, console, .. }) = helpline("all", &nats.url());
+    let _helpline = KillOnDrop::quiet(&mut command);
+    wait_for(ops, "/readyz", 200).await;
+
+    // Passwords: too short is refused, an unknown agent too, Anna's and Sabine's are set.
+    let short = passwd(&nats, "anna", "short");
+    assert_eq!(short.status.code(), Some(2), "{short:?}");
+    let unknown = passwd(&nats, "mallory", PASSWORD);
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    for agent in ["anna", "sabine"] {
+        let set = passwd(&nats, agent, PASSWORD);
+        assert!(set.status.success(), "{set:?}");
+    }
+    let js = async_nats::jetstream::new(nats.connect().await.unwrap());
+    let stored = js
+        .get_key_value("helpline-de-credentials")
+        .await
+        .unwrap()
+        .get("anna")
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = String::from_utf8(stored.to_vec()).unwrap();
+    assert!(stored.starts_with("$argon2id$"), "{stored}");
+    assert!(!stored.contains("long password"));
+
+    let console = Console {
+        base: format!("http://127.0.0.1:{console}"),
+        http: http_client(),
+    };
+    // The page, under a policy that runs only its own scripts.
+    let page = console.http.get(&console.base).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+
+    // A wrong password and an unknown agent get the same refusal.
+    let wrong = console.sign_in("anna", "not anna's password").await;
+    assert_eq!(wrong.status(), 401);
+    let wrong = wrong.text().await.unwrap();
+    let unknown = console.sign_in("mallory", PASSWORD).await;
+    assert_eq!(unknown.status(), 401);
+    assert_eq!(unknown.text().await.unwrap(), wrong);
+
+    // Signed in: the token in a cookie no script reads, the CSRF token in one it does.
+    let anna = console.session("anna").await;
+    let session_cookie = anna
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("helpline_session="))
+        .unwrap();
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(session_cookie.contains(attribute), "{session_cookie}");
+    }
+    let who = console
+        .http
+        .get(format!("{}/api/session", console.base))
+        .header("cookie", anna.cookie())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(who.status(), 200);
+    let who: serde_json::Value = who.json().await.unwrap();
+    assert_eq!(who["agent"], "anna");
+    assert_eq!(who["role"], "agent");
+
+    // A call reaches AgentDesk only with the session and its CSRF token.
+    let online = pb::SetPresenceRequest {
+        presence: pb::AgentPresence::Online as i32,
+    };
+    let presence = "/helpline.v1.AgentDesk/SetPresence";
+    assert_eq!(
+        console.call(presence, &online, None, None).await,
+        (401, "16".to_owned()),
+        "no cookie"
+    );
+    assert_eq!(
+        console
+            .call(presence, &online, Some(&anna.cookie()), None)
+            .await,
+        (403, "7".to_owned()),
+        "no CSRF token"
+    );
+    let sabine = console.session("sabine").await;
+    assert_eq!(
+        console
+            .call(presence, &online, Some(&anna.cookie()), Some(&sabine.csrf))
+            .await,
+        (403, "7".to_owned()),
+        "another session's CSRF token"
+    );
+    assert_eq!(
+        console
+            .call(presence, &online, Some(&anna.cookie()), Some(&anna.csrf))
+            .await,
+        (200, "0".to_owned()),
+        "the session and its CSRF token"
+    );
+
+    // A token signed with another key, and one that has expired, are refused.
+    let forged = issue(
+        &AuthKey::new(b"someone else's secret key, 32 bytes or more".to_vec()).unwrap(),
+        "anna",
+        helpline_region::Role::Admin,
+        Duration::from_secs(600),
+        SystemTime::now(),
+    )
+    .unwrap();
+    let expired = issue(
+        &AuthKey::development(),
+        "anna",
+        helpline_region::Role::Agent,
+        Duration::from_secs(60),
+        SystemTime::now() - Duration::from_secs(3600),
+    )
+    .unwrap();
+    for token in [forged, expired] {
+        let cookie = format!("helpline_session={token}");
+        let csrf = helpline_console::session::csrf_token(&token);
+        assert_eq!(
+            console
+                .call(presence, &online, Some(&cookie), Some(&csrf))
+                .await,
+            (401, "16".to_owned())
+        );
+        let who = console
+            .http
+            .get(format!("{}/api/session", console.base))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(who.status(), 401);
+    }
+
+    // What the services allow the token is all the console allows: Anna reads no ticket
+    // through TicketQuery (agents read theirs on the AgentDesk), Sabine may.
+    let ticket = pb::GetTicketRequest {
+        ticket_id: uuid::Uuid::now_v7().to_string(),
+    };
+    let get = "/helpline.v1.TicketQuery/GetTicket";
+    assert_eq!(
+        console
+            .call(get, &ticket, Some(&anna.cookie()), Some(&anna.csrf))
+            .await,
+        (200, "7".to_owned()),
+        "an agent opening a ticket by its id"
+    );
+    assert_eq!(
+        console
+            .call(get, &ticket, Some(&sabine.cookie()), Some(&sabine.csrf))
+            .await,
+        (200, "5".to_owned()),
+        "a supervisor, for a ticket that is not there"
+    );
+
+    // Sign-out needs the CSRF token and clears both cookies.
+    let out = |csrf: Option<&str>| {
+        let mut request = console
+            .http
+            .post(format!("{}/api/sign-out", console.base))
+            .header("cookie", anna.cookie());
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf.to_owned());
+        }
+        request.send()
+    };
+    assert_eq!(out(None).await.unwrap().status(), 403);
+    let signed_out = out(Some(&anna.csrf)).await.unwrap();
+    assert_eq!(signed_out.status(), 204);
+    let cleared: Vec<&str> = signed_out
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(cleared.len(), 2);
+    assert!(
+        cleared.iter().all(|c| c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+}
+
+#[tokio::test]
+async fn guessing_a_password_is_stopped_after_five_tries() {
+    let nats = NatsServer::start().await.unwrap();
+    let (mut command, Ports { ops, console, .. }) = helpline("all", &nats.url());
+    let _helpline = KillOnDrop::quiet(&mut command);
+    wait_for(ops, "/readyz", 200).await;
+    assert!(passwd(&nats, "anna", PASSWORD).status.success());
+    let console = Console {
+        base: format!("http://127.0.0.1:{console}"),
+        http: http_client(),
+    };
+    for guess in 0..5 {
+        let refused = console
+            .sign_in("anna", &format!("guess number {guess}"))
+            .await;
+        assert_eq!(refused.status(), 401);
+    }
+    // The right password too, now: the guesser cannot tell it from a wrong one.
+    assert_eq!(console.sign_in("anna", PASSWORD).await.status(), 429);
+    // Another agent is not locked out by Anna's.
+    assert_eq!(
+        console.sign_in("jonas", "whatever it is").await.status(),
+        401
+    );
+}
