@@ -318,7 +318,12 @@ pub async fn run_until_stopped(
         || config.console.feedback_url.is_none();
     if console_key.is_some() && own_port_is_tls && urls_unset {
         let why = "the gRPC port speaks TLS, and the console reaches the services over plain HTTP/2 only: run it as `helpline console` with console.agent_desk_url, console.query_url and console.feedback_url naming plain gRPC ports";
-        if services == (Services { console: true, ..Services::NONE }) {
+        if services
+            == (Services {
+                console: true,
+                ..Services::NONE
+            })
+        {
             anyhow::bail!("{why}");
         }
         tracing::warn!("the console is not started: {why}");
@@ -342,7 +347,7 @@ pub async fn run_until_stopped(
         serve_grpc(&mut tasks, &config.grpc, apis, services, shutdown.clone()).await?;
     }
     if let Some(key) = console_key {
-        let console = console(&config, key, &store).await?;
+        let console = console(&config, key, &store, services).await?;
         serve_http(
             &mut tasks,
             config.console.listen,
@@ -375,11 +380,12 @@ pub async fn run_until_stopped(
 }
 
 /// The console, reaching each gRPC service at its configured URL or, unset, at this
-/// process's own gRPC port.
+/// process's own gRPC port when this process serves that API.
 async fn console(
     config: &Config,
     key: helpline_assignment::AuthKey,
     store: &EventStore,
+    services: Services,
 ) -> anyhow::Result<helpline_console::Console> {
     if !key.can_sign() {
         anyhow::bail!(
@@ -389,8 +395,17 @@ async fn console(
     // Unset: this process's own gRPC port, plain (a TLS port needs the URLs set, which
     // `run_until_stopped` checks first).
     let own = format!("http://127.0.0.1:{}", config.grpc.listen.port());
-    let channel = |key: &str, url: &Option<String>| -> anyhow::Result<tonic::transport::Channel> {
-        let url = url.clone().unwrap_or_else(|| own.clone());
+    let channel = |key: &str,
+                   url: &Option<String>,
+                   served_here: bool|
+     -> anyhow::Result<tonic::transport::Channel> {
+        let url = match url {
+            Some(url) => url.clone(),
+            None if served_here => own.clone(),
+            None => anyhow::bail!(
+                "console.{key} is not set, and this process does not serve that API: name the service's gRPC address (http://assignment:50051, say)"
+            ),
+        };
         if !url.starts_with("http://") {
             anyhow::bail!(
                 "console.{key}: {url}: the console reaches the services over plain HTTP/2 (http://…) only, inside the deployment's network"
@@ -402,9 +417,17 @@ async fn console(
             .connect_lazy())
     };
     let upstreams = helpline_console::Upstreams {
-        agent_desk: channel("agent_desk_url", &config.console.agent_desk_url)?,
-        ticket_query: channel("query_url", &config.console.query_url)?,
-        feedback: channel("feedback_url", &config.console.feedback_url)?,
+        agent_desk: channel(
+            "agent_desk_url",
+            &config.console.agent_desk_url,
+            services.assignment,
+        )?,
+        ticket_query: channel("query_url", &config.console.query_url, services.query)?,
+        feedback: channel(
+            "feedback_url",
+            &config.console.feedback_url,
+            services.feedback,
+        )?,
     };
     let credentials = helpline_console::Credentials::open(
         store.jetstream(),

@@ -47,7 +47,12 @@ macro_rules! reflected_services {
 #[tokio::test]
 async fn all_is_live_ready_while_nats_answers_and_ensures_the_store() {
     let mut nats = NatsServer::start().await.unwrap();
-    let (mut command, Ports { http, ops, grpc, .. }) = helpline("all", &nats.url());
+    let (
+        mut command,
+        Ports {
+            http, ops, grpc, ..
+        },
+    ) = helpline("all", &nats.url());
     let _helpline = KillOnDrop::quiet(&mut command);
 
     wait_for(http, "/healthz", 200).await;

@@ -361,3 +361,22 @@ async fn guessing_a_password_is_stopped_after_five_tries() {
         401
     );
 }
+
+#[tokio::test]
+async fn a_console_alone_must_be_told_where_the_services_are() {
+    let nats = NatsServer::start().await.unwrap();
+    let (command, _) = helpline("console", &nats.url());
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::from(command).output(),
+    )
+    .await
+    .expect("helpline console neither served nor stopped")
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("console.agent_desk_url is not set"),
+        "{stderr}"
+    );
+}
