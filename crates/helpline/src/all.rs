@@ -312,12 +312,13 @@ pub async fn run_until_stopped(
         _ => None,
     };
     let mut console_key = auth_key.clone().filter(|_| services.console);
-    let own_port_is_tls = config.grpc.tls_cert_file.is_some();
-    let urls_unset = config.console.agent_desk_url.is_none()
-        || config.console.query_url.is_none()
-        || config.console.feedback_url.is_none();
-    if console_key.is_some() && own_port_is_tls && urls_unset {
-        let why = "the gRPC port speaks TLS, and the console reaches the services over plain HTTP/2 only: run it as `helpline console` with console.agent_desk_url, console.query_url and console.feedback_url naming plain gRPC ports";
+    if let Some(why) = console_key
+        .as_ref()
+        .and_then(|key| console_cannot_run(&config, key))
+    {
+        // Asked for on its own, the console must run; as part of a process that runs
+        // other services (which verify tokens with the public key alone, or serve gRPC
+        // over TLS), it steps aside and says why.
         if services
             == (Services {
                 console: true,
@@ -379,6 +380,24 @@ pub async fn run_until_stopped(
     result
 }
 
+/// Why the console cannot run with this configuration, if it cannot.
+fn console_cannot_run(config: &Config, key: &helpline_assignment::AuthKey) -> Option<&'static str> {
+    let urls_unset = config.console.agent_desk_url.is_none()
+        || config.console.query_url.is_none()
+        || config.console.feedback_url.is_none();
+    if !key.can_sign() {
+        Some(
+            "the console signs agents in and needs auth.signing_key (or auth.jwt_secret), not only auth.verify_key",
+        )
+    } else if config.grpc.tls_cert_file.is_some() && urls_unset {
+        Some(
+            "the gRPC port speaks TLS, and the console reaches the services over plain HTTP/2 only: run it as `helpline console` with console.agent_desk_url, console.query_url and console.feedback_url naming plain gRPC ports",
+        )
+    } else {
+        None
+    }
+}
+
 /// The console, reaching each gRPC service at its configured URL or, unset, at this
 /// process's own gRPC port when this process serves that API.
 async fn console(
@@ -387,13 +406,8 @@ async fn console(
     store: &EventStore,
     services: Services,
 ) -> anyhow::Result<helpline_console::Console> {
-    if !key.can_sign() {
-        anyhow::bail!(
-            "the console signs agents in and needs auth.signing_key (or auth.jwt_secret), not only auth.verify_key"
-        );
-    }
-    // Unset: this process's own gRPC port, plain (a TLS port needs the URLs set, which
-    // `run_until_stopped` checks first).
+    // Unset: this process's own gRPC port, plain (`console_cannot_run` has made sure it
+    // is).
     let own = format!("http://127.0.0.1:{}", config.grpc.listen.port());
     let channel = |key: &str,
                    url: &Option<String>,
