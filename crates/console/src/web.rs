@@ -43,7 +43,9 @@ pub fn router(console: Arc<Console>) -> Router {
 }
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
-const CONSOLE_JS: &str = include_str!("../web/console.js");
+/// `web/dist/console.js` as `npm run build` made it, or a page that says to build it
+/// (`build.rs`).
+const CONSOLE_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/console.js"));
 const CONSOLE_CSS: &str = include_str!("../web/console.css");
 
 fn page(body: &'static str, content_type: &'static str) -> Response {

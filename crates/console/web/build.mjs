@@ -1,0 +1,24 @@
+// Builds the console's one script: the gRPC-Web clients generated from proto/ (buf, with
+// protobuf-ts's plugin), a type check, then src/main.ts and everything it imports bundled by esbuild
+// into dist/console.js, which crates/console builds into the binary. The same lock file
+// and sources give the same bundle.
+import { execFileSync } from "node:child_process";
+import { rmSync } from "node:fs";
+import * as esbuild from "esbuild";
+
+const root = new URL("../../../", import.meta.url).pathname;
+rmSync("src/gen", { recursive: true, force: true });
+execFileSync("buf", ["generate", root, "--template", "buf.gen.yaml"], { stdio: "inherit" });
+// esbuild strips types without reading them: the type check is TypeScript's own.
+execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "."], { stdio: "inherit" });
+await esbuild.build({
+  entryPoints: ["src/main.ts"],
+  bundle: true,
+  format: "esm",
+  target: "es2022",
+  minify: true,
+  legalComments: "none",
+  outfile: "dist/console.js",
+  logLevel: "warning",
+});
+console.log("built dist/console.js");

@@ -1,0 +1,343 @@
+// The console's page: sign-in, then the agent's inbox over the AgentDesk API (gRPC-Web,
+// clients generated from proto/). Every text that comes from the server is set as text,
+// never as markup. The session cookie is out of this script's reach; the CSRF token is
+// read from its own cookie and sent with every call.
+
+import { GrpcWebFetchTransport } from "@protobuf-ts/grpcweb-transport";
+import { AgentDeskClient } from "./gen/helpline/v1/agent_desk.client";
+import type { AgentTicket } from "./gen/helpline/v1/agent_desk";
+import { AgentPresence } from "./gen/helpline/v1/agents";
+import { Channel } from "./gen/helpline/v1/common";
+import type { MessageBody } from "./gen/helpline/v1/common";
+import type { EventEnvelope } from "./gen/helpline/v1/events";
+import { Timestamp } from "./gen/google/protobuf/timestamp";
+
+interface Who {
+  agent: string;
+  name: string;
+  role: string;
+  expires_at: number;
+}
+
+/** One line of a conversation. */
+interface Line {
+  from: "customer" | "bot" | "agent" | "note" | "system";
+  text: string;
+  at: Date;
+}
+
+interface Held {
+  ticket: AgentTicket;
+  lines: Line[];
+  unread: number;
+  lastCustomerMessage?: Date;
+}
+
+const $ = (id: string) => document.getElementById(id) as HTMLElement;
+const WHATSAPP_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+function csrfToken(): string {
+  const pair = document.cookie.split("; ").find((c) => c.startsWith("helpline_csrf="));
+  return pair ? pair.slice("helpline_csrf=".length) : "";
+}
+
+const transport = new GrpcWebFetchTransport({
+  baseUrl: location.origin,
+  format: "binary",
+  fetchInit: { credentials: "same-origin" },
+  interceptors: [
+    {
+      interceptUnary(next, method, input, options) {
+        return next(method, input, { ...options, meta: { ...options.meta, "x-csrf-token": csrfToken() } });
+      },
+      interceptServerStreaming(next, method, input, options) {
+        return next(method, input, { ...options, meta: { ...options.meta, "x-csrf-token": csrfToken() } });
+      },
+    },
+  ],
+});
+const desk = new AgentDeskClient(transport);
+
+const held = new Map<string, Held>();
+let selected: string | null = null;
+let watching: AbortController | null = null;
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, className?: string) {
+  const element = document.createElement(tag);
+  if (text !== undefined) element.textContent = text;
+  if (className !== undefined) element.className = className;
+  return element;
+}
+
+function bodyText(body: MessageBody | undefined): string {
+  switch (body?.content.oneofKind) {
+    case "text":
+      return body.content.text;
+    case "media":
+      return "[attachment]";
+    case "location":
+      return "[location]";
+    default:
+      return "";
+  }
+}
+
+function when(stamp: Timestamp | undefined): Date {
+  return stamp ? Timestamp.toDate(stamp) : new Date();
+}
+
+/** What an event adds to its ticket's conversation, if anything. */
+function lineOf(event: EventEnvelope): Line | null {
+  const at = when(event.occurredAt);
+  const e = event.event;
+  switch (e.oneofKind) {
+    case "customerMessageReceived":
+      return { from: "customer", text: bodyText(e.customerMessageReceived.body), at };
+    case "botMessageSent":
+      return { from: "bot", text: bodyText(e.botMessageSent.body), at };
+    case "agentMessageSent":
+      return { from: "agent", text: bodyText(e.agentMessageSent.body), at };
+    case "agentNoteAdded":
+      return { from: "note", text: e.agentNoteAdded.text, at };
+    case "ticketResolved":
+      return { from: "system", text: `resolved: ${e.ticketResolved.summary}`, at };
+    case "ticketReleased":
+      return { from: "system", text: "released to the queue", at };
+    default:
+      return null;
+  }
+}
+
+function onEvent(ticketId: string, event: EventEnvelope) {
+  const entry = held.get(ticketId);
+  if (!entry) return;
+  for (const one of [event, ...event.moreEvents]) {
+    const line = lineOf(one);
+    if (line) {
+      entry.lines.push(line);
+      if (line.from === "customer") {
+        entry.lastCustomerMessage = line.at;
+        if (selected !== ticketId) entry.unread += 1;
+      }
+    }
+    const kind = one.event.oneofKind;
+    if (kind === "ticketReleased" || kind === "ticketResolved" || kind === "ticketClosed") {
+      held.delete(ticketId);
+      if (selected === ticketId) selected = null;
+    }
+    if (kind === "agentAccepted") entry.ticket.accepted = true;
+  }
+}
+
+function onTicket(ticket: AgentTicket) {
+  const known = held.get(ticket.ticketId);
+  if (known) {
+    known.ticket = ticket;
+  } else {
+    held.set(ticket.ticketId, { ticket, lines: [], unread: 0 });
+    if (!ticket.accepted) announce(`New offer: ${ticket.details?.product || ticket.queue}`);
+  }
+}
+
+function announce(text: string) {
+  $("announce").textContent = text;
+  if (document.hidden) document.title = `(!) helpline console`;
+}
+
+async function watch() {
+  watching?.abort();
+  const abort = new AbortController();
+  watching = abort;
+  let pause = 500;
+  while (!abort.signal.aborted) {
+    try {
+      const call = desk.watch({}, { abort: abort.signal });
+      $("connection").textContent = "connected";
+      for await (const update of call.responses) {
+        pause = 500;
+        if (update.update.oneofKind === "ticket") onTicket(update.update.ticket);
+        else if (update.update.oneofKind === "event") onEvent(update.ticketId, update.update.event);
+        render();
+      }
+    } catch (error) {
+      if (abort.signal.aborted) return;
+      if (String(error).includes("UNAUTHENTICATED")) {
+        show(null);
+        return;
+      }
+    }
+    // The stream ended or broke: the desk sends the held tickets again on the next one.
+    $("connection").textContent = "reconnecting…";
+    held.clear();
+    await new Promise((resolve) => setTimeout(resolve, pause));
+    pause = Math.min(pause * 2, 10_000);
+  }
+}
+
+function render() {
+  const offers = $("offers");
+  const mine = $("mine");
+  offers.replaceChildren();
+  mine.replaceChildren();
+  for (const [id, entry] of held) {
+    const item = el("li");
+    const open = el("button", `${entry.ticket.details?.product || entry.ticket.queue} · ${Channel[entry.ticket.channel] ?? ""}`);
+    open.type = "button";
+    open.addEventListener("click", () => {
+      selected = id;
+      entry.unread = 0;
+      render();
+    });
+    item.append(open);
+    if (entry.unread > 0) item.append(el("span", String(entry.unread), "unread"));
+    if (entry.ticket.accepted) {
+      mine.append(item);
+    } else {
+      const expires = entry.ticket.offerExpiresAt ? Timestamp.toDate(entry.ticket.offerExpiresAt) : null;
+      if (expires) {
+        const countdown = el("span", "", "countdown");
+        countdown.dataset.expires = String(expires.getTime());
+        item.append(countdown);
+      }
+      const accept = el("button", "Accept");
+      accept.type = "button";
+      accept.addEventListener("click", () => act(() => desk.accept({ ticketId: id }), id));
+      item.append(accept);
+      offers.append(item);
+    }
+  }
+  renderConversation();
+  tick();
+}
+
+function renderConversation() {
+  const view = $("conversation");
+  const entry = selected ? held.get(selected) : undefined;
+  view.hidden = !entry;
+  if (!entry || !selected) return;
+  const t = entry.ticket;
+  $("summary").textContent = t.summary;
+  $("product").textContent = t.details?.product ?? "";
+  $("serial").textContent = t.details?.serialNumber ?? "";
+  $("problem").textContent = t.details?.problem ?? "";
+  const lines = $("lines");
+  lines.replaceChildren(...entry.lines.map((line) => el("li", line.text, `line ${line.from}`)));
+  const whatsapp = t.channel === Channel.WHATSAPP;
+  const outside =
+    whatsapp && (!entry.lastCustomerMessage || Date.now() - entry.lastCustomerMessage.getTime() > WHATSAPP_WINDOW_MS);
+  $("window").textContent = !whatsapp
+    ? ""
+    : outside
+      ? "Outside WhatsApp's 24-hour window: the reply goes as the region's template message."
+      : `Inside WhatsApp's 24-hour window (until ${new Date(entry.lastCustomerMessage!.getTime() + WHATSAPP_WINDOW_MS).toLocaleString()}).`;
+  (document.getElementById("reply-form") as HTMLFormElement).hidden = !t.accepted;
+}
+
+async function act(call: () => PromiseLike<unknown>, ticketId: string) {
+  $("action-error").textContent = "";
+  try {
+    await call();
+    selected = ticketId;
+  } catch (error) {
+    $("action-error").textContent = String((error as Error).message ?? error);
+  }
+  render();
+}
+
+function show(who: Who | null) {
+  $("sign-in").hidden = who !== null;
+  $("inbox").hidden = who === null;
+  $("sign-out").hidden = who === null;
+  $("who").hidden = who === null;
+  if (who === null) {
+    watching?.abort();
+    held.clear();
+    selected = null;
+    return;
+  }
+  $("who").textContent = `${who.name || who.agent} (${who.role})`;
+  void desk.signIn({}).then(() => watch(), (error) => ($("action-error").textContent = String(error)));
+}
+
+async function current(): Promise<Who | null> {
+  const response = await fetch("/api/session", { credentials: "same-origin" });
+  return response.ok ? response.json() : null;
+}
+
+$("sign-in").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("sign-in-error").textContent = "";
+  const agent = ($("agent") as HTMLInputElement).value;
+  const password = $("password") as HTMLInputElement;
+  const response = await fetch("/api/sign-in", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ agent, password: password.value }),
+  });
+  password.value = "";
+  if (response.ok) {
+    show(await response.json());
+  } else {
+    const problem = await response.json().catch(() => ({ error: response.statusText }));
+    $("sign-in-error").textContent = problem.error;
+  }
+});
+
+$("sign-out").addEventListener("click", async () => {
+  await desk.signOut({}).then(undefined, () => undefined);
+  await fetch("/api/sign-out", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "x-csrf-token": csrfToken() },
+  });
+  show(null);
+});
+
+$("presence").addEventListener("change", (event) => {
+  const away = (event.target as HTMLSelectElement).value === "away";
+  void desk.setPresence({ presence: away ? AgentPresence.AWAY : AgentPresence.ONLINE });
+});
+
+$("reply-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = $("reply") as HTMLTextAreaElement;
+  const ticketId = selected;
+  if (!ticketId || !text.value.trim()) return;
+  const body = { content: { oneofKind: "text" as const, text: text.value } };
+  const requestId = crypto.randomUUID();
+  text.value = "";
+  void act(() => desk.reply({ ticketId, body, requestId }), ticketId);
+});
+
+$("note-button").addEventListener("click", () => {
+  const text = $("reply") as HTMLTextAreaElement;
+  const ticketId = selected;
+  if (!ticketId || !text.value.trim()) return;
+  const note = text.value;
+  text.value = "";
+  void act(() => desk.addNote({ ticketId, text: note }), ticketId);
+});
+
+$("release").addEventListener("click", () => {
+  if (selected) void act(() => desk.release({ ticketId: selected! }), selected);
+});
+
+$("resolve").addEventListener("click", () => {
+  const summary = ($("resolution") as HTMLInputElement).value.trim();
+  if (selected) void act(() => desk.resolve({ ticketId: selected!, summary }), selected);
+});
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) document.title = "helpline console";
+});
+// The offers' countdowns tick; nothing else is redrawn, so focus and typing stay put.
+function tick() {
+  for (const countdown of document.querySelectorAll<HTMLElement>(".countdown")) {
+    const left = Math.max(0, Math.round((Number(countdown.dataset.expires) - Date.now()) / 1000));
+    countdown.textContent = `${left} s left`;
+  }
+}
+setInterval(tick, 1000);
+
+show(await current());
