@@ -669,6 +669,9 @@ fn offer(assignment: &Assignment, id: TicketId, entry: &TicketEntry) -> pb::Watc
             summary: entry.summary.clone(),
             accepted: ticket.accepted,
             offer_expires_at: expires,
+            last_customer_message_at: entry
+                .last_customer_message_at
+                .map(prost_types::Timestamp::from),
         })),
     }
 }

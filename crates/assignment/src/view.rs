@@ -37,6 +37,8 @@ pub struct TicketEntry {
     pub declined: BTreeSet<AgentId>,
     /// The bot's handoff summary, for the agent.
     pub summary: String,
+    /// When the customer last wrote (WhatsApp's 24-hour window runs from it).
+    pub last_customer_message_at: Option<std::time::SystemTime>,
 }
 
 /// A ticket counted against an agent's capacity.
@@ -119,6 +121,9 @@ impl View {
                 entry.declined.clear();
             }
             Event::CustomerErased => entry.summary = Erased::SHOWN.to_owned(),
+            Event::CustomerMessageReceived { .. } => {
+                entry.last_customer_message_at = Some(meta.occurred_at);
+            }
             _ => {}
         }
         let agent_after = holder(&entry.ticket);

@@ -213,15 +213,15 @@ async fn sign_out(headers: HeaderMap) -> Response {
     response
 }
 
+/// Who is signed in: 200 with [`Who`], or 204 when nobody is (no cookie, or a session
+/// that ended or is not valid). Not a 401: a page asks this first thing, and for a page
+/// nobody is signed in to yet, that is no error.
 async fn current_session(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let Some(token) = session::cookie(&headers, SESSION_COOKIE) else {
-        return error(StatusCode::UNAUTHORIZED, "not signed in");
+        return StatusCode::NO_CONTENT.into_response();
     };
     let Ok(claims) = helpline_auth::verify(&console.key, token) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "the session ended or is not valid; sign in again",
-        );
+        return StatusCode::NO_CONTENT.into_response();
     };
     let name = console
         .agents

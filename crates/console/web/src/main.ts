@@ -33,6 +33,15 @@ interface Held {
   lastCustomerMessage?: Date;
 }
 
+const CHANNELS: Record<number, string> = {
+  [Channel.WHATSAPP]: "WhatsApp",
+  [Channel.MESSENGER]: "Messenger",
+  [Channel.TELEGRAM]: "Telegram",
+  [Channel.VIBER]: "Viber",
+  [Channel.APPLE_MESSAGES]: "Apple Messages",
+  [Channel.WEB_CHAT]: "web chat",
+};
+
 const $ = (id: string) => document.getElementById(id) as HTMLElement;
 const WHATSAPP_WINDOW_MS = 24 * 60 * 60 * 1000;
 
@@ -130,11 +139,13 @@ function onEvent(ticketId: string, event: EventEnvelope) {
 }
 
 function onTicket(ticket: AgentTicket) {
+  const lastCustomerMessage = ticket.lastCustomerMessageAt ? Timestamp.toDate(ticket.lastCustomerMessageAt) : undefined;
   const known = held.get(ticket.ticketId);
   if (known) {
     known.ticket = ticket;
+    known.lastCustomerMessage = lastCustomerMessage ?? known.lastCustomerMessage;
   } else {
-    held.set(ticket.ticketId, { ticket, lines: [], unread: 0 });
+    held.set(ticket.ticketId, { ticket, lines: [], unread: 0, lastCustomerMessage });
     if (!ticket.accepted) announce(`New offer: ${ticket.details?.product || ticket.queue}`);
   }
 }
@@ -181,7 +192,7 @@ function render() {
   mine.replaceChildren();
   for (const [id, entry] of held) {
     const item = el("li");
-    const open = el("button", `${entry.ticket.details?.product || entry.ticket.queue} · ${Channel[entry.ticket.channel] ?? ""}`);
+    const open = el("button", `${entry.ticket.details?.product || entry.ticket.queue} · ${CHANNELS[entry.ticket.channel] ?? ""}`);
     open.type = "button";
     open.addEventListener("click", () => {
       selected = id;
@@ -261,7 +272,7 @@ function show(who: Who | null) {
 
 async function current(): Promise<Who | null> {
   const response = await fetch("/api/session", { credentials: "same-origin" });
-  return response.ok ? response.json() : null;
+  return response.status === 200 ? response.json() : null;
 }
 
 $("sign-in").addEventListener("submit", async (event) => {

@@ -1,0 +1,97 @@
+// Agent Anna in a real browser (Debian's chromium, driven by playwright-core): signs in
+// to the console, takes the offer, reads the bot's summary and the 24-hour window,
+// replies, adds an internal note, waits for the customer's answer, resolves; axe-core on
+// every page along the way. Driven by crates/helpline/tests/console_browser.rs, which
+// plays the customer: this script says where it is on stdout (READY, REPLIED, RESOLVED)
+// and fails (exit 1) on anything it does not find.
+//
+// Environment: CONSOLE_URL, AGENT, PASSWORD, SCREENSHOTS (a folder), CHROMIUM (the
+// binary, /usr/bin/chromium by default).
+import { chromium } from "playwright-core";
+import { createRequire } from "node:module";
+
+const require = createRequire(import.meta.url);
+const axePath = require.resolve("axe-core/axe.min.js");
+const { CONSOLE_URL, AGENT, PASSWORD, SCREENSHOTS } = process.env;
+const say = (line) => process.stdout.write(`${line}\n`);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+const problems = [];
+try {
+  // The console's policy runs only its own scripts; axe is added by the test alone.
+  const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.on("console", (message) => {
+    if (message.type() === "error") problems.push(`console error: ${message.text()}`);
+  });
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+
+  async function axe(name) {
+    await page.addScriptTag({ path: axePath });
+    const result = await page.evaluate(async () => await window.axe.run());
+    const serious = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+    for (const v of serious) problems.push(`axe on ${name}: ${v.id} (${v.impact}): ${v.help}`);
+    say(`AXE ${name} ${serious.length}`);
+  }
+
+  await page.goto(CONSOLE_URL);
+  await page.getByLabel("Agent id").waitFor();
+  await axe("sign-in");
+  // Keyboard only: type, Tab, type, Enter.
+  await page.getByLabel("Agent id").fill(AGENT);
+  await page.keyboard.press("Tab");
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press("Enter");
+  await page.locator("#connection", { hasText: "connected" }).waitFor();
+  say("READY");
+
+  const offer = page.locator("#offers li").first();
+  await offer.waitFor({ timeout: 60_000 });
+  await page.locator("#offers .countdown").first().waitFor();
+  await axe("inbox");
+  if (SCREENSHOTS) await page.screenshot({ path: `${SCREENSHOTS}/console-inbox.png` });
+  await offer.getByRole("button", { name: "Accept" }).click();
+  const mine = page.locator("#mine li").first();
+  await mine.waitFor();
+  await mine.getByRole("button").first().click();
+  await page.locator("#summary").filter({ hasText: /\S/ }).waitFor();
+  const product = await page.locator("#product").textContent();
+  const serial = await page.locator("#serial").textContent();
+  if (!/MateBook/.test(product)) problems.push(`product shown: ${product}`);
+  if (serial !== "2NS7N19B12345678") problems.push(`serial shown: ${serial}`);
+  const window24 = await page.locator("#window").textContent();
+  // The customer wrote moments ago: inside the window.
+  if (!/^Inside WhatsApp's 24-hour window/.test(window24)) problems.push(`the 24-hour window is not shown: ${window24}`);
+
+  await page.getByLabel("Message").fill("Guten Tag, hier ist Anna. Ich helfe Ihnen gern.");
+  await page.getByRole("button", { name: "Send to customer" }).click();
+  await page.getByLabel("Message").fill("Intern: Garantie prüfen");
+  await page.getByRole("button", { name: "Add internal note" }).click();
+  await page.locator("#lines .line.note", { hasText: "Garantie prüfen" }).waitFor();
+  say("REPLIED");
+
+  await page.locator("#lines .line.customer", { hasText: "jetzt klappt es" }).waitFor({ timeout: 60_000 });
+  await axe("conversation");
+  if (SCREENSHOTS) await page.screenshot({ path: `${SCREENSHOTS}/console-conversation.png` });
+  await page.getByLabel("Resolution").fill("Konto nach Update zurückgesetzt");
+  await page.getByRole("button", { name: "Resolve" }).click();
+  await page.locator("#mine li").waitFor({ state: "detached" });
+  say("RESOLVED");
+} catch (error) {
+  problems.push(String(error));
+} finally {
+  await browser.close();
+}
+for (const problem of problems) say(`PROBLEM ${problem}`);
+process.exit(problems.length === 0 ? 0 : 1);

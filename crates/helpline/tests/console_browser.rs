@@ -1,0 +1,199 @@
+//! The console end to end in a real browser (Debian's chromium, driven by playwright-core
+//! from `crates/console/web/tests/inbox.mjs`): a WhatsApp customer (the simulator) goes
+//! through the bot's intake; agent Anna, signed in to the console, gets the offer,
+//! accepts, sees the summary, the serial number and the 24-hour window, replies and adds
+//! an internal note; the customer gets the reply and never the note, answers, and Anna
+//! sees the answer live and resolves, which starts the rating. axe-core finds no serious
+//! or critical violation on any page; the page logs no error.
+//!
+//! scripts/test installs chromium and the npm packages; run alone, the test says what
+//! is missing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod process;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use helpline_domain::Channel;
+use helpline_testkit::{NatsServer, Simulator};
+use process::{KillOnDrop, Ports, helpline, wait_for};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const CUSTOMER: &str = "4915112345678";
+const PASSWORD: &str = "anna's console password";
+
+fn web_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../console/web")
+}
+
+/// `helpline agent passwd`, the password on standard input.
+fn passwd(nats: &NatsServer, agent: &str) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .args(["agent", "passwd", "--agent", agent])
+        .env_remove("HELPLINE_CONFIG")
+        .env("HELPLINE_NATS_URL", nats.url())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+struct Customer<'a> {
+    sim: &'a Simulator,
+    ingress: String,
+}
+
+impl Customer<'_> {
+    fn received(&self) -> Vec<String> {
+        self.sim
+            .received(Channel::WhatsApp, CUSTOMER)
+            .into_iter()
+            .map(|received| received.text.unwrap_or_default())
+            .collect()
+    }
+
+    /// Writes `text` and waits until helpline answered with something more.
+    async fn says(&self, text: &str) {
+        let before = self.received().len();
+        let webhook = self.sim.webhook(Channel::WhatsApp, CUSTOMER, text);
+        let answer = self.sim.deliver(&self.ingress, &webhook).await.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        self.gets(|received| received.len() > before, text).await;
+    }
+
+    async fn gets(&self, done: impl Fn(&[String]) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(&self.received()) {
+            assert!(
+                Instant::now() < deadline,
+                "the customer waited in vain after {what:?}; got {:?}",
+                self.received()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anna_takes_a_whatsapp_customer_through_the_console_in_a_real_browser() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        Path::new(&chromium).exists(),
+        "no {chromium}: scripts/test installs Debian's chromium"
+    );
+    assert!(
+        web_dir().join("node_modules/playwright-core").exists(),
+        "no playwright-core in crates/console/web: scripts/test (scripts/build-console) installs it"
+    );
+    let nats = NatsServer::start().await.unwrap();
+    let sim = Simulator::start(Default::default()).await.unwrap();
+    let (
+        mut command,
+        Ports {
+            http, ops, console, ..
+        },
+    ) = helpline("all", &nats.url());
+    let whatsapp = &sim.helpline_channels()["whatsapp"];
+    for key in [
+        "app_secret",
+        "verify_token",
+        "access_token",
+        "phone_number_id",
+        "api_base_url",
+    ] {
+        let value = whatsapp[key].as_str().unwrap();
+        command.env(
+            format!("HELPLINE_CHANNELS__WHATSAPP__{}", key.to_ascii_uppercase()),
+            value,
+        );
+    }
+    let _helpline = KillOnDrop::quiet(&mut command);
+    wait_for(ops, "/readyz", 200).await;
+    passwd(&nats, "anna");
+
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let mut browser = tokio::process::Command::new("node")
+        .arg("tests/inbox.mjs")
+        .current_dir(web_dir())
+        .env("CONSOLE_URL", format!("http://127.0.0.1:{console}"))
+        .env("AGENT", "anna")
+        .env("PASSWORD", PASSWORD)
+        .env("SCREENSHOTS", &screenshots)
+        .env("CHROMIUM", &chromium)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut heard = Vec::new();
+    let mut until = async |line: &str| {
+        let found = tokio::time::timeout(Duration::from_secs(90), async {
+            while let Some(next) = said.next_line().await.unwrap() {
+                heard.push(next.clone());
+                if next == line {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(
+            matches!(found, Ok(true)),
+            "the browser never said {line}; it said {heard:?}"
+        );
+    };
+
+    until("READY").await;
+    let customer = Customer {
+        sim: &sim,
+        ingress: format!("http://127.0.0.1:{http}"),
+    };
+    customer
+        .says("Hallo, ich brauche Hilfe mit meinem MateBook X Pro")
+        .await;
+    customer.says("2NS7N19B12345678").await;
+    customer
+        .says("Ich kann mich seit dem Update nicht mehr anmelden")
+        .await;
+    until("REPLIED").await;
+    customer
+        .gets(
+            |received| received.iter().any(|text| text.contains("hier ist Anna")),
+            "Anna's reply",
+        )
+        .await;
+    customer.says("Danke, jetzt klappt es wieder!").await;
+    until("RESOLVED").await;
+    let status = tokio::time::timeout(Duration::from_secs(30), browser.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let rest: Vec<String> = {
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = said.next_line().await {
+            rest.push(line);
+        }
+        rest
+    };
+    assert!(status.success(), "the browser found problems: {rest:?}");
+    // Resolving starts the rating; the internal note never reached the customer.
+    customer
+        .gets(|received| received.len() >= 5, "the rating prompt")
+        .await;
+    let received = customer.received();
+    assert!(
+        !received.iter().any(|text| text.contains("Garantie")),
+        "the internal note reached the customer: {received:?}"
+    );
+    for page in ["console-inbox.png", "console-conversation.png"] {
+        assert!(screenshots.join(page).exists(), "no screenshot {page}");
+    }
+}
