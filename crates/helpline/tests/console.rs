@@ -308,6 +308,19 @@ async fn an_agent_signs_in_with_a_password_and_the_session_is_the_only_way_in() 
         (200, "5".to_owned()),
         "a supervisor, for a ticket that is not there"
     );
+    // Nor does she watch the region's tickets, which the supervisor's view does.
+    assert_eq!(
+        console
+            .call(
+                "/helpline.v1.TicketQuery/WatchTickets",
+                &pb::WatchTicketsRequest {},
+                Some(&anna.cookie()),
+                Some(&anna.csrf)
+            )
+            .await,
+        (200, "7".to_owned()),
+        "an agent watching every ticket"
+    );
 
     // Sign-out needs the CSRF token and clears both cookies.
     let out = |csrf: Option<&str>| {

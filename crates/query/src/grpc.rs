@@ -291,6 +291,58 @@ impl TicketQuery for QueryApi {
             Box::pin(answers),
         )))
     }
+
+    type WatchTicketsStream = Watch<pb::WatchTicketsResponse>;
+
+    async fn watch_tickets(
+        &self,
+        request: Request<pb::WatchTicketsRequest>,
+    ) -> Result<Response<Self::WatchTicketsStream>, Status> {
+        let (audience, claims) = self.watcher(&request)?;
+        let stream_last = stream_last_sequence(&self.store).await?;
+        let changes = self.projection.changes();
+        let seen = self
+            .projection
+            .read_with(|projection| projection.last_sequence());
+        let live = self.projection.clone();
+        let updates = stream::unfold(Some(changes), move |changes| {
+            let live = live.clone();
+            async move {
+                let mut changes = changes?;
+                loop {
+                    match changes.recv().await {
+                        Ok(change) if change.entry.sequence > seen => {
+                            let answer = pb::WatchTicketsResponse {
+                                ticket: Some(view_to_proto(&change.view, &audience)),
+                                event: Some(entry_to_proto(
+                                    &change.entry,
+                                    &audience,
+                                    change.view.state.erased,
+                                )),
+                                position: Some(live_position(&live, stream_last)),
+                            };
+                            return Some((Ok(answer), Some(changes)));
+                        }
+                        Ok(_) => {}
+                        // Missed changes cannot be told one by one: the caller watches
+                        // again and reads the figures afresh.
+                        Err(RecvError::Lagged(missed)) => {
+                            let status = Status::aborted(format!(
+                                "the watch fell {missed} changes behind; watch again"
+                            ));
+                            return Some((Err(status), None));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(helpline_auth::guard_stream(
+            &self.key,
+            claims,
+            Box::pin(updates),
+        )))
+    }
 }
 
 impl QueryApi {

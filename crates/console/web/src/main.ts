@@ -11,6 +11,10 @@ import { Channel } from "./gen/helpline/v1/common";
 import type { MessageBody } from "./gen/helpline/v1/common";
 import type { EventEnvelope } from "./gen/helpline/v1/events";
 import { Timestamp } from "./gen/google/protobuf/timestamp";
+import { TicketQueryClient } from "./gen/helpline/v1/ticket_query.client";
+import { TicketPhase } from "./gen/helpline/v1/ticket_query";
+import { FeedbackClient } from "./gen/helpline/v1/feedback.client";
+import { CsatGrouping } from "./gen/helpline/v1/feedback";
 
 interface Who {
   agent: string;
@@ -66,6 +70,8 @@ const transport = new GrpcWebFetchTransport({
   ],
 });
 const desk = new AgentDeskClient(transport);
+const query = new TicketQueryClient(transport);
+const feedback = new FeedbackClient(transport);
 
 const held = new Map<string, Held>();
 let selected: string | null = null;
@@ -255,19 +261,127 @@ async function act(call: () => PromiseLike<unknown>, ticketId: string) {
   render();
 }
 
+// The supervisor's view: figures read afresh whenever a ticket of the region changes
+// (TicketQuery.WatchTickets pushes each change; nothing is polled).
+let supervising: AbortController | null = null;
+let refreshing: ReturnType<typeof setTimeout> | null = null;
+let latestChange = 0n;
+
+function cells(row: HTMLTableRowElement, values: string[]) {
+  row.replaceChildren(...values.map((value) => el("td", value)));
+  return row;
+}
+
+function table(id: string, rows: string[][]) {
+  const body = document.querySelector(`#${id} tbody`) as HTMLElement;
+  body.replaceChildren(...rows.map((values) => cells(document.createElement("tr"), values)));
+}
+
+const PRESENCE: Record<number, string> = {
+  [AgentPresence.ONLINE]: "available",
+  [AgentPresence.AWAY]: "away",
+  [AgentPresence.OFFLINE]: "offline",
+};
+const PHASES: [TicketPhase, string][] = [
+  [TicketPhase.OPEN, "with the bot"],
+  [TicketPhase.ROUTING, "routing"],
+  [TicketPhase.QUEUED, "queued"],
+  [TicketPhase.ASSIGNED, "with an agent"],
+  [TicketPhase.REFERRED_TO_STORE, "referred to a store"],
+  [TicketPhase.RESOLVED, "resolved"],
+  [TicketPhase.AWAITING_RATING, "awaiting a rating"],
+  [TicketPhase.CLOSED, "closed"],
+  [TicketPhase.ABANDONED, "abandoned"],
+];
+
+async function refreshFigures(tries = 0) {
+  refreshing = null;
+  const [queues, agents, tickets] = await Promise.all([
+    desk.listQueues({}).response,
+    desk.listAgents({}).response,
+    query.listTickets({ limit: 1000 }).response,
+  ]);
+  table(
+    "queues",
+    queues.queues.map((q) => [q.name || q.queue, String(q.waiting), `${q.longestWaitSecs} s`, String(q.assigned), String(q.agentsOnline)]),
+  );
+  table(
+    "agents",
+    agents.agents.map((a) => [a.name || a.agentId, PRESENCE[a.presence] ?? "offline", `${a.load} of ${a.maxTickets}`]),
+  );
+  const counts = new Map<TicketPhase, number>();
+  for (const ticket of tickets.tickets) counts.set(ticket.phase, (counts.get(ticket.phase) ?? 0) + 1);
+  table(
+    "phases",
+    PHASES.filter(([phase]) => counts.has(phase)).map(([phase, name]) => [name, String(counts.get(phase))]),
+  );
+  const groups: [string, CsatGrouping][] = [
+    ["queue", CsatGrouping.QUEUE],
+    ["agent", CsatGrouping.AGENT],
+    ["day", CsatGrouping.DAY],
+  ];
+  const csat = await Promise.all(groups.map(([, by]) => feedback.getCsat({ groupBy: [by] }).response));
+  const rows: string[][] = [];
+  csat.forEach((answer, i) => {
+    for (const row of answer.rows) {
+      if (row.ratingsRequested === 0 && row.ratings === 0) continue;
+      rows.push([groups[i][0], row.group[0] || "—", String(row.ratings), row.average.toFixed(2), `${row.csatPercent.toFixed(0)} %`]);
+    }
+  });
+  table("csat", rows);
+  const applied = csat[0].position?.appliedSequence ?? 0n;
+  $("figures-position").textContent = `live, up to event ${applied}`;
+  // The CSAT projection follows the log on its own: if it has not reached the change
+  // that called for this refresh yet, look again in a moment (a few times at most).
+  if (applied < latestChange && tries < 10) {
+    refreshing = setTimeout(() => void refreshFigures(tries + 1), 300);
+  }
+}
+
+function figuresChanged() {
+  if (refreshing === null) refreshing = setTimeout(() => void refreshFigures().catch(() => undefined), 200);
+}
+
+async function supervise() {
+  supervising?.abort();
+  const abort = new AbortController();
+  supervising = abort;
+  let pause = 500;
+  while (!abort.signal.aborted) {
+    try {
+      const call = query.watchTickets({}, { abort: abort.signal });
+      await refreshFigures();
+      for await (const change of call.responses) {
+        pause = 500;
+        const sequence = change.event?.sequence ?? 0n;
+        if (sequence > latestChange) latestChange = sequence;
+        figuresChanged();
+      }
+    } catch {
+      if (abort.signal.aborted) return;
+    }
+    $("figures-position").textContent = "reconnecting…";
+    await new Promise((resolve) => setTimeout(resolve, pause));
+    pause = Math.min(pause * 2, 10_000);
+  }
+}
+
 function show(who: Who | null) {
   $("sign-in").hidden = who !== null;
   $("inbox").hidden = who === null;
   $("sign-out").hidden = who === null;
   $("who").hidden = who === null;
+  $("supervisor").hidden = who === null || (who.role !== "supervisor" && who.role !== "admin");
   if (who === null) {
     watching?.abort();
+    supervising?.abort();
     held.clear();
     selected = null;
     return;
   }
   $("who").textContent = `${who.name || who.agent} (${who.role})`;
   void desk.signIn({}).then(() => watch(), (error) => ($("action-error").textContent = String(error)));
+  if (!$("supervisor").hidden) void supervise();
 }
 
 async function current(): Promise<Who | null> {

@@ -5,14 +5,17 @@
 // plays the customer: this script says where it is on stdout (READY, REPLIED, RESOLVED)
 // and fails (exit 1) on anything it does not find.
 //
-// Environment: CONSOLE_URL, AGENT, PASSWORD, SCREENSHOTS (a folder), CHROMIUM (the
-// binary, /usr/bin/chromium by default).
+// Supervisor Sabine watches in a second browser context: after the customer's rating
+// her CSAT figures show it without a reload (CSAT).
+//
+// Environment: CONSOLE_URL, AGENT, SUPERVISOR, PASSWORD (both's), SCREENSHOTS (a
+// folder), CHROMIUM (the binary, /usr/bin/chromium by default).
 import { chromium } from "playwright-core";
 import { createRequire } from "node:module";
 
 const require = createRequire(import.meta.url);
 const axePath = require.resolve("axe-core/axe.min.js");
-const { CONSOLE_URL, AGENT, PASSWORD, SCREENSHOTS } = process.env;
+const { CONSOLE_URL, AGENT, SUPERVISOR, PASSWORD, SCREENSHOTS } = process.env;
 const say = (line) => process.stdout.write(`${line}\n`);
 
 const browser = await chromium.launch({
@@ -30,20 +33,34 @@ const browser = await chromium.launch({
 const problems = [];
 try {
   // The console's policy runs only its own scripts; axe is added by the test alone.
-  const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  page.on("console", (message) => {
-    if (message.type() === "error") problems.push(`console error: ${message.text()}`);
-  });
-  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  async function open() {
+    const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    page.on("console", (message) => {
+      if (message.type() === "error") problems.push(`console error: ${message.text()}`);
+    });
+    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+    return page;
+  }
+  const page = await open();
 
-  async function axe(name) {
-    await page.addScriptTag({ path: axePath });
-    const result = await page.evaluate(async () => await window.axe.run());
+  async function axe(name, on = page) {
+    await on.addScriptTag({ path: axePath });
+    const result = await on.evaluate(async () => await window.axe.run());
     const serious = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
     for (const v of serious) problems.push(`axe on ${name}: ${v.id} (${v.impact}): ${v.help}`);
     say(`AXE ${name} ${serious.length}`);
   }
+
+  // Sabine first, away, so that the offer goes to Anna.
+  const supervisor = await open();
+  await supervisor.goto(CONSOLE_URL);
+  await supervisor.getByLabel("Agent id").fill(SUPERVISOR);
+  await supervisor.getByLabel("Password").fill(PASSWORD);
+  await supervisor.getByRole("button", { name: "Sign in" }).click();
+  await supervisor.locator("#connection", { hasText: "connected" }).waitFor();
+  await supervisor.getByLabel("Presence").selectOption("away");
+  await supervisor.locator("#figures-position", { hasText: "live" }).waitFor();
 
   await page.goto(CONSOLE_URL);
   await page.getByLabel("Agent id").waitFor();
@@ -88,6 +105,15 @@ try {
   await page.getByRole("button", { name: "Resolve" }).click();
   await page.locator("#mine li").waitFor({ state: "detached" });
   say("RESOLVED");
+
+  // The customer rates 5: Sabine's figures show it, pushed, no reload.
+  await supervisor
+    .locator("#csat tbody tr", { hasText: AGENT })
+    .filter({ hasText: "5.00" })
+    .waitFor({ timeout: 60_000 });
+  await axe("supervisor", supervisor);
+  if (SCREENSHOTS) await supervisor.screenshot({ path: `${SCREENSHOTS}/console-supervisor.png`, fullPage: true });
+  say("CSAT");
 } catch (error) {
   problems.push(String(error));
 } finally {
