@@ -104,6 +104,8 @@ struct Who {
     agent: String,
     name: String,
     role: &'static str,
+    /// The agent's languages (BCP 47), from `[[agents]]`: the page speaks the first it has.
+    languages: Vec<String>,
     /// Unix seconds.
     expires_at: u64,
 }
@@ -185,6 +187,7 @@ async fn sign_in(State(console): State<Arc<Console>>, headers: HeaderMap, body: 
         agent: request.agent.clone(),
         name: agent.name.clone(),
         role: agent.role.as_str(),
+        languages: agent.languages.clone(),
         expires_at: unix_secs(SystemTime::now() + ttl),
     };
     let [session_cookie, csrf_cookie] = session::open(&token, ttl);
@@ -223,15 +226,16 @@ async fn current_session(State(console): State<Arc<Console>>, headers: HeaderMap
     let Ok(claims) = helpline_auth::verify(&console.key, token) else {
         return StatusCode::NO_CONTENT.into_response();
     };
-    let name = console
+    let (name, languages) = console
         .agents
         .get(&claims.sub)
-        .map(|agent| agent.name.clone())
+        .map(|agent| (agent.name.clone(), agent.languages.clone()))
         .unwrap_or_default();
     axum::Json(Who {
         agent: claims.sub,
         name,
         role: claims.role.as_str(),
+        languages,
         expires_at: claims.exp,
     })
     .into_response()

@@ -218,6 +218,7 @@ async fn an_agent_signs_in_with_a_password_and_the_session_is_the_only_way_in() 
     let who: serde_json::Value = who.json().await.unwrap();
     assert_eq!(who["agent"], "anna");
     assert_eq!(who["role"], "agent");
+    assert_eq!(who["languages"], serde_json::json!(["de", "en"]));
 
     // A call reaches AgentDesk only with the session and its CSRF token.
     let online = pb::SetPresenceRequest {

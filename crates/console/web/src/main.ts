@@ -15,11 +15,14 @@ import { TicketQueryClient } from "./gen/helpline/v1/ticket_query.client";
 import { TicketPhase } from "./gen/helpline/v1/ticket_query";
 import { FeedbackClient } from "./gen/helpline/v1/feedback.client";
 import { CsatGrouping } from "./gen/helpline/v1/feedback";
+import { type Key, locale, speak, t } from "./i18n";
 
 interface Who {
   agent: string;
   name: string;
   role: string;
+  /** The agent's languages, the console's first. */
+  languages: string[];
   expires_at: number;
 }
 
@@ -89,9 +92,9 @@ function bodyText(body: MessageBody | undefined): string {
     case "text":
       return body.content.text;
     case "media":
-      return "[attachment]";
+      return t("attachment");
     case "location":
-      return "[location]";
+      return t("location");
     default:
       return "";
   }
@@ -115,9 +118,9 @@ function lineOf(event: EventEnvelope): Line | null {
     case "agentNoteAdded":
       return { from: "note", text: e.agentNoteAdded.text, at };
     case "ticketResolved":
-      return { from: "system", text: `resolved: ${e.ticketResolved.summary}`, at };
+      return { from: "system", text: t("line_resolved", e.ticketResolved.summary), at };
     case "ticketReleased":
-      return { from: "system", text: "released to the queue", at };
+      return { from: "system", text: t("line_released"), at };
     default:
       return null;
   }
@@ -152,7 +155,7 @@ function onTicket(ticket: AgentTicket) {
     known.lastCustomerMessage = lastCustomerMessage ?? known.lastCustomerMessage;
   } else {
     held.set(ticket.ticketId, { ticket, lines: [], unread: 0, lastCustomerMessage });
-    if (!ticket.accepted) announce(`New offer: ${ticket.details?.product || ticket.queue}`);
+    if (!ticket.accepted) announce(t("new_offer", ticket.details?.product || ticket.queue));
   }
 }
 
@@ -169,7 +172,7 @@ async function watch() {
   while (!abort.signal.aborted) {
     try {
       const call = desk.watch({}, { abort: abort.signal });
-      $("connection").textContent = "connected";
+      $("connection").textContent = t("connected");
       for await (const update of call.responses) {
         pause = 500;
         if (update.update.oneofKind === "ticket") onTicket(update.update.ticket);
@@ -184,7 +187,7 @@ async function watch() {
       }
     }
     // The stream ended or broke: the desk sends the held tickets again on the next one.
-    $("connection").textContent = "reconnecting…";
+    $("connection").textContent = t("reconnecting");
     held.clear();
     await new Promise((resolve) => setTimeout(resolve, pause));
     pause = Math.min(pause * 2, 10_000);
@@ -216,7 +219,7 @@ function render() {
         countdown.dataset.expires = String(expires.getTime());
         item.append(countdown);
       }
-      const accept = el("button", "Accept");
+      const accept = el("button", t("accept"), "accept");
       accept.type = "button";
       accept.addEventListener("click", () => act(() => desk.accept({ ticketId: id }), id));
       item.append(accept);
@@ -232,22 +235,22 @@ function renderConversation() {
   const entry = selected ? held.get(selected) : undefined;
   view.hidden = !entry;
   if (!entry || !selected) return;
-  const t = entry.ticket;
-  $("summary").textContent = t.summary;
-  $("product").textContent = t.details?.product ?? "";
-  $("serial").textContent = t.details?.serialNumber ?? "";
-  $("problem").textContent = t.details?.problem ?? "";
+  const ticket = entry.ticket;
+  $("summary").textContent = ticket.summary;
+  $("product").textContent = ticket.details?.product ?? "";
+  $("serial").textContent = ticket.details?.serialNumber ?? "";
+  $("problem").textContent = ticket.details?.problem ?? "";
   const lines = $("lines");
   lines.replaceChildren(...entry.lines.map((line) => el("li", line.text, `line ${line.from}`)));
-  const whatsapp = t.channel === Channel.WHATSAPP;
+  const whatsapp = ticket.channel === Channel.WHATSAPP;
   const outside =
     whatsapp && (!entry.lastCustomerMessage || Date.now() - entry.lastCustomerMessage.getTime() > WHATSAPP_WINDOW_MS);
   $("window").textContent = !whatsapp
     ? ""
     : outside
-      ? "Outside WhatsApp's 24-hour window: the reply goes as the region's template message."
-      : `Inside WhatsApp's 24-hour window (until ${new Date(entry.lastCustomerMessage!.getTime() + WHATSAPP_WINDOW_MS).toLocaleString()}).`;
-  (document.getElementById("reply-form") as HTMLFormElement).hidden = !t.accepted;
+      ? t("window_outside")
+      : t("window_inside", new Date(entry.lastCustomerMessage!.getTime() + WHATSAPP_WINDOW_MS).toLocaleString(locale()));
+  (document.getElementById("reply-form") as HTMLFormElement).hidden = !ticket.accepted;
 }
 
 async function act(call: () => PromiseLike<unknown>, ticketId: string) {
@@ -277,21 +280,21 @@ function table(id: string, rows: string[][]) {
   body.replaceChildren(...rows.map((values) => cells(document.createElement("tr"), values)));
 }
 
-const PRESENCE: Record<number, string> = {
+const PRESENCE: Record<number, Key> = {
   [AgentPresence.ONLINE]: "available",
   [AgentPresence.AWAY]: "away",
   [AgentPresence.OFFLINE]: "offline",
 };
-const PHASES: [TicketPhase, string][] = [
-  [TicketPhase.OPEN, "with the bot"],
-  [TicketPhase.ROUTING, "routing"],
-  [TicketPhase.QUEUED, "queued"],
-  [TicketPhase.ASSIGNED, "with an agent"],
-  [TicketPhase.REFERRED_TO_STORE, "referred to a store"],
-  [TicketPhase.RESOLVED, "resolved"],
-  [TicketPhase.AWAITING_RATING, "awaiting a rating"],
-  [TicketPhase.CLOSED, "closed"],
-  [TicketPhase.ABANDONED, "abandoned"],
+const PHASES: [TicketPhase, Key][] = [
+  [TicketPhase.OPEN, "phase_open"],
+  [TicketPhase.ROUTING, "phase_routing"],
+  [TicketPhase.QUEUED, "phase_queued"],
+  [TicketPhase.ASSIGNED, "phase_assigned"],
+  [TicketPhase.REFERRED_TO_STORE, "phase_referred"],
+  [TicketPhase.RESOLVED, "phase_resolved"],
+  [TicketPhase.AWAITING_RATING, "phase_awaiting_rating"],
+  [TicketPhase.CLOSED, "phase_closed"],
+  [TicketPhase.ABANDONED, "phase_abandoned"],
 ];
 
 async function refreshFigures(tries = 0) {
@@ -307,30 +310,30 @@ async function refreshFigures(tries = 0) {
   );
   table(
     "agents",
-    agents.agents.map((a) => [a.name || a.agentId, PRESENCE[a.presence] ?? "offline", `${a.load} of ${a.maxTickets}`]),
+    agents.agents.map((a) => [a.name || a.agentId, t(PRESENCE[a.presence] ?? "offline"), t("load_of", a.load, a.maxTickets)]),
   );
   const counts = new Map<TicketPhase, number>();
   for (const ticket of tickets.tickets) counts.set(ticket.phase, (counts.get(ticket.phase) ?? 0) + 1);
   table(
     "phases",
-    PHASES.filter(([phase]) => counts.has(phase)).map(([phase, name]) => [name, String(counts.get(phase))]),
+    PHASES.filter(([phase]) => counts.has(phase)).map(([phase, name]) => [t(name), String(counts.get(phase))]),
   );
-  const groups: [string, CsatGrouping][] = [
-    ["queue", CsatGrouping.QUEUE],
-    ["agent", CsatGrouping.AGENT],
-    ["day", CsatGrouping.DAY],
+  const groups: [Key, CsatGrouping][] = [
+    ["by_queue", CsatGrouping.QUEUE],
+    ["by_agent", CsatGrouping.AGENT],
+    ["by_day", CsatGrouping.DAY],
   ];
   const csat = await Promise.all(groups.map(([, by]) => feedback.getCsat({ groupBy: [by] }).response));
   const rows: string[][] = [];
   csat.forEach((answer, i) => {
     for (const row of answer.rows) {
       if (row.ratingsRequested === 0 && row.ratings === 0) continue;
-      rows.push([groups[i][0], row.group[0] || "—", String(row.ratings), row.average.toFixed(2), `${row.csatPercent.toFixed(0)} %`]);
+      rows.push([t(groups[i][0]), row.group[0] || "—", String(row.ratings), row.average.toFixed(2), `${row.csatPercent.toFixed(0)} %`]);
     }
   });
   table("csat", rows);
   const applied = csat[0].position?.appliedSequence ?? 0n;
-  $("figures-position").textContent = `live, up to event ${applied}`;
+  $("figures-position").textContent = t("live_up_to", String(applied));
   // The CSAT projection follows the log on its own: if it has not reached the change
   // that called for this refresh yet, look again in a moment (a few times at most).
   if (applied < latestChange && tries < 10) {
@@ -360,7 +363,7 @@ async function supervise() {
     } catch {
       if (abort.signal.aborted) return;
     }
-    $("figures-position").textContent = "reconnecting…";
+    $("figures-position").textContent = t("reconnecting");
     await new Promise((resolve) => setTimeout(resolve, pause));
     pause = Math.min(pause * 2, 10_000);
   }
@@ -373,13 +376,16 @@ function show(who: Who | null) {
   $("who").hidden = who === null;
   $("supervisor").hidden = who === null || (who.role !== "supervisor" && who.role !== "admin");
   if (who === null) {
+    speak(navigator.languages);
     watching?.abort();
     supervising?.abort();
     held.clear();
     selected = null;
     return;
   }
-  $("who").textContent = `${who.name || who.agent} (${who.role})`;
+  speak(who.languages ?? []);
+  const role = ({ agent: "role_agent", supervisor: "role_supervisor", admin: "role_admin" } as const)[who.role] ?? "role_agent";
+  $("who").textContent = `${who.name || who.agent} (${t(role as Key)})`;
   void desk.signIn({}).then(() => watch(), (error) => ($("action-error").textContent = String(error)));
   if (!$("supervisor").hidden) void supervise();
 }
@@ -405,7 +411,8 @@ $("sign-in").addEventListener("submit", async (event) => {
     show(await response.json());
   } else {
     const problem = await response.json().catch(() => ({ error: response.statusText }));
-    $("sign-in-error").textContent = problem.error;
+    $("sign-in-error").textContent =
+      response.status === 401 ? t("wrong_credentials") : response.status === 429 ? t("locked") : problem.error;
   }
 });
 
@@ -460,7 +467,7 @@ document.addEventListener("visibilitychange", () => {
 function tick() {
   for (const countdown of document.querySelectorAll<HTMLElement>(".countdown")) {
     const left = Math.max(0, Math.round((Number(countdown.dataset.expires) - Date.now()) / 1000));
-    countdown.textContent = `${left} s left`;
+    countdown.textContent = t("seconds_left", left);
   }
 }
 setInterval(tick, 1000);

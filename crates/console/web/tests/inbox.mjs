@@ -1,5 +1,6 @@
 // Agent Anna in a real browser (Debian's chromium, driven by playwright-core): signs in
-// to the console, takes the offer, reads the bot's summary and the 24-hour window,
+// to the console (in English, the browser's language) and works in German (her first
+// language in [[agents]]), takes the offer, reads the bot's summary and the 24-hour window,
 // replies, adds an internal note, waits for the customer's answer, resolves; axe-core on
 // every page along the way. Driven by crates/helpline/tests/console_browser.rs, which
 // plays the customer: this script says where it is on stdout (READY, REPLIED, RESOLVED)
@@ -31,13 +32,21 @@ const browser = await chromium.launch({
   ],
 });
 const problems = [];
+// While a refusal is what the test asks for, the browser's note of that 401 is no problem.
+let refusalExpected = false;
 try {
   // The console's policy runs only its own scripts; axe is added by the test alone.
   async function open() {
-    const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({
+      bypassCSP: true,
+      locale: "en-US",
+      viewport: { width: 1280, height: 800 },
+    });
     const page = await context.newPage();
     page.on("console", (message) => {
-      if (message.type() === "error") problems.push(`console error: ${message.text()}`);
+      if (message.type() !== "error") return;
+      if (refusalExpected && message.text().includes("status of 401")) return;
+      problems.push(`console error: ${message.text()}`);
     });
     page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
     return page;
@@ -55,22 +64,32 @@ try {
   // Sabine first, away, so that the offer goes to Anna.
   const supervisor = await open();
   await supervisor.goto(CONSOLE_URL);
-  await supervisor.getByLabel("Agent id").fill(SUPERVISOR);
-  await supervisor.getByLabel("Password").fill(PASSWORD);
-  await supervisor.getByRole("button", { name: "Sign in" }).click();
-  await supervisor.locator("#connection", { hasText: "connected" }).waitFor();
-  await supervisor.getByLabel("Presence").selectOption("away");
+  await supervisor.locator("#agent").fill(SUPERVISOR);
+  await supervisor.locator("#password").fill(PASSWORD);
+  await supervisor.locator("#sign-in-button").click();
+  await supervisor.locator("#connection", { hasText: "verbunden" }).waitFor();
+  await supervisor.locator("#presence").selectOption("away");
   await supervisor.locator("#figures-position", { hasText: "live" }).waitFor();
 
   await page.goto(CONSOLE_URL);
   await page.getByLabel("Agent id").waitFor();
   await axe("sign-in");
+  // A wrong password: refused, in the page's language.
+  await page.getByLabel("Agent id").fill(AGENT);
+  await page.getByLabel("Password").fill("not the password");
+  refusalExpected = true;
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("#sign-in-error", { hasText: "Unknown agent or wrong password." }).waitFor();
+  refusalExpected = false;
   // Keyboard only: type, Tab, type, Enter.
   await page.getByLabel("Agent id").fill(AGENT);
   await page.keyboard.press("Tab");
   await page.keyboard.type(PASSWORD);
   await page.keyboard.press("Enter");
-  await page.locator("#connection", { hasText: "connected" }).waitFor();
+  // Anna works in German.
+  await page.locator("#connection", { hasText: "verbunden" }).waitFor();
+  const signOut = await page.locator("#sign-out").textContent();
+  if (signOut !== "Abmelden") problems.push(`the console does not speak Anna's German: ${signOut}`);
   say("READY");
 
   const offer = page.locator("#offers li").first();
@@ -78,7 +97,7 @@ try {
   await page.locator("#offers .countdown").first().waitFor();
   await axe("inbox");
   if (SCREENSHOTS) await page.screenshot({ path: `${SCREENSHOTS}/console-inbox.png` });
-  await offer.getByRole("button", { name: "Accept" }).click();
+  await offer.getByRole("button", { name: "Annehmen" }).click();
   const mine = page.locator("#mine li").first();
   await mine.waitFor();
   await mine.getByRole("button").first().click();
@@ -89,20 +108,20 @@ try {
   if (serial !== "2NS7N19B12345678") problems.push(`serial shown: ${serial}`);
   const window24 = await page.locator("#window").textContent();
   // The customer wrote moments ago: inside the window.
-  if (!/^Inside WhatsApp's 24-hour window/.test(window24)) problems.push(`the 24-hour window is not shown: ${window24}`);
+  if (!/^Im 24-Stunden-Fenster von WhatsApp/.test(window24)) problems.push(`the 24-hour window is not shown: ${window24}`);
 
-  await page.getByLabel("Message").fill("Guten Tag, hier ist Anna. Ich helfe Ihnen gern.");
-  await page.getByRole("button", { name: "Send to customer" }).click();
-  await page.getByLabel("Message").fill("Intern: Garantie prüfen");
-  await page.getByRole("button", { name: "Add internal note" }).click();
+  await page.getByLabel("Nachricht").fill("Guten Tag, hier ist Anna. Ich helfe Ihnen gern.");
+  await page.getByRole("button", { name: "An Kunden senden" }).click();
+  await page.getByLabel("Nachricht").fill("Intern: Garantie prüfen");
+  await page.getByRole("button", { name: "Interne Notiz hinzufügen" }).click();
   await page.locator("#lines .line.note", { hasText: "Garantie prüfen" }).waitFor();
   say("REPLIED");
 
   await page.locator("#lines .line.customer", { hasText: "jetzt klappt es" }).waitFor({ timeout: 60_000 });
   await axe("conversation");
   if (SCREENSHOTS) await page.screenshot({ path: `${SCREENSHOTS}/console-conversation.png` });
-  await page.getByLabel("Resolution").fill("Konto nach Update zurückgesetzt");
-  await page.getByRole("button", { name: "Resolve" }).click();
+  await page.getByLabel("Lösung").fill("Konto nach Update zurückgesetzt");
+  await page.getByRole("button", { name: "Als gelöst markieren" }).click();
   await page.locator("#mine li").waitFor({ state: "detached" });
   say("RESOLVED");
 
