@@ -3,7 +3,8 @@
 //! through the bot's intake; agent Anna, signed in to the console, gets the offer,
 //! accepts, sees the summary, the serial number and the 24-hour window, replies and adds
 //! an internal note; the customer gets the reply and never the note, answers, and Anna
-//! sees the answer live and resolves, which starts the rating; the customer rates 5, and
+//! sees the answer live (and the customer's markup and script as text, never run) and
+//! resolves, which starts the rating; the customer rates 5, and
 //! supervisor Sabine's figures show it without a reload. axe-core finds no serious
 //! or critical violation on any page; the page logs no error.
 //!
@@ -25,6 +26,17 @@ use process::{KillOnDrop, Ports, helpline, wait_for};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CUSTOMER: &str = "4915112345678";
+
+/// What the customer writes after Anna's reply: markup and script the page must show as
+/// text and never run.
+const XSS_PAYLOADS: [&str; 6] = [
+    "<script>alert('xss-1')</script>",
+    "<img src=x onerror=\"alert('xss-2')\">",
+    "\"><svg onload=alert('xss-3')>",
+    "<a href=\"javascript:alert('xss-4')\">Rechnung</a>",
+    "<iframe src=\"javascript:alert('xss-5')\"></iframe>",
+    "{{constructor.constructor('alert(6)')()}} ${alert('xss-7')}",
+];
 const PASSWORD: &str = "anna's console password";
 
 fn web_dir() -> std::path::PathBuf {
@@ -58,6 +70,13 @@ impl Customer<'_> {
             .into_iter()
             .map(|received| received.text.unwrap_or_default())
             .collect()
+    }
+
+    /// Writes `text`: taken, and nothing waited for.
+    async fn writes(&self, text: &str) {
+        let webhook = self.sim.webhook(Channel::WhatsApp, CUSTOMER, text);
+        let answer = self.sim.deliver(&self.ingress, &webhook).await.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
     }
 
     /// Writes `text` and waits until helpline answered with something more.
@@ -130,6 +149,10 @@ async fn anna_takes_a_whatsapp_customer_through_the_console_in_a_real_browser() 
         .env("SUPERVISOR", "sabine")
         .env("PASSWORD", PASSWORD)
         .env("SCREENSHOTS", &screenshots)
+        .env(
+            "XSS_PAYLOADS",
+            serde_json::to_string(&XSS_PAYLOADS).unwrap(),
+        )
         .env("CHROMIUM", &chromium)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -173,6 +196,9 @@ async fn anna_takes_a_whatsapp_customer_through_the_console_in_a_real_browser() 
             "Anna's reply",
         )
         .await;
+    for payload in XSS_PAYLOADS {
+        customer.writes(payload).await;
+    }
     customer.says("Danke, jetzt klappt es wieder!").await;
     until("RESOLVED").await;
     // Resolving starts the rating; the customer gives 5 and the supervisor sees it.

@@ -159,8 +159,27 @@ function onTicket(ticket: AgentTicket) {
   }
 }
 
+/** A short chime: a new offer is waiting (sign-in was the gesture that lets a page play). */
+function chime() {
+  try {
+    const audio = new AudioContext();
+    const tone = audio.createOscillator();
+    const volume = audio.createGain();
+    tone.frequency.value = 880;
+    volume.gain.setValueAtTime(0.15, audio.currentTime);
+    volume.gain.exponentialRampToValueAtTime(0.001, audio.currentTime + 0.4);
+    tone.connect(volume).connect(audio.destination);
+    tone.onended = () => void audio.close();
+    tone.start();
+    tone.stop(audio.currentTime + 0.4);
+  } catch {
+    // No audio here: the title and the screen reader's announcement still say it.
+  }
+}
+
 function announce(text: string) {
   $("announce").textContent = text;
+  chime();
   if (document.hidden) document.title = `(!) helpline console`;
 }
 

@@ -17,6 +17,8 @@ import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 const axePath = require.resolve("axe-core/axe.min.js");
 const { CONSOLE_URL, AGENT, SUPERVISOR, PASSWORD, SCREENSHOTS } = process.env;
+// What the customer writes after Anna's reply (console_browser.rs sends the same list).
+const XSS_PAYLOADS = JSON.parse(process.env.XSS_PAYLOADS ?? "[]");
 const say = (line) => process.stdout.write(`${line}\n`);
 
 const browser = await chromium.launch({
@@ -49,6 +51,11 @@ try {
       problems.push(`console error: ${message.text()}`);
     });
     page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+    // A dialog means a customer's text ran as script.
+    page.on("dialog", async (dialog) => {
+      problems.push(`a dialog opened: ${dialog.message()}`);
+      await dialog.dismiss();
+    });
     return page;
   }
   const page = await open();
@@ -116,6 +123,13 @@ try {
   await page.getByRole("button", { name: "Interne Notiz hinzufügen" }).click();
   await page.locator("#lines .line.note", { hasText: "Garantie prüfen" }).waitFor();
   say("REPLIED");
+
+  // The customer's text is shown as text, whatever it holds (XSS).
+  for (const payload of XSS_PAYLOADS) {
+    await page.locator("#lines .line.customer").filter({ hasText: payload }).waitFor({ timeout: 60_000 });
+  }
+  const markup = await page.locator("#lines img, #lines script, #lines svg, #lines a, #lines iframe").count();
+  if (markup > 0) problems.push(`a customer's text became ${markup} element(s) in the conversation`);
 
   await page.locator("#lines .line.customer", { hasText: "jetzt klappt es" }).waitFor({ timeout: 60_000 });
   await axe("conversation");
