@@ -6,35 +6,16 @@
 
 mod process;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use helpline_assignment::AuthKey;
 use helpline_assignment::auth::issue;
 use helpline_proto::v1 as pb;
 use helpline_testkit::NatsServer;
-use process::{KillOnDrop, Ports, helpline, wait_for};
+use process::{KillOnDrop, Ports, helpline, passwd, wait_for};
 use prost::Message;
 
 const PASSWORD: &str = "anna's long password";
-
-/// `helpline agent passwd --agent AGENT`, the password on standard input.
-fn passwd(nats: &NatsServer, agent: &str, password: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_helpline"))
-        .args(["agent", "passwd", "--agent", agent])
-        .env_remove("HELPLINE_CONFIG")
-        .env("HELPLINE_NATS_URL", nats.url())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{password}").unwrap();
-    drop(stdin);
-    child.wait_with_output().unwrap()
-}
 
 struct Console {
     base: String,
@@ -158,12 +139,12 @@ async fn an_agent_signs_in_with_a_password_and_the_session_is_the_only_way_in() 
     wait_for(ops, "/readyz", 200).await;
 
     // Passwords: too short is refused, an unknown agent too, Anna's and Sabine's are set.
-    let short = passwd(&nats, "anna", "short");
+    let short = passwd(&nats.url(), "anna", "short");
     assert_eq!(short.status.code(), Some(2), "{short:?}");
-    let unknown = passwd(&nats, "mallory", PASSWORD);
+    let unknown = passwd(&nats.url(), "mallory", PASSWORD);
     assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
     for agent in ["anna", "sabine"] {
-        let set = passwd(&nats, agent, PASSWORD);
+        let set = passwd(&nats.url(), agent, PASSWORD);
         assert!(set.status.success(), "{set:?}");
     }
     let js = async_nats::jetstream::new(nats.connect().await.unwrap());
@@ -356,7 +337,7 @@ async fn guessing_a_password_is_stopped_after_five_tries() {
     let (mut command, Ports { ops, console, .. }) = helpline("all", &nats.url());
     let _helpline = KillOnDrop::quiet(&mut command);
     wait_for(ops, "/readyz", 200).await;
-    assert!(passwd(&nats, "anna", PASSWORD).status.success());
+    assert!(passwd(&nats.url(), "anna", PASSWORD).status.success());
     let console = Console {
         base: format!("http://127.0.0.1:{console}"),
         http: http_client(),

@@ -15,14 +15,13 @@
 
 mod process;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use helpline_domain::Channel;
 use helpline_testkit::{NatsServer, Simulator};
-use process::{KillOnDrop, Ports, helpline, wait_for};
+use process::{KillOnDrop, Ports, helpline, passwd, wait_for};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CUSTOMER: &str = "4915112345678";
@@ -41,21 +40,6 @@ const PASSWORD: &str = "anna's console password";
 
 fn web_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../console/web")
-}
-
-/// `helpline agent passwd`, the password on standard input.
-fn passwd(nats: &NatsServer, agent: &str) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_helpline"))
-        .args(["agent", "passwd", "--agent", agent])
-        .env_remove("HELPLINE_CONFIG")
-        .env("HELPLINE_NATS_URL", nats.url())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(child.wait().unwrap().success());
 }
 
 struct Customer<'a> {
@@ -136,8 +120,10 @@ async fn anna_takes_a_whatsapp_customer_through_the_console_in_a_real_browser() 
     }
     let _helpline = KillOnDrop::quiet(&mut command);
     wait_for(ops, "/readyz", 200).await;
-    passwd(&nats, "anna");
-    passwd(&nats, "sabine");
+    for agent in ["anna", "sabine"] {
+        let set = passwd(&nats.url(), agent, PASSWORD);
+        assert!(set.status.success(), "{set:?}");
+    }
 
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();

@@ -254,34 +254,18 @@ impl TicketQuery for QueryApi {
             (first, projection.last_sequence())
         });
         let live = self.projection.clone();
-        let updates = stream::unfold(Some(changes), move |changes| {
-            let (live, queue) = (live.clone(), queue.clone());
-            async move {
-                let mut changes = changes?;
-                loop {
-                    match changes.recv().await {
-                        Ok(change) if change.entry.sequence > seen => {
-                            let in_queue = waiting_in(&change.view.state) == Some(&queue);
-                            if !in_queue && change.was_in_queue.as_ref() != Some(&queue) {
-                                continue;
-                            }
-                            let answer =
-                                queue_answer(&change, in_queue, &audience, &live, stream_last);
-                            return Some((Ok(answer), Some(changes)));
-                        }
-                        Ok(_) => {}
-                        // A queue's missed changes cannot be told one by one: the caller
-                        // watches again and gets the queue as it is.
-                        Err(RecvError::Lagged(missed)) => {
-                            let status = Status::aborted(format!(
-                                "the watch fell {missed} changes behind; watch again"
-                            ));
-                            return Some((Err(status), None));
-                        }
-                        Err(RecvError::Closed) => return None,
-                    }
-                }
+        let updates = changes_after(changes, seen, move |change| {
+            let in_queue = waiting_in(&change.view.state) == Some(&queue);
+            if !in_queue && change.was_in_queue.as_ref() != Some(&queue) {
+                return None;
             }
+            Some(queue_answer(
+                change,
+                in_queue,
+                &audience,
+                &live,
+                stream_last,
+            ))
         });
         let answers = stream::iter(first).chain(updates);
         // The watch lasts as long as the token that opened it.
@@ -305,37 +289,16 @@ impl TicketQuery for QueryApi {
             .projection
             .read_with(|projection| projection.last_sequence());
         let live = self.projection.clone();
-        let updates = stream::unfold(Some(changes), move |changes| {
-            let live = live.clone();
-            async move {
-                let mut changes = changes?;
-                loop {
-                    match changes.recv().await {
-                        Ok(change) if change.entry.sequence > seen => {
-                            let answer = pb::WatchTicketsResponse {
-                                ticket: Some(view_to_proto(&change.view, &audience)),
-                                event: Some(entry_to_proto(
-                                    &change.entry,
-                                    &audience,
-                                    change.view.state.erased,
-                                )),
-                                position: Some(live_position(&live, stream_last)),
-                            };
-                            return Some((Ok(answer), Some(changes)));
-                        }
-                        Ok(_) => {}
-                        // Missed changes cannot be told one by one: the caller watches
-                        // again and reads the figures afresh.
-                        Err(RecvError::Lagged(missed)) => {
-                            let status = Status::aborted(format!(
-                                "the watch fell {missed} changes behind; watch again"
-                            ));
-                            return Some((Err(status), None));
-                        }
-                        Err(RecvError::Closed) => return None,
-                    }
-                }
-            }
+        let updates = changes_after(changes, seen, move |change| {
+            Some(pb::WatchTicketsResponse {
+                ticket: Some(view_to_proto(&change.view, &audience)),
+                event: Some(entry_to_proto(
+                    &change.entry,
+                    &audience,
+                    change.view.state.erased,
+                )),
+                position: Some(live_position(&live, stream_last)),
+            })
         });
         Ok(Response::new(helpline_auth::guard_stream(
             &self.key,
@@ -370,6 +333,41 @@ fn position_of(
 /// (asking the server on every change would cost a request per event).
 fn live_position(live: &LiveProjection, stream_last: u64) -> pb::ProjectionPosition {
     live.read_with(|projection| position_of(projection, live.is_replayed(), stream_last))
+}
+
+/// The projection's changes after sequence `seen`, each made an answer by `answer` (or
+/// skipped, `None`), until the projection stops. Missed changes cannot be told one by
+/// one: a watch that falls behind ends with `ABORTED`, and its caller watches again and
+/// reads afresh.
+fn changes_after<T: Send + 'static>(
+    changes: tokio::sync::broadcast::Receiver<Arc<Change>>,
+    seen: u64,
+    answer: impl Fn(&Change) -> Option<T> + Send + Sync + 'static,
+) -> impl Stream<Item = Result<T, Status>> + Send + 'static {
+    let answer = Arc::new(answer);
+    stream::unfold(Some(changes), move |changes| {
+        let answer = answer.clone();
+        async move {
+            let mut changes = changes?;
+            loop {
+                match changes.recv().await {
+                    Ok(change) if change.entry.sequence > seen => {
+                        if let Some(answer) = answer(&change) {
+                            return Some((Ok(answer), Some(changes)));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(missed)) => {
+                        let status = Status::aborted(format!(
+                            "the watch fell {missed} changes behind; watch again"
+                        ));
+                        return Some((Err(status), None));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    })
 }
 
 fn queue_answer(

@@ -92,6 +92,26 @@ pub async fn wait_for(port: u16, path: &str, status: u16) {
     }
 }
 
+/// `helpline agent passwd --agent AGENT` against the NATS server at `nats_url`, the
+/// password on standard input.
+pub fn passwd(nats_url: &str, agent: &str, password: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .args(["agent", "passwd", "--agent", agent])
+        .env_remove("HELPLINE_CONFIG")
+        .env("HELPLINE_NATS_URL", nats_url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{password}").unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
 /// The process, killed (and reaped) when the test is done with it.
 pub struct KillOnDrop(pub Child);
 
