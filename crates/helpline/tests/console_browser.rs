@@ -1,12 +1,12 @@
 //! The console end to end in a real browser (Debian's chromium, driven by playwright-core
 //! from `crates/console/web/tests/inbox.mjs`): a WhatsApp customer (the simulator) goes
-//! through the bot's intake; agent Anna, signed in to the console, gets the offer,
-//! accepts, sees the summary, the serial number and the 24-hour window, replies and adds
-//! an internal note; the customer gets the reply and never the note, answers, and Anna
-//! sees the answer live (and the customer's markup and script as text, never run) and
-//! resolves, which starts the rating; the customer rates 5, and
-//! supervisor Sabine's figures show it without a reload. axe-core finds no serious
-//! or critical violation on any page; the page logs no error.
+//! through the bot's intake; agent Anna, signed in to the console, gets the offer (which
+//! supervisor Sabine, in a second browser, fails to accept), accepts, sees the summary,
+//! the serial number and the 24-hour window, replies and adds an internal note; the
+//! customer gets the reply and never the note, answers, and Anna sees the answer live
+//! (and the customer's markup and script as text, never run) and resolves, which starts
+//! the rating; the customer rates 5, and Sabine's figures show it without a reload.
+//! axe-core finds no serious or critical violation on any page; the page logs no error.
 //!
 //! scripts/test installs chromium and the npm packages; run alone, the test says what
 //! is missing.
@@ -212,6 +212,15 @@ async fn anna_takes_a_whatsapp_customer_through_the_console_in_a_real_browser() 
         rest
     };
     assert!(status.success(), "the browser found problems: {rest:?}");
+    // Two agents, one offer: Sabine's Accept of the ticket offered to Anna was refused.
+    let stolen = heard
+        .iter()
+        .find_map(|line| line.strip_prefix("SABINE_ACCEPT "))
+        .unwrap_or("never tried");
+    assert!(
+        ["5", "7", "9"].contains(&stolen),
+        "Sabine's Accept of Anna's offer answered grpc-status {stolen}"
+    );
     // The internal note never reached the customer.
     let received = customer.received();
     assert!(

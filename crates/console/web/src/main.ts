@@ -220,6 +220,7 @@ function render() {
   mine.replaceChildren();
   for (const [id, entry] of held) {
     const item = el("li");
+    item.dataset.ticket = id;
     const open = el("button", `${entry.ticket.details?.product || entry.ticket.queue} · ${CHANNELS[entry.ticket.channel] ?? ""}`);
     open.type = "button";
     open.addEventListener("click", () => {

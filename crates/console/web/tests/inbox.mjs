@@ -104,6 +104,27 @@ try {
   await page.locator("#offers .countdown").first().waitFor();
   await axe("inbox");
   if (SCREENSHOTS) await page.screenshot({ path: `${SCREENSHOTS}/console-inbox.png` });
+  // Two agents, one offer: Sabine's Accept of Anna's offer is refused; Anna's goes through.
+  const ticketId = await offer.getAttribute("data-ticket");
+  const stolen = await supervisor.evaluate(async (id) => {
+    const text = new TextEncoder().encode(id);
+    const message = new Uint8Array([0x0a, text.length, ...text]);
+    const frame = new Uint8Array(5 + message.length);
+    new DataView(frame.buffer).setUint32(1, message.length);
+    frame.set(message, 5);
+    const csrf = document.cookie.split("; ").find((c) => c.startsWith("helpline_csrf=")).slice(14);
+    const response = await fetch("/helpline.v1.AgentDesk/Accept", {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1", "x-csrf-token": csrf },
+      body: frame,
+    });
+    const headerStatus = response.headers.get("grpc-status");
+    if (headerStatus !== null) return headerStatus;
+    const body = new TextDecoder().decode(await response.arrayBuffer());
+    return /grpc-status:\s*(\d+)/.exec(body)?.[1] ?? "none";
+  }, ticketId);
+  say(`SABINE_ACCEPT ${stolen}`);
+  if (stolen === "0") problems.push("Sabine accepted an offer made to Anna");
   await offer.getByRole("button", { name: "Annehmen" }).click();
   const mine = page.locator("#mine li").first();
   await mine.waitFor();
