@@ -189,16 +189,29 @@ async function watch() {
   watching = abort;
   let pause = 500;
   while (!abort.signal.aborted) {
+    // A new stream starts with every ticket the agent holds: what it does not send again
+    // within a few seconds has left meanwhile. What was held keeps its conversation.
+    const resent = new Set<string>();
+    const sweep =
+      held.size === 0
+        ? undefined
+        : setTimeout(() => {
+            for (const id of [...held.keys()]) if (!resent.has(id)) held.delete(id);
+            render();
+          }, 3000);
     try {
       const call = desk.watch({}, { abort: abort.signal });
       $("connection").textContent = t("connected");
       for await (const update of call.responses) {
         pause = 500;
-        if (update.update.oneofKind === "ticket") onTicket(update.update.ticket);
-        else if (update.update.oneofKind === "event") onEvent(update.ticketId, update.update.event);
+        if (update.update.oneofKind === "ticket") {
+          resent.add(update.ticketId);
+          onTicket(update.update.ticket);
+        } else if (update.update.oneofKind === "event") onEvent(update.ticketId, update.update.event);
         render();
       }
     } catch (error) {
+      clearTimeout(sweep);
       if (abort.signal.aborted) return;
       if (String(error).includes("UNAUTHENTICATED")) {
         show(null);
@@ -206,8 +219,8 @@ async function watch() {
       }
     }
     // The stream ended or broke: the desk sends the held tickets again on the next one.
+    clearTimeout(sweep);
     $("connection").textContent = t("reconnecting");
-    held.clear();
     await new Promise((resolve) => setTimeout(resolve, pause));
     pause = Math.min(pause * 2, 10_000);
   }
@@ -273,15 +286,22 @@ function renderConversation() {
   (document.getElementById("reply-form") as HTMLFormElement).hidden = !ticket.accepted;
 }
 
-async function act(call: () => PromiseLike<unknown>, ticketId: string) {
-  $("action-error").textContent = "";
-  try {
-    await call();
-    selected = ticketId;
-  } catch (error) {
-    $("action-error").textContent = String((error as Error).message ?? error);
-  }
-  render();
+// The agent's actions go to the desk one after the other, in the order they were
+// clicked: a note typed right after a reply must not race it to the ticket.
+let acting: Promise<void> = Promise.resolve();
+
+function act(call: () => PromiseLike<unknown>, ticketId: string): Promise<void> {
+  acting = acting.then(async () => {
+    $("action-error").textContent = "";
+    try {
+      await call();
+      selected = ticketId;
+    } catch (error) {
+      $("action-error").textContent = String((error as Error).message ?? error);
+    }
+    render();
+  });
+  return acting;
 }
 
 // The supervisor's view: figures read afresh whenever a ticket of the region changes

@@ -170,6 +170,13 @@ try {
   say("CSAT");
 } catch (error) {
   problems.push(String(error));
+  // What the page itself said, if anything.
+  for (const open of browser.contexts().flatMap((c) => c.pages())) {
+    const said = await open.locator("#action-error").textContent().catch(() => "");
+    if (said) problems.push(`the page said: ${said}`);
+    const connection = await open.locator("#connection").textContent().catch(() => "");
+    problems.push(`its connection: ${connection}`);
+  }
 } finally {
   await browser.close();
 }
