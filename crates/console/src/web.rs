@@ -220,10 +220,7 @@ async fn sign_out(headers: HeaderMap) -> Response {
 /// that ended or is not valid). Not a 401: a page asks this first thing, and for a page
 /// nobody is signed in to yet, that is no error.
 async fn current_session(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Some(token) = session::cookie(&headers, SESSION_COOKIE) else {
-        return StatusCode::NO_CONTENT.into_response();
-    };
-    let Ok(claims) = helpline_auth::verify(&console.key, token) else {
+    let Ok((_, claims)) = session_of(&console, &headers) else {
         return StatusCode::NO_CONTENT.into_response();
     };
     let (name, languages) = console
@@ -239,6 +236,24 @@ async fn current_session(State(console): State<Arc<Console>>, headers: HeaderMap
         expires_at: claims.exp,
     })
     .into_response()
+}
+
+/// Why a request carries no valid session.
+enum NoSession {
+    /// No session cookie.
+    Missing,
+    /// A cookie whose token is forged, expired or revoked.
+    Invalid(helpline_auth::AuthError),
+}
+
+/// The session's token in `headers` and what it says, when it is valid now.
+fn session_of<'h>(
+    console: &Console,
+    headers: &'h HeaderMap,
+) -> Result<(&'h str, helpline_auth::Claims), NoSession> {
+    let token = session::cookie(headers, SESSION_COOKIE).ok_or(NoSession::Missing)?;
+    let claims = helpline_auth::verify(&console.key, token).map_err(NoSession::Invalid)?;
+    Ok((token, claims))
 }
 
 /// A gRPC-Web call from a page, passed on to its service with the session's token.
@@ -262,21 +277,24 @@ async fn pass_on(State(console): State<Arc<Console>>, request: Request) -> Respo
             );
         }
     };
-    let Some(token) = session::cookie(request.headers(), SESSION_COOKIE).map(str::to_owned) else {
-        return grpc_refusal(
-            StatusCode::UNAUTHORIZED,
-            tonic::Code::Unauthenticated,
-            "not signed in",
-        );
+    let token = match session_of(&console, request.headers()) {
+        Ok((token, _)) => token.to_owned(),
+        Err(NoSession::Missing) => {
+            return grpc_refusal(
+                StatusCode::UNAUTHORIZED,
+                tonic::Code::Unauthenticated,
+                "not signed in",
+            );
+        }
+        Err(NoSession::Invalid(e)) => {
+            tracing::debug!(error = %e, "console call refused");
+            return grpc_refusal(
+                StatusCode::UNAUTHORIZED,
+                tonic::Code::Unauthenticated,
+                "the session ended or is not valid; sign in again",
+            );
+        }
     };
-    if let Err(e) = helpline_auth::verify(&console.key, &token) {
-        tracing::debug!(error = %e, "console call refused");
-        return grpc_refusal(
-            StatusCode::UNAUTHORIZED,
-            tonic::Code::Unauthenticated,
-            "the session ended or is not valid; sign in again",
-        );
-    }
     if !session::csrf_holds(request.headers(), &token) {
         return grpc_refusal(
             StatusCode::FORBIDDEN,

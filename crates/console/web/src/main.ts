@@ -183,47 +183,72 @@ function announce(text: string) {
   if (document.hidden) document.title = `(!) helpline console`;
 }
 
+/**
+ * Keeps a server stream open until `abort`: `follow` opens it and reads it to its end
+ * (calling `progress` on each answer); when it ends or breaks, `broken` says so and it is
+ * opened again after a pause that doubles up to 10 s and starts over with the next answer.
+ * A failure `refused` claims ends it instead.
+ */
+async function keepOpen(
+  abort: AbortSignal,
+  follow: (progress: () => void) => Promise<void>,
+  broken: () => void,
+  refused: (error: unknown) => boolean = () => false,
+) {
+  let pause = 500;
+  while (!abort.aborted) {
+    try {
+      await follow(() => (pause = 500));
+    } catch (error) {
+      if (abort.aborted || refused(error)) return;
+    }
+    broken();
+    await new Promise((resolve) => setTimeout(resolve, pause));
+    pause = Math.min(pause * 2, 10_000);
+  }
+}
+
 async function watch() {
   watching?.abort();
   const abort = new AbortController();
   watching = abort;
-  let pause = 500;
-  while (!abort.signal.aborted) {
-    // A new stream starts with every ticket the agent holds: what it does not send again
-    // within a few seconds has left meanwhile. What was held keeps its conversation.
-    const resent = new Set<string>();
-    const sweep =
-      held.size === 0
-        ? undefined
-        : setTimeout(() => {
-            for (const id of [...held.keys()]) if (!resent.has(id)) held.delete(id);
-            render();
-          }, 3000);
-    try {
-      const call = desk.watch({}, { abort: abort.signal });
-      $("connection").textContent = t("connected");
-      for await (const update of call.responses) {
-        pause = 500;
-        if (update.update.oneofKind === "ticket") {
-          resent.add(update.ticketId);
-          onTicket(update.update.ticket);
-        } else if (update.update.oneofKind === "event") onEvent(update.ticketId, update.update.event);
-        render();
+  await keepOpen(
+    abort.signal,
+    async (progress) => {
+      // A new stream starts with every ticket the agent holds: what it does not send
+      // again within a few seconds has left meanwhile. What was held keeps its
+      // conversation.
+      const resent = new Set<string>();
+      const sweep =
+        held.size === 0
+          ? undefined
+          : setTimeout(() => {
+              for (const id of [...held.keys()]) if (!resent.has(id)) held.delete(id);
+              render();
+            }, 3000);
+      try {
+        const call = desk.watch({}, { abort: abort.signal });
+        $("connection").textContent = t("connected");
+        for await (const update of call.responses) {
+          progress();
+          if (update.update.oneofKind === "ticket") {
+            resent.add(update.ticketId);
+            onTicket(update.update.ticket);
+          } else if (update.update.oneofKind === "event") onEvent(update.ticketId, update.update.event);
+          render();
+        }
+      } finally {
+        clearTimeout(sweep);
       }
-    } catch (error) {
-      clearTimeout(sweep);
-      if (abort.signal.aborted) return;
-      if (String(error).includes("UNAUTHENTICATED")) {
-        show(null);
-        return;
-      }
-    }
+    },
     // The stream ended or broke: the desk sends the held tickets again on the next one.
-    clearTimeout(sweep);
-    $("connection").textContent = t("reconnecting");
-    await new Promise((resolve) => setTimeout(resolve, pause));
-    pause = Math.min(pause * 2, 10_000);
-  }
+    () => ($("connection").textContent = t("reconnecting")),
+    (error) => {
+      if (!String(error).includes("UNAUTHENTICATED")) return false;
+      show(null);
+      return true;
+    },
+  );
 }
 
 function render() {
@@ -389,24 +414,20 @@ async function supervise() {
   supervising?.abort();
   const abort = new AbortController();
   supervising = abort;
-  let pause = 500;
-  while (!abort.signal.aborted) {
-    try {
+  await keepOpen(
+    abort.signal,
+    async (progress) => {
       const call = query.watchTickets({}, { abort: abort.signal });
       await refreshFigures();
       for await (const change of call.responses) {
-        pause = 500;
+        progress();
         const sequence = change.event?.sequence ?? 0n;
         if (sequence > latestChange) latestChange = sequence;
         figuresChanged();
       }
-    } catch {
-      if (abort.signal.aborted) return;
-    }
-    $("figures-position").textContent = t("reconnecting");
-    await new Promise((resolve) => setTimeout(resolve, pause));
-    pause = Math.min(pause * 2, 10_000);
-  }
+    },
+    () => ($("figures-position").textContent = t("reconnecting")),
+  );
 }
 
 function show(who: Who | null) {
