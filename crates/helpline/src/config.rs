@@ -119,15 +119,15 @@ pub struct Config {
     pub nats: NatsConfig,
     pub eventstore: EventStoreConfig,
     /// `[ingress]`: the webhook server (`listen` also serves `/healthz` and `/readyz`).
-    /// Not serialized: it is only ever read, and `[channels.*]` holds secrets.
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     pub ingress: IngressConfig,
     /// `[channels.whatsapp]`, `[channels.messenger]`, …: a channel is served only when its
-    /// section is there.
+    /// section is there. Not serialized: a channel has no default, and its section holds
+    /// secrets.
     #[serde(default, skip_serializing)]
     pub channels: ChannelsConfig,
     /// `[egress]`: how messages go out to customers.
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     pub egress: EgressSettings,
     /// `[grpc]`: the one gRPC port of the process (Routing, Feedback, health, reflection).
     pub grpc: GrpcConfig,
@@ -137,15 +137,16 @@ pub struct Config {
     #[serde(default)]
     pub console: ConsoleConfig,
     pub dev: DevConfig,
-    /// `[auth]`: the key AgentDesk bearer tokens are signed with. Not serialized: a secret.
-    #[serde(default, skip_serializing)]
+    /// `[auth]`: the key AgentDesk bearer tokens are signed with (the secret keys are
+    /// never serialized).
+    #[serde(default)]
     pub auth: AuthSettings,
     /// `[assignment]`: how long offers and offline agents are waited for.
     #[serde(default)]
     pub assignment: AssignmentConfig,
     /// `[privacy]`: the master key of customers' data keys, and how long closed tickets'
-    /// personal data is kept. Not serialized: it holds a secret.
-    #[serde(default, skip_serializing)]
+    /// personal data is kept (the master key is never serialized).
+    #[serde(default)]
     pub privacy: PrivacySettings,
 
     // The region's conversation data (see `helpline_region`): `[locale]`, `[bot]`,
@@ -168,7 +169,7 @@ pub struct Config {
     pub agents: Vec<Agent>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// The Ed25519 public key every service checks tokens with, 64 hex digits
@@ -178,9 +179,11 @@ pub struct AuthSettings {
     /// The Ed25519 signing key (seed, 64 hex digits) belonging to `verify_key`; only
     /// where tokens are issued (`helpline agent-token`, or the brand's identity provider),
     /// never in a service's pod. `HELPLINE_AUTH__SIGNING_KEY`.
+    #[serde(skip_serializing)]
     pub signing_key: Option<Secret>,
     /// The older shared HS256 key, at least 32 bytes, which both signs and verifies;
     /// `HELPLINE_AUTH__JWT_SECRET`. Used only without `verify_key`.
+    #[serde(skip_serializing)]
     pub jwt_secret: Option<Secret>,
     /// Tokens' `iss`.
     pub issuer: String,
@@ -246,12 +249,13 @@ impl AuthSettings {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrivacySettings {
     /// The region's master key, 64 hex digits (32 bytes), which wraps every customer's
     /// data key; `HELPLINE_PRIVACY__MASTER_KEY`, from a secret. Lose it and every personal
     /// field of the region reads as erased.
+    #[serde(skip_serializing)]
     pub master_key: Option<Secret>,
     /// Without `master_key`, use the public development key. Set for `helpline dev` and
     /// runs without a configuration file; set with a configuration file, it stops the
@@ -532,7 +536,7 @@ fn key_cache_limit() -> usize {
     StoreConfig::default().key_cache_limit
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EgressSettings {
     /// Sent on WhatsApp in place of free text outside the 24-hour customer-service window,

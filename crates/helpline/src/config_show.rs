@@ -10,7 +10,11 @@ use figment::{Figment, Source};
 use crate::config::{Config, ConfigError, layers};
 
 /// Words that mark a key as a secret: its value is shown as `***`, whatever it is.
-const SECRET_WORDS: [&str; 4] = ["secret", "token", "password", "seed"];
+const SECRET_WORDS: [&str; 3] = ["secret", "password", "seed"];
+
+/// Keys ending in `_key` that hold no secret: a public key and the development-key
+/// switches.
+const PUBLIC_KEYS: [&str; 2] = ["verify_key", "allow_dev_key"];
 
 /// The effective configuration as text, and the problems that would stop a process
 /// (empty when it can run).
@@ -59,10 +63,14 @@ fn leaves(figment: &Figment, defaults: &Value, prefix: &str, dict: &Dict, lines:
     }
 }
 
-/// A key whose name marks a secret (`app_secret`, `access_token`, `nats.password`,
-/// `privacy.master_key`, `auth.signing_key`, …).
+/// A key whose name marks a secret (`app_secret`, `access_token`, `verify_token`,
+/// `nats.password`, `nkey_seed`, `privacy.master_key`, `auth.signing_key`, …); a
+/// `max_token_lifetime_secs` or a `verify_key` is not one.
 fn is_secret(key: &str) -> bool {
-    key == "key" || key.ends_with("_key") || SECRET_WORDS.iter().any(|word| key.contains(word))
+    key == "key"
+        || key.ends_with("token")
+        || (key.ends_with("_key") && !PUBLIC_KEYS.contains(&key))
+        || SECRET_WORDS.iter().any(|word| key.contains(word))
 }
 
 /// The value of `key` as printed: `***` for a secret, else as TOML would write it.

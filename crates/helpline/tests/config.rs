@@ -298,6 +298,27 @@ fn config_show_names_where_each_value_came_from_and_never_prints_a_secret() {
             "env HELPLINE_EVENTSTORE__REPLICAS".to_owned(),
         ),
         ("grpc.max_connections", "", "default".to_owned()),
+        // Sections without a secret of their own are listed whole, defaults included.
+        (
+            "ingress.max_body_bytes",
+            " = 4194304 ",
+            "default".to_owned(),
+        ),
+        (
+            "egress.viber_sender_name",
+            "\"Helpline\"",
+            "default".to_owned(),
+        ),
+        (
+            "auth.max_token_lifetime_secs",
+            " = 43200 ",
+            "default".to_owned(),
+        ),
+        (
+            "privacy.retention_every_hours",
+            " = 24 ",
+            "default".to_owned(),
+        ),
     ] {
         let line = line(key);
         assert!(line.contains(value), "{line}");

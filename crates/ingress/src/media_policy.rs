@@ -21,11 +21,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[ingress.media_hosts]`: per channel, where its attachments may come from. Telegram's
 /// files come from its API (`channels.telegram.api_base_url`), so it has no list.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MediaHostsConfig {
     /// The URL WhatsApp's media lookup answers with (Meta's lookaside host).

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use helpline_domain::Channel;
 use helpline_eventstore::EventStore;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::messenger::{MessengerAdapter, MessengerConfig};
@@ -42,7 +42,7 @@ use crate::{
 };
 
 /// `[ingress]`; a key left out takes its default.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngressConfig {
     /// The HTTP address of the webhook routes.

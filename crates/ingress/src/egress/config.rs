@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use helpline_domain::Channel;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::EgressError;
 use crate::server::ChannelsConfig;
@@ -94,7 +94,7 @@ impl EgressConfig {
 
 /// An approved WhatsApp message template without parameters, e.g. "We have an update on
 /// your case — reply to continue". The customer's reply reopens the window.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WhatsAppTemplate {
     pub name: String,
     /// The template's language code, e.g. `de` or `en_US`.
