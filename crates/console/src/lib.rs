@@ -16,6 +16,7 @@
 pub mod credentials;
 pub mod session;
 mod web;
+mod widget;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -27,6 +28,7 @@ use tonic::transport::Channel;
 
 pub use credentials::{Credentials, CredentialsError};
 pub use web::router;
+pub use widget::{Widget, WidgetSettings};
 
 /// How a console reaches the gRPC services, each a lazily connected channel.
 #[derive(Clone, Debug)]
@@ -48,6 +50,8 @@ pub struct Console {
     session_ttl: Duration,
     upstreams: Upstreams,
     failures: SignInFailures,
+    /// The web-chat widget's backend, where the web chat channel is configured.
+    widget: Option<Widget>,
 }
 
 impl Console {
@@ -70,7 +74,14 @@ impl Console {
             session_ttl,
             upstreams,
             failures: SignInFailures::default(),
+            widget: None,
         }
+    }
+
+    /// The same console, serving the web-chat widget's backend too.
+    pub fn with_widget(mut self, widget: Widget) -> Self {
+        self.widget = Some(widget);
+        self
     }
 }
 

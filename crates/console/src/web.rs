@@ -13,8 +13,8 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
 
-use crate::Console;
 use crate::session::{self, SESSION_COOKIE};
+use crate::{Console, widget};
 
 /// The console's routes, to be served on `[console] listen`.
 pub fn router(console: Arc<Console>) -> Router {
@@ -37,12 +37,37 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/helpline.v1.AgentDesk/{method}", post(pass_on))
         .route("/helpline.v1.TicketQuery/{method}", post(pass_on))
         .route("/helpline.v1.Feedback/{method}", post(pass_on))
+        .route(
+            "/widget.js",
+            get(|| async { page(WIDGET_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/widget/demo",
+            get(|| async { page(WIDGET_DEMO_HTML, "text/html; charset=utf-8") }),
+        )
+        .route("/widget/callback", post(widget::callback))
+        .nest("/widget/api", widget_api(console.clone()))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::map_response(protect))
         .with_state(console)
 }
 
+/// The widget's API, called from the brand's pages (another origin).
+fn widget_api(console: Arc<Console>) -> Router<Arc<Console>> {
+    Router::new()
+        .route("/sessions", post(widget::open_session))
+        .route("/messages", post(widget::send))
+        .route("/events", get(widget::events))
+        .layer(axum::middleware::from_fn_with_state(
+            console,
+            widget::cross_origin,
+        ))
+}
+
 const INDEX_HTML: &str = include_str!("../web/index.html");
+/// `web/dist/widget.js`, the script a site embeds (`build.rs`, as the console's).
+const WIDGET_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/widget.js"));
+const WIDGET_DEMO_HTML: &str = include_str!("../web/widget-demo.html");
 /// `web/dist/console.js` as `npm run build` made it, or a page that says to build it
 /// (`build.rs`).
 const CONSOLE_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/console.js"));
@@ -88,7 +113,7 @@ struct Problem<'a> {
     error: &'a str,
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(Problem { error: message })).into_response()
 }
 

@@ -134,9 +134,8 @@ impl EventStore {
         object: &str,
         bytes: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
-        let key = self.keys.get_or_create(customer, false).await?;
-        let place = attachment_place(object, customer);
-        Ok(prost::Message::encode_to_vec(&key.seal(&place, bytes)))
+        self.seal_kept(Kept::Attachment, customer, object, bytes)
+            .await
     }
 
     /// An attachment's bytes, opened; `None` when the customer's key is gone (erased).
@@ -146,12 +145,41 @@ impl EventStore {
         object: &str,
         stored: &[u8],
     ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.open_kept(Kept::Attachment, customer, object, stored)
+            .await
+    }
+
+    /// Personal bytes kept outside the event log (an attachment, a widget's copy of a
+    /// message) sealed under the customer's key (made if they have none), bound to what
+    /// they are and the name they are kept under: a protobuf `Sealed`. Erasing the
+    /// customer's key erases them with the rest.
+    pub async fn seal_kept(
+        &self,
+        kind: Kept,
+        customer: &CustomerId,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let key = self.keys.get_or_create(customer, false).await?;
+        let place = kept_place(kind, name, customer);
+        Ok(prost::Message::encode_to_vec(&key.seal(&place, bytes)))
+    }
+
+    /// Bytes [`EventStore::seal_kept`] sealed, opened; `None` when the customer's key is
+    /// gone (erased).
+    pub async fn open_kept(
+        &self,
+        kind: Kept,
+        customer: &CustomerId,
+        name: &str,
+        stored: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(key) = self.keys.get(customer).await? else {
             return Ok(None);
         };
         let sealed: helpline_proto::v1::Sealed = prost::Message::decode(stored)
-            .map_err(|e| StoreError::Key(format!("attachment {object} is not sealed: {e}")))?;
-        Ok(key.open(&attachment_place(object, customer), &sealed).ok())
+            .map_err(|e| StoreError::Key(format!("{name} is not sealed: {e}")))?;
+        Ok(key.open(&kept_place(kind, name, customer), &sealed).ok())
     }
 
     /// Whether the customer has a data key (tests and retention).
@@ -232,10 +260,27 @@ impl EventStore {
     }
 }
 
-fn attachment_place<'a>(object: &'a str, customer: &'a CustomerId) -> crate::seal::FieldPlace<'a> {
+/// What personal bytes kept outside the event log are: part of what they are sealed to,
+/// so one kind never opens as another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kept {
+    /// An attachment's bytes in the media bucket, named by its object.
+    Attachment,
+    /// A message as the web-chat widget shows it, named by its id.
+    WidgetMessage,
+}
+
+fn kept_place<'a>(
+    kind: Kept,
+    name: &'a str,
+    customer: &'a CustomerId,
+) -> crate::seal::FieldPlace<'a> {
     crate::seal::FieldPlace {
-        record: object,
-        field: "attachment",
+        record: name,
+        field: match kind {
+            Kept::Attachment => "attachment",
+            Kept::WidgetMessage => "widget message",
+        },
         customer,
     }
 }

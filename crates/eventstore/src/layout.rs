@@ -35,6 +35,10 @@ pub fn subject_partition(subject: &str, partitions: u32) -> u32 {
     slot % partitions.max(1)
 }
 
+/// How long a widget session's conversation is kept for the widget to show it again
+/// ([`Layout::widget_stream`]).
+pub const WIDGET_HISTORY: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// The JetStream layout of one region.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -172,6 +176,23 @@ impl Layout {
     /// `helpline agent passwd`, read by the console at each sign-in.
     pub fn credentials_bucket(&self) -> String {
         format!("helpline-{}-credentials", self.region)
+    }
+
+    /// `HELPLINE_<REGION>_WIDGET`: what the web-chat widget's customers see of their
+    /// conversation — their own messages and helpline's replies, each sealed under the
+    /// customer's key — kept for [`WIDGET_HISTORY`] so a page opened again, or a widget
+    /// reconnecting, finds it. Not the record of the ticket: the event log is.
+    pub fn widget_stream(&self) -> String {
+        format!("HELPLINE_{}_WIDGET", self.region.to_ascii_uppercase())
+    }
+
+    /// `helpline.<region>.widget.<customer pseudonym>`: one widget session's conversation.
+    pub fn widget_subject(&self, customer: &CustomerId) -> String {
+        format!("helpline.{}.widget.{customer}", self.region)
+    }
+
+    pub fn widget_subjects(&self) -> String {
+        format!("helpline.{}.widget.*", self.region)
     }
 
     pub fn buckets(&self) -> [String; 5] {

@@ -62,7 +62,7 @@ use helpline_domain::TicketId;
 pub use append::{Appended, CommandMeta};
 pub use codec::{EnvelopeMeta, SCHEMA_VERSION};
 pub use config::StoreConfig;
-pub use customers::DecodeError;
+pub use customers::{DecodeError, Kept};
 pub use error::StoreError;
 pub use execute::{ExecuteError, Executed};
 pub use follow::{Content, Follower, LogEntry, LogReader, Subjects};
@@ -104,6 +104,9 @@ impl EventStore {
         js.create_or_update_stream(dead_letter_stream_config(&layout, &config))
             .await
             .map_err(|e| StoreError::setup(layout.dead_letter_stream(), e))?;
+        js.create_or_update_stream(widget_stream_config(&layout, &config))
+            .await
+            .map_err(|e| StoreError::setup(layout.widget_stream(), e))?;
         for bucket in layout.buckets() {
             js.create_or_update_key_value(kv::Config {
                 bucket: bucket.to_owned(),
@@ -215,6 +218,25 @@ fn event_stream_config(layout: &Layout, config: &StoreConfig) -> stream::Config 
         max_message_size: config.max_message_size,
         allow_direct: true,
         allow_atomic_publish: true,
+        ..Default::default()
+    }
+}
+
+fn widget_stream_config(layout: &Layout, config: &StoreConfig) -> stream::Config {
+    stream::Config {
+        name: layout.widget_stream(),
+        description: Some(format!(
+            "helpline web-chat widget conversations for region {}: what each session's \
+             customer sees, sealed, kept a week",
+            layout.region()
+        )),
+        subjects: vec![layout.widget_subjects()],
+        retention: RetentionPolicy::Limits,
+        storage: StorageType::File,
+        num_replicas: config.replicas,
+        max_age: layout::WIDGET_HISTORY,
+        duplicate_window: config.duplicate_window,
+        max_message_size: 64 * 1024,
         ..Default::default()
     }
 }

@@ -448,13 +448,38 @@ async fn console(
         &store.layout().credentials_bucket(),
     )
     .await?;
-    Ok(helpline_console::Console::new(
+    let console = helpline_console::Console::new(
         key,
         credentials,
         &config.agents,
         Duration::from_secs(config.console.session_ttl_secs),
         upstreams,
-    ))
+    );
+    let Some(web) = &config.channels.web else {
+        tracing::info!("no [channels.web]: the console serves no web-chat widget");
+        return Ok(console);
+    };
+    let webhook_url = match &config.console.widget_webhook_url {
+        Some(url) => url.clone(),
+        None if services.ingress => format!(
+            "http://127.0.0.1:{}/webhooks/web",
+            config.ingress.listen.port()
+        ),
+        None => anyhow::bail!(
+            "console.widget_webhook_url is not set, and this process serves no webhooks: name ingress's web chat webhook (http://ingress:8080/webhooks/web, say)"
+        ),
+    };
+    let widget = helpline_console::Widget::new(
+        helpline_console::WidgetSettings {
+            shared_secret: web.shared_secret.expose().to_owned(),
+            webhook_url,
+            forward_url: config.console.widget_forward_url.clone(),
+            origins: config.console.widget_origins.clone(),
+        },
+        store.clone(),
+    )
+    .context("the web-chat widget's HTTP client")?;
+    Ok(console.with_widget(widget))
 }
 
 /// Runs retention every `every`, the first time a minute after start; a failed run is

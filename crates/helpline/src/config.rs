@@ -420,6 +420,16 @@ pub struct ConsoleConfig {
     pub feedback_url: Option<String>,
     /// How long a sign-in lasts (at most `auth.max_token_lifetime_secs`).
     pub session_ttl_secs: u64,
+    /// Where the web-chat widget sends customers' messages: ingress's `/webhooks/web`;
+    /// this process's own ingress when unset. The widget is served where `[channels.web]`
+    /// is configured, whose `callback_url` then names this console's `/widget/callback`.
+    pub widget_webhook_url: Option<String>,
+    /// Where callbacks for web chat sessions the widget did not open are passed on (a
+    /// site's own chat backend beside the widget); unset, they are refused (404).
+    pub widget_forward_url: Option<String>,
+    /// The sites (`https://www.example.com`) whose pages may call the widget's API; empty:
+    /// any site (the widget's token travels in a header, never in a cookie).
+    pub widget_origins: Vec<String>,
 }
 
 impl Default for ConsoleConfig {
@@ -430,6 +440,9 @@ impl Default for ConsoleConfig {
             query_url: None,
             feedback_url: None,
             session_ttl_secs: 8 * 60 * 60,
+            widget_webhook_url: None,
+            widget_forward_url: None,
+            widget_origins: Vec::new(),
         }
     }
 }

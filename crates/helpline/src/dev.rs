@@ -68,6 +68,17 @@ async fn serve(
     config.ops.listen.set_ip([127, 0, 0, 1].into());
     config.grpc.listen.set_ip([127, 0, 0, 1].into());
     config.console.listen.set_ip([127, 0, 0, 1].into());
+    // The web chat's replies reach the console's widget, which passes those of the
+    // simulator's sessions (typed `web …` here) on to the simulator.
+    if let Some(web) = config.channels.web.as_mut() {
+        config.console.widget_forward_url = Some(std::mem::replace(
+            &mut web.callback_url,
+            format!(
+                "http://127.0.0.1:{}/widget/callback",
+                config.console.listen.port()
+            ),
+        ));
+    }
     let credentials = helpline_console::Credentials::open(
         store.jetstream(),
         &store.layout().credentials_bucket(),
@@ -117,6 +128,10 @@ async fn serve(
     println!(
         "  console       http://{} (agents sign in with their id, e.g. anna, and the password {DEV_PASSWORD})",
         config.console.listen
+    );
+    println!(
+        "  web chat      http://{}/widget/demo (a service page with the widget; a site embeds http://{}/widget.js)",
+        config.console.listen, config.console.listen
     );
     println!(
         "  simulator     {} (plays the messaging providers)",
