@@ -1,6 +1,7 @@
-// Builds the console's one script: the gRPC-Web clients generated from proto/ (buf, with
-// protobuf-ts's plugin), a type check, then src/main.ts and everything it imports bundled by esbuild
-// into dist/console.js, which crates/console builds into the binary. The same lock file
+// Builds the console's script and the web-chat widget's: the gRPC-Web clients generated
+// from proto/ (buf, with protobuf-ts's plugin), a type check, then src/main.ts and
+// src/widget.ts, each with everything it imports, bundled by esbuild into dist/console.js
+// and dist/widget.js, which crates/console builds into the binary. The same lock file
 // and sources give the same bundle.
 import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
@@ -21,4 +22,16 @@ await esbuild.build({
   outfile: "dist/console.js",
   logLevel: "warning",
 });
-console.log("built dist/console.js");
+// The widget runs on other sites' pages as a classic script (it finds its own origin in
+// document.currentScript), so it is one self-contained function, not a module.
+await esbuild.build({
+  entryPoints: ["src/widget.ts"],
+  bundle: true,
+  format: "iife",
+  target: "es2022",
+  minify: true,
+  legalComments: "none",
+  outfile: "dist/widget.js",
+  logLevel: "warning",
+});
+console.log("built dist/console.js and dist/widget.js");
