@@ -11,6 +11,7 @@ use helpline_domain::{
     AgentId, Channel, Command, Media, MediaKind, MessageBody, MessageId, Personal, Phase, QueueId,
     ReleaseReason, Ticket, TicketId,
 };
+use helpline_eventstore::codec;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::agent_desk_server::{AgentDesk, AgentDeskServer};
 use helpline_region::{Agent, Role};
@@ -175,6 +176,35 @@ impl AgentDesk for Desk {
             caller.claims,
             Box::pin(stream),
         )))
+    }
+
+    async fn get_conversation(
+        &self,
+        request: Request<pb::GetConversationRequest>,
+    ) -> Result<Response<pb::GetConversationResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let ticket = ticket_id(&request.get_ref().ticket_id)?;
+        let holds = {
+            let view = self.assignment.view();
+            view.tickets_of(caller.id()).any(|(id, _)| *id == ticket)
+        };
+        if !holds {
+            // Not telling an agent whether a ticket that is not theirs exists.
+            caller.supervisor().map_err(|_| {
+                AssignmentError::PermissionDenied(format!("ticket {ticket} is not yours"))
+            })?;
+        }
+        let events = self
+            .assignment
+            .inner
+            .store
+            .ticket_events(ticket)
+            .await
+            .map_err(AssignmentError::from)?
+            .into_iter()
+            .map(|(_, meta, event)| codec::to_api(&meta, &event))
+            .collect();
+        Ok(Response::new(pb::GetConversationResponse { events }))
     }
 
     async fn accept(

@@ -682,6 +682,13 @@ fn ticket_calls(
     };
     vec![
         call!(
+            "GetConversation",
+            get_conversation,
+            pb::GetConversationRequest {
+                ticket_id: ticket.clone()
+            }
+        ),
+        call!(
             "Accept",
             accept,
             pb::AcceptRequest {
@@ -884,8 +891,33 @@ async fn every_call_needs_a_valid_token_and_tickets_are_their_holders_alone() {
             .any(|q| q.queue == "de-general" && q.assigned == 1)
     );
 
-    // Malformed requests name the field.
+    // The ticket's conversation so far: its holder's, and any supervisor's, to read.
     let dora_token = token_for("dora", Role::Agent);
+    for reader in [&dora_token, &supervisor] {
+        let conversation = as_jan
+            .get_conversation(signed(
+                Some(reader),
+                pb::GetConversationRequest {
+                    ticket_id: ticket.to_string(),
+                },
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_inner();
+        use pb::event_envelope::Event;
+        let events: Vec<_> = conversation
+            .events
+            .iter()
+            .filter_map(|e| e.event.as_ref())
+            .collect();
+        assert!(
+            matches!(events.first(), Some(Event::TicketOpened(_)))
+                && events.iter().any(|e| matches!(e, Event::TicketQueued(_))),
+            "{events:?}"
+        );
+    }
+
+    // Malformed requests name the field.
     let status = as_jan
         .accept(signed(
             Some(&dora_token),

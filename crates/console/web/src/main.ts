@@ -28,6 +28,8 @@ interface Who {
 
 /** One line of a conversation. */
 interface Line {
+  /** The event's id: a line the watch and the conversation's read both bring is one. */
+  id: string;
   from: "customer" | "bot" | "agent" | "note" | "system";
   text: string;
   at: Date;
@@ -36,6 +38,8 @@ interface Line {
 interface Held {
   ticket: AgentTicket;
   lines: Line[];
+  /** The ids of `lines`. */
+  seen: Set<string>;
   unread: number;
   lastCustomerMessage?: Date;
 }
@@ -106,21 +110,25 @@ function when(stamp: Timestamp | undefined): Date {
 
 /** What an event adds to its ticket's conversation, if anything. */
 function lineOf(event: EventEnvelope): Line | null {
-  const at = when(event.occurredAt);
+  const line = lineContent(event);
+  return line ? { id: event.eventId, at: when(event.occurredAt), ...line } : null;
+}
+
+function lineContent(event: EventEnvelope): Omit<Line, "id" | "at"> | null {
   const e = event.event;
   switch (e.oneofKind) {
     case "customerMessageReceived":
-      return { from: "customer", text: bodyText(e.customerMessageReceived.body), at };
+      return { from: "customer", text: bodyText(e.customerMessageReceived.body) };
     case "botMessageSent":
-      return { from: "bot", text: bodyText(e.botMessageSent.body), at };
+      return { from: "bot", text: bodyText(e.botMessageSent.body) };
     case "agentMessageSent":
-      return { from: "agent", text: bodyText(e.agentMessageSent.body), at };
+      return { from: "agent", text: bodyText(e.agentMessageSent.body) };
     case "agentNoteAdded":
-      return { from: "note", text: e.agentNoteAdded.text, at };
+      return { from: "note", text: e.agentNoteAdded.text };
     case "ticketResolved":
-      return { from: "system", text: t("line_resolved", e.ticketResolved.summary), at };
+      return { from: "system", text: t("line_resolved", e.ticketResolved.summary) };
     case "ticketReleased":
-      return { from: "system", text: t("line_released"), at };
+      return { from: "system", text: t("line_released") };
     default:
       return null;
   }
@@ -131,7 +139,8 @@ function onEvent(ticketId: string, event: EventEnvelope) {
   if (!entry) return;
   for (const one of [event, ...event.moreEvents]) {
     const line = lineOf(one);
-    if (line) {
+    if (line && !entry.seen.has(line.id)) {
+      entry.seen.add(line.id);
       entry.lines.push(line);
       if (line.from === "customer") {
         entry.lastCustomerMessage = line.at;
@@ -154,9 +163,36 @@ function onTicket(ticket: AgentTicket) {
     known.ticket = ticket;
     known.lastCustomerMessage = lastCustomerMessage ?? known.lastCustomerMessage;
   } else {
-    held.set(ticket.ticketId, { ticket, lines: [], unread: 0, lastCustomerMessage });
+    held.set(ticket.ticketId, { ticket, lines: [], seen: new Set(), unread: 0, lastCustomerMessage });
     if (!ticket.accepted) announce(t("new_offer", ticket.details?.product || ticket.queue));
   }
+  // The conversation so far (and, after a reconnect, what the broken stream missed).
+  void loadConversation(ticket.ticketId);
+}
+
+/** Adds the ticket's earlier events to its lines, in the order they happened. */
+async function loadConversation(ticketId: string) {
+  let events: EventEnvelope[];
+  try {
+    ({ events } = await desk.getConversation({ ticketId }).response);
+  } catch {
+    // The watch's lines stand; the next stream reads the conversation again.
+    return;
+  }
+  const entry = held.get(ticketId);
+  if (!entry) return;
+  for (const event of events.flatMap((event) => [event, ...event.moreEvents])) {
+    const line = lineOf(event);
+    if (!line || entry.seen.has(line.id)) continue;
+    entry.seen.add(line.id);
+    entry.lines.push(line);
+    if (line.from === "customer" && (!entry.lastCustomerMessage || line.at > entry.lastCustomerMessage)) {
+      entry.lastCustomerMessage = line.at;
+    }
+  }
+  // Stable: lines of one moment keep the order they came in.
+  entry.lines.sort((a, b) => a.at.getTime() - b.at.getTime());
+  render();
 }
 
 /** A short chime: a new offer is waiting (sign-in was the gesture that lets a page play). */

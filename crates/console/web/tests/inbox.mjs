@@ -11,70 +11,25 @@
 //
 // Environment: CONSOLE_URL, AGENT, SUPERVISOR, PASSWORD (both's), SCREENSHOTS (a
 // folder), CHROMIUM (the binary, /usr/bin/chromium by default).
-import { chromium } from "playwright-core";
-import { createRequire } from "node:module";
+import { axe as axeOn, launch, open as openPage, say, signIn } from "./lib.mjs";
 
-const require = createRequire(import.meta.url);
-const axePath = require.resolve("axe-core/axe.min.js");
 const { CONSOLE_URL, AGENT, SUPERVISOR, PASSWORD, SCREENSHOTS } = process.env;
 // What the customer writes after Anna's reply (console_browser.rs sends the same list).
 const XSS_PAYLOADS = JSON.parse(process.env.XSS_PAYLOADS ?? "[]");
-const say = (line) => process.stdout.write(`${line}\n`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launch();
 const problems = [];
 // While a refusal is what the test asks for, the browser's note of that 401 is no problem.
 let refusalExpected = false;
+const tolerated = (text) => refusalExpected && text.includes("status of 401");
 try {
-  // The console's policy runs only its own scripts; axe is added by the test alone.
-  async function open() {
-    const context = await browser.newContext({
-      bypassCSP: true,
-      locale: "en-US",
-      viewport: { width: 1280, height: 800 },
-    });
-    const page = await context.newPage();
-    page.on("console", (message) => {
-      if (message.type() !== "error") return;
-      if (refusalExpected && message.text().includes("status of 401")) return;
-      problems.push(`console error: ${message.text()}`);
-    });
-    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-    // A dialog means a customer's text ran as script.
-    page.on("dialog", async (dialog) => {
-      problems.push(`a dialog opened: ${dialog.message()}`);
-      await dialog.dismiss();
-    });
-    return page;
-  }
+  const open = () => openPage(browser, problems, { tolerated });
   const page = await open();
-
-  async function axe(name, on = page) {
-    await on.addScriptTag({ path: axePath });
-    const result = await on.evaluate(async () => await window.axe.run());
-    const serious = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-    for (const v of serious) problems.push(`axe on ${name}: ${v.id} (${v.impact}): ${v.help}`);
-    say(`AXE ${name} ${serious.length}`);
-  }
+  const axe = (name, on = page) => axeOn(on, name, problems);
 
   // Sabine first, away, so that the offer goes to Anna.
   const supervisor = await open();
-  await supervisor.goto(CONSOLE_URL);
-  await supervisor.locator("#agent").fill(SUPERVISOR);
-  await supervisor.locator("#password").fill(PASSWORD);
-  await supervisor.locator("#sign-in-button").click();
-  await supervisor.locator("#connection", { hasText: "verbunden" }).waitFor();
+  await signIn(supervisor, CONSOLE_URL, SUPERVISOR, PASSWORD);
   await supervisor.locator("#presence").selectOption("away");
   await supervisor.locator("#figures-position", { hasText: "live" }).waitFor();
 
@@ -134,6 +89,8 @@ try {
   const serial = await page.locator("#serial").textContent();
   if (!/MateBook/.test(product)) problems.push(`product shown: ${product}`);
   if (serial !== "2NS7N19B12345678") problems.push(`serial shown: ${serial}`);
+  // The conversation from its start, the bot's intake included.
+  await page.locator("#lines .line.customer", { hasText: "Hallo, ich brauche Hilfe" }).waitFor();
   const window24 = await page.locator("#window").textContent();
   // The customer wrote moments ago: inside the window.
   if (!/^Im 24-Stunden-Fenster von WhatsApp/.test(window24)) problems.push(`the 24-hour window is not shown: ${window24}`);

@@ -92,6 +92,9 @@ try {
   const serial = await anna.locator("#serial").textContent();
   if (!/MateBook/.test(product)) problems.push(`product shown: ${product}`);
   if (serial !== "2NS7N19B12345678") problems.push(`serial shown: ${serial}`);
+  // The conversation from its start, the bot's intake included.
+  await anna.locator("#lines .line.customer", { hasText: "Mein MateBook startet nicht" }).waitFor();
+  await anna.locator("#lines .line.bot", { hasText: "Seriennummer" }).waitFor();
   // Markup in an agent's reply reaches the customer as text.
   const reply = "Guten Tag, hier ist Anna. <b>Wichtig:</b> <img src=x onerror=\"alert('reply')\">";
   await anna.getByLabel("Nachricht").fill(reply);
