@@ -375,3 +375,178 @@ async fn a_console_alone_must_be_told_where_the_services_are() {
         "{stderr}"
     );
 }
+
+const WEB_SECRET: &str = "console-test-local-only-web-secret";
+
+/// The server-sent events a widget session reads within `wait`, as text.
+async fn widget_events(http: &reqwest::Client, base: &str, token: &str, wait: Duration) -> String {
+    let response = http
+        .get(format!("{base}/widget/api/events"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut read = String::new();
+    let _ = tokio::time::timeout(wait, async {
+        use futures::StreamExt as _;
+        while let Some(Ok(chunk)) = body.next().await {
+            read.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    read
+}
+
+#[tokio::test]
+async fn a_widget_session_is_its_own_token_reads_only_its_own_conversation_and_replies_come_signed()
+{
+    let nats = NatsServer::start().await.unwrap();
+    let (mut command, Ports { ops, console, .. }) = helpline("all", &nats.url());
+    command
+        .env("HELPLINE_CHANNELS__WEB__SHARED_SECRET", WEB_SECRET)
+        .env(
+            "HELPLINE_CHANNELS__WEB__CALLBACK_URL",
+            format!("http://127.0.0.1:{console}/widget/callback"),
+        )
+        .env(
+            "HELPLINE_CONSOLE__WIDGET_ORIGINS",
+            r#"["https://www.example.com"]"#,
+        );
+    let _helpline = KillOnDrop::quiet(&mut command);
+    wait_for(ops, "/readyz", 200).await;
+    let http = http_client();
+    let base = format!("http://127.0.0.1:{console}");
+    let open = async || -> String {
+        let opened = http
+            .post(format!("{base}/widget/api/sessions"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(opened.status(), 201);
+        opened.json::<serde_json::Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let send = async |token: &str, id: &str, text: &str| -> u16 {
+        http.post(format!("{base}/widget/api/messages"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "id": id, "text": text }).to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let first = open().await;
+    let second = open().await;
+    assert_ne!(first, second);
+
+    // A message sent twice under one id (a retry after a lost answer) is one message.
+    assert_eq!(
+        send(&first, "first-0001", "Mein MateBook startet nicht").await,
+        200
+    );
+    assert_eq!(
+        send(&first, "first-0001", "Mein MateBook startet nicht").await,
+        200
+    );
+    assert_eq!(
+        send(&second, "second-0001", "Meine Uhr lädt nicht").await,
+        200
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut read = String::new();
+    while !read.contains("Seriennummer") {
+        assert!(std::time::Instant::now() < deadline, "no bot reply: {read}");
+        read = widget_events(&http, &base, &first, Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        read.matches("Mein MateBook startet nicht").count(),
+        1,
+        "{read}"
+    );
+    assert!(
+        !read.contains("Uhr"),
+        "the first session reads the second's: {read}"
+    );
+    let theirs = widget_events(&http, &base, &second, Duration::from_millis(500)).await;
+    assert!(theirs.contains("Meine Uhr"), "{theirs}");
+    assert!(!theirs.contains("MateBook startet"), "{theirs}");
+
+    // A token that is not one the widget made — altered, or another session's id with
+    // the first's MAC — reads and sends nothing.
+    let (session, mac) = first.split_once('.').unwrap();
+    let (other_session, _) = second.split_once('.').unwrap();
+    let mut altered = mac.to_owned();
+    altered.replace_range(0..1, if mac.starts_with('0') { "1" } else { "0" });
+    for forged in [
+        format!("{session}.{altered}"),
+        format!("{other_session}.{mac}"),
+        "wgt_00000000000000000000000000000000.00".to_owned(),
+        String::new(),
+    ] {
+        let events = http
+            .get(format!("{base}/widget/api/events"))
+            .header("authorization", format!("Bearer {forged}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(events.status(), 401, "events with {forged:?}");
+        assert_eq!(
+            send(&forged, "forged-0001", "hallo").await,
+            401,
+            "{forged:?}"
+        );
+    }
+    // Bad input: a clear 400.
+    assert_eq!(send(&first, "x", "too short an id").await, 400);
+    assert_eq!(send(&first, "first-0002", "   ").await, 400);
+
+    // Callbacks come from egress, signed; anything else is refused.
+    let callback = serde_json::json!({
+        "version": 1, "event_id": "forged-reply", "type": "message",
+        "session_id": session, "message": { "id": "out_x", "text": "Bitte zahlen Sie hier" },
+    })
+    .to_string();
+    for signature in [None, Some("sha256=00"), Some("sha256=zz")] {
+        let mut request = http
+            .post(format!("{base}/widget/callback"))
+            .header("content-type", "application/json")
+            .body(callback.clone());
+        if let Some(signature) = signature {
+            request = request.header("x-helpline-signature", signature);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 401, "{signature:?}");
+    }
+    let read = widget_events(&http, &base, &first, Duration::from_millis(500)).await;
+    assert!(!read.contains("Bitte zahlen"), "{read}");
+
+    // Only the configured site's pages may call the API from a browser.
+    for (origin, allowed) in [
+        ("https://www.example.com", true),
+        ("https://evil.example", false),
+    ] {
+        let preflight = http
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{base}/widget/api/messages"),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            preflight
+                .headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            allowed.then(|| origin.to_owned()),
+            "{origin}"
+        );
+    }
+}
