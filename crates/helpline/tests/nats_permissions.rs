@@ -202,7 +202,7 @@ fn grants(authorization: &Value, user: &str, direction: &str, list: &str) -> Vec
         .unwrap_or_default()
 }
 
-const SERVICES: [&str; 7] = [
+const SERVICES: [&str; 8] = [
     "ingress",
     "bot",
     "routing",
@@ -210,6 +210,7 @@ const SERVICES: [&str; 7] = [
     "assignment",
     "query",
     "privacy",
+    "console",
 ];
 
 #[test]
@@ -289,7 +290,7 @@ fn compose_and_helm_grant_the_same_and_what_the_design_says() {
         let may = |subject: &str| publish.iter().any(|s| s == subject);
         assert_eq!(
             may("helpline.de.ticket.*.*"),
-            !["query", "setup"].contains(&user.as_str()),
+            !["query", "setup", "console"].contains(&user.as_str()),
             "{user}: ticket subjects"
         );
         assert_eq!(
@@ -1105,15 +1106,38 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
                 env.push((key.to_owned(), format!("127.0.0.1:{port}")));
             }
         }
+        // The web chat's replies go through the console's widget, which passes those of
+        // the simulator's sessions on to the simulator.
+        let url = |service: &str, port: fn(&Ports) -> u16| {
+            ports
+                .get(service)
+                .map(|p| format!("http://127.0.0.1:{}", port(p)))
+                .unwrap_or_default()
+        };
+        let web_secret = (
+            "HELPLINE_CHANNELS__WEB__SHARED_SECRET".to_owned(),
+            sim.config().web.shared_secret.clone(),
+        );
         if user == "ingress" {
-            env.push((
-                "HELPLINE_CHANNELS__WEB__SHARED_SECRET".to_owned(),
-                sim.config().web.shared_secret.clone(),
-            ));
+            env.push(web_secret);
             env.push((
                 "HELPLINE_CHANNELS__WEB__CALLBACK_URL".to_owned(),
-                sim.api_base_url(Channel::WebChat),
+                format!("{}/widget/callback", url("console", |p| p.console)),
             ));
+        } else if user == "console" {
+            env.push(web_secret);
+            for (key, value) in [
+                ("AGENT_DESK_URL", url("assignment", |p| p.grpc)),
+                ("QUERY_URL", url("query", |p| p.grpc)),
+                ("FEEDBACK_URL", url("feedback", |p| p.grpc)),
+                (
+                    "WIDGET_WEBHOOK_URL",
+                    format!("{}/webhooks/web", url("ingress", |p| p.http)),
+                ),
+                ("WIDGET_FORWARD_URL", sim.api_base_url(Channel::WebChat)),
+            ] {
+                env.push((format!("HELPLINE_CONSOLE__{key}"), value));
+            }
         }
         env
     };
@@ -1296,6 +1320,56 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
     say(&sim, &ingress, customer, "5 super, danke!").await;
     reaches(&store, ticket, Phase::Closed).await;
     asked(&store, &sim, customer, ticket, "rating_thanks").await;
+
+    // A customer on the brand's site, through the console's widget: a session, a message
+    // signed on to ingress, the bot's answer kept (sealed under the customer's key, read
+    // by the console) and read back.
+    let console = format!("http://127.0.0.1:{}", ports["console"].console);
+    let http = reqwest::Client::new();
+    let opened: serde_json::Value = http
+        .post(format!("{console}/widget/api/sessions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let widget = opened["token"].as_str().unwrap().to_owned();
+    let sent = http
+        .post(format!("{console}/widget/api/messages"))
+        .header("authorization", format!("Bearer {widget}"))
+        .header("content-type", "application/json")
+        .body(r#"{"id":"permissions-0001","text":"Meine Uhr lädt nicht"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200, "{}", sent.text().await.unwrap());
+    let deadline = Instant::now() + STEP;
+    loop {
+        let response = http
+            .get(format!("{console}/widget/api/events"))
+            .header("authorization", format!("Bearer {widget}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.bytes_stream();
+        let mut read = String::new();
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while let Some(Ok(chunk)) = futures::StreamExt::next(&mut body).await {
+                read.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await;
+        if read.contains("\"from\":\"helpline\"") {
+            assert!(read.contains("Meine Uhr"), "{read}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the widget never read the bot: {read}"
+        );
+    }
 
     // Query and feedback answer from their projections; each consumer is measured.
     let deadline = Instant::now() + STEP;
