@@ -184,16 +184,7 @@ impl AgentDesk for Desk {
     ) -> Result<Response<pb::GetConversationResponse>, Status> {
         let caller = self.caller(&request)?;
         let ticket = ticket_id(&request.get_ref().ticket_id)?;
-        let holds = {
-            let view = self.assignment.view();
-            view.tickets_of(caller.id()).any(|(id, _)| *id == ticket)
-        };
-        if !holds {
-            // Not telling an agent whether a ticket that is not theirs exists.
-            caller.supervisor().map_err(|_| {
-                AssignmentError::PermissionDenied(format!("ticket {ticket} is not yours"))
-            })?;
-        }
+        self.may_read(&caller, ticket)?;
         let events = self
             .assignment
             .inner
@@ -205,6 +196,58 @@ impl AgentDesk for Desk {
             .map(|(_, meta, event)| codec::to_api(&meta, &event))
             .collect();
         Ok(Response::new(pb::GetConversationResponse { events }))
+    }
+
+    async fn get_attachment(
+        &self,
+        request: Request<pb::GetAttachmentRequest>,
+    ) -> Result<Response<pb::GetAttachmentResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let ticket = ticket_id(&request.get_ref().ticket_id)?;
+        let object = request.get_ref().object.as_str();
+        self.may_read(&caller, ticket)?;
+        let store = &self.assignment.inner.store;
+        // Only an object the ticket's log names as its own, sealed under its customer's
+        // key (named on the events that carry personal fields): never another ticket's by
+        // a guessed name.
+        let events = store
+            .ticket_events(ticket)
+            .await
+            .map_err(AssignmentError::from)?;
+        let customer = events.iter().find_map(|(_, meta, _)| meta.customer.clone());
+        let mime_type = events.into_iter().find_map(|(_, _, event)| match event {
+            helpline_domain::Event::AttachmentStored {
+                object: stored,
+                mime_type,
+                ..
+            } if !object.is_empty() && stored == object => Some(mime_type),
+            _ => None,
+        });
+        let (Some(customer), Some(mime_type)) = (customer, mime_type) else {
+            return Err(Status::not_found(format!(
+                "ticket {ticket} has no attachment {object}"
+            )));
+        };
+        let unavailable = |e: &dyn std::fmt::Display| {
+            tracing::warn!(%ticket, error = %e, "an attachment could not be read");
+            Status::unavailable("the attachment cannot be read right now; try again")
+        };
+        let bucket = store
+            .jetstream()
+            .get_object_store(store.layout().media_bucket())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let mut sealed = Vec::new();
+        let mut reading = bucket.get(object).await.map_err(|e| unavailable(&e))?;
+        tokio::io::AsyncReadExt::read_to_end(&mut reading, &mut sealed)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let data = store
+            .open_attachment(&customer, object, &sealed)
+            .await
+            .map_err(AssignmentError::from)?
+            .ok_or_else(|| Status::not_found("the customer was erased: the attachment is gone"))?;
+        Ok(Response::new(pb::GetAttachmentResponse { data, mime_type }))
     }
 
     async fn accept(
@@ -578,6 +621,21 @@ impl Desk {
             agent: agent.clone(),
             claims,
         })
+    }
+
+    /// Whether the caller may read the ticket: it is theirs (offered or accepted), or they
+    /// supervise. Another agent is not told whether it exists.
+    fn may_read(&self, caller: &Caller, ticket: TicketId) -> Result<(), AssignmentError> {
+        let holds = {
+            let view = self.assignment.view();
+            view.tickets_of(caller.id()).any(|(id, _)| *id == ticket)
+        };
+        if holds {
+            return Ok(());
+        }
+        caller
+            .supervisor()
+            .map_err(|_| AssignmentError::PermissionDenied(format!("ticket {ticket} is not yours")))
     }
 
     fn queue(&self, id: &str, field: &'static str) -> Result<QueueId, AssignmentError> {

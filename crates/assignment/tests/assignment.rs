@@ -689,6 +689,14 @@ fn ticket_calls(
             }
         ),
         call!(
+            "GetAttachment",
+            get_attachment,
+            pb::GetAttachmentRequest {
+                ticket_id: ticket.clone(),
+                object: "an-object".to_owned(),
+            }
+        ),
+        call!(
             "Accept",
             accept,
             pb::AcceptRequest {
@@ -916,6 +924,20 @@ async fn every_call_needs_a_valid_token_and_tickets_are_their_holders_alone() {
             "{events:?}"
         );
     }
+
+    // An object the ticket's log does not name is no attachment of it.
+    let status = as_jan
+        .get_attachment(signed(
+            Some(&dora_token),
+            pb::GetAttachmentRequest {
+                ticket_id: ticket.to_string(),
+                object: "another-tickets-object".to_owned(),
+            },
+        ))
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(status, Some(Code::NotFound));
 
     // Malformed requests name the field.
     let status = as_jan

@@ -91,7 +91,7 @@ async fn protect(mut response: Response) -> Response {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
              connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; \
              form-action 'self'",
         ),

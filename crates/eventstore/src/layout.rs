@@ -178,6 +178,12 @@ impl Layout {
         format!("helpline-{}-credentials", self.region)
     }
 
+    /// Object store: the attachments customers sent, each sealed under its customer's key
+    /// (ingress stores them, agents' tools read them).
+    pub fn media_bucket(&self) -> String {
+        format!("helpline-{}-media", self.region)
+    }
+
     /// `HELPLINE_<REGION>_WIDGET`: what the web-chat widget's customers see of their
     /// conversation — their own messages and helpline's replies, each sealed under the
     /// customer's key — kept for [`WIDGET_HISTORY`] so a page opened again, or a widget

@@ -37,6 +37,8 @@ const XSS_PAYLOADS: [&str; 6] = [
     "{{constructor.constructor('alert(6)')()}} ${alert('xss-7')}",
 ];
 const PASSWORD: &str = "anna's console password";
+/// A red 8×8 PNG: the photo the customer sends.
+const PHOTO: &str = "89504e470d0a1a0a0000000d49484452000000080000000808020000004b6d29dc0000001149444154789c63b860608015310c2d0900da7b4c01eb962a9a0000000049454e44ae426082";
 
 fn web_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../console/web")
@@ -118,6 +120,11 @@ async fn anna_takes_a_whatsapp_customer_through_the_console_in_a_real_browser() 
             value,
         );
     }
+    // The simulator serves the providers' media on loopback.
+    command.env(
+        "HELPLINE_INGRESS__MEDIA_HOSTS__WHATSAPP",
+        format!("[\"{}\"]", sim.base_url()),
+    );
     let _helpline = KillOnDrop::quiet(&mut command);
     wait_for(ops, "/readyz", 200).await;
     for agent in ["anna", "sabine"] {
@@ -182,6 +189,11 @@ async fn anna_takes_a_whatsapp_customer_through_the_console_in_a_real_browser() 
             "Anna's reply",
         )
         .await;
+    // A photo of the problem, which Anna opens in the conversation.
+    let photo = sim.add_media(hex::decode(PHOTO).unwrap(), "image/png");
+    let webhook = sim.webhook_image(Channel::WhatsApp, CUSTOMER, &photo, Some("Foto vom Fehler"));
+    let answer = sim.deliver(&customer.ingress, &webhook).await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
     for payload in XSS_PAYLOADS {
         customer.writes(payload).await;
     }

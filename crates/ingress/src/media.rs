@@ -142,7 +142,7 @@ impl MediaFetcher {
         store_max_bytes: u64,
     ) -> Result<Self, MediaError> {
         let js = store.jetstream();
-        let name = format!("helpline-{}-media", store.layout().region());
+        let name = store.layout().media_bucket();
         let bucket = match js.get_object_store(&name).await {
             Ok(bucket) => bucket,
             Err(_) => js

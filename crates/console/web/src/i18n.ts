@@ -72,6 +72,9 @@ const en = {
   line_resolved: "resolved: {0}",
   line_released: "released to the queue",
   attachment: "[attachment]",
+  show_attachment: "Show attachment",
+  download_attachment: "Download attachment",
+  attachment_from_customer: "The customer's attachment",
   location: "[location]",
 };
 
@@ -146,6 +149,9 @@ const de: Record<Key, string> = {
   line_resolved: "gelöst: {0}",
   line_released: "zurück in die Warteschlange",
   attachment: "[Anhang]",
+  show_attachment: "Anhang anzeigen",
+  download_attachment: "Anhang herunterladen",
+  attachment_from_customer: "Anhang des Kunden",
   location: "[Standort]",
 };
 

@@ -33,6 +33,10 @@ interface Line {
   from: "customer" | "bot" | "agent" | "note" | "system";
   text: string;
   at: Date;
+  /** The message's id, which a later AttachmentStored names. */
+  messageId?: string;
+  /** An attachment: its object in the media bucket once stored (empty until then). */
+  media?: { object: string; mimeType: string };
 }
 
 interface Held {
@@ -96,7 +100,7 @@ function bodyText(body: MessageBody | undefined): string {
     case "text":
       return body.content.text;
     case "media":
-      return t("attachment");
+      return body.content.media.caption ? `${t("attachment")} ${body.content.media.caption}` : t("attachment");
     case "location":
       return t("location");
     default:
@@ -117,8 +121,16 @@ function lineOf(event: EventEnvelope): Line | null {
 function lineContent(event: EventEnvelope): Omit<Line, "id" | "at"> | null {
   const e = event.event;
   switch (e.oneofKind) {
-    case "customerMessageReceived":
-      return { from: "customer", text: bodyText(e.customerMessageReceived.body) };
+    case "customerMessageReceived": {
+      const received = e.customerMessageReceived;
+      const media = received.body?.content.oneofKind === "media" ? received.body.content.media : undefined;
+      return {
+        from: "customer",
+        text: bodyText(received.body),
+        messageId: received.messageId,
+        media: media ? { object: media.object, mimeType: media.mimeType } : undefined,
+      };
+    }
     case "botMessageSent":
       return { from: "bot", text: bodyText(e.botMessageSent.body) };
     case "agentMessageSent":
@@ -138,6 +150,7 @@ function onEvent(ticketId: string, event: EventEnvelope) {
   const entry = held.get(ticketId);
   if (!entry) return;
   for (const one of [event, ...event.moreEvents]) {
+    attach(entry, one);
     const line = lineOf(one);
     if (line && !entry.seen.has(line.id)) {
       entry.seen.add(line.id);
@@ -181,7 +194,8 @@ async function loadConversation(ticketId: string) {
   }
   const entry = held.get(ticketId);
   if (!entry) return;
-  for (const event of events.flatMap((event) => [event, ...event.moreEvents])) {
+  const all = events.flatMap((event) => [event, ...event.moreEvents]);
+  for (const event of all) {
     const line = lineOf(event);
     if (!line || entry.seen.has(line.id)) continue;
     entry.seen.add(line.id);
@@ -190,9 +204,57 @@ async function loadConversation(ticketId: string) {
       entry.lastCustomerMessage = line.at;
     }
   }
+  for (const event of all) attach(entry, event);
   // Stable: lines of one moment keep the order they came in.
   entry.lines.sort((a, b) => a.at.getTime() - b.at.getTime());
   render();
+}
+
+/** An attachment fetched after its message: the message's line can show it now. */
+function attach(entry: Held, event: EventEnvelope) {
+  if (event.event.oneofKind !== "attachmentStored") return;
+  const stored = event.event.attachmentStored;
+  const line = entry.lines.find((line) => line.messageId === stored.messageId);
+  if (line) line.media = { object: stored.object, mimeType: stored.mimeType };
+}
+
+/** Attachments opened in this page, by object: shown again on every render. */
+const opened = new Map<string, { url: string; mimeType: string }>();
+
+async function openAttachment(ticketId: string, object: string) {
+  try {
+    const { data, mimeType } = await desk.getAttachment({ ticketId, object }).response;
+    const url = URL.createObjectURL(new Blob([data as BlobPart], { type: mimeType }));
+    opened.set(object, { url, mimeType });
+  } catch (error) {
+    $("action-error").textContent = String((error as Error).message ?? error);
+  }
+  renderConversation();
+}
+
+/** A line of the conversation; an attachment is opened on request, an image shown. */
+function lineElement(line: Line, ticketId: string): HTMLLIElement {
+  const item = el("li", line.text, `line ${line.from}`);
+  const object = line.media?.object;
+  if (!object) return item;
+  const shown = opened.get(object);
+  if (!shown) {
+    const button = el("button", t("show_attachment"), "attachment");
+    button.type = "button";
+    button.addEventListener("click", () => void openAttachment(ticketId, object));
+    item.append(" ", button);
+  } else if (shown.mimeType.startsWith("image/")) {
+    const image = el("img", undefined, "attachment");
+    image.src = shown.url;
+    image.alt = t("attachment_from_customer");
+    item.append(image);
+  } else {
+    const link = el("a", t("download_attachment"), "attachment");
+    link.href = shown.url;
+    link.download = object;
+    item.append(" ", link);
+  }
+  return item;
 }
 
 /** A short chime: a new offer is waiting (sign-in was the gesture that lets a page play). */
@@ -335,7 +397,8 @@ function renderConversation() {
   $("serial").textContent = ticket.details?.serialNumber ?? "";
   $("problem").textContent = ticket.details?.problem ?? "";
   const lines = $("lines");
-  lines.replaceChildren(...entry.lines.map((line) => el("li", line.text, `line ${line.from}`)));
+  const ticketId = selected;
+  lines.replaceChildren(...entry.lines.map((line) => lineElement(line, ticketId)));
   const whatsapp = ticket.channel === Channel.WHATSAPP;
   const outside =
     whatsapp && (!entry.lastCustomerMessage || Date.now() - entry.lastCustomerMessage.getTime() > WHATSAPP_WINDOW_MS);

@@ -102,11 +102,19 @@ try {
   await page.locator("#lines .line.note", { hasText: "Garantie prüfen" }).waitFor();
   say("REPLIED");
 
+  // The customer's photo: opened on request, shown in the conversation.
+  const photo = page.locator("#lines .line.customer", { hasText: "Foto vom Fehler" });
+  await photo.getByRole("button", { name: "Anhang anzeigen" }).click({ timeout: 60_000 });
+  const image = photo.getByRole("img", { name: "Anhang des Kunden" });
+  await image.waitFor();
+  const width = await image.evaluate((img) => img.complete && img.naturalWidth);
+  if (width !== 8) problems.push(`the customer's photo did not show (width ${width})`);
+
   // The customer's text is shown as text, whatever it holds (XSS).
   for (const payload of XSS_PAYLOADS) {
     await page.locator("#lines .line.customer").filter({ hasText: payload }).waitFor({ timeout: 60_000 });
   }
-  const markup = await page.locator("#lines img, #lines script, #lines svg, #lines a, #lines iframe").count();
+  const markup = await page.locator("#lines img:not(.attachment), #lines script, #lines svg, #lines a, #lines iframe").count();
   if (markup > 0) problems.push(`a customer's text became ${markup} element(s) in the conversation`);
 
   await page.locator("#lines .line.customer", { hasText: "jetzt klappt es" }).waitFor({ timeout: 60_000 });
