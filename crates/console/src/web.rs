@@ -46,6 +46,7 @@ pub fn router(console: Arc<Console>) -> Router {
             get(|| async { page(WIDGET_DEMO_HTML, "text/html; charset=utf-8") }),
         )
         .route("/widget/callback", post(widget::callback))
+        .route("/widget/uploads/{name}", get(widget::uploaded))
         .nest("/widget/api", widget_api(console.clone()))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::map_response(protect))
@@ -58,6 +59,7 @@ fn widget_api(console: Arc<Console>) -> Router<Arc<Console>> {
         .route("/sessions", post(widget::open_session))
         .route("/messages", post(widget::send))
         .route("/events", get(widget::events))
+        .route("/uploads", post(widget::upload))
         .layer(axum::middleware::from_fn_with_state(
             console,
             widget::cross_origin,

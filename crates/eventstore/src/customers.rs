@@ -268,6 +268,8 @@ pub enum Kept {
     Attachment,
     /// A message as the web-chat widget shows it, named by its id.
     WidgetMessage,
+    /// A file a customer attached in the widget, named by its upload.
+    WidgetUpload,
 }
 
 fn kept_place<'a>(
@@ -280,6 +282,7 @@ fn kept_place<'a>(
         field: match kind {
             Kept::Attachment => "attachment",
             Kept::WidgetMessage => "widget message",
+            Kept::WidgetUpload => "widget upload",
         },
         customer,
     }

@@ -39,6 +39,9 @@ pub fn subject_partition(subject: &str, partitions: u32) -> u32 {
 /// ([`Layout::widget_stream`]).
 pub const WIDGET_HISTORY: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
+/// How long a file attached in the widget waits for ingress to fetch it.
+pub const WIDGET_UPLOAD_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The JetStream layout of one region.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -190,6 +193,13 @@ impl Layout {
     /// reconnecting, finds it. Not the record of the ticket: the event log is.
     pub fn widget_stream(&self) -> String {
         format!("HELPLINE_{}_WIDGET", self.region.to_ascii_uppercase())
+    }
+
+    /// Object store: files customers attached in the web-chat widget, each sealed under the
+    /// customer's key, kept [`WIDGET_UPLOAD_LIFETIME`] for ingress to fetch (it keeps its own
+    /// copy in [`Layout::media_bucket`]).
+    pub fn widget_uploads_bucket(&self) -> String {
+        format!("helpline-{}-widget-uploads", self.region)
     }
 
     /// `helpline.<region>.widget.<customer pseudonym>`: one widget session's conversation.

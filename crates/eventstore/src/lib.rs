@@ -107,6 +107,24 @@ impl EventStore {
         js.create_or_update_stream(widget_stream_config(&layout, &config))
             .await
             .map_err(|e| StoreError::setup(layout.widget_stream(), e))?;
+        let uploads = layout.widget_uploads_bucket();
+        if js.get_object_store(&uploads).await.is_err() {
+            js.create_object_store(jetstream::object_store::Config {
+                bucket: uploads.clone(),
+                description: Some(format!(
+                    "helpline {}: files customers attached in the web-chat widget, sealed, \
+                     until ingress fetched them",
+                    layout.region()
+                )),
+                max_age: layout::WIDGET_UPLOAD_LIFETIME,
+                max_bytes: 1024 * 1024 * 1024,
+                storage: StorageType::File,
+                num_replicas: config.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| StoreError::setup(&uploads, e))?;
+        }
         for bucket in layout.buckets() {
             js.create_or_update_key_value(kv::Config {
                 bucket: bucket.to_owned(),

@@ -469,16 +469,21 @@ async fn console(
             "console.widget_webhook_url is not set, and this process serves no webhooks: name ingress's web chat webhook (http://ingress:8080/webhooks/web, say)"
         ),
     };
-    let widget = helpline_console::Widget::new(
-        helpline_console::WidgetSettings {
-            shared_secret: web.shared_secret.expose().to_owned(),
-            webhook_url,
-            forward_url: config.console.widget_forward_url.clone(),
-            origins: config.console.widget_origins.clone(),
-        },
-        store.clone(),
-    )
-    .context("the web-chat widget's HTTP client")?;
+    let widget =
+        helpline_console::Widget::new(
+            helpline_console::WidgetSettings {
+                shared_secret: web.shared_secret.expose().to_owned(),
+                webhook_url,
+                forward_url: config.console.widget_forward_url.clone(),
+                origins: config.console.widget_origins.clone(),
+                upload_base_url: config.console.widget_upload_url.clone().unwrap_or_else(|| {
+                    format!("http://127.0.0.1:{}", config.console.listen.port())
+                }),
+                max_upload_bytes: config.console.widget_max_upload_bytes,
+            },
+            store.clone(),
+        )
+        .context("the web-chat widget's HTTP client")?;
     Ok(console.with_widget(widget))
 }
 

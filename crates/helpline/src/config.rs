@@ -430,6 +430,12 @@ pub struct ConsoleConfig {
     /// The sites (`https://www.example.com`) whose pages may call the widget's API; empty:
     /// any site (the widget's token travels in a header, never in a cookie).
     pub widget_origins: Vec<String>,
+    /// This console as ingress reaches it (`http://console:8088`), where ingress fetches
+    /// the files customers attach in the widget; `ingress.media_hosts.web` must name it.
+    /// This process's own console port on loopback when unset.
+    pub widget_upload_url: Option<String>,
+    /// The largest file a customer may attach in the widget, in bytes (10 MiB unless set).
+    pub widget_max_upload_bytes: usize,
 }
 
 impl Default for ConsoleConfig {
@@ -443,6 +449,8 @@ impl Default for ConsoleConfig {
             widget_webhook_url: None,
             widget_forward_url: None,
             widget_origins: Vec::new(),
+            widget_upload_url: None,
+            widget_max_upload_bytes: 10 * 1024 * 1024,
         }
     }
 }

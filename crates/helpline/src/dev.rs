@@ -61,9 +61,15 @@ async fn serve(
     let mut config = config.clone();
     config.channels =
         chat::simulated_channels(&sim).context("simulator channels do not fit the config")?;
-    // The simulator serves every provider's media from its own origin, on loopback.
+    // The simulator serves every provider's media from its own origin, on loopback; the
+    // web chat's also come from the console (the widget's attachments).
     config.ingress.media_hosts =
         helpline_ingress::media_policy::MediaHostsConfig::everywhere(&[sim.base_url()]);
+    config
+        .ingress
+        .media_hosts
+        .web
+        .push(format!("http://127.0.0.1:{}", config.console.listen.port()));
     // Locally nothing listens beyond loopback.
     config.ops.listen.set_ip([127, 0, 0, 1].into());
     config.grpc.listen.set_ip([127, 0, 0, 1].into());

@@ -506,6 +506,49 @@ async fn a_widget_session_is_its_own_token_reads_only_its_own_conversation_and_r
     assert_eq!(send(&first, "x", "too short an id").await, 400);
     assert_eq!(send(&first, "first-0002", "   ").await, 400);
 
+    // Files: only with a session, only kinds a customer sends, only the session's own,
+    // and fetched only by the signed URL the webhook carried.
+    let upload = async |token: &str, content_type: &str| -> reqwest::Response {
+        http.post(format!("{base}/widget/api/uploads"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", content_type)
+            .body("Rechnung Nr. 4711")
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(upload("not-a-session", "text/plain").await.status(), 401);
+    assert_eq!(
+        upload(&first, "application/x-msdownload").await.status(),
+        415
+    );
+    let uploaded = upload(&second, "text/plain").await;
+    assert_eq!(uploaded.status(), 201);
+    let name = uploaded.json::<serde_json::Value>().await.unwrap()["upload"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let borrowed = http
+        .post(format!("{base}/widget/api/messages"))
+        .header("authorization", format!("Bearer {first}"))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({ "id": "first-0003", "text": "", "attachments": [{ "upload": name }] })
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(borrowed.status(), 400, "another session's upload was taken");
+    for query in ["", "?sig=", "?sig=00"] {
+        let fetched = http
+            .get(format!("{base}/widget/uploads/{name}{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(fetched.status(), 404, "{query}");
+    }
+
     // Callbacks come from egress, signed; anything else is refused.
     let callback = serde_json::json!({
         "version": 1, "event_id": "forged-reply", "type": "message",

@@ -300,7 +300,7 @@ fn compose_and_helm_grant_the_same_and_what_the_design_says() {
         );
         assert_eq!(
             may("$KV.helpline-de-customer-keys.>"),
-            ["ingress", "privacy"].contains(&user.as_str()),
+            ["ingress", "privacy", "console"].contains(&user.as_str()),
             "{user}: writing the key bucket"
         );
         assert_eq!(
@@ -1124,6 +1124,11 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
                 "HELPLINE_CHANNELS__WEB__CALLBACK_URL".to_owned(),
                 format!("{}/widget/callback", url("console", |p| p.console)),
             ));
+            // The widget's attachments come from the console.
+            env.push((
+                "HELPLINE_INGRESS__MEDIA_HOSTS__WEB".to_owned(),
+                format!("[\"{}\"]", url("console", |p| p.console)),
+            ));
         } else if user == "console" {
             env.push(web_secret);
             for (key, value) in [
@@ -1335,11 +1340,30 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
         .await
         .unwrap();
     let widget = opened["token"].as_str().unwrap().to_owned();
+    let uploaded: serde_json::Value = http
+        .post(format!("{console}/widget/api/uploads"))
+        .header("authorization", format!("Bearer {widget}"))
+        .header("content-type", "text/plain")
+        .body("Ladegerät: 5 V, 1 A")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let upload = uploaded["upload"].as_str().unwrap();
     let sent = http
         .post(format!("{console}/widget/api/messages"))
         .header("authorization", format!("Bearer {widget}"))
         .header("content-type", "application/json")
-        .body(r#"{"id":"permissions-0001","text":"Meine Uhr lädt nicht"}"#)
+        .body(
+            serde_json::json!({
+                "id": "permissions-0001",
+                "text": "Meine Uhr lädt nicht",
+                "attachments": [{ "upload": upload, "file_name": "ladegeraet.txt" }],
+            })
+            .to_string(),
+        )
         .send()
         .await
         .unwrap();
@@ -1369,6 +1393,32 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
             Instant::now() < deadline,
             "the widget never read the bot: {read}"
         );
+    }
+
+    // Ingress fetched the file from the console and keeps it as the ticket's attachment.
+    let deadline = Instant::now() + STEP;
+    'fetched: loop {
+        let listed = tickets
+            .list_tickets(signed(&supervisor, pb::ListTicketsRequest::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        for view in listed.tickets {
+            let events = store
+                .ticket_events(TicketId(view.ticket_id.parse().unwrap()))
+                .await
+                .unwrap();
+            if events.iter().any(|(_, _, e)| {
+                matches!(e, helpline_domain::Event::AttachmentStored { mime_type, .. } if mime_type == "text/plain")
+            }) {
+                break 'fetched;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ingress never stored the widget's attachment"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // Query and feedback answer from their projections; each consumer is measured.

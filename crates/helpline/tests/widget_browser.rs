@@ -54,6 +54,11 @@ async fn a_customer_chats_through_the_widget_across_a_server_restart_and_rates_a
         .env(
             "HELPLINE_CHANNELS__WEB__CALLBACK_URL",
             format!("http://127.0.0.1:{console}/widget/callback"),
+        )
+        // Ingress fetches the widget's attachments from the console.
+        .env(
+            "HELPLINE_INGRESS__MEDIA_HOSTS__WEB",
+            format!("[\"http://127.0.0.1:{console}\"]"),
         );
     let mut server = Some(KillOnDrop::quiet(&mut command));
     wait_for(ops, "/readyz", 200).await;

@@ -20,6 +20,7 @@ export type WidgetWords = {
   stars: string;
   erased: string;
   refused: string;
+  attach: string;
 };
 
 const en: WidgetWords = {
@@ -39,6 +40,7 @@ const en: WidgetWords = {
   stars: "{0} of 5 stars",
   erased: "(deleted)",
   refused: "This message could not be sent.",
+  attach: "Attach a file",
 };
 
 const WORDS: Record<string, WidgetWords> = {
@@ -60,6 +62,7 @@ const WORDS: Record<string, WidgetWords> = {
     stars: "{0} von 5 Sternen",
     erased: "(gelöscht)",
     refused: "Diese Nachricht konnte nicht gesendet werden.",
+    attach: "Datei anhängen",
   },
   fr: {
     open: "Discutez avec nous",
@@ -78,6 +81,7 @@ const WORDS: Record<string, WidgetWords> = {
     stars: "{0} étoiles sur 5",
     erased: "(supprimé)",
     refused: "Ce message n’a pas pu être envoyé.",
+    attach: "Joindre un fichier",
   },
   es: {
     open: "Chatea con nosotros",
@@ -96,6 +100,7 @@ const WORDS: Record<string, WidgetWords> = {
     stars: "{0} de 5 estrellas",
     erased: "(eliminado)",
     refused: "No se pudo enviar este mensaje.",
+    attach: "Adjuntar un archivo",
   },
   it: {
     open: "Chatta con noi",
@@ -114,6 +119,7 @@ const WORDS: Record<string, WidgetWords> = {
     stars: "{0} stelle su 5",
     erased: "(eliminato)",
     refused: "Impossibile inviare questo messaggio.",
+    attach: "Allega un file",
   },
   pt: {
     open: "Converse connosco",
@@ -132,6 +138,7 @@ const WORDS: Record<string, WidgetWords> = {
     stars: "{0} de 5 estrelas",
     erased: "(eliminada)",
     refused: "Não foi possível enviar esta mensagem.",
+    attach: "Anexar um ficheiro",
   },
   nl: {
     open: "Chat met ons",
@@ -150,6 +157,7 @@ const WORDS: Record<string, WidgetWords> = {
     stars: "{0} van 5 sterren",
     erased: "(verwijderd)",
     refused: "Dit bericht kon niet worden verstuurd.",
+    attach: "Bestand bijvoegen",
   },
   pl: {
     open: "Czat z nami",
@@ -168,6 +176,7 @@ const WORDS: Record<string, WidgetWords> = {
     stars: "{0} z 5 gwiazdek",
     erased: "(usunięto)",
     refused: "Nie udało się wysłać tej wiadomości.",
+    attach: "Dołącz plik",
   },
   cs: {
     open: "Napište nám",
@@ -186,6 +195,7 @@ const WORDS: Record<string, WidgetWords> = {
     stars: "{0} z 5 hvězdiček",
     erased: "(smazáno)",
     refused: "Tuto zprávu nelze odeslat.",
+    attach: "Připojit soubor",
   },
   hu: {
     open: "Csevegjen velünk",
@@ -204,6 +214,7 @@ const WORDS: Record<string, WidgetWords> = {
     stars: "5-ből {0} csillag",
     erased: "(törölve)",
     refused: "Ezt az üzenetet nem sikerült elküldeni.",
+    attach: "Fájl csatolása",
   },
   da: {
     open: "Chat med os",
@@ -222,6 +233,7 @@ const WORDS: Record<string, WidgetWords> = {
     stars: "{0} af 5 stjerner",
     erased: "(slettet)",
     refused: "Beskeden kunne ikke sendes.",
+    attach: "Vedhæft en fil",
   },
   sv: {
     open: "Chatta med oss",
@@ -240,6 +252,7 @@ const WORDS: Record<string, WidgetWords> = {
     stars: "{0} av 5 stjärnor",
     erased: "(raderat)",
     refused: "Meddelandet kunde inte skickas.",
+    attach: "Bifoga en fil",
   },
   fi: {
     open: "Keskustele kanssamme",
@@ -258,6 +271,7 @@ const WORDS: Record<string, WidgetWords> = {
     stars: "{0}/5 tähteä",
     erased: "(poistettu)",
     refused: "Viestiä ei voitu lähettää.",
+    attach: "Liitä tiedosto",
   },
   el: {
     open: "Συνομιλήστε μαζί μας",
@@ -276,6 +290,7 @@ const WORDS: Record<string, WidgetWords> = {
     stars: "{0} από 5 αστέρια",
     erased: "(διαγράφηκε)",
     refused: "Δεν ήταν δυνατή η αποστολή αυτού του μηνύματος.",
+    attach: "Επισύναψη αρχείου",
   },
 };
 

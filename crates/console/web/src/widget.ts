@@ -17,9 +17,20 @@ type Kept = {
   from?: "customer" | "helpline";
   text?: string;
   quick_replies?: string[];
+  attachments?: string[];
   erased?: boolean;
 };
-type Outgoing = { id: string; text: string };
+/// A message waiting to be sent; with a file, `upload` once the backend has the file.
+type Outgoing = { id: string; text: string; fileName?: string; upload?: string };
+
+/// The files of messages not yet uploaded, by message id: a page opened again has lost
+/// them (storage keeps no files), and says so.
+const files = new Map<string, File>();
+
+/// What a message shows: its text, then a line per attached file.
+function shownText(text: string, attachments: readonly string[]): string {
+  return [text, ...attachments.map((name) => `📎 ${name}`)].filter((part) => part).join("\n");
+}
 
 const RATING = ["1", "2", "3", "4", "5"];
 /// A reading that hears nothing this long (the backend's keep-alive comes every 15 s) is
@@ -93,6 +104,7 @@ h2 { margin: 0; font-size: 17px; }
   color: #8a5a00; cursor: pointer; padding: 2px 6px; }
 form { display: flex; gap: 8px; padding: 8px 12px 12px; border-top: 1px solid #ddd; }
 textarea { flex: 1; resize: none; font-size: 15px; padding: 6px; border: 1px solid #767676; border-radius: 6px; }
+.attach { background: #fff; border: 1px solid #767676; border-radius: 6px; font-size: 18px; cursor: pointer; padding: 0 8px; }
 .send { background: #0b57d0; color: #fff; border: 0; border-radius: 6px; padding: 0 14px; font-size: 15px; cursor: pointer; }
 .hidden-label { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 @media (max-width: 480px) {
@@ -181,7 +193,16 @@ class Chat {
       maxlength: "4096",
     });
     const send = element("button", { type: "submit", class: "send" }, words.send);
-    form.append(label, this.input, send);
+    // A visible button for the file picker, which stays out of sight and of the tab order.
+    const picker = element("input", { type: "file", class: "hidden-label", tabindex: "-1", "aria-hidden": "true" });
+    picker.accept = "image/*,video/*,audio/*,application/pdf,text/plain";
+    const attach = element("button", { type: "button", class: "attach", "aria-label": words.attach, title: words.attach }, "📎");
+    attach.addEventListener("click", () => picker.click());
+    picker.addEventListener("change", () => {
+      for (const file of Array.from(picker.files ?? [])) this.submit("", file);
+      picker.value = "";
+    });
+    form.append(label, attach, picker, this.input, send);
     this.panel.append(header, this.log, this.status, this.rating, form);
     this.root.append(this.launcher, this.panel);
 
@@ -229,8 +250,9 @@ class Chat {
     this.status.textContent = text;
   }
 
-  private submit(text: string) {
-    const outgoing = { id: newId(), text };
+  private submit(text: string, file?: File) {
+    const outgoing: Outgoing = { id: newId(), text, fileName: file?.name };
+    if (file) files.set(outgoing.id, file);
     saved.outbox.push(outgoing);
     save();
     this.showPending(outgoing);
@@ -239,7 +261,8 @@ class Chat {
   }
 
   private showPending(outgoing: Outgoing) {
-    const line = this.line(`c_${outgoing.id}`, "customer", outgoing.text, true);
+    const attached = outgoing.fileName ? [outgoing.fileName] : [];
+    const line = this.line(`c_${outgoing.id}`, "customer", shownText(outgoing.text, attached), true);
     line.append(element("span", { class: "note" }, this.words.sending));
   }
 
@@ -300,10 +323,33 @@ class Chat {
         save();
         this.read();
       }
+      if (outgoing.fileName && !outgoing.upload) {
+        const file = files.get(outgoing.id);
+        // The page was opened again before the file went: it is gone.
+        if (!file) return "refused";
+        const uploaded = await fetch(`${base}/widget/api/uploads`, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${saved.token}`,
+            "content-type": file.type || "application/octet-stream",
+          },
+          body: file,
+        });
+        if (uploaded.status === 401) {
+          saved.token = null;
+          save();
+          return "again";
+        }
+        if (uploaded.status === 413 || uploaded.status === 415 || uploaded.status === 400) return "refused";
+        if (!uploaded.ok) return "again";
+        outgoing.upload = ((await uploaded.json()) as { upload: string }).upload;
+        save();
+      }
+      const attachments = outgoing.upload ? [{ upload: outgoing.upload, file_name: outgoing.fileName }] : [];
       const answer = await fetch(`${base}/widget/api/messages`, {
         method: "POST",
         headers: { authorization: `Bearer ${saved.token}`, "content-type": "application/json" },
-        body: JSON.stringify({ id: outgoing.id, text: outgoing.text, locale: language }),
+        body: JSON.stringify({ id: outgoing.id, text: outgoing.text, locale: language, attachments }),
       });
       if (answer.ok) return "taken";
       if (answer.status === 401) {
@@ -378,7 +424,7 @@ class Chat {
     this.lastSeq = kept.seq;
     const from = kept.from ?? "helpline";
     const id = kept.id ?? `seq-${kept.seq}`;
-    const line = this.line(id, from, kept.erased ? this.words.erased : (kept.text ?? ""));
+    const line = this.line(id, from, kept.erased ? this.words.erased : shownText(kept.text ?? "", kept.attachments ?? []));
     // A message of the customer's the backend kept: no longer waiting, and in its place.
     if (line.classList.contains("pending")) {
       line.classList.remove("pending");

@@ -111,6 +111,26 @@ try {
     await fromCustomer.filter({ hasText: payload }).locator(".note").waitFor({ state: "detached" });
     await anna.locator("#lines .line.customer").filter({ hasText: payload }).waitFor({ timeout: 60_000 });
   }
+  // A photo, attached in the widget: Anna opens it in the console.
+  const photo = Buffer.from(
+    "89504e470d0a1a0a0000000d49484452000000080000000808020000004b6d29dc0000001149444154789c63b860608015310c2d0900da7b4c01eb962a9a0000000049454e44ae426082",
+    "hex",
+  );
+  await customer.locator("#helpline-chat input[type=file]").setInputFiles({
+    name: "fehler.png",
+    mimeType: "image/png",
+    buffer: photo,
+  });
+  const attached = fromCustomer.filter({ hasText: "📎 fehler.png" });
+  await attached.waitFor();
+  await attached.locator(".note").waitFor({ state: "detached", timeout: 60_000 });
+  const annaSees = anna.locator("#lines .line.customer", { hasText: "[Anhang]" });
+  await annaSees.getByRole("button", { name: "Anhang anzeigen" }).click({ timeout: 60_000 });
+  const image = annaSees.getByRole("img", { name: "Anhang des Kunden" });
+  await image.waitFor();
+  const width = await image.evaluate((img) => img.complete && img.naturalWidth);
+  if (width !== 8) problems.push(`the widget's photo did not show in the console (width ${width})`);
+
   const markup = await log.locator("img, script, svg, a, iframe, b").count();
   if (markup > 0) problems.push(`text became ${markup} element(s) in the widget`);
   await axe(customer, "widget", problems);
