@@ -391,7 +391,7 @@ fn console_cannot_run(config: &Config, key: &helpline_assignment::AuthKey) -> Op
         )
     } else if config.grpc.tls_cert_file.is_some() && urls_unset {
         Some(
-            "the gRPC port speaks TLS, and the console reaches the services over plain HTTP/2 only: run it as `helpline console` with console.agent_desk_url, console.query_url and console.feedback_url naming plain gRPC ports",
+            "the gRPC port speaks TLS: name the services as the console reaches them, console.agent_desk_url, console.query_url and console.feedback_url (https://<a name in the certificate>:<port>), with console.tls_ca_file",
         )
     } else {
         None
@@ -420,15 +420,29 @@ async fn console(
                 "console.{key} is not set, and this process does not serve that API: name the service's gRPC address (http://assignment:50051, say)"
             ),
         };
-        if !url.starts_with("http://") {
-            anyhow::bail!(
-                "console.{key}: {url}: the console reaches the services over plain HTTP/2 (http://…) only, inside the deployment's network"
-            );
-        }
-        Ok(tonic::transport::Channel::from_shared(url.clone())
+        let endpoint = tonic::transport::Channel::from_shared(url.clone())
             .with_context(|| format!("console.{key}: not a URL: {url}"))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect_lazy())
+            .connect_timeout(Duration::from_secs(5));
+        let endpoint = if url.starts_with("https://") {
+            let Some(ca) = &config.console.tls_ca_file else {
+                anyhow::bail!(
+                    "console.{key}: {url} speaks TLS: set console.tls_ca_file to the CA certificate that signed the service's"
+                );
+            };
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("console.tls_ca_file: cannot read {}", ca.display()))?;
+            endpoint
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+                )
+                .with_context(|| format!("console.{key}: TLS for {url}"))?
+        } else if url.starts_with("http://") {
+            endpoint
+        } else {
+            anyhow::bail!("console.{key}: {url}: name the service as http://… or https://…");
+        };
+        Ok(endpoint.connect_lazy())
     };
     let upstreams = helpline_console::Upstreams {
         agent_desk: channel(

@@ -420,6 +420,9 @@ pub struct ConsoleConfig {
     pub feedback_url: Option<String>,
     /// How long a sign-in lasts (at most `auth.max_token_lifetime_secs`).
     pub session_ttl_secs: u64,
+    /// The CA certificate (PEM) that signed the services' certificates, for `https://`
+    /// service URLs (`grpc.tls_cert_file` on their side).
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Where the web-chat widget sends customers' messages: ingress's `/webhooks/web`;
     /// this process's own ingress when unset. The widget is served where `[channels.web]`
     /// is configured, whose `callback_url` then names this console's `/widget/callback`.
@@ -446,6 +449,7 @@ impl Default for ConsoleConfig {
             query_url: None,
             feedback_url: None,
             session_ttl_secs: 8 * 60 * 60,
+            tls_ca_file: None,
             widget_webhook_url: None,
             widget_forward_url: None,
             widget_origins: Vec::new(),

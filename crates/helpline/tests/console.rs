@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod process;
+mod tls;
 
 use std::time::{Duration, SystemTime};
 
@@ -373,6 +374,70 @@ async fn a_console_alone_must_be_told_where_the_services_are() {
     assert!(
         stderr.contains("console.agent_desk_url is not set"),
         "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_console_reaches_services_that_speak_tls_with_the_regions_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    tls::certificates(dir.path());
+    let nats = NatsServer::start().await.unwrap();
+    let (mut services, Ports { ops, grpc, .. }) = helpline("all", &nats.url());
+    let _services = KillOnDrop::quiet(
+        services
+            .env(
+                "HELPLINE_GRPC__TLS_CERT_FILE",
+                dir.path().join("server.crt"),
+            )
+            .env("HELPLINE_GRPC__TLS_KEY_FILE", dir.path().join("server.key")),
+    );
+    wait_for(ops, "/readyz", 200).await;
+    let set = passwd(&nats.url(), "anna", PASSWORD);
+    assert!(set.status.success(), "{set:?}");
+    let (mut alone, ports) = helpline("console", &nats.url());
+    let service = format!("https://localhost:{grpc}");
+    for key in ["AGENT_DESK_URL", "QUERY_URL", "FEEDBACK_URL"] {
+        alone.env(format!("HELPLINE_CONSOLE__{key}"), &service);
+    }
+    // Without the CA, an https:// service is refused at start, saying what is missing.
+    let refused = tokio::process::Command::from({
+        let mut without = std::process::Command::new(env!("CARGO_BIN_EXE_helpline"));
+        without
+            .args(["console", "--log-format", "json"])
+            .envs(alone.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        without
+    })
+    .output();
+    let refused = tokio::time::timeout(Duration::from_secs(60), refused)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("console.tls_ca_file"), "{said}");
+
+    let _console =
+        KillOnDrop::quiet(alone.env("HELPLINE_CONSOLE__TLS_CA_FILE", dir.path().join("ca.crt")));
+    wait_for(ports.ops, "/readyz", 200).await;
+    let console = Console {
+        base: format!("http://127.0.0.1:{}", ports.console),
+        http: http_client(),
+    };
+    let anna = console.session("anna").await;
+    let online = pb::SetPresenceRequest {
+        presence: pb::AgentPresence::Online as i32,
+    };
+    assert_eq!(
+        console
+            .call(
+                "/helpline.v1.AgentDesk/SetPresence",
+                &online,
+                Some(&anna.cookie()),
+                Some(&anna.csrf)
+            )
+            .await,
+        (200, "0".to_owned()),
+        "a call through TLS"
     );
 }
 
