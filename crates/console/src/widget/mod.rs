@@ -41,6 +41,10 @@ use sha2::Sha256;
 use crate::Console;
 use crate::web::error;
 
+mod uploads;
+
+pub(crate) use uploads::{upload, uploaded};
+
 /// How the page names a session: `wgt_` and 32 hex digits.
 const SESSION_PREFIX: &str = "wgt_";
 /// The header the web chat's webhooks are signed in, both ways.
@@ -132,14 +136,6 @@ impl Widget {
 
     fn subject(&self, session: &str) -> String {
         self.store.layout().widget_subject(&self.customer(session))
-    }
-
-    /// The signature an upload's URL carries: only helpline hands out its URL.
-    fn upload_signature(&self, name: &str) -> String {
-        hex::encode(hmac_sha256(
-            &self.session_key,
-            format!("upload {name}").as_bytes(),
-        ))
     }
 
     fn sign(&self, body: &[u8]) -> String {
@@ -309,7 +305,11 @@ impl Sent {
             Some("a message needs text or an attachment")
         } else if self.attachments.len() > 5 {
             Some("a message has at most 5 attachments")
-        } else if self.attachments.iter().any(|a| !is_upload_name(&a.upload)) {
+        } else if self
+            .attachments
+            .iter()
+            .any(|a| !uploads::is_upload_name(&a.upload))
+        {
             Some("an attachment names an upload (its name from /widget/api/uploads)")
         } else if self.text.chars().count() > MAX_TEXT_CHARS {
             Some("a message is at most 4096 characters")
@@ -657,230 +657,6 @@ async fn delivered(
     Some(Bytes::from(format!("id: {seq}\ndata: {data}\n\n")))
 }
 
-/// An upload's name: `up_` and 32 hex digits.
-fn is_upload_name(name: &str) -> bool {
-    name.len() == 3 + 32
-        && name.starts_with("up_")
-        && name[3..].bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// The content types a customer may attach, as CHANNELS.md's web chat kinds read them.
-fn attachment_kind(mime_type: &str) -> Option<&'static str> {
-    let mime_type = mime_type.to_ascii_lowercase();
-    if mime_type.starts_with("image/") {
-        Some("image")
-    } else if mime_type.starts_with("video/") {
-        Some("video")
-    } else if mime_type.starts_with("audio/") {
-        Some("audio")
-    } else if mime_type == "application/pdf" || mime_type == "text/plain" {
-        Some("document")
-    } else {
-        None
-    }
-}
-
-/// The metadata key an upload's content type is kept under.
-const UPLOAD_MIME: &str = "mime_type";
-
-impl Widget {
-    fn uploads(&self) -> String {
-        self.store.layout().widget_uploads_bucket()
-    }
-
-    /// The web chat webhook's attachment for an upload of this session: where ingress
-    /// fetches it, and what it is. An upload of another session is none of this one's.
-    async fn attachment(
-        &self,
-        session: &str,
-        attached: &Attached,
-    ) -> Result<serde_json::Value, Refusal> {
-        let bucket = self
-            .store
-            .jetstream()
-            .get_object_store(self.uploads())
-            .await
-            .map_err(|_| TRY_AGAIN)?;
-        let info = bucket
-            .info(&attached.upload)
-            .await
-            .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "no such upload"))?;
-        if info.metadata.get(UPLOAD_SESSION).map(String::as_str)
-            != Some(session_tag(self, session).as_str())
-        {
-            return Err(Refusal(StatusCode::BAD_REQUEST, "no such upload"));
-        }
-        let mime_type = info.metadata.get(UPLOAD_MIME).cloned().unwrap_or_default();
-        let kind = attachment_kind(&mime_type).unwrap_or("document");
-        let mut attachment = serde_json::json!({
-            "type": kind,
-            "url": format!(
-                "{}/widget/uploads/{}?sig={}",
-                self.settings.upload_base_url.trim_end_matches('/'),
-                attached.upload,
-                self.upload_signature(&attached.upload)
-            ),
-            "mime_type": mime_type,
-        });
-        if let Some(name) = attached
-            .file_name
-            .as_deref()
-            .filter(|n| !n.trim().is_empty())
-        {
-            attachment["file_name"] = name.chars().take(200).collect::<String>().into();
-        }
-        Ok(attachment)
-    }
-}
-
-/// The metadata key naming the session an upload belongs to (a keyed hash, not the id).
-const UPLOAD_SESSION: &str = "session";
-
-fn session_tag(widget: &Widget, session: &str) -> String {
-    hex::encode(&hmac_sha256(&widget.session_key, format!("session {session}").as_bytes())[..16])
-}
-
-/// `POST /widget/api/uploads`: a file the customer attaches (the body; its type in
-/// `content-type`), sealed under the customer's key and kept for ingress to fetch once
-/// the message naming it is sent. Answers its name.
-pub(crate) async fn upload(
-    State(console): State<Arc<Console>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, Refusal> {
-    let widget = widget_of(&console)?;
-    let session = bearer_session(widget, &headers)?;
-    let mime_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().trim().to_owned())
-        .unwrap_or_default();
-    if attachment_kind(&mime_type).is_none() {
-        return Err(Refusal(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "attach an image, a video, a recording, a PDF or a text file",
-        ));
-    }
-    let bytes = axum::body::to_bytes(body, widget.settings.max_upload_bytes)
-        .await
-        .map_err(|_| Refusal(StatusCode::PAYLOAD_TOO_LARGE, "the file is too large"))?;
-    if bytes.is_empty() {
-        return Err(Refusal(StatusCode::BAD_REQUEST, "the file is empty"));
-    }
-    let mut random = [0u8; 16];
-    getrandom::fill(&mut random).map_err(|_| TRY_AGAIN)?;
-    let name = format!("up_{}", hex::encode(random));
-    let customer = widget.customer(&session);
-    let sealed = widget
-        .store
-        .seal_kept(Kept::WidgetUpload, &customer, &name, &bytes)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "widget: an upload could not be sealed");
-            TRY_AGAIN
-        })?;
-    let bucket = widget
-        .store
-        .jetstream()
-        .get_object_store(widget.uploads())
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "widget: the uploads bucket cannot be opened");
-            TRY_AGAIN
-        })?;
-    let meta = async_nats::jetstream::object_store::ObjectMetadata {
-        name: name.clone(),
-        metadata: [
-            (UPLOAD_MIME.to_owned(), mime_type),
-            (UPLOAD_SESSION.to_owned(), session_tag(widget, &session)),
-            (UPLOAD_CUSTOMER.to_owned(), customer.to_string()),
-        ]
-        .into(),
-        ..Default::default()
-    };
-    bucket
-        .put(meta, &mut sealed.as_slice())
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "widget: an upload could not be kept");
-            TRY_AGAIN
-        })?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(serde_json::json!({ "upload": name })),
-    )
-        .into_response())
-}
-
-#[derive(Deserialize)]
-pub(crate) struct Signed {
-    #[serde(default)]
-    sig: String,
-}
-
-/// `GET /widget/uploads/{name}?sig=…`: an upload, opened, for ingress to fetch; only
-/// with the signature the message's webhook carried.
-pub(crate) async fn uploaded(
-    State(console): State<Arc<Console>>,
-    axum::extract::Path(name): axum::extract::Path<String>,
-    Query(Signed { sig }): Query<Signed>,
-) -> Result<Response, Refusal> {
-    let widget = widget_of(&console)?;
-    let not_found = Refusal(StatusCode::NOT_FOUND, "no such upload");
-    let expected = widget.upload_signature(&name);
-    if !is_upload_name(&name)
-        || !bool::from(subtle::ConstantTimeEq::ct_eq(
-            sig.as_bytes(),
-            expected.as_bytes(),
-        ))
-    {
-        return Err(not_found);
-    }
-    let bucket = widget
-        .store
-        .jetstream()
-        .get_object_store(widget.uploads())
-        .await
-        .map_err(|_| TRY_AGAIN)?;
-    let mut object = bucket.get(&name).await.map_err(|_| not_found)?;
-    let info = object.info().clone();
-    let mut sealed = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut object, &mut sealed)
-        .await
-        .map_err(|_| TRY_AGAIN)?;
-    // The session is known by its tag only: find the customer by the sessions' key of
-    // this upload, kept beside it.
-    let Some(customer) = info
-        .metadata
-        .get(UPLOAD_CUSTOMER)
-        .and_then(|c| CustomerId::parse(c))
-    else {
-        return Err(Refusal(StatusCode::NOT_FOUND, "no such upload"));
-    };
-    let plain = widget
-        .store
-        .open_kept(Kept::WidgetUpload, &customer, &name, &sealed)
-        .await
-        .map_err(|_| TRY_AGAIN)?
-        .ok_or(Refusal(StatusCode::GONE, "the customer's data was erased"))?;
-    let mime_type = info
-        .metadata
-        .get(UPLOAD_MIME)
-        .cloned()
-        .unwrap_or_else(|| "application/octet-stream".to_owned());
-    Ok((
-        [
-            (header::CONTENT_TYPE, mime_type),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-        ],
-        plain,
-    )
-        .into_response())
-}
-
-/// The metadata key naming the customer whose key sealed an upload (their pseudonym).
-const UPLOAD_CUSTOMER: &str = "customer";
-
 /// `OPTIONS /widget/api/*`, and the header on every widget API answer: the configured
 /// sites may call it (any site when none is configured). The token travels in a header,
 /// never in a cookie, so a site that is not the customer's cannot act for them.
@@ -928,7 +704,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_message_needs_an_id_of_its_own_and_text() {
+    fn a_message_needs_an_id_of_its_own_and_text_or_a_file() {
         let sent = |id: &str, text: &str| Sent {
             id: id.to_owned(),
             text: text.to_owned(),
@@ -942,6 +718,24 @@ mod tests {
         assert!(sent("0190a1b2-c3d4", "  ").problem().is_some());
         assert!(
             sent("0190a1b2-c3d4", &"x".repeat(MAX_TEXT_CHARS + 1))
+                .problem()
+                .is_some()
+        );
+        let file = |upload: &str| Attached {
+            upload: upload.to_owned(),
+            file_name: Some("fehler.png".to_owned()),
+        };
+        let with = |attachments: Vec<Attached>| Sent {
+            attachments,
+            ..sent("0190a1b2-c3d4", "")
+        };
+        assert_eq!(
+            with(vec![file("up_0123456789abcdef0123456789abcdef")]).problem(),
+            None
+        );
+        assert!(with(vec![file("../../metrics")]).problem().is_some());
+        assert!(
+            with(vec![file("up_0123456789abcdef0123456789abcdef"); 6])
                 .problem()
                 .is_some()
         );
