@@ -6,6 +6,7 @@
 
 mod process;
 mod tls;
+mod widget_client;
 
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +16,7 @@ use helpline_proto::v1 as pb;
 use helpline_testkit::NatsServer;
 use process::{KillOnDrop, Ports, helpline, passwd, wait_for};
 use prost::Message;
+use widget_client::WidgetCustomer;
 
 const PASSWORD: &str = "anna's long password";
 
@@ -443,27 +445,6 @@ async fn a_console_reaches_services_that_speak_tls_with_the_regions_ca() {
 
 const WEB_SECRET: &str = "console-test-local-only-web-secret";
 
-/// The server-sent events a widget session reads within `wait`, as text.
-async fn widget_events(http: &reqwest::Client, base: &str, token: &str, wait: Duration) -> String {
-    let response = http
-        .get(format!("{base}/widget/api/events"))
-        .header("authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let mut body = response.bytes_stream();
-    let mut read = String::new();
-    let _ = tokio::time::timeout(wait, async {
-        use futures::StreamExt as _;
-        while let Some(Ok(chunk)) = body.next().await {
-            read.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    })
-    .await;
-    read
-}
-
 #[tokio::test]
 async fn a_widget_session_is_its_own_token_reads_only_its_own_conversation_and_replies_come_signed()
 {
@@ -483,51 +464,26 @@ async fn a_widget_session_is_its_own_token_reads_only_its_own_conversation_and_r
     wait_for(ops, "/readyz", 200).await;
     let http = http_client();
     let base = format!("http://127.0.0.1:{console}");
-    let open = async || -> String {
-        let opened = http
-            .post(format!("{base}/widget/api/sessions"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(opened.status(), 201);
-        opened.json::<serde_json::Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let send = async |token: &str, id: &str, text: &str| -> u16 {
-        http.post(format!("{base}/widget/api/messages"))
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(serde_json::json!({ "id": id, "text": text }).to_string())
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    };
-    let first = open().await;
-    let second = open().await;
-    assert_ne!(first, second);
+    let say = |id: &str, text: &str| serde_json::json!({ "id": id, "text": text });
+    let first = WidgetCustomer::open(&http, &base).await;
+    let second = WidgetCustomer::open(&http, &base).await;
+    assert_ne!(first.token, second.token);
 
     // A message sent twice under one id (a retry after a lost answer) is one message.
+    let matebook = say("first-0001", "Mein MateBook startet nicht");
+    assert_eq!(first.send(matebook.clone()).await, 200);
+    assert_eq!(first.send(matebook).await, 200);
     assert_eq!(
-        send(&first, "first-0001", "Mein MateBook startet nicht").await,
-        200
-    );
-    assert_eq!(
-        send(&first, "first-0001", "Mein MateBook startet nicht").await,
-        200
-    );
-    assert_eq!(
-        send(&second, "second-0001", "Meine Uhr lädt nicht").await,
+        second
+            .send(say("second-0001", "Meine Uhr lädt nicht"))
+            .await,
         200
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut read = String::new();
     while !read.contains("Seriennummer") {
         assert!(std::time::Instant::now() < deadline, "no bot reply: {read}");
-        read = widget_events(&http, &base, &first, Duration::from_millis(500)).await;
+        read = first.events(Duration::from_millis(500)).await;
     }
     assert_eq!(
         read.matches("Mein MateBook startet nicht").count(),
@@ -538,14 +494,14 @@ async fn a_widget_session_is_its_own_token_reads_only_its_own_conversation_and_r
         !read.contains("Uhr"),
         "the first session reads the second's: {read}"
     );
-    let theirs = widget_events(&http, &base, &second, Duration::from_millis(500)).await;
+    let theirs = second.events(Duration::from_millis(500)).await;
     assert!(theirs.contains("Meine Uhr"), "{theirs}");
     assert!(!theirs.contains("MateBook startet"), "{theirs}");
 
     // A token that is not one the widget made — altered, or another session's id with
     // the first's MAC — reads and sends nothing.
-    let (session, mac) = first.split_once('.').unwrap();
-    let (other_session, _) = second.split_once('.').unwrap();
+    let (session, mac) = first.token.split_once('.').unwrap();
+    let (other_session, _) = second.token.split_once('.').unwrap();
     let mut altered = mac.to_owned();
     altered.replace_range(0..1, if mac.starts_with('0') { "1" } else { "0" });
     for forged in [
@@ -554,57 +510,43 @@ async fn a_widget_session_is_its_own_token_reads_only_its_own_conversation_and_r
         "wgt_00000000000000000000000000000000.00".to_owned(),
         String::new(),
     ] {
-        let events = http
-            .get(format!("{base}/widget/api/events"))
-            .header("authorization", format!("Bearer {forged}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(events.status(), 401, "events with {forged:?}");
+        let forger = first.with_token(&forged);
+        assert_eq!(forger.events_status().await, 401, "events with {forged:?}");
         assert_eq!(
-            send(&forged, "forged-0001", "hallo").await,
+            forger.send(say("forged-0001", "hallo")).await,
             401,
             "{forged:?}"
         );
     }
     // Bad input: a clear 400.
-    assert_eq!(send(&first, "x", "too short an id").await, 400);
-    assert_eq!(send(&first, "first-0002", "   ").await, 400);
+    assert_eq!(first.send(say("x", "too short an id")).await, 400);
+    assert_eq!(first.send(say("first-0002", "   ")).await, 400);
 
     // Files: only with a session, only kinds a customer sends, only the session's own,
     // and fetched only by the signed URL the webhook carried.
-    let upload = async |token: &str, content_type: &str| -> reqwest::Response {
-        http.post(format!("{base}/widget/api/uploads"))
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", content_type)
-            .body("Rechnung Nr. 4711")
-            .send()
-            .await
-            .unwrap()
-    };
-    assert_eq!(upload("not-a-session", "text/plain").await.status(), 401);
+    let invoice: &[u8] = b"Rechnung Nr. 4711";
+    let nobody = first.with_token("not-a-session");
+    assert_eq!(nobody.upload("text/plain", invoice).await.status(), 401);
     assert_eq!(
-        upload(&first, "application/x-msdownload").await.status(),
+        first
+            .upload("application/x-msdownload", invoice)
+            .await
+            .status(),
         415
     );
-    let uploaded = upload(&second, "text/plain").await;
+    let uploaded = second.upload("text/plain", invoice).await;
     assert_eq!(uploaded.status(), 201);
     let name = uploaded.json::<serde_json::Value>().await.unwrap()["upload"]
         .as_str()
         .unwrap()
         .to_owned();
-    let borrowed = http
-        .post(format!("{base}/widget/api/messages"))
-        .header("authorization", format!("Bearer {first}"))
-        .header("content-type", "application/json")
-        .body(
-            serde_json::json!({ "id": "first-0003", "text": "", "attachments": [{ "upload": name }] })
-                .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(borrowed.status(), 400, "another session's upload was taken");
+    let borrowed =
+        serde_json::json!({ "id": "first-0003", "text": "", "attachments": [{ "upload": name }] });
+    assert_eq!(
+        first.send(borrowed).await,
+        400,
+        "another session's upload was taken"
+    );
     for query in ["", "?sig=", "?sig=00"] {
         let fetched = http
             .get(format!("{base}/widget/uploads/{name}{query}"))
@@ -630,7 +572,7 @@ async fn a_widget_session_is_its_own_token_reads_only_its_own_conversation_and_r
         }
         assert_eq!(request.send().await.unwrap().status(), 401, "{signature:?}");
     }
-    let read = widget_events(&http, &base, &first, Duration::from_millis(500)).await;
+    let read = first.events(Duration::from_millis(500)).await;
     assert!(!read.contains("Bitte zahlen"), "{read}");
 
     // Only the configured site's pages may call the API from a browser.

@@ -15,8 +15,6 @@
 
 mod process;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use helpline_domain::Channel;
@@ -39,10 +37,6 @@ const XSS_PAYLOADS: [&str; 6] = [
 const PASSWORD: &str = "anna's console password";
 /// A red 8×8 PNG: the photo the customer sends.
 const PHOTO: &str = "89504e470d0a1a0a0000000d49484452000000080000000808020000004b6d29dc0000001149444154789c63b860608015310c2d0900da7b4c01eb962a9a0000000049454e44ae426082";
-
-fn web_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../console/web")
-}
 
 struct Customer<'a> {
     sim: &'a Simulator,
@@ -89,15 +83,6 @@ impl Customer<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anna_takes_a_whatsapp_customer_through_the_console_in_a_real_browser() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    assert!(
-        Path::new(&chromium).exists(),
-        "no {chromium}: scripts/test installs Debian's chromium"
-    );
-    assert!(
-        web_dir().join("node_modules/playwright-core").exists(),
-        "no playwright-core in crates/console/web: scripts/test (scripts/build-console) installs it"
-    );
     let nats = NatsServer::start().await.unwrap();
     let sim = Simulator::start(Default::default()).await.unwrap();
     let (
@@ -132,25 +117,15 @@ async fn anna_takes_a_whatsapp_customer_through_the_console_in_a_real_browser() 
         assert!(set.status.success(), "{set:?}");
     }
 
-    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
-    let mut browser = tokio::process::Command::new("node")
-        .arg("tests/inbox.mjs")
-        .current_dir(web_dir())
-        .env("CONSOLE_URL", format!("http://127.0.0.1:{console}"))
-        .env("AGENT", "anna")
-        .env("SUPERVISOR", "sabine")
-        .env("PASSWORD", PASSWORD)
-        .env("SCREENSHOTS", &screenshots)
-        .env(
+    let (mut browser, screenshots) = process::browser(
+        "tests/inbox.mjs",
+        console,
+        PASSWORD,
+        &[(
             "XSS_PAYLOADS",
             serde_json::to_string(&XSS_PAYLOADS).unwrap(),
-        )
-        .env("CHROMIUM", &chromium)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        )],
+    );
     let mut said = BufReader::new(browser.stdout.take().unwrap()).lines();
     let mut heard = Vec::new();
     let mut until = async |line: &str| {

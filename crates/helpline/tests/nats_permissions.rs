@@ -19,8 +19,10 @@
 
 mod process;
 mod tls;
+mod widget_client;
 
 use process::{Ports, get_response as get};
+use widget_client::WidgetCustomer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -1330,70 +1332,21 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
     // signed on to ingress, the bot's answer kept (sealed under the customer's key, read
     // by the console) and read back.
     let console = format!("http://127.0.0.1:{}", ports["console"].console);
-    let http = reqwest::Client::new();
-    let opened: serde_json::Value = http
-        .post(format!("{console}/widget/api/sessions"))
-        .send()
+    let widget = WidgetCustomer::open(&reqwest::Client::new(), &console).await;
+    let uploaded: serde_json::Value = widget
+        .upload("text/plain", "Ladegerät: 5 V, 1 A".as_bytes())
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
-    let widget = opened["token"].as_str().unwrap().to_owned();
-    let uploaded: serde_json::Value = http
-        .post(format!("{console}/widget/api/uploads"))
-        .header("authorization", format!("Bearer {widget}"))
-        .header("content-type", "text/plain")
-        .body("Ladegerät: 5 V, 1 A")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let upload = uploaded["upload"].as_str().unwrap();
-    let sent = http
-        .post(format!("{console}/widget/api/messages"))
-        .header("authorization", format!("Bearer {widget}"))
-        .header("content-type", "application/json")
-        .body(
-            serde_json::json!({
-                "id": "permissions-0001",
-                "text": "Meine Uhr lädt nicht",
-                "attachments": [{ "upload": upload, "file_name": "ladegeraet.txt" }],
-            })
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sent.status(), 200, "{}", sent.text().await.unwrap());
-    let deadline = Instant::now() + STEP;
-    loop {
-        let response = http
-            .get(format!("{console}/widget/api/events"))
-            .header("authorization", format!("Bearer {widget}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let mut body = response.bytes_stream();
-        let mut read = String::new();
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while let Some(Ok(chunk)) = futures::StreamExt::next(&mut body).await {
-                read.push_str(&String::from_utf8_lossy(&chunk));
-            }
-        })
-        .await;
-        if read.contains("\"from\":\"helpline\"") {
-            assert!(read.contains("Meine Uhr"), "{read}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the widget never read the bot: {read}"
-        );
-    }
+    let message = serde_json::json!({
+        "id": "permissions-0001",
+        "text": "Meine Uhr lädt nicht",
+        "attachments": [{ "upload": uploaded["upload"], "file_name": "ladegeraet.txt" }],
+    });
+    assert_eq!(widget.send(message).await, 200);
+    let read = widget.answered(STEP).await;
+    assert!(read.contains("Meine Uhr"), "{read}");
 
     // Ingress fetched the file from the console and keeps it as the ticket's attachment.
     let deadline = Instant::now() + STEP;

@@ -13,8 +13,6 @@
 
 mod process;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use helpline_testkit::NatsServer;
@@ -32,21 +30,8 @@ const XSS_PAYLOADS: [&str; 4] = [
     "<a href=\"javascript:alert('xss-4')\">Rechnung</a>",
 ];
 
-fn web_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../console/web")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_chats_through_the_widget_across_a_server_restart_and_rates_anna() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    assert!(
-        Path::new(&chromium).exists(),
-        "no {chromium}: scripts/test installs Debian's chromium"
-    );
-    assert!(
-        web_dir().join("node_modules/playwright-core").exists(),
-        "no playwright-core in crates/console/web: scripts/test (scripts/build-console) installs it"
-    );
     let nats = NatsServer::start().await.unwrap();
     let (mut command, Ports { ops, console, .. }) = helpline("all", &nats.url());
     command
@@ -67,26 +52,15 @@ async fn a_customer_chats_through_the_widget_across_a_server_restart_and_rates_a
         assert!(set.status.success(), "{set:?}");
     }
 
-    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
-    let mut browser = tokio::process::Command::new("node")
-        .arg("tests/widget.mjs")
-        .current_dir(web_dir())
-        .env("CONSOLE_URL", format!("http://127.0.0.1:{console}"))
-        .env("AGENT", "anna")
-        .env("SUPERVISOR", "sabine")
-        .env("PASSWORD", PASSWORD)
-        .env("SCREENSHOTS", &screenshots)
-        .env(
+    let (mut browser, screenshots) = process::browser(
+        "tests/widget.mjs",
+        console,
+        PASSWORD,
+        &[(
             "XSS_PAYLOADS",
             serde_json::to_string(&XSS_PAYLOADS).unwrap(),
-        )
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        )],
+    );
     let mut told = browser.stdin.take().unwrap();
     let mut said = BufReader::new(browser.stdout.take().unwrap()).lines();
     let mut heard = Vec::new();

@@ -167,3 +167,47 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A browser script of `crates/console/web/tests` (playwright-core driving Debian's
+/// chromium), run by node against the console on port `console` with agent Anna and
+/// supervisor Sabine, both with `password`; `env` adds the script's own settings. Its
+/// stdin and stdout are piped; the screenshots it takes go to the folder returned.
+/// scripts/test installs chromium and the npm packages; run alone, this says what is
+/// missing.
+pub fn browser(
+    script: &str,
+    console: u16,
+    password: &str,
+    env: &[(&str, String)],
+) -> (tokio::process::Child, std::path::PathBuf) {
+    use std::path::Path;
+    use std::process::Stdio;
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        Path::new(&chromium).exists(),
+        "no {chromium}: scripts/test installs Debian's chromium"
+    );
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../console/web");
+    assert!(
+        web.join("node_modules/playwright-core").exists(),
+        "no playwright-core in crates/console/web: scripts/test (scripts/build-console) installs it"
+    );
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap_or_else(|e| panic!("{e}"));
+    let child = tokio::process::Command::new("node")
+        .arg(script)
+        .current_dir(web)
+        .env("CONSOLE_URL", format!("http://127.0.0.1:{console}"))
+        .env("AGENT", "anna")
+        .env("SUPERVISOR", "sabine")
+        .env("PASSWORD", password)
+        .env("SCREENSHOTS", &screenshots)
+        .env("CHROMIUM", &chromium)
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("node {script}: {e}"));
+    (child, screenshots)
+}
