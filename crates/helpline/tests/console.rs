@@ -16,7 +16,7 @@ use helpline_proto::v1 as pb;
 use helpline_testkit::NatsServer;
 use process::{KillOnDrop, Ports, helpline, passwd, wait_for};
 use prost::Message;
-use widget_client::WidgetCustomer;
+use widget_client::{WidgetCustomer, serve_widget};
 
 const PASSWORD: &str = "anna's long password";
 
@@ -443,23 +443,16 @@ async fn a_console_reaches_services_that_speak_tls_with_the_regions_ca() {
     );
 }
 
-const WEB_SECRET: &str = "console-test-local-only-web-secret";
-
 #[tokio::test]
 async fn a_widget_session_is_its_own_token_reads_only_its_own_conversation_and_replies_come_signed()
 {
     let nats = NatsServer::start().await.unwrap();
     let (mut command, Ports { ops, console, .. }) = helpline("all", &nats.url());
-    command
-        .env("HELPLINE_CHANNELS__WEB__SHARED_SECRET", WEB_SECRET)
-        .env(
-            "HELPLINE_CHANNELS__WEB__CALLBACK_URL",
-            format!("http://127.0.0.1:{console}/widget/callback"),
-        )
-        .env(
-            "HELPLINE_CONSOLE__WIDGET_ORIGINS",
-            r#"["https://www.example.com"]"#,
-        );
+    serve_widget(&mut command, console);
+    command.env(
+        "HELPLINE_CONSOLE__WIDGET_ORIGINS",
+        r#"["https://www.example.com"]"#,
+    );
     let _helpline = KillOnDrop::quiet(&mut command);
     wait_for(ops, "/readyz", 200).await;
     let http = http_client();

@@ -12,15 +12,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod process;
+mod widget_client;
 
 use std::time::Duration;
 
 use helpline_testkit::NatsServer;
 use process::{KillOnDrop, Ports, helpline, passwd, wait_for};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use widget_client::serve_widget;
 
 const PASSWORD: &str = "anna's console password";
-const WEB_SECRET: &str = "widget-test-local-only-web-secret";
 
 /// What the customer writes through the widget: shown as text, never run.
 const XSS_PAYLOADS: [&str; 4] = [
@@ -34,17 +35,7 @@ const XSS_PAYLOADS: [&str; 4] = [
 async fn a_customer_chats_through_the_widget_across_a_server_restart_and_rates_anna() {
     let nats = NatsServer::start().await.unwrap();
     let (mut command, Ports { ops, console, .. }) = helpline("all", &nats.url());
-    command
-        .env("HELPLINE_CHANNELS__WEB__SHARED_SECRET", WEB_SECRET)
-        .env(
-            "HELPLINE_CHANNELS__WEB__CALLBACK_URL",
-            format!("http://127.0.0.1:{console}/widget/callback"),
-        )
-        // Ingress fetches the widget's attachments from the console.
-        .env(
-            "HELPLINE_INGRESS__MEDIA_HOSTS__WEB",
-            format!("[\"http://127.0.0.1:{console}\"]"),
-        );
+    serve_widget(&mut command, console);
     let mut server = Some(KillOnDrop::quiet(&mut command));
     wait_for(ops, "/readyz", 200).await;
     for agent in ["anna", "sabine"] {

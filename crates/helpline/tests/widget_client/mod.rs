@@ -118,3 +118,22 @@ impl WidgetCustomer {
         }
     }
 }
+
+/// The web chat's shared secret of these tests (local only).
+pub const WEB_SECRET: &str = "widget-test-local-only-web-secret";
+
+/// Sets up a `helpline all` whose console on `console` serves the widget: the web chat
+/// channel, its replies to the widget's callback, and the widget's files admitted as the
+/// web chat's attachments.
+pub fn serve_widget(command: &mut std::process::Command, console: u16) {
+    command
+        .env("HELPLINE_CHANNELS__WEB__SHARED_SECRET", WEB_SECRET)
+        .env(
+            "HELPLINE_CHANNELS__WEB__CALLBACK_URL",
+            format!("http://127.0.0.1:{console}/widget/callback"),
+        )
+        .env(
+            "HELPLINE_INGRESS__MEDIA_HOSTS__WEB",
+            format!("[\"http://127.0.0.1:{console}\"]"),
+        );
+}
