@@ -578,14 +578,18 @@ impl AgentDesk for Desk {
         request: Request<pb::RevokeTokensRequest>,
     ) -> Result<Response<pb::RevokeTokensResponse>, Status> {
         let caller = self.caller(&request)?;
-        if caller.role < Role::Admin {
+        let agent = match request.get_ref().agent_id.as_str() {
+            "" => caller.id().clone(),
+            id => self.agent(id, "agent_id")?,
+        };
+        // An agent may end their own sessions; another agent's only an admin.
+        if agent != *caller.id() && caller.role < Role::Admin {
             return Err(AssignmentError::PermissionDenied(format!(
                 "agent {} is not an admin",
                 caller.agent.id
             ))
             .into());
         }
-        let agent = self.agent(&request.get_ref().agent_id, "agent_id")?;
         let until = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -201,6 +201,16 @@ impl AuthKey {
             .remove(agent);
     }
 
+    /// Up to which Unix second `agent`'s tokens are void, if they were revoked.
+    pub fn revoked_until(&self, agent: &str) -> Option<u64> {
+        self.0
+            .revoked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(agent)
+            .copied()
+    }
+
     fn is_revoked(&self, claims: &Claims) -> bool {
         self.0
             .revoked

@@ -189,6 +189,14 @@ async fn sign_in(State(console): State<Arc<Console>>, headers: HeaderMap, body: 
         return error(StatusCode::UNAUTHORIZED, REFUSED);
     };
     console.failures.succeeded(&request.agent);
+    // Signed out moments ago: tokens issued up to that second are void, so this one is
+    // issued in the next.
+    if let Some(until) = console.key.revoked_until(&request.agent) {
+        let next = SystemTime::UNIX_EPOCH + Duration::from_secs(until.saturating_add(1));
+        if let Ok(wait) = next.duration_since(SystemTime::now()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
     let ttl = console
         .session_ttl
         .min(console.key.policy().max_lifetime)
@@ -228,19 +236,64 @@ async fn sign_in(State(console): State<Arc<Console>>, headers: HeaderMap, body: 
     response
 }
 
-async fn sign_out(headers: HeaderMap) -> Response {
-    // Ending someone's session is a state change like any other: a session that is there
-    // must be ended by its own page.
-    if let Some(token) = session::cookie(&headers, SESSION_COOKIE)
-        && !session::csrf_holds(&headers, token)
-    {
-        return error(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
+/// Ends the session: on the server first — every token of the agent issued until now is
+/// void, in every service within seconds (`AgentDesk.RevokeTokens` for oneself) — then in
+/// the browser (both cookies cleared). 204; 503 when the services could not be told, the
+/// cookies cleared all the same.
+async fn sign_out(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let mut status = StatusCode::NO_CONTENT;
+    if let Some(token) = session::cookie(&headers, SESSION_COOKIE) {
+        // Ending someone's session is a state change like any other: a session that is
+        // there must be ended by its own page.
+        if !session::csrf_holds(&headers, token) {
+            return error(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
+        }
+        if let Ok(claims) = helpline_auth::verify(&console.key, token) {
+            match revoke_own_tokens(&console, token).await {
+                Ok(until) => {
+                    // This console at once; the services as they follow the bucket.
+                    console.key.revoke(&claims.sub, until);
+                    tracing::info!(agent = %claims.sub, "signed out of the console");
+                }
+                Err(e) => {
+                    tracing::warn!(agent = %claims.sub, error = %e, "sign-out: the session could not be ended on the server");
+                    status = StatusCode::SERVICE_UNAVAILABLE;
+                }
+            }
+        }
     }
-    let mut response = StatusCode::NO_CONTENT.into_response();
+    let mut response = if status == StatusCode::NO_CONTENT {
+        status.into_response()
+    } else {
+        error(
+            status,
+            "signed out of this browser, but the session could not be ended on the server; sign out again",
+        )
+    };
     for cookie in session::close() {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
+}
+
+/// Asks AgentDesk to void the caller's tokens issued until now: the Unix second it did.
+async fn revoke_own_tokens(console: &Console, token: &str) -> Result<u64, tonic::Status> {
+    let mut request = tonic::Request::new(helpline_proto::v1::RevokeTokensRequest {
+        agent_id: String::new(),
+    });
+    let bearer = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| tonic::Status::unauthenticated("the session is not valid"))?;
+    request.metadata_mut().insert("authorization", bearer);
+    let answer = helpline_proto::v1::agent_desk_client::AgentDeskClient::new(
+        console.upstreams.agent_desk.clone(),
+    )
+    .revoke_tokens(request)
+    .await?
+    .into_inner();
+    Ok(answer
+        .revoked_until
+        .map_or(0, |at| u64::try_from(at.seconds).unwrap_or_default()))
 }
 
 /// Who is signed in: 200 with [`Who`], or 204 when nobody is (no cookie, or a session

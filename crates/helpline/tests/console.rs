@@ -332,6 +332,32 @@ async fn an_agent_signs_in_with_a_password_and_the_session_is_the_only_way_in() 
         cleared.iter().all(|c| c.contains("Max-Age=0")),
         "{cleared:?}"
     );
+    // … and ends the session on the server: the old cookie opens nothing any more, here
+    // or at the services.
+    let who = console
+        .http
+        .get(format!("{}/api/session", console.base))
+        .header("cookie", anna.cookie())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(who.status(), 204, "the signed-out session is still known");
+    assert_eq!(
+        console
+            .call(presence, &online, Some(&anna.cookie()), Some(&anna.csrf))
+            .await,
+        (401, "16".to_owned()),
+        "a signed-out session's call"
+    );
+    // Signed in again at once: a new session works.
+    let again = console.session("anna").await;
+    assert_eq!(
+        console
+            .call(presence, &online, Some(&again.cookie()), Some(&again.csrf))
+            .await,
+        (200, "0".to_owned()),
+        "a new session after signing out"
+    );
 }
 
 #[tokio::test]
