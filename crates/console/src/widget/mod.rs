@@ -57,8 +57,8 @@ const MAX_CALLBACK_BYTES: usize = 64 * 1024;
 /// page learns early that it broke.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// What the widget's backend is configured with.
-#[derive(Clone, Debug)]
+/// What the widget's backend is configured with. `Debug` never prints the secret.
+#[derive(Clone)]
 pub struct WidgetSettings {
     /// `[channels.web] shared_secret`: signs webhooks both ways, and keys the sessions.
     pub shared_secret: String,
@@ -77,14 +77,34 @@ pub struct WidgetSettings {
     pub max_upload_bytes: usize,
 }
 
-/// The widget's backend.
-#[derive(Debug)]
+impl std::fmt::Debug for WidgetSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WidgetSettings")
+            .field("shared_secret", &"***")
+            .field("webhook_url", &self.webhook_url)
+            .field("forward_url", &self.forward_url)
+            .field("origins", &self.origins)
+            .field("upload_base_url", &self.upload_base_url)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .finish()
+    }
+}
+
+/// The widget's backend. `Debug` prints neither the secret nor the session key.
 pub struct Widget {
     settings: WidgetSettings,
     /// Keys the sessions' tokens: HMAC-SHA256 of a fixed label under the shared secret.
     session_key: [u8; 32],
     store: EventStore,
     http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Widget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Widget")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Widget {
@@ -702,6 +722,21 @@ pub(crate) async fn cross_origin(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_settings_never_print_the_shared_secret() {
+        let settings = WidgetSettings {
+            shared_secret: "a-web-chat-secret-nobody-sees".to_owned(),
+            webhook_url: "http://ingress:8080/webhooks/web".to_owned(),
+            forward_url: None,
+            origins: Vec::new(),
+            upload_base_url: "http://console:8088".to_owned(),
+            max_upload_bytes: 1,
+        };
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("nobody-sees"), "{printed}");
+        assert!(printed.contains("http://ingress:8080"), "{printed}");
+    }
 
     #[test]
     fn a_message_needs_an_id_of_its_own_and_text_or_a_file() {
