@@ -176,7 +176,9 @@ impl Widget {
             .await
             .map_err(|e| e.to_string())?;
         let mut headers = NatsHeaders::new();
-        headers.insert("Nats-Msg-Id", message.id.as_str());
+        // Deduplicated within the session: a page chooses its ids, and one session's
+        // choice must never silence another's message.
+        headers.insert("Nats-Msg-Id", format!("{customer}.{}", message.id).as_str());
         headers.insert(ENTRY_HEADER, message.id.as_str());
         self.store
             .jetstream()
@@ -207,7 +209,7 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 struct Shown {
     /// The page's id for a customer's message; helpline's for a reply.
     id: String,
-    from: From,
+    from: Speaker,
     text: String,
     /// The answers offered (the rating's `1`…`5`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -221,7 +223,7 @@ struct Shown {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum From {
+enum Speaker {
     Customer,
     Helpline,
 }
@@ -424,7 +426,7 @@ pub(crate) async fn send(
     }
     let shown = Shown {
         id: format!("c_{}", sent.id),
-        from: From::Customer,
+        from: Speaker::Customer,
         text: sent.text,
         quick_replies: Vec::new(),
         attachments: sent
@@ -502,7 +504,7 @@ pub(crate) async fn callback(
     }
     let shown = Shown {
         id: callback.event_id,
-        from: From::Helpline,
+        from: Speaker::Helpline,
         text: callback.message.text,
         quick_replies: callback.message.quick_replies,
         attachments: Vec::new(),
