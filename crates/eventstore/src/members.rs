@@ -20,6 +20,9 @@ use futures::StreamExt;
 
 /// How often a member says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a member that joins others waits before it takes its share: they see its
+/// first heartbeat and hand its partitions over at their next own heartbeat, within two.
+pub const JOIN_GRACE: Duration = Duration::from_secs(2);
 /// How long a member stays live after its last heartbeat.
 pub const MEMBER_TTL: Duration = Duration::from_secs(4);
 /// How long the bucket keeps a heartbeat (dead members' keys vanish after this).

@@ -652,6 +652,9 @@ impl Worker {
         // Until the watch has brought back this process's own first heartbeat, it has not
         // seen the members that were there before it, and would take their partitions.
         let mut caught_up = false;
+        // When it did: the members already there hand its share over at their next
+        // heartbeat after seeing it, so it takes nothing from them before then.
+        let mut joined: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => break,
@@ -665,6 +668,7 @@ impl Worker {
                         members.observe(&entry);
                         if !caught_up && entry.key == key {
                             caught_up = true;
+                            joined = Some(tokio::time::Instant::now());
                         } else {
                             continue;
                         }
@@ -681,6 +685,12 @@ impl Worker {
                 continue;
             }
             let live = members.live(&me);
+            // A member that just joined others waits out their handover: until then the
+            // one that held a partition may still pull it, and two would handle one
+            // ticket at once.
+            if live.len() > 1 && joined.is_some_and(|at| at.elapsed() < members::JOIN_GRACE) {
+                continue;
+            }
             let share = members::owned(&me, &live, self.partitions);
             self.reshare(&share).await;
         }
