@@ -23,7 +23,7 @@ use crate::auth::{self, AuthKey};
 use crate::error::AssignmentError;
 use crate::ledger::{self, Presence};
 use crate::service::{Assignment, Change};
-use crate::view::TicketEntry;
+use crate::view::{TicketEntry, holder};
 
 /// The AgentDesk API over a running [`Assignment`]; tokens are checked with `key`.
 pub fn grpc_service(assignment: Assignment, key: AuthKey) -> AgentDeskServer<impl AgentDesk> {
@@ -630,10 +630,12 @@ impl Desk {
     /// Whether the caller may read the ticket: it is theirs (offered or accepted), or they
     /// supervise. Another agent is not told whether it exists.
     fn may_read(&self, caller: &Caller, ticket: TicketId) -> Result<(), AssignmentError> {
-        let holds = {
-            let view = self.assignment.view();
-            view.tickets_of(caller.id()).any(|(id, _)| *id == ticket)
-        };
+        let holds = self
+            .assignment
+            .view()
+            .tickets
+            .get(&ticket)
+            .is_some_and(|entry| holder(&entry.ticket).as_ref() == Some(caller.id()));
         if holds {
             return Ok(());
         }
