@@ -49,8 +49,11 @@ pub enum InvalidContact {
 
 /// The customer's address on `channel` as helpline stores it, from any spelling of it.
 ///
-/// - **WhatsApp** addresses customers by phone number; its webhooks send the number in
-///   international form without `+` (`4915112345678`), and that is the stored form.
+/// - **WhatsApp** addresses customers by phone number or, for a customer who has a
+///   username and hides their number, by their business-scoped user id (BSUID,
+///   `DE.1502576394655843`, kept exactly as Meta sends it: see [`is_whatsapp_user_id`]).
+///   Its webhooks send a number in international form without `+` (`4915112345678`),
+///   and that is the stored form.
 ///   Spaces, dashes, dots, parentheses and slashes are dropped, and a leading `+` or
 ///   `00` is the international prefix, so `+49 (151) 123-456-78` and `0049 151 12345678`
 ///   are that number too. A number with a single leading `0` is national: its country is
@@ -66,6 +69,7 @@ pub fn normalize(channel: Channel, address: &str) -> Result<String, InvalidConta
         return Err(InvalidContact::Empty);
     }
     match channel {
+        Channel::WhatsApp if is_whatsapp_user_id(address) => Ok(address.to_owned()),
         Channel::WhatsApp => phone_number(address),
         Channel::Messenger
         | Channel::Telegram
@@ -73,6 +77,21 @@ pub fn normalize(channel: Channel, address: &str) -> Result<String, InvalidConta
         | Channel::AppleMessages
         | Channel::WebChat => Ok(address.to_owned()),
     }
+}
+
+/// Whether `address` is a WhatsApp business-scoped user id: two capital letters (the
+/// country), a dot, an optional `ENT.` (a parent BSUID, shared by a business's
+/// portfolios), then 1 to 128 letters and digits. Meta sends it as `from_user_id` and
+/// `user_id`, and a message to it names it as `recipient` instead of `to`.
+pub fn is_whatsapp_user_id(address: &str) -> bool {
+    let Some((country, id)) = address.split_once('.') else {
+        return false;
+    };
+    let id = id.strip_prefix("ENT.").unwrap_or(id);
+    country.len() == 2
+        && country.bytes().all(|b| b.is_ascii_uppercase())
+        && (1..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// A phone number in international form, digits only, without `+`.
@@ -145,6 +164,37 @@ mod tests {
         ] {
             check(Channel::WhatsApp, written, Ok(WA_ID));
         }
+    }
+
+    #[test]
+    fn a_whatsapp_user_id_is_kept_exactly_as_meta_sends_it() {
+        for id in [
+            "DE.1502576394655843",
+            "US.13491208655302741918",
+            "US.ENT.11815799212886844830",
+            "BR.abcXYZ019",
+        ] {
+            check(Channel::WhatsApp, id, Ok(id));
+            check(Channel::WhatsApp, &format!(" {id}\n"), Ok(id));
+        }
+        let longest = format!("DE.{}", "7".repeat(128));
+        check(Channel::WhatsApp, &longest, Ok(&longest));
+        // Not a user id, and then not a phone number either.
+        for written in [
+            "de.1502576394655843",
+            "DEU.15025",
+            "DE.",
+            "DE.15-02",
+            "D.1502",
+        ] {
+            assert!(!is_whatsapp_user_id(written), "{written}");
+            check(
+                Channel::WhatsApp,
+                written,
+                Err(InvalidContact::NotAPhoneNumber),
+            );
+        }
+        assert!(!is_whatsapp_user_id(&format!("DE.{}", "7".repeat(129))));
     }
 
     #[test]
@@ -302,7 +352,7 @@ mod tests {
         ) {
             if let Ok(once) = normalize(channel, &written) {
                 prop_assert_eq!(normalize(channel, &once), Ok(once.clone()));
-                if channel == Channel::WhatsApp {
+                if channel == Channel::WhatsApp && !is_whatsapp_user_id(&once) {
                     prop_assert!(PHONE_DIGITS.contains(&once.len()));
                     prop_assert!(once.bytes().all(|b| b.is_ascii_digit()));
                     prop_assert!(!once.starts_with('0'));

@@ -1,6 +1,7 @@
 //! Reading JSON bodies safely: UTF-8 and nesting checked before serde_json sees them, and
 //! serde_json's errors rewritten so they never echo a value from the body.
 
+use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer};
 use serde_json::error::Category;
 
@@ -114,13 +115,35 @@ pub(crate) fn non_empty<'a>(value: &'a str, what: &str) -> Result<&'a str, Webho
     }
 }
 
-/// A Unix time sent as a string of decimal digits (WhatsApp's `timestamp`).
-pub(crate) fn unix_seconds_string(value: &str, what: &str) -> Result<i64, WebhookError> {
-    let digits = !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit());
-    digits
-        .then(|| value.parse::<i64>().ok())
-        .flatten()
-        .ok_or_else(|| WebhookError::malformed(format!("{what} is not Unix seconds")))
+/// A number a provider sends for something helpline only records (a time), read from
+/// whatever form it comes in: an integer, a float (truncated toward zero), or a string of
+/// either. Any other shape, or a value out of range, reads as absent: the field is not
+/// worth refusing a customer's words over, and a provider that changes its type (Meta's
+/// float timestamps) must not have its webhooks refused and, in the end, disabled.
+pub(crate) fn lenient_integer<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    let number = match &value {
+        serde_json::Value::Number(number) => number
+            .as_i64()
+            .or_else(|| number.as_f64().and_then(float_to_integer)),
+        serde_json::Value::String(text) => {
+            let text = text.trim();
+            text.parse::<i64>()
+                .ok()
+                .or_else(|| text.parse::<f64>().ok().and_then(float_to_integer))
+        }
+        _ => None,
+    };
+    Ok(number)
+}
+
+fn float_to_integer(value: f64) -> Option<i64> {
+    // i64::MAX as f64 rounds up to 2^63, which is out of range: compare below it.
+    let in_range = value.is_finite() && value.abs() < 9.0e18;
+    #[allow(clippy::cast_possible_truncation)]
+    in_range.then(|| value.trunc() as i64)
 }
 
 /// Unix milliseconds to Unix seconds, rounding down.
@@ -216,10 +239,30 @@ mod tests {
     }
 
     #[test]
-    fn unix_seconds_are_digits_only() {
-        assert_eq!(unix_seconds_string("1764082800", "t"), Ok(1_764_082_800));
-        for bad in ["", "+1", "-1", "1.5", "99999999999999999999", " 1"] {
-            assert!(unix_seconds_string(bad, "t").is_err(), "{bad:?}");
+    fn a_recorded_number_is_read_from_any_form_it_comes_in() {
+        #[derive(serde::Deserialize)]
+        struct Sent {
+            #[serde(default, deserialize_with = "lenient_integer")]
+            at: Option<i64>,
+        }
+        let read = |body: &str| serde_json::from_str::<Sent>(body).unwrap().at;
+        assert_eq!(read(r#"{"at":"1764082800"}"#), Some(1_764_082_800));
+        assert_eq!(read(r#"{"at":1764082800}"#), Some(1_764_082_800));
+        assert_eq!(read(r#"{"at":1764082800.731}"#), Some(1_764_082_800));
+        assert_eq!(read(r#"{"at":"1764082800.731"}"#), Some(1_764_082_800));
+        assert_eq!(read(r#"{"at":1764082800731}"#), Some(1_764_082_800_731));
+        for absent in [
+            "{}",
+            r#"{"at":null}"#,
+            r#"{"at":"soon"}"#,
+            r#"{"at":""}"#,
+            r#"{"at":[1]}"#,
+            r#"{"at":{"s":1}}"#,
+            r#"{"at":true}"#,
+            r#"{"at":1e300}"#,
+            r#"{"at":"NaN"}"#,
+        ] {
+            assert_eq!(read(absent), None, "{absent}");
         }
     }
 }

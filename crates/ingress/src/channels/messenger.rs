@@ -13,7 +13,9 @@ pub use super::meta::verify_handshake;
 use super::meta;
 use crate::adapter::{InboundAdapter, WebhookRequest};
 use crate::error::{ConfigError, WebhookError};
-use crate::inbound::{Inbound, InboundContent, Parts, Receipt, ReceiptStatus, Watermark};
+use crate::inbound::{
+    Inbound, InboundContent, Parts, Receipt, ReceiptStatus, Watermark, choice_text,
+};
 use crate::json::{self, type_label};
 use crate::secret::{Secret, require_secrets};
 
@@ -138,6 +140,9 @@ fn read_event(event: Messaging, page: Option<&str>) -> Result<Vec<Inbound>, Webh
             })
             .collect();
     }
+    if let Some(postback) = event.postback {
+        return read_postback(postback, &event.sender, event.timestamp, page);
+    }
     if let Some(read) = event.read {
         let contact = sender_id(&event.sender)?;
         return Ok(vec![watermark(
@@ -160,13 +165,14 @@ fn read_message(
     let mid = json::non_empty(&message.mid, "message.mid")?;
     let contact = sender_id(sender)?;
     let mut contents = Vec::new();
-    // A tapped quick reply carries its title as `text` and our id as the payload; the id
-    // is what the bot offered, so it is the answer.
-    let tapped = message
-        .quick_reply
-        .map(|reply| reply.payload)
-        .filter(|payload| !payload.is_empty());
-    if let Some(text) = tapped.or(message.text) {
+    // A tapped quick reply carries its title as `text` and the id as the payload: read
+    // as every channel's taps are (`choice_text`: a rating digit by its id, else the
+    // title the customer saw).
+    let text = match (&message.quick_reply, message.text) {
+        (Some(reply), text) => choice_text(&reply.payload, text.as_deref().unwrap_or("")),
+        (None, text) => text,
+    };
+    if let Some(text) = text {
         contents.push(InboundContent::Text(Personal::new(text)));
     }
     for attachment in &message.attachments {
@@ -187,6 +193,41 @@ fn read_message(
         account: page,
     };
     Ok(parts.into_messages(contents))
+}
+
+/// A tapped postback button (a structured message's button, the persistent menu, "Get
+/// Started"): the customer's answer like a quick reply, by `choice_text`. Its `mid` is the
+/// dedupe key; an older postback without one is keyed by its sender and time, which a
+/// redelivery repeats.
+fn read_postback(
+    postback: Postback,
+    sender: &Option<Party>,
+    timestamp: Option<i64>,
+    page: Option<&str>,
+) -> Result<Vec<Inbound>, WebhookError> {
+    let contact = sender_id(sender)?;
+    let Some(text) = choice_text(&postback.payload, &postback.title) else {
+        return Ok(vec![Inbound::ignored(
+            "messenger postback without title or payload",
+        )]);
+    };
+    let derived;
+    let id = match postback.mid.as_deref().filter(|mid| !mid.is_empty()) {
+        Some(mid) => mid,
+        None => {
+            let at = json::required(timestamp, "timestamp of a postback without mid")?;
+            derived = format!("postback:{contact}:{at}");
+            &derived
+        }
+    };
+    let parts = Parts {
+        provider_message_id: id,
+        contact,
+        display_name: None,
+        sent_at_unix: timestamp.map(json::millis_to_seconds),
+        account: page,
+    };
+    Ok(parts.into_messages(vec![InboundContent::Text(Personal::new(text))]))
 }
 
 /// One attachment's content, or `None` for kinds helpline does not take (stickers,
@@ -259,10 +300,22 @@ struct Entry {
 struct Messaging {
     sender: Option<Party>,
     /// Unix milliseconds.
+    #[serde(default, deserialize_with = "json::lenient_integer")]
     timestamp: Option<i64>,
     message: Option<MessageObject>,
     delivery: Option<Delivery>,
     read: Option<Read>,
+    postback: Option<Postback>,
+}
+
+/// `{"mid"?,"title","payload","referral"?}`
+#[derive(Deserialize)]
+struct Postback {
+    mid: Option<String>,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    payload: String,
 }
 
 #[derive(Deserialize)]

@@ -263,6 +263,7 @@ struct Message {
     from: Option<User>,
     chat: Chat,
     /// Unix seconds.
+    #[serde(default, deserialize_with = "json::lenient_integer")]
     date: Option<i64>,
     text: Option<String>,
     caption: Option<String>,

@@ -171,6 +171,7 @@ fn read_receipt(status: ReceiptStatus, callback: ReceiptCallback) -> Inbound {
 #[derive(Deserialize)]
 struct MessageCallback {
     /// Unix milliseconds.
+    #[serde(default, deserialize_with = "json::lenient_integer")]
     timestamp: Option<i64>,
     #[serde(deserialize_with = "json::integer_id")]
     message_token: String,
@@ -203,6 +204,7 @@ struct Location {
 #[derive(Deserialize)]
 struct ReceiptCallback {
     /// Unix milliseconds.
+    #[serde(default, deserialize_with = "json::lenient_integer")]
     timestamp: Option<i64>,
     /// The token Viber returned for our outbound message.
     #[serde(deserialize_with = "json::integer_id")]

@@ -148,7 +148,7 @@ fn read_value(value: Value, inbound: &mut Vec<Inbound>) -> Result<(), WebhookErr
         let display_name = value
             .contacts
             .iter()
-            .find(|contact| contact.wa_id.as_deref() == Some(message.from.as_str()))
+            .find(|contact| contact.is_sender_of(&message))
             .and_then(|contact| contact.profile.as_ref()?.name.as_deref());
         inbound.extend(read_message(&message, display_name, account.as_deref())?);
     }
@@ -170,6 +170,11 @@ fn read_message(
     display_name: Option<&str>,
     account: Option<&str>,
 ) -> Result<Vec<Inbound>, WebhookError> {
+    // A group's message is many people's conversation: helpline serves one customer at a
+    // time, and its replies would reach every member.
+    if message.group_id.is_some() {
+        return Ok(vec![Inbound::ignored("whatsapp group message")]);
+    }
     let content = match message.kind.as_str() {
         "text" => {
             let text = json::required(message.text.as_ref(), "messages[].text")?;
@@ -223,12 +228,11 @@ fn read_message(
         }
     };
     let provider_message_id = json::non_empty(&message.id, "messages[].id")?;
-    let contact = json::non_empty(&message.from, "messages[].from")?;
-    let sent_at_unix = message
-        .timestamp
-        .as_deref()
-        .map(|timestamp| json::unix_seconds_string(timestamp, "messages[].timestamp"))
-        .transpose()?;
+    let contact = json::non_empty(
+        message.sender().unwrap_or(""),
+        "messages[].from and messages[].from_user_id",
+    )?;
+    let sent_at_unix = message.timestamp;
     let parts = Parts {
         provider_message_id,
         contact,
@@ -280,17 +284,16 @@ fn read_status(status: Status) -> Result<Inbound, WebhookError> {
             )));
         }
     };
-    let at_unix = status
-        .timestamp
-        .as_deref()
-        .map(|timestamp| json::unix_seconds_string(timestamp, "statuses[].timestamp"))
-        .transpose()?;
     json::non_empty(&status.id, "statuses[].id")?;
     Ok(Inbound::Receipt(Receipt {
         provider_message_id: status.id,
         status: status_kind,
-        contact: status.recipient_id.map(Personal::new),
-        at_unix,
+        // A message sent to a username-only customer's user id is reported for that id.
+        contact: status
+            .recipient_id
+            .or(status.recipient_user_id)
+            .map(Personal::new),
+        at_unix: status.timestamp,
     }))
 }
 
@@ -334,7 +337,18 @@ struct Metadata {
 #[derive(Deserialize)]
 struct Contact {
     wa_id: Option<String>,
+    /// The business-scoped user id, sent for every customer since 2026.
+    user_id: Option<String>,
     profile: Option<Profile>,
+}
+
+impl Contact {
+    fn is_sender_of(&self, message: &Message) -> bool {
+        let same = |ours: &Option<String>, theirs: &Option<String>| {
+            ours.is_some() && ours.as_deref() == theirs.as_deref()
+        };
+        same(&self.wa_id, &message.from) || same(&self.user_id, &message.from_user_id)
+    }
 }
 
 #[derive(Deserialize)]
@@ -344,10 +358,17 @@ struct Profile {
 
 #[derive(Deserialize)]
 struct Message {
-    from: String,
+    /// The customer's phone number, absent for a customer with a username who hides it.
+    from: Option<String>,
+    /// The customer's business-scoped user id (`DE.1502576394655843`), sent with or
+    /// instead of `from`.
+    from_user_id: Option<String>,
+    /// Set on a message to a group the business is in.
+    group_id: Option<String>,
     id: String,
-    /// Unix seconds, as a string.
-    timestamp: Option<String>,
+    /// Unix seconds, as a string (read from a number too).
+    #[serde(default, deserialize_with = "json::lenient_integer")]
+    timestamp: Option<i64>,
     #[serde(rename = "type")]
     kind: String,
     text: Option<Text>,
@@ -358,6 +379,17 @@ struct Message {
     audio: Option<MediaObject>,
     document: Option<MediaObject>,
     location: Option<Location>,
+}
+
+impl Message {
+    /// Where replies go: the phone number while Meta sends one (the contact every
+    /// earlier message of the customer had), else the user id.
+    fn sender(&self) -> Option<&str> {
+        [&self.from, &self.from_user_id]
+            .into_iter()
+            .filter_map(|id| id.as_deref())
+            .find(|id| !id.is_empty())
+    }
 }
 
 #[derive(Deserialize)]
@@ -405,9 +437,12 @@ struct Location {
 struct Status {
     id: String,
     status: String,
-    /// Unix seconds, as a string.
-    timestamp: Option<String>,
+    /// Unix seconds, as a string (read from a number too).
+    #[serde(default, deserialize_with = "json::lenient_integer")]
+    timestamp: Option<i64>,
     recipient_id: Option<String>,
+    /// The user id of a customer messaged by it.
+    recipient_user_id: Option<String>,
     #[serde(default)]
     errors: Vec<ApiError>,
 }

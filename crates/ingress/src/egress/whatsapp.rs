@@ -10,7 +10,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use helpline_domain::{Channel, QuickReply};
+use helpline_domain::{Channel, QuickReply, contact};
 use http::header::AUTHORIZATION;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -136,7 +136,14 @@ impl OutboundAdapter for WhatsAppOutbound {
         if let Some(object) = body.as_object_mut() {
             object.insert("messaging_product".to_owned(), json!("whatsapp"));
             object.insert("recipient_type".to_owned(), json!("individual"));
-            object.insert("to".to_owned(), json!(message.contact));
+            // A customer known only by their business-scoped user id is addressed by
+            // it as `recipient`; `to` is for phone numbers (and wins when both are sent).
+            let field = if contact::is_whatsapp_user_id(&message.contact) {
+                "recipient"
+            } else {
+                "to"
+            };
+            object.insert(field.to_owned(), json!(message.contact));
         }
         let url = join(
             &self.config.api_base_url,

@@ -7,6 +7,7 @@ mod attachments;
 mod choices;
 mod front_door;
 mod malformed;
+mod real_payloads;
 mod support;
 
 use std::collections::{HashMap, HashSet};

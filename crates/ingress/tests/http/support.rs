@@ -422,3 +422,61 @@ async fn serve_ingress(
     ));
     url
 }
+
+/// The URL and authentication headers a provider would send with `body`.
+pub fn signed(h: &Harness, channel: Channel, body: &[u8]) -> (String, Vec<(String, String)>) {
+    let c = h.sim.config();
+    let (path, auth) = match channel {
+        Channel::WhatsApp => (
+            "whatsapp",
+            (
+                "X-Hub-Signature-256",
+                format!("sha256={}", hmac_hex(&c.whatsapp.app_secret, body)),
+            ),
+        ),
+        Channel::Messenger => (
+            "messenger",
+            (
+                "X-Hub-Signature-256",
+                format!("sha256={}", hmac_hex(&c.messenger.app_secret, body)),
+            ),
+        ),
+        Channel::Telegram => (
+            "telegram",
+            (
+                "X-Telegram-Bot-Api-Secret-Token",
+                c.telegram.secret_token.clone(),
+            ),
+        ),
+        Channel::Viber => (
+            "viber",
+            (
+                "X-Viber-Content-Signature",
+                hmac_hex(&c.viber.auth_token, body),
+            ),
+        ),
+        _ => (
+            "web",
+            (
+                "X-Helpline-Signature",
+                format!("sha256={}", hmac_hex(&c.web.shared_secret, body)),
+            ),
+        ),
+    };
+    (
+        format!("{}/webhooks/{path}", h.url),
+        vec![(auth.0.to_owned(), auth.1)],
+    )
+}
+
+pub async fn post(h: &Harness, channel: Channel, body: Vec<u8>, content_type: &str) -> u16 {
+    let (url, headers) = signed(h, channel, &body);
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("Content-Type", content_type)
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap().status().as_u16()
+}

@@ -187,7 +187,7 @@ fn errors_do_not_quote_the_body() {
     let bodies = [
         // Wrong types whose values serde would quote.
         r#"{"update_id":1,"message":{"message_id":1,"chat":{"id":"+4915112345678","type":"private"}}}"#,
-        r#"{"update_id":1,"message":{"message_id":1,"chat":{"id":1,"type":"private"},"date":"+4915112345678"}}"#,
+        r#"{"update_id":1,"message":{"message_id":"+4915112345678","chat":{"id":1,"type":"private"}}}"#,
         r#"{"update_id":1,"message":{"message_id":1,"chat":{"id":1,"type":"private"},"text":4915112345678}}"#,
         r#"{"update_id":1,"message":{"message_id":1,"chat":{"id":1,"type":"private"},"text":["+4915112345678"]}}"#,
     ];

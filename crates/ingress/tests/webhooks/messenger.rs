@@ -113,18 +113,21 @@ fn text() {
 }
 
 #[test]
-fn a_tapped_quick_reply_is_its_payload() {
+fn a_tapped_quick_reply_is_its_rating_digit_or_the_title_the_customer_saw() {
     check(
         &messenger(),
         &entry(
             r#"{"sender":{"id":"PSID1"},"recipient":{"id":"PAGE1"},"timestamp":1764082799876,
                 "message":{"mid":"m_Q1","text":"⭐⭐⭐⭐⭐","quick_reply":{"payload":"5"}}},
                {"sender":{"id":"PSID1"},"recipient":{"id":"PAGE1"},"timestamp":1764082799877,
-                "message":{"mid":"m_Q2","text":"Deutsch","quick_reply":{"payload":""}}}"#,
+                "message":{"mid":"m_Q2","text":"Deutsch","quick_reply":{"payload":""}}},
+               {"sender":{"id":"PSID1"},"recipient":{"id":"PAGE1"},"timestamp":1764082799878,
+                "message":{"mid":"m_Q3","text":"Reparaturstatus","quick_reply":{"payload":"QR_REPAIR"}}}"#,
         ),
         &[
             r#"message m_Q1 from PSID1 at 1764082799 to PAGE1: text "5""#,
             r#"message m_Q2 from PSID1 at 1764082799 to PAGE1: text "Deutsch""#,
+            r#"message m_Q3 from PSID1 at 1764082799 to PAGE1: text "Reparaturstatus""#,
         ],
     );
 }
@@ -186,13 +189,13 @@ fn a_read_is_a_watermark() {
 }
 
 #[test]
-fn echoes_postbacks_standby_and_other_objects_are_ignored() {
+fn echoes_reactions_stickers_standby_and_other_objects_are_ignored() {
     let body = r#"{"object":"page","entry":[
       {"id":"PAGE1","time":1,"messaging":[
         {"sender":{"id":"PAGE1"},"recipient":{"id":"PSID1"},"timestamp":1,
          "message":{"is_echo":true,"app_id":1517776481860111,"mid":"m_ECHO","text":"our reply"}},
         {"sender":{"id":"PSID1"},"recipient":{"id":"PAGE1"},"timestamp":1,
-         "postback":{"title":"Start","payload":"GET_STARTED"}},
+         "reaction":{"mid":"m_ECHO","action":"react","reaction":"love","emoji":"\u2764"}},
         {"sender":{"id":"PSID1"},"recipient":{"id":"PAGE1"},"timestamp":1,
          "message":{"mid":"m_STICKER","attachments":[{"type":"image","payload":{"url":"https://x","sticker_id":1}}]}}]},
       {"id":"PAGE1","time":1,"standby":[{"sender":{"id":"PSID1"},"message":{"mid":"m_S","text":"hi"}}]}]}"#;
@@ -210,6 +213,27 @@ fn echoes_postbacks_standby_and_other_objects_are_ignored() {
         &messenger(),
         r#"{"object":"instagram","entry":[]}"#,
         &["ignored: messenger object `instagram`"],
+    );
+}
+
+#[test]
+fn a_tapped_postback_is_a_text_message_of_its_rating_digit_or_title() {
+    check(
+        &messenger(),
+        &entry(
+            r#"{"sender":{"id":"PSID1"},"recipient":{"id":"PAGE1"},"timestamp":1764082799876,
+                "postback":{"mid":"m_P1","title":"Mit einem Menschen sprechen","payload":"HANDOFF"}},
+               {"sender":{"id":"PSID1"},"recipient":{"id":"PAGE1"},"timestamp":1764082799877,
+                "postback":{"mid":"m_P2","title":"⭐⭐⭐⭐","payload":"4"}},
+               {"sender":{"id":"PSID1"},"recipient":{"id":"PAGE1"},"timestamp":1764082799878,
+                "postback":{"title":"Los geht's","payload":"GET_STARTED","referral":{"ref":"x","source":"SHORTLINK","type":"OPEN_THREAD"}}}"#,
+        ),
+        &[
+            r#"message m_P1 from PSID1 at 1764082799 to PAGE1: text "Mit einem Menschen sprechen""#,
+            r#"message m_P2 from PSID1 at 1764082799 to PAGE1: text "4""#,
+            // Before postbacks had a mid: keyed by sender and time, which a redelivery repeats.
+            r#"message postback:PSID1:1764082799878 from PSID1 at 1764082799 to PAGE1: text "Los geht's""#,
+        ],
     );
 }
 

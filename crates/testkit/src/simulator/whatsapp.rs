@@ -189,7 +189,11 @@ fn is_version(segment: &str) -> bool {
 
 /// What a send request asks for.
 struct Outgoing {
+    /// The phone number (`to`) or, for a customer with a username, the business-scoped
+    /// user id (`recipient`) the message is for.
     to: String,
+    /// Whether it was addressed by user id.
+    by_user_id: bool,
     text: Option<String>,
     template: Option<String>,
     choices: Vec<(String, String)>,
@@ -223,7 +227,10 @@ async fn send(shared: &Shared, request: &ApiRequest, phone_number_id: &str) -> R
         Ok(outgoing) => outgoing,
         Err(error) => return error.respond(shared),
     };
-    let wa_id = outgoing.to.trim_start_matches('+').to_owned();
+    let wa_id = match outgoing.by_user_id {
+        true => outgoing.to.clone(),
+        false => outgoing.to.trim_start_matches('+').to_owned(),
+    };
     shared.hold_if_hung(&wa_id).await;
     let id = format!("wamid.HBgL{}", shared.opaque_id());
     let mut sent = json!({ "id": id });
@@ -248,7 +255,10 @@ async fn send(shared: &Shared, request: &ApiRequest, phone_number_id: &str) -> R
         StatusCode::OK,
         &json!({
             "messaging_product": "whatsapp",
-            "contacts": [{ "input": outgoing.to, "wa_id": wa_id }],
+            "contacts": [match outgoing.by_user_id {
+                true => json!({ "input": outgoing.to, "user_id": wa_id }),
+                false => json!({ "input": outgoing.to, "wa_id": wa_id }),
+            }],
             "messages": [sent],
         }),
     )
@@ -261,8 +271,13 @@ fn read_send(body: &Map<String, Value>) -> Result<Outgoing, GraphError> {
             "The parameter messaging_product is required.",
         ));
     }
-    let to = string(body.get("to"))
-        .filter(|to| !to.is_empty())
+    // `to` (a phone number) wins over `recipient` (a business-scoped user id) when both
+    // are sent, as the Cloud API documents.
+    let phone = string(body.get("to")).filter(|to| !to.is_empty());
+    let user_id = string(body.get("recipient")).filter(|id| !id.is_empty());
+    let by_user_id = phone.is_none() && user_id.is_some();
+    let to = phone
+        .or(user_id)
         .ok_or_else(|| GraphError::invalid_parameter("The parameter to is required."))?;
     if let Some(recipient_type) = body.get("recipient_type")
         && recipient_type.as_str() != Some("individual")
@@ -337,6 +352,7 @@ fn read_send(body: &Map<String, Value>) -> Result<Outgoing, GraphError> {
     };
     Ok(Outgoing {
         to,
+        by_user_id,
         text,
         template,
         choices,
