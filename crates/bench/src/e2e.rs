@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use helpline_domain::Channel;
+use helpline_egress::{self as egress, EgressConfig, RateLimit};
 use helpline_eventstore::EventStore;
 use helpline_ingress::ChannelsConfig;
-use helpline_ingress::egress::{self, EgressConfig, RateLimit};
 use helpline_testkit::Simulator;
 use serde::Serialize;
 use tokio::task::JoinHandle;

@@ -45,6 +45,7 @@ mod keys;
 pub mod layout;
 pub mod load;
 mod members;
+pub mod outbound;
 pub mod react;
 pub mod seal;
 pub mod subscribe;

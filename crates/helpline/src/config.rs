@@ -10,9 +10,9 @@ use figment::value::{Dict, Map, Value};
 use figment::{Metadata, Profile, Provider};
 use helpline_assignment::auth::TokenPolicy;
 use helpline_assignment::{AssignmentSettings, AuthKey};
+use helpline_egress::WhatsAppTemplate;
 use helpline_eventstore::{MasterKey, StoreConfig};
 use helpline_ingress::Secret;
-use helpline_ingress::egress::WhatsAppTemplate;
 use helpline_ingress::{ChannelsConfig, IngressConfig};
 use helpline_region::{
     Agent, BotSettings, Locale, Place, Product, Queue, RegionConfig, RoutingConfig, Store,

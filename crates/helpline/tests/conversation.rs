@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use helpline_bot::flows::Flows;
 use helpline_domain::{AgentId, Channel, Command, Event, MessageBody, Phase, TicketId, decide};
+use helpline_egress::{self as egress, EgressConfig};
 use helpline_eventstore::{CommandMeta, EventStore, StoreConfig};
-use helpline_ingress::egress::{self, EgressConfig};
 use helpline_ingress::{ChannelsConfig, Ingress, IngressConfig};
 use helpline_proto::v1::feedback_client::FeedbackClient;
 use helpline_region::RegionConfig;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use helpline_bot::flows::Flows;
 use helpline_domain::Channel;
+use helpline_egress::{self as egress, EgressConfig};
 use helpline_eventstore::{EventStore, StoreConfig};
-use helpline_ingress::egress::{self, EgressConfig};
 use helpline_ingress::{ChannelsConfig, Ingress, IngressConfig};
 use helpline_region::RegionConfig;
 use helpline_testkit::{NatsServer, Simulator};

@@ -46,7 +46,7 @@ use helpline_domain::{
 use helpline_eventstore::{CommandMeta, CustomerId, EventStore, LoadedTicket, StoreError};
 use uuid::Uuid;
 
-use crate::inbound::{InboundContent, InboundMessage};
+use helpline_channels::inbound::{InboundContent, InboundMessage};
 
 /// How long a receipt's provider id is remembered for dedupe (customer messages dedupe on
 /// their ticket instead).

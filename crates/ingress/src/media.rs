@@ -37,7 +37,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::media_policy::{MediaHosts, NotPublic, PublicResolver, Reach};
-use crate::secret::Secret;
+use helpline_channels::Secret;
 
 /// The durable consumer that fetches customers' attachments; `media-replay` reads what an
 /// operator sends back from its dead letters.

@@ -29,9 +29,10 @@ use helpline_eventstore::{
 };
 use uuid::Uuid;
 
-use crate::egress::service::{earlier_provider_key, open_bucket};
-use crate::egress::{ProviderEntry, provider_key};
-use crate::inbound::{Receipt, ReceiptStatus};
+use helpline_channels::inbound::{Receipt, ReceiptStatus};
+use helpline_eventstore::outbound::{
+    ProviderEntry, earlier_provider_key, open_bucket, provider_key,
+};
 
 /// Tries at appending a receipt that keeps meeting other appends on its ticket.
 const APPEND_TRIES: u32 = 16;

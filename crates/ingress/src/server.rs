@@ -25,20 +25,14 @@ use helpline_eventstore::EventStore;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::messenger::{MessengerAdapter, MessengerConfig};
-use crate::channels::telegram::{TelegramAdapter, TelegramConfig};
-use crate::channels::viber::{ViberAdapter, ViberConfig};
-use crate::channels::web::{WebAdapter, WebConfig};
-use crate::channels::whatsapp::{
-    WhatsAppAdapter, WhatsAppConfig, verify_handshake as meta_handshake,
-};
 use crate::front_door::{self, BodyBudget, BodyError, Door, Refusals, Sampled, read_body};
 use crate::intake::{Intake, IntakeError, Taken};
 use crate::media::{self, MediaConfig, MediaError, MediaSources};
 use crate::media_policy::{MediaHosts, MediaHostsConfig};
 use crate::receipts::{ReceiptError, Receipts};
-use crate::{
-    ConfigError, Inbound, InboundAdapter, MAX_BODY_BYTES, Secret, WebhookError, WebhookRequest,
+use helpline_channels::{
+    ChannelsConfig, ConfigError, Inbound, InboundAdapter, MAX_BODY_BYTES, WebhookError,
+    WebhookRequest,
 };
 
 /// `[ingress]`; a key left out takes its default.
@@ -163,17 +157,6 @@ impl IngressConfig {
     }
 }
 
-/// `[channels.*]`: a channel without a section is not served (its routes answer 404).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelsConfig {
-    pub whatsapp: Option<WhatsAppConfig>,
-    pub messenger: Option<MessengerConfig>,
-    pub telegram: Option<TelegramConfig>,
-    pub viber: Option<ViberConfig>,
-    pub web: Option<WebConfig>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum IngressError {
     #[error(transparent)]
@@ -201,8 +184,6 @@ pub struct Ingress {
 
 struct Inner {
     adapters: HashMap<&'static str, Box<dyn InboundAdapter>>,
-    /// Verify tokens of the channels with Meta's GET handshake (WhatsApp, Messenger).
-    handshake_tokens: HashMap<&'static str, Secret>,
     intake: Intake,
     receipts: Receipts,
     max_body_bytes: usize,
@@ -230,39 +211,16 @@ impl Ingress {
         config: &IngressConfig,
         channels: &ChannelsConfig,
     ) -> Result<Self, IngressError> {
-        let mut adapters: HashMap<&'static str, Box<dyn InboundAdapter>> = HashMap::new();
-        let mut add = |adapter: Box<dyn InboundAdapter>| {
-            adapters.insert(adapter.channel().as_str(), adapter);
-        };
-        if let Some(c) = &channels.whatsapp {
-            add(Box::new(WhatsAppAdapter::new(c.clone())?));
-        }
-        if let Some(c) = &channels.messenger {
-            add(Box::new(MessengerAdapter::new(c.clone())?));
-        }
-        if let Some(c) = &channels.telegram {
-            add(Box::new(TelegramAdapter::new(c.clone())?));
-        }
-        if let Some(c) = &channels.viber {
-            add(Box::new(ViberAdapter::new(c.clone())?));
-        }
-        if let Some(c) = &channels.web {
-            add(Box::new(WebAdapter::new(c.clone())?));
-        }
-        // Meta's GET handshake only needs the verify token; the adapters checked it is set.
-        let mut handshake_tokens = HashMap::new();
-        if let Some(c) = &channels.whatsapp {
-            handshake_tokens.insert(Channel::WhatsApp.as_str(), c.verify_token.clone());
-        }
-        if let Some(c) = &channels.messenger {
-            handshake_tokens.insert(Channel::Messenger.as_str(), c.verify_token.clone());
-        }
+        let adapters: HashMap<&'static str, Box<dyn InboundAdapter>> = channels
+            .inbound_adapters()?
+            .into_iter()
+            .map(|adapter| (adapter.channel().as_str(), adapter))
+            .collect();
         let intake = Intake::new(store.clone(), config.default_language.clone()).await?;
         let receipts = Receipts::new(store, intake.seen()).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 adapters,
-                handshake_tokens,
                 intake,
                 receipts,
                 max_body_bytes: config.max_body_bytes,
@@ -460,45 +418,20 @@ async fn receive(
         .into_response()
 }
 
-#[derive(Debug, Deserialize)]
-struct Handshake {
-    #[serde(rename = "hub.mode")]
-    mode: Option<String>,
-    #[serde(rename = "hub.verify_token")]
-    verify_token: Option<String>,
-    #[serde(rename = "hub.challenge")]
-    challenge: Option<String>,
-}
-
 async fn verify_handshake(
     State(ingress): State<Ingress>,
     Path(channel): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let Ok(handshake) = serde_urlencoded_query(query.as_deref().unwrap_or("")) else {
-        return ingress.refuse(&channel, StatusCode::BAD_REQUEST, "unreadable query");
+    let Some(adapter) = ingress.inner.adapters.get(channel.as_str()) else {
+        return ingress.refuse(&channel, StatusCode::NOT_FOUND, "channel is not configured");
     };
-    if !matches!(channel.as_str(), "whatsapp" | "messenger") {
-        return ingress.refuse(
+    match adapter.handshake(query.as_deref()) {
+        None => ingress.refuse(
             &channel,
             StatusCode::METHOD_NOT_ALLOWED,
             "no handshake on this channel",
-        );
-    }
-    let result = ingress
-        .inner
-        .handshake_tokens
-        .get(channel.as_str())
-        .map(|token| {
-            meta_handshake(
-                handshake.mode.as_deref(),
-                handshake.verify_token.as_deref(),
-                handshake.challenge.as_deref(),
-                token,
-            )
-        });
-    match result {
-        None => ingress.refuse(&channel, StatusCode::NOT_FOUND, "channel is not configured"),
+        ),
         Some(Ok(challenge)) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain")],
@@ -507,12 +440,6 @@ async fn verify_handshake(
             .into_response(),
         Some(Err(error)) => ingress.webhook_error(&channel, &error),
     }
-}
-
-fn serde_urlencoded_query(query: &str) -> Result<Handshake, ()> {
-    axum::extract::Query::<Handshake>::try_from_uri(&format!("/?{query}").parse().map_err(|_| ())?)
-        .map(|q| q.0)
-        .map_err(|_| ())
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -10,15 +10,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use helpline_domain::{Channel, MediaKind};
-use helpline_ingress::channels::messenger::{MessengerAdapter, MessengerConfig};
-use helpline_ingress::channels::telegram::{TelegramAdapter, TelegramConfig};
-use helpline_ingress::channels::viber::{ViberAdapter, ViberConfig};
-use helpline_ingress::channels::web::{WebAdapter, WebConfig};
-use helpline_ingress::channels::whatsapp::{WhatsAppAdapter, WhatsAppConfig};
-use helpline_ingress::{
+use helpline_channels::messenger::{MessengerAdapter, MessengerConfig};
+use helpline_channels::telegram::{TelegramAdapter, TelegramConfig};
+use helpline_channels::viber::{ViberAdapter, ViberConfig};
+use helpline_channels::web::{WebAdapter, WebConfig};
+use helpline_channels::whatsapp::{WhatsAppAdapter, WhatsAppConfig};
+use helpline_channels::{
     Inbound, InboundAdapter, InboundContent, ReceiptStatus, WebhookError, WebhookRequest,
 };
+use helpline_domain::{Channel, MediaKind};
 use helpline_testkit::simulator::{Fault, ReceiptKind, Simulator, SimulatorConfig, Webhook};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use helpline_domain::{Channel, Event, MessageBody, QuickReply, TicketId};
-use helpline_ingress::egress::{EgressConfig, WhatsAppTemplate};
+use helpline_egress::{EgressConfig, WhatsAppTemplate};
 
 use crate::support::*;
 

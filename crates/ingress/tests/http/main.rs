@@ -388,10 +388,12 @@ async fn a_receipt_for_a_message_sent_before_entries_were_keyed_finds_it_by_the_
     let bucket = h
         .store
         .jetstream()
-        .get_key_value(helpline_ingress::egress::outbound_bucket(h.store.layout()))
+        .get_key_value(helpline_eventstore::outbound::outbound_bucket(
+            h.store.layout(),
+        ))
         .await
         .unwrap();
-    let keyed = helpline_ingress::egress::provider_key(
+    let keyed = helpline_eventstore::outbound::provider_key(
         Channel::WhatsApp,
         &h.store.provider_ref(Channel::WhatsApp, &provider_id),
     );

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use helpline_domain::{
     Channel, Customer, Event, Media, MessageBody, MessageId, Personal, QuickReply, TicketId,
 };
+use helpline_egress::{self as egress, EgressConfig, EgressError};
 use helpline_eventstore::{CommandMeta, EventStore, StoreConfig, StoreError};
-use helpline_ingress::egress::{self, EgressConfig, EgressError};
 use helpline_ingress::media_policy::MediaHostsConfig;
 use helpline_ingress::{ChannelsConfig, Ingress, IngressConfig};
 use helpline_testkit::NatsServer;

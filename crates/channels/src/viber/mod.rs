@@ -1,0 +1,237 @@
+//! Viber REST bot webhooks (`CHANNELS.md` §4).
+//!
+//! Signed with `X-Viber-Content-Signature` (or `?sig=`): hex HMAC-SHA256 keyed with the
+//! bot's auth token, no prefix. One POST is one callback, told apart by `event`.
+//! `message_token` is a 64-bit integer beyond 2^53 and is never read as a float.
+
+use helpline_domain::{Channel, MediaKind, Personal};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::adapter::{InboundAdapter, WebhookRequest};
+use crate::error::{ConfigError, WebhookError};
+use crate::inbound::{Inbound, InboundContent, Parts, Receipt, ReceiptStatus};
+use crate::json::{self, type_label};
+use crate::secret::{Secret, require_secrets};
+use crate::signature::{single_header, single_query_param, verify_hmac_sha256};
+
+mod outbound;
+
+pub use outbound::ViberOutbound;
+
+const SIGNATURE_HEADER: &str = "x-viber-content-signature";
+const SIGNATURE_PARAM: &str = "sig";
+
+/// `[channels.viber]`: the bot's auth token, which also keys the callback signature.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViberConfig {
+    /// Signs webhooks and authenticates sends (`X-Viber-Auth-Token`).
+    pub auth_token: Secret,
+    /// The REST API; tests and the simulator point it at localhost.
+    #[serde(default = "default_viber_api")]
+    pub api_base_url: String,
+}
+
+/// Empty secrets (refused by the adapter) and the provider's real API.
+impl Default for ViberConfig {
+    fn default() -> Self {
+        Self {
+            auth_token: Secret::default(),
+            api_base_url: default_viber_api(),
+        }
+    }
+}
+
+fn default_viber_api() -> String {
+    "https://chatapi.viber.com/pa".to_owned()
+}
+
+/// This channel's `[channels.viber]` section (the registry's name for it).
+pub type Config = ViberConfig;
+
+/// The webhook side, for the registry.
+pub fn inbound(config: &Config) -> Result<Box<dyn InboundAdapter>, ConfigError> {
+    Ok(Box::new(ViberAdapter::new(config.clone())?))
+}
+
+/// The sending side, for the registry.
+pub fn outbound(
+    config: &Config,
+    settings: &crate::OutboundSettings,
+) -> Result<Box<dyn crate::OutboundAdapter>, ConfigError> {
+    Ok(Box::new(ViberOutbound::new(
+        config.clone(),
+        settings.viber_sender_name.clone(),
+    )?))
+}
+
+#[derive(Debug)]
+pub struct ViberAdapter {
+    config: ViberConfig,
+}
+
+impl ViberAdapter {
+    pub fn new(config: ViberConfig) -> Result<Self, ConfigError> {
+        require_secrets(Channel::Viber, &[("auth_token", &config.auth_token)])?;
+        Ok(Self { config })
+    }
+}
+
+impl InboundAdapter for ViberAdapter {
+    fn channel(&self) -> Channel {
+        Channel::Viber
+    }
+
+    /// The header wins when present; `?sig=` is read only without it, as Viber's SDK does.
+    fn verify(&self, request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
+        crate::adapter::check_body_size(request.body)?;
+        let signature = match single_header(request.headers, SIGNATURE_HEADER)? {
+            Some(header) => header,
+            None => single_query_param(request.query, SIGNATURE_PARAM)?
+                .map(str::as_bytes)
+                .ok_or_else(|| {
+                    WebhookError::unauthorized("X-Viber-Content-Signature and ?sig= are missing")
+                })?,
+        };
+        verify_hmac_sha256(
+            self.config.auth_token.expose().as_bytes(),
+            request.body,
+            signature,
+        )
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<Inbound>, WebhookError> {
+        let callback: Value = json::from_body(body)?;
+        let event = json::required(callback.get("event"), "event")?
+            .as_str()
+            .ok_or_else(|| WebhookError::malformed("event is not a string"))?
+            .to_owned();
+        match event.as_str() {
+            "message" => read_message(json::from_value(callback)?),
+            "delivered" | "seen" | "failed" => {
+                let receipt: ReceiptCallback = json::from_value(callback)?;
+                let status = match event.as_str() {
+                    "delivered" => ReceiptStatus::Delivered,
+                    "seen" => ReceiptStatus::Read,
+                    _ => ReceiptStatus::Failed {
+                        reason: receipt
+                            .desc
+                            .clone()
+                            .unwrap_or_else(|| "no description given".to_owned()),
+                    },
+                };
+                Ok(vec![read_receipt(status, receipt)])
+            }
+            // `webhook` (the check during set_webhook), `subscribed`, `unsubscribed`,
+            // `conversation_started`, and whatever Viber adds.
+            other => Ok(vec![Inbound::ignored(format!(
+                "viber event `{}`",
+                type_label(other)
+            ))]),
+        }
+    }
+}
+
+fn read_message(callback: MessageCallback) -> Result<Vec<Inbound>, WebhookError> {
+    let message = callback.message;
+    let content = match message.kind.as_str() {
+        "text" => {
+            let text = json::required(message.text, "message.text")?;
+            InboundContent::Text(Personal::new(text))
+        }
+        "picture" => media(MediaKind::Image, message)?,
+        "video" => media(MediaKind::Video, message)?,
+        "file" => media(MediaKind::Document, message)?,
+        "location" => {
+            let location = json::required(message.location, "message.location")?;
+            let coordinates = json::coordinates(location.lat, location.lon, "message.location")?;
+            InboundContent::Location(Personal::new(coordinates))
+        }
+        // sticker, contact, url, rich_media, …
+        other => {
+            return Ok(vec![Inbound::ignored(format!(
+                "viber message type `{}`",
+                type_label(other)
+            ))]);
+        }
+    };
+    let parts = Parts {
+        provider_message_id: &callback.message_token,
+        contact: json::non_empty(&callback.sender.id, "sender.id")?,
+        display_name: callback.sender.name.as_deref(),
+        sent_at_unix: callback.timestamp.map(json::millis_to_seconds),
+        account: None,
+    };
+    Ok(parts.into_messages(vec![content]))
+}
+
+fn media(kind: MediaKind, message: ViberMessage) -> Result<InboundContent, WebhookError> {
+    let url = json::required(message.media, "message.media")?;
+    json::non_empty(&url, "message.media")?;
+    Ok(InboundContent::Media {
+        kind,
+        provider_media: url,
+        mime_type: None,
+        // Viber sends the caption as `text`, empty when there is none.
+        caption: message
+            .text
+            .filter(|text| !text.is_empty())
+            .map(Personal::new),
+        file_name: message.file_name.map(Personal::new),
+    })
+}
+
+fn read_receipt(status: ReceiptStatus, callback: ReceiptCallback) -> Inbound {
+    Inbound::Receipt(Receipt {
+        provider_message_id: callback.message_token,
+        status,
+        contact: callback.user_id.map(Personal::new),
+        at_unix: callback.timestamp.map(json::millis_to_seconds),
+    })
+}
+
+#[derive(Deserialize)]
+struct MessageCallback {
+    /// Unix milliseconds.
+    #[serde(default, deserialize_with = "json::lenient_integer")]
+    timestamp: Option<i64>,
+    #[serde(deserialize_with = "json::integer_id")]
+    message_token: String,
+    sender: Sender,
+    message: ViberMessage,
+}
+
+#[derive(Deserialize)]
+struct Sender {
+    id: String,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ViberMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+    media: Option<String>,
+    file_name: Option<String>,
+    location: Option<Location>,
+}
+
+#[derive(Deserialize)]
+struct Location {
+    lat: f64,
+    lon: f64,
+}
+
+#[derive(Deserialize)]
+struct ReceiptCallback {
+    /// Unix milliseconds.
+    #[serde(default, deserialize_with = "json::lenient_integer")]
+    timestamp: Option<i64>,
+    /// The token Viber returned for our outbound message.
+    #[serde(deserialize_with = "json::integer_id")]
+    message_token: String,
+    user_id: Option<String>,
+    desc: Option<String>,
+}
