@@ -40,6 +40,12 @@ pub struct InboundMessage {
     /// Our account the message was sent to, where a channel has several: WhatsApp
     /// `metadata.phone_number_id`, Messenger page id.
     pub account: Option<String>,
+    /// The customer's language as the provider knows it (ISO 639 primary subtag, from
+    /// Apple's `locale`): a new ticket is served in it if the region serves it.
+    pub language: Option<String>,
+    /// How the customer came in, where the provider says (Apple's "Message us" `intent`
+    /// and `group`, as `intent=…;group=…`): routing may send such tickets to a queue.
+    pub entry_point: Option<String>,
 }
 
 /// The content of one message part.
@@ -49,8 +55,9 @@ pub enum InboundContent {
     Text(Personal<String>),
     Media {
         kind: MediaKind,
-        /// What to fetch: the provider's media id (WhatsApp media id, Telegram `file_id`)
-        /// or a URL (Messenger, Viber, web chat).
+        /// What to fetch: the provider's media id (WhatsApp media id, Telegram `file_id`),
+        /// a URL (Messenger, Viber, web chat), or Apple's encrypted file
+        /// (`apple:{…}`, its `AttachmentRef`).
         provider_media: String,
         mime_type: Option<String>,
         caption: Option<Personal<String>>,
@@ -146,6 +153,8 @@ impl Parts<'_> {
                     sent_at_unix: self.sent_at_unix,
                     content,
                     account: self.account.map(str::to_owned),
+                    language: None,
+                    entry_point: None,
                 })
             })
             .collect()

@@ -1,6 +1,7 @@
 //! The messaging channels helpline speaks, one folder each, and the one registry of them.
 //!
-//! A channel's folder (`whatsapp/`, `messenger/`, `telegram/`, `viber/`, `web/`) holds all
+//! A channel's folder (`whatsapp/`, `messenger/`, `telegram/`, `viber/`, `web/`, `apple/`)
+//! holds all
 //! of what differs between providers: its `[channels.<name>]` configuration, its
 //! [`InboundAdapter`] (signature check on the raw body, the webhook's shapes read into
 //! normalized [`Inbound`] values, a subscription handshake where the provider has one)
@@ -54,6 +55,7 @@ pub mod signature;
 #[cfg(test)]
 mod test_support;
 
+pub mod apple;
 pub mod messenger;
 pub mod telegram;
 pub mod viber;
@@ -110,6 +112,16 @@ macro_rules! registry {
         /// Every channel helpline serves, in the registry's order.
         pub const CHANNELS: &[Channel] = &[$(Channel::$channel),+];
 
+        /// Where `channel`'s attachments come from unless `ingress.media_hosts` says
+        /// otherwise: its folder's `MEDIA_HOSTS`.
+        pub fn media_hosts(channel: Channel) -> &'static [&'static str] {
+            match channel {
+                $(Channel::$channel => $name::MEDIA_HOSTS,)+
+                #[allow(unreachable_patterns)]
+                _ => &[],
+            }
+        }
+
         impl ChannelsConfig {
             /// The inbound adapter of each configured channel, or the first refusal.
             pub fn inbound_adapters(&self) -> Result<Vec<Box<dyn InboundAdapter>>, ConfigError> {
@@ -150,6 +162,7 @@ registry! {
     telegram => Telegram,
     viber => Viber,
     web => WebChat,
+    apple => AppleMessages,
 }
 
 /// The served channel named `name` (`whatsapp`, `web`, … as in routes and config).

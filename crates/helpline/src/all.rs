@@ -194,7 +194,11 @@ pub async fn run_until_stopped(
         helpline_bot::flows::Flows::for_region(&region).context("cannot load the bot's flows")?,
     );
     if services.ingress {
-        let ingress = Ingress::new(store.clone(), &config.ingress, &config.channels)
+        let ingress_config = helpline_ingress::IngressConfig {
+            languages: region.locale.languages.clone(),
+            ..config.ingress.clone()
+        };
+        let ingress = Ingress::new(store.clone(), &ingress_config, &config.channels)
             .await
             .context("cannot start the channel gateway")?;
         // Attachments are fetched after the webhook's 200, from the log.

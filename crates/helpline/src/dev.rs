@@ -65,11 +65,10 @@ async fn serve(
     // web chat's also come from the console (the widget's attachments).
     config.ingress.media_hosts =
         helpline_ingress::media_policy::MediaHostsConfig::everywhere(&[sim.base_url()]);
-    config
-        .ingress
-        .media_hosts
-        .web
-        .push(format!("http://127.0.0.1:{}", config.console.listen.port()));
+    config.ingress.media_hosts.add(
+        helpline_domain::Channel::WebChat,
+        format!("http://127.0.0.1:{}", config.console.listen.port()),
+    );
     // Locally nothing listens beyond loopback.
     config.ops.listen.set_ip([127, 0, 0, 1].into());
     config.grpc.listen.set_ip([127, 0, 0, 1].into());

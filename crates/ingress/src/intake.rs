@@ -87,6 +87,9 @@ pub struct Intake {
     contacts: kv::Store,
     inbound: kv::Store,
     language: String,
+    /// The languages the region serves: a customer's own (`InboundMessage::language`)
+    /// opens their ticket in it if it is one of these.
+    languages: Vec<String>,
     /// Contact key → the ticket this process last found or made for it. A cache: the
     /// ticket's state says whether it is still open, and the append checks that state.
     tickets: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, TicketId>>>,
@@ -133,8 +136,16 @@ impl Intake {
             contacts,
             inbound,
             language,
+            languages: Vec::new(),
             tickets: std::sync::Arc::default(),
         })
+    }
+
+    /// Opens new tickets in the customer's own language when the provider names one of
+    /// `languages` (the region's).
+    pub fn serving(mut self, languages: Vec<String>) -> Self {
+        self.languages = languages;
+        self
     }
 
     /// The dedupe bucket `helpline-<region>-inbound` of delivery receipts.
@@ -316,7 +327,12 @@ impl Intake {
                     contact: message.contact.clone(),
                     display_name: message.display_name.clone(),
                 },
-                language: self.language.clone(),
+                language: message
+                    .language
+                    .as_ref()
+                    .filter(|language| self.languages.contains(language))
+                    .unwrap_or(&self.language)
+                    .clone(),
             },
         )
     }

@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::object_store::{self, ObjectStore};
 use futures::StreamExt;
@@ -37,7 +37,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::media_policy::{MediaHosts, NotPublic, PublicResolver, Reach};
-use helpline_channels::Secret;
+use helpline_channels::{Secret, apple};
 
 /// The durable consumer that fetches customers' attachments; `media-replay` reads what an
 /// operator sends back from its dead letters.
@@ -85,6 +85,8 @@ pub enum MediaError {
 pub struct MediaSources {
     pub whatsapp: Option<(String, Secret)>,
     pub telegram: Option<(String, Secret)>,
+    /// Apple's MSP gateway, which turns an attachment's reference into a download URL.
+    pub apple: Option<apple::AppleConfig>,
     /// Where each channel's attachment URLs may point ([`crate::media_policy`]); a
     /// channel without a list fetches from nowhere.
     pub hosts: HashMap<Channel, MediaHosts>,
@@ -212,6 +214,8 @@ impl MediaFetcher {
             reason: format!("no {what} configured"),
             retryable: false,
         };
+        // Apple's attachments come encrypted, with the key in their reference.
+        let mut opening: Option<apple::AttachmentRef> = None;
         let response = match channel {
             Channel::WhatsApp => {
                 let (api, token) = self
@@ -266,6 +270,46 @@ impl MediaFetcher {
                     .and_then(reqwest::Response::error_for_status)
                     .map_err(|e| fail("download", e))?
             }
+            Channel::AppleMessages => {
+                let config = self
+                    .sources
+                    .apple
+                    .as_ref()
+                    .ok_or_else(|| unconfigured("apple MSP"))?;
+                let reference = apple::AttachmentRef::decode(provider_media).ok_or_else(|| {
+                    MediaError::Fetch {
+                        channel: channel.as_str(),
+                        reason: "not an apple attachment reference".to_owned(),
+                        retryable: false,
+                    }
+                })?;
+                let (url, headers) = apple::pre_download(config, &reference, SystemTime::now())
+                    .map_err(|reason| MediaError::Fetch {
+                        channel: channel.as_str(),
+                        reason,
+                        retryable: false,
+                    })?;
+                let mut request = self.http.get(url);
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+                let answer = request
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .map_err(|e| fail("preDownload", e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| fail("preDownload", e))?;
+                let download = apple::download_url(&answer).ok_or_else(|| MediaError::Fetch {
+                    channel: channel.as_str(),
+                    reason: "preDownload named no download-url".to_owned(),
+                    retryable: true,
+                })?;
+                // The ciphertext: opened below, once its length is checked.
+                opening = Some(reference);
+                self.download(channel, &download, None).await?
+            }
             _ => self.download(channel, provider_media, None).await?,
         };
         let mime_type = response
@@ -286,6 +330,25 @@ impl MediaFetcher {
                     size_bytes: bytes.len() as u64,
                 });
             }
+        }
+        if let Some(reference) = opening {
+            if reference
+                .size
+                .is_some_and(|size| size != bytes.len() as u64)
+            {
+                return Err(MediaError::Fetch {
+                    channel: channel.as_str(),
+                    reason: "the download is not as long as apple said".to_owned(),
+                    retryable: true,
+                });
+            }
+            bytes = apple::open_attachment(&reference.key, &bytes).map_err(|reason| {
+                MediaError::Fetch {
+                    channel: channel.as_str(),
+                    reason,
+                    retryable: false,
+                }
+            })?;
         }
         let size_bytes = bytes.len() as u64;
         let sealed = self

@@ -16,49 +16,89 @@
 //! the fetcher itself, each hop checked like the first). A refusal names no URL: a URL
 //! can hold a token or name the customer.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use helpline_domain::Channel;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde::{Deserialize, Serialize};
 
-/// `[ingress.media_hosts]`: per channel, where its attachments may come from. Telegram's
-/// files come from its API (`channels.telegram.api_base_url`), so it has no list.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
+/// `[ingress.media_hosts]`: per channel (by its name in the registry), where its
+/// attachments may come from. A channel not named keeps its folder's default
+/// (`media_hosts()` there: the provider's CDN domains; none for the web chat, whose
+/// uploads are the site's own, nor for Telegram, whose files come from its API).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
 pub struct MediaHostsConfig {
-    /// The URL WhatsApp's media lookup answers with (Meta's lookaside host).
-    pub whatsapp: Vec<String>,
-    /// Messenger's attachment URLs (Facebook's CDNs).
-    pub messenger: Vec<String>,
-    /// Viber's media URLs.
-    pub viber: Vec<String>,
-    /// The web chat's attachment URLs: the site's own upload host, none until configured.
-    pub web: Vec<String>,
-}
-
-impl Default for MediaHostsConfig {
-    fn default() -> Self {
-        let hosts = |hosts: &[&str]| hosts.iter().map(|h| (*h).to_owned()).collect();
-        Self {
-            whatsapp: hosts(&["fbsbx.com", "whatsapp.net"]),
-            messenger: hosts(&["fbcdn.net", "fbsbx.com"]),
-            viber: hosts(&["viber.com"]),
-            web: Vec::new(),
-        }
-    }
+    /// The channels the configuration names, with their lists.
+    named: BTreeMap<String, Vec<String>>,
 }
 
 impl MediaHostsConfig {
     /// The same list for every channel (a test rig serving every provider's media).
     pub fn everywhere(entries: &[String]) -> Self {
         Self {
-            whatsapp: entries.to_vec(),
-            messenger: entries.to_vec(),
-            viber: entries.to_vec(),
-            web: entries.to_vec(),
+            named: helpline_channels::CHANNELS
+                .iter()
+                .map(|channel| (channel.as_str().to_owned(), entries.to_vec()))
+                .collect(),
         }
+    }
+
+    /// `channel`'s list: as configured, else its default.
+    pub fn hosts(&self, channel: Channel) -> Vec<String> {
+        match self.named.get(channel.as_str()) {
+            Some(entries) => entries.clone(),
+            None => helpline_channels::media_hosts(channel)
+                .iter()
+                .map(|host| (*host).to_owned())
+                .collect(),
+        }
+    }
+
+    /// Sets `channel`'s list.
+    pub fn set(&mut self, channel: Channel, entries: Vec<String>) {
+        self.named.insert(channel.as_str().to_owned(), entries);
+    }
+
+    /// Adds `entry` to `channel`'s list.
+    pub fn add(&mut self, channel: Channel, entry: String) {
+        let mut entries = self.hosts(channel);
+        entries.push(entry);
+        self.set(channel, entries);
+    }
+
+    /// Every channel's list, parsed; a name that is no channel's, or an unreadable entry,
+    /// is an error naming it.
+    pub fn parse(&self) -> Result<HashMap<Channel, MediaHosts>, String> {
+        if let Some(unknown) = self
+            .named
+            .keys()
+            .find(|name| helpline_channels::by_name(name).is_none())
+        {
+            return Err(format!("{unknown}: not a channel"));
+        }
+        helpline_channels::CHANNELS
+            .iter()
+            .map(|channel| {
+                MediaHosts::parse(&self.hosts(*channel))
+                    .map(|hosts| (*channel, hosts))
+                    .map_err(|reason| format!("{}: {reason}", channel.as_str()))
+            })
+            .collect()
+    }
+}
+
+/// What `config show` prints: every channel's list in effect.
+impl Serialize for MediaHostsConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let effective: BTreeMap<&str, Vec<String>> = helpline_channels::CHANNELS
+            .iter()
+            .map(|channel| (channel.as_str(), self.hosts(*channel)))
+            .collect();
+        effective.serialize(serializer)
     }
 }
 

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::front_door::{self, BodyBudget, BodyError, Door, Refusals, Sampled, read_body};
 use crate::intake::{Intake, IntakeError, Taken};
 use crate::media::{self, MediaConfig, MediaError, MediaSources};
-use crate::media_policy::{MediaHosts, MediaHostsConfig};
+use crate::media_policy::MediaHostsConfig;
 use crate::receipts::{ReceiptError, Receipts};
 use helpline_channels::{
     ChannelsConfig, ConfigError, Inbound, InboundAdapter, MAX_BODY_BYTES, WebhookError,
@@ -45,6 +45,11 @@ pub struct IngressConfig {
     pub max_body_bytes: usize,
     /// The language a new ticket is served in until the bot learns better (BCP 47).
     pub default_language: String,
+    /// The languages the region serves (not a key of `[ingress]`: the binary sets them
+    /// from the region file). A provider that names the customer's language (Apple's
+    /// `locale`) opens their ticket in it if it is one of these.
+    #[serde(skip)]
+    pub languages: Vec<String>,
     /// The largest attachment kept in the media bucket, in bytes; a larger one is
     /// recorded as not fetched.
     pub max_media_bytes: u64,
@@ -87,6 +92,7 @@ impl Default for IngressConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_body_bytes: MAX_BODY_BYTES,
             default_language: "de".to_owned(),
+            languages: Vec::new(),
             max_media_bytes: 16 * 1024 * 1024,
             max_media_bytes_per_ticket: 64 * 1024 * 1024,
             // JetStream reserves it on the server when the bucket is made: modest by
@@ -120,22 +126,10 @@ impl IngressConfig {
     /// The media consumer's settings, with the channels' media credentials; an
     /// unreadable `media_hosts` entry is an error.
     pub fn media(&self, channels: &ChannelsConfig) -> Result<MediaConfig, MediaError> {
-        let hosts = &self.media_hosts;
-        let mut parsed = HashMap::new();
-        for (channel, entries) in [
-            (Channel::WhatsApp, &hosts.whatsapp),
-            (Channel::Messenger, &hosts.messenger),
-            (Channel::Viber, &hosts.viber),
-            (Channel::WebChat, &hosts.web),
-        ] {
-            let list = MediaHosts::parse(entries).map_err(|reason| {
-                MediaError::Config(format!(
-                    "ingress.media_hosts.{}: {reason}",
-                    channel.as_str()
-                ))
-            })?;
-            parsed.insert(channel, list);
-        }
+        let parsed = self
+            .media_hosts
+            .parse()
+            .map_err(|reason| MediaError::Config(format!("ingress.media_hosts.{reason}")))?;
         Ok(MediaConfig {
             sources: MediaSources {
                 whatsapp: channels
@@ -146,6 +140,7 @@ impl IngressConfig {
                     .telegram
                     .as_ref()
                     .map(|c| (c.api_base_url.clone(), c.bot_token.clone())),
+                apple: channels.apple.clone(),
                 hosts: parsed,
             },
             max_bytes: self.max_media_bytes,
@@ -216,7 +211,9 @@ impl Ingress {
             .into_iter()
             .map(|adapter| (adapter.channel().as_str(), adapter))
             .collect();
-        let intake = Intake::new(store.clone(), config.default_language.clone()).await?;
+        let intake = Intake::new(store.clone(), config.default_language.clone())
+            .await?
+            .serving(config.languages.clone());
         let receipts = Receipts::new(store, intake.seen()).await?;
         Ok(Self {
             inner: Arc::new(Inner {

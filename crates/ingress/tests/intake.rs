@@ -23,6 +23,8 @@ fn message(provider_message_id: &str, contact: &str) -> InboundMessage {
         sent_at_unix: None,
         content: InboundContent::Text(Personal::new("Mein Akku ist leer".to_owned())),
         account: None,
+        language: None,
+        entry_point: None,
     }
 }
 
@@ -156,4 +158,34 @@ fn earlier_message_id(provider_message_id: &str) -> MessageId {
         &namespace,
         format!("message:whatsapp:{provider_message_id}").as_bytes(),
     ))
+}
+
+#[tokio::test]
+async fn a_new_ticket_is_served_in_the_customers_own_language_when_the_region_serves_it() {
+    let nats = NatsServer::start().await.unwrap();
+    let store = EventStore::ensure(nats.connect().await.unwrap(), StoreConfig::new("de"))
+        .await
+        .unwrap();
+    let intake = Intake::new(store.clone(), "de".to_owned())
+        .await
+        .unwrap()
+        .serving(vec!["de".to_owned(), "en".to_owned()]);
+    for (n, (named, served)) in [(Some("en"), "en"), (Some("ja"), "de"), (None, "de")]
+        .into_iter()
+        .enumerate()
+    {
+        let message = InboundMessage {
+            language: named.map(str::to_owned),
+            ..message(&format!("msg-{n}"), &format!("urn:mbid:AQAAY{n}"))
+        };
+        let Taken::Appended { ticket, .. } = intake
+            .take(Channel::AppleMessages, message)
+            .await
+            .unwrap()
+        else {
+            panic!("{named:?}: not appended");
+        };
+        let loaded = store.load_from_log(ticket).await.unwrap();
+        assert_eq!(loaded.ticket.language, served, "{named:?}");
+    }
 }

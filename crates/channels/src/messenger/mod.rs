@@ -52,6 +52,9 @@ impl Default for MessengerConfig {
     }
 }
 
+/// Where attachments come from unless `ingress.media_hosts.messenger` says otherwise. Messenger's attachment URLs (Facebook's CDNs).
+pub const MEDIA_HOSTS: &[&str] = &["fbcdn.net", "fbsbx.com"];
+
 /// This channel's `[channels.messenger]` section (the registry's name for it).
 pub type Config = MessengerConfig;
 

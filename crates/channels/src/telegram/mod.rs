@@ -58,6 +58,9 @@ fn default_bot_api() -> String {
     "https://api.telegram.org".to_owned()
 }
 
+/// Where attachments come from unless `ingress.media_hosts.telegram` says otherwise. None: Telegram's files come from its API (`api_base_url`).
+pub const MEDIA_HOSTS: &[&str] = &[];
+
 /// This channel's `[channels.telegram]` section (the registry's name for it).
 pub type Config = TelegramConfig;
 

@@ -47,6 +47,9 @@ fn default_viber_api() -> String {
     "https://chatapi.viber.com/pa".to_owned()
 }
 
+/// Where attachments come from unless `ingress.media_hosts.viber` says otherwise. Viber's media URLs.
+pub const MEDIA_HOSTS: &[&str] = &["viber.com"];
+
 /// This channel's `[channels.viber]` section (the registry's name for it).
 pub type Config = ViberConfig;
 

@@ -71,6 +71,9 @@ impl Default for WebConfig {
     }
 }
 
+/// Where attachments come from unless `ingress.media_hosts.web` says otherwise. None until configured: the site's own upload host.
+pub const MEDIA_HOSTS: &[&str] = &[];
+
 /// This channel's `[channels.web]` section (the registry's name for it).
 pub type Config = WebConfig;
 

@@ -84,6 +84,9 @@ pub struct WhatsAppTemplate {
     pub language: String,
 }
 
+/// Where attachments come from unless `ingress.media_hosts.whatsapp` says otherwise. The host WhatsApp's media lookup answers with (Meta's lookaside).
+pub const MEDIA_HOSTS: &[&str] = &["fbsbx.com", "whatsapp.net"];
+
 /// This channel's `[channels.whatsapp]` section (the registry's name for it).
 pub type Config = WhatsAppConfig;
 

@@ -14,9 +14,12 @@ fn photo() -> Vec<u8> {
 }
 
 /// The customer's caption as the channel carries it: beside the attachment, or (Messenger,
-/// web chat) as a message part of its own.
+/// web chat, Apple) as a message part of its own.
 fn caption_of(channel: Channel, media: &Media, events: &[(helpline_domain::TicketId, Event)]) {
-    let has_caption = if matches!(channel, Channel::Messenger | Channel::WebChat) {
+    let has_caption = if matches!(
+        channel,
+        Channel::Messenger | Channel::WebChat | Channel::AppleMessages
+    ) {
         events.iter().any(|(_, event)| {
             matches!(event, Event::CustomerMessageReceived { body: MessageBody::Text(text), .. }
                 if text.expose() == "Typenschild")
@@ -267,9 +270,13 @@ async fn attachment_urls_inside_the_network_or_off_the_channels_media_hosts_are_
     // The web chat may fetch from the domain `localhost` (https, public addresses only)
     // and from the simulator's exact origin.
     let _media = h.start_media(&IngressConfig {
-        media_hosts: helpline_ingress::media_policy::MediaHostsConfig {
-            web: vec!["localhost".to_owned(), simulator.clone()],
-            ..Default::default()
+        media_hosts: {
+            let mut hosts = helpline_ingress::media_policy::MediaHostsConfig::default();
+            hosts.set(
+                Channel::WebChat,
+                vec!["localhost".to_owned(), simulator.clone()],
+            );
+            hosts
         },
         ..config
     });

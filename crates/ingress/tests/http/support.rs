@@ -22,12 +22,13 @@ use uuid::Uuid;
 /// How often the tests' media consumer tries a failing attachment.
 pub const MEDIA_ATTEMPTS: u32 = 4;
 
-pub const CHANNELS: [Channel; 5] = [
+pub const CHANNELS: [Channel; 6] = [
     Channel::WhatsApp,
     Channel::Messenger,
     Channel::Telegram,
     Channel::Viber,
     Channel::WebChat,
+    Channel::AppleMessages,
 ];
 
 /// A customer address that fits the channel (Telegram chat ids are numbers).
@@ -37,6 +38,7 @@ pub fn customer_id(channel: Channel, n: u32) -> String {
         Channel::Telegram => format!("{}", 700_000 + n),
         Channel::Viber => format!("viber{n:06}A="),
         Channel::WebChat => format!("sess_{n:08}"),
+        Channel::AppleMessages => format!("urn:mbid:AQAAY{n:08}"),
         _ => format!("{}", 25_000_000_000_000u64 + u64::from(n)),
     }
 }
@@ -358,9 +360,16 @@ impl RunningEgress {
 /// `file_id` (which starts with the id), or its URL.
 pub fn refers_to(message: &Media, media: &MediaRef) -> bool {
     let reference = message.provider_media.expose();
+    let apple_mmcs =
+        helpline_channels::apple::AttachmentRef::decode(reference).is_some_and(|apple| {
+            apple
+                .url
+                .ends_with(&format!("/apple/mmcs-ref/{}", media.id))
+        });
     *reference == media.url
         || *reference == media.id
         || reference.starts_with(&format!("{}-", media.id))
+        || apple_mmcs
 }
 
 pub fn hmac_hex(key: &str, body: &[u8]) -> String {
@@ -426,6 +435,16 @@ async fn serve_ingress(
 /// The URL and authentication headers a provider would send with `body`.
 pub fn signed(h: &Harness, channel: Channel, body: &[u8]) -> (String, Vec<(String, String)>) {
     let c = h.sim.config();
+    // Apple's token covers no body: the one on any of its webhooks, with the business.
+    if channel == Channel::AppleMessages {
+        let any = h.sim.webhook(channel, "urn:mbid:any", "");
+        let headers = any
+            .headers
+            .into_iter()
+            .filter(|(name, _)| matches!(name.as_str(), "authorization" | "destination-id"))
+            .collect();
+        return (format!("{}/webhooks/apple", h.url), headers);
+    }
     let (path, auth) = match channel {
         Channel::WhatsApp => (
             "whatsapp",

@@ -193,6 +193,22 @@ pub(super) fn form_pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `Bearer <JWT>` with the same header and claims, signed with `key` instead (HS256):
+/// a token of the right form that does not hold.
+pub(super) fn resigned_bearer(value: &str, key: &str) -> String {
+    let token = value.strip_prefix("Bearer ").unwrap_or(value);
+    let signed_part = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
+    let Ok(mut mac) = HmacSha256::new_from_slice(key.as_bytes()) else {
+        return value.to_owned();
+    };
+    mac.update(signed_part.as_bytes());
+    let signature = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        mac.finalize().into_bytes(),
+    );
+    format!("Bearer {signed_part}.{signature}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,9 +21,7 @@
 //! however malformed, makes the server panic (it answers the provider's error instead); the
 //! simulator's own HTTP client needs no process-wide TLS provider (it speaks plain HTTP).
 //!
-//! Apple Messages for Business is not simulated: its URLs answer `404`, its webhooks are
-//! empty and unsigned, and nothing is ever received on it.
-
+mod apple;
 mod codec;
 mod messenger;
 mod meta;
@@ -58,6 +56,7 @@ pub struct SimulatorConfig {
     pub telegram: TelegramSim,
     pub viber: ViberSim,
     pub web: WebSim,
+    pub apple: AppleSim,
 }
 
 /// WhatsApp Cloud API: the app secret signs webhooks, the access token authorizes sends to
@@ -97,6 +96,15 @@ pub struct ViberSim {
 #[derive(Clone, PartialEq, Eq)]
 pub struct WebSim {
     pub shared_secret: String,
+}
+
+/// Apple Messages for Business: the MSP id and the Messaging API secret (Base64, as Apple
+/// issues it) sign tokens both ways; the business is the brand's account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppleSim {
+    pub msp_id: String,
+    pub secret_base64: String,
+    pub business_id: String,
 }
 
 /// The running simulator. Serves until dropped.
@@ -275,6 +283,17 @@ impl Default for ViberSim {
     }
 }
 
+impl Default for AppleSim {
+    fn default() -> Self {
+        Self {
+            msp_id: "sim-local-only-msp".to_owned(),
+            // "sim-local-only-apple-messaging-secret", Base64.
+            secret_base64: "c2ltLWxvY2FsLW9ubHktYXBwbGUtbWVzc2FnaW5nLXNlY3JldA==".to_owned(),
+            business_id: "a884eddf-sim-business".to_owned(),
+        }
+    }
+}
+
 impl Default for WebSim {
     fn default() -> Self {
         Self {
@@ -320,6 +339,16 @@ impl fmt::Debug for ViberSim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ViberSim")
             .field("auth_token", &"***")
+            .finish()
+    }
+}
+
+impl fmt::Debug for AppleSim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppleSim")
+            .field("msp_id", &self.msp_id)
+            .field("secret_base64", &"***")
+            .field("business_id", &self.business_id)
             .finish()
     }
 }
@@ -404,7 +433,7 @@ impl Simulator {
             Channel::Telegram => format!("{base}/telegram"),
             Channel::Viber => format!("{base}/viber/pa"),
             Channel::WebChat => format!("{base}/web/callback"),
-            Channel::AppleMessages => format!("{base}/apple"),
+            Channel::AppleMessages => format!("{base}/apple/v1"),
         }
     }
 
@@ -440,6 +469,12 @@ impl Simulator {
             "web": {
                 "shared_secret": c.web.shared_secret,
                 "callback_url": self.api_base_url(Channel::WebChat),
+            },
+            "apple": {
+                "msp_id": c.apple.msp_id,
+                "secret": c.apple.secret_base64,
+                "business_id": c.apple.business_id,
+                "api_base_url": self.api_base_url(Channel::AppleMessages),
             },
         })
     }
@@ -536,7 +571,7 @@ impl Simulator {
             Channel::Telegram => telegram::text_webhook(shared, customer, text),
             Channel::Viber => viber::text_webhook(shared, customer, text),
             Channel::WebChat => web::text_webhook(shared, customer, text),
-            Channel::AppleMessages => not_simulated(customer),
+            Channel::AppleMessages => apple::text_webhook(shared, customer, text),
         }
     }
 
@@ -562,7 +597,7 @@ impl Simulator {
             Channel::Telegram => telegram::choice_webhook(shared, customer, id),
             Channel::Viber => viber::text_webhook(shared, customer, id),
             Channel::WebChat => web::text_webhook(shared, customer, id),
-            Channel::AppleMessages => not_simulated(customer),
+            Channel::AppleMessages => apple::choice_webhook(shared, customer, id, title),
         }
     }
 
@@ -584,7 +619,7 @@ impl Simulator {
             Channel::Telegram => telegram::receipt_webhook(shared, customer, id),
             Channel::Viber => viber::receipt_webhook(shared, customer, id, status),
             Channel::WebChat => web::receipt_webhook(shared, customer, id, status),
-            Channel::AppleMessages => not_simulated(customer),
+            Channel::AppleMessages => apple::receipt_webhook(shared, customer),
         }
     }
 
@@ -604,7 +639,7 @@ impl Simulator {
             Channel::Telegram => telegram::image_webhook(shared, customer, media, caption),
             Channel::Viber => viber::image_webhook(shared, customer, media, caption),
             Channel::WebChat => web::image_webhook(shared, customer, media, caption),
-            Channel::AppleMessages => not_simulated(customer),
+            Channel::AppleMessages => apple::image_webhook(shared, customer, media, caption),
         }
     }
 
@@ -720,7 +755,9 @@ impl Webhook {
             }
             None => [self.body.as_slice(), b" "].concat(),
         };
-        if self.channel == Channel::Telegram {
+        // Telegram and Apple sign no body: their tampered webhook presents a wrong
+        // credential too, as a forger without the secret would.
+        if matches!(self.channel, Channel::Telegram | Channel::AppleMessages) {
             tampered = tampered.with_wrong_signature();
         }
         tampered
@@ -737,7 +774,7 @@ impl Webhook {
                 }
                 Channel::Viber => codec::hmac_hex("not-the-secret", &self.body),
                 Channel::Telegram => format!("{value}-not"),
-                Channel::AppleMessages => value.to_owned(),
+                Channel::AppleMessages => codec::resigned_bearer(value, "not-the-secret"),
             }
         };
         let header = signature_header(self.channel);
@@ -757,26 +794,13 @@ fn signature_header(channel: Channel) -> &'static str {
         Channel::Telegram => telegram::SECRET_HEADER,
         Channel::Viber => viber::SIGNATURE_HEADER,
         Channel::WebChat => web::SIGNATURE_HEADER,
-        Channel::AppleMessages => "",
+        Channel::AppleMessages => apple::AUTHORIZATION,
     }
 }
 
 /// The name a simulated customer shows, made from how the caller named them.
 fn display_name(customer: &str) -> String {
     format!("Sim {customer}")
-}
-
-/// Apple Messages for Business is not simulated: an empty, unsigned webhook.
-fn not_simulated(customer: &str) -> Webhook {
-    Webhook {
-        channel: Channel::AppleMessages,
-        path: "/webhooks/apple".to_owned(),
-        query: None,
-        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
-        body: b"{}".to_vec(),
-        provider_message_id: String::new(),
-        customer: customer.to_owned(),
-    }
 }
 
 /// reqwest builds a rustls configuration even for `http://`; without a process-wide

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::state::Shared;
-use super::{Fault, codec, messenger, telegram, viber, web, whatsapp};
+use super::{Fault, apple, codec, messenger, telegram, viber, web, whatsapp};
 
 /// A request to one provider's API, its path split after the provider's prefix.
 #[derive(Debug)]
@@ -97,6 +97,10 @@ async fn dispatch(
         "telegram" => (Channel::Telegram, telegram::handle(&shared, request).await),
         "viber" => (Channel::Viber, viber::handle(&shared, request).await),
         "web" => (Channel::WebChat, web::handle(&shared, request).await),
+        "apple" => (
+            Channel::AppleMessages,
+            apple::handle(&shared, request).await,
+        ),
         _ => return other(&shared, first.as_str(), &request),
     };
     // A provider slow to answer a send it has taken (`Simulator::accept_slowly`): the
@@ -185,7 +189,8 @@ fn help(shared: &Shared) -> Response {
          \x20 messenger api_base_url = {base}/messenger/v21.0  POST /me/messages (page_id {})\n\
          \x20 telegram  api_base_url = {base}/telegram         POST /bot<token>/sendMessage\n\
          \x20 viber     api_base_url = {base}/viber/pa         POST /send_message\n\
-         \x20 web       callback_url = {base}/web/callback\n\n\
+         \x20 web       callback_url = {base}/web/callback\n\
+         \x20 apple     api_base_url = {base}/apple/v1        POST /message\n\n\
          media: GET {base}/media/{{id}}\n\
          what customers received: GET {base}/_sim/received\n",
         config.whatsapp.phone_number_id, config.messenger.page_id,
