@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 
 use helpline_fuzz::{Credential, check, nothing_else};
-use helpline_ingress::channels::messenger::{MessengerAdapter, MessengerConfig};
+use helpline_channels::messenger::{MessengerAdapter, MessengerConfig};
 use libfuzzer_sys::fuzz_target;
 
 const CREDENTIAL: Credential = Credential::Hmac {

@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 
 use helpline_fuzz::{Credential, check, nothing_else};
-use helpline_ingress::channels::telegram::{TelegramAdapter, TelegramConfig};
+use helpline_channels::telegram::{TelegramAdapter, TelegramConfig};
 use libfuzzer_sys::fuzz_target;
 
 const CREDENTIAL: Credential = Credential::Token {

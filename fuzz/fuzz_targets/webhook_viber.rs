@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 
 use helpline_fuzz::{Credential, check, nothing_else};
-use helpline_ingress::channels::viber::{ViberAdapter, ViberConfig};
+use helpline_channels::viber::{ViberAdapter, ViberConfig};
 use libfuzzer_sys::fuzz_target;
 
 const CREDENTIAL: Credential = Credential::Hmac {

@@ -7,8 +7,8 @@
 use std::sync::LazyLock;
 
 use helpline_fuzz::{Credential, check};
-use helpline_ingress::WebhookError;
-use helpline_ingress::channels::web::{WebAdapter, WebConfig};
+use helpline_channels::WebhookError;
+use helpline_channels::web::{WebAdapter, WebConfig};
 use libfuzzer_sys::fuzz_target;
 
 const CREDENTIAL: Credential = Credential::Hmac {

@@ -31,6 +31,13 @@ pub enum Credential {
         header: &'static str,
         token: &'static str,
     },
+    /// `header: token` (a bearer token that covers no body), with headers that must
+    /// come with it (Apple's `destination-id`).
+    TokenWith {
+        header: &'static str,
+        token: &'static str,
+        with: &'static [(&'static str, &'static str)],
+    },
 }
 
 /// Which presentation [`request_parts`] chose for `data`.
@@ -72,10 +79,17 @@ pub fn request_parts(data: &[u8], credential: Credential) -> RequestParts {
             let signature = hex::encode(mac.finalize().into_bytes());
             (header, prefix, format!("{prefix}{signature}").into_bytes())
         }
-        Credential::Token { header, token } => (header, "", token.as_bytes().to_vec()),
+        Credential::Token { header, token } | Credential::TokenWith { header, token, .. } => {
+            (header, "", token.as_bytes().to_vec())
+        }
     };
     let name = HeaderName::from_static(name);
     let mut headers = HeaderMap::new();
+    if let Credential::TokenWith { with, .. } = credential {
+        for (name, value) in with {
+            insert(&mut headers, &HeaderName::from_static(name), value.as_bytes());
+        }
+    }
     let mut query = None;
     let presented = match data.len() % 5 {
         0 => {
@@ -132,12 +146,12 @@ fn insert(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
 /// valid credential may still get (the web chat checks the content type after the
 /// signature).
 pub fn check(
-    adapter: &dyn helpline_ingress::InboundAdapter,
+    adapter: &dyn helpline_channels::InboundAdapter,
     credential: Credential,
     data: &[u8],
-    also_valid: fn(&helpline_ingress::WebhookError) -> bool,
+    also_valid: fn(&helpline_channels::WebhookError) -> bool,
 ) {
-    use helpline_ingress::{WebhookError, WebhookRequest};
+    use helpline_channels::{WebhookError, WebhookRequest};
 
     let parsed = adapter.parse(data);
     let _ = format!("{parsed:?}");
@@ -165,6 +179,6 @@ pub fn check(
 }
 
 /// For targets where only `Ok` answers a valid credential.
-pub fn nothing_else(_: &helpline_ingress::WebhookError) -> bool {
+pub fn nothing_else(_: &helpline_channels::WebhookError) -> bool {
     false
 }
