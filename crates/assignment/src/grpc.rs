@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
 use helpline_domain::{
-    AgentId, Channel, Command, Media, MediaKind, MessageBody, MessageId, Personal, Phase, QueueId,
+    AgentId, Command, Media, MediaKind, MessageBody, MessageId, Personal, Phase, QueueId,
     ReleaseReason, Ticket, TicketId,
 };
 use helpline_eventstore::codec;
@@ -757,7 +757,9 @@ fn offer(assignment: &Assignment, id: TicketId, entry: &TicketEntry) -> pb::Watc
             channel: ticket
                 .customer
                 .as_ref()
-                .map_or(pb::Channel::Unspecified, |c| channel_to_proto(c.channel))
+                .map_or(pb::Channel::Unspecified, |c| {
+                    helpline_eventstore::codec::channel_to_proto(c.channel)
+                })
                 .into(),
             details,
             summary: entry.summary.clone(),
@@ -767,17 +769,6 @@ fn offer(assignment: &Assignment, id: TicketId, entry: &TicketEntry) -> pb::Watc
                 .last_customer_message_at
                 .map(prost_types::Timestamp::from),
         })),
-    }
-}
-
-fn channel_to_proto(channel: Channel) -> pb::Channel {
-    match channel {
-        Channel::WhatsApp => pb::Channel::Whatsapp,
-        Channel::Messenger => pb::Channel::Messenger,
-        Channel::Telegram => pb::Channel::Telegram,
-        Channel::Viber => pb::Channel::Viber,
-        Channel::AppleMessages => pb::Channel::AppleMessages,
-        Channel::WebChat => pb::Channel::WebChat,
     }
 }
 

@@ -97,8 +97,8 @@ impl Default for OutboundSettings {
 }
 
 /// The registry: one line per channel, `<config section and folder> => <domain Channel>`.
-/// Each folder provides `type Config`, `fn inbound(&Config)` and
-/// `fn outbound(&Config, &OutboundSettings)`.
+/// Each folder provides `type Config`, `MEDIA_HOSTS`, `fn secrets(&Config)`,
+/// `fn inbound(&Config)` and `fn outbound(&Config, &OutboundSettings)`.
 macro_rules! registry {
     ($($name:ident => $channel:ident),+ $(,)?) => {
         /// `[channels.*]`: a channel without a section is not served (its routes answer
@@ -142,6 +142,15 @@ macro_rules! registry {
                     adapters.push($name::outbound(config, settings)?);
                 })+
                 Ok(adapters)
+            }
+
+            /// Every secret of the configured channels, by its configuration key.
+            pub fn secrets(&self) -> Vec<(&'static str, &Secret)> {
+                let mut all = Vec::new();
+                $(if let Some(config) = &self.$name {
+                    all.extend($name::secrets(config));
+                })+
+                all
             }
 
             /// Whether `channel` has a section.

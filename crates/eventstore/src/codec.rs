@@ -741,7 +741,9 @@ fn destination_from_proto(destination: Destination) -> RouteDestination {
     }
 }
 
-fn channel_to_proto(channel: Channel) -> pb::Channel {
+/// A channel as `helpline.v1.Channel`: the one writing of the enum, for the codec and
+/// for every API that answers with a channel.
+pub fn channel_to_proto(channel: Channel) -> pb::Channel {
     match channel {
         Channel::WhatsApp => pb::Channel::Whatsapp,
         Channel::Messenger => pb::Channel::Messenger,

@@ -104,9 +104,7 @@ pub async fn run(sim: Arc<Simulator>, ingress_url: String, stop: CancellationTok
 fn parse_line(line: &str) -> Option<(Channel, &str, &str)> {
     let (channel, rest) = line.split_once(' ')?;
     let (customer, text) = rest.trim_start().split_once(' ')?;
-    let channel = Channel::ALL
-        .into_iter()
-        .find(|c| c.as_str() == channel && *c != Channel::AppleMessages)?;
+    let channel = helpline_channels::by_name(channel)?;
     Some((channel, customer, text))
 }
 

@@ -20,7 +20,7 @@ use crate::UsageError;
 use crate::all::{self, Services};
 use crate::config::Config;
 use crate::desk::Authorized;
-use crate::tickets::ChannelArg;
+use crate::tickets::{ChannelArg, channel_parser};
 
 #[derive(Debug, Subcommand)]
 pub enum PrivacyCommand {
@@ -44,7 +44,7 @@ pub enum PrivacyCommand {
 #[derive(Debug, Args)]
 pub struct CustomerArgs {
     /// The channel the customer writes on.
-    #[arg(long, value_enum, requires = "contact", conflicts_with = "customer_id")]
+    #[arg(long, value_parser = channel_parser(), requires = "contact", conflicts_with = "customer_id")]
     channel: Option<ChannelArg>,
     /// The customer's address on the channel: a WhatsApp number in international form,
     /// written any way (`+49 151 12345678`, `0049151…`), or the channel's chat or user id.

@@ -57,36 +57,13 @@ pub fn secrets(config: &Config) -> Vec<(&'static str, &str)> {
         ("nats.password", config.nats.password.as_ref()),
         ("nats.nkey_seed", config.nats.nkey_seed.as_ref()),
     ];
-    let channels = &config.channels;
-    if let Some(c) = &channels.whatsapp {
-        all.extend([
-            ("channels.whatsapp.app_secret", Some(&c.app_secret)),
-            ("channels.whatsapp.verify_token", Some(&c.verify_token)),
-            ("channels.whatsapp.access_token", Some(&c.access_token)),
-        ]);
-    }
-    if let Some(c) = &channels.messenger {
-        all.extend([
-            ("channels.messenger.app_secret", Some(&c.app_secret)),
-            ("channels.messenger.verify_token", Some(&c.verify_token)),
-            (
-                "channels.messenger.page_access_token",
-                Some(&c.page_access_token),
-            ),
-        ]);
-    }
-    if let Some(c) = &channels.telegram {
-        all.extend([
-            ("channels.telegram.secret_token", Some(&c.secret_token)),
-            ("channels.telegram.bot_token", Some(&c.bot_token)),
-        ]);
-    }
-    if let Some(c) = &channels.viber {
-        all.push(("channels.viber.auth_token", Some(&c.auth_token)));
-    }
-    if let Some(c) = &channels.web {
-        all.push(("channels.web.shared_secret", Some(&c.shared_secret)));
-    }
+    all.extend(
+        config
+            .channels
+            .secrets()
+            .into_iter()
+            .map(|(key, secret)| (key, Some(secret))),
+    );
     all.into_iter()
         .filter_map(|(key, secret)| secret.map(|secret| (key, secret.expose())))
         .collect()

@@ -1,7 +1,9 @@
 //! `helpline tickets show|timeline|list`: tickets through the TicketQuery gRPC API, for
 //! people (aligned text) or machines (`--json`).
 
+use clap::builder::TypedValueParser as _;
 use clap::{Subcommand, ValueEnum};
+use helpline_domain::Channel;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::ticket_query_client::TicketQueryClient;
 use serde_json::{Value, json};
@@ -54,7 +56,7 @@ enum TicketsCommand {
         /// The agent who holds the ticket now.
         #[arg(long)]
         agent: Option<String>,
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = channel_parser())]
         channel: Option<ChannelArg>,
         /// Words that must all occur in the ticket's texts (messages, details,
         /// summaries), in any case.
@@ -79,15 +81,21 @@ enum PhaseArg {
     Abandoned,
 }
 
-/// A channel as the command line names it.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub(crate) enum ChannelArg {
-    Whatsapp,
-    Messenger,
-    Telegram,
-    Viber,
-    Apple,
-    Web,
+/// A channel as the command line names it: its name in the channel registry
+/// (`whatsapp`, `messenger`, `telegram`, `viber`, `web`, `apple`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChannelArg(pub Channel);
+
+/// Parses `--channel`, offering the registry's names.
+pub(crate) fn channel_parser() -> impl clap::builder::TypedValueParser<Value = ChannelArg> {
+    let names: Vec<&'static str> = helpline_channels::CHANNELS
+        .iter()
+        .map(|channel| channel.as_str())
+        .collect();
+    clap::builder::PossibleValuesParser::new(names).map(|name: String| {
+        // The parser admitted only the registry's names.
+        ChannelArg(helpline_channels::by_name(&name).unwrap_or(Channel::WebChat))
+    })
 }
 
 pub async fn run(config: &Config, args: TicketsArgs) -> anyhow::Result<()> {
@@ -233,14 +241,7 @@ impl PhaseArg {
 
 impl ChannelArg {
     pub(crate) fn to_proto(self) -> pb::Channel {
-        match self {
-            ChannelArg::Whatsapp => pb::Channel::Whatsapp,
-            ChannelArg::Messenger => pb::Channel::Messenger,
-            ChannelArg::Telegram => pb::Channel::Telegram,
-            ChannelArg::Viber => pb::Channel::Viber,
-            ChannelArg::Apple => pb::Channel::AppleMessages,
-            ChannelArg::Web => pb::Channel::WebChat,
-        }
+        helpline_eventstore::codec::channel_to_proto(self.0)
     }
 }
 
@@ -260,15 +261,10 @@ fn phase_text(phase: i32) -> &'static str {
 }
 
 fn channel_text(channel: i32) -> &'static str {
-    match pb::Channel::try_from(channel) {
-        Ok(pb::Channel::Whatsapp) => "whatsapp",
-        Ok(pb::Channel::Messenger) => "messenger",
-        Ok(pb::Channel::Telegram) => "telegram",
-        Ok(pb::Channel::Viber) => "viber",
-        Ok(pb::Channel::AppleMessages) => "apple",
-        Ok(pb::Channel::WebChat) => "web",
-        Ok(pb::Channel::Unspecified) | Err(_) => "-",
-    }
+    helpline_eventstore::codec::channel_from_proto_value(channel)
+        .ok()
+        .flatten()
+        .map_or("-", Channel::as_str)
 }
 
 fn holder_text(holder: i32) -> &'static str {

@@ -153,7 +153,19 @@ impl Stack {
 
     /// The customer writes on WhatsApp; the webhook is answered 200.
     async fn say(&self, customer: &str, text: &str) {
-        let webhook = self.sim.webhook(Channel::WhatsApp, customer, text);
+        self.say_on(Channel::WhatsApp, customer, text).await;
+    }
+
+    /// The customer writes on `channel`; the webhook is answered 200.
+    async fn say_on(&self, channel: Channel, customer: &str, text: &str) {
+        let webhook = self.sim.webhook(channel, customer, text);
+        let response = self.sim.deliver(&self.ingress_url, &webhook).await.unwrap();
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+
+    /// The customer taps the button `(id, title)` of a message they got on `channel`.
+    async fn tap_on(&self, channel: Channel, customer: &str, (id, title): &(String, String)) {
+        let webhook = self.sim.webhook_choice(channel, customer, id, title);
         let response = self.sim.deliver(&self.ingress_url, &webhook).await.unwrap();
         assert_eq!(response.status, 200, "{}", response.body);
     }
@@ -211,11 +223,22 @@ impl Stack {
     /// Waits until the bot has sent a message with `prompt` on the ticket and the
     /// customer has received every bot message sent so far; returns what they received.
     async fn until_prompted(&self, customer: &str, prompt: &str) -> Vec<Received> {
+        self.until_prompted_on(Channel::WhatsApp, customer, prompt)
+            .await
+    }
+
+    /// [`Stack::until_prompted`] for a customer on `channel`.
+    async fn until_prompted_on(
+        &self,
+        channel: Channel,
+        customer: &str,
+        prompt: &str,
+    ) -> Vec<Received> {
         let ticket = self.ticket_of(customer).await;
         for _ in 0..400 {
             let events = self.ticket_events(ticket).await;
             let sent = bot_prompts(&events);
-            let received = self.sim.received(Channel::WhatsApp, customer);
+            let received = self.sim.received(channel, customer);
             if sent.iter().any(|p| p == prompt) && received.len() >= outbound(&events) {
                 return received;
             }
@@ -472,6 +495,53 @@ async fn a_laptop_with_a_hardware_defect_is_referred_to_the_nearest_store_and_ra
     let row = &report.rows[0];
     assert_eq!(row.ratings, 1);
     assert!((row.average - 5.0).abs() < f64::EPSILON, "{row:?}");
+}
+
+/// Apple Messages for Business end to end: the customer's words reach the bot, the
+/// referral and its rating request reach the customer, the rating goes out as Apple's
+/// quick reply, and the customer's tap on five stars is the ticket's rating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apple_customer_is_referred_and_rates_with_a_tap_on_the_quick_reply() {
+    let stack = Stack::start().await;
+    let apple = Channel::AppleMessages;
+    let customer = "urn:mbid:AQAAY-apple-customer-1";
+    stack.say_on(apple, customer, "Hallo").await;
+    stack.until_prompted_on(apple, customer, "greeting").await;
+    stack
+        .say_on(apple, customer, "MateBook, Display defekt, 10115 Berlin")
+        .await;
+    stack.until_phase(customer, Phase::AwaitingRating).await;
+    let received = stack.until_prompted_on(apple, customer, "rating").await;
+    let all = texts(&received).join("\n");
+    assert!(all.contains("Service Store Berlin Mitte"), "{all}");
+    let rating_request = received.last().unwrap();
+    assert_eq!(rating_request.body["type"], "interactive", "a quick reply");
+    assert_eq!(
+        rating_request
+            .choices
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        ["1", "2", "3", "4", "5"]
+    );
+
+    stack
+        .tap_on(apple, customer, &rating_request.choices[4])
+        .await;
+    let closed = stack.until_phase(customer, Phase::Closed).await;
+    assert_eq!(closed.rating.expect("rated").score, 5);
+    let ticket = stack.ticket_of(customer).await;
+    let events = stack.ticket_events(ticket).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::RatingReceived { score: 5, .. }))
+    );
+    let received = stack
+        .until_prompted_on(apple, customer, "rating_thanks")
+        .await;
+    let events = stack.ticket_events(ticket).await;
+    assert_each_message_once(&events, &received);
 }
 
 /// A restart of each service between the customer's messages changes nothing the

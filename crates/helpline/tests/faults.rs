@@ -54,13 +54,8 @@ const CUSTOMERS: usize = 60;
 const ERASED_CUSTOMER: &str = "4915199999999";
 /// Between two customers' first messages: the load spans the whole fault schedule.
 const ARRIVAL: Duration = Duration::from_millis(600);
-const CHANNELS: [Channel; 5] = [
-    Channel::WhatsApp,
-    Channel::Messenger,
-    Channel::Telegram,
-    Channel::Viber,
-    Channel::WebChat,
-];
+/// Every channel of the registry, Apple's included.
+const CHANNELS: &[Channel] = helpline_channels::CHANNELS;
 
 /// The faults injected, by kind, for the report.
 #[derive(Debug, Default)]

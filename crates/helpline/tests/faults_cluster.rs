@@ -55,13 +55,8 @@ const ARRIVAL: Duration = Duration::from_millis(600);
 const STALL_WINDOW: Duration = Duration::from_secs(30);
 /// How long a node stays cut off.
 const CUT_OFF: Duration = Duration::from_secs(8);
-const CHANNELS: [Channel; 5] = [
-    Channel::WhatsApp,
-    Channel::Messenger,
-    Channel::Telegram,
-    Channel::Viber,
-    Channel::WebChat,
-];
+/// Every channel of the registry, Apple's included.
+const CHANNELS: &[Channel] = helpline_channels::CHANNELS;
 
 /// One injected fault: what it was, when, and whether it did what it is for (the
 /// stream's leadership moved; the cluster came back).

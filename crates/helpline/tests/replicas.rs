@@ -71,13 +71,8 @@ const SEND_LATENCY: (Duration, Duration) = (Duration::ZERO, Duration::from_milli
 /// provider took the first while the process lived (its own retries and waits included)
 /// or, still in flight, up to a provider's latency after it died.
 const KILL_WINDOW: (Duration, Duration) = (Duration::from_secs(15), Duration::from_secs(2));
-const CHANNELS: [Channel; 5] = [
-    Channel::WhatsApp,
-    Channel::Messenger,
-    Channel::Telegram,
-    Channel::Viber,
-    Channel::WebChat,
-];
+/// Every channel of the registry, Apple's included.
+const CHANNELS: &[Channel] = helpline_channels::CHANNELS;
 /// The services' log filter: the handler runtime at debug for its `event handled` lines.
 const LOG_FILTER: &str = "info,async_nats=warn,helpline_eventstore::subscribe=debug";
 

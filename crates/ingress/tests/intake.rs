@@ -178,10 +178,8 @@ async fn a_new_ticket_is_served_in_the_customers_own_language_when_the_region_se
             language: named.map(str::to_owned),
             ..message(&format!("msg-{n}"), &format!("urn:mbid:AQAAY{n}"))
         };
-        let Taken::Appended { ticket, .. } = intake
-            .take(Channel::AppleMessages, message)
-            .await
-            .unwrap()
+        let Taken::Appended { ticket, .. } =
+            intake.take(Channel::AppleMessages, message).await.unwrap()
         else {
             panic!("{named:?}: not appended");
         };

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use futures::{Stream, StreamExt, stream};
 use helpline_auth::{AuthKey, Claims};
-use helpline_domain::{AgentId, Channel, Holder, Personal, Phase, QueueId, TicketId};
+use helpline_domain::{AgentId, Holder, Personal, Phase, QueueId, TicketId};
 use helpline_eventstore::EventStore;
 use helpline_eventstore::codec::channel_from_proto_value;
 use helpline_proto::v1 as pb;
@@ -475,17 +475,6 @@ fn phase_to_proto(phase: Phase) -> pb::TicketPhase {
     }
 }
 
-fn channel_to_proto(channel: Channel) -> pb::Channel {
-    match channel {
-        Channel::WhatsApp => pb::Channel::Whatsapp,
-        Channel::Messenger => pb::Channel::Messenger,
-        Channel::Telegram => pb::Channel::Telegram,
-        Channel::Viber => pb::Channel::Viber,
-        Channel::AppleMessages => pb::Channel::AppleMessages,
-        Channel::WebChat => pb::Channel::WebChat,
-    }
-}
-
 fn view_to_proto(view: &TicketView, audience: &Audience) -> pb::TicketView {
     let ticket = &view.state;
     let erased = ticket.erased;
@@ -500,7 +489,7 @@ fn view_to_proto(view: &TicketView, audience: &Audience) -> pb::TicketView {
         }
         .into(),
         customer: ticket.customer.as_ref().map(|customer| pb::Customer {
-            channel: channel_to_proto(customer.channel).into(),
+            channel: helpline_eventstore::codec::channel_to_proto(customer.channel).into(),
             contact: reveal(&customer.contact),
             display_name: customer
                 .display_name

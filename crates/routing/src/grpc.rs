@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use helpline_auth::AuthKey;
-use helpline_domain::{Channel, Ticket, TicketId};
+use helpline_domain::{Ticket, TicketId};
 use helpline_eventstore::EventStore;
 use helpline_eventstore::codec::channel_from_proto_value;
 use helpline_proto::v1 as pb;
@@ -224,15 +224,10 @@ fn facts_from_proto(facts: pb::RoutingFacts) -> Result<Facts, RoutingError> {
 }
 
 fn facts_to_proto(facts: &Facts) -> pb::RoutingFacts {
-    let channel = match facts.route.channel {
-        None => pb::Channel::Unspecified,
-        Some(Channel::WhatsApp) => pb::Channel::Whatsapp,
-        Some(Channel::Messenger) => pb::Channel::Messenger,
-        Some(Channel::Telegram) => pb::Channel::Telegram,
-        Some(Channel::Viber) => pb::Channel::Viber,
-        Some(Channel::AppleMessages) => pb::Channel::AppleMessages,
-        Some(Channel::WebChat) => pb::Channel::WebChat,
-    };
+    let channel = facts.route.channel.map_or(
+        pb::Channel::Unspecified,
+        helpline_eventstore::codec::channel_to_proto,
+    );
     pb::RoutingFacts {
         language: facts.route.language.clone(),
         product: facts.route.product.clone(),

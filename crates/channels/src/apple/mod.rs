@@ -131,6 +131,11 @@ pub const MEDIA_HOSTS: &[&str] = &["icloud-content.com", "icloud.com"];
 /// This channel's `[channels.apple]` section (the registry's name for it).
 pub type Config = AppleConfig;
 
+/// The section's secrets, by their configuration keys.
+pub fn secrets(config: &Config) -> Vec<(&'static str, &Secret)> {
+    vec![("channels.apple.secret", &config.secret)]
+}
+
 /// The webhook side, for the registry.
 pub fn inbound(config: &Config) -> Result<Box<dyn InboundAdapter>, ConfigError> {
     Ok(Box::new(AppleAdapter::new(config.clone())?))

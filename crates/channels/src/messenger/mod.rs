@@ -58,6 +58,18 @@ pub const MEDIA_HOSTS: &[&str] = &["fbcdn.net", "fbsbx.com"];
 /// This channel's `[channels.messenger]` section (the registry's name for it).
 pub type Config = MessengerConfig;
 
+/// The section's secrets, by their configuration keys.
+pub fn secrets(config: &Config) -> Vec<(&'static str, &Secret)> {
+    vec![
+        ("channels.messenger.app_secret", &config.app_secret),
+        ("channels.messenger.verify_token", &config.verify_token),
+        (
+            "channels.messenger.page_access_token",
+            &config.page_access_token,
+        ),
+    ]
+}
+
 /// The webhook side, for the registry.
 pub fn inbound(config: &Config) -> Result<Box<dyn InboundAdapter>, ConfigError> {
     Ok(Box::new(MessengerAdapter::new(config.clone())?))

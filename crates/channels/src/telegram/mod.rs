@@ -64,6 +64,14 @@ pub const MEDIA_HOSTS: &[&str] = &[];
 /// This channel's `[channels.telegram]` section (the registry's name for it).
 pub type Config = TelegramConfig;
 
+/// The section's secrets, by their configuration keys.
+pub fn secrets(config: &Config) -> Vec<(&'static str, &Secret)> {
+    vec![
+        ("channels.telegram.secret_token", &config.secret_token),
+        ("channels.telegram.bot_token", &config.bot_token),
+    ]
+}
+
 /// The webhook side, for the registry.
 pub fn inbound(config: &Config) -> Result<Box<dyn InboundAdapter>, ConfigError> {
     Ok(Box::new(TelegramAdapter::new(config.clone())?))

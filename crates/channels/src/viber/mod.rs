@@ -53,6 +53,11 @@ pub const MEDIA_HOSTS: &[&str] = &["viber.com"];
 /// This channel's `[channels.viber]` section (the registry's name for it).
 pub type Config = ViberConfig;
 
+/// The section's secrets, by their configuration keys.
+pub fn secrets(config: &Config) -> Vec<(&'static str, &Secret)> {
+    vec![("channels.viber.auth_token", &config.auth_token)]
+}
+
 /// The webhook side, for the registry.
 pub fn inbound(config: &Config) -> Result<Box<dyn InboundAdapter>, ConfigError> {
     Ok(Box::new(ViberAdapter::new(config.clone())?))

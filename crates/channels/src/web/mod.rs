@@ -77,6 +77,11 @@ pub const MEDIA_HOSTS: &[&str] = &[];
 /// This channel's `[channels.web]` section (the registry's name for it).
 pub type Config = WebConfig;
 
+/// The section's secrets, by their configuration keys.
+pub fn secrets(config: &Config) -> Vec<(&'static str, &Secret)> {
+    vec![("channels.web.shared_secret", &config.shared_secret)]
+}
+
 /// The webhook side, for the registry.
 pub fn inbound(config: &Config) -> Result<Box<dyn InboundAdapter>, ConfigError> {
     Ok(Box::new(WebAdapter::new(config.clone())?))

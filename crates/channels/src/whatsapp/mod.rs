@@ -90,6 +90,15 @@ pub const MEDIA_HOSTS: &[&str] = &["fbsbx.com", "whatsapp.net"];
 /// This channel's `[channels.whatsapp]` section (the registry's name for it).
 pub type Config = WhatsAppConfig;
 
+/// The section's secrets, by their configuration keys.
+pub fn secrets(config: &Config) -> Vec<(&'static str, &Secret)> {
+    vec![
+        ("channels.whatsapp.app_secret", &config.app_secret),
+        ("channels.whatsapp.verify_token", &config.verify_token),
+        ("channels.whatsapp.access_token", &config.access_token),
+    ]
+}
+
 /// The webhook side, for the registry.
 pub fn inbound(config: &Config) -> Result<Box<dyn InboundAdapter>, ConfigError> {
     Ok(Box::new(WhatsAppAdapter::new(config.clone())?))
