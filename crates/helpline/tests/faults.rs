@@ -287,7 +287,7 @@ fn customers() -> Vec<Customer> {
     load::customers(
         CUSTOMERS,
         1,
-        &CHANNELS,
+        CHANNELS,
         |_| 0,
         |i| {
             (

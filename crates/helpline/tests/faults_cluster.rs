@@ -214,7 +214,7 @@ fn customers() -> Vec<Customer> {
     load::customers(
         CUSTOMERS,
         2,
-        &CHANNELS,
+        CHANNELS,
         |_| 0,
         |i| (if i % 4 == 0 { 5 + (i * 7) % 16 } else { 1 }, 1),
     )

@@ -297,7 +297,7 @@ fn customers() -> Vec<Customer> {
     load::customers(
         CUSTOMERS,
         6,
-        &CHANNELS,
+        CHANNELS,
         |i| (i / CHANNELS.len() + i) % ingress,
         |_| (1, 1),
     )
