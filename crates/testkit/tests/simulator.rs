@@ -1,6 +1,6 @@
 //! The channel simulator over real HTTP: sends are recorded or refused as each provider
 //! would, faults answer in the provider's shape and are used up, and the webhooks it builds
-//! verify and parse with helpline's own ingress adapters.
+//! verify and parse with helpline's own channel adapters.
 //!
 //! Nothing here installs a rustls crypto provider: every request goes through the
 //! simulator's own client, which proves plain HTTP needs none.
@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use helpline_channels::apple::{AppleAdapter, AppleConfig};
 use helpline_channels::messenger::{MessengerAdapter, MessengerConfig};
 use helpline_channels::telegram::{TelegramAdapter, TelegramConfig};
 use helpline_channels::viber::{ViberAdapter, ViberConfig};
@@ -34,6 +35,10 @@ const CHANNELS: [Channel; 5] = [
     Channel::WebChat,
 ];
 
+/// Every channel of the registry: what the webhook tests run on. (The send tests above
+/// speak each provider's API by hand; Apple's send is tested through its adapter.)
+const ALL: &[Channel] = helpline_channels::CHANNELS;
+
 /// A customer address that fits the channel.
 fn customer(channel: Channel) -> &'static str {
     match channel {
@@ -41,6 +46,7 @@ fn customer(channel: Channel) -> &'static str {
         Channel::Messenger => "6543210987654321",
         Channel::Telegram => "587236105",
         Channel::Viber => "01234567890A=",
+        Channel::AppleMessages => "urn:mbid:AQAAY-sim-customer",
         _ => "sess_9f8e7d6c5b4a",
     }
 }
@@ -673,6 +679,15 @@ fn adapter(sim: &Simulator, channel: Channel) -> Box<dyn InboundAdapter> {
             })
             .unwrap(),
         ),
+        Channel::AppleMessages => Box::new(
+            AppleAdapter::new(AppleConfig {
+                msp_id: config.apple.msp_id.clone(),
+                secret: config.apple.secret_base64.as_str().into(),
+                business_id: config.apple.business_id.clone(),
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
         _ => Box::new(
             WebAdapter::new(WebConfig {
                 shared_secret: config.web.shared_secret.as_str().into(),
@@ -707,7 +722,7 @@ fn ingest(sim: &Simulator, webhook: &Webhook) -> Result<Vec<Inbound>, WebhookErr
 #[tokio::test]
 async fn text_webhooks_verify_and_parse_into_the_exact_text() {
     let sim = start().await;
-    for channel in CHANNELS {
+    for &channel in ALL {
         let customer = customer(channel);
         let webhook = sim.webhook(channel, customer, ODD_TEXT);
         assert_eq!(webhook.customer, customer);
@@ -717,7 +732,12 @@ async fn text_webhooks_verify_and_parse_into_the_exact_text() {
         };
         assert_eq!(message.provider_message_id, webhook.provider_message_id);
         assert_eq!(message.contact.expose(), customer, "{channel:?}");
-        assert!(message.sent_at_unix.is_some());
+        // Apple's events carry no time.
+        assert_eq!(
+            message.sent_at_unix.is_some(),
+            channel != Channel::AppleMessages,
+            "{channel:?}"
+        );
         let InboundContent::Text(text) = &message.content else {
             panic!("{channel:?}: {:?}", message.content);
         };
@@ -725,6 +745,7 @@ async fn text_webhooks_verify_and_parse_into_the_exact_text() {
         let expected_account = match channel {
             Channel::WhatsApp => Some(sim.config().whatsapp.phone_number_id.clone()),
             Channel::Messenger => Some(sim.config().messenger.page_id.clone()),
+            Channel::AppleMessages => Some(sim.config().apple.business_id.clone()),
             _ => None,
         };
         assert_eq!(message.account, expected_account, "{channel:?}");
@@ -754,7 +775,7 @@ async fn meta_webhooks_escape_non_ascii_as_meta_does() {
 #[tokio::test]
 async fn tampered_or_wrongly_signed_webhooks_are_refused() {
     let sim = start().await;
-    for channel in CHANNELS {
+    for &channel in ALL {
         let webhook = sim.webhook(channel, customer(channel), "hallo");
         for forged in [webhook.tampered(), webhook.with_wrong_signature()] {
             let refused = ingest(&sim, &forged).unwrap_err();
@@ -1207,4 +1228,77 @@ async fn a_refused_webhook_is_not_delivered_again_and_an_unreachable_one_is_give
         .await;
     assert!(outcome.is_err(), "{outcome:?}");
     assert_eq!(tries, 2, "250 ms and 500 ms fit in 1 s, 1 s does not");
+}
+
+/// Apple's gateway takes what helpline's Apple adapter sends: the message is recorded with
+/// its text or its quick reply's items; without a token it answers 401, with another
+/// MSP's token 403, and nothing is recorded.
+#[tokio::test]
+async fn an_apple_send_built_by_the_adapter_is_taken_and_a_bad_token_refused() {
+    use helpline_channels::{Form, OutboundAdapter, OutboundMessage, apple::AppleOutbound};
+    use helpline_domain::{MessageId, QuickReply, TicketId};
+
+    let sim = start().await;
+    let config = sim.config().apple.clone();
+    let apple = |secret: &str| AppleConfig {
+        msp_id: config.msp_id.clone(),
+        secret: secret.into(),
+        business_id: config.business_id.clone(),
+        api_base_url: sim.api_base_url(Channel::AppleMessages),
+        ..Default::default()
+    };
+    let customer = customer(Channel::AppleMessages);
+    let message = |n: u128, choices: Vec<QuickReply>| OutboundMessage {
+        ticket: TicketId(uuid::Uuid::from_u128(1)),
+        message: MessageId(uuid::Uuid::from_u128(n)),
+        channel: Channel::AppleMessages,
+        contact: customer.to_owned(),
+        text: "Wie zufrieden waren Sie?".to_owned(),
+        prompt: "rating".to_owned(),
+        choices,
+        language: "de".to_owned(),
+        customer_last_message_at: None,
+    };
+    let post = |request: helpline_channels::ProviderRequest| {
+        let client = sim.http_client();
+        async move {
+            client
+                .post(request.url)
+                .headers(request.headers)
+                .body(request.body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let adapter = AppleOutbound::new(apple(&config.secret_base64)).unwrap();
+    let stars: Vec<QuickReply> = (1..=5)
+        .map(|n| QuickReply {
+            id: n.to_string(),
+            title: "⭐".repeat(n),
+        })
+        .collect();
+    for (n, choices) in [(2, Vec::new()), (3, stars)] {
+        let request = adapter.build(&message(n, choices), Form::Text).unwrap();
+        assert_eq!(post(request).await, 200);
+    }
+    let received = sim.received(Channel::AppleMessages, customer);
+    assert_eq!(received.len(), 2);
+    assert_eq!(
+        received[0].text.as_deref(),
+        Some("Wie zufrieden waren Sie?")
+    );
+    assert_eq!(received[1].choices.len(), 5);
+    assert_eq!(received[1].choices[4].0, "5");
+
+    // Another MSP's secret: 403; no token at all: 401.
+    let other = AppleOutbound::new(apple("b3RoZXItbXNwLXNlY3JldA==")).unwrap();
+    let request = other.build(&message(4, Vec::new()), Form::Text).unwrap();
+    assert_eq!(post(request).await, 403);
+    let mut request = adapter.build(&message(5, Vec::new()), Form::Text).unwrap();
+    request.headers.remove("authorization");
+    assert_eq!(post(request).await, 401);
+    assert_eq!(sim.received(Channel::AppleMessages, customer).len(), 2);
 }

@@ -1,19 +1,20 @@
 //! The channel simulator: every messaging provider helpline talks to, played on localhost.
 //!
 //! One HTTP server on `127.0.0.1` serves the providers' **send APIs** (WhatsApp Cloud API,
-//! Messenger Send API, Telegram Bot API, Viber REST API, and the web chat backend's
-//! callback), their media downloads, and a small control surface for people (`GET /` lists
-//! the routes, `GET /_sim/received` shows what customers got). On the **customer side** it
+//! Messenger Send API, Telegram Bot API, Viber REST API, Apple's MSP gateway, and the web
+//! chat backend's callback), their media downloads (Apple's encrypted, on its MMCS), and a
+//! small control surface for people (`GET /` lists the routes, `GET /_sim/received` shows
+//! what customers got). On the **customer side** it
 //! builds webhooks exactly as each provider sends them, signed with the configured secrets,
 //! and delivers them to helpline, taps on the buttons of a message included.
 //!
 //! Shapes, signatures, status codes and error bodies follow the channel protocol reference
-//! (`CHANNELS.md`) and agree with what `helpline-ingress` parses; the tests of this crate run
-//! every webhook through the ingress adapters.
+//! (`CHANNELS.md`, `APPLE-AND-NOTIFY.md`) and agree with what `helpline-channels` parses; the
+//! tests of this crate run every webhook through the channels' adapters.
 //!
 //! Modules: `server` (routing, the control surface, media), one module per provider
-//! (`whatsapp`, `messenger`, `telegram`, `viber`, `web`, with `meta` for what the two Meta
-//! channels share), `state` (what was received, faults, send latency, counters), `codec` (JSON as
+//! (`whatsapp`, `messenger`, `telegram`, `viber`, `web`, `apple`, with `meta` for what the
+//! two Meta channels share), `state` (what was received, faults, send latency, counters), `codec` (JSON as
 //! providers write it, signatures, ids).
 //!
 //! **Invariants:** a send is recorded only when it is answered as a success; a faulted or
