@@ -279,6 +279,7 @@ impl Bot<'_> {
             product: product.clone(),
             category: details.category.clone(),
             channel: self.ticket.customer.as_ref().map(|c| c.channel),
+            ..RouteFacts::of(self.ticket)
         };
         match self.region.route(&facts, self.now).target {
             Target::Store if details.location.expose().is_empty() => {

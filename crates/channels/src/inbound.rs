@@ -1,9 +1,12 @@
 //! The normalized values a webhook turns into, the same for every channel.
 
-use helpline_domain::{MediaKind, Personal};
+use helpline_domain::{EntryPoint, MediaKind, Personal};
 
 /// One thing a webhook reported. A single POST may carry several.
 #[derive(Clone, Debug, PartialEq)]
+// Most of a webhook's parts are messages, and each lives only until it is appended: a box
+// per message would cost an allocation to spare a few bytes of the rarer receipts.
+#[allow(clippy::large_enum_variant)]
 pub enum Inbound {
     /// A customer wrote something.
     Message(InboundMessage),
@@ -44,8 +47,8 @@ pub struct InboundMessage {
     /// Apple's `locale`): a new ticket is served in it if the region serves it.
     pub language: Option<String>,
     /// How the customer came in, where the provider says (Apple's "Message us" `intent`
-    /// and `group`, as `intent=…;group=…`): routing may send such tickets to a queue.
-    pub entry_point: Option<String>,
+    /// and `group`): a new ticket records it, and routing rules may match it.
+    pub entry_point: Option<EntryPoint>,
 }
 
 /// The content of one message part.

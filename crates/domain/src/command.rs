@@ -27,6 +27,12 @@ pub enum Command {
         choices: Vec<QuickReply>,
     },
     CaptureDetails(Details),
+    /// Records how the customer came in (an entry point's intent and group), once, while
+    /// the ticket is open.
+    NoteEntryPoint {
+        intent: String,
+        group: String,
+    },
     DetectLanguage {
         language: String,
     },
@@ -125,6 +131,7 @@ impl Command {
             Command::SendBotMessage { .. } => "send a bot message",
             Command::CaptureDetails(_) => "capture details",
             Command::DetectLanguage { .. } => "set the language",
+            Command::NoteEntryPoint { .. } => "note the entry point",
             Command::RequestHandoff { .. } => "request a handoff",
             Command::RouteToQueue { .. } => "route to a queue",
             Command::ReferToStore { .. } => "refer to a store",

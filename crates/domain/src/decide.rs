@@ -111,6 +111,21 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             }
             Ok(vec![Event::DetailsCaptured(details)])
         }
+        Command::NoteEntryPoint { intent, group } => {
+            allowed_in(&[Phase::Open])?;
+            let (intent, group) = (intent.trim().to_owned(), group.trim().to_owned());
+            if intent.is_empty() && group.is_empty() {
+                return Err(DomainError::Empty {
+                    field: "entry point",
+                });
+            }
+            // The first entry point is how the customer came in; a later one changes
+            // nothing (a redelivery, or a second tap on a link).
+            if ticket.entry_point.is_some() {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::EntryPointNoted { intent, group }])
+        }
         Command::DetectLanguage { language } => {
             allowed_in(&[Phase::Open])?;
             not_empty(&language, "language")?;

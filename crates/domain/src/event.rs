@@ -227,6 +227,13 @@ pub enum Event {
     LanguageDetected {
         language: String,
     },
+    /// How the customer came in, where the channel says (Apple's "Message us" link): the
+    /// brand's intent and group, which routing rules may match. Not personal: the
+    /// brand's own words in its link.
+    EntryPointNoted {
+        intent: String,
+        group: String,
+    },
     HandoffRequested {
         reason: HandoffReason,
         /// For the agent: product, serial number (and whether it is verified), problem.
@@ -399,6 +406,7 @@ impl Event {
                 f("reason", PersonalField::Text(reason));
             }
             Event::LanguageDetected { .. }
+            | Event::EntryPointNoted { .. }
             | Event::TicketRouted { .. }
             | Event::ReferredToStore(_)
             | Event::TicketQueued { .. }
@@ -430,6 +438,7 @@ impl Event {
             Event::BotMessageSent { .. } => "BotMessageSent",
             Event::DetailsCaptured(_) => "DetailsCaptured",
             Event::LanguageDetected { .. } => "LanguageDetected",
+            Event::EntryPointNoted { .. } => "EntryPointNoted",
             Event::HandoffRequested { .. } => "HandoffRequested",
             Event::TicketRouted { .. } => "TicketRouted",
             Event::ReferredToStore(_) => "ReferredToStore",

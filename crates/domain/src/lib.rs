@@ -39,4 +39,4 @@ pub use event::{
 };
 pub use ids::{AgentId, MessageId, QueueId, StoreId, TicketId};
 pub use personal::{Erased, Personal, PersonalField};
-pub use ticket::{AttachmentFetch, Holder, Phase, Ticket, evolve, fold};
+pub use ticket::{AttachmentFetch, EntryPoint, Holder, Phase, Ticket, evolve, fold};

@@ -78,6 +78,14 @@ pub enum AttachmentFetch {
     NotFetched,
 }
 
+/// How the customer came in: the intent and group of the link they followed (Apple's
+/// "Message us"), either may be empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryPoint {
+    pub intent: String,
+    pub group: String,
+}
+
 /// A customer's rating of a conversation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rating {
@@ -128,6 +136,10 @@ pub struct Ticket {
     /// Bytes of the attachments stored for the ticket, against its quota.
     #[serde(default)]
     pub attachment_bytes: u64,
+    /// How the customer came in, where the channel said. Absent from snapshots written
+    /// before it was recorded, hence the default.
+    #[serde(default)]
+    pub entry_point: Option<EntryPoint>,
     /// The customer messages received, by helpline's id of each (derived from the
     /// provider's): a provider's redelivery, however late, is recognised and taken once.
     /// Absent from snapshots written before, hence the default; the stream's duplicate
@@ -188,6 +200,12 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
         Event::AgentMessageSent { .. } => ticket.outbound_messages += 1,
         Event::DetailsCaptured(details) => ticket.details = Some(details.clone()),
         Event::LanguageDetected { language } => ticket.language = language.clone(),
+        Event::EntryPointNoted { intent, group } => {
+            ticket.entry_point = Some(EntryPoint {
+                intent: intent.clone(),
+                group: group.clone(),
+            });
+        }
         Event::HandoffRequested { .. } => ticket.phase = Phase::Routing,
         // The destination takes effect with the TicketQueued or ReferredToStore that
         // follows in the same command.

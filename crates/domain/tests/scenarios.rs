@@ -375,6 +375,38 @@ fn the_language_changes_only_when_it_differs() {
 }
 
 #[test]
+fn the_entry_point_is_noted_once_while_the_ticket_is_open() {
+    let ticket = Scenario::given([opened()])
+        .when(cmd::note_entry_point(" repair_status ", "laptops"))
+        .then([Event::EntryPointNoted {
+            intent: "repair_status".to_owned(),
+            group: "laptops".to_owned(),
+        }]);
+    assert_eq!(
+        ticket.entry_point,
+        Some(helpline_domain::EntryPoint {
+            intent: "repair_status".to_owned(),
+            group: "laptops".to_owned(),
+        })
+    );
+    // The first is how the customer came in: a second changes nothing.
+    Scenario::given([
+        opened(),
+        Event::EntryPointNoted {
+            intent: "repair_status".to_owned(),
+            group: "laptops".to_owned(),
+        },
+    ])
+    .when(cmd::note_entry_point("", "phones"))
+    .then([]);
+    Scenario::given([opened()])
+        .when(cmd::note_entry_point(" ", ""))
+        .then_err(DomainError::Empty {
+            field: "entry point",
+        });
+}
+
+#[test]
 fn details_are_captured_while_the_bot_talks() {
     Scenario::given([opened()])
         .when(cmd::capture_details())
@@ -680,7 +712,7 @@ fn a_customer_is_erased_in_every_phase_of_an_existing_ticket() {
 // =======================================================================================
 
 /// Column order of the table: one command per `Command` variant.
-const COLUMNS: usize = 26;
+const COLUMNS: usize = 27;
 
 /// The column of a command; exhaustive, so a new command must be added to the table.
 fn column(command: &Command) -> usize {
@@ -711,6 +743,7 @@ fn column(command: &Command) -> usize {
         Command::TransferTicket { .. } => 23,
         Command::RecordAttachmentStored { .. } => 24,
         Command::RecordAttachmentNotFetched { .. } => 25,
+        Command::NoteEntryPoint { .. } => 26,
     }
 }
 
@@ -752,19 +785,19 @@ const ALL_PHASES: [Phase; 10] = [
 /// `M` NoAttachment (the canonical histories send no attachment to fetch)
 #[rustfmt::skip]
 const TABLE: [(Stage, &str); 11] = [
-    //                        open  bot   hand  store accpt rels  ask   close dlvr  read  lang  note  atchd
+    //                        open  bot   hand  store accpt rels  ask   close dlvr  read  lang  note  atchd entry
     //                           msg   detl  queue assgn agmsg resol rate  abnd  fail  erase back  xfer  unfch
-    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
-    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  Y  .  .  .  M  M"),
-    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M"),
-    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M"),
-    (Stage::Assigned,        "O  Y  H  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y  .  A  A  A  M  M"),
-    (Stage::Accepted,        "O  Y  H  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  Y  M  M"),
-    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M"),
-    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M"),
-    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y  .  .  .  .  M  M"),
-    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M"),
-    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M"),
+    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
+    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  Y  .  .  .  M  M  Y"),
+    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  ."),
+    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  ."),
+    (Stage::Assigned,        "O  Y  H  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y  .  A  A  A  M  M  ."),
+    (Stage::Accepted,        "O  Y  H  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  Y  M  M  ."),
+    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  ."),
+    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  ."),
+    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  ."),
+    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  ."),
+    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  ."),
 ];
 
 #[test]
@@ -1371,6 +1404,7 @@ fn a_closed_ticket_holds_the_whole_story() {
             reads: 0,
             attachments: Default::default(),
             attachment_bytes: 0,
+            entry_point: None,
             received: Default::default(),
             rating_answers: Default::default(),
             outcomes: Default::default(),

@@ -407,6 +407,12 @@ fn event_to_proto(event: &Event) -> EventProto {
         Event::DetailsCaptured(details) => EventProto::DetailsCaptured(pb::DetailsCaptured {
             details: Some(details_to_proto(details)),
         }),
+        Event::EntryPointNoted { intent, group } => {
+            EventProto::EntryPointNoted(pb::EntryPointNoted {
+                intent: intent.clone(),
+                group: group.clone(),
+            })
+        }
         Event::LanguageDetected { language } => {
             EventProto::LanguageDetected(pb::LanguageDetected {
                 language: language.clone(),
@@ -548,6 +554,10 @@ fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecE
                     title: choice.title,
                 })
                 .collect(),
+        },
+        EventProto::EntryPointNoted(e) => Event::EntryPointNoted {
+            intent: e.intent,
+            group: e.group,
         },
         EventProto::LanguageDetected(e) => Event::LanguageDetected {
             language: e.language,
@@ -1154,6 +1164,10 @@ mod tests {
         }));
         events.push(Event::LanguageDetected {
             language: "en".into(),
+        });
+        events.push(Event::EntryPointNoted {
+            intent: "repair_status".into(),
+            group: "laptops".into(),
         });
         for reason in [
             HandoffReason::DetailsComplete,

@@ -255,7 +255,18 @@ impl Intake {
                 body: body.clone(),
             };
             let decided = if loaded.ticket.phase == Phase::New {
-                self.open(ticket, channel, &message).and_then(|opened| {
+                self.open(ticket, channel, &message).and_then(|mut opened| {
+                    // How the customer came in goes with the opening, before the words.
+                    if let Some(point) = &message.entry_point {
+                        let state = opened.iter().fold(Ticket::default(), evolve);
+                        opened.extend(decide(
+                            &state,
+                            Command::NoteEntryPoint {
+                                intent: point.intent.clone(),
+                                group: point.group.clone(),
+                            },
+                        )?);
+                    }
                     let state = opened.iter().fold(Ticket::default(), evolve);
                     let received = decide(&state, receive)?;
                     Ok(opened.into_iter().chain(received).collect())

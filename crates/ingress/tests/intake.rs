@@ -187,3 +187,39 @@ async fn a_new_ticket_is_served_in_the_customers_own_language_when_the_region_se
         assert_eq!(loaded.ticket.language, served, "{named:?}");
     }
 }
+
+#[tokio::test]
+async fn the_entry_point_a_customer_came_by_is_noted_with_the_opening_once() {
+    let nats = NatsServer::start().await.unwrap();
+    let store = EventStore::ensure(nats.connect().await.unwrap(), StoreConfig::new("de"))
+        .await
+        .unwrap();
+    let intake = Intake::new(store.clone(), "de".to_owned()).await.unwrap();
+    let from_button = |id: &str| InboundMessage {
+        entry_point: Some(helpline_domain::EntryPoint {
+            intent: "repair_status".to_owned(),
+            group: "laptops".to_owned(),
+        }),
+        ..message(id, "urn:mbid:AQAAY-button")
+    };
+    let mut ticket = None;
+    for id in ["first", "second"] {
+        let Taken::Appended { ticket: t, .. } = intake
+            .take(Channel::AppleMessages, from_button(id))
+            .await
+            .unwrap()
+        else {
+            panic!("{id}: not appended");
+        };
+        ticket = Some(t);
+    }
+    let loaded = store.load_from_log(ticket.unwrap()).await.unwrap();
+    assert_eq!(
+        loaded.ticket.entry_point,
+        Some(helpline_domain::EntryPoint {
+            intent: "repair_status".to_owned(),
+            group: "laptops".to_owned(),
+        })
+    );
+    assert_eq!(loaded.ticket.received.len(), 2, "both messages taken");
+}

@@ -116,6 +116,14 @@ pub fn describe(event: &Event, audience: &Audience, erased: bool) -> String {
             }
         }
         Event::LanguageDetected { language } => format!("language is {language}"),
+        Event::EntryPointNoted { intent, group } => {
+            let named: Vec<String> = [("intent", intent), ("group", group)]
+                .into_iter()
+                .filter(|(_, value)| !value.is_empty())
+                .map(|(name, value)| format!("{name} {value}"))
+                .collect();
+            format!("came in by {}", named.join(", "))
+        }
         Event::HandoffRequested { reason, summary } => {
             let reason = match reason {
                 HandoffReason::DetailsComplete => "details complete",

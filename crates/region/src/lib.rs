@@ -210,6 +210,13 @@ pub struct Rule {
     /// `viber`, `apple`, `web`.
     #[serde(default)]
     pub channels: Vec<String>,
+    /// The intents of the entry points the customer came in by (Apple's "Message us"
+    /// `biz-intent-id`), e.g. `repair_status`.
+    #[serde(default)]
+    pub intents: Vec<String>,
+    /// Their groups (`biz-group-id`), e.g. `laptops` for a laptop page's button.
+    #[serde(default)]
+    pub groups: Vec<String>,
     /// The rule applies only within these hours (region time); always when empty.
     #[serde(default)]
     pub hours: WeeklyHours,

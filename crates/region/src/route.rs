@@ -13,17 +13,23 @@ pub struct RouteFacts {
     pub product: String,
     pub category: String,
     pub channel: Option<Channel>,
+    /// The entry point's intent and group the customer came in by; empty when none.
+    pub intent: String,
+    pub group: String,
 }
 
 impl RouteFacts {
     /// The facts a ticket's events established.
     pub fn of(ticket: &Ticket) -> Self {
         let details = ticket.details.clone().unwrap_or_default();
+        let entry = ticket.entry_point.clone().unwrap_or_default();
         Self {
             language: ticket.language.clone(),
             product: details.product,
             category: details.category,
             channel: ticket.customer.as_ref().map(|customer| customer.channel),
+            intent: entry.intent,
+            group: entry.group,
         }
     }
 }
@@ -84,6 +90,8 @@ impl RegionConfig {
             && listed(&rule.product_kinds, kind)
             && listed(&rule.categories, &facts.category)
             && listed(&rule.channels, channel)
+            && listed(&rule.intents, &facts.intent)
+            && listed(&rule.groups, &facts.group)
     }
 }
 
@@ -104,6 +112,7 @@ mod tests {
             product: product.to_owned(),
             category: category.to_owned(),
             channel: Some(Channel::WhatsApp),
+            ..RouteFacts::default()
         }
     }
 
@@ -129,6 +138,28 @@ mod tests {
         assert_eq!(
             route(facts("de", "Pura 80", "hardware")).target,
             Target::Queue(QueueId::new("de-phones"))
+        );
+    }
+
+    #[test]
+    fn the_button_of_a_laptop_page_goes_to_the_laptop_queue() {
+        let region = germany();
+        let from_button = RouteFacts {
+            group: "laptops".to_owned(),
+            channel: Some(Channel::AppleMessages),
+            ..facts("de", "", "")
+        };
+        let route = region.route(&from_button, wednesday_noon());
+        assert_eq!(route.rule, "laptop-page-button");
+        assert_eq!(route.target, Target::Queue(QueueId::new("de-laptops")));
+        // A hardware defect still goes to a store, whatever button it came by.
+        let defect = RouteFacts {
+            group: "laptops".to_owned(),
+            ..facts("de", "MateBook", "hardware")
+        };
+        assert_eq!(
+            region.route(&defect, wednesday_noon()).target,
+            Target::Store
         );
     }
 

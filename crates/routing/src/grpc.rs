@@ -74,6 +74,8 @@ impl Routing for RoutingApi {
                 product_kinds: rule.product_kinds.clone(),
                 categories: rule.categories.clone(),
                 channels: rule.channels.clone(),
+                intents: rule.intents.clone(),
+                groups: rule.groups.clone(),
                 hours: rule.hours.to_string(),
                 target: Some(match &rule.queue {
                     Some(queue) if !rule.refer_to_store => {
@@ -218,6 +220,8 @@ fn facts_from_proto(facts: pb::RoutingFacts) -> Result<Facts, RoutingError> {
             product: facts.product,
             category: facts.category,
             channel,
+            intent: facts.intent,
+            group: facts.group,
         },
         location: facts.location,
     })
@@ -234,5 +238,7 @@ fn facts_to_proto(facts: &Facts) -> pb::RoutingFacts {
         category: facts.route.category.clone(),
         channel: channel.into(),
         location: facts.location.clone(),
+        intent: facts.route.intent.clone(),
+        group: facts.route.group.clone(),
     }
 }

@@ -91,6 +91,7 @@ async fn a_dry_run_by_ticket_shows_the_store_and_the_facts_and_appends_nothing()
             category: "hardware".to_owned(),
             channel: pb::Channel::Whatsapp.into(),
             location: "10115 Berlin".to_owned(),
+            ..Default::default()
         })
     );
     assert_eq!(answer.fallback_reason, "");
@@ -176,9 +177,11 @@ async fn list_rules_gives_the_rules_in_order_the_queues_and_the_stores() -> Test
             "laptop-hardware-to-store",
             "english",
             "laptops",
+            "laptop-page-button",
             "phones-and-wearables"
         ]
     );
+    assert_eq!(answer.rules[3].groups, ["laptops"]);
     assert_eq!(
         answer.rules[0].target,
         Some(pb::routing_rule::Target::ReferToStore(true))

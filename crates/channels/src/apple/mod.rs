@@ -30,7 +30,7 @@ use std::io::Read;
 use std::time::SystemTime;
 
 use base64::Engine;
-use helpline_domain::{Channel, MediaKind, Personal};
+use helpline_domain::{Channel, EntryPoint, MediaKind, Personal};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -481,21 +481,13 @@ fn language_of_locale(locale: &str) -> Option<String> {
 }
 
 /// The entry point the customer came in by: `intent` and `group` of Apple's "Message
-/// us" URL, as `intent=<intent>;group=<group>` (either may be absent).
-fn entry_point(intent: Option<&str>, group: Option<&str>) -> Option<String> {
-    fn clean(value: Option<&str>) -> Option<&str> {
-        value.map(str::trim).filter(|value| !value.is_empty())
+/// us" URL (either may be absent; neither, no entry point).
+fn entry_point(intent: Option<&str>, group: Option<&str>) -> Option<EntryPoint> {
+    fn clean(value: Option<&str>) -> String {
+        value.map(str::trim).unwrap_or_default().to_owned()
     }
-    match (clean(intent), clean(group)) {
-        (None, None) => None,
-        (intent, group) => Some(
-            [("intent", intent), ("group", group)]
-                .into_iter()
-                .filter_map(|(name, value)| value.map(|value| format!("{name}={value}")))
-                .collect::<Vec<_>>()
-                .join(";"),
-        ),
-    }
+    let (intent, group) = (clean(intent), clean(group));
+    (!intent.is_empty() || !group.is_empty()).then_some(EntryPoint { intent, group })
 }
 
 fn unix_seconds(at: SystemTime) -> i64 {
@@ -587,13 +579,17 @@ mod tests {
 
     #[test]
     fn the_entry_point_names_intent_and_group() {
+        let point = |intent: &str, group: &str| EntryPoint {
+            intent: intent.to_owned(),
+            group: group.to_owned(),
+        };
         assert_eq!(
-            entry_point(Some("repair_status"), Some("laptops")).as_deref(),
-            Some("intent=repair_status;group=laptops")
+            entry_point(Some("repair_status"), Some("laptops")),
+            Some(point("repair_status", "laptops"))
         );
         assert_eq!(
-            entry_point(None, Some("laptops")).as_deref(),
-            Some("group=laptops")
+            entry_point(None, Some(" laptops ")),
+            Some(point("", "laptops"))
         );
         assert_eq!(entry_point(Some(" "), None), None);
     }

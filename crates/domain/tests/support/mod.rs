@@ -361,6 +361,13 @@ pub mod cmd {
         Command::HandBackToBot { agent }
     }
 
+    pub fn note_entry_point(intent: &str, group: &str) -> Command {
+        Command::NoteEntryPoint {
+            intent: intent.to_owned(),
+            group: group.to_owned(),
+        }
+    }
+
     pub fn detect_language(language: &str) -> Command {
         Command::DetectLanguage {
             language: language.to_owned(),
@@ -468,6 +475,7 @@ pub mod cmd {
             transfer(alice(), "de-phones"),
             record_attachment_stored(1),
             record_attachment_not_fetched(1),
+            note_entry_point("repair_status", "laptops"),
         ]
     }
 }
