@@ -112,6 +112,9 @@ macro_rules! registry {
         /// Every channel helpline serves, in the registry's order.
         pub const CHANNELS: &[Channel] = &[$(Channel::$channel),+];
 
+        /// Their names, as in routes and configuration sections.
+        pub const NAMES: &[&str] = &[$(stringify!($name)),+];
+
         /// Where `channel`'s attachments come from unless `ingress.media_hosts` says
         /// otherwise: its folder's `MEDIA_HOSTS`.
         pub fn media_hosts(channel: Channel) -> &'static [&'static str] {
@@ -196,6 +199,12 @@ mod tests {
             assert_eq!(by_name(channel.as_str()), Some(*channel));
         }
         assert_eq!(by_name("fax"), None);
+    }
+
+    #[test]
+    fn the_names_are_the_channels_names() {
+        let names: Vec<&str> = CHANNELS.iter().map(|channel| channel.as_str()).collect();
+        assert_eq!(names, NAMES);
     }
 
     #[test]

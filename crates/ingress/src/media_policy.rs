@@ -29,8 +29,7 @@ use serde::{Deserialize, Serialize};
 /// attachments may come from. A channel not named keeps its folder's default
 /// (`media_hosts()` there: the provider's CDN domains; none for the web chat, whose
 /// uploads are the site's own, nor for Telegram, whose files come from its API).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MediaHostsConfig {
     /// The channels the configuration names, with their lists.
     named: BTreeMap<String, Vec<String>>,
@@ -88,6 +87,39 @@ impl MediaHostsConfig {
                     .map_err(|reason| format!("{}: {reason}", channel.as_str()))
             })
             .collect()
+    }
+}
+
+/// A name that is no channel's is refused as an unknown key, naming the channels, before
+/// its value is read.
+impl<'de> Deserialize<'de> for MediaHostsConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Lists;
+        impl<'de> serde::de::Visitor<'de> for Lists {
+            type Value = MediaHostsConfig;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of media hosts per channel")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut named = BTreeMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if helpline_channels::by_name(&name).is_none() {
+                        return Err(serde::de::Error::unknown_field(
+                            &name,
+                            helpline_channels::NAMES,
+                        ));
+                    }
+                    named.insert(name, map.next_value::<Vec<String>>()?);
+                }
+                Ok(MediaHostsConfig { named })
+            }
+        }
+        deserializer.deserialize_map(Lists)
     }
 }
 
@@ -308,6 +340,31 @@ impl Resolve for PublicResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_channel_has_its_folders_hosts_unless_configured_and_no_other_name_is_taken() {
+        let config: MediaHostsConfig =
+            serde_json::from_str(r#"{"web": ["http://console:8088"]}"#).unwrap_or_default();
+        assert_eq!(config.hosts(Channel::WebChat), ["http://console:8088"]);
+        assert_eq!(
+            config.hosts(Channel::WhatsApp),
+            ["fbsbx.com", "whatsapp.net"]
+        );
+        assert_eq!(
+            config.hosts(Channel::AppleMessages),
+            ["icloud-content.com", "icloud.com"]
+        );
+        assert!(config.hosts(Channel::Telegram).is_empty());
+        let shown = serde_json::to_value(&config).unwrap_or_default();
+        assert_eq!(shown["viber"], serde_json::json!(["viber.com"]));
+        assert_eq!(shown["web"], serde_json::json!(["http://console:8088"]));
+        let refused = serde_json::from_str::<MediaHostsConfig>(r#"{"fax": ["x.example"]}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains("unknown field `fax`"), "{refused}");
+        assert!(refused.contains("`apple`"), "{refused}");
+    }
 
     fn hosts(entries: &[&str]) -> MediaHosts {
         let entries: Vec<String> = entries.iter().map(|e| (*e).to_owned()).collect();
