@@ -15,6 +15,9 @@ pub enum Inbound {
     /// The provider reports that everything we sent up to a time was delivered or read,
     /// without naming messages (Messenger's `delivery` without `mids`, and `read`).
     Watermark(Watermark),
+    /// The customer closed the conversation on their side (Apple's `close`: they deleted
+    /// it): nothing may be sent to them until they write again.
+    Closed(ConversationClosed),
     /// A valid event helpline does not act on (an unknown type or field, an echo of our
     /// own send, a sticker). The webhook is still answered `200`, or the provider retries.
     Ignored {
@@ -49,6 +52,15 @@ pub struct InboundMessage {
     /// How the customer came in, where the provider says (Apple's "Message us" `intent`
     /// and `group`): a new ticket records it, and routing rules may match it.
     pub entry_point: Option<EntryPoint>,
+}
+
+/// A customer's closing of the conversation, as the provider reported it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationClosed {
+    /// The provider's id of the event: redeliveries repeat it.
+    pub provider_event_id: String,
+    /// The customer's address on the channel.
+    pub contact: Personal<String>,
 }
 
 /// The content of one message part.

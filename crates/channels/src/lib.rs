@@ -67,7 +67,9 @@ use serde::Deserialize;
 
 pub use adapter::{InboundAdapter, MAX_BODY_BYTES, WebhookRequest};
 pub use error::{ConfigError, WebhookError};
-pub use inbound::{Inbound, InboundContent, InboundMessage, Receipt, ReceiptStatus, Watermark};
+pub use inbound::{
+    ConversationClosed, Inbound, InboundContent, InboundMessage, Receipt, ReceiptStatus, Watermark,
+};
 pub use outbound::{
     Form, OutboundAdapter, OutboundMessage, ProviderRequest, ProviderResponse, Reason, SendOutcome,
     Unsendable,

@@ -27,6 +27,8 @@ pub enum Command {
         choices: Vec<QuickReply>,
     },
     CaptureDetails(Details),
+    /// Records that the customer closed the conversation on their side, in any phase.
+    RecordConversationClosed,
     /// Records how the customer came in (an entry point's intent and group), once, while
     /// the ticket is open.
     NoteEntryPoint {
@@ -132,6 +134,7 @@ impl Command {
             Command::CaptureDetails(_) => "capture details",
             Command::DetectLanguage { .. } => "set the language",
             Command::NoteEntryPoint { .. } => "note the entry point",
+            Command::RecordConversationClosed => "record the conversation closed by the customer",
             Command::RequestHandoff { .. } => "request a handoff",
             Command::RouteToQueue { .. } => "route to a queue",
             Command::ReferToStore { .. } => "refer to a store",

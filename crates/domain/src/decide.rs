@@ -111,6 +111,14 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             }
             Ok(vec![Event::DetailsCaptured(details)])
         }
+        // The customer may delete the conversation at any time; what egress may send
+        // depends on it, whatever the phase. Again before they write is no events.
+        Command::RecordConversationClosed => {
+            if ticket.customer_closed {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::ConversationClosedByCustomer])
+        }
         Command::NoteEntryPoint { intent, group } => {
             allowed_in(&[Phase::Open])?;
             let (intent, group) = (intent.trim().to_owned(), group.trim().to_owned());

@@ -227,6 +227,9 @@ pub enum Event {
     LanguageDetected {
         language: String,
     },
+    /// The customer closed the conversation on their side (Apple's `close`: they deleted
+    /// it). Nothing is sent to them until they write again.
+    ConversationClosedByCustomer,
     /// How the customer came in, where the channel says (Apple's "Message us" link): the
     /// brand's intent and group, which routing rules may match. Not personal: the
     /// brand's own words in its link.
@@ -407,6 +410,7 @@ impl Event {
             }
             Event::LanguageDetected { .. }
             | Event::EntryPointNoted { .. }
+            | Event::ConversationClosedByCustomer
             | Event::TicketRouted { .. }
             | Event::ReferredToStore(_)
             | Event::TicketQueued { .. }
@@ -439,6 +443,7 @@ impl Event {
             Event::DetailsCaptured(_) => "DetailsCaptured",
             Event::LanguageDetected { .. } => "LanguageDetected",
             Event::EntryPointNoted { .. } => "EntryPointNoted",
+            Event::ConversationClosedByCustomer => "ConversationClosedByCustomer",
             Event::HandoffRequested { .. } => "HandoffRequested",
             Event::TicketRouted { .. } => "TicketRouted",
             Event::ReferredToStore(_) => "ReferredToStore",

@@ -140,6 +140,10 @@ pub struct Ticket {
     /// before it was recorded, hence the default.
     #[serde(default)]
     pub entry_point: Option<EntryPoint>,
+    /// The customer closed the conversation on their side and has not written since:
+    /// nothing may be sent to them. Absent from older snapshots, hence the default.
+    #[serde(default)]
+    pub customer_closed: bool,
     /// The customer messages received, by helpline's id of each (derived from the
     /// provider's): a provider's redelivery, however late, is recognised and taken once.
     /// Absent from snapshots written before, hence the default; the stream's duplicate
@@ -180,6 +184,8 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
         }
         Event::CustomerMessageReceived { message, body, .. } => {
             ticket.customer_messages += 1;
+            // Writing again opens the conversation they had closed.
+            ticket.customer_closed = false;
             ticket.received.insert(*message);
             if ticket.phase == Phase::AwaitingRating {
                 ticket.rating_answers.insert(*message);
@@ -200,6 +206,7 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
         Event::AgentMessageSent { .. } => ticket.outbound_messages += 1,
         Event::DetailsCaptured(details) => ticket.details = Some(details.clone()),
         Event::LanguageDetected { language } => ticket.language = language.clone(),
+        Event::ConversationClosedByCustomer => ticket.customer_closed = true,
         Event::EntryPointNoted { intent, group } => {
             ticket.entry_point = Some(EntryPoint {
                 intent: intent.clone(),

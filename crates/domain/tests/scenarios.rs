@@ -407,6 +407,24 @@ fn the_entry_point_is_noted_once_while_the_ticket_is_open() {
 }
 
 #[test]
+fn a_conversation_closed_by_the_customer_stays_closed_until_they_write_again() {
+    let ticket = Scenario::given([opened()])
+        .when(Command::RecordConversationClosed)
+        .then([Event::ConversationClosedByCustomer]);
+    assert!(ticket.customer_closed);
+    // Closed again before writing: nothing new.
+    Scenario::given([opened(), Event::ConversationClosedByCustomer])
+        .when(Command::RecordConversationClosed)
+        .then([]);
+    // Writing again opens it.
+    let closed = Scenario::given([opened(), Event::ConversationClosedByCustomer]);
+    let wrote = helpline_domain::decide(closed.ticket(), cmd::receive_message(7))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ticket = helpline_domain::fold(closed.ticket().clone(), &wrote);
+    assert!(!ticket.customer_closed);
+}
+
+#[test]
 fn details_are_captured_while_the_bot_talks() {
     Scenario::given([opened()])
         .when(cmd::capture_details())
@@ -712,7 +730,7 @@ fn a_customer_is_erased_in_every_phase_of_an_existing_ticket() {
 // =======================================================================================
 
 /// Column order of the table: one command per `Command` variant.
-const COLUMNS: usize = 27;
+const COLUMNS: usize = 28;
 
 /// The column of a command; exhaustive, so a new command must be added to the table.
 fn column(command: &Command) -> usize {
@@ -744,6 +762,7 @@ fn column(command: &Command) -> usize {
         Command::RecordAttachmentStored { .. } => 24,
         Command::RecordAttachmentNotFetched { .. } => 25,
         Command::NoteEntryPoint { .. } => 26,
+        Command::RecordConversationClosed => 27,
     }
 }
 
@@ -787,17 +806,17 @@ const ALL_PHASES: [Phase; 10] = [
 const TABLE: [(Stage, &str); 11] = [
     //                        open  bot   hand  store accpt rels  ask   close dlvr  read  lang  note  atchd entry
     //                           msg   detl  queue assgn agmsg resol rate  abnd  fail  erase back  xfer  unfch
-    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
-    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  Y  .  .  .  M  M  Y"),
-    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  ."),
-    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  ."),
-    (Stage::Assigned,        "O  Y  H  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y  .  A  A  A  M  M  ."),
-    (Stage::Accepted,        "O  Y  H  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  Y  M  M  ."),
-    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  ."),
-    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  ."),
-    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  ."),
-    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  ."),
-    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  ."),
+    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
+    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  Y  .  .  .  M  M  Y  Y"),
+    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
+    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
+    (Stage::Assigned,        "O  Y  H  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y  .  A  A  A  M  M  .  Y"),
+    (Stage::Accepted,        "O  Y  H  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  Y  M  M  .  Y"),
+    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
+    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
+    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
+    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
+    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
 ];
 
 #[test]
@@ -1405,6 +1424,7 @@ fn a_closed_ticket_holds_the_whole_story() {
             attachments: Default::default(),
             attachment_bytes: 0,
             entry_point: None,
+            customer_closed: false,
             received: Default::default(),
             rating_answers: Default::default(),
             outcomes: Default::default(),

@@ -362,6 +362,14 @@ impl Egress {
         if loaded.ticket.erased {
             return Ok(Err("the customer was erased".to_owned()));
         }
+        // Apple's rule, and any customer's wish: after they closed the conversation,
+        // nothing until they write again. Failed for good, so the agent sees it.
+        if loaded.ticket.customer_closed {
+            return Ok(Err(
+                "the customer closed the conversation; nothing is sent until they write again"
+                    .to_owned(),
+            ));
+        }
         let Some(customer) = loaded.ticket.customer.clone() else {
             return Err(HandlerError::Permanent(format!(
                 "ticket {ticket} has no customer: it was never opened"

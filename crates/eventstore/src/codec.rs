@@ -407,6 +407,9 @@ fn event_to_proto(event: &Event) -> EventProto {
         Event::DetailsCaptured(details) => EventProto::DetailsCaptured(pb::DetailsCaptured {
             details: Some(details_to_proto(details)),
         }),
+        Event::ConversationClosedByCustomer => {
+            EventProto::ConversationClosedByCustomer(pb::ConversationClosedByCustomer {})
+        }
         Event::EntryPointNoted { intent, group } => {
             EventProto::EntryPointNoted(pb::EntryPointNoted {
                 intent: intent.clone(),
@@ -555,6 +558,7 @@ fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecE
                 })
                 .collect(),
         },
+        EventProto::ConversationClosedByCustomer(_) => Event::ConversationClosedByCustomer,
         EventProto::EntryPointNoted(e) => Event::EntryPointNoted {
             intent: e.intent,
             group: e.group,
@@ -1169,6 +1173,7 @@ mod tests {
             intent: "repair_status".into(),
             group: "laptops".into(),
         });
+        events.push(Event::ConversationClosedByCustomer);
         for reason in [
             HandoffReason::DetailsComplete,
             HandoffReason::CustomerAsked,
@@ -1333,7 +1338,7 @@ mod tests {
     fn every_event_round_trips() {
         let events = every_event();
         let names: std::collections::BTreeSet<_> = events.iter().map(Event::name).collect();
-        assert_eq!(names.len(), 26, "an example of every event");
+        assert_eq!(names.len(), 28, "an example of every event");
         for event in &events {
             check_round_trip(&meta(), event);
         }

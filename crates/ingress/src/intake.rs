@@ -46,7 +46,7 @@ use helpline_domain::{
 use helpline_eventstore::{CommandMeta, CustomerId, EventStore, LoadedTicket, StoreError};
 use uuid::Uuid;
 
-use helpline_channels::inbound::{InboundContent, InboundMessage};
+use helpline_channels::inbound::{ConversationClosed, InboundContent, InboundMessage};
 
 /// How long a receipt's provider id is remembered for dedupe (customer messages dedupe on
 /// their ticket instead).
@@ -317,6 +317,75 @@ impl Intake {
                     }
                     knowledge = Knowledge::Read;
                 }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(IntakeError::Contended)
+    }
+
+    /// Records on the customer's current ticket that they closed the conversation, so
+    /// that nothing is sent to them until they write again. A customer without a ticket
+    /// (or an erased one) has nothing to record it on: [`Taken::Refused`], answered 200.
+    pub async fn close(
+        &self,
+        channel: Channel,
+        closed: &ConversationClosed,
+    ) -> Result<Taken, IntakeError> {
+        let Ok(contact) = contact::normalize(channel, closed.contact.expose()) else {
+            tracing::warn!("conversation closing refused: no address of the channel's");
+            return Ok(Taken::Refused);
+        };
+        let customer = self.store.customer_id(channel, &contact);
+        let contact_key = self.store.layout().contact_key(channel, &customer);
+        let provider = self.store.provider_ref(channel, &closed.provider_event_id);
+        let derived = format!("{}:close:{provider}", channel.as_str());
+        let command_id = Uuid::new_v5(&NAMESPACE, derived.as_bytes());
+        // The customer's latest ticket: the one this process knows, or their pointer, or
+        // their first; then along the chain while a later one exists.
+        let mut ticket = match self.remembered(&contact_key) {
+            Some(ticket) => ticket,
+            None => self
+                .pointed_ticket(&contact_key)
+                .await?
+                .unwrap_or_else(|| first_ticket(&customer)),
+        };
+        let mut loaded = self.store.load(ticket).await?;
+        if loaded.ticket.phase == Phase::New {
+            tracing::debug!("conversation closed by a customer without a ticket");
+            return Ok(Taken::Refused);
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let next = self.store.load(next_ticket(ticket)).await?;
+            if next.ticket.phase == Phase::New {
+                break;
+            }
+            (ticket, loaded) = (next_ticket(ticket), next);
+        }
+        let meta = CommandMeta::new(command_id, SystemTime::now())
+            .caused_by(derived)
+            .correlated_with(ticket.0.to_string());
+        for _ in 0..MAX_ATTEMPTS {
+            let events = match decide(&loaded.ticket, Command::RecordConversationClosed) {
+                Ok(events) if events.is_empty() => return Ok(Taken::Duplicate),
+                Ok(events) => events,
+                Err(refusal) => {
+                    tracing::info!(ticket = %ticket, reason = %refusal, "conversation closing not recorded");
+                    return Ok(Taken::Refused);
+                }
+            };
+            match self
+                .store
+                .append(ticket, loaded.version, &events, &meta)
+                .await
+            {
+                Ok(appended) => {
+                    tracing::info!(ticket = %ticket, "conversation closed by the customer");
+                    return Ok(Taken::Appended {
+                        ticket,
+                        version: appended.version,
+                    });
+                }
+                Err(StoreError::Conflict { .. }) => loaded = self.store.load(ticket).await?,
                 Err(e) => return Err(e.into()),
             }
         }

@@ -31,7 +31,8 @@ pub mod receipts;
 pub mod server;
 
 pub use helpline_channels::{
-    ChannelsConfig, ConfigError, Inbound, InboundAdapter, InboundContent, InboundMessage,
-    MAX_BODY_BYTES, Receipt, ReceiptStatus, Secret, Watermark, WebhookError, WebhookRequest,
+    ChannelsConfig, ConfigError, ConversationClosed, Inbound, InboundAdapter, InboundContent,
+    InboundMessage, MAX_BODY_BYTES, Receipt, ReceiptStatus, Secret, Watermark, WebhookError,
+    WebhookRequest,
 };
 pub use server::{Ingress, IngressConfig, IngressError};

@@ -404,6 +404,12 @@ async fn receive(
             Inbound::Watermark(_) => {
                 tracing::debug!(channel, "watermark not recorded: it names no message");
             }
+            Inbound::Closed(closed) => {
+                if let Err(error) = ingress.inner.intake.close(channel_id, &closed).await {
+                    tracing::error!(channel, %error, "closing not taken, provider will retry");
+                    return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
+                }
+            }
             Inbound::Ignored { reason } => tracing::debug!(channel, %reason, "event ignored"),
         }
     }

@@ -116,6 +116,9 @@ pub fn describe(event: &Event, audience: &Audience, erased: bool) -> String {
             }
         }
         Event::LanguageDetected { language } => format!("language is {language}"),
+        Event::ConversationClosedByCustomer => {
+            "the customer closed the conversation; nothing is sent until they write".to_owned()
+        }
         Event::EntryPointNoted { intent, group } => {
             let named: Vec<String> = [("intent", intent), ("group", group)]
                 .into_iter()

@@ -39,7 +39,7 @@ pub use outbound::AppleOutbound;
 
 use crate::adapter::{InboundAdapter, MAX_BODY_BYTES, WebhookRequest};
 use crate::error::{ConfigError, WebhookError};
-use crate::inbound::{Inbound, InboundContent, Parts, choice_text};
+use crate::inbound::{ConversationClosed, Inbound, InboundContent, Parts, choice_text};
 use crate::json::{self, type_label};
 use crate::secret::{Secret, require_secrets};
 use crate::signature::single_header;
@@ -245,10 +245,11 @@ impl InboundAdapter for AppleAdapter {
             "interactive" => read_interactive(&event),
             "typing_start" | "typing_end" => Ok(vec![Inbound::ignored("apple typing indicator")]),
             // The customer deleted the conversation: nothing may be sent until they
-            // write again, which a new message shows.
-            "close" => Ok(vec![Inbound::ignored(
-                "apple conversation closed by the customer",
-            )]),
+            // write again (Apple's policy; a new message shows it).
+            "close" => Ok(vec![Inbound::Closed(ConversationClosed {
+                provider_event_id: json::non_empty(&event.id, "id")?.to_owned(),
+                contact: Personal::new(json::non_empty(&event.source_id, "sourceId")?.to_owned()),
+            })]),
             other => Ok(vec![Inbound::ignored(format!(
                 "apple message type `{}`",
                 type_label(other)

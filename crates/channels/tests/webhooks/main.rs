@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod apple;
 mod general;
 mod malformed;
 mod messenger;

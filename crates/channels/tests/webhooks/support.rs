@@ -149,7 +149,7 @@ pub fn check(adapter: &dyn InboundAdapter, body: &str, expected: &[&str]) {
 /// One line per value, personal data shown (these are test fixtures):
 /// `message <id> from <contact> "<name>" at <t> to <account>: <content>`,
 /// `receipt <id> <status> for <contact> at <t>`, `watermark <status> for <contact> up to <ms>`,
-/// `ignored: <reason>`.
+/// `closed <event id> by <contact>`, `ignored: <reason>`.
 pub fn render(inbound: &Inbound) -> String {
     match inbound {
         Inbound::Message(message) => {
@@ -188,6 +188,11 @@ pub fn render(inbound: &Inbound) -> String {
             render_status(&watermark.status),
             watermark.contact.expose(),
             watermark.up_to_unix_ms
+        ),
+        Inbound::Closed(closed) => format!(
+            "closed {} by {}",
+            closed.provider_event_id,
+            closed.contact.expose()
         ),
         Inbound::Ignored { reason } => format!("ignored: {reason}"),
     }

@@ -476,6 +476,7 @@ pub mod cmd {
             record_attachment_stored(1),
             record_attachment_not_fetched(1),
             note_entry_point("repair_status", "laptops"),
+            Command::RecordConversationClosed,
         ]
     }
 }

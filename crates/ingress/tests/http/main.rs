@@ -525,3 +525,76 @@ async fn two_web_chat_sessions_may_use_the_same_message_id() {
         .collect();
     assert_eq!(received, texts, "both sessions' messages were taken");
 }
+
+/// Apple's rule: after the customer closed (deleted) the conversation, nothing is sent to
+/// them until they write again. The next bot message fails for good without a request to
+/// Apple, so the agent sees why; the customer's next message opens the conversation again.
+#[tokio::test]
+async fn after_an_apple_customer_closes_the_conversation_nothing_is_sent_until_they_write() {
+    let h = Harness::start().await;
+    let egress = h.start_egress();
+    let apple = Channel::AppleMessages;
+    let customer = customer_id(apple, 70);
+    let (ticket, _, _) = h.reply_delivered(apple, &customer).await;
+    let got = || h.sim.received(apple, &customer).len();
+    assert_eq!(got(), 1);
+    let close = h.sim.apple_close_webhook(&customer);
+    for _ in 0..2 {
+        let response = h.sim.deliver(&h.url, &close).await.unwrap();
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    let closings = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|event| matches!(event, Event::ConversationClosedByCustomer))
+            .count()
+    };
+    assert_eq!(
+        closings(&h.ticket_events(ticket).await),
+        1,
+        "a redelivery adds nothing"
+    );
+
+    let message = helpline_domain::MessageId(uuid::Uuid::now_v7());
+    h.append(
+        ticket,
+        Event::BotMessageSent {
+            message,
+            body: MessageBody::Text(helpline_domain::Personal::new("Noch da?".to_owned())),
+            prompt: "test".to_owned(),
+            choices: Vec::new(),
+        },
+    )
+    .await;
+    let mut failed = None;
+    for _ in 0..200 {
+        failed = h
+            .ticket_events(ticket)
+            .await
+            .into_iter()
+            .find_map(|event| match event {
+                Event::MessageDeliveryFailed {
+                    message: m,
+                    reason,
+                    permanent,
+                } if m == message => Some((reason.expose().clone(), permanent)),
+                _ => None,
+            });
+        if failed.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (reason, permanent) = failed.expect("the message is recorded as not sent");
+    assert!(permanent);
+    assert!(reason.contains("closed the conversation"), "{reason}");
+    assert_eq!(got(), 1, "no request reached Apple");
+
+    // The customer writes again: the conversation is open, the next message goes out.
+    let again = h.sim.webhook(apple, &customer, "Doch, noch eine Frage");
+    assert_eq!(h.sim.deliver(&h.url, &again).await.unwrap().status, 200);
+    h.bot_says(ticket, "Gern, worum geht es?", "test", Vec::new())
+        .await;
+    assert_eq!(got(), 2);
+    egress.stop().await;
+}

@@ -81,6 +81,11 @@ pub(super) fn choice_webhook(shared: &Shared, customer: &str, id: &str, title: &
     })
 }
 
+/// The customer deletes the conversation: Apple's `close`.
+pub(super) fn close_webhook(shared: &Shared, customer: &str) -> Webhook {
+    event_webhook(shared, customer, "close", |_| {})
+}
+
 /// Apple sends no receipts: the nearest thing, the customer stopping typing.
 pub(super) fn receipt_webhook(shared: &Shared, customer: &str) -> Webhook {
     event_webhook(shared, customer, "typing_end", |_| {})

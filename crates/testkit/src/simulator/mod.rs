@@ -624,6 +624,11 @@ impl Simulator {
         }
     }
 
+    /// Apple's `close`: `customer` deleted the conversation on their device.
+    pub fn apple_close_webhook(&self, customer: &str) -> Webhook {
+        apple::close_webhook(&self.shared, customer)
+    }
+
     /// An image from `customer`, referring to media added with [`Simulator::add_media`]:
     /// by id for WhatsApp and Telegram, by URL otherwise.
     pub fn webhook_image(
