@@ -146,6 +146,16 @@ fn float_to_integer(value: f64) -> Option<i64> {
     in_range.then(|| value.trunc() as i64)
 }
 
+/// `at` in Unix seconds, negative before 1970, saturating at the ends of `i64`.
+pub(crate) fn unix_seconds(at: std::time::SystemTime) -> i64 {
+    match at.duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_secs())
+            .map(|secs| -secs)
+            .unwrap_or(i64::MIN),
+    }
+}
+
 /// Unix milliseconds to Unix seconds, rounding down.
 pub(crate) fn millis_to_seconds(millis: i64) -> i64 {
     millis.div_euclid(1000)

@@ -92,9 +92,10 @@ pub(crate) fn channel_parser() -> impl clap::builder::TypedValueParser<Value = C
         .iter()
         .map(|channel| channel.as_str())
         .collect();
-    clap::builder::PossibleValuesParser::new(names).map(|name: String| {
-        // The parser admitted only the registry's names.
-        ChannelArg(helpline_channels::by_name(&name).unwrap_or(Channel::WebChat))
+    clap::builder::PossibleValuesParser::new(names).try_map(|name: String| {
+        helpline_channels::by_name(&name)
+            .map(ChannelArg)
+            .ok_or_else(|| format!("{name} is not a channel"))
     })
 }
 
@@ -466,4 +467,33 @@ fn entry_json(entry: &pb::TimelineEntry) -> Value {
         "command_id": entry.command_id,
         "causation_id": entry.causation_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_channel_argument_takes_the_registrys_names_and_no_other() {
+        let command = clap::Command::new("helpline");
+        let parse = |name: &str| {
+            clap::builder::TypedValueParser::parse_ref(
+                &channel_parser(),
+                &command,
+                None,
+                std::ffi::OsStr::new(name),
+            )
+        };
+        for channel in helpline_channels::CHANNELS {
+            assert_eq!(parse(channel.as_str()).unwrap().0, *channel);
+        }
+        assert_eq!(
+            parse("apple").unwrap().to_proto(),
+            pb::Channel::AppleMessages
+        );
+        let refused = parse("fax").unwrap_err().to_string();
+        assert!(refused.contains("whatsapp"), "{refused}");
+    }
 }

@@ -210,7 +210,7 @@ impl AppleAdapter {
             WebhookError::unauthorized(format!("the token was refused ({:?})", error.kind()))
         })?
         .claims;
-        let now = unix_seconds(now);
+        let now = json::unix_seconds(now);
         let age = self.config.max_token_age_secs;
         if claims.iat.abs_diff(now) > age {
             return Err(WebhookError::unauthorized(format!(
@@ -491,15 +491,6 @@ fn entry_point(intent: Option<&str>, group: Option<&str>) -> Option<EntryPoint> 
     (!intent.is_empty() || !group.is_empty()).then_some(EntryPoint { intent, group })
 }
 
-fn unix_seconds(at: SystemTime) -> i64 {
-    match at.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        Err(before) => i64::try_from(before.duration().as_secs())
-            .map(|secs| -secs)
-            .unwrap_or(i64::MIN),
-    }
-}
-
 /// A call to the gateway: its URL and headers (the first is `Authorization`, a secret).
 pub type GatewayCall = (String, Vec<(&'static str, String)>);
 
@@ -551,7 +542,7 @@ pub(crate) fn gateway_token(
     let claims = Claims {
         aud: None,
         iss: Some(config.msp_id.clone()),
-        iat: unix_seconds(now),
+        iat: json::unix_seconds(now),
     };
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

@@ -146,12 +146,7 @@ impl WebAdapter {
     fn check_sent_at(&self, body: &[u8], now: SystemTime) -> Result<(), WebhookError> {
         let stamp: Stamp = json::from_body(body)?;
         let sent_at = rfc3339_to_unix(&stamp.sent_at, "sent_at")?;
-        let now = match now.duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-            Err(before) => i64::try_from(before.duration().as_secs())
-                .map(|secs| -secs)
-                .unwrap_or(i64::MIN),
-        };
+        let now = json::unix_seconds(now);
         let tolerance = i64::try_from(self.config.sent_at_tolerance_secs).unwrap_or(i64::MAX);
         if sent_at < now.saturating_sub(tolerance) {
             return Err(WebhookError::unauthorized(format!(
