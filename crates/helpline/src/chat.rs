@@ -38,9 +38,15 @@ pub fn simulated_channels_toml(sim: &Simulator) -> String {
 /// or answering `5xx`), as providers redeliver webhooks.
 const REDELIVERY: Duration = Duration::from_secs(120);
 
-pub const HOW_TO_CHAT: &str = "chat as a customer: type `<channel> <customer> <text>`, e.g. \
-`whatsapp 4915112345678 Mein Laptop startet nicht` (channels: whatsapp, messenger, telegram, \
-viber, web); replies to customers are printed as they arrive";
+/// How to chat, naming the registry's channels.
+pub fn how_to_chat() -> String {
+    format!(
+        "chat as a customer: type `<channel> <customer> <text>`, e.g. \
+         `whatsapp 4915112345678 Mein Laptop startet nicht` (channels: {}); replies to \
+         customers are printed as they arrive",
+        helpline_channels::NAMES.join(", ")
+    )
+}
 
 /// Reads chat lines from stdin and prints what customers receive, until `stop`.
 pub async fn run(sim: Arc<Simulator>, ingress_url: String, stop: CancellationToken) {
@@ -95,7 +101,7 @@ pub async fn run(sim: Arc<Simulator>, ingress_url: String, stop: CancellationTok
                     Err(e) => println!("→ {} {customer}: not delivered: {e}", channel.as_str()),
                 }
             }
-            None => println!("{HOW_TO_CHAT}"),
+            None => println!("{}", how_to_chat()),
         }
     }
     printer.abort();

@@ -149,7 +149,7 @@ async fn serve(
         ),
         None => println!("  logs          this terminal"),
     }
-    println!("{}", chat::HOW_TO_CHAT);
+    println!("{}", chat::how_to_chat());
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let url = format!("http://{}", config.ingress.listen);
     let services = tokio::spawn(all::run_until_stopped(

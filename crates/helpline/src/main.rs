@@ -504,7 +504,7 @@ async fn simulate(listen: std::net::SocketAddr, ingress: String) -> anyhow::Resu
     println!("# channel simulator on {}", sim.base_url());
     println!("# point helpline at it with this configuration:\n");
     println!("{}", chat::simulated_channels_toml(&sim));
-    println!("{}", chat::HOW_TO_CHAT);
+    println!("{}", chat::how_to_chat());
     let stop = tokio_util::sync::CancellationToken::new();
     let chat = tokio::spawn(chat::run(std::sync::Arc::new(sim), ingress, stop.clone()));
     shutdown_signal().await;
