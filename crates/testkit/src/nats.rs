@@ -470,8 +470,29 @@ fn check_version(binary: &Path) -> Result<(), TestkitError> {
     }
 }
 
+/// Where [`free_port`] looks: below the ports the kernel hands out for port 0 (32768 and
+/// up on Linux), which every client socket and every server bound to port 0 takes from.
+const CHOSEN_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
 /// A loopback port nothing listens on right now, for a server a test is about to start.
+///
+/// The port is free when chosen and bound by the server a moment later; in between, any
+/// socket of the tests running beside it could take a port the kernel chose. So it is
+/// chosen outside the kernel's range for port 0, at random, and never twice in one
+/// process; only when that range seems full does the kernel choose.
 pub fn free_port() -> Result<u16, TestkitError> {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..1_000 {
+        let port = fastrand::u16(CHOSEN_PORTS);
+        let fresh = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(port);
+        if fresh && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }
