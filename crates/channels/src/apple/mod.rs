@@ -8,10 +8,11 @@
 //! Types: `text` (the customer's words; each attachment stands as U+FFFC in `body` and is
 //! listed in `attachments`, encrypted on Apple's MMCS), `interactive` (the customer's
 //! answer to a quick reply or list picker we sent: read by `choice_text` like every
-//! channel's taps), `typing_start`/`typing_end` and `close` (the customer deleted the
-//! conversation) are ignored with their reason. `locale` (`de_DE`) is the customer's
-//! language; `intent` and `group`, from the "Message us" entry point, are recorded on
-//! the message as its entry point.
+//! channel's taps), `close` (the customer deleted the conversation: `Inbound::Closed`,
+//! after which nothing is sent until they write again), `typing_start`/`typing_end`
+//! (ignored with their reason). `locale` (`de_DE`) is the customer's language; `intent`
+//! and `group`, from the "Message us" entry point, are recorded on the message as its
+//! entry point.
 //!
 //! **Out** (`outbound.rs`): `POST {api_base_url}/message` with a JWT of `iss` our MSP
 //! id, `id` (the message id: a retry reuses it), `Source-Id` the business,
