@@ -99,16 +99,6 @@ impl MessengerAdapter {
         )?;
         Ok(Self { config })
     }
-
-    /// [`verify_handshake`] against the configured verify token.
-    pub fn verify_handshake(
-        &self,
-        mode: Option<&str>,
-        verify_token: Option<&str>,
-        challenge: Option<&str>,
-    ) -> Result<String, WebhookError> {
-        verify_handshake(mode, verify_token, challenge, &self.config.verify_token)
-    }
 }
 
 impl InboundAdapter for MessengerAdapter {

@@ -132,16 +132,6 @@ impl WhatsAppAdapter {
         )?;
         Ok(Self { config })
     }
-
-    /// [`verify_handshake`] against the configured verify token.
-    pub fn verify_handshake(
-        &self,
-        mode: Option<&str>,
-        verify_token: Option<&str>,
-        challenge: Option<&str>,
-    ) -> Result<String, WebhookError> {
-        verify_handshake(mode, verify_token, challenge, &self.config.verify_token)
-    }
 }
 
 impl InboundAdapter for WhatsAppAdapter {

@@ -85,9 +85,7 @@ fn the_handshake_is_metas() {
         Ok("42".to_owned())
     );
     assert_unauthorized(
-        messenger()
-            .verify_handshake(Some("subscribe"), Some("guess"), Some("42"))
-            .map(drop),
+        handshake(&messenger(), Some("subscribe"), Some("guess"), Some("42")).map(drop),
     );
 }
 

@@ -146,6 +146,30 @@ pub fn check(adapter: &dyn InboundAdapter, body: &str, expected: &[&str]) {
     assert_eq!(rendered, expected);
 }
 
+/// Meta's subscription handshake through the adapter, as the `GET` route calls it: the
+/// parameters given are in the query string.
+pub fn handshake(
+    adapter: &dyn InboundAdapter,
+    mode: Option<&str>,
+    verify_token: Option<&str>,
+    challenge: Option<&str>,
+) -> Result<String, WebhookError> {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in [
+        ("hub.mode", mode),
+        ("hub.verify_token", verify_token),
+        ("hub.challenge", challenge),
+    ] {
+        if let Some(value) = value {
+            query.append_pair(name, value);
+        }
+    }
+    let query = query.finish();
+    adapter
+        .handshake(Some(&query))
+        .unwrap_or_else(|| panic!("{:?} has no handshake", adapter.channel()))
+}
+
 /// One line per value, personal data shown (these are test fixtures):
 /// `message <id> from <contact> "<name>" at <t> to <account>: <content>`,
 /// `receipt <id> <status> for <contact> at <t>`, `watermark <status> for <contact> up to <ms>`,

@@ -138,7 +138,12 @@ fn the_handshake_echoes_the_challenge() {
         Ok("1158201444".to_owned())
     );
     assert_eq!(
-        whatsapp().verify_handshake(Some("subscribe"), Some(META_VERIFY_TOKEN), Some("x y")),
+        handshake(
+            &whatsapp(),
+            Some("subscribe"),
+            Some(META_VERIFY_TOKEN),
+            Some("x y")
+        ),
         Ok("x y".to_owned())
     );
 }
@@ -152,20 +157,26 @@ fn the_handshake_refuses_a_wrong_token_or_mode() {
         ("subscribe", ""),
         ("unsubscribe", META_VERIFY_TOKEN),
     ] {
-        assert_unauthorized(
-            adapter
-                .verify_handshake(Some(mode), Some(token), Some("1"))
-                .map(drop),
-        );
+        assert_unauthorized(handshake(&adapter, Some(mode), Some(token), Some("1")).map(drop));
     }
 }
 
 #[test]
 fn the_handshake_without_parameters_is_malformed() {
     let adapter = whatsapp();
-    assert_malformed(adapter.verify_handshake(None, Some(META_VERIFY_TOKEN), Some("1")));
-    assert_malformed(adapter.verify_handshake(Some("subscribe"), None, Some("1")));
-    assert_malformed(adapter.verify_handshake(Some("subscribe"), Some(META_VERIFY_TOKEN), None));
+    assert_malformed(handshake(
+        &adapter,
+        None,
+        Some(META_VERIFY_TOKEN),
+        Some("1"),
+    ));
+    assert_malformed(handshake(&adapter, Some("subscribe"), None, Some("1")));
+    assert_malformed(handshake(
+        &adapter,
+        Some("subscribe"),
+        Some(META_VERIFY_TOKEN),
+        None,
+    ));
 }
 
 /// A `messages` change with the usual metadata and one contact around `inner`.
