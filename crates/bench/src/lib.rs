@@ -303,17 +303,11 @@ pub async fn run(
     }
     let default_sync = default_sync?;
 
-    let sync_config =
-        std::env::temp_dir().join(format!("helpline-bench-{}.conf", uuid::Uuid::now_v7()));
-    std::fs::write(&sync_config, "jetstream {\n  sync_interval: always\n}\n")
-        .context("cannot write the nats-server configuration")?;
-    let started = NatsServer::builder()
-        .config_file(&sync_config)
+    let mut nats = NatsServer::builder()
+        .sync_always()
         .start()
-        .await;
-    // The server has read its configuration once it started (or failed to).
-    let _ = std::fs::remove_file(&sync_config);
-    let mut nats = started.context("cannot start nats-server with sync_interval: always")?;
+        .await
+        .context("cannot start nats-server with sync_interval: always")?;
     let durable = durable(&sizes, &nats, &stack).await;
     if let Err(e) = nats.stop().await {
         tracing::warn!(error = %e, "nats-server did not stop cleanly");

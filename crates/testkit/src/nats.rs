@@ -50,6 +50,7 @@ pub struct NatsServerBuilder {
     store_dir: Option<PathBuf>,
     log_file: Option<PathBuf>,
     config_file: Option<PathBuf>,
+    sync_always: bool,
     env: Vec<(String, String)>,
     credentials: Option<Credentials>,
     tls: Option<ClientTls>,
@@ -83,10 +84,18 @@ impl NatsServerBuilder {
         self
     }
 
-    /// A nats-server configuration file for what has no flag, such as
-    /// `jetstream { sync_interval: always }`; the port and store flags still win.
+    /// A nats-server configuration file for what has no flag, such as `authorization` or
+    /// `cluster`; the port and store flags still win. It must not hold a `jetstream` block:
+    /// the builder writes that one (see [`NatsServerBuilder::sync_always`]).
     pub fn config_file(mut self, file: impl Into<PathBuf>) -> Self {
         self.config_file = Some(file.into());
+        self
+    }
+
+    /// Every write fsynced (`jetstream { sync_interval: always }`), as production runs,
+    /// instead of the server's 2-minute default.
+    pub fn sync_always(mut self) -> Self {
+        self.sync_always = true;
         self
     }
 
@@ -162,12 +171,17 @@ impl NatsServerBuilder {
             Some(port) => port,
             None => free_port()?,
         };
+        let config_file = match &temp {
+            Some(temp) => temp.path().join("nats-server.conf"),
+            None => store_dir.with_extension("server.conf"),
+        };
+        write_config(&config_file, self.config_file.as_deref(), self.sync_always)?;
         let mut server = NatsServer {
             binary,
             port,
             store_dir,
             log_file,
-            config_file: self.config_file,
+            config_file,
             env: self.env,
             credentials: self.credentials,
             tls: self.tls,
@@ -180,6 +194,27 @@ impl NatsServerBuilder {
     }
 }
 
+/// The server's configuration: the caller's file, then the `jetstream` block.
+///
+/// The file-store limit is set to nats-server's own default ceiling (1 TB) whatever the
+/// disk has free: otherwise the server takes 75% of the free space at start, and the
+/// streams' and buckets' reservations (`max_bytes`, 1 GiB for each media bucket) count
+/// against it although the tests write a few megabytes, so a machine with a few GB free
+/// (a CI runner after a build) refused to create a region's buckets.
+fn write_config(file: &Path, caller: Option<&Path>, sync_always: bool) -> Result<(), TestkitError> {
+    let mut text = match caller {
+        Some(caller) => std::fs::read_to_string(caller)?,
+        None => String::new(),
+    };
+    text.push_str("\njetstream {\n  max_file_store: 1TB\n");
+    if sync_always {
+        text.push_str("  sync_interval: always\n");
+    }
+    text.push_str("}\n");
+    std::fs::write(file, text)?;
+    Ok(())
+}
+
 /// A running `nats-server` with JetStream. Dropping it kills the process and removes a
 /// temporary store.
 #[derive(Debug)]
@@ -188,7 +223,8 @@ pub struct NatsServer {
     port: u16,
     store_dir: PathBuf,
     log_file: PathBuf,
-    config_file: Option<PathBuf>,
+    /// Written by the builder: the caller's configuration and the `jetstream` block.
+    config_file: PathBuf,
     env: Vec<(String, String)>,
     credentials: Option<Credentials>,
     tls: Option<ClientTls>,
@@ -311,11 +347,9 @@ impl NatsServer {
             .create(true)
             .append(true)
             .open(&self.log_file)?;
-        let mut command = Command::new(&self.binary);
-        if let Some(file) = &self.config_file {
-            command.arg("--config").arg(file);
-        }
-        let child = command
+        let child = Command::new(&self.binary)
+            .arg("--config")
+            .arg(&self.config_file)
             .envs(self.env.iter().map(|(name, value)| (name, value)))
             .args(["--jetstream", "--addr", "127.0.0.1", "--port"])
             .arg(self.port.to_string())

@@ -43,14 +43,14 @@ impl NatsCluster {
             std::fs::write(
                 &config,
                 format!(
-                    "jetstream {{\n  sync_interval: always\n}}\n\
-                     cluster {{\n  name: helpline\n  listen: 127.0.0.1:{route_port}\n  routes: [{routes}]\n}}\n"
+                    "cluster {{\n  name: helpline\n  listen: 127.0.0.1:{route_port}\n  routes: [{routes}]\n}}\n"
                 ),
             )?;
             nodes.push(
                 NatsServer::builder()
                     .server_name(format!("n{i}"))
                     .config_file(config)
+                    .sync_always()
                     .store_dir(dir.path().join(format!("n{i}")))
                     .log_file(dir.path().join(format!("n{i}.log")))
                     .start_unready()?,

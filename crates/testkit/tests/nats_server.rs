@@ -14,6 +14,30 @@ async fn starts_with_jetstream_on_a_free_port() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A region reserves its buckets' limits (1 GiB for each media bucket) against the
+/// server's file-store ceiling. By default the server takes 75% of the disk's free space
+/// as that ceiling, so on a runner with a few GB free a region could not be created
+/// although the tests write only megabytes. The harness claims the server's own 1 TB
+/// ceiling instead: a reservation far beyond any test's disk is accepted.
+#[tokio::test]
+async fn reservations_do_not_depend_on_the_disks_free_space() -> anyhow::Result<()> {
+    for server in [
+        NatsServer::start().await?,
+        NatsServer::builder().sync_always().start().await?,
+    ] {
+        let js = async_nats::jetstream::new(server.connect().await?);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "RESERVED".into(),
+            subjects: vec!["reserved.>".into()],
+            max_bytes: 500 * 1024 * 1024 * 1024,
+            ..Default::default()
+        })
+        .await?;
+        js.publish("reserved.one", "x".into()).await?.await?;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn keeps_its_store_across_a_kill_and_restart() -> anyhow::Result<()> {
     let mut server = NatsServer::start().await?;
