@@ -3,9 +3,10 @@
 
 use crate::event::{
     CloseReason, Customer, Details, HandoffReason, MessageBody, QuickReply, ReleaseReason,
-    StoreReferral,
+    StoreReferral, WhatsAppTemplateCall,
 };
 use crate::ids::{AgentId, MessageId, QueueId, TicketId};
+use crate::notify::NotificationKind;
 use crate::personal::Personal;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -88,6 +89,18 @@ pub enum Command {
         agent: AgentId,
         queue: QueueId,
     },
+    /// The brand writes first. With `notice`, Apple's notice about notifications goes
+    /// out before it (its message id and text), once per conversation. A notification
+    /// already sent (the same message id: the request's idempotency key) is nothing.
+    SendNotification {
+        message: MessageId,
+        template: String,
+        kind: NotificationKind,
+        body: MessageBody,
+        whatsapp_template: Option<WhatsAppTemplateCall>,
+        message_tag: Option<String>,
+        notice: Option<(MessageId, MessageBody)>,
+    },
     ReceiveRating {
         score: u8,
         comment: Option<Personal<String>>,
@@ -147,6 +160,7 @@ impl Command {
             Command::HandBackToBot { .. } => "hand the conversation back to the bot",
             Command::AddAgentNote { .. } => "add a note",
             Command::TransferTicket { .. } => "transfer",
+            Command::SendNotification { .. } => "send a notification",
             Command::ReceiveRating { .. } => "receive a rating",
             Command::CloseTicket { .. } => "close",
             Command::AbandonTicket => "abandon",

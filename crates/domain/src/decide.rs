@@ -4,6 +4,7 @@ use crate::command::Command;
 use crate::error::DomainError;
 use crate::event::{CloseReason, Event, MessageBody, ReleaseReason, RouteDestination};
 use crate::ids::{AgentId, MessageId, TicketId};
+use crate::notify::{APPLE_NOTICE, NotificationKind};
 use crate::personal::Personal;
 use crate::ticket::{AttachmentFetch, Holder, Phase, Ticket, evolve};
 
@@ -225,6 +226,50 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
                 },
                 Event::RatingRequested { message },
             ])
+        }
+        Command::SendNotification {
+            message,
+            template,
+            kind,
+            body,
+            whatsapp_template,
+            message_tag,
+            notice,
+        } => {
+            // The request's idempotency key is the message id: a retried request, or a
+            // campaign run again after a crash, sends nothing twice.
+            if ticket.notifications.contains(&message) {
+                return Ok(vec![]);
+            }
+            allowed_in(&CONVERSATION)?;
+            if ticket.customer_closed {
+                return Err(DomainError::CustomerClosed { ticket: id, action });
+            }
+            not_empty(&template, "template")?;
+            body_not_empty(&body)?;
+            let mut events = Vec::with_capacity(2);
+            if let Some((notice_message, notice_body)) = notice
+                && !ticket.notice_sent
+            {
+                body_not_empty(&notice_body)?;
+                events.push(Event::NotificationSent {
+                    message: notice_message,
+                    template: APPLE_NOTICE.to_owned(),
+                    kind: NotificationKind::Transactional,
+                    body: notice_body,
+                    whatsapp_template: None,
+                    message_tag: None,
+                });
+            }
+            events.push(Event::NotificationSent {
+                message,
+                template,
+                kind,
+                body,
+                whatsapp_template,
+                message_tag,
+            });
+            Ok(events)
         }
         Command::HandBackToBot { agent } => {
             accepted_by(ticket, id, &agent, action)?;

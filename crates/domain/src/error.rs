@@ -61,6 +61,12 @@ pub enum DomainError {
         action: &'static str,
     },
 
+    #[error("the customer of ticket {ticket} closed the conversation; cannot {action}")]
+    CustomerClosed {
+        ticket: TicketId,
+        action: &'static str,
+    },
+
     #[error("the customer of ticket {ticket} was erased; cannot {action}")]
     Erased {
         ticket: TicketId,

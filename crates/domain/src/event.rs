@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, MessageId, QueueId, StoreId, TicketId};
+use crate::notify::NotificationKind;
 use crate::personal::{Personal, PersonalField};
 
 /// The messaging channel a customer writes on.
@@ -197,6 +198,19 @@ pub enum CloseReason {
     NoRatingGiven,
 }
 
+/// An approved WhatsApp template a notification goes out as outside the 24-hour window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhatsAppTemplateCall {
+    /// The template's name as Meta approved it, e.g. `repair_ready`.
+    pub name: String,
+    /// Its language code, e.g. `de` or `en_US`.
+    pub language: String,
+    /// The body's parameters, in the template's order, as a JSON array of strings.
+    /// Personal: a name, a ticket number, a store. One sealed field, so that however many
+    /// there are they are sealed and erased together.
+    pub parameters: Personal<String>,
+}
+
 /// A fact about one ticket.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
@@ -281,6 +295,21 @@ pub enum Event {
     },
     RatingRequested {
         message: MessageId,
+    },
+    /// The brand wrote first (`helpline notify`): egress sends it like a bot message, in
+    /// the way the channel allows at the time of sending.
+    NotificationSent {
+        message: MessageId,
+        /// The region's template it was written from, e.g. `repair_ready`;
+        /// [`crate::notify::APPLE_NOTICE`] for the notice Apple requires first.
+        template: String,
+        kind: NotificationKind,
+        /// The text in the customer's language.
+        body: MessageBody,
+        /// What goes out on WhatsApp outside the 24-hour window.
+        whatsapp_template: Option<WhatsAppTemplateCall>,
+        /// The message tag on Messenger outside the 24-hour window.
+        message_tag: Option<String>,
     },
     RatingReceived {
         score: u8,
@@ -376,6 +405,19 @@ impl Event {
             Event::BotMessageSent { body, .. } | Event::AgentMessageSent { body, .. } => {
                 body.personal_fields_mut(&mut f)
             }
+            Event::NotificationSent {
+                body,
+                whatsapp_template,
+                ..
+            } => {
+                body.personal_fields_mut(&mut f);
+                if let Some(template) = whatsapp_template {
+                    f(
+                        "whatsapp_template.parameters",
+                        PersonalField::Text(&mut template.parameters),
+                    );
+                }
+            }
             Event::DetailsCaptured(details) => {
                 f(
                     "details.serial_number",
@@ -456,6 +498,7 @@ impl Event {
             Event::ConversationHandedBack { .. } => "ConversationHandedBack",
             Event::AgentNoteAdded { .. } => "AgentNoteAdded",
             Event::RatingRequested { .. } => "RatingRequested",
+            Event::NotificationSent { .. } => "NotificationSent",
             Event::RatingReceived { .. } => "RatingReceived",
             Event::TicketClosed { .. } => "TicketClosed",
             Event::TicketAbandoned => "TicketAbandoned",

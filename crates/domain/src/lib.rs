@@ -9,7 +9,7 @@
 //!
 //! Modules: [`ids`] (identifiers), [`personal`] (the wrapper that keeps personal data out
 //! of logs), [`contact`] (a customer's address on a channel in its one stored form),
-//! [`event`] (past-tense facts), [`command`] (imperative requests), [`ticket`]
+//! [`event`] (past-tense facts), [`notify`] (consent and the lawful way to write first), [`command`] (imperative requests), [`ticket`]
 //! (the state, its phases and `evolve`), [`decide`] (the rules), [`error`].
 //!
 //! **Invariants.** This crate performs no I/O, reads no clock and draws no random numbers:
@@ -26,6 +26,7 @@ pub mod decide;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod notify;
 pub mod personal;
 pub mod ticket;
 
@@ -35,8 +36,9 @@ pub use decide::{decide, decide_all};
 pub use error::DomainError;
 pub use event::{
     Channel, CloseReason, Customer, Details, Event, HandoffReason, Media, MediaKind, MessageBody,
-    QuickReply, ReleaseReason, RouteDestination, StoreReferral,
+    QuickReply, ReleaseReason, RouteDestination, StoreReferral, WhatsAppTemplateCall,
 };
 pub use ids::{AgentId, MessageId, QueueId, StoreId, TicketId};
+pub use notify::NotificationKind;
 pub use personal::{Erased, Personal, PersonalField};
 pub use ticket::{AttachmentFetch, EntryPoint, Holder, Phase, Ticket, evolve, fold};

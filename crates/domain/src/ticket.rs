@@ -161,6 +161,14 @@ pub struct Ticket {
     /// snapshot schema).
     #[serde(default)]
     pub outcomes: BTreeMap<MessageId, Option<Personal<String>>>,
+    /// The notifications sent on the ticket, by message id (derived from the request's
+    /// idempotency key): a repeated request is recognised and sends nothing. Absent from
+    /// older snapshots, hence the default.
+    #[serde(default)]
+    pub notifications: BTreeSet<MessageId>,
+    /// Apple's notice about notifications went out in this conversation.
+    #[serde(default)]
+    pub notice_sent: bool,
     pub erased: bool,
     /// How many events were folded into this state.
     pub events: u64,
@@ -257,6 +265,15 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
         // For the agents' eyes only; nothing about the conversation changes.
         Event::AgentNoteAdded { .. } => {}
         Event::RatingRequested { .. } => ticket.phase = Phase::AwaitingRating,
+        Event::NotificationSent {
+            message, template, ..
+        } => {
+            ticket.outbound_messages += 1;
+            ticket.notifications.insert(*message);
+            if template == crate::notify::APPLE_NOTICE {
+                ticket.notice_sent = true;
+            }
+        }
         Event::RatingReceived { score, comment } => {
             ticket.rating = Some(Rating {
                 score: *score,

@@ -224,6 +224,17 @@ fn command() -> impl Strategy<Value = Command> {
         }),
         (message_id(), word())
             .prop_map(|(message, reason)| Command::RecordAttachmentNotFetched { message, reason }),
+        (message_id(), message_id(), any::<bool>()).prop_map(|(message, notice, apple)| {
+            Command::SendNotification {
+                message,
+                template: "repair_ready".to_owned(),
+                kind: helpline_domain::NotificationKind::Transactional,
+                body: MessageBody::Text("abholbereit".into()),
+                whatsapp_template: None,
+                message_tag: None,
+                notice: apple.then(|| (notice, MessageBody::Text("Hinweis".into()))),
+            }
+        }),
     ]
 }
 
@@ -439,6 +450,9 @@ fn check_run(run: &Run) -> Result<(), TestCaseError> {
                         Command::ReceiveCustomerMessage { message, .. } => {
                             prop_assert!(outcome.before.received.contains(message))
                         }
+                        Command::SendNotification { message, .. } => {
+                            prop_assert!(outcome.before.notifications.contains(message))
+                        }
                         Command::RecordDelivery { message, .. } => prop_assert!(matches!(
                             outcome.before.outcomes.get(message),
                             Some(Some(_))
@@ -529,6 +543,7 @@ fn error_kind(error: &DomainError) -> &'static str {
         DomainError::Empty { .. } => "Empty",
         DomainError::Erased { .. } => "Erased",
         DomainError::NoAttachment { .. } => "NoAttachment",
+        DomainError::CustomerClosed { .. } => "CustomerClosed",
     }
 }
 

@@ -406,6 +406,77 @@ fn the_entry_point_is_noted_once_while_the_ticket_is_open() {
         });
 }
 
+fn notification(n: u128) -> Event {
+    Event::NotificationSent {
+        message: message(n),
+        template: "repair_ready".to_owned(),
+        kind: helpline_domain::NotificationKind::Transactional,
+        body: text("Ihr MateBook ist abholbereit"),
+        whatsapp_template: None,
+        message_tag: Some("POST_PURCHASE_UPDATE".to_owned()),
+    }
+}
+
+#[test]
+fn a_notification_is_sent_once_per_idempotency_key() {
+    let ticket = Scenario::given([opened(), customer_message(1)])
+        .when(cmd::notify(7, None))
+        .then([notification(7)]);
+    assert_eq!(ticket.outbound_messages, 1);
+    // The same request again (a retry, a campaign run again after a crash): nothing.
+    Scenario::given([opened(), customer_message(1), notification(7)])
+        .when(cmd::notify(7, None))
+        .then([]);
+    // Another notification is another message.
+    Scenario::given([opened(), customer_message(1), notification(7)])
+        .when(cmd::notify(8, None))
+        .then([notification(8)]);
+}
+
+#[test]
+fn apples_notice_goes_out_before_the_first_notification_of_a_conversation_only() {
+    let notice = Event::NotificationSent {
+        message: message(6),
+        template: helpline_domain::notify::APPLE_NOTICE.to_owned(),
+        kind: helpline_domain::NotificationKind::Transactional,
+        body: text("Wir senden Ihnen wichtige Mitteilungen"),
+        whatsapp_template: None,
+        message_tag: None,
+    };
+    let ticket = Scenario::given([opened(), customer_message(1)])
+        .when(cmd::notify(7, Some(6)))
+        .then([notice.clone(), notification(7)]);
+    assert!(ticket.notice_sent);
+    Scenario::given([opened(), customer_message(1), notice, notification(7)])
+        .when(cmd::notify(8, Some(9)))
+        .then([notification(8)]);
+}
+
+#[test]
+fn no_notification_after_the_customer_closed_the_conversation_or_the_ticket_closed() {
+    let ticket = Scenario::given([opened(), customer_message(1)])
+        .ticket()
+        .clone();
+    let id = ticket.id.unwrap();
+    Scenario::given([
+        opened(),
+        customer_message(1),
+        Event::ConversationClosedByCustomer,
+    ])
+    .when(cmd::notify(7, None))
+    .then_err(DomainError::CustomerClosed {
+        ticket: id,
+        action: "send a notification",
+    });
+    Scenario::given([opened(), Event::TicketAbandoned])
+        .when(cmd::notify(7, None))
+        .then_err(DomainError::WrongPhase {
+            ticket: id,
+            phase: Phase::Abandoned,
+            action: "send a notification",
+        });
+}
+
 #[test]
 fn a_conversation_closed_by_the_customer_stays_closed_until_they_write_again() {
     let ticket = Scenario::given([opened()])
@@ -730,7 +801,7 @@ fn a_customer_is_erased_in_every_phase_of_an_existing_ticket() {
 // =======================================================================================
 
 /// Column order of the table: one command per `Command` variant.
-const COLUMNS: usize = 28;
+const COLUMNS: usize = 29;
 
 /// The column of a command; exhaustive, so a new command must be added to the table.
 fn column(command: &Command) -> usize {
@@ -763,6 +834,7 @@ fn column(command: &Command) -> usize {
         Command::RecordAttachmentNotFetched { .. } => 25,
         Command::NoteEntryPoint { .. } => 26,
         Command::RecordConversationClosed => 27,
+        Command::SendNotification { .. } => 28,
     }
 }
 
@@ -805,18 +877,18 @@ const ALL_PHASES: [Phase; 10] = [
 #[rustfmt::skip]
 const TABLE: [(Stage, &str); 11] = [
     //                        open  bot   hand  store accpt rels  ask   close dlvr  read  lang  note  atchd entry
-    //                           msg   detl  queue assgn agmsg resol rate  abnd  fail  erase back  xfer  unfch
-    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
-    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  Y  .  .  .  M  M  Y  Y"),
-    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
-    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
-    (Stage::Assigned,        "O  Y  H  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y  .  A  A  A  M  M  .  Y"),
-    (Stage::Accepted,        "O  Y  H  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  Y  M  M  .  Y"),
-    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
-    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
-    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
-    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
-    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y"),
+    //                           msg   detl  queue assgn agmsg resol rate  abnd  fail  erase back  xfer  unfch  ntfy
+    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
+    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  Y  .  .  .  M  M  Y  Y  Y"),
+    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y"),
+    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y"),
+    (Stage::Assigned,        "O  Y  H  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y  .  A  A  A  M  M  .  Y  Y"),
+    (Stage::Accepted,        "O  Y  H  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  Y  M  M  .  Y  Y"),
+    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y"),
+    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y"),
+    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y"),
+    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  ."),
+    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  ."),
 ];
 
 #[test]
@@ -1428,6 +1500,8 @@ fn a_closed_ticket_holds_the_whole_story() {
             received: Default::default(),
             rating_answers: Default::default(),
             outcomes: Default::default(),
+            notifications: Default::default(),
+            notice_sent: false,
             erased: false,
             holder: Holder::Bot,
             prompts: [("rating".to_owned(), 1)].into(),

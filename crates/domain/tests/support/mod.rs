@@ -361,6 +361,20 @@ pub mod cmd {
         Command::HandBackToBot { agent }
     }
 
+    /// The notification `n` ("Ihr MateBook ist abholbereit"), with Apple's notice as
+    /// message `notice` where given.
+    pub fn notify(n: u128, notice: Option<u128>) -> Command {
+        Command::SendNotification {
+            message: message(n),
+            template: "repair_ready".to_owned(),
+            kind: helpline_domain::NotificationKind::Transactional,
+            body: text("Ihr MateBook ist abholbereit"),
+            whatsapp_template: None,
+            message_tag: Some("POST_PURCHASE_UPDATE".to_owned()),
+            notice: notice.map(|m| (message(m), text("Wir senden Ihnen wichtige Mitteilungen"))),
+        }
+    }
+
     pub fn note_entry_point(intent: &str, group: &str) -> Command {
         Command::NoteEntryPoint {
             intent: intent.to_owned(),
@@ -477,6 +491,7 @@ pub mod cmd {
             record_attachment_not_fetched(1),
             note_entry_point("repair_status", "laptops"),
             Command::RecordConversationClosed,
+            notify(70, None),
         ]
     }
 }
