@@ -18,6 +18,11 @@ pub enum Inbound {
     /// The customer closed the conversation on their side (Apple's `close`: they deleted
     /// it): nothing may be sent to them until they write again.
     Closed(ConversationClosed),
+    /// The customer's wish about notifications, as the provider reports it: Viber's
+    /// `unsubscribed`, Telegram's `my_chat_member` (blocked: `kicked`; unblocked:
+    /// `member`), Messenger's `messaging_optins` notification status, WhatsApp's
+    /// `user_preferences` (marketing). Recorded in the customer's consent.
+    Consent(ProviderConsent),
     /// A valid event helpline does not act on (an unknown type or field, an echo of our
     /// own send, a sticker). The webhook is still answered `200`, or the provider retries.
     Ignored {
@@ -61,6 +66,21 @@ pub struct ConversationClosed {
     pub provider_event_id: String,
     /// The customer's address on the channel.
     pub contact: Personal<String>,
+}
+
+/// A customer's wish about notifications, as the provider reported it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderConsent {
+    /// An id of the report for logs and causation: the provider's event id where it has
+    /// one, else derived from the event's own fields (kind, contact, time).
+    pub provider_event_id: String,
+    /// The customer's address on the channel.
+    pub contact: Personal<String>,
+    /// Everything (a block, an unsubscribe) or marketing only (WhatsApp's and
+    /// Messenger's marketing preferences).
+    pub scope: helpline_domain::notify::Scope,
+    /// `false`: stop; `true`: start again (unblocked, resumed).
+    pub granted: bool,
 }
 
 /// The content of one message part.

@@ -68,7 +68,8 @@ use serde::Deserialize;
 pub use adapter::{InboundAdapter, MAX_BODY_BYTES, WebhookRequest};
 pub use error::{ConfigError, WebhookError};
 pub use inbound::{
-    ConversationClosed, Inbound, InboundContent, InboundMessage, Receipt, ReceiptStatus, Watermark,
+    ConversationClosed, Inbound, InboundContent, InboundMessage, ProviderConsent, Receipt,
+    ReceiptStatus, Watermark,
 };
 pub use outbound::{
     Form, OutboundAdapter, OutboundMessage, ProviderRequest, ProviderResponse, Reason, SendOutcome,

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use helpline_domain::{
     AgentId, Channel, CloseReason, Customer, Details, Erased, Event, HandoffReason, Media,
     MediaKind, MessageBody, MessageId, Personal, PersonalField, QueueId, QuickReply, ReleaseReason,
-    RouteDestination, StoreId, StoreReferral, TicketId,
+    NotificationKind, RouteDestination, StoreId, StoreReferral, TicketId, WhatsAppTemplateCall,
 };
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::event_envelope::Event as EventProto;
@@ -366,6 +366,23 @@ macro_rules! body_fields {
 const CUSTOMER_MESSAGE_BODY: BodyFields = body_fields!("customer_message_received");
 const BOT_MESSAGE_BODY: BodyFields = body_fields!("bot_message_sent");
 const AGENT_MESSAGE_BODY: BodyFields = body_fields!("agent_message_sent");
+const NOTIFICATION_BODY: BodyFields = body_fields!("notification_sent");
+
+pub fn notification_kind_to_proto(kind: NotificationKind) -> pb::NotificationKind {
+    match kind {
+        NotificationKind::Transactional => pb::NotificationKind::Transactional,
+        NotificationKind::Marketing => pb::NotificationKind::Marketing,
+    }
+}
+
+/// `None` for an unspecified or unknown kind.
+pub fn notification_kind_from_proto(kind: i32) -> Option<NotificationKind> {
+    match pb::NotificationKind::try_from(kind).ok()? {
+        pb::NotificationKind::Transactional => Some(NotificationKind::Transactional),
+        pb::NotificationKind::Marketing => Some(NotificationKind::Marketing),
+        pb::NotificationKind::Unspecified => None,
+    }
+}
 
 fn event_to_proto(event: &Event) -> EventProto {
     match event {
@@ -403,6 +420,25 @@ fn event_to_proto(event: &Event) -> EventProto {
                     title: choice.title.clone(),
                 })
                 .collect(),
+        }),
+        Event::NotificationSent {
+            message,
+            template,
+            kind,
+            body,
+            whatsapp_template,
+            message_tag,
+        } => EventProto::NotificationSent(pb::NotificationSent {
+            message_id: uuid_to_proto(message.0),
+            template: template.clone(),
+            kind: notification_kind_to_proto(*kind).into(),
+            body: Some(body_to_proto(body)),
+            whatsapp_template: whatsapp_template.as_ref().map(|call| pb::WhatsAppTemplateCall {
+                name: call.name.clone(),
+                language: call.language.clone(),
+                parameters: call.parameters.expose().clone(),
+            }),
+            message_tag: message_tag.clone().unwrap_or_default(),
         }),
         Event::DetailsCaptured(details) => EventProto::DetailsCaptured(pb::DetailsCaptured {
             details: Some(details_to_proto(details)),
@@ -557,6 +593,21 @@ fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecE
                     title: choice.title,
                 })
                 .collect(),
+        },
+        EventProto::NotificationSent(e) => Event::NotificationSent {
+            message: message_id_from_proto(&e.message_id, "notification_sent.message_id")?,
+            template: e.template,
+            kind: notification_kind_from_proto(e.kind).ok_or_else(|| CodecError::Invalid {
+                field: "notification_sent.kind",
+                reason: format!("{} is no notification kind", e.kind),
+            })?,
+            body: body_from_proto(e.body, &NOTIFICATION_BODY)?,
+            whatsapp_template: e.whatsapp_template.map(|call| WhatsAppTemplateCall {
+                name: call.name,
+                language: call.language,
+                parameters: Personal::new(call.parameters),
+            }),
+            message_tag: (!e.message_tag.is_empty()).then_some(e.message_tag),
         },
         EventProto::ConversationClosedByCustomer(_) => Event::ConversationClosedByCustomer,
         EventProto::EntryPointNoted(e) => Event::EntryPointNoted {
@@ -1174,6 +1225,27 @@ mod tests {
             group: "laptops".into(),
         });
         events.push(Event::ConversationClosedByCustomer);
+        for (kind, whatsapp_template, message_tag) in [
+            (
+                NotificationKind::Transactional,
+                Some(WhatsAppTemplateCall {
+                    name: "repair_ready".into(),
+                    language: "de".into(),
+                    parameters: Personal::new(r#"["MateBook X Pro","Berlin Mitte"]"#.to_owned()),
+                }),
+                Some("POST_PURCHASE_UPDATE".to_owned()),
+            ),
+            (NotificationKind::Marketing, None, None),
+        ] {
+            events.push(Event::NotificationSent {
+                message: MESSAGE,
+                template: "repair_ready".into(),
+                kind,
+                body: MessageBody::Text("Ihr MateBook ist abholbereit".to_owned().into()),
+                whatsapp_template,
+                message_tag,
+            });
+        }
         for reason in [
             HandoffReason::DetailsComplete,
             HandoffReason::CustomerAsked,
@@ -1338,7 +1410,7 @@ mod tests {
     fn every_event_round_trips() {
         let events = every_event();
         let names: std::collections::BTreeSet<_> = events.iter().map(Event::name).collect();
-        assert_eq!(names.len(), 28, "an example of every event");
+        assert_eq!(names.len(), 29, "an example of every event");
         for event in &events {
             check_round_trip(&meta(), event);
         }

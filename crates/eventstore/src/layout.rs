@@ -116,10 +116,17 @@ impl Layout {
         format!("helpline.{}.agent.{agent}", self.region)
     }
 
+    /// `helpline.<region>.customer.<customer pseudonym>`: the customer's own ledger on one
+    /// channel, facts that outlive their tickets (their consent to notifications).
+    pub fn customer_subject(&self, customer: &CustomerId) -> String {
+        format!("helpline.{}.customer.{customer}", self.region)
+    }
+
     pub fn event_subjects(&self) -> Vec<String> {
         vec![
             self.all_tickets(),
             format!("helpline.{}.agent.*", self.region),
+            format!("helpline.{}.customer.*", self.region),
         ]
     }
 

@@ -35,6 +35,7 @@
 pub mod append;
 pub mod codec;
 mod config;
+pub mod consent;
 mod customers;
 mod direct;
 mod error;

@@ -46,7 +46,11 @@ use helpline_domain::{
 use helpline_eventstore::{CommandMeta, CustomerId, EventStore, LoadedTicket, StoreError};
 use uuid::Uuid;
 
-use helpline_channels::inbound::{ConversationClosed, InboundContent, InboundMessage};
+use helpline_channels::inbound::{
+    ConversationClosed, InboundContent, InboundMessage, ProviderConsent,
+};
+use helpline_domain::notify::ConsentSource;
+use helpline_eventstore::consent::ConsentSignal;
 
 /// How long a receipt's provider id is remembered for dedupe (customer messages dedupe on
 /// their ticket instead).
@@ -63,8 +67,10 @@ const NAMESPACE: Uuid = Uuid::from_u128(0x6865_6c70_6c69_6e65_2d69_6e67_7265_737
 pub enum Taken {
     /// Appended to the ticket.
     Appended { ticket: TicketId, version: u64 },
-    /// Seen before (a redelivery): nothing appended.
+    /// Seen before (a redelivery), or already so: nothing appended.
     Duplicate,
+    /// Recorded outside any ticket (the customer's consent).
+    Recorded,
     /// Refused by the ticket's rules, or from an address the channel could not have sent;
     /// logged, answered 200 so the provider stops retrying.
     Refused,
@@ -390,6 +396,31 @@ impl Intake {
             }
         }
         Err(IntakeError::Contended)
+    }
+
+    /// Records a provider's report of the customer's wish about notifications (a block,
+    /// an unsubscribe, a marketing stop) in the customer's consent. Again is nothing.
+    pub async fn consent(
+        &self,
+        channel: Channel,
+        consent: &ProviderConsent,
+    ) -> Result<Taken, IntakeError> {
+        let Ok(contact) = contact::normalize(channel, consent.contact.expose()) else {
+            tracing::warn!("consent report refused: no address of the channel's");
+            return Ok(Taken::Refused);
+        };
+        let customer = self.store.customer_id(channel, &contact);
+        let provider = self.store.provider_ref(channel, &consent.provider_event_id);
+        let signal = ConsentSignal {
+            scope: consent.scope,
+            granted: consent.granted,
+            source: ConsentSource::Provider,
+        };
+        let (_, changed) = self
+            .store
+            .change_consent(channel, &customer, signal, &format!("{}:consent:{provider}", channel.as_str()))
+            .await?;
+        Ok(if changed { Taken::Recorded } else { Taken::Duplicate })
     }
 
     fn open(

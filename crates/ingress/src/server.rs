@@ -384,7 +384,7 @@ async fn receive(
         match item {
             Inbound::Message(message) => match ingress.inner.intake.take(channel_id, message).await
             {
-                Ok(Taken::Appended { .. } | Taken::Duplicate | Taken::Refused) => {}
+                Ok(_) => {}
                 Err(error) => {
                     tracing::error!(channel, %error, "webhook not taken, provider will retry");
                     return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
@@ -407,6 +407,12 @@ async fn receive(
             Inbound::Closed(closed) => {
                 if let Err(error) = ingress.inner.intake.close(channel_id, &closed).await {
                     tracing::error!(channel, %error, "closing not taken, provider will retry");
+                    return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
+                }
+            }
+            Inbound::Consent(consent) => {
+                if let Err(error) = ingress.inner.intake.consent(channel_id, &consent).await {
+                    tracing::error!(channel, %error, "consent not taken, provider will retry");
                     return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
                 }
             }

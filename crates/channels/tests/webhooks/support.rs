@@ -218,6 +218,13 @@ pub fn render(inbound: &Inbound) -> String {
             closed.provider_event_id,
             closed.contact.expose()
         ),
+        Inbound::Consent(consent) => format!(
+            "consent {} {:?} {} by {}",
+            if consent.granted { "granted" } else { "withdrawn" },
+            consent.scope,
+            consent.provider_event_id,
+            consent.contact.expose()
+        ),
         Inbound::Ignored { reason } => format!("ignored: {reason}"),
     }
 }
