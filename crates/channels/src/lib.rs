@@ -72,8 +72,8 @@ pub use inbound::{
     ReceiptStatus, Watermark,
 };
 pub use outbound::{
-    Form, OutboundAdapter, OutboundMessage, ProviderRequest, ProviderResponse, Reason, SendOutcome,
-    Unsendable,
+    Form, NotificationMeans, OutboundAdapter, OutboundMessage, ProviderRequest, ProviderResponse,
+    Reason, SendOutcome, Unsendable,
 };
 pub use secret::Secret;
 

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use helpline_domain::{Channel, MessageId, QuickReply, TicketId};
+use helpline_domain::{Channel, MessageId, QuickReply, TicketId, WhatsAppTemplateCall};
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
@@ -30,8 +30,21 @@ pub struct OutboundMessage {
     pub choices: Vec<QuickReply>,
     /// The ticket's language (BCP 47), for the few words egress adds itself.
     pub language: String,
-    /// When the customer last wrote, for WhatsApp's 24-hour window; `None` if unknown.
+    /// When the customer last wrote, for WhatsApp's and Messenger's 24-hour windows;
+    /// `None` if unknown.
     pub customer_last_message_at: Option<SystemTime>,
+    /// For a notification (the brand writing first): what it goes out as outside the
+    /// customer's window. `None` for the bot's and agents' messages.
+    pub notification: Option<NotificationMeans>,
+}
+
+/// What a notification carries for outside the customer's window, as its event says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotificationMeans {
+    /// WhatsApp: the approved template (its parameters are personal data).
+    pub whatsapp_template: Option<WhatsAppTemplateCall>,
+    /// Messenger: the message tag.
+    pub message_tag: Option<String>,
 }
 
 impl OutboundMessage {
@@ -55,6 +68,7 @@ impl fmt::Debug for OutboundMessage {
             .field("choices", &self.choices.len())
             .field("language", &self.language)
             .field("customer_last_message_at", &self.customer_last_message_at)
+            .field("notification", &self.notification.is_some())
             .finish()
     }
 }
@@ -77,8 +91,9 @@ pub enum SendOutcome {
     WindowClosed { reason: Reason },
 }
 
-/// What a request carries: the message's text (with its choices), or the channel's
-/// re-engagement template in its place (WhatsApp outside the 24-hour window).
+/// What a request carries: the message's text (with its choices), or the channel's form
+/// for outside the customer's window: WhatsApp's template (the re-engagement template,
+/// or a notification's own), a notification's message tag on Messenger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Form {
     Text,

@@ -97,9 +97,9 @@ pub enum Command {
         template: String,
         kind: NotificationKind,
         body: MessageBody,
-        whatsapp_template: Option<WhatsAppTemplateCall>,
+        whatsapp_template: Option<Box<WhatsAppTemplateCall>>,
         message_tag: Option<String>,
-        notice: Option<(MessageId, MessageBody)>,
+        notice: Option<Box<(MessageId, MessageBody)>>,
     },
     ReceiveRating {
         score: u8,

@@ -248,7 +248,7 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             not_empty(&template, "template")?;
             body_not_empty(&body)?;
             let mut events = Vec::with_capacity(2);
-            if let Some((notice_message, notice_body)) = notice
+            if let Some((notice_message, notice_body)) = notice.map(|notice| *notice)
                 && !ticket.notice_sent
             {
                 body_not_empty(&notice_body)?;
@@ -266,7 +266,7 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
                 template,
                 kind,
                 body,
-                whatsapp_template,
+                whatsapp_template: whatsapp_template.map(|call| *call),
                 message_tag,
             });
             Ok(events)

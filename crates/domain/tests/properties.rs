@@ -232,7 +232,7 @@ fn command() -> impl Strategy<Value = Command> {
                 body: MessageBody::Text("abholbereit".into()),
                 whatsapp_template: None,
                 message_tag: None,
-                notice: apple.then(|| (notice, MessageBody::Text("Hinweis".into()))),
+                notice: apple.then(|| Box::new((notice, MessageBody::Text("Hinweis".into())))),
             }
         }),
     ]
@@ -245,14 +245,14 @@ enum Step {
     /// the branches (queue or store, accept or release, …) and sometimes a detour.
     Next(u8),
     /// Any command at all.
-    Any(Command),
+    Any(Box<Command>),
 }
 
 fn steps(max: usize) -> impl Strategy<Value = Vec<Step>> {
     prop::collection::vec(
         prop_oneof![
             3 => any::<u8>().prop_map(Step::Next),
-            2 => command().prop_map(Step::Any),
+            2 => command().prop_map(|command| Step::Any(Box::new(command))),
         ],
         0..max,
     )
@@ -372,7 +372,7 @@ fn run(steps: &[Step]) -> Run {
     for step in steps {
         let command = match step {
             Step::Next(choice) => next_command(&ticket, *choice),
-            Step::Any(command) => command.clone(),
+            Step::Any(command) => (**command).clone(),
         };
         let before = ticket.clone();
         let result = decide(&ticket, command.clone());

@@ -31,6 +31,12 @@ pub struct EgressConfig {
     pub retry: RetryPolicy,
     /// Per-channel send rates; a channel not named here gets [`RateLimit::default_for`].
     pub rate_limits: HashMap<Channel, RateLimit>,
+    /// Per-channel pace of notifications (the brand writing first), on top of the
+    /// channel's rate: a campaign of thousands goes out at this pace and leaves the rest
+    /// of the channel's rate to conversations. A channel not named here gets
+    /// [`RateLimit::default_for_notifications`]. Per process: with several egress
+    /// processes the region sends at their sum.
+    pub notification_rate_limits: HashMap<Channel, RateLimit>,
     /// The longest one provider request may take, connection included.
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
@@ -47,6 +53,7 @@ impl Default for EgressConfig {
             viber_sender_name: "Helpline".to_owned(),
             retry: RetryPolicy::default(),
             rate_limits: HashMap::new(),
+            notification_rate_limits: HashMap::new(),
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             jitter_seed: None,
@@ -60,6 +67,13 @@ impl EgressConfig {
             .get(&channel)
             .copied()
             .unwrap_or_else(|| RateLimit::default_for(channel))
+    }
+
+    pub fn notification_rate_limit(&self, channel: Channel) -> RateLimit {
+        self.notification_rate_limits
+            .get(&channel)
+            .copied()
+            .unwrap_or_else(|| RateLimit::default_for_notifications(channel))
     }
 
     /// Checks what the adapters do not: the retry budget and the rates.
@@ -76,12 +90,16 @@ impl EgressConfig {
             ));
         }
         for channel in Channel::ALL {
-            let limit = self.rate_limit(channel);
-            if !(limit.per_second.is_finite() && limit.per_second > 0.0) || limit.burst == 0 {
-                return Err(EgressError::Config(format!(
-                    "rate limit of {}: per_second must be positive and burst at least 1",
-                    channel.as_str()
-                )));
+            for (what, limit) in [
+                ("rate limit", self.rate_limit(channel)),
+                ("notification rate", self.notification_rate_limit(channel)),
+            ] {
+                if !(limit.per_second.is_finite() && limit.per_second > 0.0) || limit.burst == 0 {
+                    return Err(EgressError::Config(format!(
+                        "{what} of {}: per_second must be positive and burst at least 1",
+                        channel.as_str()
+                    )));
+                }
             }
         }
         if self.request_timeout.is_zero() {
@@ -112,6 +130,15 @@ impl RateLimit {
         Self {
             per_second,
             burst: 20,
+        }
+    }
+
+    /// A quarter of the channel's default rate, without bursts: a campaign never takes
+    /// more than that from the conversations' share.
+    pub fn default_for_notifications(channel: Channel) -> Self {
+        Self {
+            per_second: Self::default_for(channel).per_second / 4.0,
+            burst: 1,
         }
     }
 }

@@ -76,6 +76,8 @@ pub struct Sender {
     client: reqwest::Client,
     adapters: HashMap<Channel, Arc<dyn OutboundAdapter>>,
     limiters: HashMap<Channel, TokenBucket>,
+    /// The notifications' pace per channel, taken before the channel's own bucket.
+    notification_limiters: HashMap<Channel, TokenBucket>,
     policy: RetryPolicy,
     clock: Arc<dyn Clock>,
     rng: Mutex<fastrand::Rng>,
@@ -119,6 +121,13 @@ impl Sender {
             .into_iter()
             .map(|channel| (channel, TokenBucket::new(config.rate_limit(channel), now)))
             .collect();
+        let notification_limiters = Channel::ALL
+            .into_iter()
+            .map(|channel| {
+                let limit = config.notification_rate_limit(channel);
+                (channel, TokenBucket::new(limit, now))
+            })
+            .collect();
         let rng = config
             .jitter_seed
             .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
@@ -129,6 +138,7 @@ impl Sender {
                 .map(|adapter| (adapter.channel(), adapter))
                 .collect(),
             limiters,
+            notification_limiters,
             policy: config.retry,
             clock,
             rng: Mutex::new(rng),
@@ -187,7 +197,11 @@ impl Sender {
             if cancel.is_cancelled() {
                 return shutting_down();
             }
-            if let Some(limiter) = self.limiters.get(&message.channel) {
+            let paced = message
+                .notification
+                .as_ref()
+                .and_then(|_| self.notification_limiters.get(&message.channel));
+            for limiter in paced.into_iter().chain(self.limiters.get(&message.channel)) {
                 let wait = limiter.reserve(self.clock.now());
                 if !wait.is_zero() && self.pause(wait, cancel).await {
                     return shutting_down();
@@ -520,6 +534,7 @@ mod tests {
             choices: Vec::new(),
             language: "de".to_owned(),
             customer_last_message_at: None,
+            notification: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! - `CustomerMessageReceived`: remembers the event's `occurred_at` as the ticket's last
 //!   customer message, in memory, for WhatsApp's 24-hour window (a ticket this process
 //!   has not seen a customer message of reads it from the log).
-//! - `BotMessageSent` / `AgentMessageSent`: sends the text (and the bot's choices) to the
+//! - `BotMessageSent` / `AgentMessageSent` / `NotificationSent`: sends the text (and the bot's choices) to the
 //!   ticket's customer unless the ticket lists an outcome for the message, and appends
 //!   `MessageDelivered` or `MessageDeliveryFailed` (see the module doc of
 //!   [`crate::egress`] for the exactly-once protocol).
@@ -25,7 +25,7 @@ use helpline_eventstore::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use helpline_channels::{Form, OutboundMessage, Reason};
+use helpline_channels::{Form, NotificationMeans, OutboundMessage, Reason};
 use helpline_eventstore::outbound::{self, ProviderEntry, provider_key};
 
 use crate::config::EgressConfig;
@@ -93,12 +93,14 @@ enum Outcome {
     },
 }
 
-/// What a bot or agent message says: its body and, for the bot's, the step and buttons.
-#[derive(Clone, Copy)]
+/// What a bot or agent message says: its body and, for the bot's, the step and buttons;
+/// for a notification, what it goes out as outside the customer's window.
+#[derive(Clone)]
 struct Said<'a> {
     body: &'a MessageBody,
     prompt: &'a str,
     choices: &'a [QuickReply],
+    notification: Option<NotificationMeans>,
 }
 
 struct Egress {
@@ -127,6 +129,7 @@ impl Egress {
                     body,
                     prompt,
                     choices,
+                    notification: None,
                 };
                 self.deliver(&event, *message, said).await
             }
@@ -135,6 +138,26 @@ impl Egress {
                     body,
                     prompt: "",
                     choices: &[],
+                    notification: None,
+                };
+                self.deliver(&event, *message, said).await
+            }
+            Event::NotificationSent {
+                message,
+                template,
+                body,
+                whatsapp_template,
+                message_tag,
+                ..
+            } => {
+                let said = Said {
+                    body,
+                    prompt: template,
+                    choices: &[],
+                    notification: Some(NotificationMeans {
+                        whatsapp_template: whatsapp_template.clone(),
+                        message_tag: message_tag.clone(),
+                    }),
                 };
                 self.deliver(&event, *message, said).await
             }
@@ -375,7 +398,11 @@ impl Egress {
                 "ticket {ticket} has no customer: it was never opened"
             )));
         };
-        let customer_last_message_at = if customer.channel == Channel::WhatsApp {
+        // The channels with a 24-hour window: WhatsApp always, Messenger for a
+        // notification's tag.
+        let windowed = customer.channel == Channel::WhatsApp
+            || (customer.channel == Channel::Messenger && said.notification.is_some());
+        let customer_last_message_at = if windowed {
             self.last_customer_message(ticket).await?
         } else {
             None
@@ -390,6 +417,7 @@ impl Egress {
             choices: said.choices.to_vec(),
             language: loaded.ticket.language.clone(),
             customer_last_message_at,
+            notification: said.notification,
         }))
     }
 

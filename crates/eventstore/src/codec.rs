@@ -10,8 +10,9 @@ use std::time::SystemTime;
 
 use helpline_domain::{
     AgentId, Channel, CloseReason, Customer, Details, Erased, Event, HandoffReason, Media,
-    MediaKind, MessageBody, MessageId, Personal, PersonalField, QueueId, QuickReply, ReleaseReason,
-    NotificationKind, RouteDestination, StoreId, StoreReferral, TicketId, WhatsAppTemplateCall,
+    MediaKind, MessageBody, MessageId, NotificationKind, Personal, PersonalField, QueueId,
+    QuickReply, ReleaseReason, RouteDestination, StoreId, StoreReferral, TicketId,
+    WhatsAppTemplateCall,
 };
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::event_envelope::Event as EventProto;
@@ -433,11 +434,13 @@ fn event_to_proto(event: &Event) -> EventProto {
             template: template.clone(),
             kind: notification_kind_to_proto(*kind).into(),
             body: Some(body_to_proto(body)),
-            whatsapp_template: whatsapp_template.as_ref().map(|call| pb::WhatsAppTemplateCall {
-                name: call.name.clone(),
-                language: call.language.clone(),
-                parameters: call.parameters.expose().clone(),
-            }),
+            whatsapp_template: whatsapp_template
+                .as_ref()
+                .map(|call| pb::WhatsAppTemplateCall {
+                    name: call.name.clone(),
+                    language: call.language.clone(),
+                    parameters: call.parameters.expose().clone(),
+                }),
             message_tag: message_tag.clone().unwrap_or_default(),
         }),
         Event::DetailsCaptured(details) => EventProto::DetailsCaptured(pb::DetailsCaptured {

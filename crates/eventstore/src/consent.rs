@@ -10,7 +10,7 @@
 use std::time::SystemTime;
 
 use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::publish::PublishMessage;
+use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use helpline_domain::Channel;
 use helpline_domain::notify::{Answer, Consent, ConsentChanged, ConsentSource, Scope};
@@ -75,10 +75,9 @@ impl EventStore {
         let subject = self.layout().customer_subject(customer);
         for _ in 0..CHANGE_TRIES {
             let stored = self.consent(customer).await?;
-            let Some(changed) =
-                stored
-                    .consent
-                    .apply(signal.scope, signal.granted, signal.source)
+            let Some(changed) = stored
+                .consent
+                .apply(signal.scope, signal.granted, signal.source)
             else {
                 return Ok((stored.consent, false));
             };

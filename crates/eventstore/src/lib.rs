@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod append;
+pub mod chain;
 pub mod codec;
 mod config;
 pub mod consent;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 pub mod words;
 
-use crate::words::{Lists, split_words};
+use crate::words::{Lists, consent_words, split_words};
 
 /// The built-in flows, by language.
 const BUILTIN: [(&str, &str); 14] = [
@@ -36,7 +36,7 @@ const BUILTIN: [(&str, &str); 14] = [
 ];
 
 /// Every text a flow must have, with the placeholders the bot fills in for it.
-const TEXTS: [(&str, &[&str]); 23] = [
+const TEXTS: [(&str, &[&str]); 26] = [
     ("greeting", &["brand"]),
     ("ask_language", &[]),
     ("ask_product", &[]),
@@ -60,6 +60,11 @@ const TEXTS: [(&str, &[&str]); 23] = [
     ("summary_verified", &["serial"]),
     ("summary_unverified", &["serial"]),
     ("summary_unknown", &[]),
+    ("notifications_stopped", &["brand"]),
+    ("notifications_resumed", &["brand"]),
+    // Apple's disclosure before the first notification; its wording is Apple's, so it
+    // takes nothing the bot could fill in differently per region.
+    ("apple_notice", &[]),
 ];
 
 /// What a rating button shows when a flow does not say otherwise.
@@ -75,6 +80,9 @@ pub struct Flows {
     /// rather than on every message.
     lists: BTreeMap<String, Lists>,
     default_lists: Lists,
+    /// Every language's stop and start phrases, split into words → whether the phrase
+    /// turns notifications on: made once here rather than on every message.
+    consent_words: BTreeMap<Vec<String>, bool>,
 }
 
 /// One language's flow.
@@ -90,6 +98,10 @@ pub struct Flow {
     pub(crate) greeting_words: Vec<String>,
     pub(crate) filler_words: Vec<String>,
     pub(crate) serial_words: Vec<String>,
+    /// Whole messages that stop the brand's notifications.
+    pub(crate) stop_words: Vec<String>,
+    /// Whole messages that turn them on again.
+    pub(crate) start_words: Vec<String>,
     /// Category → phrases that mark it.
     pub(crate) categories: BTreeMap<String, Vec<String>>,
     /// `detect`, each phrase split into words.
@@ -130,6 +142,10 @@ struct FlowFile {
     filler_words: Vec<String>,
     #[serde(default)]
     serial_words: Vec<String>,
+    #[serde(default)]
+    stop_words: Vec<String>,
+    #[serde(default)]
+    start_words: Vec<String>,
     #[serde(default)]
     categories: BTreeMap<String, Vec<String>>,
     #[serde(default)]
@@ -212,6 +228,19 @@ impl Flows {
             .collect()
     }
 
+    /// What a message that is nothing but a stop or start phrase of any of the region's
+    /// languages asks for: `Some(false)` for no more notifications ("STOP!", "Abmelden"),
+    /// `Some(true)` for notifications again ("start"), `None` for anything else, a
+    /// sentence that merely contains such a word too ("my laptop won't stop beeping").
+    ///
+    /// Every language counts, not only the conversation's: a customer writes "stop" in
+    /// whatever language, and a missed stop keeps messaging someone who said no.
+    pub fn consent_word(&self, text: &str) -> Option<bool> {
+        self.consent_words
+            .get(split_words(text).as_slice())
+            .copied()
+    }
+
     /// The word lists of `language`'s flow and then the others', split into words.
     pub fn lists(&self, language: &str) -> &Lists {
         self.lists.get(language).unwrap_or(&self.default_lists)
@@ -224,7 +253,9 @@ impl Flows {
             default,
             lists: BTreeMap::new(),
             default_lists: Lists::default(),
+            consent_words: BTreeMap::new(),
         };
+        assembled.consent_words = consent_words(&assembled);
         assembled.default_lists = Lists::of(&assembled, default_language);
         assembled.lists = assembled
             .flows
@@ -298,10 +329,29 @@ impl Flow {
             ("agent_words", &raw.agent_words),
             ("greeting_words", &raw.greeting_words),
             ("serial_words", &raw.serial_words),
+            // Required: a language whose customers cannot stop notifications in it must
+            // not go live.
+            ("stop_words", &raw.stop_words),
+            ("start_words", &raw.start_words),
         ];
         for (key, list) in lists {
             if list.iter().all(|word| word.trim().is_empty()) {
                 return Err(invalid(format!("{key} is missing or empty")));
+            }
+        }
+        for (key, list) in [
+            ("stop_words", &raw.stop_words),
+            ("start_words", &raw.start_words),
+        ] {
+            // Only a whole message matches these, so a phrase without words (an emoji)
+            // could never match and would only look like it works. Blanks are skipped,
+            // as in every list.
+            let wordless =
+                |phrase: &&String| !phrase.trim().is_empty() && split_words(phrase).is_empty();
+            if let Some(phrase) = list.iter().find(wordless) {
+                return Err(invalid(format!(
+                    "{key} has {phrase:?}, which has no words to match"
+                )));
             }
         }
         if raw.categories.is_empty() {
@@ -354,6 +404,8 @@ impl Flow {
             greeting_words: lowered(raw.greeting_words),
             filler_words: lowered(raw.filler_words),
             serial_words: lowered(raw.serial_words),
+            stop_words: lowered(raw.stop_words),
+            start_words: lowered(raw.start_words),
             categories,
             rating_words: raw
                 .rating_words
@@ -483,6 +535,29 @@ mod tests {
             .filter(|line| !line.starts_with(&format!("{key} =")))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// The German built-in file with `key`'s list, however many lines it spans, set to
+    /// `list`.
+    fn file_with_list(key: &str, list: &str) -> String {
+        let text = BUILTIN[0].1;
+        let start = text
+            .find(&format!("\n{key} = ["))
+            .unwrap_or_else(|| panic!("no {key}"));
+        let end = text[start..]
+            .find("]\n")
+            .map(|end| start + end + 2)
+            .unwrap_or_else(|| panic!("{key} is never closed"));
+        format!("{}\n{key} = {list}\n{}", &text[..start], &text[end..])
+    }
+
+    /// Whether `phrase`'s words come as a run among `text`'s words.
+    fn names(text: &str, phrase: &str) -> bool {
+        let words = split_words(text);
+        let phrase = split_words(phrase);
+        words
+            .windows(phrase.len())
+            .any(|run| run == phrase.as_slice())
     }
 
     fn problem_of(text: &str) -> String {
@@ -645,6 +720,174 @@ mod tests {
             Err(format!(
                 "{file}: categories.hardware is missing (routing rule \"laptop-hardware-to-store\" needs it)"
             ))
+        );
+    }
+
+    #[test]
+    fn consent_words_are_recognised_whatever_the_case_and_punctuation() {
+        let flows = Flows::builtin();
+        for text in [
+            "STOP!",
+            " Stop. ",
+            "stop",
+            "Abmelden",
+            "UNSUBSCRIBE",
+            "keine Nachrichten mehr!",
+        ] {
+            assert_eq!(flows.consent_word(text), Some(false), "{text:?}");
+        }
+        for text in ["START", "Start!", "wieder anmelden", "Resume."] {
+            assert_eq!(flows.consent_word(text), Some(true), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_built_in_languages_consent_words_are_recognised() {
+        let flows = Flows::builtin();
+        for flow in flows.all() {
+            for (phrases, consent) in [(&flow.stop_words, false), (&flow.start_words, true)] {
+                for phrase in phrases {
+                    for text in [
+                        phrase.clone(),
+                        format!("{}!", phrase.to_uppercase()),
+                        format!(" {phrase}. "),
+                    ] {
+                        assert_eq!(
+                            flows.consent_word(&text),
+                            Some(consent),
+                            "{}: {text:?}",
+                            flow.language
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_sentence_containing_a_consent_word_is_not_one() {
+        let flows = Flows::builtin();
+        for text in [
+            "my laptop won't stop beeping",
+            "It won't start",
+            "stop stop",
+            "please stop",
+            "Mein Laptop startet nicht, bitte abmelden",
+            "",
+            "🛑",
+            "!!!",
+        ] {
+            assert_eq!(flows.consent_word(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_regions_languages_consent_words_count() {
+        let flows = Flows::for_region(&germany()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(flows.consent_word("Abmelden"), Some(false));
+        assert_eq!(flows.consent_word("unsubscribe"), Some(false));
+        // Finnish is not one of the German region's languages.
+        assert_eq!(flows.consent_word("lopeta"), None);
+    }
+
+    #[test]
+    fn a_stop_phrase_beats_the_same_start_phrase_of_another_language() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // Klingon's start words are German stop words and its stop words German start
+        // words, so whichever language comes first, stop must win.
+        let klingon = BUILTIN[1]
+            .1
+            .replacen("\"start\", ", "\"start\", \"abmelden\", ", 1)
+            .replacen("\"stop\", ", "\"stop\", \"wieder anmelden\", ", 1);
+        std::fs::write(dir.path().join("tlh.toml"), klingon).unwrap_or_else(|e| panic!("{e}"));
+        let mut region = germany();
+        region.locale.languages.push("tlh".to_owned());
+        region.bot.flows_dir = dir.path().display().to_string();
+        let flows = Flows::for_region(&region).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            flows
+                .get("tlh")
+                .start_words
+                .contains(&"abmelden".to_owned())
+        );
+        assert!(
+            flows
+                .get("tlh")
+                .stop_words
+                .contains(&"wieder anmelden".to_owned())
+        );
+        assert_eq!(flows.consent_word("abmelden"), Some(false));
+        assert_eq!(flows.consent_word("Wieder anmelden!"), Some(false));
+        assert_eq!(flows.consent_word("start"), Some(true));
+    }
+
+    #[test]
+    fn every_built_in_flow_can_stop_and_restart_notifications() {
+        let flows = Flows::builtin();
+        for flow in flows.all() {
+            let language = &flow.language;
+            assert!(!flow.stop_words.is_empty(), "{language}");
+            assert!(!flow.start_words.is_empty(), "{language}");
+            // The English words work everywhere: customers use them in every language,
+            // and the Apple notice asks for 'Unsubscribe' in every language.
+            assert!(flow.stop_words.contains(&"stop".to_owned()), "{language}");
+            assert!(
+                flow.stop_words.contains(&"unsubscribe".to_owned()),
+                "{language}"
+            );
+            assert!(flow.start_words.contains(&"start".to_owned()), "{language}");
+
+            let stopped = flow.text("notifications_stopped", &[("brand", "Acme")]);
+            assert!(stopped.contains("Acme"), "{language}: {stopped}");
+            assert!(
+                flow.start_words.iter().any(|word| names(&stopped, word)),
+                "{language}: {stopped} names none of its start words"
+            );
+            let resumed = flow.text("notifications_resumed", &[("brand", "Acme")]);
+            assert!(resumed.contains("Acme"), "{language}: {resumed}");
+            let notice = flow.text("apple_notice", &[]);
+            assert!(notice.contains("Unsubscribe"), "{language}: {notice}");
+        }
+        assert_eq!(
+            flows.get("en").text("apple_notice", &[]),
+            "We will send important notifications related to your account status or transactions. Send 'Unsubscribe' to manage your message preferences."
+        );
+        assert_eq!(
+            flows
+                .get("de")
+                .text("notifications_stopped", &[("brand", "Acme")]),
+            "Erledigt: Sie erhalten keine Benachrichtigungen mehr von Acme. Wenn Sie sie wieder erhalten möchten, schreiben Sie einfach „START“."
+        );
+    }
+
+    #[test]
+    fn a_flow_without_consent_words_or_notification_texts_is_refused() {
+        assert_eq!(
+            problem_of(&file_with_list("stop_words", "[]")),
+            "flows/fr.toml: stop_words is missing or empty"
+        );
+        assert_eq!(
+            problem_of(&file_with_list("start_words", "[]")),
+            "flows/fr.toml: start_words is missing or empty"
+        );
+        assert_eq!(
+            problem_of(&file_with_list("stop_words", "[\"stop\", \"🛑\"]")),
+            "flows/fr.toml: stop_words has \"🛑\", which has no words to match"
+        );
+        for key in [
+            "notifications_stopped",
+            "notifications_resumed",
+            "apple_notice",
+        ] {
+            assert_eq!(
+                problem_of(&file_without(key)),
+                format!("flows/fr.toml: texts.{key} is missing")
+            );
+        }
+        let text = BUILTIN[0].1.replacen("{brand}. Wenn", "{product}. Wenn", 1);
+        assert_eq!(
+            problem_of(&text),
+            "flows/fr.toml: texts.notifications_stopped uses {product}, which the bot does not fill in; it takes {brand}"
         );
     }
 }

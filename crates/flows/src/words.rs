@@ -1,6 +1,7 @@
 //! Splitting text into words, the one way the bot reads a message and the flows' phrases
 //! are prepared; and each language's word lists, split once when flows are assembled.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::{Flow, Flows};
@@ -44,6 +45,26 @@ impl Lists {
             serial_words: gather(|f| &f.serial_words),
         }
     }
+}
+
+/// Every flow's stop and start phrases, split into words → whether the phrase turns
+/// notifications on; for [`Flows::consent_word`], made once when the flows are assembled.
+/// Start phrases go in first so that a stop phrase of another language with the same
+/// words replaces them: a wrong stop costs a notification, a wrong start sends to
+/// someone who said no. A phrase without words is left out, or every message without
+/// words (an emoji) would match it.
+pub(crate) fn consent_words(flows: &Flows) -> BTreeMap<Vec<String>, bool> {
+    let starts = flows
+        .all()
+        .flat_map(|flow| flow.start_words.iter().map(|phrase| (phrase, true)));
+    let stops = flows
+        .all()
+        .flat_map(|flow| flow.stop_words.iter().map(|phrase| (phrase, false)));
+    starts
+        .chain(stops)
+        .map(|(phrase, start)| (split_words(phrase), start))
+        .filter(|(words, _)| !words.is_empty())
+        .collect()
 }
 
 /// The words of `text`, in order.

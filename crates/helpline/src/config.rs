@@ -167,6 +167,9 @@ pub struct Config {
     pub places: Vec<Place>,
     #[serde(default)]
     pub agents: Vec<Agent>,
+    /// `[notifications]`: the templates notifications are written from.
+    #[serde(default)]
+    pub notifications: helpline_region::notifications::NotificationsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -627,6 +630,7 @@ impl Default for Config {
             stores: Vec::new(),
             places: Vec::new(),
             agents: Vec::new(),
+            notifications: Default::default(),
             auth: AuthSettings::default(),
             privacy: PrivacySettings::default(),
             assignment: AssignmentConfig::default(),
@@ -865,6 +869,7 @@ impl Config {
             stores: self.stores.clone(),
             places: self.places.clone(),
             agents: self.agents.clone(),
+            notifications: self.notifications.clone(),
         }
     }
 

@@ -38,12 +38,12 @@
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::kv;
-use bytes::Bytes;
 use helpline_domain::{
     Channel, Command, Customer, DomainError, Event, Media, MessageBody, MessageId, Personal, Phase,
     Ticket, TicketId, contact, decide, evolve,
 };
-use helpline_eventstore::{CommandMeta, CustomerId, EventStore, LoadedTicket, StoreError};
+use helpline_eventstore::chain::{first_ticket, next_ticket, ticket_is_over};
+use helpline_eventstore::{CommandMeta, EventStore, LoadedTicket, StoreError, chain};
 use uuid::Uuid;
 
 use helpline_channels::inbound::{
@@ -57,8 +57,6 @@ use helpline_eventstore::consent::ConsentSignal;
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// Tries at finding the contact's ticket and appending before giving up.
 const MAX_ATTEMPTS: usize = 16;
-/// Namespace of the derived ticket ids.
-const TICKETS: Uuid = Uuid::from_u128(0x6865_6c70_6c69_6e65_2d74_6963_6b65_7473);
 /// Namespace of the UUIDv5 ids derived from provider ids (command and message ids).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6865_6c70_6c69_6e65_2d69_6e67_7265_7373);
 
@@ -348,25 +346,19 @@ impl Intake {
         let command_id = Uuid::new_v5(&NAMESPACE, derived.as_bytes());
         // The customer's latest ticket: the one this process knows, or their pointer, or
         // their first; then along the chain while a later one exists.
-        let mut ticket = match self.remembered(&contact_key) {
-            Some(ticket) => ticket,
-            None => self
-                .pointed_ticket(&contact_key)
-                .await?
-                .unwrap_or_else(|| first_ticket(&customer)),
-        };
-        let mut loaded = self.store.load(ticket).await?;
-        if loaded.ticket.phase == Phase::New {
+        let latest = self
+            .store
+            .latest_ticket(
+                &self.contacts,
+                &contact_key,
+                &customer,
+                self.remembered(&contact_key),
+            )
+            .await?;
+        let Some((ticket, mut loaded)) = latest else {
             tracing::debug!("conversation closed by a customer without a ticket");
             return Ok(Taken::Refused);
-        }
-        for _ in 0..MAX_ATTEMPTS {
-            let next = self.store.load(next_ticket(ticket)).await?;
-            if next.ticket.phase == Phase::New {
-                break;
-            }
-            (ticket, loaded) = (next_ticket(ticket), next);
-        }
+        };
         let meta = CommandMeta::new(command_id, SystemTime::now())
             .caused_by(derived)
             .correlated_with(ticket.0.to_string());
@@ -418,9 +410,18 @@ impl Intake {
         };
         let (_, changed) = self
             .store
-            .change_consent(channel, &customer, signal, &format!("{}:consent:{provider}", channel.as_str()))
+            .change_consent(
+                channel,
+                &customer,
+                signal,
+                &format!("{}:consent:{provider}", channel.as_str()),
+            )
             .await?;
-        Ok(if changed { Taken::Recorded } else { Taken::Duplicate })
+        Ok(if changed {
+            Taken::Recorded
+        } else {
+            Taken::Duplicate
+        })
     }
 
     fn open(
@@ -450,25 +451,13 @@ impl Intake {
 
     /// The ticket the contacts bucket names for the contact, if any.
     async fn pointed_ticket(&self, contact_key: &str) -> Result<Option<TicketId>, IntakeError> {
-        let entry = self
-            .contacts
-            .entry(contact_key)
-            .await
-            .map_err(|e| IntakeError::Kv(e.to_string()))?;
-        Ok(entry
-            .filter(|entry| entry.operation == kv::Operation::Put)
-            .and_then(|entry| parse_ticket(&entry.value)))
+        Ok(chain::pointed_ticket(&self.contacts, contact_key).await?)
     }
 
-    /// Points the contact at `ticket`, the next of their chain. Several processes moving
-    /// on at once write the same; a pointer left behind only costs reads later.
+    /// Points the contact at `ticket`, the next of their chain.
     async fn point_contact(&self, contact_key: &str, ticket: TicketId) -> Result<(), IntakeError> {
         self.forget_contact(contact_key);
-        self.contacts
-            .put(contact_key, Bytes::from(ticket.0.to_string()))
-            .await
-            .map_err(|e| IntakeError::Kv(e.to_string()))?;
-        Ok(())
+        Ok(chain::point_contact(&self.contacts, contact_key, ticket).await?)
     }
 
     fn remembered(&self, contact_key: &str) -> Option<TicketId> {
@@ -519,26 +508,4 @@ fn body_of(content: &InboundContent) -> MessageBody {
             provider_media: Personal::new(provider_media.clone()),
         }),
     }
-}
-
-/// A ticket that takes no more customer messages: the customer starts a new one.
-fn ticket_is_over(ticket: &Ticket) -> bool {
-    ticket.phase.is_terminal() || ticket.erased
-}
-
-/// The customer's first ticket: derived, so that its first append is the claim.
-fn first_ticket(customer: &CustomerId) -> TicketId {
-    TicketId(Uuid::new_v5(&TICKETS, customer.as_str().as_bytes()))
-}
-
-/// The ticket after `ticket` in its customer's chain.
-fn next_ticket(ticket: TicketId) -> TicketId {
-    TicketId(Uuid::new_v5(&TICKETS, ticket.0.as_bytes()))
-}
-
-fn parse_ticket(value: &[u8]) -> Option<TicketId> {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|s| Uuid::parse_str(s).ok())
-        .map(TicketId)
 }

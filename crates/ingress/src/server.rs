@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::front_door::{self, BodyBudget, BodyError, Door, Refusals, Sampled, read_body};
-use crate::intake::{Intake, IntakeError, Taken};
+use crate::intake::{Intake, IntakeError};
 use crate::media::{self, MediaConfig, MediaError, MediaSources};
 use crate::media_policy::MediaHostsConfig;
 use crate::receipts::{ReceiptError, Receipts};

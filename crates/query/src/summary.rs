@@ -147,6 +147,12 @@ pub fn describe(event: &Event, audience: &Audience, erased: bool) -> String {
         Event::AgentAssigned { agent } => format!("assigned to {agent}"),
         Event::AgentAccepted { agent } => format!("accepted by {agent}"),
         Event::AgentMessageSent { agent, body: b, .. } => format!("{agent}: {}", body(b)),
+        Event::NotificationSent {
+            template,
+            kind,
+            body: b,
+            ..
+        } => format!("notification {template} ({}): {}", kind.as_str(), body(b)),
         Event::TicketReleased { agent, reason } => {
             let reason = match reason {
                 ReleaseReason::ByAgent => "given back",
@@ -263,7 +269,8 @@ pub(crate) fn texts(event: &Event, personal: bool, out: &mut Vec<String>) {
         }
         Event::CustomerMessageReceived { body: b, .. }
         | Event::BotMessageSent { body: b, .. }
-        | Event::AgentMessageSent { body: b, .. } => private.extend(body_text(b)),
+        | Event::AgentMessageSent { body: b, .. }
+        | Event::NotificationSent { body: b, .. } => private.extend(body_text(b)),
         Event::DetailsCaptured(details) => {
             public.extend([details.product.as_str(), details.category.as_str()]);
             private.extend([&details.serial_number, &details.problem, &details.location]);

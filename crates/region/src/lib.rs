@@ -19,6 +19,7 @@
 
 mod agents;
 mod hours;
+pub mod notifications;
 mod places;
 mod route;
 
@@ -47,6 +48,9 @@ pub struct RegionConfig {
     /// `[[agents]]`: the agent directory; a region may list none.
     #[serde(default)]
     pub agents: Vec<Agent>,
+    /// `[notifications]`: the templates the brand's systems notify customers from.
+    #[serde(default)]
+    pub notifications: notifications::NotificationsConfig,
 }
 
 /// `[locale]`: the country, its languages and its clock.
@@ -269,6 +273,11 @@ impl RegionConfig {
                 format!("{:?} is not an IANA time zone", locale.time_zone),
             );
         }
+        self.notifications
+            .validate(locale.default_language(), &mut problems);
+        let mut problem = |key: String, message: String| {
+            problems.push(ConfigProblem { key, message });
+        };
         if self.bot.silence_timeout_secs == 0 {
             problem("bot.silence_timeout_secs".into(), "must be above 0".into());
         }

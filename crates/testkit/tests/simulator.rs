@@ -1258,6 +1258,7 @@ async fn an_apple_send_built_by_the_adapter_is_taken_and_a_bad_token_refused() {
         choices,
         language: "de".to_owned(),
         customer_last_message_at: None,
+        notification: None,
     };
     let post = |request: helpline_channels::ProviderRequest| {
         let client = sim.http_client();

@@ -3,7 +3,14 @@
 //! Signed like WhatsApp with `X-Hub-Signature-256`; one POST carries any number of
 //! `entry[].messaging[]` events. Timestamps and watermarks are Unix milliseconds. A
 //! tapped quick reply is the customer's text: its payload (our id), not its title.
+//!
+//! A `messaging_optins` event of `type` `notification_messages` whose
+//! `notification_messages_status` is `STOP NOTIFICATIONS` or `RESUME NOTIFICATIONS` is the
+//! customer's wish about marketing messages: [`Inbound::Consent`], scope `Marketing`, for
+//! the sender's PSID. Every other opt-in (the first opt-in with its token, one-time
+//! notification requests, the checkbox plugin's `user_ref`) is ignored, never refused.
 
+use helpline_domain::notify::Scope;
 use helpline_domain::{Channel, MediaKind, Personal};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -13,7 +20,7 @@ pub use crate::meta::verify_handshake;
 use crate::adapter::{InboundAdapter, WebhookRequest};
 use crate::error::{ConfigError, WebhookError};
 use crate::inbound::{
-    Inbound, InboundContent, Parts, Receipt, ReceiptStatus, Watermark, choice_text,
+    Inbound, InboundContent, Parts, ProviderConsent, Receipt, ReceiptStatus, Watermark, choice_text,
 };
 use crate::json::{self, type_label};
 use crate::meta;
@@ -180,9 +187,56 @@ fn read_event(event: Messaging, page: Option<&str>) -> Result<Vec<Inbound>, Webh
             read.watermark,
         )]);
     }
+    if let Some(optin) = &event.optin {
+        return Ok(vec![read_optin(optin, &event.sender, event.timestamp)]);
+    }
     Ok(vec![Inbound::ignored(
         "messenger event without message, delivery or read",
     )])
+}
+
+/// The customer stopped or resumed marketing messages (`notification_messages_status`),
+/// keyed `messenger:optin:<psid>:<timestamp in ms>`. Read leniently: any other opt-in,
+/// status or shape, or one without a sender, is ignored.
+fn read_optin(
+    optin: &serde_json::Value,
+    sender: &Option<Party>,
+    timestamp: Option<i64>,
+) -> Inbound {
+    let Ok(optin) = serde_json::from_value::<Optin>(optin.clone()) else {
+        return Inbound::ignored("messenger optin of an unknown shape");
+    };
+    if optin.kind.as_deref() != Some("notification_messages") {
+        return Inbound::ignored(format!(
+            "messenger optin `{}`",
+            type_label(optin.kind.as_deref().unwrap_or("none"))
+        ));
+    }
+    let granted = match optin.notification_messages_status.as_deref() {
+        Some("STOP NOTIFICATIONS") => false,
+        Some("RESUME NOTIFICATIONS") => true,
+        // The first opt-in, which brings the token, has no status.
+        status => {
+            let what = if status.is_some() { "another" } else { "no" };
+            return Inbound::ignored(format!(
+                "messenger optin `notification_messages` with {what} status"
+            ));
+        }
+    };
+    let Some(psid) = sender
+        .as_ref()
+        .and_then(|sender| sender.id.as_deref())
+        .filter(|id| !id.is_empty())
+    else {
+        return Inbound::ignored("messenger optin without a sender");
+    };
+    let at = timestamp.map_or_else(|| "unknown".to_owned(), |at| at.to_string());
+    Inbound::Consent(ProviderConsent {
+        provider_event_id: format!("messenger:optin:{psid}:{at}"),
+        contact: Personal::new(psid.to_owned()),
+        scope: Scope::Marketing,
+        granted,
+    })
 }
 
 fn read_message(
@@ -335,6 +389,18 @@ struct Messaging {
     delivery: Option<Delivery>,
     read: Option<Read>,
     postback: Option<Postback>,
+    /// `messaging_optins`: kept as it came, read by `read_optin`, so that no shape of an
+    /// opt-in can make the event malformed.
+    optin: Option<serde_json::Value>,
+}
+
+/// `{"type":"notification_messages","notification_messages_status"?,"payload",
+/// "notification_messages_token",…}`: only the type and the status are read.
+#[derive(Deserialize)]
+struct Optin {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    notification_messages_status: Option<String>,
 }
 
 /// `{"mid"?,"title","payload","referral"?}`

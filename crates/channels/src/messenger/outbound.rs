@@ -3,10 +3,14 @@
 //! `POST {api_base_url}/me/messages` with the Page access token as `Authorization:
 //! Bearer` (the configuration names no page id; `/me` is the page the token belongs to),
 //! `messaging_type: RESPONSE`. Outside the 24-hour window Meta refuses (2018278); the
-//! `HUMAN_AGENT` tag needs a permission helpline does not assume, so that fails.
+//! `HUMAN_AGENT` tag needs a permission helpline does not assume, so that fails. A
+//! notification outside the window goes out with its message tag (`messaging_type:
+//! MESSAGE_TAG`, e.g. `POST_PURCHASE_UPDATE`): [`Form::Template`] is that form here.
 //!
 //! Choices go out as `quick_replies` (`content_type: text`, the id as `payload`, titles
 //! of at most 20 characters, at most 13); more as text with the options appended.
+
+use std::time::{Duration, SystemTime};
 
 use helpline_domain::Channel;
 use http::header::AUTHORIZATION;
@@ -24,6 +28,8 @@ use crate::outbound::{
 };
 use crate::secret::require_secrets;
 
+/// How long after the customer's last message free text may be sent.
+const CUSTOMER_SERVICE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// "This message is sent outside of allowed window" (permission error 10).
 const WINDOW_CLOSED_SUBCODE: i64 = 2018278;
 /// The Send API's limits on quick replies: how many, a title's and a payload's length.
@@ -52,12 +58,42 @@ impl OutboundAdapter for MessengerOutbound {
         Channel::Messenger
     }
 
-    fn build(&self, message: &OutboundMessage, _form: Form) -> Result<ProviderRequest, Unsendable> {
-        let body = json!({
-            "recipient": {"id": message.contact},
-            "messaging_type": "RESPONSE",
-            "message": content(message),
+    fn first_form(&self, message: &OutboundMessage, now: SystemTime) -> Result<Form, Unsendable> {
+        let inside = message.customer_last_message_at.is_some_and(|last| {
+            // A last message "in the future" (clock skew) is as recent as it gets.
+            now.duration_since(last)
+                .map_or(true, |age| age < CUSTOMER_SERVICE_WINDOW)
         });
+        match tag(message) {
+            Some(_) if !inside => Ok(Form::Template),
+            _ => Ok(Form::Text),
+        }
+    }
+
+    fn after_window_closed(&self, message: &OutboundMessage, form: Form) -> Option<Form> {
+        (form == Form::Text && tag(message).is_some()).then_some(Form::Template)
+    }
+
+    fn build(&self, message: &OutboundMessage, form: Form) -> Result<ProviderRequest, Unsendable> {
+        let body = match (form, tag(message)) {
+            (Form::Template, Some(tag)) => json!({
+                "recipient": {"id": message.contact},
+                "messaging_type": "MESSAGE_TAG",
+                "tag": tag,
+                "message": content(message),
+            }),
+            (Form::Template, None) => {
+                return Err(Unsendable(
+                    "outside Messenger's 24-hour window only a tagged update may be sent"
+                        .to_owned(),
+                ));
+            }
+            (Form::Text, _) => json!({
+                "recipient": {"id": message.contact},
+                "messaging_type": "RESPONSE",
+                "message": content(message),
+            }),
+        };
         let authorization = bearer(self.config.page_access_token.expose());
         json_post(
             join(&self.config.api_base_url, "me/messages"),
@@ -83,6 +119,14 @@ impl OutboundAdapter for MessengerOutbound {
                 || (error.code == Some(10) && error.message.contains("outside of allowed window"))
         })
     }
+}
+
+/// A notification's message tag, if it has one.
+fn tag(message: &OutboundMessage) -> Option<&str> {
+    message
+        .notification
+        .as_ref()
+        .and_then(|notification| notification.message_tag.as_deref())
 }
 
 /// The `message` object: the text with quick replies where the choices fit them, else
@@ -150,6 +194,7 @@ mod tests {
             choices: Vec::new(),
             language: "de".to_owned(),
             customer_last_message_at: None,
+            notification: None,
         }
     }
 
@@ -278,5 +323,37 @@ mod tests {
             a.classify(&m, &answer(503, "")),
             SendOutcome::Retry { .. }
         ));
+    }
+
+    #[test]
+    fn a_notification_outside_the_window_goes_out_with_its_message_tag() {
+        let now = SystemTime::now();
+        let tagged = |last: Option<SystemTime>| OutboundMessage {
+            customer_last_message_at: last,
+            notification: Some(crate::NotificationMeans {
+                whatsapp_template: None,
+                message_tag: Some("POST_PURCHASE_UPDATE".to_owned()),
+            }),
+            ..message()
+        };
+        let adapter = adapter();
+        let inside = tagged(Some(now - Duration::from_secs(600)));
+        assert_eq!(adapter.first_form(&inside, now), Ok(Form::Text));
+        let outside = tagged(Some(now - Duration::from_secs(48 * 3600)));
+        assert_eq!(adapter.first_form(&outside, now), Ok(Form::Template));
+        let request = adapter.build(&outside, Form::Template).unwrap();
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body["messaging_type"], "MESSAGE_TAG");
+        assert_eq!(body["tag"], "POST_PURCHASE_UPDATE");
+        assert_eq!(body["message"]["text"], "Hallo 👋🏽");
+        // Meta saying the window closed after all: the tagged form, once.
+        assert_eq!(
+            adapter.after_window_closed(&inside, Form::Text),
+            Some(Form::Template)
+        );
+        // A bot's or agent's message is never tagged.
+        assert_eq!(adapter.first_form(&message(), now), Ok(Form::Text));
+        assert_eq!(adapter.after_window_closed(&message(), Form::Text), None);
+        assert!(adapter.build(&message(), Form::Template).is_err());
     }
 }

@@ -12,14 +12,21 @@
 //! the client shows a progress indicator on the button until Telegram's own timeout, and
 //! the bot's next message is the visible answer; answering would be one more provider
 //! call per tap, outside the webhook's append-then-200 path.
+//!
+//! `my_chat_member` in a private chat is sent only when the customer blocks the bot
+//! (`new_chat_member.status` `kicked`) or unblocks it (`member`): their wish about every
+//! notification, [`Inbound::Consent`] with scope `All`, from the chat's id and with the
+//! `update_id` as its id, as a message would have. In groups and channels it is the bot
+//! being added or removed, and ignored, as is any other status or shape.
 
+use helpline_domain::notify::Scope;
 use helpline_domain::{Channel, MediaKind, Personal};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::adapter::{InboundAdapter, WebhookRequest};
 use crate::error::{ConfigError, WebhookError};
-use crate::inbound::{Inbound, InboundContent, Parts};
+use crate::inbound::{Inbound, InboundContent, Parts, ProviderConsent};
 use crate::json::{self, type_label};
 use crate::secret::Secret;
 use crate::signature::{secret_matches, single_header};
@@ -132,9 +139,12 @@ impl InboundAdapter for TelegramAdapter {
         if let Some(callback) = update.remove("callback_query") {
             return read_callback(update_id, json::from_value(callback)?);
         }
+        if let Some(member) = update.remove("my_chat_member") {
+            return Ok(vec![read_my_chat_member(update_id, member)]);
+        }
         let Some(message) = update.remove("message") else {
             // An update carries exactly one kind besides `update_id`: `edited_message`,
-            // `my_chat_member` (e.g. the user blocked the bot), `poll`, …
+            // `channel_post`, `message_reaction`, `poll`, …
             let kind = update
                 .keys()
                 .find(|key| *key != "update_id")
@@ -207,6 +217,36 @@ fn read_callback(update_id: i64, callback: CallbackQuery) -> Result<Vec<Inbound>
         account: None,
     };
     Ok(parts.into_messages(vec![InboundContent::Text(Personal::new(data))]))
+}
+
+/// The customer blocked (`kicked`) or unblocked (`member`) the bot in their private
+/// chat. Read leniently: any other chat, status or shape is ignored, never refused.
+fn read_my_chat_member(update_id: i64, member: Value) -> Inbound {
+    let Ok(member) = serde_json::from_value::<ChatMemberUpdated>(member) else {
+        return Inbound::ignored("telegram my_chat_member without chat or new status");
+    };
+    if member.chat.kind != "private" {
+        return Inbound::ignored(format!(
+            "telegram my_chat_member in a `{}` chat",
+            type_label(&member.chat.kind)
+        ));
+    }
+    let granted = match member.new_chat_member.status.as_str() {
+        "kicked" => false,
+        "member" => true,
+        other => {
+            return Inbound::ignored(format!(
+                "telegram my_chat_member status `{}`",
+                type_label(other)
+            ));
+        }
+    };
+    Inbound::Consent(ProviderConsent {
+        provider_event_id: update_id.to_string(),
+        contact: Personal::new(member.chat.id.to_string()),
+        scope: Scope::All,
+        granted,
+    })
 }
 
 fn read_content(message: &Message) -> Result<Option<InboundContent>, WebhookError> {
@@ -349,6 +389,20 @@ struct Chat {
     kind: String,
     first_name: Option<String>,
     last_name: Option<String>,
+}
+
+/// `{"chat","from","date","old_chat_member","new_chat_member",…}`: only the chat and
+/// the bot's new status are read.
+#[derive(Deserialize)]
+struct ChatMemberUpdated {
+    chat: Chat,
+    new_chat_member: ChatMember,
+}
+
+#[derive(Deserialize)]
+struct ChatMember {
+    /// `creator`, `administrator`, `member`, `restricted`, `left` or `kicked`.
+    status: String,
 }
 
 #[derive(Deserialize)]

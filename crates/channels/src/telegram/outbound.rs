@@ -190,6 +190,7 @@ mod tests {
             choices: Vec::new(),
             language: "de".to_owned(),
             customer_last_message_at: None,
+            notification: None,
         }
     }
 

@@ -3,14 +3,20 @@
 //! Signed with `X-Viber-Content-Signature` (or `?sig=`): hex HMAC-SHA256 keyed with the
 //! bot's auth token, no prefix. One POST is one callback, told apart by `event`.
 //! `message_token` is a 64-bit integer beyond 2^53 and is never read as a float.
+//!
+//! `unsubscribed` (the customer unsubscribed: nothing may be sent until they write or
+//! subscribe again) and `subscribed` are the customer's wish about every notification:
+//! [`Inbound::Consent`], scope `All`. One of them without a user is ignored, never
+//! refused.
 
+use helpline_domain::notify::Scope;
 use helpline_domain::{Channel, MediaKind, Personal};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::adapter::{InboundAdapter, WebhookRequest};
 use crate::error::{ConfigError, WebhookError};
-use crate::inbound::{Inbound, InboundContent, Parts, Receipt, ReceiptStatus};
+use crate::inbound::{Inbound, InboundContent, Parts, ProviderConsent, Receipt, ReceiptStatus};
 use crate::json::{self, type_label};
 use crate::secret::{Secret, require_secrets};
 use crate::signature::{single_header, single_query_param, verify_hmac_sha256};
@@ -131,8 +137,9 @@ impl InboundAdapter for ViberAdapter {
                 };
                 Ok(vec![read_receipt(status, receipt)])
             }
-            // `webhook` (the check during set_webhook), `subscribed`, `unsubscribed`,
-            // `conversation_started`, and whatever Viber adds.
+            "subscribed" | "unsubscribed" => Ok(vec![read_subscription(&event, &callback)]),
+            // `webhook` (the check during set_webhook), `conversation_started` (the
+            // customer opened the chat, which subscribes no one), and whatever Viber adds.
             other => Ok(vec![Inbound::ignored(format!(
                 "viber event `{}`",
                 type_label(other)
@@ -172,6 +179,41 @@ fn read_message(callback: MessageCallback) -> Result<Vec<Inbound>, WebhookError>
         account: None,
     };
     Ok(parts.into_messages(vec![content]))
+}
+
+/// `subscribed` (`user.id`) grants, `unsubscribed` (`user_id`) withdraws, every
+/// notification. The id is the callback's `message_token`, else
+/// `viber:<event>:<user>:<timestamp in ms>`. Without a user it is ignored: a callback Viber
+/// really sent is never refused.
+fn read_subscription(event: &str, callback: &Value) -> Inbound {
+    let granted = event == "subscribed";
+    let user = if granted {
+        callback.get("user").and_then(|user| user.get("id"))
+    } else {
+        callback.get("user_id")
+    };
+    let Some(user) = user.and_then(Value::as_str).filter(|user| !user.is_empty()) else {
+        return Inbound::ignored(format!("viber event `{event}` without a user"));
+    };
+    let token = callback.get("message_token").and_then(|token| {
+        token
+            .as_u64()
+            .map(|token| token.to_string())
+            .or_else(|| token.as_i64().map(|token| token.to_string()))
+    });
+    let provider_event_id = token.unwrap_or_else(|| {
+        let at = callback
+            .get("timestamp")
+            .and_then(|at| json::lenient_integer(at).ok().flatten())
+            .map_or_else(|| "unknown".to_owned(), |at| at.to_string());
+        format!("viber:{event}:{user}:{at}")
+    });
+    Inbound::Consent(ProviderConsent {
+        provider_event_id,
+        contact: Personal::new(user.to_owned()),
+        scope: Scope::All,
+        granted,
+    })
 }
 
 fn media(kind: MediaKind, message: ViberMessage) -> Result<InboundContent, WebhookError> {

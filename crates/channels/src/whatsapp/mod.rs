@@ -1,12 +1,19 @@
 //! WhatsApp Cloud API webhooks (`CHANNELS.md` §1).
 //!
 //! Signed with `X-Hub-Signature-256`; one POST carries any number of `entry[].changes[]`,
-//! each with `messages[]` and/or `statuses[]`. Only `field: "messages"` is read.
+//! each with `messages[]` and/or `statuses[]`. Only `field: "messages"` and
+//! `field: "user_preferences"` are read.
+//!
+//! `user_preferences` reports a customer stopping (`value` `stop`) or resuming (`resume`)
+//! marketing messages (`category` `marketing_messages`): [`Inbound::Consent`], scope
+//! `Marketing`, for the `wa_id` (else the user id, as for messages). It is read
+//! leniently: a preference of another category, value or shape is ignored, never refused.
 //!
 //! A tapped button (`interactive` `button_reply`/`list_reply`, or a template's `button`)
 //! is the customer's text by `inbound::choice_text`: the id when it is a rating digit,
 //! else the title.
 
+use helpline_domain::notify::Scope;
 use helpline_domain::{Channel, MediaKind, Personal};
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +22,9 @@ pub use outbound::WhatsAppOutbound;
 
 use crate::adapter::{InboundAdapter, WebhookRequest};
 use crate::error::{ConfigError, WebhookError};
-use crate::inbound::{Inbound, InboundContent, Parts, Receipt, ReceiptStatus, choice_text};
+use crate::inbound::{
+    Inbound, InboundContent, Parts, ProviderConsent, Receipt, ReceiptStatus, choice_text,
+};
 use crate::json::{self, type_label};
 use crate::meta;
 use crate::secret::{Secret, require_secrets};
@@ -159,6 +168,10 @@ impl InboundAdapter for WhatsAppAdapter {
         let entries: Vec<Entry> = json::from_value(json::required(envelope.entry, "entry")?)?;
         let mut inbound = Vec::new();
         for change in entries.into_iter().flat_map(|entry| entry.changes) {
+            if change.field == "user_preferences" {
+                read_user_preferences(change.value.as_ref(), &mut inbound);
+                continue;
+            }
             if change.field != "messages" {
                 inbound.push(Inbound::ignored(format!(
                     "whatsapp field `{}`",
@@ -201,6 +214,82 @@ fn read_value(value: Value, inbound: &mut Vec<Inbound>) -> Result<(), WebhookErr
         )));
     }
     Ok(())
+}
+
+/// Each of `value.user_preferences[]` (a single object is taken too) as one consent or
+/// one ignored value.
+fn read_user_preferences(value: Option<&serde_json::Value>, inbound: &mut Vec<Inbound>) {
+    let preferences: Vec<&serde_json::Value> =
+        match value.and_then(|value| value.get("user_preferences")) {
+            Some(serde_json::Value::Array(items)) => items.iter().collect(),
+            Some(item @ serde_json::Value::Object(_)) => vec![item],
+            _ => Vec::new(),
+        };
+    if preferences.is_empty() {
+        inbound.push(Inbound::ignored(
+            "whatsapp user_preferences without preferences",
+        ));
+        return;
+    }
+    // A preference without its own ids belongs to the change's one contact, if it has one.
+    let contacts: Vec<Contact> = value
+        .and_then(|value| value.get("contacts"))
+        .and_then(|contacts| serde_json::from_value(contacts.clone()).ok())
+        .unwrap_or_default();
+    let only_contact = match contacts.as_slice() {
+        [contact] => Some(contact),
+        _ => None,
+    };
+    for preference in preferences {
+        inbound.push(read_preference(preference, only_contact));
+    }
+}
+
+/// `{"wa_id","detail","category":"marketing_messages","value":"stop"|"resume","timestamp"}`,
+/// keyed `whatsapp:user_preferences:<contact>:<timestamp>:<value>`.
+fn read_preference(preference: &serde_json::Value, only_contact: Option<&Contact>) -> Inbound {
+    let Ok(preference) = serde_json::from_value::<UserPreference>(preference.clone()) else {
+        return Inbound::ignored("whatsapp user preference of an unknown shape");
+    };
+    let category = preference.category.as_deref().unwrap_or("none");
+    if category != "marketing_messages" {
+        return Inbound::ignored(format!(
+            "whatsapp user preference category `{}`",
+            type_label(category)
+        ));
+    }
+    let value = preference.value.as_deref().unwrap_or("none");
+    let granted = match value {
+        "stop" => false,
+        "resume" => true,
+        other => {
+            return Inbound::ignored(format!(
+                "whatsapp user preference value `{}`",
+                type_label(other)
+            ));
+        }
+    };
+    // The phone number while Meta sends one, else the user id, as for messages.
+    let own = [&preference.wa_id, &preference.user_id];
+    let contact_ids =
+        only_contact.map_or([&None, &None], |contact| [&contact.wa_id, &contact.user_id]);
+    let Some(contact) = own
+        .into_iter()
+        .chain(contact_ids)
+        .filter_map(|id| id.as_deref())
+        .find(|id| !id.is_empty())
+    else {
+        return Inbound::ignored("whatsapp user preference without a user");
+    };
+    let at = preference
+        .timestamp
+        .map_or_else(|| "unknown".to_owned(), |at| at.to_string());
+    Inbound::Consent(ProviderConsent {
+        provider_event_id: format!("whatsapp:user_preferences:{contact}:{at}:{value}"),
+        contact: Personal::new(contact.to_owned()),
+        scope: Scope::Marketing,
+        granted,
+    })
 }
 
 fn read_message(
@@ -350,8 +439,21 @@ struct Entry {
 #[derive(Deserialize)]
 struct Change {
     field: String,
-    /// Its shape depends on `field`; read only for `messages`.
+    /// Its shape depends on `field`; read only for `messages` and `user_preferences`.
     value: Option<serde_json::Value>,
+}
+
+/// One of `user_preferences[]`; `detail` (a sentence for people) is not read.
+#[derive(Deserialize)]
+struct UserPreference {
+    wa_id: Option<String>,
+    /// The business-scoped user id, sent with or instead of `wa_id`.
+    user_id: Option<String>,
+    category: Option<String>,
+    value: Option<String>,
+    /// Unix seconds, a number (read from a string too).
+    #[serde(default, deserialize_with = "json::lenient_integer")]
+    timestamp: Option<i64>,
 }
 
 #[derive(Deserialize)]

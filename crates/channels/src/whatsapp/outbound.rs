@@ -78,15 +78,38 @@ impl WhatsAppOutbound {
         })
     }
 
-    /// The template that stands in for `message` outside the window: the rating template
-    /// for a rating prompt, if configured, else the general one.
-    fn template_for(&self, message: &OutboundMessage) -> Option<&WhatsAppTemplate> {
+    /// The template that stands in for `message` outside the window: a notification's
+    /// own (never the re-engagement template: it would say something else), else the
+    /// rating template for a rating prompt, if configured, else the general one.
+    fn template_for(&self, message: &OutboundMessage) -> Option<Template> {
+        if let Some(notification) = &message.notification {
+            return notification
+                .whatsapp_template
+                .as_ref()
+                .map(|call| Template {
+                    name: call.name.clone(),
+                    language: call.language.clone(),
+                    parameters: serde_json::from_str(call.parameters.expose()).unwrap_or_default(),
+                });
+        }
         let rating = RATING_PROMPTS.contains(&message.prompt.as_str());
         rating
             .then_some(self.rating_template.as_ref())
             .flatten()
             .or(self.template.as_ref())
+            .map(|template| Template {
+                name: template.name.clone(),
+                language: template.language.clone(),
+                parameters: Vec::new(),
+            })
     }
+}
+
+/// A template send: name, language code and the body's parameters in order.
+struct Template {
+    name: String,
+    language: String,
+    parameters: Vec<String>,
 }
 
 impl OutboundAdapter for WhatsAppOutbound {
@@ -105,7 +128,7 @@ impl OutboundAdapter for WhatsAppOutbound {
         } else if self.template_for(message).is_some() {
             Ok(Form::Template)
         } else {
-            Err(window_closed_without_template())
+            Err(window_closed_without_template(message))
         }
     }
 
@@ -122,14 +145,25 @@ impl OutboundAdapter for WhatsAppOutbound {
             Form::Template => {
                 let template = self
                     .template_for(message)
-                    .ok_or_else(window_closed_without_template)?;
-                json!({
-                    "type": "template",
-                    "template": {
-                        "name": template.name,
-                        "language": {"policy": "deterministic", "code": template.language},
-                    },
-                })
+                    .ok_or_else(|| window_closed_without_template(message))?;
+                let mut call = json!({
+                    "name": template.name,
+                    "language": {"policy": "deterministic", "code": template.language},
+                });
+                if !template.parameters.is_empty()
+                    && let Some(call) = call.as_object_mut()
+                {
+                    let parameters: Vec<Value> = template
+                        .parameters
+                        .iter()
+                        .map(|text| json!({"type": "text", "text": text}))
+                        .collect();
+                    call.insert(
+                        "components".to_owned(),
+                        json!([{"type": "body", "parameters": parameters}]),
+                    );
+                }
+                json!({"type": "template", "template": call})
             }
         };
         if let Some(object) = body.as_object_mut() {
@@ -253,10 +287,13 @@ fn list_button_label(language: &str) -> &'static str {
     }
 }
 
-fn window_closed_without_template() -> Unsendable {
-    Unsendable(
-        "the customer's 24-hour WhatsApp window is closed and no template is configured".to_owned(),
-    )
+fn window_closed_without_template(message: &OutboundMessage) -> Unsendable {
+    Unsendable(if message.notification.is_some() {
+        "the customer's 24-hour WhatsApp window is closed and the notification has no approved template"
+            .to_owned()
+    } else {
+        "the customer's 24-hour WhatsApp window is closed and no template is configured".to_owned()
+    })
 }
 
 /// `{"messages":[{"id":"wamid..."}]}`
@@ -316,6 +353,7 @@ mod tests {
             choices: Vec::new(),
             language: "de".to_owned(),
             customer_last_message_at: last,
+            notification: None,
         }
     }
 
@@ -410,6 +448,51 @@ mod tests {
             "no free text in a template send"
         );
         assert!(adapter(None).build(&message(None), Form::Template).is_err());
+    }
+
+    fn notification(last: Option<SystemTime>, with_template: bool) -> OutboundMessage {
+        OutboundMessage {
+            notification: Some(crate::NotificationMeans {
+                whatsapp_template: with_template.then(|| helpline_domain::WhatsAppTemplateCall {
+                    name: "repair_ready".to_owned(),
+                    language: "en_US".to_owned(),
+                    parameters: r#"["MateBook X Pro","Berlin Mitte"]"#.to_owned().into(),
+                }),
+                message_tag: None,
+            }),
+            ..message(last)
+        }
+    }
+
+    #[test]
+    fn a_notification_outside_the_window_goes_out_as_its_own_template_with_parameters() {
+        let now = SystemTime::now();
+        let adapter = adapter(Some(template()));
+        let recent = Some(now - Duration::from_secs(3600));
+        assert_eq!(
+            adapter.first_form(&notification(recent, true), now),
+            Ok(Form::Text)
+        );
+        let outside = notification(Some(now - Duration::from_secs(25 * 3600)), true);
+        assert_eq!(adapter.first_form(&outside, now), Ok(Form::Template));
+        let body = body(&adapter.build(&outside, Form::Template).unwrap());
+        assert_eq!(body["template"]["name"], "repair_ready");
+        assert_eq!(body["template"]["language"]["code"], "en_US");
+        assert_eq!(
+            body["template"]["components"],
+            json!([{"type": "body", "parameters": [
+                {"type": "text", "text": "MateBook X Pro"},
+                {"type": "text", "text": "Berlin Mitte"},
+            ]}])
+        );
+        // Never the re-engagement template in its place: it would say something else.
+        let without = notification(None, false);
+        assert!(adapter.first_form(&without, now).is_err());
+        assert_eq!(adapter.after_window_closed(&without, Form::Text), None);
+        assert_eq!(
+            adapter.after_window_closed(&notification(recent, true), Form::Text),
+            Some(Form::Template)
+        );
     }
 
     fn stars(n: usize) -> Vec<QuickReply> {
@@ -547,6 +630,7 @@ mod tests {
         let outside = |prompt: &str| OutboundMessage {
             prompt: prompt.to_owned(),
             customer_last_message_at: None,
+            notification: None,
             ..with_choices(stars(5))
         };
         for prompt in RATING_PROMPTS {

@@ -241,3 +241,78 @@ fn a_message_without_a_sender_is_malformed() {
     let reason = assert_malformed(messenger().parse(body.as_bytes()));
     assert!(reason.contains("sender is missing"), "{reason}");
 }
+
+/// Jane's opt-in event for marketing messages, with the given `notification_messages_status`
+/// fields.
+fn optin(timestamp: u64, status: &str) -> String {
+    entry(&format!(
+        r#"{{"sender":{{"id":"PSID1"}},"recipient":{{"id":"PAGE1"}},"timestamp":{timestamp},
+            "optin":{{"type":"notification_messages","payload":"REPAIR_UPDATES_OPTIN",
+              "notification_messages_token":"7426891350274610385","notification_messages_timezone":"Europe/Berlin",
+              "token_expiry_timestamp":1783413000000,"user_token_status":"NOT_REFRESHED",{status}
+              "title":"Repair status updates"}}}}"#
+    ))
+}
+
+#[test]
+fn stop_notifications_withdraws_consent_to_marketing() {
+    check(
+        &messenger(),
+        &optin(
+            1767862199804,
+            r#""notification_messages_status":"STOP NOTIFICATIONS","#,
+        ),
+        &["consent withdrawn Marketing messenger:optin:PSID1:1767862199804 by PSID1"],
+    );
+}
+
+#[test]
+fn resume_notifications_grants_consent_to_marketing_again() {
+    check(
+        &messenger(),
+        &optin(
+            1767862259680,
+            r#""notification_messages_status":"RESUME NOTIFICATIONS","#,
+        ),
+        &["consent granted Marketing messenger:optin:PSID1:1767862259680 by PSID1"],
+    );
+}
+
+#[test]
+fn other_optins_are_ignored_not_refused() {
+    check(
+        &messenger(),
+        &optin(1767862140390, ""),
+        &["ignored: messenger optin `notification_messages` with no status"],
+    );
+    check(
+        &messenger(),
+        &optin(
+            1767862140391,
+            r#""notification_messages_status":"PAUSE NOTIFICATIONS","#,
+        ),
+        &["ignored: messenger optin `notification_messages` with another status"],
+    );
+    let body = entry(
+        r#"{"sender":{"id":"PSID1"},"recipient":{"id":"PAGE1"},"timestamp":1,
+            "optin":{"type":"one_time_notif_req","payload":"x","one_time_notif_token":"t"}},
+           {"recipient":{"id":"PAGE1"},"timestamp":2,
+            "optin":{"ref":"checkbox","user_ref":"UREF1"}},
+           {"recipient":{"id":"PAGE1"},"timestamp":3,
+            "optin":{"type":"notification_messages","notification_messages_status":"STOP NOTIFICATIONS"}},
+           {"sender":{"id":"PSID1"},"recipient":{"id":"PAGE1"},"timestamp":4,
+            "optin":{"type":7,"notification_messages_status":"STOP NOTIFICATIONS"}},
+           {"sender":{"id":"PSID1"},"recipient":{"id":"PAGE1"},"timestamp":5,"optin":"STOP"}"#,
+    );
+    check(
+        &messenger(),
+        &body,
+        &[
+            "ignored: messenger optin `one_time_notif_req`",
+            "ignored: messenger optin `none`",
+            "ignored: messenger optin without a sender",
+            "ignored: messenger optin of an unknown shape",
+            "ignored: messenger optin of an unknown shape",
+        ],
+    );
+}

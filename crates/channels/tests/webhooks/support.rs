@@ -220,7 +220,11 @@ pub fn render(inbound: &Inbound) -> String {
         ),
         Inbound::Consent(consent) => format!(
             "consent {} {:?} {} by {}",
-            if consent.granted { "granted" } else { "withdrawn" },
+            if consent.granted {
+                "granted"
+            } else {
+                "withdrawn"
+            },
             consent.scope,
             consent.provider_event_id,
             consent.contact.expose()

@@ -197,8 +197,8 @@ fn other_updates_groups_bots_and_stickers_are_ignored() {
             "ignored: telegram update `edited_message`",
         ),
         (
-            r#"{"update_id":2,"my_chat_member":{"chat":{"id":1,"type":"private"},"new_chat_member":{"status":"kicked"}}}"#,
-            "ignored: telegram update `my_chat_member`",
+            r#"{"update_id":2,"channel_post":{"message_id":1,"chat":{"id":-100,"type":"channel"},"date":1,"text":"x"}}"#,
+            "ignored: telegram update `channel_post`",
         ),
         (r#"{"update_id":3}"#, "ignored: telegram update `empty`"),
         (
@@ -227,5 +227,69 @@ fn an_update_id_that_is_not_an_integer_is_malformed() {
         r#"{"update_id":18446744073709551615}"#,
     ] {
         assert_malformed(telegram().parse(body.as_bytes()));
+    }
+}
+
+/// Jane's private chat reports the bot's new membership `status` (as the bot sees itself).
+fn my_chat_member(update_id: u64, chat: &str, old_status: &str, new_status: &str) -> String {
+    format!(
+        r#"{{"update_id":{update_id},"my_chat_member":{{
+          "chat":{chat},
+          "from":{{"id":587236105,"is_bot":false,"first_name":"Jane","last_name":"Doe","language_code":"en"}},
+          "date":1764085500,
+          "old_chat_member":{{"user":{{"id":7012345678,"is_bot":true,"first_name":"Helpline","username":"helpline_support_bot"}},"status":"{old_status}"}},
+          "new_chat_member":{{"user":{{"id":7012345678,"is_bot":true,"first_name":"Helpline","username":"helpline_support_bot"}},"status":"{new_status}","until_date":0}}}}}}"#
+    )
+}
+
+const JANES_CHAT: &str =
+    r#"{"id":587236105,"first_name":"Jane","last_name":"Doe","type":"private"}"#;
+
+#[test]
+fn blocking_the_bot_withdraws_consent_to_every_notification() {
+    check(
+        &telegram(),
+        &my_chat_member(804712416, JANES_CHAT, "member", "kicked"),
+        &["consent withdrawn All 804712416 by 587236105"],
+    );
+}
+
+#[test]
+fn unblocking_the_bot_grants_consent_to_every_notification_again() {
+    check(
+        &telegram(),
+        &my_chat_member(804712417, JANES_CHAT, "kicked", "member"),
+        &["consent granted All 804712417 by 587236105"],
+    );
+}
+
+#[test]
+fn the_bot_added_to_or_removed_from_a_group_other_statuses_and_shapes_are_ignored() {
+    let group = r#"{"id":-4012345678,"title":"Family","type":"group"}"#;
+    let channel = r#"{"id":-1001234567890,"title":"News","type":"channel"}"#;
+    let cases = [
+        (
+            my_chat_member(1, group, "left", "member"),
+            "ignored: telegram my_chat_member in a `group` chat",
+        ),
+        (
+            my_chat_member(2, channel, "administrator", "kicked"),
+            "ignored: telegram my_chat_member in a `channel` chat",
+        ),
+        (
+            my_chat_member(3, JANES_CHAT, "member", "restricted"),
+            "ignored: telegram my_chat_member status `restricted`",
+        ),
+        (
+            r#"{"update_id":4,"my_chat_member":{"chat":{"id":1,"type":"private"}}}"#.to_owned(),
+            "ignored: telegram my_chat_member without chat or new status",
+        ),
+        (
+            r#"{"update_id":5,"my_chat_member":"kicked"}"#.to_owned(),
+            "ignored: telegram my_chat_member without chat or new status",
+        ),
+    ];
+    for (body, expected) in cases {
+        check(&telegram(), &body, &[expected]);
     }
 }

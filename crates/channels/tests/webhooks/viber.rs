@@ -163,10 +163,6 @@ fn other_events_and_message_types_are_ignored() {
     let cases = [
         (SIGNED.to_owned(), "ignored: viber event `webhook`"),
         (
-            r#"{"event":"subscribed","timestamp":1,"user":{"id":"01234567890A=","name":"Jane"},"message_token":1}"#.to_owned(),
-            "ignored: viber event `subscribed`",
-        ),
-        (
             r#"{"event":"conversation_started","timestamp":1,"message_token":1,"type":"open","context":"c","user":{"id":"x"},"subscribed":false}"#.to_owned(),
             "ignored: viber event `conversation_started`",
         ),
@@ -193,5 +189,70 @@ fn a_token_read_as_a_float_or_a_string_is_malformed() {
     ] {
         let body = message(r#"{"type":"text","text":"x"}"#).replace("5741311803571721087", token);
         assert_malformed(viber().parse(body.as_bytes()));
+    }
+}
+
+#[test]
+fn unsubscribed_withdraws_consent_to_every_notification() {
+    check(
+        &viber(),
+        r#"{"event":"unsubscribed","timestamp":1764087060907,"chat_hostname":"SN-376_",
+            "user_id":"01234567890A=","message_token":5741311803571816115}"#,
+        &["consent withdrawn All 5741311803571816115 by 01234567890A="],
+    );
+}
+
+#[test]
+fn subscribed_grants_consent_to_every_notification_again() {
+    check(
+        &viber(),
+        r#"{"event":"subscribed","timestamp":1764087000118,"chat_hostname":"SN-149_",
+            "user":{"id":"01234567890A=","name":"Jane Doe","avatar":"https://x/a.jpg","country":"GB","language":"en","api_version":8},
+            "message_token":5741311803571808196}"#,
+        &["consent granted All 5741311803571808196 by 01234567890A="],
+    );
+}
+
+#[test]
+fn a_subscription_callback_without_a_token_is_keyed_by_event_user_and_time() {
+    check(
+        &viber(),
+        r#"{"event":"unsubscribed","timestamp":1764087060907,"user_id":"01234567890A="}"#,
+        &["consent withdrawn All viber:unsubscribed:01234567890A=:1764087060907 by 01234567890A="],
+    );
+    check(
+        &viber(),
+        r#"{"event":"subscribed","timestamp":"1764087000118","user":{"id":"01234567890A="},"message_token":"t"}"#,
+        &["consent granted All viber:subscribed:01234567890A=:1764087000118 by 01234567890A="],
+    );
+}
+
+#[test]
+fn a_subscription_callback_without_its_user_is_ignored_not_refused() {
+    let cases = [
+        (
+            r#"{"event":"unsubscribed","timestamp":1,"message_token":1}"#,
+            "ignored: viber event `unsubscribed` without a user",
+        ),
+        (
+            r#"{"event":"unsubscribed","timestamp":1,"user_id":"","message_token":1}"#,
+            "ignored: viber event `unsubscribed` without a user",
+        ),
+        (
+            r#"{"event":"unsubscribed","timestamp":1,"user_id":42,"message_token":1}"#,
+            "ignored: viber event `unsubscribed` without a user",
+        ),
+        (
+            // `subscribed` names its user in `user`, not `user_id`.
+            r#"{"event":"subscribed","timestamp":1,"user_id":"01234567890A=","message_token":1}"#,
+            "ignored: viber event `subscribed` without a user",
+        ),
+        (
+            r#"{"event":"subscribed","timestamp":1,"user":"01234567890A=","message_token":1}"#,
+            "ignored: viber event `subscribed` without a user",
+        ),
+    ];
+    for (body, expected) in cases {
+        check(&viber(), body, &[expected]);
     }
 }

@@ -378,3 +378,92 @@ fn a_message_without_its_content_object_is_malformed() {
     let reason = assert_malformed(whatsapp().parse(body.as_bytes()));
     assert!(reason.contains("messages[].image is missing"), "{reason}");
 }
+
+/// A `user_preferences` change around the given `user_preferences` items.
+fn preferences(items: &str) -> String {
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{
+          "messaging_product":"whatsapp",
+          "metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},
+          "contacts":[{{"profile":{{"name":"Jane Doe"}},"wa_id":"16505551234"}}],
+          "user_preferences":[{items}]}},"field":"user_preferences"}}]}}]}}"#
+    )
+}
+
+#[test]
+fn a_stop_of_marketing_messages_withdraws_consent_to_marketing() {
+    check(
+        &whatsapp(),
+        &preferences(
+            r#"{"wa_id":"16505551234","detail":"User requested to stop marketing messages",
+                "category":"marketing_messages","value":"stop","timestamp":1731705720}"#,
+        ),
+        &[
+            "consent withdrawn Marketing whatsapp:user_preferences:16505551234:1731705720:stop by 16505551234",
+        ],
+    );
+}
+
+#[test]
+fn a_resume_of_marketing_messages_grants_consent_to_marketing_again() {
+    check(
+        &whatsapp(),
+        &preferences(
+            r#"{"wa_id":"16505551234","detail":"User requested to resume marketing messages",
+                "category":"marketing_messages","value":"resume","timestamp":"1731705721"}"#,
+        ),
+        &[
+            "consent granted Marketing whatsapp:user_preferences:16505551234:1731705721:resume by 16505551234",
+        ],
+    );
+}
+
+#[test]
+fn a_preference_without_a_phone_number_is_for_the_user_id_else_the_changes_one_contact() {
+    check(
+        &whatsapp(),
+        &preferences(
+            r#"{"user_id":"US.13491208655302741918","category":"marketing_messages","value":"stop","timestamp":1731705722},
+               {"category":"marketing_messages","value":"stop","timestamp":1731705723}"#,
+        ),
+        &[
+            "consent withdrawn Marketing whatsapp:user_preferences:US.13491208655302741918:1731705722:stop by US.13491208655302741918",
+            "consent withdrawn Marketing whatsapp:user_preferences:16505551234:1731705723:stop by 16505551234",
+        ],
+    );
+}
+
+#[test]
+fn other_preferences_and_shapes_are_ignored_not_refused() {
+    check(
+        &whatsapp(),
+        &preferences(
+            r#"{"wa_id":"16505551234","category":"offers_and_announcements","value":"not_interested","timestamp":1},
+               {"wa_id":"16505551234","category":"marketing_messages","value":"pause","timestamp":2},
+               {"wa_id":16505551234,"category":"marketing_messages","value":"stop","timestamp":3},
+               "stop""#,
+        ),
+        &[
+            "ignored: whatsapp user preference category `offers_and_announcements`",
+            "ignored: whatsapp user preference value `pause`",
+            "ignored: whatsapp user preference of an unknown shape",
+            "ignored: whatsapp user preference of an unknown shape",
+        ],
+    );
+    let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[
+      {"field":"user_preferences","value":{"messaging_product":"whatsapp","user_preferences":[]}},
+      {"field":"user_preferences","value":{"user_preferences":"stop"}},
+      {"field":"user_preferences"},
+      {"field":"user_preferences","value":{"contacts":[{"wa_id":"1"},{"wa_id":"2"}],
+        "user_preferences":[{"category":"marketing_messages","value":"stop","timestamp":4}]}}]}]}"#;
+    check(
+        &whatsapp(),
+        body,
+        &[
+            "ignored: whatsapp user_preferences without preferences",
+            "ignored: whatsapp user_preferences without preferences",
+            "ignored: whatsapp user_preferences without preferences",
+            "ignored: whatsapp user preference without a user",
+        ],
+    );
+}

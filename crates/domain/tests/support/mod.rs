@@ -371,7 +371,8 @@ pub mod cmd {
             body: text("Ihr MateBook ist abholbereit"),
             whatsapp_template: None,
             message_tag: Some("POST_PURCHASE_UPDATE".to_owned()),
-            notice: notice.map(|m| (message(m), text("Wir senden Ihnen wichtige Mitteilungen"))),
+            notice: notice
+                .map(|m| Box::new((message(m), text("Wir senden Ihnen wichtige Mitteilungen")))),
         }
     }
 
