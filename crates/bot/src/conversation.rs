@@ -78,6 +78,24 @@ pub fn respond(
     if ticket.holder == Holder::Agent || ticket.erased {
         return Vec::new();
     }
+    // "STOP" or "START" alone is about notifications, never an answer to the intake: the
+    // service records it in the customer's consent; the bot confirms it.
+    if let Event::CustomerMessageReceived {
+        body: MessageBody::Text(text),
+        ..
+    } = event
+        && !ticket.phase.is_terminal()
+        && let Some(granted) = flows.consent_word(text.expose())
+    {
+        let prompt = if granted {
+            "notifications_resumed"
+        } else {
+            "notifications_stopped"
+        };
+        let brand = region.bot.brand.clone();
+        bot.say_text(prompt, &[("brand", &brand)]);
+        return bot.commands;
+    }
     // The ticket may have moved on since the event (a redelivery, a backlog): each arm
     // checks the phase the ticket is in now.
     match (event, ticket.phase) {

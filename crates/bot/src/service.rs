@@ -11,6 +11,10 @@
 //!   conversation decide (abandon, close unrated, or nothing when the customer wrote
 //!   since), then is acknowledged.
 //!
+//! A customer's message that is only a stop or start word ("STOP", "Abmelden", "START" in
+//! any of the region's languages) changes their consent to notifications, in their own
+//! ledger, before the conversation confirms it.
+//!
 //! Both consumers and the stream are durable, so timers survive restarts of the bot.
 
 use std::sync::Arc;
@@ -21,7 +25,9 @@ use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
 use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
-use helpline_domain::{Event, MessageId, TicketId};
+use helpline_domain::notify::{ConsentSource, Scope};
+use helpline_domain::{Event, MessageBody, MessageId, TicketId};
+use helpline_eventstore::consent::ConsentSignal;
 use helpline_eventstore::{
     Cause, EventStore, HandlerError, Reacted, StoreError, StoredEvent, reaction_id,
 };
@@ -171,6 +177,7 @@ struct Bot {
 
 impl Bot {
     async fn handle(&self, event: StoredEvent) -> Result<(), HandlerError> {
+        self.note_consent(&event).await?;
         if reacts_to(&event.event) {
             let now = timestamp(event.meta.occurred_at);
             let cause = Cause::event(&event);
@@ -187,6 +194,42 @@ impl Bot {
         ) {
             self.arm(&event).await?;
         }
+        Ok(())
+    }
+
+    /// A customer's "STOP" or "START" alone changes their consent to notifications, in
+    /// their own ledger (the conversation confirms it). Again is nothing.
+    async fn note_consent(&self, event: &StoredEvent) -> Result<(), HandlerError> {
+        let Event::CustomerMessageReceived {
+            body: MessageBody::Text(text),
+            ..
+        } = &event.event
+        else {
+            return Ok(());
+        };
+        let Some(granted) = self.flows.consent_word(text.expose()) else {
+            return Ok(());
+        };
+        let ticket = self.store.load(event.meta.ticket).await?.ticket;
+        let Some(customer) = ticket.customer.filter(|c| !c.contact.is_erased()) else {
+            return Ok(());
+        };
+        let pseudonym = self
+            .store
+            .customer_id(customer.channel, customer.contact.expose());
+        let signal = ConsentSignal {
+            scope: Scope::All,
+            granted,
+            source: ConsentSource::CustomerWords,
+        };
+        self.store
+            .change_consent(
+                customer.channel,
+                &pseudonym,
+                signal,
+                &event.meta.event_id.to_string(),
+            )
+            .await?;
         Ok(())
     }
 

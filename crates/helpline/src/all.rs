@@ -52,6 +52,8 @@ pub struct Services {
     pub privacy: bool,
     /// The agent console for browsers, on `console.listen`.
     pub console: bool,
+    /// The Notifications API: the brand writes first.
+    pub notify: bool,
 }
 
 impl Services {
@@ -64,6 +66,7 @@ impl Services {
         query: true,
         privacy: true,
         console: true,
+        notify: true,
     };
     pub const NONE: Services = Services {
         ingress: false,
@@ -74,6 +77,7 @@ impl Services {
         query: false,
         privacy: false,
         console: false,
+        notify: false,
     };
 
     /// The durable consumers these services read with, for `/metrics`.
@@ -114,6 +118,7 @@ pub async fn run_until_stopped(
         || services.routing
         || services.feedback
         || services.console
+        || services.notify
     {
         true => Some(config.auth.key()?),
         false => None,
@@ -334,11 +339,29 @@ pub async fn run_until_stopped(
         tracing::warn!("the console is not started: {why}");
         console_key = None;
     }
+    let notifier = match (services.notify, auth_key.clone()) {
+        (true, Some(key)) => {
+            let notifier = helpline_notify::Notifier::new(
+                store.clone(),
+                region.clone(),
+                flows.clone(),
+                helpline_channels::CHANNELS
+                    .iter()
+                    .copied()
+                    .filter(|channel| config.channels.is_configured(*channel)),
+            )
+            .await
+            .context("cannot start the Notifications API")?;
+            Some((notifier, key))
+        }
+        _ => None,
+    };
     if services.routing
         || services.feedback
         || services.assignment
         || services.query
         || services.privacy
+        || services.notify
     {
         let apis = Apis {
             store: store.clone(),
@@ -348,6 +371,7 @@ pub async fn run_until_stopped(
             auth_key,
             assignment,
             privacy,
+            notifier,
         };
         serve_grpc(&mut tasks, &config.grpc, apis, services, shutdown.clone()).await?;
     }
@@ -586,6 +610,8 @@ struct Apis {
     )>,
     /// Erasure and export, and the key of admin tokens, when privacy runs here.
     privacy: Option<(helpline_privacy::Privacy, helpline_assignment::AuthKey)>,
+    /// Notifications, and the key of supervisors' tokens, when notify runs here.
+    notifier: Option<(helpline_notify::Notifier, helpline_assignment::AuthKey)>,
 }
 
 async fn serve_grpc(
@@ -681,6 +707,16 @@ async fn serve_grpc(
         let service = helpline_privacy::grpc_service(privacy, key, apis.region.clone());
         health_reporter
             .set_service_status("helpline.v1.Privacy", tonic_health::ServingStatus::Serving)
+            .await;
+        router = router.add_service(service);
+    }
+    if let Some((notifier, key)) = apis.notifier {
+        let service = helpline_notify::grpc_service(notifier, key, apis.region.clone());
+        health_reporter
+            .set_service_status(
+                "helpline.v1.Notifications",
+                tonic_health::ServingStatus::Serving,
+            )
             .await;
         router = router.add_service(service);
     }

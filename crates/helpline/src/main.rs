@@ -19,6 +19,7 @@ mod dev;
 mod dlq;
 mod grpc_door;
 mod nats;
+mod notify;
 mod privacy;
 mod rebuild;
 mod revocations;
@@ -140,6 +141,9 @@ enum Command {
         #[command(subcommand)]
         command: privacy::PrivacyCommand,
     },
+    /// Notifications, the brand writing first (through the Notifications API): `send`,
+    /// `campaign FILE`, `opt-in`, `opt-out`, `consent`; `serve` runs the API.
+    Notify(notify::NotifyArgs),
     /// Replay the whole log into a fresh projection, with progress on stderr, and print
     /// how long it took.
     Rebuild {
@@ -403,6 +407,7 @@ async fn run(
         }
         Command::Tickets(args) => tickets::run(&config, args).await,
         Command::Privacy { command } => privacy::run(config, command).await,
+        Command::Notify(args) => notify::run(config, args).await,
         Command::Rebuild { projection } => {
             rebuild::run(projection, &config.nats, config.store()?).await
         }

@@ -19,6 +19,7 @@ const SERVICES: &[&str] = &[
     "helpline-query",
     "helpline-privacy",
     "helpline-console",
+    "helpline-notify",
 ];
 
 /// The crates that compose services (the binary and its bench) and may depend on any.
