@@ -225,6 +225,7 @@ pub async fn run_until_stopped(
             whatsapp_template: config.egress.whatsapp_template.clone(),
             whatsapp_rating_template: config.egress.whatsapp_rating_template.clone(),
             viber_sender_name: config.egress.viber_sender_name.clone(),
+            notification_rate_limits: config.egress.notification_rates()?,
             ..EgressConfig::default()
         };
         let (store, shutdown) = (store.clone(), shutdown.clone());

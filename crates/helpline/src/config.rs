@@ -575,6 +575,10 @@ pub struct EgressSettings {
     pub whatsapp_rating_template: Option<WhatsAppTemplate>,
     /// The sender name Viber shows, at most 28 characters.
     pub viber_sender_name: String,
+    /// Notifications per second per channel (by its name: `whatsapp = 20.0`), per egress
+    /// process: the pace of a campaign, leaving the rest of the channel's rate to
+    /// conversations. A channel not named sends a quarter of its default rate.
+    pub notifications_per_second: std::collections::BTreeMap<String, f64>,
 }
 
 impl Default for EgressSettings {
@@ -583,7 +587,43 @@ impl Default for EgressSettings {
             whatsapp_template: None,
             whatsapp_rating_template: None,
             viber_sender_name: "Helpline".to_owned(),
+            notifications_per_second: std::collections::BTreeMap::new(),
         }
+    }
+}
+
+impl EgressSettings {
+    /// The notification paces by channel; an unknown channel name or a rate that is not
+    /// positive is refused.
+    pub fn notification_rates(
+        &self,
+    ) -> Result<
+        std::collections::HashMap<helpline_domain::Channel, helpline_egress::RateLimit>,
+        ConfigError,
+    > {
+        self.notifications_per_second
+            .iter()
+            .map(|(name, per_second)| {
+                let channel = helpline_channels::by_name(name).ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "egress.notifications_per_second.{name}: no such channel ({})",
+                        helpline_channels::NAMES.join(", ")
+                    ))
+                })?;
+                if !(per_second.is_finite() && *per_second > 0.0) {
+                    return Err(ConfigError::Invalid(format!(
+                        "egress.notifications_per_second.{name} must be above 0"
+                    )));
+                }
+                Ok((
+                    channel,
+                    helpline_egress::RateLimit {
+                        per_second: *per_second,
+                        burst: 1,
+                    },
+                ))
+            })
+            .collect()
     }
 }
 
@@ -876,6 +916,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         helpline_eventstore::Layout::new(&self.region)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.egress.notification_rates()?;
         if self.eventstore.duplicate_window_secs < 120 {
             return Err(ConfigError::Invalid(
                 "eventstore.duplicate_window_secs must be at least 120 so retried appends dedupe"

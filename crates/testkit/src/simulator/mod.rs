@@ -629,6 +629,12 @@ impl Simulator {
         apple::close_webhook(&self.shared, customer)
     }
 
+    /// Viber's `unsubscribed` callback: `customer` left the bot and may no longer be
+    /// messaged.
+    pub fn viber_unsubscribed_webhook(&self, customer: &str) -> Webhook {
+        viber::unsubscribed_webhook(&self.shared, customer)
+    }
+
     /// An image from `customer`, referring to media added with [`Simulator::add_media`]:
     /// by id for WhatsApp and Telegram, by URL otherwise.
     pub fn webhook_image(

@@ -74,6 +74,20 @@ pub(super) fn receipt_webhook(
     signed(shared, &callback, provider_message_id.to_owned(), customer)
 }
 
+/// The customer unsubscribed from the bot (Viber: `unsubscribed`, with the user's id and
+/// the event's own token).
+pub(super) fn unsubscribed_webhook(shared: &Shared, customer: &str) -> Webhook {
+    let token = shared.next_viber_token();
+    let callback = json!({
+        "event": "unsubscribed",
+        "timestamp": codec::now_unix_millis(),
+        "chat_hostname": CHAT_HOSTNAME,
+        "user_id": customer,
+        "message_token": token,
+    });
+    signed(shared, &callback, token.to_string(), customer)
+}
+
 fn message_webhook(shared: &Shared, customer: &str, message: Value) -> Webhook {
     let token = shared.next_viber_token();
     let callback = json!({
