@@ -194,7 +194,12 @@ impl Assignment {
             return;
         }
         let events = match &entry.content {
-            // Agent events only change the view; the streams follow tickets.
+            // Agent events only change the view; the streams follow tickets. The
+            // customers' own ledgers (their consent) are nothing to assignment.
+            Content::Other if !subject.contains(".agent.") => {
+                view.applied = sequence;
+                return;
+            }
             Content::Other => {
                 match ledger::decode(&entry.payload) {
                     Ok(record) => view.apply_agent(sequence, &record),

@@ -44,7 +44,7 @@ const RESUME_AFTER: Duration = Duration::from_millis(500);
 pub enum Subjects {
     /// Every ticket's events.
     Tickets,
-    /// Everything the event stream holds: tickets and agents.
+    /// Everything the event stream holds: tickets, agents and customers' own ledgers.
     Everything,
 }
 

@@ -39,6 +39,8 @@ impl Drop for KillOnDrop {
 }
 
 struct Deployment {
+    /// What `helpline all` logged (warnings and up).
+    log: tempfile::NamedTempFile,
     _nats: NatsServer,
     sim: Simulator,
     _helpline: KillOnDrop,
@@ -61,6 +63,7 @@ impl Deployment {
         std::io::Write::write_all(&mut config, format!("{region}\n{channels}").as_bytes()).unwrap();
         let port = || helpline_testkit::free_port().unwrap();
         let (http, ops, grpc) = (port(), port(), port());
+        let log = tempfile::NamedTempFile::new().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_helpline"));
         command
             .args(["--config", &config.path().display().to_string(), "all"])
@@ -72,14 +75,15 @@ impl Deployment {
             .env("HELPLINE_AUTH__JWT_SECRET", JWT_SECRET)
             .env("HELPLINE_PRIVACY__MASTER_KEY", MASTER_KEY)
             .env("HELPLINE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(Stdio::from(log.reopen().unwrap()))
+            .stderr(Stdio::from(log.reopen().unwrap()));
         for (name, value) in env {
             command.env(name, value);
         }
         let helpline = KillOnDrop(command.spawn().unwrap());
         let store = open_store(&nats).await;
         let deployment = Deployment {
+            log,
             _nats: nats,
             sim,
             _helpline: helpline,
@@ -436,7 +440,7 @@ async fn each_channel_gets_a_notification_only_in_its_lawful_way() {
         .collect();
     let notice = texts
         .iter()
-        .position(|text| text.contains("'Unsubscribe'"))
+        .position(|text| text.contains("Unsubscribe"))
         .unwrap_or_else(|| panic!("no notice in {texts:#?}"));
     let ready = texts.iter().position(|text| text == READY_DE).unwrap();
     assert!(notice < ready, "{texts:#?}");
@@ -578,9 +582,10 @@ async fn the_api_answers_only_supervisors_and_admins_and_names_bad_requests() {
     assert_eq!(status.code(), Code::InvalidArgument);
 }
 
-/// Customers of the campaign and the pace it is sent at.
+/// Customers of the campaign and the pace it is sent at: below WhatsApp's own rate in
+/// egress (80/s), so that the notifications' pace is the one that binds.
 const CAMPAIGN: usize = 10_000;
-const PER_SECOND: f64 = 250.0;
+const PER_SECOND: f64 = 75.0;
 
 #[tokio::test]
 async fn a_campaign_killed_midway_and_run_again_reaches_every_customer_once_at_its_pace() {
@@ -665,8 +670,13 @@ async fn a_campaign_killed_midway_and_run_again_reaches_every_customer_once_at_i
         "the first run was not cut short"
     );
 
-    // Run again with the same name: the rest, nothing twice.
-    let second = campaign(Stdio::piped()).wait_with_output().unwrap();
+    // Run again with the same name: the rest, nothing twice. Waited for on a thread of
+    // its own: the simulator answers on this test's runtime meanwhile.
+    let second = campaign(Stdio::piped());
+    let second = tokio::task::spawn_blocking(move || second.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     let summary = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{summary}");
     assert!(summary.contains("refused 0"), "{summary}");
@@ -689,7 +699,25 @@ async fn a_campaign_killed_midway_and_run_again_reaches_every_customer_once_at_i
     }
     assert_eq!(per_customer.len(), CAMPAIGN, "every customer");
     let twice: BTreeMap<&str, usize> = per_customer.into_iter().filter(|(_, n)| *n > 1).collect();
-    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    if !twice.is_empty() {
+        let log = std::fs::read_to_string(d.log.path()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().take(80).collect();
+        let sends: Vec<String> = received
+            .iter()
+            .filter(|got| twice.contains_key(got.customer.as_str()))
+            .take(6)
+            .map(|got| {
+                format!(
+                    "{} {} {:?}",
+                    got.customer, got.provider_message_id, got.received_at
+                )
+            })
+            .collect();
+        panic!(
+            "sent more than once: {twice:?}\nfirst sends: {sends:#?}\nlog:\n{}",
+            tail.join("\n")
+        );
+    }
 
     // The pace, by the provider's clock: no second-long window holds more than the rate,
     // and the whole run took at least the time the rate allows.
