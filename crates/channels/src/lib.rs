@@ -50,6 +50,7 @@ pub mod inbound;
 pub mod json;
 pub mod meta;
 pub mod outbound;
+pub mod per_channel;
 pub mod secret;
 pub mod signature;
 #[cfg(test)]
@@ -75,6 +76,7 @@ pub use outbound::{
     Form, NotificationMeans, OutboundAdapter, OutboundMessage, ProviderRequest, ProviderResponse,
     Reason, SendOutcome, Unsendable,
 };
+pub use per_channel::PerChannel;
 pub use secret::Secret;
 
 /// What sending needs besides each channel's own section: the egress settings that name

@@ -578,7 +578,7 @@ pub struct EgressSettings {
     /// Notifications per second per channel (by its name: `whatsapp = 20.0`), per egress
     /// process: the pace of a campaign, leaving the rest of the channel's rate to
     /// conversations. A channel not named sends a quarter of its default rate.
-    pub notifications_per_second: std::collections::BTreeMap<String, f64>,
+    pub notifications_per_second: helpline_channels::PerChannel<f64>,
 }
 
 impl Default for EgressSettings {
@@ -587,14 +587,14 @@ impl Default for EgressSettings {
             whatsapp_template: None,
             whatsapp_rating_template: None,
             viber_sender_name: "Helpline".to_owned(),
-            notifications_per_second: std::collections::BTreeMap::new(),
+            notifications_per_second: helpline_channels::PerChannel::default(),
         }
     }
 }
 
 impl EgressSettings {
-    /// The notification paces by channel; an unknown channel name or a rate that is not
-    /// positive is refused.
+    /// The notification paces by channel; a rate that is not positive is refused (an
+    /// unknown channel's name already was, when the file was read).
     pub fn notification_rates(
         &self,
     ) -> Result<
@@ -603,16 +603,11 @@ impl EgressSettings {
     > {
         self.notifications_per_second
             .iter()
-            .map(|(name, per_second)| {
-                let channel = helpline_channels::by_name(name).ok_or_else(|| {
-                    ConfigError::Invalid(format!(
-                        "egress.notifications_per_second.{name}: no such channel ({})",
-                        helpline_channels::NAMES.join(", ")
-                    ))
-                })?;
+            .map(|(channel, per_second)| {
                 if !(per_second.is_finite() && *per_second > 0.0) {
                     return Err(ConfigError::Invalid(format!(
-                        "egress.notifications_per_second.{name} must be above 0"
+                        "egress.notifications_per_second.{} must be above 0",
+                        channel.as_str()
                     )));
                 }
                 Ok((
@@ -1042,6 +1037,11 @@ mod tests {
             {
                 required.push(missing.to_owned());
                 continue;
+            }
+            // A map with names of the file's own choosing and a section for each (the
+            // region's notification templates): no fixed keys to search.
+            if refusal.contains("expected struct") && refusal.contains("zz_no_such_key") {
+                return (Vec::new(), required);
             }
             let Some((_, expected)) = refusal.split_once("unknown field") else {
                 panic!("{path:?}: {refusal}");

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use helpline_channels::PerChannel;
 use helpline_domain::Channel;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -29,26 +30,27 @@ use serde::{Deserialize, Serialize};
 /// attachments may come from. A channel not named keeps its folder's default
 /// (`media_hosts()` there: the provider's CDN domains; none for the web chat, whose
 /// uploads are the site's own, nor for Telegram, whose files come from its API).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
 pub struct MediaHostsConfig {
-    /// The channels the configuration names, with their lists.
-    named: BTreeMap<String, Vec<String>>,
+    /// The channels the configuration names, with their lists; a name that is no
+    /// channel's is refused as an unknown key when the file is read.
+    named: PerChannel<Vec<String>>,
 }
 
 impl MediaHostsConfig {
     /// The same list for every channel (a test rig serving every provider's media).
     pub fn everywhere(entries: &[String]) -> Self {
-        Self {
-            named: helpline_channels::CHANNELS
-                .iter()
-                .map(|channel| (channel.as_str().to_owned(), entries.to_vec()))
-                .collect(),
+        let mut named = PerChannel::default();
+        for channel in helpline_channels::CHANNELS {
+            named.set(*channel, entries.to_vec());
         }
+        Self { named }
     }
 
     /// `channel`'s list: as configured, else its default.
     pub fn hosts(&self, channel: Channel) -> Vec<String> {
-        match self.named.get(channel.as_str()) {
+        match self.named.get(channel) {
             Some(entries) => entries.clone(),
             None => helpline_channels::media_hosts(channel)
                 .iter()
@@ -59,7 +61,7 @@ impl MediaHostsConfig {
 
     /// Sets `channel`'s list.
     pub fn set(&mut self, channel: Channel, entries: Vec<String>) {
-        self.named.insert(channel.as_str().to_owned(), entries);
+        self.named.set(channel, entries);
     }
 
     /// Adds `entry` to `channel`'s list.
@@ -69,16 +71,8 @@ impl MediaHostsConfig {
         self.set(channel, entries);
     }
 
-    /// Every channel's list, parsed; a name that is no channel's, or an unreadable entry,
-    /// is an error naming it.
+    /// Every channel's list, parsed; an unreadable entry is an error naming it.
     pub fn parse(&self) -> Result<HashMap<Channel, MediaHosts>, String> {
-        if let Some(unknown) = self
-            .named
-            .keys()
-            .find(|name| helpline_channels::by_name(name).is_none())
-        {
-            return Err(format!("{unknown}: not a channel"));
-        }
         helpline_channels::CHANNELS
             .iter()
             .map(|channel| {
@@ -87,39 +81,6 @@ impl MediaHostsConfig {
                     .map_err(|reason| format!("{}: {reason}", channel.as_str()))
             })
             .collect()
-    }
-}
-
-/// A name that is no channel's is refused as an unknown key, naming the channels, before
-/// its value is read.
-impl<'de> Deserialize<'de> for MediaHostsConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Lists;
-        impl<'de> serde::de::Visitor<'de> for Lists {
-            type Value = MediaHostsConfig;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of media hosts per channel")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut named = BTreeMap::new();
-                while let Some(name) = map.next_key::<String>()? {
-                    if helpline_channels::by_name(&name).is_none() {
-                        return Err(serde::de::Error::unknown_field(
-                            &name,
-                            helpline_channels::NAMES,
-                        ));
-                    }
-                    named.insert(name, map.next_value::<Vec<String>>()?);
-                }
-                Ok(MediaHostsConfig { named })
-            }
-        }
-        deserializer.deserialize_map(Lists)
     }
 }
 
