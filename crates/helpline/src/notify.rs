@@ -192,16 +192,14 @@ pub async fn run(config: Config, args: NotifyArgs) -> anyhow::Result<()> {
                 .await?;
             match answer.outcome {
                 Some(pb::notify_response::Outcome::Queued(queued)) => {
+                    let how = if queued.duplicate {
+                        "queued before with this key: nothing new".to_owned()
+                    } else {
+                        queued.way.replace('_', " ")
+                    };
                     println!(
-                        "queued on ticket {} as message {} ({}{})",
-                        queued.ticket_id,
-                        queued.message_id,
-                        queued.way.replace('_', " "),
-                        if queued.duplicate {
-                            "; sent before with this key"
-                        } else {
-                            ""
-                        }
+                        "queued on ticket {} as message {} ({how})",
+                        queued.ticket_id, queued.message_id
                     );
                     Ok(())
                 }

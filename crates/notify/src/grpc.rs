@@ -118,7 +118,7 @@ impl NotificationsApi for Api {
             } => pb::notify_response::Outcome::Queued(pb::NotificationQueued {
                 ticket_id: ticket.0.to_string(),
                 message_id: message.0.to_string(),
-                way: way.as_str().to_owned(),
+                way: way.map(|way| way.as_str().to_owned()).unwrap_or_default(),
                 duplicate,
             }),
             Notified::Refused(refused) => {

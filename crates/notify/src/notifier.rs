@@ -63,7 +63,8 @@ pub enum Notified {
     Queued {
         ticket: TicketId,
         message: MessageId,
-        way: Way,
+        /// How it goes out; `None` for a key queued before (nothing new was decided).
+        way: Option<Way>,
         /// The key was queued before: nothing new was written.
         duplicate: bool,
     },
@@ -201,7 +202,7 @@ impl Notifier {
             return Ok(Notified::Queued {
                 ticket: *ticket,
                 message,
-                way: Way::FreeText,
+                way: None,
                 duplicate: true,
             });
         }
@@ -297,7 +298,7 @@ impl Notifier {
         Ok(Notified::Queued {
             ticket,
             message,
-            way,
+            way: (!duplicate).then_some(way),
             duplicate,
         })
     }
