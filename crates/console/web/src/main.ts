@@ -135,6 +135,9 @@ function lineContent(event: EventEnvelope): Omit<Line, "id" | "at"> | null {
       return { from: "bot", text: bodyText(e.botMessageSent.body) };
     case "agentMessageSent":
       return { from: "agent", text: bodyText(e.agentMessageSent.body) };
+    // The brand wrote first ("your repair is ready"): the customer may be answering it.
+    case "notificationSent":
+      return { from: "bot", text: bodyText(e.notificationSent.body) };
     case "agentNoteAdded":
       return { from: "note", text: e.agentNoteAdded.text };
     case "ticketResolved":
