@@ -125,6 +125,7 @@ fn describe(envelope: &pb::EventEnvelope) -> Option<String> {
         E::CustomerMessageReceived(m) => Some(format!("customer: {}", text(&m.body))),
         E::BotMessageSent(m) => Some(format!("bot: {}", text(&m.body))),
         E::AgentMessageSent(m) => Some(format!("{}: {}", m.agent, text(&m.body))),
+        E::NotificationSent(m) => Some(format!("notification {}: {}", m.template, text(&m.body))),
         E::MessageDeliveryFailed(m) => Some(format!("not delivered: {}", m.reason)),
         E::TicketResolved(_) => Some("resolved".to_owned()),
         E::TicketReleased(_) => Some("released".to_owned()),
