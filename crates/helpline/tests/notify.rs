@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt as _;
@@ -29,14 +29,9 @@ use tonic::Code;
 const JWT_SECRET: &str = "notify-test-signing-key-of-at-least-32-bytes!";
 const MASTER_KEY: &str = "0f3a9c0e7b1d4f8a2c6e0b9d3f7a1c5e8b2d6f0a4c8e1b5d9f3a7c0e4b8d2f61";
 
-struct KillOnDrop(Child);
+mod process;
 
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use process::KillOnDrop;
 
 struct Deployment {
     /// What `helpline all` logged (warnings and up).
@@ -61,17 +56,10 @@ impl Deployment {
         let region = include_str!("../../../deploy/k8s/overlays/de/helpline.toml");
         let mut config = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut config, format!("{region}\n{channels}").as_bytes()).unwrap();
-        let port = || helpline_testkit::free_port().unwrap();
-        let (http, ops, grpc) = (port(), port(), port());
         let log = tempfile::NamedTempFile::new().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_helpline"));
+        let (mut command, ports) = process::helpline("all", &nats.url());
         command
-            .args(["--config", &config.path().display().to_string(), "all"])
-            .env("HELPLINE_NATS_URL", nats.url())
-            .env("HELPLINE_INGRESS__LISTEN", format!("127.0.0.1:{http}"))
-            .env("HELPLINE_OPS__LISTEN", format!("127.0.0.1:{ops}"))
-            .env("HELPLINE_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
-            .env("HELPLINE_CONSOLE__LISTEN", format!("127.0.0.1:{}", port()))
+            .args(["--config", &config.path().display().to_string()])
             .env("HELPLINE_AUTH__JWT_SECRET", JWT_SECRET)
             .env("HELPLINE_PRIVACY__MASTER_KEY", MASTER_KEY)
             .env("HELPLINE_LOG", "warn")
@@ -88,8 +76,8 @@ impl Deployment {
             sim,
             _helpline: helpline,
             config,
-            ingress: format!("http://127.0.0.1:{http}"),
-            grpc: format!("http://127.0.0.1:{grpc}"),
+            ingress: format!("http://127.0.0.1:{}", ports.http),
+            grpc: format!("http://127.0.0.1:{}", ports.grpc),
             store,
         };
         // The API answers once every service runs.
