@@ -76,7 +76,7 @@ pub struct Sender {
     client: reqwest::Client,
     adapters: HashMap<Channel, Arc<dyn OutboundAdapter>>,
     limiters: HashMap<Channel, TokenBucket>,
-    /// The notifications' pace per channel, taken before the channel's own bucket.
+    /// The notifications' pace per channel ([`Sender::notification_turn`]).
     notification_limiters: HashMap<Channel, TokenBucket>,
     policy: RetryPolicy,
     clock: Arc<dyn Clock>,
@@ -197,11 +197,7 @@ impl Sender {
             if cancel.is_cancelled() {
                 return shutting_down();
             }
-            let paced = message
-                .notification
-                .as_ref()
-                .and_then(|_| self.notification_limiters.get(&message.channel));
-            for limiter in paced.into_iter().chain(self.limiters.get(&message.channel)) {
+            if let Some(limiter) = self.limiters.get(&message.channel) {
                 let wait = limiter.reserve(self.clock.now());
                 if !wait.is_zero() && self.pause(wait, cancel).await {
                     return shutting_down();
@@ -255,6 +251,16 @@ impl Sender {
     }
 
     /// Sleeps on the clock; true if `cancel` fired first.
+    /// Waits for a notification's turn on `channel` (its pace, before the channel's own
+    /// rate). False when `cancel` fired first.
+    pub async fn notification_turn(&self, channel: Channel, cancel: &CancellationToken) -> bool {
+        let Some(limiter) = self.notification_limiters.get(&channel) else {
+            return true;
+        };
+        let wait = limiter.reserve(self.clock.now());
+        wait.is_zero() || !self.pause(wait, cancel).await
+    }
+
     async fn pause(&self, duration: Duration, cancel: &CancellationToken) -> bool {
         tokio::select! {
             _ = cancel.cancelled() => true,

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::kv;
+use helpline_domain::notify::{Answer, NotificationKind};
 use helpline_domain::{Channel, Command, Event, MessageBody, MessageId, QuickReply, TicketId};
 use helpline_eventstore::{
     CommandMeta, EventStore, ExecuteError, HandlerError, LoadedTicket, StoredEvent,
@@ -101,6 +102,8 @@ struct Said<'a> {
     prompt: &'a str,
     choices: &'a [QuickReply],
     notification: Option<NotificationMeans>,
+    /// A notification's kind: its consent is checked again just before it goes out.
+    kind: Option<NotificationKind>,
 }
 
 struct Egress {
@@ -130,6 +133,7 @@ impl Egress {
                     prompt,
                     choices,
                     notification: None,
+                    kind: None,
                 };
                 self.deliver(&event, *message, said).await
             }
@@ -139,16 +143,17 @@ impl Egress {
                     prompt: "",
                     choices: &[],
                     notification: None,
+                    kind: None,
                 };
                 self.deliver(&event, *message, said).await
             }
             Event::NotificationSent {
                 message,
                 template,
+                kind,
                 body,
                 whatsapp_template,
                 message_tag,
-                ..
             } => {
                 let said = Said {
                     body,
@@ -158,6 +163,7 @@ impl Egress {
                         whatsapp_template: whatsapp_template.clone(),
                         message_tag: message_tag.clone(),
                     }),
+                    kind: Some(*kind),
                 };
                 self.deliver(&event, *message, said).await
             }
@@ -223,6 +229,19 @@ impl Egress {
         // Later messages of the ticket wait behind this one while it is retried: the
         // consumer hands a ticket's events over one at a time, in log order.
         let last_delivery = event.delivered >= self.store.config().max_deliver;
+        // A notification waits for its turn in the channel's pace first, so that what it
+        // finds then (the customer's consent, their window) is as of its sending.
+        if said.kind.is_some()
+            && let Some(customer) = &loaded.ticket.customer
+            && !self
+                .sender
+                .notification_turn(customer.channel, &self.shutdown)
+                .await
+        {
+            return Err(HandlerError::Transient(
+                "egress is shutting down".to_owned(),
+            ));
+        }
         let (delivery, channel) = match self.outbound(&loaded, ticket, message, said).await? {
             Ok(outbound) => {
                 let delivery = self.sender.send(&outbound, &self.shutdown).await;
@@ -398,6 +417,21 @@ impl Egress {
                 "ticket {ticket} has no customer: it was never opened"
             )));
         };
+        // A campaign is paced: minutes may pass between a notification's queueing and its
+        // turn, and a customer who said stop meanwhile gets nothing.
+        if let Some(kind) = said.kind {
+            let pseudonym = self
+                .store
+                .customer_id(customer.channel, customer.contact.expose());
+            let consent = self.store.consent(&pseudonym).await?.consent;
+            let withdrawn = consent.stopped()
+                || (kind == NotificationKind::Marketing && consent.marketing != Answer::Given);
+            if withdrawn {
+                return Ok(Err(
+                    "the customer opted out of notifications after this one was queued".to_owned(),
+                ));
+            }
+        }
         // The channels with a 24-hour window: WhatsApp always, Messenger for a
         // notification's tag.
         let windowed = customer.channel == Channel::WhatsApp

@@ -436,7 +436,10 @@ async fn each_channel_gets_a_notification_only_in_its_lawful_way() {
 
 #[tokio::test]
 async fn nothing_reaches_a_customer_who_opted_out() {
-    let d = Deployment::start(&[]).await;
+    // Telegram notifications at one every two seconds: a customer's STOP can come while
+    // one waits for its turn.
+    let d =
+        Deployment::start(&[("HELPLINE_EGRESS__NOTIFICATIONS_PER_SECOND__TELEGRAM", "0.5")]).await;
 
     // On Telegram the customer writes STOP: the bot confirms, and from then on every
     // notification is refused before any request to Telegram.
@@ -495,6 +498,34 @@ async fn nothing_reaches_a_customer_who_opted_out() {
         got.text.as_deref() == Some(READY_DE)
     })
     .await;
+
+    // Two more wait for their turn when the customer says STOP again: neither goes out.
+    for key in ["waiting-1", "waiting-2"] {
+        let mut moved = repair_ready(to(Channel::Telegram, &address), key);
+        moved.template = "appointment_moved".to_owned();
+        moved
+            .parameters
+            .insert("time".to_owned(), "Montag, 10 Uhr".to_owned());
+        let answer = d
+            .client()
+            .await
+            .notify(request(moved, Role::Admin))
+            .await
+            .unwrap()
+            .into_inner();
+        queued(&answer);
+    }
+    d.provider_sends(&d.sim.webhook(Channel::Telegram, "Stopper", "Stop!"))
+        .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let moved: Vec<_> = d
+        .sim
+        .received(Channel::Telegram, "Stopper")
+        .into_iter()
+        .filter_map(|got| got.text)
+        .filter(|text| text.contains("Montag, 10 Uhr"))
+        .collect();
+    assert!(moved.is_empty(), "sent after the STOP: {moved:?}");
 
     // On Viber the customer unsubscribes: Viber's callback is their opt-out.
     d.provider_sends(&d.sim.webhook(Channel::Viber, "viber-leaver==", "Hallo"))
