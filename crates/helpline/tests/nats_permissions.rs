@@ -7,8 +7,8 @@
 //!   subjects, query writes nothing, ...).
 //! - Every service runs as its own user (the real binary, one process each, streams set
 //!   up by `helpline ensure` as "setup") and carries one conversation from the first
-//!   message to the rating, after which privacy exports and erases the customer; the
-//!   server refuses nothing.
+//!   message to the rating, after which the brand notifies customers through notify and
+//!   privacy exports and erases the customer; the server refuses nothing.
 //! - Each user reaches the API families it needs beyond that conversation (dead letters
 //!   and their replays, media, every reader of data keys), and a service connecting
 //!   with another service's permissions cannot do what it does not own: the server
@@ -33,7 +33,10 @@ use std::time::{Duration, Instant, SystemTime};
 use async_nats::jetstream::{self, consumer::pull, kv, object_store, stream};
 use async_nats::{ConnectOptions, Event as NatsEvent};
 use futures::StreamExt;
+use helpline_domain::notify::{Answer, ConsentSource, Scope};
 use helpline_domain::{Channel, Phase, TicketId};
+use helpline_eventstore::chain;
+use helpline_eventstore::consent::ConsentSignal;
 use helpline_eventstore::{CommandMeta, EventStore, StoreConfig};
 use helpline_proto::v1 as pb;
 use helpline_testkit::{NatsServer, Simulator, free_port};
@@ -204,7 +207,7 @@ fn grants(authorization: &Value, user: &str, direction: &str, list: &str) -> Vec
         .unwrap_or_default()
 }
 
-const SERVICES: [&str; 8] = [
+const SERVICES: [&str; 9] = [
     "ingress",
     "bot",
     "routing",
@@ -213,6 +216,7 @@ const SERVICES: [&str; 8] = [
     "query",
     "privacy",
     "console",
+    "notify",
 ];
 
 #[test]
@@ -302,7 +306,7 @@ fn compose_and_helm_grant_the_same_and_what_the_design_says() {
         );
         assert_eq!(
             may("$KV.helpline-de-customer-keys.>"),
-            ["ingress", "privacy", "console"].contains(&user.as_str()),
+            ["ingress", "privacy", "console", "notify"].contains(&user.as_str()),
             "{user}: writing the key bucket"
         );
         assert_eq!(
@@ -312,8 +316,13 @@ fn compose_and_helm_grant_the_same_and_what_the_design_says() {
         );
         assert_eq!(
             may("$KV.helpline-de-contacts.>"),
-            ["ingress", "privacy"].contains(&user.as_str()),
+            ["ingress", "privacy", "notify"].contains(&user.as_str()),
             "{user}: contacts"
+        );
+        assert_eq!(
+            may("helpline.de.customer.*"),
+            ["ingress", "bot", "notify"].contains(&user.as_str()),
+            "{user}: customers' consent ledgers"
         );
         assert_eq!(
             may("$JS.API.STREAM.CREATE.HELPLINE_DE"),
@@ -326,6 +335,24 @@ fn compose_and_helm_grant_the_same_and_what_the_design_says() {
                     || s.starts_with("$KV.")
                     || s.starts_with("$JS.ACK.")),
                 "query publishes nothing: {publish:?}"
+            );
+        }
+        if user == "notify" {
+            // An API that follows no log: no consumer on the event stream, no dead letters,
+            // no partitions, only the customers' buckets it writes.
+            let not_its_own = |s: &&String| {
+                (s.starts_with("$JS.API.CONSUMER.")
+                    && (s.contains(".HELPLINE_DE") || s.contains("KV_helpline-de-members")))
+                    || s.starts_with("$JS.ACK.")
+                    || s.starts_with("helpline.de.deadletter.")
+                    || s.starts_with("$KV.helpline-de-members.")
+                    || s.starts_with("$KV.helpline-de-revocations.")
+                    || s.starts_with("$O.")
+            };
+            let beyond: Vec<&String> = publish.iter().filter(not_its_own).collect();
+            assert!(
+                beyond.is_empty(),
+                "notify reads no log with a consumer and writes no other service's bucket: {beyond:?}"
             );
         }
     }
@@ -694,6 +721,66 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
         .unwrap()
         .unwrap();
     assert_eq!(first.subject.as_str(), poison);
+
+    // Notify: the brand writes first, to a WhatsApp customer who never wrote. It records
+    // their opt-in on their own ledger (and reads it back by Direct Get), makes their data
+    // key with the append that opens the first ticket of their chain, finds that ticket as
+    // the chain's latest (contacts entry, Direct Gets, the followed key bucket) and points
+    // their contacts entry at it, and writes a snapshot.
+    let notify_store = users.store("notify");
+    let number = "4915100000042";
+    let whatsapp = notify_store.customer_id(Channel::WhatsApp, number);
+    let (consent, changed) = notify_store
+        .change_consent(
+            Channel::WhatsApp,
+            &whatsapp,
+            ConsentSignal {
+                scope: Scope::All,
+                granted: true,
+                source: ConsentSource::Brand,
+            },
+            "nats-permissions",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("notify cannot record consent: {e}"));
+    assert!(changed && consent.notifications == Answer::Given);
+    assert_eq!(
+        notify_store.consent(&whatsapp).await.unwrap().consent,
+        consent
+    );
+    let first_ticket = chain::first_ticket(&whatsapp);
+    notify_store
+        .append(
+            first_ticket,
+            0,
+            &[opened_on(first_ticket, Channel::WhatsApp, number)],
+            &CommandMeta::new(Uuid::now_v7(), SystemTime::now()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("notify cannot open a ticket: {e}"));
+    let notify_contacts = contacts("notify").await;
+    let contact_key = notify_store
+        .layout()
+        .contact_key(Channel::WhatsApp, &whatsapp);
+    let latest = notify_store
+        .latest_ticket(&notify_contacts, &contact_key, &whatsapp, None)
+        .await
+        .unwrap_or_else(|e| panic!("notify cannot find the customer's latest ticket: {e}"));
+    assert_eq!(latest.map(|(ticket, _)| ticket), Some(first_ticket));
+    chain::point_contact(&notify_contacts, &contact_key, first_ticket)
+        .await
+        .unwrap_or_else(|e| panic!("notify cannot point the contacts entry: {e}"));
+    assert_eq!(
+        chain::pointed_ticket(&notify_contacts, &contact_key)
+            .await
+            .unwrap(),
+        Some(first_ticket)
+    );
+    snapshots("notify")
+        .await
+        .put("a-notified-ticket", "a snapshot".into())
+        .await
+        .unwrap_or_else(|e| panic!("notify cannot write a snapshot: {e}"));
     for user in SERVICES {
         users.session(user).said_nothing();
     }
@@ -734,7 +821,9 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
     assert_eq!(stored(&admin_js, "HELPLINE_DE", &ticket_subject).await, 0);
 
     // Only assignment writes agents' presence and capacity.
-    for user in ["routing", "ingress", "bot", "feedback", "query", "privacy"] {
+    for user in [
+        "routing", "ingress", "bot", "feedback", "query", "privacy", "notify",
+    ] {
         let acked = users
             .session(user)
             .js()
@@ -753,7 +842,9 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
         0
     );
 
-    // Only ingress makes data keys and only privacy purges them.
+    // Only ingress, the console and notify make data keys and only privacy purges them. (A
+    // purge is a write to the key's own subject, as a create is: the server cannot tell
+    // the two apart, so the writers' code is what never purges.)
     for user in ["bot", "routing", "feedback", "assignment", "query"] {
         let bucket = keys(user).await;
         assert!(bucket.put(&customer, "forged".into()).await.is_err());
@@ -827,7 +918,7 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
         .consumer_info("bot-0")
         .await
         .unwrap();
-    for user in ["query", "assignment", "feedback", "routing"] {
+    for user in ["query", "assignment", "feedback", "routing", "notify"] {
         let js = users.session(user).js();
         assert!(
             js.delete_consumer_from_stream("bot-0", "HELPLINE_DE")
@@ -898,6 +989,55 @@ async fn each_user_reaches_what_it_needs_and_nothing_another_service_owns() {
         .refused("Publish", "helpline.de.deadletter.routing")
         .await;
 
+    // Notify follows no log: no consumer on the event stream, not even an ordered one.
+    let notify = users.session("notify");
+    let followed = notify
+        .js()
+        .get_stream_no_info("HELPLINE_DE")
+        .await
+        .unwrap()
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: "helpline.de.ticket.*.*".to_owned(),
+            ..Default::default()
+        })
+        .await;
+    assert!(followed.is_err(), "notify followed the log");
+    notify
+        .refused("Publish", "$JS.API.CONSUMER.CREATE.HELPLINE_DE")
+        .await;
+    // Nor does it touch another service's bucket: the revocations are assignment's to
+    // write (notify only follows them), the inbound dedupe is ingress's, the partitions'
+    // heartbeats the consumers'.
+    let revocations = notify
+        .js()
+        .get_key_value("helpline-de-revocations")
+        .await
+        .unwrap_or_else(|e| panic!("notify cannot follow the revocations: {e}"));
+    assert!(revocations.put("anna", "forged".into()).await.is_err());
+    notify
+        .refused("Publish", "$KV.helpline-de-revocations.anna")
+        .await;
+    assert!(
+        notify
+            .js()
+            .get_key_value("helpline-de-inbound")
+            .await
+            .is_err()
+    );
+    notify
+        .refused("Publish", "$JS.API.STREAM.INFO.KV_helpline-de-inbound")
+        .await;
+    let acked = notify
+        .js()
+        .publish("$KV.helpline-de-members.bot.0", "forged".into())
+        .await
+        .unwrap()
+        .await;
+    assert!(acked.is_err(), "notify wrote a heartbeat");
+    notify
+        .refused("Publish", "$KV.helpline-de-members.bot.0")
+        .await;
+
     // Replies are read only by whoever asked: no service reads another's inbox.
     query.client.subscribe("_INBOX.bot.>").await.unwrap();
     query.refused("Subscription", "_INBOX.bot.>").await;
@@ -939,11 +1079,15 @@ impl Users {
 }
 
 fn opened(ticket: TicketId) -> helpline_domain::Event {
+    opened_on(ticket, Channel::WebChat, "sess_query")
+}
+
+fn opened_on(ticket: TicketId, channel: Channel, contact: &str) -> helpline_domain::Event {
     helpline_domain::Event::TicketOpened {
         ticket,
         customer: helpline_domain::Customer {
-            channel: Channel::WebChat,
-            contact: helpline_domain::Personal::new("sess_query".to_owned()),
+            channel,
+            contact: helpline_domain::Personal::new(contact.to_owned()),
             display_name: None,
         },
         language: "de".to_owned(),
@@ -1120,8 +1264,24 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
             "HELPLINE_CHANNELS__WEB__SHARED_SECRET".to_owned(),
             sim.config().web.shared_secret.clone(),
         );
+        // WhatsApp, for the brand's notification: its section's required keys make it a
+        // served channel (notify); egress sends with the rest.
+        let whatsapp = &sim.config().whatsapp;
+        let whatsapp_section = [
+            ("APP_SECRET", whatsapp.app_secret.clone()),
+            ("VERIFY_TOKEN", whatsapp.verify_token.clone()),
+        ]
+        .map(|(key, value)| (format!("HELPLINE_CHANNELS__WHATSAPP__{key}"), value));
         if user == "ingress" {
             env.push(web_secret);
+            env.extend(whatsapp_section);
+            for (key, value) in [
+                ("ACCESS_TOKEN", whatsapp.access_token.clone()),
+                ("PHONE_NUMBER_ID", whatsapp.phone_number_id.clone()),
+                ("API_BASE_URL", sim.api_base_url(Channel::WhatsApp)),
+            ] {
+                env.push((format!("HELPLINE_CHANNELS__WHATSAPP__{key}"), value));
+            }
             env.push((
                 "HELPLINE_CHANNELS__WEB__CALLBACK_URL".to_owned(),
                 format!("{}/widget/callback", url("console", |p| p.console)),
@@ -1145,6 +1305,10 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
             ] {
                 env.push((format!("HELPLINE_CONSOLE__{key}"), value));
             }
+        } else if user == "notify" {
+            // The channels it serves: web chat's and WhatsApp's sections.
+            env.push(web_secret);
+            env.extend(whatsapp_section);
         }
         env
     };
@@ -1152,6 +1316,7 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
     for service in &services {
         let args: &[&str] = match *service {
             "privacy" => &["privacy", "serve"],
+            "notify" => &["notify", "serve"],
             other => &[other],
         };
         running.push(helpline(service, args, &env(service), dir.path()));
@@ -1420,6 +1585,100 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
             "{service} reads its consumer {consumer}: {metrics}"
         );
     }
+
+    // The brand notifies customers through the Notifications API, signed as a supervisor.
+    // The conversation's customer writes on the web chat, where a notification is never
+    // lawful (helpline cannot see whether the widget is open): notify reads their ticket,
+    // chain and consent ledger, and refuses with the reason, writing nothing.
+    let mut notifications = pb::notifications_client::NotificationsClient::connect(grpc("notify"))
+        .await
+        .unwrap();
+    let repair_ready = |recipient: pb::notify_request::Recipient, key: &str| pb::NotifyRequest {
+        recipient: Some(recipient),
+        template: "repair_ready".to_owned(),
+        parameters: [
+            ("product".to_owned(), "MateBook X Pro".to_owned()),
+            ("store".to_owned(), "Service Store Berlin Mitte".to_owned()),
+        ]
+        .into(),
+        language: String::new(),
+        idempotency_key: key.to_owned(),
+    };
+    let answer = notifications
+        .notify(signed(
+            &supervisor,
+            repair_ready(
+                pb::notify_request::Recipient::TicketId(id.clone()),
+                "permissions-web-ready",
+            ),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        matches!(
+            &answer.outcome,
+            Some(pb::notify_response::Outcome::Refused(refused)) if refused.code == "widget_not_open"
+        ),
+        "the web chat's customer is refused: {answer:?}"
+    );
+    // A WhatsApp customer whose opt-in the brand collected on the repair form: notify
+    // records it on their ledger, then queues the approved template on the first ticket of
+    // their chain, which it opens (making their data key); egress sends it.
+    let number = "+4915100000042";
+    let contact = pb::Contact {
+        channel: helpline_eventstore::codec::channel_to_proto(Channel::WhatsApp).into(),
+        address: number.to_owned(),
+    };
+    let recorded = notifications
+        .record_consent(signed(
+            &supervisor,
+            pb::RecordConsentRequest {
+                contact: Some(contact.clone()),
+                granted: true,
+                marketing_only: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(recorded.changed, "the opt-in was recorded: {recorded:?}");
+    let notify = |key: &'static str| {
+        let (mut notifications, request) = (
+            notifications.clone(),
+            signed(
+                &supervisor,
+                repair_ready(pb::notify_request::Recipient::Contact(contact.clone()), key),
+            ),
+        );
+        async move { notifications.notify(request).await.unwrap().into_inner() }
+    };
+    let queued = match notify("permissions-repair-4711-ready").await.outcome {
+        Some(pb::notify_response::Outcome::Queued(queued)) => queued,
+        other => panic!("the notification was not queued: {other:?}"),
+    };
+    assert_eq!(queued.way, "whatsapp_template");
+    assert!(!queued.duplicate);
+    let deadline = Instant::now() + STEP;
+    while !sim
+        .received(Channel::WhatsApp, number)
+        .iter()
+        .any(|got| got.template.as_deref() == Some("repair_ready"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the notification never reached the customer: {:?}",
+            sim.received(Channel::WhatsApp, number)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The same key again: found on the ticket, nothing new written.
+    let again = match notify("permissions-repair-4711-ready").await.outcome {
+        Some(pb::notify_response::Outcome::Queued(again)) => again,
+        other => panic!("the repeated notification was not answered as queued: {other:?}"),
+    };
+    assert!(again.duplicate);
+    assert_eq!(again.ticket_id, queued.ticket_id);
 
     // Privacy exports the customer, then erases them: purges their data key, appends
     // CustomerErased, deletes the snapshot and the contacts entry.
