@@ -346,10 +346,13 @@ pub async fn run_until_stopped(
                 store.clone(),
                 region.clone(),
                 flows.clone(),
-                helpline_channels::CHANNELS
-                    .iter()
-                    .copied()
-                    .filter(|channel| config.channels.is_configured(*channel)),
+                region.notifications.channels().unwrap_or_else(|| {
+                    helpline_channels::CHANNELS
+                        .iter()
+                        .copied()
+                        .filter(|channel| config.channels.is_configured(*channel))
+                        .collect()
+                }),
             )
             .await
             .context("cannot start the Notifications API")?;

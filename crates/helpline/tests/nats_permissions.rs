@@ -1264,8 +1264,7 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
             "HELPLINE_CHANNELS__WEB__SHARED_SECRET".to_owned(),
             sim.config().web.shared_secret.clone(),
         );
-        // WhatsApp, for the brand's notification: its section's required keys make it a
-        // served channel (notify); egress sends with the rest.
+        // WhatsApp, for the brand's notification, which egress sends.
         let whatsapp = &sim.config().whatsapp;
         let whatsapp_section = [
             ("APP_SECRET", whatsapp.app_secret.clone()),
@@ -1305,11 +1304,8 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
             ] {
                 env.push((format!("HELPLINE_CONSOLE__{key}"), value));
             }
-        } else if user == "notify" {
-            // The channels it serves: web chat's and WhatsApp's sections.
-            env.push(web_secret);
-            env.extend(whatsapp_section);
         }
+        // Notify holds no channel's secret: the region file names its channels.
         env
     };
     let mut running = Vec::new();

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use helpline_domain::NotificationKind;
+use helpline_domain::{Channel, NotificationKind};
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigProblem;
@@ -32,6 +32,11 @@ pub const MESSENGER_TAGS: [&str; 3] = [
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotificationsConfig {
+    /// The channels notifications may go out on, by name (`whatsapp`, `messenger`,
+    /// `telegram`, `viber`, `apple`, `web`); a notification to a customer on another is
+    /// refused. Empty: the channels whose `[channels.*]` section the process has. The
+    /// notify service, which holds no channel's secrets, needs the list.
+    pub channels: Vec<String>,
     /// By name, as the Notifications API and `helpline notify` name them.
     pub templates: BTreeMap<String, NotificationTemplate>,
 }
@@ -180,7 +185,26 @@ fn placeholders(text: &str) -> BTreeSet<String> {
 }
 
 impl NotificationsConfig {
+    /// The channels of [`NotificationsConfig::channels`]; `None` when the list is empty.
+    pub fn channels(&self) -> Option<Vec<Channel>> {
+        (!self.channels.is_empty()).then(|| {
+            Channel::ALL
+                .into_iter()
+                .filter(|channel| self.channels.iter().any(|name| name == channel.as_str()))
+                .collect()
+        })
+    }
+
     pub(crate) fn validate(&self, default_language: &str, problems: &mut Vec<ConfigProblem>) {
+        for (n, name) in self.channels.iter().enumerate() {
+            if !Channel::ALL.iter().any(|channel| channel.as_str() == name) {
+                let names: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
+                problems.push(ConfigProblem {
+                    key: format!("notifications.channels[{n}]"),
+                    message: format!("{name:?} is not a channel; one of {}", names.join(", ")),
+                });
+            }
+        }
         for (name, template) in &self.templates {
             let key = |field: &str| format!("notifications.templates.{name}.{field}");
             if !name
@@ -320,6 +344,7 @@ mod tests {
         bad.text.remove("de");
         bad.messenger_tag = Some("HUMAN_AGENT".into());
         let config = NotificationsConfig {
+            channels: vec!["whatsapp".into(), "fax".into()],
             templates: [("Repair Ready".to_owned(), bad)].into(),
         };
         let mut problems = Vec::new();
@@ -328,6 +353,7 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "notifications.channels[1]",
                 "notifications.templates.Repair Ready",
                 "notifications.templates.Repair Ready.text",
                 "notifications.templates.Repair Ready.messenger_tag",
