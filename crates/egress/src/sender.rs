@@ -76,7 +76,7 @@ pub struct Sender {
     client: reqwest::Client,
     adapters: HashMap<Channel, Arc<dyn OutboundAdapter>>,
     limiters: HashMap<Channel, TokenBucket>,
-    /// The notifications' pace per channel ([`Sender::notification_turn`]).
+    /// The notifications' pace per channel ([`Sender::notification_slot`]).
     notification_limiters: HashMap<Channel, TokenBucket>,
     policy: RetryPolicy,
     clock: Arc<dyn Clock>,
@@ -251,13 +251,20 @@ impl Sender {
     }
 
     /// Sleeps on the clock; true if `cancel` fired first.
-    /// Waits for a notification's turn on `channel` (its pace, before the channel's own
-    /// rate). False when `cancel` fired first.
-    pub async fn notification_turn(&self, channel: Channel, cancel: &CancellationToken) -> bool {
-        let Some(limiter) = self.notification_limiters.get(&channel) else {
-            return true;
-        };
-        let wait = limiter.reserve(self.clock.now());
+    /// Takes a notification's turn on `channel` (its pace, before the channel's own rate):
+    /// when it may go out. The caller waits until then; what it does just before (reading
+    /// the ticket again) should be short, or the provider sees the pace bunched.
+    pub fn notification_slot(&self, channel: Channel) -> Instant {
+        let now = self.clock.now();
+        match self.notification_limiters.get(&channel) {
+            Some(limiter) => now + limiter.reserve(now),
+            None => now,
+        }
+    }
+
+    /// Waits until `at`. False when `cancel` fired first.
+    pub async fn wait_until(&self, at: Instant, cancel: &CancellationToken) -> bool {
+        let wait = at.saturating_duration_since(self.clock.now());
         wait.is_zero() || !self.pause(wait, cancel).await
     }
 

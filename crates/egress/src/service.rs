@@ -41,6 +41,11 @@ const COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x6865_6c70_6c69_6e65_2d65_6772_
 const WRITE_RETRY_CAP: Duration = Duration::from_secs(1);
 /// Tries of an append that meets another command's append on the same ticket.
 const APPEND_TRIES: u32 = 5;
+/// How long before its turn a notification reads its ticket again: enough for a load, so
+/// that it still goes out on time.
+const NOTIFICATION_READ_AHEAD: Duration = Duration::from_millis(100);
+/// How late a notification may wake for its turn and still take it.
+const NOTIFICATION_LATE: Duration = Duration::from_millis(20);
 /// Tickets whose last customer message one process remembers; beyond this it starts over.
 const LAST_INBOUND_REMEMBERED: usize = 100_000;
 
@@ -229,20 +234,40 @@ impl Egress {
         // Later messages of the ticket wait behind this one while it is retried: the
         // consumer hands a ticket's events over one at a time, in log order.
         let last_delivery = event.delivered >= self.store.config().max_deliver;
-        // A notification waits for its turn in the channel's pace first, so that what it
-        // finds then (the customer's consent, their window) is as of its sending.
-        if said.kind.is_some()
-            && let Some(customer) = &loaded.ticket.customer
-            && !self
-                .sender
-                .notification_turn(customer.channel, &self.shutdown)
-                .await
-        {
-            return Err(HandlerError::Transient(
-                "egress is shutting down".to_owned(),
-            ));
-        }
-        let (delivery, channel) = match self.outbound(&loaded, ticket, message, said).await? {
+        // A notification waits for its turn in the channel's pace, and reads the ticket and
+        // the customer's consent again just before it (in `outbound`): a customer who said
+        // stop or closed the conversation while it waited gets nothing. The reads happen
+        // ahead of the turn, so that the provider sees the pace, not the reads' delays.
+        let prepared = match (said.kind, &loaded.ticket.customer) {
+            (Some(_), Some(customer)) => {
+                let slot = self.sender.notification_slot(customer.channel);
+                let ready = slot.checked_sub(NOTIFICATION_READ_AHEAD).unwrap_or(slot);
+                if !self.sender.wait_until(ready, &self.shutdown).await {
+                    return Err(HandlerError::Transient(
+                        "egress is shutting down".to_owned(),
+                    ));
+                }
+                let reread = self.store.load(ticket).await?;
+                let prepared = self.outbound(&reread, ticket, message, said).await?;
+                let mut slot = slot;
+                loop {
+                    if !self.sender.wait_until(slot, &self.shutdown).await {
+                        return Err(HandlerError::Transient(
+                            "egress is shutting down".to_owned(),
+                        ));
+                    }
+                    // Woken late (a stall): so were the turns after this one, and all
+                    // going now would be a burst; a late one takes a new turn instead.
+                    if self.sender.clock().now() <= slot + NOTIFICATION_LATE {
+                        break;
+                    }
+                    slot = self.sender.notification_slot(customer.channel);
+                }
+                prepared
+            }
+            _ => self.outbound(&loaded, ticket, message, said).await?,
+        };
+        let (delivery, channel) = match prepared {
             Ok(outbound) => {
                 let delivery = self.sender.send(&outbound, &self.shutdown).await;
                 log_delivery(&outbound, &delivery);
