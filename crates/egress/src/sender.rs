@@ -71,6 +71,11 @@ pub enum Delivery {
     Exhausted { reason: Reason },
 }
 
+/// The share of a channel's configured notification rate egress paces at: the network
+/// and the scheduler bunch a paced stream by a few milliseconds, and the provider must
+/// never see more than the configured rate in any second.
+const NOTIFICATION_HEADROOM: f64 = 0.95;
+
 /// Sends messages on every configured channel. Cheap to share behind an `Arc`.
 pub struct Sender {
     client: reqwest::Client,
@@ -125,7 +130,11 @@ impl Sender {
             .into_iter()
             .map(|channel| {
                 let limit = config.notification_rate_limit(channel);
-                (channel, TokenBucket::new(limit, now))
+                let paced = RateLimit {
+                    per_second: limit.per_second * NOTIFICATION_HEADROOM,
+                    ..limit
+                };
+                (channel, TokenBucket::new(paced, now))
             })
             .collect();
         let rng = config

@@ -758,13 +758,13 @@ async fn a_campaign_killed_midway_and_run_again_reaches_every_customer_once_at_i
     println!(
         "campaign: {CAMPAIGN} customers, {sent_before_restart} sent before the kill, busiest second {busiest}, overall {overall:.1}/s at a configured {PER_SECOND}/s, {span:.1} s"
     );
-    // A tenth of slack: the provider's clock sees the requests after the network and the
-    // scheduler of a busy two-core machine, which bunch a paced stream by a few
-    // milliseconds here and there. Without its pace the campaign goes at WhatsApp's own
-    // rate with its burst of 20: 99 in the busiest second, measured.
+    // Never more than the rate in any second, by the provider's clock (egress paces a
+    // little below it, for the network's and the scheduler's jitter). Without its pace the
+    // campaign goes at WhatsApp's own rate with its burst of 20: 99 in the busiest
+    // second, measured.
     assert!(
-        busiest as f64 <= PER_SECOND * 1.1,
+        busiest as f64 <= PER_SECOND,
         "{busiest} sends in one second at {PER_SECOND}/s"
     );
-    assert!(overall <= PER_SECOND * 1.02, "{overall:.1}/s");
+    assert!(overall <= PER_SECOND, "{overall:.1}/s");
 }
