@@ -361,6 +361,20 @@ async fn each_channel_gets_a_notification_only_in_its_lawful_way() {
         .filter(|got| got.template.is_some() || got.text.as_deref() == Some(READY_DE))
         .collect();
     assert_eq!(notifications.len(), 1, "{notifications:#?}");
+    // The customer's answer continues the ticket the notification is on.
+    let ticket = helpline_domain::TicketId(queued(&answer).ticket_id.parse().unwrap());
+    d.provider_sends(&d.sim.webhook(
+        Channel::WhatsApp,
+        "+4915122222222",
+        "Danke, ich komme morgen vorbei",
+    ))
+    .await;
+    let loaded = d.store.load(ticket).await.unwrap();
+    assert_eq!(
+        loaded.ticket.customer_messages, 2,
+        "the answer is on the ticket"
+    );
+    assert_eq!(loaded.ticket.notifications.len(), 1);
 
     // Messenger, outside the window: the update goes out tagged.
     d.wrote_long_ago(Channel::Messenger, "7000000000000001", 48)
