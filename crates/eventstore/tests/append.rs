@@ -45,7 +45,8 @@ async fn ensure_twice_changes_nothing() {
         after.config.subjects,
         vec![
             "helpline.de.ticket.*.*".to_owned(),
-            "helpline.de.agent.*".to_owned()
+            "helpline.de.agent.*".to_owned(),
+            "helpline.de.customer.*".to_owned()
         ]
     );
     for bucket in [
