@@ -411,6 +411,7 @@ async fn personal_data_is_sealed_exportable_and_erasable() {
     assert_eq!(json["tickets"][0]["contact"], WA_ID);
     assert_eq!(json["tickets"][0]["display_name"], NAME);
     assert_eq!(json["data_key"], "present");
+    assert_eq!(json["notification_consent"]["notifications"], "not asked");
     // The same by any spelling of the number.
     for spelled in SPELLINGS {
         let exported = privacy

@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use helpline_domain::notify::Answer;
 use helpline_domain::{Channel, Command, Event, MessageBody, Personal, TicketId, evolve};
 use helpline_eventstore::{CommandMeta, CustomerId, EventStore, ExecuteError, StoreError};
 use serde_json::{Value, json};
@@ -209,11 +210,22 @@ impl Privacy {
         for record in &tickets {
             exported.push(self.export_ticket(record.ticket).await?);
         }
+        // Their consent to notifications, from their own ledger: it outlives the tickets.
+        let consent = self.store.consent(customer).await?.consent;
+        let answer = |answer: Answer| match answer {
+            Answer::Unknown => "not asked",
+            Answer::Given => "given",
+            Answer::Withdrawn => "withdrawn",
+        };
         Ok(json!({
             "customer_id": customer.as_str(),
             "region": self.store.layout().region(),
             "exported_at": timestamp(SystemTime::now()),
             "data_key": key,
+            "notification_consent": {
+                "notifications": answer(consent.notifications),
+                "marketing": answer(consent.marketing),
+            },
             "tickets": exported,
         }))
     }
