@@ -150,6 +150,18 @@ impl Consent {
     pub fn stopped(self) -> bool {
         self.notifications == Answer::Withdrawn
     }
+
+    /// Why this consent allows no notification of `kind`, if it does not: the one rule
+    /// that [`reach`] decides by, and egress checks again at a notification's turn.
+    pub fn refuses(self, kind: NotificationKind) -> Option<Refusal> {
+        if self.stopped() {
+            Some(Refusal::OptedOut)
+        } else if kind == NotificationKind::Marketing && self.marketing != Answer::Given {
+            Some(Refusal::NoMarketingConsent)
+        } else {
+            None
+        }
+    }
 }
 
 /// What the log knows of a customer on their channel, for [`reach`].
@@ -292,11 +304,8 @@ pub fn reach(
     if reach.erased {
         return Err(Refusal::Erased);
     }
-    if reach.consent.stopped() {
-        return Err(Refusal::OptedOut);
-    }
-    if kind == NotificationKind::Marketing && reach.consent.marketing != Answer::Given {
-        return Err(Refusal::NoMarketingConsent);
+    if let Some(refusal) = reach.consent.refuses(kind) {
+        return Err(refusal);
     }
     let inside_window = reach.last_message_at.is_some_and(|last| {
         // A last message "in the future" (clock skew) is as recent as it gets.

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::kv;
-use helpline_domain::notify::{Answer, NotificationKind};
+use helpline_domain::notify::NotificationKind;
 use helpline_domain::{Channel, Command, Event, MessageBody, MessageId, QuickReply, TicketId};
 use helpline_eventstore::{
     CommandMeta, EventStore, ExecuteError, HandlerError, LoadedTicket, StoredEvent,
@@ -449,9 +449,7 @@ impl Egress {
                 .store
                 .customer_id(customer.channel, customer.contact.expose());
             let consent = self.store.consent(&pseudonym).await?.consent;
-            let withdrawn = consent.stopped()
-                || (kind == NotificationKind::Marketing && consent.marketing != Answer::Given);
-            if withdrawn {
+            if consent.refuses(kind).is_some() {
                 return Ok(Err(
                     "the customer opted out of notifications after this one was queued".to_owned(),
                 ));
@@ -526,12 +524,7 @@ impl Egress {
         if remembered.is_some() {
             return Ok(remembered);
         }
-        let events = self.store.ticket_events(ticket).await?;
-        let last = events
-            .iter()
-            .filter(|(_, _, event)| matches!(event, Event::CustomerMessageReceived { .. }))
-            .map(|(_, meta, _)| meta.occurred_at)
-            .max();
+        let last = self.store.last_customer_message(ticket).await?;
         if let Some(at) = last {
             self.note_customer_message(ticket, at).await?;
         }

@@ -138,11 +138,7 @@ pub fn encode(
     causation_id: &str,
     occurred_at: SystemTime,
 ) -> Vec<u8> {
-    let answer = |answer: Answer| match answer {
-        Answer::Unknown => pb::ConsentAnswer::Unspecified,
-        Answer::Given => pb::ConsentAnswer::Given,
-        Answer::Withdrawn => pb::ConsentAnswer::Withdrawn,
-    };
+    let answer = answer_to_proto;
     pb::CustomerEnvelope {
         event_id: Uuid::now_v7().to_string(),
         region: region.to_owned(),
@@ -170,6 +166,15 @@ pub fn encode(
         )),
     }
     .encode_to_vec()
+}
+
+/// A consent answer as the contracts write it.
+pub fn answer_to_proto(answer: Answer) -> pb::ConsentAnswer {
+    match answer {
+        Answer::Unknown => pb::ConsentAnswer::Unspecified,
+        Answer::Given => pb::ConsentAnswer::Given,
+        Answer::Withdrawn => pb::ConsentAnswer::Withdrawn,
+    }
 }
 
 /// Reads a `ConsentChanged` from its `CustomerEnvelope`.

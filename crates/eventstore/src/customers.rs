@@ -91,6 +91,20 @@ impl EventStore {
         }
     }
 
+    /// When the ticket's customer last wrote (the latest `CustomerMessageReceived`'s
+    /// time), for the 24-hour windows of WhatsApp and Messenger; `None` if never.
+    pub async fn last_customer_message(
+        &self,
+        ticket: TicketId,
+    ) -> Result<Option<std::time::SystemTime>, StoreError> {
+        let events = self.ticket_events(ticket).await?;
+        Ok(events
+            .iter()
+            .filter(|(_, _, event)| matches!(event, Event::CustomerMessageReceived { .. }))
+            .map(|(_, meta, _)| meta.occurred_at)
+            .max())
+    }
+
     /// Every event of the ticket, in order, with its message's stream sequence, opened.
     pub async fn ticket_events(
         &self,

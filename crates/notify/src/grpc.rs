@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use helpline_auth::{AuthKey, caller};
-use helpline_domain::notify::{Answer, Consent, Scope};
+use helpline_domain::notify::{Consent, Scope};
 use helpline_domain::{Channel, TicketId};
 use helpline_eventstore::codec::channel_from_proto_value;
+use helpline_eventstore::consent::answer_to_proto;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::notifications_server::{
     Notifications as NotificationsApi, NotificationsServer,
@@ -60,18 +61,10 @@ fn channel(contact: &pb::Contact) -> Result<Channel, NotifyError> {
         .ok_or_else(|| NotifyError::invalid("contact.channel", "name the channel"))
 }
 
-fn answer(answer: Answer) -> pb::ConsentAnswer {
-    match answer {
-        Answer::Unknown => pb::ConsentAnswer::Unspecified,
-        Answer::Given => pb::ConsentAnswer::Given,
-        Answer::Withdrawn => pb::ConsentAnswer::Withdrawn,
-    }
-}
-
 fn consent(consent: Consent) -> pb::Consent {
     pb::Consent {
-        notifications: answer(consent.notifications).into(),
-        marketing: answer(consent.marketing).into(),
+        notifications: answer_to_proto(consent.notifications).into(),
+        marketing: answer_to_proto(consent.marketing).into(),
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use async_nats::jetstream::kv;
 use helpline_domain::notify::{self, Consent, Means, Reach, Refusal, Scope, Way};
 use helpline_domain::{
-    Channel, Command, Customer, Event, MessageBody, MessageId, Personal, Phase, TicketId,
+    Channel, Command, Customer, MessageBody, MessageId, Personal, Phase, TicketId,
     WhatsAppTemplateCall, contact, decide_all,
 };
 use helpline_eventstore::chain::{self, first_ticket, next_ticket, ticket_is_over};
@@ -209,7 +209,7 @@ impl Notifier {
         let consent = self.store.consent(&found.customer).await?.consent;
         let last_message_at = match (&found.latest, channel) {
             (Some((ticket, _)), Channel::WhatsApp | Channel::Messenger) => {
-                self.last_customer_message(*ticket).await?
+                self.store.last_customer_message(*ticket).await?
             }
             _ => None,
         };
@@ -389,19 +389,6 @@ impl Notifier {
             contact_key,
             latest,
         })
-    }
-
-    /// When the customer last wrote on `ticket`, for the 24-hour windows.
-    async fn last_customer_message(
-        &self,
-        ticket: TicketId,
-    ) -> Result<Option<SystemTime>, NotifyError> {
-        let events = self.store.ticket_events(ticket).await?;
-        Ok(events
-            .iter()
-            .filter(|(_, _, event)| matches!(event, Event::CustomerMessageReceived { .. }))
-            .map(|(_, meta, _)| meta.occurred_at)
-            .max())
     }
 
     /// Appends `command` to the customer's latest ticket, or opens the next one with it.
