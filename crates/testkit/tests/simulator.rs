@@ -1303,3 +1303,32 @@ async fn an_apple_send_built_by_the_adapter_is_taken_and_a_bad_token_refused() {
     assert_eq!(post(request).await, 401);
     assert_eq!(sim.received(Channel::AppleMessages, customer).len(), 2);
 }
+
+#[tokio::test]
+async fn a_send_whose_sender_hung_up_before_the_provider_took_it_is_not_taken() {
+    // The latency runs before the provider takes a send: a sender that died meanwhile
+    // (its connection closed) left nothing for the provider to take.
+    let sim = start().await;
+    let latency = Duration::from_millis(400);
+    sim.send_latency(latency..=latency, 7);
+    for channel in CHANNELS {
+        let short = Duration::from_millis(100);
+        let error = try_send(&sim, channel, customer(channel), "weg", Auth::Right, short)
+            .await
+            .unwrap_err();
+        assert!(error.is_timeout(), "{channel:?}: {error}");
+    }
+    tokio::time::sleep(latency + Duration::from_millis(300)).await;
+    for channel in CHANNELS {
+        assert_eq!(
+            sim.received(channel, customer(channel)).len(),
+            0,
+            "{channel:?}"
+        );
+    }
+    // A sender that waits gets its message taken.
+    for channel in CHANNELS {
+        assert_success(channel, &send(&sim, channel, "da!", Auth::Right).await);
+        assert_eq!(sim.received(channel, customer(channel)).len(), 1);
+    }
+}

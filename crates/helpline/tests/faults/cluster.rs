@@ -234,6 +234,27 @@ impl Service {
         self.spawn().await;
     }
 
+    /// Kills the process without warning at `at`, from a thread of its own, and reaps it;
+    /// returns the moment of the signal. The test's runtime also runs the simulator: a
+    /// kill on its timers would fire together with the sends whose delays ended while the
+    /// runtime was busy, just after the provider took them all, and so aim at the gap
+    /// between a provider's acceptance and its record rather than land at random.
+    pub async fn kill9_at(&mut self, at: std::time::Instant) -> std::time::Instant {
+        let pid = self.pid();
+        let name = self.name();
+        let signalled = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(at.saturating_duration_since(std::time::Instant::now()));
+            kill(pid, Signal::SIGKILL).unwrap_or_else(|e| panic!("SIGKILL {name}: {e}"));
+            std::time::Instant::now()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the kill of {} did not run: {e}", self.name()));
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait().await;
+        }
+        signalled
+    }
+
     /// Freezes the process (SIGSTOP): it holds its connections and its events in flight
     /// but does nothing, as a starved or swapping pod would.
     pub fn pause(&self) {

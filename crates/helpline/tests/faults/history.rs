@@ -466,6 +466,8 @@ pub struct Ordered {
     /// Second sends of a message whose first send the provider took around the kill of a
     /// sending process, without its record: the gap egress names.
     pub copies_after_kill: usize,
+    /// Each of those copies: the ticket, the message and when it arrived, for the report.
+    pub copies: Vec<String>,
     /// Whether the messages the log recorded arrived in another order than the log's.
     pub out_of_order: bool,
 }
@@ -542,11 +544,29 @@ pub fn ordered(
     let mut arrived: Vec<&str> = Vec::new();
     for arrival in arrivals {
         let id = arrival.provider_message_id.as_str();
-        if prompt_of(id).is_some() {
+        let near_kill = kills
+            .iter()
+            .any(|kill| arrival.at + window.0 >= *kill && arrival.at <= *kill + window.1);
+        if let Some(prompt) = prompt_of(id) {
             let n = counts.entry(id).or_default();
             *n += 1;
             if *n == 1 {
                 arrived.push(id);
+            } else if near_kill {
+                // A provider whose message id is the sender's (Apple) shows a second send
+                // under the same id: the same gap as a new id for the same words.
+                report.copies_after_kill += 1;
+                report.copies.push(format!(
+                    "ticket {}: the {prompt} message again under its own id {id}{}",
+                    ticket.0,
+                    since_kills(arrival.at, kills)
+                ));
+            } else {
+                report.duplicated += 1;
+                report.problems.push(format!(
+                    "ticket {}: the customer received {id} ({prompt}) again, far from any kill",
+                    ticket.0
+                ));
             }
             continue;
         }
@@ -554,11 +574,15 @@ pub fn ordered(
             .iter()
             .find(|a| a.content == arrival.content && prompt_of(&a.provider_message_id).is_some())
             .and_then(|a| prompt_of(&a.provider_message_id));
-        let near_kill = kills
-            .iter()
-            .any(|kill| arrival.at + window.0 >= *kill && arrival.at <= *kill + window.1);
         match copy_of {
-            Some(_) if near_kill => report.copies_after_kill += 1,
+            Some(prompt) if near_kill => {
+                report.copies_after_kill += 1;
+                report.copies.push(format!(
+                    "ticket {}: the {prompt} message again as {id}{}",
+                    ticket.0,
+                    since_kills(arrival.at, kills)
+                ));
+            }
             Some(prompt) => {
                 report.duplicated += 1;
                 report.problems.push(format!(
@@ -573,15 +597,6 @@ pub fn ordered(
                     ticket.0
                 ));
             }
-        }
-    }
-    for (id, n) in &counts {
-        if *n > 1 {
-            report.duplicated += n - 1;
-            report.problems.push(format!(
-                "ticket {}: the customer received {id} {n} times",
-                ticket.0
-            ));
         }
     }
     let mut in_log_order: Vec<&str> = Vec::new();
@@ -608,6 +623,21 @@ pub fn ordered(
         ));
     }
     report
+}
+
+/// When `at` was, from each of `kills`: "(+1.2s after the kills, …)".
+fn since_kills(at: Instant, kills: &[Instant]) -> String {
+    let offsets: Vec<String> = kills
+        .iter()
+        .map(|kill| {
+            if at >= *kill {
+                format!("+{:.3}s", (at - *kill).as_secs_f64())
+            } else {
+                format!("-{:.3}s", (*kill - at).as_secs_f64())
+            }
+        })
+        .collect();
+    format!(" ({} from the kills)", offsets.join(", "))
 }
 
 /// The message of the line a service logs when it has finished handling one event:
@@ -699,6 +729,56 @@ pub fn overlaps(handlings: &[Handling]) -> Vec<String> {
 }
 
 /// `2025-06-01T12:34:56.123456Z` as microseconds since the Unix epoch.
+/// The lines egress logs when a provider took a message (`message delivered`) and when
+/// its outcome is in the log (`outcome appended`, at debug).
+const ACCEPTED_MESSAGE: &str = "\"message\":\"message delivered\"";
+const RECORDED_MESSAGE: &str = "\"message\":\"outcome appended\"";
+
+/// Egress's named gap, measured: for every message a process logged as taken by the
+/// provider and then as recorded, the microseconds between the two lines. `lines` are
+/// each process's log lines with the process's name (a replica's start).
+pub fn acceptance_windows<'a>(lines: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<i64> {
+    let mut accepted: BTreeMap<(&str, String), i64> = BTreeMap::new();
+    let mut windows = Vec::new();
+    for (process, line) in lines {
+        let (is_accepted, is_recorded) = (
+            line.contains(ACCEPTED_MESSAGE),
+            line.contains(RECORDED_MESSAGE),
+        );
+        if !is_accepted && !is_recorded {
+            continue;
+        }
+        let Some(value) = line
+            .find('{')
+            .and_then(|at| serde_json::from_str::<serde_json::Value>(&line[at..]).ok())
+        else {
+            continue;
+        };
+        // The event's own `message` field (its id) follows the line's message in the
+        // JSON, and the later of two equal keys is the one kept.
+        let (Some(at), Some(message)) = (
+            value
+                .get("timestamp")
+                .and_then(|t| t.as_str())
+                .and_then(unix_micros),
+            value
+                .get("fields")
+                .and_then(|fields| fields.get("message"))
+                .and_then(|m| m.as_str()),
+        ) else {
+            continue;
+        };
+        let key = (process, message.to_owned());
+        if is_accepted {
+            accepted.insert(key, at);
+        } else if let Some(taken) = accepted.remove(&key) {
+            windows.push(at - taken);
+        }
+    }
+    windows.sort_unstable();
+    windows
+}
+
 fn unix_micros(timestamp: &str) -> Option<i64> {
     let (date, time) = timestamp.strip_suffix('Z')?.split_once('T')?;
     let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
@@ -1136,9 +1216,26 @@ mod tests {
             arrival("p1", "hi", kill),
             arrival("p1", "hi", kill),
         ];
-        let report = ordered(ticket(), &two_messages(), &arrivals, &[kill], WINDOW);
+        let long_before = kill + Duration::from_secs(60);
+        let report = ordered(ticket(), &two_messages(), &arrivals, &[long_before], WINDOW);
         assert_eq!((report.duplicated, report.lost), (2, 1), "{report:#?}");
         assert_eq!(report.copies_after_kill, 0);
+    }
+
+    #[test]
+    fn a_repeat_under_the_senders_own_id_around_a_kill_is_a_copy() {
+        // Apple's message id is the one the sender chose: a second send repeats it.
+        let kill = Instant::now();
+        let arrivals = [
+            arrival("p1", "hi", kill),
+            arrival("p1", "hi", kill + Duration::from_millis(500)),
+            arrival("p2", "serial?", kill + Duration::from_secs(1)),
+        ];
+        let report = ordered(ticket(), &two_messages(), &arrivals, &[kill], WINDOW);
+        assert_eq!(report.problems, Vec::<String>::new());
+        assert_eq!((report.copies_after_kill, report.duplicated), (1, 0));
+        assert!(!report.out_of_order, "{report:#?}");
+        assert_eq!(report.copies.len(), 1, "{report:#?}");
     }
 
     fn log_line(message: &str, end: &str, elapsed_us: u64) -> String {
