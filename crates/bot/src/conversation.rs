@@ -366,20 +366,27 @@ impl Bot<'_> {
     }
 
     /// What a queued customer is told to expect, with its text's name: the wait when the
-    /// queue is staffed now, its hours when not.
+    /// queue is staffed now; when not (out of its hours, or a holiday), when agents are
+    /// back, and its hours.
     fn queue_text(&self, queue: &QueueId) -> Option<(&'static str, String)> {
         let queue = self.region.queue(queue)?;
-        let zone = self.region.locale.zone();
-        Some(if queue.hours.is_open(self.now, &zone) {
+        if self.region.queue_open(queue, self.now) {
             let minutes = queue.expected_wait_mins.to_string();
-            ("wait", self.flow().text("wait", &[("minutes", &minutes)]))
-        } else {
-            let hours = queue.hours.to_string();
-            (
-                "out_of_hours",
-                self.flow().text("out_of_hours", &[("hours", &hours)]),
-            )
-        })
+            return Some(("wait", self.flow().text("wait", &[("minutes", &minutes)])));
+        }
+        let hours = queue.hours.to_string();
+        let flow = self.flow();
+        // A queue whose hours never open again still keeps the ticket: the customer hears
+        // that it is saved, without a moment nobody can promise.
+        let back = self
+            .region
+            .queue_opens(queue, self.now)
+            .map(|at| flow.agents_back(&at.to_zoned(self.region.locale.zone())))
+            .unwrap_or_default();
+        Some((
+            "out_of_hours",
+            flow.text("out_of_hours", &[("hours", &hours), ("back", &back)]),
+        ))
     }
 
     /// A queued customer asking for a person hears the wait again, once per queueing.
@@ -1002,6 +1009,57 @@ mod tests {
             "{}",
             s.said[0]
         );
+    }
+
+    #[test]
+    fn out_of_hours_a_queued_customer_hears_when_agents_are_back_in_their_language() {
+        let story = |language: &str| {
+            [
+                opened(language),
+                says("MateBook X Pro, SN 2NS7N19B12345678, display flickers"),
+                handed_over(),
+            ]
+        };
+        // Sunday noon: the laptop queue opens on Monday at 08:00, Berlin time.
+        let mut s = given(story("de")).at(SUNDAY_NOON);
+        assert_eq!(s.when(queued("de-laptops")), ["say out_of_hours"]);
+        assert_eq!(
+            s.said,
+            [
+                "Unser Team ist gerade nicht erreichbar. Wir sind ab Montag, 30.11., um 08:00 Uhr \
+                 wieder für Sie da (unsere Zeiten: mon-fri 08:00-20:00, sat 10:00-16:00). Ihre \
+                 Anfrage bleibt gespeichert, und wir melden uns dann bei Ihnen."
+            ]
+        );
+        let mut s = given(story("en")).at(SUNDAY_NOON);
+        assert_eq!(s.when(queued("de-laptops")), ["say out_of_hours"]);
+        assert!(
+            s.said[0].contains("We're back Monday 30/11 at 08:00 (our hours:"),
+            "{}",
+            s.said[0]
+        );
+    }
+
+    #[test]
+    fn on_a_public_holiday_agents_are_back_on_the_first_working_day_after_it() {
+        let story = [
+            opened("de"),
+            says("MateBook X Pro, SN 2NS7N19B12345678, Bildschirm flackert"),
+            handed_over(),
+        ];
+        // Christmas Day 2026 is a Friday inside the queue's hours; Saturday is Boxing Day
+        // and Sunday is closed: Monday 28 December.
+        let mut s = given(story.clone()).at("2026-12-25T10:00:00Z");
+        assert_eq!(s.when(queued("de-laptops")), ["say out_of_hours"]);
+        assert!(
+            s.said[0].contains("ab Montag, 28.12., um 08:00 Uhr"),
+            "{}",
+            s.said[0]
+        );
+        // The evening before, after closing: the same Monday, past both holidays.
+        let mut s = given(story).at("2026-12-24T19:30:00Z");
+        assert_eq!(s.when(queued("de-laptops")), ["say out_of_hours"]);
+        assert!(s.said[0].contains("Montag, 28.12."), "{}", s.said[0]);
     }
 
     #[test]

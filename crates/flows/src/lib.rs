@@ -36,7 +36,7 @@ const BUILTIN: [(&str, &str); 14] = [
 ];
 
 /// Every text a flow must have, with the placeholders the bot fills in for it.
-const TEXTS: [(&str, &[&str]); 26] = [
+const TEXTS: [(&str, &[&str]); 27] = [
     ("greeting", &["brand"]),
     ("ask_language", &[]),
     ("ask_product", &[]),
@@ -48,7 +48,8 @@ const TEXTS: [(&str, &[&str]); 26] = [
     ("handoff_asked", &[]),
     ("wait", &["minutes"]),
     ("queue_position", &["position", "minutes"]),
-    ("out_of_hours", &["hours"]),
+    ("out_of_hours", &["hours", "back"]),
+    ("agents_back", &["weekday", "day", "month", "time"]),
     ("store_referral", &["name", "address", "opening_hours"]),
     ("rating_request", &["brand"]),
     ("rating_reprompt", &[]),
@@ -110,6 +111,8 @@ pub struct Flow {
     pub category_words: BTreeMap<String, Vec<Vec<String>>>,
     rating_words: BTreeMap<String, u8>,
     rating_titles: Vec<String>,
+    /// Monday first.
+    weekdays: Vec<String>,
     texts: BTreeMap<String, String>,
 }
 
@@ -153,6 +156,9 @@ struct FlowFile {
     /// The five rating buttons' titles, 1 to 5; stars when absent.
     #[serde(default)]
     rating_titles: Vec<String>,
+    /// The days of the week, Monday first.
+    #[serde(default)]
+    weekdays: Vec<String>,
     #[serde(default)]
     texts: BTreeMap<String, String>,
 }
@@ -278,6 +284,27 @@ impl Flow {
         })
     }
 
+    /// When agents are back, as the customer reads it: `at` in the region's time zone
+    /// written with the flow's `agents_back` ("Montag, 7.12., um 08:00 Uhr").
+    pub fn agents_back(&self, at: &jiff::Zoned) -> String {
+        let weekday = usize::from(at.weekday().to_monday_zero_offset().unsigned_abs());
+        let day = at.day().to_string();
+        let month = at.month().to_string();
+        let time = format!("{:02}:{:02}", at.hour(), at.minute());
+        self.text(
+            "agents_back",
+            &[
+                (
+                    "weekday",
+                    self.weekdays.get(weekday).map_or("", String::as_str),
+                ),
+                ("day", &day),
+                ("month", &month),
+                ("time", &time),
+            ],
+        )
+    }
+
     /// Number words a customer may rate with: `"fünf"` → 5.
     pub fn rating_words(&self) -> &BTreeMap<String, u8> {
         &self.rating_words
@@ -378,6 +405,15 @@ impl Flow {
                 raw.rating_titles.len()
             )));
         }
+        if raw.weekdays.len() != 7 || raw.weekdays.iter().any(|day| day.trim().is_empty()) {
+            return Err(invalid(format!(
+                "weekdays has {} names; it needs the seven days, Monday first",
+                raw.weekdays
+                    .iter()
+                    .filter(|day| !day.trim().is_empty())
+                    .count()
+            )));
+        }
         check_texts(&raw.texts).map_err(invalid)?;
         let detect = lowered(raw.detect);
         let categories: BTreeMap<String, Vec<String>> = raw
@@ -413,6 +449,7 @@ impl Flow {
                 .map(|(word, score)| (word.to_lowercase(), score))
                 .collect(),
             rating_titles: raw.rating_titles,
+            weekdays: raw.weekdays,
             texts: raw.texts,
         })
     }

@@ -170,6 +170,9 @@ pub struct Config {
     /// `[notifications]`: the templates notifications are written from.
     #[serde(default)]
     pub notifications: helpline_region::notifications::NotificationsConfig,
+    /// `[[holidays]]`: days no queue (or only the listed queues) is staffed.
+    #[serde(default)]
+    pub holidays: Vec<helpline_region::Holiday>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -666,6 +669,7 @@ impl Default for Config {
             places: Vec::new(),
             agents: Vec::new(),
             notifications: Default::default(),
+            holidays: Vec::new(),
             auth: AuthSettings::default(),
             privacy: PrivacySettings::default(),
             assignment: AssignmentConfig::default(),
@@ -905,6 +909,7 @@ impl Config {
             places: self.places.clone(),
             agents: self.agents.clone(),
             notifications: self.notifications.clone(),
+            holidays: self.holidays.clone(),
         }
     }
 

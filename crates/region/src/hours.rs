@@ -63,6 +63,79 @@ impl WeeklyHours {
     }
 }
 
+impl WeeklyHours {
+    /// The first moment at or after `at` when a span is open on a day that `closed` does
+    /// not take out (a public holiday), in time zone `zone`: `at` itself when open now.
+    /// `None` when no such moment comes within a year and a week (no spans, or every
+    /// open day closed).
+    pub fn next_opening(
+        &self,
+        at: jiff::Timestamp,
+        zone: &jiff::tz::TimeZone,
+        closed: impl Fn(jiff::civil::Date) -> bool,
+    ) -> Option<jiff::Timestamp> {
+        let local = at.to_zoned(zone.clone());
+        let today = local.date();
+        if self.always() {
+            // Always open, except the closed days: the start of the first day not closed.
+            if !closed(today) {
+                return Some(at);
+            }
+        }
+        let now_minute =
+            u16::from(local.hour().unsigned_abs()) * 60 + u16::from(local.minute().unsigned_abs());
+        let mut day = today;
+        for offset in 0..SEARCH_DAYS {
+            if !closed(day) {
+                let weekday = day.weekday().to_monday_zero_offset();
+                let mut opens: Vec<(u16, u16)> = if self.always() {
+                    vec![(0, MINUTES_PER_DAY)]
+                } else {
+                    self.spans
+                        .iter()
+                        .filter(|span| span.days & (1 << weekday) != 0)
+                        .map(|span| (span.from, span.to))
+                        .collect()
+                };
+                opens.sort_unstable();
+                for (from, to) in opens {
+                    if offset == 0 {
+                        if from <= now_minute && now_minute < to {
+                            return Some(at);
+                        }
+                        if from < now_minute {
+                            continue;
+                        }
+                    }
+                    return local_moment(day, from, zone);
+                }
+            }
+            day = day.tomorrow().ok()?;
+        }
+        None
+    }
+}
+
+/// How far ahead an opening is looked for: a year of holidays and a week beyond it.
+const SEARCH_DAYS: u32 = 366 + 7;
+const MINUTES_PER_DAY: u16 = 24 * 60;
+
+/// `minute` after midnight of `day` in `zone`, as an instant. A time that the clocks skip
+/// (spring forward) is the first moment after the gap, as people read "opens at 02:30".
+fn local_moment(
+    day: jiff::civil::Date,
+    minute: u16,
+    zone: &jiff::tz::TimeZone,
+) -> Option<jiff::Timestamp> {
+    let hour = i8::try_from(minute / 60).ok()?;
+    let minute = i8::try_from(minute % 60).ok()?;
+    let time = day.at(hour, minute, 0, 0);
+    zone.to_ambiguous_zoned(time)
+        .compatible()
+        .ok()
+        .map(|zoned| zoned.timestamp())
+}
+
 /// As written in the config, joined with ", " for messages to customers.
 impl fmt::Display for WeeklyHours {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -51,6 +51,31 @@ pub struct RegionConfig {
     /// `[notifications]`: the templates the brand's systems notify customers from.
     #[serde(default)]
     pub notifications: notifications::NotificationsConfig,
+    /// `[[holidays]]`: public holidays, on which queues are not staffed whatever their
+    /// hours say.
+    #[serde(default)]
+    pub holidays: Vec<Holiday>,
+}
+
+/// `[[holidays]]`: a day on which agents do not work, in the region's time zone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holiday {
+    /// The day, `2026-12-25`.
+    pub date: jiff::civil::Date,
+    /// What it is called, for supervisors: `1. Weihnachtstag`.
+    #[serde(default)]
+    pub name: String,
+    /// The queues it closes; every queue when empty (a regional holiday may close only
+    /// the queues staffed from that state).
+    #[serde(default)]
+    pub queues: Vec<QueueId>,
+}
+
+impl Holiday {
+    fn closes(&self, queue: &QueueId) -> bool {
+        self.queues.is_empty() || self.queues.contains(queue)
+    }
 }
 
 /// `[locale]`: the country, its languages and its clock.
@@ -370,12 +395,45 @@ impl RegionConfig {
                 );
             }
         }
+        for (i, holiday) in self.holidays.iter().enumerate() {
+            for (j, queue) in holiday.queues.iter().enumerate() {
+                if !queues.contains(queue.as_str()) {
+                    problems.push(ConfigProblem {
+                        key: format!("holidays[{i}].queues[{j}]"),
+                        message: format!("{:?} is not a queue of this region", queue.as_str()),
+                    });
+                }
+            }
+        }
         agents::validate(&self.agents, &queues, &self.products, &mut problems);
         problems
     }
 
     pub fn queue(&self, id: &QueueId) -> Option<&Queue> {
         self.queues.iter().find(|queue| &queue.id == id)
+    }
+
+    /// The holiday that closes `queue` on `date` (a day in the region's time zone).
+    pub fn holiday(&self, queue: &QueueId, date: jiff::civil::Date) -> Option<&Holiday> {
+        self.holidays
+            .iter()
+            .find(|holiday| holiday.date == date && holiday.closes(queue))
+    }
+
+    /// Whether `queue` is staffed at `at`: inside its hours, on a day that is no holiday
+    /// of it, in the region's time zone.
+    pub fn queue_open(&self, queue: &Queue, at: jiff::Timestamp) -> bool {
+        let zone = self.locale.zone();
+        let date = at.to_zoned(zone.clone()).date();
+        queue.hours.is_open(at, &zone) && self.holiday(&queue.id, date).is_none()
+    }
+
+    /// When `queue` is staffed next, from `at` on: `at` itself when it is now. `None`
+    /// when its hours never open in the coming year.
+    pub fn queue_opens(&self, queue: &Queue, at: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        queue.hours.next_opening(at, &self.locale.zone(), |date| {
+            self.holiday(&queue.id, date).is_some()
+        })
     }
 
     pub fn agent(&self, id: &AgentId) -> Option<&Agent> {

@@ -1,0 +1,217 @@
+//! Business hours as a region writes them: a queue's weekly hours, the region's public
+//! holidays, the region's time zone. Whether agents work at a moment, and when they are
+//! back — at the edges of a holiday, across midnight and across the clock changes.
+
+use helpline_domain::QueueId;
+use helpline_region::RegionConfig;
+use jiff::Timestamp;
+
+/// Germany's laptop queue, staffed on weekdays and Saturday mornings, and a night queue
+/// that runs across midnight as two spans; Christmas closes both, a regional holiday only
+/// the laptops.
+const REGION: &str = r#"
+[locale]
+country = "DE"
+languages = ["de", "en"]
+time_zone = "Europe/Berlin"
+
+[routing]
+default_queue = "de-laptops"
+
+[[queues]]
+id = "de-laptops"
+hours = ["mon-fri 08:00-20:00", "sat 10:00-14:00"]
+
+[[queues]]
+id = "de-night"
+hours = ["daily 22:00-24:00", "daily 00:00-06:00"]
+
+[[queues]]
+id = "de-always"
+
+[[holidays]]
+date = "2026-12-25"
+name = "1. Weihnachtstag"
+
+[[holidays]]
+date = "2026-12-26"
+name = "2. Weihnachtstag"
+
+[[holidays]]
+date = "2026-11-18"
+name = "Buß- und Bettag (Sachsen)"
+queues = ["de-laptops"]
+"#;
+
+fn region() -> RegionConfig {
+    let region = RegionConfig::from_region_file(REGION).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(region.validate(), Vec::new());
+    region
+}
+
+/// A wall-clock time in Berlin.
+fn berlin(local: &str) -> Timestamp {
+    let zone = jiff::tz::TimeZone::get("Europe/Berlin").unwrap_or_else(|e| panic!("{e}"));
+    let time: jiff::civil::DateTime = local.parse().unwrap_or_else(|e| panic!("{local}: {e}"));
+    time.to_zoned(zone)
+        .unwrap_or_else(|e| panic!("{local}: {e}"))
+        .timestamp()
+}
+
+struct Given {
+    region: RegionConfig,
+    queue: QueueId,
+}
+
+fn given(queue: &str) -> Given {
+    Given {
+        region: region(),
+        queue: QueueId::new(queue),
+    }
+}
+
+impl Given {
+    fn open_at(&self, local: &str) -> bool {
+        let queue = self.region.queue(&self.queue).expect("queue");
+        self.region.queue_open(queue, berlin(local))
+    }
+
+    /// When agents are back, from `local` on, as a Berlin wall-clock time.
+    fn back_at(&self, local: &str) -> Option<String> {
+        let queue = self.region.queue(&self.queue).expect("queue");
+        let zone = self.region.locale.zone();
+        self.region
+            .queue_opens(queue, berlin(local))
+            .map(|at| at.to_zoned(zone).strftime("%a %Y-%m-%dT%H:%M").to_string())
+    }
+}
+
+#[test]
+fn inside_its_hours_a_queue_is_open_and_agents_are_back_at_once() {
+    let laptops = given("de-laptops");
+    // 2026-12-02 is a Wednesday.
+    assert!(laptops.open_at("2026-12-02T08:00"));
+    assert!(laptops.open_at("2026-12-02T19:59"));
+    assert_eq!(
+        laptops.back_at("2026-12-02T12:34").as_deref(),
+        Some("Wed 2026-12-02T12:34")
+    );
+}
+
+#[test]
+fn after_closing_agents_are_back_at_the_next_opening() {
+    let laptops = given("de-laptops");
+    assert!(!laptops.open_at("2026-12-02T20:00"));
+    assert_eq!(
+        laptops.back_at("2026-12-02T20:00").as_deref(),
+        Some("Thu 2026-12-03T08:00")
+    );
+    // Before opening on the same day.
+    assert_eq!(
+        laptops.back_at("2026-12-03T06:15").as_deref(),
+        Some("Thu 2026-12-03T08:00")
+    );
+    // Saturday afternoon: Monday morning, past the closed Sunday.
+    assert_eq!(
+        laptops.back_at("2026-12-05T14:00").as_deref(),
+        Some("Mon 2026-12-07T08:00")
+    );
+}
+
+#[test]
+fn a_holiday_closes_the_whole_day_and_agents_are_back_after_it() {
+    let laptops = given("de-laptops");
+    // Thursday 24 December, 19:59: still open; 20:00 closed, and the next two days are
+    // Christmas: Friday 25 and Saturday 26 are holidays, Sunday is closed anyway.
+    assert!(laptops.open_at("2026-12-24T19:59"));
+    assert!(
+        !laptops.open_at("2026-12-25T12:00"),
+        "a weekday of hours, but Christmas"
+    );
+    assert!(!laptops.open_at("2026-12-26T11:00"));
+    assert_eq!(
+        laptops.back_at("2026-12-24T20:00").as_deref(),
+        Some("Mon 2026-12-28T08:00")
+    );
+    // The first minute after the holiday is the next day's.
+    assert!(laptops.open_at("2026-12-28T08:00"));
+}
+
+#[test]
+fn a_holiday_of_some_queues_closes_only_those() {
+    // Wednesday 18 November 2026: the Saxon holiday closes the laptops, not the others.
+    assert!(!given("de-laptops").open_at("2026-11-18T10:00"));
+    assert_eq!(
+        given("de-laptops").back_at("2026-11-18T10:00").as_deref(),
+        Some("Thu 2026-11-19T08:00")
+    );
+    assert!(given("de-always").open_at("2026-11-18T10:00"));
+}
+
+#[test]
+fn hours_across_midnight_are_two_spans_open_on_both_sides() {
+    let night = given("de-night");
+    assert!(night.open_at("2026-12-02T23:59"));
+    assert!(night.open_at("2026-12-03T00:00"));
+    assert!(night.open_at("2026-12-03T05:59"));
+    assert!(!night.open_at("2026-12-03T06:00"));
+    assert_eq!(
+        night.back_at("2026-12-03T06:00").as_deref(),
+        Some("Thu 2026-12-03T22:00")
+    );
+    // Christmas Eve's night ends at midnight: the holiday takes its early hours too, and
+    // the night after it.
+    assert!(night.open_at("2026-12-24T23:30"));
+    assert!(!night.open_at("2026-12-25T00:30"));
+    assert_eq!(
+        night.back_at("2026-12-25T00:30").as_deref(),
+        Some("Sun 2026-12-27T00:00")
+    );
+}
+
+#[test]
+fn a_queue_always_staffed_is_closed_only_on_holidays() {
+    let always = given("de-always");
+    assert!(always.open_at("2026-12-06T03:00"));
+    assert!(!always.open_at("2026-12-25T03:00"));
+    assert_eq!(
+        always.back_at("2026-12-25T03:00").as_deref(),
+        Some("Sun 2026-12-27T00:00")
+    );
+}
+
+#[test]
+fn the_hours_are_local_time_on_both_sides_of_a_clock_change() {
+    let laptops = given("de-laptops");
+    // Berlin moves from CEST to CET on Sunday 25 October 2026: 08:00 local on Monday is
+    // 07:00 UTC, where on the Friday before it was 06:00 UTC.
+    let zone = jiff::tz::TimeZone::UTC;
+    let utc = |local: &str| {
+        let queue = laptops.region.queue(&laptops.queue).expect("queue");
+        laptops.region.queue_opens(queue, berlin(local)).map(|at| {
+            at.to_zoned(zone.clone())
+                .strftime("%Y-%m-%dT%H:%M")
+                .to_string()
+        })
+    };
+    assert_eq!(utc("2026-10-22T21:00").as_deref(), Some("2026-10-23T06:00"));
+    assert_eq!(utc("2026-10-24T15:00").as_deref(), Some("2026-10-26T07:00"));
+}
+
+#[test]
+fn a_holiday_naming_an_unknown_queue_is_a_config_problem() {
+    let text = format!("{REGION}\n[[holidays]]\ndate = \"2026-10-31\"\nqueues = [\"de-phones\"]\n");
+    let region = RegionConfig::from_region_file(&text).unwrap_or_else(|e| panic!("{e}"));
+    let problems = region.validate();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "holidays[3].queues[0]");
+}
+
+#[test]
+fn an_unreadable_holiday_date_is_refused_when_the_file_is_read() {
+    let text = format!("{REGION}\n[[holidays]]\ndate = \"31.10.2026\"\n");
+    let error = RegionConfig::from_region_file(&text)
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    assert!(error.to_string().contains("date"), "{error}");
+}
