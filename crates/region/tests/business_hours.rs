@@ -71,14 +71,20 @@ fn given(queue: &str) -> Given {
 }
 
 impl Given {
+    fn queue(&self) -> &helpline_region::Queue {
+        self.region
+            .queue(&self.queue)
+            .unwrap_or_else(|| panic!("no queue {}", self.queue.as_str()))
+    }
+
     fn open_at(&self, local: &str) -> bool {
-        let queue = self.region.queue(&self.queue).expect("queue");
+        let queue = self.queue();
         self.region.queue_open(queue, berlin(local))
     }
 
     /// When agents are back, from `local` on, as a Berlin wall-clock time.
     fn back_at(&self, local: &str) -> Option<String> {
-        let queue = self.region.queue(&self.queue).expect("queue");
+        let queue = self.queue();
         let zone = self.region.locale.zone();
         self.region
             .queue_opens(queue, berlin(local))
@@ -187,7 +193,7 @@ fn the_hours_are_local_time_on_both_sides_of_a_clock_change() {
     // 07:00 UTC, where on the Friday before it was 06:00 UTC.
     let zone = jiff::tz::TimeZone::UTC;
     let utc = |local: &str| {
-        let queue = laptops.region.queue(&laptops.queue).expect("queue");
+        let queue = laptops.queue();
         laptops.region.queue_opens(queue, berlin(local)).map(|at| {
             at.to_zoned(zone.clone())
                 .strftime("%Y-%m-%dT%H:%M")
