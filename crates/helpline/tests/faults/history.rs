@@ -541,20 +541,27 @@ pub fn ordered(
             .map(|(_, prompt)| prompt.clone())
     };
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut first_at: BTreeMap<&str, Instant> = BTreeMap::new();
     let mut arrived: Vec<&str> = Vec::new();
+    let near = |at: Instant| {
+        kills
+            .iter()
+            .any(|kill| at + window.0 >= *kill && at <= *kill + window.1)
+    };
     for arrival in arrivals {
         let id = arrival.provider_message_id.as_str();
-        let near_kill = kills
-            .iter()
-            .any(|kill| arrival.at + window.0 >= *kill && arrival.at <= *kill + window.1);
+        let near_kill = near(arrival.at);
         if let Some(prompt) = prompt_of(id) {
             let n = counts.entry(id).or_default();
             *n += 1;
+            let first = *first_at.entry(id).or_insert(arrival.at);
             if *n == 1 {
                 arrived.push(id);
-            } else if near_kill {
+            } else if near_kill || near(first) {
                 // A provider whose message id is the sender's (Apple) shows a second send
-                // under the same id: the same gap as a new id for the same words.
+                // under the same id: the same gap as a new id for the same words. Its
+                // first arrival is the one the killed process sent without a record; the
+                // second is the redelivery's, an ack wait later.
                 report.copies_after_kill += 1;
                 report.copies.push(format!(
                     "ticket {}: the {prompt} message again under its own id {id}{}",
@@ -1220,6 +1227,21 @@ mod tests {
         let report = ordered(ticket(), &two_messages(), &arrivals, &[long_before], WINDOW);
         assert_eq!((report.duplicated, report.lost), (2, 1), "{report:#?}");
         assert_eq!(report.copies_after_kill, 0);
+    }
+
+    #[test]
+    fn a_resend_under_the_senders_own_id_an_ack_wait_after_the_kill_is_a_copy() {
+        // The killed process sent it just before the kill; the redelivery sent it again
+        // once the ack wait had passed, far from the kill itself.
+        let kill = Instant::now();
+        let arrivals = [
+            arrival("p1", "hi", kill),
+            arrival("p1", "hi", kill + Duration::from_secs(10)),
+            arrival("p2", "serial?", kill + Duration::from_secs(11)),
+        ];
+        let report = ordered(ticket(), &two_messages(), &arrivals, &[kill], WINDOW);
+        assert_eq!(report.problems, Vec::<String>::new());
+        assert_eq!((report.copies_after_kill, report.duplicated), (1, 0));
     }
 
     #[test]
