@@ -46,11 +46,24 @@ struct ReportsApi {
 
 #[tonic::async_trait]
 impl Reports for ReportsApi {
-    async fn get_csat(
+    async fn get_satisfaction(
         &self,
-        request: Request<pb::GetCsatRequest>,
-    ) -> Result<Response<pb::GetCsatResponse>, Status> {
-        self.feedback.csat_report(request).await
+        request: Request<pb::GetSatisfactionRequest>,
+    ) -> Result<Response<pb::GetSatisfactionResponse>, Status> {
+        let (metadata, extensions, message) = request.into_parts();
+        let request = Request::from_parts(
+            metadata,
+            extensions,
+            pb::GetCsatRequest {
+                filter: message.filter,
+                group_by: message.group_by,
+            },
+        );
+        let answer = self.feedback.csat_report(request).await?.into_inner();
+        Ok(Response::new(pb::GetSatisfactionResponse {
+            rows: answer.rows,
+            position: answer.position,
+        }))
     }
 
     async fn get_service_levels(
