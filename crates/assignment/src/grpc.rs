@@ -346,6 +346,15 @@ impl AgentDesk for Desk {
         let request = request.into_inner();
         let ticket = ticket_id(&request.ticket_id)?;
         let me = caller.id().clone();
+        // The note goes first, while the caller still holds the ticket, in the same append
+        // as the move: the next holder never sees the ticket without it.
+        let note: Vec<Command> = (!request.note.trim().is_empty())
+            .then(|| Command::AddAgentNote {
+                agent: me.clone(),
+                text: Personal::new(request.note.clone()),
+            })
+            .into_iter()
+            .collect();
         match request.target {
             Some(pb::transfer_request::Target::Queue(queue)) => {
                 let queue = self.queue(&queue, "queue")?;
@@ -354,10 +363,12 @@ impl AgentDesk for Desk {
                         ticket,
                         |t| yours(t, &me),
                         |_| {
-                            vec![Command::TransferTicket {
+                            let mut commands = note.clone();
+                            commands.push(Command::TransferTicket {
                                 agent: me.clone(),
                                 queue: queue.clone(),
-                            }]
+                            });
+                            commands
                         },
                     )
                     .await?;
@@ -373,7 +384,8 @@ impl AgentDesk for Desk {
                 }
                 let commands = |t: &Ticket| {
                     let queue = t.queue.clone().unwrap_or_else(|| QueueId::new(""));
-                    vec![
+                    let mut commands = note.clone();
+                    commands.extend([
                         Command::TransferTicket {
                             agent: me.clone(),
                             queue,
@@ -381,7 +393,8 @@ impl AgentDesk for Desk {
                         Command::AssignAgent {
                             agent: target.clone(),
                         },
-                    ]
+                    ]);
+                    commands
                 };
                 // The caller's hold on the ticket first: a transfer refused for it must
                 // not claim, even for a moment, a slot the target needs for an offer.

@@ -726,6 +726,7 @@ fn ticket_calls(
             pb::TransferRequest {
                 ticket_id: ticket.clone(),
                 target: Some(pb::transfer_request::Target::Queue("de-general".to_owned())),
+                note: String::new(),
             }
         ),
         call!(
@@ -1086,6 +1087,7 @@ fn to_kai(agent: &str, ticket: TicketId) -> Request<pb::TransferRequest> {
         pb::TransferRequest {
             ticket_id: ticket.to_string(),
             target: Some(pb::transfer_request::Target::AgentId("kai".to_owned())),
+            note: "Kundin wartet auf den Kostenvoranschlag; bitte heute zurückrufen.".to_owned(),
         },
     )
 }
@@ -1109,6 +1111,19 @@ async fn a_transfer_to_an_agent_keeps_the_slot_it_claimed_for_them() {
     assert_eq!(
         assignments(&h.ticket_events().await).last(),
         Some(&(ticket, AgentId::new("kai")))
+    );
+    // The note is on the ticket, written by dora in the same step, before the move.
+    let events = h.ticket_events().await;
+    let noted = events.iter().position(|(_, event)| {
+        matches!(event, Event::AgentNoteAdded { agent, text }
+            if agent.as_str() == "dora" && text.expose().contains("Kostenvoranschlag"))
+    });
+    let released = events
+        .iter()
+        .position(|(_, event)| matches!(event, Event::TicketReleased { .. }));
+    assert!(
+        noted.is_some() && noted < released,
+        "note {noted:?}, release {released:?}"
     );
     // The claim is made before the ticket moves; the assigner, looking in between, must
     // not take it for one left behind.
