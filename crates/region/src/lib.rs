@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod agents;
+pub mod canned;
 mod hours;
 pub mod notifications;
 mod places;
@@ -55,6 +56,9 @@ pub struct RegionConfig {
     /// hours say.
     #[serde(default)]
     pub holidays: Vec<Holiday>,
+    /// `[[canned_replies]]`: answers agents pick by shortcut, per language.
+    #[serde(default)]
+    pub canned_replies: Vec<canned::CannedReply>,
 }
 
 /// A queue's working time: its hours, less the region's holidays that close it, in the
@@ -542,7 +546,15 @@ impl RegionConfig {
             }
         }
         agents::validate(&self.agents, &queues, &self.products, &mut problems);
+        canned::validate(&self.canned_replies, &self.locale.languages, &mut problems);
         problems
+    }
+
+    /// The canned reply with this shortcut.
+    pub fn canned_reply(&self, shortcut: &str) -> Option<&canned::CannedReply> {
+        self.canned_replies
+            .iter()
+            .find(|reply| reply.shortcut == shortcut)
     }
 
     pub fn queue(&self, id: &QueueId) -> Option<&Queue> {
