@@ -274,8 +274,26 @@ impl AgentDesk for Desk {
         let caller = self.caller(&request)?;
         let request = request.into_inner();
         let ticket = ticket_id(&request.ticket_id)?;
-        let body = body_from_proto(request.body)?;
         let me = caller.id().clone();
+        let region = &self.assignment.inner.region;
+        let shortcut = request.canned_reply.trim().to_owned();
+        let canned = match shortcut.as_str() {
+            "" => None,
+            shortcut => Some(region.canned_reply(shortcut).cloned().ok_or_else(|| {
+                AssignmentError::invalid(
+                    "canned_reply",
+                    format!("{shortcut:?} is not a canned reply of this region"),
+                )
+            })?),
+        };
+        // An empty body with a canned reply sends the canned reply as the ticket fills it.
+        let body = match (
+            &canned,
+            request.body.as_ref().and_then(|b| b.content.as_ref()),
+        ) {
+            (Some(_), None) => None,
+            _ => Some(body_from_proto(request.body)?),
+        };
         // The client's id for this reply names the message and the command, so a retry
         // dedupes against a first try that was stored. Derived with the ticket and the
         // agent: the stream dedupes across all tickets, and one client's id must never
@@ -298,18 +316,65 @@ impl AgentDesk for Desk {
                 request_id,
                 ticket,
                 |t| yours(t, &me),
-                |_| {
-                    vec![Command::SendAgentMessage {
+                |t| {
+                    let body = match (&body, &canned) {
+                        (Some(body), _) => body.clone(),
+                        (None, Some(canned)) => MessageBody::Text(Personal::new(
+                            canned_text(region, canned, t, &me).unwrap_or_default(),
+                        )),
+                        (None, None) => MessageBody::Text(Personal::new(String::new())),
+                    };
+                    let mut commands = vec![Command::SendAgentMessage {
                         agent: me.clone(),
                         message,
-                        body: body.clone(),
-                    }]
+                        body,
+                    }];
+                    if let Some(canned) = &canned {
+                        commands.push(Command::RecordCannedReply {
+                            agent: me.clone(),
+                            message,
+                            shortcut: canned.shortcut.clone(),
+                        });
+                    }
+                    commands
                 },
             )
             .await?;
         Ok(Response::new(pb::ReplyResponse {
             message_id: message.to_string(),
         }))
+    }
+
+    async fn list_canned_replies(
+        &self,
+        request: Request<pb::ListCannedRepliesRequest>,
+    ) -> Result<Response<pb::ListCannedRepliesResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let ticket = ticket_id(&request.get_ref().ticket_id)?;
+        self.may_read(&caller, ticket)?;
+        let loaded = self
+            .assignment
+            .inner
+            .store
+            .load(ticket)
+            .await
+            .map_err(AssignmentError::from)?;
+        let region = &self.assignment.inner.region;
+        let query = &request.get_ref().query;
+        let replies = region
+            .canned_replies
+            .iter()
+            .filter(|canned| canned.matches(query))
+            .filter_map(|canned| {
+                let text = canned_text(region, canned, &loaded.ticket, caller.id())?;
+                Some(pb::CannedReply {
+                    shortcut: canned.shortcut.clone(),
+                    title: canned.title.clone(),
+                    text,
+                })
+            })
+            .collect();
+        Ok(Response::new(pb::ListCannedRepliesResponse { replies }))
     }
 
     async fn add_note(
@@ -346,6 +411,15 @@ impl AgentDesk for Desk {
         let request = request.into_inner();
         let ticket = ticket_id(&request.ticket_id)?;
         let me = caller.id().clone();
+        // The note goes first, while the caller still holds the ticket, in the same append
+        // as the move: the next holder never sees the ticket without it.
+        let note: Vec<Command> = (!request.note.trim().is_empty())
+            .then(|| Command::AddAgentNote {
+                agent: me.clone(),
+                text: Personal::new(request.note.clone()),
+            })
+            .into_iter()
+            .collect();
         match request.target {
             Some(pb::transfer_request::Target::Queue(queue)) => {
                 let queue = self.queue(&queue, "queue")?;
@@ -354,10 +428,12 @@ impl AgentDesk for Desk {
                         ticket,
                         |t| yours(t, &me),
                         |_| {
-                            vec![Command::TransferTicket {
+                            let mut commands = note.clone();
+                            commands.push(Command::TransferTicket {
                                 agent: me.clone(),
                                 queue: queue.clone(),
-                            }]
+                            });
+                            commands
                         },
                     )
                     .await?;
@@ -373,7 +449,8 @@ impl AgentDesk for Desk {
                 }
                 let commands = |t: &Ticket| {
                     let queue = t.queue.clone().unwrap_or_else(|| QueueId::new(""));
-                    vec![
+                    let mut commands = note.clone();
+                    commands.extend([
                         Command::TransferTicket {
                             agent: me.clone(),
                             queue,
@@ -381,7 +458,8 @@ impl AgentDesk for Desk {
                         Command::AssignAgent {
                             agent: target.clone(),
                         },
-                    ]
+                    ]);
+                    commands
                 };
                 // The caller's hold on the ticket first: a transfer refused for it must
                 // not claim, even for a moment, a slot the target needs for an offer.
@@ -668,6 +746,41 @@ impl Desk {
 }
 
 /// A ticket action is the holder's: anyone else's is refused before the rules are asked.
+/// `canned` in the ticket's language (else the region's first), filled in: the
+/// customer's name on the channel, the ticket's number (its id's first eight characters,
+/// as the console shows it), the address of the store it was referred to, the agent's
+/// name.
+fn canned_text(
+    region: &helpline_region::RegionConfig,
+    canned: &helpline_region::canned::CannedReply,
+    ticket: &Ticket,
+    agent: &AgentId,
+) -> Option<String> {
+    let values = helpline_region::canned::CannedValues {
+        customer_name: ticket
+            .customer
+            .as_ref()
+            .and_then(|customer| customer.display_name.as_ref())
+            .map(|name| name.expose().clone())
+            .unwrap_or_default(),
+        ticket_number: ticket
+            .id
+            .map(|id| id.to_string().chars().take(8).collect())
+            .unwrap_or_default(),
+        store_address: ticket
+            .store
+            .as_ref()
+            .and_then(|store| region.store(store))
+            .map(|store| store.address.clone())
+            .unwrap_or_default(),
+        agent_name: region
+            .agent(agent)
+            .map(|a| a.name.clone())
+            .unwrap_or_else(|| agent.to_string()),
+    };
+    canned.render(&ticket.language, region.locale.default_language(), &values)
+}
+
 fn yours(ticket: &Ticket, me: &AgentId) -> Result<(), AssignmentError> {
     match &ticket.agent {
         Some(agent) if agent != me => Err(AssignmentError::PermissionDenied(format!(

@@ -487,6 +487,7 @@ async fn an_agent_signing_out_mid_conversation_hands_their_tickets_to_another() 
                 content: Some(pb::message_body::Content::Text("Hallo!".to_owned())),
             }),
             request_id: String::new(),
+            canned_reply: String::new(),
         },
     ))
     .await
@@ -545,6 +546,7 @@ async fn a_reply_retried_with_its_request_id_reaches_the_customer_once() {
                     content: Some(pb::message_body::Content::Text("Hallo!".to_owned())),
                 }),
                 request_id: request_id.to_owned(),
+                canned_reply: String::new(),
             },
         )
     };
@@ -710,6 +712,7 @@ fn ticket_calls(
                 ticket_id: ticket.clone(),
                 body: text(),
                 request_id: String::new(),
+                canned_reply: String::new(),
             }
         ),
         call!(
@@ -726,6 +729,7 @@ fn ticket_calls(
             pb::TransferRequest {
                 ticket_id: ticket.clone(),
                 target: Some(pb::transfer_request::Target::Queue("de-general".to_owned())),
+                note: String::new(),
             }
         ),
         call!(
@@ -963,6 +967,7 @@ async fn every_call_needs_a_valid_token_and_tickets_are_their_holders_alone() {
                 ticket_id: ticket.to_string(),
                 body: None,
                 request_id: String::new(),
+                canned_reply: String::new(),
             },
         ))
         .await
@@ -1086,6 +1091,7 @@ fn to_kai(agent: &str, ticket: TicketId) -> Request<pb::TransferRequest> {
         pb::TransferRequest {
             ticket_id: ticket.to_string(),
             target: Some(pb::transfer_request::Target::AgentId("kai".to_owned())),
+            note: "Kundin wartet auf den Kostenvoranschlag; bitte heute zurückrufen.".to_owned(),
         },
     )
 }
@@ -1109,6 +1115,19 @@ async fn a_transfer_to_an_agent_keeps_the_slot_it_claimed_for_them() {
     assert_eq!(
         assignments(&h.ticket_events().await).last(),
         Some(&(ticket, AgentId::new("kai")))
+    );
+    // The note is on the ticket, written by dora in the same step, before the move.
+    let events = h.ticket_events().await;
+    let noted = events.iter().position(|(_, event)| {
+        matches!(event, Event::AgentNoteAdded { agent, text }
+            if agent.as_str() == "dora" && text.expose().contains("Kostenvoranschlag"))
+    });
+    let released = events
+        .iter()
+        .position(|(_, event)| matches!(event, Event::TicketReleased { .. }));
+    assert!(
+        noted.is_some() && noted < released,
+        "note {noted:?}, release {released:?}"
     );
     // The claim is made before the ticket moves; the assigner, looking in between, must
     // not take it for one left behind.
@@ -1152,5 +1171,101 @@ async fn a_refused_transfer_leaves_the_targets_capacity_untouched() {
         agent_events(&h.store, "kai").await,
         [AgentEvent::PresenceChanged(Presence::Online)],
         "a refused move claimed the target's capacity"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canned_reply_is_found_by_shortcut_filled_in_for_the_ticket_and_recorded() {
+    let (h, ticket, mut client) = dora_holds_a_ticket().await;
+    fn dora<T>(message: T) -> Request<T> {
+        signed(Some(&token_for("dora", Role::Agent)), message)
+    }
+    client
+        .accept(dora(pb::AcceptRequest {
+            ticket_id: ticket.to_string(),
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Typing "kv" finds the cost estimate by its shortcut, in the ticket's German.
+    let found = client
+        .list_canned_replies(dora(pb::ListCannedRepliesRequest {
+            ticket_id: ticket.to_string(),
+            query: "kv".to_owned(),
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner()
+        .replies;
+    let number: String = ticket.to_string().chars().take(8).collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].shortcut, "kva");
+    assert!(
+        found[0].text.starts_with(&format!(
+            "Hallo, für Ihre Anfrage {number} erstellen wir einen Kostenvoranschlag"
+        )),
+        "{}",
+        found[0].text
+    );
+    // Words of a title find it too; nothing typed lists them all.
+    let by_title = |query: &str| pb::ListCannedRepliesRequest {
+        ticket_id: ticket.to_string(),
+        query: query.to_owned(),
+    };
+    let titles = |replies: Vec<pb::CannedReply>| -> Vec<String> {
+        replies.into_iter().map(|r| r.shortcut).collect()
+    };
+    let abholbereit = client
+        .list_canned_replies(dora(by_title("abholbereit")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert_eq!(titles(abholbereit.replies), ["abholung"]);
+    let all = client
+        .list_canned_replies(dora(by_title("")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert_eq!(titles(all.replies).len(), h.region.canned_replies.len());
+
+    // Sent with an empty body: the filled-in text goes out, and the ticket records which
+    // canned reply it was.
+    let sent = client
+        .reply(dora(pb::ReplyRequest {
+            ticket_id: ticket.to_string(),
+            body: None,
+            request_id: String::new(),
+            canned_reply: "kva".to_owned(),
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let events = h.ticket_events().await;
+    let text = events.iter().find_map(|(_, event)| match event {
+        Event::AgentMessageSent {
+            body: helpline_domain::MessageBody::Text(text),
+            message,
+            ..
+        } if message.to_string() == sent.message_id => Some(text.expose().clone()),
+        _ => None,
+    });
+    assert_eq!(text.as_deref(), Some(found[0].text.as_str()));
+    assert!(
+        events.iter().any(|(_, event)| matches!(event,
+            Event::CannedReplyUsed { message, shortcut }
+                if message.to_string() == sent.message_id && shortcut == "kva")),
+        "{events:?}"
+    );
+    // A shortcut the region does not have is the caller's mistake.
+    let unknown = client
+        .reply(dora(pb::ReplyRequest {
+            ticket_id: ticket.to_string(),
+            body: None,
+            request_id: String::new(),
+            canned_reply: "gibtsnicht".to_owned(),
+        }))
+        .await;
+    assert_eq!(
+        unknown.err().map(|status| status.code()),
+        Some(Code::InvalidArgument)
     );
 }

@@ -79,6 +79,13 @@ pub enum Command {
     HandBackToBot {
         agent: AgentId,
     },
+    /// The agent's message `message` (sent in the same command) came from the canned
+    /// reply `shortcut`.
+    RecordCannedReply {
+        agent: AgentId,
+        message: MessageId,
+        shortcut: String,
+    },
     /// An internal note for agents and supervisors; never sent to the customer.
     AddAgentNote {
         agent: AgentId,
@@ -154,6 +161,7 @@ impl Command {
             Command::AssignAgent { .. } => "assign an agent",
             Command::AcceptAssignment { .. } => "accept the assignment",
             Command::SendAgentMessage { .. } => "send an agent message",
+            Command::RecordCannedReply { .. } => "record a canned reply",
             Command::ReleaseTicket { .. } => "release",
             Command::ResolveTicket { .. } => "resolve",
             Command::RequestRating { .. } => "request a rating",

@@ -275,6 +275,15 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             accepted_by(ticket, id, &agent, action)?;
             Ok(vec![Event::ConversationHandedBack { agent }])
         }
+        Command::RecordCannedReply {
+            agent,
+            message,
+            shortcut,
+        } => {
+            accepted_by(ticket, id, &agent, action)?;
+            not_empty(&shortcut, "canned reply shortcut")?;
+            Ok(vec![Event::CannedReplyUsed { message, shortcut }])
+        }
         Command::AddAgentNote { agent, text } => {
             accepted_by(ticket, id, &agent, action)?;
             not_empty(text.expose(), "note text")?;

@@ -288,6 +288,12 @@ pub enum Event {
     ConversationHandedBack {
         agent: AgentId,
     },
+    /// The agent's message `message` was written from the region's canned reply
+    /// `shortcut` (for reports on which answers agents use).
+    CannedReplyUsed {
+        message: MessageId,
+        shortcut: String,
+    },
     /// An internal note: agents and supervisors read it, the customer never does.
     AgentNoteAdded {
         agent: AgentId,
@@ -453,6 +459,7 @@ impl Event {
             Event::LanguageDetected { .. }
             | Event::EntryPointNoted { .. }
             | Event::ConversationClosedByCustomer
+            | Event::CannedReplyUsed { .. }
             | Event::TicketRouted { .. }
             | Event::ReferredToStore(_)
             | Event::TicketQueued { .. }
@@ -497,6 +504,7 @@ impl Event {
             Event::TicketResolved { .. } => "TicketResolved",
             Event::ConversationHandedBack { .. } => "ConversationHandedBack",
             Event::AgentNoteAdded { .. } => "AgentNoteAdded",
+            Event::CannedReplyUsed { .. } => "CannedReplyUsed",
             Event::RatingRequested { .. } => "RatingRequested",
             Event::NotificationSent { .. } => "NotificationSent",
             Event::RatingReceived { .. } => "RatingReceived",

@@ -28,6 +28,7 @@ pub mod event;
 pub mod ids;
 pub mod notify;
 pub mod personal;
+pub mod sla;
 pub mod ticket;
 
 pub use command::Command;

@@ -263,7 +263,7 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
             ticket.holder = Holder::Bot;
         }
         // For the agents' eyes only; nothing about the conversation changes.
-        Event::AgentNoteAdded { .. } => {}
+        Event::AgentNoteAdded { .. } | Event::CannedReplyUsed { .. } => {}
         Event::RatingRequested { .. } => ticket.phase = Phase::AwaitingRating,
         Event::NotificationSent {
             message, template, ..

@@ -509,6 +509,12 @@ fn event_to_proto(event: &Event) -> EventProto {
                 agent: agent.as_str().to_owned(),
             })
         }
+        Event::CannedReplyUsed { message, shortcut } => {
+            EventProto::CannedReplyUsed(pb::CannedReplyUsed {
+                message_id: uuid_to_proto(message.0),
+                shortcut: shortcut.clone(),
+            })
+        }
         Event::AgentNoteAdded { agent, text } => EventProto::AgentNoteAdded(pb::AgentNoteAdded {
             agent: agent.as_str().to_owned(),
             text: text.expose().clone(),
@@ -622,6 +628,10 @@ fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecE
         },
         EventProto::ConversationHandedBack(e) => Event::ConversationHandedBack {
             agent: AgentId::new(e.agent),
+        },
+        EventProto::CannedReplyUsed(e) => Event::CannedReplyUsed {
+            message: message_id_from_proto(&e.message_id, "canned_reply_used.message_id")?,
+            shortcut: e.shortcut,
         },
         EventProto::AgentNoteAdded(e) => Event::AgentNoteAdded {
             agent: AgentId::new(e.agent),

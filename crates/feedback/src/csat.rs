@@ -164,24 +164,32 @@ fn matches<T: PartialEq>(wanted: Option<&T>, actual: Option<&T>) -> bool {
 
 impl Grouping {
     fn key(self, ticket: &TicketCsat, requested_at: Timestamp, zone: &TimeZone) -> String {
-        let date = requested_at.to_zoned(zone.clone()).date();
+        self.key_of(
+            &ticket.region,
+            ticket.queue.as_ref(),
+            ticket.agent.as_ref(),
+            ticket.channel,
+            requested_at,
+            zone,
+        )
+    }
+
+    /// The group of a ticket with these values, placed in a period by `at` in `zone`.
+    pub(crate) fn key_of(
+        self,
+        region: &str,
+        queue: Option<&QueueId>,
+        agent: Option<&AgentId>,
+        channel: Option<Channel>,
+        at: Timestamp,
+        zone: &TimeZone,
+    ) -> String {
+        let date = at.to_zoned(zone.clone()).date();
         match self {
-            Grouping::Region => ticket.region.clone(),
-            Grouping::Queue => ticket
-                .queue
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            Grouping::Agent => ticket
-                .agent
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            Grouping::Channel => ticket
-                .channel
-                .map(Channel::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+            Grouping::Region => region.to_owned(),
+            Grouping::Queue => queue.map(ToString::to_string).unwrap_or_default(),
+            Grouping::Agent => agent.map(ToString::to_string).unwrap_or_default(),
+            Grouping::Channel => channel.map(Channel::as_str).unwrap_or_default().to_owned(),
             Grouping::Day => date.to_string(),
             Grouping::Week => {
                 let week = date.iso_week_date();

@@ -38,17 +38,27 @@ pub fn grpc_service(
 }
 
 #[derive(Debug)]
-struct FeedbackApi {
-    store: EventStore,
-    csat: Csat,
-    zone: TimeZone,
-    region: Arc<RegionConfig>,
-    key: AuthKey,
+pub(crate) struct FeedbackApi {
+    pub(crate) store: EventStore,
+    pub(crate) csat: Csat,
+    pub(crate) zone: TimeZone,
+    pub(crate) region: Arc<RegionConfig>,
+    pub(crate) key: AuthKey,
 }
 
 #[tonic::async_trait]
 impl Feedback for FeedbackApi {
     async fn get_csat(
+        &self,
+        request: Request<pb::GetCsatRequest>,
+    ) -> Result<Response<pb::GetCsatResponse>, Status> {
+        self.csat_report(request).await
+    }
+}
+
+impl FeedbackApi {
+    /// `GetCsat`, of the Feedback and the Reports API alike.
+    pub(crate) async fn csat_report(
         &self,
         request: Request<pb::GetCsatRequest>,
     ) -> Result<Response<pb::GetCsatResponse>, Status> {
@@ -78,16 +88,14 @@ impl Feedback for FeedbackApi {
             }),
         }))
     }
-}
 
-impl FeedbackApi {
-    /// Only supervisors and admins read CSAT: it rates agents by name.
-    fn authorize<T>(&self, request: &Request<T>) -> Result<(), FeedbackError> {
+    /// Only supervisors and admins read reports: they rate agents by name.
+    pub(crate) fn authorize<T>(&self, request: &Request<T>) -> Result<(), FeedbackError> {
         let (agent, role) = helpline_auth::caller(&self.key, request, &self.region)
             .map_err(|e| FeedbackError::Unauthenticated(e.to_string()))?;
         if role < Role::Supervisor {
             return Err(FeedbackError::PermissionDenied(format!(
-                "{} is {}; CSAT reports are for supervisors",
+                "{} is {}; reports are for supervisors",
                 agent.id,
                 role.as_str()
             )));
@@ -95,7 +103,7 @@ impl FeedbackApi {
         Ok(())
     }
 
-    async fn stream_last_sequence(&self) -> Result<u64, FeedbackError> {
+    pub(crate) async fn stream_last_sequence(&self) -> Result<u64, FeedbackError> {
         let stream = self
             .store
             .jetstream()
@@ -106,7 +114,7 @@ impl FeedbackApi {
     }
 }
 
-fn filter_from_proto(filter: pb::CsatFilter) -> Result<CsatFilter, FeedbackError> {
+pub(crate) fn filter_from_proto(filter: pb::CsatFilter) -> Result<CsatFilter, FeedbackError> {
     let text = |value: String| (!value.is_empty()).then_some(value);
     let channel = channel_from_proto_value(filter.channel).map_err(|reason| {
         FeedbackError::InvalidArgument {
@@ -136,7 +144,7 @@ fn moment(
     })
 }
 
-fn grouping_from_proto(value: i32) -> Result<Grouping, FeedbackError> {
+pub(crate) fn grouping_from_proto(value: i32) -> Result<Grouping, FeedbackError> {
     match pb::CsatGrouping::try_from(value) {
         Ok(pb::CsatGrouping::Region) => Ok(Grouping::Region),
         Ok(pb::CsatGrouping::Queue) => Ok(Grouping::Queue),

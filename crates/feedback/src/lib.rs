@@ -10,6 +10,10 @@
 //! - [`Csat`] keeps that projection live: replayed from the log at every start, then
 //!   following it.
 //! - [`grpc_service`] is the read-only `helpline.v1.Feedback` API over it.
+//! - [`levels`] folds each queued ticket's SLA clocks (first response, next response,
+//!   resolution, in the queue's working time) and reports tickets, mean times, targets
+//!   met and breached by the same groups; [`Levels`] keeps it live.
+//! - [`reports_service`] is the read-only `helpline.v1.Reports` API over both.
 //!
 //! **Owns** nothing but its consumer's position: the projection lives in memory and is
 //! rebuilt from the log.
@@ -26,10 +30,13 @@ mod consumer;
 pub mod csat;
 mod error;
 mod grpc;
+pub mod levels;
 mod projection;
 pub mod rating;
+mod reports;
 
 pub use consumer::{CLOSED_UNRATED, CONSUMER, RATING_REPROMPT, RATING_THANKS, run};
 pub use error::FeedbackError;
 pub use grpc::grpc_service;
-pub use projection::Csat;
+pub use projection::{Csat, Levels};
+pub use reports::reports_service;

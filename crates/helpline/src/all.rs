@@ -283,14 +283,24 @@ pub async fn run_until_stopped(
         None
     };
     let csat = helpline_feedback::Csat::default();
+    let levels = helpline_feedback::Levels::new(region.clone());
     if services.feedback {
         let replayed = csat.clone();
         ops.watch_projection("csat", Arc::new(move || replayed.is_replayed()));
-        let (store, csat, shutdown) = (store.clone(), csat.clone(), shutdown.clone());
+        let (following, csat, stop) = (store.clone(), csat.clone(), shutdown.clone());
         tasks.spawn(async move {
-            csat.follow(&store, shutdown)
+            csat.follow(&following, stop)
                 .await
                 .context("the CSAT projection failed")
+        });
+        let replayed = levels.clone();
+        ops.watch_projection("service-levels", Arc::new(move || replayed.is_replayed()));
+        let (store, levels, shutdown) = (store.clone(), levels.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            levels
+                .follow(&store, shutdown)
+                .await
+                .context("the service-level projection failed")
         });
     }
     let tickets = helpline_query::LiveProjection::default();
@@ -371,6 +381,7 @@ pub async fn run_until_stopped(
             store: store.clone(),
             region: region.clone(),
             csat,
+            levels,
             tickets,
             auth_key,
             assignment,
@@ -604,6 +615,7 @@ struct Apis {
     store: EventStore,
     region: Arc<helpline_region::RegionConfig>,
     csat: helpline_feedback::Csat,
+    levels: helpline_feedback::Levels,
     tickets: helpline_query::LiveProjection,
     /// The key bearer tokens are checked with, when an authenticated API runs here.
     auth_key: Option<helpline_assignment::AuthKey>,
@@ -671,14 +683,25 @@ async fn serve_grpc(
     {
         let service = helpline_feedback::grpc_service(
             apis.store.clone(),
-            apis.csat,
+            apis.csat.clone(),
             apis.region.clone(),
-            key,
+            key.clone(),
         );
         health_reporter
             .set_service_status("helpline.v1.Feedback", tonic_health::ServingStatus::Serving)
             .await;
         router = router.add_service(service);
+        let reports = helpline_feedback::reports_service(
+            apis.store.clone(),
+            apis.csat,
+            apis.levels,
+            apis.region.clone(),
+            key,
+        );
+        health_reporter
+            .set_service_status("helpline.v1.Reports", tonic_health::ServingStatus::Serving)
+            .await;
+        router = router.add_service(reports);
     }
     if services.query
         && let Some(key) = apis.auth_key.clone()

@@ -173,6 +173,9 @@ pub struct Config {
     /// `[[holidays]]`: days no queue (or only the listed queues) is staffed.
     #[serde(default)]
     pub holidays: Vec<helpline_region::Holiday>,
+    /// `[[canned_replies]]`: answers agents pick by shortcut.
+    #[serde(default)]
+    pub canned_replies: Vec<helpline_region::canned::CannedReply>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -670,6 +673,7 @@ impl Default for Config {
             agents: Vec::new(),
             notifications: Default::default(),
             holidays: Vec::new(),
+            canned_replies: Vec::new(),
             auth: AuthSettings::default(),
             privacy: PrivacySettings::default(),
             assignment: AssignmentConfig::default(),
@@ -910,6 +914,7 @@ impl Config {
             agents: self.agents.clone(),
             notifications: self.notifications.clone(),
             holidays: self.holidays.clone(),
+            canned_replies: self.canned_replies.clone(),
         }
     }
 

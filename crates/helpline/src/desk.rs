@@ -91,6 +91,7 @@ impl AgentDesk {
             }),
             // One per reply typed: should the call be tried again, it is not sent twice.
             request_id: uuid::Uuid::now_v7().to_string(),
+            canned_reply: String::new(),
         });
         self.client.reply(request).await?;
         Ok(())

@@ -22,6 +22,7 @@ mod nats;
 mod notify;
 mod privacy;
 mod rebuild;
+mod report;
 mod revocations;
 mod secrets;
 mod tickets;
@@ -135,6 +136,9 @@ enum Command {
     Query,
     /// Read tickets through the TicketQuery API: `show ID`, `timeline ID`, `list`.
     Tickets(tickets::TicketsArgs),
+    /// Supervisors' reports through the Reports API: `csat`, `sla` (`--by queue`,
+    /// `--period week`, `--csv`).
+    Report(report::ReportArgs),
     /// Customers' personal data: `erase` and `export` (through the admin-only Privacy
     /// API), `retention` (once, now), `serve` (the privacy service).
     Privacy {
@@ -406,6 +410,7 @@ async fn run(
             all::run(config, services).await
         }
         Command::Tickets(args) => tickets::run(&config, args).await,
+        Command::Report(args) => report::run(&config, args).await,
         Command::Privacy { command } => privacy::run(config, command).await,
         Command::Notify(args) => notify::run(config, args).await,
         Command::Rebuild { projection } => {

@@ -178,6 +178,7 @@ async fn an_agents_reply_reaches_the_customer_and_the_answer_streams_back() {
                     )),
                 }),
                 request_id: String::new(),
+                canned_reply: String::new(),
             },
         ))
         .await

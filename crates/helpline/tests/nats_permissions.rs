@@ -1464,6 +1464,7 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
             )),
         }),
         request_id: uuid::Uuid::now_v7().to_string(),
+        canned_reply: String::new(),
     };
     desk.reply(signed(&token, reply)).await.unwrap();
     let deadline = Instant::now() + STEP;

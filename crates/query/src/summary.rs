@@ -169,6 +169,9 @@ pub fn describe(event: &Event, audience: &Audience, erased: bool) -> String {
         Event::TicketResolved { agent, summary } => format!("resolved by {agent}: {summary}"),
         Event::ConversationHandedBack { agent } => format!("handed back to the bot by {agent}"),
         Event::AgentNoteAdded { agent, text } => format!("note by {agent}: {}", reveal(text)),
+        Event::CannedReplyUsed { message, shortcut } => {
+            format!("message {message} written from the canned reply {shortcut}")
+        }
         Event::RatingRequested { .. } => "rating requested".to_owned(),
         Event::RatingReceived { score, comment } => match comment {
             Some(comment) => format!("rated {score}/5: \"{}\"", reveal(comment)),

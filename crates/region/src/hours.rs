@@ -116,6 +116,40 @@ impl WeeklyHours {
     }
 }
 
+impl WeeklyHours {
+    /// The moments `day` is open, in order: its spans as instants in `zone` (a span to
+    /// 24:00 ends at the next day's midnight).
+    pub fn open_on(
+        &self,
+        day: jiff::civil::Date,
+        zone: &jiff::tz::TimeZone,
+    ) -> Vec<(jiff::Timestamp, jiff::Timestamp)> {
+        let weekday = day.weekday().to_monday_zero_offset();
+        let mut spans: Vec<(u16, u16)> = if self.always() {
+            vec![(0, MINUTES_PER_DAY)]
+        } else {
+            self.spans
+                .iter()
+                .filter(|span| span.days & (1 << weekday) != 0)
+                .map(|span| (span.from, span.to))
+                .collect()
+        };
+        spans.sort_unstable();
+        spans
+            .into_iter()
+            .filter_map(|(from, to)| {
+                let start = local_moment(day, from, zone)?;
+                let end = if to == MINUTES_PER_DAY {
+                    local_moment(day.tomorrow().ok()?, 0, zone)?
+                } else {
+                    local_moment(day, to, zone)?
+                };
+                (start < end).then_some((start, end))
+            })
+            .collect()
+    }
+}
+
 /// How far ahead an opening is looked for: a year of holidays and a week beyond it.
 const SEARCH_DAYS: u32 = 366 + 7;
 const MINUTES_PER_DAY: u16 = 24 * 60;

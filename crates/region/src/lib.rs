@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod agents;
+pub mod canned;
 mod hours;
 pub mod notifications;
 mod places;
@@ -55,6 +56,85 @@ pub struct RegionConfig {
     /// hours say.
     #[serde(default)]
     pub holidays: Vec<Holiday>,
+    /// `[[canned_replies]]`: answers agents pick by shortcut, per language.
+    #[serde(default)]
+    pub canned_replies: Vec<canned::CannedReply>,
+}
+
+/// A queue's working time: its hours, less the region's holidays that close it, in the
+/// region's time zone. What its SLA clocks count.
+#[derive(Debug)]
+pub struct QueueHours<'a> {
+    region: &'a RegionConfig,
+    queue: &'a Queue,
+    zone: jiff::tz::TimeZone,
+}
+
+/// How far a working-time sum or search looks: a year and a week of days.
+const WORKING_SEARCH_DAYS: usize = 366 + 7;
+
+impl QueueHours<'_> {
+    /// The open intervals of every day from `from`'s local day on, in order, holidays
+    /// left out.
+    fn intervals(
+        &self,
+        from: jiff::Timestamp,
+    ) -> impl Iterator<Item = (jiff::Timestamp, jiff::Timestamp)> + '_ {
+        let first = from.to_zoned(self.zone.clone()).date();
+        std::iter::successors(Some(first), |day| day.tomorrow().ok())
+            .take(WORKING_SEARCH_DAYS)
+            .filter(|day| self.region.holiday(&self.queue.id, *day).is_none())
+            .flat_map(|day| self.queue.hours.open_on(day, &self.zone))
+    }
+}
+
+impl helpline_domain::sla::WorkingHours for QueueHours<'_> {
+    fn working(
+        &self,
+        from: std::time::SystemTime,
+        to: std::time::SystemTime,
+    ) -> std::time::Duration {
+        let (Ok(from), Ok(to)) = (
+            jiff::Timestamp::try_from(from),
+            jiff::Timestamp::try_from(to),
+        ) else {
+            return std::time::Duration::ZERO;
+        };
+        let mut total = std::time::Duration::ZERO;
+        for (open, close) in self.intervals(from) {
+            if open >= to {
+                break;
+            }
+            let (start, end) = (open.max(from), close.min(to));
+            if start < end {
+                total +=
+                    std::time::Duration::try_from(end.duration_since(start)).unwrap_or_default();
+            }
+        }
+        total
+    }
+
+    fn after(
+        &self,
+        from: std::time::SystemTime,
+        working: std::time::Duration,
+    ) -> Option<std::time::SystemTime> {
+        let from = jiff::Timestamp::try_from(from).ok()?;
+        let mut left = working;
+        for (open, close) in self.intervals(from) {
+            if close <= from {
+                continue;
+            }
+            let start = open.max(from);
+            let span = std::time::Duration::try_from(close.duration_since(start)).ok()?;
+            if span >= left {
+                let at = std::time::SystemTime::from(start);
+                return at.checked_add(left);
+            }
+            left -= span;
+        }
+        None
+    }
 }
 
 /// `[[holidays]]`: a day on which agents do not work, in the region's time zone.
@@ -190,6 +270,45 @@ pub struct Queue {
     /// Higher goes first when agents are scarce.
     #[serde(default)]
     pub priority: u32,
+    /// `sla = { first_response_mins = 30, … }`: the service levels its tickets are held
+    /// to, in working time (its hours, less holidays); none when absent.
+    #[serde(default)]
+    pub sla: Option<SlaPolicy>,
+}
+
+/// A queue's service-level targets, as supervisors write them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaPolicy {
+    /// From queueing to the first agent message.
+    #[serde(default)]
+    pub first_response_mins: Option<u32>,
+    /// From a customer's message after an agent's reply to the agent's next one.
+    #[serde(default)]
+    pub next_response_mins: Option<u32>,
+    /// From queueing to resolution, not counting the time waiting on the customer.
+    #[serde(default)]
+    pub resolution_hours: Option<u32>,
+    /// When the supervisor is warned, as a share of a target.
+    #[serde(default = "default_warning_percent")]
+    pub warning_percent: u8,
+}
+
+fn default_warning_percent() -> u8 {
+    80
+}
+
+impl SlaPolicy {
+    /// The targets as the ticket's SLA clocks take them.
+    pub fn targets(&self) -> helpline_domain::sla::SlaTargets {
+        let minutes = |m: u32| std::time::Duration::from_secs(u64::from(m) * 60);
+        helpline_domain::sla::SlaTargets {
+            first_response: self.first_response_mins.map(minutes),
+            next_response: self.next_response_mins.map(minutes),
+            resolution: self.resolution_hours.map(|h| minutes(h.saturating_mul(60))),
+            warning_percent: self.warning_percent,
+        }
+    }
 }
 
 fn default_expected_wait() -> u32 {
@@ -395,6 +514,27 @@ impl RegionConfig {
                 );
             }
         }
+        for (i, queue) in self.queues.iter().enumerate() {
+            let Some(sla) = &queue.sla else { continue };
+            if !(1..=100).contains(&sla.warning_percent) {
+                problems.push(ConfigProblem {
+                    key: format!("queues[{i}].sla.warning_percent"),
+                    message: format!("{} is not a share of 1 to 100 percent", sla.warning_percent),
+                });
+            }
+            for (key, value) in [
+                ("first_response_mins", sla.first_response_mins),
+                ("next_response_mins", sla.next_response_mins),
+                ("resolution_hours", sla.resolution_hours),
+            ] {
+                if value == Some(0) {
+                    problems.push(ConfigProblem {
+                        key: format!("queues[{i}].sla.{key}"),
+                        message: "must be above 0; leave it out for no target".to_owned(),
+                    });
+                }
+            }
+        }
         for (i, holiday) in self.holidays.iter().enumerate() {
             for (j, queue) in holiday.queues.iter().enumerate() {
                 if !queues.contains(queue.as_str()) {
@@ -406,7 +546,15 @@ impl RegionConfig {
             }
         }
         agents::validate(&self.agents, &queues, &self.products, &mut problems);
+        canned::validate(&self.canned_replies, &self.locale.languages, &mut problems);
         problems
+    }
+
+    /// The canned reply with this shortcut.
+    pub fn canned_reply(&self, shortcut: &str) -> Option<&canned::CannedReply> {
+        self.canned_replies
+            .iter()
+            .find(|reply| reply.shortcut == shortcut)
     }
 
     pub fn queue(&self, id: &QueueId) -> Option<&Queue> {
@@ -426,6 +574,15 @@ impl RegionConfig {
         let zone = self.locale.zone();
         let date = at.to_zoned(zone.clone()).date();
         queue.hours.is_open(at, &zone) && self.holiday(&queue.id, date).is_none()
+    }
+
+    /// `queue`'s working time, business hours and holidays, for its SLA clocks.
+    pub fn working_hours<'a>(&'a self, queue: &'a Queue) -> QueueHours<'a> {
+        QueueHours {
+            region: self,
+            queue,
+            zone: self.locale.zone(),
+        }
     }
 
     /// When `queue` is staffed next, from `at` on: `at` itself when it is now. `None`

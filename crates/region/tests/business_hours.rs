@@ -21,6 +21,7 @@ default_queue = "de-laptops"
 [[queues]]
 id = "de-laptops"
 hours = ["mon-fri 08:00-20:00", "sat 10:00-14:00"]
+sla = { first_response_mins = 120, next_response_mins = 30, resolution_hours = 24 }
 
 [[queues]]
 id = "de-night"
@@ -220,4 +221,79 @@ fn an_unreadable_holiday_date_is_refused_when_the_file_is_read() {
         .err()
         .unwrap_or_else(|| panic!("accepted"));
     assert!(error.to_string().contains("date"), "{error}");
+}
+
+#[test]
+fn sla_clocks_count_only_the_queues_working_time() {
+    use helpline_domain::sla::WorkingHours;
+    use std::time::{Duration, SystemTime};
+    let laptops = given("de-laptops");
+    let hours = laptops.region.working_hours(laptops.queue());
+    let at = |local: &str| SystemTime::from(berlin(local));
+    let minutes = |from: &str, to: &str| hours.working(at(from), at(to)).as_secs() / 60;
+    // Wednesday 19:30 to Thursday 08:30: the half hours on either side of the night.
+    assert_eq!(minutes("2026-12-02T19:30", "2026-12-03T08:30"), 60);
+    // Thursday 24 December 19:00 to Monday 28 December 09:00: Christmas and Sunday do
+    // not count, nor does Saturday, Boxing Day.
+    assert_eq!(minutes("2026-12-24T19:00", "2026-12-28T09:00"), 120);
+    // A two-hour target for a customer queued on Christmas Eve at 19:00 is due on
+    // Monday at 09:00.
+    let due = hours.after(at("2026-12-24T19:00"), Duration::from_secs(2 * 3600));
+    assert_eq!(due, Some(at("2026-12-28T09:00")));
+    // Across the clock change the hours are local: Saturday 24 October 13:00 (CEST) to
+    // Monday 26 October 09:00 (CET) is one hour on Saturday and one on Monday.
+    assert_eq!(minutes("2026-10-24T13:00", "2026-10-26T09:00"), 120);
+}
+
+#[test]
+fn a_queues_sla_is_held_in_its_working_time() {
+    use helpline_domain::Event;
+    use helpline_domain::sla::{SlaClock, SlaClocks};
+    use std::time::SystemTime;
+    let laptops = given("de-laptops");
+    let queue = laptops.queue();
+    let targets = queue
+        .sla
+        .unwrap_or_else(|| panic!("de-laptops has an SLA"))
+        .targets();
+    assert_eq!(targets.warning_percent, 80, "the default warning");
+    let hours = laptops.region.working_hours(queue);
+    let at = |local: &str| SystemTime::from(berlin(local));
+    // Queued on Christmas Eve at 19:00: the first response is due on Monday at 09:00,
+    // and the supervisor is warned at 80 % of it, Monday 08:36.
+    let clocks = SlaClocks::default().apply(
+        &Event::TicketQueued {
+            queue: queue.id.clone(),
+        },
+        at("2026-12-24T19:00"),
+        &hours,
+    );
+    let clock = clocks.clock(SlaClock::FirstResponse);
+    let target = targets.target(SlaClock::FirstResponse);
+    let warning = targets.warning(SlaClock::FirstResponse);
+    assert_eq!(
+        target.and_then(|t| clock.reaches(t, &hours)),
+        Some(at("2026-12-28T09:00"))
+    );
+    assert_eq!(
+        warning.and_then(|w| clock.reaches(w, &hours)),
+        Some(at("2026-12-28T08:36"))
+    );
+}
+
+#[test]
+fn a_target_of_zero_or_a_warning_beyond_the_target_is_a_config_problem() {
+    let text = REGION.replace(
+        "sla = { first_response_mins = 120,",
+        "sla = { warning_percent = 120, first_response_mins = 0,",
+    );
+    let region = RegionConfig::from_region_file(&text).unwrap_or_else(|e| panic!("{e}"));
+    let keys: Vec<String> = region.validate().into_iter().map(|p| p.key).collect();
+    assert_eq!(
+        keys,
+        [
+            "queues[0].sla.warning_percent",
+            "queues[0].sla.first_response_mins"
+        ]
+    );
 }

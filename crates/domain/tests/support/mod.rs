@@ -376,6 +376,14 @@ pub mod cmd {
         }
     }
 
+    pub fn canned_reply(agent: AgentId, n: u128, shortcut: &str) -> Command {
+        Command::RecordCannedReply {
+            agent,
+            message: message(n),
+            shortcut: shortcut.to_owned(),
+        }
+    }
+
     pub fn note_entry_point(intent: &str, group: &str) -> Command {
         Command::NoteEntryPoint {
             intent: intent.to_owned(),
@@ -493,6 +501,7 @@ pub mod cmd {
             note_entry_point("repair_status", "laptops"),
             Command::RecordConversationClosed,
             notify(70, None),
+            canned_reply(alice(), 71, "kva"),
         ]
     }
 }

@@ -141,6 +141,7 @@ async fn work(client: Client, agent: String, ticket: pb::AgentTicket, stats: Arc
                     )),
                 }),
                 request_id: request_id.clone(),
+                canned_reply: String::new(),
             };
             async move { client.reply(request).await.map(|_| ()) }
         })

@@ -1,0 +1,118 @@
+//! The `helpline.v1.Reports` API: CSAT and service levels from the live projections, for
+//! supervisors and admins (bearer token).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use helpline_auth::AuthKey;
+use helpline_eventstore::EventStore;
+use helpline_proto::v1 as pb;
+use helpline_proto::v1::reports_server::{Reports, ReportsServer};
+use helpline_region::RegionConfig;
+use tonic::{Request, Response, Status};
+
+use crate::grpc::{FeedbackApi, filter_from_proto, grouping_from_proto};
+use crate::levels::{ClockFigures, LevelsRow};
+use crate::projection::{Csat, Levels};
+
+/// The Reports API over `csat` and `levels` (each kept live by its `follow`); callers
+/// are the region's supervisors and admins, their tokens checked with `key`. A running
+/// clock is judged at the moment of the call.
+pub fn reports_service(
+    store: EventStore,
+    csat: Csat,
+    levels: Levels,
+    region: Arc<RegionConfig>,
+    key: AuthKey,
+) -> ReportsServer<impl Reports> {
+    let zone = region.locale.zone();
+    ReportsServer::new(ReportsApi {
+        feedback: FeedbackApi {
+            store,
+            csat,
+            zone,
+            region,
+            key,
+        },
+        levels,
+    })
+}
+
+#[derive(Debug)]
+struct ReportsApi {
+    feedback: FeedbackApi,
+    levels: Levels,
+}
+
+#[tonic::async_trait]
+impl Reports for ReportsApi {
+    async fn get_satisfaction(
+        &self,
+        request: Request<pb::GetSatisfactionRequest>,
+    ) -> Result<Response<pb::GetSatisfactionResponse>, Status> {
+        let (metadata, extensions, message) = request.into_parts();
+        let request = Request::from_parts(
+            metadata,
+            extensions,
+            pb::GetCsatRequest {
+                filter: message.filter,
+                group_by: message.group_by,
+            },
+        );
+        let answer = self.feedback.csat_report(request).await?.into_inner();
+        Ok(Response::new(pb::GetSatisfactionResponse {
+            rows: answer.rows,
+            position: answer.position,
+        }))
+    }
+
+    async fn get_service_levels(
+        &self,
+        request: Request<pb::GetServiceLevelsRequest>,
+    ) -> Result<Response<pb::GetServiceLevelsResponse>, Status> {
+        self.feedback.authorize(&request)?;
+        let request = request.into_inner();
+        let filter = filter_from_proto(request.filter.unwrap_or_default())?;
+        let group_by = request
+            .group_by
+            .into_iter()
+            .map(grouping_from_proto)
+            .collect::<Result<Vec<_>, _>>()?;
+        let stream_last_sequence = self.feedback.stream_last_sequence().await?;
+        let now = SystemTime::now();
+        let (rows, applied_sequence) = self.levels.read_with(|projection| {
+            (
+                projection.report(&filter, &group_by, self.levels.region(), now),
+                projection.last_sequence(),
+            )
+        });
+        Ok(Response::new(pb::GetServiceLevelsResponse {
+            rows: rows.iter().map(row_to_proto).collect(),
+            position: Some(pb::CsatPosition {
+                applied_sequence,
+                stream_last_sequence: stream_last_sequence.max(applied_sequence),
+                replayed: self.levels.is_replayed(),
+            }),
+        }))
+    }
+}
+
+fn row_to_proto(row: &LevelsRow) -> pb::ServiceLevelRow {
+    pb::ServiceLevelRow {
+        group: row.group.clone(),
+        tickets: row.tickets,
+        first_response: Some(clock_to_proto(&row.first_response)),
+        next_response: Some(clock_to_proto(&row.next_response)),
+        resolution: Some(clock_to_proto(&row.resolution)),
+    }
+}
+
+fn clock_to_proto(figures: &ClockFigures) -> pb::ClockFigures {
+    pb::ClockFigures {
+        stopped: figures.stopped,
+        average_seconds: figures.average().as_secs_f64(),
+        met: figures.met,
+        breached: figures.breached,
+        attainment_percent: figures.attainment_percent(),
+    }
+}
