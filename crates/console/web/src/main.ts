@@ -602,7 +602,7 @@ $("reply-form").addEventListener("submit", (event) => {
   const body = { content: { oneofKind: "text" as const, text: text.value } };
   const requestId = crypto.randomUUID();
   text.value = "";
-  void act(() => desk.reply({ ticketId, body, requestId }), ticketId);
+  void act(() => desk.reply({ ticketId, body, requestId, cannedReply: "" }), ticketId);
 });
 
 $("note-button").addEventListener("click", () => {
