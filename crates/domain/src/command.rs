@@ -79,6 +79,14 @@ pub enum Command {
     HandBackToBot {
         agent: AgentId,
     },
+    /// A running SLA clock reached a level; recorded once per clock, run and level
+    /// (again is no events).
+    RecordSlaAlarm {
+        clock: crate::sla::SlaClock,
+        level: crate::sla::SlaLevel,
+        target_secs: u64,
+        run_since_ms: u64,
+    },
     /// The agent's message `message` (sent in the same command) came from the canned
     /// reply `shortcut`.
     RecordCannedReply {
@@ -162,6 +170,7 @@ impl Command {
             Command::AcceptAssignment { .. } => "accept the assignment",
             Command::SendAgentMessage { .. } => "send an agent message",
             Command::RecordCannedReply { .. } => "record a canned reply",
+            Command::RecordSlaAlarm { .. } => "record an SLA alarm",
             Command::ReleaseTicket { .. } => "release",
             Command::ResolveTicket { .. } => "resolve",
             Command::RequestRating { .. } => "request a rating",

@@ -275,6 +275,24 @@ pub fn decide(ticket: &Ticket, command: Command) -> Result<Vec<Event>, DomainErr
             accepted_by(ticket, id, &agent, action)?;
             Ok(vec![Event::ConversationHandedBack { agent }])
         }
+        Command::RecordSlaAlarm {
+            clock,
+            level,
+            target_secs,
+            run_since_ms,
+        } => {
+            // Time passing is a fact in any phase of an opened ticket; the watcher only
+            // asks for a clock still running.
+            if ticket.sla_alarms.contains(&(clock, level, run_since_ms)) {
+                return Ok(Vec::new());
+            }
+            Ok(vec![Event::SlaAlarm {
+                clock,
+                level,
+                target_secs,
+                run_since_ms,
+            }])
+        }
         Command::RecordCannedReply {
             agent,
             message,

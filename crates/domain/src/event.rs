@@ -288,6 +288,16 @@ pub enum Event {
     ConversationHandedBack {
         agent: AgentId,
     },
+    /// A running SLA clock of the ticket reached `level` (the warning share of its
+    /// target, or the target): `clock`'s run that started at `run_since_ms` (ms since the
+    /// Unix epoch; 0 for the clocks that run once per ticket), against a target of
+    /// `target_secs` of working time. Recorded once per clock, run and level.
+    SlaAlarm {
+        clock: crate::sla::SlaClock,
+        level: crate::sla::SlaLevel,
+        target_secs: u64,
+        run_since_ms: u64,
+    },
     /// The agent's message `message` was written from the region's canned reply
     /// `shortcut` (for reports on which answers agents use).
     CannedReplyUsed {
@@ -460,6 +470,7 @@ impl Event {
             | Event::EntryPointNoted { .. }
             | Event::ConversationClosedByCustomer
             | Event::CannedReplyUsed { .. }
+            | Event::SlaAlarm { .. }
             | Event::TicketRouted { .. }
             | Event::ReferredToStore(_)
             | Event::TicketQueued { .. }
@@ -505,6 +516,14 @@ impl Event {
             Event::ConversationHandedBack { .. } => "ConversationHandedBack",
             Event::AgentNoteAdded { .. } => "AgentNoteAdded",
             Event::CannedReplyUsed { .. } => "CannedReplyUsed",
+            Event::SlaAlarm {
+                level: crate::sla::SlaLevel::Warning,
+                ..
+            } => "SlaWarning",
+            Event::SlaAlarm {
+                level: crate::sla::SlaLevel::Breached,
+                ..
+            } => "SlaBreached",
             Event::RatingRequested { .. } => "RatingRequested",
             Event::NotificationSent { .. } => "NotificationSent",
             Event::RatingReceived { .. } => "RatingReceived",

@@ -18,6 +18,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use serde::{Deserialize, Serialize};
+
 use crate::Event;
 
 /// Working time as a queue counts it.
@@ -45,7 +47,7 @@ impl WorkingHours for AroundTheClock {
 }
 
 /// Which of a ticket's clocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum SlaClock {
     FirstResponse,
     NextResponse,
@@ -65,6 +67,23 @@ impl SlaClock {
             SlaClock::FirstResponse => "first_response",
             SlaClock::NextResponse => "next_response",
             SlaClock::Resolution => "resolution",
+        }
+    }
+}
+
+/// How far past its target a running clock is: the supervisor is warned at a share of
+/// the target, and told when it is breached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SlaLevel {
+    Warning,
+    Breached,
+}
+
+impl SlaLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlaLevel::Warning => "warning",
+            SlaLevel::Breached => "breached",
         }
     }
 }

@@ -154,6 +154,9 @@ pub struct Ticket {
     /// that can answer the rating request, however late a service reads them.
     #[serde(default)]
     pub rating_answers: BTreeSet<MessageId>,
+    /// The SLA alarms recorded: clock, level and the run's start (ms), each once.
+    #[serde(default)]
+    pub sla_alarms: BTreeSet<(crate::sla::SlaClock, crate::sla::SlaLevel, u64)>,
     /// The outbound messages whose outcome is recorded: the provider's id of each one
     /// delivered (personal, erased with the customer), none for one that failed for good.
     /// Egress sends a message only while it is not listed here, so a redelivered send
@@ -264,6 +267,14 @@ pub fn evolve(mut ticket: Ticket, event: &Event) -> Ticket {
         }
         // For the agents' eyes only; nothing about the conversation changes.
         Event::AgentNoteAdded { .. } | Event::CannedReplyUsed { .. } => {}
+        Event::SlaAlarm {
+            clock,
+            level,
+            run_since_ms,
+            ..
+        } => {
+            ticket.sla_alarms.insert((*clock, *level, *run_since_ms));
+        }
         Event::RatingRequested { .. } => ticket.phase = Phase::AwaitingRating,
         Event::NotificationSent {
             message, template, ..

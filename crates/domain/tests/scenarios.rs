@@ -801,7 +801,7 @@ fn a_customer_is_erased_in_every_phase_of_an_existing_ticket() {
 // =======================================================================================
 
 /// Column order of the table: one command per `Command` variant.
-const COLUMNS: usize = 30;
+const COLUMNS: usize = 31;
 
 /// The column of a command; exhaustive, so a new command must be added to the table.
 fn column(command: &Command) -> usize {
@@ -836,6 +836,7 @@ fn column(command: &Command) -> usize {
         Command::RecordConversationClosed => 27,
         Command::SendNotification { .. } => 28,
         Command::RecordCannedReply { .. } => 29,
+        Command::RecordSlaAlarm { .. } => 30,
     }
 }
 
@@ -878,18 +879,18 @@ const ALL_PHASES: [Phase; 10] = [
 #[rustfmt::skip]
 const TABLE: [(Stage, &str); 11] = [
     //                        open  bot   hand  store accpt rels  ask   close dlvr  read  lang  note  atchd entry
-    //                           msg   detl  queue assgn agmsg resol rate  abnd  fail  erase back  xfer  unfch  ntfy  cann
-    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
-    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  Y  .  .  .  M  M  Y  Y  Y  ."),
-    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y  ."),
-    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y  ."),
-    (Stage::Assigned,        "O  Y  H  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y  .  A  A  A  M  M  .  Y  Y  A"),
-    (Stage::Accepted,        "O  Y  H  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  Y  M  M  .  Y  Y  Y"),
-    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y  ."),
-    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y  ."),
-    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y  ."),
-    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  .  ."),
-    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  .  ."),
+    //                           msg   detl  queue assgn agmsg resol rate  abnd  fail  erase back  xfer  unfch  ntfy  cann  sla
+    (Stage::New,             "Y  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N"),
+    (Stage::Open,            "O  Y  Y  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  Y  .  .  .  M  M  Y  Y  Y  .  Y"),
+    (Stage::Routing,         "O  Y  Y  .  .  Y  Y  .  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y  .  Y"),
+    (Stage::Queued,          "O  Y  Y  .  .  .  .  Y  .  .  .  .  .  .  .  Y  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y  .  Y"),
+    (Stage::Assigned,        "O  Y  H  .  .  .  .  .  Y  A  Y  A  .  .  .  Y  Y  Y  Y  Y  .  A  A  A  M  M  .  Y  Y  A  Y"),
+    (Stage::Accepted,        "O  Y  H  .  .  .  .  .  D  Y  Y  Y  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  Y  M  M  .  Y  Y  Y  Y"),
+    (Stage::ReferredToStore, "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y  .  Y"),
+    (Stage::Resolved,        "O  Y  Y  .  .  .  .  .  .  .  .  .  Y  .  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y  .  Y"),
+    (Stage::AwaitingRating,  "O  Y  Y  .  .  .  .  .  .  .  .  .  .  Y  Y  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  Y  .  Y"),
+    (Stage::Closed,          "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  .  .  Y"),
+    (Stage::Abandoned,       "O  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  Y  Y  Y  .  .  .  .  M  M  .  Y  .  .  Y"),
 ];
 
 #[test]
@@ -1500,6 +1501,7 @@ fn a_closed_ticket_holds_the_whole_story() {
             customer_closed: false,
             received: Default::default(),
             rating_answers: Default::default(),
+            sla_alarms: Default::default(),
             outcomes: Default::default(),
             notifications: Default::default(),
             notice_sent: false,

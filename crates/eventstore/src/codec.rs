@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
+use helpline_domain::sla::{SlaClock, SlaLevel};
 use helpline_domain::{
     AgentId, Channel, CloseReason, Customer, Details, Erased, Event, HandoffReason, Media,
     MediaKind, MessageBody, MessageId, NotificationKind, Personal, PersonalField, QueueId,
@@ -509,6 +510,26 @@ fn event_to_proto(event: &Event) -> EventProto {
                 agent: agent.as_str().to_owned(),
             })
         }
+        Event::SlaAlarm {
+            clock,
+            level,
+            target_secs,
+            run_since_ms,
+        } => {
+            let clock = sla_clock_to_proto(*clock) as i32;
+            match level {
+                SlaLevel::Warning => EventProto::SlaWarning(pb::SlaWarning {
+                    clock,
+                    target_seconds: *target_secs,
+                    run_since_unix_ms: *run_since_ms,
+                }),
+                SlaLevel::Breached => EventProto::SlaBreached(pb::SlaBreached {
+                    clock,
+                    target_seconds: *target_secs,
+                    run_since_unix_ms: *run_since_ms,
+                }),
+            }
+        }
         Event::CannedReplyUsed { message, shortcut } => {
             EventProto::CannedReplyUsed(pb::CannedReplyUsed {
                 message_id: uuid_to_proto(message.0),
@@ -628,6 +649,18 @@ fn event_from_proto(ticket: TicketId, event: EventProto) -> Result<Event, CodecE
         },
         EventProto::ConversationHandedBack(e) => Event::ConversationHandedBack {
             agent: AgentId::new(e.agent),
+        },
+        EventProto::SlaWarning(e) => Event::SlaAlarm {
+            clock: sla_clock_from_proto(e.clock)?,
+            level: SlaLevel::Warning,
+            target_secs: e.target_seconds,
+            run_since_ms: e.run_since_unix_ms,
+        },
+        EventProto::SlaBreached(e) => Event::SlaAlarm {
+            clock: sla_clock_from_proto(e.clock)?,
+            level: SlaLevel::Breached,
+            target_secs: e.target_seconds,
+            run_since_ms: e.run_since_unix_ms,
         },
         EventProto::CannedReplyUsed(e) => Event::CannedReplyUsed {
             message: message_id_from_proto(&e.message_id, "canned_reply_used.message_id")?,
@@ -953,6 +986,26 @@ fn uuid_from_proto(value: &str, field: &'static str) -> Result<Uuid, CodecError>
         field,
         reason: error.to_string(),
     })
+}
+
+fn sla_clock_to_proto(clock: SlaClock) -> pb::SlaClock {
+    match clock {
+        SlaClock::FirstResponse => pb::SlaClock::FirstResponse,
+        SlaClock::NextResponse => pb::SlaClock::NextResponse,
+        SlaClock::Resolution => pb::SlaClock::Resolution,
+    }
+}
+
+fn sla_clock_from_proto(value: i32) -> Result<SlaClock, CodecError> {
+    match pb::SlaClock::try_from(value) {
+        Ok(pb::SlaClock::FirstResponse) => Ok(SlaClock::FirstResponse),
+        Ok(pb::SlaClock::NextResponse) => Ok(SlaClock::NextResponse),
+        Ok(pb::SlaClock::Resolution) => Ok(SlaClock::Resolution),
+        Ok(pb::SlaClock::Unspecified) | Err(_) => Err(CodecError::Invalid {
+            field: "sla_clock",
+            reason: format!("{value} is no SLA clock"),
+        }),
+    }
 }
 
 fn message_id_from_proto(value: &str, field: &'static str) -> Result<MessageId, CodecError> {

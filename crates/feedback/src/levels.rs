@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
-use helpline_domain::sla::{ClockState, SlaClock, SlaClocks, SlaTargets};
+use helpline_domain::sla::{ClockState, SlaClock, SlaClocks, SlaLevel, SlaTargets};
 use helpline_domain::{AgentId, Channel, Event, QueueId, TicketId};
 use helpline_eventstore::{Applied, StoredEvent};
 use helpline_region::RegionConfig;
@@ -29,6 +29,20 @@ pub struct TicketLevels {
     /// When it was first queued: the moment that places a ticket in a period.
     pub queued_at: Option<Timestamp>,
     pub clocks: SlaClocks,
+    /// The SLA alarms the log holds for it: clock, level, the run's start (ms).
+    pub alarms: std::collections::BTreeSet<(SlaClock, SlaLevel, u64)>,
+}
+
+/// An SLA alarm that is due and not yet in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueAlarm {
+    pub ticket: TicketId,
+    pub queue: QueueId,
+    pub clock: SlaClock,
+    pub level: SlaLevel,
+    pub target: Duration,
+    /// The clock's run: its start in ms since the epoch for next response, 0 otherwise.
+    pub run_since_ms: u64,
 }
 
 /// Every queued ticket's clocks, and how far into the log the fold has come.
@@ -82,6 +96,14 @@ impl LevelsProjection {
                 ticket.queued_at = Timestamp::try_from(stored.meta.occurred_at).ok();
             }
             Event::AgentMessageSent { agent, .. } => ticket.agent = Some(agent.clone()),
+            Event::SlaAlarm {
+                clock,
+                level,
+                run_since_ms,
+                ..
+            } => {
+                ticket.alarms.insert((*clock, *level, *run_since_ms));
+            }
             Event::TicketResolved { agent, .. } => ticket.agent = Some(agent.clone()),
             _ => {}
         }
@@ -107,6 +129,58 @@ impl LevelsProjection {
 
     pub fn ticket(&self, id: TicketId) -> Option<&TicketLevels> {
         self.tickets.get(&id)
+    }
+
+    /// Every alarm due by `now` and not yet recorded: a running clock past the warning
+    /// share of its queue's target, or past the target. Warnings come before breaches.
+    pub fn due_alarms(&self, region: &RegionConfig, now: SystemTime) -> Vec<DueAlarm> {
+        let mut due = Vec::new();
+        for (id, ticket) in &self.tickets {
+            let Some(queue) = ticket.queue.as_ref().and_then(|q| region.queue(q)) else {
+                continue;
+            };
+            let Some(targets) = queue.sla.map(|sla| sla.targets()) else {
+                continue;
+            };
+            let hours = region.working_hours(queue);
+            for clock in SlaClock::ALL {
+                let state = ticket.clocks.clock(clock);
+                let ClockState::Running { since, .. } = *state else {
+                    continue;
+                };
+                // Next response runs afresh after each agent reply: its start names the
+                // run. The other clocks run once per ticket (paused and resumed).
+                let run_since_ms = match clock {
+                    SlaClock::NextResponse => since
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    _ => 0,
+                };
+                let Some(target) = targets.target(clock) else {
+                    continue;
+                };
+                for (level, at) in [
+                    (SlaLevel::Warning, targets.warning(clock)),
+                    (SlaLevel::Breached, Some(target)),
+                ] {
+                    let reached = at.and_then(|at| state.reaches(at, &hours));
+                    if reached.is_some_and(|moment| moment <= now)
+                        && !ticket.alarms.contains(&(clock, level, run_since_ms))
+                    {
+                        due.push(DueAlarm {
+                            ticket: *id,
+                            queue: queue.id.clone(),
+                            clock,
+                            level,
+                            target,
+                            run_since_ms,
+                        });
+                    }
+                }
+            }
+        }
+        due.sort_by_key(|alarm| (alarm.ticket, alarm.clock, alarm.level));
+        due
     }
 
     /// The figures of the queued tickets `filter` lets through (`from` and `to` on the

@@ -14,6 +14,8 @@
 //!   resolution, in the queue's working time) and reports tickets, mean times, targets
 //!   met and breached by the same groups; [`Levels`] keeps it live.
 //! - [`reports_service`] is the read-only `helpline.v1.Reports` API over both.
+//! - [`watch_service_levels`] records `SlaWarning` and `SlaBreached` when a running clock
+//!   reaches them, from the same projection: the log is its timers.
 //!
 //! **Owns** nothing but its consumer's position: the projection lives in memory and is
 //! rebuilt from the log.
@@ -34,9 +36,11 @@ pub mod levels;
 mod projection;
 pub mod rating;
 mod reports;
+pub mod watch;
 
 pub use consumer::{CLOSED_UNRATED, CONSUMER, RATING_REPROMPT, RATING_THANKS, run};
 pub use error::FeedbackError;
 pub use grpc::grpc_service;
 pub use projection::{Csat, Levels};
 pub use reports::reports_service;
+pub use watch::watch_service_levels;

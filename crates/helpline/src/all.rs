@@ -295,6 +295,17 @@ pub async fn run_until_stopped(
         });
         let replayed = levels.clone();
         ops.watch_projection("service-levels", Arc::new(move || replayed.is_replayed()));
+        let (watching, watched, stop) = (store.clone(), levels.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            helpline_feedback::watch_service_levels(
+                watching,
+                watched,
+                Arc::new(std::time::SystemTime::now),
+                stop,
+            )
+            .await;
+            Ok(())
+        });
         let (store, levels, shutdown) = (store.clone(), levels.clone(), shutdown.clone());
         tasks.spawn(async move {
             levels

@@ -169,6 +169,17 @@ pub fn describe(event: &Event, audience: &Audience, erased: bool) -> String {
         Event::TicketResolved { agent, summary } => format!("resolved by {agent}: {summary}"),
         Event::ConversationHandedBack { agent } => format!("handed back to the bot by {agent}"),
         Event::AgentNoteAdded { agent, text } => format!("note by {agent}: {}", reveal(text)),
+        Event::SlaAlarm {
+            clock,
+            level,
+            target_secs,
+            ..
+        } => format!(
+            "SLA {} {}: target {} min",
+            clock.as_str(),
+            level.as_str(),
+            target_secs / 60
+        ),
         Event::CannedReplyUsed { message, shortcut } => {
             format!("message {message} written from the canned reply {shortcut}")
         }

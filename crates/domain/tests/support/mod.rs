@@ -376,6 +376,15 @@ pub mod cmd {
         }
     }
 
+    pub fn sla_alarm() -> Command {
+        Command::RecordSlaAlarm {
+            clock: helpline_domain::sla::SlaClock::FirstResponse,
+            level: helpline_domain::sla::SlaLevel::Warning,
+            target_secs: 1800,
+            run_since_ms: 0,
+        }
+    }
+
     pub fn canned_reply(agent: AgentId, n: u128, shortcut: &str) -> Command {
         Command::RecordCannedReply {
             agent,
@@ -502,6 +511,7 @@ pub mod cmd {
             Command::RecordConversationClosed,
             notify(70, None),
             canned_reply(alice(), 71, "kva"),
+            sla_alarm(),
         ]
     }
 }
