@@ -56,6 +56,28 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Stack {
+        Self::start_with(region()).await
+    }
+
+    /// The region, with today and tomorrow (Berlin) public holidays: every queue closed
+    /// until the day after tomorrow's midnight.
+    async fn start_on_holidays() -> (Stack, jiff::Zoned) {
+        let mut region = region();
+        let zone = region.locale.zone();
+        let today = jiff::Timestamp::now().to_zoned(zone.clone()).date();
+        let tomorrow = today.tomorrow().unwrap();
+        for date in [today, tomorrow] {
+            region.holidays.push(helpline_region::Holiday {
+                date,
+                name: "Testfeiertag".to_owned(),
+                queues: Vec::new(),
+            });
+        }
+        let back = tomorrow.tomorrow().unwrap().to_zoned(zone).unwrap();
+        (Self::start_with(region).await, back)
+    }
+
+    async fn start_with(region: RegionConfig) -> Stack {
         // reqwest (egress, media) and async-nats share ring; an earlier install is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let nats = NatsServer::start().await.unwrap();
@@ -64,7 +86,7 @@ impl Stack {
             .unwrap();
         let sim = Arc::new(Simulator::start(Default::default()).await.unwrap());
         let channels: ChannelsConfig = serde_json::from_value(sim.helpline_channels()).unwrap();
-        let region = Arc::new(region());
+        let region = Arc::new(region);
         let flows = Arc::new(Flows::for_region(&region).unwrap());
         let shutdown = CancellationToken::new();
 
@@ -419,6 +441,63 @@ async fn an_english_customer_is_served_in_english_and_handed_over() {
         "de-english",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_hours_the_customer_hears_when_agents_are_back_in_german_and_in_english() {
+    let (stack, back) = Stack::start_on_holidays().await;
+    let index = usize::from(back.weekday().to_monday_zero_offset().unsigned_abs());
+    let weekday = |names: [&'static str; 7]| -> &'static str { names[index] };
+    let (day, month) = (back.day(), back.month());
+    for (customer, first, serial, problem, expected) in [
+        (
+            "4915112345678",
+            "Hallo, ich brauche Hilfe mit meinem MateBook X Pro",
+            "2NS7N19B12345678",
+            "Ich kann mich seit dem Update nicht mehr anmelden",
+            format!(
+                "Wir sind ab {}, {day}.{month}., um 00:00 Uhr wieder für Sie da",
+                weekday([
+                    "Montag",
+                    "Dienstag",
+                    "Mittwoch",
+                    "Donnerstag",
+                    "Freitag",
+                    "Samstag",
+                    "Sonntag"
+                ])
+            ),
+        ),
+        (
+            "447700900123",
+            "Hi, I need help with my MateBook X Pro please",
+            "4HX2K19C87654321",
+            "I cannot log in since the update",
+            format!(
+                "We're back {} {day}/{month} at 00:00",
+                weekday([
+                    "Monday",
+                    "Tuesday",
+                    "Wednesday",
+                    "Thursday",
+                    "Friday",
+                    "Saturday",
+                    "Sunday"
+                ])
+            ),
+        ),
+    ] {
+        stack.say(customer, first).await;
+        stack.until_prompted(customer, "ask_serial").await;
+        stack.say(customer, serial).await;
+        stack.until_prompted(customer, "ask_problem").await;
+        stack.say(customer, problem).await;
+        let received = stack.until_prompted(customer, "out_of_hours").await;
+        let said = texts(&received).join("\n");
+        assert!(said.contains(&expected), "{said}\nlacks {expected:?}");
+        // The ticket waits in its queue for the agents.
+        stack.until_phase(customer, Phase::Queued).await;
+    }
 }
 
 /// The store referral, the rating in the channel, and the CSAT report, with each of bot,
