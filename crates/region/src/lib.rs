@@ -546,7 +546,7 @@ impl RegionConfig {
             }
         }
         agents::validate(&self.agents, &queues, &self.products, &mut problems);
-        canned::validate(&self.canned_replies, &self.locale.languages, &mut problems);
+        canned::validate(&self.canned_replies, &mut problems);
         problems
     }
 
