@@ -74,49 +74,23 @@ impl WeeklyHours {
         zone: &jiff::tz::TimeZone,
         closed: impl Fn(jiff::civil::Date) -> bool,
     ) -> Option<jiff::Timestamp> {
-        let local = at.to_zoned(zone.clone());
-        let today = local.date();
-        if self.always() {
-            // Always open, except the closed days: the start of the first day not closed.
-            if !closed(today) {
-                return Some(at);
-            }
-        }
-        let now_minute =
-            u16::from(local.hour().unsigned_abs()) * 60 + u16::from(local.minute().unsigned_abs());
-        let mut day = today;
-        for offset in 0..SEARCH_DAYS {
+        let mut day = at.to_zoned(zone.clone()).date();
+        for _ in 0..SEARCH_DAYS {
             if !closed(day) {
-                let weekday = day.weekday().to_monday_zero_offset();
-                let mut opens: Vec<(u16, u16)> = if self.always() {
-                    vec![(0, MINUTES_PER_DAY)]
-                } else {
-                    self.spans
-                        .iter()
-                        .filter(|span| span.days & (1 << weekday) != 0)
-                        .map(|span| (span.from, span.to))
-                        .collect()
-                };
-                opens.sort_unstable();
-                for (from, to) in opens {
-                    if offset == 0 {
-                        if from <= now_minute && now_minute < to {
-                            return Some(at);
-                        }
-                        if from < now_minute {
-                            continue;
-                        }
-                    }
-                    return local_moment(day, from, zone);
+                // The day's spans in order: the first not over yet is open now or next.
+                if let Some((open, _)) = self
+                    .open_on(day, zone)
+                    .into_iter()
+                    .find(|(_, close)| *close > at)
+                {
+                    return Some(open.max(at));
                 }
             }
             day = day.tomorrow().ok()?;
         }
         None
     }
-}
 
-impl WeeklyHours {
     /// The moments `day` is open, in order: its spans as instants in `zone` (a span to
     /// 24:00 ends at the next day's midnight).
     pub fn open_on(
