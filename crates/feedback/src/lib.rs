@@ -20,8 +20,10 @@
 //! **Owns** nothing but its consumer's position: the projection lives in memory and is
 //! rebuilt from the log.
 //!
-//! **Invariants.** Every append goes through [`helpline_eventstore::EventStore::react`],
-//! so an answer is handled exactly once however often it is delivered. Feedback speaks
+//! **Invariants.** Every append of the consumer goes through
+//! [`helpline_eventstore::EventStore::react`], so an answer is handled exactly once however
+//! often it is delivered; the SLA watch appends an alarm only through `execute` with a
+//! command id derived from the alarm, and the ticket records each alarm once. Feedback speaks
 //! only to tickets awaiting a rating and never requests a rating itself (the bot does).
 //! A score is always 1 to 5; anything uncertain reads as no rating. The API never
 //! appends, and a report never shows the projection ahead of the log.
