@@ -149,11 +149,27 @@ impl CsatProjection {
 
 impl CsatFilter {
     fn admits(&self, ticket: &TicketCsat, requested_at: Timestamp) -> bool {
-        matches(self.queue.as_ref(), ticket.queue.as_ref())
-            && matches(self.agent.as_ref(), ticket.agent.as_ref())
-            && matches(self.channel.as_ref(), ticket.channel.as_ref())
-            && self.from.is_none_or(|from| requested_at >= from)
-            && self.to.is_none_or(|to| requested_at < to)
+        self.admits_values(
+            ticket.queue.as_ref(),
+            ticket.agent.as_ref(),
+            ticket.channel,
+            requested_at,
+        )
+    }
+
+    /// Whether a ticket with these values, placed in time by `at`, counts.
+    pub(crate) fn admits_values(
+        &self,
+        queue: Option<&QueueId>,
+        agent: Option<&AgentId>,
+        channel: Option<Channel>,
+        at: Timestamp,
+    ) -> bool {
+        matches(self.queue.as_ref(), queue)
+            && matches(self.agent.as_ref(), agent)
+            && matches(self.channel.as_ref(), channel.as_ref())
+            && self.from.is_none_or(|from| at >= from)
+            && self.to.is_none_or(|to| at < to)
     }
 }
 

@@ -6,6 +6,7 @@
 //! is for, so that a clock still running past its target counts as breached.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use helpline_domain::sla::{ClockState, SlaClock, SlaClocks, SlaLevel, SlaTargets};
@@ -45,11 +46,13 @@ pub struct DueAlarm {
     pub run_since_ms: u64,
 }
 
-/// Every queued ticket's clocks, and how far into the log the fold has come.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Every queued ticket's clocks, and how far into the log the fold has come, with the
+/// region whose queue hours, holidays and targets they are counted and judged by.
+#[derive(Clone, Debug, PartialEq)]
 pub struct LevelsProjection {
     tickets: HashMap<TicketId, TicketLevels>,
     applied: Applied,
+    region: Arc<RegionConfig>,
 }
 
 /// The figures of one clock over a group of tickets.
@@ -79,12 +82,26 @@ pub struct LevelsRow {
 }
 
 impl LevelsProjection {
-    /// Folds one event in, counting working time by the hours of the ticket's queue in
-    /// `region`. Events already applied are skipped.
-    pub fn apply(&mut self, stored: &StoredEvent, region: &RegionConfig) {
+    /// Empty, for `region`'s queues.
+    pub fn new(region: Arc<RegionConfig>) -> Self {
+        Self {
+            tickets: HashMap::new(),
+            applied: Applied::default(),
+            region,
+        }
+    }
+
+    pub fn region(&self) -> &RegionConfig {
+        &self.region
+    }
+
+    /// Folds one event in, counting working time by the hours of the ticket's queue.
+    /// Events already applied are skipped.
+    pub fn apply(&mut self, stored: &StoredEvent) {
         if !self.applied.admit(stored.sequence, stored.meta.event_id) {
             return;
         }
+        let region = &self.region;
         let ticket = self.tickets.entry(stored.meta.ticket).or_default();
         if ticket.region.is_empty() {
             ticket.region.clone_from(&stored.meta.region);
@@ -133,7 +150,8 @@ impl LevelsProjection {
 
     /// Every alarm due by `now` and not yet recorded: a running clock past the warning
     /// share of its queue's target, or past the target. Warnings come before breaches.
-    pub fn due_alarms(&self, region: &RegionConfig, now: SystemTime) -> Vec<DueAlarm> {
+    pub fn due_alarms(&self, now: SystemTime) -> Vec<DueAlarm> {
+        let region = &self.region;
         let mut due = Vec::new();
         for (id, ticket) in &self.tickets {
             let Some(queue) = ticket.queue.as_ref().and_then(|q| region.queue(q)) else {
@@ -190,27 +208,21 @@ impl LevelsProjection {
         &self,
         filter: &CsatFilter,
         group_by: &[Grouping],
-        region: &RegionConfig,
         now: SystemTime,
     ) -> Vec<LevelsRow> {
+        let region = &self.region;
         let zone: TimeZone = region.locale.zone();
         let mut rows: BTreeMap<Vec<String>, LevelsRow> = BTreeMap::new();
         for ticket in self.tickets.values() {
             let Some(queued_at) = ticket.queued_at else {
                 continue;
             };
-            let admitted = filter
-                .queue
-                .as_ref()
-                .is_none_or(|q| ticket.queue.as_ref() == Some(q))
-                && filter
-                    .agent
-                    .as_ref()
-                    .is_none_or(|a| ticket.agent.as_ref() == Some(a))
-                && filter.channel.is_none_or(|c| ticket.channel == Some(c))
-                && filter.from.is_none_or(|from| queued_at >= from)
-                && filter.to.is_none_or(|to| queued_at < to);
-            if !admitted {
+            if !filter.admits_values(
+                ticket.queue.as_ref(),
+                ticket.agent.as_ref(),
+                ticket.channel,
+                queued_at,
+            ) {
                 continue;
             }
             let group: Vec<String> = group_by
@@ -334,15 +346,13 @@ sla = { first_response_mins = 30 }
 
     /// A log written by hand, folded as it grows.
     struct Log {
-        region: RegionConfig,
         projection: LevelsProjection,
         events: Vec<StoredEvent>,
     }
 
     fn log() -> Log {
         Log {
-            region: region(),
-            projection: LevelsProjection::default(),
+            projection: LevelsProjection::new(Arc::new(region())),
             events: Vec::new(),
         }
     }
@@ -368,7 +378,7 @@ sla = { first_response_mins = 30 }
                 replayed: false,
                 trace: Default::default(),
             };
-            self.projection.apply(&stored, &self.region);
+            self.projection.apply(&stored);
             self.events.push(stored);
             self
         }
@@ -436,7 +446,7 @@ sla = { first_response_mins = 30 }
 
         fn report(&self, group_by: &[Grouping], now: u64) -> Vec<LevelsRow> {
             self.projection
-                .report(&CsatFilter::default(), group_by, &self.region, at(now))
+                .report(&CsatFilter::default(), group_by, at(now))
         }
     }
 
@@ -529,14 +539,14 @@ sla = { first_response_mins = 30 }
     #[test]
     fn a_rebuild_from_the_log_equals_the_live_fold_and_a_replay_changes_nothing() {
         let live = monday();
-        let mut rebuilt = LevelsProjection::default();
+        let mut rebuilt = LevelsProjection::new(Arc::new(region()));
         for stored in &live.events {
-            rebuilt.apply(stored, &live.region);
+            rebuilt.apply(stored);
         }
         assert_eq!(rebuilt, live.projection);
         // Delivered again from an earlier position: already applied, skipped.
         for stored in &live.events[3..] {
-            rebuilt.apply(stored, &live.region);
+            rebuilt.apply(stored);
         }
         assert_eq!(rebuilt, live.projection);
         let weeks = live.report(&[Grouping::Week], MONDAY_9 + 210 * MINUTE);

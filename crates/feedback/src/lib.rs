@@ -43,6 +43,6 @@ pub mod watch;
 pub use consumer::{CLOSED_UNRATED, CONSUMER, RATING_REPROMPT, RATING_THANKS, run};
 pub use error::FeedbackError;
 pub use grpc::grpc_service;
-pub use projection::{Csat, Levels};
+pub use projection::{Csat, Fold, Levels, Live};
 pub use reports::reports_service;
 pub use watch::watch_service_levels;

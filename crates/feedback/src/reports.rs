@@ -82,7 +82,7 @@ impl Reports for ReportsApi {
         let now = SystemTime::now();
         let (rows, applied_sequence) = self.levels.read_with(|projection| {
             (
-                projection.report(&filter, &group_by, self.levels.region(), now),
+                projection.report(&filter, &group_by, now),
                 projection.last_sequence(),
             )
         });

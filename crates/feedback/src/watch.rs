@@ -49,7 +49,7 @@ pub async fn watch_service_levels(
         if !levels.is_replayed() {
             continue;
         }
-        let due = levels.read_with(|projection| projection.due_alarms(levels.region(), now()));
+        let due = levels.read_with(|projection| projection.due_alarms(now()));
         let keys: BTreeSet<_> = due
             .iter()
             .map(|a| (a.ticket, a.clock, a.level, a.run_since_ms))

@@ -57,7 +57,7 @@ struct Watch {
 impl Watch {
     fn start(h: &Harness, clock: &TestClock) -> Watch {
         let region = RegionConfig::from_region_file(REGION).unwrap_or_else(|e| panic!("{e}"));
-        let levels = Levels::new(Arc::new(region));
+        let levels = Levels::for_region(Arc::new(region));
         let stop = CancellationToken::new();
         let (store, following, shutdown) = (h.store.clone(), levels.clone(), stop.clone());
         tokio::spawn(async move { following.follow(&store, shutdown).await });

@@ -283,7 +283,7 @@ pub async fn run_until_stopped(
         None
     };
     let csat = helpline_feedback::Csat::default();
-    let levels = helpline_feedback::Levels::new(region.clone());
+    let levels = helpline_feedback::Levels::for_region(region.clone());
     if services.feedback {
         let replayed = csat.clone();
         ops.watch_projection("csat", Arc::new(move || replayed.is_replayed()));
