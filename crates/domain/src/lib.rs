@@ -9,7 +9,8 @@
 //!
 //! Modules: [`ids`] (identifiers), [`personal`] (the wrapper that keeps personal data out
 //! of logs), [`contact`] (a customer's address on a channel in its one stored form),
-//! [`event`] (past-tense facts), [`notify`] (consent and the lawful way to write first), [`command`] (imperative requests), [`ticket`]
+//! [`event`] (past-tense facts), [`notify`] (consent and the lawful way to write first),
+//! [`link`] (one customer's contacts on several channels), [`command`] (imperative requests), [`ticket`]
 //! (the state, its phases and `evolve`), [`decide`] (the rules), [`error`].
 //!
 //! **Invariants.** This crate performs no I/O, reads no clock and draws no random numbers:
@@ -26,6 +27,7 @@ pub mod decide;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod link;
 pub mod notify;
 pub mod personal;
 pub mod sla;
