@@ -51,7 +51,10 @@ fn linking_a_contact_records_it_with_its_channel_and_the_whole_set() {
 #[test]
 fn linking_twice_changes_nothing_so_an_interrupted_link_is_completed_by_asking_again() {
     let links = given(WHATSAPP, &[link(WEB, Channel::WebChat)]);
-    assert_eq!(links.decide(&WHATSAPP, link(WEB, Channel::WebChat)), Ok(None));
+    assert_eq!(
+        links.decide(&WHATSAPP, link(WEB, Channel::WebChat)),
+        Ok(None)
+    );
 }
 
 #[test]
@@ -76,20 +79,29 @@ fn a_contact_takes_at_most_max_links_others() {
         Err(LinkError::TooManyLinks)
     );
     // One of those it has already is still no change, not a refusal.
-    assert_eq!(links.decide(&WHATSAPP, link(names[0], Channel::WebChat)), Ok(None));
+    assert_eq!(
+        links.decide(&WHATSAPP, link(names[0], Channel::WebChat)),
+        Ok(None)
+    );
 }
 
 #[test]
 fn unlinking_removes_one_link_and_keeps_the_others() {
     let links = given(
         WHATSAPP,
-        &[link(WEB, Channel::WebChat), link(TELEGRAM, Channel::Telegram)],
+        &[
+            link(WEB, Channel::WebChat),
+            link(TELEGRAM, Channel::Telegram),
+        ],
     );
     let changed = links
         .decide(&WHATSAPP, unlink(WEB))
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("the link was there"));
-    assert_eq!(changed.linked, BTreeMap::from([(TELEGRAM, Channel::Telegram)]));
+    assert_eq!(
+        changed.linked,
+        BTreeMap::from([(TELEGRAM, Channel::Telegram)])
+    );
     let after = links.evolve(&changed);
     assert!(!after.is_linked(&WEB));
 }
@@ -139,11 +151,17 @@ fn the_group_reaches_contacts_through_others_each_after_the_one_it_came_through(
     // WhatsApp ↔ web chat ↔ Telegram: the Telegram contact was linked to the web chat one.
     let ledgers = [
         (WHATSAPP, vec![(WEB, Channel::WebChat)]),
-        (WEB, vec![(WHATSAPP, Channel::WhatsApp), (TELEGRAM, Channel::Telegram)]),
+        (
+            WEB,
+            vec![(WHATSAPP, Channel::WhatsApp), (TELEGRAM, Channel::Telegram)],
+        ),
         (TELEGRAM, vec![(WEB, Channel::WebChat)]),
     ];
     let group = walk(WHATSAPP, &ledgers);
-    assert_eq!(group.members().copied().collect::<Vec<_>>(), [WHATSAPP, WEB, TELEGRAM]);
+    assert_eq!(
+        group.members().copied().collect::<Vec<_>>(),
+        [WHATSAPP, WEB, TELEGRAM]
+    );
     assert_eq!(
         group.members_with_channels(),
         [
@@ -154,7 +172,10 @@ fn the_group_reaches_contacts_through_others_each_after_the_one_it_came_through(
     );
     // From the other end, the same people, in the order reached from there.
     let group = walk(TELEGRAM, &ledgers);
-    assert_eq!(group.members().copied().collect::<Vec<_>>(), [TELEGRAM, WEB, WHATSAPP]);
+    assert_eq!(
+        group.members().copied().collect::<Vec<_>>(),
+        [TELEGRAM, WEB, WHATSAPP]
+    );
 }
 
 #[test]

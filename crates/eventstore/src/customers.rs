@@ -284,9 +284,11 @@ pub enum Kept {
     WidgetMessage,
     /// A file a customer attached in the widget, named by its upload.
     WidgetUpload,
+    /// The contacts a contact is linked to, in its link ledger, named by the event id.
+    ContactLinks,
 }
 
-fn kept_place<'a>(
+pub(crate) fn kept_place<'a>(
     kind: Kept,
     name: &'a str,
     customer: &'a CustomerId,
@@ -297,6 +299,7 @@ fn kept_place<'a>(
             Kept::Attachment => "attachment",
             Kept::WidgetMessage => "widget message",
             Kept::WidgetUpload => "widget upload",
+            Kept::ContactLinks => "linked contacts",
         },
         customer,
     }

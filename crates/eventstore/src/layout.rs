@@ -122,11 +122,18 @@ impl Layout {
         format!("helpline.{}.customer.{customer}", self.region)
     }
 
+    /// `helpline.<region>.links.<customer pseudonym>`: the contacts one contact is linked
+    /// to (the same customer on other channels), sealed under its key.
+    pub fn links_subject(&self, customer: &CustomerId) -> String {
+        format!("helpline.{}.links.{customer}", self.region)
+    }
+
     pub fn event_subjects(&self) -> Vec<String> {
         vec![
             self.all_tickets(),
             format!("helpline.{}.agent.*", self.region),
             format!("helpline.{}.customer.*", self.region),
+            format!("helpline.{}.links.*", self.region),
         ]
     }
 

@@ -45,6 +45,7 @@ pub mod follow;
 mod hot;
 mod keys;
 pub mod layout;
+pub mod links;
 pub mod load;
 mod members;
 pub mod outbound;

@@ -23,10 +23,11 @@ pub(crate) struct DoesNotOpen;
 /// bytes, and the 12-byte nonce that goes with it.
 fn subkey(key: &[u8; 32], nonce: &[u8; NONCE_LEN]) -> Option<(LessSafeKey, Nonce)> {
     let (head, tail) = nonce.split_at(16);
-    let subkey = Zeroizing::new(chacha20::hchacha::<chacha20::cipher::consts::U10>(
-        key.into(),
-        head.into(),
-    ));
+    // Copied into an array so that it is wiped on drop whatever features the array type
+    // of the cipher crate was built with (a crate built alone has fewer).
+    let mut derived = chacha20::hchacha::<chacha20::cipher::consts::U10>(key.into(), head.into());
+    let subkey = Zeroizing::new(<[u8; 32]>::from(derived));
+    zeroize::Zeroize::zeroize(derived.as_mut_slice());
     let mut short = [0u8; 12];
     short[4..].copy_from_slice(tail);
     // ring refuses only a key of the wrong length, and a subkey is 32 bytes.

@@ -46,7 +46,8 @@ async fn ensure_twice_changes_nothing() {
         vec![
             "helpline.de.ticket.*.*".to_owned(),
             "helpline.de.agent.*".to_owned(),
-            "helpline.de.customer.*".to_owned()
+            "helpline.de.customer.*".to_owned(),
+            "helpline.de.links.*".to_owned()
         ]
     );
     for bucket in [
