@@ -163,7 +163,7 @@ async fn unlinking_takes_the_link_back_from_both_sides() {
     assert!(outcome.first_changed && outcome.second_changed);
     assert_eq!(
         members(&h.store.linked_group(&whatsapp.customer).await.unwrap()),
-        [whatsapp.customer.clone()]
+        vec![whatsapp.customer.clone()]
     );
     assert_eq!(
         members(&h.store.linked_group(&web.customer).await.unwrap()),
@@ -219,6 +219,6 @@ async fn an_erased_contact_links_nobody_even_when_it_writes_again() {
     contact_who_wrote(&h.store, Channel::WhatsApp, PHONE).await;
     assert_eq!(
         members(&h.store.linked_group(&whatsapp.customer).await.unwrap()),
-        [whatsapp.customer.clone()]
+        vec![whatsapp.customer.clone()]
     );
 }
