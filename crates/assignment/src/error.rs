@@ -1,5 +1,6 @@
 use helpline_domain::{DomainError, TicketId};
 use helpline_eventstore::StoreError;
+use helpline_eventstore::links::LinkStoreError;
 use tonic::{Code, Status};
 
 use crate::auth::AuthError;
@@ -20,6 +21,10 @@ pub enum AssignmentError {
 
     #[error("ticket {0} does not exist")]
     TicketNotFound(TicketId),
+
+    /// Something a request names that is not there (a contact that never wrote).
+    #[error("{0}")]
+    NotFound(String),
 
     #[error("{0}")]
     Unavailable(String),
@@ -47,6 +52,18 @@ impl AssignmentError {
     }
 }
 
+impl From<LinkStoreError> for AssignmentError {
+    fn from(error: LinkStoreError) -> Self {
+        match error {
+            LinkStoreError::Refused(e) => Self::invalid("other", e.to_string()),
+            LinkStoreError::NoKey(customer) => Self::NotFound(format!(
+                "customer {customer} has no data key: nobody writes from that contact, or they were erased"
+            )),
+            LinkStoreError::Store(e) => Self::Store(e),
+        }
+    }
+}
+
 impl From<LedgerError> for AssignmentError {
     fn from(error: LedgerError) -> Self {
         match error {
@@ -65,7 +82,7 @@ impl From<AssignmentError> for Status {
             AssignmentError::Unauthenticated(_) => Code::Unauthenticated,
             AssignmentError::PermissionDenied(_) => Code::PermissionDenied,
             AssignmentError::InvalidArgument { .. } => Code::InvalidArgument,
-            AssignmentError::TicketNotFound(_) => Code::NotFound,
+            AssignmentError::TicketNotFound(_) | AssignmentError::NotFound(_) => Code::NotFound,
             AssignmentError::Unavailable(_) => Code::Unavailable,
             AssignmentError::Refused(_) => Code::FailedPrecondition,
             AssignmentError::Domain(DomainError::NotTheAssignedAgent { .. }) => {

@@ -7,11 +7,14 @@ use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
+use helpline_domain::link::LinkedBy;
 use helpline_domain::{
     AgentId, Command, Media, MediaKind, MessageBody, MessageId, Personal, Phase, QueueId,
     ReleaseReason, Ticket, TicketId,
 };
+use helpline_eventstore::CustomerId;
 use helpline_eventstore::codec;
+use helpline_eventstore::links::LinkedContact;
 use helpline_proto::v1 as pb;
 use helpline_proto::v1::agent_desk_server::{AgentDesk, AgentDeskServer};
 use helpline_region::{Agent, Role};
@@ -691,9 +694,175 @@ impl AgentDesk for Desk {
             }),
         }))
     }
+
+    async fn link_contacts(
+        &self,
+        request: Request<pb::LinkContactsRequest>,
+    ) -> Result<Response<pb::LinkContactsResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        let ticket = ticket_id(&request.ticket_id)?;
+        self.may_read(&caller, ticket)?;
+        let mine = self.contact_of(ticket, "ticket_id").await?;
+        let other = self.other_contact(request.other).await?;
+        let by = LinkedBy::Agent(caller.id().clone());
+        tracing::info!(agent = %caller.id(), %ticket, customer = %mine.customer, other = %other.customer, "link contacts");
+        self.assignment
+            .inner
+            .store
+            .link_contacts(&mine, &other, &by)
+            .await
+            .map_err(AssignmentError::from)?;
+        let contacts = self.contacts(&mine.customer).await?;
+        Ok(Response::new(pb::LinkContactsResponse { contacts }))
+    }
+
+    async fn unlink_contacts(
+        &self,
+        request: Request<pb::UnlinkContactsRequest>,
+    ) -> Result<Response<pb::UnlinkContactsResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        let ticket = ticket_id(&request.ticket_id)?;
+        self.may_read(&caller, ticket)?;
+        let mine = self.contact_of(ticket, "ticket_id").await?;
+        let other = self.other_contact(request.other).await?;
+        let by = LinkedBy::Agent(caller.id().clone());
+        tracing::info!(agent = %caller.id(), %ticket, customer = %mine.customer, other = %other.customer, "unlink contacts");
+        self.assignment
+            .inner
+            .store
+            .unlink_contacts(&mine, &other, &by)
+            .await
+            .map_err(AssignmentError::from)?;
+        let contacts = self.contacts(&mine.customer).await?;
+        Ok(Response::new(pb::UnlinkContactsResponse { contacts }))
+    }
+
+    async fn list_linked_contacts(
+        &self,
+        request: Request<pb::ListLinkedContactsRequest>,
+    ) -> Result<Response<pb::ListLinkedContactsResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let ticket = ticket_id(&request.get_ref().ticket_id)?;
+        self.may_read(&caller, ticket)?;
+        let mine = self.contact_of(ticket, "ticket_id").await?;
+        let contacts = self.contacts(&mine.customer).await?;
+        Ok(Response::new(pb::ListLinkedContactsResponse { contacts }))
+    }
 }
 
 impl Desk {
+    /// The customer of `ticket` and their channel; a ticket that names nobody any more
+    /// (erased) or never did cannot be linked.
+    async fn contact_of(
+        &self,
+        ticket: TicketId,
+        field: &'static str,
+    ) -> Result<LinkedContact, AssignmentError> {
+        let loaded = self.assignment.inner.store.load(ticket).await?;
+        if loaded.ticket.phase == Phase::New {
+            return Err(AssignmentError::TicketNotFound(ticket));
+        }
+        let channel = loaded.ticket.customer.as_ref().map(|c| c.channel);
+        match (loaded.customer, channel) {
+            (Some(customer), Some(channel)) if !loaded.ticket.erased => {
+                Ok(LinkedContact { customer, channel })
+            }
+            _ => Err(AssignmentError::invalid(
+                field,
+                format!(
+                    "ticket {ticket} names no customer (erased, or opened before customers were named)"
+                ),
+            )),
+        }
+    }
+
+    /// The other contact a link request names.
+    async fn other_contact(
+        &self,
+        other: Option<pb::OtherContact>,
+    ) -> Result<LinkedContact, AssignmentError> {
+        use pb::other_contact::Who as Other;
+        let other = other.and_then(|o| o.who).ok_or_else(|| {
+            AssignmentError::invalid("other", "give a ticket_id, a contact or a customer_id")
+        })?;
+        match other {
+            Other::TicketId(id) => {
+                let ticket = Uuid::parse_str(&id).map(TicketId).map_err(|e| {
+                    AssignmentError::invalid("other.ticket_id", format!("not a UUID: {e}"))
+                })?;
+                self.contact_of(ticket, "other.ticket_id").await
+            }
+            Other::Contact(contact) => {
+                let channel = codec::channel_from_proto_value(contact.channel)
+                    .map_err(|reason| AssignmentError::invalid("other.contact.channel", reason))?
+                    .ok_or_else(|| {
+                        AssignmentError::invalid("other.contact.channel", "name the channel")
+                    })?;
+                // The pseudonym is of the stored form: any spelling must become it.
+                let address = helpline_domain::contact::normalize(channel, &contact.address)
+                    .map_err(|e| {
+                        AssignmentError::invalid("other.contact.address", e.to_string())
+                    })?;
+                Ok(LinkedContact {
+                    customer: self.assignment.inner.store.customer_id(channel, &address),
+                    channel,
+                })
+            }
+            Other::CustomerId(id) => {
+                let customer = CustomerId::parse(&id).ok_or_else(|| {
+                    AssignmentError::invalid(
+                        "other.customer_id",
+                        "not a customer id (32 hex digits)",
+                    )
+                })?;
+                // Its channel, from its first ticket.
+                let first = helpline_eventstore::chain::first_ticket(&customer);
+                let loaded = self.assignment.inner.store.load(first).await?;
+                let channel = loaded
+                    .ticket
+                    .customer
+                    .as_ref()
+                    .map(|c| c.channel)
+                    .ok_or_else(|| {
+                        AssignmentError::NotFound(format!("customer {customer} has no ticket"))
+                    })?;
+                Ok(LinkedContact { customer, channel })
+            }
+        }
+    }
+
+    /// The customer's contacts (their own first, then every linked one), each with its
+    /// tickets.
+    async fn contacts(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Vec<pb::CustomerContact>, AssignmentError> {
+        let store = &self.assignment.inner.store;
+        let group = store.linked_group(customer).await?;
+        let mut contacts = Vec::with_capacity(group.len());
+        for (contact, channel) in group.members_with_channels() {
+            let tickets = store.chain_of(contact).await?;
+            let channel = match channel {
+                Some(channel) => Some(*channel),
+                None => match tickets.first() {
+                    Some(first) => store.load(*first).await?.ticket.customer.map(|c| c.channel),
+                    None => None,
+                },
+            };
+            contacts.push(pb::CustomerContact {
+                customer_id: contact.to_string(),
+                channel: channel
+                    .map(codec::channel_to_proto)
+                    .unwrap_or(pb::Channel::Unspecified)
+                    .into(),
+                ticket_ids: tickets.iter().map(ToString::to_string).collect(),
+            });
+        }
+        Ok(contacts)
+    }
+
     /// Who is calling: a valid token of an agent in the directory.
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, AssignmentError> {
         let (agent, role, claims) =

@@ -75,7 +75,22 @@ pub async fn point_contact(
     Ok(())
 }
 
+/// Tickets of one customer's chain listed at most: the history an agent is shown.
+const MAX_LISTED: usize = 256;
+
 impl EventStore {
+    /// The customer's tickets along their chain, oldest first (at most 256): their
+    /// history. One load per ticket, and one more for the end of the chain.
+    pub async fn chain_of(&self, customer: &CustomerId) -> Result<Vec<TicketId>, StoreError> {
+        let mut tickets = Vec::new();
+        let mut ticket = first_ticket(customer);
+        while tickets.len() < MAX_LISTED && self.load(ticket).await?.ticket.phase != Phase::New {
+            tickets.push(ticket);
+            ticket = next_ticket(ticket);
+        }
+        Ok(tickets)
+    }
+
     /// The customer's latest ticket, loaded: from `start` (what the caller remembers),
     /// else their pointer, else their first; then along the chain while a later one
     /// exists. `None` when they have no ticket at all.

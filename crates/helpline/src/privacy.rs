@@ -88,6 +88,9 @@ pub async fn run(config: Config, command: PrivacyCommand) -> anyhow::Result<()> 
                     false => "already gone",
                 }
             );
+            for linked in &erased.linked_customer_ids {
+                println!("linked contact {linked} erased with them");
+            }
             Ok(())
         }
         PrivacyCommand::Export(args) => {

@@ -96,6 +96,7 @@ impl PrivacyApi for Api {
             ticket_ids: erasure.tickets.iter().map(ToString::to_string).collect(),
             key_purged: erasure.key_purged,
             tickets_newly_erased: erasure.tickets_newly_erased,
+            linked_customer_ids: erasure.linked.iter().map(ToString::to_string).collect(),
         }))
     }
 

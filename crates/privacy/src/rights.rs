@@ -40,11 +40,15 @@ impl Reason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Erasure {
     pub customer: CustomerId,
+    /// The customer's tickets, and those of every contact linked to them.
     pub tickets: Vec<TicketId>,
-    /// A data key was there and is purged now.
+    /// The customer's data key was there and is purged now.
     pub key_purged: bool,
     /// Tickets that got `CustomerErased` now (the rest had it already).
     pub tickets_newly_erased: u32,
+    /// The customer's other contacts (the same person on other channels), erased with
+    /// them: their keys purged and their tickets erased the same way.
+    pub linked: Vec<CustomerId>,
 }
 
 /// Erasure, export and retention over one region's store.
@@ -67,13 +71,39 @@ impl Privacy {
         &self,
         customer: &CustomerId,
     ) -> Result<Vec<TicketRecord>, PrivacyError> {
-        let mut tickets: Vec<TicketRecord> = scan(&self.store)
-            .await?
-            .into_iter()
-            .filter(|record| record.customer.as_ref() == Some(customer))
-            .collect();
-        tickets.sort_by_key(|record| record.ticket.0);
+        let mut tickets = self.tickets_of_all(std::slice::from_ref(customer)).await?;
+        Ok(tickets.pop().unwrap_or_default())
+    }
+
+    /// Each customer's tickets, oldest first, from one scan of the log.
+    async fn tickets_of_all(
+        &self,
+        customers: &[CustomerId],
+    ) -> Result<Vec<Vec<TicketRecord>>, PrivacyError> {
+        let mut tickets = vec![Vec::new(); customers.len()];
+        for record in scan(&self.store).await? {
+            let whose = record
+                .customer
+                .as_ref()
+                .and_then(|c| customers.iter().position(|wanted| wanted == c));
+            if let Some(i) = whose {
+                tickets[i].push(record);
+            }
+        }
+        for list in &mut tickets {
+            list.sort_by_key(|record| record.ticket.0);
+        }
         Ok(tickets)
+    }
+
+    /// The customer and every contact linked to them (the same person on other
+    /// channels), the customer first, each contact after the one it was linked through.
+    pub async fn linked_contacts(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Vec<(CustomerId, Option<Channel>)>, PrivacyError> {
+        let group = self.store.linked_group(customer).await?;
+        Ok(group.members_with_channels().to_vec())
     }
 
     /// Erases the customer: purges their data key (not a soft delete: the entry and its
@@ -86,18 +116,49 @@ impl Privacy {
     /// data key is `NotFound`: nothing was ever stored under that pseudonym, which mostly
     /// means a mistyped contact or the wrong channel, and answering OK would tell the
     /// operator an erasure happened that did not.
+    ///
+    /// Contacts linked to the customer (the same person on other channels) are erased
+    /// with them. They are erased from the farthest back to the customer's own, each
+    /// after every contact reached through it: the links that lead to a contact not yet
+    /// erased are read under keys not yet purged, so an interrupted erasure asked again
+    /// still finds every contact it had not finished.
     pub async fn erase(
         &self,
         customer: &CustomerId,
         reason: Reason,
     ) -> Result<Erasure, PrivacyError> {
-        let tickets = self.tickets_of(customer).await?;
+        let group: Vec<CustomerId> = self
+            .linked_contacts(customer)
+            .await?
+            .into_iter()
+            .map(|(contact, _)| contact)
+            .collect();
+        let tickets = self.tickets_of_all(&group).await?;
         // A key without a ticket is a first message that never got appended: still the
         // customer's, still purged.
-        if tickets.is_empty() && !self.store.customer_has_key(customer).await? {
+        if group.len() == 1
+            && tickets.iter().all(Vec::is_empty)
+            && !self.store.customer_has_key(customer).await?
+        {
             return Err(self.not_found(customer, "no ticket and no data key"));
         }
-        self.erase_tickets(customer, &tickets, reason).await
+        let mut erasure = Erasure {
+            customer: customer.clone(),
+            tickets: Vec::new(),
+            key_purged: false,
+            tickets_newly_erased: 0,
+            linked: group[1..].to_vec(),
+        };
+        for (contact, tickets) in group.iter().zip(&tickets).rev() {
+            let erased = self.erase_tickets(contact, tickets, reason).await?;
+            if contact == customer {
+                erasure.key_purged = erased.key_purged;
+            }
+            erasure.tickets_newly_erased += erased.tickets_newly_erased;
+            erasure.tickets.extend(erased.tickets);
+        }
+        erasure.tickets.sort_by_key(|ticket| ticket.0);
+        Ok(erasure)
     }
 
     pub(crate) async fn erase_tickets(
@@ -135,6 +196,7 @@ impl Privacy {
             tickets: tickets.iter().map(|record| record.ticket).collect(),
             key_purged,
             tickets_newly_erased: newly,
+            linked: Vec::new(),
         })
     }
 
@@ -195,20 +257,40 @@ impl Privacy {
 
     /// Everything helpline holds about the customer, as JSON: per ticket, every event
     /// with its personal fields opened (erased ones as `{"erased": true}`), and the
-    /// messages the customer sent. `NotFound` when they have no ticket (a key alone holds
-    /// nothing of theirs to export).
+    /// messages the customer sent; the tickets of every contact linked to them (the same
+    /// person on other channels) too, each contact listed with its channel. `NotFound`
+    /// when none of them has a ticket (a key alone holds nothing of theirs to export).
     pub async fn export(&self, customer: &CustomerId) -> Result<Value, PrivacyError> {
-        let tickets = self.tickets_of(customer).await?;
-        if tickets.is_empty() {
+        let group = self.linked_contacts(customer).await?;
+        let contacts: Vec<CustomerId> = group.iter().map(|(c, _)| c.clone()).collect();
+        let tickets = self.tickets_of_all(&contacts).await?;
+        if tickets.iter().all(Vec::is_empty) {
             return Err(self.not_found(customer, "no ticket"));
         }
-        let key = match self.store.customer_has_key(customer).await? {
-            true => "present",
-            false => "erased",
+        let key_of = async |contact: &CustomerId| -> Result<&'static str, PrivacyError> {
+            Ok(match self.store.customer_has_key(contact).await? {
+                true => "present",
+                false => "erased",
+            })
         };
-        let mut exported = Vec::with_capacity(tickets.len());
-        for record in &tickets {
-            exported.push(self.export_ticket(record.ticket).await?);
+        let key = key_of(customer).await?;
+        let mut linked = Vec::new();
+        for (contact, channel) in &group[1..] {
+            linked.push(json!({
+                "customer_id": contact.as_str(),
+                "channel": channel.map(Channel::as_str),
+                "data_key": key_of(contact).await?,
+            }));
+        }
+        let mut exported = Vec::with_capacity(tickets.iter().map(Vec::len).sum());
+        let mut all: Vec<&TicketRecord> = tickets.iter().flatten().collect();
+        all.sort_by_key(|record| record.ticket.0);
+        for record in all {
+            let mut ticket = self.export_ticket(record.ticket).await?;
+            if let Some(owner) = &record.customer {
+                ticket["customer_id"] = Value::String(owner.as_str().to_owned());
+            }
+            exported.push(ticket);
         }
         // Their consent to notifications, from their own ledger: it outlives the tickets.
         let consent = self.store.consent(customer).await?.consent;
@@ -222,6 +304,7 @@ impl Privacy {
             "region": self.store.layout().region(),
             "exported_at": timestamp(SystemTime::now()),
             "data_key": key,
+            "linked_contacts": linked,
             "notification_consent": {
                 "notifications": answer(consent.notifications),
                 "marketing": answer(consent.marketing),
