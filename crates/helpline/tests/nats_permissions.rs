@@ -8,7 +8,8 @@
 //! - Every service runs as its own user (the real binary, one process each, streams set
 //!   up by `helpline ensure` as "setup") and carries one conversation from the first
 //!   message to the rating, after which the brand notifies customers through notify and
-//!   privacy exports and erases the customer; the server refuses nothing.
+//!   privacy exports and erases the customer (and the contact an agent linked to them);
+//!   the server refuses nothing.
 //! - Each user reaches the API families it needs beyond that conversation (dead letters
 //!   and their replays, media, every reader of data keys), and a service connecting
 //!   with another service's permissions cannot do what it does not own: the server
@@ -323,6 +324,11 @@ fn compose_and_helm_grant_the_same_and_what_the_design_says() {
             may("helpline.de.customer.*"),
             ["ingress", "bot", "notify"].contains(&user.as_str()),
             "{user}: customers' consent ledgers"
+        );
+        assert_eq!(
+            may("helpline.de.links.*"),
+            user == "assignment",
+            "{user}: contacts' link ledgers (an agent links two contacts)"
         );
         assert_eq!(
             may("$JS.API.STREAM.CREATE.HELPLINE_DE"),
@@ -1467,6 +1473,39 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
         canned_reply: String::new(),
     };
     desk.reply(signed(&token, reply)).await.unwrap();
+    // The customer says they wrote from another session before: anna links the two
+    // contacts (assignment writes both link ledgers) and reads the customer's history.
+    let other_session = "sess_permissions_before";
+    say(&sim, &ingress, other_session, "Hallo?").await;
+    let linked = desk
+        .link_contacts(signed(
+            &token,
+            pb::LinkContactsRequest {
+                ticket_id: id.clone(),
+                other: Some(pb::OtherContact {
+                    who: Some(pb::other_contact::Who::Contact(pb::Contact {
+                        channel: pb::Channel::WebChat.into(),
+                        address: other_session.to_owned(),
+                    })),
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(linked.contacts.len(), 2, "{linked:?}");
+    let history = desk
+        .list_linked_contacts(signed(
+            &token,
+            pb::ListLinkedContactsRequest {
+                ticket_id: id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.contacts[0].ticket_ids, [id.clone()]);
+    assert_eq!(history.contacts[1].ticket_ids.len(), 1, "{history:?}");
     let deadline = Instant::now() + STEP;
     while !sim.received(Channel::WebChat, customer).iter().any(|r| {
         r.text
@@ -1707,8 +1746,9 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
         "the export holds the ticket"
     );
     let erased = privacy("erase");
+    // With the session anna linked to them.
     assert!(
-        erased.contains("1 tickets (1 newly), key purged"),
+        erased.contains("2 tickets (2 newly), key purged") && erased.contains("linked contact"),
         "{erased}"
     );
 

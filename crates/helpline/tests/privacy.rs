@@ -969,3 +969,219 @@ async fn providers_ids_and_error_texts_are_sealed_kept_out_of_logs_and_erased() 
         ["whatsapp answered 400, error 131026"]
     );
 }
+
+/// One customer across channels: the person who wrote on WhatsApp opens the brand's web
+/// chat; supervisor Sabine links the two contacts through AgentDesk. From then on the
+/// export by either contact covers both, an unlink takes that back, and the erasure
+/// asked by the web chat session erases the WhatsApp contact too: both keys purged,
+/// both tickets erased, the export shows nothing of theirs any more.
+#[tokio::test]
+async fn a_customer_linked_across_whatsapp_and_web_chat_is_one_in_export_and_erasure() {
+    const SESSION: &str = "sess_linked_9f2c";
+    const WEB_TEXT: &str = "Ich habe gestern schon per WhatsApp geschrieben";
+    let deployment = Deployment::start().await;
+    let whatsapp = deployment.store.customer_id(Channel::WhatsApp, WA_ID);
+    let web = deployment.store.customer_id(Channel::WebChat, SESSION);
+    deployment.customer_says(FIRST).await;
+    deployment
+        .provider_sends(&deployment.sim.webhook(Channel::WebChat, SESSION, WEB_TEXT))
+        .await;
+    let whatsapp_ticket = ticket_of(&deployment, &whatsapp).await;
+    let web_ticket = ticket_of(&deployment, &web).await;
+
+    let mut desk = pb::agent_desk_client::AgentDeskClient::connect(deployment.grpc.clone())
+        .await
+        .unwrap();
+    let sabine = token("sabine", Role::Supervisor);
+    let web_contact = || pb::OtherContact {
+        who: Some(pb::other_contact::Who::Contact(pb::Contact {
+            channel: pb::Channel::WebChat.into(),
+            address: SESSION.to_owned(),
+        })),
+    };
+    let link = |other: pb::OtherContact| pb::LinkContactsRequest {
+        ticket_id: whatsapp_ticket.to_string(),
+        other: Some(other),
+    };
+    // Only someone who may read the ticket links its customer: anna holds nothing.
+    let refused = desk
+        .link_contacts(with_token(
+            link(web_contact()),
+            Some(&token("anna", Role::Agent)),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    // A contact that never wrote is nobody to link.
+    let nobody = pb::OtherContact {
+        who: Some(pb::other_contact::Who::Contact(pb::Contact {
+            channel: pb::Channel::WebChat.into(),
+            address: "sess_never_wrote".to_owned(),
+        })),
+    };
+    let refused = desk
+        .link_contacts(with_token(link(nobody), Some(&sabine)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+
+    let linked = desk
+        .link_contacts(with_token(link(web_contact()), Some(&sabine)))
+        .await
+        .unwrap()
+        .into_inner();
+    let contacts: Vec<(String, i32, Vec<String>)> = linked
+        .contacts
+        .iter()
+        .map(|c| (c.customer_id.clone(), c.channel, c.ticket_ids.clone()))
+        .collect();
+    assert_eq!(
+        contacts,
+        [
+            (
+                whatsapp.to_string(),
+                pb::Channel::Whatsapp as i32,
+                vec![whatsapp_ticket.to_string()]
+            ),
+            (
+                web.to_string(),
+                pb::Channel::WebChat as i32,
+                vec![web_ticket.to_string()]
+            ),
+        ]
+    );
+
+    // The export by the WhatsApp number holds the web chat ticket and its words too.
+    let mut privacy = deployment.privacy().await;
+    let admin = token("ops-admin", Role::Admin);
+    let export = |customer: Option<pb::CustomerRef>| {
+        with_token(pb::ExportCustomerRequest { customer }, Some(&admin))
+    };
+    let by_session = || {
+        Some(pb::CustomerRef {
+            customer: Some(pb::customer_ref::Customer::Contact(pb::Contact {
+                channel: pb::Channel::WebChat.into(),
+                address: SESSION.to_owned(),
+            })),
+        })
+    };
+    let exported: serde_json::Value = serde_json::from_str(
+        &privacy
+            .export_customer(export(by_contact(PHONE)))
+            .await
+            .unwrap()
+            .into_inner()
+            .json,
+    )
+    .unwrap();
+    let ticket_ids = |exported: &serde_json::Value| -> Vec<String> {
+        let mut ids: Vec<String> = exported["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["ticket_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![whatsapp_ticket.to_string(), web_ticket.to_string()];
+    both.sort();
+    assert_eq!(ticket_ids(&exported), both);
+    assert_eq!(exported["linked_contacts"][0]["customer_id"], web.as_str());
+    assert_eq!(exported["linked_contacts"][0]["channel"], "web");
+    let text = exported.to_string();
+    assert!(text.contains(WEB_TEXT) && text.contains(FIRST), "{text}");
+    // And the same person from the other side.
+    let from_web: serde_json::Value = serde_json::from_str(
+        &privacy
+            .export_customer(export(by_session()))
+            .await
+            .unwrap()
+            .into_inner()
+            .json,
+    )
+    .unwrap();
+    assert_eq!(ticket_ids(&from_web), both);
+
+    // Unlinked, each contact is its own customer again; linked again, one.
+    let unlinked = desk
+        .unlink_contacts(with_token(
+            pb::UnlinkContactsRequest {
+                ticket_id: whatsapp_ticket.to_string(),
+                other: Some(pb::OtherContact {
+                    who: Some(pb::other_contact::Who::CustomerId(web.to_string())),
+                }),
+            },
+            Some(&sabine),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unlinked.contacts.len(), 1);
+    let alone: serde_json::Value = serde_json::from_str(
+        &privacy
+            .export_customer(export(by_contact(PHONE)))
+            .await
+            .unwrap()
+            .into_inner()
+            .json,
+    )
+    .unwrap();
+    assert_eq!(ticket_ids(&alone), [whatsapp_ticket.to_string()]);
+    desk.link_contacts(with_token(
+        pb::LinkContactsRequest {
+            ticket_id: web_ticket.to_string(),
+            other: Some(pb::OtherContact {
+                who: Some(pb::other_contact::Who::TicketId(
+                    whatsapp_ticket.to_string(),
+                )),
+            }),
+        },
+        Some(&sabine),
+    ))
+    .await
+    .unwrap();
+
+    // Erasure asked by the web chat session takes the WhatsApp contact with it.
+    let erased = privacy
+        .erase_customer(with_token(
+            pb::EraseCustomerRequest {
+                customer: by_session(),
+            },
+            Some(&admin),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(erased.customer_id, web.to_string());
+    assert_eq!(erased.linked_customer_ids, [whatsapp.to_string()]);
+    let mut erased_tickets = erased.ticket_ids.clone();
+    erased_tickets.sort();
+    assert_eq!(erased_tickets, both);
+    assert_eq!(erased.tickets_newly_erased, 2);
+    assert!(erased.key_purged);
+    for customer in [&whatsapp, &web] {
+        assert!(!deployment.store.customer_has_key(customer).await.unwrap());
+    }
+    for ticket in [whatsapp_ticket, web_ticket] {
+        ticket_has(&deployment, ticket, 1, "CustomerErased", |event| {
+            matches!(event, helpline_domain::Event::CustomerErased)
+        })
+        .await;
+    }
+    // Nothing of either is readable in the export any more, and the link is shredded
+    // with the keys: each contact is on its own.
+    let after: serde_json::Value = serde_json::from_str(
+        &privacy
+            .export_customer(export(by_contact(PHONE)))
+            .await
+            .unwrap()
+            .into_inner()
+            .json,
+    )
+    .unwrap();
+    let text = after.to_string();
+    assert!(!text.contains(FIRST) && !text.contains(WEB_TEXT), "{text}");
+    assert_eq!(after["data_key"], "erased");
+    assert_eq!(ticket_ids(&after), [whatsapp_ticket.to_string()]);
+}
