@@ -1504,7 +1504,7 @@ async fn every_service_carries_a_conversation_as_its_own_user_and_the_server_ref
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(history.contacts[0].ticket_ids, [id.clone()]);
+    assert_eq!(history.contacts[0].ticket_ids, vec![id.clone()]);
     assert_eq!(history.contacts[1].ticket_ids.len(), 1, "{history:?}");
     let deadline = Instant::now() + STEP;
     while !sim.received(Channel::WebChat, customer).iter().any(|r| {
