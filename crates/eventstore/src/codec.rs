@@ -988,7 +988,7 @@ fn uuid_from_proto(value: &str, field: &'static str) -> Result<Uuid, CodecError>
     })
 }
 
-fn sla_clock_to_proto(clock: SlaClock) -> pb::SlaClock {
+pub fn sla_clock_to_proto(clock: SlaClock) -> pb::SlaClock {
     match clock {
         SlaClock::FirstResponse => pb::SlaClock::FirstResponse,
         SlaClock::NextResponse => pb::SlaClock::NextResponse,

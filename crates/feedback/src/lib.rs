@@ -45,4 +45,4 @@ pub use error::FeedbackError;
 pub use grpc::grpc_service;
 pub use projection::{Csat, Fold, Levels, Live};
 pub use reports::reports_service;
-pub use watch::watch_service_levels;
+pub use watch::{RecordedAlarm, recorded_alarms, watch_service_levels};

@@ -1,8 +1,14 @@
 //! The `helpline.v1.Reports` API: CSAT and service levels from the live projections, for
 //! supervisors and admins (bearer token).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
+
+use futures::Stream;
+use helpline_domain::QueueId;
+use helpline_domain::sla::SlaLevel;
+use helpline_eventstore::codec::sla_clock_to_proto;
 
 use helpline_auth::AuthKey;
 use helpline_eventstore::EventStore;
@@ -11,9 +17,11 @@ use helpline_proto::v1::reports_server::{Reports, ReportsServer};
 use helpline_region::RegionConfig;
 use tonic::{Request, Response, Status};
 
+use crate::error::FeedbackError;
 use crate::grpc::{FeedbackApi, filter_from_proto, grouping_from_proto};
 use crate::levels::{ClockFigures, LevelsRow};
 use crate::projection::{Csat, Levels};
+use crate::watch::{RecordedAlarm, recorded_alarms};
 
 /// The Reports API over `csat` and `levels` (each kept live by its `follow`); callers
 /// are the region's supervisors and admins, their tokens checked with `key`. A running
@@ -66,6 +74,46 @@ impl Reports for ReportsApi {
         }))
     }
 
+    type WatchServiceLevelAlarmsStream =
+        Pin<Box<dyn Stream<Item = Result<pb::ServiceLevelAlarm, Status>> + Send>>;
+
+    async fn watch_service_level_alarms(
+        &self,
+        request: Request<pb::WatchServiceLevelAlarmsRequest>,
+    ) -> Result<Response<Self::WatchServiceLevelAlarmsStream>, Status> {
+        self.feedback.authorize(&request)?;
+        let request = request.into_inner();
+        let queue = match request.queue.as_str() {
+            "" => None,
+            id => {
+                let queue = QueueId::new(id);
+                if self.feedback.region.queue(&queue).is_none() {
+                    return Err(FeedbackError::InvalidArgument {
+                        field: "queue",
+                        reason: format!("no queue {id:?} in the region"),
+                    }
+                    .into());
+                }
+                Some(queue)
+            }
+        };
+        let after = match request.after_sequence {
+            0 => self.feedback.stream_last_sequence().await?,
+            after => after,
+        };
+        let alarms = recorded_alarms(
+            self.feedback.store.clone(),
+            self.levels.clone(),
+            after,
+            queue,
+        );
+        let stream = futures::stream::unfold(alarms, |mut alarms| async move {
+            let alarm = alarms.recv().await?;
+            Some((Ok(alarm_to_proto(&alarm)), alarms))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn get_service_levels(
         &self,
         request: Request<pb::GetServiceLevelsRequest>,
@@ -94,6 +142,22 @@ impl Reports for ReportsApi {
                 replayed: self.levels.is_replayed(),
             }),
         }))
+    }
+}
+
+fn alarm_to_proto(alarm: &RecordedAlarm) -> pb::ServiceLevelAlarm {
+    pb::ServiceLevelAlarm {
+        ticket_id: alarm.ticket.to_string(),
+        queue: alarm
+            .queue
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        clock: sla_clock_to_proto(alarm.clock).into(),
+        breached: alarm.level == SlaLevel::Breached,
+        target_seconds: alarm.target.as_secs(),
+        recorded_at: Some(prost_types::Timestamp::from(alarm.recorded_at)),
+        sequence: alarm.sequence,
     }
 }
 

@@ -108,3 +108,101 @@ pub async fn watch_service_levels(
         }
     }
 }
+
+/// An SLA alarm as recorded on its ticket: what a supervisor is alerted with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedAlarm {
+    pub ticket: TicketId,
+    /// The queue the ticket was first queued in, whose target it is; `None` when the
+    /// service-level projection has not seen it queued.
+    pub queue: Option<helpline_domain::QueueId>,
+    pub clock: SlaClock,
+    pub level: SlaLevel,
+    pub target: Duration,
+    pub recorded_at: SystemTime,
+    /// The alarm's message in the log.
+    pub sequence: u64,
+}
+
+/// Every SLA alarm recorded after log position `after`, as it is recorded (of `queue`
+/// only, when given), until the receiver is dropped: the supervisor's alert feed. Reads
+/// the ticket subjects with a reader of its own, resumed after the last message it read
+/// when the connection drops; the queue comes from `levels`.
+pub fn recorded_alarms(
+    store: EventStore,
+    levels: Levels,
+    after: u64,
+    queue: Option<helpline_domain::QueueId>,
+) -> tokio::sync::mpsc::Receiver<RecordedAlarm> {
+    use helpline_eventstore::{Content, LogReader, Subjects};
+
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut last = after;
+        loop {
+            let mut reader = match LogReader::open(&store, Subjects::Tickets, last).await {
+                Ok(reader) => reader,
+                Err(e) => {
+                    tracing::warn!(error = %e, after = last, "SLA alarm feed cannot read the log, trying again");
+                    tokio::select! {
+                        _ = sender.closed() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    _ = sender.closed() => return,
+                    next = reader.next() => next,
+                };
+                let entry = match next {
+                    Some(Ok(entry)) => entry,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, after = last, "SLA alarm feed lost the log, resuming");
+                        break;
+                    }
+                    None => break,
+                };
+                last = entry.sequence;
+                let Content::Ticket(events) = entry.content else {
+                    continue;
+                };
+                for stored in events {
+                    let helpline_domain::Event::SlaAlarm {
+                        clock,
+                        level,
+                        target_secs,
+                        ..
+                    } = stored.event
+                    else {
+                        continue;
+                    };
+                    let ticket = stored.meta.ticket;
+                    let queue_of_ticket = levels.read_with(|projection| {
+                        projection.ticket(ticket).and_then(|t| t.queue.clone())
+                    });
+                    if queue.is_some() && queue_of_ticket != queue {
+                        continue;
+                    }
+                    let alarm = RecordedAlarm {
+                        ticket,
+                        queue: queue_of_ticket,
+                        clock,
+                        level,
+                        target: Duration::from_secs(target_secs),
+                        recorded_at: stored.meta.occurred_at,
+                        sequence: stored.sequence,
+                    };
+                    if sender.send(alarm).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = sender.closed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    });
+    receiver
+}

@@ -1,7 +1,8 @@
 //! SLA alarms on a real nats-server: the watch records the warning and the breach of a
 //! ticket's first response once each, at the moments a test clock reaches them, and a
 //! restarted watch (a fresh projection rebuilt from the log) neither repeats them nor
-//! misses one that fell due while it was down.
+//! misses one that fell due while it was down. A supervisor's alert feed, open all the
+//! while, is told of each once.
 
 mod support;
 
@@ -11,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use helpline_domain::sla::{SlaClock, SlaLevel};
 use helpline_domain::{Channel, Customer, Event, Personal, QueueId, TicketId};
 use helpline_eventstore::CommandMeta;
-use helpline_feedback::{Levels, watch_service_levels};
+use helpline_feedback::{Levels, recorded_alarms, watch_service_levels};
 use helpline_region::RegionConfig;
 use support::{Harness, TestResult};
 use tokio_util::sync::CancellationToken;
@@ -141,6 +142,19 @@ async fn a_warning_and_a_breach_fire_once_at_their_moments_and_survive_a_restart
         )
         .await?;
     let clock = TestClock(Arc::new(Mutex::new(queued_at + 7 * MINUTE)));
+    // A supervisor's alert feed, open through the whole test (the watch's restart too).
+    let region = RegionConfig::from_region_file(REGION).unwrap_or_else(|e| panic!("{e}"));
+    let feed_levels = Levels::for_region(Arc::new(region));
+    let feed_stop = CancellationToken::new();
+    let (store, following, shutdown) = (h.store.clone(), feed_levels.clone(), feed_stop.clone());
+    tokio::spawn(async move { following.follow(&store, shutdown).await });
+    let _stop_feed = feed_stop.drop_guard();
+    let mut feed = recorded_alarms(
+        h.store.clone(),
+        feed_levels,
+        0,
+        Some(QueueId::new("de-general")),
+    );
     let watch = Watch::start(&h, &clock);
     // Seven minutes in: nothing yet.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -165,5 +179,14 @@ async fn a_warning_and_a_breach_fire_once_at_their_moments_and_survive_a_restart
     until_alarms(&h, ticket, &breached).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(alarms(&h, ticket).await, breached, "each once");
+
+    // The supervisor was alerted of each, once, in order, with its queue.
+    let mut alerted = Vec::new();
+    while let Ok(Some(alarm)) = tokio::time::timeout(Duration::from_secs(2), feed.recv()).await {
+        assert_eq!(alarm.ticket, ticket);
+        assert_eq!(alarm.queue, Some(QueueId::new("de-general")));
+        alerted.push((alarm.clock, alarm.level, alarm.target.as_secs()));
+    }
+    assert_eq!(alerted, breached);
     Ok(())
 }

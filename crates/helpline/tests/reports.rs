@@ -371,3 +371,99 @@ de-laptops,4,23.8,3,1,75.0,0.0,0,0,100.0,23.8,4,0,100.0
         .unwrap_err();
     assert_eq!(unauthenticated.code(), Code::Unauthenticated);
 }
+
+/// The supervisor's alert feed: an SLA alarm recorded on a ticket reaches the stream of a
+/// supervisor watching its queue, with the queue and the log position to resume from;
+/// agents may not watch, and a queue the region lacks is a bad request.
+#[tokio::test]
+async fn a_supervisor_watching_service_levels_is_alerted_of_each_alarm() {
+    let d = Deployment::start().await;
+    let mut client = d.caught_up().await;
+    let denied = client
+        .watch_service_level_alarms(request(
+            pb::WatchServiceLevelAlarmsRequest::default(),
+            Role::Agent,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let unknown = client
+        .watch_service_level_alarms(request(
+            pb::WatchServiceLevelAlarmsRequest {
+                queue: "xx-nowhere".to_owned(),
+                after_sequence: 0,
+            },
+            Role::Supervisor,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+
+    let mut alarms = client
+        .watch_service_level_alarms(request(
+            pb::WatchServiceLevelAlarmsRequest {
+                queue: "de-laptops".to_owned(),
+                after_sequence: 0,
+            },
+            Role::Supervisor,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // A ticket queued for laptops, whose first response is then recorded as breached.
+    let ticket = TicketId(Uuid::now_v7());
+    let opened = Event::TicketOpened {
+        ticket,
+        customer: Customer {
+            channel: Channel::WhatsApp,
+            contact: Personal::from("4915199990000"),
+            display_name: None,
+        },
+        language: "de".to_owned(),
+    };
+    let meta = || CommandMeta::new(Uuid::now_v7(), SystemTime::now());
+    let version = d
+        .store
+        .append(ticket, 0, &[opened, queued("de-laptops")], &meta())
+        .await
+        .unwrap()
+        .version;
+    let breach = Event::SlaAlarm {
+        clock: helpline_domain::sla::SlaClock::FirstResponse,
+        level: helpline_domain::sla::SlaLevel::Breached,
+        target_secs: 900,
+        run_since_ms: 0,
+    };
+    let stored = d
+        .store
+        .append(ticket, version, &[breach], &meta())
+        .await
+        .unwrap()
+        .version;
+    let alarm = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let alarm = alarms.message().await.unwrap().expect("the feed goes on");
+            if alarm.ticket_id == ticket.to_string() {
+                return alarm;
+            }
+        }
+    })
+    .await
+    .expect("the supervisor is alerted");
+    assert_eq!(
+        (
+            alarm.queue.as_str(),
+            alarm.clock,
+            alarm.breached,
+            alarm.target_seconds,
+            alarm.sequence
+        ),
+        (
+            "de-laptops",
+            pb::SlaClock::FirstResponse as i32,
+            true,
+            900,
+            stored
+        )
+    );
+}
