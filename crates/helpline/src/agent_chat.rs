@@ -15,6 +15,7 @@ use crate::desk::{AgentDesk, Watch};
 
 pub const HOW_TO: &str = "\
 commands: accept · reply TEXT · note TEXT · release · resolve SUMMARY · use TICKET · quit
+contacts · link CHANNEL ADDRESS (the same customer writes there too) · unlink CUSTOMER_ID
 (the ticket is the latest offered one unless `use` names another)";
 
 pub async fn run(config: &Config, agent: &str, grpc: &str) -> anyhow::Result<()> {
@@ -62,6 +63,28 @@ pub async fn run(config: &Config, agent: &str, grpc: &str) -> anyhow::Result<()>
             ("note", Some(t)) => desk.note(t, rest).await,
             ("release", Some(t)) => desk.release(t).await,
             ("resolve", Some(t)) => desk.resolve(t, rest).await,
+            ("contacts", Some(t)) => desk.contacts(t).await.map(|c| print_contacts(&c)),
+            ("link", Some(t)) => match rest.trim().split_once(' ') {
+                Some((channel, address)) => match helpline_domain::Channel::ALL
+                    .into_iter()
+                    .find(|c| c.as_str() == channel)
+                {
+                    Some(channel) => desk
+                        .link(t, channel, address.trim())
+                        .await
+                        .map(|c| print_contacts(&c)),
+                    None => Err(anyhow::anyhow!(
+                        "unknown channel {channel:?}: whatsapp, messenger, telegram, viber, apple or web"
+                    )),
+                },
+                None => Err(anyhow::anyhow!(
+                    "link CHANNEL ADDRESS, e.g. link whatsapp +49 151 12345678"
+                )),
+            },
+            ("unlink", Some(t)) => desk
+                .unlink(t, rest.trim())
+                .await
+                .map(|c| print_contacts(&c)),
             (other, _) => Err(anyhow::anyhow!("unknown command {other:?}\n{HOW_TO}")),
         };
         match outcome {
@@ -72,6 +95,21 @@ pub async fn run(config: &Config, agent: &str, grpc: &str) -> anyhow::Result<()>
     }
     printer.abort();
     Ok(())
+}
+
+/// The customer's contacts as the agent sees them: pseudonym, channel, tickets.
+fn print_contacts(contacts: &[pb::CustomerContact]) {
+    for contact in contacts {
+        let channel = helpline_eventstore::codec::channel_from_proto_value(contact.channel)
+            .ok()
+            .flatten()
+            .map_or("?", helpline_domain::Channel::as_str);
+        println!(
+            "contact {} on {channel}: tickets {}",
+            contact.customer_id,
+            contact.ticket_ids.join(", ")
+        );
+    }
 }
 
 async fn print_updates(mut watch: Watch, current: Arc<Mutex<Option<TicketId>>>) {

@@ -106,6 +106,64 @@ impl AgentDesk {
         Ok(())
     }
 
+    /// Links the ticket's customer to their contact `address` on `channel`; the
+    /// customer's contacts after it.
+    pub async fn link(
+        &mut self,
+        ticket: TicketId,
+        channel: helpline_domain::Channel,
+        address: &str,
+    ) -> anyhow::Result<Vec<pb::CustomerContact>> {
+        let request = self.request(pb::LinkContactsRequest {
+            ticket_id: ticket.to_string(),
+            other: Some(pb::OtherContact {
+                who: Some(pb::other_contact::Who::Contact(pb::Contact {
+                    channel: helpline_eventstore::codec::channel_to_proto(channel).into(),
+                    address: address.to_owned(),
+                })),
+            }),
+        });
+        Ok(self
+            .client
+            .link_contacts(request)
+            .await?
+            .into_inner()
+            .contacts)
+    }
+
+    /// Takes back the link between the ticket's customer and the contact `customer_id`.
+    pub async fn unlink(
+        &mut self,
+        ticket: TicketId,
+        customer_id: &str,
+    ) -> anyhow::Result<Vec<pb::CustomerContact>> {
+        let request = self.request(pb::UnlinkContactsRequest {
+            ticket_id: ticket.to_string(),
+            other: Some(pb::OtherContact {
+                who: Some(pb::other_contact::Who::CustomerId(customer_id.to_owned())),
+            }),
+        });
+        Ok(self
+            .client
+            .unlink_contacts(request)
+            .await?
+            .into_inner()
+            .contacts)
+    }
+
+    /// The ticket's customer's contacts, each with its tickets.
+    pub async fn contacts(&mut self, ticket: TicketId) -> anyhow::Result<Vec<pb::CustomerContact>> {
+        let request = self.request(pb::ListLinkedContactsRequest {
+            ticket_id: ticket.to_string(),
+        });
+        Ok(self
+            .client
+            .list_linked_contacts(request)
+            .await?
+            .into_inner()
+            .contacts)
+    }
+
     pub async fn release(&mut self, ticket: TicketId) -> anyhow::Result<()> {
         let request = self.request(pb::ReleaseRequest {
             ticket_id: ticket.to_string(),

@@ -214,7 +214,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
     }
     let summary = format!(
         "fault suite: {} conversations on {} channels, {} webhooks answered 200 ({} posts, {} storms), \
-         {} customer messages in the log, {delivered} messages sent to customers ({failed} failed, {} by agents through the AgentDesk API: \
+         {} customer messages in the log, {delivered} messages sent to customers ({failed} failed, {} by agents through the AgentDesk API, {} of them from a canned reply: \
          {} watch streams opened again, {} calls made again, {} tickets left to another agent), \
          {} CSAT rows; faults: kill -9 {:?}, nats-server kill -9 and restart {}, paused {:?}, poison events {}, \
          provider 500s queued {} (answered {}), 429s with Retry-After queued {} (answered {}), sends confirmed 2 s late queued {} (taken {}), \
@@ -227,6 +227,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_under_faults() {
         stats.storms.load(Ordering::Relaxed),
         found.customer_messages,
         desk.replies.load(Ordering::Relaxed),
+        found.canned_replies,
         desk.reconnects.load(Ordering::Relaxed),
         desk.retries.load(Ordering::Relaxed),
         desk.left.lock().unwrap().len(),

@@ -239,9 +239,26 @@ pub fn outbound(ticket: TicketId, events: &[Event], received: &[String]) -> Outb
 pub fn phases(ticket: TicketId, events: &[Event]) -> Vec<String> {
     let mut problems = Vec::new();
     let mut state = Ticket::default();
+    // Each SLA alarm (clock, level, run) is recorded once, whatever restarts the watch saw.
+    let mut alarms = std::collections::BTreeSet::new();
     for (i, event) in events.iter().enumerate() {
         let previous = i.checked_sub(1).map(|p| &events[p]);
         let next = events.get(i + 1);
+        if let Event::SlaAlarm {
+            clock,
+            level,
+            run_since_ms,
+            ..
+        } = event
+            && !alarms.insert((clock.as_str(), level.as_str(), *run_since_ms))
+        {
+            problems.push(format!(
+                "ticket {}: event {} ({}) records an SLA alarm a second time",
+                ticket.0,
+                i + 1,
+                event.name()
+            ));
+        }
         if let Err(why) = allowed(&state, previous, event, next) {
             problems.push(format!(
                 "ticket {}: event {} ({}) in phase {}: {why}",
@@ -363,6 +380,15 @@ fn allowed(
         Event::TicketAbandoned => {
             within(&[Phase::Open, Phase::Routing, Phase::Queued, Phase::Assigned])
         }
+        // An SLA clock runs from the first queueing: no alarm before it.
+        Event::SlaAlarm { .. } if state.queue.is_none() => {
+            Err("an SLA alarm on a ticket never queued".to_owned())
+        }
+        // The canned reply's record comes with the agent's message it wrote.
+        Event::CannedReplyUsed { message, .. } => match previous {
+            Some(Event::AgentMessageSent { message: sent, .. }) if sent == message => Ok(()),
+            _ => Err("not preceded by the agent's message it names".to_owned()),
+        },
         // Receipts, notes and erasure: the domain takes them in any phase of an opened
         // ticket (receipts even after it closed), and their own rules are not what faults
         // can break.
@@ -1104,6 +1130,65 @@ mod tests {
         let problems = phases(ticket(), &events);
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert!(problems[0].contains("agent held"), "{problems:#?}");
+    }
+
+    #[test]
+    fn an_sla_alarm_is_recorded_once_and_only_on_a_queued_ticket() {
+        use helpline_domain::sla::{SlaClock, SlaLevel};
+        let alarm = |level| Event::SlaAlarm {
+            clock: SlaClock::FirstResponse,
+            level,
+            target_secs: 600,
+            run_since_ms: 0,
+        };
+        let queue = QueueId::new("de-laptops");
+        let queued = [
+            opened(),
+            Event::HandoffRequested {
+                reason: helpline_domain::HandoffReason::DetailsComplete,
+                summary: Personal::new("summary".to_owned()),
+            },
+            Event::TicketRouted {
+                rule: "laptops".to_owned(),
+                destination: RouteDestination::Queue(queue.clone()),
+            },
+            Event::TicketQueued { queue },
+        ];
+        let mut events = queued.to_vec();
+        events.extend([alarm(SlaLevel::Warning), alarm(SlaLevel::Breached)]);
+        assert_eq!(phases(ticket(), &events), Vec::<String>::new());
+        events.push(alarm(SlaLevel::Warning));
+        let problems = phases(ticket(), &events);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(problems[0].contains("a second time"), "{problems:#?}");
+        let unqueued = phases(ticket(), &[opened(), alarm(SlaLevel::Warning)]);
+        assert_eq!(unqueued.len(), 1, "{unqueued:#?}");
+        assert!(unqueued[0].contains("never queued"), "{unqueued:#?}");
+    }
+
+    #[test]
+    fn a_canned_reply_is_recorded_with_the_agents_message_it_wrote() {
+        let anna = AgentId::new("anna");
+        let sent = |n| Event::AgentMessageSent {
+            agent: anna.clone(),
+            message: MessageId(Uuid::from_u128(n)),
+            body: MessageBody::Text(Personal::new("hi".to_owned())),
+        };
+        let canned = |n| Event::CannedReplyUsed {
+            message: MessageId(Uuid::from_u128(n)),
+            shortcut: "hallo".to_owned(),
+        };
+        let problems = |events: &[Event]| {
+            let mut all = vec![opened()];
+            all.extend_from_slice(events);
+            phases(ticket(), &all)
+                .into_iter()
+                .filter(|p| p.contains("CannedReplyUsed"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(problems(&[sent(1), canned(1)]), Vec::<String>::new());
+        assert_eq!(problems(&[sent(1), canned(2)]).len(), 1);
+        assert_eq!(problems(&[canned(1)]).len(), 1);
     }
 
     #[test]

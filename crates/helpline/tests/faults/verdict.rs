@@ -61,6 +61,8 @@ pub struct Verdict {
     pub copies_after_kill: usize,
     pub csat_rows: usize,
     pub dead_letters: usize,
+    /// Agents' messages recorded as written from a canned reply (`CannedReplyUsed`).
+    pub canned_replies: usize,
 }
 
 /// Every webhook answered 200 is in the log exactly once, in its ticket and in order; every
@@ -198,6 +200,12 @@ pub async fn check(
         copies_after_kill,
         csat_rows: csat_rows.0,
         dead_letters: letters.len(),
+        canned_replies: log
+            .tickets
+            .values()
+            .flat_map(|(_, events)| events)
+            .filter(|event| matches!(event, helpline_domain::Event::CannedReplyUsed { .. }))
+            .count(),
     }
 }
 
