@@ -75,7 +75,7 @@ impl Reports for ReportsApi {
     }
 
     type WatchServiceLevelAlarmsStream =
-        Pin<Box<dyn Stream<Item = Result<pb::ServiceLevelAlarm, Status>> + Send>>;
+        Pin<Box<dyn Stream<Item = Result<pb::WatchServiceLevelAlarmsResponse, Status>> + Send>>;
 
     async fn watch_service_level_alarms(
         &self,
@@ -109,7 +109,10 @@ impl Reports for ReportsApi {
         );
         let stream = futures::stream::unfold(alarms, |mut alarms| async move {
             let alarm = alarms.recv().await?;
-            Some((Ok(alarm_to_proto(&alarm)), alarms))
+            let answer = pb::WatchServiceLevelAlarmsResponse {
+                alarm: Some(alarm_to_proto(&alarm)),
+            };
+            Some((Ok(answer), alarms))
         });
         Ok(Response::new(Box::pin(stream)))
     }

@@ -442,7 +442,8 @@ async fn a_supervisor_watching_service_levels_is_alerted_of_each_alarm() {
         .version;
     let alarm = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let alarm = alarms.message().await.unwrap().expect("the feed goes on");
+            let answer = alarms.message().await.unwrap().expect("the feed goes on");
+            let alarm = answer.alarm.expect("an answer holds its alarm");
             if alarm.ticket_id == ticket.to_string() {
                 return alarm;
             }
