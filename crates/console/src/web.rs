@@ -37,6 +37,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/helpline.v1.AgentDesk/{method}", post(pass_on))
         .route("/helpline.v1.TicketQuery/{method}", post(pass_on))
         .route("/helpline.v1.Feedback/{method}", post(pass_on))
+        .route("/helpline.v1.Reports/{method}", post(pass_on))
         .route(
             "/widget.js",
             get(|| async { page(WIDGET_JS, "text/javascript; charset=utf-8") }),
@@ -348,7 +349,8 @@ async fn pass_on(State(console): State<Arc<Console>>, request: Request) -> Respo
     let channel = match service.as_str() {
         "helpline.v1.AgentDesk" => console.upstreams.agent_desk.clone(),
         "helpline.v1.TicketQuery" => console.upstreams.ticket_query.clone(),
-        "helpline.v1.Feedback" => console.upstreams.feedback.clone(),
+        // Reports is served beside Feedback, by the same process.
+        "helpline.v1.Feedback" | "helpline.v1.Reports" => console.upstreams.feedback.clone(),
         _ => {
             return grpc_refusal(
                 StatusCode::NOT_FOUND,

@@ -172,7 +172,14 @@ async fn anna_takes_a_whatsapp_customer_through_the_console_in_a_real_browser() 
     for payload in XSS_PAYLOADS {
         customer.writes(payload).await;
     }
+    customer
+        .gets(
+            |received| received.iter().any(|text| text.contains("Kostenvoranschlag")),
+            "Anna's canned reply",
+        )
+        .await;
     customer.says("Danke, jetzt klappt es wieder!").await;
+    until("TRANSFERRED").await;
     until("RESOLVED").await;
     // Resolving starts the rating; the customer gives 5 and the supervisor sees it.
     customer

@@ -14,6 +14,10 @@ import { Timestamp } from "./gen/google/protobuf/timestamp";
 import { TicketQueryClient } from "./gen/helpline/v1/ticket_query.client";
 import { TicketPhase } from "./gen/helpline/v1/ticket_query";
 import { FeedbackClient } from "./gen/helpline/v1/feedback.client";
+import { ReportsClient } from "./gen/helpline/v1/reports.client";
+import type { ServiceLevelAlarm } from "./gen/helpline/v1/reports";
+import { SlaClock } from "./gen/helpline/v1/events";
+import type { CannedReply, CustomerContact } from "./gen/helpline/v1/agent_desk";
 import { CsatGrouping } from "./gen/helpline/v1/feedback";
 import { type Key, locale, speak, t } from "./i18n";
 
@@ -83,10 +87,15 @@ const transport = new GrpcWebFetchTransport({
 const desk = new AgentDeskClient(transport);
 const query = new TicketQueryClient(transport);
 const feedback = new FeedbackClient(transport);
+const reports = new ReportsClient(transport);
 
 const held = new Map<string, Held>();
 let selected: string | null = null;
 let watching: AbortController | null = null;
+/** The shortcut of the canned reply the message box was filled from, until it is sent or emptied. */
+let cannedReply = "";
+/** The selected ticket's customer's contacts, and which ticket they were read for. */
+let contacts: { ticketId: string; list: CustomerContact[] } | null = null;
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, className?: string) {
   const element = document.createElement(tag);
@@ -411,6 +420,124 @@ function renderConversation() {
       ? t("window_outside")
       : t("window_inside", new Date(entry.lastCustomerMessage!.getTime() + WHATSAPP_WINDOW_MS).toLocaleString(locale()));
   (document.getElementById("reply-form") as HTMLFormElement).hidden = !ticket.accepted;
+  (document.getElementById("transfer-form") as HTMLFormElement).hidden = !ticket.accepted;
+  if (contacts?.ticketId !== ticketId) void loadContacts(ticketId);
+  renderContacts();
+}
+
+/** The customer's contacts (their own first, then those an agent linked), read afresh. */
+async function loadContacts(ticketId: string) {
+  contacts = { ticketId, list: [] };
+  try {
+    const { contacts: list } = await desk.listLinkedContacts({ ticketId }).response;
+    if (contacts?.ticketId === ticketId) contacts = { ticketId, list };
+  } catch (error) {
+    $("action-error").textContent = String((error as Error).message ?? error);
+  }
+  renderContacts();
+}
+
+function renderContacts() {
+  const list = $("contact-list");
+  if (!contacts || contacts.ticketId !== selected) return list.replaceChildren();
+  const ticketId = contacts.ticketId;
+  list.replaceChildren(
+    ...contacts.list.map((contact, i) => {
+      const item = el("li", t("contact_tickets", CHANNELS[contact.channel] ?? "?", contact.ticketIds.length));
+      item.dataset.customer = contact.customerId;
+      if (i === 0) {
+        item.append(" (", t("contact_this"), ")");
+      } else {
+        const unlink = el("button", t("unlink"));
+        unlink.type = "button";
+        unlink.addEventListener("click", () =>
+          act(async () => {
+            const other = { who: { oneofKind: "customerId" as const, customerId: contact.customerId } };
+            const { contacts: list } = await desk.unlinkContacts({ ticketId, other }).response;
+            contacts = { ticketId, list };
+          }, ticketId),
+        );
+        item.append(" ", unlink);
+      }
+      return item;
+    }),
+  );
+}
+
+/** The canned replies matching what the agent typed, filled in for the selected ticket. */
+async function searchCanned(query: string) {
+  const ticketId = selected;
+  const list = $("canned-list");
+  if (!ticketId || !query.trim()) return list.replaceChildren();
+  let replies: CannedReply[];
+  try {
+    ({ replies } = await desk.listCannedReplies({ ticketId, query }).response);
+  } catch (error) {
+    $("action-error").textContent = String((error as Error).message ?? error);
+    return;
+  }
+  if (replies.length === 0) return list.replaceChildren(el("li", t("canned_none")));
+  list.replaceChildren(
+    ...replies.map((reply) => {
+      const item = el("li");
+      const use = el("button", `${reply.shortcut} · ${reply.title}`);
+      use.type = "button";
+      use.title = reply.text;
+      use.addEventListener("click", () => {
+        ($("reply") as HTMLTextAreaElement).value = reply.text;
+        cannedReply = reply.shortcut;
+        ($("canned-search") as HTMLInputElement).value = "";
+        list.replaceChildren();
+        $("reply").focus();
+      });
+      item.append(use);
+      return item;
+    }),
+  );
+}
+
+const CLOCKS: Record<number, Key> = {
+  [SlaClock.FIRST_RESPONSE]: "clock_first_response",
+  [SlaClock.NEXT_RESPONSE]: "clock_next_response",
+  [SlaClock.RESOLUTION]: "clock_resolution",
+};
+
+/** One SLA alarm at the top of the supervisor's alerts (the latest 50 are kept). */
+function onAlarm(alarm: ServiceLevelAlarm) {
+  const list = $("sla-alerts");
+  const item = el(
+    "li",
+    t(
+      "sla_alert_line",
+      t(alarm.breached ? "sla_breached" : "sla_warning"),
+      t(CLOCKS[alarm.clock] ?? "clock_first_response"),
+      alarm.ticketId.slice(0, 8),
+      alarm.queue || "—",
+      Math.round(Number(alarm.targetSeconds) / 60),
+    ),
+    alarm.breached ? "alert breached" : "alert warning",
+  );
+  item.dataset.ticket = alarm.ticketId;
+  list.prepend(item);
+  while (list.children.length > 50) list.lastElementChild?.remove();
+}
+
+/** The supervisor's alert feed; after a break it resumes after the last alarm it showed. */
+async function watchAlarms(abort: AbortSignal) {
+  let after = 0n;
+  await keepOpen(
+    abort,
+    async (progress) => {
+      const call = reports.watchServiceLevelAlarms({ queue: "", afterSequence: after }, { abort });
+      for await (const { alarm } of call.responses) {
+        progress();
+        if (!alarm) continue;
+        if (alarm.sequence > after) after = alarm.sequence;
+        onAlarm(alarm);
+      }
+    },
+    () => undefined,
+  );
 }
 
 // The agent's actions go to the desk one after the other, in the order they were
@@ -516,6 +643,7 @@ async function supervise() {
   supervising?.abort();
   const abort = new AbortController();
   supervising = abort;
+  void watchAlarms(abort.signal);
   await keepOpen(
     abort.signal,
     async (progress) => {
@@ -549,7 +677,16 @@ function show(who: Who | null) {
   speak(who.languages ?? []);
   const role = ({ agent: "role_agent", supervisor: "role_supervisor", admin: "role_admin" } as const)[who.role] ?? "role_agent";
   $("who").textContent = `${who.name || who.agent} (${t(role as Key)})`;
-  void desk.signIn({}).then(() => watch(), (error) => ($("action-error").textContent = String(error)));
+  void desk.signIn({}).then(
+    ({ response }) => {
+      // The agent's own queues are offered as transfer targets; any queue id is taken.
+      $("transfer-targets").replaceChildren(
+        ...response.queues.map((queue) => Object.assign(document.createElement("option"), { value: queue })),
+      );
+      return watch();
+    },
+    (error) => ($("action-error").textContent = String(error)),
+  );
   if (!$("supervisor").hidden) void supervise();
 }
 
@@ -601,8 +738,58 @@ $("reply-form").addEventListener("submit", (event) => {
   if (!ticketId || !text.value.trim()) return;
   const body = { content: { oneofKind: "text" as const, text: text.value } };
   const requestId = crypto.randomUUID();
+  // Sent as the agent edited it; the record says which canned reply it came from.
+  const canned = cannedReply;
   text.value = "";
-  void act(() => desk.reply({ ticketId, body, requestId, cannedReply: "" }), ticketId);
+  cannedReply = "";
+  void act(() => desk.reply({ ticketId, body, requestId, cannedReply: canned }), ticketId);
+});
+
+$("reply").addEventListener("input", () => {
+  if (!($("reply") as HTMLTextAreaElement).value.trim()) cannedReply = "";
+});
+
+let cannedTyping: ReturnType<typeof setTimeout> | null = null;
+$("canned-search").addEventListener("input", () => {
+  if (cannedTyping !== null) clearTimeout(cannedTyping);
+  cannedTyping = setTimeout(() => void searchCanned(($("canned-search") as HTMLInputElement).value), 150);
+});
+$("canned-search").addEventListener("keydown", (event) => {
+  // Enter picks the first match rather than sending the message box.
+  if ((event as KeyboardEvent).key !== "Enter") return;
+  event.preventDefault();
+  ($("canned-list").querySelector("button") as HTMLButtonElement | null)?.click();
+});
+
+$("transfer-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const ticketId = selected;
+  const target = ($("transfer-target") as HTMLInputElement).value.trim();
+  if (!ticketId || !target) return;
+  const toAgent = ($("transfer-kind") as HTMLSelectElement).value === "agent";
+  const note = ($("transfer-note") as HTMLInputElement).value;
+  const to = toAgent
+    ? { oneofKind: "agentId" as const, agentId: target }
+    : { oneofKind: "queue" as const, queue: target };
+  void act(async () => {
+    await desk.transfer({ ticketId, target: to, note }).response;
+    ($("transfer-target") as HTMLInputElement).value = "";
+    ($("transfer-note") as HTMLInputElement).value = "";
+  }, ticketId);
+});
+
+$("link-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const ticketId = selected;
+  const address = ($("link-address") as HTMLInputElement).value.trim();
+  if (!ticketId || !address) return;
+  const channel = Number(($("link-channel") as HTMLSelectElement).value) as Channel;
+  void act(async () => {
+    const other = { who: { oneofKind: "contact" as const, contact: { channel, address } } };
+    const { contacts: list } = await desk.linkContacts({ ticketId, other }).response;
+    contacts = { ticketId, list };
+    ($("link-address") as HTMLInputElement).value = "";
+  }, ticketId);
 });
 
 $("note-button").addEventListener("click", () => {

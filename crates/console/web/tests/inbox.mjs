@@ -1,9 +1,12 @@
 // Agent Anna in a real browser (Debian's chromium, driven by playwright-core): signs in
 // to the console (in English, the browser's language) and works in German (her first
 // language in [[agents]]), takes the offer, reads the bot's summary and the 24-hour window,
-// replies, adds an internal note, waits for the customer's answer, resolves; axe-core on
+// replies, adds an internal note, sends a canned reply, sees the customer's contacts,
+// waits for the customer's answer, transfers the ticket with a note (and takes it again
+// from the queue), resolves; axe-core on
 // every page along the way. Driven by crates/helpline/tests/console_browser.rs, which
-// plays the customer: this script says where it is on stdout (READY, REPLIED, RESOLVED)
+// plays the customer: this script says where it is on stdout (READY, REPLIED,
+// TRANSFERRED, RESOLVED)
 // and fails (exit 1) on anything it does not find.
 //
 // Supervisor Sabine watches in a second browser context: after the customer's rating
@@ -100,6 +103,15 @@ try {
   await page.getByLabel("Nachricht").fill("Intern: Garantie prüfen");
   await page.getByRole("button", { name: "Interne Notiz hinzufügen" }).click();
   await page.locator("#lines .line.note", { hasText: "Garantie prüfen" }).waitFor();
+  // A canned reply, found by its shortcut, filled in for this ticket, sent.
+  await page.getByLabel("Textbaustein: Kürzel oder Wörter").fill("kva");
+  await page.getByRole("button", { name: /^kva · Kostenvoranschlag/ }).click();
+  const filled = await page.getByLabel("Nachricht").inputValue();
+  if (!/Kostenvoranschlag/.test(filled) || !/Anna Becker/.test(filled)) problems.push(`the canned reply was not filled in: ${filled}`);
+  await page.getByRole("button", { name: "An Kunden senden" }).click();
+  await page.locator("#lines .line.agent", { hasText: "Kostenvoranschlag" }).waitFor();
+  // The customer's contacts: this WhatsApp conversation, no other linked yet.
+  await page.locator("#contact-list li", { hasText: "WhatsApp · 1 Ticket(s)" }).waitFor();
   say("REPLIED");
 
   // The customer's photo: opened on request, shown in the conversation.
@@ -120,6 +132,19 @@ try {
   await page.locator("#lines .line.customer", { hasText: "jetzt klappt es" }).waitFor({ timeout: 60_000 });
   await axe("conversation");
   if (SCREENSHOTS) await page.screenshot({ path: `${SCREENSHOTS}/console-conversation.png` });
+  // Transferred to the general queue with a note: the ticket leaves Anna; the queue
+  // offers it again, to her (the only agent available); the note is in the conversation.
+  await page.locator("#transfer-kind").selectOption("queue");
+  await page.locator("#transfer-target").fill("de-general");
+  await page.getByLabel("Notiz für die Übernahme").fill("Bitte Rückruf zur Garantie");
+  await page.getByRole("button", { name: "Weiterleiten" }).click();
+  await page.locator("#mine li").waitFor({ state: "detached" });
+  const again = page.locator("#offers li").first();
+  await again.waitFor({ timeout: 60_000 });
+  await again.getByRole("button", { name: "Annehmen" }).click();
+  await page.locator("#mine li").first().getByRole("button").first().click();
+  await page.locator("#lines .line.note", { hasText: "Bitte Rückruf zur Garantie" }).waitFor();
+  say("TRANSFERRED");
   await page.getByLabel("Lösung").fill("Konto nach Update zurückgesetzt");
   await page.getByRole("button", { name: "Als gelöst markieren" }).click();
   await page.locator("#mine li").waitFor({ state: "detached" });
