@@ -701,19 +701,9 @@ impl AgentDesk for Desk {
     ) -> Result<Response<pb::LinkContactsResponse>, Status> {
         let caller = self.caller(&request)?;
         let request = request.into_inner();
-        let ticket = ticket_id(&request.ticket_id)?;
-        self.may_read(&caller, ticket)?;
-        let mine = self.contact_of(ticket, "ticket_id").await?;
-        let other = self.other_contact(request.other).await?;
-        let by = LinkedBy::Agent(caller.id().clone());
-        tracing::info!(agent = %caller.id(), %ticket, customer = %mine.customer, other = %other.customer, "link contacts");
-        self.assignment
-            .inner
-            .store
-            .link_contacts(&mine, &other, &by)
-            .await
-            .map_err(AssignmentError::from)?;
-        let contacts = self.contacts(&mine.customer).await?;
+        let contacts = self
+            .change_link(&caller, &request.ticket_id, request.other, Link::Link)
+            .await?;
         Ok(Response::new(pb::LinkContactsResponse { contacts }))
     }
 
@@ -723,19 +713,9 @@ impl AgentDesk for Desk {
     ) -> Result<Response<pb::UnlinkContactsResponse>, Status> {
         let caller = self.caller(&request)?;
         let request = request.into_inner();
-        let ticket = ticket_id(&request.ticket_id)?;
-        self.may_read(&caller, ticket)?;
-        let mine = self.contact_of(ticket, "ticket_id").await?;
-        let other = self.other_contact(request.other).await?;
-        let by = LinkedBy::Agent(caller.id().clone());
-        tracing::info!(agent = %caller.id(), %ticket, customer = %mine.customer, other = %other.customer, "unlink contacts");
-        self.assignment
-            .inner
-            .store
-            .unlink_contacts(&mine, &other, &by)
-            .await
-            .map_err(AssignmentError::from)?;
-        let contacts = self.contacts(&mine.customer).await?;
+        let contacts = self
+            .change_link(&caller, &request.ticket_id, request.other, Link::Unlink)
+            .await?;
         Ok(Response::new(pb::UnlinkContactsResponse { contacts }))
     }
 
@@ -752,7 +732,37 @@ impl AgentDesk for Desk {
     }
 }
 
+/// What an agent asks of two contacts.
+#[derive(Clone, Copy, Debug)]
+enum Link {
+    Link,
+    Unlink,
+}
+
 impl Desk {
+    /// Links or unlinks the customer of `ticket` (which the caller may read) and the
+    /// `other` contact; the customer's contacts after it.
+    async fn change_link(
+        &self,
+        caller: &Caller,
+        ticket: &str,
+        other: Option<pb::OtherContact>,
+        link: Link,
+    ) -> Result<Vec<pb::CustomerContact>, AssignmentError> {
+        let ticket = ticket_id(ticket)?;
+        self.may_read(caller, ticket)?;
+        let mine = self.contact_of(ticket, "ticket_id").await?;
+        let other = self.other_contact(other).await?;
+        let by = LinkedBy::Agent(caller.id().clone());
+        tracing::info!(agent = %caller.id(), %ticket, customer = %mine.customer, other = %other.customer, ?link, "contacts");
+        let store = &self.assignment.inner.store;
+        match link {
+            Link::Link => store.link_contacts(&mine, &other, &by).await?,
+            Link::Unlink => store.unlink_contacts(&mine, &other, &by).await?,
+        };
+        self.contacts(&mine.customer).await
+    }
+
     /// The customer of `ticket` and their channel; a ticket that names nobody any more
     /// (erased) or never did cannot be linked.
     async fn contact_of(

@@ -315,15 +315,27 @@ impl EventStore {
 
     /// The sequence of the subject's last message, 0 when it has none.
     async fn last_sequence(&self, subject: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .last_on_subject(subject)
+            .await?
+            .map_or(0, |message| message.sequence))
+    }
+
+    /// The last message of an event-stream subject (one Direct Get); `None` when the
+    /// subject has none: a ledger's latest state, or a ticket's version.
+    pub(crate) async fn last_on_subject(
+        &self,
+        subject: &str,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, StoreError> {
         let stream = self
             .js
             .get_stream_no_info(self.layout.event_stream())
             .await
             .map_err(StoreError::unavailable)?;
         match stream.direct_get_last_for_subject(subject).await {
-            Ok(message) => Ok(message.sequence),
+            Ok(message) => Ok(Some(message)),
             Err(e) if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound => {
-                Ok(0)
+                Ok(None)
             }
             Err(e) => Err(StoreError::unavailable(e)),
         }

@@ -11,7 +11,6 @@ use std::time::SystemTime;
 
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::DirectGetErrorKind;
 use helpline_domain::Channel;
 use helpline_domain::notify::{Answer, Consent, ConsentChanged, ConsentSource, Scope};
 use helpline_proto::v1 as pb;
@@ -38,20 +37,11 @@ impl EventStore {
     /// said yet. One Direct Get.
     pub async fn consent(&self, customer: &CustomerId) -> Result<StoredConsent, StoreError> {
         let subject = self.layout().customer_subject(customer);
-        let stream = self
-            .jetstream()
-            .get_stream_no_info(self.layout().event_stream())
-            .await
-            .map_err(StoreError::unavailable)?;
-        let message = match stream.direct_get_last_for_subject(&subject).await {
-            Ok(message) => message,
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
-                return Ok(StoredConsent {
-                    consent: Consent::default(),
-                    sequence: 0,
-                });
-            }
-            Err(e) => return Err(StoreError::unavailable(e)),
+        let Some(message) = self.last_on_subject(&subject).await? else {
+            return Ok(StoredConsent {
+                consent: Consent::default(),
+                sequence: 0,
+            });
         };
         let changed = decode(&message.payload).map_err(|e| {
             StoreError::unavailable(format!("{subject} holds an unreadable event: {e}"))

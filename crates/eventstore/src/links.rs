@@ -18,7 +18,6 @@ use std::time::SystemTime;
 
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::DirectGetErrorKind;
 use helpline_domain::Channel;
 use helpline_domain::link::{Group, LinkError, LinkRequest, LinkedBy, Links, LinksChanged};
 use helpline_proto::v1 as pb;
@@ -76,20 +75,11 @@ impl EventStore {
     /// under their key; none when the ledger is empty or no longer opens. One Direct Get.
     pub async fn links(&self, customer: &CustomerId) -> Result<StoredLinks, StoreError> {
         let subject = self.layout().links_subject(customer);
-        let stream = self
-            .jetstream()
-            .get_stream_no_info(self.layout().event_stream())
-            .await
-            .map_err(StoreError::unavailable)?;
-        let message = match stream.direct_get_last_for_subject(&subject).await {
-            Ok(message) => message,
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
-                return Ok(StoredLinks {
-                    links: Links::default(),
-                    sequence: 0,
-                });
-            }
-            Err(e) => return Err(StoreError::unavailable(e)),
+        let Some(message) = self.last_on_subject(&subject).await? else {
+            return Ok(StoredLinks {
+                links: Links::default(),
+                sequence: 0,
+            });
         };
         let corrupt = |reason: String| StoreError::Corrupt {
             subject: subject.clone(),

@@ -174,7 +174,11 @@ async fn anna_takes_a_whatsapp_customer_through_the_console_in_a_real_browser() 
     }
     customer
         .gets(
-            |received| received.iter().any(|text| text.contains("Kostenvoranschlag")),
+            |received| {
+                received
+                    .iter()
+                    .any(|text| text.contains("Kostenvoranschlag"))
+            },
             "Anna's canned reply",
         )
         .await;
