@@ -3,7 +3,8 @@
 //!
 //! The event store's one follower ([`EventStore::follow`]) reads the ticket subjects;
 //! nothing is stored but the stream, so a restart rebuilds each projection from the log.
-//! [`Live`] does this for any [`Fold`]: [`Csat`] and [`Levels`] are the two.
+//! [`Live`] does this for any [`Fold`]: [`Csat`] and [`Levels`] are the two, and
+//! [`Projections`] keeps both with one reader.
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -147,22 +148,16 @@ impl<P: Fold + Clone> Live<P> {
     }
 }
 
-impl<P: Fold> Follower for Live<P> {
-    fn position(&self) -> u64 {
-        self.last_sequence()
-    }
-
-    fn apply(&self, entry: LogEntry) {
-        let Content::Ticket(events) = entry.content else {
-            return;
-        };
+impl<P: Fold> Live<P> {
+    /// Folds in one message's events.
+    fn apply_events(&self, events: &[StoredEvent]) {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        for event in &events {
+        for event in events {
             state.projection.apply(event);
         }
     }
 
-    fn reached_end(&self) {
+    fn mark_replayed(&self) {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         if !state.replayed {
             state.replayed = true;
@@ -172,5 +167,64 @@ impl<P: Fold> Follower for Live<P> {
                 "projection replayed the log"
             );
         }
+    }
+}
+
+impl<P: Fold> Follower for Live<P> {
+    fn position(&self) -> u64 {
+        self.last_sequence()
+    }
+
+    fn apply(&self, entry: LogEntry) {
+        if let Content::Ticket(events) = entry.content {
+            self.apply_events(&events);
+        }
+    }
+
+    fn reached_end(&self) {
+        self.mark_replayed();
+    }
+}
+
+/// Feedback's two projections kept live by one reader of the log: `helpline feedback`
+/// replays and decodes the log once for both, not once each.
+#[derive(Clone, Debug)]
+pub struct Projections {
+    pub csat: Csat,
+    pub levels: Levels,
+}
+
+impl Projections {
+    /// Folds every ticket event of `store` into both, from the log's first, until
+    /// `shutdown` fires (as [`Live::follow`]).
+    pub async fn follow(
+        &self,
+        store: &EventStore,
+        shutdown: CancellationToken,
+    ) -> Result<(), FeedbackError> {
+        store
+            .follow("feedback", Subjects::Tickets, self, &shutdown)
+            .await;
+        Ok(())
+    }
+}
+
+impl Follower for Projections {
+    /// The one further behind: a message both have applied is applied again to neither
+    /// (each projection skips what it applied before).
+    fn position(&self) -> u64 {
+        self.csat.last_sequence().min(self.levels.last_sequence())
+    }
+
+    fn apply(&self, entry: LogEntry) {
+        if let Content::Ticket(events) = entry.content {
+            self.csat.apply_events(&events);
+            self.levels.apply_events(&events);
+        }
+    }
+
+    fn reached_end(&self) {
+        self.csat.mark_replayed();
+        self.levels.mark_replayed();
     }
 }

@@ -287,11 +287,16 @@ pub async fn run_until_stopped(
     if services.feedback {
         let replayed = csat.clone();
         ops.watch_projection("csat", Arc::new(move || replayed.is_replayed()));
-        let (following, csat, stop) = (store.clone(), csat.clone(), shutdown.clone());
+        // One reader of the log for both projections.
+        let both = helpline_feedback::Projections {
+            csat: csat.clone(),
+            levels: levels.clone(),
+        };
+        let (following, stop) = (store.clone(), shutdown.clone());
         tasks.spawn(async move {
-            csat.follow(&following, stop)
+            both.follow(&following, stop)
                 .await
-                .context("the CSAT projection failed")
+                .context("feedback's projections failed")
         });
         let replayed = levels.clone();
         ops.watch_projection("service-levels", Arc::new(move || replayed.is_replayed()));
@@ -305,13 +310,6 @@ pub async fn run_until_stopped(
             )
             .await;
             Ok(())
-        });
-        let (store, levels, shutdown) = (store.clone(), levels.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            levels
-                .follow(&store, shutdown)
-                .await
-                .context("the service-level projection failed")
         });
     }
     let tickets = helpline_query::LiveProjection::default();
