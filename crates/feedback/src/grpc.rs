@@ -64,12 +64,7 @@ impl FeedbackApi {
     ) -> Result<Response<pb::GetCsatResponse>, Status> {
         self.authorize(&request)?;
         let request = request.into_inner();
-        let filter = filter_from_proto(request.filter.unwrap_or_default())?;
-        let group_by = request
-            .group_by
-            .into_iter()
-            .map(grouping_from_proto)
-            .collect::<Result<Vec<_>, _>>()?;
+        let (filter, group_by) = report_request(request.filter, request.group_by)?;
         let stream_last_sequence = self.stream_last_sequence().await?;
         // Read after the stream's position, so the answer never shows the projection
         // ahead of the log.
@@ -114,7 +109,20 @@ impl FeedbackApi {
     }
 }
 
-pub(crate) fn filter_from_proto(filter: pb::CsatFilter) -> Result<CsatFilter, FeedbackError> {
+/// A report request's filter and groups, as CSAT and service levels both take them.
+pub(crate) fn report_request(
+    filter: Option<pb::CsatFilter>,
+    group_by: Vec<i32>,
+) -> Result<(CsatFilter, Vec<Grouping>), FeedbackError> {
+    let filter = filter_from_proto(filter.unwrap_or_default())?;
+    let group_by = group_by
+        .into_iter()
+        .map(grouping_from_proto)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((filter, group_by))
+}
+
+fn filter_from_proto(filter: pb::CsatFilter) -> Result<CsatFilter, FeedbackError> {
     let text = |value: String| (!value.is_empty()).then_some(value);
     let channel = channel_from_proto_value(filter.channel).map_err(|reason| {
         FeedbackError::InvalidArgument {
@@ -144,7 +152,7 @@ fn moment(
     })
 }
 
-pub(crate) fn grouping_from_proto(value: i32) -> Result<Grouping, FeedbackError> {
+fn grouping_from_proto(value: i32) -> Result<Grouping, FeedbackError> {
     match pb::CsatGrouping::try_from(value) {
         Ok(pb::CsatGrouping::Region) => Ok(Grouping::Region),
         Ok(pb::CsatGrouping::Queue) => Ok(Grouping::Queue),

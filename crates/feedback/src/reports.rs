@@ -18,7 +18,7 @@ use helpline_region::RegionConfig;
 use tonic::{Request, Response, Status};
 
 use crate::error::FeedbackError;
-use crate::grpc::{FeedbackApi, filter_from_proto, grouping_from_proto};
+use crate::grpc::{FeedbackApi, report_request};
 use crate::levels::{ClockFigures, LevelsRow};
 use crate::projection::{Csat, Levels};
 use crate::watch::{RecordedAlarm, recorded_alarms};
@@ -123,12 +123,7 @@ impl Reports for ReportsApi {
     ) -> Result<Response<pb::GetServiceLevelsResponse>, Status> {
         self.feedback.authorize(&request)?;
         let request = request.into_inner();
-        let filter = filter_from_proto(request.filter.unwrap_or_default())?;
-        let group_by = request
-            .group_by
-            .into_iter()
-            .map(grouping_from_proto)
-            .collect::<Result<Vec<_>, _>>()?;
+        let (filter, group_by) = report_request(request.filter, request.group_by)?;
         let stream_last_sequence = self.feedback.stream_last_sequence().await?;
         let now = SystemTime::now();
         let (rows, applied_sequence) = self.levels.read_with(|projection| {
