@@ -16,7 +16,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt as _;
-use helpline_assignment::AuthKey;
 use helpline_domain::{Channel, Command as TicketCommand, Customer, MessageBody, MessageId};
 use helpline_eventstore::{CommandMeta, EventStore, MasterKey, StoreConfig, chain};
 use helpline_proto::v1 as pb;
@@ -228,28 +227,11 @@ async fn open_store(nats: &NatsServer) -> EventStore {
 }
 
 fn token(role: Role) -> String {
-    let agent = match role {
-        Role::Admin => "ops-admin",
-        Role::Supervisor => "sabine",
-        Role::Agent => "emily",
-    };
-    helpline_assignment::auth::issue(
-        &AuthKey::new(JWT_SECRET).unwrap(),
-        agent,
-        role,
-        Duration::from_secs(600),
-        SystemTime::now(),
-    )
-    .unwrap()
+    process::token_for_role(JWT_SECRET, role)
 }
 
 fn request<T>(message: T, role: Role) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", token(role)).parse().unwrap(),
-    );
-    request
+    process::request_as(JWT_SECRET, message, role)
 }
 
 fn contact(channel: Channel, address: &str) -> pb::Contact {

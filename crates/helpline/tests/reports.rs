@@ -8,7 +8,6 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
-use helpline_assignment::AuthKey;
 use helpline_domain::{
     AgentId, Channel, CloseReason, Customer, Event, MessageBody, MessageId, Personal, QueueId,
     TicketId,
@@ -159,28 +158,11 @@ fn berlin(local: &str) -> SystemTime {
 }
 
 fn token(role: Role) -> String {
-    let agent = match role {
-        Role::Admin => "ops-admin",
-        Role::Supervisor => "sabine",
-        Role::Agent => "emily",
-    };
-    helpline_assignment::auth::issue(
-        &AuthKey::new(JWT_SECRET).unwrap(),
-        agent,
-        role,
-        Duration::from_secs(600),
-        SystemTime::now(),
-    )
-    .unwrap()
+    process::token_for_role(JWT_SECRET, role)
 }
 
 fn request<T>(message: T, role: Role) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", token(role)).parse().unwrap(),
-    );
-    request
+    process::request_as(JWT_SECRET, message, role)
 }
 
 fn opened(channel: Channel) -> Event {

@@ -211,3 +211,32 @@ pub fn browser(
         .unwrap_or_else(|e| panic!("node {script}: {e}"));
     (child, screenshots)
 }
+
+/// A token signed with `secret` for the German region's agent of `role` (the admin
+/// ops-admin, the supervisor sabine, the agent emily), valid ten minutes.
+pub fn token_for_role(secret: &str, role: helpline_region::Role) -> String {
+    let agent = match role {
+        helpline_region::Role::Admin => "ops-admin",
+        helpline_region::Role::Supervisor => "sabine",
+        helpline_region::Role::Agent => "emily",
+    };
+    helpline_assignment::auth::issue(
+        &helpline_assignment::AuthKey::new(secret).unwrap_or_else(|e| panic!("{e}")),
+        agent,
+        role,
+        Duration::from_secs(600),
+        std::time::SystemTime::now(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `message` with the bearer token of the German region's agent of `role`.
+pub fn request_as<T>(secret: &str, message: T, role: helpline_region::Role) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let bearer = format!("Bearer {}", token_for_role(secret, role));
+    request.metadata_mut().insert(
+        "authorization",
+        bearer.parse().unwrap_or_else(|e| panic!("{e}")),
+    );
+    request
+}
