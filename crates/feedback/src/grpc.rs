@@ -86,7 +86,15 @@ impl FeedbackApi {
 
     /// Only supervisors and admins read reports: they rate agents by name.
     pub(crate) fn authorize<T>(&self, request: &Request<T>) -> Result<(), FeedbackError> {
-        let (agent, role) = helpline_auth::caller(&self.key, request, &self.region)
+        self.authorize_claims(request).map(|_| ())
+    }
+
+    /// As [`FeedbackApi::authorize`], with the token's claims: a stream ends with them.
+    pub(crate) fn authorize_claims<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<helpline_auth::Claims, FeedbackError> {
+        let (agent, role, claims) = helpline_auth::caller_claims(&self.key, request, &self.region)
             .map_err(|e| FeedbackError::Unauthenticated(e.to_string()))?;
         if role < Role::Supervisor {
             return Err(FeedbackError::PermissionDenied(format!(
@@ -95,7 +103,7 @@ impl FeedbackApi {
                 role.as_str()
             )));
         }
-        Ok(())
+        Ok(claims)
     }
 
     pub(crate) async fn stream_last_sequence(&self) -> Result<u64, FeedbackError> {

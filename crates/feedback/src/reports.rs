@@ -81,7 +81,7 @@ impl Reports for ReportsApi {
         &self,
         request: Request<pb::WatchServiceLevelAlarmsRequest>,
     ) -> Result<Response<Self::WatchServiceLevelAlarmsStream>, Status> {
-        self.feedback.authorize(&request)?;
+        let claims = self.feedback.authorize_claims(&request)?;
         let request = request.into_inner();
         let queue = match request.queue.as_str() {
             "" => None,
@@ -114,7 +114,12 @@ impl Reports for ReportsApi {
             };
             Some((Ok(answer), alarms))
         });
-        Ok(Response::new(Box::pin(stream)))
+        // The feed ends when the supervisor's token expires or is revoked.
+        Ok(Response::new(helpline_auth::guard_stream(
+            &self.feedback.key,
+            claims,
+            Box::pin(stream),
+        )))
     }
 
     async fn get_service_levels(

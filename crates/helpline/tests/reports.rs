@@ -380,6 +380,36 @@ async fn a_supervisor_watching_service_levels_is_alerted_of_each_alarm() {
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::InvalidArgument);
+    // A feed ends with the token that opened it.
+    let short = helpline_assignment::auth::issue(
+        &helpline_assignment::AuthKey::new(JWT_SECRET).unwrap(),
+        "sabine",
+        Role::Supervisor,
+        Duration::from_secs(2),
+        SystemTime::now(),
+    )
+    .unwrap();
+    let mut short_lived = tonic::Request::new(pb::WatchServiceLevelAlarmsRequest::default());
+    short_lived
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {short}").parse().unwrap());
+    let mut ending = client
+        .watch_service_level_alarms(short_lived)
+        .await
+        .unwrap()
+        .into_inner();
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match ending.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status.code()),
+            }
+        }
+    })
+    .await
+    .expect("the feed outlived its token");
+    assert_eq!(ended, Some(Code::Unauthenticated));
 
     let mut alarms = client
         .watch_service_level_alarms(request(
