@@ -187,7 +187,7 @@ impl AgentDesk for Desk {
     ) -> Result<Response<pb::GetConversationResponse>, Status> {
         let caller = self.caller(&request)?;
         let ticket = ticket_id(&request.get_ref().ticket_id)?;
-        self.may_read(&caller, ticket)?;
+        self.may_read_history(&caller, ticket).await?;
         let events = self
             .assignment
             .inner
@@ -899,6 +899,49 @@ impl Desk {
         caller
             .supervisor()
             .map_err(|_| AssignmentError::PermissionDenied(format!("ticket {ticket} is not yours")))
+    }
+
+    /// Whether the caller may read the ticket's conversation: as [`Desk::may_read`], or
+    /// it is a ticket of the same customer as one they hold, on a contact linked to that
+    /// one (the customer's history across channels).
+    async fn may_read_history(
+        &self,
+        caller: &Caller,
+        ticket: TicketId,
+    ) -> Result<(), AssignmentError> {
+        let refused = match self.may_read(caller, ticket) {
+            Ok(()) => return Ok(()),
+            Err(refused) => refused,
+        };
+        let held: Vec<TicketId> = self
+            .assignment
+            .view()
+            .tickets
+            .iter()
+            .filter(|(_, entry)| holder(&entry.ticket).as_ref() == Some(caller.id()))
+            .map(|(id, _)| *id)
+            .collect();
+        if held.is_empty() {
+            return Err(refused);
+        }
+        let Ok(theirs) = self.contact_of(ticket, "ticket_id").await else {
+            return Err(refused);
+        };
+        for mine in held {
+            let Ok(mine) = self.contact_of(mine, "ticket_id").await else {
+                continue;
+            };
+            let group = self
+                .assignment
+                .inner
+                .store
+                .linked_group(&mine.customer)
+                .await?;
+            if group.members().any(|contact| *contact == theirs.customer) {
+                return Ok(());
+            }
+        }
+        Err(refused)
     }
 
     fn queue(&self, id: &str, field: &'static str) -> Result<QueueId, AssignmentError> {

@@ -1269,3 +1269,69 @@ async fn a_canned_reply_is_found_by_shortcut_filled_in_for_the_ticket_and_record
         Some(Code::InvalidArgument)
     );
 }
+
+/// The customer's history across channels: once a supervisor has linked the WhatsApp
+/// customer dora holds to a web-chat contact of theirs, dora reads that contact's ticket
+/// too (before, it was not hers to read); an agent who holds neither still may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_holder_reads_the_tickets_of_a_contact_linked_to_their_customer() {
+    let (h, ticket, mut client) = dora_holds_a_ticket().await;
+    let web = TicketId(Uuid::now_v7());
+    let opened = Event::TicketOpened {
+        ticket: web,
+        customer: Customer {
+            channel: Channel::WebChat,
+            contact: Personal::new("sess_dora_customer".to_owned()),
+            display_name: None,
+        },
+        language: "de".to_owned(),
+    };
+    h.store
+        .append(
+            web,
+            0,
+            &[opened],
+            &CommandMeta::new(Uuid::now_v7(), SystemTime::now()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let read = |agent: &str| {
+        signed(
+            Some(&token_for(agent, Role::Agent)),
+            pb::GetConversationRequest {
+                ticket_id: web.to_string(),
+            },
+        )
+    };
+    let before = client.get_conversation(read("dora")).await;
+    assert_eq!(before.err().map(|s| s.code()), Some(Code::PermissionDenied));
+
+    let linked = client
+        .link_contacts(signed(
+            Some(&token_for("sabine", Role::Supervisor)),
+            pb::LinkContactsRequest {
+                ticket_id: ticket.to_string(),
+                other: Some(pb::OtherContact {
+                    who: Some(pb::other_contact::Who::TicketId(web.to_string())),
+                }),
+            },
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert_eq!(linked.contacts.len(), 2);
+    assert_eq!(
+        linked.contacts[1].ticket_ids,
+        Vec::<String>::new(),
+        "the web ticket is no derived chain ticket"
+    );
+
+    let after = client
+        .get_conversation(read("dora"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert_eq!(after.events.len(), 1);
+    let jan = client.get_conversation(read("jan")).await;
+    assert_eq!(jan.err().map(|s| s.code()), Some(Code::PermissionDenied));
+}
