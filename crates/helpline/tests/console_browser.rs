@@ -23,6 +23,8 @@ use process::{KillOnDrop, Ports, helpline, passwd, wait_for};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CUSTOMER: &str = "4915112345678";
+/// The same customer's second phone, from which they wrote first; Anna links the two.
+const SECOND_PHONE: &str = "4915199887766";
 
 /// What the customer writes after Anna's reply: markup and script the page must show as
 /// text and never run.
@@ -150,6 +152,14 @@ async fn anna_takes_a_whatsapp_customer_through_the_console_in_a_real_browser() 
         sim: &sim,
         ingress: format!("http://127.0.0.1:{http}"),
     };
+    // Earlier, from the second phone: one message, a ticket of its own.
+    let earlier = sim.webhook(
+        Channel::WhatsApp,
+        SECOND_PHONE,
+        "Hallo, ich schreibe vom Zweithandy",
+    );
+    let answer = sim.deliver(&customer.ingress, &earlier).await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
     customer
         .says("Hallo, ich brauche Hilfe mit meinem MateBook X Pro")
         .await;

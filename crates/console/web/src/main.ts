@@ -428,6 +428,8 @@ function renderConversation() {
 /** The customer's contacts (their own first, then those an agent linked), read afresh. */
 async function loadContacts(ticketId: string) {
   contacts = { ticketId, list: [] };
+  $("history").hidden = true;
+  $("history-lines").replaceChildren();
   try {
     const { contacts: list } = await desk.listLinkedContacts({ ticketId }).response;
     if (contacts?.ticketId === ticketId) contacts = { ticketId, list };
@@ -448,6 +450,13 @@ function renderContacts() {
       if (i === 0) {
         item.append(" (", t("contact_this"), ")");
       } else {
+        for (const other of contact.ticketIds) {
+          const show = el("button", t("show_history"));
+          show.type = "button";
+          show.dataset.ticket = other;
+          show.addEventListener("click", () => void showHistory(other));
+          item.append(" ", show);
+        }
         const unlink = el("button", t("unlink"));
         unlink.type = "button";
         unlink.addEventListener("click", () =>
@@ -462,6 +471,23 @@ function renderContacts() {
       return item;
     }),
   );
+}
+
+/** A ticket of a linked contact, read only: the customer's history on that contact. */
+async function showHistory(ticketId: string) {
+  let events: EventEnvelope[];
+  try {
+    ({ events } = await desk.getConversation({ ticketId }).response);
+  } catch (error) {
+    $("action-error").textContent = String((error as Error).message ?? error);
+    return;
+  }
+  const lines = events
+    .flatMap((event) => [event, ...event.moreEvents])
+    .map(lineOf)
+    .filter((line): line is Line => line !== null);
+  $("history-lines").replaceChildren(...lines.map((line) => el("li", line.text, `line ${line.from}`)));
+  $("history").hidden = false;
 }
 
 /** The canned replies matching what the agent typed, filled in for the selected ticket. */

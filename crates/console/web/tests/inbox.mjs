@@ -1,7 +1,8 @@
 // Agent Anna in a real browser (Debian's chromium, driven by playwright-core): signs in
 // to the console (in English, the browser's language) and works in German (her first
 // language in [[agents]]), takes the offer, reads the bot's summary and the 24-hour window,
-// replies, adds an internal note, sends a canned reply, sees the customer's contacts,
+// replies, adds an internal note, sends a canned reply, links the customer's second
+// phone and reads its earlier conversation,
 // waits for the customer's answer, transfers the ticket with a note (and takes it again
 // from the queue), resolves; axe-core on
 // every page along the way. Driven by crates/helpline/tests/console_browser.rs, which
@@ -110,8 +111,16 @@ try {
   if (!/Kostenvoranschlag/.test(filled) || !/Anna Becker/.test(filled)) problems.push(`the canned reply was not filled in: ${filled}`);
   await page.getByRole("button", { name: "An Kunden senden" }).click();
   await page.locator("#lines .line.agent", { hasText: "Kostenvoranschlag" }).waitFor();
-  // The customer's contacts: this WhatsApp conversation, no other linked yet.
+  // The customer's contacts: this WhatsApp conversation, no other linked yet. They say
+  // they wrote from their second phone before: Anna links it, and reads that ticket.
   await page.locator("#contact-list li", { hasText: "WhatsApp · 1 Ticket(s)" }).waitFor();
+  await page.locator("#link-channel").selectOption("1");
+  await page.getByLabel("Nummer oder ID dort").fill("+49 151 99887766");
+  await page.getByRole("button", { name: "Als derselbe Kunde verknüpfen" }).click();
+  const linked = page.locator("#contact-list li").nth(1);
+  await linked.waitFor();
+  await linked.getByRole("button", { name: "Gespräch anzeigen" }).first().click();
+  await page.locator("#history-lines .line.customer", { hasText: "Zweithandy" }).waitFor();
   say("REPLIED");
 
   // The customer's photo: opened on request, shown in the conversation.
