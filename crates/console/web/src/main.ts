@@ -563,6 +563,8 @@ async function watchAlarms(abort: AbortSignal) {
       }
     },
     () => undefined,
+    // Signed out or no supervisor any more: the inbox's own watch says so; stop here.
+    (error) => /UNAUTHENTICATED|PERMISSION_DENIED/.test(String(error)),
   );
 }
 
