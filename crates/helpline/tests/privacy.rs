@@ -970,6 +970,23 @@ async fn providers_ids_and_error_texts_are_sealed_kept_out_of_logs_and_erased() 
     );
 }
 
+/// The export of `customer` an admin asks for, as JSON.
+async fn exported(
+    privacy: &mut PrivacyClient<tonic::transport::Channel>,
+    admin: &str,
+    customer: Option<pb::CustomerRef>,
+) -> serde_json::Value {
+    let answer = privacy
+        .export_customer(with_token(
+            pb::ExportCustomerRequest { customer },
+            Some(admin),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    serde_json::from_str(&answer.json).unwrap()
+}
+
 /// One customer across channels: the person who wrote on WhatsApp opens the brand's web
 /// chat; supervisor Sabine links the two contacts through AgentDesk. From then on the
 /// export by either contact covers both, an unlink takes that back, and the erasure
@@ -1054,9 +1071,6 @@ async fn a_customer_linked_across_whatsapp_and_web_chat_is_one_in_export_and_era
     // The export by the WhatsApp number holds the web chat ticket and its words too.
     let mut privacy = deployment.privacy().await;
     let admin = token("ops-admin", Role::Admin);
-    let export = |customer: Option<pb::CustomerRef>| {
-        with_token(pb::ExportCustomerRequest { customer }, Some(&admin))
-    };
     let by_session = || {
         Some(pb::CustomerRef {
             customer: Some(pb::customer_ref::Customer::Contact(pb::Contact {
@@ -1065,15 +1079,7 @@ async fn a_customer_linked_across_whatsapp_and_web_chat_is_one_in_export_and_era
             })),
         })
     };
-    let exported: serde_json::Value = serde_json::from_str(
-        &privacy
-            .export_customer(export(by_contact(PHONE)))
-            .await
-            .unwrap()
-            .into_inner()
-            .json,
-    )
-    .unwrap();
+    let linked_export: serde_json::Value = exported(&mut privacy, &admin, by_contact(PHONE)).await;
     let ticket_ids = |exported: &serde_json::Value| -> Vec<String> {
         let mut ids: Vec<String> = exported["tickets"]
             .as_array()
@@ -1086,21 +1092,16 @@ async fn a_customer_linked_across_whatsapp_and_web_chat_is_one_in_export_and_era
     };
     let mut both = vec![whatsapp_ticket.to_string(), web_ticket.to_string()];
     both.sort();
-    assert_eq!(ticket_ids(&exported), both);
-    assert_eq!(exported["linked_contacts"][0]["customer_id"], web.as_str());
-    assert_eq!(exported["linked_contacts"][0]["channel"], "web");
-    let text = exported.to_string();
+    assert_eq!(ticket_ids(&linked_export), both);
+    assert_eq!(
+        linked_export["linked_contacts"][0]["customer_id"],
+        web.as_str()
+    );
+    assert_eq!(linked_export["linked_contacts"][0]["channel"], "web");
+    let text = linked_export.to_string();
     assert!(text.contains(WEB_TEXT) && text.contains(FIRST), "{text}");
     // And the same person from the other side.
-    let from_web: serde_json::Value = serde_json::from_str(
-        &privacy
-            .export_customer(export(by_session()))
-            .await
-            .unwrap()
-            .into_inner()
-            .json,
-    )
-    .unwrap();
+    let from_web: serde_json::Value = exported(&mut privacy, &admin, by_session()).await;
     assert_eq!(ticket_ids(&from_web), both);
 
     // Unlinked, each contact is its own customer again; linked again, one.
@@ -1118,15 +1119,7 @@ async fn a_customer_linked_across_whatsapp_and_web_chat_is_one_in_export_and_era
         .unwrap()
         .into_inner();
     assert_eq!(unlinked.contacts.len(), 1);
-    let alone: serde_json::Value = serde_json::from_str(
-        &privacy
-            .export_customer(export(by_contact(PHONE)))
-            .await
-            .unwrap()
-            .into_inner()
-            .json,
-    )
-    .unwrap();
+    let alone: serde_json::Value = exported(&mut privacy, &admin, by_contact(PHONE)).await;
     assert_eq!(ticket_ids(&alone), [whatsapp_ticket.to_string()]);
     desk.link_contacts(with_token(
         pb::LinkContactsRequest {
@@ -1171,15 +1164,7 @@ async fn a_customer_linked_across_whatsapp_and_web_chat_is_one_in_export_and_era
     }
     // Nothing of either is readable in the export any more, and the link is shredded
     // with the keys: each contact is on its own.
-    let after: serde_json::Value = serde_json::from_str(
-        &privacy
-            .export_customer(export(by_contact(PHONE)))
-            .await
-            .unwrap()
-            .into_inner()
-            .json,
-    )
-    .unwrap();
+    let after: serde_json::Value = exported(&mut privacy, &admin, by_contact(PHONE)).await;
     let text = after.to_string();
     assert!(!text.contains(FIRST) && !text.contains(WEB_TEXT), "{text}");
     assert_eq!(after["data_key"], "erased");
