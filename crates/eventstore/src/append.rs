@@ -14,6 +14,8 @@
 use std::time::SystemTime;
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use helpline_domain::{Event, TicketId};
 use serde::Deserialize;
@@ -321,6 +323,34 @@ impl EventStore {
             .map_or(0, |message| message.sequence))
     }
 
+    /// Appends `payload` (an `event_type`) to a ledger subject (a customer's consent, a
+    /// contact's links) only if the subject's last message is still `expected` (0: none):
+    /// `true` when stored, `false` when someone changed the ledger since, so the caller
+    /// reads it again and decides again (at most [`LEDGER_TRIES`] times).
+    pub(crate) async fn append_to_ledger(
+        &self,
+        subject: &str,
+        event_type: &str,
+        payload: Vec<u8>,
+        expected: u64,
+    ) -> Result<bool, StoreError> {
+        let publish = PublishMessage::build()
+            .payload(payload.into())
+            .header(EVENT_TYPE_HEADER, event_type)
+            .expected_last_subject_sequence(expected);
+        let ack = self
+            .js
+            .send_publish(subject.to_owned(), publish)
+            .await
+            .map_err(StoreError::unavailable)?
+            .await;
+        match ack {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+
     /// The last message of an event-stream subject (one Direct Get); `None` when the
     /// subject has none: a ledger's latest state, or a ticket's version.
     pub(crate) async fn last_on_subject(
@@ -340,6 +370,16 @@ impl EventStore {
             Err(e) => Err(StoreError::unavailable(e)),
         }
     }
+}
+
+/// Tries of a ledger change that meets other changes of the same ledger.
+pub(crate) const LEDGER_TRIES: usize = 8;
+
+/// The error of a ledger change that met another change at every one of its tries.
+pub(crate) fn ledger_kept_changing(subject: &str) -> StoreError {
+    StoreError::unavailable(format!(
+        "{subject} kept changing; gave up after {LEDGER_TRIES} tries"
+    ))
 }
 
 /// The events' names, comma-separated: the event type header of their message.

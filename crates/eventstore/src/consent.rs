@@ -9,8 +9,6 @@
 
 use std::time::SystemTime;
 
-use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::message::PublishMessage;
 use helpline_domain::Channel;
 use helpline_domain::notify::{Answer, Consent, ConsentChanged, ConsentSource, Scope};
 use helpline_proto::v1 as pb;
@@ -18,12 +16,10 @@ use prost::Message;
 use uuid::Uuid;
 
 use crate::EventStore;
+use crate::append::{LEDGER_TRIES, ledger_kept_changing};
 use crate::codec::{self, CodecError};
 use crate::error::StoreError;
 use crate::seal::CustomerId;
-
-/// Tries of a consent change that meets another change of the same customer.
-const CHANGE_TRIES: usize = 8;
 
 /// A customer's consent as their ledger says, and the ledger's last sequence (0: empty).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +59,7 @@ impl EventStore {
         causation_id: &str,
     ) -> Result<(Consent, bool), StoreError> {
         let subject = self.layout().customer_subject(customer);
-        for _ in 0..CHANGE_TRIES {
+        for _ in 0..LEDGER_TRIES {
             let stored = self.consent(customer).await?;
             let Some(changed) = stored
                 .consent
@@ -79,35 +75,22 @@ impl EventStore {
                 causation_id,
                 SystemTime::now(),
             );
-            let publish = PublishMessage::build()
-                .payload(payload.into())
-                .header("Helpline-Event-Type", "ConsentChanged")
-                .expected_last_subject_sequence(stored.sequence);
-            let ack = self
-                .jetstream()
-                .send_publish(subject.clone(), publish)
-                .await
-                .map_err(StoreError::unavailable)?
-                .await;
-            match ack {
-                Ok(_) => {
-                    tracing::info!(
-                        %customer,
-                        channel = channel.as_str(),
-                        granted = signal.granted,
-                        scope = ?signal.scope,
-                        source = signal.source.as_str(),
-                        "consent changed"
-                    );
-                    return Ok((changed.consent, true));
-                }
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => continue,
-                Err(e) => return Err(StoreError::unavailable(e)),
+            if self
+                .append_to_ledger(&subject, "ConsentChanged", payload, stored.sequence)
+                .await?
+            {
+                tracing::info!(
+                    %customer,
+                    channel = channel.as_str(),
+                    granted = signal.granted,
+                    scope = ?signal.scope,
+                    source = signal.source.as_str(),
+                    "consent changed"
+                );
+                return Ok((changed.consent, true));
             }
         }
-        Err(StoreError::unavailable(format!(
-            "{subject} kept changing; gave up after {CHANGE_TRIES} tries"
-        )))
+        Err(ledger_kept_changing(&subject))
     }
 }
 

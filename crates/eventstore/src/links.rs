@@ -16,8 +16,6 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::message::PublishMessage;
 use helpline_domain::Channel;
 use helpline_domain::link::{Group, LinkError, LinkRequest, LinkedBy, Links, LinksChanged};
 use helpline_proto::v1 as pb;
@@ -25,13 +23,11 @@ use prost::Message;
 use uuid::Uuid;
 
 use crate::EventStore;
+use crate::append::{LEDGER_TRIES, ledger_kept_changing};
 use crate::codec;
 use crate::customers::{Kept, kept_place};
 use crate::error::StoreError;
 use crate::seal::CustomerId;
-
-/// Tries of a change that meets another change of the same ledger.
-const CHANGE_TRIES: usize = 8;
 
 /// The event type header of a link ledger's messages.
 pub const LINKS_CHANGED: &str = "ContactLinksChanged";
@@ -142,7 +138,7 @@ impl EventStore {
         by: &LinkedBy,
     ) -> Result<bool, LinkStoreError> {
         let subject = self.layout().links_subject(customer);
-        for _ in 0..CHANGE_TRIES {
+        for _ in 0..LEDGER_TRIES {
             let stored = self.links(customer).await?;
             let Some(changed) = stored.links.decide(customer, request.clone())? else {
                 return Ok(false);
@@ -166,40 +162,26 @@ impl EventStore {
                 &contacts.encode_to_vec(),
             );
             let payload = encode(self, &event_id, customer, channel, &changed, sealed, by);
-            let publish = PublishMessage::build()
-                .payload(payload.into())
-                .header(crate::append::EVENT_TYPE_HEADER, LINKS_CHANGED)
-                .expected_last_subject_sequence(stored.sequence);
-            let ack = self
-                .jetstream()
-                .send_publish(subject.clone(), publish)
-                .await
-                .map_err(StoreError::unavailable)?
-                .await;
-            match ack {
-                Ok(_) => {
-                    let (change, other) = match &changed.change {
-                        LinkRequest::Link { other, .. } => ("linked", other),
-                        LinkRequest::Unlink { other } => ("unlinked", other),
-                    };
-                    tracing::info!(
-                        %customer,
-                        %other,
-                        change,
-                        by = %by.as_string(),
-                        links = changed.linked.len(),
-                        "contact links changed"
-                    );
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => continue,
-                Err(e) => return Err(StoreError::unavailable(e).into()),
+            if self
+                .append_to_ledger(&subject, LINKS_CHANGED, payload, stored.sequence)
+                .await?
+            {
+                let (change, other) = match &changed.change {
+                    LinkRequest::Link { other, .. } => ("linked", other),
+                    LinkRequest::Unlink { other } => ("unlinked", other),
+                };
+                tracing::info!(
+                    %customer,
+                    %other,
+                    change,
+                    by = %by.as_string(),
+                    links = changed.linked.len(),
+                    "contact links changed"
+                );
+                return Ok(true);
             }
         }
-        Err(StoreError::unavailable(format!(
-            "{subject} kept changing; gave up after {CHANGE_TRIES} tries"
-        ))
-        .into())
+        Err(ledger_kept_changing(&subject).into())
     }
 
     /// Links two contacts: the same person. Both must have a data key (both wrote, and
