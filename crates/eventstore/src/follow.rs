@@ -243,6 +243,18 @@ pub trait Follower: Send + Sync {
 }
 
 impl EventStore {
+    /// Stream sequence of the log's last message, of any ticket, agent or customer: where
+    /// a view that starts from now on starts, and what an answer's freshness is told
+    /// against.
+    pub async fn log_last_sequence(&self) -> Result<u64, StoreError> {
+        let stream = self
+            .jetstream()
+            .get_stream(self.layout().event_stream())
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(stream.cached_info().state.last_sequence)
+    }
+
     /// Keeps `follower` live from the log until `shutdown` fires: every message of
     /// `subjects` after its position, in order; a lost connection, an unreadable key or a
     /// stalled reader resumes after the last applied message. `name` names the view in
@@ -254,8 +266,12 @@ impl EventStore {
         follower: &impl Follower,
         shutdown: &CancellationToken,
     ) {
-        // A replay from the start opens every customer's events.
-        self.start_preloading_customer_keys();
+        // A replay from the start opens every customer's events, so their keys are read
+        // in one go beside it; a follower that starts later (a feed from now on) opens
+        // few, each read when first needed.
+        if follower.position() == 0 {
+            self.start_preloading_customer_keys();
+        }
         loop {
             let outcome = tokio::select! {
                 _ = shutdown.cancelled() => return,

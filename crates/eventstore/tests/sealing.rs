@@ -273,3 +273,77 @@ async fn a_replay_started_with_the_preload_opens_every_customer_without_reading_
         "{requests} messages sent for {CUSTOMERS} customers: keys were read one by one"
     );
 }
+
+#[tokio::test]
+async fn a_view_that_starts_from_now_reads_only_the_keys_of_what_it_reads() {
+    use helpline_eventstore::{Content, Follower, LogEntry, Subjects};
+    use std::sync::Mutex;
+
+    /// The texts of the customer messages it was handed, from after `position`.
+    struct FromNow(Mutex<(u64, Vec<String>)>);
+    impl Follower for FromNow {
+        fn position(&self) -> u64 {
+            self.0.lock().unwrap().0
+        }
+        fn apply(&self, entry: LogEntry) {
+            let mut seen = self.0.lock().unwrap();
+            seen.0 = seen.0.max(entry.sequence);
+            if let Content::Ticket(events) = entry.content {
+                for stored in events {
+                    if let Event::CustomerMessageReceived {
+                        body: MessageBody::Text(text),
+                        ..
+                    } = stored.event
+                    {
+                        seen.1.push(text.shown().to_owned());
+                    }
+                }
+            }
+        }
+        fn reached_end(&self) {}
+    }
+
+    let h = harness().await;
+    const CUSTOMERS: usize = 300;
+    for n in 0..CUSTOMERS {
+        customer_says(&h.store, &format!("4915200{n:06}"), &format!("hallo {n}")).await;
+    }
+    let now = h.store.log_last_sequence().await.unwrap();
+    let client = h.server.connect().await.unwrap();
+    let other = EventStore::open(client.clone(), test_config())
+        .await
+        .unwrap();
+    let received = || {
+        client
+            .statistics()
+            .in_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = received();
+    let view = std::sync::Arc::new(FromNow(Mutex::new((now, Vec::new()))));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let following = tokio::spawn({
+        let (other, view, shutdown) = (other.clone(), view.clone(), shutdown.clone());
+        async move {
+            other
+                .follow("from now", Subjects::Tickets, view.as_ref(), &shutdown)
+                .await
+        }
+    });
+    customer_says(&h.store, "4915299999999", "neu hier").await;
+    eventually("the new customer's message is followed", || {
+        let view = view.clone();
+        async move { !view.0.lock().unwrap().1.is_empty() }
+    })
+    .await;
+    assert_eq!(view.0.lock().unwrap().1, ["neu hier"]);
+    // Every key of the 300 customers before would be far more than this: a preload is
+    // what a replay from the start needs, not a view from now on.
+    let bytes = received() - before;
+    assert!(
+        bytes < 12_000,
+        "{bytes} bytes received for one new customer's message: the keys were preloaded"
+    );
+    shutdown.cancel();
+    following.await.unwrap();
+}

@@ -9,12 +9,13 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use helpline_domain::Command;
 use helpline_domain::TicketId;
 use helpline_domain::sla::{SlaClock, SlaLevel};
-use helpline_eventstore::{CommandMeta, EventStore};
+use helpline_eventstore::{CommandMeta, Content, EventStore, Follower, LogEntry, Subjects};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -125,84 +126,85 @@ pub struct RecordedAlarm {
 }
 
 /// Every SLA alarm recorded after log position `after`, as it is recorded (of `queue`
-/// only, when given), until the receiver is dropped: the supervisor's alert feed. Reads
-/// the ticket subjects with a reader of its own, resumed after the last message it read
-/// when the connection drops; the queue comes from `levels`.
+/// only, when given), until the receiver is dropped: the supervisor's alert feed. The
+/// ticket subjects are followed by the event store's one follower; the queue comes from
+/// `levels`.
 pub fn recorded_alarms(
     store: EventStore,
     levels: Levels,
     after: u64,
     queue: Option<helpline_domain::QueueId>,
-) -> tokio::sync::mpsc::Receiver<RecordedAlarm> {
-    use helpline_eventstore::{Content, LogReader, Subjects};
-
-    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+) -> tokio::sync::mpsc::UnboundedReceiver<RecordedAlarm> {
+    // Unbounded because a follower hands on messages without waiting. What it holds is
+    // alarms only (at most two per ticket and clock run), and the stream that drains it
+    // ends with the supervisor's token.
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let feed = AlarmFeed {
+        levels,
+        queue,
+        position: AtomicU64::new(after),
+        sender,
+    };
     tokio::spawn(async move {
-        let mut last = after;
-        loop {
-            let mut reader = match LogReader::open(&store, Subjects::Tickets, last).await {
-                Ok(reader) => reader,
-                Err(e) => {
-                    tracing::warn!(error = %e, after = last, "SLA alarm feed cannot read the log, trying again");
-                    tokio::select! {
-                        _ = sender.closed() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
-            };
-            loop {
-                let next = tokio::select! {
-                    _ = sender.closed() => return,
-                    next = reader.next() => next,
-                };
-                let entry = match next {
-                    Some(Ok(entry)) => entry,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, after = last, "SLA alarm feed lost the log, resuming");
-                        break;
-                    }
-                    None => break,
-                };
-                last = entry.sequence;
-                let Content::Ticket(events) = entry.content else {
-                    continue;
-                };
-                for stored in events {
-                    let helpline_domain::Event::SlaAlarm {
-                        clock,
-                        level,
-                        target_secs,
-                        ..
-                    } = stored.event
-                    else {
-                        continue;
-                    };
-                    let ticket = stored.meta.ticket;
-                    let queue_of_ticket = levels.read_with(|projection| {
-                        projection.ticket(ticket).and_then(|t| t.queue.clone())
-                    });
-                    if queue.is_some() && queue_of_ticket != queue {
-                        continue;
-                    }
-                    let alarm = RecordedAlarm {
-                        ticket,
-                        queue: queue_of_ticket,
-                        clock,
-                        level,
-                        target: Duration::from_secs(target_secs),
-                        recorded_at: stored.meta.occurred_at,
-                        sequence: stored.sequence,
-                    };
-                    if sender.send(alarm).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            tokio::select! {
-                _ = sender.closed() => return,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
+        let shutdown = CancellationToken::new();
+        tokio::select! {
+            _ = feed.sender.closed() => {}
+            _ = store.follow("SLA alarm feed", Subjects::Tickets, &feed, &shutdown) => {}
         }
     });
     receiver
+}
+
+struct AlarmFeed {
+    levels: Levels,
+    queue: Option<helpline_domain::QueueId>,
+    position: AtomicU64,
+    sender: tokio::sync::mpsc::UnboundedSender<RecordedAlarm>,
+}
+
+impl Follower for AlarmFeed {
+    fn position(&self) -> u64 {
+        self.position.load(Ordering::Acquire)
+    }
+
+    fn apply(&self, entry: LogEntry) {
+        if entry.sequence <= self.position() {
+            // Handed on again after a resume: sent already.
+            return;
+        }
+        self.position.store(entry.sequence, Ordering::Release);
+        let Content::Ticket(events) = entry.content else {
+            return;
+        };
+        for stored in events {
+            let helpline_domain::Event::SlaAlarm {
+                clock,
+                level,
+                target_secs,
+                ..
+            } = stored.event
+            else {
+                continue;
+            };
+            let ticket = stored.meta.ticket;
+            let queue = self
+                .levels
+                .read_with(|projection| projection.ticket(ticket).and_then(|t| t.queue.clone()));
+            if self.queue.is_some() && queue != self.queue {
+                continue;
+            }
+            // A closed receiver stops the follower (see `recorded_alarms`).
+            let _ = self.sender.send(RecordedAlarm {
+                ticket,
+                queue,
+                clock,
+                level,
+                target: Duration::from_secs(target_secs),
+                recorded_at: stored.meta.occurred_at,
+                sequence: stored.sequence,
+            });
+        }
+    }
+
+    fn reached_end(&self) {}
 }
