@@ -1,5 +1,3 @@
-use std::fmt::Display;
-
 use helpline_eventstore::StoreError;
 use tonic::{Code, Status};
 
@@ -9,9 +7,6 @@ use tonic::{Code, Status};
 pub enum FeedbackError {
     #[error("{field}: {reason}")]
     InvalidArgument { field: &'static str, reason: String },
-
-    #[error("NATS is unavailable: {0}")]
-    Unavailable(String),
 
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -23,18 +18,11 @@ pub enum FeedbackError {
     PermissionDenied(String),
 }
 
-impl FeedbackError {
-    pub(crate) fn unavailable(reason: impl Display) -> Self {
-        Self::Unavailable(reason.to_string())
-    }
-}
-
 /// The one place feedback's errors become gRPC status codes.
 impl From<FeedbackError> for Status {
     fn from(error: FeedbackError) -> Self {
         let code = match &error {
             FeedbackError::InvalidArgument { .. } => Code::InvalidArgument,
-            FeedbackError::Unavailable(_) => Code::Unavailable,
             FeedbackError::Store(store) if store.is_transient() => Code::Unavailable,
             FeedbackError::Store(_) => Code::Internal,
             FeedbackError::Unauthenticated(_) => Code::Unauthenticated,

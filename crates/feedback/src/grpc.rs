@@ -65,7 +65,11 @@ impl FeedbackApi {
         self.authorize(&request)?;
         let request = request.into_inner();
         let (filter, group_by) = report_request(request.filter, request.group_by)?;
-        let stream_last_sequence = self.stream_last_sequence().await?;
+        let stream_last_sequence = self
+            .store
+            .log_last_sequence()
+            .await
+            .map_err(FeedbackError::from)?;
         // Read after the stream's position, so the answer never shows the projection
         // ahead of the log.
         let (rows, applied_sequence) = self.csat.read_with(|projection| {
@@ -104,16 +108,6 @@ impl FeedbackApi {
             )));
         }
         Ok(claims)
-    }
-
-    pub(crate) async fn stream_last_sequence(&self) -> Result<u64, FeedbackError> {
-        let stream = self
-            .store
-            .jetstream()
-            .get_stream(self.store.layout().event_stream())
-            .await
-            .map_err(FeedbackError::unavailable)?;
-        Ok(stream.cached_info().state.last_sequence)
     }
 }
 

@@ -98,7 +98,12 @@ impl Reports for ReportsApi {
             }
         };
         let after = match request.after_sequence {
-            0 => self.feedback.stream_last_sequence().await?,
+            0 => self
+                .feedback
+                .store
+                .log_last_sequence()
+                .await
+                .map_err(FeedbackError::from)?,
             after => after,
         };
         let alarms = recorded_alarms(
@@ -129,7 +134,12 @@ impl Reports for ReportsApi {
         self.feedback.authorize(&request)?;
         let request = request.into_inner();
         let (filter, group_by) = report_request(request.filter, request.group_by)?;
-        let stream_last_sequence = self.feedback.stream_last_sequence().await?;
+        let stream_last_sequence = self
+            .feedback
+            .store
+            .log_last_sequence()
+            .await
+            .map_err(FeedbackError::from)?;
         let now = SystemTime::now();
         let (rows, applied_sequence) = self.levels.read_with(|projection| {
             (

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::error::QueryError;
-use crate::live::{LiveProjection, stream_last_sequence};
+use crate::live::LiveProjection;
 use crate::projection::{Change, Filter, Projection, TicketView, TimelineEntry, waiting_in};
 use crate::summary::{self, Audience};
 
@@ -84,7 +84,11 @@ impl TicketQuery for QueryApi {
     ) -> Result<Response<pb::GetTicketResponse>, Status> {
         let audience = self.audience(&request)?;
         let id = ticket_id(&request.get_ref().ticket_id)?;
-        let stream_last = stream_last_sequence(&self.store).await?;
+        let stream_last = self
+            .store
+            .log_last_sequence()
+            .await
+            .map_err(QueryError::unavailable)?;
         let (ticket, position) = self.projection.read_with(|projection| {
             let ticket = projection
                 .ticket(id)
@@ -104,7 +108,11 @@ impl TicketQuery for QueryApi {
     ) -> Result<Response<pb::GetTimelineResponse>, Status> {
         let audience = self.audience(&request)?;
         let id = ticket_id(&request.get_ref().ticket_id)?;
-        let stream_last = stream_last_sequence(&self.store).await?;
+        let stream_last = self
+            .store
+            .log_last_sequence()
+            .await
+            .map_err(QueryError::unavailable)?;
         let (entries, position) = self.projection.read_with(|projection| {
             let erased = projection.ticket(id).is_some_and(|view| view.state.erased);
             let entries = projection.timeline(id).map(|timeline| {
@@ -134,7 +142,11 @@ impl TicketQuery for QueryApi {
             0 => DEFAULT_LIMIT,
             limit => usize::try_from(limit).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
         };
-        let stream_last = stream_last_sequence(&self.store).await?;
+        let stream_last = self
+            .store
+            .log_last_sequence()
+            .await
+            .map_err(QueryError::unavailable)?;
         let (tickets, total, position) = self.projection.read_with(|projection| {
             let (views, total) = projection.list(&filter, limit);
             let tickets: Vec<_> = views
@@ -158,7 +170,11 @@ impl TicketQuery for QueryApi {
     ) -> Result<Response<Self::WatchTicketStream>, Status> {
         let (audience, claims) = self.watcher(&request)?;
         let id = ticket_id(&request.get_ref().ticket_id)?;
-        let stream_last = stream_last_sequence(&self.store).await?;
+        let stream_last = self
+            .store
+            .log_last_sequence()
+            .await
+            .map_err(QueryError::unavailable)?;
         // Subscribed before the first answer is read, so no change falls in between;
         // changes the first answer already holds are skipped by their sequence.
         let changes = self.projection.changes();
@@ -235,7 +251,11 @@ impl TicketQuery for QueryApi {
             .into());
         }
         let queue = QueueId::new(queue);
-        let stream_last = stream_last_sequence(&self.store).await?;
+        let stream_last = self
+            .store
+            .log_last_sequence()
+            .await
+            .map_err(QueryError::unavailable)?;
         let changes = self.projection.changes();
         let (first, seen) = self.projection.read_with(|projection| {
             let position = self.position(projection, stream_last);
@@ -283,7 +303,11 @@ impl TicketQuery for QueryApi {
         request: Request<pb::WatchTicketsRequest>,
     ) -> Result<Response<Self::WatchTicketsStream>, Status> {
         let (audience, claims) = self.watcher(&request)?;
-        let stream_last = stream_last_sequence(&self.store).await?;
+        let stream_last = self
+            .store
+            .log_last_sequence()
+            .await
+            .map_err(QueryError::unavailable)?;
         let changes = self.projection.changes();
         let seen = self
             .projection

@@ -27,6 +27,6 @@ pub mod summary;
 
 pub use error::QueryError;
 pub use grpc::grpc_service;
-pub use live::{LiveProjection, Progress, Replayed, rebuild, replay, stream_last_sequence};
+pub use live::{LiveProjection, Progress, Replayed, rebuild, replay};
 pub use projection::{Filter, Projection, TicketView, TimelineEntry};
 pub use summary::Audience;

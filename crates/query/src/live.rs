@@ -58,7 +58,10 @@ pub async fn replay(
 ) -> Result<Replayed, QueryError> {
     let started = Instant::now();
     store.start_preloading_customer_keys();
-    let end = stream_last_sequence(store).await?;
+    let end = store
+        .log_last_sequence()
+        .await
+        .map_err(QueryError::unavailable)?;
     let mut reader = LogReader::open(store, Subjects::Tickets, 0)
         .await
         .map_err(QueryError::unavailable)?;
@@ -117,16 +120,6 @@ pub async fn rebuild(
     )
     .await?;
     Ok((projection, replayed))
-}
-
-/// Stream sequence of the log's last message, of any ticket or agent.
-pub async fn stream_last_sequence(store: &EventStore) -> Result<u64, QueryError> {
-    let stream = store
-        .jetstream()
-        .get_stream(store.layout().event_stream())
-        .await
-        .map_err(QueryError::unavailable)?;
-    Ok(stream.cached_info().state.last_sequence)
 }
 
 /// The live projection, shared by the task that follows the log
