@@ -130,3 +130,66 @@ async fn a_view_whose_consumer_vanished_on_the_server_reads_on() {
     shutdown.cancel();
     following.await.unwrap();
 }
+
+/// The customers' texts, as a pure fold: what a service's view looks like to [`Live`].
+#[derive(Debug, Default, Clone)]
+struct Said {
+    applied: helpline_eventstore::Applied,
+    texts: Vec<String>,
+}
+
+impl helpline_eventstore::Fold for Said {
+    const VIEW: &'static str = "said";
+    type Change = String;
+    const CHANGES_KEPT: usize = 16;
+
+    fn apply(&mut self, stored: &helpline_eventstore::StoredEvent) -> Option<String> {
+        if !self.applied.admit(stored.sequence, stored.meta.event_id) {
+            return None;
+        }
+        match &stored.event {
+            Event::CustomerMessageReceived {
+                body: MessageBody::Text(text),
+                ..
+            } => {
+                self.texts.push(text.expose().clone());
+                Some(text.expose().clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn last_sequence(&self) -> u64 {
+        self.applied.sequence()
+    }
+}
+
+#[tokio::test]
+async fn a_live_projection_replays_then_tells_its_watchers_each_change() {
+    let h = harness().await;
+    let id = ticket();
+    let v = open(&h.store, id).await;
+    let v = say(&h.store, id, v, &["eins"]).await;
+    let live = helpline_eventstore::Live::<Said>::default();
+    assert!(!live.is_replayed(), "nothing read yet");
+    let shutdown = CancellationToken::new();
+    let following = tokio::spawn({
+        let (live, store, shutdown) = (live.clone(), h.store.clone(), shutdown.clone());
+        async move { live.follow(&store, shutdown).await }
+    });
+    eventually("the log so far is replayed", || {
+        let live = live.clone();
+        async move { live.is_replayed() }
+    })
+    .await;
+    assert_eq!(live.read_with(|said| said.texts.clone()), ["eins"]);
+
+    let mut changes = live.changes();
+    say(&h.store, id, v, &["zwei", "drei"]).await;
+    let told = [changes.recv().await.unwrap(), changes.recv().await.unwrap()];
+    assert_eq!(told.map(|change| change.as_str().to_owned()), ["zwei", "drei"]);
+    assert_eq!(live.snapshot().texts, ["eins", "zwei", "drei"]);
+    assert_eq!(live.last_sequence(), live.snapshot().applied.sequence());
+    shutdown.cancel();
+    following.await.unwrap();
+}

@@ -43,6 +43,6 @@ pub mod watch;
 pub use consumer::{CLOSED_UNRATED, CONSUMER, RATING_REPROMPT, RATING_THANKS, run};
 pub use error::FeedbackError;
 pub use grpc::grpc_service;
-pub use projection::{Csat, Fold, Levels, Live, Projections};
+pub use projection::{Csat, Levels, Projections, levels_for_region};
 pub use reports::reports_service;
 pub use watch::{RecordedAlarm, recorded_alarms, watch_service_levels};

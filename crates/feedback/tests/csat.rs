@@ -204,8 +204,8 @@ async fn the_report_groups_live_ratings_and_a_rebuilt_projection_equals_the_live
 
     shutdown.cancel();
     feedback.await??;
-    following.await??;
-    rebuilding.await??;
+    following.await?;
+    rebuilding.await?;
     Ok(())
 }
 

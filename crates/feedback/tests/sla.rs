@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use helpline_domain::sla::{SlaClock, SlaLevel};
 use helpline_domain::{Channel, Customer, Event, Personal, QueueId, TicketId};
 use helpline_eventstore::CommandMeta;
-use helpline_feedback::{Levels, recorded_alarms, watch_service_levels};
+use helpline_feedback::{levels_for_region, recorded_alarms, watch_service_levels};
 use helpline_region::RegionConfig;
 use support::{Harness, TestResult};
 use tokio_util::sync::CancellationToken;
@@ -58,7 +58,7 @@ struct Watch {
 impl Watch {
     fn start(h: &Harness, clock: &TestClock) -> Watch {
         let region = RegionConfig::from_region_file(REGION).unwrap_or_else(|e| panic!("{e}"));
-        let levels = Levels::for_region(Arc::new(region));
+        let levels = levels_for_region(Arc::new(region));
         let stop = CancellationToken::new();
         let (store, following, shutdown) = (h.store.clone(), levels.clone(), stop.clone());
         tokio::spawn(async move { following.follow(&store, shutdown).await });
@@ -144,7 +144,7 @@ async fn a_warning_and_a_breach_fire_once_at_their_moments_and_survive_a_restart
     let clock = TestClock(Arc::new(Mutex::new(queued_at + 7 * MINUTE)));
     // A supervisor's alert feed, open through the whole test (the watch's restart too).
     let region = RegionConfig::from_region_file(REGION).unwrap_or_else(|e| panic!("{e}"));
-    let feed_levels = Levels::for_region(Arc::new(region));
+    let feed_levels = levels_for_region(Arc::new(region));
     let feed_stop = CancellationToken::new();
     let (store, following, shutdown) = (h.store.clone(), feed_levels.clone(), feed_stop.clone());
     tokio::spawn(async move { following.follow(&store, shutdown).await });

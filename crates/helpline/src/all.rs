@@ -283,7 +283,7 @@ pub async fn run_until_stopped(
         None
     };
     let csat = helpline_feedback::Csat::default();
-    let levels = helpline_feedback::Levels::for_region(region.clone());
+    let levels = helpline_feedback::levels_for_region(region.clone());
     if services.feedback {
         let replayed = csat.clone();
         ops.watch_projection("csat", Arc::new(move || replayed.is_replayed()));
@@ -294,9 +294,9 @@ pub async fn run_until_stopped(
         };
         let (following, stop) = (store.clone(), shutdown.clone());
         tasks.spawn(async move {
-            both.follow(&following, stop)
-                .await
-                .context("feedback's projections failed")
+            // Ends only at shutdown: a lost log is resumed inside.
+            both.follow(&following, stop).await;
+            Ok(())
         });
         let replayed = levels.clone();
         ops.watch_projection("service-levels", Arc::new(move || replayed.is_replayed()));
@@ -318,10 +318,9 @@ pub async fn run_until_stopped(
         ops.watch_projection("query", Arc::new(move || replayed.is_replayed()));
         let (store, tickets, shutdown) = (store.clone(), tickets.clone(), shutdown.clone());
         tasks.spawn(async move {
-            tickets
-                .follow(&store, shutdown)
-                .await
-                .context("the query projection failed")
+            // Ends only at shutdown: a lost log is resumed inside.
+            tickets.follow(&store, shutdown).await;
+            Ok(())
         });
     }
     let privacy = match (services.privacy, auth_key.clone()) {

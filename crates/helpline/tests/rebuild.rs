@@ -169,10 +169,7 @@ async fn a_rebuild_over_100000_events_equals_the_live_projection() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.cancel();
-    follower
-        .await
-        .unwrap_or_else(|e| panic!("follower: {e}"))
-        .unwrap_or_else(|e| panic!("follow: {e}"));
+    follower.await.unwrap_or_else(|e| panic!("follower: {e}"));
 
     let reports = Arc::new(Mutex::new(Vec::<Progress>::new()));
     let (rebuilt, replayed) = helpline_query::rebuild(&store, {

@@ -1,18 +1,14 @@
 //! Reading the log into a projection: a one-off [`replay`] up to the log's end (what
-//! `helpline rebuild` runs), and [`LiveProjection`], replayed at start and then following
-//! new events (what the query service serves from).
+//! `helpline rebuild` runs), and [`LiveProjection`], the event store's live projection of
+//! it, replayed at start and then following new events (what the query service serves
+//! from).
 //!
 //! Both read the ticket subjects with the event store's one log reader
 //! ([`helpline_eventstore::follow`]); nothing is stored but the stream.
 
-use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use helpline_eventstore::{
-    Content, EventStore, Follower, LogEntry, LogReader, StoredEvent, Subjects,
-};
-use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
+use helpline_eventstore::{Content, EventStore, Fold, Live, LogReader, StoredEvent, Subjects};
 
 use crate::error::QueryError;
 use crate::projection::{Change, Projection};
@@ -122,124 +118,21 @@ pub async fn rebuild(
     Ok((projection, replayed))
 }
 
-/// The live projection, shared by the task that follows the log
-/// ([`LiveProjection::follow`]), the API that answers from it, and the watchers of its
-/// changes.
-#[derive(Clone, Debug)]
-pub struct LiveProjection {
-    state: Arc<RwLock<State>>,
-    changes: broadcast::Sender<Arc<Change>>,
-}
+/// The live projection the query service answers from: replayed at every start, then
+/// following new events; its changes feed the watch APIs.
+pub type LiveProjection = Live<Projection>;
 
-#[derive(Debug, Default)]
-struct State {
-    projection: Projection,
-    replayed: bool,
-}
+impl Fold for Projection {
+    const VIEW: &'static str = "query";
+    type Change = Change;
+    /// Changes a slow watcher may fall behind by before it is told so.
+    const CHANGES_KEPT: usize = 4096;
 
-/// Changes a slow watcher may fall behind by before it is told so.
-const WATCH_BUFFER: usize = 4096;
-
-impl Default for LiveProjection {
-    fn default() -> Self {
-        Self {
-            state: Arc::default(),
-            changes: broadcast::channel(WATCH_BUFFER).0,
-        }
-    }
-}
-
-impl LiveProjection {
-    /// Folds every ticket event of `store` into the projection, from the log's first,
-    /// until `shutdown` fires. Lost connections are resumed after the last applied event.
-    pub async fn follow(
-        &self,
-        store: &EventStore,
-        shutdown: CancellationToken,
-    ) -> Result<(), QueryError> {
-        store
-            .follow("query", Subjects::Tickets, self, &shutdown)
-            .await;
-        Ok(())
+    fn apply(&mut self, stored: &StoredEvent) -> Option<Change> {
+        Projection::apply(self, stored)
     }
 
-    fn apply(&self, stored: &StoredEvent) {
-        let change = self
-            .state
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .projection
-            .apply(stored);
-        // No watcher is not an error: the change is simply not wanted.
-        if let Some(change) = change
-            && self.changes.receiver_count() > 0
-        {
-            let _ = self.changes.send(Arc::new(change));
-        }
-    }
-
-    fn mark_replayed(&self) {
-        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        if !state.replayed {
-            state.replayed = true;
-            tracing::info!(
-                applied = state.projection.last_sequence(),
-                tickets = state.projection.ticket_count(),
-                "query projection replayed the log"
-            );
-        }
-    }
-
-    /// Runs `read` on the projection as it is now.
-    pub fn read_with<T>(&self, read: impl FnOnce(&Projection) -> T) -> T {
-        read(
-            &self
-                .state
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .projection,
-        )
-    }
-
-    /// A copy of the projection as it is now.
-    pub fn snapshot(&self) -> Projection {
-        self.read_with(Projection::clone)
-    }
-
-    /// Stream sequence of the last applied event.
-    pub fn last_sequence(&self) -> u64 {
-        self.read_with(Projection::last_sequence)
-    }
-
-    /// Whether every ticket event the log held at the first start has been applied.
-    pub fn is_replayed(&self) -> bool {
-        self.state
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replayed
-    }
-
-    /// Every change applied from now on; a receiver that falls more than a few thousand
-    /// changes behind is told it lagged.
-    pub fn changes(&self) -> broadcast::Receiver<Arc<Change>> {
-        self.changes.subscribe()
-    }
-}
-
-impl Follower for LiveProjection {
-    fn position(&self) -> u64 {
-        self.last_sequence()
-    }
-
-    fn apply(&self, entry: LogEntry) {
-        if let Content::Ticket(events) = entry.content {
-            for event in &events {
-                LiveProjection::apply(self, event);
-            }
-        }
-    }
-
-    fn reached_end(&self) {
-        self.mark_replayed();
+    fn last_sequence(&self) -> u64 {
+        Projection::last_sequence(self)
     }
 }
