@@ -53,6 +53,15 @@ pub(super) struct EndToEnd {
     pub webhook_p50_ms: f64,
     pub webhook_p99_ms: f64,
     pub egress_whatsapp_per_sec: f64,
+    /// CPU time per accepted message, from the first send to the last reply (or the
+    /// phase's end): of this process (ingress, egress, the bot, and also the load
+    /// generator and the simulator) and of nats-server. What shows whether the row is
+    /// bound by the two cores rather than by a wait.
+    pub cpu_ms_per_conversation: Option<f64>,
+    pub nats_server_cpu_ms_per_conversation: Option<f64>,
+    /// CPU cores busy on average over the same time, for each.
+    pub cpu_cores: Option<f64>,
+    pub nats_server_cpu_cores: Option<f64>,
 }
 
 /// Egress and the bot running as tasks of this process until stopped.
@@ -173,6 +182,11 @@ pub(super) async fn measure(
 
     let mut replies = FirstReplies::from(before);
     let sampler = memory::Sampler::start(nats_pid);
+    let cpu_before = (
+        Instant::now(),
+        memory::cpu_seconds(None),
+        memory::cpu_seconds(nats_pid),
+    );
     let scheduled = webhooks::schedule(&prepared, load.rate, load.duration, load.phase).await?;
     let accepted: HashMap<&str, Instant> = scheduled
         .iter()
@@ -199,7 +213,17 @@ pub(super) async fn measure(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let ended = Instant::now();
+    let cpu_after = (memory::cpu_seconds(None), memory::cpu_seconds(nats_pid));
     let (loaded_bytes, nats_loaded_bytes) = sampler.stop().await;
+    let wall = ended.saturating_duration_since(cpu_before.0).as_secs_f64();
+    let used = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
+    let (cpu, nats_cpu) = (
+        used(cpu_before.1, cpu_after.0),
+        used(cpu_before.2, cpu_after.1),
+    );
+    let per_conversation =
+        |seconds: Option<f64>| seconds.map(|s| s * 1000.0 / accepted.len().max(1) as f64);
+    let cores = |seconds: Option<f64>| seconds.map(|s| s / wall.max(f64::EPSILON));
 
     let mut latencies = latency_histogram()?;
     let mut webhook_latencies = latency_histogram()?;
@@ -245,6 +269,10 @@ pub(super) async fn measure(
         webhook_p50_ms: quantile_ms(&webhook_latencies, 0.50),
         webhook_p99_ms: quantile_ms(&webhook_latencies, 0.99),
         egress_whatsapp_per_sec: EGRESS_RATE.per_second,
+        cpu_ms_per_conversation: per_conversation(cpu),
+        nats_server_cpu_ms_per_conversation: per_conversation(nats_cpu),
+        cpu_cores: cores(cpu),
+        nats_server_cpu_cores: cores(nats_cpu),
     };
     let memory = InProcess {
         idle_bytes: idle.0,

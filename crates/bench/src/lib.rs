@@ -1088,19 +1088,36 @@ fn e2e_row(name: &str, e2e: &EndToEnd, targets: Option<(Option<f64>, f64)>) -> R
         ),
         system: format!(
             "{} replies/s, {unanswered} unanswered of {} (p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms; \
-             of which until the webhook's 200: p50 {:.2} ms, p99 {:.2} ms)",
+             of which until the webhook's 200: p50 {:.2} ms, p99 {:.2} ms){}",
             thousands(e2e.replied_per_sec),
             e2e.sent,
             e2e.p50_ms,
             e2e.p99_ms,
             e2e.p999_ms,
             e2e.webhook_p50_ms,
-            e2e.webhook_p99_ms
+            e2e.webhook_p99_ms,
+            cpu_text(e2e)
         ),
         raw_ceiling: "—".to_owned(),
         ratio: None,
         target,
         met,
+    }
+}
+
+/// "; CPU per conversation: …" when both processes' CPU time could be read.
+fn cpu_text(e2e: &EndToEnd) -> String {
+    match (
+        e2e.cpu_ms_per_conversation,
+        e2e.nats_server_cpu_ms_per_conversation,
+        e2e.cpu_cores,
+        e2e.nats_server_cpu_cores,
+    ) {
+        (Some(own), Some(nats), Some(own_cores), Some(nats_cores)) => format!(
+            "; CPU per conversation: this process {own:.2} ms, nats-server {nats:.2} ms \
+             ({own_cores:.2} + {nats_cores:.2} cores busy)"
+        ),
+        _ => String::new(),
     }
 }
 

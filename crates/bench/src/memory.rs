@@ -56,6 +56,25 @@ pub(super) fn rss_bytes(pid: Option<u32>) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// CPU time (user and system) `pid` (this process when `None`) has used so far, in
+/// seconds, from `/proc/<pid>/stat`.
+pub(super) fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    // The kernel reports these in USER_HZ ticks, 100 a second on every Linux ABI.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    // Fields 14 and 15 of the file (utime, stime) are the 12th and 13th after the name.
+    let user: u64 = fields.nth(11)?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / TICKS_PER_SECOND)
+}
+
 /// Samples this process's and nats-server's RSS until stopped; keeps the highest.
 pub(super) struct Sampler {
     stop: CancellationToken,
