@@ -177,16 +177,15 @@ pub(super) async fn measure(
     }
     // The bot may say more than one thing; let it finish before measuring idle memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = (memory::rss_bytes(None), memory::rss_bytes(nats_pid));
+    // nats-server's figures only when its pid is known (`None` would read this process).
+    let nats_rss = || nats_pid.and_then(|pid| memory::rss_bytes(Some(pid)));
+    let nats_cpu = || nats_pid.and_then(|pid| memory::cpu_seconds(Some(pid)));
+    let idle = (memory::rss_bytes(None), nats_rss());
     let before = sim.received_count();
 
     let mut replies = FirstReplies::from(before);
     let sampler = memory::Sampler::start(nats_pid);
-    let cpu_before = (
-        Instant::now(),
-        memory::cpu_seconds(None),
-        memory::cpu_seconds(nats_pid),
-    );
+    let cpu_before = (Instant::now(), memory::cpu_seconds(None), nats_cpu());
     let scheduled = webhooks::schedule(&prepared, load.rate, load.duration, load.phase).await?;
     let accepted: HashMap<&str, Instant> = scheduled
         .iter()
@@ -213,7 +212,7 @@ pub(super) async fn measure(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let ended = Instant::now();
-    let cpu_after = (memory::cpu_seconds(None), memory::cpu_seconds(nats_pid));
+    let cpu_after = (memory::cpu_seconds(None), nats_cpu());
     let (loaded_bytes, nats_loaded_bytes) = sampler.stop().await;
     let wall = ended.saturating_duration_since(cpu_before.0).as_secs_f64();
     let used = |before: Option<f64>, after: Option<f64>| Some(after? - before?);

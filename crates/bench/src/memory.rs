@@ -91,7 +91,7 @@ impl Sampler {
                 let mut tick = tokio::time::interval(Duration::from_millis(100));
                 loop {
                     own = own.max(rss_bytes(None));
-                    nats = nats.max(rss_bytes(nats_pid));
+                    nats = nats.max(nats_pid.and_then(|pid| rss_bytes(Some(pid))));
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = tick.tick() => {}

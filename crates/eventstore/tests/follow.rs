@@ -187,7 +187,10 @@ async fn a_live_projection_replays_then_tells_its_watchers_each_change() {
     let mut changes = live.changes();
     say(&h.store, id, v, &["zwei", "drei"]).await;
     let told = [changes.recv().await.unwrap(), changes.recv().await.unwrap()];
-    assert_eq!(told.map(|change| change.as_str().to_owned()), ["zwei", "drei"]);
+    assert_eq!(
+        told.map(|change| change.as_str().to_owned()),
+        ["zwei", "drei"]
+    );
     assert_eq!(live.snapshot().texts, ["eins", "zwei", "drei"]);
     assert_eq!(live.last_sequence(), live.snapshot().applied.sequence());
     shutdown.cancel();
