@@ -43,7 +43,7 @@ use helpline_domain::{
     Ticket, TicketId, contact, decide, evolve,
 };
 use helpline_eventstore::chain::{first_ticket, next_ticket, ticket_is_over};
-use helpline_eventstore::{CommandMeta, EventStore, LoadedTicket, StoreError, chain};
+use helpline_eventstore::{CommandMeta, EventStore, ExecuteError, LoadedTicket, StoreError, chain};
 use uuid::Uuid;
 
 use helpline_channels::inbound::{
@@ -56,7 +56,7 @@ use helpline_eventstore::consent::ConsentSignal;
 /// their ticket instead).
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// Tries at finding the contact's ticket and appending before giving up.
-const MAX_ATTEMPTS: usize = 16;
+const MAX_ATTEMPTS: u32 = 16;
 /// Namespace of the UUIDv5 ids derived from provider ids (command and message ids).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6865_6c70_6c69_6e65_2d69_6e67_7265_7373);
 
@@ -355,39 +355,37 @@ impl Intake {
                 self.remembered(&contact_key),
             )
             .await?;
-        let Some((ticket, mut loaded)) = latest else {
+        let Some((ticket, _)) = latest else {
             tracing::debug!("conversation closed by a customer without a ticket");
             return Ok(Taken::Refused);
         };
         let meta = CommandMeta::new(command_id, SystemTime::now())
             .caused_by(derived)
             .correlated_with(ticket.0.to_string());
-        for _ in 0..MAX_ATTEMPTS {
-            let events = match decide(&loaded.ticket, Command::RecordConversationClosed) {
-                Ok(events) if events.is_empty() => return Ok(Taken::Duplicate),
-                Ok(events) => events,
-                Err(refusal) => {
-                    tracing::info!(ticket = %ticket, reason = %refusal, "conversation closing not recorded");
-                    return Ok(Taken::Refused);
-                }
-            };
-            match self
-                .store
-                .append(ticket, loaded.version, &events, &meta)
-                .await
-            {
-                Ok(appended) => {
-                    tracing::info!(ticket = %ticket, "conversation closed by the customer");
-                    return Ok(Taken::Appended {
-                        ticket,
-                        version: appended.version,
-                    });
-                }
-                Err(StoreError::Conflict { .. }) => loaded = self.store.load(ticket).await?,
-                Err(e) => return Err(e.into()),
+        let closing = |_: &LoadedTicket| {
+            Ok::<_, std::convert::Infallible>(vec![Command::RecordConversationClosed])
+        };
+        match self
+            .store
+            .execute(ticket, &meta, MAX_ATTEMPTS, closing)
+            .await
+        {
+            Ok(executed) if executed.events == 0 => Ok(Taken::Duplicate),
+            Ok(executed) => {
+                tracing::info!(ticket = %ticket, "conversation closed by the customer");
+                Ok(Taken::Appended {
+                    ticket,
+                    version: executed.appended.version,
+                })
             }
+            Err(ExecuteError::Domain(refusal)) => {
+                tracing::info!(ticket = %ticket, reason = %refusal, "conversation closing not recorded");
+                Ok(Taken::Refused)
+            }
+            Err(ExecuteError::Refused(never)) => match never {},
+            Err(ExecuteError::Store(StoreError::Conflict { .. })) => Err(IntakeError::Contended),
+            Err(ExecuteError::Store(e)) => Err(e.into()),
         }
-        Err(IntakeError::Contended)
     }
 
     /// Records a provider's report of the customer's wish about notifications (a block,
