@@ -96,6 +96,38 @@ pub struct StoredEvent {
     pub trace: opentelemetry::Context,
 }
 
+impl StoredEvent {
+    /// An event as a fold sees it, written by hand instead of read from the log: the
+    /// next message of a hand-written log in a test of a projection (region `de`, new
+    /// event and command ids, delivered once, no customer key).
+    pub fn handwritten(
+        ticket: helpline_domain::TicketId,
+        sequence: u64,
+        occurred_at: std::time::SystemTime,
+        event: Event,
+    ) -> Self {
+        Self {
+            subject: format!("helpline.de.ticket.{}", ticket.0),
+            sequence,
+            meta: EnvelopeMeta {
+                event_id: Uuid::now_v7(),
+                ticket,
+                region: "de".to_owned(),
+                occurred_at,
+                command_id: Uuid::now_v7(),
+                causation_id: String::new(),
+                correlation_id: String::new(),
+                schema_version: crate::SCHEMA_VERSION,
+                customer: None,
+            },
+            event,
+            delivered: 1,
+            replayed: false,
+            trace: opentelemetry::Context::default(),
+        }
+    }
+}
+
 /// How far a fold of the log got: the last message applied and which of its events,
 /// so that a replay overlapping what was applied changes nothing, also when one message
 /// holds a command's several events (which share its sequence).

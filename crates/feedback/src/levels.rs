@@ -308,7 +308,6 @@ impl ClockFigures {
 #[cfg(test)]
 mod tests {
     use helpline_domain::{Customer, MessageBody, MessageId, Personal};
-    use helpline_eventstore::{EnvelopeMeta, SCHEMA_VERSION};
     use uuid::Uuid;
 
     use super::*;
@@ -359,25 +358,12 @@ sla = { first_response_mins = 30 }
 
     impl Log {
         fn at(&mut self, ticket: TicketId, unix_secs: u64, event: Event) -> &mut Self {
-            let stored = StoredEvent {
-                subject: format!("helpline.de.ticket.{}", ticket.0),
-                sequence: self.events.len() as u64 + 1,
-                meta: EnvelopeMeta {
-                    event_id: Uuid::now_v7(),
-                    ticket,
-                    region: "de".to_owned(),
-                    occurred_at: at(unix_secs),
-                    command_id: Uuid::now_v7(),
-                    causation_id: String::new(),
-                    correlation_id: String::new(),
-                    schema_version: SCHEMA_VERSION,
-                    customer: None,
-                },
+            let stored = StoredEvent::handwritten(
+                ticket,
+                self.events.len() as u64 + 1,
+                at(unix_secs),
                 event,
-                delivered: 1,
-                replayed: false,
-                trace: Default::default(),
-            };
+            );
             self.projection.apply(&stored);
             self.events.push(stored);
             self

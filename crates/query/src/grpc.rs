@@ -187,45 +187,38 @@ impl TicketQuery for QueryApi {
             (first, projection.last_sequence())
         });
         let first = first.ok_or_else(|| QueryError::NotFound(id.to_string()))?;
-        let live = self.projection.clone();
-        let updates = stream::unfold(changes, move |mut changes| {
-            let live = live.clone();
-            async move {
-                loop {
-                    match changes.recv().await {
-                        Ok(change) if change.view.id == id && change.entry.sequence > seen => {
-                            let answer = pb::WatchTicketResponse {
-                                ticket: Some(view_to_proto(&change.view, &audience)),
-                                event: Some(entry_to_proto(
-                                    &change.entry,
-                                    &audience,
-                                    change.view.state.erased,
-                                )),
-                                position: Some(live_position(&live, stream_last)),
-                            };
-                            return Some((Ok(answer), changes));
-                        }
-                        Ok(_) => {}
-                        // Fell behind: the current state says everything that was missed.
-                        Err(RecvError::Lagged(_)) => {
-                            let answer = live.read_with(|projection| {
-                                projection.ticket(id).map(|view| pb::WatchTicketResponse {
-                                    ticket: Some(view_to_proto(view, &audience)),
-                                    event: None,
-                                    position: Some(position_of(
-                                        projection,
-                                        live.is_replayed(),
-                                        stream_last,
-                                    )),
-                                })
-                            })?;
-                            return Some((Ok(answer), changes));
-                        }
-                        Err(RecvError::Closed) => return None,
-                    }
-                }
-            }
-        });
+        let (live, lagging) = (self.projection.clone(), self.projection.clone());
+        let updates = changes_after(
+            changes,
+            seen,
+            move |change| {
+                (change.view.id == id).then(|| pb::WatchTicketResponse {
+                    ticket: Some(view_to_proto(&change.view, &audience)),
+                    event: Some(entry_to_proto(
+                        &change.entry,
+                        &audience,
+                        change.view.state.erased,
+                    )),
+                    position: Some(live_position(&live, stream_last)),
+                })
+            },
+            // Fell behind: the ticket as it is now says everything that was missed.
+            move |_| {
+                lagging
+                    .read_with(|projection| {
+                        projection.ticket(id).map(|view| pb::WatchTicketResponse {
+                            ticket: Some(view_to_proto(view, &audience)),
+                            event: None,
+                            position: Some(position_of(
+                                projection,
+                                lagging.is_replayed(),
+                                stream_last,
+                            )),
+                        })
+                    })
+                    .ok_or_else(|| Status::not_found(format!("no ticket {id}")))
+            },
+        );
         let answers = stream::once(async move { Ok(first) }).chain(updates);
         // The watch lasts as long as the token that opened it.
         Ok(Response::new(helpline_auth::guard_stream(
@@ -274,19 +267,24 @@ impl TicketQuery for QueryApi {
             (first, projection.last_sequence())
         });
         let live = self.projection.clone();
-        let updates = changes_after(changes, seen, move |change| {
-            let in_queue = waiting_in(&change.view.state) == Some(&queue);
-            if !in_queue && change.was_in_queue.as_ref() != Some(&queue) {
-                return None;
-            }
-            Some(queue_answer(
-                change,
-                in_queue,
-                &audience,
-                &live,
-                stream_last,
-            ))
-        });
+        let updates = changes_after(
+            changes,
+            seen,
+            move |change| {
+                let in_queue = waiting_in(&change.view.state) == Some(&queue);
+                if !in_queue && change.was_in_queue.as_ref() != Some(&queue) {
+                    return None;
+                }
+                Some(queue_answer(
+                    change,
+                    in_queue,
+                    &audience,
+                    &live,
+                    stream_last,
+                ))
+            },
+            |missed| Err(watch_again(missed)),
+        );
         let answers = stream::iter(first).chain(updates);
         // The watch lasts as long as the token that opened it.
         Ok(Response::new(helpline_auth::guard_stream(
@@ -313,17 +311,22 @@ impl TicketQuery for QueryApi {
             .projection
             .read_with(|projection| projection.last_sequence());
         let live = self.projection.clone();
-        let updates = changes_after(changes, seen, move |change| {
-            Some(pb::WatchTicketsResponse {
-                ticket: Some(view_to_proto(&change.view, &audience)),
-                event: Some(entry_to_proto(
-                    &change.entry,
-                    &audience,
-                    change.view.state.erased,
-                )),
-                position: Some(live_position(&live, stream_last)),
-            })
-        });
+        let updates = changes_after(
+            changes,
+            seen,
+            move |change| {
+                Some(pb::WatchTicketsResponse {
+                    ticket: Some(view_to_proto(&change.view, &audience)),
+                    event: Some(entry_to_proto(
+                        &change.entry,
+                        &audience,
+                        change.view.state.erased,
+                    )),
+                    position: Some(live_position(&live, stream_last)),
+                })
+            },
+            |missed| Err(watch_again(missed)),
+        );
         Ok(Response::new(helpline_auth::guard_stream(
             &self.key,
             claims,
@@ -361,16 +364,18 @@ fn live_position(live: &LiveProjection, stream_last: u64) -> pb::ProjectionPosit
 
 /// The projection's changes after sequence `seen`, each made an answer by `answer` (or
 /// skipped, `None`), until the projection stops. Missed changes cannot be told one by
-/// one: a watch that falls behind ends with `ABORTED`, and its caller watches again and
-/// reads afresh.
+/// one: a watch that falls behind gets what `lagged` says — an answer that makes up for
+/// them (one ticket's current state; the watch goes on), or an error that ends it
+/// (`ABORTED`: its caller watches again and reads afresh).
 fn changes_after<T: Send + 'static>(
     changes: tokio::sync::broadcast::Receiver<Arc<Change>>,
     seen: u64,
     answer: impl Fn(&Change) -> Option<T> + Send + Sync + 'static,
+    lagged: impl Fn(u64) -> Result<T, Status> + Send + Sync + 'static,
 ) -> impl Stream<Item = Result<T, Status>> + Send + 'static {
-    let answer = Arc::new(answer);
+    let (answer, lagged) = (Arc::new(answer), Arc::new(lagged));
     stream::unfold(Some(changes), move |changes| {
-        let answer = answer.clone();
+        let (answer, lagged) = (answer.clone(), lagged.clone());
         async move {
             let mut changes = changes?;
             loop {
@@ -382,16 +387,24 @@ fn changes_after<T: Send + 'static>(
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(missed)) => {
-                        let status = Status::aborted(format!(
-                            "the watch fell {missed} changes behind; watch again"
-                        ));
-                        return Some((Err(status), None));
+                        return match lagged(missed) {
+                            Ok(answer) => Some((Ok(answer), Some(changes))),
+                            Err(status) => Some((Err(status), None)),
+                        };
                     }
                     Err(RecvError::Closed) => return None,
                 }
             }
         }
     })
+}
+
+/// What ends a watch of many tickets that fell behind: the client watches again and
+/// gets the current state first.
+fn watch_again(missed: u64) -> Status {
+    Status::aborted(format!(
+        "the watch fell {missed} changes behind; watch again"
+    ))
 }
 
 fn queue_answer(
@@ -578,5 +591,115 @@ fn entry_to_proto(entry: &TimelineEntry, audience: &Audience, erased: bool) -> p
         event_id: entry.event_id.to_string(),
         command_id: entry.command_id.to_string(),
         causation_id: entry.causation_id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use helpline_domain::{Channel, Customer, Event};
+    use helpline_eventstore::StoredEvent;
+    use tonic::Code;
+
+    use super::*;
+
+    /// The projection's changes as the live projection broadcasts them: ticket openings,
+    /// one a second, each the next message of the log.
+    struct Changes {
+        projection: Projection,
+        sequence: u64,
+        sender: tokio::sync::broadcast::Sender<Arc<Change>>,
+    }
+
+    impl Changes {
+        fn kept(kept: usize) -> (Self, tokio::sync::broadcast::Receiver<Arc<Change>>) {
+            let (sender, receiver) = tokio::sync::broadcast::channel(kept);
+            let changes = Self {
+                projection: Projection::default(),
+                sequence: 0,
+                sender,
+            };
+            (changes, receiver)
+        }
+
+        /// A new ticket opened: its change is broadcast; returns the ticket and sequence.
+        fn open(&mut self) -> (TicketId, u64) {
+            self.sequence += 1;
+            let ticket = TicketId(Uuid::now_v7());
+            let opened = Event::TicketOpened {
+                ticket,
+                customer: Customer {
+                    channel: Channel::WhatsApp,
+                    contact: Personal::from("4915112345678"),
+                    display_name: None,
+                },
+                language: "de".to_owned(),
+            };
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_604_400 + self.sequence);
+            let stored = StoredEvent::handwritten(ticket, self.sequence, at, opened);
+            let change = self
+                .projection
+                .apply(&stored)
+                .unwrap_or_else(|| panic!("an opening is a change"));
+            self.sender
+                .send(Arc::new(change))
+                .unwrap_or_else(|_| panic!("nobody watches"));
+            (ticket, self.sequence)
+        }
+    }
+
+    /// Every answer of a watch, with each change answered by its sequence.
+    async fn answers(
+        receiver: tokio::sync::broadcast::Receiver<Arc<Change>>,
+        seen: u64,
+        lagged: impl Fn(u64) -> Result<u64, Status> + Send + Sync + 'static,
+    ) -> Vec<Result<u64, Code>> {
+        changes_after(receiver, seen, |change| Some(change.entry.sequence), lagged)
+            .map(|answer| answer.map_err(|status| status.code()))
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_watch_answers_the_changes_after_its_start() {
+        let (mut changes, receiver) = Changes::kept(16);
+        let (_, before) = changes.open();
+        changes.open();
+        changes.open();
+        drop(changes);
+        let got = answers(receiver, before, |_| Ok(0)).await;
+        assert_eq!(
+            got,
+            [Ok(2), Ok(3)],
+            "the first answer already held the first"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_watch_that_falls_behind_is_made_up_for_and_goes_on() {
+        // One ticket's watch: its current state says everything that was missed.
+        let (mut changes, receiver) = Changes::kept(2);
+        for _ in 0..4 {
+            changes.open();
+        }
+        drop(changes);
+        let got = answers(receiver, 0, |missed| Ok(1000 + missed)).await;
+        assert_eq!(got, [Ok(1002), Ok(3), Ok(4)]);
+    }
+
+    #[tokio::test]
+    async fn a_watch_of_many_that_falls_behind_ends_so_its_caller_watches_again() {
+        let (mut changes, receiver) = Changes::kept(2);
+        for _ in 0..4 {
+            changes.open();
+        }
+        let got = answers(receiver, 0, |missed| Err(watch_again(missed))).await;
+        assert_eq!(
+            got,
+            [Err(Code::Aborted)],
+            "ended, though more changes may come"
+        );
+        assert_eq!(changes.sender.receiver_count(), 0, "the watch let go");
     }
 }

@@ -296,7 +296,6 @@ mod tests {
     use std::time::Duration;
 
     use helpline_domain::{Customer, Details, MessageBody, MessageId, Personal};
-    use helpline_eventstore::{EnvelopeMeta, SCHEMA_VERSION};
 
     use super::*;
 
@@ -309,25 +308,12 @@ mod tests {
     impl Log {
         fn at(&mut self, ticket: TicketId, unix_secs: u64, event: Event) -> &mut Self {
             let sequence = self.events.len() as u64 + 1;
-            self.events.push(StoredEvent {
-                subject: format!("helpline.de.ticket.{}", ticket.0),
+            self.events.push(StoredEvent::handwritten(
+                ticket,
                 sequence,
-                meta: EnvelopeMeta {
-                    event_id: Uuid::now_v7(),
-                    ticket,
-                    region: "de".to_owned(),
-                    occurred_at: SystemTime::UNIX_EPOCH + Duration::from_secs(unix_secs),
-                    command_id: Uuid::now_v7(),
-                    causation_id: String::new(),
-                    correlation_id: String::new(),
-                    schema_version: SCHEMA_VERSION,
-                    customer: None,
-                },
+                SystemTime::UNIX_EPOCH + Duration::from_secs(unix_secs),
                 event,
-                delivered: 1,
-                replayed: false,
-                trace: Default::default(),
-            });
+            ));
             self
         }
 
