@@ -146,6 +146,7 @@ pub fn recorded_alarms(
         sender,
     };
     tokio::spawn(async move {
+        // Nobody cancels it: the follower is dropped when the receiver goes.
         let shutdown = CancellationToken::new();
         tokio::select! {
             _ = feed.sender.closed() => {}
