@@ -12,6 +12,7 @@
 //! the key watcher sees a key purged, that customer's hot tickets are dropped.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use helpline_domain::{Event, TicketId, evolve};
@@ -78,15 +79,18 @@ impl HotTickets {
         events: &[&Event],
     ) {
         let mut tickets = self.lock();
-        let start = match tickets.get(&ticket) {
-            Some(kept) if kept.loaded.version == previous => kept.clone(),
-            None if previous == 0 => Hot {
+        if previous == 0 && tickets.len() >= HOT_LIMIT && !tickets.contains_key(&ticket) {
+            tickets.clear();
+        }
+        // Folded in place: a hot ticket is not copied for each message.
+        let hot = match tickets.entry(ticket) {
+            Entry::Occupied(kept) if kept.get().loaded.version == previous => kept.into_mut(),
+            Entry::Vacant(new) if previous == 0 => new.insert(Hot {
                 loaded: LoadedTicket::default(),
                 since_snapshot: 0,
-            },
+            }),
             _ => return,
         };
-        let mut hot = start;
         for event in events {
             hot.loaded.ticket = evolve(std::mem::take(&mut hot.loaded.ticket), event);
         }
@@ -95,10 +99,6 @@ impl HotTickets {
             hot.loaded.customer = Some(customer.clone());
         }
         hot.since_snapshot += events.len() as u64;
-        if tickets.len() >= HOT_LIMIT {
-            tickets.clear();
-        }
-        tickets.insert(ticket, hot);
     }
 
     /// Drops every hot ticket of the customer (their key was purged).

@@ -433,9 +433,10 @@ impl Delivery {
 }
 
 /// One ticket's events in hand, in log order; the head is the one being handled. A lane
-/// exists while it holds events; at most one task runs it.
+/// exists while it holds events; at most one task runs it. Shared, so that the task
+/// handling the head holds it without copying the message (its headers are a map).
 struct Lane {
-    queue: VecDeque<Delivery>,
+    queue: VecDeque<Arc<Delivery>>,
     running: bool,
     /// The head is in the handler; a later delivery never goes before it.
     head_in_hand: bool,
@@ -844,9 +845,9 @@ impl Worker {
                 Some(lane) => {
                     if let Some(held) = lane.queue.iter_mut().find(|d| d.same(&delivery)) {
                         // A redelivery of an event in hand: keep the newest handle, whose
-                        // acknowledgement the server expects.
-                        held.message = delivery.message;
-                        held.position = delivery.position;
+                        // acknowledgement the server expects, and how long it is held.
+                        let since = held.since;
+                        *held = Arc::new(Delivery { since, ..delivery });
                     } else {
                         // In log order; a head already in the handler stays first.
                         let in_hand = usize::from(lane.head_in_hand);
@@ -856,7 +857,7 @@ impl Worker {
                             .skip(in_hand)
                             .position(|d| d.position.sequence > delivery.position.sequence)
                             .map_or(lane.queue.len(), |i| i + in_hand);
-                        lane.queue.insert(at, delivery);
+                        lane.queue.insert(at, Arc::new(delivery));
                     }
                     false
                 }
@@ -864,7 +865,7 @@ impl Worker {
                     lanes.insert(
                         key.clone(),
                         Lane {
-                            queue: VecDeque::from([delivery]),
+                            queue: VecDeque::from([Arc::new(delivery)]),
                             running: false,
                             head_in_hand: false,
                             partition,
@@ -1021,7 +1022,8 @@ impl Worker {
                 return Err(HandlerError::Transient(format!("customer key: {e}")));
             }
         };
-        let headers = message.headers.clone().unwrap_or_default();
+        let no_headers = HeaderMap::new();
+        let headers = message.headers.as_ref().unwrap_or(&no_headers);
         if *done == 0
             && delivery.source == Source::Log
             && let Some(previous) = headers
@@ -1036,7 +1038,7 @@ impl Worker {
                 .hot
                 .fold(meta.ticket, previous, position.sequence, customer, &folded);
         }
-        let trace = helpline_telemetry::extract(&headers);
+        let trace = helpline_telemetry::extract(headers);
         for (meta, event) in events.into_iter().skip(*done) {
             let span = tracing::info_span!(
                 "handle event",
