@@ -131,12 +131,12 @@ impl OutboundAdapter for AppleOutbound {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use helpline_domain::{MessageId, QuickReply, TicketId};
+    use helpline_domain::QuickReply;
     use uuid::Uuid;
 
     use super::*;
     use crate::secret::Secret;
-    use crate::test_support::answer;
+    use crate::test_support::{answer, outbound};
 
     fn config() -> AppleConfig {
         AppleConfig {
@@ -154,16 +154,12 @@ mod tests {
 
     fn message() -> OutboundMessage {
         OutboundMessage {
-            ticket: TicketId(Uuid::from_u128(1)),
-            message: MessageId(Uuid::from_u128(2)),
-            channel: Channel::AppleMessages,
-            contact: "urn:mbid:AQAAY-customer".to_owned(),
-            text: "Wie lautet die Seriennummer?".to_owned(),
             prompt: "ask_serial".to_owned(),
-            choices: Vec::new(),
-            language: "de".to_owned(),
-            customer_last_message_at: None,
-            notification: None,
+            ..outbound(
+                Channel::AppleMessages,
+                "urn:mbid:AQAAY-customer",
+                "Wie lautet die Seriennummer?",
+            )
         }
     }
 

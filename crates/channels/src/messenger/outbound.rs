@@ -166,13 +166,12 @@ struct Sent {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use helpline_domain::{MessageId, QuickReply, TicketId};
-    use uuid::Uuid;
+    use helpline_domain::QuickReply;
 
     use super::*;
     use crate::outbound::Reason;
     use crate::secret::Secret;
-    use crate::test_support::answer;
+    use crate::test_support::{answer, outbound};
 
     fn adapter() -> MessengerOutbound {
         MessengerOutbound::new(MessengerConfig {
@@ -184,18 +183,7 @@ mod tests {
     }
 
     fn message() -> OutboundMessage {
-        OutboundMessage {
-            ticket: TicketId(Uuid::from_u128(1)),
-            message: MessageId(Uuid::from_u128(2)),
-            channel: Channel::Messenger,
-            contact: "6543210987654321".to_owned(),
-            text: "Hallo 👋🏽".to_owned(),
-            prompt: String::new(),
-            choices: Vec::new(),
-            language: "de".to_owned(),
-            customer_last_message_at: None,
-            notification: None,
-        }
+        outbound(Channel::Messenger, "6543210987654321", "Hallo 👋🏽")
     }
 
     #[test]

@@ -163,12 +163,11 @@ struct Parameters {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use helpline_domain::{MessageId, QuickReply, TicketId};
-    use uuid::Uuid;
+    use helpline_domain::QuickReply;
 
     use super::*;
     use crate::secret::Secret;
-    use crate::test_support::answer;
+    use crate::test_support::{answer, outbound};
 
     fn adapter() -> TelegramOutbound {
         TelegramOutbound::new(TelegramConfig {
@@ -180,18 +179,7 @@ mod tests {
     }
 
     fn message(contact: &str) -> OutboundMessage {
-        OutboundMessage {
-            ticket: TicketId(Uuid::from_u128(1)),
-            message: MessageId(Uuid::from_u128(2)),
-            channel: Channel::Telegram,
-            contact: contact.to_owned(),
-            text: "שלום".to_owned(),
-            prompt: String::new(),
-            choices: Vec::new(),
-            language: "de".to_owned(),
-            customer_last_message_at: None,
-            notification: None,
-        }
+        outbound(Channel::Telegram, contact, "שלום")
     }
 
     #[test]

@@ -174,12 +174,11 @@ struct Answer {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use helpline_domain::{MessageId, QuickReply, TicketId};
-    use uuid::Uuid;
+    use helpline_domain::QuickReply;
 
     use super::*;
     use crate::secret::Secret;
-    use crate::test_support::answer;
+    use crate::test_support::{answer, outbound};
 
     fn adapter() -> ViberOutbound {
         ViberOutbound::new(
@@ -193,18 +192,7 @@ mod tests {
     }
 
     fn message() -> OutboundMessage {
-        OutboundMessage {
-            ticket: TicketId(Uuid::from_u128(1)),
-            message: MessageId(Uuid::from_u128(2)),
-            channel: Channel::Viber,
-            contact: "01234567890A=".to_owned(),
-            text: "Hallo".to_owned(),
-            prompt: String::new(),
-            choices: Vec::new(),
-            language: "de".to_owned(),
-            customer_last_message_at: None,
-            notification: None,
-        }
+        outbound(Channel::Viber, "01234567890A=", "Hallo")
     }
 
     #[test]

@@ -111,12 +111,12 @@ struct Refusal {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use helpline_domain::{MessageId, QuickReply, TicketId};
+    use helpline_domain::QuickReply;
     use uuid::Uuid;
 
     use super::*;
     use crate::secret::Secret;
-    use crate::test_support::answer;
+    use crate::test_support::{answer, outbound};
 
     fn config() -> WebConfig {
         WebConfig {
@@ -127,18 +127,7 @@ mod tests {
     }
 
     fn message() -> OutboundMessage {
-        OutboundMessage {
-            ticket: TicketId(Uuid::from_u128(1)),
-            message: MessageId(Uuid::from_u128(2)),
-            channel: Channel::WebChat,
-            contact: "sess_9f8e7d6c5b4a".to_owned(),
-            text: "Wir melden uns.".to_owned(),
-            prompt: String::new(),
-            choices: Vec::new(),
-            language: "de".to_owned(),
-            customer_last_message_at: None,
-            notification: None,
-        }
+        outbound(Channel::WebChat, "sess_9f8e7d6c5b4a", "Wir melden uns.")
     }
 
     #[test]

@@ -313,14 +313,13 @@ struct SentMessage {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use helpline_domain::{MessageId, TicketId};
     use http::HeaderValue;
     use uuid::Uuid;
 
     use super::*;
     use crate::outbound::Reason;
     use crate::secret::Secret;
-    use crate::test_support::answer;
+    use crate::test_support::{answer, outbound};
 
     fn config() -> WhatsAppConfig {
         WhatsAppConfig {
@@ -344,16 +343,13 @@ mod tests {
 
     fn message(last: Option<SystemTime>) -> OutboundMessage {
         OutboundMessage {
-            ticket: TicketId(Uuid::from_u128(1)),
-            message: MessageId(Uuid::from_u128(2)),
-            channel: Channel::WhatsApp,
-            contact: "16505551234".to_owned(),
-            text: "Danke, Seriennummer 2NS7N19B12345678 ist notiert.".to_owned(),
             prompt: "test".to_owned(),
-            choices: Vec::new(),
-            language: "de".to_owned(),
             customer_last_message_at: last,
-            notification: None,
+            ..outbound(
+                Channel::WhatsApp,
+                "16505551234",
+                "Danke, Seriennummer 2NS7N19B12345678 ist notiert.",
+            )
         }
     }
 
