@@ -1,6 +1,6 @@
-//! Resident memory: of this process and nats-server while the end-to-end phase runs, and
-//! of `helpline all` started as a process of its own and left idle (the process is also
-//! started for the front door's phase, `front_door`).
+//! Resident memory and CPU time: of this process and nats-server while the end-to-end
+//! phase runs, and the memory of `helpline all` started as a process of its own and left
+//! idle (the process is also started for the front door's phase, `front_door`).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
