@@ -415,7 +415,7 @@ enum Source {
 }
 
 /// One event handed to this process, waiting in (or at the head of) its ticket's lane.
-#[derive(Clone)]
+/// Not `Clone`: its message's headers are a map, and a lane shares it instead.
 struct Delivery {
     message: Message,
     source: Source,
