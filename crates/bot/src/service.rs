@@ -424,7 +424,8 @@ async fn settle(message: &Message, kind: AckKind) {
 fn log_reaction(cause: &Cause, trigger: &str, reacted: &Reacted) {
     match reacted {
         Reacted::Appended { events, version } => {
-            tracing::info!(ticket = %cause.ticket, trigger, events, version, "bot answered")
+            // Per reaction, so debug: the ticket's log holds what the bot said.
+            tracing::debug!(ticket = %cause.ticket, trigger, events, version, "bot answered")
         }
         Reacted::AlreadyDone => {
             tracing::debug!(ticket = %cause.ticket, trigger, "already answered")

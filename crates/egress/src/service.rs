@@ -546,7 +546,8 @@ fn log_delivery(message: &OutboundMessage, delivery: &Delivery) {
     );
     match delivery {
         Delivery::Accepted { form, attempts, .. } => {
-            tracing::info!(ticket = %message.ticket, message = %message.message, channel, attempts, template = *form == Form::Template, "message delivered");
+            // Per message, so debug: the ticket's log records the delivery.
+            tracing::debug!(ticket = %message.ticket, message = %message.message, channel, attempts, template = *form == Form::Template, "message delivered");
         }
         Delivery::Permanent { reason } => {
             tracing::warn!(ticket = %message.ticket, message = %message.message, channel, %reason, "message refused");

@@ -304,7 +304,9 @@ impl Intake {
             {
                 Ok(appended) => {
                     self.remember(&contact_key, ticket);
-                    tracing::info!(ticket = %ticket, version = appended.version, duplicate = appended.duplicate, "customer message appended");
+                    // One line per message is debug: the log holds every message, and
+                    // info is kept for what an operator acts on.
+                    tracing::debug!(ticket = %ticket, version = appended.version, duplicate = appended.duplicate, "customer message appended");
                     return Ok(Taken::Appended {
                         ticket,
                         version: appended.version,

@@ -125,7 +125,7 @@ impl Receipts {
                     .put(&seen_key, Bytes::from(ticket.0.to_string()))
                     .await
                     .map_err(kv_error)?;
-                tracing::info!(ticket = %ticket, message = %message, version = appended.version, duplicate = appended.duplicate, "receipt appended");
+                tracing::debug!(ticket = %ticket, message = %message, version = appended.version, duplicate = appended.duplicate, "receipt appended");
                 Ok(Noted::Appended {
                     ticket,
                     version: appended.version,

@@ -763,7 +763,7 @@ pub fn overlaps(handlings: &[Handling]) -> Vec<String> {
 
 /// `2025-06-01T12:34:56.123456Z` as microseconds since the Unix epoch.
 /// The lines egress logs when a provider took a message (`message delivered`) and when
-/// its outcome is in the log (`outcome appended`, at debug).
+/// its outcome is in the log (`outcome appended`), both at debug.
 const ACCEPTED_MESSAGE: &str = "\"message\":\"message delivered\"";
 const RECORDED_MESSAGE: &str = "\"message\":\"outcome appended\"";
 
