@@ -227,7 +227,7 @@ impl Sender {
                 SendOutcome::WindowClosed { reason } => {
                     match adapter.after_window_closed(message, form) {
                         Some(next) if !switched => {
-                            tracing::info!(ticket = %message.ticket, message = %message.message, channel = message.channel.as_str(), "customer window closed, sending the template");
+                            tracing::info!(ticket = %message.ticket, message_id = %message.message, channel = message.channel.as_str(), "customer window closed, sending the template");
                             switched = true;
                             form = next;
                         }
@@ -250,7 +250,7 @@ impl Sender {
                             )),
                         };
                     }
-                    tracing::info!(ticket = %message.ticket, message = %message.message, channel = message.channel.as_str(), attempts, ?delay, %reason, "send failed, retrying");
+                    tracing::info!(ticket = %message.ticket, message_id = %message.message, channel = message.channel.as_str(), attempts, ?delay, %reason, "send failed, retrying");
                     if self.pause(delay, cancel).await {
                         return shutting_down();
                     }

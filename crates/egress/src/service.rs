@@ -216,7 +216,7 @@ impl Egress {
             _ => self.store.load(ticket).await?,
         };
         if let Some(outcome) = loaded.ticket.outcomes.get(&message) {
-            tracing::debug!(ticket = %ticket, message = %message, "already handled");
+            tracing::debug!(ticket = %ticket, message_id = %message, "already handled");
             // The reverse entry follows the event: a crash between them leaves it to
             // the redelivery. An erased customer's receipts need no entry.
             if let (Some(Ok(provider_message_id)), Some(customer)) = (
@@ -274,7 +274,7 @@ impl Egress {
                 (delivery, Some(outbound.channel))
             }
             Err(reason) => {
-                tracing::warn!(ticket = %ticket, message = %message, %reason, "message cannot be sent");
+                tracing::warn!(ticket = %ticket, message_id = %message, %reason, "message cannot be sent");
                 let reason = Reason::ours(reason);
                 (Delivery::Permanent { reason }, None)
             }
@@ -505,7 +505,7 @@ impl Egress {
             Err(ExecuteError::Store(e)) => return Err(e.into()),
             Err(ExecuteError::Refused(never)) => match never {},
         };
-        tracing::debug!(ticket = %ticket, message = %message, outcome = tag, duplicate = appended.duplicate, "outcome appended");
+        tracing::debug!(ticket = %ticket, message_id = %message, outcome = tag, duplicate = appended.duplicate, "outcome appended");
         Ok(())
     }
 
@@ -547,13 +547,13 @@ fn log_delivery(message: &OutboundMessage, delivery: &Delivery) {
     match delivery {
         Delivery::Accepted { form, attempts, .. } => {
             // Per message, so debug: the ticket's log records the delivery.
-            tracing::debug!(ticket = %message.ticket, message = %message.message, channel, attempts, template = *form == Form::Template, "message delivered");
+            tracing::debug!(ticket = %message.ticket, message_id = %message.message, channel, attempts, template = *form == Form::Template, "message delivered");
         }
         Delivery::Permanent { reason } => {
-            tracing::warn!(ticket = %message.ticket, message = %message.message, channel, %reason, "message refused");
+            tracing::warn!(ticket = %message.ticket, message_id = %message.message, channel, %reason, "message refused");
         }
         Delivery::Exhausted { reason } => {
-            tracing::warn!(ticket = %message.ticket, message = %message.message, channel, %reason, "message not delivered yet, will be retried");
+            tracing::warn!(ticket = %message.ticket, message_id = %message.message, channel, %reason, "message not delivered yet, will be retried");
         }
     }
 }

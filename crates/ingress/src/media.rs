@@ -509,7 +509,7 @@ impl MediaConsumer {
         let ticket = event.meta.ticket;
         let loaded = self.store.load(ticket).await?;
         if loaded.ticket.attachments.get(message) != Some(&AttachmentFetch::Awaited) {
-            tracing::debug!(ticket = %ticket, message = %message, "attachment already recorded");
+            tracing::debug!(ticket = %ticket, message_id = %message, "attachment already recorded");
             return Ok(());
         }
         let (Ok(reference), Some(customer), Some(channel)) = (
@@ -519,7 +519,7 @@ impl MediaConsumer {
         ) else {
             // Erased since (the reference no longer opens): there is nothing to fetch,
             // and an erased ticket takes no outcome.
-            tracing::info!(ticket = %ticket, message = %message, "attachment of an erased customer not fetched");
+            tracing::info!(ticket = %ticket, message_id = %message, "attachment of an erased customer not fetched");
             return Ok(());
         };
         let last_delivery = event.delivered >= self.store.config().max_deliver;
@@ -566,7 +566,7 @@ impl MediaConsumer {
             Err(MediaError::Fetch {
                 reason, retryable, ..
             }) if !retryable || last_delivery => {
-                tracing::warn!(ticket = %ticket, message = %message, %reason, tries = event.delivered, "attachment not fetched");
+                tracing::warn!(ticket = %ticket, message_id = %message, %reason, tries = event.delivered, "attachment not fetched");
                 let reason = match retryable {
                     true => format!("{reason} (after {} tries)", event.delivered),
                     false => reason,
@@ -586,11 +586,11 @@ impl MediaConsumer {
             .await?
         {
             Reacted::Appended { .. } => {
-                tracing::info!(ticket = %ticket, message = %message, outcome = command.action(), "attachment outcome recorded");
+                tracing::info!(ticket = %ticket, message_id = %message, outcome = command.action(), "attachment outcome recorded");
             }
             Reacted::AlreadyDone | Reacted::Nothing => {}
             Reacted::Refused(refusal) => {
-                tracing::info!(ticket = %ticket, message = %message, %refusal, "attachment outcome not recorded");
+                tracing::info!(ticket = %ticket, message_id = %message, %refusal, "attachment outcome not recorded");
             }
         }
         Ok(())

@@ -125,14 +125,14 @@ impl Receipts {
                     .put(&seen_key, Bytes::from(ticket.0.to_string()))
                     .await
                     .map_err(kv_error)?;
-                tracing::debug!(ticket = %ticket, message = %message, version = appended.version, duplicate = appended.duplicate, "receipt appended");
+                tracing::debug!(ticket = %ticket, message_id = %message, version = appended.version, duplicate = appended.duplicate, "receipt appended");
                 Ok(Noted::Appended {
                     ticket,
                     version: appended.version,
                 })
             }
             Err(ExecuteError::Domain(refusal)) => {
-                tracing::warn!(ticket = %ticket, message = %message, reason = %refusal, "receipt refused");
+                tracing::warn!(ticket = %ticket, message_id = %message, reason = %refusal, "receipt refused");
                 Ok(Noted::Refused)
             }
             Err(ExecuteError::Store(e)) => Err(e.into()),

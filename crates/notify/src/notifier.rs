@@ -294,7 +294,7 @@ impl Notifier {
                 ("outcome", if duplicate { "duplicate" } else { "queued" }),
             ],
         );
-        tracing::info!(%ticket, %message, channel = channel.as_str(), template = %request.template, way = way.as_str(), duplicate, "notification queued");
+        tracing::info!(%ticket, message_id = %message, channel = channel.as_str(), template = %request.template, way = way.as_str(), duplicate, "notification queued");
         Ok(Notified::Queued {
             ticket,
             message,

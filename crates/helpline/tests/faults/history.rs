@@ -787,8 +787,7 @@ pub fn acceptance_windows<'a>(lines: impl IntoIterator<Item = (&'a str, &'a str)
         else {
             continue;
         };
-        // The event's own `message` field (its id) follows the line's message in the
-        // JSON, and the later of two equal keys is the one kept.
+        // The message's id, beside the line's own `message`.
         let (Some(at), Some(message)) = (
             value
                 .get("timestamp")
@@ -796,7 +795,7 @@ pub fn acceptance_windows<'a>(lines: impl IntoIterator<Item = (&'a str, &'a str)
                 .and_then(unix_micros),
             value
                 .get("fields")
-                .and_then(|fields| fields.get("message"))
+                .and_then(|fields| fields.get("message_id"))
                 .and_then(|m| m.as_str()),
         ) else {
             continue;
@@ -1376,6 +1375,26 @@ mod tests {
             (h.consumer.as_str(), h.ticket.as_str(), h.sequence),
             ("bot", "t2", 9)
         );
+    }
+
+    #[test]
+    fn the_acceptance_window_runs_from_a_messages_delivery_to_its_recorded_outcome() {
+        let line = |message: &str, at: &str, id: &str| {
+            format!(
+                r#"{{"timestamp":"2025-06-01T12:00:{at}Z","level":"DEBUG","fields":{{"message":"{message}","ticket":"t1","message_id":"{id}"}},"target":"helpline_egress::service"}}"#
+            )
+        };
+        let lines = [
+            line("message delivered", "01.000100", "m1"),
+            line("message delivered", "01.000200", "m2"),
+            line("outcome appended", "01.002100", "m1"),
+            // Another process's record of m2 is not this process's.
+            line("outcome appended", "01.000900", "m2"),
+        ];
+        let processes = ["a", "a", "a", "b"];
+        let windows =
+            acceptance_windows(processes.into_iter().zip(lines.iter().map(String::as_str)));
+        assert_eq!(windows, vec![2_000]);
     }
 
     #[test]
