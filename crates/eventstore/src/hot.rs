@@ -62,7 +62,7 @@ impl HotTickets {
             return;
         }
         if tickets.len() >= HOT_LIMIT {
-            tickets.clear();
+            drop_aside(std::mem::take(&mut *tickets));
         }
         tickets.insert(ticket, hot);
     }
@@ -80,7 +80,7 @@ impl HotTickets {
     ) {
         let mut tickets = self.lock();
         if previous == 0 && tickets.len() >= HOT_LIMIT && !tickets.contains_key(&ticket) {
-            tickets.clear();
+            drop_aside(std::mem::take(&mut *tickets));
         }
         // Folded in place: a hot ticket is not copied for each message.
         let hot = match tickets.entry(ticket) {
@@ -110,5 +110,17 @@ impl HotTickets {
     /// Drops the ticket (its snapshot was dropped, or its state is in doubt).
     pub(crate) fn forget(&self, ticket: TicketId) {
         self.lock().remove(&ticket);
+    }
+}
+
+/// Frees a full map of hot tickets off the caller's path: freeing fifty thousand tickets,
+/// each with allocations of its own, under the lock would stall every append and every
+/// consumer of the process at once.
+fn drop_aside(tickets: HashMap<TicketId, Hot>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(move || drop(tickets));
+        }
+        Err(_) => drop(tickets),
     }
 }
