@@ -761,7 +761,6 @@ pub fn overlaps(handlings: &[Handling]) -> Vec<String> {
     problems
 }
 
-/// `2025-06-01T12:34:56.123456Z` as microseconds since the Unix epoch.
 /// The lines egress logs when a provider took a message (`message delivered`) and when
 /// its outcome is in the log (`outcome appended`), both at debug.
 const ACCEPTED_MESSAGE: &str = "\"message\":\"message delivered\"";
@@ -811,6 +810,7 @@ pub fn acceptance_windows<'a>(lines: impl IntoIterator<Item = (&'a str, &'a str)
     windows
 }
 
+/// `2025-06-01T12:34:56.123456Z` as microseconds since the Unix epoch.
 fn unix_micros(timestamp: &str) -> Option<i64> {
     let (date, time) = timestamp.strip_suffix('Z')?.split_once('T')?;
     let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
