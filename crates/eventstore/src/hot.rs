@@ -62,7 +62,7 @@ impl HotTickets {
             return;
         }
         if tickets.len() >= HOT_LIMIT {
-            drop_aside(std::mem::take(&mut *tickets));
+            start_over(&mut tickets);
         }
         tickets.insert(ticket, hot);
     }
@@ -80,7 +80,7 @@ impl HotTickets {
     ) {
         let mut tickets = self.lock();
         if previous == 0 && tickets.len() >= HOT_LIMIT && !tickets.contains_key(&ticket) {
-            drop_aside(std::mem::take(&mut *tickets));
+            start_over(&mut tickets);
         }
         // Folded in place: a hot ticket is not copied for each message.
         let hot = match tickets.entry(ticket) {
@@ -113,10 +113,11 @@ impl HotTickets {
     }
 }
 
-/// Frees a full map of hot tickets off the caller's path: freeing fifty thousand tickets,
-/// each with allocations of its own, under the lock would stall every append and every
-/// consumer of the process at once.
-fn drop_aside(tickets: HashMap<TicketId, Hot>) {
+/// Empties a full map of hot tickets and frees what it held off the caller's path:
+/// freeing fifty thousand tickets, each with allocations of its own, under the lock would
+/// stall every append and every consumer of the process at once.
+fn start_over(kept: &mut HashMap<TicketId, Hot>) {
+    let tickets = std::mem::take(kept);
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             runtime.spawn_blocking(move || drop(tickets));
