@@ -1,7 +1,8 @@
-//! More customers in the region stream before the rebuild: each a ticket opening sealed
-//! under a data key of its own (made in the key bucket as a first message would make it),
-//! written by pipelined raw publishes of encoded envelopes. A rebuild then preloads as many
-//! keys as there are customers, past the process's key cache limit when there are enough.
+//! More customers in the region stream before the rebuild: each their first ticket's
+//! opening, sealed under a key made ahead and naming its slot, published at expected
+//! sequence 0 (the claim a first message makes), written by pipelined raw publishes of
+//! encoded envelopes. A rebuild then preloads as many keys as there are customers, past
+//! the process's key cache limit when there are enough.
 
 use std::time::Instant;
 
@@ -10,15 +11,14 @@ use bytes::Bytes;
 use futures::stream::{StreamExt as _, TryStreamExt as _};
 use helpline_domain::{Channel, TicketId};
 use helpline_eventstore::EventStore;
+use helpline_eventstore::chain::first_ticket;
 use helpline_eventstore::codec::{self, Sealer};
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::progress;
 use super::tickets::{envelope, opened};
 
-/// Customers being added at once: each waits for its key's create, then its publish's
-/// ack, so this many of each are in flight.
+/// Customers being added at once: this many publishes' acks are in flight.
 const CONCURRENCY: usize = 256;
 /// Contacts of added customers start here, apart from the webhook phases' `49<pass>…`.
 const FIRST_CONTACT: usize = 500_000_000;
@@ -48,17 +48,24 @@ pub(super) async fn add(
             let region = region.clone();
             async move {
                 let n = FIRST_CONTACT + i;
-                let ticket = TicketId(Uuid::now_v7());
-                let event = opened(ticket, n);
                 let customer = store.customer_id(Channel::WhatsApp, &format!("4917{n:09}"));
-                let key = store.customer_key(&customer).await?;
+                let ticket: TicketId = first_ticket(&customer);
+                let event = opened(ticket, n);
+                let (key, at) = store.claim_customer_key().await?;
                 let sealer = Some(Sealer {
                     customer: &customer,
                     key: &key,
+                    key_ref: Some(at),
                 });
                 let payload = codec::encode(&envelope(ticket, &region), &event, sealer)?;
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
                 let ack = js
-                    .publish(layout.ticket_subject(ticket), Bytes::from(payload))
+                    .publish_with_headers(
+                        layout.ticket_subject(ticket),
+                        headers,
+                        Bytes::from(payload),
+                    )
                     .await
                     .context("cannot publish a customer's ticket opening")?;
                 ack.await.context("publish not acknowledged")?;

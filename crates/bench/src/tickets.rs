@@ -126,10 +126,11 @@ pub(super) async fn large(
     // One customer's key seals every ticket's contact: the load reads sealed events like
     // real ones, without a key made per synthetic customer.
     let customer = store.customer_id(Channel::WhatsApp, "bench");
-    let key = store.customer_key(&customer).await?;
+    let (key, key_ref) = store.customer_key(&customer).await?;
     let sealer = Some(Sealer {
         customer: &customer,
         key: &key,
+        key_ref,
     });
     let mut in_flight = FuturesOrdered::new();
     let mut target_acks = Vec::with_capacity(sizes.ticket_events);

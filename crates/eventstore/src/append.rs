@@ -140,10 +140,11 @@ impl EventStore {
         }
         let subject = self.layout.ticket_subject(ticket);
         let trace = helpline_telemetry::current_context();
-        let sealer = self.sealer_for(ticket, events).await?;
-        let sealer = sealer.as_ref().map(|(customer, key)| Sealer {
-            customer,
-            key: key.as_ref(),
+        let seal_with = self.sealer_for(ticket, expected_version, events).await?;
+        let sealer = seal_with.as_ref().map(|with| Sealer {
+            customer: &with.customer,
+            key: with.key.as_ref(),
+            key_ref: with.key_ref,
         });
         let metas: Vec<EnvelopeMeta> = events
             .iter()
@@ -195,6 +196,15 @@ impl EventStore {
             .await?
         {
             Outcome::Stored(appended) => {
+                // A claim stored now binds its key; a duplicate was stored by an earlier
+                // try, maybe under another slot, which a reader learns from the event.
+                if !appended.duplicate
+                    && let Some(with) = &seal_with
+                    && with.claim
+                    && let Some(at) = with.key_ref
+                {
+                    self.bind_customer_key(&with.customer, at);
+                }
                 if !appended.duplicate {
                     let folded: Vec<&Event> = events.iter().collect();
                     self.hot.fold(

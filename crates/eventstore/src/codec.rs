@@ -22,7 +22,7 @@ use helpline_proto::v1::ticket_routed::Destination;
 use prost::Message;
 use uuid::Uuid;
 
-use crate::seal::{CustomerId, DataKey, FieldPlace};
+use crate::seal::{BlockId, CustomerId, DataKey, FieldPlace, KeyRef};
 
 /// The current envelope schema version, written into every new envelope.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -61,6 +61,9 @@ pub enum CodecError {
 pub struct Sealer<'a> {
     pub customer: &'a CustomerId,
     pub key: &'a DataKey,
+    /// Where the key is kept when it was made ahead in a block; `None` for the
+    /// customer's own entry in the key bucket.
+    pub key_ref: Option<KeyRef>,
 }
 
 /// Encodes one event and its envelope as a protobuf `EventEnvelope`, its personal fields
@@ -124,11 +127,16 @@ fn sealed_envelope(
     if let Some(field) = unsealed {
         return Err(CodecError::Unsealed { field });
     }
-    let customer = match (sealer, personal.is_empty()) {
-        (Some(sealer), false) => Some(sealer.customer),
-        _ => None,
+    let (customer, key_ref) = match (sealer, personal.is_empty()) {
+        (Some(sealer), false) => (Some(sealer.customer), sealer.key_ref),
+        _ => (None, None),
     };
-    Ok(envelope(meta, customer, personal, &blanked))
+    let mut envelope = envelope(meta, customer, personal, &blanked);
+    if let Some(at) = key_ref {
+        envelope.key_block = at.block.to_string();
+        envelope.key_slot = u32::from(at.slot);
+    }
+    Ok(envelope)
 }
 
 fn envelope(
@@ -149,6 +157,8 @@ fn envelope(
         customer_id: customer.map(ToString::to_string).unwrap_or_default(),
         personal,
         more_events: Vec::new(),
+        key_block: String::new(),
+        key_slot: 0,
         event: Some(event_to_proto(event)),
     }
 }
@@ -185,6 +195,7 @@ pub fn decode(
 pub struct Parsed {
     envelope: pb::EventEnvelope,
     customer: Option<CustomerId>,
+    key_ref: Option<KeyRef>,
 }
 
 /// Reads the message; [`Parsed::customer`] then says whose key opens it.
@@ -192,11 +203,13 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, CodecError> {
     let envelope = pb::EventEnvelope::decode(bytes)?;
     // Whose key opens the message: any of its events may be the one with personal fields.
     let mut customer = customer_of(&envelope)?;
+    let mut key_ref = key_ref_of(&envelope)?;
     for nested in &envelope.more_events {
         if customer.is_some() {
             break;
         }
         customer = customer_of(nested)?;
+        key_ref = key_ref_of(nested)?;
     }
     if let Some(nested) = envelope
         .more_events
@@ -208,7 +221,27 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, CodecError> {
             reason: format!("event {} holds further events itself", nested.event_id),
         });
     }
-    Ok(Parsed { envelope, customer })
+    Ok(Parsed {
+        envelope,
+        customer,
+        key_ref,
+    })
+}
+
+/// The block slot an envelope names for its key, if it names one.
+fn key_ref_of(envelope: &pb::EventEnvelope) -> Result<Option<KeyRef>, CodecError> {
+    if envelope.key_block.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |field, reason: &str| CodecError::Invalid {
+        field,
+        reason: reason.to_owned(),
+    };
+    let block = BlockId::parse(&envelope.key_block)
+        .ok_or_else(|| invalid("key_block", "not a block id"))?;
+    let slot =
+        u16::try_from(envelope.key_slot).map_err(|_| invalid("key_slot", "beyond any block"))?;
+    Ok(Some(KeyRef { block, slot }))
 }
 
 fn customer_of(envelope: &pb::EventEnvelope) -> Result<Option<CustomerId>, CodecError> {
@@ -228,6 +261,12 @@ impl Parsed {
     /// its events), if it has any.
     pub fn customer(&self) -> Option<&CustomerId> {
         self.customer.as_ref()
+    }
+
+    /// Where the key that opens the message is kept, when it was made ahead in a block;
+    /// `None` when it is the customer's own entry.
+    pub fn key_ref(&self) -> Option<KeyRef> {
+        self.key_ref
     }
 
     /// How many events the message holds.
@@ -1099,6 +1138,7 @@ mod tests {
         Some(Sealer {
             customer: &KEY.0,
             key: &KEY.1,
+            key_ref: None,
         })
     }
 

@@ -9,7 +9,7 @@ use helpline_domain::{Channel, Event, TicketId};
 use crate::EventStore;
 use crate::codec::{self, CodecError, EnvelopeMeta};
 use crate::error::StoreError;
-use crate::seal::{CustomerId, DataKey, ProviderRef};
+use crate::seal::{CustomerId, DataKey, KeyRef, ProviderRef};
 
 /// Tickets whose customer one process remembers; beyond this it starts over.
 const TICKETS_REMEMBERED: usize = 100_000;
@@ -45,26 +45,40 @@ impl EventStore {
     /// of one command, in order.
     pub async fn decode(&self, bytes: &[u8]) -> Result<Vec<(EnvelopeMeta, Event)>, DecodeError> {
         let parsed = codec::parse(bytes)?;
-        let key = match parsed.customer() {
-            Some(customer) => self.keys.get(customer).await?,
-            None => None,
+        let key = match (parsed.customer(), parsed.key_ref()) {
+            (Some(customer), Some(at)) => self.keys.get_at(customer, at).await?,
+            (Some(customer), None) => self.keys.get(customer).await?,
+            (None, _) => None,
         };
         Ok(parsed.open(key.as_deref())?)
     }
 
-    /// Purges the customer's data key and its history from the key bucket: from then on
-    /// every personal field sealed under it reads as erased, everywhere. True when there
-    /// was a key; erasing twice is harmless.
+    /// Erases the customer's data keys from the key bucket (their own entry purged with
+    /// its history, the slot of a key made ahead for them blanked): from then on every
+    /// personal field sealed under them reads as erased, everywhere. True when there was
+    /// a key; erasing twice is harmless.
     pub async fn erase_customer_key(&self, customer: &CustomerId) -> Result<bool, StoreError> {
         let had = self.keys.erase(customer).await?;
         tracing::info!(%customer, had_key = had, "customer key erased");
         Ok(had)
     }
 
-    /// The customer's data key, made if they have none: for tools that write events
-    /// without [`EventStore::append`] (the benchmark's bulk load).
-    pub async fn customer_key(&self, customer: &CustomerId) -> Result<Arc<DataKey>, StoreError> {
-        self.keys.get_or_create(customer, false).await
+    /// A data key to seal the customer's events under, made if they have none, and the
+    /// slot to name with it ([`codec::Sealer::key_ref`]) when it was made ahead: for tools
+    /// that write events without [`EventStore::append`] (the benchmark's bulk load).
+    pub async fn customer_key(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<(Arc<DataKey>, Option<KeyRef>), StoreError> {
+        self.keys.get_or_create(customer).await
+    }
+
+    /// A key made ahead for a new customer, and its slot: for tools that write a new
+    /// customer's first event without [`EventStore::append`]. That event must be the first
+    /// of the customer's first ticket ([`crate::chain::first_ticket`], expected sequence
+    /// 0), sealed under the key and naming the slot; the slot is never handed out again.
+    pub async fn claim_customer_key(&self) -> Result<(Arc<DataKey>, KeyRef), StoreError> {
+        self.keys.claim().await
     }
 
     /// Starts reading every customer's key into this process's cache, on a task of its
@@ -174,7 +188,7 @@ impl EventStore {
         name: &str,
         bytes: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
-        let key = self.keys.get_or_create(customer, false).await?;
+        let (key, _) = self.keys.get_or_create(customer).await?;
         let place = kept_place(kind, name, customer);
         Ok(prost::Message::encode_to_vec(&key.seal(&place, bytes)))
     }
@@ -188,26 +202,29 @@ impl EventStore {
         name: &str,
         stored: &[u8],
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(key) = self.keys.get(customer).await? else {
-            return Ok(None);
-        };
         let sealed: helpline_proto::v1::Sealed = prost::Message::decode(stored)
             .map_err(|e| StoreError::Key(format!("{name} is not sealed: {e}")))?;
+        let Some(key) = self.keys.opening_key(customer, sealed.key_id).await? else {
+            return Ok(None);
+        };
         Ok(key.open(&kept_place(kind, name, customer), &sealed).ok())
     }
 
     /// Whether the customer has a data key (tests and retention).
     pub async fn customer_has_key(&self, customer: &CustomerId) -> Result<bool, StoreError> {
-        Ok(self.keys.get(customer).await?.is_some())
+        Ok(self.keys.sealing_key(customer).await?.is_some())
     }
 
     /// The customer and key to seal `events` of `ticket` with, made if the customer has
-    /// none yet; `None` when the events carry nothing personal.
+    /// none yet; `None` when the events carry nothing personal. The first events of a
+    /// customer's first ticket (`expected_version` 0) are its claim: they are sealed under
+    /// a key made ahead, which they bind to the customer.
     pub(crate) async fn sealer_for(
         &self,
         ticket: TicketId,
+        expected_version: u64,
         events: &[Event],
-    ) -> Result<Option<(CustomerId, Arc<DataKey>)>, StoreError> {
+    ) -> Result<Option<SealWith>, StoreError> {
         if !events.iter().any(has_personal_value) {
             return Ok(None);
         }
@@ -220,8 +237,26 @@ impl EventStore {
             None => self.customer_of(ticket).await?,
         };
         self.remember_customer(ticket, &customer);
-        let key = self.keys.get_or_create(&customer, opened.is_some()).await?;
-        Ok(Some((customer, key)))
+        let claim = opened.is_some()
+            && expected_version == 0
+            && ticket == crate::chain::first_ticket(&customer);
+        let (key, key_ref) = if claim {
+            let (key, at) = self.keys.claim().await?;
+            (key, Some(at))
+        } else {
+            self.keys.get_or_create(&customer).await?
+        };
+        Ok(Some(SealWith {
+            customer,
+            key,
+            key_ref,
+            claim,
+        }))
+    }
+
+    /// Remembers that a claim stored under `at` bound it to the customer.
+    pub(crate) fn bind_customer_key(&self, customer: &CustomerId, at: KeyRef) {
+        self.keys.bind(customer, at);
     }
 
     /// The customer of a ticket, from its first event (`TicketOpened`).
@@ -272,6 +307,16 @@ impl EventStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// What seals one append's events: whose, under which key, and where that key is kept.
+pub(crate) struct SealWith {
+    pub customer: CustomerId,
+    pub key: Arc<DataKey>,
+    pub key_ref: Option<KeyRef>,
+    /// Whether the append is the claim of the customer's first ticket, which binds a key
+    /// made ahead to them once it is stored.
+    pub claim: bool,
 }
 
 /// What personal bytes kept outside the event log are: part of what they are sealed to,

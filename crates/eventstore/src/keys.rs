@@ -1,49 +1,81 @@
 //! Customers' data keys, in the region's key bucket (`helpline-<region>-customer-keys`,
-//! history 1), wrapped by the master key.
+//! history 1), wrapped by the master key. A customer's key is kept in one of two ways:
+//!
+//! - **made ahead, in a block** (`block.<id>`, [`crate::blocks`]): what a new customer's
+//!   first event is sealed under. That event is the claim of the customer's first ticket
+//!   and names the slot, so it also binds the key to the customer: one write, not a key's
+//!   create and then an append. Readers find the key by the slot an envelope names; a
+//!   lookup by customer reads the first event of their first ticket for it.
+//! - **their own entry**, under their pseudonym: every key made before blocks, and a key
+//!   made for a customer whose first write is not a ticket's claim (a web-chat page
+//!   keeping a message before it reaches intake), or who returns after an erasure.
+//!
+//! A customer may have one of each; erasure purges both, and every sealed value names the
+//! id of the key that sealed it, so each opens with the right one.
 //!
 //! Keys are cached per process. The cache follows the bucket: a watcher takes every change
 //! as it comes — a key created elsewhere is cached as the watch delivers it, an erased one
-//! is evicted — so an erasure reaches every process within a round trip, a new customer's
-//! first event finds its key already here (the key is stored before the event, and the
-//! server sends both on in that order), and until the watcher runs nothing is cached at
-//! all.
+//! (an entry purged, a slot blanked) is evicted — so an erasure reaches every process
+//! within a round trip, and until the watcher runs nothing is cached at all.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::OnceCell;
 
+use crate::blocks::{self, SLOTS, Slot, StoredBlock};
 use crate::error::StoreError;
 use crate::hot::HotTickets;
-use crate::seal::{CustomerId, DataKey, MasterKey};
+use crate::layout::Layout;
+use crate::seal::{BlockId, CustomerId, DataKey, KeyRef, MasterKey};
 
 /// The header a KV bucket's stream marks deletes and purges with (`DEL`, `PURGE`).
 const KV_OPERATION_HEADER: &str = "KV-Operation";
+/// Tries at rewriting a block that other erasures keep changing.
+const ERASE_TRIES: usize = 16;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A block's keys as this process read them; an erased slot is `None`.
+#[derive(Clone)]
+struct Block {
+    keys: Vec<Option<Arc<DataKey>>>,
+}
+
+impl Block {
+    fn key(&self, slot: u16) -> Option<Arc<DataKey>> {
+        self.keys.get(usize::from(slot)).cloned().flatten()
+    }
+}
 
 /// What one process knows of the key bucket.
 #[derive(Default)]
 struct Cache {
-    /// Hashed by foldhash: pseudonyms are HMAC outputs nobody can aim at one bucket, and
-    /// every opened message looks one up (SipHash was a visible share of a replay).
-    keys: HashMap<CustomerId, Option<Arc<DataKey>>, foldhash::fast::RandomState>,
+    /// Customers' own keys, or that they have none. Hashed by foldhash: pseudonyms are
+    /// HMAC outputs nobody can aim at one bucket, and every opened message looks one up
+    /// (SipHash was a visible share of a replay).
+    keys: Map<CustomerId, Option<Arc<DataKey>>>,
     /// Keys this process created, by the revision of their entry: the watcher's news of
     /// that very entry changes nothing, so a new customer's key is not read back.
     created: HashMap<CustomerId, u64>,
     /// Customers whose key the watcher saw purged: a key created just before is not
     /// cached after it.
     purged: std::collections::HashSet<CustomerId>,
+    /// Blocks of keys made ahead, as read or made here.
+    blocks: Map<BlockId, Arc<Block>>,
+    /// The slot each customer's first event named, as this process learned it (from an
+    /// event it opened or a claim it stored): their key made ahead.
+    slots: Map<CustomerId, KeyRef>,
 }
 
 impl Cache {
     fn clear(&mut self) {
-        self.keys.clear();
-        self.created.clear();
-        self.purged.clear();
+        *self = Self::default();
     }
 
     /// Makes room for one more key under `limit`: a full cache forgets an eighth of its
@@ -59,11 +91,120 @@ impl Cache {
             self.created.remove(customer);
         }
     }
+
+    /// Makes room for one more block, counting each as [`SLOTS`] keys against `limit`.
+    fn make_room_for_block(&mut self, limit: usize) {
+        let blocks = (limit / SLOTS).max(2);
+        if self.blocks.len() >= blocks {
+            let forget: Vec<BlockId> = self
+                .blocks
+                .keys()
+                .take((blocks / 8).max(1))
+                .copied()
+                .collect();
+            for block in &forget {
+                self.blocks.remove(block);
+            }
+        }
+        if self.slots.len() >= limit.max(1) {
+            let forget: Vec<CustomerId> = self
+                .slots
+                .keys()
+                .take((limit / 8).max(1))
+                .cloned()
+                .collect();
+            for customer in &forget {
+                self.slots.remove(customer);
+            }
+        }
+    }
+
+    /// The customer's key made ahead, when this process knows it.
+    fn slot_key(&self, customer: &CustomerId) -> Option<(Arc<DataKey>, KeyRef)> {
+        let at = *self.slots.get(customer)?;
+        let key = self.blocks.get(&at.block)?.key(at.slot)?;
+        Some((key, at))
+    }
+
+    /// Takes in a block's erasures: the erased slots' keys are gone, and so is what this
+    /// process knew of their customers. Returns the customers whose hot tickets go too.
+    fn erased_in(&mut self, block: BlockId, stored: &StoredBlock<'_>) -> Vec<CustomerId> {
+        let mut erased = Vec::new();
+        if let Some(cached) = self.blocks.get_mut(&block) {
+            let cached = Arc::make_mut(cached);
+            for (slot, content) in stored.slots().enumerate() {
+                if let Slot::Erased(_) = content
+                    && let Some(key) = cached.keys.get_mut(slot)
+                {
+                    *key = None;
+                }
+            }
+        }
+        for content in stored.slots() {
+            if let Slot::Erased(Some(customer)) = content {
+                self.slots.remove(&customer);
+                erased.push(customer);
+            }
+        }
+        erased
+    }
+}
+
+/// The blocks this process hands slots out of.
+#[derive(Default)]
+struct Ahead {
+    /// The block slots are taken from, and its next free slot.
+    current: Option<(BlockId, Arc<Block>, usize)>,
+    /// The block made while the current one runs low.
+    next: Option<(BlockId, Arc<Block>)>,
+    /// Whether a task is making the next block.
+    making_next: bool,
+}
+
+impl Ahead {
+    /// The next free slot's key, and whether to start making the next block.
+    fn take(&mut self) -> Option<(Arc<DataKey>, KeyRef, bool)> {
+        loop {
+            if let Some((block, keys, next)) = self.current.as_mut()
+                && *next < SLOTS
+            {
+                let slot = *next;
+                *next += 1;
+                let at = KeyRef {
+                    block: *block,
+                    slot: u16::try_from(slot).ok()?,
+                };
+                let key = keys.key(at.slot)?;
+                let low = SLOTS - *next < SLOTS / 4;
+                let start = low && self.next.is_none() && !self.making_next;
+                self.making_next |= start;
+                return Some((key, at, start));
+            }
+            let (block, keys) = self.next.take()?;
+            self.current = Some((block, keys, 0));
+        }
+    }
+
+    /// Takes a block just made: as the current one if that is used up, else as the next.
+    fn add(&mut self, block: BlockId, keys: Arc<Block>) {
+        let used_up = self
+            .current
+            .as_ref()
+            .is_none_or(|(_, _, next)| *next >= SLOTS);
+        if used_up {
+            self.current = Some((block, keys, 0));
+        } else if self.next.is_none() {
+            self.next = Some((block, keys));
+        }
+    }
 }
 
 pub(crate) struct CustomerKeys {
     js: async_nats::jetstream::Context,
     bucket: kv::Store,
+    /// The region's event stream: where a customer's first event names their slot.
+    events: async_nats::jetstream::stream::Stream<()>,
+    layout: Layout,
     master: MasterKey,
     cache: Arc<Mutex<Cache>>,
     watching: Arc<AtomicBool>,
@@ -78,8 +219,11 @@ pub(crate) struct CustomerKeys {
     /// the cache meanwhile is most likely still on its way, so [`CustomerKeys::get`]
     /// waits for it rather than reading it on its own.
     preload: Arc<Preload>,
+    ahead: Mutex<Ahead>,
+    /// Held while a block is made for a claim that found no free slot, so that claims
+    /// arriving together make one block, not one each.
+    making: tokio::sync::Mutex<()>,
 }
-
 /// A preload's state, shared with the task that reads the bucket.
 #[derive(Default)]
 struct Preload {
@@ -142,6 +286,8 @@ impl CustomerKeys {
     pub(crate) fn new(
         js: async_nats::jetstream::Context,
         bucket: kv::Store,
+        events: async_nats::jetstream::stream::Stream<()>,
+        layout: Layout,
         master: MasterKey,
         hot: HotTickets,
         limit: usize,
@@ -149,6 +295,8 @@ impl CustomerKeys {
         Self {
             js,
             bucket,
+            events,
+            layout,
             master,
             hot,
             limit,
@@ -157,6 +305,8 @@ impl CustomerKeys {
             changes: Arc::default(),
             watcher: OnceCell::new(),
             preload: Arc::default(),
+            ahead: Mutex::default(),
+            making: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -164,7 +314,8 @@ impl CustomerKeys {
         &self.master
     }
 
-    /// The customer's key; `None` when they have none (never had one, or erased).
+    /// The customer's own key (their entry under their pseudonym); `None` when they have
+    /// none (never had one, or erased). What opens an event that names no slot.
     pub(crate) async fn get(
         &self,
         customer: &CustomerId,
@@ -181,7 +332,10 @@ impl CustomerKeys {
             .map_err(|e| StoreError::unavailable(format!("customer key: {e}")))?
         {
             Some(entry) if entry.operation == Operation::Put => Some(entry.value),
-            _ => self.read_from_leader(customer).await?,
+            _ => self
+                .read_from_leader(customer.as_str())
+                .await?
+                .map(|(value, _)| value),
         };
         let key = match wrapped {
             Some(wrapped) => Some(Arc::new(
@@ -195,12 +349,287 @@ impl CustomerKeys {
         Ok(key)
     }
 
-    /// The customer's wrapped key as the bucket's leader has it. A KV read may be answered
-    /// by any replica (direct get), and a replica behind the leader does not have a key
-    /// created a moment ago yet; a customer whose events are being read has had a key, so
-    /// before "no key" is taken for an erasure (and remembered) the leader confirms it.
-    async fn read_from_leader(&self, customer: &CustomerId) -> Result<Option<Bytes>, StoreError> {
-        let subject = format!("{}{}", self.bucket.prefix, customer.as_str());
+    /// The key in slot `at`, which an event of `customer` names; `None` when it was
+    /// erased. Remembers that it is the customer's, for sealing their next events.
+    pub(crate) async fn get_at(
+        &self,
+        customer: &CustomerId,
+        at: KeyRef,
+    ) -> Result<Option<Arc<DataKey>>, StoreError> {
+        let key = self
+            .block(at.block)
+            .await?
+            .and_then(|block| block.key(at.slot));
+        if key.is_some() {
+            self.bind(customer, at);
+        }
+        Ok(key)
+    }
+
+    /// A key to seal the customer's new data under, and its slot when it was made ahead;
+    /// `None` when they have none (never had one, or erased).
+    pub(crate) async fn sealing_key(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Option<(Arc<DataKey>, Option<KeyRef>)>, StoreError> {
+        self.watch().await;
+        {
+            let cache = lock(&self.cache);
+            if let Some((key, at)) = cache.slot_key(customer) {
+                return Ok(Some((key, Some(at))));
+            }
+            if let Some(Some(key)) = cache.keys.get(customer) {
+                return Ok(Some((key.clone(), None)));
+            }
+        }
+        if let Some(key) = self.get(customer).await? {
+            return Ok(Some((key, None)));
+        }
+        match self.slot_named_for(customer, Reader::Any).await? {
+            Some(at) => Ok(self.get_at(customer, at).await?.map(|key| (key, Some(at)))),
+            None => Ok(None),
+        }
+    }
+
+    /// The customer's key whose id is `key_id` (what a sealed value names): their own or
+    /// the one made ahead for them; `None` when neither is it (erased).
+    pub(crate) async fn opening_key(
+        &self,
+        customer: &CustomerId,
+        key_id: u32,
+    ) -> Result<Option<Arc<DataKey>>, StoreError> {
+        self.watch().await;
+        let is_it = |key: &Arc<DataKey>| key.id() == key_id;
+        {
+            let cache = lock(&self.cache);
+            if let Some((key, _)) = cache.slot_key(customer).filter(|(key, _)| is_it(key)) {
+                return Ok(Some(key));
+            }
+            if let Some(Some(key)) = cache.keys.get(customer)
+                && is_it(key)
+            {
+                return Ok(Some(key.clone()));
+            }
+        }
+        if let Some(key) = self.get(customer).await?.filter(is_it) {
+            return Ok(Some(key));
+        }
+        match self.slot_named_for(customer, Reader::Any).await? {
+            Some(at) => Ok(self.get_at(customer, at).await?.filter(is_it)),
+            None => Ok(None),
+        }
+    }
+
+    /// The slot the first event of the customer's first ticket names: their key made
+    /// ahead, if it was. `Reader::Leader` asks the stream's leader, for an erasure that
+    /// must not miss it on a replica behind.
+    async fn slot_named_for(
+        &self,
+        customer: &CustomerId,
+        reader: Reader,
+    ) -> Result<Option<KeyRef>, StoreError> {
+        let subject = self
+            .layout
+            .ticket_subject(crate::chain::first_ticket(customer));
+        let first = match reader {
+            Reader::Any => match self.events.direct_get_first_for_subject(&subject).await {
+                Ok(message) => Some(message.payload),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
+                    self.first_from_leader(&subject).await?
+                }
+                Err(e) => {
+                    return Err(StoreError::unavailable(format!(
+                        "first event of customer {customer}: {e}"
+                    )));
+                }
+            },
+            Reader::Leader => self.first_from_leader(&subject).await?,
+        };
+        let Some(first) = first else {
+            return Ok(None);
+        };
+        Ok(crate::codec::parse(&first)
+            .ok()
+            .filter(|parsed| parsed.customer() == Some(customer))
+            .and_then(|parsed| parsed.key_ref()))
+    }
+
+    async fn first_from_leader(&self, subject: &str) -> Result<Option<Bytes>, StoreError> {
+        match self
+            .events
+            .get_first_raw_message_by_subject(subject, 1)
+            .await
+        {
+            Ok(message) => Ok(Some(message.payload)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(StoreError::unavailable(format!(
+                "first event of {subject}: {e}"
+            ))),
+        }
+    }
+
+    /// A block's keys: cached, brought by a running preload, or read.
+    async fn block(&self, block: BlockId) -> Result<Option<Arc<Block>>, StoreError> {
+        self.watch().await;
+        if let Some(cached) = self
+            .preload
+            .wait_for(|| lock(&self.cache).blocks.get(&block).cloned())
+            .await
+        {
+            return Ok(Some(cached));
+        }
+        let seen = self.changes.load(Ordering::Acquire);
+        let stored = match self
+            .bucket
+            .entry(block.bucket_key())
+            .await
+            .map_err(|e| StoreError::unavailable(format!("block of keys {block}: {e}")))?
+        {
+            Some(entry) if entry.operation == Operation::Put => Some(entry.value),
+            _ => self
+                .read_from_leader(&block.bucket_key())
+                .await?
+                .map(|(value, _)| value),
+        };
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        let keys = Arc::new(self.open_block(block, &stored)?);
+        let mut cache = lock(&self.cache);
+        if self.watching.load(Ordering::Acquire) && self.changes.load(Ordering::Acquire) == seen {
+            cache.make_room_for_block(self.limit);
+            cache.blocks.insert(block, keys.clone());
+        }
+        Ok(Some(keys))
+    }
+
+    /// Unwraps a stored block's keys.
+    fn open_block(&self, block: BlockId, stored: &[u8]) -> Result<Block, StoreError> {
+        let stored = StoredBlock::parse(stored)
+            .map_err(|e| StoreError::Key(format!("block {block}: {e}")))?;
+        let mut keys = Vec::with_capacity(SLOTS);
+        for (slot, content) in stored.slots().enumerate() {
+            keys.push(match content {
+                Slot::Key(wrapped) => {
+                    let at = KeyRef {
+                        block,
+                        slot: u16::try_from(slot).unwrap_or(u16::MAX),
+                    };
+                    Some(Arc::new(
+                        self.master
+                            .unwrap_slot(at, wrapped)
+                            .map_err(|e| StoreError::Key(format!("key {at}: {e}")))?,
+                    ))
+                }
+                Slot::Erased(_) => None,
+            });
+        }
+        Ok(Block { keys })
+    }
+
+    /// Remembers that slot `at` holds the customer's key (an event of theirs named it).
+    pub(crate) fn bind(&self, customer: &CustomerId, at: KeyRef) {
+        let mut cache = lock(&self.cache);
+        if !self.watching.load(Ordering::Acquire) || cache.slots.get(customer) == Some(&at) {
+            return;
+        }
+        cache.make_room_for_block(self.limit);
+        cache.slots.insert(customer.clone(), at);
+    }
+
+    /// A key made ahead for a new customer's first event, and the slot it is kept in,
+    /// which that event must name. The slot is this call's alone, whether or not the event
+    /// is ever stored (an event that might have been stored binds it; one never stored
+    /// only wastes it), so two customers never share a key.
+    pub(crate) async fn claim(self: &Arc<Self>) -> Result<(Arc<DataKey>, KeyRef), StoreError> {
+        self.watch().await;
+        loop {
+            if let Some(taken) = self.take_ahead() {
+                return Ok(taken);
+            }
+            let _making = self.making.lock().await;
+            if let Some(taken) = self.take_ahead() {
+                return Ok(taken);
+            }
+            let (block, keys) = self.make_block().await?;
+            lock(&self.ahead).add(block, keys);
+        }
+    }
+
+    /// A free slot of this process's blocks, starting the next block's making when the
+    /// current one runs low.
+    fn take_ahead(self: &Arc<Self>) -> Option<(Arc<DataKey>, KeyRef)> {
+        let (key, at, start) = lock(&self.ahead).take()?;
+        if start {
+            let keys = self.clone();
+            tokio::spawn(async move {
+                let made = keys.make_block().await;
+                let mut ahead = lock(&keys.ahead);
+                ahead.making_next = false;
+                match made {
+                    Ok((block, made)) => ahead.add(block, made),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the next block of customer keys was not made; the next claim makes it")
+                    }
+                }
+            });
+        }
+        Some((key, at))
+    }
+
+    /// Makes a block of keys and stores it (a KV create, so two processes never make the
+    /// same block).
+    async fn make_block(&self) -> Result<(BlockId, Arc<Block>), StoreError> {
+        let mut last = None;
+        for _ in 0..3 {
+            let block = BlockId::generate();
+            let keys: Vec<DataKey> = (0..SLOTS).map(|_| DataKey::generate()).collect();
+            let wrapped: Vec<Vec<u8>> = keys
+                .iter()
+                .enumerate()
+                .map(|(slot, key)| {
+                    let at = KeyRef {
+                        block,
+                        slot: u16::try_from(slot).unwrap_or(u16::MAX),
+                    };
+                    self.master.wrap_slot(at, key)
+                })
+                .collect();
+            let value = blocks::made(&wrapped)
+                .map_err(|e| StoreError::Key(format!("block {block}: {e}")))?;
+            match self.bucket.create(block.bucket_key(), value.into()).await {
+                Ok(_) => {
+                    let keys = Arc::new(Block {
+                        keys: keys.into_iter().map(|key| Some(Arc::new(key))).collect(),
+                    });
+                    let mut cache = lock(&self.cache);
+                    if self.watching.load(Ordering::Acquire) {
+                        cache.make_room_for_block(self.limit);
+                        cache.blocks.insert(block, keys.clone());
+                    }
+                    tracing::debug!(%block, "block of customer keys made");
+                    return Ok((block, keys));
+                }
+                // Another process drew the same id (one in 2^64): draw again.
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => {
+                    return Err(StoreError::unavailable(format!("block of keys: {e}")));
+                }
+            }
+        }
+        Err(StoreError::unavailable(format!(
+            "block of keys: {}",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        )))
+    }
+
+    /// An entry as the bucket's leader has it, with its revision. A KV read may be
+    /// answered by any replica (direct get), and a replica behind the leader does not
+    /// have a key created a moment ago yet; a customer whose events are being read has had
+    /// a key, so before "no key" is taken for an erasure (and remembered) the leader
+    /// confirms it.
+    async fn read_from_leader(&self, key: &str) -> Result<Option<(Bytes, u64)>, StoreError> {
+        let subject = format!("{}{key}", self.bucket.prefix);
         match self
             .bucket
             .stream
@@ -213,14 +642,14 @@ impl CustomerKeys {
                     .get(KV_OPERATION_HEADER)
                     .map(|value| value.as_str().to_owned());
                 Ok(match operation.as_deref() {
-                    None | Some("PUT") => Some(message.payload),
+                    None | Some("PUT") => Some((message.payload, message.sequence)),
                     // DEL or PURGE: erased.
                     Some(_) => None,
                 })
             }
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(StoreError::unavailable(format!(
-                "customer key (leader): {e}"
+                "customer keys (leader): {e}"
             ))),
         }
     }
@@ -234,7 +663,7 @@ impl CustomerKeys {
     }
 
     /// Reads every key of the bucket into the cache at once (one ordered consumer rather
-    /// than a read per customer): for replaying the whole log. Returns how many.
+    /// than a read per customer or block): for replaying the whole log. Returns how many.
     pub(crate) async fn preload(&self) -> Result<usize, StoreError> {
         self.watch().await;
         let unavailable =
@@ -268,15 +697,22 @@ impl CustomerKeys {
             .await
             .map_err(|e| unavailable(&e))?;
         let mut loaded = 0;
+        let mut reported = 0;
         while let Some(entry) = entries.next().await {
             let entry = entry.map_err(|e| unavailable(&e))?;
-            if entry.operation == Operation::Put
-                && let Some(customer) = CustomerId::parse(&entry.key)
-                && let Ok(key) = self.master.unwrap_key(&customer, &entry.value)
-                && self.remember_preloaded(customer, Arc::new(key))
-            {
-                loaded += 1;
-                if loaded % PRELOAD_REPORT_EVERY == 0 {
+            if entry.operation == Operation::Put {
+                if let Some(block) = BlockId::from_bucket_key(&entry.key) {
+                    if let Ok(keys) = self.open_block(block, &entry.value) {
+                        loaded += self.remember_preloaded_block(block, keys);
+                    }
+                } else if let Some(customer) = CustomerId::parse(&entry.key)
+                    && let Ok(key) = self.master.unwrap_key(&customer, &entry.value)
+                    && self.remember_preloaded(customer, Arc::new(key))
+                {
+                    loaded += 1;
+                }
+                if loaded >= reported + PRELOAD_REPORT_EVERY {
+                    reported = loaded;
                     self.preload.report();
                 }
             }
@@ -328,24 +764,32 @@ impl CustomerKeys {
         true
     }
 
-    /// The customer's key, made and stored first if they have none. Two processes making
-    /// one at once agree on whichever was stored first (KV create). `likely_new` (a
-    /// ticket being opened) tries the create first, saving a read for a new customer.
+    /// Caches a block the preload read, unless one is cached already (read or updated
+    /// since, so as new or newer). Returns how many keys it holds.
+    fn remember_preloaded_block(&self, block: BlockId, keys: Block) -> usize {
+        let mut cache = lock(&self.cache);
+        if !self.watching.load(Ordering::Acquire) {
+            return 0;
+        }
+        let held = |keys: &Block| keys.keys.iter().flatten().count();
+        if let Some(cached) = cache.blocks.get(&block) {
+            return held(cached);
+        }
+        let count = held(&keys);
+        cache.make_room_for_block(self.limit);
+        cache.blocks.insert(block, Arc::new(keys));
+        count
+    }
+
+    /// A key to seal the customer's data under, made (as their own entry) if they have
+    /// none; with its slot when it was made ahead. Two processes making one at once agree
+    /// on whichever was stored first (KV create).
     pub(crate) async fn get_or_create(
         &self,
         customer: &CustomerId,
-        likely_new: bool,
-    ) -> Result<Arc<DataKey>, StoreError> {
-        let cached = lock(&self.cache).keys.get(customer).cloned();
-        match cached {
-            Some(Some(key)) => return Ok(key),
-            Some(None) => {}
-            None if likely_new => {}
-            None => {
-                if let Some(key) = self.get(customer).await? {
-                    return Ok(key);
-                }
-            }
+    ) -> Result<(Arc<DataKey>, Option<KeyRef>), StoreError> {
+        if let Some(found) = self.sealing_key(customer).await? {
+            return Ok(found);
         }
         let key = DataKey::generate();
         let wrapped = self.master.wrap(customer, &key);
@@ -359,22 +803,24 @@ impl CustomerKeys {
                     cache.created.insert(customer.clone(), revision);
                     cache.keys.insert(customer.clone(), Some(key.clone()));
                 }
-                Ok(key)
+                Ok((key, None))
             }
             Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
                 lock(&self.cache).keys.remove(customer);
-                self.get(customer).await?.ok_or_else(|| {
+                let key = self.get(customer).await?.ok_or_else(|| {
                     StoreError::unavailable(format!("customer {customer}: key vanished while made"))
-                })
+                })?;
+                Ok((key, None))
             }
             Err(e) => Err(StoreError::unavailable(format!("customer key: {e}"))),
         }
     }
 
-    /// Purges the customer's key and its history from the bucket; true when there was one.
-    /// The key is not unwrapped first: one that no longer opens is purged all the same.
+    /// Erases every key of the customer: purges their own entry and its history, and
+    /// blanks the slot their first event names. True when there was one. A key is not
+    /// unwrapped first: one that no longer opens is erased all the same.
     pub(crate) async fn erase(&self, customer: &CustomerId) -> Result<bool, StoreError> {
-        let had = self
+        let had_own = self
             .bucket
             .entry(customer.as_str())
             .await
@@ -384,9 +830,51 @@ impl CustomerKeys {
             .purge(customer.as_str())
             .await
             .map_err(|e| StoreError::unavailable(format!("purge customer key: {e}")))?;
-        lock(&self.cache).keys.remove(customer);
+        let had_slot = match self.slot_named_for(customer, Reader::Leader).await? {
+            Some(at) => self.erase_slot(customer, at).await?,
+            None => false,
+        };
+        {
+            let mut cache = lock(&self.cache);
+            cache.keys.remove(customer);
+            cache.slots.remove(customer);
+        }
         self.hot.forget_customer(customer);
-        Ok(had)
+        Ok(had_own || had_slot)
+    }
+
+    /// Blanks slot `at` for `customer`: rewrites the block at the revision it was read at,
+    /// again if another erasure rewrote it meanwhile. True when the slot held a key.
+    async fn erase_slot(&self, customer: &CustomerId, at: KeyRef) -> Result<bool, StoreError> {
+        let key = at.block.bucket_key();
+        for _ in 0..ERASE_TRIES {
+            let Some((value, revision)) = self.read_from_leader(&key).await? else {
+                return Ok(false);
+            };
+            let stored = StoredBlock::parse(&value)
+                .map_err(|e| StoreError::Key(format!("block {}: {e}", at.block)))?;
+            let Some(erased) = stored.erase(usize::from(at.slot), customer) else {
+                return Ok(false);
+            };
+            match self.bucket.update(&key, erased.into(), revision).await {
+                Ok(_) => {
+                    let mut cache = lock(&self.cache);
+                    if let Some(cached) = cache.blocks.get_mut(&at.block)
+                        && let Some(slot) = Arc::make_mut(cached).keys.get_mut(usize::from(at.slot))
+                    {
+                        *slot = None;
+                    }
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => {
+                    return Err(StoreError::unavailable(format!("erase key {at}: {e}")));
+                }
+            }
+        }
+        Err(StoreError::unavailable(format!(
+            "erase key {at}: the block kept changing"
+        )))
     }
 
     fn remember(&self, customer: &CustomerId, key: Option<Arc<DataKey>>, seen: u64) {
@@ -421,43 +909,15 @@ impl CustomerKeys {
                     while let Some(update) = updates.next().await {
                         match update {
                             Ok(entry) => {
-                                let mut cache = lock(&cache);
-                                let Some(customer) = CustomerId::parse(&entry.key) else {
-                                    continue;
-                                };
-                                // The key this process just created: nothing changed.
-                                if entry.operation == Operation::Put
-                                    && cache.created.get(&customer) == Some(&entry.revision)
-                                {
-                                    cache.created.remove(&customer);
-                                    continue;
-                                }
-                                changes.fetch_add(1, Ordering::AcqRel);
-                                cache.created.remove(&customer);
-                                if entry.operation == Operation::Put {
-                                    // Another process's new key: kept, so that the first
-                                    // event sealed under it needs no read. It comes after
-                                    // any purge of an earlier key (the watch goes in
-                                    // revision order), so it is the customer's key now. One
-                                    // that does not open is not kept; a read will say why.
-                                    cache.purged.remove(&customer);
-                                    match master.unwrap_key(&customer, &entry.value) {
-                                        Ok(key) => {
-                                            cache.make_room(limit);
-                                            cache.keys.insert(customer, Some(Arc::new(key)));
-                                        }
-                                        Err(_) => {
-                                            cache.keys.remove(&customer);
-                                        }
-                                    }
+                                let forget = if let Some(block) = BlockId::from_bucket_key(&entry.key) {
+                                    block_changed(&cache, &changes, block, &entry)
+                                } else if let Some(customer) = CustomerId::parse(&entry.key) {
+                                    own_key_changed(&cache, &changes, &master, limit, customer, &entry)
                                 } else {
-                                    cache.keys.remove(&customer);
-                                    if cache.purged.len() >= limit {
-                                        cache.purged.clear();
-                                    }
-                                    cache.purged.insert(customer.clone());
-                                    drop(cache);
-                                    hot.forget_customer(&customer);
+                                    Vec::new()
+                                };
+                                for customer in &forget {
+                                    hot.forget_customer(customer);
                                 }
                             }
                             Err(e) => {
@@ -475,8 +935,98 @@ impl CustomerKeys {
     }
 }
 
-fn lock(cache: &Mutex<Cache>) -> MutexGuard<'_, Cache> {
-    cache
+/// Where [`CustomerKeys::slot_named_for`] reads a first event.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// Any replica (direct get), the leader when that finds none.
+    Any,
+    /// The stream's leader only.
+    Leader,
+}
+
+/// The watcher's news of a customer's own entry; returns whose hot tickets to drop.
+fn own_key_changed(
+    cache: &Mutex<Cache>,
+    changes: &AtomicU64,
+    master: &MasterKey,
+    limit: usize,
+    customer: CustomerId,
+    entry: &kv::Entry,
+) -> Vec<CustomerId> {
+    let mut cache = lock(cache);
+    // The key this process just created: nothing changed.
+    if entry.operation == Operation::Put && cache.created.get(&customer) == Some(&entry.revision) {
+        cache.created.remove(&customer);
+        return Vec::new();
+    }
+    changes.fetch_add(1, Ordering::AcqRel);
+    cache.created.remove(&customer);
+    if entry.operation == Operation::Put {
+        // Another process's new key: kept, so that the first event sealed under it needs
+        // no read. It comes after any purge of an earlier key (the watch goes in revision
+        // order), so it is the customer's key now. One that does not open is not kept; a
+        // read will say why.
+        cache.purged.remove(&customer);
+        match master.unwrap_key(&customer, &entry.value) {
+            Ok(key) => {
+                cache.make_room(limit);
+                cache.keys.insert(customer, Some(Arc::new(key)));
+            }
+            Err(_) => {
+                cache.keys.remove(&customer);
+            }
+        }
+        Vec::new()
+    } else {
+        cache.keys.remove(&customer);
+        if cache.purged.len() >= limit {
+            cache.purged.clear();
+        }
+        cache.purged.insert(customer.clone());
+        vec![customer]
+    }
+}
+
+/// The watcher's news of a block: a new one tells nothing (its keys are read when an
+/// event names one); a rewritten one has erased slots, each naming its customer, whose
+/// keys and hot tickets go. Returns whose hot tickets to drop.
+fn block_changed(
+    cache: &Mutex<Cache>,
+    changes: &AtomicU64,
+    block: BlockId,
+    entry: &kv::Entry,
+) -> Vec<CustomerId> {
+    let stored = match entry.operation {
+        Operation::Put => match StoredBlock::parse(&entry.value) {
+            Ok(stored) if stored.generation == 0 => return Vec::new(),
+            Ok(stored) => Some(stored),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    changes.fetch_add(1, Ordering::AcqRel);
+    let mut cache = lock(cache);
+    match stored {
+        Some(stored) => cache.erased_in(block, &stored),
+        // Deleted, purged or unreadable: nothing of it is known any more.
+        None => {
+            cache.blocks.remove(&block);
+            let gone: Vec<CustomerId> = cache
+                .slots
+                .iter()
+                .filter(|(_, at)| at.block == block)
+                .map(|(customer, _)| customer.clone())
+                .collect();
+            for customer in &gone {
+                cache.slots.remove(customer);
+            }
+            gone
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod append;
+mod blocks;
 pub mod chain;
 pub mod codec;
 mod config;
@@ -75,7 +76,7 @@ pub use layout::Layout;
 pub use live::{Fold, Live};
 pub use load::LoadedTicket;
 pub use react::{Cause, Reacted, reaction_id};
-pub use seal::{CustomerId, MasterKey, ProviderRef};
+pub use seal::{BlockId, CustomerId, KeyRef, MasterKey, ProviderRef};
 pub use subscribe::{Applied, Backlog, HandlerError, StoredEvent, Subscription};
 
 /// A region's event store: one connection, the stream and the buckets.
@@ -166,9 +167,6 @@ impl EventStore {
     pub async fn open(client: async_nats::Client, config: StoreConfig) -> Result<Self, StoreError> {
         let layout = Layout::new(&config.region)?;
         let js = jetstream::new(client.clone());
-        js.get_stream_no_info(layout.event_stream())
-            .await
-            .map_err(|e| StoreError::missing(layout.event_stream(), e))?;
         let snapshots = js
             .get_key_value(layout.snapshots_bucket())
             .await
@@ -178,9 +176,15 @@ impl EventStore {
             .await
             .map_err(|e| StoreError::missing(layout.customer_keys_bucket(), e))?;
         let hot = hot::HotTickets::default();
+        let events = js
+            .get_stream_no_info(layout.event_stream())
+            .await
+            .map_err(|e| StoreError::missing(layout.event_stream(), e))?;
         let keys = Arc::new(keys::CustomerKeys::new(
             js.clone(),
             keys,
+            events,
+            layout.clone(),
             config.master_key.clone(),
             hot.clone(),
             config.key_cache_limit,

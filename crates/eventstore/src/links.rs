@@ -91,7 +91,7 @@ impl EventStore {
         let sealed = changed
             .linked
             .ok_or_else(|| corrupt("contact_links_changed.linked is missing".to_owned()))?;
-        let opened = match self.keys.get(customer).await? {
+        let opened = match self.keys.opening_key(customer, sealed.key_id).await? {
             Some(key) => key
                 .open(
                     &kept_place(Kept::ContactLinks, &envelope.event_id, customer),
@@ -143,7 +143,7 @@ impl EventStore {
             let Some(changed) = stored.links.decide(customer, request.clone())? else {
                 return Ok(false);
             };
-            let Some(key) = self.keys.get(customer).await? else {
+            let Some((key, _)) = self.keys.sealing_key(customer).await? else {
                 return Err(LinkStoreError::NoKey(customer.clone()));
             };
             let event_id = Uuid::now_v7().to_string();

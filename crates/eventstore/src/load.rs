@@ -174,7 +174,7 @@ impl EventStore {
             snapshot.ticket = Some(loaded.ticket.clone());
             return Ok(Some(snapshot));
         };
-        let Some(key) = self.keys.get(customer).await? else {
+        let Some((key, _)) = self.keys.sealing_key(customer).await? else {
             return Ok(None);
         };
         let plain = zeroize::Zeroizing::new(
@@ -205,7 +205,7 @@ impl EventStore {
             (None, None, Some(ticket)) => (None, ticket),
             (Some(customer), Some(sealed), None) => {
                 let customer = CustomerId::parse(&customer)?;
-                let key = match self.keys.get(&customer).await {
+                let key = match self.keys.opening_key(&customer, sealed.key_id).await {
                     Ok(key) => key?,
                     Err(e) => {
                         tracing::warn!(ticket = %id, error = %e, "snapshot key unavailable, folding from the log");

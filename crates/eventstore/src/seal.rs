@@ -113,8 +113,29 @@ impl MasterKey {
 
     /// The data key as stored in the key bucket: version 1, key id, nonce, sealed key.
     pub fn wrap(&self, customer: &CustomerId, key: &DataKey) -> Vec<u8> {
+        self.wrap_for(customer.as_str(), key)
+    }
+
+    pub fn unwrap_key(&self, customer: &CustomerId, bytes: &[u8]) -> Result<DataKey, SealError> {
+        self.unwrap_for(customer.as_str(), bytes)
+    }
+
+    /// A key made ahead, wrapped for its slot of a block: bound to the slot, not to a
+    /// customer (none is known yet), so it opens only where it was put. As long as
+    /// [`MasterKey::wrap`]'s output.
+    pub fn wrap_slot(&self, at: KeyRef, key: &DataKey) -> Vec<u8> {
+        self.wrap_for(&at.label(), key)
+    }
+
+    pub fn unwrap_slot(&self, at: KeyRef, bytes: &[u8]) -> Result<DataKey, SealError> {
+        self.unwrap_for(&at.label(), bytes)
+    }
+
+    /// Wraps `key` bound to `holder`: a customer's pseudonym, or a slot's label (which no
+    /// pseudonym can equal).
+    fn wrap_for(&self, holder: &str, key: &DataKey) -> Vec<u8> {
         let nonce = random_nonce();
-        let aad = wrap_aad(customer, key.id);
+        let aad = wrap_aad(holder, key.id);
         let sealed = xchacha::seal(&self.0.wrapping, &nonce, &aad, key.key.as_ref());
         let mut out = Vec::with_capacity(1 + 4 + nonce.len() + sealed.len());
         out.push(WRAP_VERSION);
@@ -124,14 +145,14 @@ impl MasterKey {
         out
     }
 
-    pub fn unwrap_key(&self, customer: &CustomerId, bytes: &[u8]) -> Result<DataKey, SealError> {
+    fn unwrap_for(&self, holder: &str, bytes: &[u8]) -> Result<DataKey, SealError> {
         let (&version, rest) = bytes
             .split_first()
             .ok_or(SealError::MalformedKey("empty"))?;
         if version != WRAP_VERSION {
             return Err(SealError::MalformedKey("unknown version"));
         }
-        if rest.len() != 4 + NONCE_LEN + 32 + TAG_LEN {
+        if rest.len() != WRAPPED_KEY_LEN - 1 {
             return Err(SealError::MalformedKey("wrong length"));
         }
         let (id, rest) = rest.split_at(4);
@@ -141,7 +162,7 @@ impl MasterKey {
             .map_err(|_| SealError::MalformedKey("wrong nonce length"))?;
         let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
         let plain = Zeroizing::new(
-            xchacha::open(&self.0.wrapping, nonce, &wrap_aad(customer, id), sealed)
+            xchacha::open(&self.0.wrapping, nonce, &wrap_aad(holder, id), sealed)
                 .map_err(|_| SealError::DoesNotOpen)?,
         );
         let key: [u8; 32] = plain
@@ -190,6 +211,73 @@ impl CustomerId {
 impl fmt::Display for CustomerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A block of data keys made ahead, named by 16 random hex digits: its entry in the key
+/// bucket is `block.<id>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockId(u64);
+
+impl BlockId {
+    /// A fresh random id (never zero).
+    pub fn generate() -> Self {
+        let mut id = [0u8; 8];
+        os_random(&mut id);
+        Self(u64::from_be_bytes(id).max(1))
+    }
+
+    /// Accepts the 16 lower-case hex digits [`BlockId`]'s `Display` writes.
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = text.len() == 16
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        valid
+            .then(|| u64::from_str_radix(text, 16).ok())
+            .flatten()
+            .filter(|id| *id != 0)
+            .map(Self)
+    }
+
+    /// The block's key in the key bucket.
+    pub fn bucket_key(self) -> String {
+        format!("{BLOCK_KEY_PREFIX}{self}")
+    }
+
+    /// The block named by a key of the key bucket; `None` for a customer's own key.
+    pub fn from_bucket_key(key: &str) -> Option<Self> {
+        key.strip_prefix(BLOCK_KEY_PREFIX).and_then(Self::parse)
+    }
+}
+
+/// How a block's key in the key bucket begins; a customer's pseudonym never does.
+const BLOCK_KEY_PREFIX: &str = "block.";
+
+impl fmt::Display for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Where a data key made ahead is kept: one slot of one block. A new customer's first
+/// event names it, and so binds it to them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyRef {
+    pub block: BlockId,
+    pub slot: u16,
+}
+
+impl KeyRef {
+    /// What the key is wrapped for: the master key opens it only for this slot.
+    fn label(self) -> String {
+        format!("{BLOCK_KEY_PREFIX}{}.{}", self.block, self.slot)
+    }
+}
+
+impl fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.block, self.slot)
     }
 }
 
@@ -327,9 +415,12 @@ fn os_random(bytes: &mut [u8]) {
 
 const WRAP_VERSION: u8 = 1;
 
-fn wrap_aad(customer: &CustomerId, key_id: u32) -> Vec<u8> {
+/// The length of a wrapped data key: version, key id, nonce, the key and its tag.
+pub const WRAPPED_KEY_LEN: usize = 1 + 4 + NONCE_LEN + 32 + TAG_LEN;
+
+fn wrap_aad(holder: &str, key_id: u32) -> Vec<u8> {
     let mut aad = b"helpline data key\0".to_vec();
-    aad.extend_from_slice(customer.as_str().as_bytes());
+    aad.extend_from_slice(holder.as_bytes());
     aad.extend_from_slice(&key_id.to_be_bytes());
     aad
 }
@@ -403,6 +494,39 @@ mod tests {
         let another_master = MasterKey::from_hex(&"ab".repeat(32)).unwrap();
         assert!(another_master.unwrap_key(&me, &wrapped).is_err());
         assert!(master.unwrap_key(&me, &wrapped[..10]).is_err());
+    }
+
+    #[test]
+    fn a_key_made_ahead_unwraps_only_for_its_own_slot() {
+        let master = MasterKey::development();
+        let block = BlockId::generate();
+        let at = KeyRef { block, slot: 7 };
+        let key = DataKey::generate();
+        let wrapped = master.wrap_slot(at, &key);
+        assert_eq!(wrapped.len(), WRAPPED_KEY_LEN);
+        assert_eq!(master.unwrap_slot(at, &wrapped).unwrap().id(), key.id());
+        for elsewhere in [
+            KeyRef { block, slot: 8 },
+            KeyRef {
+                block: BlockId::generate(),
+                slot: 7,
+            },
+        ] {
+            assert!(master.unwrap_slot(elsewhere, &wrapped).is_err());
+        }
+        // Nor as any customer's own key.
+        assert!(master.unwrap_key(&customer(), &wrapped).is_err());
+    }
+
+    #[test]
+    fn a_block_is_named_apart_from_every_customer() {
+        let block = BlockId::generate();
+        assert_eq!(BlockId::from_bucket_key(&block.bucket_key()), Some(block));
+        assert_eq!(BlockId::parse(&block.to_string()), Some(block));
+        assert_eq!(BlockId::from_bucket_key(customer().as_str()), None);
+        assert!(CustomerId::parse(&block.bucket_key()).is_none());
+        assert_eq!(BlockId::parse("0000000000000000"), None);
+        assert_eq!(BlockId::parse("ABCDEF0123456789"), None);
     }
 
     #[test]

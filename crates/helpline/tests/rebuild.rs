@@ -107,11 +107,11 @@ async fn fill(store: &EventStore) {
     let mut customers = Vec::new();
     for c in 0..CUSTOMERS {
         let customer = store.customer_id(Channel::WhatsApp, &format!("+49151{c:08}"));
-        let key = store
+        let (key, key_ref) = store
             .customer_key(&customer)
             .await
             .unwrap_or_else(|e| panic!("customer key: {e}"));
-        customers.push((customer, key));
+        customers.push((customer, key, key_ref));
     }
     let mut in_flight = FuturesUnordered::new();
     for n in 0..EVENTS_PER_TICKET {
@@ -127,8 +127,12 @@ async fn fill(store: &EventStore) {
                 schema_version: SCHEMA_VERSION,
                 customer: None,
             };
-            let (customer, key) = &customers[i % CUSTOMERS];
-            let sealer = Sealer { customer, key };
+            let (customer, key, key_ref) = &customers[i % CUSTOMERS];
+            let sealer = Sealer {
+                customer,
+                key,
+                key_ref: *key_ref,
+            };
             let payload = codec::encode(&meta, &event(ticket, i, n), Some(sealer))
                 .unwrap_or_else(|e| panic!("encode: {e}"));
             let payload = Bytes::from(payload);

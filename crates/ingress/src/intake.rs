@@ -1,6 +1,7 @@
 //! Turning a verified inbound message into ticket events, exactly once, in as few round
-//! trips as the log allows: one append for a known customer's message, a key and an
-//! append for a new customer's first.
+//! trips as the log allows: one append per message. A new customer's first is sealed
+//! under a key the event store made ahead, and that append, the claim of their first
+//! ticket, binds the key to them: no write of a key of its own.
 //!
 //! 1. **Derived tickets.** A customer's tickets form a chain of derived ids: the first
 //!    from the customer's pseudonym, each next one from the one before. A message from a
