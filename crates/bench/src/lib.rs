@@ -251,8 +251,9 @@ struct Rebuild {
     tickets: usize,
     /// Customers added before the rebuild (`--rebuild-customers`).
     added: Added,
-    /// Data keys in the region's key bucket: one per customer in the stream.
-    customer_keys: u64,
+    /// Entries in the region's key bucket: blocks of keys made ahead (512 keys each, what
+    /// new customers' first messages are sealed under) and customers' own keys.
+    key_bucket_entries: u64,
     /// Keys the rebuilding process keeps (`eventstore.key_cache_limit`).
     key_cache_limit: u64,
     seconds: f64,
@@ -622,7 +623,7 @@ async fn durable(sizes: &Sizes, nats: &NatsServer, stack: &Stack) -> anyhow::Res
 /// The whole region stream replayed into a fresh query projection; the customer keys'
 /// preload is inside the timed part (`helpline_query::rebuild` starts its clock first).
 async fn rebuild(store: &EventStore, raw_replay: f64, added: Added) -> anyhow::Result<Rebuild> {
-    let customer_keys = customer_keys(store).await?;
+    let key_bucket_entries = key_bucket_entries(store).await?;
     let bar = progress(0, "rebuild")?;
     let (projection, replayed) = helpline_query::rebuild(store, |progress| {
         bar.set_length(progress.total);
@@ -637,7 +638,7 @@ async fn rebuild(store: &EventStore, raw_replay: f64, added: Added) -> anyhow::R
         events: replayed.events,
         tickets: projection.ticket_count(),
         added,
-        customer_keys,
+        key_bucket_entries,
         key_cache_limit: u64::try_from(store.config().key_cache_limit).unwrap_or(u64::MAX),
         seconds: replayed.elapsed.as_secs_f64(),
         per_sec,
@@ -645,8 +646,8 @@ async fn rebuild(store: &EventStore, raw_replay: f64, added: Added) -> anyhow::R
     })
 }
 
-/// Keys in the region's customer-key bucket.
-async fn customer_keys(store: &EventStore) -> anyhow::Result<u64> {
+/// Entries in the region's customer-key bucket.
+async fn key_bucket_entries(store: &EventStore) -> anyhow::Result<u64> {
     let bucket = store.layout().customer_keys_bucket();
     let kv = store
         .jetstream()
@@ -723,7 +724,8 @@ fn rows(sizes: &Sizes, s: &DefaultSync, durable: &Durable) -> Vec<Row> {
     let hol = &s.head_of_line;
     let trips = &s.round_trips;
     let rebuild = &s.rebuild;
-    let key_cache = if rebuild.customer_keys > rebuild.key_cache_limit {
+    let key_cache = if u64::try_from(rebuild.tickets).unwrap_or(u64::MAX) > rebuild.key_cache_limit
+    {
         format!(
             ", past the key cache's {} limit",
             thousands(rebuild.key_cache_limit as f64)
@@ -881,8 +883,11 @@ fn rows(sizes: &Sizes, s: &DefaultSync, durable: &Durable) -> Vec<Row> {
         ),
         Row {
             row: format!(
-                "rebuild: whole stream into the {}, {} customers ({} added), key preload timed",
-                rebuild.projection, rebuild.customer_keys, rebuild.added.customers
+                "rebuild: whole stream into the {}, {} tickets of as many customers ({} added), their keys in {} entries of the key bucket, key preload timed",
+                rebuild.projection,
+                rebuild.tickets,
+                rebuild.added.customers,
+                rebuild.key_bucket_entries
             ),
             system: format!(
                 "{} events/s ({} events, {} tickets{key_cache})",

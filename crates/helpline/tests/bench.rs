@@ -73,7 +73,7 @@ fn a_tiny_bench_reports_every_row() {
         "/round_trips/gross_round_trips_per_conversation",
         "/head_of_line/p50_ms",
         "/end_to_end_slow_provider/p50_ms",
-        "/rebuild/customer_keys",
+        "/rebuild/key_bucket_entries",
         "/rebuild/per_sec",
         "/rebuild/ratio_to_raw_replay",
         "/ticket_load/p50_ms",
