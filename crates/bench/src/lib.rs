@@ -112,8 +112,9 @@ pub struct BenchArgs {
     /// [default: 200, quick 100].
     #[arg(long)]
     pub conversations: Option<usize>,
-    /// Customers added to the region stream before the rebuild, each with a data key of
-    /// its own, on top of the webhook phases' [default: 110000, quick 5000].
+    /// Customers added to the region stream before the rebuild, each sealed under a key
+    /// made ahead as a first message is, on top of the webhook phases' [default: 110000,
+    /// quick 5000].
     #[arg(long)]
     pub rebuild_customers: Option<usize>,
     /// Tickets in the stream for the small single-ticket load [default: 10000, quick 3000].
