@@ -9,7 +9,8 @@
 //! on directly (its `Nats-Expected-Last-Subject-Sequence` is the hot version).
 //!
 //! **Invariant:** a hot state never outlives its customer's key in this process: when
-//! the key watcher sees a key purged, that customer's hot tickets are dropped.
+//! the key watcher sees a key purged or a slot of a block erased (which names the
+//! customer it was erased for), that customer's hot tickets are dropped.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;

@@ -71,6 +71,9 @@ struct Cache {
     /// The slot each customer's first event named, as this process learned it (from an
     /// event it opened or a claim it stored): their key made ahead.
     slots: Map<CustomerId, KeyRef>,
+    /// Blocks the watcher saw rewritten (a slot erased) or removed: a preload that read
+    /// one before that does not cache what it read.
+    rewritten: std::collections::HashSet<BlockId>,
 }
 
 impl Cache {
@@ -146,7 +149,15 @@ impl Cache {
                 erased.push(customer);
             }
         }
+        self.note_rewritten(block);
         erased
+    }
+
+    fn note_rewritten(&mut self, block: BlockId) {
+        if self.rewritten.len() >= 100_000 {
+            self.rewritten.clear();
+        }
+        self.rewritten.insert(block);
     }
 }
 
@@ -765,10 +776,11 @@ impl CustomerKeys {
     }
 
     /// Caches a block the preload read, unless one is cached already (read or updated
-    /// since, so as new or newer). Returns how many keys it holds.
+    /// since, so as new or newer) or the watcher saw it rewritten (what the preload read
+    /// may be from before an erasure). Returns how many keys it holds.
     fn remember_preloaded_block(&self, block: BlockId, keys: Block) -> usize {
         let mut cache = lock(&self.cache);
-        if !self.watching.load(Ordering::Acquire) {
+        if !self.watching.load(Ordering::Acquire) || cache.rewritten.contains(&block) {
             return 0;
         }
         let held = |keys: &Block| keys.keys.iter().flatten().count();
@@ -1011,6 +1023,7 @@ fn block_changed(
         // Deleted, purged or unreadable: nothing of it is known any more.
         None => {
             cache.blocks.remove(&block);
+            cache.note_rewritten(block);
             let gone: Vec<CustomerId> = cache
                 .slots
                 .iter()
@@ -1087,6 +1100,54 @@ mod tests {
         preload.running.store(true, Ordering::Release);
         // A stalled preload: still running, never reporting. The reader reads for itself.
         assert_eq!(preload.wait_for(|| None::<()>).await, None);
+    }
+
+    #[test]
+    fn a_block_rewritten_by_an_erasure_forgets_the_slot_and_its_customer_only() {
+        let master = MasterKey::development();
+        let block = BlockId::generate();
+        let keys: Vec<DataKey> = (0..SLOTS).map(|_| DataKey::generate()).collect();
+        let wrapped: Vec<Vec<u8>> = keys
+            .iter()
+            .enumerate()
+            .map(|(slot, key)| {
+                let at = KeyRef {
+                    block,
+                    slot: u16::try_from(slot).unwrap(),
+                };
+                master.wrap_slot(at, key)
+            })
+            .collect();
+        let made = blocks::made(&wrapped).unwrap();
+        let mut cache = Cache::default();
+        cache.blocks.insert(
+            block,
+            Arc::new(Block {
+                keys: keys.into_iter().map(|key| Some(Arc::new(key))).collect(),
+            }),
+        );
+        let (erased, kept) = (customer(1), customer(2));
+        cache
+            .slots
+            .insert(erased.clone(), KeyRef { block, slot: 5 });
+        cache.slots.insert(kept.clone(), KeyRef { block, slot: 6 });
+        assert!(cache.slot_key(&erased).is_some());
+
+        let rewritten = StoredBlock::parse(&made)
+            .unwrap()
+            .erase(5, &erased)
+            .unwrap();
+        let dropped = cache.erased_in(block, &StoredBlock::parse(&rewritten).unwrap());
+        assert_eq!(dropped, [erased.clone()], "whose hot tickets go");
+        assert!(cache.slot_key(&erased).is_none());
+        assert!(
+            cache.slot_key(&kept).is_some(),
+            "the next slot's customer keeps theirs"
+        );
+        assert!(
+            cache.rewritten.contains(&block),
+            "a preload that read the block before must not cache it"
+        );
     }
 
     #[test]
