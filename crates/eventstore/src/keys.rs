@@ -1138,7 +1138,11 @@ mod tests {
             .erase(5, &erased)
             .unwrap();
         let dropped = cache.erased_in(block, &StoredBlock::parse(&rewritten).unwrap());
-        assert_eq!(dropped, [erased.clone()], "whose hot tickets go");
+        assert_eq!(
+            dropped,
+            std::slice::from_ref(&erased),
+            "whose hot tickets go"
+        );
         assert!(cache.slot_key(&erased).is_none());
         assert!(
             cache.slot_key(&kept).is_some(),
