@@ -85,41 +85,16 @@ impl Cache {
     /// keys (whichever the map yields first), not all of them, so a replay over more
     /// customers than fit reads back only the keys it lost.
     fn make_room(&mut self, limit: usize) {
-        if self.keys.len() < limit.max(1) {
-            return;
-        }
-        let forget: Vec<CustomerId> = self.keys.keys().take((limit / 8).max(1)).cloned().collect();
-        for customer in &forget {
-            self.keys.remove(customer);
-            self.created.remove(customer);
+        for customer in forget_an_eighth(&mut self.keys, limit) {
+            self.created.remove(&customer);
         }
     }
 
-    /// Makes room for one more block, counting each as [`SLOTS`] keys against `limit`.
+    /// Makes room for one more block, counting each as [`SLOTS`] keys against `limit`,
+    /// and for one more customer's slot.
     fn make_room_for_block(&mut self, limit: usize) {
-        let blocks = (limit / SLOTS).max(2);
-        if self.blocks.len() >= blocks {
-            let forget: Vec<BlockId> = self
-                .blocks
-                .keys()
-                .take((blocks / 8).max(1))
-                .copied()
-                .collect();
-            for block in &forget {
-                self.blocks.remove(block);
-            }
-        }
-        if self.slots.len() >= limit.max(1) {
-            let forget: Vec<CustomerId> = self
-                .slots
-                .keys()
-                .take((limit / 8).max(1))
-                .cloned()
-                .collect();
-            for customer in &forget {
-                self.slots.remove(customer);
-            }
-        }
+        forget_an_eighth(&mut self.blocks, (limit / SLOTS).max(2));
+        forget_an_eighth(&mut self.slots, limit);
     }
 
     /// The customer's key made ahead, when this process knows it.
@@ -336,18 +311,7 @@ impl CustomerKeys {
             return Ok(cached);
         }
         let seen = self.changes.load(Ordering::Acquire);
-        let wrapped = match self
-            .bucket
-            .entry(customer.as_str())
-            .await
-            .map_err(|e| StoreError::unavailable(format!("customer key: {e}")))?
-        {
-            Some(entry) if entry.operation == Operation::Put => Some(entry.value),
-            _ => self
-                .read_from_leader(customer.as_str())
-                .await?
-                .map(|(value, _)| value),
-        };
+        let wrapped = self.read_entry(customer.as_str()).await?;
         let key = match wrapped {
             Some(wrapped) => Some(Arc::new(
                 self.master
@@ -490,18 +454,7 @@ impl CustomerKeys {
             return Ok(Some(cached));
         }
         let seen = self.changes.load(Ordering::Acquire);
-        let stored = match self
-            .bucket
-            .entry(block.bucket_key())
-            .await
-            .map_err(|e| StoreError::unavailable(format!("block of keys {block}: {e}")))?
-        {
-            Some(entry) if entry.operation == Operation::Put => Some(entry.value),
-            _ => self
-                .read_from_leader(&block.bucket_key())
-                .await?
-                .map(|(value, _)| value),
-        };
+        let stored = self.read_entry(&block.bucket_key()).await?;
         let Some(stored) = stored else {
             return Ok(None);
         };
@@ -632,6 +585,20 @@ impl CustomerKeys {
             "block of keys: {}",
             last.map(|e| e.to_string()).unwrap_or_default()
         )))
+    }
+
+    /// An entry's value as any replica has it, confirmed by the leader when the replica
+    /// has none (see [`CustomerKeys::read_from_leader`]); `None` when there is none.
+    async fn read_entry(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        match self
+            .bucket
+            .entry(key)
+            .await
+            .map_err(|e| StoreError::unavailable(format!("customer keys, {key}: {e}")))?
+        {
+            Some(entry) if entry.operation == Operation::Put => Ok(Some(entry.value)),
+            _ => Ok(self.read_from_leader(key).await?.map(|(value, _)| value)),
+        }
     }
 
     /// An entry as the bucket's leader has it, with its revision. A KV read may be
@@ -1036,6 +1003,23 @@ fn block_changed(
             gone
         }
     }
+}
+
+/// Once `map` holds `limit` entries, forgets an eighth of them (whichever it yields
+/// first) and returns which.
+fn forget_an_eighth<K, V, S>(map: &mut HashMap<K, V, S>, limit: usize) -> Vec<K>
+where
+    K: Clone + Eq + std::hash::Hash,
+    S: std::hash::BuildHasher,
+{
+    if map.len() < limit.max(1) {
+        return Vec::new();
+    }
+    let forget: Vec<K> = map.keys().take((limit / 8).max(1)).cloned().collect();
+    for key in &forget {
+        map.remove(key);
+    }
+    forget
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -11,27 +11,6 @@ use helpline_eventstore::chain::first_ticket;
 use helpline_eventstore::{CustomerId, EventStore, Kept, StoreError};
 use support::*;
 
-fn texts(events: &[(u64, helpline_eventstore::EnvelopeMeta, Event)]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|(_, _, event)| match event {
-            Event::CustomerMessageReceived {
-                body: MessageBody::Text(text),
-                ..
-            } => Some(text.shown().to_owned()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Messages `client` has sent to nats-server so far.
-fn sent_by(client: &async_nats::Client) -> u64 {
-    client
-        .statistics()
-        .out_messages
-        .load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// A new customer's first message, as intake appends it: their first ticket's opening
 /// and the message, one command at version 0 (the claim).
 async fn first_message(
@@ -101,9 +80,7 @@ async fn another_process_opens_the_first_message_by_the_slot_it_names() {
     let (ticket, customer) = first_message(&h.store, "4915100000003", "hallo")
         .await
         .unwrap();
-    let other = EventStore::open(h.server.connect().await.unwrap(), test_config())
-        .await
-        .unwrap();
+    let other = another_process(&h.server).await;
     assert_eq!(
         texts(&other.ticket_events(ticket).await.unwrap()),
         ["hallo"]
@@ -130,9 +107,7 @@ async fn a_fresh_process_finds_a_customers_key_by_their_first_ticket() {
         .seal_kept(Kept::Attachment, &customer, "photo-1", b"jpeg bytes")
         .await
         .unwrap();
-    let fresh = EventStore::open(h.server.connect().await.unwrap(), test_config())
-        .await
-        .unwrap();
+    let fresh = another_process(&h.server).await;
     assert_eq!(
         fresh
             .open_kept(Kept::Attachment, &customer, "photo-1", &sealed)
@@ -164,9 +139,7 @@ async fn erasing_a_customer_blanks_their_slot_everywhere_and_no_one_elses() {
         .await
         .unwrap();
     // Another process reads both and caches the block, once its watch is up.
-    let other = EventStore::open(h.server.connect().await.unwrap(), test_config())
-        .await
-        .unwrap();
+    let other = another_process(&h.server).await;
     assert_eq!(
         texts(&other.ticket_events(gone).await.unwrap()),
         ["bitte löschen"]
@@ -200,9 +173,7 @@ async fn erasing_a_customer_blanks_their_slot_everywhere_and_no_one_elses() {
         None
     );
     assert!(!other.customer_has_key(&erased).await.unwrap());
-    let fresh = EventStore::open(h.server.connect().await.unwrap(), test_config())
-        .await
-        .unwrap();
+    let fresh = another_process(&h.server).await;
     assert_eq!(
         texts(&fresh.ticket_events(gone).await.unwrap()),
         ["[erased]"]
@@ -228,9 +199,7 @@ async fn a_customer_with_a_key_of_their_own_and_one_made_ahead_loses_both() {
     let (ticket, _) = first_message(&h.store, "4915100000007", "hallo")
         .await
         .unwrap();
-    let fresh = EventStore::open(h.server.connect().await.unwrap(), test_config())
-        .await
-        .unwrap();
+    let fresh = another_process(&h.server).await;
     assert_eq!(
         fresh
             .open_kept(Kept::WidgetMessage, &customer, "m-1", &early)
@@ -245,9 +214,7 @@ async fn a_customer_with_a_key_of_their_own_and_one_made_ahead_loses_both() {
     );
 
     assert!(h.store.erase_customer_key(&customer).await.unwrap());
-    let after = EventStore::open(h.server.connect().await.unwrap(), test_config())
-        .await
-        .unwrap();
+    let after = another_process(&h.server).await;
     assert_eq!(
         after
             .open_kept(Kept::WidgetMessage, &customer, "m-1", &early)
@@ -265,9 +232,7 @@ async fn a_customer_with_a_key_of_their_own_and_one_made_ahead_loses_both() {
 #[tokio::test]
 async fn two_processes_racing_for_one_new_customer_bind_one_key() {
     let h = harness().await;
-    let other = EventStore::open(h.server.connect().await.unwrap(), test_config())
-        .await
-        .unwrap();
+    let other = another_process(&h.server).await;
     let (a, b) = tokio::join!(
         first_message(&h.store, "4915100000008", "von a"),
         first_message(&other, "4915100000008", "von b")
@@ -307,9 +272,7 @@ async fn a_customer_who_returns_after_an_erasure_gets_a_new_key() {
     let next = helpline_eventstore::chain::next_ticket(first);
     let version = open(&h.store, next).await;
     say(&h.store, next, version, &["neu"]).await;
-    let fresh = EventStore::open(h.server.connect().await.unwrap(), test_config())
-        .await
-        .unwrap();
+    let fresh = another_process(&h.server).await;
     assert_eq!(texts(&fresh.ticket_events(next).await.unwrap()), ["neu"]);
     assert_eq!(
         texts(&fresh.ticket_events(first).await.unwrap()),

@@ -13,27 +13,6 @@ fn contains(bytes: &[u8], text: &str) -> bool {
     bytes.windows(text.len()).any(|w| w == text.as_bytes())
 }
 
-fn texts(events: &[(u64, helpline_eventstore::EnvelopeMeta, Event)]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|(_, _, event)| match event {
-            Event::CustomerMessageReceived {
-                body: MessageBody::Text(text),
-                ..
-            } => Some(text.shown().to_owned()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Messages `client` has sent to nats-server so far.
-fn sent_by(client: &async_nats::Client) -> u64 {
-    client
-        .statistics()
-        .out_messages
-        .load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// A new ticket of the WhatsApp customer `contact`, with one message from them.
 async fn customer_says(store: &EventStore, contact: &str, text: &str) -> helpline_domain::TicketId {
     let id = ticket();
@@ -110,9 +89,7 @@ async fn an_erasure_reaches_a_process_that_had_the_key_cached() {
     let version = open(&h.store, id).await;
     say(&h.store, id, version, &["hallo"]).await;
     // A second process reads the ticket, caching the customer's key.
-    let other = EventStore::open(h.server.connect().await.unwrap(), test_config())
-        .await
-        .unwrap();
+    let other = another_process(&h.server).await;
     assert_eq!(texts(&other.ticket_events(id).await.unwrap()), ["hallo"]);
     // Its key cache follows the key bucket from its first read on; read again once that
     // watch is up, so the key is in the cache when it is erased.
@@ -188,9 +165,7 @@ async fn a_key_made_in_another_process_arrives_with_the_watch_so_the_first_read_
 #[tokio::test]
 async fn two_processes_opening_tickets_for_one_new_customer_share_one_key() {
     let h = harness().await;
-    let other = EventStore::open(h.server.connect().await.unwrap(), test_config())
-        .await
-        .unwrap();
+    let other = another_process(&h.server).await;
     let (a, b) = (ticket(), ticket());
     let (first, second) = tokio::join!(open(&h.store, a), open(&other, b));
     assert!(first > 0 && second > 0);
@@ -208,9 +183,7 @@ async fn preloaded_keys_open_every_customer_and_still_follow_erasures() {
     for n in 0..3 {
         tickets.push(customer_says(&h.store, &format!("49151000000{n}"), "hallo").await);
     }
-    let other = EventStore::open(h.server.connect().await.unwrap(), test_config())
-        .await
-        .unwrap();
+    let other = another_process(&h.server).await;
     assert_eq!(other.preload_customer_keys().await, 3);
     for id in &tickets {
         assert_eq!(texts(&other.ticket_events(*id).await.unwrap()), ["hallo"]);

@@ -100,3 +100,32 @@ where
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// The texts of the customer messages among `events`, as read (erased ones as `[erased]`).
+pub fn texts(events: &[(u64, helpline_eventstore::EnvelopeMeta, Event)]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|(_, _, event)| match event {
+            Event::CustomerMessageReceived {
+                body: MessageBody::Text(text),
+                ..
+            } => Some(text.shown().to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Messages `client` has sent to nats-server so far.
+pub fn sent_by(client: &async_nats::Client) -> u64 {
+    client
+        .statistics()
+        .out_messages
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Another process on the same server: a store of its own, with nothing cached.
+pub async fn another_process(server: &NatsServer) -> EventStore {
+    EventStore::open(server.connect().await.unwrap(), test_config())
+        .await
+        .unwrap()
+}
