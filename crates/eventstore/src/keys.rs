@@ -547,20 +547,27 @@ impl CustomerKeys {
         let mut last = None;
         for _ in 0..3 {
             let block = BlockId::generate();
-            let keys: Vec<DataKey> = (0..SLOTS).map(|_| DataKey::generate()).collect();
-            let wrapped: Vec<Vec<u8>> = keys
-                .iter()
-                .enumerate()
-                .map(|(slot, key)| {
-                    let at = KeyRef {
-                        block,
-                        slot: u16::try_from(slot).unwrap_or(u16::MAX),
-                    };
-                    self.master.wrap_slot(at, key)
-                })
-                .collect();
-            let value = blocks::made(&wrapped)
-                .map_err(|e| StoreError::Key(format!("block {block}: {e}")))?;
+            // 512 keys drawn and wrapped take about a millisecond: off the workers that
+            // answer webhooks.
+            let master = self.master.clone();
+            let (keys, value) = tokio::task::spawn_blocking(move || {
+                let keys: Vec<DataKey> = (0..SLOTS).map(|_| DataKey::generate()).collect();
+                let wrapped: Vec<Vec<u8>> = keys
+                    .iter()
+                    .enumerate()
+                    .map(|(slot, key)| {
+                        let at = KeyRef {
+                            block,
+                            slot: u16::try_from(slot).unwrap_or(u16::MAX),
+                        };
+                        master.wrap_slot(at, key)
+                    })
+                    .collect();
+                blocks::made(&wrapped).map(|value| (keys, value))
+            })
+            .await
+            .map_err(|e| StoreError::unavailable(format!("block of keys {block}: {e}")))?
+            .map_err(|e| StoreError::Key(format!("block {block}: {e}")))?;
             match self.bucket.create(block.bucket_key(), value.into()).await {
                 Ok(_) => {
                     let keys = Arc::new(Block {
