@@ -1145,6 +1145,50 @@ mod tests {
         );
     }
 
+    fn fresh_block() -> (BlockId, Arc<Block>) {
+        let keys = (0..SLOTS)
+            .map(|_| Some(Arc::new(DataKey::generate())))
+            .collect();
+        (BlockId::generate(), Arc::new(Block { keys }))
+    }
+
+    #[test]
+    fn slots_are_handed_out_once_and_the_next_block_is_asked_for_when_a_quarter_is_left() {
+        let mut ahead = Ahead::default();
+        assert!(ahead.take().is_none(), "no block yet");
+        let (first, keys) = fresh_block();
+        ahead.add(first, keys);
+        let mut asked = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..SLOTS {
+            let (_, at, start) = ahead.take().unwrap();
+            assert_eq!(at.block, first);
+            assert!(seen.insert(at.slot), "slot {} handed out twice", at.slot);
+            if start {
+                asked.push(n);
+            }
+        }
+        assert_eq!(
+            asked,
+            [SLOTS - SLOTS / 4],
+            "asked once, when a quarter was left"
+        );
+        assert!(
+            ahead.take().is_none(),
+            "used up, the next block not made yet"
+        );
+        let (second, keys) = fresh_block();
+        ahead.making_next = false;
+        ahead.add(second, keys);
+        assert_eq!(
+            ahead.take().map(|(_, at, _)| at),
+            Some(KeyRef {
+                block: second,
+                slot: 0
+            })
+        );
+    }
+
     #[test]
     fn a_full_cache_forgets_an_eighth_of_its_keys_not_all() {
         let mut cache = Cache::default();
