@@ -104,8 +104,27 @@ impl HotTickets {
 
     /// Drops every hot ticket of the customer (their key was purged).
     pub(crate) fn forget_customer(&self, customer: &CustomerId) {
-        self.lock()
-            .retain(|_, hot| hot.loaded.customer.as_ref() != Some(customer));
+        self.forget_customers(std::slice::from_ref(customer));
+    }
+
+    /// Drops every hot ticket of these customers, in one pass over the map: a block's
+    /// rewrite names every customer ever erased from it, and a retention run erases many.
+    pub(crate) fn forget_customers(&self, customers: &[CustomerId]) {
+        match customers {
+            [] => {}
+            [customer] => self
+                .lock()
+                .retain(|_, hot| hot.loaded.customer.as_ref() != Some(customer)),
+            _ => {
+                let gone: std::collections::HashSet<&CustomerId> = customers.iter().collect();
+                self.lock().retain(|_, hot| {
+                    hot.loaded
+                        .customer
+                        .as_ref()
+                        .is_none_or(|customer| !gone.contains(customer))
+                });
+            }
+        }
     }
 
     /// Drops the ticket (its snapshot was dropped, or its state is in doubt).
@@ -124,5 +143,45 @@ fn start_over(kept: &mut HashMap<TicketId, Hot>) {
             runtime.spawn_blocking(move || drop(tickets));
         }
         Err(_) => drop(tickets),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn customer(n: u8) -> CustomerId {
+        crate::seal::MasterKey::development()
+            .customer_id(helpline_domain::Channel::Telegram, &format!("{n}"))
+    }
+
+    fn hot_ticket_of(tickets: &HotTickets, customer: Option<&CustomerId>) -> TicketId {
+        let ticket = TicketId(uuid::Uuid::now_v7());
+        tickets.fold(ticket, 0, 1, customer, &[]);
+        ticket
+    }
+
+    #[test]
+    fn forgetting_erased_customers_drops_their_hot_tickets_and_no_one_elses() {
+        let tickets = HotTickets::default();
+        let (a, b, c) = (customer(1), customer(2), customer(3));
+        let of_a = hot_ticket_of(&tickets, Some(&a));
+        let of_b = hot_ticket_of(&tickets, Some(&b));
+        let of_c = hot_ticket_of(&tickets, Some(&c));
+        let of_nobody = hot_ticket_of(&tickets, None);
+        tickets.forget_customers(&[a.clone(), b]);
+        assert!(tickets.get(of_a).is_none());
+        assert!(tickets.get(of_b).is_none());
+        assert!(tickets.get(of_c).is_some());
+        assert!(
+            tickets.get(of_nobody).is_some(),
+            "a ticket with no customer yet stays"
+        );
+        tickets.forget_customer(&c);
+        assert!(tickets.get(of_c).is_none());
+        tickets.forget_customers(&[a]);
+        assert!(tickets.get(of_nobody).is_some());
     }
 }

@@ -105,7 +105,9 @@ impl Cache {
     }
 
     /// Takes in a block's erasures: the erased slots' keys are gone, and so is what this
-    /// process knew of their customers. Returns the customers whose hot tickets go too.
+    /// process knew of their customers. Returns the customers whose hot tickets go too:
+    /// every customer erased from the block so far, since which of them are new is not
+    /// known when the block is not cached (dropping them again finds nothing).
     fn erased_in(&mut self, block: BlockId, stored: &StoredBlock<'_>) -> Vec<CustomerId> {
         let mut erased = Vec::new();
         if let Some(cached) = self.blocks.get_mut(&block) {
@@ -902,9 +904,7 @@ impl CustomerKeys {
                                 } else {
                                     Vec::new()
                                 };
-                                for customer in &forget {
-                                    hot.forget_customer(customer);
-                                }
+                                hot.forget_customers(&forget);
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "key bucket watch failed");
