@@ -143,6 +143,7 @@ pub fn recorded_alarms(
         levels,
         queue,
         position: AtomicU64::new(after),
+        queued: std::sync::Mutex::default(),
         sender,
     };
     tokio::spawn(async move {
@@ -160,7 +161,35 @@ struct AlarmFeed {
     levels: Levels,
     queue: Option<helpline_domain::QueueId>,
     position: AtomicU64,
+    /// The first queue of each ticket queued since the feed started, as the feed read it.
+    /// The service-level projection follows the log on its own and may not have read a
+    /// ticket's queueing yet when the feed reads its alarm; without this, an alarm right
+    /// after its ticket was queued would be taken for another queue's and not sent.
+    queued: std::sync::Mutex<std::collections::HashMap<TicketId, helpline_domain::QueueId>>,
     sender: tokio::sync::mpsc::UnboundedSender<RecordedAlarm>,
+}
+
+/// Tickets the feed remembers the queue of; beyond this it starts over (the projection
+/// has long caught up with the ones it forgets).
+const QUEUED_REMEMBERED: usize = 100_000;
+
+impl AlarmFeed {
+    fn queued(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<TicketId, helpline_domain::QueueId>>
+    {
+        self.queued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The ticket's queue as the projection has it, or as the feed read it when the
+    /// projection has not got there yet.
+    fn queue_of(&self, ticket: TicketId) -> Option<helpline_domain::QueueId> {
+        self.levels
+            .read_with(|projection| projection.ticket(ticket).and_then(|t| t.queue.clone()))
+            .or_else(|| self.queued().get(&ticket).cloned())
+    }
 }
 
 impl Follower for AlarmFeed {
@@ -178,6 +207,16 @@ impl Follower for AlarmFeed {
             return;
         };
         for stored in events {
+            if let helpline_domain::Event::TicketQueued { queue } = &stored.event {
+                let mut queued = self.queued();
+                if queued.len() >= QUEUED_REMEMBERED {
+                    queued.clear();
+                }
+                queued
+                    .entry(stored.meta.ticket)
+                    .or_insert_with(|| queue.clone());
+                continue;
+            }
             let helpline_domain::Event::SlaAlarm {
                 clock,
                 level,
@@ -188,9 +227,7 @@ impl Follower for AlarmFeed {
                 continue;
             };
             let ticket = stored.meta.ticket;
-            let queue = self
-                .levels
-                .read_with(|projection| projection.ticket(ticket).and_then(|t| t.queue.clone()));
+            let queue = self.queue_of(ticket);
             if self.queue.is_some() && queue != self.queue {
                 continue;
             }
