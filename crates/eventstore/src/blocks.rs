@@ -15,7 +15,7 @@
 //! drop. The generation counts the rewrites: 0 is a block as made, which tells nobody
 //! anything.
 
-use crate::seal::{CustomerId, WRAPPED_KEY_LEN};
+use crate::seal::{BlockId, CustomerId, DataKey, KeyRef, MasterKey, WRAPPED_KEY_LEN};
 
 /// Keys per block. A block's entry is about 39 KB; a process wastes at most the rest of
 /// one block when it stops.
@@ -51,8 +51,31 @@ pub(crate) struct StoredBlock<'a> {
 #[error("a block of keys is malformed: {0}")]
 pub(crate) struct MalformedBlock(&'static str);
 
+/// Slot `slot` of `block`. Slots are numbered below [`SLOTS`], which a `u16` holds.
+pub(crate) fn slot_at(block: BlockId, slot: usize) -> KeyRef {
+    KeyRef {
+        block,
+        slot: u16::try_from(slot).unwrap_or(u16::MAX),
+    }
+}
+
+/// A new block: [`SLOTS`] fresh keys, and the value to store, each key wrapped for its
+/// slot. About a millisecond of work (two random draws and a wrap per key).
+pub(crate) fn draw(
+    master: &MasterKey,
+    block: BlockId,
+) -> Result<(Vec<DataKey>, Vec<u8>), MalformedBlock> {
+    let keys: Vec<DataKey> = (0..SLOTS).map(|_| DataKey::generate()).collect();
+    let wrapped: Vec<Vec<u8>> = keys
+        .iter()
+        .enumerate()
+        .map(|(slot, key)| master.wrap_slot(slot_at(block, slot), key))
+        .collect();
+    Ok((keys, made(&wrapped)?))
+}
+
 /// A new block's value: generation 0, every slot a key wrapped for it.
-pub(crate) fn made(wrapped: &[Vec<u8>]) -> Result<Vec<u8>, MalformedBlock> {
+fn made(wrapped: &[Vec<u8>]) -> Result<Vec<u8>, MalformedBlock> {
     if wrapped.len() != SLOTS {
         return Err(MalformedBlock("wrong number of keys"));
     }
@@ -121,21 +144,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::seal::{BlockId, DataKey, KeyRef, MasterKey};
 
     fn block() -> (BlockId, Vec<u8>) {
-        let master = MasterKey::development();
         let id = BlockId::generate();
-        let wrapped: Vec<Vec<u8>> = (0..SLOTS)
-            .map(|slot| {
-                let at = KeyRef {
-                    block: id,
-                    slot: u16::try_from(slot).unwrap(),
-                };
-                master.wrap_slot(at, &DataKey::generate())
-            })
-            .collect();
-        (id, made(&wrapped).unwrap())
+        let (_, value) = draw(&MasterKey::development(), id).unwrap();
+        (id, value)
     }
 
     fn customer(n: u8) -> CustomerId {
@@ -151,11 +164,11 @@ mod tests {
         let Some(Slot::Key(wrapped)) = stored.slot(SLOTS - 1) else {
             panic!("the last slot holds a key");
         };
-        let at = KeyRef {
-            block: id,
-            slot: u16::try_from(SLOTS - 1).unwrap(),
-        };
-        assert!(MasterKey::development().unwrap_slot(at, wrapped).is_ok());
+        assert!(
+            MasterKey::development()
+                .unwrap_slot(slot_at(id, SLOTS - 1), wrapped)
+                .is_ok()
+        );
         assert_eq!(stored.slot(SLOTS), None);
     }
 

@@ -158,10 +158,7 @@ impl Ahead {
             {
                 let slot = *next;
                 *next += 1;
-                let at = KeyRef {
-                    block: *block,
-                    slot: u16::try_from(slot).ok()?,
-                };
+                let at = blocks::slot_at(*block, slot);
                 let key = keys.key(at.slot)?;
                 let low = SLOTS - *next < SLOTS / 4;
                 let start = low && self.next.is_none() && !self.making_next;
@@ -477,10 +474,7 @@ impl CustomerKeys {
         for (slot, content) in stored.slots().enumerate() {
             keys.push(match content {
                 Slot::Key(wrapped) => {
-                    let at = KeyRef {
-                        block,
-                        slot: u16::try_from(slot).unwrap_or(u16::MAX),
-                    };
+                    let at = blocks::slot_at(block, slot);
                     Some(Arc::new(
                         self.master
                             .unwrap_slot(at, wrapped)
@@ -552,24 +546,10 @@ impl CustomerKeys {
             // 512 keys drawn and wrapped take about a millisecond: off the workers that
             // answer webhooks.
             let master = self.master.clone();
-            let (keys, value) = tokio::task::spawn_blocking(move || {
-                let keys: Vec<DataKey> = (0..SLOTS).map(|_| DataKey::generate()).collect();
-                let wrapped: Vec<Vec<u8>> = keys
-                    .iter()
-                    .enumerate()
-                    .map(|(slot, key)| {
-                        let at = KeyRef {
-                            block,
-                            slot: u16::try_from(slot).unwrap_or(u16::MAX),
-                        };
-                        master.wrap_slot(at, key)
-                    })
-                    .collect();
-                blocks::made(&wrapped).map(|value| (keys, value))
-            })
-            .await
-            .map_err(|e| StoreError::unavailable(format!("block of keys {block}: {e}")))?
-            .map_err(|e| StoreError::Key(format!("block {block}: {e}")))?;
+            let (keys, value) = tokio::task::spawn_blocking(move || blocks::draw(&master, block))
+                .await
+                .map_err(|e| StoreError::unavailable(format!("block of keys {block}: {e}")))?
+                .map_err(|e| StoreError::Key(format!("block {block}: {e}")))?;
             match self.bucket.create(block.bucket_key(), value.into()).await {
                 Ok(_) => {
                     let keys = Arc::new(Block {
@@ -1095,21 +1075,8 @@ mod tests {
 
     #[test]
     fn a_block_rewritten_by_an_erasure_forgets_the_slot_and_its_customer_only() {
-        let master = MasterKey::development();
         let block = BlockId::generate();
-        let keys: Vec<DataKey> = (0..SLOTS).map(|_| DataKey::generate()).collect();
-        let wrapped: Vec<Vec<u8>> = keys
-            .iter()
-            .enumerate()
-            .map(|(slot, key)| {
-                let at = KeyRef {
-                    block,
-                    slot: u16::try_from(slot).unwrap(),
-                };
-                master.wrap_slot(at, key)
-            })
-            .collect();
-        let made = blocks::made(&wrapped).unwrap();
+        let (keys, made) = blocks::draw(&MasterKey::development(), block).unwrap();
         let mut cache = Cache::default();
         cache.blocks.insert(
             block,
