@@ -1159,6 +1159,9 @@ fn load_average() -> [f64; 3] {
 }
 
 fn progress(len: usize, phase: &'static str) -> anyhow::Result<ProgressBar> {
+    // The bar is drawn only on a terminal; the log line dates the phase everywhere (a
+    // profile of one phase is cut by these times).
+    tracing::info!(phase, len, "bench phase started");
     let style = ProgressStyle::with_template(
         "{msg:>18} [{bar:30}] {pos}/{len} {per_sec} {elapsed_precise}",
     )

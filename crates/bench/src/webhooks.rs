@@ -349,7 +349,46 @@ pub(super) async fn open_loop(
         (Some(first), Some(last)) => last.saturating_duration_since(first).as_secs_f64(),
         _ => 0.0,
     };
+    log_slowest_moments(&scheduled);
     Ok(ingest(Some(rate), ok, failed, seconds, &latencies))
+}
+
+/// Width of the windows [`log_slowest_moments`] compares.
+const MOMENT: Duration = Duration::from_millis(50);
+
+/// Logs the three 50 ms windows of intended send times whose webhooks waited longest,
+/// dated by the wall clock: a stall in an open loop shows as one such window, and its
+/// date lines it up with a profile or another process's log.
+fn log_slowest_moments(scheduled: &[Scheduled]) {
+    let Some(start) = scheduled.iter().map(|sent| sent.intended).min() else {
+        return;
+    };
+    let wall_start = std::time::SystemTime::now() - start.elapsed();
+    let mut worst: std::collections::BTreeMap<u128, Duration> = Default::default();
+    for sent in scheduled {
+        let Some(answered) = sent.answered else {
+            continue;
+        };
+        let window =
+            sent.intended.saturating_duration_since(start).as_millis() / MOMENT.as_millis();
+        let waited = answered.saturating_duration_since(sent.intended);
+        let slot = worst.entry(window).or_default();
+        *slot = (*slot).max(waited);
+    }
+    let mut windows: Vec<_> = worst.into_iter().collect();
+    windows.sort_by(|a, b| b.1.cmp(&a.1));
+    for (window, waited) in windows.into_iter().take(3) {
+        let offset = MOMENT * u32::try_from(window).unwrap_or(u32::MAX);
+        let at = (wall_start + offset)
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        tracing::info!(
+            at_unix_secs = format!("{:.3}", at.as_secs_f64()),
+            into_phase_ms = offset.as_millis() as u64,
+            longest_wait_ms = waited.as_millis() as u64,
+            "slow moment of the paced ingest"
+        );
+    }
 }
 
 fn ingest(
