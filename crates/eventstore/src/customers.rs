@@ -12,7 +12,7 @@ use crate::error::StoreError;
 use crate::seal::{CustomerId, DataKey, KeyRef, ProviderRef};
 
 /// Tickets whose customer one process remembers; beyond this it starts over.
-const TICKETS_REMEMBERED: usize = 100_000;
+pub(crate) const TICKETS_REMEMBERED: usize = 100_000;
 
 /// Why stored bytes could not be read as an event.
 #[derive(Debug, thiserror::Error)]

@@ -24,9 +24,27 @@ use crate::seal::CustomerId;
 /// Tickets one process keeps hot; beyond this it starts over.
 const HOT_LIMIT: usize = 50_000;
 
-#[derive(Clone, Debug, Default)]
+/// The hot tickets by id. A ticket's state is boxed and the map is made at its full size
+/// once: growing a map of inline states (some 730 bytes each) moved every one of them into
+/// freshly faulted memory under the lock, a 50–200 ms stall of every webhook and consumer
+/// of the process each time the count crossed a power of two.
+type Kept = HashMap<TicketId, Box<Hot>>;
+
+fn kept_at_full_size() -> Kept {
+    HashMap::with_capacity(HOT_LIMIT)
+}
+
+#[derive(Clone, Debug)]
 pub(crate) struct HotTickets {
-    inner: Arc<Mutex<HashMap<TicketId, Hot>>>,
+    inner: Arc<Mutex<Kept>>,
+}
+
+impl Default for HotTickets {
+    fn default() -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(kept_at_full_size())),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -38,12 +56,12 @@ pub(crate) struct Hot {
 }
 
 impl HotTickets {
-    fn lock(&self) -> MutexGuard<'_, HashMap<TicketId, Hot>> {
+    fn lock(&self) -> MutexGuard<'_, Kept> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn get(&self, ticket: TicketId) -> Option<Hot> {
-        self.lock().get(&ticket).cloned()
+        self.lock().get(&ticket).map(|hot| Hot::clone(hot))
     }
 
     /// The customer of a hot ticket, once an event named them.
@@ -65,7 +83,7 @@ impl HotTickets {
         if tickets.len() >= HOT_LIMIT {
             start_over(&mut tickets);
         }
-        tickets.insert(ticket, hot);
+        tickets.insert(ticket, Box::new(hot));
     }
 
     /// Folds one message's events (stored at `version`, after `previous`) into the
@@ -86,10 +104,10 @@ impl HotTickets {
         // Folded in place: a hot ticket is not copied for each message.
         let hot = match tickets.entry(ticket) {
             Entry::Occupied(kept) if kept.get().loaded.version == previous => kept.into_mut(),
-            Entry::Vacant(new) if previous == 0 => new.insert(Hot {
+            Entry::Vacant(new) if previous == 0 => new.insert(Box::new(Hot {
                 loaded: LoadedTicket::default(),
                 since_snapshot: 0,
-            }),
+            })),
             _ => return,
         };
         for event in events {
@@ -136,8 +154,8 @@ impl HotTickets {
 /// Empties a full map of hot tickets and frees what it held off the caller's path:
 /// freeing fifty thousand tickets, each with allocations of its own, under the lock would
 /// stall every append and every consumer of the process at once.
-fn start_over(kept: &mut HashMap<TicketId, Hot>) {
-    let tickets = std::mem::take(kept);
+fn start_over(kept: &mut Kept) {
+    let tickets = std::mem::replace(kept, kept_at_full_size());
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             runtime.spawn_blocking(move || drop(tickets));

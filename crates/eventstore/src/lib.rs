@@ -197,7 +197,11 @@ impl EventStore {
             config,
             snapshots,
             keys,
-            customers: Arc::default(),
+            // At its full size from the start, as the hot tickets are: growing it would
+            // rehash every entry under the lock every append of the process waits on.
+            customers: Arc::new(Mutex::new(HashMap::with_capacity(
+                customers::TICKETS_REMEMBERED,
+            ))),
             hot,
             direct,
         })

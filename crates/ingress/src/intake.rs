@@ -142,7 +142,11 @@ impl Intake {
             inbound,
             language,
             languages: Vec::new(),
-            tickets: std::sync::Arc::default(),
+            // At its full size from the start: a map that grows rehashes every contact
+            // under the lock, stalling every webhook of the process meanwhile.
+            tickets: std::sync::Arc::new(std::sync::Mutex::new(
+                std::collections::HashMap::with_capacity(CONTACTS_REMEMBERED),
+            )),
         })
     }
 
