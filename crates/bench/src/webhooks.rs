@@ -376,7 +376,7 @@ fn log_slowest_moments(scheduled: &[Scheduled]) {
         *slot = (*slot).max(waited);
     }
     let mut windows: Vec<_> = worst.into_iter().collect();
-    windows.sort_by(|a, b| b.1.cmp(&a.1));
+    windows.sort_by_key(|window| std::cmp::Reverse(window.1));
     for (window, waited) in windows.into_iter().take(3) {
         let offset = MOMENT * u32::try_from(window).unwrap_or(u32::MAX);
         let at = (wall_start + offset)
