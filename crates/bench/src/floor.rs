@@ -65,11 +65,10 @@ impl FloorServer {
         let stop = CancellationToken::new();
         let task = tokio::spawn({
             let stop = stop.clone();
-            async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-            }
+            // Through the same front door as helpline's ingress, so that the two differ
+            // only in their handlers.
+            let door = helpline_ingress::IngressConfig::default().door();
+            helpline_ingress::front_door::serve(listener, router, door, stop)
         });
         Ok(Self { base, stop, task })
     }

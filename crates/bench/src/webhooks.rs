@@ -50,7 +50,8 @@ impl IngressServer {
     pub async fn start(store: &EventStore, sim: &Simulator) -> anyhow::Result<Self> {
         let channels: ChannelsConfig = serde_json::from_value(sim.helpline_channels())
             .context("simulator channels do not fit the config")?;
-        let ingress = Ingress::new(store.clone(), &IngressConfig::default(), &channels)
+        let config = IngressConfig::default();
+        let ingress = Ingress::new(store.clone(), &config, &channels)
             .await
             .context("cannot start the channel gateway")?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
@@ -61,11 +62,9 @@ impl IngressServer {
         let task = tokio::spawn({
             let stop = stop.clone();
             let router = ingress.router();
-            async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-            }
+            // Through the front door `helpline ingress` serves from, as shipped: its
+            // connection limits, deadlines and TCP_NODELAY are part of what is measured.
+            helpline_ingress::front_door::serve(listener, router, config.door(), stop)
         });
         Ok(Self { base, stop, task })
     }
@@ -237,6 +236,9 @@ pub(super) async fn schedule(
     phase: &'static str,
 ) -> anyhow::Result<Vec<Scheduled>> {
     let http = http_client()?;
+    if let Some(first) = prepared.first() {
+        warm_up(&http, &first.url).await;
+    }
     let failures = Arc::new(AtomicUsize::new(0));
     let count = prepared
         .len()
@@ -313,6 +315,32 @@ pub(super) async fn schedule(
         .collect();
     bar.finish();
     Ok(scheduled)
+}
+
+/// Connections a schedule opens before its first send.
+const WARM_CONNECTIONS: usize = 64;
+
+/// Opens [`WARM_CONNECTIONS`] keep-alive connections to the server of `url`, left idle in
+/// `http`'s pool for the schedule to send on. A provider keeps its connections to a
+/// webhook open; a schedule that started on an empty pool opened a connection for every
+/// send until answers came back, hundreds in its first 100 ms, and that storm of the load
+/// generator's own (on the same two cores) was the paced phase's p99. A `GET /` is
+/// answered 404 by the router alone, touching no webhook handler.
+async fn warm_up(http: &reqwest::Client, url: &str) {
+    let Ok(mut root) = reqwest::Url::parse(url) else {
+        return;
+    };
+    root.set_path("/");
+    root.set_query(None);
+    // Each answer is read to its end, which hands its connection back to the pool.
+    let opened = futures::future::join_all((0..WARM_CONNECTIONS).map(|_| async {
+        http.get(root.clone()).send().await?.bytes().await
+    }))
+    .await;
+    let failed = opened.iter().filter(|answer| answer.is_err()).count();
+    if failed > 0 {
+        tracing::warn!(failed, "some warm-up connections were not opened");
+    }
 }
 
 /// Ingest at a fixed offered rate for `duration`; latency of the `200` from the intended
