@@ -124,6 +124,9 @@ pub(super) fn prepare(
 pub(super) fn http_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        // Shorter than the front door's idle limit (5 s): a connection the server is
+        // closing as idle is not taken for a send, which would fail it.
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()
         .context("cannot build the HTTP client")
 }
