@@ -336,9 +336,9 @@ async fn warm_up(http: &reqwest::Client, url: &str) {
     root.set_path("/");
     root.set_query(None);
     // Each answer is read to its end, which hands its connection back to the pool.
-    let opened = futures::future::join_all((0..WARM_CONNECTIONS).map(|_| async {
-        http.get(root.clone()).send().await?.bytes().await
-    }))
+    let opened = futures::future::join_all(
+        (0..WARM_CONNECTIONS).map(|_| async { http.get(root.clone()).send().await?.bytes().await }),
+    )
     .await;
     let failed = opened.iter().filter(|answer| answer.is_err()).count();
     if failed > 0 {
