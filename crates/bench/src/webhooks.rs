@@ -327,7 +327,7 @@ const WARM_CONNECTIONS: usize = 64;
 /// `http`'s pool for the schedule to send on. A provider keeps its connections to a
 /// webhook open; a schedule that started on an empty pool opened a connection for every
 /// send until answers came back, hundreds in its first 100 ms, and that storm of the load
-/// generator's own (on the same two cores) was the paced phase's p99. A `GET /` is
+/// generator's own (on the same two cores) was one of the paced phase's stalls. A `GET /` is
 /// answered 404 by the router alone, touching no webhook handler.
 async fn warm_up(http: &reqwest::Client, url: &str) {
     let Ok(mut root) = reqwest::Url::parse(url) else {

@@ -182,6 +182,30 @@ mod tests {
     }
 
     #[test]
+    fn the_map_of_hot_tickets_never_grows_under_its_lock_not_even_when_it_starts_over() {
+        let tickets = HotTickets::default();
+        let capacity = tickets.lock().capacity();
+        assert!(capacity >= HOT_LIMIT);
+        for _ in 0..HOT_LIMIT {
+            hot_ticket_of(&tickets, None);
+        }
+        assert_eq!(tickets.lock().len(), HOT_LIMIT);
+        assert_eq!(
+            tickets.lock().capacity(),
+            capacity,
+            "filled to its limit, not grown"
+        );
+        let first_after = hot_ticket_of(&tickets, None);
+        assert_eq!(tickets.lock().len(), 1, "one more starts over");
+        assert!(tickets.get(first_after).is_some());
+        assert_eq!(
+            tickets.lock().capacity(),
+            capacity,
+            "started over at full size"
+        );
+    }
+
+    #[test]
     fn forgetting_erased_customers_drops_their_hot_tickets_and_no_one_elses() {
         let tickets = HotTickets::default();
         let (a, b, c) = (customer(1), customer(2), customer(3));
