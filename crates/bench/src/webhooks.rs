@@ -255,16 +255,18 @@ pub(super) async fn schedule(
     // generator's memory grew with every send of a pass.
     let answers: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
     let finished = Arc::new((AtomicUsize::new(0), tokio::sync::Notify::new()));
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     // The sends are timed by a thread of their own: the runtime's timers fire on
     // millisecond ticks, which made sends 0.66–0.84 ms late on average, a delay every
     // latency of the phase counted (they count from the intended time).
     let runtime = tokio::runtime::Handle::current();
     let sender = {
-        let (prepared, answers, finished, bar) = (
+        let (prepared, answers, finished, bar, connections) = (
             prepared.clone(),
             answers.clone(),
             finished.clone(),
             bar.clone(),
+            connections.clone(),
         );
         tokio::task::spawn_blocking(move || {
             for i in 0..count {
@@ -273,16 +275,22 @@ pub(super) async fn schedule(
                 if intended > now {
                     std::thread::sleep(intended - now);
                 }
-                let (prepared, http, failures, bar, answers, finished) = (
+                let (prepared, http, failures, bar, answers, finished, connections) = (
                     prepared.clone(),
                     http.clone(),
                     failures.clone(),
                     bar.clone(),
                     answers.clone(),
                     finished.clone(),
+                    connections.clone(),
                 );
                 runtime.spawn(async move {
-                    if post(&http, &prepared[i], &failures).await {
+                    // A wait for a connection counts in the latency: it runs from the
+                    // intended time.
+                    let connection = connections.acquire_owned().await;
+                    let taken = post(&http, &prepared[i], &failures).await;
+                    drop(connection);
+                    if taken {
                         // Nanoseconds after `start`, plus one: 0 stays "not answered".
                         let after = Instant::now().saturating_duration_since(start).as_nanos();
                         answers[i].store(
@@ -322,6 +330,11 @@ pub(super) async fn schedule(
 
 /// Connections a schedule opens before its first send.
 const WARM_CONNECTIONS: usize = 64;
+/// Sends a schedule has in flight at most, each on a connection of its own; later ones
+/// wait for one (from their intended time, so the wait counts). A provider sends from a
+/// bounded pool; an unbounded open loop opened a connection per webhook during a stall,
+/// past the front door's 1 024, which refused the rest (690 webhooks of one paced pass).
+const MAX_CONNECTIONS: usize = 512;
 
 /// Opens [`WARM_CONNECTIONS`] keep-alive connections to the server of `url`, left idle in
 /// `http`'s pool for the schedule to send on. A provider keeps its connections to a
