@@ -132,17 +132,16 @@ impl EventStore {
             .await
             .map_err(|e| StoreError::setup(&uploads, e))?;
         }
-        for bucket in layout.buckets() {
-            js.create_or_update_key_value(kv::Config {
-                bucket: bucket.to_owned(),
-                description: format!("helpline {} {bucket}", layout.region()),
-                history: 1,
-                storage: StorageType::File,
-                num_replicas: config.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| StoreError::setup(bucket, e))?;
+        // The two buckets `open` checks are made last, after the members bucket: a process
+        // that starts while `ensure` runs waits while `open` fails, so it must not succeed
+        // before everything exists (feedback once failed on a members bucket not made yet).
+        let opened_by_open = [layout.snapshots_bucket(), layout.customer_keys_bucket()];
+        let (last, first): (Vec<String>, Vec<String>) = layout
+            .buckets()
+            .into_iter()
+            .partition(|bucket| opened_by_open.contains(bucket));
+        for bucket in &first {
+            make_bucket(&js, &layout, &config, bucket).await?;
         }
         let members = layout.members_bucket();
         js.create_or_update_key_value(kv::Config {
@@ -160,6 +159,9 @@ impl EventStore {
         })
         .await
         .map_err(|e| StoreError::setup(&members, e))?;
+        for bucket in &last {
+            make_bucket(&js, &layout, &config, bucket).await?;
+        }
         Self::open(client, config).await
     }
 
@@ -292,4 +294,24 @@ fn dead_letter_stream_config(layout: &Layout, config: &StoreConfig) -> stream::C
         allow_direct: true,
         ..Default::default()
     }
+}
+
+/// Makes (or updates) one of the region's plain buckets: one revision per key, on file.
+async fn make_bucket(
+    js: &jetstream::Context,
+    layout: &Layout,
+    config: &StoreConfig,
+    bucket: &str,
+) -> Result<(), StoreError> {
+    js.create_or_update_key_value(kv::Config {
+        bucket: bucket.to_owned(),
+        description: format!("helpline {} {bucket}", layout.region()),
+        history: 1,
+        storage: StorageType::File,
+        num_replicas: config.replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| StoreError::setup(bucket, e))?;
+    Ok(())
 }
