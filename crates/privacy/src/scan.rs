@@ -57,8 +57,20 @@ pub async fn scan(store: &EventStore) -> Result<Vec<TicketRecord>, PrivacyError>
         .messages()
         .await
         .map_err(PrivacyError::unavailable)?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(PrivacyError::unavailable)?;
+    // An ordered consumer that stops delivering (the server restarted under it, say) would
+    // otherwise keep the caller waiting forever: a scan with nothing for a while gives up,
+    // and the caller's retry starts a fresh one.
+    let idle = store.config().request_timeout;
+    loop {
+        let message = match tokio::time::timeout(idle, messages.next()).await {
+            Ok(Some(message)) => message.map_err(PrivacyError::unavailable)?,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(PrivacyError::unavailable(format!(
+                    "the scan of the region's tickets received nothing for {idle:?}"
+                )));
+            }
+        };
         let info = message.info().map_err(PrivacyError::unavailable)?;
         let done = info.pending == 0;
         let at = SystemTime::from(info.published);
