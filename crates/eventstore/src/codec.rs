@@ -5,7 +5,7 @@
 //! names the field, so a poison event is dead-lettered with a reason instead of being
 //! folded into a wrong state.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use helpline_domain::sla::{SlaClock, SlaLevel};
@@ -105,7 +105,7 @@ fn sealed_envelope(
     sealer: Option<Sealer<'_>>,
 ) -> Result<pb::EventEnvelope, CodecError> {
     let mut blanked = event.clone();
-    let mut personal = HashMap::new();
+    let mut personal = BTreeMap::new();
     let event_id = uuid_to_proto(meta.event_id);
     let mut unsealed = None;
     blanked.personal_fields_mut(|field, value| {
@@ -142,7 +142,7 @@ fn sealed_envelope(
 fn envelope(
     meta: &EnvelopeMeta,
     customer: Option<&CustomerId>,
-    personal: HashMap<String, pb::Sealed>,
+    personal: BTreeMap<String, pb::Sealed>,
     event: &Event,
 ) -> pb::EventEnvelope {
     pb::EventEnvelope {
@@ -177,7 +177,7 @@ pub fn to_api(meta: &EnvelopeMeta, event: &Event) -> pb::EventEnvelope {
         }
         _ => {}
     });
-    envelope(meta, meta.customer.as_ref(), HashMap::new(), &shown)
+    envelope(meta, meta.customer.as_ref(), BTreeMap::new(), &shown)
 }
 
 /// Decodes a stored message, one `EventEnvelope` holding one event or a command's
