@@ -118,19 +118,23 @@ impl LogReader {
                 start_sequence: last + 1,
             },
         };
-        let mut consumer = stream
+        // Everything is the whole stream: no filter, so that the server does not match
+        // every subject it holds (one per ticket) against one to count what is pending,
+        // which took it some 40 ms per count at 200 000 tickets.
+        let filter_subject = match subjects {
+            Subjects::Tickets => filter.clone(),
+            Subjects::Everything => String::new(),
+        };
+        let consumer = stream
             .create_consumer(OrderedConfig {
-                filter_subject: filter.clone(),
+                filter_subject,
                 deliver_policy,
                 ..Default::default()
             })
             .await
             .map_err(StoreError::unavailable)?;
-        let pending = consumer
-            .info()
-            .await
-            .map_err(StoreError::unavailable)?
-            .num_pending;
+        // As the server counted when it made the consumer: asking again would count again.
+        let pending = consumer.cached_info().num_pending;
         let messages = consumer.messages().await.map_err(StoreError::unavailable)?;
         Ok(Self {
             store: store.clone(),
@@ -187,7 +191,7 @@ impl LogReader {
             _ => opentelemetry::Context::default(),
         };
         let content = if subject.starts_with(&self.ticket_prefix) {
-            match self.store.decode(&message.payload).await {
+            match self.store.decode_to_read(&message.payload).await {
                 Ok(events) => Content::Ticket(
                     events
                         .into_iter()

@@ -330,14 +330,20 @@ impl CustomerKeys {
         customer: &CustomerId,
         at: KeyRef,
     ) -> Result<Option<Arc<DataKey>>, StoreError> {
-        let key = self
-            .block(at.block)
-            .await?
-            .and_then(|block| block.key(at.slot));
+        let key = self.key_at(at).await?;
         if key.is_some() {
             self.bind(customer, at);
         }
         Ok(key)
+    }
+
+    /// The key kept in slot `at`, without learning whose it is: what a reader that never
+    /// seals needs, since every event sealed under a slot's key names the slot.
+    pub(crate) async fn key_at(&self, at: KeyRef) -> Result<Option<Arc<DataKey>>, StoreError> {
+        Ok(self
+            .block(at.block)
+            .await?
+            .and_then(|block| block.key(at.slot)))
     }
 
     /// A key to seal the customer's new data under, and its slot when it was made ahead;
@@ -632,6 +638,7 @@ impl CustomerKeys {
     /// Reads every key of the bucket into the cache at once (one ordered consumer rather
     /// than a read per customer or block): for replaying the whole log. Returns how many.
     pub(crate) async fn preload(&self) -> Result<usize, StoreError> {
+        let started = std::time::Instant::now();
         self.watch().await;
         let unavailable =
             |e: &dyn std::fmt::Display| StoreError::unavailable(format!("customer keys: {e}"));
@@ -667,6 +674,12 @@ impl CustomerKeys {
         let mut reported = 0;
         while let Some(entry) = entries.next().await {
             let entry = entry.map_err(|e| unavailable(&e))?;
+            if loaded == 0 {
+                tracing::debug!(
+                    ms = started.elapsed().as_millis(),
+                    "customer key preload received its first entry"
+                );
+            }
             if entry.operation == Operation::Put {
                 if let Some(block) = BlockId::from_bucket_key(&entry.key) {
                     if let Ok(keys) = self.open_block(block, &entry.value) {

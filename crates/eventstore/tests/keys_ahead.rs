@@ -327,3 +327,39 @@ async fn a_replay_preloads_blocks_not_one_key_per_customer() {
         "{requests} messages sent for {CUSTOMERS} customers: keys were read one by one"
     );
 }
+
+#[tokio::test]
+async fn a_process_that_only_read_a_first_message_seals_the_next_under_the_same_key() {
+    use helpline_eventstore::{LogReader, Subjects};
+
+    let h = harness().await;
+    let (ticket, customer) = first_message(&h.store, "4915100000009", "hallo")
+        .await
+        .unwrap();
+    // A view's reader opens the first message without learning whose slot it named…
+    let reader_process = another_process(&h.server).await;
+    let mut reader = LogReader::open(&reader_process, Subjects::Everything, 0)
+        .await
+        .unwrap();
+    reader.next().await.unwrap().unwrap();
+    // …and when that process writes to the customer, it finds the key by their first
+    // ticket: the message is sealed under it, not under a key of its own.
+    say(&reader_process, ticket, 1, &["noch eine Frage"]).await;
+    assert_eq!(
+        keys_in_bucket(&h.store).await.len(),
+        1,
+        "only the block: no key of the customer's own was made"
+    );
+    let fresh = another_process(&h.server).await;
+    assert_eq!(
+        texts(&fresh.ticket_events(ticket).await.unwrap()),
+        ["hallo", "noch eine Frage"]
+    );
+    // One erasure takes both messages.
+    h.store.erase_customer_key(&customer).await.unwrap();
+    let after = another_process(&h.server).await;
+    assert_eq!(
+        texts(&after.ticket_events(ticket).await.unwrap()),
+        ["[erased]", "[erased]"]
+    );
+}
