@@ -509,12 +509,19 @@ impl CustomerKeys {
     /// only wastes it), so two customers never share a key.
     pub(crate) async fn claim(self: &Arc<Self>) -> Result<(Arc<DataKey>, KeyRef), StoreError> {
         self.watch().await;
+        if let Some(taken) = self.take_ahead() {
+            return Ok(taken);
+        }
+        // No slot left: this claim waits for a block, and so does every new customer's
+        // first message in this process meanwhile.
+        let waited = std::time::Instant::now();
         loop {
-            if let Some(taken) = self.take_ahead() {
-                return Ok(taken);
-            }
             let _making = self.making.lock().await;
             if let Some(taken) = self.take_ahead() {
+                tracing::debug!(
+                    ms = waited.elapsed().as_millis(),
+                    "a new customer's key waited for a block of keys"
+                );
                 return Ok(taken);
             }
             let (block, keys) = self.make_block().await?;
@@ -546,6 +553,7 @@ impl CustomerKeys {
     /// Makes a block of keys and stores it (a KV create, so two processes never make the
     /// same block).
     async fn make_block(&self) -> Result<(BlockId, Arc<Block>), StoreError> {
+        let started = std::time::Instant::now();
         let mut last = None;
         for _ in 0..3 {
             let block = BlockId::generate();
@@ -566,7 +574,11 @@ impl CustomerKeys {
                         cache.make_room_for_block(self.limit);
                         cache.blocks.insert(block, keys.clone());
                     }
-                    tracing::debug!(%block, "block of customer keys made");
+                    tracing::debug!(
+                        %block,
+                        ms = started.elapsed().as_millis(),
+                        "block of customer keys made"
+                    );
                     return Ok((block, keys));
                 }
                 // Another process drew the same id (one in 2^64): draw again.
