@@ -330,11 +330,15 @@ pub(super) async fn schedule(
 
 /// Connections a schedule opens before its first send.
 const WARM_CONNECTIONS: usize = 64;
-/// Sends a schedule has in flight at most, each on a connection of its own; later ones
-/// wait for one (from their intended time, so the wait counts). A provider sends from a
-/// bounded pool; an unbounded open loop opened a connection per webhook during a stall,
-/// past the front door's 1 024, which refused the rest (690 webhooks of one paced pass).
-const MAX_CONNECTIONS: usize = 512;
+/// Sends a schedule has in flight at most, each on a connection of its own: the ones it
+/// opened first; later sends wait for one (from their intended time, so the wait counts).
+/// A provider sends from a bounded pool (Telegram's `max_connections`: 40 by default, 100
+/// at most). An unbounded open loop opened a connection per webhook during a stall, past
+/// the front door's 1 024, which refused the rest (690 webhooks of one paced pass); with
+/// 512, a stall of 20 ms still opened hundreds, and their set-up on the same two cores
+/// stretched it to 40–120 ms (the paced p99 read 38–65 ms at 9.4–10.4 k webhooks/s; with
+/// the 64 opened first, 5.1–13.6 ms at 8.1–9.4 k).
+const MAX_CONNECTIONS: usize = WARM_CONNECTIONS;
 
 /// Opens [`WARM_CONNECTIONS`] keep-alive connections to the server of `url`, left idle in
 /// `http`'s pool for the schedule to send on. A provider keeps its connections to a
