@@ -10,8 +10,13 @@
 //! - An event is folded in once: a fold skips what it applied before (the follower may
 //!   hand a message on again after a resume), and its position is the last it applied.
 //! - Readers see the projection between messages, never half of a command's events.
+//! - Nothing takes the projection's lock while holding it: std's `RwLock` queues a second
+//!   read behind a waiting writer, so a read inside a read deadlocked the query service
+//!   (its `GetTimeline` asked `is_replayed` inside `read_with` while the follower waited
+//!   to write). Whether the view has replayed is an atomic beside the lock, not under it.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio::sync::broadcast;
@@ -41,6 +46,8 @@ pub trait Fold: fmt::Debug + Send + Sync + 'static {
 /// that answer from it, and the watchers of its changes.
 pub struct Live<P: Fold> {
     state: Arc<RwLock<State<P>>>,
+    /// Set once every ticket event the log held at the first start has been applied.
+    replayed: Arc<AtomicBool>,
     changes: broadcast::Sender<Arc<P::Change>>,
 }
 
@@ -49,6 +56,7 @@ impl<P: Fold> fmt::Debug for Live<P> {
         f.debug_struct("Live")
             .field("view", &P::VIEW)
             .field("state", &self.state)
+            .field("replayed", &self.is_replayed())
             .finish_non_exhaustive()
     }
 }
@@ -57,6 +65,7 @@ impl<P: Fold> Clone for Live<P> {
     fn clone(&self) -> Self {
         Self {
             state: Arc::clone(&self.state),
+            replayed: Arc::clone(&self.replayed),
             changes: self.changes.clone(),
         }
     }
@@ -71,17 +80,14 @@ impl<P: Fold + Default> Default for Live<P> {
 #[derive(Debug)]
 struct State<P> {
     projection: P,
-    replayed: bool,
 }
 
 impl<P: Fold> Live<P> {
     /// Starts from `projection` (empty: it is filled from the log).
     pub fn new(projection: P) -> Self {
         Self {
-            state: Arc::new(RwLock::new(State {
-                projection,
-                replayed: false,
-            })),
+            state: Arc::new(RwLock::new(State { projection })),
+            replayed: Arc::new(AtomicBool::new(false)),
             changes: broadcast::channel(P::CHANGES_KEPT.max(1)).0,
         }
     }
@@ -110,12 +116,10 @@ impl<P: Fold> Live<P> {
         self.read_with(P::last_sequence)
     }
 
-    /// Whether every ticket event the log held at the first start has been applied.
+    /// Whether every ticket event the log held at the first start has been applied. Takes
+    /// no lock, so it may be asked inside [`Live::read_with`].
     pub fn is_replayed(&self) -> bool {
-        self.state
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replayed
+        self.replayed.load(Ordering::Acquire)
     }
 
     /// Every change applied from now on; a receiver that falls more than
@@ -146,13 +150,13 @@ impl<P: Fold> Live<P> {
 
     /// Records that the view has read everything the log held: what
     /// [`Follower::reached_end`] does.
+    /// Called after every message that leaves nothing pending, so it takes no lock once
+    /// the view has replayed.
     pub fn mark_replayed(&self) {
-        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        if !state.replayed {
-            state.replayed = true;
+        if !self.replayed.swap(true, Ordering::AcqRel) {
             tracing::info!(
                 view = P::VIEW,
-                applied = state.projection.last_sequence(),
+                applied = self.last_sequence(),
                 "projection replayed the log"
             );
         }
@@ -179,5 +183,53 @@ impl<P: Fold> Follower for Live<P> {
 
     fn reached_end(&self) {
         self.mark_replayed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[derive(Debug, Default)]
+    struct LastSeen(u64);
+
+    impl Fold for LastSeen {
+        const VIEW: &'static str = "last seen";
+        type Change = ();
+
+        fn apply(&mut self, stored: &StoredEvent) -> Option<()> {
+            self.0 = stored.sequence;
+            Some(())
+        }
+
+        fn last_sequence(&self) -> u64 {
+            self.0
+        }
+    }
+
+    #[test]
+    fn an_answer_may_ask_whether_the_view_replayed_while_the_follower_waits_to_write() {
+        let live = Live::<LastSeen>::default();
+        let (answered, answer) = std::sync::mpsc::channel();
+        let (reader, asked, follower) = (live.clone(), live.clone(), live.clone());
+        std::thread::spawn(move || {
+            reader.read_with(|_| {
+                // The follower starts waiting for the lock this answer holds…
+                let writing = std::thread::spawn(move || follower.apply_events(&[]));
+                std::thread::sleep(Duration::from_millis(100));
+                // …and the answer asks, as the query service's position does.
+                let _ = answered.send(asked.is_replayed());
+                writing
+            })
+        });
+        assert_eq!(
+            answer.recv_timeout(Duration::from_secs(10)),
+            Ok(false),
+            "the answer waited behind the follower, which waited for the answer"
+        );
+        live.mark_replayed();
+        assert!(live.is_replayed());
     }
 }
