@@ -653,7 +653,6 @@ impl CustomerKeys {
     /// Reads every key of the bucket into the cache at once (one ordered consumer rather
     /// than a read per customer or block): for replaying the whole log. Returns how many.
     pub(crate) async fn preload(&self) -> Result<usize, StoreError> {
-        let started = std::time::Instant::now();
         self.watch().await;
         let unavailable =
             |e: &dyn std::fmt::Display| StoreError::unavailable(format!("customer keys: {e}"));
@@ -689,12 +688,6 @@ impl CustomerKeys {
         let mut reported = 0;
         while let Some(entry) = entries.next().await {
             let entry = entry.map_err(|e| unavailable(&e))?;
-            if loaded == 0 {
-                tracing::debug!(
-                    ms = started.elapsed().as_millis(),
-                    "customer key preload received its first entry"
-                );
-            }
             if entry.operation == Operation::Put {
                 if let Some(block) = BlockId::from_bucket_key(&entry.key) {
                     if let Ok(keys) = self.open_block(block, &entry.value) {
