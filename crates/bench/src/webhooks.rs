@@ -255,7 +255,7 @@ pub(super) async fn schedule(
     // generator's memory grew with every send of a pass.
     let answers: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
     let finished = Arc::new((AtomicUsize::new(0), tokio::sync::Notify::new()));
-    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
     // The sends are timed by a thread of their own: the runtime's timers fire on
     // millisecond ticks, which made sends 0.66–0.84 ms late on average, a delay every
     // latency of the phase counted (they count from the intended time).
@@ -328,19 +328,18 @@ pub(super) async fn schedule(
     Ok(scheduled)
 }
 
-/// Connections a schedule opens before its first send.
-const WARM_CONNECTIONS: usize = 64;
-/// Sends a schedule has in flight at most, each on a connection of its own: the ones it
-/// opened first; later sends wait for one (from their intended time, so the wait counts).
-/// A provider sends from a bounded pool (Telegram's `max_connections`: 40 by default, 100
-/// at most). An unbounded open loop opened a connection per webhook during a stall, past
-/// the front door's 1 024, which refused the rest (690 webhooks of one paced pass); with
-/// 512, a stall of 20 ms still opened hundreds, and their set-up on the same two cores
-/// stretched it to 40–120 ms (the paced p99 read 38–65 ms at 9.4–10.4 k webhooks/s; with
-/// the 64 opened first, 5.1–13.6 ms at 8.1–9.4 k).
-const MAX_CONNECTIONS: usize = WARM_CONNECTIONS;
+/// Connections a schedule opens before its first send, and the only ones it sends on: at
+/// most this many sends are in flight, each on a connection of its own, and later sends
+/// wait for one (from their intended time, so the wait counts). A provider sends from a
+/// bounded pool (Telegram's `max_connections`: 40 by default, 100 at most). An unbounded
+/// open loop opened a connection per webhook during a stall, past the front door's 1 024,
+/// which refused the rest (690 webhooks of one paced pass); with 512 in flight, a stall of
+/// 20 ms still opened hundreds, and their set-up on the same two cores stretched it to
+/// 40–120 ms (the paced p99 read 38–65 ms at 9.4–10.4 k webhooks/s; sending on these 64
+/// only, 5.1–13.6 ms at 8.1–9.4 k).
+const CONNECTIONS: usize = 64;
 
-/// Opens [`WARM_CONNECTIONS`] keep-alive connections to the server of `url`, left idle in
+/// Opens [`CONNECTIONS`] keep-alive connections to the server of `url`, left idle in
 /// `http`'s pool for the schedule to send on. A provider keeps its connections to a
 /// webhook open; a schedule that started on an empty pool opened a connection for every
 /// send until answers came back, hundreds in its first 100 ms, and that storm of the load
@@ -354,7 +353,7 @@ async fn warm_up(http: &reqwest::Client, url: &str) {
     root.set_query(None);
     // Each answer is read to its end, which hands its connection back to the pool.
     let opened = futures::future::join_all(
-        (0..WARM_CONNECTIONS).map(|_| async { http.get(root.clone()).send().await?.bytes().await }),
+        (0..CONNECTIONS).map(|_| async { http.get(root.clone()).send().await?.bytes().await }),
     )
     .await;
     let failed = opened.iter().filter(|answer| answer.is_err()).count();
