@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use helpline_domain::{AgentId, Channel, Event, Phase, QueueId, Ticket, TicketId, evolve};
+use helpline_domain::{AgentId, Channel, Event, Phase, QueueId, Ticket, TicketId};
 use helpline_eventstore::{Applied, EnvelopeMeta, StoredEvent};
 use uuid::Uuid;
 
@@ -110,11 +110,15 @@ impl Projection {
     /// measurable share of a rebuild. `None` for an event already applied; otherwise the
     /// queue the ticket waited in before it.
     pub fn fold(&mut self, stored: &StoredEvent) -> Option<Option<QueueId>> {
-        self.fold_event(stored.sequence, &stored.meta, Cow::Borrowed(&stored.event))
+        self.fold_event(
+            stored.sequence,
+            Cow::Borrowed(&stored.meta),
+            Cow::Borrowed(&stored.event),
+        )
     }
 
     /// As [`Projection::fold`], taking the event: a replay hands each one over, and the
-    /// timeline keeps it without a copy.
+    /// timeline keeps it and its envelope's texts without a copy.
     pub fn fold_owned(&mut self, stored: StoredEvent) -> Option<Option<QueueId>> {
         let StoredEvent {
             sequence,
@@ -122,26 +126,30 @@ impl Projection {
             event,
             ..
         } = stored;
-        self.fold_event(sequence, &meta, Cow::Owned(event))
+        self.fold_event(sequence, Cow::Owned(meta), Cow::Owned(event))
     }
 
     fn fold_event(
         &mut self,
         sequence: u64,
-        meta: &EnvelopeMeta,
+        meta: Cow<'_, EnvelopeMeta>,
         event: Cow<'_, Event>,
     ) -> Option<Option<QueueId>> {
         if !self.applied.admit(sequence, meta.event_id) {
             return None;
         }
         self.events += 1;
-        let id = meta.ticket;
-        let at = meta.occurred_at;
+        let (id, at) = (meta.ticket, meta.occurred_at);
+        let (event_id, command_id) = (meta.event_id, meta.command_id);
+        let (region, causation_id) = match meta {
+            Cow::Owned(meta) => (Cow::Owned(meta.region), meta.causation_id),
+            Cow::Borrowed(meta) => (Cow::Borrowed(&meta.region), meta.causation_id.clone()),
+        };
         let folded = self.tickets.entry(id).or_insert_with(|| {
             Box::new(Folded {
                 view: TicketView {
                     id,
-                    region: meta.region.clone(),
+                    region: region.into_owned(),
                     state: Ticket::default(),
                     opened_at: None,
                     last_activity_at: at,
@@ -156,7 +164,7 @@ impl Projection {
         });
         let was_in_queue = waiting_in(&folded.view.state).cloned();
         let view = &mut folded.view;
-        view.state = evolve(std::mem::take(&mut view.state), &event);
+        view.state.apply(&event);
         view.last_sequence = sequence;
         // A late-stamped event (another writer's clock) does not move activity back.
         view.last_activity_at = view.last_activity_at.max(at);
@@ -170,9 +178,9 @@ impl Projection {
         folded.timeline.push(TimelineEntry {
             sequence,
             occurred_at: at,
-            event_id: meta.event_id,
-            command_id: meta.command_id,
-            causation_id: meta.causation_id.clone(),
+            event_id,
+            command_id,
+            causation_id,
             event: event.into_owned(),
         });
         if erasure {

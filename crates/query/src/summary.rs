@@ -274,37 +274,49 @@ pub(crate) fn present(value: &Personal<String>) -> bool {
 
 /// The searchable texts of `event`, lower case; personal ones only when `personal`.
 pub(crate) fn texts(event: &Event, personal: bool, out: &mut Vec<String>) {
-    let mut public: Vec<&str> = Vec::new();
-    let mut private: Vec<&Personal<String>> = Vec::new();
+    // Pushed as found, with no list of them first: a rebuild runs this once per event.
+    let public = |out: &mut Vec<String>, text: &str| {
+        if !text.is_empty() {
+            out.push(text.to_lowercase());
+        }
+    };
+    let private = |out: &mut Vec<String>, value: &Personal<String>| {
+        if personal {
+            public(out, value.expose());
+        }
+    };
     match event {
         Event::TicketOpened { customer, .. } => {
-            private.push(&customer.contact);
-            private.extend(customer.display_name.as_ref());
+            private(out, &customer.contact);
+            if let Some(name) = &customer.display_name {
+                private(out, name);
+            }
         }
         Event::CustomerMessageReceived { body: b, .. }
         | Event::BotMessageSent { body: b, .. }
         | Event::AgentMessageSent { body: b, .. }
-        | Event::NotificationSent { body: b, .. } => private.extend(body_text(b)),
-        Event::DetailsCaptured(details) => {
-            public.extend([details.product.as_str(), details.category.as_str()]);
-            private.extend([&details.serial_number, &details.problem, &details.location]);
+        | Event::NotificationSent { body: b, .. } => {
+            if let Some(text) = body_text(b) {
+                private(out, text);
+            }
         }
-        Event::HandoffRequested { summary, .. } => private.push(summary),
-        Event::AgentNoteAdded { text, .. } => private.push(text),
-        Event::ReferredToStore(referral) => public.push(&referral.name),
-        Event::TicketResolved { summary, .. } => public.push(summary),
-        Event::RatingReceived { comment, .. } => private.extend(comment.as_ref()),
+        Event::DetailsCaptured(details) => {
+            public(out, &details.product);
+            public(out, &details.category);
+            private(out, &details.serial_number);
+            private(out, &details.problem);
+            private(out, &details.location);
+        }
+        Event::HandoffRequested { summary, .. } => private(out, summary),
+        Event::AgentNoteAdded { text, .. } => private(out, text),
+        Event::ReferredToStore(referral) => public(out, &referral.name),
+        Event::TicketResolved { summary, .. } => public(out, summary),
+        Event::RatingReceived {
+            comment: Some(comment),
+            ..
+        } => private(out, comment),
         _ => {}
     }
-    if personal {
-        public.extend(private.into_iter().map(|value| value.expose().as_str()));
-    }
-    out.extend(
-        public
-            .into_iter()
-            .filter(|text| !text.is_empty())
-            .map(str::to_lowercase),
-    );
 }
 
 /// The text a message body carries, if any.
