@@ -83,13 +83,26 @@ pub(super) async fn replay(
     sizes: &Sizes,
     expected: usize,
 ) -> anyhow::Result<Throughput> {
+    replay_stream(js, RAW_STREAM, expected, sizes.cap, "raw replay").await
+}
+
+/// An ordered consumer reads `stream` from its first message until it has read `expected`
+/// (or `cap` is up) and does nothing with them: the ceiling of any projection of that
+/// stream, whatever its messages' sizes and headers.
+pub(super) async fn replay_stream(
+    js: &jetstream::Context,
+    stream: &str,
+    expected: usize,
+    cap: std::time::Duration,
+    phase: &'static str,
+) -> anyhow::Result<Throughput> {
     let stream = js
-        .get_stream(RAW_STREAM)
+        .get_stream(stream)
         .await
-        .context("no scratch stream")?;
-    let bar = progress(expected, "raw replay")?;
+        .with_context(|| format!("no stream {stream}"))?;
+    let bar = progress(expected, phase)?;
     let start = Instant::now();
-    let deadline = tokio::time::Instant::now() + sizes.cap;
+    let deadline = tokio::time::Instant::now() + cap;
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
         .await
@@ -97,7 +110,7 @@ pub(super) async fn replay(
     let mut messages = consumer
         .messages()
         .await
-        .context("cannot read the scratch stream")?;
+        .context("cannot read the stream")?;
     let mut read = 0usize;
     while read < expected {
         match tokio::time::timeout_at(deadline, messages.next()).await {

@@ -76,6 +76,10 @@ fn a_tiny_bench_reports_every_row() {
         "/rebuild/key_bucket_entries",
         "/rebuild/per_sec",
         "/rebuild/ratio_to_raw_replay",
+        "/rebuild/stream_bytes_per_message",
+        "/rebuild/stream_replay/per_sec",
+        "/rebuild/ratio_to_stream_replay",
+        "/rebuild/cpu_us_per_event",
         "/ticket_load/p50_ms",
         "/ticket_load/p99_ms",
         "/ticket_load_large/p50_ms",
@@ -97,6 +101,9 @@ fn a_tiny_bench_reports_every_row() {
     assert_eq!(json["end_to_end_slow_provider"]["sent"], 20);
     assert_eq!(json["head_of_line"]["others"], 5);
     assert_eq!(json["rebuild"]["added"]["customers"], 50);
+    // The raw replay of the region stream read every message the rebuild read, and more.
+    let stream = json["rebuild"]["stream_replay"]["messages"].as_u64().unwrap();
+    assert!(stream >= json["rebuild"]["events"].as_u64().unwrap(), "{json:#}");
     assert_eq!(json["ticket_load"]["events"], 10);
     assert_eq!(json["ticket_load"]["tickets"], 100);
     assert_eq!(json["ticket_load_large"]["events"], 10);
