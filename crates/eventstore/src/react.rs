@@ -18,8 +18,7 @@ use helpline_domain::{Command, DomainError, Ticket, TicketId, decide_all};
 use uuid::Uuid;
 
 use crate::EventStore;
-use crate::append::{COMMAND_ID_HEADER, CommandMeta};
-use crate::direct::header_str;
+use crate::append::{CommandMeta, command_of};
 use crate::error::StoreError;
 use crate::execute::ExecuteError;
 use crate::subscribe::StoredEvent;
@@ -157,6 +156,6 @@ impl EventStore {
             .await?;
         Ok(tail
             .iter()
-            .any(|m| header_str(&m.headers, COMMAND_ID_HEADER) == Some(ours.as_str())))
+            .any(|m| command_of(&m.headers) == Some(ours.as_str())))
     }
 }
