@@ -102,8 +102,13 @@ fn a_tiny_bench_reports_every_row() {
     assert_eq!(json["head_of_line"]["others"], 5);
     assert_eq!(json["rebuild"]["added"]["customers"], 50);
     // The raw replay of the region stream read every message the rebuild read, and more.
-    let stream = json["rebuild"]["stream_replay"]["messages"].as_u64().unwrap();
-    assert!(stream >= json["rebuild"]["events"].as_u64().unwrap(), "{json:#}");
+    let stream = json["rebuild"]["stream_replay"]["messages"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        stream >= json["rebuild"]["events"].as_u64().unwrap(),
+        "{json:#}"
+    );
     assert_eq!(json["ticket_load"]["events"], 10);
     assert_eq!(json["ticket_load"]["tickets"], 100);
     assert_eq!(json["ticket_load_large"]["events"], 10);
