@@ -22,7 +22,7 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::EventStore;
@@ -158,7 +158,14 @@ impl LogReader {
     pub async fn next(&mut self) -> Option<Result<LogEntry, StoreError>> {
         let mut stalled_checks = 0;
         let message = loop {
-            match tokio::time::timeout(QUIET_CHECK, self.messages.next()).await {
+            // A message already received is taken without arming the quiet check's timer:
+            // a replay finds one ready nearly every time, and a timer per message was a
+            // visible share of it.
+            let next = match self.messages.next().now_or_never() {
+                Some(next) => Ok(next),
+                None => tokio::time::timeout(QUIET_CHECK, self.messages.next()).await,
+            };
+            match next {
                 Ok(Some(Ok(message))) => break message,
                 Ok(Some(Err(e))) => return Some(Err(StoreError::unavailable(e))),
                 Ok(None) => return None,
@@ -182,7 +189,7 @@ impl LogReader {
             Err(e) => return Some(Err(StoreError::unavailable(e))),
         };
         let (sequence, pending, delivered) = (info.stream_sequence, info.pending, info.delivered);
-        let subject = message.subject.to_string();
+        let subject = message.subject.as_str().to_owned();
         // A message read live carries its producer's trace on to the view (assignment's
         // offers join the customer message's trace); a replay reads no trace context,
         // which would cost every message of a rebuild a parse.
