@@ -214,8 +214,8 @@ impl EventStore {
                 };
                 let sealed = helpline_proto::v1::Sealed {
                     key_id: sealed.key_id,
-                    nonce: hex::decode(sealed.nonce).ok()?,
-                    ciphertext: hex::decode(sealed.ciphertext).ok()?,
+                    nonce: hex::decode(sealed.nonce).ok()?.into(),
+                    ciphertext: hex::decode(sealed.ciphertext).ok()?.into(),
                 };
                 let record = snapshot_record(id);
                 let place = FieldPlace {

@@ -327,15 +327,15 @@ impl DataKey {
         let ciphertext = xchacha::seal(&self.key, &nonce, &aad, plain);
         pb::Sealed {
             key_id: self.id,
-            nonce: nonce.to_vec(),
-            ciphertext,
+            nonce: bytes::Bytes::copy_from_slice(&nonce),
+            ciphertext: ciphertext.into(),
         }
     }
 
     /// Opens a field sealed by [`DataKey::seal`] at the same place; anything else (another
     /// event, field, customer or key) does not open.
     pub fn open(&self, place: &FieldPlace<'_>, sealed: &pb::Sealed) -> Result<Vec<u8>, SealError> {
-        let nonce: &[u8; NONCE_LEN] = match sealed.nonce.as_slice().try_into() {
+        let nonce: &[u8; NONCE_LEN] = match sealed.nonce[..].try_into() {
             Ok(nonce) if sealed.key_id == self.id => nonce,
             _ => return Err(SealError::DoesNotOpen),
         };
