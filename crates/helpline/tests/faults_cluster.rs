@@ -82,7 +82,12 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_across_a_three_n
     let sim = Arc::new(Simulator::start(Default::default()).await.unwrap());
     let channels = sim.helpline_channels();
     let replicas = NODES.to_string();
-    let env = [("HELPLINE_EVENTSTORE__REPLICAS", replicas.as_str())];
+    // Egress's line per message sent is a debug line: a failed verdict shows the sends of
+    // the tickets it names (see `logs_of`).
+    let env = [
+        ("HELPLINE_EVENTSTORE__REPLICAS", replicas.as_str()),
+        ("HELPLINE_LOG", "info,helpline_egress=debug"),
+    ];
     let mut services = Vec::new();
     for kind in Kind::ALL {
         services.push(Service::start_replica(kind, 0, &nats.url(), &channels, &env).await);
@@ -202,7 +207,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_is_sent_twice_across_a_three_n
         "{} problems:\n{}\n{summary}\n{}",
         problems.len(),
         problems.join("\n"),
-        logs(&services)
+        logs_of(&services, &problems)
     );
     assert_eq!((found.lost, found.duplicated), (0, 0), "{summary}");
     assert_eq!(finished.len(), CUSTOMERS, "{summary}");
@@ -327,6 +332,27 @@ fn longest_gap(moments: &[Instant], from: Instant, until: Instant) -> Duration {
         last = moment;
     }
     longest.unwrap_or(until.saturating_duration_since(from))
+}
+
+/// [`logs`], and every service's lines naming a ticket that a problem names
+/// (`ticket <id>: …`): what happened to it, the sends among it.
+fn logs_of(services: &[Service], problems: &[String]) -> String {
+    let mut out = logs(services);
+    let mut tickets: Vec<&str> = problems
+        .iter()
+        .filter_map(|problem| problem.strip_prefix("ticket ")?.split(':').next())
+        .collect();
+    tickets.dedup();
+    for ticket in tickets.into_iter().take(3) {
+        for service in services {
+            out.push_str(&format!(
+                "\n--- helpline {} on ticket {ticket} (latest 60 lines) ---\n{}\n",
+                service.name(),
+                service.log_naming(ticket, 60),
+            ));
+        }
+    }
+    out
 }
 
 fn logs(services: &[Service]) -> String {

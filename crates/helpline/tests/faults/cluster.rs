@@ -290,6 +290,13 @@ impl Service {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// The lines naming `needle` (a ticket's id, say), at most `lines` of the latest.
+    pub fn log_naming(&self, needle: &str, lines: usize) -> String {
+        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        let all: Vec<&str> = log.lines().filter(|line| line.contains(needle)).collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// The `helpline_consumer_pending` and `helpline_consumer_unacked` figures of this
     /// process's ticket consumers, or None while `/metrics` does not answer them all.
     pub async fn backlog(&self) -> Option<u64> {
