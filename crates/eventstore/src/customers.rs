@@ -60,6 +60,7 @@ impl EventStore {
     /// customer's first event does not teach this process which slot holds their key.
     /// That binding serves sealing only, and a rebuild of 200 000 customers spent a tenth
     /// of its time making it.
+    ///
     /// It reads the received message's buffer itself, which its sealed values are slices
     /// of until opened.
     pub(crate) async fn decode_to_read(
