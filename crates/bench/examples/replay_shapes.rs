@@ -9,16 +9,19 @@
 //!
 //! docs/PERFORMANCE.md ("The stream's own raw replay") has a run's figures.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::stream::FuturesOrdered;
+use helpline_bench::{cpu_seconds, replay_stream};
 
 const MESSAGES: usize = 200_000;
 const ACKS_IN_FLIGHT: usize = 1024;
+/// A replay that takes longer than this ends with what it read.
+const REPLAY_CAP: Duration = Duration::from_secs(120);
 
 struct Shape {
     name: &'static str,
@@ -52,7 +55,11 @@ const fn shape(name: &'static str, payload_bytes: usize, headers: usize, subject
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let url = args.next().unwrap_or_else(|| "127.0.0.1:4333".to_owned());
-    let server_pid = args.next();
+    let server_pid = args
+        .next()
+        .map(|pid| pid.parse::<u32>())
+        .transpose()
+        .context("the second argument is nats-server's pid")?;
     let client = async_nats::connect(&url)
         .await
         .with_context(|| format!("cannot connect to {url}"))?;
@@ -70,23 +77,31 @@ async fn main() -> anyhow::Result<()> {
         .context("cannot create a scratch stream")?;
         publish(&js, &stream, shape).await?;
         for round in 0..2 {
-            let before = (cpu_seconds("self"), server_pid.as_deref().map(cpu_seconds));
-            let start = Instant::now();
-            replay(&js, &stream).await?;
-            let seconds = start.elapsed().as_secs_f64();
-            let after = (cpu_seconds("self"), server_pid.as_deref().map(cpu_seconds));
+            let before = (
+                cpu_seconds(None),
+                server_pid.and_then(|pid| cpu_seconds(Some(pid))),
+            );
+            let read = replay_stream(&js, &stream, MESSAGES, REPLAY_CAP, "replay").await?;
+            let after = (
+                cpu_seconds(None),
+                server_pid.and_then(|pid| cpu_seconds(Some(pid))),
+            );
             let per_message = |before: Option<f64>, after: Option<f64>| match (before, after) {
                 (Some(before), Some(after)) => {
-                    format!("{:.2} µs", (after - before) * 1e6 / MESSAGES as f64)
+                    format!(
+                        "{:.2} µs",
+                        (after - before) * 1e6 / read.messages.max(1) as f64
+                    )
                 }
                 _ => "—".to_owned(),
             };
             println!(
-                "{:26} round {round}: {:>7.0} msg/s; CPU per message: client {}, nats-server {}",
+                "{:26} round {round}: {:>7.0} msg/s ({} read); CPU per message: client {}, nats-server {}",
                 shape.name,
-                MESSAGES as f64 / seconds,
+                read.per_sec,
+                read.messages,
                 per_message(before.0, after.0),
-                per_message(before.1.flatten(), after.1.flatten()),
+                per_message(before.1, after.1),
             );
         }
         js.delete_stream(&stream)
@@ -141,36 +156,4 @@ fn headers(i: usize, count: usize) -> async_nats::HeaderMap {
         headers.insert(name, value.as_str());
     }
     headers
-}
-
-async fn replay(js: &jetstream::Context, stream: &str) -> anyhow::Result<()> {
-    let consumer = js
-        .get_stream(stream)
-        .await
-        .context("no scratch stream")?
-        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
-        .await
-        .context("cannot create an ordered consumer")?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .context("cannot read the scratch stream")?;
-    for _ in 0..MESSAGES {
-        messages
-            .next()
-            .await
-            .context("the replay ended early")?
-            .context("replay failed")?;
-    }
-    Ok(())
-}
-
-/// CPU seconds `pid` ("self" for this process) has used, from `/proc`; `None` if unreadable.
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let user: f64 = fields.nth(11)?.parse().ok()?;
-    let system: f64 = fields.next()?.parse().ok()?;
-    // USER_HZ, 100 on every Linux ABI.
-    Some((user + system) / 100.0)
 }

@@ -42,6 +42,11 @@ mod front_door;
 mod lanes;
 mod memory;
 mod raw;
+
+// The pieces the `replay_shapes` example measures with, so that it reads a stream and a
+// process's CPU time as the bench does.
+pub use memory::cpu_seconds;
+pub use raw::{Throughput, replay_stream};
 mod tap;
 mod tickets;
 mod webhooks;
@@ -66,7 +71,6 @@ use self::floor::FloorServer;
 use self::front_door::StalledUploads;
 use self::lanes::{HeadOfLine, RoundTrips};
 use self::memory::Memory;
-use self::raw::Throughput;
 use self::tap::Tap;
 use self::tickets::TicketLoad;
 use self::webhooks::{Ingest, IngressServer};

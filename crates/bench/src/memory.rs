@@ -58,7 +58,7 @@ pub(super) fn rss_bytes(pid: Option<u32>) -> Option<u64> {
 
 /// CPU time (user and system) `pid` (this process when `None`) has used so far, in
 /// seconds, from `/proc/<pid>/stat`.
-pub(super) fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     // The kernel reports these in USER_HZ ticks, 100 a second on every Linux ABI.
     const TICKS_PER_SECOND: f64 = 100.0;
     let path = match pid {

@@ -15,7 +15,7 @@ const RAW_SUBJECT_PREFIX: &str = "bench.raw";
 pub(super) const MAX_ACKS_IN_FLIGHT: usize = 1024;
 
 #[derive(Debug, Serialize)]
-pub(super) struct Throughput {
+pub struct Throughput {
     pub messages: usize,
     pub seconds: f64,
     pub per_sec: f64,
@@ -89,7 +89,7 @@ pub(super) async fn replay(
 /// An ordered consumer reads `stream` from its first message until it has read `expected`
 /// (or `cap` is up) and does nothing with them: the ceiling of any projection of that
 /// stream, whatever its messages' sizes and headers.
-pub(super) async fn replay_stream(
+pub async fn replay_stream(
     js: &jetstream::Context,
     stream: &str,
     expected: usize,
