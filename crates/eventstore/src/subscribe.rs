@@ -505,6 +505,11 @@ impl Worker {
                 Source::Log => self.start_settling(&mut consumer, partition).await,
                 Source::Replays => None,
             };
+            // The consumer sequence of the last delivery this pull stream brought: the
+            // server numbers its deliveries one by one, so a number skipped is a delivery
+            // it sent and this process never got (lost on the way, as through a cluster
+            // node that failed), which it sends again only after the ack wait.
+            let mut last_delivery: Option<u64> = None;
             loop {
                 let deadline = settle.as_ref().map(|s| s.deadline);
                 let next = tokio::select! {
@@ -519,6 +524,28 @@ impl Worker {
                 };
                 match next {
                     Some(Ok(message)) => {
+                        // Only a partition's pinned consumer has one puller, whose
+                        // deliveries are numbered without gaps.
+                        let lost = if pinned && source == Source::Log {
+                            lost_before(&mut last_delivery, &message)
+                        } else {
+                            0
+                        };
+                        if lost > 0 {
+                            tracing::info!(consumer = %self.name, partition, lost, "deliveries lost on the way; waiting for them before their tickets go on");
+                            let settling = settle.get_or_insert_with(|| Settle {
+                                awaited: 0,
+                                deadline: tokio::time::Instant::now(),
+                            });
+                            settling.awaited += lost;
+                            settling.deadline = tokio::time::Instant::now()
+                                + self.store.config.ack_wait
+                                + SETTLE_MARGIN;
+                            self.settling
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .insert(partition);
+                        }
                         let redelivered = self.take(message, source);
                         if let Some(s) = settle.as_mut()
                             && redelivered
@@ -798,7 +825,8 @@ impl Worker {
         }
     }
 
-    /// Puts a delivery into its ticket's lane; true when it is a redelivery.
+    /// Puts a delivery into its ticket's lane; true when it is a redelivery of an event
+    /// this process did not hold (what a settling partition waits for).
     fn take(self: &Arc<Self>, message: Message, source: Source) -> bool {
         let (delivered_sequence, delivered) = match message.info() {
             Ok(info) => (info.stream_sequence, info.delivered),
@@ -839,6 +867,7 @@ impl Worker {
             }),
             since: Instant::now(),
         };
+        let mut held_here = false;
         let start = {
             let mut lanes = self.lanes();
             match lanes.get_mut(&key) {
@@ -848,6 +877,7 @@ impl Worker {
                         // acknowledgement the server expects, and how long it is held.
                         let since = held.since;
                         *held = Arc::new(Delivery { since, ..delivery });
+                        held_here = true;
                     } else {
                         // In log order; a head already in the handler stays first.
                         let in_hand = usize::from(lane.head_in_hand);
@@ -878,7 +908,7 @@ impl Worker {
         if start && !self.is_settling(partition) {
             self.start_lane(key);
         }
-        delivered > 1
+        delivered > 1 && !held_here
     }
 
     /// Starts a task for the lane unless one runs it already.
@@ -912,6 +942,11 @@ impl Worker {
                     let queue = std::mem::take(&mut lane.queue);
                     lanes.remove(&key);
                     Err(queue)
+                } else if self.is_settling(lane.partition) {
+                    // An earlier event of this ticket may be on its way back; the lane
+                    // waits, and starts again when its partition has settled.
+                    lane.running = false;
+                    return;
                 } else {
                     match lane.queue.front() {
                         Some(head) => {
@@ -1226,6 +1261,23 @@ struct Settle {
     /// Redeliveries still to come.
     awaited: usize,
     deadline: tokio::time::Instant,
+}
+
+/// How many deliveries the server numbered between the last one this pull stream brought
+/// and `message`, none of which arrived; remembers `message`'s number. A redelivery keeps
+/// counting (the server numbers it anew); a number lower than the last (a new consumer
+/// leader that had not heard of the last deliveries) starts counting again from it.
+fn lost_before(last: &mut Option<u64>, message: &Message) -> usize {
+    let Ok(info) = message.info() else {
+        return 0;
+    };
+    let this = info.consumer_sequence;
+    let lost = match *last {
+        Some(before) if this > before => this - before - 1,
+        _ => 0,
+    };
+    *last = Some(this);
+    usize::try_from(lost).unwrap_or(usize::MAX)
 }
 
 async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {

@@ -6,9 +6,10 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use helpline_domain::{Event, MessageBody};
-use helpline_eventstore::{HandlerError, StoreConfig, StoredEvent};
+use helpline_eventstore::{EventStore, HandlerError, StoreConfig, StoredEvent};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use support::*;
 use tracing_subscriber::layer::SubscriberExt;
@@ -495,4 +496,67 @@ async fn a_retried_event_keeps_its_ticket_s_later_events_behind_it() {
     .await;
     assert_eq!(*handled.lock().unwrap(), vec!["before", "flaky", "after"]);
     assert_eq!(*failures.lock().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_delivery_lost_on_the_way_is_handled_before_its_ticket_s_later_events() {
+    // The server counts a delivery the client never got as out with the client, and sends
+    // it again only after the ack wait, while the ticket's later events go out at once.
+    let config = StoreConfig {
+        ack_wait: Duration::from_secs(2),
+        ..test_config()
+    };
+    let h = harness_with(config.clone()).await;
+    let proxy = lossy::LossyProxy::start(h.server.port()).await;
+    let client = async_nats::connect(&proxy.url).await.unwrap();
+    let consuming = EventStore::open(client, config).await.unwrap();
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let _sub = {
+        let handled = handled.clone();
+        consuming
+            .subscribe("lossy", &consuming.layout().all_tickets(), move |event| {
+                let handled = handled.clone();
+                async move {
+                    handled
+                        .lock()
+                        .unwrap()
+                        .push((event.meta.ticket, text_of(&event)));
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap()
+    };
+    let store = h.store.clone();
+    let id = ticket();
+    let v = open(&store, id).await;
+    eventually("the ticket's opening handled", || {
+        let handled = handled.clone();
+        async move { handled.lock().unwrap().iter().any(|(t, _)| *t == id) }
+    })
+    .await;
+    let subject = store.layout().ticket_subject(id);
+    let v = proxy
+        .lose_next_delivery_of(&subject, say(&store, id, v, &["first"]))
+        .await;
+    say(&store, id, v, &["second", "third"]).await;
+    let texts = || {
+        handled
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| *t == id)
+            .filter_map(|(_, text)| text.clone())
+            .collect::<Vec<_>>()
+    };
+    eventually(
+        "the three messages handled, the lost one after the ack wait",
+        || {
+            let done = texts().len() >= 3;
+            async move { done }
+        },
+    )
+    .await;
+    assert_eq!(proxy.dropped(), 1);
+    assert_eq!(texts(), vec!["first", "second", "third"]);
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod lossy;
+
 use std::time::{Duration, SystemTime};
 
 use helpline_domain::{Channel, Customer, Event, MessageBody, MessageId, Personal, TicketId};
