@@ -1029,6 +1029,11 @@ impl Worker {
                         _ = self.cancel.cancelled() => return Outcome::Release,
                         _ = tokio::time::sleep(delay) => {}
                     }
+                    // Handed over meanwhile: the next owner tries it, in its ticket's
+                    // order, instead of this process going on after it has moved on.
+                    if self.let_go(subject_partition(&position.subject, self.partitions)) {
+                        return Outcome::Release;
+                    }
                     attempt += 1;
                 }
                 Err(error) => {
