@@ -267,9 +267,12 @@ impl Egress {
             }
             _ => self.outbound(&loaded, ticket, message, said).await?,
         };
+        // Retries with the provider stop when this process lets the ticket go (or stops):
+        // its next owner sends the message, before the ticket's later ones.
+        let stop = event.let_go.as_ref().unwrap_or(&self.shutdown);
         let (delivery, channel) = match prepared {
             Ok(outbound) => {
-                let delivery = self.sender.send(&outbound, &self.shutdown).await;
+                let delivery = self.sender.send(&outbound, stop).await;
                 log_delivery(&outbound, &delivery);
                 (delivery, Some(outbound.channel))
             }
@@ -288,7 +291,7 @@ impl Egress {
             },
             Delivery::Permanent { reason } => Outcome::Failed { reason },
             Delivery::Exhausted { reason } => {
-                if last_delivery && !self.shutdown.is_cancelled() {
+                if last_delivery && !self.shutdown.is_cancelled() && !stop.is_cancelled() {
                     // The event goes to the dead letters now; the ticket learns of it.
                     let command = Command::RecordDeliveryFailure {
                         message,

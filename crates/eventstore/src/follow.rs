@@ -210,6 +210,7 @@ impl LogReader {
                             delivered,
                             replayed: false,
                             trace: trace.clone(),
+                            let_go: None,
                         })
                         .collect(),
                 ),

@@ -94,6 +94,12 @@ pub struct StoredEvent {
     pub replayed: bool,
     /// The producer's trace context, parent of the handler's span.
     pub trace: opentelemetry::Context,
+    /// From a subscription: fires when this process stops handling the event's ticket
+    /// (its partition handed over to another process, or the subscription stopping). A
+    /// handler with long retries of its own (a provider's) stops between them and fails
+    /// transiently, so that the ticket's next owner handles the event in its order,
+    /// rather than this process going on with it late. None in a view's read.
+    pub let_go: Option<CancellationToken>,
 }
 
 impl StoredEvent {
@@ -124,6 +130,7 @@ impl StoredEvent {
             delivered: 1,
             replayed: false,
             trace: opentelemetry::Context::default(),
+            let_go: None,
         }
     }
 }
@@ -675,6 +682,21 @@ impl Worker {
         token
     }
 
+    /// The token that fires when this process lets `partition` go or stops; one that
+    /// has fired for a partition this process does not pull.
+    fn ownership(&self, partition: u32) -> CancellationToken {
+        self.owned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&partition)
+            .cloned()
+            .unwrap_or_else(|| {
+                let gone = CancellationToken::new();
+                gone.cancel();
+                gone
+            })
+    }
+
     /// True when this process no longer pulls `partition`, or stops altogether: events
     /// of it not yet started go back to the server, for the partition's next owner.
     fn let_go(&self, partition: u32) -> bool {
@@ -1005,6 +1027,7 @@ impl Worker {
         let mut done = 0;
         // A transient failure is tried again for `max_deliver` tries and at least
         // `retry_for`: an outage of NATS (a leader election, a restart) parks nothing.
+        let partition = subject_partition(&position.subject, self.partitions);
         let first_try = tokio::time::Instant::now();
         let retry_for = self.store.config.retry_for;
         let again = |attempt: i64| attempt < max_deliver || first_try.elapsed() < retry_for;
@@ -1022,6 +1045,11 @@ impl Worker {
             );
             match outcome {
                 Ok(()) => return Outcome::Handled,
+                // Handed over (or stopping) meanwhile: the next owner tries it, in its
+                // ticket's order, instead of this process going on after it has moved on.
+                Err(HandlerError::Transient(_)) if self.let_go(partition) => {
+                    return Outcome::Release;
+                }
                 Err(HandlerError::Transient(reason)) if again(attempt) => {
                     let delay = retry_delay(self.store.config.retry_backoff, attempt);
                     tracing::info!(consumer = %self.name, sequence = position.sequence, %reason, ?delay, "handler failed, retrying");
@@ -1029,9 +1057,7 @@ impl Worker {
                         _ = self.cancel.cancelled() => return Outcome::Release,
                         _ = tokio::time::sleep(delay) => {}
                     }
-                    // Handed over meanwhile: the next owner tries it, in its ticket's
-                    // order, instead of this process going on after it has moved on.
-                    if self.let_go(subject_partition(&position.subject, self.partitions)) {
+                    if self.let_go(partition) {
                         return Outcome::Release;
                     }
                     attempt += 1;
@@ -1079,6 +1105,7 @@ impl Worker {
                 .fold(meta.ticket, previous, position.sequence, customer, &folded);
         }
         let trace = helpline_telemetry::extract(headers);
+        let let_go = self.ownership(subject_partition(&position.subject, self.partitions));
         for (meta, event) in events.into_iter().skip(*done) {
             let span = tracing::info_span!(
                 "handle event",
@@ -1097,6 +1124,7 @@ impl Worker {
                 delivered: attempt,
                 replayed: delivery.source == Source::Replays,
                 trace: trace.clone(),
+                let_go: Some(let_go.clone()),
             };
             AssertUnwindSafe((self.handler)(stored))
                 .catch_unwind()

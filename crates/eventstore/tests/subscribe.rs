@@ -560,3 +560,65 @@ async fn a_delivery_lost_on_the_way_is_handled_before_its_ticket_s_later_events(
     assert_eq!(proxy.dropped(), 1);
     assert_eq!(texts(), vec!["first", "second", "third"]);
 }
+
+#[tokio::test]
+async fn a_handler_retrying_on_its_own_stops_when_its_ticket_is_let_go_and_the_event_goes_back() {
+    // A handler that retries a provider by itself, for as long as it holds the ticket.
+    let h = harness().await;
+    let store = h.store.clone();
+    let id = ticket();
+    let filter = store.layout().ticket_subject(id);
+    let trying = Arc::new(tokio::sync::Notify::new());
+    let first = {
+        let trying = trying.clone();
+        store
+            .subscribe("let-go", &filter, move |event| {
+                let trying = trying.clone();
+                async move {
+                    if text_of(&event).is_none() {
+                        return Ok(());
+                    }
+                    trying.notify_one();
+                    let Some(let_go) = event.let_go else {
+                        return Err(HandlerError::Permanent("no let-go token".into()));
+                    };
+                    let_go.cancelled().await;
+                    Err(HandlerError::Transient("provider still failing".into()))
+                }
+            })
+            .await
+            .unwrap()
+    };
+    let v = open(&store, id).await;
+    say(&store, id, v, &["hello"]).await;
+    trying.notified().await;
+    // Stopping waits for the handler in hand: it returns because its ticket was let go.
+    tokio::time::timeout(Duration::from_secs(10), first.stop())
+        .await
+        .expect("the handler in hand stopped retrying");
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let _second = {
+        let handled = handled.clone();
+        store
+            .subscribe("let-go", &filter, move |event| {
+                let handled = handled.clone();
+                async move {
+                    if let Some(text) = text_of(&event) {
+                        handled.lock().unwrap().push((text, event.delivered));
+                    }
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap()
+    };
+    eventually(
+        "the event handed back and handled by the next subscriber",
+        || {
+            let handled = handled.clone();
+            async move { !handled.lock().unwrap().is_empty() }
+        },
+    )
+    .await;
+    assert_eq!(*handled.lock().unwrap(), vec![("hello".to_owned(), 2)]);
+}

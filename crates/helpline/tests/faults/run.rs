@@ -137,6 +137,7 @@ pub async fn read_log(store: &EventStore) -> Log {
                         delivered: 1,
                         replayed: false,
                         trace: Default::default(),
+                        let_go: None,
                     });
                 }
             }
