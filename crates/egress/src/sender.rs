@@ -189,7 +189,7 @@ impl Sender {
         Fut: Future<Output = SendOutcome>,
     {
         let shutting_down = || Delivery::Exhausted {
-            reason: Reason::ours("egress is shutting down"),
+            reason: Reason::ours("stopped: egress is shutting down or handed the ticket over"),
         };
         let mut form = match adapter.first_form(message, self.clock.system_now()) {
             Ok(form) => form,

@@ -156,6 +156,7 @@ async fn replicas_keep_each_ticket_in_order_and_send_each_message_once() {
     problems.append(&mut found.problems);
     // A web chat callback sent again is deduped by the site, so no customer sees it twice:
     // it is counted as a copy all the same, allowed only around a kill of a sender.
+    // Timed by the first of the two sends, as the window of every other channel's copy.
     for repeat in sim.web_repeats() {
         let near_kill = sending_kills
             .iter()

@@ -139,6 +139,7 @@ pub async fn check(
     }
     // The web chat site shows a repeated callback once (it dedupes on event_id), but
     // helpline sent it twice: a copy, allowed only around a kill of a sending process.
+    // Timed by the first of the two sends, as the window of every other channel's copy.
     for repeat in sim.web_repeats() {
         let near_kill = injected
             .sending_kills

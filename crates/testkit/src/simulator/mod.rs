@@ -556,8 +556,10 @@ impl Simulator {
         self.shared.faults_served()
     }
 
-    /// When web chat callbacks repeated an `event_id` that came before: the site dedupes
-    /// them, so the customer sees the message once, but helpline sent it twice.
+    /// Web chat callbacks that repeated an `event_id` that came before, each by when the
+    /// first of the two arrived (a sender killed after the site took it sends it again
+    /// an ack wait later): the site dedupes them, so the customer sees the message once,
+    /// but helpline sent it twice.
     pub fn web_repeats(&self) -> Vec<std::time::Instant> {
         self.shared.web_repeats()
     }

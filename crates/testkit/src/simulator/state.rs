@@ -37,9 +37,11 @@ struct State {
     attempts: HashMap<Channel, usize>,
     /// Faults answered, by [`Fault::kind`].
     served: BTreeMap<&'static str, usize>,
-    web_event_ids: HashSet<String>,
+    /// Each web chat callback's `event_id`, with when it first arrived.
+    web_event_ids: HashMap<String, std::time::Instant>,
     /// Web chat callbacks that repeated an `event_id`: the site shows the message once,
-    /// but each is a send helpline made twice, so they are counted.
+    /// but each is a send helpline made twice, so they are counted, by when the first
+    /// of the two arrived.
     web_repeats: Vec<std::time::Instant>,
     media: HashMap<String, Media>,
     /// Telegram chat ids of customers named by something other than a number.
@@ -259,10 +261,13 @@ impl Shared {
     /// whether it was recorded.
     pub fn record_web_once(&self, event_id: &str, address: String, received: Received) -> bool {
         let mut state = self.lock();
-        if !state.web_event_ids.insert(event_id.to_owned()) {
-            state.web_repeats.push(std::time::Instant::now());
+        if let Some(first) = state.web_event_ids.get(event_id).copied() {
+            state.web_repeats.push(first);
             return false;
         }
+        state
+            .web_event_ids
+            .insert(event_id.to_owned(), std::time::Instant::now());
         state.received.push(Record { address, received });
         true
     }
