@@ -60,6 +60,10 @@ const PIN_GROUP: &str = "owner";
 const PIN_TTL: Duration = Duration::from_secs(5);
 /// How much longer than the ack wait a restarted consumer waits for held events.
 const SETTLE_MARGIN: Duration = Duration::from_secs(1);
+/// How often a settling partition asks the server whether the events it waits for are
+/// back or done with: a process that handed a partition over finishes (and acknowledges)
+/// what it had in hand, which never comes back as a redelivery.
+const SETTLE_RECHECK: Duration = Duration::from_millis(250);
 /// Headers of the original message that must not be replayed onto the dead letter.
 const PUBLISH_CONTROL_HEADERS: [&str; 6] = [
     "Nats-Msg-Id",
@@ -517,6 +521,8 @@ impl Worker {
             // it sent and this process never got (lost on the way, as through a cluster
             // node that failed), which it sends again only after the ack wait.
             let mut last_delivery: Option<u64> = None;
+            let mut recheck = tokio::time::interval(SETTLE_RECHECK);
+            recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let deadline = settle.as_ref().map(|s| s.deadline);
                 let next = tokio::select! {
@@ -525,6 +531,14 @@ impl Worker {
                         tracing::info!(consumer = %self.name, partition, "stopped waiting for redeliveries");
                         settle = None;
                         self.settled(partition);
+                        continue;
+                    }
+                    _ = recheck.tick(), if settle.is_some() => {
+                        if self.held_elsewhere(&mut consumer, partition).await == Some(0) {
+                            tracing::info!(consumer = %self.name, partition, "the events another process held are back or done");
+                            settle = None;
+                            self.settled(partition);
+                        }
                         continue;
                     }
                     next = messages.next() => next,
@@ -615,6 +629,29 @@ impl Worker {
         consumer: &mut consumer::Consumer<pull::Config>,
         partition: u32,
     ) -> Option<Settle> {
+        let awaited = self.held_elsewhere(consumer, partition).await?;
+        if awaited == 0 {
+            return None;
+        }
+        tracing::info!(consumer = %self.name, partition, awaited, "waiting for events another process held");
+        self.settling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(partition);
+        Some(Settle {
+            awaited,
+            deadline: tokio::time::Instant::now() + self.store.config.ack_wait + SETTLE_MARGIN,
+        })
+    }
+
+    /// Events of `partition` the server counts as delivered and not acknowledged that
+    /// this process does not hold: out with another process (or lost on the way). None
+    /// when the server cannot say now.
+    async fn held_elsewhere(
+        &self,
+        consumer: &mut consumer::Consumer<pull::Config>,
+        partition: u32,
+    ) -> Option<usize> {
         let pending = match consumer.info().await {
             Ok(info) => info.num_ack_pending,
             Err(e) => {
@@ -629,19 +666,7 @@ impl Worker {
             .flat_map(|lane| lane.queue.iter())
             .filter(|d| d.source == Source::Log)
             .count();
-        let awaited = pending.saturating_sub(ours);
-        if awaited == 0 {
-            return None;
-        }
-        tracing::info!(consumer = %self.name, partition, awaited, "waiting for events another process held");
-        self.settling
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(partition);
-        Some(Settle {
-            awaited,
-            deadline: tokio::time::Instant::now() + self.store.config.ack_wait + SETTLE_MARGIN,
-        })
+        Some(pending.saturating_sub(ours))
     }
 
     /// Ends a partition's settling: every lane of it that waited starts.
