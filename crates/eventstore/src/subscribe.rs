@@ -528,16 +528,12 @@ impl Worker {
                 let next = tokio::select! {
                     _ = stop.cancelled() => break 'consume,
                     _ = sleep_until_or_never(deadline) => {
-                        tracing::info!(consumer = %self.name, partition, "stopped waiting for redeliveries");
-                        settle = None;
-                        self.settled(partition);
+                        self.end_settling(partition, settle.take(), Settled::TimedOut);
                         continue;
                     }
                     _ = recheck.tick(), if settle.is_some() => {
                         if self.held_elsewhere(&mut consumer, partition).await == Some(0) {
-                            tracing::info!(consumer = %self.name, partition, "the events another process held are back or done");
-                            settle = None;
-                            self.settled(partition);
+                            self.end_settling(partition, settle.take(), Settled::NoneOut);
                         }
                         continue;
                     }
@@ -554,9 +550,15 @@ impl Worker {
                         };
                         if lost > 0 {
                             tracing::info!(consumer = %self.name, partition, lost, "deliveries lost on the way; waiting for them before their tickets go on");
+                            helpline_telemetry::metrics::increment(
+                                "helpline_consumer_lost_deliveries_total",
+                                "Deliveries a partition's consumer saw the server number but never got (each holds the partition until it is back).",
+                                &[("consumer", self.name.as_str())],
+                            );
                             let settling = settle.get_or_insert_with(|| Settle {
                                 awaited: 0,
                                 deadline: tokio::time::Instant::now(),
+                                since: tokio::time::Instant::now(),
                             });
                             settling.awaited += lost;
                             settling.deadline = tokio::time::Instant::now()
@@ -573,8 +575,7 @@ impl Worker {
                         {
                             s.awaited = s.awaited.saturating_sub(1);
                             if s.awaited == 0 {
-                                settle = None;
-                                self.settled(partition);
+                                self.end_settling(partition, settle.take(), Settled::Back);
                             }
                         }
                     }
@@ -641,7 +642,33 @@ impl Worker {
         Some(Settle {
             awaited,
             deadline: tokio::time::Instant::now() + self.store.config.ack_wait + SETTLE_MARGIN,
+            since: tokio::time::Instant::now(),
         })
+    }
+
+    /// Ends a partition's settling, `how` it ended, and counts it: how long partitions are
+    /// held, and why, is what an operator reads after a handover or a cluster failure.
+    fn end_settling(self: &Arc<Self>, partition: u32, settle: Option<Settle>, how: Settled) {
+        let Some(settle) = settle else {
+            return;
+        };
+        let (outcome, message) = match how {
+            Settled::Back => ("redelivered", "the events awaited are back"),
+            Settled::NoneOut => (
+                "done_elsewhere",
+                "the events another process held are back or done",
+            ),
+            Settled::TimedOut => ("timed_out", "stopped waiting for redeliveries"),
+        };
+        let held_ms = u64::try_from(settle.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(consumer = %self.name, partition, held_ms, "{message}");
+        helpline_telemetry::metrics::observe(
+            "helpline_consumer_partition_held_seconds",
+            "How long a partition's events waited for ones another process held or the way lost, by how the wait ended (redelivered, done_elsewhere, timed_out).",
+            &[("consumer", self.name.as_str()), ("outcome", outcome)],
+            settle.since.elapsed().as_secs_f64(),
+        );
+        self.settled(partition);
     }
 
     /// Events of `partition` the server counts as delivered and not acknowledged that
@@ -1319,6 +1346,18 @@ struct Settle {
     /// Redeliveries still to come.
     awaited: usize,
     deadline: tokio::time::Instant,
+    since: tokio::time::Instant,
+}
+
+/// How a partition's settling ended.
+#[derive(Clone, Copy)]
+enum Settled {
+    /// Every redelivery awaited came.
+    Back,
+    /// The server counts no event out with anyone else.
+    NoneOut,
+    /// The ack wait (and a margin) passed.
+    TimedOut,
 }
 
 /// How many deliveries the server numbered between the last one this pull stream brought

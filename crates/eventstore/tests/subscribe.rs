@@ -559,6 +559,20 @@ async fn a_delivery_lost_on_the_way_is_handled_before_its_ticket_s_later_events(
     .await;
     assert_eq!(proxy.dropped(), 1);
     assert_eq!(texts(), vec!["first", "second", "third"]);
+    // An operator sees the loss and how the partition's wait for it ended.
+    let metrics = helpline_telemetry::metrics::render();
+    assert!(
+        metrics.contains("helpline_consumer_lost_deliveries_total{consumer=\"lossy\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "helpline_consumer_partition_held_seconds_count{consumer=\"lossy\",outcome=\"redelivered\"} 1"
+        ) || metrics.contains(
+            "helpline_consumer_partition_held_seconds_count{consumer=\"lossy\",outcome=\"done_elsewhere\"} 1"
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
