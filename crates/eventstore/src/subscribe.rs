@@ -555,19 +555,16 @@ impl Worker {
                                 "Deliveries a partition's consumer saw the server number but never got (each holds the partition until it is back).",
                                 &[("consumer", self.name.as_str())],
                             );
-                            let settling = settle.get_or_insert_with(|| Settle {
-                                awaited: 0,
-                                deadline: tokio::time::Instant::now(),
-                                since: tokio::time::Instant::now(),
-                            });
+                            let settling = match settle.as_mut() {
+                                Some(settling) => settling,
+                                None => settle.insert(self.begin_settling(partition, 0)),
+                            };
+                            // The lost deliveries come back an ack wait after they were
+                            // sent: wait that long from now.
                             settling.awaited += lost;
                             settling.deadline = tokio::time::Instant::now()
                                 + self.store.config.ack_wait
                                 + SETTLE_MARGIN;
-                            self.settling
-                                .lock()
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .insert(partition);
                         }
                         let redelivered = self.take(message, source);
                         if let Some(s) = settle.as_mut()
@@ -635,15 +632,22 @@ impl Worker {
             return None;
         }
         tracing::info!(consumer = %self.name, partition, awaited, "waiting for events another process held");
+        Some(self.begin_settling(partition, awaited))
+    }
+
+    /// Holds `partition`'s lanes until `awaited` redeliveries are back (or the ack wait
+    /// and a margin passed, or none is out with anyone else).
+    fn begin_settling(&self, partition: u32, awaited: usize) -> Settle {
         self.settling
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(partition);
-        Some(Settle {
+        let now = tokio::time::Instant::now();
+        Settle {
             awaited,
-            deadline: tokio::time::Instant::now() + self.store.config.ack_wait + SETTLE_MARGIN,
-            since: tokio::time::Instant::now(),
-        })
+            deadline: now + self.store.config.ack_wait + SETTLE_MARGIN,
+            since: now,
+        }
     }
 
     /// Ends a partition's settling, `how` it ended, and counts it: how long partitions are
