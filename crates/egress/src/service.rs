@@ -65,7 +65,9 @@ pub async fn run(
         store: store.clone(),
         sender,
         bucket,
-        last_inbound: Mutex::default(),
+        // At its full size from the start (clearing keeps it): growing it would move every
+        // entry at once under the lock each consumer's customer message waits on.
+        last_inbound: Mutex::new(HashMap::with_capacity(LAST_INBOUND_REMEMBERED)),
         shutdown: shutdown.clone(),
     });
     let subscription = store

@@ -33,6 +33,7 @@ use crate::error::StoreError;
 use crate::hot::HotTickets;
 use crate::layout::Layout;
 use crate::seal::{BlockId, CustomerId, DataKey, KeyRef, MasterKey};
+use crate::sharded::Sharded;
 
 /// The header a KV bucket's stream marks deletes and purges with (`DEL`, `PURGE`).
 const KV_OPERATION_HEADER: &str = "KV-Operation";
@@ -59,10 +60,10 @@ struct Cache {
     /// Customers' own keys, or that they have none. Hashed by foldhash: pseudonyms are
     /// HMAC outputs nobody can aim at one bucket, and every opened message looks one up
     /// (SipHash was a visible share of a replay).
-    keys: Map<CustomerId, Option<Arc<DataKey>>>,
+    keys: Sharded<CustomerId, Option<Arc<DataKey>>>,
     /// Keys this process created, by the revision of their entry: the watcher's news of
     /// that very entry changes nothing, so a new customer's key is not read back.
-    created: HashMap<CustomerId, u64>,
+    created: Sharded<CustomerId, u64>,
     /// Customers whose key the watcher saw purged: a key created just before is not
     /// cached after it.
     purged: std::collections::HashSet<CustomerId>,
@@ -70,7 +71,7 @@ struct Cache {
     blocks: Map<BlockId, Arc<Block>>,
     /// The slot each customer's first event named, as this process learned it (from an
     /// event it opened or a claim it stored): their key made ahead.
-    slots: Map<CustomerId, KeyRef>,
+    slots: Sharded<CustomerId, KeyRef>,
     /// Blocks the watcher saw rewritten (a slot erased) or removed: a preload that read
     /// one before that does not cache what it read.
     rewritten: std::collections::HashSet<BlockId>,
@@ -85,7 +86,7 @@ impl Cache {
     /// keys (whichever the map yields first), not all of them, so a replay over more
     /// customers than fit reads back only the keys it lost.
     fn make_room(&mut self, limit: usize) {
-        for customer in forget_an_eighth(&mut self.keys, limit) {
+        for customer in forget_an_eighth_of(&mut self.keys, limit) {
             self.created.remove(&customer);
         }
     }
@@ -94,7 +95,7 @@ impl Cache {
     /// and for one more customer's slot.
     fn make_room_for_block(&mut self, limit: usize) {
         forget_an_eighth(&mut self.blocks, (limit / SLOTS).max(2));
-        forget_an_eighth(&mut self.slots, limit);
+        forget_an_eighth_of(&mut self.slots, limit);
     }
 
     /// The customer's key made ahead, when this process knows it.
@@ -1024,6 +1025,21 @@ where
         return Vec::new();
     }
     let forget: Vec<K> = map.keys().take((limit / 8).max(1)).cloned().collect();
+    for key in &forget {
+        map.remove(key);
+    }
+    forget
+}
+
+/// As [`forget_an_eighth`], for a sharded map.
+fn forget_an_eighth_of<K, V>(map: &mut Sharded<K, V>, limit: usize) -> Vec<K>
+where
+    K: Clone + Eq + std::hash::Hash,
+{
+    if map.len() < limit.max(1) {
+        return Vec::new();
+    }
+    let forget = map.some_keys((limit / 8).max(1));
     for key in &forget {
         map.remove(key);
     }

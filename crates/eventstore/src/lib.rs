@@ -53,6 +53,7 @@ mod members;
 pub mod outbound;
 pub mod react;
 pub mod seal;
+mod sharded;
 pub mod subscribe;
 mod xchacha;
 
