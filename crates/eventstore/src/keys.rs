@@ -18,7 +18,6 @@
 //! (an entry purged, a slot blanked) is evicted — so an erasure reaches every process
 //! within a round trip, and until the watcher runs nothing is cached at all.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -39,8 +38,6 @@ use crate::sharded::Sharded;
 const KV_OPERATION_HEADER: &str = "KV-Operation";
 /// Tries at rewriting a block that other erasures keep changing.
 const ERASE_TRIES: usize = 16;
-
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A block's keys as this process read them; an erased slot is `None`.
 #[derive(Clone)]
@@ -68,7 +65,7 @@ struct Cache {
     /// cached after it.
     purged: std::collections::HashSet<CustomerId>,
     /// Blocks of keys made ahead, as read or made here.
-    blocks: Map<BlockId, Arc<Block>>,
+    blocks: Sharded<BlockId, Arc<Block>>,
     /// The slot each customer's first event named, as this process learned it (from an
     /// event it opened or a claim it stored): their key made ahead.
     slots: Sharded<CustomerId, KeyRef>,
@@ -86,7 +83,7 @@ impl Cache {
     /// keys (whichever the map yields first), not all of them, so a replay over more
     /// customers than fit reads back only the keys it lost.
     fn make_room(&mut self, limit: usize) {
-        for customer in forget_an_eighth_of(&mut self.keys, limit) {
+        for customer in forget_an_eighth(&mut self.keys, limit) {
             self.created.remove(&customer);
         }
     }
@@ -95,7 +92,7 @@ impl Cache {
     /// and for one more customer's slot.
     fn make_room_for_block(&mut self, limit: usize) {
         forget_an_eighth(&mut self.blocks, (limit / SLOTS).max(2));
-        forget_an_eighth_of(&mut self.slots, limit);
+        forget_an_eighth(&mut self.slots, limit);
     }
 
     /// The customer's key made ahead, when this process knows it.
@@ -1016,23 +1013,7 @@ fn block_changed(
 
 /// Once `map` holds `limit` entries, forgets an eighth of them (whichever it yields
 /// first) and returns which.
-fn forget_an_eighth<K, V, S>(map: &mut HashMap<K, V, S>, limit: usize) -> Vec<K>
-where
-    K: Clone + Eq + std::hash::Hash,
-    S: std::hash::BuildHasher,
-{
-    if map.len() < limit.max(1) {
-        return Vec::new();
-    }
-    let forget: Vec<K> = map.keys().take((limit / 8).max(1)).cloned().collect();
-    for key in &forget {
-        map.remove(key);
-    }
-    forget
-}
-
-/// As [`forget_an_eighth`], for a sharded map.
-fn forget_an_eighth_of<K, V>(map: &mut Sharded<K, V>, limit: usize) -> Vec<K>
+fn forget_an_eighth<K, V>(map: &mut Sharded<K, V>, limit: usize) -> Vec<K>
 where
     K: Clone + Eq + std::hash::Hash,
 {

@@ -48,6 +48,15 @@ impl<K: Eq + Hash, V> Sharded<K, V> {
         self.shards[self.shard_of(key)].get(key)
     }
 
+    pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let shard = self.shard_of(key);
+        self.shards[shard].get_mut(key)
+    }
+
     pub(crate) fn contains_key<Q>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
