@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::SystemTime;
 
-use helpline_domain::{AgentId, Erased, Event, Phase, ReleaseReason, Ticket, TicketId, evolve};
+use helpline_domain::{AgentId, Erased, Event, Phase, ReleaseReason, Ticket, TicketId};
 use helpline_eventstore::EnvelopeMeta;
 
 use crate::ledger::{AgentEvent, AgentRecord, Presence};
@@ -96,7 +96,7 @@ impl View {
         self.applied = self.applied.max(sequence);
         let entry = self.tickets.entry(meta.ticket).or_default();
         let agent_before = holder(&entry.ticket);
-        entry.ticket = evolve(std::mem::take(&mut entry.ticket), event);
+        entry.ticket.apply(event);
         entry.version = sequence;
         let mark = || Mark {
             event_id: meta.event_id.to_string(),

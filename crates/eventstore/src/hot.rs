@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use helpline_domain::{Event, TicketId, evolve};
+use helpline_domain::{Event, TicketId};
 
 use crate::load::LoadedTicket;
 use crate::seal::CustomerId;
@@ -111,7 +111,7 @@ impl HotTickets {
             _ => return,
         };
         for event in events {
-            hot.loaded.ticket = evolve(std::mem::take(&mut hot.loaded.ticket), event);
+            hot.loaded.ticket.apply(event);
         }
         hot.loaded.version = version;
         if let Some(customer) = customer {
