@@ -1369,10 +1369,14 @@ enum Settled {
 /// counting (the server numbers it anew); a number lower than the last (a new consumer
 /// leader that had not heard of the last deliveries) starts counting again from it.
 fn lost_before(last: &mut Option<u64>, message: &Message) -> usize {
-    let Ok(info) = message.info() else {
-        return 0;
-    };
-    let this = info.consumer_sequence;
+    match message.info() {
+        Ok(info) => skipped(last, info.consumer_sequence),
+        Err(_) => 0,
+    }
+}
+
+/// The delivery numbers skipped between `last` and `this`; remembers `this`.
+fn skipped(last: &mut Option<u64>, this: u64) -> usize {
     let lost = match *last {
         Some(before) if this > before => this - before - 1,
         _ => 0,
@@ -1429,5 +1433,28 @@ mod tests {
         assert_eq!(retry_delay(base, 2), Duration::from_millis(400));
         assert_eq!(retry_delay(base, 4), Duration::from_millis(1600));
         assert_eq!(retry_delay(base, 60), MAX_RETRY_DELAY);
+    }
+
+    #[test]
+    fn a_delivery_number_skipped_is_a_delivery_lost() {
+        let mut last = None;
+        assert_eq!(
+            skipped(&mut last, 7),
+            0,
+            "the first delivery a stream brings"
+        );
+        assert_eq!(skipped(&mut last, 8), 0);
+        assert_eq!(skipped(&mut last, 11), 2, "9 and 10 never arrived");
+        assert_eq!(skipped(&mut last, 12), 0);
+    }
+
+    #[test]
+    fn a_delivery_number_going_back_starts_counting_again_from_it() {
+        // A new consumer leader that had not heard of the last deliveries numbers again
+        // from where it knows.
+        let mut last = Some(40);
+        assert_eq!(skipped(&mut last, 35), 0);
+        assert_eq!(skipped(&mut last, 36), 0);
+        assert_eq!(skipped(&mut last, 38), 1);
     }
 }
