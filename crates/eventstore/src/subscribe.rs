@@ -433,6 +433,8 @@ struct Delivery {
     /// Its sequence in the stream it was read from (the dead-letter stream for a replay).
     delivered_sequence: u64,
     position: Arc<Position>,
+    /// The partition of its ticket (of the original subject, for a replay).
+    partition: u32,
     /// When this process got it; the keep-alive extends the ack wait of old ones.
     since: Instant,
 }
@@ -664,13 +666,14 @@ impl Worker {
             ),
             Settled::TimedOut => ("timed_out", "stopped waiting for redeliveries"),
         };
-        let held_ms = u64::try_from(settle.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let held = settle.since.elapsed();
+        let held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
         tracing::info!(consumer = %self.name, partition, held_ms, "{message}");
         helpline_telemetry::metrics::observe(
             "helpline_consumer_partition_held_seconds",
             "How long a partition's events waited for ones another process held or the way lost, by how the wait ended (redelivered, done_elsewhere, timed_out).",
             &[("consumer", self.name.as_str()), ("outcome", outcome)],
-            settle.since.elapsed().as_secs_f64(),
+            held.as_secs_f64(),
         );
         self.settled(partition);
     }
@@ -943,6 +946,7 @@ impl Worker {
                 delivered,
                 replay: (source == Source::Replays).then_some(delivered_sequence),
             }),
+            partition,
             since: Instant::now(),
         };
         let mut held_here = false;
@@ -1083,7 +1087,7 @@ impl Worker {
         let mut done = 0;
         // A transient failure is tried again for `max_deliver` tries and at least
         // `retry_for`: an outage of NATS (a leader election, a restart) parks nothing.
-        let partition = subject_partition(&position.subject, self.partitions);
+        let partition = delivery.partition;
         let first_try = tokio::time::Instant::now();
         let retry_for = self.store.config.retry_for;
         let again = |attempt: i64| attempt < max_deliver || first_try.elapsed() < retry_for;
@@ -1161,7 +1165,7 @@ impl Worker {
                 .fold(meta.ticket, previous, position.sequence, customer, &folded);
         }
         let trace = helpline_telemetry::extract(headers);
-        let let_go = self.ownership(subject_partition(&position.subject, self.partitions));
+        let let_go = self.ownership(delivery.partition);
         for (meta, event) in events.into_iter().skip(*done) {
             let span = tracing::info_span!(
                 "handle event",
