@@ -275,25 +275,26 @@ impl Service {
 
     /// The last `lines` lines the process (all its starts) logged.
     pub fn log_tail(&self, lines: usize) -> String {
-        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        self.latest_lines(|_| true, lines)
     }
 
     /// The lines logged at warn or error level, at most `lines` of the latest.
     pub fn log_problems(&self, lines: usize) -> String {
-        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        let all: Vec<&str> = log
-            .lines()
-            .filter(|line| line.contains("\"WARN\"") || line.contains("\"ERROR\""))
-            .collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        self.latest_lines(
+            |line| line.contains("\"WARN\"") || line.contains("\"ERROR\""),
+            lines,
+        )
     }
 
     /// The lines naming `needle` (a ticket's id, say), at most `lines` of the latest.
     pub fn log_naming(&self, needle: &str, lines: usize) -> String {
+        self.latest_lines(|line| line.contains(needle), lines)
+    }
+
+    /// The lines `keep` keeps, at most `lines` of the latest, one string.
+    fn latest_lines(&self, keep: impl Fn(&str) -> bool, lines: usize) -> String {
         let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        let all: Vec<&str> = log.lines().filter(|line| line.contains(needle)).collect();
+        let all: Vec<&str> = log.lines().filter(|line| keep(line)).collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
