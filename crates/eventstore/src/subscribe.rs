@@ -1238,6 +1238,11 @@ impl Worker {
     /// Extends the ack wait of every event held longer than a third of it (a ticket
     /// waiting behind a slow send or a retry), so the server does not redeliver it
     /// meanwhile.
+    ///
+    /// Of a partition let go, only the event in a handler is kept: the next owner waits
+    /// for it (it is out with another process) until it is done, where a redelivery would
+    /// have two processes handle the ticket at once and its later events overtake the
+    /// try in hand. The events queued behind it go back when it is done.
     async fn keep_alive(self: Arc<Self>) {
         let every = (self.store.config.ack_wait / 3).max(Duration::from_millis(100));
         loop {
@@ -1248,8 +1253,14 @@ impl Worker {
             let old: Vec<Message> = self
                 .lanes()
                 .values()
-                .filter(|lane| !self.let_go(lane.partition))
-                .flat_map(|lane| lane.queue.iter())
+                .flat_map(|lane| {
+                    let kept = if self.let_go(lane.partition) {
+                        usize::from(lane.head_in_hand)
+                    } else {
+                        lane.queue.len()
+                    };
+                    lane.queue.iter().take(kept)
+                })
                 .filter(|d| d.since.elapsed() >= every)
                 .map(|d| d.message.clone())
                 .collect();

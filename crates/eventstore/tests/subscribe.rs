@@ -636,3 +636,162 @@ async fn a_handler_retrying_on_its_own_stops_when_its_ticket_is_let_go_and_the_e
     .await;
     assert_eq!(*handled.lock().unwrap(), vec![("hello".to_owned(), 2)]);
 }
+
+/// One handling of a customer message, as a process's handler saw it: logged when it
+/// starts, so that a second handling of an event still in hand shows.
+#[derive(Clone, Debug)]
+struct Handling {
+    ticket: helpline_domain::TicketId,
+    text: String,
+    process: &'static str,
+    started: std::time::Instant,
+    ended: Option<std::time::Instant>,
+}
+
+/// A subscriber of the consumer `handover` over every ticket that logs each customer
+/// message it handles. Its "first" messages stay in hand: until their partition is let
+/// go, or for `keep` when it is not; after a let-go for `after_let_go` more (a provider
+/// request in flight, which a let-go does not cut), counted in `let_go`.
+async fn handover_subscriber(
+    store: &EventStore,
+    process: &'static str,
+    log: Arc<Mutex<Vec<Handling>>>,
+    let_go: Arc<std::sync::atomic::AtomicUsize>,
+    keep: Duration,
+    after_let_go: Duration,
+) -> helpline_eventstore::Subscription {
+    use std::sync::atomic::Ordering;
+    store
+        .subscribe("handover", &store.layout().all_tickets(), move |event| {
+            let (log, let_go) = (log.clone(), let_go.clone());
+            async move {
+                let Some(text) = text_of(&event) else {
+                    return Ok(());
+                };
+                let first = text == "first";
+                let at = {
+                    let mut log = log.lock().unwrap();
+                    log.push(Handling {
+                        ticket: event.meta.ticket,
+                        text,
+                        process,
+                        started: std::time::Instant::now(),
+                        ended: None,
+                    });
+                    log.len() - 1
+                };
+                if first {
+                    let token = event.let_go.clone().unwrap_or_default();
+                    tokio::select! {
+                        _ = token.cancelled() => {
+                            let_go.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(after_let_go).await;
+                        }
+                        _ = tokio::time::sleep(keep) => {}
+                    }
+                }
+                log.lock().unwrap()[at].ended = Some(std::time::Instant::now());
+                Ok(())
+            }
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_ticket_handed_over_mid_handling_goes_on_only_after_the_handling_in_hand_is_done() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // An ack wait longer than the pin on a partition, so that the server would send the
+    // event in hand to the new owner before the old owner's handler is done with it.
+    let config = StoreConfig {
+        ack_wait: Duration::from_secs(6),
+        ..test_config()
+    };
+    let h = harness_with(config.clone()).await;
+    let partitions = config.partition_count();
+    // One ticket in every partition, so that some move to the second process whatever
+    // its share.
+    let mut tickets = std::collections::BTreeMap::new();
+    while tickets.len() < partitions as usize {
+        let id = ticket();
+        tickets
+            .entry(helpline_eventstore::layout::ticket_slot(id) % partitions)
+            .or_insert(id);
+    }
+    let log = Arc::new(Mutex::new(Vec::<Handling>::new()));
+    let let_go = Arc::new(AtomicUsize::new(0));
+    let _first = handover_subscriber(
+        &h.store,
+        "first process",
+        log.clone(),
+        let_go.clone(),
+        Duration::from_secs(4),
+        // Within the ack wait, as egress's provider request is within the default one.
+        Duration::from_millis(6_500),
+    )
+    .await;
+    let mut versions = Vec::new();
+    for id in tickets.values() {
+        let v = open(&h.store, *id).await;
+        versions.push(say(&h.store, *id, v, &["first"]).await);
+    }
+    eventually("every ticket's first message in hand", || {
+        let log = log.clone();
+        async move { log.lock().unwrap().len() == partitions as usize }
+    })
+    .await;
+    // A second process joins: the first hands it its share while handling.
+    let second_store = EventStore::open(h.server.connect().await.unwrap(), config)
+        .await
+        .unwrap();
+    let _second = handover_subscriber(
+        &second_store,
+        "second process",
+        log.clone(),
+        Arc::new(AtomicUsize::new(0)),
+        Duration::ZERO,
+        Duration::ZERO,
+    )
+    .await;
+    for (id, v) in tickets.values().zip(&versions) {
+        say(&h.store, *id, *v, &["second"]).await;
+    }
+    let done = |log: &[Handling]| {
+        log.iter().filter(|h| h.text == "second").count() >= tickets.len()
+            && log.iter().all(|h| h.ended.is_some())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while !done(&log.lock().unwrap()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every ticket's messages were handled: {:?}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A moment for a late second handling to show.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        let_go.load(Ordering::SeqCst) > 0,
+        "no partition was handed over while its ticket was in hand"
+    );
+    let log = log.lock().unwrap();
+    for id in tickets.values() {
+        let of_ticket: Vec<&Handling> = log.iter().filter(|h| h.ticket == *id).collect();
+        let texts: Vec<&str> = of_ticket.iter().map(|h| h.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["first", "second"],
+            "ticket {id} was handled {of_ticket:?}"
+        );
+        assert!(
+            of_ticket[1].started >= of_ticket[0].ended.unwrap_or(of_ticket[1].started),
+            "ticket {id}'s second message was handled before its first was done: {of_ticket:?}"
+        );
+    }
+    assert!(
+        log.iter()
+            .any(|h| h.text == "second" && h.process == "second process"),
+        "no ticket went on in the second process"
+    );
+}

@@ -928,6 +928,17 @@ impl Config {
                     .to_owned(),
             ));
         }
+        // A partition's next owner waits one ack wait (and a second) for the event
+        // another process still has in hand; egress's try in hand is one provider
+        // request, which a handover does not cut. A shorter ack wait would let the
+        // ticket's later messages overtake that send.
+        let provider_request = helpline_egress::EgressConfig::default().request_timeout;
+        if Duration::from_secs(self.eventstore.ack_wait_secs) < provider_request {
+            return Err(ConfigError::Invalid(format!(
+                "eventstore.ack_wait_secs must be at least {} (egress's longest provider request), so that a ticket handed over waits for the send in hand",
+                provider_request.as_secs()
+            )));
+        }
         if self.assignment.offer_timeout_secs == 0 {
             return Err(ConfigError::Invalid(
                 "assignment.offer_timeout_secs must be at least 1".to_owned(),
@@ -1183,6 +1194,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(refusal.contains("eventstore.replicas"), "{refusal}");
+    }
+
+    #[test]
+    fn an_ack_wait_shorter_than_a_provider_request_is_refused() {
+        let refusal = load(&[("HELPLINE_EVENTSTORE__ACK_WAIT_SECS".to_owned(), "5")])
+            .unwrap_err()
+            .to_string();
+        assert!(refusal.contains("eventstore.ack_wait_secs"), "{refusal}");
+        let config = load(&[("HELPLINE_EVENTSTORE__ACK_WAIT_SECS".to_owned(), "30")]).unwrap();
+        assert_eq!(config.eventstore.ack_wait_secs, 30);
     }
 
     #[test]
