@@ -523,6 +523,7 @@ impl Worker {
             // it sent and this process never got (lost on the way, as through a cluster
             // node that failed), which it sends again only after the ack wait.
             let mut last_delivery: Option<u64> = None;
+            let mut first_delivery = true;
             let mut recheck = tokio::time::interval(SETTLE_RECHECK);
             recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -543,6 +544,18 @@ impl Worker {
                 };
                 match next {
                     Some(Ok(message)) => {
+                        // The first delivery is when the server let this process pull:
+                        // for a partition, once the previous owner had stopped pulling,
+                        // so after its let-go. What it held then is done, or back, within
+                        // an ack wait of that: the wait counts from here, not from the
+                        // pull's start, which can come before the let-go.
+                        if std::mem::take(&mut first_delivery)
+                            && let Some(s) = settle.as_mut()
+                        {
+                            s.deadline = tokio::time::Instant::now()
+                                + self.store.config.ack_wait
+                                + SETTLE_MARGIN;
+                        }
                         // Only a partition's pinned consumer has one puller, whose
                         // deliveries are numbered without gaps.
                         let lost = if pinned && source == Source::Log {
