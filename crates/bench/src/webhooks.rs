@@ -371,12 +371,13 @@ pub(super) async fn open_loop(
     rate: f64,
     duration: Duration,
     cap: Duration,
+    phase: &'static str,
 ) -> anyhow::Result<Ingest> {
     let rate = rate.max(1.0);
     let duration = duration.min(cap);
     let count = (rate * duration.as_secs_f64()).ceil() as usize;
     let prepared = Arc::new(prepare(sim, base, pass, count)?);
-    let scheduled = schedule(&prepared, rate, duration, "webhook ingest ½").await?;
+    let scheduled = schedule(&prepared, rate, duration, phase).await?;
     let mut latencies = latency_histogram()?;
     let (mut ok, mut failed) = (0usize, 0usize);
     let (mut first, mut last) = (None::<Instant>, None::<Instant>);
@@ -396,7 +397,7 @@ pub(super) async fn open_loop(
         (Some(first), Some(last)) => last.saturating_duration_since(first).as_secs_f64(),
         _ => 0.0,
     };
-    log_slowest_moments(&scheduled);
+    log_slowest_moments(&scheduled, phase);
     Ok(ingest(Some(rate), ok, failed, seconds, &latencies))
 }
 
@@ -406,7 +407,7 @@ const MOMENT: Duration = Duration::from_millis(50);
 /// Logs the three 50 ms windows of intended send times whose webhooks waited longest,
 /// dated by the wall clock: a stall in an open loop shows as one such window, and its
 /// date lines it up with a profile or another process's log.
-fn log_slowest_moments(scheduled: &[Scheduled]) {
+fn log_slowest_moments(scheduled: &[Scheduled], phase: &'static str) {
     let Some(start) = scheduled.iter().map(|sent| sent.intended).min() else {
         return;
     };
@@ -430,6 +431,7 @@ fn log_slowest_moments(scheduled: &[Scheduled]) {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         tracing::info!(
+            phase,
             at_unix_secs = format!("{:.3}", at.as_secs_f64()),
             into_phase_ms = offset.as_millis() as u64,
             longest_wait_ms = waited.as_millis() as u64,

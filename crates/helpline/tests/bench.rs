@@ -61,6 +61,8 @@ fn a_tiny_bench_reports_every_row() {
         "/webhook_ingest/ratio_to_raw_publish",
         "/webhook_ingest_paced/offered_per_sec",
         "/webhook_ingest_paced/p99_ms",
+        "/webhook_floor_paced/offered_per_sec",
+        "/webhook_floor_paced/p99_ms",
         "/end_to_end/p50_ms",
         "/end_to_end/p99_ms",
         "/end_to_end/p999_ms",
