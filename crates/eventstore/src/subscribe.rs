@@ -437,11 +437,29 @@ struct Delivery {
     partition: u32,
     /// When this process got it; the keep-alive extends the ack wait of old ones.
     since: Instant,
+    /// When its ack wait last began here: its arrival, or the keep-alive's last extension.
+    kept: Mutex<Instant>,
 }
 
 impl Delivery {
     fn same(&self, other: &Delivery) -> bool {
         self.source == other.source && self.delivered_sequence == other.delivered_sequence
+    }
+
+    fn kept_alive(&self) {
+        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    /// True when nearly an ack wait passed since its ack wait last began here: the
+    /// keep-alive extends it every third of one, so only a process that stood still
+    /// (frozen, starved) gets there, and the server has sent the event again, here or to
+    /// the partition's next owner.
+    fn outlived(&self, ack_wait: Duration) -> bool {
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+            > ack_wait.mul_f64(0.9)
     }
 }
 
@@ -961,6 +979,7 @@ impl Worker {
             }),
             partition,
             since: Instant::now(),
+            kept: Mutex::new(Instant::now()),
         };
         let mut held_here = false;
         let start = {
@@ -973,6 +992,8 @@ impl Worker {
                         let since = held.since;
                         *held = Arc::new(Delivery { since, ..delivery });
                         held_here = true;
+                        // A lane waiting for this redelivery goes on.
+                        true
                     } else {
                         // In log order; a head already in the handler stays first.
                         let in_hand = usize::from(lane.head_in_hand);
@@ -983,8 +1004,8 @@ impl Worker {
                             .position(|d| d.position.sequence > delivery.position.sequence)
                             .map_or(lane.queue.len(), |i| i + in_hand);
                         lane.queue.insert(at, Arc::new(delivery));
+                        false
                     }
-                    false
                 }
                 None => {
                     lanes.insert(
@@ -1043,6 +1064,28 @@ impl Worker {
                     lane.running = false;
                     return;
                 } else {
+                    // What this process held past its ack wait without an extension (it
+                    // stood still meanwhile) the server sends again, maybe to the
+                    // partition's next owner: the lane waits for that redelivery (it
+                    // starts the lane again), so that the ticket is not handled in two
+                    // places, nor its later events before it.
+                    if let Some(outlived) = lane
+                        .queue
+                        .front()
+                        .filter(|d| d.outlived(self.store.config.ack_wait))
+                    {
+                        tracing::info!(consumer = %self.name, ticket = %key, sequence = outlived.position.sequence, "event held past its ack wait; waiting for its redelivery");
+                        helpline_telemetry::metrics::increment(
+                            "helpline_consumer_outlived_deliveries_total",
+                            "Events a process held past their ack wait without extending it (it stood still), whose redelivery their ticket waited for instead of handling them.",
+                            &[("consumer", self.name.as_str())],
+                        );
+                        lane.running = false;
+                        let outlived = Arc::clone(outlived);
+                        self.tasks
+                            .spawn(Arc::clone(&self).forget_outlived(key.clone(), outlived));
+                        return;
+                    }
                     match lane.queue.front() {
                         Some(head) => {
                             lane.head_in_hand = true;
@@ -1083,6 +1126,40 @@ impl Worker {
             // no ticket was in two handlers at once.
             let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             tracing::debug!(consumer = %self.name, ticket = %key, sequence = current.position.sequence, elapsed_us, "event handled");
+        }
+    }
+
+    /// The redelivery of an event this process held past its ack wait comes within an ack
+    /// wait, here or to another process; one that has not come here by then went
+    /// elsewhere (and may be done there): the lane lets it go and goes on.
+    async fn forget_outlived(self: Arc<Self>, key: String, outlived: Arc<Delivery>) {
+        tokio::select! {
+            _ = self.cancel.cancelled() => return,
+            _ = tokio::time::sleep(self.store.config.ack_wait + SETTLE_MARGIN) => {}
+        }
+        let forgotten = {
+            let mut lanes = self.lanes();
+            match lanes.get_mut(&key) {
+                Some(lane)
+                    if !lane.running
+                        && lane
+                            .queue
+                            .front()
+                            .is_some_and(|d| Arc::ptr_eq(d, &outlived)) =>
+                {
+                    lane.queue.pop_front();
+                    if lane.queue.is_empty() {
+                        lanes.remove(&key);
+                        false
+                    } else {
+                        true
+                    }
+                }
+                _ => false,
+            }
+        };
+        if forgotten {
+            self.start_lane(key);
         }
     }
 
@@ -1263,7 +1340,7 @@ impl Worker {
                 _ = self.cancel.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            let old: Vec<Message> = self
+            let old: Vec<Arc<Delivery>> = self
                 .lanes()
                 .values()
                 .flat_map(|lane| {
@@ -1274,12 +1351,17 @@ impl Worker {
                     };
                     lane.queue.iter().take(kept)
                 })
-                .filter(|d| d.since.elapsed() >= every)
-                .map(|d| d.message.clone())
+                // One whose ack wait ran out is the server's again: extending it now
+                // would let this process handle it beside the one it was sent to.
+                .filter(|d| d.since.elapsed() >= every && !d.outlived(self.store.config.ack_wait))
+                .cloned()
                 .collect();
-            for message in old {
-                if let Err(e) = message.ack_with(AckKind::Progress).await {
-                    tracing::debug!(consumer = %self.name, error = %e, "progress not sent");
+            for delivery in old {
+                match delivery.message.ack_with(AckKind::Progress).await {
+                    Ok(()) => delivery.kept_alive(),
+                    Err(e) => {
+                        tracing::debug!(consumer = %self.name, error = %e, "progress not sent")
+                    }
                 }
             }
         }

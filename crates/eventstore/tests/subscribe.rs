@@ -795,3 +795,125 @@ async fn a_ticket_handed_over_mid_handling_goes_on_only_after_the_handling_in_ha
         "no ticket went on in the second process"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_process_that_stood_still_held_past_its_ack_wait_is_handled_once_by_the_next_owner()
+{
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let config = StoreConfig {
+        ack_wait: Duration::from_secs(3),
+        ..test_config()
+    };
+    let h = harness_with(config.clone()).await;
+    let log: Arc<Mutex<Vec<(String, &'static str)>>> = Arc::default();
+    let subscriber = {
+        let log = log.clone();
+        move |store: EventStore, process: &'static str, freezes: bool| {
+            let log = log.clone();
+            async move {
+                store
+                    .subscribe("stall", &store.layout().all_tickets(), move |event| {
+                        let log = log.clone();
+                        async move {
+                            let Some(text) = text_of(&event) else {
+                                return Ok(());
+                            };
+                            log.lock().unwrap().push((text.clone(), process));
+                            if text == "freeze" && freezes {
+                                // The whole process stands still: its one thread sleeps.
+                                std::thread::sleep(Duration::from_secs(12));
+                            } else if text == "first" {
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                            }
+                            Ok(())
+                        }
+                    })
+                    .await
+                    .unwrap()
+            }
+        }
+    };
+    // The first process runs on a thread of its own, one runtime thread, which its
+    // handler of "freeze" stops.
+    let done = Arc::new(AtomicBool::new(false));
+    let first = {
+        let (url, config, done) = (h.server.url(), config.clone(), done.clone());
+        let subscriber = subscriber.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let client = async_nats::connect(url).await.unwrap();
+                let store = EventStore::open(client, config).await.unwrap();
+                let _subscription = subscriber(store, "first process", true).await;
+                while !done.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        })
+    };
+    let handled = |text: &'static str| {
+        let log = log.clone();
+        move || {
+            let log = log.clone();
+            async move { log.lock().unwrap().iter().any(|(t, _)| t == text) }
+        }
+    };
+    let id = ticket();
+    let v = open(&h.store, id).await;
+    say(&h.store, id, v, &["first", "second"]).await;
+    eventually("the first message in hand", handled("first")).await;
+    // The second is delivered to the first process and waits behind the first there.
+    let mut queued = false;
+    for _ in 0..100 {
+        let backlog = h.store.consumer_backlog("stall").await.unwrap();
+        if backlog.pending == 0 && backlog.unacknowledged == 2 {
+            queued = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        queued,
+        "the second message was not delivered beside the first"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stalled = ticket();
+    let v = open(&h.store, stalled).await;
+    say(&h.store, stalled, v, &["freeze"]).await;
+    eventually("the first process standing still", handled("freeze")).await;
+    // A second process takes the partitions over while the first stands still, and
+    // handles what the server sends it again.
+    let _second = subscriber(h.store.clone(), "second process", false).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seconds = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, p)| t == "second" && *p == "second process")
+            .count();
+        if seconds > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second process never handled the second message: {:?}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The first process moves again (12 s after it stopped) and goes on.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    done.store(true, Ordering::SeqCst);
+    first.join().unwrap();
+    let log = log.lock().unwrap();
+    let seconds: Vec<_> = log.iter().filter(|(t, _)| t == "second").collect();
+    assert_eq!(
+        seconds.len(),
+        1,
+        "the second message was handled more than once: {log:?}"
+    );
+}
