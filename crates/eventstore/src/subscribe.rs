@@ -1130,12 +1130,16 @@ impl Worker {
     }
 
     /// The redelivery of an event this process held past its ack wait comes within an ack
-    /// wait, here or to another process; one that has not come here by then went
-    /// elsewhere (and may be done there): the lane lets it go and goes on.
+    /// wait, here or to another process, and here once this process pulls its partition
+    /// again (after the members have reshared and the pin has moved back, when another
+    /// took it meanwhile); one that has not come here by then went elsewhere (and may be
+    /// done there): the lane lets it go and goes on.
     async fn forget_outlived(self: Arc<Self>, key: String, outlived: Arc<Delivery>) {
+        let repinned = PIN_TTL + 2 * members::HEARTBEAT;
+        let wait = self.store.config.ack_wait.max(repinned) + SETTLE_MARGIN;
         tokio::select! {
             _ = self.cancel.cancelled() => return,
-            _ = tokio::time::sleep(self.store.config.ack_wait + SETTLE_MARGIN) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         let forgotten = {
             let mut lanes = self.lanes();
