@@ -916,4 +916,10 @@ async fn what_a_process_that_stood_still_held_past_its_ack_wait_is_handled_once_
         1,
         "the second message was handled more than once: {log:?}"
     );
+    // An operator sees that a process stood still past its ack wait.
+    let metrics = helpline_telemetry::metrics::render();
+    assert!(
+        metrics.contains("helpline_consumer_outlived_deliveries_total{consumer=\"stall\"}"),
+        "{metrics}"
+    );
 }
