@@ -570,9 +570,7 @@ impl Worker {
                         if std::mem::take(&mut first_delivery)
                             && let Some(s) = settle.as_mut()
                         {
-                            s.deadline = tokio::time::Instant::now()
-                                + self.store.config.ack_wait
-                                + SETTLE_MARGIN;
+                            s.deadline = self.settle_deadline();
                         }
                         // Only a partition's pinned consumer has one puller, whose
                         // deliveries are numbered without gaps.
@@ -595,9 +593,7 @@ impl Worker {
                             // The lost deliveries come back an ack wait after they were
                             // sent: wait that long from now.
                             settling.awaited += lost;
-                            settling.deadline = tokio::time::Instant::now()
-                                + self.store.config.ack_wait
-                                + SETTLE_MARGIN;
+                            settling.deadline = self.settle_deadline();
                         }
                         let redelivered = self.take(message, source);
                         if let Some(s) = settle.as_mut()
@@ -675,12 +671,17 @@ impl Worker {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(partition);
-        let now = tokio::time::Instant::now();
         Settle {
             awaited,
-            deadline: now + self.store.config.ack_wait + SETTLE_MARGIN,
-            since: now,
+            deadline: self.settle_deadline(),
+            since: tokio::time::Instant::now(),
         }
+    }
+
+    /// When a settling that begins (or is renewed) now stops waiting: an ack wait, in
+    /// which the server sends again what was out, and a margin.
+    fn settle_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.store.config.ack_wait + SETTLE_MARGIN
     }
 
     /// Ends a partition's settling, `how` it ended, and counts it: how long partitions are

@@ -756,19 +756,19 @@ async fn a_ticket_handed_over_mid_handling_goes_on_only_after_the_handling_in_ha
     for (id, v) in tickets.values().zip(&versions) {
         say(&h.store, *id, *v, &["second"]).await;
     }
-    let done = |log: &[Handling]| {
-        log.iter().filter(|h| h.text == "second").count() >= tickets.len()
-            && log.iter().all(|h| h.ended.is_some())
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    while !done(&log.lock().unwrap()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not every ticket's messages were handled: {:?}",
-            log.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_within(
+        "every ticket's messages handled and no handling in hand",
+        Duration::from_secs(40),
+        || {
+            let (log, tickets) = (log.clone(), tickets.len());
+            async move {
+                let log = log.lock().unwrap();
+                log.iter().filter(|h| h.text == "second").count() >= tickets
+                    && log.iter().all(|h| h.ended.is_some())
+            }
+        },
+    )
+    .await;
     // A moment for a late second handling to show.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
@@ -887,24 +887,20 @@ async fn what_a_process_that_stood_still_held_past_its_ack_wait_is_handled_once_
     // A second process takes the partitions over while the first stands still, and
     // handles what the server sends it again.
     let _second = subscriber(h.store.clone(), "second process", false).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let seconds = log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, p)| t == "second" && *p == "second process")
-            .count();
-        if seconds > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the second process never handled the second message: {:?}",
-            log.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_within(
+        "the second process handling the second message",
+        Duration::from_secs(30),
+        || {
+            let log = log.clone();
+            async move {
+                log.lock()
+                    .unwrap()
+                    .iter()
+                    .any(|(t, p)| t == "second" && *p == "second process")
+            }
+        },
+    )
+    .await;
     // The first process moves again (12 s after it stopped) and goes on.
     tokio::time::sleep(Duration::from_secs(14)).await;
     done.store(true, Ordering::SeqCst);

@@ -88,12 +88,21 @@ pub async fn say(store: &EventStore, ticket: TicketId, mut version: u64, texts: 
 }
 
 /// Polls `check` until it holds, for at most ten seconds.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    eventually_within(what, Duration::from_secs(10), check).await;
+}
+
+/// Polls `check` until it holds, for at most `within`.
+pub async fn eventually_within<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
     while std::time::Instant::now() < deadline {
         if check().await {
             return;
