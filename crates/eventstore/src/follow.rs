@@ -26,7 +26,7 @@ use futures::{FutureExt as _, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::EventStore;
-use crate::customers::DecodeError;
+use crate::customers::{Binding, DecodeError};
 use crate::error::StoreError;
 use crate::subscribe::StoredEvent;
 
@@ -198,7 +198,11 @@ impl LogReader {
             _ => opentelemetry::Context::default(),
         };
         let content = if subject.starts_with(&self.ticket_prefix) {
-            match self.store.decode_to_read(&message.payload).await {
+            match self
+                .store
+                .decode_received(&message.payload, Binding::Skip)
+                .await
+            {
                 Ok(events) => Content::Ticket(
                     events
                         .into_iter()

@@ -47,6 +47,7 @@ use uuid::Uuid;
 use crate::DecodeError;
 use crate::EventStore;
 use crate::codec::EnvelopeMeta;
+use crate::customers::Binding;
 use crate::error::StoreError;
 use crate::layout::subject_partition;
 use crate::members;
@@ -1234,7 +1235,11 @@ impl Worker {
     ) -> Result<(), HandlerError> {
         let position = &delivery.position;
         let message = &delivery.message;
-        let events = match self.store.decode(&message.payload).await {
+        let events = match self
+            .store
+            .decode_received(&message.payload, Binding::Learn)
+            .await
+        {
             Ok(decoded) => decoded,
             Err(DecodeError::Codec(e)) => {
                 return Err(HandlerError::Permanent(format!("undecodable event: {e}")));
