@@ -51,7 +51,10 @@
 //! the record: the redelivered event is sent a second time. Likewise a timeout after the
 //! provider took a message makes the retry a second send. Providers other than the web
 //! chat ignore idempotency keys (the `X-Idempotency-Key` header is sent anyway), so
-//! neither window can be closed from our side.
+//! neither window can be closed from our side. A process that stood still past the
+//! event's ack wait (frozen, starved) has lost the event to a redelivery: before each
+//! request egress asks (`StoredEvent::outlived`) and, lost, sends nothing and fails
+//! transiently, so only a freeze inside the request itself is a second window.
 //!
 //! **Invariants.** Message text and contacts are never logged ([`OutboundMessage`]'s
 //! `Debug` prints `***`, requests print neither URL nor body: a Telegram URL holds the bot

@@ -159,8 +159,16 @@ impl Sender {
     }
 
     /// Sends `message`, retrying as the policy allows. Stops early, with
-    /// [`Delivery::Exhausted`], when `cancel` fires (between attempts, never mid-request).
-    pub async fn send(&self, message: &OutboundMessage, cancel: &CancellationToken) -> Delivery {
+    /// [`Delivery::Exhausted`], when `cancel` fires (between attempts, never mid-request)
+    /// or, just before a request, when `lost` says the event that asks for the message is
+    /// no longer this process's (it stood still past the event's ack wait, and the
+    /// redelivery sends the message, maybe elsewhere: a request here would be a copy).
+    pub async fn send(
+        &self,
+        message: &OutboundMessage,
+        cancel: &CancellationToken,
+        lost: &(dyn Fn() -> bool + Sync),
+    ) -> Delivery {
         let Some(adapter) = self.adapters.get(&message.channel).cloned() else {
             return Delivery::Permanent {
                 reason: Reason::ours(format!(
@@ -169,7 +177,7 @@ impl Sender {
                 )),
             };
         };
-        self.retrying(adapter.as_ref(), message, cancel, |form| {
+        self.retrying(adapter.as_ref(), message, cancel, lost, |form| {
             self.attempt(adapter.as_ref(), message, form)
         })
         .await
@@ -182,6 +190,7 @@ impl Sender {
         adapter: &dyn OutboundAdapter,
         message: &OutboundMessage,
         cancel: &CancellationToken,
+        lost: &(dyn Fn() -> bool + Sync),
         mut attempt: F,
     ) -> Delivery
     where
@@ -211,6 +220,15 @@ impl Sender {
                 if !wait.is_zero() && self.pause(wait, cancel).await {
                     return shutting_down();
                 }
+            }
+            // Checked after every wait, the rate limit's included: a freeze falls most
+            // likely in one.
+            if lost() {
+                return Delivery::Exhausted {
+                    reason: Reason::ours(
+                        "held past its ack wait (the process stood still): its redelivery sends it",
+                    ),
+                };
             }
             attempts += 1;
             match attempt(form).await {
@@ -604,15 +622,21 @@ mod tests {
         let answers = Mutex::new(VecDeque::from(answers));
         let forms = Mutex::new(Vec::new());
         let delivery = sender
-            .retrying(adapter, &message(), &CancellationToken::new(), |form| {
-                forms.lock().unwrap().push(form);
-                let next = answers
-                    .lock()
-                    .unwrap()
-                    .pop_front()
-                    .expect("a scripted answer");
-                futures::future::ready(next)
-            })
+            .retrying(
+                adapter,
+                &message(),
+                &CancellationToken::new(),
+                &|| false,
+                |form| {
+                    forms.lock().unwrap().push(form);
+                    let next = answers
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .expect("a scripted answer");
+                    futures::future::ready(next)
+                },
+            )
             .await;
         (delivery, forms.into_inner().unwrap())
     }
@@ -807,7 +831,7 @@ mod tests {
         let cancel = CancellationToken::new();
         let tries = Mutex::new(0);
         let delivery = sender
-            .retrying(&text_adapter(), &message(), &cancel, |_| {
+            .retrying(&text_adapter(), &message(), &cancel, &|| false, |_| {
                 *tries.lock().unwrap() += 1;
                 cancel.cancel();
                 futures::future::ready(retry(Some(1)))
@@ -815,6 +839,48 @@ mod tests {
             .await;
         assert!(matches!(delivery, Delivery::Exhausted { .. }));
         assert_eq!(*tries.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_send_whose_event_this_process_lost_is_not_tried_again() {
+        let clock = ManualClock::new();
+        let sender = sender(clock, policy(), None);
+        // The process stands still in the backoff after the first try, past the event's
+        // ack wait.
+        let lost = std::sync::atomic::AtomicBool::new(false);
+        let tries = Mutex::new(0);
+        let delivery = sender
+            .retrying(
+                &text_adapter(),
+                &message(),
+                &CancellationToken::new(),
+                &|| lost.load(std::sync::atomic::Ordering::SeqCst),
+                |_| {
+                    *tries.lock().unwrap() += 1;
+                    lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                    futures::future::ready(retry(Some(1)))
+                },
+            )
+            .await;
+        assert!(
+            matches!(&delivery, Delivery::Exhausted { reason } if reason.to_string().contains("ack wait")),
+            "{delivery:?}"
+        );
+        assert_eq!(*tries.lock().unwrap(), 1);
+        // Lost before the first try: nothing goes out.
+        let delivery = sender
+            .retrying(
+                &text_adapter(),
+                &message(),
+                &CancellationToken::new(),
+                &|| true,
+                |_| -> futures::future::Ready<SendOutcome> { unreachable!("no request") },
+            )
+            .await;
+        assert!(
+            matches!(delivery, Delivery::Exhausted { .. }),
+            "{delivery:?}"
+        );
     }
 
     #[tokio::test]
@@ -866,7 +932,9 @@ mod tests {
     #[tokio::test]
     async fn a_channel_without_config_fails_permanently() {
         let sender = sender(ManualClock::new(), policy(), None);
-        let delivery = sender.send(&message(), &CancellationToken::new()).await;
+        let delivery = sender
+            .send(&message(), &CancellationToken::new(), &|| false)
+            .await;
         match delivery {
             Delivery::Permanent { reason } => {
                 assert!(reason.summary().contains("whatsapp"), "{reason}")

@@ -274,7 +274,10 @@ impl Egress {
         let stop = event.let_go.as_ref().unwrap_or(&self.shutdown);
         let (delivery, channel) = match prepared {
             Ok(outbound) => {
-                let delivery = self.sender.send(&outbound, stop).await;
+                let delivery = self
+                    .sender
+                    .send(&outbound, stop, &|| event.outlived())
+                    .await;
                 log_delivery(&outbound, &delivery);
                 (delivery, Some(outbound.channel))
             }
@@ -293,7 +296,13 @@ impl Egress {
             },
             Delivery::Permanent { reason } => Outcome::Failed { reason },
             Delivery::Exhausted { reason } => {
-                if last_delivery && !self.shutdown.is_cancelled() && !stop.is_cancelled() {
+                // Not when stopped, handed over or lost to a redelivery: the message is
+                // not given up on, its next handling sends it.
+                if last_delivery
+                    && !self.shutdown.is_cancelled()
+                    && !stop.is_cancelled()
+                    && !event.outlived()
+                {
                     // The event goes to the dead letters now; the ticket learns of it.
                     let command = Command::RecordDeliveryFailure {
                         message,

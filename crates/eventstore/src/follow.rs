@@ -215,6 +215,7 @@ impl LogReader {
                             replayed: false,
                             trace: trace.clone(),
                             let_go: None,
+                            hold: None,
                         })
                         .collect(),
                 ),

@@ -78,7 +78,7 @@ pub use live::{Fold, Live};
 pub use load::LoadedTicket;
 pub use react::{Cause, Reacted, reaction_id};
 pub use seal::{BlockId, CustomerId, KeyRef, MasterKey, ProviderRef};
-pub use subscribe::{Applied, Backlog, HandlerError, StoredEvent, Subscription};
+pub use subscribe::{Applied, Backlog, HandlerError, Hold, StoredEvent, Subscription};
 
 /// A region's event store: one connection, the stream and the buckets.
 #[derive(Clone, Debug)]

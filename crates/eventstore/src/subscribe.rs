@@ -105,9 +105,55 @@ pub struct StoredEvent {
     /// transiently, so that the ticket's next owner handles the event in its order,
     /// rather than this process going on with it late. None in a view's read.
     pub let_go: Option<CancellationToken>,
+    /// From a subscription: this process's hold on the event (see [`StoredEvent::outlived`]).
+    /// None in a view's read.
+    pub hold: Option<Hold>,
+}
+
+/// A process's hold on an event it consumes: the server counts the event as this
+/// process's while its ack wait runs, which the subscription's keep-alive extends.
+#[derive(Clone, Debug)]
+pub struct Hold {
+    /// When its ack wait last began here: its arrival, or the keep-alive's last extension.
+    kept: Arc<Mutex<Instant>>,
+    ack_wait: Duration,
+}
+
+impl Hold {
+    fn new(ack_wait: Duration) -> Self {
+        Self {
+            kept: Arc::new(Mutex::new(Instant::now())),
+            ack_wait,
+        }
+    }
+
+    fn kept_alive(&self) {
+        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    /// True when nearly an ack wait passed since its ack wait last began here: the
+    /// keep-alive extends it every third of one, so only a process that stood still
+    /// (frozen, starved) gets there, and the server has sent the event again, here or to
+    /// the partition's next owner.
+    pub fn outlived(&self) -> bool {
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+            > self.ack_wait.mul_f64(0.9)
+    }
 }
 
 impl StoredEvent {
+    /// True when this process held the event past its ack wait without extending it (it
+    /// stood still meanwhile): the server has sent it again, maybe to another process. A
+    /// handler asks before what cannot be undone (a provider's send) and fails
+    /// transiently instead; the ticket then waits for the redelivery. Never true in a
+    /// view's read.
+    pub fn outlived(&self) -> bool {
+        self.hold.as_ref().is_some_and(Hold::outlived)
+    }
+
     /// An event as a fold sees it, written by hand instead of read from the log: the
     /// next message of a hand-written log in a test of a projection (region `de`, new
     /// event and command ids, delivered once, no customer key).
@@ -136,6 +182,7 @@ impl StoredEvent {
             replayed: false,
             trace: opentelemetry::Context::default(),
             let_go: None,
+            hold: None,
         }
     }
 }
@@ -438,8 +485,8 @@ struct Delivery {
     partition: u32,
     /// When this process got it; the keep-alive extends the ack wait of old ones.
     since: Instant,
-    /// When its ack wait last began here: its arrival, or the keep-alive's last extension.
-    kept: Mutex<Instant>,
+    /// Whether the server still counts it as this process's.
+    hold: Hold,
 }
 
 impl Delivery {
@@ -447,20 +494,8 @@ impl Delivery {
         self.source == other.source && self.delivered_sequence == other.delivered_sequence
     }
 
-    fn kept_alive(&self) {
-        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
-    }
-
-    /// True when nearly an ack wait passed since its ack wait last began here: the
-    /// keep-alive extends it every third of one, so only a process that stood still
-    /// (frozen, starved) gets there, and the server has sent the event again, here or to
-    /// the partition's next owner.
-    fn outlived(&self, ack_wait: Duration) -> bool {
-        self.kept
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .elapsed()
-            > ack_wait.mul_f64(0.9)
+    fn outlived(&self) -> bool {
+        self.hold.outlived()
     }
 }
 
@@ -482,6 +517,9 @@ enum Outcome {
     Park(String),
     /// Not finished because the subscription stops: handed back to the server.
     Release,
+    /// Held past its ack wait while in hand (the process stood still): the server sent it
+    /// again, maybe elsewhere; its ticket waits for that redelivery.
+    Outlived,
 }
 
 struct Worker {
@@ -981,7 +1019,7 @@ impl Worker {
             }),
             partition,
             since: Instant::now(),
-            kept: Mutex::new(Instant::now()),
+            hold: Hold::new(self.store.config.ack_wait),
         };
         let mut held_here = false;
         let start = {
@@ -1066,26 +1104,10 @@ impl Worker {
                     lane.running = false;
                     return;
                 } else {
-                    // What this process held past its ack wait without an extension (it
-                    // stood still meanwhile) the server sends again, maybe to the
-                    // partition's next owner: the lane waits for that redelivery (it
-                    // starts the lane again), so that the ticket is not handled in two
-                    // places, nor its later events before it.
-                    if let Some(outlived) = lane
-                        .queue
-                        .front()
-                        .filter(|d| d.outlived(self.store.config.ack_wait))
-                    {
-                        tracing::info!(consumer = %self.name, ticket = %key, sequence = outlived.position.sequence, "event held past its ack wait; waiting for its redelivery");
-                        helpline_telemetry::metrics::increment(
-                            "helpline_consumer_outlived_deliveries_total",
-                            "Events a process held past their ack wait without extending it (it stood still), whose redelivery their ticket waited for instead of handling them.",
-                            &[("consumer", self.name.as_str())],
-                        );
-                        lane.running = false;
+                    // Held past its ack wait while this process stood still: sent again.
+                    if let Some(outlived) = lane.queue.front().filter(|d| d.outlived()) {
                         let outlived = Arc::clone(outlived);
-                        self.tasks
-                            .spawn(Arc::clone(&self).forget_outlived(key.clone(), outlived));
+                        self.await_redelivery(lane, &key, outlived);
                         return;
                     }
                     match lane.queue.front() {
@@ -1111,6 +1133,19 @@ impl Worker {
             };
             let started = Instant::now();
             let outcome = self.handle(&head).await;
+            if matches!(outcome, Outcome::Outlived) {
+                let mut lanes = self.lanes();
+                let Some(lane) = lanes.get_mut(&key) else {
+                    return;
+                };
+                lane.head_in_hand = false;
+                if lane.queue.front().is_some_and(|d| Arc::ptr_eq(d, &head)) {
+                    self.await_redelivery(lane, &key, head);
+                    return;
+                }
+                // Its redelivery came here meanwhile and took its place: handled next.
+                continue;
+            }
             // The newest handle of the head, which a redelivery may have replaced.
             let current = {
                 let mut lanes = self.lanes();
@@ -1129,6 +1164,23 @@ impl Worker {
             let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             tracing::debug!(consumer = %self.name, ticket = %key, sequence = current.position.sequence, elapsed_us, "event handled");
         }
+    }
+
+    /// Stops the lane at `outlived`, its head, which this process held past its ack wait
+    /// without an extension (it stood still meanwhile): the server sends it again, maybe
+    /// to the partition's next owner. The lane waits for that redelivery (it starts the
+    /// lane again), so that the ticket is not handled in two places, nor its later events
+    /// before it; one that went elsewhere is forgotten here.
+    fn await_redelivery(self: &Arc<Self>, lane: &mut Lane, key: &str, outlived: Arc<Delivery>) {
+        tracing::info!(consumer = %self.name, ticket = %key, sequence = outlived.position.sequence, "event held past its ack wait; waiting for its redelivery");
+        helpline_telemetry::metrics::increment(
+            "helpline_consumer_outlived_deliveries_total",
+            "Events a process held past their ack wait without extending it (it stood still), whose redelivery their ticket waited for instead of handling them.",
+            &[("consumer", self.name.as_str())],
+        );
+        lane.running = false;
+        self.tasks
+            .spawn(Arc::clone(self).forget_outlived(key.to_owned(), outlived));
     }
 
     /// The redelivery of an event this process held past its ack wait comes within an ack
@@ -1191,6 +1243,8 @@ impl Worker {
             let outcome = self.attempt(delivery, attempt, &mut done).await;
             let result = match &outcome {
                 Ok(()) => "handled",
+                // Handled again at its redelivery.
+                Err(_) if delivery.outlived() => "retried",
                 Err(HandlerError::Transient(_)) if again(attempt) => "retried",
                 Err(_) => "dead_lettered",
             };
@@ -1206,6 +1260,10 @@ impl Worker {
                 Err(HandlerError::Transient(_)) if self.let_go(partition) => {
                     return Outcome::Release;
                 }
+                // The process stood still past the ack wait with the event in hand (a
+                // handler that saw it, `StoredEvent::outlived`, failed for that): another
+                // try here would handle it a second time beside its redelivery.
+                Err(_) if delivery.outlived() => return Outcome::Outlived,
                 Err(HandlerError::Transient(reason)) if again(attempt) => {
                     let delay = retry_delay(self.store.config.retry_backoff, attempt);
                     tracing::info!(consumer = %self.name, sequence = position.sequence, %reason, ?delay, "handler failed, retrying");
@@ -1215,6 +1273,9 @@ impl Worker {
                     }
                     if self.let_go(partition) {
                         return Outcome::Release;
+                    }
+                    if delivery.outlived() {
+                        return Outcome::Outlived;
                     }
                     attempt += 1;
                 }
@@ -1285,6 +1346,7 @@ impl Worker {
                 replayed: delivery.source == Source::Replays,
                 trace: trace.clone(),
                 let_go: Some(let_go.clone()),
+                hold: Some(delivery.hold.clone()),
             };
             AssertUnwindSafe((self.handler)(stored))
                 .catch_unwind()
@@ -1322,6 +1384,8 @@ impl Worker {
                 self.release(&delivery.message).await;
                 false
             }
+            // Neither acknowledged nor handed back: the redelivery is under way already.
+            Outcome::Outlived => false,
         };
         if done && delivery.source == Source::Replays {
             self.finish_replay(delivery.delivered_sequence).await;
@@ -1363,12 +1427,12 @@ impl Worker {
                 })
                 // One whose ack wait ran out is the server's again: extending it now
                 // would let this process handle it beside the one it was sent to.
-                .filter(|d| d.since.elapsed() >= every && !d.outlived(self.store.config.ack_wait))
+                .filter(|d| d.since.elapsed() >= every && !d.outlived())
                 .cloned()
                 .collect();
             for delivery in old {
                 match delivery.message.ack_with(AckKind::Progress).await {
-                    Ok(()) => delivery.kept_alive(),
+                    Ok(()) => delivery.hold.kept_alive(),
                     Err(e) => {
                         tracing::debug!(consumer = %self.name, error = %e, "progress not sent")
                     }

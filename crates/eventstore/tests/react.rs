@@ -67,6 +67,7 @@ async fn a_reaction_to_the_newest_event_of_a_hot_ticket_is_one_append_and_happen
         replayed: false,
         trace: Default::default(),
         let_go: None,
+        hold: None,
     });
 
     let (reacted, sent) = sent_during(&store, store.react("bot", &cause, greet)).await;
@@ -113,6 +114,7 @@ async fn a_hot_ticket_that_moved_on_is_read_before_reacting() {
         replayed: false,
         trace: Default::default(),
         let_go: None,
+        hold: None,
     });
     // Another process appends after the cause; this one's hot state is at the cause.
     say(&other, id, v, &["zweite Nachricht"]).await;

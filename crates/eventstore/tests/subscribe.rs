@@ -919,3 +919,156 @@ async fn what_a_process_that_stood_still_held_past_its_ack_wait_is_handled_once_
         "{metrics}"
     );
 }
+
+/// The window a frozen process leaves inside a handler: it stands still with the event in
+/// hand, past the ack wait, before the one thing it cannot undo (for egress, the send).
+/// The handler sees it lost the event, and the process neither tries it again nor goes
+/// on with the ticket: the redelivery, at the next owner, is the one that does it.
+#[tokio::test]
+async fn a_handler_that_stood_still_past_its_ack_wait_sees_the_event_lost_and_does_nothing_twice() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let config = StoreConfig {
+        ack_wait: Duration::from_secs(3),
+        ..test_config()
+    };
+    let h = harness_with(config.clone()).await;
+    // (text, process, what the handler did)
+    type Log = Arc<Mutex<Vec<(String, &'static str, &'static str)>>>;
+    let log: Log = Arc::default();
+    let subscriber = {
+        let log = log.clone();
+        move |store: EventStore, process: &'static str, freezes: bool| {
+            let log = log.clone();
+            async move {
+                store
+                    .subscribe("stall", &store.layout().all_tickets(), move |event| {
+                        let log = log.clone();
+                        async move {
+                            let Some(text) = text_of(&event) else {
+                                return Ok(());
+                            };
+                            let note =
+                                |what| log.lock().unwrap().push((text.clone(), process, what));
+                            note("started");
+                            if text == "freeze" && freezes && event.delivered == 1 {
+                                // The whole process stands still, after the handler began
+                                // and before its send.
+                                std::thread::sleep(Duration::from_secs(12));
+                            }
+                            if event.outlived() {
+                                note("lost it");
+                                return Err(HandlerError::Transient(
+                                    "held past the ack wait".to_owned(),
+                                ));
+                            }
+                            // A redelivery looks up whether the work was done (egress reads
+                            // the message's outcome on the ticket).
+                            let done = event.delivered > 1
+                                && log
+                                    .lock()
+                                    .unwrap()
+                                    .iter()
+                                    .any(|(t, _, what)| *t == text && *what == "sent");
+                            if done {
+                                note("done before");
+                                return Ok(());
+                            }
+                            note("sent");
+                            Ok(())
+                        }
+                    })
+                    .await
+                    .unwrap()
+            }
+        }
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let first = {
+        let (url, config, done) = (h.server.url(), config.clone(), done.clone());
+        let subscriber = subscriber.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let client = async_nats::connect(url).await.unwrap();
+                let store = EventStore::open(client, config).await.unwrap();
+                let _subscription = subscriber(store, "first process", true).await;
+                while !done.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        })
+    };
+    let id = ticket();
+    let v = open(&h.store, id).await;
+    say(&h.store, id, v, &["freeze", "after"]).await;
+    let seen = |text: &'static str, process: &'static str, what: &'static str| {
+        let log = log.clone();
+        move || {
+            let log = log.clone();
+            async move {
+                log.lock()
+                    .unwrap()
+                    .iter()
+                    .any(|entry| *entry == (text.to_owned(), process, what))
+            }
+        }
+    };
+    eventually(
+        "the first process standing still",
+        seen("freeze", "first process", "started"),
+    )
+    .await;
+    // A second process takes the partitions over and handles what the server sends again.
+    let _second = subscriber(h.store.clone(), "second process", false).await;
+    eventually_within(
+        "the second process handling the ticket",
+        Duration::from_secs(30),
+        seen("after", "second process", "sent"),
+    )
+    .await;
+    // The first process moves again (12 s after it stopped).
+    eventually_within(
+        "the first process seeing it lost the event",
+        Duration::from_secs(20),
+        seen("freeze", "first process", "lost it"),
+    )
+    .await;
+    // Long enough for retries in place (10 ms apart) and for its lane to go on.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    done.store(true, Ordering::SeqCst);
+    first.join().unwrap();
+    let log = log.lock().unwrap().clone();
+    // The delivery it lost is not tried again here (a retry in place would find it lost
+    // again, up to the dead letters); a redelivery that reached this process anyway finds
+    // the work done.
+    let lost: Vec<_> = log
+        .iter()
+        .filter(|(_, _, what)| *what == "lost it")
+        .collect();
+    assert_eq!(
+        lost,
+        [&("freeze".to_owned(), "first process", "lost it")],
+        "tried again after losing it: {log:?}"
+    );
+    // Done once, at the next owner, in the ticket's order.
+    let sent: Vec<_> = log
+        .iter()
+        .filter(|(_, _, what)| *what == "sent")
+        .map(|(t, p, _)| (t.as_str(), *p))
+        .collect();
+    assert_eq!(
+        sent,
+        [("freeze", "second process"), ("after", "second process")],
+        "{log:?}"
+    );
+    let mut dead_letters = h
+        .store
+        .jetstream()
+        .get_stream("HELPLINE_DE_DEADLETTER")
+        .await
+        .unwrap();
+    assert_eq!(dead_letters.info().await.unwrap().state.messages, 0);
+}

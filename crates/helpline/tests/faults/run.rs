@@ -138,6 +138,7 @@ pub async fn read_log(store: &EventStore) -> Log {
                         replayed: false,
                         trace: Default::default(),
                         let_go: None,
+                        hold: None,
                     });
                 }
             }
