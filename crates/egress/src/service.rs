@@ -5,8 +5,8 @@
 //!   has not seen a customer message of reads it from the log).
 //! - `BotMessageSent` / `AgentMessageSent` / `NotificationSent`: sends the text (and the bot's choices) to the
 //!   ticket's customer unless the ticket lists an outcome for the message, and appends
-//!   `MessageDelivered` or `MessageDeliveryFailed` (see the module doc of
-//!   [`crate::egress`] for the exactly-once protocol).
+//!   `MessageDelivered` or `MessageDeliveryFailed` (see [the crate's
+//!   doc](crate) for the exactly-once protocol).
 //!   A message the provider accepted also gets a reverse entry, [`provider_key`] →
 //!   [`ProviderEntry`], by which ingress finds the ticket of a later receipt. The key
 //!   names the provider's id by its keyed pseudonym: a WhatsApp `wamid` carries the
