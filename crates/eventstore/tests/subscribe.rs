@@ -799,7 +799,6 @@ async fn a_ticket_handed_over_mid_handling_goes_on_only_after_the_handling_in_ha
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_process_that_stood_still_held_past_its_ack_wait_is_handled_once_by_the_next_owner()
 {
-    use std::sync::atomic::{AtomicBool, Ordering};
     let config = StoreConfig {
         ack_wait: Duration::from_secs(3),
         ..test_config()
@@ -833,27 +832,11 @@ async fn what_a_process_that_stood_still_held_past_its_ack_wait_is_handled_once_
             }
         }
     };
-    // The first process runs on a thread of its own, one runtime thread, which its
-    // handler of "freeze" stops.
-    let done = Arc::new(AtomicBool::new(false));
-    let first = {
-        let (url, config, done) = (h.server.url(), config.clone(), done.clone());
+    // The first process, whose handler of "freeze" stops its one runtime thread.
+    let first = OwnProcess::start(h.server.url(), config.clone(), {
         let subscriber = subscriber.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let client = async_nats::connect(url).await.unwrap();
-                let store = EventStore::open(client, config).await.unwrap();
-                let _subscription = subscriber(store, "first process", true).await;
-                while !done.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            });
-        })
-    };
+        move |store| subscriber(store, "first process", true)
+    });
     let handled = |text: &'static str| {
         let log = log.clone();
         move || {
@@ -903,8 +886,7 @@ async fn what_a_process_that_stood_still_held_past_its_ack_wait_is_handled_once_
     .await;
     // The first process moves again (12 s after it stopped) and goes on.
     tokio::time::sleep(Duration::from_secs(14)).await;
-    done.store(true, Ordering::SeqCst);
-    first.join().unwrap();
+    first.stop();
     let log = log.lock().unwrap();
     let seconds: Vec<_> = log.iter().filter(|(t, _)| t == "second").collect();
     assert_eq!(
@@ -926,7 +908,6 @@ async fn what_a_process_that_stood_still_held_past_its_ack_wait_is_handled_once_
 /// on with the ticket: the redelivery, at the next owner, is the one that does it.
 #[tokio::test]
 async fn a_handler_that_stood_still_past_its_ack_wait_sees_the_event_lost_and_does_nothing_twice() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     let config = StoreConfig {
         ack_wait: Duration::from_secs(3),
         ..test_config()
@@ -982,25 +963,10 @@ async fn a_handler_that_stood_still_past_its_ack_wait_sees_the_event_lost_and_do
             }
         }
     };
-    let done = Arc::new(AtomicBool::new(false));
-    let first = {
-        let (url, config, done) = (h.server.url(), config.clone(), done.clone());
+    let first = OwnProcess::start(h.server.url(), config.clone(), {
         let subscriber = subscriber.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let client = async_nats::connect(url).await.unwrap();
-                let store = EventStore::open(client, config).await.unwrap();
-                let _subscription = subscriber(store, "first process", true).await;
-                while !done.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            });
-        })
-    };
+        move |store| subscriber(store, "first process", true)
+    });
     let id = ticket();
     let v = open(&h.store, id).await;
     say(&h.store, id, v, &["freeze", "after"]).await;
@@ -1038,8 +1004,7 @@ async fn a_handler_that_stood_still_past_its_ack_wait_sees_the_event_lost_and_do
     .await;
     // Long enough for retries in place (10 ms apart) and for its lane to go on.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    done.store(true, Ordering::SeqCst);
-    first.join().unwrap();
+    first.stop();
     let log = log.lock().unwrap().clone();
     // The delivery it lost is not tried again here (a retry in place would find it lost
     // again, up to the dead letters); a redelivery that reached this process anyway finds
@@ -1071,4 +1036,45 @@ async fn a_handler_that_stood_still_past_its_ack_wait_sees_the_event_lost_and_do
         .await
         .unwrap();
     assert_eq!(dead_letters.info().await.unwrap().state.messages, 0);
+}
+
+/// A process on a thread of its own, with one runtime thread: a handler that blocks that
+/// thread makes the whole process stand still, as a paused container does.
+struct OwnProcess {
+    done: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl OwnProcess {
+    /// Connects to `url` and keeps the subscription `subscribe` makes until [`Self::stop`].
+    fn start<S, F>(url: String, config: StoreConfig, subscribe: S) -> Self
+    where
+        S: FnOnce(EventStore) -> F + Send + 'static,
+        F: std::future::Future<Output = helpline_eventstore::Subscription>,
+    {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let client = async_nats::connect(url).await.unwrap();
+                    let store = EventStore::open(client, config).await.unwrap();
+                    let _subscription = subscribe(store).await;
+                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                });
+            })
+        };
+        Self { done, thread }
+    }
+
+    fn stop(self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap();
+    }
 }
