@@ -7,7 +7,7 @@
 //! budget are spent, which ends in [`Delivery::Exhausted`]. Time comes from a [`Clock`],
 //! so the loop and the limiter are tested with a manual clock, never the wall clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -71,10 +71,11 @@ pub enum Delivery {
     Exhausted { reason: Reason },
 }
 
-/// The share of a channel's configured notification rate egress paces at: the network
-/// and the scheduler bunch a paced stream by a few milliseconds, and the provider must
-/// never see more than the configured rate in any second.
-const NOTIFICATION_HEADROOM: f64 = 0.95;
+/// How much the way from egress to the provider's clock may bunch notifications (the
+/// scheduler, the network, the provider's own queue) and the provider still see no more
+/// than the configured rate in any second: egress counts its requests over windows this
+/// much longer than the rate's own.
+const NOTIFICATION_MARGIN: Duration = Duration::from_millis(100);
 
 /// Sends messages on every configured channel. Cheap to share behind an `Arc`.
 pub struct Sender {
@@ -83,6 +84,10 @@ pub struct Sender {
     limiters: HashMap<Channel, TokenBucket>,
     /// The notifications' pace per channel ([`Sender::notification_slot`]).
     notification_limiters: HashMap<Channel, TokenBucket>,
+    /// The notifications' ceiling per channel, checked just before each request: the
+    /// pace spreads them, this keeps a stall anywhere before the request from bunching
+    /// them past the rate.
+    notification_windows: HashMap<Channel, SendWindow>,
     policy: RetryPolicy,
     clock: Arc<dyn Clock>,
     rng: Mutex<fastrand::Rng>,
@@ -126,12 +131,23 @@ impl Sender {
             .into_iter()
             .map(|channel| (channel, TokenBucket::new(config.rate_limit(channel), now)))
             .collect();
+        let notification_windows: HashMap<Channel, SendWindow> = Channel::ALL
+            .into_iter()
+            .map(|channel| {
+                let limit = config.notification_rate_limit(channel);
+                (
+                    channel,
+                    SendWindow::for_rate(limit.per_second, NOTIFICATION_MARGIN),
+                )
+            })
+            .collect();
+        // Paced at the window's own rate, evenly: the window then only binds after a stall.
         let notification_limiters = Channel::ALL
             .into_iter()
             .map(|channel| {
                 let limit = config.notification_rate_limit(channel);
                 let paced = RateLimit {
-                    per_second: limit.per_second * NOTIFICATION_HEADROOM,
+                    per_second: notification_windows[&channel].per_second(),
                     ..limit
                 };
                 (channel, TokenBucket::new(paced, now))
@@ -148,6 +164,7 @@ impl Sender {
                 .collect(),
             limiters,
             notification_limiters,
+            notification_windows,
             policy: config.retry,
             clock,
             rng: Mutex::new(rng),
@@ -219,6 +236,19 @@ impl Sender {
                 let wait = limiter.reserve(self.clock.now());
                 if !wait.is_zero() && self.pause(wait, cancel).await {
                     return shutting_down();
+                }
+            }
+            if message.notification.is_some()
+                && let Some(window) = self.notification_windows.get(&message.channel)
+            {
+                loop {
+                    let wait = window.admit(self.clock.now());
+                    if wait.is_zero() {
+                        break;
+                    }
+                    if self.pause(wait, cancel).await {
+                        return shutting_down();
+                    }
                 }
             }
             // Checked after every wait, the rate limit's included: a freeze falls most
@@ -473,17 +503,68 @@ impl TokenBucket {
     }
 }
 
+/// At most `most` requests in any window of `span`, by egress's clock: a ceiling that
+/// holds however the requests before it bunch. Remembers the last `most` requests.
+#[derive(Debug)]
+struct SendWindow {
+    span: Duration,
+    most: usize,
+    sent: Mutex<VecDeque<Instant>>,
+}
+
+impl SendWindow {
+    /// The ceiling for `per_second` (at least one request, however slow the rate), over
+    /// windows `margin` longer than the rate's own.
+    fn for_rate(per_second: f64, margin: Duration) -> Self {
+        let per_second = if per_second > 0.0 { per_second } else { 1.0 };
+        // Whole requests: the count the rate allows in one second, one when it allows
+        // less, over the time those take at the rate.
+        let most = per_second.floor().max(1.0);
+        let span = Duration::try_from_secs_f64(most / per_second).unwrap_or(Duration::from_secs(1));
+        Self {
+            span: span + margin,
+            // At most a few thousand: the rates are validated finite.
+            most: most.min(f64::from(u32::MAX)) as usize,
+            sent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The even pace that fills the window exactly.
+    fn per_second(&self) -> f64 {
+        self.most as f64 / self.span.as_secs_f64()
+    }
+
+    /// Counts a request at `now` if the window has room, and returns zero; else how long
+    /// until it has (nothing is counted then: ask again after the wait).
+    fn admit(&self, now: Instant) -> Duration {
+        let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        while sent
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) >= self.span)
+        {
+            sent.pop_front();
+        }
+        if sent.len() < self.most {
+            sent.push_back(now);
+            return Duration::ZERO;
+        }
+        match sent.front() {
+            // Never zero: the oldest request is less than a span ago.
+            Some(oldest) => (*oldest + self.span).saturating_duration_since(now),
+            None => Duration::ZERO,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use std::collections::VecDeque;
 
     use helpline_domain::{MessageId, TicketId};
     use uuid::Uuid;
 
     use super::*;
-    use helpline_channels::{ProviderRequest, Unsendable};
+    use helpline_channels::{NotificationMeans, ProviderRequest, Unsendable};
 
     /// A clock whose sleeps return at once and move its time forward.
     #[derive(Debug)]
@@ -903,6 +984,65 @@ mod tests {
                 "{slept:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn notifications_that_bunch_before_their_requests_never_pass_their_rate_in_any_second() {
+        let clock = ManualClock::new();
+        let mut config = EgressConfig {
+            retry: policy(),
+            jitter_seed: Some(7),
+            ..EgressConfig::default()
+        };
+        config.notification_rate_limits.insert(
+            Channel::WhatsApp,
+            RateLimit {
+                per_second: 5.0,
+                burst: 1,
+            },
+        );
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let sender = Sender::with_adapters(Vec::new(), &config, clock.clone()).unwrap();
+        let notification = OutboundMessage {
+            notification: Some(NotificationMeans::default()),
+            ..message()
+        };
+        // Twelve notifications whose turns all came at once (a stall held them), then
+        // one of the bot's messages, which the notifications' ceiling does not hold.
+        let requests = Mutex::new(Vec::new());
+        for message in std::iter::repeat_n(&notification, 12).chain([&message()]) {
+            let delivery = sender
+                .retrying(
+                    &text_adapter(),
+                    message,
+                    &CancellationToken::new(),
+                    &|| false,
+                    |_| {
+                        requests
+                            .lock()
+                            .unwrap()
+                            .push((clock.now(), message.notification.is_some()));
+                        futures::future::ready(accepted())
+                    },
+                )
+                .await;
+            assert!(
+                matches!(delivery, Delivery::Accepted { .. }),
+                "{delivery:?}"
+            );
+        }
+        let requests = requests.into_inner().unwrap();
+        let notified: Vec<Instant> = requests.iter().filter(|r| r.1).map(|r| r.0).collect();
+        assert_eq!(notified.len(), 12);
+        // Five at once, then each as the first of the window leaves it: never six in
+        // 1.1 s, so up to 100 ms of bunching on the way still shows the provider five a
+        // second at most.
+        for (i, at) in notified.iter().enumerate().skip(5) {
+            let gap = at.duration_since(notified[i - 5]);
+            assert!(gap >= Duration::from_millis(1100), "{i}: {gap:?}");
+        }
+        // The bot's message went at once, after the last notification.
+        assert_eq!(requests[12], (*notified.last().unwrap(), false));
     }
 
     #[test]

@@ -791,8 +791,9 @@ async fn a_campaign_killed_midway_and_run_again_reaches_every_customer_once_at_i
     println!(
         "campaign: {CAMPAIGN} customers, {sent_before_restart} sent before the kill, busiest second {busiest}, overall {overall:.1}/s at a configured {PER_SECOND}/s, {span:.1} s"
     );
-    // Never more than the rate in any second, by the provider's clock (egress paces a
-    // little below it, for the network's and the scheduler's jitter). Without its pace the
+    // Never more than the rate in any second, by the provider's clock (egress counts
+    // its requests over windows of 1.1 s, for the network's and the scheduler's
+    // bunching on the way). Without its pace the
     // campaign goes at WhatsApp's own rate with its burst of 20: 99 in the busiest
     // second, measured.
     assert!(
