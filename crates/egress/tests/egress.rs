@@ -9,7 +9,6 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::stream::DirectGetErrorKind;
 use helpline_domain::{Channel, Customer, Event, MessageBody, MessageId, Personal, TicketId};
 use helpline_egress::{self as egress, EgressConfig, EgressError, RetryPolicy, WhatsAppTemplate};
 use helpline_eventstore::{CommandMeta, EventStore, StoreConfig, StoreError, outbound};
@@ -153,29 +152,8 @@ async fn bot_says(store: &EventStore, ticket: TicketId, text: &str) -> MessageId
 
 /// The ticket's events, in order, read by Direct Get.
 async fn events(store: &EventStore, ticket: TicketId) -> Vec<Event> {
-    let stream = store
-        .jetstream()
-        .get_stream_no_info(store.layout().event_stream())
-        .await
-        .unwrap();
-    let subject = store.layout().ticket_subject(ticket);
-    let mut events = Vec::new();
-    let mut next = 1;
-    loop {
-        match stream
-            .direct_get_next_for_subject(subject.as_str(), Some(next))
-            .await
-        {
-            Ok(message) => {
-                for (_, event) in store.decode(&message.payload).await.unwrap() {
-                    events.push(event);
-                }
-                next = message.sequence + 1;
-            }
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return events,
-            Err(e) => panic!("direct get failed: {e}"),
-        }
-    }
+    let events = store.ticket_events(ticket).await.unwrap();
+    events.into_iter().map(|(_, _, event)| event).collect()
 }
 
 /// `(message, provider id)` of every `MessageDelivered`, in log order.

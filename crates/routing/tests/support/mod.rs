@@ -77,29 +77,8 @@ impl Harness {
 
     /// Every event of the ticket, in order, read straight from the stream.
     pub async fn events(&self, ticket: TicketId) -> Result<Vec<Event>, Box<dyn std::error::Error>> {
-        let stream = self
-            .store
-            .jetstream()
-            .get_stream(self.store.layout().event_stream())
-            .await?;
-        let subject = self.store.layout().ticket_subject(ticket);
-        let mut events = Vec::new();
-        let mut next = 1;
-        // Direct Get answers "not found" past the ticket's last event.
-        while let Ok(message) = stream
-            .direct_get_next_for_subject(subject.clone(), Some(next))
-            .await
-        {
-            events.extend(
-                self.store
-                    .decode(&message.payload)
-                    .await?
-                    .into_iter()
-                    .map(|(_, event)| event),
-            );
-            next = message.sequence + 1;
-        }
-        Ok(events)
+        let events = self.store.ticket_events(ticket).await?;
+        Ok(events.into_iter().map(|(_, _, event)| event).collect())
     }
 
     /// Polls the ticket's events until `done` holds, for at most ten seconds.
