@@ -26,6 +26,18 @@ pub(crate) fn from_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebhookEr
     serde_json::from_str(text).map_err(malformed)
 }
 
+/// A part of a body kept as its JSON text, read into its type only once the parts before
+/// it say which (a whole Meta `entry` once `object` names the channel, a `value` by its
+/// `field`): one copy of the text, no tree of `serde_json::Value`s built and read again.
+pub(crate) type Raw = Box<serde_json::value::RawValue>;
+
+/// A [`Raw`] part (already checked as part of the body) into `T`.
+pub(crate) fn from_raw<T: DeserializeOwned>(
+    raw: &serde_json::value::RawValue,
+) -> Result<T, WebhookError> {
+    serde_json::from_str(raw.get()).map_err(malformed)
+}
+
 /// A `serde_json::Value` (already depth-checked as part of the body) into `T`.
 pub(crate) fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, WebhookError> {
     serde_json::from_value(value).map_err(malformed)

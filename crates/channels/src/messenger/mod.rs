@@ -130,7 +130,8 @@ impl InboundAdapter for MessengerAdapter {
                 type_label(&envelope.object)
             ))]);
         }
-        let entries: Vec<Entry> = json::from_value(json::required(envelope.entry, "entry")?)?;
+        let entries: Vec<Entry> =
+            json::from_raw(json::required(envelope.entry.as_ref(), "entry")?)?;
         let mut inbound = Vec::new();
         for entry in entries {
             // `standby` (handover protocol, we are not the primary receiver) and page
@@ -369,7 +370,7 @@ fn watermark(status: ReceiptStatus, contact: &str, up_to_unix_ms: i64) -> Inboun
 struct Envelope {
     object: String,
     /// Read only once `object` says this is a page.
-    entry: Option<serde_json::Value>,
+    entry: Option<json::Raw>,
 }
 
 #[derive(Deserialize)]

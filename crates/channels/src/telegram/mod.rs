@@ -19,10 +19,11 @@
 //! `update_id` as its id, as a message would have. In groups and channels it is the bot
 //! being added or removed, and ignored, as is any other status or shape.
 
+use std::collections::BTreeMap;
+
 use helpline_domain::notify::Scope;
 use helpline_domain::{Channel, MediaKind, Personal};
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 use crate::adapter::{InboundAdapter, WebhookRequest};
 use crate::error::{ConfigError, WebhookError};
@@ -132,15 +133,16 @@ impl InboundAdapter for TelegramAdapter {
     }
 
     fn parse(&self, body: &[u8]) -> Result<Vec<Inbound>, WebhookError> {
-        let mut update: Map<String, Value> = json::from_body(body)?;
-        let update_id = json::required(update.get("update_id"), "update_id")?
-            .as_i64()
-            .ok_or_else(|| WebhookError::malformed("update_id is not a 64-bit integer"))?;
+        // Each kind kept as its text, read into its type once the update's kind is known.
+        let mut update: BTreeMap<String, json::Raw> = json::from_body(body)?;
+        let update_id = json::required(update.get("update_id"), "update_id")?;
+        let update_id = serde_json::from_str::<i64>(update_id.get())
+            .map_err(|_| WebhookError::malformed("update_id is not a 64-bit integer"))?;
         if let Some(callback) = update.remove("callback_query") {
-            return read_callback(update_id, json::from_value(callback)?);
+            return read_callback(update_id, json::from_raw(&callback)?);
         }
         if let Some(member) = update.remove("my_chat_member") {
-            return Ok(vec![read_my_chat_member(update_id, member)]);
+            return Ok(vec![read_my_chat_member(update_id, &member)]);
         }
         let Some(message) = update.remove("message") else {
             // An update carries exactly one kind besides `update_id`: `edited_message`,
@@ -151,7 +153,7 @@ impl InboundAdapter for TelegramAdapter {
                 .map_or("empty", |key| type_label(key));
             return Ok(vec![Inbound::ignored(format!("telegram update `{kind}`"))]);
         };
-        read_message(update_id, json::from_value(message)?)
+        read_message(update_id, json::from_raw(&message)?)
     }
 }
 
@@ -221,8 +223,8 @@ fn read_callback(update_id: i64, callback: CallbackQuery) -> Result<Vec<Inbound>
 
 /// The customer blocked (`kicked`) or unblocked (`member`) the bot in their private
 /// chat. Read leniently: any other chat, status or shape is ignored, never refused.
-fn read_my_chat_member(update_id: i64, member: Value) -> Inbound {
-    let Ok(member) = serde_json::from_value::<ChatMemberUpdated>(member) else {
+fn read_my_chat_member(update_id: i64, member: &serde_json::value::RawValue) -> Inbound {
+    let Ok(member) = serde_json::from_str::<ChatMemberUpdated>(member.get()) else {
         return Inbound::ignored("telegram my_chat_member without chat or new status");
     };
     if member.chat.kind != "private" {

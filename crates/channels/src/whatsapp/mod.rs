@@ -165,11 +165,17 @@ impl InboundAdapter for WhatsAppAdapter {
                 type_label(&envelope.object)
             ))]);
         }
-        let entries: Vec<Entry> = json::from_value(json::required(envelope.entry, "entry")?)?;
+        let entries: Vec<Entry> =
+            json::from_raw(json::required(envelope.entry.as_ref(), "entry")?)?;
         let mut inbound = Vec::new();
         for change in entries.into_iter().flat_map(|entry| entry.changes) {
             if change.field == "user_preferences" {
-                read_user_preferences(change.value.as_ref(), &mut inbound);
+                // Rare, and read shape by shape: as a tree.
+                let value = change
+                    .value
+                    .as_ref()
+                    .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok());
+                read_user_preferences(value.as_ref(), &mut inbound);
                 continue;
             }
             if change.field != "messages" {
@@ -179,7 +185,8 @@ impl InboundAdapter for WhatsAppAdapter {
                 )));
                 continue;
             }
-            let value: Value = json::from_value(json::required(change.value, "changes[].value")?)?;
+            let value: Value =
+                json::from_raw(json::required(change.value.as_ref(), "changes[].value")?)?;
             read_value(value, &mut inbound)?;
         }
         Ok(inbound)
@@ -428,7 +435,7 @@ fn read_status(status: Status) -> Result<Inbound, WebhookError> {
 struct Envelope {
     object: String,
     /// Read only once `object` says this is WhatsApp.
-    entry: Option<serde_json::Value>,
+    entry: Option<json::Raw>,
 }
 
 #[derive(Deserialize)]
@@ -440,7 +447,7 @@ struct Entry {
 struct Change {
     field: String,
     /// Its shape depends on `field`; read only for `messages` and `user_preferences`.
-    value: Option<serde_json::Value>,
+    value: Option<json::Raw>,
 }
 
 /// One of `user_preferences[]`; `detail` (a sentence for people) is not read.
