@@ -3,7 +3,8 @@
 //! - [`CONSUMER`] over every ticket's events: answers the events the conversation reacts
 //!   to through [`EventStore::react`] (once per event, however often it is delivered),
 //!   and arms the ticket's silence timer on `TicketOpened`, `CustomerMessageReceived`
-//!   and `RatingRequested`.
+//!   and `RatingRequested` (once for a ticket opened by the customer's first message:
+//!   the opening and the message are one message of the log).
 //! - [`TIMER_CONSUMER`] over the timer stream `HELPLINE_<REGION>_TIMERS`: one subject per
 //!   ticket, `helpline.<region>.timer.<ticket>`, holding only the latest deadline (a
 //!   newer one replaces the older), as a work queue (an acknowledged timer is removed).
@@ -177,6 +178,15 @@ struct Bot {
 
 impl Bot {
     async fn handle(&self, event: StoredEvent) -> Result<(), HandlerError> {
+        // The customer messages the ticket had at this event's message, when this process
+        // holds the ticket hot exactly there (as the consumer leaves it for a message that
+        // follows on its hot state): what arming the silence timer needs, without a read.
+        // Taken before the reaction below moves the hot state on.
+        let messages_at_event = self
+            .store
+            .cached(event.meta.ticket)
+            .filter(|hot| hot.version == event.sequence)
+            .map(|hot| hot.ticket.customer_messages);
         self.note_consent(&event).await?;
         if reacts_to(&event.event) {
             let now = timestamp(event.meta.occurred_at);
@@ -192,7 +202,7 @@ impl Bot {
                 | Event::CustomerMessageReceived { .. }
                 | Event::RatingRequested { .. }
         ) {
-            self.arm(&event).await?;
+            self.arm(&event, messages_at_event).await?;
         }
         Ok(())
     }
@@ -263,13 +273,26 @@ impl Bot {
     }
 
     /// Publishes the ticket's new silence deadline, the event's time plus the region's
-    /// timeout, and waits for the stream to store it.
-    async fn arm(&self, event: &StoredEvent) -> Result<(), HandlerError> {
+    /// timeout, and waits for the stream to store it. `messages_at_event`: the ticket's
+    /// customer messages at the event's message, if known without a read.
+    async fn arm(
+        &self,
+        event: &StoredEvent,
+        messages_at_event: Option<u32>,
+    ) -> Result<(), HandlerError> {
         let ticket = event.meta.ticket;
-        let customer_messages = match event.event {
-            Event::TicketOpened { .. } => 0,
+        let customer_messages = match (&event.event, messages_at_event) {
+            (_, Some(known)) => known,
+            (Event::TicketOpened { .. }, None) => 0,
             _ => self.store.load(ticket).await?.ticket.customer_messages,
         };
+        // A ticket opened by the customer's first message holds that message in the same
+        // message of the log, handled right after this event: it arms the same deadline
+        // with the count it makes, so arming for the opening too would only be a second
+        // timer to store, hold back and replace.
+        if matches!(event.event, Event::TicketOpened { .. }) && customer_messages > 0 {
+            return Ok(());
+        }
         let timer = Timer {
             ticket,
             due_at: unix_millis(event.meta.occurred_at)

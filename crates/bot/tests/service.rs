@@ -23,7 +23,7 @@ use uuid::Uuid;
 type Result<T = ()> = anyhow::Result<T>;
 
 struct Harness {
-    _server: NatsServer,
+    server: NatsServer,
     store: EventStore,
 }
 
@@ -35,10 +35,7 @@ async fn harness() -> Result<Harness> {
         ..StoreConfig::new("de")
     };
     let store = EventStore::ensure(client, config).await?;
-    Ok(Harness {
-        _server: server,
-        store,
-    })
+    Ok(Harness { server, store })
 }
 
 /// The German region, as shipped, with its silence timeout changed.
@@ -359,6 +356,63 @@ async fn a_silent_customer_is_abandoned() -> Result {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     bot.stop().await
+}
+
+#[tokio::test]
+async fn a_ticket_opened_by_the_customers_first_message_arms_one_timer() -> Result {
+    let h = harness().await?;
+    // The bot on a connection and store of its own, as in a process of its own: what it
+    // knows of the ticket comes from its consumer alone.
+    let bot_store = EventStore::ensure(
+        h.server.connect().await?,
+        StoreConfig {
+            retry_backoff: Duration::from_millis(20),
+            ..StoreConfig::new("de")
+        },
+    )
+    .await?;
+    let bot = start(&bot_store, &germany(600)?);
+    // As ingress writes a new customer's first message: the opening and the message,
+    // one message of the log.
+    let id = TicketId(Uuid::now_v7());
+    let message = MessageId(Uuid::now_v7());
+    let first = [
+        Event::TicketOpened {
+            ticket: id,
+            customer: Customer {
+                channel: Channel::WhatsApp,
+                contact: Personal::new("4915112345678".to_owned()),
+                display_name: None,
+            },
+            language: "de".to_owned(),
+        },
+        Event::CustomerMessageReceived {
+            message,
+            provider_message_id: format!("wamid.{}", message.0.simple()).into(),
+            body: MessageBody::Text(Personal::new("Hallo".to_owned())),
+        },
+    ];
+    h.store.append(id, 0, &first, &command()).await?;
+    eventually(&h.store, id, "the product question", |t| {
+        t.last_prompt == "ask_product"
+    })
+    .await?;
+    drained(&bot_store).await?;
+    bot.stop().await?;
+
+    let timers = h
+        .store
+        .jetstream()
+        .get_stream(timer_stream(&h.store))
+        .await?;
+    let armed = timers
+        .get_last_raw_message_by_subject(&timer_subject(&h.store, id))
+        .await?;
+    let timer: helpline_bot::service::Timer = serde_json::from_slice(&armed.payload)?;
+    assert_eq!(timer.customer_messages, 1);
+    // One timer was ever written to the stream: none for the opening alone.
+    assert_eq!(armed.sequence, 1);
+    Ok(())
 }
 
 #[tokio::test]
