@@ -102,7 +102,7 @@ impl Default for OutboundSettings {
 }
 
 /// The registry: one line per channel, `<config section and folder> => <domain Channel>`.
-/// Each folder provides `type Config`, `MEDIA_HOSTS`, `fn secrets(&Config)`,
+/// Each folder provides `type Config`, `MEDIA_HOSTS`, `RECEIPTS`, `fn secrets(&Config)`,
 /// `fn inbound(&Config)` and `fn outbound(&Config, &OutboundSettings)`.
 macro_rules! registry {
     ($($name:ident => $channel:ident),+ $(,)?) => {
@@ -127,6 +127,17 @@ macro_rules! registry {
                 $(Channel::$channel => $name::MEDIA_HOSTS,)+
                 #[allow(unreachable_patterns)]
                 _ => &[],
+            }
+        }
+
+        /// Whether `channel`'s provider sends receipts on the messages it accepted (its
+        /// folder's `RECEIPTS`): only then does egress keep a reverse entry to find their
+        /// ticket by.
+        pub fn sends_receipts(channel: Channel) -> bool {
+            match channel {
+                $(Channel::$channel => $name::RECEIPTS,)+
+                #[allow(unreachable_patterns)]
+                _ => false,
             }
         }
 

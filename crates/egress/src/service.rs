@@ -8,9 +8,10 @@
 //!   `MessageDelivered` or `MessageDeliveryFailed` (see [the crate's
 //!   doc](crate) for the exactly-once protocol).
 //!   A message the provider accepted also gets a reverse entry, [`provider_key`] →
-//!   [`ProviderEntry`], by which ingress finds the ticket of a later receipt. The key
-//!   names the provider's id by its keyed pseudonym: a WhatsApp `wamid` carries the
-//!   customer's number.
+//!   [`ProviderEntry`], by which ingress finds the ticket of a later receipt, on the
+//!   channels whose providers send receipts (not Telegram, not Apple:
+//!   [`helpline_channels::sends_receipts`]). The key names the provider's id by its keyed
+//!   pseudonym: a WhatsApp `wamid` carries the customer's number.
 //! - Everything else is acknowledged untouched.
 
 use std::collections::HashMap;
@@ -224,7 +225,8 @@ impl Egress {
             if let (Some(Ok(provider_message_id)), Some(customer)) = (
                 outcome.as_ref().map(|id| id.read()),
                 &loaded.ticket.customer,
-            ) {
+            ) && helpline_channels::sends_receipts(customer.channel)
+            {
                 let provider = self
                     .store
                     .provider_ref(customer.channel, provider_message_id);
@@ -332,10 +334,13 @@ impl Egress {
                     provider_message_id: provider_message_id.clone().into(),
                 },
                 "delivered",
-                Some(provider_key(
-                    channel,
-                    &self.store.provider_ref(channel, provider_message_id),
-                )),
+                // A provider that never reports on the message needs no way back to it.
+                helpline_channels::sends_receipts(channel).then(|| {
+                    provider_key(
+                        channel,
+                        &self.store.provider_ref(channel, provider_message_id),
+                    )
+                }),
             ),
             (Outcome::Delivered { .. }, None) => {
                 return Err(HandlerError::Permanent(

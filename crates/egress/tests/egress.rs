@@ -551,8 +551,8 @@ async fn redelivered_events_send_nothing_twice() {
 async fn a_crash_after_the_outcome_was_recorded_sends_nothing_again_and_indexes_the_message() {
     let h = harness().await;
     let store = &h.store;
-    let customer = "100042";
-    let ticket = open(store, Channel::Telegram, customer, SystemTime::now()).await;
+    let customer = "01234567890B=";
+    let ticket = open(store, Channel::Viber, customer, SystemTime::now()).await;
     let message = bot_says(store, ticket, "schon gesendet").await;
     // What a crash right after the outcome was appended leaves behind: the event, not yet
     // acknowledged, and no reverse entry for the provider's id.
@@ -561,7 +561,7 @@ async fn a_crash_after_the_outcome_was_recorded_sends_nothing_again_and_indexes_
         ticket,
         Event::MessageDelivered {
             message,
-            provider_message_id: "4711".into(),
+            provider_message_id: "5741311803571721087".into(),
         },
         SystemTime::now(),
     )
@@ -574,8 +574,8 @@ async fn a_crash_after_the_outcome_was_recorded_sends_nothing_again_and_indexes_
         .await
         .unwrap();
     let key = outbound::provider_key(
-        Channel::Telegram,
-        &store.provider_ref(Channel::Telegram, "4711"),
+        Channel::Viber,
+        &store.provider_ref(Channel::Viber, "5741311803571721087"),
     );
     eventually("the reverse entry written", || {
         let (bucket, key) = (bucket.clone(), key.clone());
@@ -588,10 +588,10 @@ async fn a_crash_after_the_outcome_was_recorded_sends_nothing_again_and_indexes_
     assert_eq!((entry.ticket, entry.message), (ticket, message));
     assert_eq!(
         delivered(store, ticket).await,
-        [(message, "4711".to_owned())]
+        [(message, "5741311803571721087".to_owned())]
     );
-    assert_eq!(h.sim.send_attempts(Channel::Telegram), 0);
-    assert!(h.sim.received(Channel::Telegram, customer).is_empty());
+    assert_eq!(h.sim.send_attempts(Channel::Viber), 0);
+    assert!(h.sim.received(Channel::Viber, customer).is_empty());
 }
 
 #[tokio::test]
@@ -685,7 +685,8 @@ async fn web_chat_replies_are_signed_and_keyed_by_message() {
 async fn an_accepted_message_can_be_found_by_its_provider_id() {
     let h = harness().await;
     let store = &h.store;
-    let ticket = open(store, Channel::Telegram, "100077", SystemTime::now()).await;
+    // Viber reports on the messages it accepted (delivered, seen, failed).
+    let ticket = open(store, Channel::Viber, "01234567890A=", SystemTime::now()).await;
     let message = bot_says(store, ticket, "Wir melden uns").await;
     let running = start(store, config(&h.sim, None));
 
@@ -702,7 +703,7 @@ async fn an_accepted_message_can_be_found_by_its_provider_id() {
         .unwrap();
     let key = |channel| outbound::provider_key(channel, &store.provider_ref(channel, &provider_id));
     let entry = bucket
-        .get(key(Channel::Telegram))
+        .get(key(Channel::Viber))
         .await
         .unwrap()
         .expect("a reverse entry for the provider id");
@@ -714,6 +715,34 @@ async fn an_accepted_message_can_be_found_by_its_provider_id() {
         bucket.get(key(Channel::WhatsApp)).await.unwrap().is_none(),
         "keyed per channel"
     );
+}
+
+#[tokio::test]
+async fn a_message_on_a_channel_without_receipts_gets_no_reverse_entry() {
+    let h = harness().await;
+    let store = &h.store;
+    // Telegram's Bot API says nothing about a message after accepting it.
+    let ticket = open(store, Channel::Telegram, "100077", SystemTime::now()).await;
+    bot_says(store, ticket, "Wir melden uns").await;
+    let running = start(store, config(&h.sim, None));
+
+    eventually("the delivery recorded", || async move {
+        !delivered(store, ticket).await.is_empty()
+    })
+    .await;
+    running.stop().await;
+    let provider_id = delivered(store, ticket).await[0].1.clone();
+    let bucket = store
+        .jetstream()
+        .get_key_value(outbound::outbound_bucket(store.layout()))
+        .await
+        .unwrap();
+    let key = outbound::provider_key(
+        Channel::Telegram,
+        &store.provider_ref(Channel::Telegram, &provider_id),
+    );
+    assert!(bucket.get(key).await.unwrap().is_none());
+    assert_eq!(bucket.status().await.unwrap().values(), 0);
 }
 
 #[tokio::test]

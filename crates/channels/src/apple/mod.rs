@@ -126,6 +126,9 @@ impl AppleConfig {
     }
 }
 
+/// Whether the provider reports on a message after accepting it (receipts). Apple sends no delivery or read receipts: the `200` of `/message` is the only signal.
+pub const RECEIPTS: bool = false;
+
 /// Where attachments come from unless `ingress.media_hosts.apple` says otherwise. Where the download URLs of Apple's `preDownload` point (iCloud's MMCS).
 pub const MEDIA_HOSTS: &[&str] = &["icloud-content.com", "icloud.com"];
 

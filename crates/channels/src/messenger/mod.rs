@@ -59,6 +59,9 @@ impl Default for MessengerConfig {
     }
 }
 
+/// Whether the provider reports on a message after accepting it (receipts). Messenger sends `delivery` and `read` events for the Page's messages.
+pub const RECEIPTS: bool = true;
+
 /// Where attachments come from unless `ingress.media_hosts.messenger` says otherwise. Messenger's attachment URLs (Facebook's CDNs).
 pub const MEDIA_HOSTS: &[&str] = &["fbcdn.net", "fbsbx.com"];
 

@@ -66,6 +66,9 @@ fn default_bot_api() -> String {
     "https://api.telegram.org".to_owned()
 }
 
+/// Whether the provider reports on a message after accepting it (receipts). The Bot API reports nothing about a message after it accepted it.
+pub const RECEIPTS: bool = false;
+
 /// Where attachments come from unless `ingress.media_hosts.telegram` says otherwise. None: Telegram's files come from its API (`api_base_url`).
 pub const MEDIA_HOSTS: &[&str] = &[];
 

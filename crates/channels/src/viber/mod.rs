@@ -53,6 +53,9 @@ fn default_viber_api() -> String {
     "https://chatapi.viber.com/pa".to_owned()
 }
 
+/// Whether the provider reports on a message after accepting it (receipts). Viber sends `delivered`, `seen` and `failed` callbacks naming the `message_token`.
+pub const RECEIPTS: bool = true;
+
 /// Where attachments come from unless `ingress.media_hosts.viber` says otherwise. Viber's media URLs.
 pub const MEDIA_HOSTS: &[&str] = &["viber.com"];
 

@@ -71,6 +71,9 @@ impl Default for WebConfig {
     }
 }
 
+/// Whether the provider reports on a message after accepting it (receipts). The web chat page reports each message delivered and read.
+pub const RECEIPTS: bool = true;
+
 /// Where attachments come from unless `ingress.media_hosts.web` says otherwise. None until configured: the site's own upload host.
 pub const MEDIA_HOSTS: &[&str] = &[];
 

@@ -93,6 +93,9 @@ pub struct WhatsAppTemplate {
     pub language: String,
 }
 
+/// Whether the provider reports on a message after accepting it (receipts). WhatsApp sends `statuses` (sent, delivered, read, failed) naming the message's `wamid`.
+pub const RECEIPTS: bool = true;
+
 /// Where attachments come from unless `ingress.media_hosts.whatsapp` says otherwise. The host WhatsApp's media lookup answers with (Meta's lookaside).
 pub const MEDIA_HOSTS: &[&str] = &["fbsbx.com", "whatsapp.net"];
 
