@@ -38,9 +38,9 @@ pub(crate) fn from_raw<T: DeserializeOwned>(
     serde_json::from_str(raw.get()).map_err(malformed)
 }
 
-/// A `serde_json::Value` (already depth-checked as part of the body) into `T`.
-pub(crate) fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, WebhookError> {
-    serde_json::from_value(value).map_err(malformed)
+/// A body [`from_body`] has already checked (size, UTF-8, depth), read again into `T`.
+pub(crate) fn from_checked<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebhookError> {
+    serde_json::from_slice(body).map_err(malformed)
 }
 
 /// Rejects nesting of [`MAX_DEPTH`] levels or more, in one pass and constant stack.

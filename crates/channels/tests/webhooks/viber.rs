@@ -193,6 +193,18 @@ fn a_token_read_as_a_float_or_a_string_is_malformed() {
 }
 
 #[test]
+fn a_callback_without_an_event_or_with_one_that_is_not_a_string_is_malformed() {
+    for body in [
+        r#"{"timestamp":1764082000000,"message_token":5741311803571700000}"#,
+        r#"{"event":7,"timestamp":1764082000000}"#,
+        r#"{"event":null,"timestamp":1764082000000}"#,
+        r#"{"event":{"type":"message"}}"#,
+    ] {
+        assert_malformed(viber().parse(body.as_bytes()));
+    }
+}
+
+#[test]
 fn unsubscribed_withdraws_consent_to_every_notification() {
     check(
         &viber(),
