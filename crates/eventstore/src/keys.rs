@@ -18,6 +18,7 @@
 //! (an entry purged, a slot blanked) is evicted — so an erasure reaches every process
 //! within a round trip, and until the watcher runs nothing is cached at all.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -209,6 +210,8 @@ pub(crate) struct CustomerKeys {
     /// Held while a block is made for a claim that found no free slot, so that claims
     /// arriving together make one block, not one each.
     making: tokio::sync::Mutex<()>,
+    /// Blocks being read now, each with its turn: readers of one block read it once.
+    reading: Mutex<HashMap<BlockId, Arc<tokio::sync::Mutex<()>>>>,
 }
 /// A preload's state, shared with the task that reads the bucket.
 #[derive(Default)]
@@ -293,6 +296,7 @@ impl CustomerKeys {
             preload: Arc::default(),
             ahead: Mutex::default(),
             making: tokio::sync::Mutex::new(()),
+            reading: Mutex::default(),
         }
     }
 
@@ -452,13 +456,33 @@ impl CustomerKeys {
     /// A block's keys: cached, brought by a running preload, or read.
     async fn block(&self, block: BlockId) -> Result<Option<Arc<Block>>, StoreError> {
         self.watch().await;
-        if let Some(cached) = self
-            .preload
-            .wait_for(|| lock(&self.cache).blocks.get(&block).cloned())
-            .await
-        {
+        let cached = || lock(&self.cache).blocks.get(&block).cloned();
+        if let Some(cached) = self.preload.wait_for(cached).await {
             return Ok(Some(cached));
         }
+        // One read of a block at a time: the first messages of a new block's customers
+        // come together, on many lanes at once, and each would read the block and unwrap
+        // its 512 keys (up to 141 times for one block, under the bench's end-to-end
+        // load). The others wait for the first and find it cached.
+        let turn = lock(&self.reading).entry(block).or_default().clone();
+        let read = async {
+            let _turn = turn.lock().await;
+            match cached() {
+                Some(cached) => Ok(Some(cached)),
+                None => self.read_block(block).await,
+            }
+        }
+        .await;
+        let mut reading = lock(&self.reading);
+        // The map's and this call's: no one else waits for this block.
+        if Arc::strong_count(&turn) == 2 {
+            reading.remove(&block);
+        }
+        read
+    }
+
+    /// Reads and opens a block, caching it unless the bucket changed meanwhile.
+    async fn read_block(&self, block: BlockId) -> Result<Option<Arc<Block>>, StoreError> {
         let seen = self.changes.load(Ordering::Acquire);
         let stored = self.read_entry(&block.bucket_key()).await?;
         let Some(stored) = stored else {

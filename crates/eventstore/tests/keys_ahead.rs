@@ -96,6 +96,41 @@ async fn another_process_opens_the_first_message_by_the_slot_it_names() {
 }
 
 #[tokio::test]
+async fn a_process_opening_many_new_customers_at_once_reads_their_block_once() {
+    let h = harness().await;
+    let mut tickets = Vec::new();
+    for n in 0..40 {
+        let contact = format!("49151000020{n:02}");
+        let (ticket, _) = first_message(&h.store, &contact, "hallo").await.unwrap();
+        tickets.push(ticket);
+    }
+    // What reading them costs a fresh process, one after the other: one read of their
+    // block, then each ticket's own reads.
+    let one_by_one = another_process(&h.server).await;
+    let before = sent_by(one_by_one.client());
+    for ticket in &tickets {
+        one_by_one.ticket_events(*ticket).await.unwrap();
+    }
+    let sequential = sent_by(one_by_one.client()) - before;
+    // Another fresh process reads them all at once, as a consumer's lanes take a burst of
+    // new customers: the block is still read once, not once per ticket waiting for it.
+    let at_once = another_process(&h.server).await;
+    let before = sent_by(at_once.client());
+    let read =
+        futures::future::join_all(tickets.iter().map(|ticket| at_once.ticket_events(*ticket)))
+            .await;
+    let together = sent_by(at_once.client()) - before;
+    for events in read {
+        assert_eq!(texts(&events.unwrap()), ["hallo"]);
+    }
+    // A little room for the key watch's own traffic, far below a read per ticket.
+    assert!(
+        together <= sequential + 3,
+        "{together} messages at once against {sequential} one after the other"
+    );
+}
+
+#[tokio::test]
 async fn a_fresh_process_finds_a_customers_key_by_their_first_ticket() {
     let h = harness().await;
     let (_, customer) = first_message(&h.store, "4915100000004", "hallo")
