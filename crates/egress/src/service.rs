@@ -225,12 +225,8 @@ impl Egress {
             if let (Some(Ok(provider_message_id)), Some(customer)) = (
                 outcome.as_ref().map(|id| id.read()),
                 &loaded.ticket.customer,
-            ) && helpline_channels::sends_receipts(customer.channel)
+            ) && let Some(key) = self.reverse_key(customer.channel, provider_message_id)
             {
-                let provider = self
-                    .store
-                    .provider_ref(customer.channel, provider_message_id);
-                let key = provider_key(customer.channel, &provider);
                 self.index_provider(ticket, message, &key).await?;
             }
             return Ok(());
@@ -334,13 +330,7 @@ impl Egress {
                     provider_message_id: provider_message_id.clone().into(),
                 },
                 "delivered",
-                // A provider that never reports on the message needs no way back to it.
-                helpline_channels::sends_receipts(channel).then(|| {
-                    provider_key(
-                        channel,
-                        &self.store.provider_ref(channel, provider_message_id),
-                    )
-                }),
+                self.reverse_key(channel, provider_message_id),
             ),
             (Outcome::Delivered { .. }, None) => {
                 return Err(HandlerError::Permanent(
@@ -365,6 +355,18 @@ impl Egress {
             None => record.await?,
         }
         Ok(())
+    }
+
+    /// The reverse entry's key for a message `channel`'s provider accepted as
+    /// `provider_message_id`; none where the provider never reports on a message after
+    /// accepting it, so nothing needs a way back to it.
+    fn reverse_key(&self, channel: Channel, provider_message_id: &str) -> Option<String> {
+        helpline_channels::sends_receipts(channel).then(|| {
+            provider_key(
+                channel,
+                &self.store.provider_ref(channel, provider_message_id),
+            )
+        })
     }
 
     /// Writes the reverse entry of an accepted message, trying until the bucket takes it.
