@@ -202,6 +202,28 @@ where
     panic!("timed out waiting for: {what}");
 }
 
+/// The outbound bucket: provider message id → ticket and message, for receipts.
+async fn outbound_index(store: &EventStore) -> async_nats::jetstream::kv::Store {
+    store
+        .jetstream()
+        .get_key_value(outbound::outbound_bucket(store.layout()))
+        .await
+        .unwrap()
+}
+
+/// Runs egress until the ticket's first message is recorded as delivered, then stops
+/// it; the provider's id for that message.
+async fn first_delivery(h: &Harness, ticket: TicketId) -> String {
+    let store = &h.store;
+    let running = start(store, config(&h.sim, None));
+    eventually("the delivery recorded", || async move {
+        !delivered(store, ticket).await.is_empty()
+    })
+    .await;
+    running.stop().await;
+    delivered(store, ticket).await[0].1.clone()
+}
+
 /// Waits until the egress consumer has nothing pending or unacknowledged, three checks
 /// in a row.
 async fn drained(store: &EventStore) {
@@ -568,11 +590,7 @@ async fn a_crash_after_the_outcome_was_recorded_sends_nothing_again_and_indexes_
     .await;
     let running = start(store, config(&h.sim, None));
     drained(store).await;
-    let bucket = store
-        .jetstream()
-        .get_key_value(outbound::outbound_bucket(store.layout()))
-        .await
-        .unwrap();
+    let bucket = outbound_index(store).await;
     let key = outbound::provider_key(
         Channel::Viber,
         &store.provider_ref(Channel::Viber, "5741311803571721087"),
@@ -688,19 +706,8 @@ async fn an_accepted_message_can_be_found_by_its_provider_id() {
     // Viber reports on the messages it accepted (delivered, seen, failed).
     let ticket = open(store, Channel::Viber, "01234567890A=", SystemTime::now()).await;
     let message = bot_says(store, ticket, "Wir melden uns").await;
-    let running = start(store, config(&h.sim, None));
-
-    eventually("the delivery recorded", || async move {
-        !delivered(store, ticket).await.is_empty()
-    })
-    .await;
-    running.stop().await;
-    let provider_id = delivered(store, ticket).await[0].1.clone();
-    let bucket = store
-        .jetstream()
-        .get_key_value(outbound::outbound_bucket(store.layout()))
-        .await
-        .unwrap();
+    let provider_id = first_delivery(&h, ticket).await;
+    let bucket = outbound_index(store).await;
     let key = |channel| outbound::provider_key(channel, &store.provider_ref(channel, &provider_id));
     let entry = bucket
         .get(key(Channel::Viber))
@@ -724,19 +731,8 @@ async fn a_message_on_a_channel_without_receipts_gets_no_reverse_entry() {
     // Telegram's Bot API says nothing about a message after accepting it.
     let ticket = open(store, Channel::Telegram, "100077", SystemTime::now()).await;
     bot_says(store, ticket, "Wir melden uns").await;
-    let running = start(store, config(&h.sim, None));
-
-    eventually("the delivery recorded", || async move {
-        !delivered(store, ticket).await.is_empty()
-    })
-    .await;
-    running.stop().await;
-    let provider_id = delivered(store, ticket).await[0].1.clone();
-    let bucket = store
-        .jetstream()
-        .get_key_value(outbound::outbound_bucket(store.layout()))
-        .await
-        .unwrap();
+    let provider_id = first_delivery(&h, ticket).await;
+    let bucket = outbound_index(store).await;
     let key = outbound::provider_key(
         Channel::Telegram,
         &store.provider_ref(Channel::Telegram, &provider_id),
